@@ -1,0 +1,384 @@
+"""OHLCV candles: loading, validation, resampling and look-ahead-safe timeframe alignment.
+
+Every price series enters the engine through :func:`candles_from_frame`, so bad data fails loudly
+here (naming file, timestamp and column) instead of silently skewing a backtest or a live order.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+from pathlib import Path
+
+import attrs
+import numpy as np
+import pandas as pd
+
+COLUMNS = ("open", "high", "low", "close", "volume")
+PRICES = COLUMNS[:4]
+TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w")
+_UNIT_NS = {"m": 60 * 10**9, "h": 3600 * 10**9, "d": 86400 * 10**9, "w": 7 * 86400 * 10**9}
+_TIME_ALIASES = ("time", "timestamp", "datetime", "date", "open_time", "unix", "ts")
+_ALIASES = {"vol": "volume", **{a: "time" for a in _TIME_ALIASES}}
+_MAX_SHOWN = 5
+_WEEK_ORIGIN_NS = 4 * 86400 * 10**9  # 1970-01-05 was a Monday: weekly buckets open on Mondays.
+
+
+class CandleError(ValueError):
+    """Bad candle data. Message names the file/symbol, the row timestamp (or row number) and the column."""
+
+
+def timeframe_to_ns(tf: str) -> int:
+    """Length of one bar in nanoseconds; only the exchange-standard timeframes are accepted."""
+    if tf not in TIMEFRAMES:
+        raise CandleError(f"unknown timeframe {tf!r}; expected one of {', '.join(TIMEFRAMES)}")
+    return int(tf[:-1]) * _UNIT_NS[tf[-1]]
+
+
+_NS_TO_TF = {timeframe_to_ns(tf): tf for tf in TIMEFRAMES}
+
+
+def infer_timeframe(index: pd.DatetimeIndex) -> str:
+    """Most common step between consecutive timestamps (robust to gaps), as a timeframe string."""
+    steps = np.diff(np.asarray(index.as_unit("ns").asi8))
+    if steps.size == 0:
+        raise CandleError("cannot infer the timeframe from fewer than 2 bars; pass timeframe=")
+    values, counts = np.unique(steps, return_counts=True)
+    step = int(values[np.argmax(counts)])
+    if step not in _NS_TO_TF:
+        raise CandleError(f"most common bar step {pd.Timedelta(step)} is not a known timeframe "
+                          f"({', '.join(TIMEFRAMES)}); pass timeframe= explicitly")
+    return _NS_TO_TF[step]
+
+
+@attrs.frozen
+class Gap:
+    """Missing bars between two present ones (reported, not an error: exchanges have outages)."""
+
+    start: pd.Timestamp  # last bar before the gap
+    end: pd.Timestamp  # first bar after
+    missing: int  # number of absent bars
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.flags.writeable = False
+    return a
+
+
+@attrs.frozen(eq=False)
+class Candles:
+    """A validated, immutable OHLCV series. Build it with :func:`load_candles` / :func:`candles_from_frame`.
+
+    The constructor re-checks only the cheap structural invariants; the numpy views (``time`` as int64
+    ns since epoch, ``open`` .. ``volume`` float64) are computed once and are read-only. Treat
+    ``frame`` as read-only too: the views would not follow changes to it.
+    """
+
+    symbol: str
+    timeframe: str
+    frame: pd.DataFrame
+    gaps: tuple[Gap, ...] = ()
+    repairs: tuple[str, ...] = ()  # what repair=True changed, for the caller to log
+    time: np.ndarray = attrs.field(init=False, repr=False)
+    open: np.ndarray = attrs.field(init=False, repr=False)
+    high: np.ndarray = attrs.field(init=False, repr=False)
+    low: np.ndarray = attrs.field(init=False, repr=False)
+    close: np.ndarray = attrs.field(init=False, repr=False)
+    volume: np.ndarray = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        timeframe_to_ns(self.timeframe)
+        f, idx = self.frame, self.frame.index
+        if tuple(f.columns) != COLUMNS or any(f[c].dtype != np.float64 for c in COLUMNS):
+            raise CandleError(f"{self.symbol}: frame must have float64 columns {COLUMNS}, got {dict(f.dtypes)}")
+        if not (isinstance(idx, pd.DatetimeIndex) and str(idx.tz) == "UTC" and idx.name == "time"):
+            raise CandleError(f"{self.symbol}: index must be a UTC DatetimeIndex named 'time'")
+        if not (idx.is_monotonic_increasing and idx.is_unique):
+            raise CandleError(f"{self.symbol}: index 'time' must be sorted and unique")
+        object.__setattr__(self, "time", _readonly(idx.as_unit("ns").asi8.copy()))
+        for c in COLUMNS:
+            object.__setattr__(self, c, _readonly(f[c].to_numpy(dtype=np.float64, copy=True)))
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def timeframe_ns(self) -> int:
+        return timeframe_to_ns(self.timeframe)
+
+    def _subset(self, frame: pd.DataFrame) -> Candles:
+        if frame.empty:
+            gaps: tuple[Gap, ...] = ()
+        else:
+            lo, hi = frame.index[0], frame.index[-1]
+            gaps = tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)
+        return Candles(self.symbol, self.timeframe, frame, gaps, self.repairs)
+
+    def slice(self, start: int | None, stop: int | None) -> Candles:
+        """Bars ``[start:stop]`` by position (Python slice rules); ``slice(0, k + 1)`` is all bar k's close may see."""
+        return self._subset(self.frame.iloc[start:stop])
+
+    def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
+        """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
+        mask = np.ones(len(self), dtype=bool)
+        if start is not None:
+            mask &= self.time >= _utc_ns(start)
+        if end is not None:
+            mask &= self.time < _utc_ns(end)
+        return self._subset(self.frame[mask])
+
+
+def _utc_ns(ts) -> int:
+    ts = pd.Timestamp(ts)
+    return (ts.tz_localize("UTC") if ts.tz is None else ts.tz_convert("UTC")).as_unit("ns").value
+
+
+def _fail(source: str, what: str, column: str, times, values=None) -> None:
+    """Raise a CandleError listing the first few offending rows and how many there are in total."""
+    times, values = list(times), None if values is None else np.asarray(values).tolist()
+    shown = [str(t) if values is None else f"{t} ({column}={values[i]!r})" for i, t in enumerate(times[:_MAX_SHOWN])]
+    more = f" and {len(times) - _MAX_SHOWN} more" if len(times) > _MAX_SHOWN else ""
+    raise CandleError(f"{source}: {len(times)} row(s) with {what} in column '{column}' at: {', '.join(shown)}{more}")
+
+
+def _norm(name) -> str:
+    key = str(name).strip().lower().replace(" ", "_")
+    return _ALIASES.get(key, key)
+
+
+def _find_columns(df: pd.DataFrame, source: str) -> tuple[dict[str, str], str | None]:
+    """Map our column names to the source's (case-insensitive, aliases); the time column may be absent."""
+    found: dict[str, str] = {}
+    for col in df.columns:
+        key = _norm(col)
+        if key in COLUMNS and key in found:
+            raise CandleError(f"{source}: columns {found[key]!r} and {col!r} both look like '{key}'")
+        if key in COLUMNS or (key == "time" and "time" not in found):
+            found.setdefault(key, col)
+    missing = [c for c in COLUMNS if c not in found]
+    if missing:
+        raise CandleError(f"{source}: missing column(s) {missing}; found columns {[str(c) for c in df.columns]}")
+    return found, found.get("time")
+
+
+def _parse_times(raw: pd.Series | pd.Index, source: str, column: str) -> pd.DatetimeIndex:
+    """Epoch numbers (unit by magnitude), datetimes or ISO strings -> UTC ns index; naive means UTC."""
+    raw = pd.Series(raw).reset_index(drop=True)
+    if pd.api.types.is_bool_dtype(raw):
+        raise CandleError(f"{source}: time column '{column}' holds booleans")
+    if pd.api.types.is_numeric_dtype(raw):
+        mag = np.nanmax(np.abs(raw.to_numpy(dtype=float))) if raw.notna().any() else 0
+        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+        parsed = pd.to_datetime(raw, unit=unit, utc=True, errors="coerce")
+    elif isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw):
+        parsed = pd.to_datetime(raw, utc=True)
+    else:
+        parsed = pd.to_datetime(raw, utc=True, format="ISO8601", errors="coerce")
+        if parsed.isna().all():  # CryptoDataDownload style "2019-10-17 09-AM"
+            parsed = pd.to_datetime(raw, utc=True, format="%Y-%m-%d %I-%p", errors="coerce")
+    bad = np.flatnonzero(parsed.isna().to_numpy())
+    if bad.size:
+        i = int(bad[0])
+        raise CandleError(f"{source}: {bad.size} unparseable timestamp(s) in column '{column}', "
+                          f"first at data row {i} (0-based): {raw.iloc[i]!r}")
+    return pd.DatetimeIndex(parsed, name="time").as_unit("ns")
+
+
+def _find_gaps(time_ns: np.ndarray, tf_ns: int) -> tuple[Gap, ...]:
+    steps = np.diff(time_ns)
+    at = np.flatnonzero(steps > tf_ns)
+    return tuple(Gap(pd.Timestamp(int(time_ns[i]), tz="UTC"), pd.Timestamp(int(time_ns[i + 1]), tz="UTC"),
+                     int(steps[i] // tf_ns) - 1) for i in at)
+
+
+def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None = None,
+                       source: str = "<frame>", repair: bool = False) -> Candles:
+    """Normalise and validate any common OHLCV frame shape into :class:`Candles`.
+
+    Accepts columns in any case (aliases: date/datetime/timestamp/time/open_time/"Open time"/unix, vol),
+    the timestamp as a column or as the index, epoch s/ms/us/ns or ISO strings / datetimes (naive = UTC).
+    Extra columns are dropped. Any problem raises :class:`CandleError` naming ``source``, column and rows.
+
+    ``repair=True`` (opt-in, never silent) sorts by time, drops duplicate timestamps keeping the last
+    occurrence, drops rows with NaN / non-finite / non-positive prices or NaN volume, and widens
+    high/low to cover open/close; each repair is recorded in ``Candles.repairs``. Negative volume,
+    bad timestamps and a step below the timeframe are never repaired.
+    """
+    source = f"{source} [{symbol}]"
+    if df is None or len(df) == 0:
+        raise CandleError(f"{source}: no rows")
+    cols, time_col = _find_columns(df, source)
+    if time_col is not None:
+        index = _parse_times(df[time_col], source, str(time_col))
+    elif isinstance(df.index, pd.DatetimeIndex) or _norm(df.index.name) == "time":
+        index = _parse_times(df.index.to_series(), source, str(df.index.name or "index"))
+    else:
+        raise CandleError(f"{source}: no time column (looked for {_TIME_ALIASES}) and the index is not "
+                          f"timestamps; found columns {[str(c) for c in df.columns]}")
+    frame = pd.DataFrame({c: pd.to_numeric(df[cols[c]], errors="coerce").to_numpy(dtype=np.float64)
+                          for c in COLUMNS}, index=index)
+    repairs: list[str] = []
+
+    if repair:
+        if not frame.index.is_monotonic_increasing:
+            order = np.argsort(frame.index.asi8, kind="stable")
+            repairs.append(f"sorted {int((order != np.arange(len(order))).sum())} out-of-order rows by time")
+            frame = frame.iloc[order]
+        dup = frame.index.duplicated(keep="last")
+        if dup.any():
+            repairs.append(f"dropped {int(dup.sum())} duplicate-timestamp rows (kept the last occurrence)")
+            frame = frame[~dup]
+        p = frame[list(PRICES)].to_numpy()
+        bad = ~(np.isfinite(p) & (p > 0)).all(axis=1) | frame["volume"].isna().to_numpy()
+        if bad.any():
+            repairs.append(f"dropped {int(bad.sum())} rows with missing, non-finite or non-positive values")
+            frame = frame[~bad]
+        hi = frame[["open", "close", "low", "high"]].max(axis=1)
+        lo = frame[["open", "close", "low", "high"]].min(axis=1)
+        clipped = (hi != frame["high"]) | (lo != frame["low"])
+        if clipped.any():
+            repairs.append(f"widened high/low to cover open/close on {int(clipped.sum())} rows")
+            frame = frame.assign(high=hi, low=lo)
+        if frame.empty:
+            raise CandleError(f"{source}: no rows left after repair ({'; '.join(repairs)})")
+
+    t = frame.index
+    for c in COLUMNS:
+        v = frame[c]
+        if v.isna().any():
+            _fail(source, "a missing or non-numeric value", c, t[v.isna()])
+    for c in PRICES:
+        v = frame[c].to_numpy()
+        bad = ~(np.isfinite(v) & (v > 0))
+        if bad.any():
+            _fail(source, "a non-finite or non-positive price", c, t[bad], v[bad])
+    v = frame["volume"].to_numpy()
+    if (bad := ~(np.isfinite(v) & (v >= 0))).any():
+        _fail(source, "a negative or infinite volume", "volume", t[bad], v[bad])
+    o, h, l, c = (frame[k].to_numpy() for k in PRICES)
+    if (bad := h < np.maximum.reduce([o, c, l])).any():
+        _fail(source, "high below open/close/low", "high", t[bad], h[bad])
+    if (bad := l > np.minimum.reduce([o, c, h])).any():
+        _fail(source, "low above open/close/high", "low", t[bad], l[bad])
+    steps = np.diff(t.asi8)
+    if (bad := steps < 0).any():
+        _fail(source, "out-of-order timestamps (use repair=True to sort)", "time", t[1:][bad])
+    if (bad := steps == 0).any():
+        _fail(source, "duplicate timestamps (use repair=True to keep the last)", "time", t[1:][bad])
+
+    timeframe = timeframe or infer_timeframe(t)
+    tf_ns = timeframe_to_ns(timeframe)
+    if (bad := steps < tf_ns).any():
+        _fail(source, f"a step shorter than the timeframe {timeframe}", "time", t[1:][bad])
+    if (bad := steps % tf_ns != 0).any():
+        _fail(source, f"a step that is not a multiple of the timeframe {timeframe}", "time", t[1:][bad])
+    return Candles(symbol, timeframe, frame, _find_gaps(t.asi8, tf_ns), tuple(repairs))
+
+
+_NAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+){0,2})-(?P<tf>\d+[mhdwM])(?:-.*)?$")
+
+
+def _guess_from_name(path: Path) -> tuple[str, str | None]:
+    """freqtrade naming: 'BTC_USDT-1h' -> ('BTC/USDT', '1h'); 'XRP_USDT_USDT-1h-futures' -> 'XRP/USDT:USDT'."""
+    stem = path.name
+    for ext in (".gz", ".json", ".csv", ".feather", ".parquet"):
+        stem = stem.removesuffix(ext)
+    m = _NAME_RE.match(stem)
+    if not m:
+        return stem, None
+    parts = m["symbol"].split("_")
+    symbol = "/".join(parts[:2]) + (f":{parts[2]}" if len(parts) == 3 else "")
+    return symbol, m["tf"]
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    if len(df.columns) <= 2:  # a banner line above the header (CryptoDataDownload)
+        df = pd.read_csv(path, skiprows=1)
+    return df
+
+
+def load_candles(path, *, symbol: str | None = None, timeframe: str | None = None,
+                 repair: bool = False) -> Candles:
+    """Load CSV(.gz), Feather, Parquet or freqtrade JSON(.gz) ``[[ms, o, h, l, c, v], ...]`` as Candles.
+
+    ``symbol`` defaults to the freqtrade-style filename ('BTC_USDT-1h.feather' -> 'BTC/USDT', else the
+    file stem); ``timeframe`` to the filename's '-1h' suffix, else inferred from the data.
+    See :func:`candles_from_frame` for validation and ``repair``.
+    """
+    path = Path(path)
+    name = path.name.lower().removesuffix(".gz")
+    guessed_symbol, guessed_tf = _guess_from_name(path)
+    try:
+        if name.endswith(".json"):
+            with (gzip.open(path, "rt") if path.name.lower().endswith(".gz") else open(path)) as fh:
+                rows = json.load(fh)
+            df = pd.DataFrame(rows, columns=["time", *COLUMNS]) if rows else pd.DataFrame()
+        elif name.endswith(".feather"):
+            df = pd.read_feather(path)
+        elif name.endswith(".parquet"):
+            df = pd.read_parquet(path)
+        elif name.endswith(".csv"):
+            df = _read_csv(path)
+        else:
+            raise CandleError(f"{path}: unsupported file type (expected .csv, .feather, .parquet, .json, optionally .gz)")
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, CandleError):
+            raise
+        raise CandleError(f"{path}: cannot read file: {exc}") from exc
+    return candles_from_frame(df, symbol=symbol or guessed_symbol, timeframe=timeframe or guessed_tf,
+                              source=str(path), repair=repair)
+
+
+def _bucket_origin(tf_ns: int) -> int:
+    return _WEEK_ORIGIN_NS if tf_ns % _UNIT_NS["w"] == 0 else 0
+
+
+def resample(candles: Candles, timeframe: str) -> Candles:
+    """Aggregate into a higher, UTC-aligned timeframe (weeks open on Monday), only buckets that have closed.
+
+    A bucket (labelled by its open time) is emitted once the data reaches its end, i.e. the last base
+    bar's close time is at or after the bucket's close; the trailing partial bucket is dropped. So is a
+    leading bucket whose first base bar predates the data (its open and volume would be wrong).
+    Interior buckets with bars missing in an exchange outage are kept, built from the bars present,
+    which is what the exchange's own higher-timeframe candles do.
+    """
+    base_ns, tf_ns = candles.timeframe_ns, timeframe_to_ns(timeframe)
+    if tf_ns % base_ns:
+        raise CandleError(f"{candles.symbol}: cannot resample {candles.timeframe} into {timeframe}: "
+                          f"not a multiple")
+    t, origin = candles.time, _bucket_origin(tf_ns)
+    if not len(t):
+        raise CandleError(f"{candles.symbol}: cannot resample an empty series")
+    if ((t - origin) % base_ns).any():
+        raise CandleError(f"{candles.symbol}: {candles.timeframe} bars are not aligned to UTC boundaries")
+    bucket = (t - origin) // tf_ns * tf_ns + origin
+    starts = np.flatnonzero(np.r_[True, bucket[1:] != bucket[:-1]])
+    ends = np.r_[starts[1:], len(t)] - 1
+    keep = bucket[starts] + tf_ns <= t[-1] + base_ns  # trailing bucket not closed yet
+    keep[0] &= t[0] == bucket[0]  # leading bucket whose first bars predate the data: wrong open
+    starts, ends = starts[keep], ends[keep]
+    if not len(starts):
+        raise CandleError(f"{candles.symbol}: no complete {timeframe} bar in {len(t)} {candles.timeframe} bars")
+    n = ends[-1] + 1  # kept buckets are contiguous; reduceat ignores anything before starts[0]
+    frame = pd.DataFrame({
+        "open": candles.open[starts],
+        "high": np.maximum.reduceat(candles.high[:n], starts),
+        "low": np.minimum.reduceat(candles.low[:n], starts),
+        "close": candles.close[ends],
+        "volume": np.add.reduceat(candles.volume[:n], starts),
+    }, index=pd.DatetimeIndex(pd.to_datetime(bucket[starts], utc=True), name="time").as_unit("ns"))
+    return Candles(candles.symbol, timeframe, frame, _find_gaps(bucket[starts], tf_ns), candles.repairs)
+
+
+def higher_timeframe_index(base: Candles, higher: Candles) -> np.ndarray:
+    """For each base bar, position of the latest ``higher`` bar already closed when that base bar closes, else -1.
+
+    Closed means ``higher_open + higher_tf <= base_open + base_tf``: a decision made at the close of
+    base bar i may use ``higher`` rows ``[: idx[i] + 1]`` without look-ahead.
+    """
+    if base.symbol != higher.symbol:
+        raise CandleError(f"higher_timeframe_index: symbols differ ({base.symbol!r} vs {higher.symbol!r})")
+    higher_close = higher.time + higher.timeframe_ns
+    return np.searchsorted(higher_close, base.time + base.timeframe_ns, side="right") - 1

@@ -1,0 +1,18 @@
+"""The errors mlcoord raises on purpose. Each message names what was wrong and how to fix it;
+the CLI prints them without a traceback."""
+
+
+class MlcoordError(Exception):
+    """Base class: an error the user can act on."""
+
+
+class ConfigError(MlcoordError, ValueError):
+    """Bad configuration: the message names the key path, the value and what was expected."""
+
+
+class PluginError(MlcoordError):
+    """A plugin or component broke the hook contract."""
+
+
+class DataError(MlcoordError, ValueError):
+    """Market data that cannot be traded on."""

@@ -1,0 +1,147 @@
+"""The hook contract between the engine and its plugins: every hook, one documented function.
+
+A plugin is a module (or object) registered under the ``mlcoord`` entry-point group. Its name is
+the entry point's name (``technical``, ``dca``, ...). It implements any of the hooks below with
+``@mlcoord.hookimpl``; an implementation may accept a subset of a hook's arguments, so adding an
+argument later breaks no plugin.
+
+Two kinds of hook:
+
+* **register hooks** (``register_*``) are called once at start-up. A plugin hands component
+  objects to ``register(name, factory, options=OptionsClass)``; the engine then calls those
+  objects directly on the hot path, in the order the config lists them (faster than a hook call
+  per bar, deterministic, and every component has a name, an owner plugin and typed options).
+  The protocols the components implement are documented in :mod:`mlcoord.components`.
+* **observer hooks** (``on_*``) are plain pluggy calls for events.
+
+``HOOKS_VERSION`` is the version of this contract. A plugin may declare the version it was
+written for as a module attribute ``MLCOORD_HOOKS_VERSION``; a plugin written for a newer major
+version than the running engine is skipped with a warning instead of failing at run time.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from mlcoord.model import Decision, Trade
+    from mlcoord.registry import Register
+
+PROJECT = "mlcoord"
+HOOKS_VERSION = 1
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def register_signal_sources(register: "Register") -> None:
+    """Register signal sources: components that turn candles into BUY/SELL/HOLD signals.
+
+    ``register(name, factory, options=None, description="")``: ``factory(options)`` returns an
+    object implementing :class:`mlcoord.components.SignalSource`, whose ``prepare(data)`` returns
+    one signal per bar (action, confidence in [0, 1], reasons), computed causally.
+
+    When several sources run, their signals are combined by confidence-weighted vote.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_ml_components(register: "Register") -> None:
+    """Register ML components: voters that enhance a non-HOLD signal.
+
+    ``factory(options)`` returns an :class:`mlcoord.components.MLComponent`. The coordinator asks
+    every enabled component for a :class:`mlcoord.model.Vote` only when the signal sources say
+    BUY or SELL, weighs the votes, and may confirm, flip or veto the signal (to HOLD). A component
+    that raises or returns nonsense is left out of that decision and the others carry on; with
+    none at all the technical signal passes through unchanged.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_calibrators(register: "Register") -> None:
+    """Register confidence calibrators.
+
+    ``factory(options)`` returns an :class:`mlcoord.components.Calibrator` mapping the ensemble's
+    raw confidence to the probability that the signal's move happens; it learns from outcomes.
+    At most one runs (``[pipeline] calibrator``).
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_entry_planners(register: "Register") -> None:
+    """Register entry planners: how an approved signal becomes an entry ladder.
+
+    ``factory(options)`` returns an :class:`mlcoord.components.EntryPlanner` whose
+    ``plan(signal, price, context)`` returns an :class:`mlcoord.model.EntryPlan` (legs with prices
+    and size fractions). With no planner, the entry is one market order.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_sizers(register: "Register") -> None:
+    """Register position sizers (risk managers). Essential role: one must run.
+
+    ``factory(options)`` returns an :class:`mlcoord.components.Sizer` whose ``size(request)``
+    returns an :class:`mlcoord.model.Sizing`: a quantity, or a veto with its reason. The sizer has
+    the final say on every entry.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_exit_managers(register: "Register") -> None:
+    """Register exit managers (initial stop loss / take profit and their per-bar updates).
+
+    Essential role: one must run. ``factory(options)`` returns an
+    :class:`mlcoord.components.ExitManager`. Exit managers never see ML output: once a position
+    is open its exits depend on price data only.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def register_portfolio_guards(register: "Register") -> None:
+    """Register portfolio guards: hedging and protections, independent of signals.
+
+    ``factory(options)`` returns an :class:`mlcoord.components.PortfolioGuard`, called on every
+    bar with the portfolio (it may open or close hedges) and before every entry (it may veto).
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def on_startup(settings: Any, components: Any) -> None:
+    """Called once after plugins are loaded and components built, before the first bar.
+
+    ``settings`` is the validated :class:`mlcoord.config.Settings`; ``components`` the resolved
+    :class:`mlcoord.registry.Components`. Use it to warm caches or log the set-up.
+
+    .. versionadded:: 1
+    """
+
+
+@hookspec
+def on_trade_closed(trade: "Trade", decision: Optional["Decision"]) -> None:
+    """Called when a position is fully closed: learning feedback.
+
+    ``trade`` is the closed :class:`mlcoord.model.Trade` (net PnL, exit reason, entries filled);
+    ``decision`` the :class:`mlcoord.model.Decision` that opened it (``None`` for hedges). The
+    outcome is known at this point, so learning from it cannot look ahead. Components that define
+    ``on_trade_closed(trade, decision)`` are also told directly.
+
+    .. versionadded:: 1
+    """

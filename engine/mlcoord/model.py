@@ -1,0 +1,293 @@
+"""Domain values shared by the engine and every plugin.
+
+Small frozen attrs classes: they cross plugin boundaries, so they are immutable, typed and
+validated at construction. This module imports nothing of mlcoord's own.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import Optional
+
+import attrs
+
+
+class Action(enum.IntEnum):
+    """What a signal asks for. The integer is the direction (+1 long, -1 short, 0 none)."""
+
+    SELL = -1
+    HOLD = 0
+    BUY = 1
+
+    @property
+    def side(self) -> "Side":
+        if self is Action.HOLD:
+            raise ValueError("HOLD has no side")
+        return Side.LONG if self is Action.BUY else Side.SHORT
+
+
+class Side(enum.IntEnum):
+    """Direction of a position: +1 long, -1 short (multiplying a price move by it gives PnL sign)."""
+
+    SHORT = -1
+    LONG = 1
+
+    @property
+    def opposite(self) -> "Side":
+        return Side.SHORT if self is Side.LONG else Side.LONG
+
+
+class Regime(enum.IntEnum):
+    """Market regime of one bar (see ``mlcoord.context``)."""
+
+    RANGING = 0
+    TRENDING_UP = 1
+    TRENDING_DOWN = 2
+    HIGH_VOLATILITY = 3
+
+
+def _unit_interval(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0) or math.isnan(value):
+        raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
+
+
+def _finite_positive(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+
+
+def _optional_positive(instance, attribute, value):
+    if value is not None:
+        _finite_positive(instance, attribute, value)
+
+
+def _reasons(value) -> tuple[str, ...]:
+    return tuple(str(r) for r in value)
+
+
+@attrs.frozen
+class MarketContext:
+    """Causal description of the market at one closed bar, handed to every component."""
+
+    atr: float                 # average true range, price units
+    atr_pct: float             # atr / close
+    realised_vol: float        # std of log returns over the context window
+    momentum: float            # rate of change over the momentum window (fraction)
+    trend_strength: float      # ADX / 100, in [0, 1]
+    regime: Regime
+    close: float
+
+
+@attrs.frozen
+class Signal:
+    """A signal source's (or the coordinator's) answer for one bar."""
+
+    action: Action = attrs.field(converter=Action)
+    confidence: float = attrs.field(validator=_unit_interval)
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+    source: str = ""
+
+
+@attrs.frozen
+class Vote:
+    """One contributor to a decision: what it said, how sure, with which weight, and why."""
+
+    component: str
+    action: Action = attrs.field(converter=Action)
+    confidence: float = attrs.field(validator=_unit_interval)
+    weight: float = 1.0
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+
+
+@attrs.frozen
+class EntryLeg:
+    """One rung of an entry ladder: a price and the fraction of the total size placed there."""
+
+    price: float = attrs.field(validator=_finite_positive)
+    fraction: float = attrs.field(validator=_unit_interval)
+    market: bool = False       # True: fill at the next open (the first rung of a ladder)
+
+
+@attrs.frozen
+class EntryPlan:
+    """How a position is entered: one or more legs, unfilled legs expiring after some bars."""
+
+    side: Side = attrs.field(converter=Side)
+    legs: tuple[EntryLeg, ...] = attrs.field(converter=tuple)
+    expires_after_bars: int = 24
+    planner: str = ""
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+
+    @legs.validator
+    def _check_legs(self, attribute, legs):
+        if not legs:
+            raise ValueError("an entry plan needs at least one leg")
+        total = sum(leg.fraction for leg in legs)
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"entry leg fractions must sum to 1, got {total:.6f}")
+
+    @property
+    def average_price(self) -> float:
+        """Average entry price if every leg fills."""
+        return sum(leg.price * leg.fraction for leg in self.legs)
+
+    @property
+    def worst_price(self) -> float:
+        """The leg furthest from the market, the one closest to the stop."""
+        prices = [leg.price for leg in self.legs]
+        return min(prices) if self.side is Side.LONG else max(prices)
+
+
+@attrs.frozen
+class ExitLevels:
+    """Protective levels of a position. ``None`` means not set."""
+
+    stop: float = attrs.field(validator=_finite_positive)
+    take_profit: Optional[float] = attrs.field(default=None, validator=_optional_positive)
+    partial_take_profit: Optional[float] = attrs.field(default=None, validator=_optional_positive)
+    partial_fraction: float = attrs.field(default=0.0, validator=_unit_interval)
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+
+
+@attrs.frozen
+class SizingRequest:
+    """What the risk manager needs to size (or veto) an entry."""
+
+    symbol: str
+    side: Side
+    plan: EntryPlan
+    stop: float
+    confidence: float
+    equity: float
+    exposure: float            # gross notional already open, quote currency
+    open_positions: int
+    fee_rate: float            # per fill, fraction of notional (taker)
+    slippage: float            # fraction of price on market/stop fills
+    leverage: float
+
+
+@attrs.frozen
+class Sizing:
+    """The risk manager's answer: a quantity in base units, or a veto with its reason."""
+
+    quantity: float = 0.0
+    risk: float = 0.0          # quote currency lost if every leg fills and the stop is hit
+    reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+    veto: Optional[str] = None
+
+    @property
+    def approved(self) -> bool:
+        return self.veto is None and self.quantity > 0
+
+
+class OrderKind(enum.Enum):
+    MARKET = "market"
+    LIMIT = "limit"
+    STOP = "stop"
+
+
+class OrderStatus(enum.Enum):
+    OPEN = "open"
+    FILLED = "filled"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+@attrs.frozen
+class Order:
+    """An order the engine placed. ``reduce_only`` orders only shrink a position."""
+
+    id: str
+    symbol: str
+    side: Side                  # direction of the position this order belongs to
+    kind: OrderKind
+    quantity: float
+    price: Optional[float]      # limit/stop price; None for market
+    created_at: int             # bar time, ns since epoch (UTC)
+    reduce_only: bool = False
+    tag: str = ""               # "entry:1/3", "stop", "take_profit", "hedge", ...
+    hedge: bool = False
+    expires_at: Optional[int] = None
+
+
+@attrs.frozen
+class Fill:
+    """A (simulated or real) execution of an order."""
+
+    order_id: str
+    symbol: str
+    side: Side
+    time: int
+    price: float
+    quantity: float             # always > 0; reduce or add is given by ``reduce_only``
+    fee: float
+    reduce_only: bool
+    tag: str = ""
+    hedge: bool = False
+
+
+@attrs.frozen
+class Trade:
+    """A closed position: the record learning and statistics feed on."""
+
+    id: str
+    symbol: str
+    side: Side
+    opened_at: int
+    closed_at: int
+    entry_price: float          # average of entry fills
+    exit_price: float           # average of exit fills
+    quantity: float             # total entered
+    pnl: float                  # net of fees and funding
+    fees: float
+    funding: float
+    exit_reason: str
+    entries_planned: int
+    entries_filled: int
+    confidence: float
+    entry_reason: str           # the decisive reason of the entry signal
+    hedge: bool = False
+
+    @property
+    def return_pct(self) -> float:
+        notional = self.entry_price * self.quantity
+        return self.pnl / notional if notional else 0.0
+
+
+@attrs.frozen
+class Decision:
+    """Everything that went into one entry decision: the journal's unit."""
+
+    time: int
+    symbol: str
+    signal: Signal                    # the final signal after the coordinator
+    technical: Signal                 # what the signal sources said
+    votes: tuple[Vote, ...]
+    raw_confidence: float
+    confidence: float                 # after calibration
+    threshold: float
+    outcome: str                      # "entered", "hold", "below_threshold", "vetoed:<who>", ...
+    plan: Optional[EntryPlan] = None
+    levels: Optional[ExitLevels] = None
+    sizing: Optional[Sizing] = None
+    veto: Optional[str] = None
+
+
+@attrs.frozen
+class GuardAction:
+    """A portfolio guard's instruction for this bar.
+
+    ``kind`` is ``"open_hedge"`` (hedge ``fraction`` of the net exposure of ``symbol``, or of
+    every symbol when it is ``None``), ``"close_hedge"`` or ``"close_all"``.
+    """
+
+    kind: str = attrs.field()
+    reason: str = attrs.field()
+    symbol: Optional[str] = None
+    fraction: float = 0.0
+
+    @kind.validator
+    def _check_kind(self, attribute, value):
+        if value not in ("open_hedge", "close_hedge", "close_all"):
+            raise ValueError(f"unknown guard action kind {value!r}")

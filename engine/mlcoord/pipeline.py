@@ -1,0 +1,431 @@
+"""One bar's entry decision, the same code for backtest and live.
+
+signal sources -> coordinator (ML votes, only when not HOLD) -> calibration -> threshold ->
+entry planner -> exit manager's initial levels -> guards' entry checks -> sizer. Every call into
+plugin code goes through :class:`Guarded`: an exception or a nonsense answer becomes a logged,
+typed error and that component is left out of the decision (the engine carries on).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import attrs
+import numpy as np
+import structlog
+
+from mlcoord.components import MarketData, SignalSeries
+from mlcoord.config import Settings, plugin_options
+from mlcoord.coordinator import Coordinator
+from mlcoord.errors import ConfigError, PluginError
+from mlcoord.model import (
+    Action, Decision, EntryLeg, EntryPlan, ExitLevels, Side, Signal, Sizing, SizingRequest, Trade, Vote,
+)
+from mlcoord.registry import ComponentSpec, PluginSet, check_names, check_protocol
+
+log = structlog.get_logger("mlcoord.pipeline")
+
+#: roles that must be filled, with the built-in default and a human name
+ESSENTIAL = {"sizer": ("risk", "risk manager"), "exit_manager": ("exits", "exit manager")}
+SINGLE_DEFAULTS = {"calibrator": "bayes", "entry_planner": "dca", "sizer": "risk", "exit_manager": "exits"}
+ROLE_OF = {
+    "signal_sources": "signal_sources", "ml_components": "ml_components", "calibrator": "calibrators",
+    "entry_planner": "entry_planners", "sizer": "sizers", "exit_manager": "exit_managers",
+    "portfolio_guards": "portfolio_guards",
+}
+
+
+class ComponentFailure(PluginError):
+    """A component raised or returned nonsense during a call."""
+
+
+class Guarded:
+    """Counts and logs component failures (first few in full, then only counted)."""
+
+    LOG_FIRST = 3
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def failed(self, component: str, call: str, error: BaseException | str, **where: Any) -> None:
+        key = f"{component}.{call}"
+        n = self.counts.get(key, 0) + 1
+        self.counts[key] = n
+        if n <= self.LOG_FIRST:
+            text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            log.error("component_failed", component=component, call=call, error=text,
+                      occurrence=n, note="left out of this decision" if n < self.LOG_FIRST
+                      else "further failures of this call are only counted", **where)
+
+
+@attrs.define
+class Built:
+    """A component object with its registration."""
+
+    spec: ComponentSpec
+    obj: Any
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@attrs.define
+class Components:
+    """The resolved components for each role, in run order."""
+
+    signal_sources: list[Built]
+    ml_components: list[Built]
+    calibrator: Optional[Built]
+    entry_planner: Optional[Built]
+    sizer: Built
+    exit_manager: Built
+    portfolio_guards: list[Built]
+
+    def all(self) -> list[Built]:
+        single = [self.calibrator, self.entry_planner, self.sizer, self.exit_manager]
+        return [*self.signal_sources, *self.ml_components, *[b for b in single if b], *self.portfolio_guards]
+
+    def describe(self) -> dict[str, Any]:
+        def names(items):
+            return [b.name for b in items]
+        return {
+            "signal_sources": names(self.signal_sources), "ml_components": names(self.ml_components),
+            "calibrator": self.calibrator.name if self.calibrator else None,
+            "entry_planner": self.entry_planner.name if self.entry_planner else None,
+            "sizer": self.sizer.name, "exit_manager": self.exit_manager.name,
+            "portfolio_guards": names(self.portfolio_guards),
+        }
+
+
+def resolve_components(settings: Settings, plugins: PluginSet) -> Components:
+    """Pick and build the components for every role from config and what is registered."""
+    pipeline = settings.pipeline
+    check_names(settings.plugins, plugins.components, "component in [plugins.*] (is it disabled?)")
+
+    def build(spec: ComponentSpec) -> Built:
+        options = plugin_options(settings, spec.name, spec.options)
+        try:
+            obj = spec.factory(options) if spec.options is not None else spec.factory(None)
+        except Exception as exc:
+            raise PluginError(f"component {spec.name!r} of plugin {spec.owner!r} failed to start: "
+                              f"{type(exc).__name__}: {exc}") from exc
+        check_protocol(spec, obj)
+        return Built(spec, obj)
+
+    def pick_list(key: str) -> list[Built]:
+        role = ROLE_OF[key]
+        chosen = getattr(pipeline, key)
+        available = {c.name: c for c in plugins.by_role(role)}
+        if chosen is None:
+            return [build(spec) for spec in available.values()]
+        check_names(chosen, available, f"{key} component")
+        return [build(available[name]) for name in chosen]
+
+    def pick_one(key: str) -> Optional[Built]:
+        role = ROLE_OF[key]
+        chosen = getattr(pipeline, key)
+        available = {c.name: c for c in plugins.by_role(role)}
+        if chosen == "":
+            return None
+        if chosen is not None:
+            check_names([chosen], available, f"{key} component")
+            return build(available[chosen])
+        default = SINGLE_DEFAULTS[key]
+        if default in available:
+            return build(available[default])
+        if len(available) == 1:
+            return build(next(iter(available.values())))
+        if len(available) > 1:
+            raise ConfigError(f"several {key} components are registered ({', '.join(sorted(available))}); "
+                              f"choose one with [pipeline] {key} = \"NAME\"")
+        return None
+
+    chosen = {key: pick_one(key) for key in SINGLE_DEFAULTS}
+    for key, (default, human) in ESSENTIAL.items():
+        if chosen[key] is None:
+            status = plugins.statuses.get(default)
+            why = f"plugin {default!r} is {status.reason}" if status and not status.enabled else \
+                f"no {key} component is registered"
+            raise ConfigError(f"the {human} is essential and cannot be disabled: {why}. Enable it, or name "
+                              f"another plugin's component with [pipeline] {key} = \"NAME\"")
+    if settings.backtest.market == "spot":
+        guards = pick_list("portfolio_guards")
+        if any(b.name == "hedging" for b in guards):
+            raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
+                              "[backtest] market = \"futures\" or disable hedging")
+    else:
+        guards = pick_list("portfolio_guards")
+    return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
+                      chosen["entry_planner"], chosen["sizer"], chosen["exit_manager"], guards)
+
+
+@attrs.define(slots=True)
+class PreparedSymbol:
+    """A symbol's data with everything ``prepare`` computed for it."""
+
+    data: MarketData
+    action: np.ndarray          # combined signal action per bar (int8)
+    confidence: np.ndarray
+    sources: list[tuple[str, SignalSeries]]
+    voters: list[tuple[str, Any]]
+    positions: Any              # the exit manager's PositionManager for this symbol
+
+
+def validate_series(name: str, series: Any, n: int) -> SignalSeries:
+    """A signal source must return one finite action/confidence per bar."""
+    if not isinstance(series, SignalSeries):
+        raise ComponentFailure(f"returned {type(series).__name__}, expected SignalSeries")
+    action = np.asarray(series.action)
+    confidence = np.asarray(series.confidence, dtype=float)
+    if len(action) != n or len(confidence) != n:
+        raise ComponentFailure(f"returned {len(action)} actions / {len(confidence)} confidences for {n} bars")
+    bad = ~np.isin(action, (-1, 0, 1))
+    if bad.any():
+        raise ComponentFailure(f"action {action[bad][0]!r} at bar {int(np.argmax(bad))} is not -1, 0 or 1")
+    live = action != 0
+    bad = live & ~((confidence >= 0) & (confidence <= 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ComponentFailure(f"confidence {confidence[i]!r} at bar {i} is not in [0, 1]")
+    return series
+
+
+def combine_sources(sources: Sequence[tuple[str, SignalSeries]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Several signal sources vote by confidence; one source passes through unchanged."""
+    if not sources:
+        return np.zeros(n, dtype=np.int8), np.zeros(n)
+    if len(sources) == 1:
+        series = sources[0][1]
+        return np.asarray(series.action, dtype=np.int8), np.nan_to_num(np.asarray(series.confidence, float))
+    score = np.zeros(n)
+    agree = np.zeros(n)
+    for _, s in sources:
+        c = np.nan_to_num(np.asarray(s.confidence, float)) * (np.asarray(s.action) != 0)
+        score += np.asarray(s.action) * c
+    action = np.sign(score).astype(np.int8)
+    for _, s in sources:
+        c = np.nan_to_num(np.asarray(s.confidence, float))
+        agree += np.where((np.asarray(s.action) == action) & (action != 0), c, 0.0)
+    confidence = np.where(action != 0, agree / len(sources), 0.0)
+    return action, confidence
+
+
+class Pipeline:
+    """Resolved components plus the decision logic shared by backtest and live runs."""
+
+    def __init__(self, settings: Settings, plugins: PluginSet, components: Components):
+        self.settings = settings
+        self.plugins = plugins
+        self.components = components
+        self.threshold = settings.engine.min_confidence
+        self.coordinator = Coordinator(settings.pipeline.weights)
+        self.errors = Guarded()
+        self.market = settings.backtest.market
+
+    # -- prepare once per series --------------------------------------------------------
+    def prepare(self, data: MarketData) -> PreparedSymbol:
+        n = len(data)
+        sources = []
+        for b in self.components.signal_sources:
+            try:
+                sources.append((b.name, validate_series(b.name, b.obj.prepare(data), n)))
+            except Exception as exc:
+                self.errors.failed(b.name, "prepare", exc, symbol=data.symbol)
+        if self.components.signal_sources and not sources:
+            log.error("no_signal_source_left", symbol=data.symbol, note="every bar is HOLD")
+        action, confidence = combine_sources(sources, n)
+        voters = []
+        for b in self.components.ml_components:
+            try:
+                voters.append((b.name, b.obj.prepare(data)))
+            except Exception as exc:
+                self.errors.failed(b.name, "prepare", exc, symbol=data.symbol)
+        try:
+            positions = self.components.exit_manager.obj.prepare(data)
+        except Exception as exc:
+            raise PluginError(f"exit manager {self.components.exit_manager.name!r} failed to prepare "
+                              f"{data.symbol}: {type(exc).__name__}: {exc}; no entries can be protected") from exc
+        return PreparedSymbol(data, action, confidence, sources, voters, positions)
+
+    # -- decide per bar ----------------------------------------------------------------
+    def technical_signal(self, sym: PreparedSymbol, i: int) -> Signal:
+        action = Action(int(sym.action[i]))
+        reasons: list[str] = []
+        for name, series in sym.sources:
+            if int(series.action[i]) != 0:
+                try:
+                    reasons.extend(series.explain(i))
+                except Exception as exc:
+                    self.errors.failed(name, "explain", exc, symbol=sym.data.symbol)
+        source = sym.sources[0][0] if len(sym.sources) == 1 else "signals"
+        return Signal(action, float(min(max(sym.confidence[i], 0.0), 1.0)), tuple(reasons), source)
+
+    def votes(self, sym: PreparedSymbol, i: int, signal: Signal) -> list[Vote]:
+        votes = []
+        for name, voter in sym.voters:
+            try:
+                vote = voter.vote(i, signal)
+            except Exception as exc:
+                self.errors.failed(name, "vote", exc, symbol=sym.data.symbol, bar=i)
+                continue
+            if vote is None:
+                continue
+            if not isinstance(vote, Vote):
+                self.errors.failed(name, "vote", f"returned {type(vote).__name__}, expected Vote")
+                continue
+            votes.append(attrs.evolve(vote, component=name))
+        return votes
+
+    def _calibrate(self, raw: float, signal: Signal) -> float:
+        cal = self.components.calibrator
+        try:
+            value = float(cal.obj.calibrate(raw, signal))
+        except Exception as exc:
+            self.errors.failed(cal.name, "calibrate", exc)
+            return raw
+        if not 0.0 <= value <= 1.0:
+            self.errors.failed(cal.name, "calibrate", f"returned {value!r}, outside [0, 1]")
+            return raw
+        return value
+
+    def decide(self, sym: PreparedSymbol, i: int, portfolio: Any, *, time: int,
+               leverage: float, fee_rate: float, slippage: float) -> Decision:
+        """The entry decision at bar ``i`` for a symbol without a position or pending plan."""
+        data = sym.data
+        technical = self.technical_signal(sym, i)
+        votes = self.votes(sym, i, technical) if technical.action != Action.HOLD else []
+        combined = self.coordinator.combine(
+            technical, votes, self._calibrate if self.components.calibrator else None)
+        signal = combined.signal
+        base = dict(time=time, symbol=data.symbol, signal=signal, technical=technical, votes=combined.votes,
+                    raw_confidence=combined.raw_confidence, confidence=combined.confidence,
+                    threshold=self.threshold)
+        if signal.action == Action.HOLD:
+            return Decision(outcome="hold", **base)
+        if self.market == "spot" and signal.action == Action.SELL:
+            return Decision(outcome="no_short_on_spot", **base)
+        if combined.confidence < self.threshold:
+            return Decision(outcome="below_threshold", **base)
+        side = signal.action.side
+        price = float(data.candles.close[i])
+        context = data.context.at(i)
+        plan = self._plan(signal, price, context, side)
+        levels = self._initial_levels(sym, i, side, plan)
+        if levels is None:
+            return Decision(outcome="vetoed:exit_manager", plan=plan,
+                            veto=f"exit manager {self.components.exit_manager.name} gave no valid stop", **base)
+        for guard in self.components.portfolio_guards:
+            try:
+                reason = guard.obj.allow_entry(data.symbol, side, portfolio)
+            except Exception as exc:
+                self.errors.failed(guard.name, "allow_entry", exc, symbol=data.symbol)
+                reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
+            if reason:
+                return Decision(outcome=f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason), **base)
+        request = SizingRequest(
+            symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
+            equity=portfolio.equity, exposure=portfolio.gross_exposure(), open_positions=portfolio.open_positions(),
+            fee_rate=fee_rate, slippage=slippage, leverage=leverage)
+        sizer = self.components.sizer
+        try:
+            sizing = sizer.obj.size(request)
+            if not isinstance(sizing, Sizing):
+                raise ComponentFailure(f"returned {type(sizing).__name__}, expected Sizing")
+            if not (math.isfinite(sizing.quantity) and sizing.quantity >= 0):
+                raise ComponentFailure(f"returned quantity {sizing.quantity!r}")
+        except Exception as exc:
+            self.errors.failed(sizer.name, "size", exc, symbol=data.symbol)
+            sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
+        if not sizing.approved:
+            return Decision(outcome=f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
+                            veto=sizing.veto or "zero quantity", **base)
+        return Decision(outcome="entered", plan=plan, levels=levels, sizing=sizing, **base)
+
+    def _plan(self, signal: Signal, price: float, context, side: Side) -> EntryPlan:
+        planner = self.components.entry_planner
+        if planner is not None:
+            try:
+                plan = planner.obj.plan(signal, price, context)
+                if not isinstance(plan, EntryPlan):
+                    raise ComponentFailure(f"returned {type(plan).__name__}, expected EntryPlan")
+                if plan.side != side:
+                    raise ComponentFailure(f"planned a {plan.side.name} entry for a {signal.action.name} signal")
+                return plan
+            except Exception as exc:
+                self.errors.failed(planner.name, "plan", exc)
+                return EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner="direct",
+                                 reasons=(f"planner {planner.name} failed; direct entry",))
+        return EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner="direct",
+                         reasons=("no entry planner: direct entry",))
+
+    def _initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan) -> Optional[ExitLevels]:
+        manager = self.components.exit_manager
+        try:
+            levels = sym.positions.initial(i, side, plan)
+            check_levels(levels, side, plan.worst_price)
+            return levels
+        except Exception as exc:
+            self.errors.failed(manager.name, "initial", exc, symbol=sym.data.symbol, bar=i)
+            return None
+
+    def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels) -> ExitLevels:
+        """Per-bar exit update; the stop may only tighten, whatever the plugin says."""
+        try:
+            new = sym.positions.update(i, position, levels)
+            if new is levels:
+                return levels
+            if not isinstance(new, ExitLevels):
+                raise ComponentFailure(f"returned {type(new).__name__}, expected ExitLevels")
+        except Exception as exc:
+            self.errors.failed(self.components.exit_manager.name, "update", exc, symbol=sym.data.symbol, bar=i)
+            return levels
+        if position.side == Side.LONG and new.stop < levels.stop:
+            new = attrs.evolve(new, stop=levels.stop)
+        elif position.side == Side.SHORT and new.stop > levels.stop:
+            new = attrs.evolve(new, stop=levels.stop)
+        return new
+
+    # -- feedback ----------------------------------------------------------------------
+    def trade_closed(self, trade: Trade, decision: Optional[Decision]) -> None:
+        for b in self.components.all():
+            hook = getattr(b.obj, "on_trade_closed", None)
+            if hook is None:
+                continue
+            try:
+                hook(trade, decision)
+            except Exception as exc:
+                self.errors.failed(b.name, "on_trade_closed", exc)
+        try:
+            self.plugins.hook.on_trade_closed(trade=trade, decision=decision)
+        except Exception as exc:
+            self.errors.failed("plugins", "on_trade_closed", exc)
+
+    def guard_actions(self, portfolio: Any) -> list[tuple[str, Any]]:
+        actions = []
+        for guard in self.components.portfolio_guards:
+            try:
+                result = guard.obj.on_bar(portfolio)
+            except Exception as exc:
+                self.errors.failed(guard.name, "on_bar", exc)
+                continue
+            if result:
+                actions.extend((guard.name, a) for a in result)
+        return actions
+
+
+def check_levels(levels: Any, side: Side, worst_price: float) -> None:
+    if not isinstance(levels, ExitLevels):
+        raise ComponentFailure(f"returned {type(levels).__name__}, expected ExitLevels")
+    if side == Side.LONG and not levels.stop < worst_price:
+        raise ComponentFailure(f"long stop {levels.stop} is not below the entry {worst_price}")
+    if side == Side.SHORT and not levels.stop > worst_price:
+        raise ComponentFailure(f"short stop {levels.stop} is not above the entry {worst_price}")
+
+
+def build_pipeline(settings: Settings, plugins: PluginSet) -> Pipeline:
+    components = resolve_components(settings, plugins)
+    pipeline = Pipeline(settings, plugins, components)
+    plugins.hook.on_startup(settings=settings, components=components)
+    return pipeline
