@@ -9,6 +9,7 @@ lowers it; a net score within ``veto_margin`` of zero vetoes the signal to HOLD.
 
 from __future__ import annotations
 
+import re
 from typing import Mapping, Optional, Sequence
 
 import attrs
@@ -65,8 +66,12 @@ class Coordinator:
         return Combined(final, votes, raw, confidence)
 
 
+_NUMBERS = re.compile(r"\[[^\]]*\]|\([^)]*\)|(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?x?")
+
+
 def decisive_reason(signal: Optional[Signal]) -> str:
-    """The reason a trade is attributed to in breakdowns (the first one given)."""
+    """The reason a trade is attributed to in breakdowns: the headline (first) reason with its
+    numbers removed, so "RSI 27.1 oversold (<30) [+1.2]" and "RSI 24.0 oversold" group together."""
     if signal is None or not signal.reasons:
         return "unspecified"
-    return signal.reasons[0]
+    return " ".join(_NUMBERS.sub("", signal.reasons[0]).split()) or signal.reasons[0]

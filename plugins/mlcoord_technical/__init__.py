@@ -3,11 +3,13 @@
 The baseline signal the ML components then enhance. Every indicator gives a signed,
 strength-graded score; their sum (scaled by volume) picks the direction, and a bar becomes
 BUY/SELL only when that net score reaches ``entry_score`` *and* ``min_agreeing`` indicators
-give a strong reading in that direction, so one indicator alone never trades. Confidence grows
-with the net score and the agreement, shrinks with every strongly opposing indicator and in
+give a real reading in that direction, so one indicator alone never trades. Confidence grows
+with the net score and the agreement, shrinks with the score against the direction and in
 volatility spikes, and feeds the DCA bands (< 0.65, 0.65-0.75, >= 0.75); on BTC/USDT 1h
-2020-2025 the defaults give BUY/SELL on ~4.5% of bars, about half / a quarter / a quarter in
-those bands. The model and its calibration are in :mod:`mlcoord_technical.scoring`.
+2020-2025 the defaults give BUY/SELL on ~4.5% of bars, 56% / 19% / 25% of them in those
+bands (ETH, SOL, XRP, BNB within three points). Confidence orders signal *strength*; it is not
+a calibrated hit probability (on that data every band's 24-bar hit rate is near 50%), which is
+what a calibrator plugin is for. The model and its calibration are in :mod:`mlcoord_technical.scoring`.
 
 Where the brief was silent: HOLD bars (warm-up included) have confidence 0, the confidence of
 a signal that does not exist; entries are blocked when ATR is below ``atr_min_ratio`` times its
@@ -51,8 +53,8 @@ class TechnicalOptions:
     atr_min_ratio=0.5: below this ratio the market is too quiet to trade (no entries).
     atr_max_ratio=2.0: above it volatility is spiking and confidence is damped.
     volume_period=20: volume average; volume multiplies the net score by 0.75 .. 1.5.
-    volume_confirm=1.5: volume at this multiple of its average counts as an agreeing indicator.
-    min_agreeing=2: strong readings (score >= 1, volume included) needed in the net direction.
+    min_agreeing=2: indicators (RSI, MACD, trend, Bollinger) scoring >= 0.5 in the net
+    direction needed for BUY/SELL (3 is very selective: ~0.3% of BTC 1h bars).
     entry_score=2.25: net score needed for BUY/SELL (calibrated on BTC/USDT 1h, ~4.5% of bars).
     use_market_context=True: also damp confidence in the HIGH_VOLATILITY regime of ``data.context``.
     """
@@ -74,7 +76,6 @@ class TechnicalOptions:
                                                                 _less_than("atr_max_ratio")])
     atr_max_ratio: float = attrs.field(default=2.0, validator=_positive)
     volume_period: int = attrs.field(default=20, validator=_period)
-    volume_confirm: float = attrs.field(default=1.5, validator=_positive)
     min_agreeing: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(1), v.le(5)])
     entry_score: float = attrs.field(default=2.25, validator=_positive)
     use_market_context: bool = attrs.field(default=True, validator=v.instance_of(bool))

@@ -63,7 +63,7 @@ def _volume(s: Scores, i: int, o) -> list[str]:
     vr, k = float(s.volume_ratio[i]), float(s.volume_factor[i])
     if vr != vr:  # NaN: no volume in the whole window
         return ["volume n/a (no volume in the average window)"]
-    word = "confirms" if vr >= o.volume_confirm else ("thin" if k < 1 else "normal")
+    word = "confirms" if k > 1 else ("thin, damps" if k < 1 else "neutral")
     return [f"volume {vr:.1f}x {o.volume_period}-bar average ({word}, score x{k:.2f})"]
 
 
@@ -77,13 +77,25 @@ def _volatility(s: Scores, i: int, o, regime_damped: bool) -> list[str]:
     return out
 
 
+def _strength(reason: str, side: int) -> float:
+    """The signed score a reading line ends with, in the signal's direction."""
+    try:
+        return side * float(reason.rsplit("[", 1)[1].rstrip("]"))
+    except (IndexError, ValueError):
+        return 0.0
+
+
 def explain(s: Scores, i: int, options, regime_damped: bool) -> list[str]:
-    """Reasons for bar ``i``: empty for HOLD, else the verdict then each contributing reading."""
+    """Reasons for bar ``i``: empty for HOLD, else the readings strongest first, then the verdict.
+
+    The first reason is the headline: the reading that carried the signal most.
+    """
     side = int(s.action[i])
     if side == 0:
         return []
     head = (f"{'BUY' if side > 0 else 'SELL'}: net score {float(s.net[i]):+.2f} "
             f"(entry {options.entry_score:g}), {int(s.agreeing[i])} agreeing, "
-            f"{int(s.opposing[i])} opposing, confidence {float(s.confidence[i]):.2f}")
-    return [head, *_rsi(s, i, options), *_macd(s, i), *_trend(s, i, options), *_bollinger(s, i),
-            *_volume(s, i, options), *_volatility(s, i, options, regime_damped)]
+            f"score against {float(s.opposing[i]):.1f}, confidence {float(s.confidence[i]):.2f}")
+    readings = [*_rsi(s, i, options), *_macd(s, i), *_trend(s, i, options), *_bollinger(s, i)]
+    readings.sort(key=lambda r: -_strength(r, side))
+    return [*readings, head, *_volume(s, i, options), *_volatility(s, i, options, regime_damped)]

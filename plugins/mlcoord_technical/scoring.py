@@ -6,28 +6,31 @@ which is causal, and the only look-back here is one bar for MACD crosses and slo
 
 Each directional indicator scores the bar on its own scale (positive = bullish):
 
-=========  ===========================================================  ==========
-indicator  reading                                                      score
-=========  ===========================================================  ==========
+=========  ============================================================  ===========
+indicator  reading                                                       score
+=========  ============================================================  ===========
 RSI        beyond oversold/overbought, graded by depth (10 points = max)  +-1 .. 2
 MACD       line crossed its signal this bar                              +-1
-           plus the histogram's slope, graded (0.05 ATR per bar = max)    +-0 .. 0.5
+           plus the histogram's slope, graded (0.05 ATR per bar = max)   +-0 .. 0.5
 EMA trend  close vs fast EMA, fast vs slow, slow vs trend EMA            +-0.5 each
 Bollinger  close outside a band, graded by how far (%b -0.1 = max)       +-1 .. 1.5
-           close inside the band's outer 10% (%b < 0.1 or > 0.9)        +-0.5
-=========  ===========================================================  ==========
+           close inside the band's outer 10% (%b < 0.1 or > 0.9)         +-0.5
+=========  ============================================================  ===========
 
 The sum is multiplied by the volume factor ``clip(1 + (ratio - 1) / 2, 0.75, 1.5)`` (a move on
-twice the average volume counts 1.5x, on half of it 0.75x). An indicator *agrees* when it scores
-at least 1 in the net direction (a strong reading, not just a slope), *opposes* when it scores
-at least 1 against it. A bar becomes BUY/SELL when ``|net| >= entry_score`` and at least
-``min_agreeing`` indicators agree (volume at ``volume_confirm``x average counts as one more).
+twice the average volume counts 1.5x, on half of it 0.75x): volume confirms, it never points.
+An indicator *agrees* when it scores at least 0.5 in the net direction (a real reading: a
+leaning trend, a close near a band, a full-strength histogram slope; not a faint slope). A bar
+becomes BUY/SELL when ``|net| >= entry_score`` and at least ``min_agreeing`` indicators agree.
+Mean-reversion readings (RSI, Bollinger) and trend readings (EMA, MACD) often conflict; the
+net score settles it and the conflict costs confidence.
 
 Confidence starts at 0.5 and grows with the net score beyond the threshold, saturating towards
-0.95; every opposing indicator costs ``OPPOSITION_PENALTY`` and every agreeing one beyond the
-minimum adds ``AGREEMENT_BONUS``; an ATR spike or a HIGH_VOLATILITY regime pulls it halfway back
-to 0.5. The shape was calibrated on BTC/USDT 1h 2020-2025 so that the three DCA bands
-(< 0.65, 0.65-0.75, >= 0.75) each hold a sizeable share of the signals.
+0.95; every point of score against the net direction costs ``OPPOSITION_PENALTY`` and every
+agreeing indicator beyond the minimum adds ``AGREEMENT_BONUS``; an ATR spike or a
+HIGH_VOLATILITY regime halves the part above 0.5. The constants were calibrated on BTC/USDT 1h
+2020-2025 so that each of the three DCA bands (< 0.65, 0.65-0.75, >= 0.75) holds a sizeable
+share of the signals (and checked on ETH, SOL, XRP and BNB).
 """
 
 from __future__ import annotations
@@ -37,12 +40,12 @@ import numpy as np
 
 from mlcoord import features
 
-AGREE_LEVEL = 1.0           # an indicator agrees/opposes with a score of at least this size
-OPPOSITION_PENALTY = 0.06   # confidence lost per strongly opposing indicator
+AGREE_LEVEL = 0.5           # an indicator agrees with a score of at least this size
+OPPOSITION_PENALTY = 0.05   # confidence lost per point of score against the net direction
 AGREEMENT_BONUS = 0.03      # confidence gained per agreeing indicator beyond the minimum
-CONFIDENCE_SCALE = 1.0      # net score beyond the threshold that gets ~63% of the way to the cap
+CONFIDENCE_SCALE = 0.85     # net score beyond the threshold that goes ~63% of the way to the cap
 CONFIDENCE_CAP = 0.95       # a technical signal alone is never certain (also the final clip)
-SLOPE_ATR = 0.05           # MACD histogram change per bar (in ATRs) that scores the full 0.5
+SLOPE_ATR = 0.05            # MACD histogram change per bar (in ATRs) that scores the full 0.5
 VOLATILE_DAMPING = 0.5      # fraction of (confidence - 0.5) kept in a volatility spike
 
 
@@ -70,7 +73,7 @@ class Scores:
     s_bb: np.ndarray
     net: np.ndarray
     agreeing: np.ndarray
-    opposing: np.ndarray
+    opposing: np.ndarray        # sum of the scores against the net direction (>= 0)
     volatile: np.ndarray        # ATR spike or HIGH_VOLATILITY regime: confidence damped
     action: np.ndarray
     confidence: np.ndarray
@@ -138,9 +141,9 @@ def score(close, high, low, volume, options, high_volatility=None) -> Scores:
 
     direction = np.sign(net)
     stack = np.stack([s_rsi, s_macd, s_trend, s_bb])
-    agreeing = (stack * direction >= AGREE_LEVEL).sum(axis=0)
-    agreeing = agreeing + ((np.nan_to_num(vr) >= o.volume_confirm) & (direction != 0))
-    opposing = (stack * direction <= -AGREE_LEVEL).sum(axis=0)
+    aligned = stack * direction
+    agreeing = (aligned >= AGREE_LEVEL).sum(axis=0)
+    opposing = np.maximum(-aligned, 0.0).sum(axis=0)   # score mass against the net direction
 
     warm = ~(np.isnan(rsi) | np.isnan(hist) | np.isnan(ema_t) | np.isnan(pb) | np.isnan(atr_ratio))
     # ATR filter: a dead market's moves do not pay for fees and slippage, so no entries there.
@@ -154,10 +157,11 @@ def score(close, high, low, volume, options, high_volatility=None) -> Scores:
     volatile = np.nan_to_num(atr_ratio) > o.atr_max_ratio
     if high_volatility is not None:
         volatile = volatile | np.asarray(high_volatility, dtype=bool)
-    conf = np.where(volatile, 0.5 + (conf - 0.5) * VOLATILE_DAMPING, conf)
+    # Damping only ever lowers confidence: the part above 0.5 shrinks, a weak signal stays weak.
+    conf = np.where(volatile, conf - (1.0 - VOLATILE_DAMPING) * np.maximum(conf - 0.5, 0.0), conf)
     confidence = np.where(enter, np.clip(conf, 0.0, CONFIDENCE_CAP), 0.0)
 
     return Scores(close, rsi, line, sig, hist, cross.astype(np.int8), ema_f, ema_s, ema_t, pb,
                   atr_pct, atr_ratio, vr, vfactor, s_rsi, s_macd, s_trend, s_bb, net,
-                  agreeing.astype(np.int8), opposing.astype(np.int8), volatile, action,
+                  agreeing.astype(np.int8), opposing, volatile, action,
                   confidence.astype(np.float64))

@@ -1,0 +1,30 @@
+# Two commands for a fresh clone (see README):
+#   make backtest   set up a venv and run the default backtest on the bundled real data
+#   make test       set up a venv (with the test extras) and run the tests
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: setup setup-test backtest test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q -e .
+
+setup-test: $(BIN)/python
+	$(BIN)/pip install -q -e '.[test]'
+
+backtest: setup
+	$(BIN)/mlcoord backtest
+
+test: setup-test
+	$(BIN)/python -m pytest
+
+bench: setup
+	$(BIN)/python benchmarks/bench_backtest.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info engine/*.egg-info

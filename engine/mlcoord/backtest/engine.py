@@ -1,0 +1,363 @@
+"""The event-driven backtest loop over closed bars.
+
+Per timestamp: (1) fills of orders placed at the previous close, using only this bar's OHLC;
+(2) marking to the close; (3) portfolio guards; (4) per symbol: exit-level updates and entry
+decisions with data closed at this bar. Orders from (3) and (4) fill from the next bar, so no
+decision can see the bar it trades on. Same data, config and plugins give the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import attrs
+import numpy as np
+
+from mlcoord.backtest.fills import DAY_NS, CostModel
+from mlcoord.backtest.portfolio import Portfolio, Position
+from mlcoord.config import Settings
+from mlcoord.journal import Journal
+from mlcoord.model import Decision, Fill, Side, Trade
+from mlcoord.pipeline import Pipeline, PreparedSymbol
+
+
+class Leg:
+    """A pending entry order of a plan."""
+
+    __slots__ = ("price", "quantity", "market", "expires", "tag", "order_id")
+
+    def __init__(self, price, quantity, market, expires, tag, order_id):
+        self.price, self.quantity, self.market = price, quantity, market
+        self.expires, self.tag, self.order_id = expires, tag, order_id
+
+
+class Book:
+    """Per-symbol state: arrays as Python lists (fast scalar access) and pending orders."""
+
+    __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "legs", "plan_side",
+                 "plan_decision", "plan_levels", "plan_count", "plan_filled", "exit_reason",
+                 "hedge_open", "hedge_close", "prev_time", "record")
+
+    def __init__(self, prepared: PreparedSymbol):
+        candles = prepared.data.candles
+        self.prepared = prepared
+        self.symbol = candles.symbol
+        self.t = candles.time.tolist()
+        self.o, self.h, self.l, self.c = (candles.open.tolist(), candles.high.tolist(),
+                                          candles.low.tolist(), candles.close.tolist())
+        self.action = prepared.action.tolist()
+        self.legs: list[Leg] = []
+        self.plan_side = 0
+        self.plan_decision: Optional[Decision] = None
+        self.plan_levels = None
+        self.plan_count = 0
+        self.plan_filled = 0
+        self.exit_reason: Optional[str] = None
+        self.hedge_open = 0.0          # quantity of hedge to open at the next open
+        self.hedge_close: Optional[str] = None
+        self.prev_time: Optional[int] = None
+        self.record: dict = {}
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.legs)
+
+
+@attrs.frozen
+class RawResult:
+    """What the loop produced; :mod:`mlcoord.backtest.stats` turns it into figures."""
+
+    times: np.ndarray
+    equity: np.ndarray
+    exposure: np.ndarray            # gross notional per timestamp
+    trades: tuple[Trade, ...]
+    fills: tuple[Fill, ...]
+    decisions: tuple[Decision, ...]
+    plans: tuple[dict, ...]         # per entered plan: band, legs planned, legs filled
+    initial_equity: float
+    cost_model: CostModel
+    errors: dict
+
+
+class Backtest:
+    def __init__(self, pipeline: Pipeline, settings: Settings, journal: Optional[Journal] = None):
+        self.pipeline = pipeline
+        self.settings = settings
+        self.costs = CostModel.from_config(settings.backtest)
+        self.portfolio = Portfolio(settings.backtest.initial_equity)
+        self.journal = journal or Journal()
+        self.trades: list[Trade] = []
+        self.fills: list[Fill] = []
+        self.plans: list[dict] = []
+        self._trade_seq = 0
+
+    # -- the loop --------------------------------------------------------------------------
+    def run(self, prepared: Sequence[PreparedSymbol], progress: Optional[Callable[[int], None]] = None,
+            start: Optional[int] = None) -> RawResult:
+        """Walk the bars of ``prepared`` symbols; bars before ``start`` (ns) only warm indicators up."""
+        books = [Book(p) for p in prepared]
+        times = np.unique(np.concatenate([p.data.candles.time for p in prepared])) if prepared \
+            else np.array([], np.int64)
+        if start is not None:
+            times = times[np.searchsorted(times, start):]
+        slots: list[list[tuple[Book, int]]] = [[] for _ in range(len(times))]
+        for book in books:
+            bar_times = np.asarray(book.t)
+            first = int(np.searchsorted(bar_times, times[0])) if len(times) else len(bar_times)
+            for i, k in enumerate(np.searchsorted(times, bar_times[first:]).tolist(), start=first):
+                slots[k].append((book, i))
+        portfolio = self.portfolio
+        positions, hedges = portfolio.positions, portfolio.hedges
+        pipeline = self.pipeline
+        guards = bool(pipeline.components.portfolio_guards)
+        equity_curve = np.empty(len(times))
+        exposure_curve = np.empty(len(times))
+        day = None
+        times_list = times.tolist()
+        for k, t in enumerate(times_list):
+            portfolio.time = t
+            today = t // DAY_NS
+            if today != day:
+                day = today
+                portfolio.day_start_equity = portfolio.equity
+            slot = slots[k]
+            for book, i in slot:
+                sym = book.symbol
+                if book.legs or sym in positions or sym in hedges or book.exit_reason or book.hedge_open \
+                        or book.hedge_close:
+                    self._fill_bar(book, i, t)
+                portfolio.prices[sym] = book.c[i]
+            if positions or hedges:
+                equity = portfolio.mark()
+                exposure_curve[k] = portfolio.gross_exposure()
+            else:
+                equity = portfolio.equity = portfolio.cash
+                if equity > portfolio.peak_equity:
+                    portfolio.peak_equity = equity
+                exposure_curve[k] = 0.0
+            equity_curve[k] = equity
+            if guards:
+                for guard_name, action in pipeline.guard_actions(portfolio):
+                    self._guard_action(guard_name, action, books)
+                if portfolio.hedge_mode:
+                    self._cover_hedges(books)
+            for book, i in slot:
+                sym = book.symbol
+                position = positions.get(sym)
+                if position is not None:
+                    position.levels = pipeline.update_levels(book.prepared, i, position, position.levels)
+                a = book.action[i]
+                if not a:
+                    continue
+                if position is not None or book.legs:
+                    if (a < 0 and position is not None and position.side == Side.LONG
+                            and self.costs.market == "spot"):
+                        book.exit_reason = "sell_signal"
+                    continue
+                self._decide(book, i, t)
+            if progress is not None and k % 2048 == 2047:
+                progress(2048)
+        if progress is not None:
+            progress(len(times) % 2048)
+        self._close_everything(books)
+        if len(times):
+            equity_curve[-1] = portfolio.cash
+        return RawResult(times, equity_curve, exposure_curve, tuple(self.trades), tuple(self.fills),
+                         tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
+                         self.costs, dict(pipeline.errors.counts))
+
+    # -- entries ---------------------------------------------------------------------------
+    def _decide(self, book: Book, i: int, t: int) -> None:
+        costs = self.costs
+        decision = self.pipeline.decide(book.prepared, i, self.portfolio, time=t, leverage=costs.leverage,
+                                        fee_rate=costs.fee_taker, slippage=costs.slippage)
+        self.journal.record(decision)
+        if decision.outcome != "entered":
+            return
+        plan, qty = decision.plan, decision.sizing.quantity
+        n = len(plan.legs)
+        expires = i + max(plan.expires_after_bars, 1)
+        book.legs = [Leg(leg.price, qty * leg.fraction, leg.market, expires, f"entry:{j + 1}/{n}",
+                         f"{book.symbol}:{t}:entry:{j + 1}") for j, leg in enumerate(plan.legs)]
+        book.plan_side = int(plan.side)
+        book.plan_decision = decision
+        book.plan_levels = decision.levels
+        book.plan_count = n
+        book.plan_filled = 0
+        book.record = {"symbol": book.symbol, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
+                       "confidence": decision.confidence}
+        self.plans.append(book.record)
+
+    # -- fills -----------------------------------------------------------------------------
+    def _fill_bar(self, book: Book, i: int, t: int) -> None:
+        costs, portfolio = self.costs, self.portfolio
+        sym = book.symbol
+        o, h, l = book.o[i], book.h[i], book.l[i]
+        position = portfolio.positions.get(sym)
+        hedge = portfolio.hedges.get(sym)
+        if book.prev_time is not None and (position is not None or hedge is not None):
+            events = costs.funding_events(book.prev_time, t)
+            if events:
+                for p in (position, hedge):
+                    if p is not None:
+                        payment = events * costs.funding_rate * p.quantity * o * p.side
+                        p.funding += payment
+                        portfolio.cash -= payment
+        book.prev_time = t
+        if book.exit_reason and position is not None:
+            self._exit(position, costs.market_exit(o, position.side), position.quantity, t, book.exit_reason,
+                       costs.fee_taker, i)
+            position = None
+            book.legs = []
+        book.exit_reason = None
+        if book.hedge_close and hedge is not None:
+            self._exit(hedge, costs.market_exit(o, hedge.side), hedge.quantity, t, book.hedge_close,
+                       costs.fee_taker, i)
+            hedge = None
+        book.hedge_close = None
+        if book.hedge_open and hedge is None and position is not None:
+            side = Side(-position.side)
+            hedge = Position(sym, side, i, t, hedge=True)
+            price = costs.market_entry(o, side)
+            self._enter(hedge, price, book.hedge_open, t, "hedge", costs.fee_taker, f"{sym}:{t}:hedge")
+            portfolio.hedges[sym] = hedge
+        book.hedge_open = 0.0
+        if book.legs:
+            position = self._fill_legs(book, i, t, o, h, l, position)
+        if position is not None:
+            self._protect(book, position, i, t, o, h, l)
+        if hedge is not None and sym in portfolio.hedges:
+            if (hedge.side > 0 and l <= hedge.liquidation_price) or (hedge.side < 0 and h >= hedge.liquidation_price):
+                self._exit(hedge, hedge.liquidation_price, hedge.quantity, t, "liquidation", costs.fee_taker, i)
+
+    def _fill_legs(self, book: Book, i: int, t: int, o: float, h: float, l: float,
+                   position: Optional[Position]) -> Optional[Position]:
+        costs = self.costs
+        side = book.plan_side
+        remaining = []
+        for leg in book.legs:
+            if leg.market:
+                price, fee = costs.market_entry(o, side), costs.fee_taker
+            elif (side > 0 and l <= leg.price) or (side < 0 and h >= leg.price):
+                price, fee = costs.limit_entry(leg.price, o, side), costs.fee_maker
+            elif i >= leg.expires:
+                continue
+            else:
+                remaining.append(leg)
+                continue
+            if position is None:
+                position = Position(book.symbol, Side(side), i, t, decision=book.plan_decision,
+                                    levels=book.plan_levels, entries_planned=book.plan_count)
+                self.portfolio.positions[book.symbol] = position
+            self._enter(position, price, leg.quantity, t, leg.tag, fee, leg.order_id)
+            book.plan_filled += 1
+            book.record["filled"] = book.plan_filled
+        book.legs = remaining
+        return position
+
+    def _protect(self, book: Book, position: Position, i: int, t: int, o: float, h: float, l: float) -> None:
+        costs = self.costs
+        levels = position.levels
+        side = position.side
+        liq = position.liquidation_price
+        if (side > 0 and l <= liq) or (side < 0 and h >= liq):
+            if (side > 0 and levels.stop <= liq) or (side < 0 and levels.stop >= liq):
+                self._exit(position, liq, position.quantity, t, "liquidation", costs.fee_taker, i)
+                book.legs = []
+                return
+        stop = levels.stop
+        if (side > 0 and l <= stop) or (side < 0 and h >= stop):
+            initial = position.decision.levels.stop if position.decision and position.decision.levels else stop
+            reason = "stop_loss" if stop == initial else "trailing_stop"
+            self._exit(position, costs.stop_exit(stop, o, side), position.quantity, t, reason, costs.fee_taker, i)
+            book.legs = []
+            return
+        partial = levels.partial_take_profit
+        if partial is not None and not position.partial_done and \
+                ((side > 0 and h >= partial) or (side < 0 and l <= partial)):
+            position.partial_done = True
+            qty = position.quantity * levels.partial_fraction
+            if qty > 0:
+                self._exit(position, costs.limit_exit(partial, o, side), qty, t, "partial_take_profit",
+                           costs.fee_maker, i)
+        tp = levels.take_profit
+        if tp is not None and position.quantity > 0 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
+            self._exit(position, costs.limit_exit(tp, o, side), position.quantity, t, "take_profit",
+                       costs.fee_maker, i)
+            book.legs = []
+            return
+        if side > 0:
+            if h > position.best_price:
+                position.best_price = h
+        elif l < position.best_price:
+            position.best_price = l
+
+    def _enter(self, position: Position, price: float, qty: float, t: int, tag: str, fee_rate: float,
+               order_id: str) -> None:
+        fee = price * qty * fee_rate
+        fill = Fill(order_id, position.symbol, position.side, t, price, qty, fee, False, tag, position.hedge)
+        position.add(fill, self.costs.leverage, self.costs.maintenance_margin)
+        self.portfolio.cash -= fee
+        self.fills.append(fill)
+
+    def _exit(self, position: Position, price: float, qty: float, t: int, reason: str, fee_rate: float,
+              i: int) -> None:
+        portfolio = self.portfolio
+        fee = price * qty * fee_rate
+        fill = Fill(f"{position.symbol}:{t}:{reason}", position.symbol, position.side, t, price, qty, fee, True,
+                    reason, position.hedge)
+        pnl = position.reduce(fill)
+        portfolio.cash += pnl - fee
+        self.fills.append(fill)
+        if position.quantity > 0:
+            return
+        self._trade_seq += 1
+        trade = position.to_trade(f"T{self._trade_seq:05d}", t, reason)
+        self.trades.append(trade)
+        book_of = portfolio.hedges if position.hedge else portfolio.positions
+        book_of.pop(position.symbol, None)
+        if not position.hedge:
+            self.pipeline.trade_closed(trade, position.decision)
+            hedge = portfolio.hedges.get(position.symbol)
+            if hedge is not None:   # a hedge never outlives the position it protects
+                self._exit(hedge, price * (1.0 - self.costs.slippage * hedge.side), hedge.quantity, t,
+                           "hedged position closed", fee_rate, i)
+
+    # -- guards ----------------------------------------------------------------------------
+    def _guard_action(self, guard: str, action, books: Sequence[Book]) -> None:
+        portfolio = self.portfolio
+        self.journal.guard(guard, action, portfolio)
+        if action.kind == "open_hedge":
+            portfolio.hedge_mode[guard] = action.fraction
+        elif action.kind == "close_hedge":
+            portfolio.hedge_mode.pop(guard, None)
+            if not portfolio.hedge_mode:
+                for book in books:
+                    if book.symbol in portfolio.hedges:
+                        book.hedge_close = f"hedge released ({guard}: {action.reason})"
+        elif action.kind == "close_all":
+            for book in books:
+                book.legs = []
+                if book.symbol in portfolio.positions:
+                    book.exit_reason = f"guard:{guard}"
+
+    def _cover_hedges(self, books: Sequence[Book]) -> None:
+        fraction = max(self.portfolio.hedge_mode.values())
+        for book in books:
+            position = self.portfolio.positions.get(book.symbol)
+            if position is not None and book.symbol not in self.portfolio.hedges and not book.hedge_open:
+                if self.costs.market == "futures":
+                    book.hedge_open = position.quantity * fraction
+
+    def _close_everything(self, books: Sequence[Book]) -> None:
+        """Positions still open at the end are closed at the last close (as a market order)."""
+        for book in books:
+            book.legs = []
+            if not book.t:
+                continue
+            t, c = book.t[-1], book.c[-1]
+            for store in (self.portfolio.positions, self.portfolio.hedges):
+                position = store.get(book.symbol)
+                if position is not None:
+                    self._exit(position, self.costs.market_exit(c, position.side), position.quantity, t,
+                               "end_of_data", self.costs.fee_taker, len(book.t) - 1)

@@ -1,0 +1,140 @@
+"""Account state of a backtest: wallet, positions built from fills, equity and exposure.
+
+Margin-account accounting (what a USD-M futures account does): the wallet holds realised PnL,
+fees and funding; equity is the wallet plus unrealised PnL. A spot account is the same with
+shorts and leverage refused upstream.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mlcoord.model import Decision, ExitLevels, Fill, Side, Trade
+
+
+class Position:
+    """An open position, built by applying fills (the :class:`PositionView` plugins see)."""
+
+    __slots__ = (
+        "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
+        "entries_filled", "entries_planned", "hedge", "decision", "levels", "fees", "funding",
+        "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price",
+        "partial_done", "fills",
+    )
+
+    def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
+                 decision: Optional[Decision] = None, levels: Optional[ExitLevels] = None,
+                 entries_planned: int = 1):
+        self.symbol, self.side, self.hedge, self.decision, self.levels = symbol, side, hedge, decision, levels
+        self.quantity = 0.0
+        self.entry_price = 0.0
+        self.opened_index, self.opened_at = index, time
+        self.best_price = 0.0
+        self.entries_filled, self.entries_planned = 0, entries_planned
+        self.fees = self.funding = self.realised = 0.0
+        self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = 0.0
+        self.liquidation_price = 0.0
+        self.partial_done = False
+        self.fills: list[Fill] = []
+
+    def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
+        value = self.entry_price * self.quantity + fill.price * fill.quantity
+        self.quantity += fill.quantity
+        self.entry_price = value / self.quantity
+        self.entry_qty += fill.quantity
+        self.entry_value += fill.price * fill.quantity
+        self.fees += fill.fee
+        self.entries_filled += 1
+        if self.best_price == 0.0:
+            self.best_price = fill.price
+        self.fills.append(fill)
+        # isolated-margin liquidation price: loss reaches margin minus maintenance margin
+        shift = 1.0 / leverage - maintenance
+        self.liquidation_price = max(self.entry_price * (1.0 - self.side * shift), 0.0)
+
+    def reduce(self, fill: Fill) -> float:
+        """Apply an exit fill; returns its realised PnL before fees."""
+        qty = min(fill.quantity, self.quantity)
+        pnl = (fill.price - self.entry_price) * qty * self.side
+        self.quantity -= qty
+        if self.quantity < 1e-12:
+            self.quantity = 0.0
+        self.exit_qty += qty
+        self.exit_value += fill.price * qty
+        self.fees += fill.fee
+        self.realised += pnl
+        self.fills.append(fill)
+        return pnl
+
+    def unrealised(self, price: float) -> float:
+        return (price - self.entry_price) * self.quantity * self.side
+
+    def to_trade(self, trade_id: str, closed_at: int, reason: str) -> Trade:
+        decision = self.decision
+        from mlcoord.coordinator import decisive_reason
+
+        return Trade(
+            id=trade_id, symbol=self.symbol, side=self.side, opened_at=self.opened_at, closed_at=closed_at,
+            entry_price=self.entry_value / self.entry_qty if self.entry_qty else 0.0,
+            exit_price=self.exit_value / self.exit_qty if self.exit_qty else 0.0,
+            quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
+            funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
+            entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
+            entry_reason=decisive_reason(decision.signal) if decision else "hedge", hedge=self.hedge,
+        )
+
+
+class Portfolio:
+    """The :class:`mlcoord.components.PortfolioView` of a backtest, updated every bar."""
+
+    def __init__(self, initial_equity: float):
+        self.cash = initial_equity            # wallet balance
+        self.equity = initial_equity
+        self.peak_equity = initial_equity
+        self.day_start_equity = initial_equity
+        self.time = 0
+        self.positions: dict[str, Position] = {}     # directional position per symbol
+        self.hedges: dict[str, Position] = {}        # hedge leg per symbol
+        self.prices: dict[str, float] = {}
+        self.hedge_mode: dict[str, float] = {}       # guard name -> fraction while a hedge trigger is on
+
+    @property
+    def drawdown(self) -> float:
+        return 1.0 - self.equity / self.peak_equity if self.peak_equity > 0 else 0.0
+
+    def open_positions(self) -> int:
+        return len(self.positions)
+
+    def exposure(self, symbol: Optional[str] = None) -> float:
+        total = 0.0
+        for book in (self.positions, self.hedges):
+            for sym, p in book.items():
+                if symbol is None or sym == symbol:
+                    total += p.side * p.quantity * self.prices.get(sym, p.entry_price)
+        return total
+
+    def gross_exposure(self) -> float:
+        return sum(p.quantity * self.prices.get(s, p.entry_price)
+                   for book in (self.positions, self.hedges) for s, p in book.items())
+
+    def hedged(self, symbol: Optional[str] = None) -> bool:
+        if symbol is None:
+            return bool(self.hedge_mode) or bool(self.hedges)
+        return symbol in self.hedges
+
+    def last_price(self, symbol: str) -> float:
+        return self.prices[symbol]
+
+    def symbols(self) -> list[str]:
+        return list(self.prices)
+
+    def mark(self) -> float:
+        """Equity at the latest prices."""
+        equity = self.cash
+        for book in (self.positions, self.hedges):
+            for sym, p in book.items():
+                equity += p.unrealised(self.prices[sym])
+        self.equity = equity
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        return equity

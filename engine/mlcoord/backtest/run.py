@@ -1,0 +1,183 @@
+"""From settings to a finished backtest: load data, load plugins, prepare, loop, compute figures."""
+
+from __future__ import annotations
+
+import json
+import os
+import time as _time
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import attrs
+import numpy as np
+import pandas as pd
+import structlog
+
+from mlcoord.backtest.engine import Backtest, RawResult
+from mlcoord.backtest.stats import breakdowns, compute_stats
+from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
+from mlcoord.components import build_market_data
+from mlcoord.config import Settings, unstructure
+from mlcoord.errors import ConfigError, DataError
+from mlcoord.journal import Journal, decision_to_dict
+from mlcoord.pipeline import build_pipeline
+from mlcoord.registry import PluginSet, load_plugins
+
+log = structlog.get_logger("mlcoord.backtest")
+
+BUNDLED = {"BTC/USDT": "BTC_USDT-1h.feather", "ETH/USDT": "ETH_USDT-1h.feather"}
+DEFAULT_SYMBOL = "BTC/USDT"
+ENV_DISABLE = "MLCOORD_DISABLE"
+WARMUP_BARS = 600
+
+
+def disabled_plugins(settings: Settings, cli: Sequence[str] = (), env: Optional[Mapping[str, str]] = None
+                     ) -> dict[str, str]:
+    """Plugin name -> where it was disabled. Config, CLI and environment feed the same set."""
+    env = os.environ if env is None else env
+    out: dict[str, str] = {}
+    for name in settings.engine.disable:
+        out[name] = "config [engine] disable"
+    for name in _split(env.get(ENV_DISABLE, "")):
+        out[name] = f"environment {ENV_DISABLE}"
+    for name in cli:
+        out[name] = "CLI --disable"
+    return out
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Optional[pd.Timestamp]]:
+    """``YYYYMMDD-YYYYMMDD`` (either side may be empty), as freqtrade users type it."""
+    if not text:
+        return None, None
+    if "-" not in text:
+        raise ConfigError(f"timerange {text!r} must look like 20210101-20220101 (either side may be empty)")
+    start, end = text.split("-", 1)
+    try:
+        parse = lambda s: pd.Timestamp(s, tz="UTC") if s else None  # noqa: E731
+        return parse(start), parse(end)
+    except ValueError:
+        raise ConfigError(f"timerange {text!r}: dates must be YYYYMMDD") from None
+
+
+def bundled_path(symbol: str) -> Path:
+    if symbol not in BUNDLED:
+        raise ConfigError(f"no bundled data for symbol {symbol!r}; bundled: {', '.join(BUNDLED)}. "
+                          f"Pass your own candles with --data FILE")
+    return Path(str(resources.files("mlcoord") / "data" / BUNDLED[symbol]))
+
+
+def load_market(settings: Settings) -> list[Candles]:
+    """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up)."""
+    data = settings.data
+    if data.files:
+        candles = [load_candles(f, repair=data.repair) for f in data.files]
+        if data.symbols:
+            wanted = set(data.symbols)
+            candles = [c for c in candles if c.symbol in wanted]
+            found = {c.symbol for c in candles}
+            if wanted - found:
+                raise ConfigError(f"symbol(s) {sorted(wanted - found)} not in the data files "
+                                  f"(symbols found: {sorted(found) or 'none'})")
+    else:
+        candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair) for s in (data.symbols or [DEFAULT_SYMBOL])]
+    out = []
+    start, end = parse_timerange(data.timerange)
+    for c in candles:
+        for note in c.repairs:
+            log.warning("candles_repaired", symbol=c.symbol, repair=note)
+        if c.gaps:
+            log.warning("candle_gaps", symbol=c.symbol, gaps=len(c.gaps), missing_bars=sum(g.missing for g in c.gaps),
+                        largest=str(max(c.gaps, key=lambda g: g.missing).start))
+        if data.timeframe and data.timeframe != c.timeframe:
+            if timeframe_to_ns(data.timeframe) < c.timeframe_ns:
+                raise ConfigError(f"timeframe {data.timeframe!r} is finer than the data's {c.timeframe!r} "
+                                  f"for {c.symbol}; candles cannot be split")
+            c = resample(c, data.timeframe)
+        if end is not None:
+            c = c.between(None, end)
+        if start is not None:
+            first = int(np.searchsorted(c.time, start.value))
+            c = c.slice(max(first - WARMUP_BARS, 0), len(c))
+        if len(c) == 0:
+            raise DataError(f"no candles for {c.symbol} in timerange {data.timerange!r}")
+        out.append(c)
+    return out
+
+
+@attrs.frozen(eq=False)
+class BacktestResult:
+    raw: RawResult
+    stats: dict[str, Any]
+    breakdowns: dict[str, Any]
+    components: dict[str, Any]
+    plugins: dict[str, Any]
+    symbols: tuple[str, ...]
+    timeframe: str
+    elapsed: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        raw = self.raw
+        return {
+            "mlcoord_result": 1,
+            "symbols": list(self.symbols), "timeframe": self.timeframe,
+            "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
+            "plugins": self.plugins, "elapsed_seconds": self.elapsed, "errors": raw.errors,
+            "equity": {"time": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in raw.times],
+                       "value": [round(float(v), 6) for v in raw.equity]},
+            "trades": [_plain(unstructure(t)) for t in raw.trades],
+            "fills": [_plain(unstructure(f)) for f in raw.fills],
+            "decisions": [decision_to_dict(d) for d in raw.decisions],
+        }
+
+    def write_json(self, path: Path) -> None:
+        tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
+        tmp.replace(path)
+
+
+def _plain(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if k in ("time", "opened_at", "closed_at") and isinstance(v, int):
+            v = pd.Timestamp(v, tz="UTC").isoformat()
+        out[k] = getattr(v, "name", v) if not isinstance(v, (int, float, str, type(None))) else v
+    return out
+
+
+def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugins: Optional[PluginSet] = None,
+                 candles: Optional[Sequence[Candles]] = None,
+                 progress_factory: Optional[Callable[[int], Any]] = None) -> BacktestResult:
+    """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps)."""
+    t0 = _time.perf_counter()
+    plugins = plugins if plugins is not None else load_plugins(disabled)
+    pipeline = build_pipeline(settings, plugins)
+    candles = list(candles) if candles is not None else load_market(settings)
+    t1 = _time.perf_counter()
+    prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes)) for c in candles]
+    backtest = Backtest(pipeline, settings, Journal())
+    start, _ = parse_timerange(settings.data.timerange)
+    start_ns = start.value if start is not None else None
+    if progress_factory:
+        times = np.unique(np.concatenate([c.time for c in candles]))
+        progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
+    else:
+        progress = None
+    t2 = _time.perf_counter()
+    raw = backtest.run(prepared, progress=progress.update if progress else None, start=start_ns)
+    if progress:
+        progress.close()
+    t3 = _time.perf_counter()
+    stats = compute_stats(raw)
+    result = BacktestResult(
+        raw=raw, stats=stats, breakdowns=breakdowns(raw), components=pipeline.components.describe(),
+        plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},
+        symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
+        elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),
+                 "stats": round(_time.perf_counter() - t3, 4)},
+    )
+    return result

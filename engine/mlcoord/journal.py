@@ -1,0 +1,99 @@
+"""The decision journal: every decision as data, and its structlog event.
+
+One ``decision`` event per decision records each contributor's vote, weight and reasons, the raw
+and calibrated confidence, the plan, the sizing and any veto. On a terminal it renders as a
+readable block (see :func:`render_decision`); otherwise it is one JSON line.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+import structlog
+
+from mlcoord.model import Decision, GuardAction
+
+log = structlog.get_logger("mlcoord.decisions")
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
+
+
+def decision_to_dict(d: Decision) -> dict[str, Any]:
+    """Plain data for JSON and logs."""
+    out: dict[str, Any] = {
+        "time": _iso(d.time), "symbol": d.symbol, "outcome": d.outcome,
+        "signal": d.signal.action.name, "technical_signal": d.technical.action.name,
+        "raw_confidence": round(d.raw_confidence, 6), "confidence": round(d.confidence, 6),
+        "threshold": d.threshold,
+        "votes": [{"component": v.component, "signal": v.action.name, "confidence": round(v.confidence, 6),
+                   "weight": v.weight, "reasons": list(v.reasons)} for v in d.votes],
+        "reasons": list(d.signal.reasons),
+    }
+    if d.plan is not None:
+        out["plan"] = {"planner": d.plan.planner, "side": d.plan.side.name,
+                       "legs": [{"price": leg.price, "fraction": leg.fraction, "market": leg.market}
+                                for leg in d.plan.legs], "reasons": list(d.plan.reasons)}
+    if d.levels is not None:
+        out["levels"] = {"stop": d.levels.stop, "take_profit": d.levels.take_profit,
+                         "reasons": list(d.levels.reasons)}
+    if d.sizing is not None:
+        out["sizing"] = {"quantity": d.sizing.quantity, "risk": d.sizing.risk, "reasons": list(d.sizing.reasons),
+                         "veto": d.sizing.veto}
+    if d.veto:
+        out["veto"] = d.veto
+    return out
+
+
+class Journal:
+    """Keeps decisions in memory and emits one structlog event per decision."""
+
+    def __init__(self, keep: bool = True):
+        self.decisions: list[Decision] = []
+        self.keep = keep
+
+    def record(self, decision: Decision) -> None:
+        if self.keep:
+            self.decisions.append(decision)
+        if _enabled(logging.INFO):
+            log.info("decision", **decision_to_dict(decision))
+
+    def guard(self, guard: str, action: GuardAction, portfolio: Any) -> None:
+        log.warning("guard_action", guard=guard, action=action.kind, reason=action.reason, symbol=action.symbol,
+                    fraction=action.fraction, time=_iso(portfolio.time), equity=round(portfolio.equity, 2),
+                    drawdown=round(portfolio.drawdown, 4))
+
+
+def _enabled(level: int) -> bool:
+    """Building a decision event costs time; skip it when nothing would print it."""
+    from mlcoord import logs
+
+    return logs.current_level() <= level
+
+
+def render_decision(event: dict[str, Any]) -> str:
+    """The terminal block of a decision, in the spirit of the product's log example."""
+    lines = [f"🤖 DECISION {event.get('symbol')} {event.get('time')}: {event.get('signal')} -> {event.get('outcome')}"]
+    for n, vote in enumerate(event.get("votes", []), 1):
+        reasons = "; ".join(vote["reasons"][:4])
+        lines.append(f"  {n}. {vote['component']}: {vote['signal']} (conf: {vote['confidence']:.0%}, "
+                     f"weight {vote['weight']:.2f}){' - ' + reasons if reasons else ''}")
+    lines.append(f"  UNIFIED SIGNAL: {event.get('signal')}  confidence {event.get('raw_confidence', 0):.0%} -> "
+                 f"calibrated {event.get('confidence', 0):.0%} (threshold {event.get('threshold', 0):.0%})")
+    plan = event.get("plan")
+    if plan:
+        legs = ", ".join(f"{leg['fraction']:.0%} @ {leg['price']:.2f}" for leg in plan["legs"])
+        lines.append(f"  plan ({plan['planner']}, {len(plan['legs'])} entries): {legs}")
+    levels = event.get("levels")
+    if levels:
+        tp = f"{levels['take_profit']:.2f}" if levels.get("take_profit") else "none"
+        lines.append(f"  stop {levels['stop']:.2f}, take profit {tp}")
+    sizing = event.get("sizing")
+    if sizing and not sizing.get("veto"):
+        lines.append(f"  size {sizing['quantity']:.6g}, risk {sizing['risk']:.2f}")
+    if event.get("veto"):
+        lines.append(f"  VETO: {event['veto']}")
+    return "\n".join(lines)

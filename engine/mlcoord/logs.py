@@ -1,0 +1,66 @@
+"""Logging, configured once (by the CLI): structlog and stdlib share one processor chain.
+
+Console rendering on a terminal, JSON lines otherwise; secrets are redacted by a processor, so
+an API key passed anywhere into an event never reaches the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any, Optional
+
+import structlog
+
+SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key)", re.I)
+_level = logging.WARNING
+
+
+def current_level() -> int:
+    return _level
+
+
+def redact_secrets(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
+    """Replace the value of any key that looks like a secret, at any depth."""
+    def clean(value, key=""):
+        if key and SECRET_KEYS.search(key):
+            return "***"
+        if isinstance(value, dict):
+            return {k: clean(v, str(k)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+    return {k: clean(v, k) for k, v in event.items()}
+
+
+def _render_decisions(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
+    if event.get("event") == "decision" and "votes" in event:
+        from mlcoord.journal import render_decision
+
+        return {"event": render_decision(event), "level": event.get("level", "info")}
+    return event
+
+
+def configure(level: str | int = "warning", json: Optional[bool] = None, stream=None) -> None:
+    """Set up structlog; ``json=None`` picks JSON when ``stream`` is not a terminal."""
+    global _level
+    stream = stream or sys.stderr
+    _level = level if isinstance(level, int) else logging.getLevelName(level.upper())
+    if json is None:
+        json = not stream.isatty()
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+        colors=stream.isatty())
+    processors = shared + ([] if json else [_render_decisions]) + [renderer]
+    structlog.configure(
+        processors=processors,
+        wrapper_class=structlog.make_filtering_bound_logger(_level),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )

@@ -1,0 +1,22 @@
+"""Protections: the entry locks users of other bots rely on, as a portfolio guard.
+
+Four rules, each off when set to 0: a cap on open trades, a cooldown on a pair after a stop-loss
+exit, a pair lock after repeated losses on that pair, and a daily loss limit that stops new
+entries until the next UTC day. Every refusal names the rule and when it expires. The guard only
+refuses *entries*; it closes nothing unless ``close_all_on_daily_loss`` is set. Hedge trades are
+ignored: closing a hedge at a loss says nothing about the pair's strategy.
+"""
+
+from mlcoord import hookimpl
+
+from mlcoord_protections.rules import Protections, ProtectionsOptions
+
+MLCOORD_HOOKS_VERSION = 1
+
+__all__ = ["Protections", "ProtectionsOptions"]
+
+
+@hookimpl
+def register_portfolio_guards(register):
+    register("protections", Protections, options=ProtectionsOptions,
+             description="max open trades, stop cooldown, pair lock after losses, daily loss limit")

@@ -1,0 +1,138 @@
+"""The ``protections`` guard. Times are int nanoseconds since the epoch (UTC)."""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import math
+from typing import Optional
+
+import attrs
+
+from mlcoord import Decision, GuardAction, Side, Trade
+
+HOUR_NS = 3_600_000_000_000
+DAY_NS = 24 * HOUR_NS
+
+
+def _non_negative_int(instance, attribute, value):
+    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        raise ValueError(f"{attribute.name} must be an integer >= 0 (0 turns the rule off), got {value!r}")
+
+
+def _hours(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"{attribute.name} must be a number of hours >= 0, got {value!r}")
+
+
+def _loss_limit(instance, attribute, value):
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
+        raise ValueError(f"{attribute.name} must be a fraction in [0, 1) (0 turns the rule off), got {value!r}")
+
+
+def when(ns: int) -> str:
+    """A lock's expiry for humans: ``2024-01-01 06:00 UTC``."""
+    return dt.datetime.fromtimestamp(ns / 1e9, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@attrs.frozen
+class ProtectionsOptions:
+    """Options of the ``protections`` guard, from ``[plugins.protections]``. 0 turns a rule off.
+
+    * ``max_open_trades`` (3): no entry while ``portfolio.open_positions()`` is at the cap.
+    * ``cooldown_after_stop_hours`` (6): a trade whose ``exit_reason`` starts with ``stop`` locks
+      its pair for this long from the trade's ``closed_at``.
+    * ``pair_lock_losses`` (2), ``pair_lock_window_hours`` (24), ``pair_lock_hours`` (24): that
+      many losing trades (pnl < 0) on a pair closed within the window lock the pair for
+      ``pair_lock_hours`` from the last loss. Losses that caused a lock are consumed: they do
+      not lock the pair again once it expires.
+    * ``daily_loss_limit`` (0.03): equity below ``day_start_equity * (1 - limit)`` stops new
+      entries until the next UTC midnight, even if equity recovers meanwhile.
+    * ``close_all_on_daily_loss`` (false): also ask the engine to close everything, once, when
+      the daily loss limit is hit.
+    """
+
+    max_open_trades: int = attrs.field(default=3, validator=_non_negative_int)
+    cooldown_after_stop_hours: float = attrs.field(default=6.0, validator=_hours)
+    pair_lock_losses: int = attrs.field(default=2, validator=_non_negative_int)
+    pair_lock_window_hours: float = attrs.field(default=24.0, validator=_hours)
+    pair_lock_hours: float = attrs.field(default=24.0, validator=_hours)
+    daily_loss_limit: float = attrs.field(default=0.03, validator=_loss_limit)
+    close_all_on_daily_loss: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+
+
+class Protections:
+    """Portfolio guard (see the package docstring)."""
+
+    def __init__(self, options: Optional[ProtectionsOptions] = None):
+        self.options = options or ProtectionsOptions()
+        self._locks: dict[str, tuple[int, str]] = {}               # pair -> (until ns, why)
+        self._losses: dict[str, collections.deque[int]] = {}       # pair -> closed_at of recent losses
+        self._daily_until = 0
+        self._daily_why = ""
+
+    # -- learning -------------------------------------------------------------------------------
+    def on_trade_closed(self, trade: Trade, decision: Optional[Decision] = None) -> None:
+        """Record a closed trade: stop cooldown and loss streak locks start at ``closed_at``."""
+        if trade.hedge:
+            return
+        o, pair, t = self.options, trade.symbol, int(trade.closed_at)
+        if o.cooldown_after_stop_hours > 0 and trade.exit_reason.startswith("stop"):
+            self._lock(pair, t + round(o.cooldown_after_stop_hours * HOUR_NS),
+                       f"cooldown_after_stop: {pair} stopped out ({trade.exit_reason}) at {when(t)}")
+        if o.pair_lock_losses > 0 and trade.pnl < 0:
+            losses = self._losses.setdefault(pair, collections.deque())
+            losses.append(t)
+            horizon = t - round(o.pair_lock_window_hours * HOUR_NS)
+            while losses and losses[0] <= horizon:
+                losses.popleft()
+            if len(losses) >= o.pair_lock_losses:
+                self._lock(pair, t + round(o.pair_lock_hours * HOUR_NS),
+                           f"pair_lock: {len(losses)} losses on {pair} within {o.pair_lock_window_hours:g}h")
+                losses.clear()
+
+    def _lock(self, pair: str, until: int, why: str) -> None:
+        current = self._locks.get(pair)
+        if current is None or until > current[0]:   # the longest lock wins
+            self._locks[pair] = (until, why)
+
+    # -- PortfolioGuard -------------------------------------------------------------------------
+    def on_bar(self, portfolio) -> list[GuardAction]:
+        """Arms the daily loss limit as soon as it is breached (so a later recovery the same day
+        does not re-open entries). Returns ``close_all`` once only if so configured."""
+        if self._check_daily(portfolio) and self.options.close_all_on_daily_loss:
+            return [GuardAction("close_all", self._daily_why)]
+        return []
+
+    def allow_entry(self, symbol: str, side: Side, portfolio) -> Optional[str]:
+        o, now = self.options, int(portfolio.time)
+        self._check_daily(portfolio)
+        if now < self._daily_until:
+            return self._daily_why
+        if o.max_open_trades > 0:
+            n = portfolio.open_positions()
+            if n >= o.max_open_trades:
+                return f"max_open_trades {o.max_open_trades} reached ({n} open): until a position closes"
+        lock = self._locks.get(symbol)
+        if lock is not None:
+            until, why = lock
+            if now < until:
+                return f"{why}: locked until {when(until)}"
+            del self._locks[symbol]
+        return None
+
+    def _check_daily(self, portfolio) -> bool:
+        """True when the daily limit is breached now and was not already armed for today."""
+        limit = self.options.daily_loss_limit
+        now = int(portfolio.time)
+        if limit <= 0 or now < self._daily_until:
+            return False
+        start = float(portfolio.day_start_equity)
+        floor = start * (1.0 - limit)
+        equity = float(portfolio.equity)
+        if not (start > 0 and equity < floor):
+            return False
+        self._daily_until = (now // DAY_NS + 1) * DAY_NS
+        self._daily_why = (f"daily_loss_limit {limit:.1%}: equity {equity:.2f} < {floor:.2f} "
+                           f"(day start {start:.2f}): no entries until {when(self._daily_until)}")
+        return True

@@ -1,0 +1,413 @@
+"""Portfolio guards: ``hedging`` (signal-independent hedges) and ``protections`` (entry locks)."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Optional
+
+import attrs
+import numpy as np
+import pytest
+
+import mlcoord_hedging
+import mlcoord_protections
+from mlcoord import Action, Decision, GuardAction, Side, Signal, Trade
+from mlcoord.components import PortfolioGuard
+from mlcoord.config import structure
+from mlcoord.errors import ConfigError
+from mlcoord.registry import load_plugins
+from mlcoord_hedging import HedgingGuard, HedgingOptions
+from mlcoord_hedging.trackers import PriceCorrelation
+from mlcoord_protections import Protections, ProtectionsOptions
+
+HOUR = 3_600_000_000_000
+T0 = 1_704_067_200 * 1_000_000_000          # 2024-01-01 00:00 UTC
+
+
+@attrs.define
+class FakePortfolio:
+    """A minimal :class:`mlcoord.components.PortfolioView`; ``hedges`` holds "*" for a portfolio hedge."""
+
+    equity: float = 10_000.0
+    peak_equity: float = 10_000.0
+    cash: float = 10_000.0
+    day_start_equity: float = 10_000.0
+    time: int = T0
+    positions: dict = attrs.field(factory=dict)       # symbol -> net exposure (quote)
+    prices: dict = attrs.field(factory=dict)          # symbol -> last price
+    hedges: set = attrs.field(factory=set)
+    n_open: Optional[int] = None
+
+    @property
+    def drawdown(self) -> float:
+        return 1.0 - self.equity / self.peak_equity if self.peak_equity > 0 else 0.0
+
+    def open_positions(self) -> int:
+        return self.n_open if self.n_open is not None else sum(1 for e in self.positions.values() if e)
+
+    def exposure(self, symbol=None) -> float:
+        return self.positions.get(symbol, 0.0) if symbol else sum(self.positions.values())
+
+    def gross_exposure(self) -> float:
+        return sum(abs(e) for e in self.positions.values())
+
+    def hedged(self, symbol=None) -> bool:
+        return bool(self.hedges) if symbol is None else ("*" in self.hedges or symbol in self.hedges)
+
+    def last_price(self, symbol: str) -> float:
+        return self.prices[symbol]
+
+    def symbols(self):
+        return tuple(sorted(self.prices))
+
+    def mark(self, equity: float) -> None:
+        self.equity = equity
+        self.peak_equity = max(self.peak_equity, equity)
+
+    def apply(self, actions) -> None:
+        """What the engine would do with the guard's actions."""
+        for a in actions:
+            if a.kind == "open_hedge":
+                self.hedges.add(a.symbol or "*")
+            elif a.kind == "close_hedge":
+                self.hedges.clear()
+
+
+def trade(symbol="BTC/USDT", pnl=-10.0, exit_reason="stop", closed_at=T0, hedge=False, i=0) -> Trade:
+    return Trade(f"t{i}", symbol, Side.LONG, closed_at - HOUR, closed_at, 100.0, 100.0 + pnl, 1.0, pnl,
+                 0.1, 0.0, exit_reason, 1, 1, 0.7, "test", hedge)
+
+
+def decision(action: Action, symbol="BTC/USDT") -> Decision:
+    sig = Signal(action, 0.9, ("test",), "tech")
+    return Decision(T0, symbol, sig, sig, (), 0.9, 0.9, 0.5, "entered")
+
+
+def only(**kw) -> HedgingOptions:
+    """Options with every trigger off except those given."""
+    base = dict(use_drawdown=False, use_volatility=False, use_correlation=False)
+    base.update(kw)
+    return HedgingOptions(**base)
+
+
+# -- hedging -----------------------------------------------------------------------------------
+
+def drawdown_path():
+    """(equity, prices) per bar: a rally, a 14% slide, a recovery."""
+    eq = [10_000 * (1 + 0.002 * t) for t in range(40)]
+    top = eq[-1]
+    eq += [top * (1 - 0.007 * t) for t in range(1, 21)]
+    low = eq[-1]
+    eq += [low + (top - low) * t / 30 for t in range(1, 31)]
+    return eq
+
+
+def test_hedging_strategy_works_independently():
+    # Nothing about signals can even be passed: the API takes a portfolio and nothing else.
+    assert list(inspect.signature(HedgingGuard.on_bar).parameters) == ["self", "portfolio"]
+    assert list(inspect.signature(HedgingGuard.allow_entry).parameters) == ["self", "symbol", "side", "portfolio"]
+    with pytest.raises(TypeError):
+        HedgingGuard().on_bar(FakePortfolio(), signal=Signal(Action.BUY, 1.0))
+
+    # Two guards see the same portfolio path but opposite "signal worlds": every entry they are
+    # asked about and every closed trade's decision differ. Their actions must not.
+    a, b = HedgingGuard(), HedgingGuard()
+    pa = FakePortfolio(positions={"BTC/USDT": 5_000.0}, prices={"BTC/USDT": 100.0})
+    pb = FakePortfolio(positions={"BTC/USDT": 5_000.0}, prices={"BTC/USDT": 100.0})
+    outputs = []
+    for t, equity in enumerate(drawdown_path()):
+        for p in (pa, pb):
+            p.mark(equity)
+            p.prices["BTC/USDT"] = 100.0 * equity / 10_000
+            p.time = T0 + t * HOUR
+        assert a.allow_entry("BTC/USDT", Side.LONG, pa) is None
+        assert b.allow_entry("ETH/USDT", Side.SHORT, pb) is None
+        a.on_trade_closed(trade(pnl=50.0, exit_reason="take_profit", i=t), decision(Action.BUY))
+        b.on_trade_closed(trade(pnl=-50.0, i=t), decision(Action.SELL, "ETH/USDT"))
+        out_a, out_b = a.on_bar(pa), b.on_bar(pb)
+        assert out_a == out_b
+        pa.apply(out_a)
+        pb.apply(out_b)
+        outputs += out_a
+    assert [x.kind for x in outputs] == ["open_hedge", "close_hedge"]   # the path did exercise it
+
+
+def test_drawdown_trigger_opens_at_10pct_and_closes_only_at_5pct():
+    guard = HedgingGuard(only(use_drawdown=True))
+    p = FakePortfolio(positions={"BTC/USDT": 4_000.0}, prices={"BTC/USDT": 1.0})
+
+    def step(drawdown):
+        p.mark(10_000 * (1 - drawdown))
+        out = guard.on_bar(p)
+        p.apply(out)
+        return out
+
+    assert step(0.0) == [] and step(0.05) == [] and step(0.0999) == []
+    out = step(0.10)
+    assert out == [GuardAction("open_hedge", "drawdown 10.0% >= 10.0%: hedge 50% of exposure", None, 0.5)]
+    assert p.hedged()
+    for dd in (0.12, 0.07, 0.0501):           # hysteresis: between the levels it stays hedged
+        assert step(dd) == [] and p.hedged()
+    out = step(0.05)
+    assert [a.kind for a in out] == ["close_hedge"] and "drawdown 5.0% <= 5.0%" in out[0].reason
+    assert not p.hedged()
+    assert step(0.07) == []                   # no re-hedge between the levels
+
+
+def test_drawdown_trigger_leaves_other_hedges_alone_and_needs_exposure():
+    guard = HedgingGuard(only(use_drawdown=True))
+    p = FakePortfolio(positions={}, prices={"BTC/USDT": 1.0})
+    p.mark(10_000)
+    p.mark(8_500)
+    assert guard.on_bar(p) == []              # nothing to hedge
+    p.positions["BTC/USDT"] = 3_000.0
+    p.hedges.add("*")                         # someone else's hedge is already on
+    assert guard.on_bar(p) == []
+    p.mark(9_900)
+    assert guard.on_bar(p) == []              # released, but the hedge is not ours to close
+    assert p.hedged()
+
+
+def test_drawdown_custom_fraction_option():
+    guard = HedgingGuard(only(use_drawdown=True, hedge_fraction=0.8, drawdown_trigger=0.2, drawdown_release=0.1))
+    p = FakePortfolio(positions={"X": 1.0}, prices={"X": 1.0})
+    p.mark(8_500)
+    assert guard.on_bar(p) == []
+    p.mark(7_900)
+    (action,) = guard.on_bar(p)
+    assert action.fraction == 0.8 and "hedge 80%" in action.reason
+
+
+def run_equity(guard, p, returns):
+    out = []
+    for r in returns:
+        p.mark(p.equity * (1 + r))
+        actions = guard.on_bar(p)
+        p.apply(actions)
+        out.append(actions)
+    return out
+
+
+def calm(n, start=0, scale=0.001):
+    return [scale * math.sin(1.7 * t) for t in range(start, start + n)]
+
+
+def test_volatility_trigger_on_a_constructed_equity_path():
+    guard = HedgingGuard(only(use_volatility=True))
+    p = FakePortfolio(positions={"BTC/USDT": 9_000.0}, prices={"BTC/USDT": 1.0})
+    # a spike before the baseline has vol_baseline/2 = 360 bars of history is ignored
+    early = run_equity(guard, p, calm(200) + [0.02 * (-1) ** t for t in range(30)] + calm(130, 230))
+    assert not any(early)
+    run_equity(guard, p, calm(500, 360))
+    spike = run_equity(guard, p, [0.006 * (-1) ** t for t in range(24)])
+    fired = [i for i, a in enumerate(spike) if a]
+    assert fired and spike[fired[0]][0].kind == "open_hedge"
+    assert spike[fired[0]][0].reason.startswith("volatility ")
+    assert "x median" in spike[fired[0]][0].reason and "> 2.5x" in spike[fired[0]][0].reason
+    assert 1 <= fired[0] <= 6                 # reacts within a few bars, not to a single outlier
+    after = run_equity(guard, p, calm(48, 900))
+    kinds = [a[0].kind for a in after if a]
+    assert kinds == ["close_hedge"] and not p.hedged()
+    # released only once the 24-bar vol is back under 1.5x the baseline: not before the spike
+    # has mostly left the window
+    assert [i for i, a in enumerate(after) if a][0] >= 12
+
+
+def test_volatility_never_fires_on_a_flat_equity_curve():
+    guard = HedgingGuard(only(use_volatility=True))
+    p = FakePortfolio(positions={"X": 1.0}, prices={"X": 1.0})
+    assert not any(run_equity(guard, p, [0.0] * 800 + [0.01, -0.01] * 10))
+
+
+def co_moving_prices(n, noise, seed=7):
+    rng = np.random.default_rng(seed)
+    common = rng.normal(0, 0.01, n)
+    ra = common + rng.normal(0, noise, n)
+    rb = common + rng.normal(0, noise, n)
+    return 100 * np.exp(np.cumsum(ra)), 50 * np.exp(np.cumsum(rb))
+
+
+def run_prices(guard, p, pa, pb):
+    out = []
+    for x, y in zip(pa, pb):
+        p.prices["A"], p.prices["B"] = float(x), float(y)
+        actions = guard.on_bar(p)
+        p.apply(actions)
+        out.append(actions)
+    return out
+
+
+def test_correlation_trigger_fires_for_co_moving_longs_only():
+    pa, pb = co_moving_prices(200, noise=0.001)
+    # co-moving, both long -> hedge once a full 72-bar window exists
+    guard = HedgingGuard(only(use_correlation=True))
+    p = FakePortfolio(positions={"A": 3_000.0, "B": 3_000.0})
+    out = run_prices(guard, p, pa, pb)
+    fired = [i for i, a in enumerate(out) if a]
+    assert fired[0] == 72 and out[72][0].kind == "open_hedge"
+    assert "correlation 0.9" in out[72][0].reason and "long A, B over 72 bars" in out[72][0].reason
+
+    # a pair that does not co-move -> never
+    qa, _ = co_moving_prices(200, noise=0.001, seed=1)
+    _, qb = co_moving_prices(200, noise=0.001, seed=2)
+    p2 = FakePortfolio(positions={"A": 3_000.0, "B": 3_000.0})
+    assert not any(run_prices(HedgingGuard(only(use_correlation=True)), p2, qa, qb))
+
+    # co-moving but one long and one short: the book is already offset -> never
+    p3 = FakePortfolio(positions={"A": 3_000.0, "B": -3_000.0})
+    assert not any(run_prices(HedgingGuard(only(use_correlation=True)), p3, pa, pb))
+
+    # only one symbol exposed -> never
+    p4 = FakePortfolio(positions={"A": 3_000.0, "B": 0.0})
+    assert not any(run_prices(HedgingGuard(only(use_correlation=True)), p4, pa, pb))
+
+
+def test_correlation_releases_when_the_pair_decouples():
+    pa, pb = co_moving_prices(150, noise=0.001)
+    guard = HedgingGuard(only(use_correlation=True))
+    p = FakePortfolio(positions={"A": 3_000.0, "B": 3_000.0})
+    run_prices(guard, p, pa, pb)
+    assert p.hedged()
+    qa, _ = co_moving_prices(200, noise=0.001, seed=11)
+    _, qb = co_moving_prices(200, noise=0.001, seed=12)
+    out = run_prices(guard, p, pa[-1] * qa / qa[0], pb[-1] * qb / qb[0])
+    closes = [a[0] for a in out if a]
+    assert [a.kind for a in closes] == ["close_hedge"] and "< 0.75" in closes[0].reason
+    assert not p.hedged()
+
+
+def test_correlation_running_sums_match_numpy():
+    rng = np.random.default_rng(3)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (500, 3)), axis=0))
+    tracker = PriceCorrelation(72)
+    for row in prices:
+        tracker.update(("A", "B", "C"), row)
+    rets = prices[1:] / prices[:-1] - 1
+    expected = np.corrcoef(rets[-72:].T)
+    assert tracker.pair("A", "B") == pytest.approx(expected[0, 1], abs=1e-9)
+    assert tracker.pair("B", "C") == pytest.approx(expected[1, 2], abs=1e-9)
+    assert tracker.mean_pairwise(["A", "B", "C"]) == pytest.approx(
+        (expected[0, 1] + expected[0, 2] + expected[1, 2]) / 3, abs=1e-9)
+
+
+def test_hedging_keeps_the_hedge_while_any_trigger_is_active():
+    guard = HedgingGuard(HedgingOptions(use_volatility=False))
+    pa, pb = co_moving_prices(120, noise=0.001)
+    p = FakePortfolio(positions={"A": 3_000.0, "B": 3_000.0})
+    run_prices(guard, p, pa, pb)
+    assert set(guard.active) == {"correlation"} and p.hedged()
+    p.mark(8_800)                                        # drawdown joins
+    assert guard.on_bar(p) == [] and set(guard.active) == {"correlation", "drawdown"}
+    p.mark(9_800)                                        # drawdown releases, correlation holds
+    assert guard.on_bar(p) == [] and p.hedged() and set(guard.active) == {"correlation"}
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"drawdown_trigger": 0.05, "drawdown_release": 0.1}, "drawdown_release (0.1) must be <= drawdown_trigger"),
+    ({"corr_release": 0.95}, "corr_release"),
+    ({"hedge_fraction": 0.0}, "hedge_fraction"),
+    ({"vol_window": 1}, "vol_window"),
+    ({"use_volatility": 1}, "use_volatility"),
+])
+def test_hedging_options_validation(raw, words):
+    with pytest.raises(ConfigError) as err:
+        structure(raw, HedgingOptions, path="$.plugins.hedging")
+    assert words in str(err.value)
+
+
+# -- protections -------------------------------------------------------------------------------
+
+def at(hours: float, **kw) -> FakePortfolio:
+    return FakePortfolio(time=T0 + round(hours * HOUR), **kw)
+
+
+def test_max_open_trades():
+    guard = Protections()
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(0, n_open=2)) is None
+    reason = guard.allow_entry("BTC/USDT", Side.LONG, at(0, n_open=3))
+    assert reason == "max_open_trades 3 reached (3 open): until a position closes"
+    assert Protections(ProtectionsOptions(max_open_trades=0)).allow_entry("X", Side.LONG, at(0, n_open=50)) is None
+
+
+def test_cooldown_after_stop_locks_the_pair_and_expires():
+    guard = Protections()
+    guard.on_trade_closed(trade(exit_reason="stop_loss", closed_at=T0 + HOUR, pnl=5.0), None)
+    reason = guard.allow_entry("BTC/USDT", Side.SHORT, at(6.99))
+    assert reason.startswith("cooldown_after_stop: BTC/USDT stopped out (stop_loss)")
+    assert reason.endswith("locked until 2024-01-01 07:00 UTC")
+    assert guard.allow_entry("ETH/USDT", Side.LONG, at(6.99)) is None        # other pairs trade
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(7.0)) is None         # expired
+    guard.on_trade_closed(trade(exit_reason="take_profit", pnl=5.0), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(0.5)) is None
+
+
+def test_pair_lock_after_losses_within_the_window():
+    guard = Protections()
+    guard.on_trade_closed(trade(exit_reason="signal", closed_at=T0), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(1)) is None           # one loss: fine
+    guard.on_trade_closed(trade(exit_reason="timeout", closed_at=T0 + 10 * HOUR), None)
+    reason = guard.allow_entry("BTC/USDT", Side.LONG, at(33.9))
+    assert reason == "pair_lock: 2 losses on BTC/USDT within 24h: locked until 2024-01-02 10:00 UTC"
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(34)) is None
+    guard.on_trade_closed(trade(exit_reason="signal", closed_at=T0 + 40 * HOUR), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(41)) is None          # consumed losses don't relock
+
+
+def test_pair_lock_ignores_losses_outside_the_window_and_hedges():
+    guard = Protections()
+    guard.on_trade_closed(trade(exit_reason="signal", closed_at=T0), None)
+    guard.on_trade_closed(trade(exit_reason="signal", closed_at=T0 + 25 * HOUR), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(26)) is None
+    guard.on_trade_closed(trade(exit_reason="stop", closed_at=T0 + 26 * HOUR, hedge=True), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(27)) is None
+
+
+def test_daily_loss_limit_blocks_until_the_next_utc_day():
+    guard = Protections()
+    p = at(10, equity=9_700.0)                                               # exactly -3%: allowed
+    assert guard.on_bar(p) == [] and guard.allow_entry("BTC/USDT", Side.LONG, p) is None
+    p.equity = 9_690.0
+    assert guard.on_bar(p) == []                                             # never close_all by default
+    p.time, p.equity = T0 + 11 * HOUR, 9_900.0                               # recovered the same day
+    reason = guard.allow_entry("ETH/USDT", Side.LONG, p)
+    assert reason.startswith("daily_loss_limit 3.0%: equity 9690.00 < 9700.00")
+    assert reason.endswith("no entries until 2024-01-02 00:00 UTC")
+    p.time, p.day_start_equity = T0 + 24 * HOUR - 1, 9_900.0
+    assert guard.allow_entry("ETH/USDT", Side.LONG, p) is not None
+    p.time = T0 + 24 * HOUR
+    assert guard.allow_entry("ETH/USDT", Side.LONG, p) is None
+
+
+def test_daily_loss_limit_is_checked_at_entry_time_too_and_close_all_is_opt_in():
+    guard = Protections(ProtectionsOptions(close_all_on_daily_loss=True))
+    p = at(3, equity=9_000.0)
+    assert "daily_loss_limit" in guard.allow_entry("BTC/USDT", Side.LONG, p)
+    guard2 = Protections(ProtectionsOptions(close_all_on_daily_loss=True))
+    (action,) = guard2.on_bar(p)
+    assert action.kind == "close_all" and "daily_loss_limit" in action.reason
+    assert guard2.on_bar(p) == []                                            # once, not every bar
+    assert Protections(ProtectionsOptions(daily_loss_limit=0.0)).allow_entry("X", Side.LONG, p) is None
+
+
+@pytest.mark.parametrize("raw, words", [
+    ({"max_open_trades": -1}, "max_open_trades"),
+    ({"max_open_trades": 2.5}, "an integer"),
+    ({"cooldown_after_stop_hours": -1}, "cooldown_after_stop_hours"),
+    ({"daily_loss_limit": 1.0}, "daily_loss_limit"),
+    ({"pair_lock_hour": 3}, "unknown key"),
+])
+def test_protections_options_validation(raw, words):
+    with pytest.raises(ConfigError) as err:
+        structure(raw, ProtectionsOptions, path="$.plugins.protections")
+    assert words in str(err.value)
+
+
+def test_both_guards_register_and_satisfy_the_protocol():
+    plugins = load_plugins(entry_points={}, extra_plugins={"hedging": mlcoord_hedging,
+                                                           "protections": mlcoord_protections})
+    for name, options in (("hedging", HedgingOptions), ("protections", ProtectionsOptions)):
+        spec = plugins.components[name]
+        assert spec.role == "portfolio_guards" and spec.options is options
+        assert structure({}, options) == options()
+        assert isinstance(spec.factory(options()), PortfolioGuard)
