@@ -16,6 +16,8 @@ from mlcoord.model import (
     GuardAction,
     MarketContext,
     Order,
+    PortfolioState,
+    PositionState,
     Regime,
     Side,
     Signal,
@@ -30,5 +32,5 @@ __version__ = "0.1.0"
 __all__ = [
     "HOOKS_VERSION", "hookimpl", "__version__",
     "Action", "Decision", "EntryLeg", "EntryPlan", "ExitLevels", "Fill", "GuardAction",
-    "MarketContext", "Order", "Regime", "Side", "Signal", "Sizing", "SizingRequest", "Trade", "Vote",
+    "MarketContext", "Order", "PortfolioState", "PositionState", "Regime", "Side", "Signal", "Sizing", "SizingRequest", "Trade", "Vote",
 ]

@@ -54,9 +54,11 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--trades", "show_trades", default=10, show_default=True, help="Trades to list in the summary.")
+@click.option("--state", "state_file", help="Learning state file (ensemble weights, calibration, bandit): "
+              "restored at start, saved at the end.")
 @_friendly
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades) -> None:
+             show_trades, state_file) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
@@ -73,7 +75,10 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         data["timerange"] = timerange
     if repair:
         data["repair"] = True
-    settings = load_settings(config_path, {"data": data} if data else None)
+    overrides: dict[str, Any] = {"data": data} if data else {}
+    if state_file:
+        overrides["learning"] = {"state_file": state_file}
+    settings = load_settings(config_path, overrides or None)
     disabled = disabled_plugins(settings, _csv(disable))
     factory = None
     if progress is not False:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mlcoord.candles import Candles, higher_timeframe_index
 from mlcoord.context import ContextSeries
+from mlcoord.learning import EventSpec, Outcome
 from mlcoord.model import (
     Action,
     Decision,
@@ -45,6 +46,7 @@ class MarketData:
     context: ContextSeries
     timeframes: Mapping[str, Candles] = attrs.field(factory=dict)
     timeframe_index: Mapping[str, np.ndarray] = attrs.field(factory=dict)
+    event: EventSpec = attrs.field(factory=EventSpec)   # what ML probabilities refer to
 
     @property
     def symbol(self) -> str:
@@ -64,10 +66,11 @@ class MarketData:
             end = int(np.searchsorted(higher.time, candles.time[-1] + candles.timeframe_ns, "right")) if k else 0
             frames[tf] = higher.slice(0, end)
             index[tf] = self.timeframe_index[tf][:k]
-        return MarketData(candles, context, frames, index)
+        return MarketData(candles, context, frames, index, self.event)
 
 
-def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_options=None) -> MarketData:
+def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_options=None,
+                      event: Optional[EventSpec] = None) -> MarketData:
     """Context plus higher timeframes resampled from completed base bars only."""
     from mlcoord.candles import resample, timeframe_to_ns
     from mlcoord.context import ContextOptions, market_context
@@ -80,7 +83,7 @@ def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_
         higher = resample(candles, tf)
         frames[tf] = higher
         index[tf] = higher_timeframe_index(candles, higher)
-    return MarketData(candles, context, frames, index)
+    return MarketData(candles, context, frames, index, event or EventSpec())
 
 
 @attrs.frozen(eq=False)
@@ -143,17 +146,34 @@ class SignalSource(Protocol):
 
 class Voter(Protocol):
     def vote(self, i: int, signal: Signal) -> Optional[Vote]:
-        """This component's vote on ``signal`` at bar ``i`` (None to abstain)."""
+        """This component's vote on ``signal`` at bar ``i`` (None to abstain).
+
+        Set ``Vote.p_up`` / ``Vote.p_down`` to the probabilities of ``data.event`` in each direction;
+        ``action``/``confidence`` are the direction it favours and that direction's probability.
+        """
 
 
 @runtime_checkable
 class MLComponent(Protocol):
+    """An ML voter. Optional methods the engine calls when present:
+
+    * ``learn(outcome: Outcome)`` - a past vote's outcome, handed over only once its horizon closed;
+    * ``on_trade_closed(trade, decision)`` - a closed trade (realised PnL);
+    * ``state() -> dict`` / ``load_state(state: dict)`` - JSON-able learning state, persisted
+      between runs and restored at start;
+    * ``trained_until() -> int | None`` - the last bar time (ns) its model was trained on, so a
+      backtest's statistics can start after it (no in-sample results).
+    """
+
     def prepare(self, data: MarketData) -> Voter:
         """Precompute (causally) what votes at any bar of ``data`` need."""
 
 
 @runtime_checkable
 class Calibrator(Protocol):
+    """Maps the ensemble's raw confidence to the probability of the event. May also define
+    ``state()`` / ``load_state(state)`` like ML components."""
+
     def calibrate(self, raw: float, signal: Signal) -> float:
         """The probability, in [0, 1], that ``signal``'s move happens given raw confidence."""
 
@@ -210,5 +230,5 @@ __all__ = [
     "MarketData", "build_market_data", "SignalSeries", "PositionView", "PortfolioView",
     "SignalSource", "Voter", "MLComponent", "Calibrator", "EntryPlanner", "Sizer",
     "PositionManager", "ExitManager", "PortfolioGuard", "ROLE_PROTOCOLS",
-    "Action", "Decision", "Trade",
+    "Action", "Decision", "Trade", "EventSpec", "Outcome",
 ]

@@ -16,7 +16,9 @@ import attrs
 import cattrs
 from attrs import validators as v
 
+from mlcoord.ensemble import EnsembleOptions
 from mlcoord.errors import ConfigError
+from mlcoord.learning import EventSpec
 
 DEFAULT_WEIGHTS = {"technical": 0.30, "lstm": 0.25, "mtf": 0.20, "rl_selector": 0.15, "attention": 0.10}
 
@@ -108,6 +110,25 @@ class BacktestConfig:
 
 
 @attrs.frozen
+class LearningConfig:
+    """``[learning]``: the event ML probabilities refer to, and where learning state persists.
+
+    ``horizon`` bars (default 24) and ``threshold`` (default 0.002 = taker fees 2 x 0.05 % plus
+    slippage 2 x 0.05 %): see :mod:`mlcoord.learning`. ``state_file``: a JSON file from which
+    ensemble weights, calibration and bandit state are restored at start and saved at the end
+    (default: none, every run starts from the configured weights).
+    """
+
+    horizon: int = attrs.field(default=24, validator=_positive)
+    threshold: float = attrs.field(default=0.002, validator=_non_negative)
+    state_file: Optional[str] = None
+
+    @property
+    def event(self) -> EventSpec:
+        return EventSpec(self.horizon, self.threshold)
+
+
+@attrs.frozen
 class Settings:
     """The whole configuration file."""
 
@@ -115,6 +136,8 @@ class Settings:
     pipeline: PipelineConfig = PipelineConfig()
     data: DataConfig = DataConfig()
     backtest: BacktestConfig = BacktestConfig()
+    learning: LearningConfig = LearningConfig()
+    ensemble: EnsembleOptions = EnsembleOptions()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 

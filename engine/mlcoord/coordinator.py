@@ -1,10 +1,11 @@
-"""The ML coordinator: combines the technical vote and ML votes into one signal.
+"""The ML coordinator: combines the technical vote and the ML votes into one signal.
 
-With no ML component the technical signal passes through unchanged (only calibration, if a
-calibrator runs, changes its confidence). With ML votes the signal is a weighted vote: the
-direction is the sign of ``sum(weight * direction * confidence)``; the raw confidence is the
-weighted confidence of the votes that agree with it over the total weight, so disagreement
-lowers it; a net score within ``veto_margin`` of zero vetoes the signal to HOLD.
+With no ML vote the technical signal passes through unchanged (only a calibrator, if one runs,
+changes its confidence). With ML votes the :class:`~mlcoord.ensemble.Ensemble` gives the
+probability of the learning event in the signal's direction and in the opposite one; the
+coordinator keeps the signal, flips it (the opposite is more likely by ``flip_margin`` and above
+one half) or vetoes it to HOLD (the signal's direction is below ``veto_probability``), then the
+calibrator maps the raw probability. Every step is recorded in the decision.
 """
 
 from __future__ import annotations
@@ -14,9 +15,11 @@ from typing import Mapping, Optional, Sequence
 
 import attrs
 
+from mlcoord.ensemble import Ensemble, EnsembleOptions
 from mlcoord.model import Action, Signal, Vote
 
 TECHNICAL = "technical"
+DEFAULT_WEIGHT = 0.10
 
 
 @attrs.frozen
@@ -25,45 +28,73 @@ class Combined:
     votes: tuple[Vote, ...]
     raw_confidence: float
     confidence: float
+    note: str = ""
 
 
 class Coordinator:
-    """Weights votes; the weights start from config (``[pipeline] weights``)."""
+    """Votes in, one signal out. The ensemble is built on the first ML vote (River is heavy)."""
 
-    def __init__(self, weights: Mapping[str, float], veto_margin: float = 0.05):
-        self.weights = dict(weights)
-        self.veto_margin = veto_margin
+    def __init__(self, weights: Mapping[str, float], options: EnsembleOptions = EnsembleOptions()):
+        self.start_weights = dict(weights)
+        self.options = options
+        self._ensemble: Optional[Ensemble] = None
+        self._names: set[str] = set()
 
-    def weight(self, component: str) -> float:
-        return self.weights.get(component, self.weights.get(TECHNICAL, 1.0) if component == TECHNICAL else 0.1)
+    def ensemble(self, names: Sequence[str]) -> Ensemble:
+        missing = [n for n in names if n not in self._names]
+        if self._ensemble is None or missing:
+            self._names.update(names)
+            weights = {n: self.start_weights.get(n, DEFAULT_WEIGHT) for n in sorted(self._names)}
+            if self._ensemble is None:
+                self._ensemble = Ensemble(weights, self.options)
+            else:   # a component seen for the first time starts at its configured weight
+                for n in missing:
+                    self._ensemble.model._weights[n] = weights[n] / (sum(self.start_weights.values()) or 1.0)
+        return self._ensemble
 
-    def combine(self, technical: Signal, ml_votes: Sequence[Vote],
-                calibrate=None) -> Combined:
-        tech_vote = Vote(TECHNICAL, technical.action, technical.confidence, self.weight(TECHNICAL), technical.reasons)
+    @property
+    def active(self) -> Optional[Ensemble]:
+        return self._ensemble
+
+    def combine(self, technical: Signal, ml_votes: Sequence[Vote], calibrate=None) -> Combined:
+        tech_vote = Vote(TECHNICAL, technical.action, technical.confidence,
+                         1.0 if not ml_votes else self.start_weights.get(TECHNICAL, DEFAULT_WEIGHT),
+                         technical.reasons)
+        note = ""
         if not ml_votes:
             raw = technical.confidence
             final = technical
-            votes = (tech_vote,)
+            votes: tuple[Vote, ...] = (tech_vote,)
         else:
-            votes = (tech_vote,) + tuple(attrs.evolve(v, weight=self.weight(v.component)) for v in ml_votes)
-            total = sum(v.weight for v in votes) or 1.0
-            score = sum(v.weight * int(v.action) * v.confidence for v in votes) / total
-            if abs(score) < self.veto_margin:
-                action = Action.HOLD
-                raw = 0.0
+            votes = (tech_vote,) + tuple(ml_votes)
+            ensemble = self.ensemble([v.component for v in votes])
+            shown = ensemble.weights([v.component for v in votes])
+            votes = tuple(attrs.evolve(v, weight=round(shown[v.component], 6)) for v in votes)
+            d = int(technical.action)
+            p_signal, p_opposite = ensemble.predict(votes, d), ensemble.predict(votes, -d)
+            opts = self.options
+            if p_opposite >= 0.5 and p_opposite > p_signal + opts.flip_margin:
+                action, raw = Action(-d), p_opposite
+                note = (f"ensemble flipped technical {technical.action.name}: P(opposite)={p_opposite:.2f} > "
+                        f"P(signal)={p_signal:.2f}")
+            elif p_signal < opts.veto_probability:
+                action, raw = Action.HOLD, p_signal
+                note = f"ensemble vetoed technical {technical.action.name}: P={p_signal:.2f} < {opts.veto_probability:.2f}"
             else:
-                action = Action.BUY if score > 0 else Action.SELL
-                raw = sum(v.weight * v.confidence for v in votes if v.action == action) / total
-            reasons = technical.reasons if action == technical.action else (
-                f"ensemble {'vetoed' if action == Action.HOLD else 'flipped'} technical {technical.action.name} "
-                f"(net score {score:+.3f})",) + technical.reasons
+                action, raw = technical.action, p_signal
+                note = f"ensemble confirmed technical {technical.action.name}: P={p_signal:.2f}"
+            reasons = (note,) + technical.reasons
             final = Signal(action, min(max(raw, 0.0), 1.0), reasons, "coordinator")
         confidence = final.confidence
         if calibrate is not None and final.action != Action.HOLD:
             confidence = calibrate(final.confidence, final)
         if confidence != final.confidence:
             final = attrs.evolve(final, confidence=confidence)
-        return Combined(final, votes, raw, confidence)
+        return Combined(final, votes, raw, confidence, note)
+
+    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
+        if self._ensemble is not None and len(votes) > 1:
+            self._ensemble.learn(votes, forward_return, threshold)
 
 
 _NUMBERS = re.compile(r"\[[^\]]*\]|\([^)]*\)|(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?x?")

@@ -62,7 +62,7 @@ class Journal:
             log.info("decision", **decision_to_dict(decision))
 
     def guard(self, guard: str, action: GuardAction, portfolio: Any) -> None:
-        log.warning("guard_action", guard=guard, action=action.kind, reason=action.reason, symbol=action.symbol,
+        log.info("guard_action", guard=guard, action=action.kind, reason=action.reason, symbol=action.symbol,
                     fraction=action.fraction, time=_iso(portfolio.time), equity=round(portfolio.equity, 2),
                     drawdown=round(portfolio.drawdown, 4))
 

@@ -15,6 +15,13 @@ import structlog
 
 SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key)", re.I)
 _level = logging.WARNING
+_secret_values: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Redact this exact value wherever it appears in any log text (API keys, passwords)."""
+    if value and len(value) >= 4:
+        _secret_values.add(value)
 
 
 def current_level() -> int:
@@ -26,6 +33,10 @@ def redact_secrets(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
     def clean(value, key=""):
         if key and SECRET_KEYS.search(key):
             return "***"
+        if isinstance(value, str) and _secret_values:
+            for secret in _secret_values:
+                value = value.replace(secret, "***")
+            return value
         if isinstance(value, dict):
             return {k: clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):
@@ -58,6 +69,14 @@ def configure(level: str | int = "warning", json: Optional[bool] = None, stream=
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
         colors=stream.isatty())
     processors = shared + ([] if json else [_render_decisions]) + [renderer]
+    # stdlib logging (ccxt, pluggy, third-party plugins) goes through the same chain
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(_level)
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(_level),

@@ -98,6 +98,18 @@ class Vote:
     confidence: float = attrs.field(validator=_unit_interval)
     weight: float = 1.0
     reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+    # probabilities of the learning event (see mlcoord.learning) for each direction, when known
+    p_up: Optional[float] = None
+    p_down: Optional[float] = None
+
+    def probability(self, direction: int) -> float:
+        """P(event in ``direction``): the component's own if given, else read from its vote."""
+        own = self.p_up if direction > 0 else self.p_down
+        if own is not None:
+            return own
+        if self.action == 0:
+            return 0.5
+        return self.confidence if int(self.action) == direction else 1.0 - self.confidence
 
 
 @attrs.frozen
@@ -165,6 +177,7 @@ class SizingRequest:
     fee_rate: float            # per fill, fraction of notional (taker)
     slippage: float            # fraction of price on market/stop fills
     leverage: float
+    context: Optional[MarketContext] = None   # the decision bar's market context
 
 
 @attrs.frozen
@@ -253,6 +266,36 @@ class Trade:
     def return_pct(self) -> float:
         notional = self.entry_price * self.quantity
         return self.pnl / notional if notional else 0.0
+
+
+@attrs.frozen
+class PositionState:
+    """Snapshot of an open position (journal, JSON, persistence)."""
+
+    symbol: str
+    side: Side
+    quantity: float
+    entry_price: float
+    stop: Optional[float]
+    take_profit: Optional[float]
+    entries_filled: int
+    entries_planned: int
+    opened_at: int
+    hedge: bool = False
+    liquidation_price: Optional[float] = None
+
+
+@attrs.frozen
+class PortfolioState:
+    """Snapshot of the whole account at one time."""
+
+    time: int
+    equity: float
+    cash: float
+    peak_equity: float
+    drawdown: float
+    gross_exposure: float
+    positions: tuple[PositionState, ...] = ()
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
 from mlcoord.coordinator import Coordinator
 from mlcoord.errors import ConfigError, PluginError
+from mlcoord.learning import Outcome
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, Side, Signal, Sizing, SizingRequest, Trade, Vote,
 )
@@ -193,22 +194,27 @@ def validate_series(name: str, series: Any, n: int) -> SignalSeries:
 
 
 def combine_sources(sources: Sequence[tuple[str, SignalSeries]], n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Several signal sources vote by confidence; one source passes through unchanged."""
+    """Several signal sources vote; one source passes through unchanged.
+
+    The direction is the sign of the confidence-weighted sum of actions. Its confidence is the
+    strongest agreeing source's, plus 0.05 for each further source that agrees, minus half the
+    strongest opposing source's (clipped to [0, 1]): a signal only one source sees keeps its
+    confidence, agreement adds a little, disagreement costs.
+    """
     if not sources:
         return np.zeros(n, dtype=np.int8), np.zeros(n)
     if len(sources) == 1:
         series = sources[0][1]
         return np.asarray(series.action, dtype=np.int8), np.nan_to_num(np.asarray(series.confidence, float))
-    score = np.zeros(n)
-    agree = np.zeros(n)
-    for _, s in sources:
-        c = np.nan_to_num(np.asarray(s.confidence, float)) * (np.asarray(s.action) != 0)
-        score += np.asarray(s.action) * c
-    action = np.sign(score).astype(np.int8)
-    for _, s in sources:
-        c = np.nan_to_num(np.asarray(s.confidence, float))
-        agree += np.where((np.asarray(s.action) == action) & (action != 0), c, 0.0)
-    confidence = np.where(action != 0, agree / len(sources), 0.0)
+    actions = np.vstack([np.asarray(s.action, dtype=np.int8) for _, s in sources])
+    confs = np.vstack([np.nan_to_num(np.asarray(s.confidence, float)) for _, s in sources]) * (actions != 0)
+    action = np.sign((actions * confs).sum(axis=0)).astype(np.int8)
+    agree = (actions == action) & (action != 0)
+    oppose = (actions == -action) & (action != 0)
+    best = np.where(agree, confs, 0.0).max(axis=0)
+    extra = np.maximum(agree.sum(axis=0) - 1, 0) * 0.05
+    against = np.where(oppose, confs, 0.0).max(axis=0)
+    confidence = np.where(action != 0, np.clip(best + extra - 0.5 * against, 0.0, 1.0), 0.0)
     return action, confidence
 
 
@@ -220,7 +226,8 @@ class Pipeline:
         self.plugins = plugins
         self.components = components
         self.threshold = settings.engine.min_confidence
-        self.coordinator = Coordinator(settings.pipeline.weights)
+        self.coordinator = Coordinator(settings.pipeline.weights, settings.ensemble)
+        self.event = settings.learning.event
         self.errors = Guarded()
         self.market = settings.backtest.market
 
@@ -253,10 +260,12 @@ class Pipeline:
     def technical_signal(self, sym: PreparedSymbol, i: int) -> Signal:
         action = Action(int(sym.action[i]))
         reasons: list[str] = []
+        prefix = len(sym.sources) > 1
         for name, series in sym.sources:
             if int(series.action[i]) != 0:
                 try:
-                    reasons.extend(series.explain(i))
+                    said = series.explain(i)
+                    reasons.extend(f"{name}: {r}" for r in said) if prefix else reasons.extend(said)
                 except Exception as exc:
                     self.errors.failed(name, "explain", exc, symbol=sym.data.symbol)
         source = sym.sources[0][0] if len(sym.sources) == 1 else "signals"
@@ -327,7 +336,7 @@ class Pipeline:
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
             equity=portfolio.equity, exposure=portfolio.gross_exposure(), open_positions=portfolio.open_positions(),
-            fee_rate=fee_rate, slippage=slippage, leverage=leverage)
+            fee_rate=fee_rate, slippage=slippage, leverage=leverage, context=context)
         sizer = self.components.sizer
         try:
             sizing = sizer.obj.size(request)
@@ -388,6 +397,71 @@ class Pipeline:
         return new
 
     # -- feedback ----------------------------------------------------------------------
+    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float) -> None:
+        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator."""
+        direction = int(decision.technical.action)
+        judged = int(decision.signal.action) or direction
+        hit = judged * forward_return >= self.event.threshold
+        outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
+                          decision.raw_confidence, decision.confidence, decision.votes)
+        try:
+            self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
+        except Exception as exc:
+            self.errors.failed("ensemble", "learn", exc)
+        for b in self.components.ml_components:
+            learn = getattr(b.obj, "learn", None)
+            if learn is not None:
+                try:
+                    learn(outcome)
+                except Exception as exc:
+                    self.errors.failed(b.name, "learn", exc, symbol=symbol)
+        cal = self.components.calibrator
+        if cal is not None and decision.signal.action != Action.HOLD:
+            try:
+                cal.obj.learn(decision.raw_confidence, hit)
+            except Exception as exc:
+                self.errors.failed(cal.name, "learn", exc)
+
+    def trained_until(self) -> Optional[int]:
+        """The latest training-data time of any ML component (a backtest's stats start after it)."""
+        times = []
+        for b in self.components.ml_components:
+            fn = getattr(b.obj, "trained_until", None)
+            if fn is not None:
+                try:
+                    t = fn()
+                except Exception as exc:
+                    self.errors.failed(b.name, "trained_until", exc)
+                    continue
+                if t is not None:
+                    times.append(int(t))
+        return max(times) if times else None
+
+    def state(self) -> dict[str, Any]:
+        """Learning state of the ensemble and of every component that has one (JSON-able)."""
+        out: dict[str, Any] = {"version": 1, "components": {}}
+        if self.coordinator.active is not None:
+            out["ensemble"] = self.coordinator.active.state()
+        for b in self.components.all():
+            fn = getattr(b.obj, "state", None)
+            if fn is not None:
+                out["components"][b.name] = fn()
+        return out
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if "ensemble" in state:
+            names = list(state["ensemble"].get("weights", {}))
+            self.coordinator.ensemble(names).load_state(state["ensemble"])
+        for b in self.components.all():
+            saved = state.get("components", {}).get(b.name)
+            fn = getattr(b.obj, "load_state", None)
+            if saved is not None and fn is not None:
+                try:
+                    fn(saved)
+                except Exception as exc:
+                    raise PluginError(f"component {b.name!r} could not restore its saved state: "
+                                      f"{type(exc).__name__}: {exc}") from exc
+
     def trade_closed(self, trade: Trade, decision: Optional[Decision]) -> None:
         for b in self.components.all():
             hook = getattr(b.obj, "on_trade_closed", None)
@@ -424,7 +498,20 @@ def check_levels(levels: Any, side: Side, worst_price: float) -> None:
         raise ComponentFailure(f"short stop {levels.stop} is not above the entry {worst_price}")
 
 
+def trace_hooks(plugins: PluginSet) -> None:
+    """Send every pluggy hook call (which plugin answered which hook) to structlog."""
+    def before(hook_name, impls, kwargs):
+        log.info("hook_call", hook=hook_name, plugins=[impl.plugin_name for impl in impls])
+
+    def after(outcome, hook_name, impls, kwargs):
+        log.info("hook_done", hook=hook_name, error=repr(outcome.exception) if outcome.exception else None)
+
+    plugins.manager.add_hookcall_monitoring(before, after)
+
+
 def build_pipeline(settings: Settings, plugins: PluginSet) -> Pipeline:
+    if settings.engine.trace_hooks:
+        trace_hooks(plugins)
     components = resolve_components(settings, plugins)
     pipeline = Pipeline(settings, plugins, components)
     plugins.hook.on_startup(settings=settings, components=components)

@@ -43,6 +43,15 @@ def summary(result, show_trades: int = 10) -> str:
             opened = pd.Timestamp(t.opened_at, tz="UTC").strftime("%Y-%m-%d %H:%M")
             lines.append(f"    {opened} {t.symbol} {t.side.name:<5} {t.entries_filled}/{t.entries_planned} legs "
                          f"{t.entry_price:>10.2f} -> {t.exit_price:>10.2f}  {t.pnl:>+9.2f}  {t.exit_reason}")
+    scores = result.learning.get("component_scores") or {}
+    if scores:
+        weights = result.learning.get("ensemble_weights", {})
+        lines.append(f"  learning      {result.learning['event']}")
+        for name, sc in scores.items():
+            acc = f"{sc['accuracy'] * 100:.1f}%" if sc["accuracy"] is not None else "n/a"
+            loss = f"{sc['log_loss']:.3f}" if sc["log_loss"] is not None else "n/a"
+            lines.append(f"    {name:<12} weight {weights.get(name, 0):.2f}  accuracy {acc}  log-loss {loss}"
+                         f"  ({sc['outcomes']} outcomes)")
     if result.raw.errors:
         lines.append("  component failures (left out of those decisions): " +
                      ", ".join(f"{k} x{v}" for k, v in result.raw.errors.items()))

@@ -9,7 +9,7 @@ import attrs
 
 from mlcoord import Decision, GuardAction, Side, Trade
 
-from mlcoord_hedging.trackers import EquityVolatility, PriceCorrelation
+from mlcoord_hedging.trackers import MarketReturns
 
 
 def _fraction(lo_open: bool = True):
@@ -45,13 +45,23 @@ class HedgingOptions:
       drawdown >= trigger, release at <= release (hysteresis: in between, keep the state).
     * ``use_volatility`` (true), ``vol_window`` (24 bars), ``vol_baseline`` (720 bars),
       ``vol_trigger_ratio`` (2.5), ``vol_release_ratio`` (1.5), ``vol_baseline_refresh`` (24 bars):
-      hedge when the equity curve's realised vol over ``vol_window`` exceeds trigger x the median
-      of that vol over ``vol_baseline`` bars (needs ``vol_baseline / 2`` bars of vol history;
-      the median is refreshed every ``vol_baseline_refresh`` bars); release below release x.
-      A zero baseline (an equity curve flat most of the time) never triggers.
+      while the portfolio is exposed, hedge when the realised volatility of the market it holds
+      reaches trigger x that market's normal volatility; release below release x. Every symbol's
+      price returns are tracked every bar, held or not; a symbol's normal volatility is the
+      median of its ``vol_window``-bar realised vol over the last ``vol_baseline`` bars (needs
+      ``vol_baseline / 2`` bars of history; refreshed at most every ``vol_baseline_refresh``
+      bars). One exposed symbol: the ratio is its current vol over its baseline. Several: the
+      current vol is that of the exposure-weighted return (signed weights = net exposure / gross,
+      today's weights over the last ``vol_window`` bars, so a long/short pair offsets), and the
+      baseline is the same portfolio with each symbol's returns rescaled to its baseline vol
+      (the current correlations kept), so the ratio measures elevated volatility, not changed
+      correlation (the correlation trigger's job). Never fires while flat, nor on a price that
+      has not moved (zero baseline).
     * ``use_correlation`` (true), ``corr_window`` (72 bars), ``corr_trigger`` (0.9),
       ``corr_release`` (0.75): hedge when >= 2 symbols are exposed in the same direction and
       the mean pairwise correlation of their per-bar returns is >= trigger; release below release.
+      ``corr_refresh_bars`` (4): a 72-bar correlation moves slowly, so it is re-evaluated every
+      this-many bars, and at once whenever the set of exposed symbols changes (1: every bar).
     """
 
     hedge_fraction: float = attrs.field(default=0.5, validator=_fraction())
@@ -68,6 +78,7 @@ class HedgingOptions:
     corr_window: int = attrs.field(default=72, validator=_bars(3))
     corr_trigger: float = attrs.field(default=0.9, validator=_fraction())
     corr_release: float = attrs.field(default=0.75, validator=_fraction(lo_open=False))
+    corr_refresh_bars: int = attrs.field(default=4, validator=_bars(1))
 
     def __attrs_post_init__(self):
         for trigger, release in (("drawdown_trigger", "drawdown_release"),
@@ -79,13 +90,23 @@ class HedgingOptions:
 
 
 class HedgingGuard:
-    """Portfolio guard (see the package docstring). Deterministic; state is only what it saw."""
+    """Portfolio guard (see the package docstring). Deterministic; state is only what it saw.
+
+    Per bar it costs a drawdown comparison and one ring-buffer update per priced symbol; the
+    exposure-dependent triggers are evaluated only while the portfolio holds something.
+    """
 
     def __init__(self, options: Optional[HedgingOptions] = None):
         self.options = o = options or HedgingOptions()
-        self._vol = EquityVolatility(o.vol_window, o.vol_baseline, o.vol_baseline_refresh)
-        self._corr = PriceCorrelation(o.corr_window)
-        self._direction: dict[str, int] = {}
+        self._market: Optional[MarketReturns] = None
+        if o.use_volatility or o.use_correlation:
+            self._market = MarketReturns(o.vol_window, o.vol_baseline, o.vol_baseline_refresh,
+                                         o.corr_window if o.use_correlation else 0,
+                                         track_vol=o.use_volatility)
+        self._last_exposure: dict[str, float] = {}
+        self._corr_key: tuple = ()
+        self._corr_age = 0
+        self._corr_best: Optional[tuple[float, int, list[str]]] = None
         self.active: dict[str, str] = {}       # trigger name -> the reason it fired
         self._released: list[str] = []
         self._opened = False                   # this guard asked for the hedge that is on
@@ -99,26 +120,52 @@ class HedgingGuard:
         """Outcomes do not matter to the hedge: it reacts to the portfolio only."""
 
     def on_bar(self, portfolio) -> list[GuardAction]:
-        o = self.options
+        """Update every trigger from the portfolio; ask for a hedge while any is active and none
+        is on, and close the hedge this guard asked for once none is active."""
+        o, active, market = self.options, self.active, self._market
         if o.use_drawdown:
-            self._drawdown(portfolio)
-        if o.use_volatility:
-            self._volatility(portfolio)
-        if o.use_correlation:
-            self._correlation(portfolio)
-
-        hedged = portfolio.hedged()
-        if self.active:
-            if hedged or portfolio.gross_exposure() <= 0:
+            dd = float(portfolio.drawdown)
+            # 1 - equity/peak carries rounding (1 - 0.9 = 0.0999...): a tiny tolerance makes a
+            # drawdown of exactly the trigger fire and one of exactly the release release.
+            if dd <= o.drawdown_release + _EPS if "drawdown" in active else dd >= o.drawdown_trigger - _EPS:
+                self._drawdown(dd)
+        if market is not None:
+            symbols = portfolio.symbols()
+            market.bar = bar = market.bar + 1
+            market.slot = bar % market.keep
+            push, price = market.push, portfolio.last_price
+            for s in symbols:
+                push(s, price(s))
+            exposed = self._exposures(portfolio, symbols) if portfolio.open_positions() else None
+            if exposed:
+                if o.use_volatility:
+                    self._volatility(exposed)
+                if o.use_correlation:
+                    if len(exposed) >= 2:
+                        self._correlation(exposed)
+                    elif "correlation" in active or self._corr_best is not None:
+                        self._no_correlation()
+            else:
+                if self._last_exposure:
+                    self._last_exposure.clear()
+                if "volatility" in active:
+                    self._set("volatility", False, True, None, lambda: "volatility: nothing exposed")
+                if "correlation" in active or self._corr_best is not None:
+                    self._no_correlation()
+        if active:
+            if portfolio.hedged() or portfolio.gross_exposure() <= 0:
                 return []
             self._opened, self._released = True, []
-            reason = "; ".join(self.active.values())
+            reason = "; ".join(active.values())
             return [GuardAction("open_hedge", f"{reason}: hedge {o.hedge_fraction:.0%} of exposure",
                                 symbol=None, fraction=o.hedge_fraction)]
+        released = self._released
+        if released:
+            self._released = []
         if self._opened:
             self._opened = False
-            if hedged:
-                return [GuardAction("close_hedge", "; ".join(self._released) + ": close hedge")]
+            if portfolio.hedged():
+                return [GuardAction("close_hedge", "; ".join(released) + ": close hedge")]
         return []
 
     # -- triggers -------------------------------------------------------------------------------
@@ -130,42 +177,75 @@ class HedgingGuard:
             del self.active[name]
             self._released.append(release_reason())
 
-    def _drawdown(self, portfolio) -> None:
-        o, dd = self.options, float(portfolio.drawdown)
-        # 1 - equity/peak carries rounding (1 - 0.9 = 0.0999...): compare with a tiny tolerance so
-        # a drawdown of exactly the trigger fires and one of exactly the release releases.
+    def _drawdown(self, dd: float) -> None:
+        o = self.options
         self._set("drawdown", dd >= o.drawdown_trigger - _EPS, dd <= o.drawdown_release + _EPS,
                   lambda: f"drawdown {dd:.1%} >= {o.drawdown_trigger:.1%}",
                   lambda: f"drawdown {dd:.1%} <= {o.drawdown_release:.1%}")
 
-    def _volatility(self, portfolio) -> None:
-        o, v = self.options, self._vol
-        v.update(float(portfolio.equity))
-        if v.vol is None or not v.baseline:
-            self._set("volatility", False, True, None,
-                      lambda: "volatility baseline unavailable (flat equity)")
-            return
-        ratio = v.vol / v.baseline
-        self._set("volatility", ratio > o.vol_trigger_ratio, ratio < o.vol_release_ratio,
-                  lambda: (f"volatility {v.vol:.3g} over {o.vol_window} bars = {ratio:.2f}x median "
-                           f"{v.baseline:.3g} > {o.vol_trigger_ratio:g}x"),
-                  lambda: (f"volatility {ratio:.2f}x median {v.baseline:.3g} < {o.vol_release_ratio:g}x"))
+    def _no_correlation(self) -> None:
+        self._corr_key, self._corr_best = (), None
+        self._set("correlation", False, True, None, lambda: "correlation: fewer than 2 symbols exposed")
 
-    def _correlation(self, portfolio) -> None:
-        o = self.options
-        symbols = tuple(portfolio.symbols())
-        self._corr.update(symbols, [portfolio.last_price(s) for s in symbols])
-        groups: dict[int, list[str]] = {1: [], -1: []}
+    def _exposures(self, portfolio, symbols) -> dict[str, float]:
+        """Net exposure of every exposed symbol. A full hedge zeroes net exposure, so while a
+        symbol is hedged at zero net it keeps the exposure it had before the hedge."""
+        out, last = {}, self._last_exposure
         for s in symbols:
-            d = self._exposure_direction(s, portfolio)
-            if d:
-                groups[d].append(s)
-        best: Optional[tuple[float, int, list[str]]] = None
-        for d, group in groups.items():
-            if len(group) >= 2:
-                c = self._corr.mean_pairwise(group)
-                if c is not None and (best is None or c > best[0]):
-                    best = (c, d, group)
+            e = float(portfolio.exposure(s))
+            if e > 0.0 or e < 0.0:
+                out[s] = last[s] = e
+            elif s in last:
+                if portfolio.hedged(s):
+                    out[s] = last[s]
+                else:
+                    del last[s]
+        return out
+
+    def _volatility(self, exposed: dict[str, float]) -> None:
+        o, m = self.options, self._market
+        held = []                                  # (symbol, exposure, vol, baseline)
+        for s, e in exposed.items():
+            vol, base = m.vol(s), m.baseline(s)
+            if vol is not None and base:
+                held.append((s, e, vol, base))
+        if not held:
+            self._set("volatility", False, True, None,
+                      lambda: "volatility baseline unavailable for the exposed symbols")
+            return
+        if len(held) == 1:
+            _, _, vol, base = held[0]
+        else:
+            vol, base = _book_volatility(m, held, o.vol_window)
+            if not base:
+                self._set("volatility", False, True, None, lambda: "volatility baseline is zero")
+                return
+        ratio = vol / base
+        names = ", ".join(h[0] for h in held)
+        self._set("volatility", ratio >= o.vol_trigger_ratio, ratio < o.vol_release_ratio,
+                  lambda: (f"volatility of {names} {vol:.3g} over {o.vol_window} bars = {ratio:.2f}x "
+                           f"its median {base:.3g} >= {o.vol_trigger_ratio:g}x"),
+                  lambda: (f"volatility of {names} {ratio:.2f}x its median {base:.3g} "
+                           f"< {o.vol_release_ratio:g}x"))
+
+    def _correlation(self, exposed: dict[str, float]) -> None:
+        o = self.options
+        groups: dict[int, list[str]] = {1: [], -1: []}
+        for s, e in exposed.items():
+            groups[1 if e > 0 else -1].append(s)
+        key = (tuple(groups[1]), tuple(groups[-1]))
+        self._corr_age += 1
+        if key != self._corr_key or self._corr_age >= o.corr_refresh_bars:
+            best: Optional[tuple[float, int, list[str]]] = None
+            for d, group in groups.items():
+                if len(group) >= 2:
+                    c = self._market.mean_pairwise(group)
+                    if c is not None and (best is None or c > best[0]):
+                        best = (c, d, group)
+            self._corr_best = best
+            if best is not None:           # keep re-evaluating every bar until history suffices
+                self._corr_key, self._corr_age = key, 0
+        best = self._corr_best
         if best is None:
             self._set("correlation", False, True, None,
                       lambda: "correlation: fewer than 2 symbols exposed the same way")
@@ -176,15 +256,19 @@ class HedgingGuard:
                   lambda: f"correlation {c:.2f} >= {o.corr_trigger:.2f} of {names} over {o.corr_window} bars",
                   lambda: f"correlation {c:.2f} < {o.corr_release:.2f} of {names}")
 
-    def _exposure_direction(self, symbol: str, portfolio) -> int:
-        """Sign of the symbol's net exposure. A full hedge zeroes net exposure, so while a symbol
-        is hedged at zero net it keeps the direction it had before the hedge."""
-        e = float(portfolio.exposure(symbol))
-        if e > 0 or e < 0:
-            d = 1 if e > 0 else -1
-            self._direction[symbol] = d
-            return d
-        if portfolio.hedged(symbol):
-            return self._direction.get(symbol, 0)
-        self._direction.pop(symbol, None)
-        return 0
+
+def _book_volatility(m: MarketReturns, held, window: int) -> tuple[float, float]:
+    """(current, baseline) vol of the exposure-weighted return over the last ``window`` bars,
+    with today's signed weights w: current**2 = sum w_i w_j rho_ij vol_i vol_j, and the baseline
+    the same with each vol_i replaced by its baseline (today's correlations rho kept)."""
+    gross = sum(abs(e) for _, e, _, _ in held)
+    cur = base = 0.0
+    for i, (s, e, vol, b) in enumerate(held):
+        w = e / gross
+        cur += (w * vol) ** 2
+        base += (w * b) ** 2
+        for t, f, vol2, b2 in held[i + 1:]:
+            rho2 = 2.0 * w * (f / gross) * m.window_correlation(s, t)
+            cur += rho2 * vol * vol2
+            base += rho2 * b * b2
+    return math.sqrt(max(cur, 0.0)), math.sqrt(max(base, 0.0))

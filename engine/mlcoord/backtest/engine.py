@@ -36,7 +36,7 @@ class Book:
 
     __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "legs", "plan_side",
                  "plan_decision", "plan_levels", "plan_count", "plan_filled", "exit_reason",
-                 "hedge_open", "hedge_close", "prev_time", "record")
+                 "hedge_open", "hedge_close", "prev_time", "record", "pending", "next_due")
 
     def __init__(self, prepared: PreparedSymbol):
         candles = prepared.data.candles
@@ -57,6 +57,8 @@ class Book:
         self.hedge_close: Optional[str] = None
         self.prev_time: Optional[int] = None
         self.record: dict = {}
+        self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
+        self.next_due = 1 << 62
 
     @property
     def busy(self) -> bool:
@@ -90,6 +92,9 @@ class Backtest:
         self.fills: list[Fill] = []
         self.plans: list[dict] = []
         self._trade_seq = 0
+        self.horizon = settings.learning.horizon
+        components = pipeline.components
+        self.learning = bool(components.ml_components) or components.calibrator is not None
 
     # -- the loop --------------------------------------------------------------------------
     def run(self, prepared: Sequence[PreparedSymbol], progress: Optional[Callable[[int], None]] = None,
@@ -100,12 +105,7 @@ class Backtest:
             else np.array([], np.int64)
         if start is not None:
             times = times[np.searchsorted(times, start):]
-        slots: list[list[tuple[Book, int]]] = [[] for _ in range(len(times))]
-        for book in books:
-            bar_times = np.asarray(book.t)
-            first = int(np.searchsorted(bar_times, times[0])) if len(times) else len(bar_times)
-            for i, k in enumerate(np.searchsorted(times, bar_times[first:]).tolist(), start=first):
-                slots[k].append((book, i))
+        slots = self._slots(books, times)
         portfolio = self.portfolio
         positions, hedges = portfolio.positions, portfolio.hedges
         pipeline = self.pipeline
@@ -142,6 +142,8 @@ class Backtest:
                 if portfolio.hedge_mode:
                     self._cover_hedges(books)
             for book, i in slot:
+                if i >= book.next_due:
+                    self._learn(book, i)
                 sym = book.symbol
                 position = positions.get(sym)
                 if position is not None:
@@ -166,12 +168,31 @@ class Backtest:
                          tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
                          self.costs, dict(pipeline.errors.counts))
 
+    @staticmethod
+    def _slots(books: Sequence[Book], times: np.ndarray) -> list:
+        """For every timestamp, the (book, bar index) pairs that have a bar then."""
+        if len(books) == 1:
+            book = books[0]
+            first = len(book.t) - len(times)
+            return [((book, i),) for i in range(first, len(book.t))]
+        slots: list[list[tuple[Book, int]]] = [[] for _ in range(len(times))]
+        for book in books:
+            bar_times = np.asarray(book.t)
+            first = int(np.searchsorted(bar_times, times[0])) if len(times) else len(bar_times)
+            for i, k in enumerate(np.searchsorted(times, bar_times[first:]).tolist(), start=first):
+                slots[k].append((book, i))
+        return slots
+
     # -- entries ---------------------------------------------------------------------------
     def _decide(self, book: Book, i: int, t: int) -> None:
         costs = self.costs
         decision = self.pipeline.decide(book.prepared, i, self.portfolio, time=t, leverage=costs.leverage,
                                         fee_rate=costs.fee_taker, slippage=costs.slippage)
         self.journal.record(decision)
+        if self.learning:
+            due = i + self.horizon
+            book.pending.append((due, i, decision))
+            book.next_due = min(book.next_due, due)
         if decision.outcome != "entered":
             return
         plan, qty = decision.plan, decision.sizing.quantity
@@ -187,6 +208,17 @@ class Backtest:
         book.record = {"symbol": book.symbol, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
                        "confidence": decision.confidence}
         self.plans.append(book.record)
+
+    def _learn(self, book: Book, i: int) -> None:
+        """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
+        due, keep = [], []
+        for item in book.pending:
+            (due if item[0] <= i else keep).append(item)
+        book.pending = keep
+        book.next_due = min((item[0] for item in keep), default=1 << 62)
+        c = book.c
+        for _, index, decision in due:
+            self.pipeline.learn(book.symbol, index, decision, c[index + self.horizon] / c[index] - 1.0)
 
     # -- fills -----------------------------------------------------------------------------
     def _fill_bar(self, book: Book, i: int, t: int) -> None:

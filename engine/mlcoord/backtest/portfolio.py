@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mlcoord.model import Decision, ExitLevels, Fill, Side, Trade
+from mlcoord.model import Decision, ExitLevels, Fill, PortfolioState, PositionState, Side, Trade
 
 
 class Position:
@@ -66,6 +66,13 @@ class Position:
         self.fills.append(fill)
         return pnl
 
+    def state(self) -> PositionState:
+        levels = self.levels
+        return PositionState(self.symbol, self.side, self.quantity, self.entry_price,
+                             levels.stop if levels else None, levels.take_profit if levels else None,
+                             self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
+                             self.liquidation_price or None)
+
     def unrealised(self, price: float) -> float:
         return (price - self.entry_price) * self.quantity * self.side
 
@@ -80,7 +87,7 @@ class Position:
             quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
             funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
             entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
-            entry_reason=decisive_reason(decision.signal) if decision else "hedge", hedge=self.hedge,
+            entry_reason=decisive_reason(decision.technical) if decision else "hedge", hedge=self.hedge,
         )
 
 
@@ -127,6 +134,11 @@ class Portfolio:
 
     def symbols(self) -> list[str]:
         return list(self.prices)
+
+    def state(self) -> PortfolioState:
+        positions = tuple(p.state() for book in (self.positions, self.hedges) for p in book.values())
+        return PortfolioState(self.time, self.equity, self.cash, self.peak_equity, self.drawdown,
+                              self.gross_exposure(), positions)
 
     def mark(self) -> float:
         """Equity at the latest prices."""

@@ -115,6 +115,7 @@ class BacktestResult:
     stats: dict[str, Any]
     breakdowns: dict[str, Any]
     components: dict[str, Any]
+    learning: dict[str, Any]
     plugins: dict[str, Any]
     symbols: tuple[str, ...]
     timeframe: str
@@ -126,6 +127,7 @@ class BacktestResult:
             "mlcoord_result": 1,
             "symbols": list(self.symbols), "timeframe": self.timeframe,
             "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
+            "learning": self.learning,
             "plugins": self.plugins, "elapsed_seconds": self.elapsed, "errors": raw.errors,
             "equity": {"time": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in raw.times],
                        "value": [round(float(v), 6) for v in raw.equity]},
@@ -135,9 +137,18 @@ class BacktestResult:
         }
 
     def write_json(self, path: Path) -> None:
-        tmp = Path(path).with_suffix(Path(path).suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), indent=1, default=str), encoding="utf-8")
-        tmp.replace(path)
+        _write_atomic(Path(path), json.dumps(self.to_json(), indent=1, default=str))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file, fsync, rename: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _plain(d: dict) -> dict:
@@ -158,10 +169,22 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     pipeline = build_pipeline(settings, plugins)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
-    prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes)) for c in candles]
+    state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
+    if state_file is not None and state_file.exists():
+        pipeline.load_state(json.loads(state_file.read_text(encoding="utf-8")))
+        log.info("learning_state_restored", path=str(state_file))
+    event = settings.learning.event
+    prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
+                for c in candles]
     backtest = Backtest(pipeline, settings, Journal())
     start, _ = parse_timerange(settings.data.timerange)
     start_ns = start.value if start is not None else None
+    trained = pipeline.trained_until()
+    if trained is not None and (start_ns is None or start_ns <= trained):
+        # no in-sample results: statistics start after the newest model's training data
+        log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
+                    requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
+        start_ns = trained + 1
     if progress_factory:
         times = np.unique(np.concatenate([c.time for c in candles]))
         progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
@@ -171,10 +194,17 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     raw = backtest.run(prepared, progress=progress.update if progress else None, start=start_ns)
     if progress:
         progress.close()
+    if state_file is not None:
+        _write_atomic(state_file, json.dumps(pipeline.state(), indent=1, sort_keys=True))
     t3 = _time.perf_counter()
     stats = compute_stats(raw)
+    ensemble = pipeline.coordinator.active
     result = BacktestResult(
         raw=raw, stats=stats, breakdowns=breakdowns(raw), components=pipeline.components.describe(),
+        learning={"event": event.describe(),
+                  "component_scores": ensemble.score_table() if ensemble else {},
+                  "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
+                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),

@@ -1,0 +1,99 @@
+"""The ML ensemble: online stacking of the components' probabilities with River.
+
+Each contributor (the technical signal and every ML component) gives the probability of the
+learning event in a direction; the ensemble is a River logistic regression over their log-odds.
+It starts as the product's weighted log-odds pool (technical 0.30, lstm 0.25, mtf 0.20,
+rl_selector 0.15, attention 0.10: with equal inputs it returns that input) and learns online
+from every outcome once its horizon has closed. A constant learning rate keeps it forgetting, so
+after a regime change weights move again instead of freezing on one expert (River's
+``EWARegressor`` never forgets). A component that keeps being wrong loses weight; its displayed
+weight is its share of the absolute coefficients.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional, Sequence
+
+import attrs
+
+from mlcoord.learning import RunningScore
+from mlcoord.model import Vote
+
+
+@attrs.frozen
+class EnsembleOptions:
+    """``[ensemble]``: online stacking settings (defaults stated)."""
+
+    learning_rate: float = attrs.field(default=0.02, validator=attrs.validators.gt(0.0))
+    l2: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0.0))
+    veto_probability: float = attrs.field(default=0.40, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
+    flip_margin: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
+    adapt: bool = True
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-4), 1 - 1e-4)
+    return math.log(p / (1 - p))
+
+
+class Ensemble:
+    """River online stacking over contributors' log-odds, per direction."""
+
+    def __init__(self, weights: Mapping[str, float], options: EnsembleOptions = EnsembleOptions()):
+        from river import linear_model, optim, utils  # lazy: heavy, only for ML runs
+
+        total = sum(weights.values()) or 1.0
+        self.initial = {k: v / total for k, v in weights.items()}
+        self.options = options
+        self.model = linear_model.LogisticRegression(
+            optimizer=optim.SGD(options.learning_rate), l2=options.l2, intercept_lr=options.learning_rate)
+        self.model._weights = utils.VectorDict(dict(self.initial))
+        self.scores: dict[str, RunningScore] = {}
+        self.ensemble_score = RunningScore()
+        self.updates = 0
+
+    @staticmethod
+    def features(votes: Sequence[Vote], direction: int) -> dict[str, float]:
+        return {v.component: _logit(v.probability(direction)) for v in votes}
+
+    def predict(self, votes: Sequence[Vote], direction: int) -> float:
+        return float(self.model.predict_proba_one(self.features(votes, direction))[True])
+
+    def weights(self, names: Sequence[str]) -> dict[str, float]:
+        """Displayed weights: each present contributor's share of the absolute coefficients."""
+        w = self.model._weights
+        raw = {n: abs(w.get(n, 0.0)) if hasattr(w, "get") else abs(w[n]) for n in names}
+        total = sum(raw.values())
+        return {n: (v / total if total else 1.0 / len(names)) for n, v in raw.items()}
+
+    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
+        """Both directions' events are known once the horizon closed: learn from each."""
+        for direction in (1, -1):
+            hit = direction * forward_return >= threshold
+            for v in votes:
+                self.scores.setdefault(v.component, RunningScore()).update(v.probability(direction), hit)
+            if self.options.adapt:
+                self.model.learn_one(self.features(votes, direction), hit)
+        self.updates += 1
+
+    # -- persistence ---------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"weights": {k: float(v) for k, v in dict(self.model._weights).items()},
+                "intercept": float(self.model.intercept), "updates": self.updates,
+                "scores": {k: [s.n, s.correct, s.loss] for k, s in self.scores.items()}}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        from river import utils
+
+        self.model._weights = utils.VectorDict({k: float(v) for k, v in state["weights"].items()})
+        self.model.intercept = float(state.get("intercept", 0.0))
+        self.updates = int(state.get("updates", 0))
+        for name, (n, correct, loss) in state.get("scores", {}).items():
+            score = RunningScore()
+            score.n, score.correct, score.loss = int(n), int(correct), float(loss)
+            self.scores[name] = score
+
+    def score_table(self) -> dict[str, dict[str, Optional[float]]]:
+        return {k: {"outcomes": s.n, "accuracy": s.accuracy, "log_loss": s.log_loss}
+                for k, s in sorted(self.scores.items())}
