@@ -18,7 +18,7 @@ from mlcoord.config import structure
 from mlcoord.errors import ConfigError
 from mlcoord.registry import load_plugins
 from mlcoord_hedging import HedgingGuard, HedgingOptions
-from mlcoord_hedging.trackers import PriceCorrelation
+from mlcoord_hedging.trackers import MarketReturns
 from mlcoord_protections import Protections, ProtectionsOptions
 
 HOUR = 3_600_000_000_000
@@ -179,10 +179,11 @@ def test_drawdown_custom_fraction_option():
     assert action.fraction == 0.8 and "hedge 80%" in action.reason
 
 
-def run_equity(guard, p, returns):
+def run_price_returns(guard, p, returns, symbol="BTC/USDT"):
+    """Move ``symbol``'s price by each return (equity untouched: the trigger must not need it)."""
     out = []
     for r in returns:
-        p.mark(p.equity * (1 + r))
+        p.prices[symbol] *= 1 + r
         actions = guard.on_bar(p)
         p.apply(actions)
         out.append(actions)
@@ -193,20 +194,24 @@ def calm(n, start=0, scale=0.001):
     return [scale * math.sin(1.7 * t) for t in range(start, start + n)]
 
 
-def test_volatility_trigger_on_a_constructed_equity_path():
+def spike(n=24, size=0.006):
+    return [size * (-1) ** t for t in range(n)]
+
+
+def test_volatility_trigger_fires_on_a_held_symbols_price_spike():
     guard = HedgingGuard(only(use_volatility=True))
-    p = FakePortfolio(positions={"BTC/USDT": 9_000.0}, prices={"BTC/USDT": 1.0})
+    p = FakePortfolio(positions={"BTC/USDT": 9_000.0}, prices={"BTC/USDT": 100.0})
     # a spike before the baseline has vol_baseline/2 = 360 bars of history is ignored
-    early = run_equity(guard, p, calm(200) + [0.02 * (-1) ** t for t in range(30)] + calm(130, 230))
+    early = run_price_returns(guard, p, calm(200) + spike(30, 0.02) + calm(130, 230))
     assert not any(early)
-    run_equity(guard, p, calm(500, 360))
-    spike = run_equity(guard, p, [0.006 * (-1) ** t for t in range(24)])
-    fired = [i for i, a in enumerate(spike) if a]
-    assert fired and spike[fired[0]][0].kind == "open_hedge"
-    assert spike[fired[0]][0].reason.startswith("volatility ")
-    assert "x median" in spike[fired[0]][0].reason and "> 2.5x" in spike[fired[0]][0].reason
+    assert not any(run_price_returns(guard, p, calm(500, 360)))          # calm: never
+    out = run_price_returns(guard, p, spike())
+    fired = [i for i, a in enumerate(out) if a]
+    assert fired and out[fired[0]][0].kind == "open_hedge"
+    reason = out[fired[0]][0].reason
+    assert reason.startswith("volatility of BTC/USDT ") and "x its median" in reason and ">= 2.5x" in reason
     assert 1 <= fired[0] <= 6                 # reacts within a few bars, not to a single outlier
-    after = run_equity(guard, p, calm(48, 900))
+    after = run_price_returns(guard, p, calm(48, 900))
     kinds = [a[0].kind for a in after if a]
     assert kinds == ["close_hedge"] and not p.hedged()
     # released only once the 24-bar vol is back under 1.5x the baseline: not before the spike
@@ -214,10 +219,99 @@ def test_volatility_trigger_on_a_constructed_equity_path():
     assert [i for i, a in enumerate(after) if a][0] >= 12
 
 
-def test_volatility_never_fires_on_a_flat_equity_curve():
+def test_volatility_trigger_ignores_a_spike_while_flat_and_equity_moves():
+    # the same history and spike, but nothing held during the spike: no hedge, and the spike
+    # is part of the symbol's history, so holding right after it is measured against it too
+    guard = HedgingGuard(only(use_volatility=True))
+    p = FakePortfolio(positions={}, prices={"BTC/USDT": 100.0})
+    run_price_returns(guard, p, calm(860))
+    assert not any(run_price_returns(guard, p, spike()))
+    assert guard.active == {}
+    # equity swings (e.g. a position just opened in a calm market) are not market volatility
+    p.positions["BTC/USDT"] = 9_000.0
+    for t in range(30):
+        p.mark(10_000 * (1 + 0.03 * (-1) ** t))
+        p.apply(guard.on_bar(p))
+    assert not p.hedged()
+
+
+def test_volatility_weights_the_exposed_symbols():
+    # two symbols: A spikes, B stays calm. Long A only -> hedge; long B only -> none; a book that
+    # is 5% A and 95% B -> A's spike is diluted below the trigger
+    def setup(positions):
+        guard = HedgingGuard(only(use_volatility=True))
+        p = FakePortfolio(positions={}, prices={"A": 100.0, "B": 50.0})
+        for r in calm(860):
+            p.prices["A"] *= 1 + r
+            p.prices["B"] *= 1 + 0.5 * r
+            guard.on_bar(p)
+        p.positions.update(positions)
+        out = []
+        for r in spike():
+            p.prices["A"] *= 1 + r
+            p.prices["B"] *= 1 + 0.0005 * math.sin(3.1 * len(out))
+            out.append(guard.on_bar(p))
+            p.apply(out[-1])
+        return [a[0] for a in out if a]
+
+    fired = setup({"A": 5_000.0})
+    assert [a.kind for a in fired] == ["open_hedge"] and "volatility of A " in fired[0].reason
+    assert setup({"B": 5_000.0}) == []
+    assert setup({"A": 500.0, "B": 9_500.0}) == []
+
+
+def test_volatility_never_fires_on_a_price_that_does_not_move():
     guard = HedgingGuard(only(use_volatility=True))
     p = FakePortfolio(positions={"X": 1.0}, prices={"X": 1.0})
-    assert not any(run_equity(guard, p, [0.0] * 800 + [0.01, -0.01] * 10))
+    assert not any(run_price_returns(guard, p, [0.0] * 800 + [0.01, -0.01] * 10, symbol="X"))
+
+
+def test_volatility_trigger_on_real_btc_fires_on_genuine_events_only():
+    """Always long BTC over 2020-09..2021-09 of real hourly bars: the trigger fires on a handful
+    of genuine volatility events (the May 2021 crash among them), never while flat."""
+    from mlcoord.backtest.run import bundled_path
+    from mlcoord.candles import load_candles
+
+    btc = load_candles(bundled_path("BTC/USDT")).slice(0, 9000)
+    fires = {}
+    for held in (True, False):
+        guard = HedgingGuard(only(use_volatility=True))
+        p = FakePortfolio(positions={"BTC/USDT": 5_000.0} if held else {}, prices={})
+        opened = []
+        for t, c in zip(btc.time.tolist(), btc.close.tolist()):
+            p.prices["BTC/USDT"], p.time = c, t
+            actions = guard.on_bar(p)
+            p.apply(actions)
+            opened += [t for a in actions if a.kind == "open_hedge"]
+        fires[held] = opened
+    assert fires[False] == []
+    assert 3 <= len(fires[True]) <= 15                      # events, not hundreds of bars
+    may_2021 = (1_621_382_400 * 10**9, 1_621_728_000 * 10**9)   # 2021-05-19 .. 2021-05-23 UTC
+    assert any(may_2021[0] <= t < may_2021[1] for t in fires[True])
+
+
+def test_hedges_are_rare_in_the_real_default_backtest():
+    """The default pipeline on 8000 real BTC bars: hedges are occasional protection, not a
+    companion of every trade (the equity-volatility trigger used to fire on ~40% of trades)."""
+    from mlcoord.backtest.run import bundled_path, run_backtest
+    from mlcoord.candles import load_candles
+    from mlcoord.config import Settings
+
+    opened = []
+    original = HedgingGuard.on_bar
+
+    def on_bar(self, portfolio):
+        actions = original(self, portfolio)
+        opened.extend(a for a in actions if a.kind == "open_hedge")
+        return actions
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(HedgingGuard, "on_bar", on_bar)
+        r = run_backtest(Settings(), candles=[load_candles(bundled_path("BTC/USDT")).slice(0, 8000)])
+    trades = r.stats["trades"]
+    assert not r.raw.errors
+    assert len(opened) <= 2 + 0.05 * trades
+    assert r.stats["hedges"] <= 2 + 0.05 * trades
 
 
 def co_moving_prices(n, noise, seed=7):
@@ -277,18 +371,24 @@ def test_correlation_releases_when_the_pair_decouples():
     assert not p.hedged()
 
 
-def test_correlation_running_sums_match_numpy():
+def test_market_returns_match_numpy():
     rng = np.random.default_rng(3)
-    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (500, 3)), axis=0))
-    tracker = PriceCorrelation(72)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (900, 3)), axis=0))
+    tracker = MarketReturns(24, 720, 24, corr_window=72)
     for row in prices:
-        tracker.update(("A", "B", "C"), row)
+        tracker.advance()
+        for s, x in zip(("A", "B", "C"), row.tolist()):
+            tracker.push(s, x)
     rets = prices[1:] / prices[:-1] - 1
     expected = np.corrcoef(rets[-72:].T)
     assert tracker.pair("A", "B") == pytest.approx(expected[0, 1], abs=1e-9)
     assert tracker.pair("B", "C") == pytest.approx(expected[1, 2], abs=1e-9)
     assert tracker.mean_pairwise(["A", "B", "C"]) == pytest.approx(
         (expected[0, 1] + expected[0, 2] + expected[1, 2]) / 3, abs=1e-9)
+    assert tracker.window_correlation("A", "C") == pytest.approx(np.corrcoef(rets[-24:].T)[0, 2], abs=1e-9)
+    vols = [np.std(rets[k - 24:k, 0], ddof=1) for k in range(24, len(rets) + 1)]
+    assert tracker.vol("A") == pytest.approx(vols[-1], rel=1e-9)
+    assert tracker.baseline("A") == pytest.approx(np.median(vols[-720:]), rel=1e-9)
 
 
 def test_hedging_keeps_the_hedge_while_any_trigger_is_active():

@@ -25,7 +25,9 @@ _MAX_SHOWN = 5
 _WEEK_ORIGIN_NS = 4 * 86400 * 10**9  # 1970-01-05 was a Monday: weekly buckets open on Mondays.
 
 
-class CandleError(ValueError):
+from mlcoord.errors import DataError  # noqa: E402  (CandleError is a DataError)
+
+class CandleError(DataError):
     """Bad candle data. Message names the file/symbol, the row timestamp (or row number) and the column."""
 
 

@@ -18,7 +18,7 @@ def _friendly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (MlcoordError, ValueError) as exc:
+        except MlcoordError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
     return wrapper
@@ -92,6 +92,46 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
     if json_path:
         result.write_json(json_path)
         click.echo(f"result written to {json_path}")
+
+
+@main.command()
+@click.option("--component", required=True, help="The ML component to train, e.g. lstm or attention.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_files", multiple=True, help="Candle file(s); default: the bundled data.")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol(s) to train on, e.g. BTC/USDT,ETH/USDT.")
+@click.option("--timerange", help="Training history, YYYYMMDD-YYYYMMDD (labels past its end are not used).")
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the model artifact (.npz).")
+@_friendly
+def train(component, config_path, data_files, symbols, timerange, out) -> None:
+    """Train an ML component's model on a chosen history (chronological split, early stopping)."""
+    from mlcoord.backtest.run import disabled_plugins, load_market
+    from mlcoord.components import build_market_data
+    from mlcoord.config import load_settings
+    from mlcoord.errors import ConfigError
+    from mlcoord.pipeline import build_component
+    from mlcoord.registry import check_names, load_plugins
+
+    data: dict[str, Any] = {}
+    if data_files:
+        data["files"] = _csv(data_files)
+    if symbols:
+        data["symbols"] = _csv(symbols)
+    if timerange:
+        data["timerange"] = timerange
+    settings = load_settings(config_path, {"data": data} if data else None)
+    loaded = load_plugins(disabled_plugins(settings))
+    check_names([component], loaded.components, "component")
+    built = build_component(settings, loaded.components[component])
+    if not hasattr(built.obj, "train"):
+        raise ConfigError(f"component {component!r} has no model to train")
+    candles = load_market(settings, cut_start=False)
+    datasets = [build_market_data(c, settings.data.higher_timeframes, event=settings.learning.event)
+                for c in candles]
+    report = built.obj.train(datasets, out, None)
+    for key, value in report.items():
+        click.echo(f"{key}: {value}")
+    click.echo(f"model written to {out}")
 
 
 @main.group()

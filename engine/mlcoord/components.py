@@ -177,8 +177,9 @@ class Calibrator(Protocol):
     def calibrate(self, raw: float, signal: Signal) -> float:
         """The probability, in [0, 1], that ``signal``'s move happens given raw confidence."""
 
-    def learn(self, raw: float, hit: bool) -> None:
-        """Outcome feedback: the event a past ``raw`` confidence predicted did (not) happen."""
+    def learn(self, raw: float, hit: bool, direction: int) -> None:
+        """Outcome feedback: the event a past ``raw`` confidence predicted in ``direction``
+        (+1 / -1) did (not) happen."""
 
 
 @runtime_checkable

@@ -8,12 +8,15 @@ attrs class, read from ``[plugins.NAME]`` by the same converter.
 from __future__ import annotations
 
 import math
+import re
+import typing
 import tomllib
 from pathlib import Path
 from typing import Any, Optional
 
 import attrs
 import cattrs
+from cattrs.errors import IterableValidationError, IterableValidationNote
 from attrs import validators as v
 
 from mlcoord.ensemble import EnsembleOptions
@@ -25,17 +28,17 @@ DEFAULT_WEIGHTS = {"technical": 0.30, "lstm": 0.25, "mtf": 0.20, "rl_selector": 
 
 def _fraction(instance, attribute, value):
     if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}")
+        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}", attribute)
 
 
 def _non_negative(instance, attribute, value):
     if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}", attribute)
 
 
 def _positive(instance, attribute, value):
     if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}", attribute)
 
 
 @attrs.frozen
@@ -149,21 +152,54 @@ def _strict(kind: str, accept):
     return structure
 
 
-def make_converter() -> cattrs.Converter:
-    """One strict converter: TOML gives typed values, so nothing is coerced silently."""
-    converter = cattrs.Converter(forbid_extra_keys=True)
+def _scalar_hooks(converter: cattrs.Converter) -> cattrs.Converter:
     converter.register_structure_hook(bool, _strict("true or false", lambda x: isinstance(x, bool)))
     converter.register_structure_hook(
         int, _strict("an integer", lambda x: isinstance(x, int) and not isinstance(x, bool)))
     converter.register_structure_hook(
-        float, lambda x, t: float(_strict("a number", lambda y: isinstance(y, (int, float))
-                                          and not isinstance(y, bool))(x, t)))
+        float, lambda x, t: float(_strict("a finite number", lambda y: isinstance(y, (int, float))
+                                          and not isinstance(y, bool) and math.isfinite(y))(x, t)))
     converter.register_structure_hook(str, _strict("a string", lambda x: isinstance(x, str)))
     converter.register_structure_hook(Any, lambda x, t: x)
     return converter
 
 
+def make_converter() -> cattrs.Converter:
+    """One strict converter: TOML gives typed values, so nothing is coerced silently.
+
+    Numbers must be finite (TOML allows inf and nan), and a string is never split into a list
+    of characters where a list is expected.
+    """
+    converter = _scalar_hooks(cattrs.Converter(forbid_extra_keys=True))
+
+    def is_sequence(t) -> bool:
+        return typing.get_origin(t) in (tuple, list)
+
+    def structure_sequence(value, t):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"expected a list, got {value!r}")
+        args = typing.get_args(t)
+        item = args[0] if args else Any
+        items, errors = [], []
+        for i, v in enumerate(value):
+            try:
+                items.append(converter.structure(v, item))
+            except Exception as exc:
+                exc.__notes__ = [*getattr(exc, "__notes__", []),
+                                 IterableValidationNote(f"Structuring {t} @ index {i}", i, item)]
+                errors.append(exc)
+        if errors:
+            raise IterableValidationError(f"While structuring {t!r}", errors, t)
+        return tuple(items) if typing.get_origin(t) is tuple else items
+
+    converter.register_structure_hook_func(is_sequence, structure_sequence)
+    return converter
+
+
 CONVERTER = make_converter()
+
+
+_FIELD = "\x00"
 
 
 def _describe(exc: BaseException, _type) -> str:
@@ -172,8 +208,23 @@ def _describe(exc: BaseException, _type) -> str:
     if isinstance(exc, KeyError):
         return f"required key {exc} is missing"
     if len(exc.args) > 1 and isinstance(exc.args[0], str):  # attrs validators add context args
-        return exc.args[0]
-    return str(exc)
+        attribute = exc.args[1]
+        name = getattr(attribute, "name", None)
+        return f"{exc.args[0]}{_FIELD}{name}" if name else exc.args[0]
+    message = str(exc)
+    named = re.match(r"'?([A-Za-z_]\w*)'? must", message)   # plugin validators name their field first
+    if named and (_type is None or not attrs.has(_type) or named.group(1) in attrs.fields_dict(_type)):
+        return f"{message}{_FIELD}{named.group(1)}"
+    return message
+
+
+def _field_path(problem: str) -> str:
+    """Move a validator's field name into the path: ``msg @ $.backtest`` -> ``msg @ $.backtest.fee``."""
+    if _FIELD not in problem:
+        return problem
+    message, rest = problem.split(_FIELD, 1)
+    name, _, path = rest.partition(" @ ")
+    return f"{message} @ {path}.{name}" if path else f"{message} ({name})"
 
 
 def structure(data: Any, cls: type, path: str = "$"):
@@ -181,10 +232,10 @@ def structure(data: Any, cls: type, path: str = "$"):
     try:
         return CONVERTER.structure(data, cls)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
-        problems = cattrs.transform_error(exc, path=path, format_exception=_describe)
+        problems = [_field_path(p) for p in cattrs.transform_error(exc, path=path, format_exception=_describe)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run in the constructor
-        raise ConfigError(f"invalid configuration: {_describe(exc, cls)} @ {path}") from None
+        raise ConfigError(f"invalid configuration: {_field_path(_describe(exc, cls) + ' @ ' + path)}") from None
 
 
 def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:

@@ -6,11 +6,13 @@ an API key passed anywhere into an event never reaches the output.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import sys
 from typing import Any, Optional
 
+import attrs
 import structlog
 
 SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key)", re.I)
@@ -37,6 +39,10 @@ def redact_secrets(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
             for secret in _secret_values:
                 value = value.replace(secret, "***")
             return value
+        if attrs.has(type(value)):
+            value = attrs.asdict(value, recurse=True)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = dataclasses.asdict(value)
         if isinstance(value, dict):
             return {k: clean(v, str(k)) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

@@ -328,7 +328,7 @@ class GuardAction:
     kind: str = attrs.field()
     reason: str = attrs.field()
     symbol: Optional[str] = None
-    fraction: float = 0.0
+    fraction: float = attrs.field(default=0.0, validator=_unit_interval)
 
     @kind.validator
     def _check_kind(self, attribute, value):

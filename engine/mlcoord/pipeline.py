@@ -21,7 +21,7 @@ from mlcoord.coordinator import Coordinator
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord.learning import Outcome
 from mlcoord.model import (
-    Action, Decision, EntryLeg, EntryPlan, ExitLevels, Side, Signal, Sizing, SizingRequest, Trade, Vote,
+    Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, Side, Signal, Sizing, SizingRequest, Trade, Vote,
 )
 from mlcoord.registry import ComponentSpec, PluginSet, check_names, check_protocol
 
@@ -100,20 +100,32 @@ class Components:
         }
 
 
+def build_component(settings: Settings, spec: ComponentSpec, **option_changes: Any) -> Built:
+    """Build one component with its options from ``[plugins.NAME]`` (plus ``option_changes``)."""
+    options = plugin_options(settings, spec.name, spec.options)
+    if option_changes and options is not None:
+        options = attrs.evolve(options, **option_changes)
+    try:
+        obj = spec.factory(options)
+    except Exception as exc:
+        raise PluginError(f"component {spec.name!r} of plugin {spec.owner!r} failed to start: "
+                          f"{type(exc).__name__}: {exc}") from exc
+    check_protocol(spec, obj)
+    return Built(spec, obj)
+
+
 def resolve_components(settings: Settings, plugins: PluginSet) -> Components:
     """Pick and build the components for every role from config and what is registered."""
     pipeline = settings.pipeline
-    check_names(settings.plugins, plugins.components, "component in [plugins.*] (is it disabled?)")
+    disabled = {n for n, st in plugins.statuses.items() if not st.enabled}
+    for name in settings.plugins:
+        if name in disabled and name not in plugins.components:
+            log.info("options_of_disabled_plugin_ignored", plugin=name)
+    check_names([n for n in settings.plugins if n not in disabled or n in plugins.components],
+                plugins.components, "component in [plugins.*]")
 
     def build(spec: ComponentSpec) -> Built:
-        options = plugin_options(settings, spec.name, spec.options)
-        try:
-            obj = spec.factory(options) if spec.options is not None else spec.factory(None)
-        except Exception as exc:
-            raise PluginError(f"component {spec.name!r} of plugin {spec.owner!r} failed to start: "
-                              f"{type(exc).__name__}: {exc}") from exc
-        check_protocol(spec, obj)
-        return Built(spec, obj)
+        return build_component(settings, spec)
 
     def pick_list(key: str) -> list[Built]:
         role = ROLE_OF[key]
@@ -184,12 +196,12 @@ def validate_series(name: str, series: Any, n: int) -> SignalSeries:
         raise ComponentFailure(f"returned {len(action)} actions / {len(confidence)} confidences for {n} bars")
     bad = ~np.isin(action, (-1, 0, 1))
     if bad.any():
-        raise ComponentFailure(f"action {action[bad][0]!r} at bar {int(np.argmax(bad))} is not -1, 0 or 1")
+        raise ComponentFailure(f"action {action[bad][0].item()!r} at bar {int(np.argmax(bad))} is not -1, 0 or 1")
     live = action != 0
     bad = live & ~((confidence >= 0) & (confidence <= 1))
     if bad.any():
         i = int(np.argmax(bad))
-        raise ComponentFailure(f"confidence {confidence[i]!r} at bar {i} is not in [0, 1]")
+        raise ComponentFailure(f"confidence {float(confidence[i])!r} at bar {i} is not in [0, 1]")
     return series
 
 
@@ -276,15 +288,11 @@ class Pipeline:
         for name, voter in sym.voters:
             try:
                 vote = voter.vote(i, signal)
+                if vote is None:
+                    continue
+                votes.append(checked_vote(vote, name))
             except Exception as exc:
                 self.errors.failed(name, "vote", exc, symbol=sym.data.symbol, bar=i)
-                continue
-            if vote is None:
-                continue
-            if not isinstance(vote, Vote):
-                self.errors.failed(name, "vote", f"returned {type(vote).__name__}, expected Vote")
-                continue
-            votes.append(attrs.evolve(vote, component=name))
         return votes
 
     def _calibrate(self, raw: float, signal: Signal) -> float:
@@ -418,7 +426,7 @@ class Pipeline:
         cal = self.components.calibrator
         if cal is not None and decision.signal.action != Action.HOLD:
             try:
-                cal.obj.learn(decision.raw_confidence, hit)
+                cal.obj.learn(decision.raw_confidence, hit, judged)
             except Exception as exc:
                 self.errors.failed(cal.name, "learn", exc)
 
@@ -481,12 +489,29 @@ class Pipeline:
         for guard in self.components.portfolio_guards:
             try:
                 result = guard.obj.on_bar(portfolio)
+                if not result:
+                    continue
+                if not isinstance(result, (list, tuple)):
+                    raise ComponentFailure(f"returned {type(result).__name__}, expected a list of GuardAction")
+                for action in result:
+                    if not isinstance(action, GuardAction):
+                        raise ComponentFailure(f"returned {type(action).__name__} in its list, expected GuardAction")
             except Exception as exc:
                 self.errors.failed(guard.name, "on_bar", exc)
                 continue
-            if result:
-                actions.extend((guard.name, a) for a in result)
+            actions.extend((guard.name, a) for a in result)
         return actions
+
+
+def checked_vote(vote: Any, name: str) -> Vote:
+    """A vote must be a Vote with finite probabilities in [0, 1]; it is stamped with its component."""
+    if not isinstance(vote, Vote):
+        raise ComponentFailure(f"returned {type(vote).__name__}, expected Vote")
+    for field in ("confidence", "p_up", "p_down"):
+        value = getattr(vote, field)
+        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+            raise ComponentFailure(f"vote {field} {value!r} is not a probability in [0, 1]")
+    return attrs.evolve(vote, component=name)
 
 
 def check_levels(levels: Any, side: Side, worst_price: float) -> None:

@@ -9,6 +9,7 @@ components every plugin registers, each with its owner and typed options.
 from __future__ import annotations
 
 import difflib
+import re
 import importlib.metadata
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -128,8 +129,12 @@ def check_names(names: Iterable[str], known: Iterable[str], what: str) -> None:
 
 
 def _failure_hint(exc: BaseException) -> str:
-    if isinstance(exc, ModuleNotFoundError) and exc.name:
-        top = exc.name.split(".")[0]
+    name = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    if isinstance(exc, ModuleNotFoundError) and not name:
+        match = re.search(r"No module named '([\w.]+)'", str(exc))
+        name = match.group(1) if match else None
+    if name:
+        top = name.split(".")[0]
         extra = EXTRA_FOR_MODULE.get(top)
         if extra:
             return f"install it with: pip install 'mlcoord[{extra}]'"

@@ -1,11 +1,11 @@
 """Hedging guard: portfolio-level protection that never looks at a signal.
 
-It watches three things about the portfolio only — drawdown from the equity peak, realised
-volatility of the equity curve against its own median, and how tightly the exposed symbols move
-together — and asks the engine to hedge a fraction of the net exposure while any of them is
-alarming, releasing the hedge with hysteresis once none is. Its API takes a portfolio and nothing
-else, so the ML coordinator cannot influence it (the product's "hedging is independent of
-signals" rule). It never vetoes entries; that is the ``protections`` guard's job.
+It watches three things about the portfolio only — drawdown from the equity peak, the realised
+volatility of the market the portfolio holds against that market's normal (median) volatility,
+and how tightly the exposed symbols move together — and asks the engine to hedge a fraction of
+the net exposure while any of them is alarming, releasing the hedge with hysteresis once none
+is. Its API takes a portfolio and nothing else, so the ML coordinator cannot influence it (the
+product's "hedging is independent of signals" rule). It never vetoes entries; that is the ``protections`` guard's job.
 """
 
 from mlcoord import hookimpl
@@ -20,4 +20,4 @@ __all__ = ["HedgingGuard", "HedgingOptions"]
 @hookimpl
 def register_portfolio_guards(register):
     register("hedging", HedgingGuard, options=HedgingOptions,
-             description="hedge net exposure on drawdown, equity-volatility spikes or correlated exposure")
+             description="hedge net exposure on drawdown, volatility spikes in held symbols or correlated exposure")

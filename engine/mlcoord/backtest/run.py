@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import time as _time
 from importlib import resources
@@ -54,14 +55,17 @@ def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Option
     """``YYYYMMDD-YYYYMMDD`` (either side may be empty), as freqtrade users type it."""
     if not text:
         return None, None
-    if "-" not in text:
-        raise ConfigError(f"timerange {text!r} must look like 20210101-20220101 (either side may be empty)")
-    start, end = text.split("-", 1)
+    match = re.fullmatch(r"(\d{8})?-(\d{8})?", text.strip())
+    if not match or text.strip() == "-":
+        raise ConfigError(f"timerange {text!r} must look like 20210101-20220101 (YYYYMMDD, either side may be empty)")
     try:
         parse = lambda s: pd.Timestamp(s, tz="UTC") if s else None  # noqa: E731
-        return parse(start), parse(end)
+        start, end = parse(match.group(1)), parse(match.group(2))
     except ValueError:
-        raise ConfigError(f"timerange {text!r}: dates must be YYYYMMDD") from None
+        raise ConfigError(f"timerange {text!r}: {match.group(1)} or {match.group(2)} is not a valid date") from None
+    if start is not None and end is not None and end <= start:
+        raise ConfigError(f"timerange {text!r}: the end must be after the start")
+    return start, end
 
 
 def bundled_path(symbol: str) -> Path:
@@ -71,8 +75,10 @@ def bundled_path(symbol: str) -> Path:
     return Path(str(resources.files("mlcoord") / "data" / BUNDLED[symbol]))
 
 
-def load_market(settings: Settings) -> list[Candles]:
-    """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up)."""
+def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
+    """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up).
+
+    ``cut_start=False`` keeps everything before the timerange's start (training uses it all)."""
     data = settings.data
     if data.files:
         candles = [load_candles(f, repair=data.repair) for f in data.files]
@@ -100,7 +106,7 @@ def load_market(settings: Settings) -> list[Candles]:
             c = resample(c, data.timeframe)
         if end is not None:
             c = c.between(None, end)
-        if start is not None:
+        if start is not None and cut_start:
             first = int(np.searchsorted(c.time, start.value))
             c = c.slice(max(first - WARMUP_BARS, 0), len(c))
         if len(c) == 0:

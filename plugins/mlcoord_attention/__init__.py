@@ -1,0 +1,50 @@
+"""Attention weighting: a small attention model that says which features its vote rests on.
+
+Each feature's last ``window`` bars become one token; a learned query attends over the feature
+tokens (softmax), and the attended mix gives two probabilities of the ``[learning]`` event (up,
+down). The reasons name the three most attended features with their weights, so a user sees
+*why* it voted ("attended: rsi 0.31, ret_24 0.22, atr_pct 0.14"). Inference runs in numpy from
+the artifact (torch only to train); the shipped ``models/default.npz`` was trained on the earliest
+bundled bars (BTC/USDT and ETH/USDT 1h, 2020-09-20 to 2022-03-31 23:00 UTC; ``train_default.py``
+in :mod:`mlcoord_lstm` reproduces both shipped models). Retraining schedule, expiry and drift
+warning are those of :class:`mlcoord.nn.SequenceComponent`.
+"""
+
+from __future__ import annotations
+
+import attrs
+import numpy as np
+
+from mlcoord import hookimpl
+from mlcoord.feature_matrix import FEATURES
+from mlcoord.nn import SequenceComponent, SequenceOptions, int_at_least
+
+MLCOORD_HOOKS_VERSION = 1
+TOP_FEATURES = 3
+
+
+@attrs.frozen
+class AttentionOptions(SequenceOptions):
+    """``[plugins.attention]``: window=24 bars per feature token, hidden=16 (token size); the rest
+    is documented in :class:`mlcoord.nn.SequenceOptions`."""
+
+    window: int = attrs.field(default=24, validator=int_at_least(2))
+    hidden: int = attrs.field(default=16, validator=int_at_least(1))
+
+
+class Attention(SequenceComponent):
+    kind = "attention"
+    title = "Attention"
+    package = "mlcoord_attention"
+    hyper_fields = ("window", "hidden")
+
+    def extra_reasons(self, voter, i):
+        weights = voter.extra[i]
+        top = np.argsort(-weights, kind="stable")[:TOP_FEATURES]
+        return ("attended: " + ", ".join(f"{FEATURES[k]} {weights[k]:.2f}" for k in top),)
+
+
+@hookimpl
+def register_ml_components(register):
+    register("attention", Attention, options=AttentionOptions,
+             description="attention over feature tokens: P(up), P(down) and the features it attended to")

@@ -1,0 +1,43 @@
+"""Deep-learning predictor: an LSTM over the last ``window`` bars of causal features.
+
+It votes on every non-HOLD signal with two probabilities of the ``[learning]`` event: that price
+moves up by the threshold within ``horizon`` bars, and that it moves down. The model is small
+(1 layer, 16 units, 48 bars) because it must vote fast and an hourly crypto series does not
+support more: bigger ones overfit the training range without scoring better out of sample.
+Inference runs in numpy from the artifact's weights (torch is only imported to train), and the
+shipped ``models/default.npz`` was trained on the earliest bundled bars (BTC/USDT and ETH/USDT 1h,
+2020-09-20 to 2022-03-31 23:00 UTC; ``train_default.py`` reproduces it). Retraining schedule,
+expiry and drift warning are those of :class:`mlcoord.nn.SequenceComponent`.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from mlcoord import hookimpl
+from mlcoord.nn import SequenceComponent, SequenceOptions, int_at_least
+
+MLCOORD_HOOKS_VERSION = 1
+
+
+@attrs.frozen
+class LstmOptions(SequenceOptions):
+    """``[plugins.lstm]``: window=48 bars, hidden=16 units, layers=1; the rest is documented in
+    :class:`mlcoord.nn.SequenceOptions` (training, model_path, retraining, expiry, drift)."""
+
+    window: int = attrs.field(default=48, validator=int_at_least(2))
+    hidden: int = attrs.field(default=16, validator=int_at_least(1))
+    layers: int = attrs.field(default=1, validator=int_at_least(1))
+
+
+class Lstm(SequenceComponent):
+    kind = "lstm"
+    title = "LSTM"
+    package = "mlcoord_lstm"
+    hyper_fields = ("window", "hidden", "layers")
+
+
+@hookimpl
+def register_ml_components(register):
+    register("lstm", Lstm, options=LstmOptions,
+             description="LSTM over recent bars: P(up), P(down) of the learning event")

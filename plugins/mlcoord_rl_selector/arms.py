@@ -1,0 +1,74 @@
+"""The strategies (arms) the selector chooses between: three classic, distinct causal votes.
+
+Each gives +1 (long), -1 (short) or 0 (no view) per bar from bars ``<= i`` only:
+
+* ``trend_following``: close > EMA fast > EMA slow with ADX >= ``adx_min`` and +DI > -DI is
+  long, the mirror is short: ride an established trend.
+* ``mean_reversion``: Bollinger %b <= ``bb_low`` or RSI <= ``rsi_low`` is long, %b >= ``bb_high``
+  or RSI >= ``rsi_high`` is short: fade a stretched move (against the move, so it often
+  contradicts the trend arm).
+* ``breakout``: close above the highest high of the previous ``breakout_bars`` bars on volume
+  >= ``breakout_volume`` x its average is long, below the lowest low is short; the view is held
+  ``breakout_hold`` bars unless price falls back inside the range or the other side breaks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mlcoord import features as ft
+
+ARMS = ("trend_following", "mean_reversion", "breakout")
+
+
+def _previous_extreme(x: np.ndarray, n: int, fn) -> np.ndarray:
+    """``fn`` over bars ``i-n .. i-1`` (the current bar excluded); NaN until ``n`` bars exist."""
+    out = np.full(len(x), np.nan)
+    if len(x) > n:
+        windows = np.lib.stride_tricks.sliding_window_view(x, n)[:-1]
+        out[n:] = fn(windows, axis=1)
+    return out
+
+
+def trend_following(c, o) -> np.ndarray:
+    fast, slow = ft.ema(c.close, o.ema_fast), ft.ema(c.close, o.ema_slow)
+    adx, plus_di, minus_di = ft.adx(c.high, c.low, c.close, o.adx_period)
+    strong = adx >= o.adx_min
+    up = (c.close > fast) & (fast > slow) & strong & (plus_di > minus_di)
+    down = (c.close < fast) & (fast < slow) & strong & (minus_di > plus_di)
+    return up.astype(np.int8) - down.astype(np.int8)
+
+
+def mean_reversion(c, o) -> np.ndarray:
+    mid, upper, lower = ft.bollinger(c.close, o.bb_period, o.bb_std)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pct_b = (c.close - lower) / (upper - lower)
+    r = ft.rsi(c.close, o.rsi_period)
+    long_ = (pct_b <= o.bb_low) | (r <= o.rsi_low)
+    short = (pct_b >= o.bb_high) | (r >= o.rsi_high)
+    return np.where(long_ & ~short, 1, np.where(short & ~long_, -1, 0)).astype(np.int8)
+
+
+def breakout(c, o) -> np.ndarray:
+    high = _previous_extreme(np.asarray(c.high, float), o.breakout_bars, np.max)
+    low = _previous_extreme(np.asarray(c.low, float), o.breakout_bars, np.min)
+    volume = ft.volume_ratio(c.volume, o.breakout_bars) >= o.breakout_volume
+    fresh = np.where((c.close > high) & volume, 1, np.where((c.close < low) & volume, -1, 0))
+    out = np.zeros(len(fresh), dtype=np.int8)
+    state, since, level = 0, 0, np.nan
+    for i in np.arange(len(fresh)):           # hold the view a few bars (a simple causal state machine)
+        if fresh[i]:
+            state, since, level = int(fresh[i]), 0, high[i] if fresh[i] > 0 else low[i]
+        elif state:
+            since += 1
+            back_inside = c.close[i] < level if state > 0 else c.close[i] > level
+            if since >= o.breakout_hold or back_inside:
+                state = 0
+        out[i] = state
+    return out
+
+
+def arm_directions(candles, options) -> np.ndarray:
+    """``(n, 3)`` int8 directions of the arms, in the order of :data:`ARMS`."""
+    return np.column_stack([trend_following(candles, options), mean_reversion(candles, options),
+                            breakout(candles, options)]).astype(np.int8)
