@@ -19,6 +19,7 @@ from mlcoord.model import ExitLevels, Side, Sizing
 from mlcoord.registry import load_plugins
 
 H = 3_600_000_000_000
+pytestmark = pytest.mark.usefixtures("builtin_plugins_only")   # the technical pipeline under test
 
 
 def frame(rows):

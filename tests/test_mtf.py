@@ -23,7 +23,7 @@ def _candles(close, timeframe="1h", start="2021-01-04", symbol="SYN/USDT"):
     close = np.asarray(close, dtype=float)
     open_ = np.r_[close[0], close[:-1]]
     frame = pd.DataFrame({
-        "time": pd.date_range(start, periods=len(close), freq=timeframe.replace("h", "h").replace("1d", "1D"), tz="UTC"),
+        "time": pd.date_range(start, periods=len(close), freq=timeframe, tz="UTC"),
         "open": open_, "high": np.maximum(open_, close) * 1.002, "low": np.minimum(open_, close) * 0.998,
         "close": close, "volume": np.full(len(close), 100.0)})
     return candles_from_frame(frame, symbol=symbol, timeframe=timeframe)

@@ -134,6 +134,48 @@ def train(component, config_path, data_files, symbols, timerange, out) -> None:
     click.echo(f"model written to {out}")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--data", "data_files", multiple=True, help="Candle file(s); default: the bundled data.")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT.")
+@click.option("--timeframe", help="Evaluate on this timeframe (resampled from completed base bars).")
+@click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
+@click.option("--train-bars", default=17_520, show_default=True, help="Bars the models train on per window.")
+@click.option("--fit-bars", default=4_380, show_default=True, help="Bars the online learners fit on, after those.")
+@click.option("--test-bars", default=4_380, show_default=True, help="Bars scored per window.")
+@click.option("--windows", type=int, help="Only the last N windows.")
+@click.option("--no-retrain", is_flag=True, help="Use the configured models instead of retraining per window.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all results as JSON.")
+@_friendly
+def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
+             no_retrain, json_path) -> None:
+    """Walk-forward evaluation: component and ensemble scores, technical vs ML trading."""
+    import json as _json
+
+    from mlcoord.backtest.run import disabled_plugins, load_market
+    from mlcoord.config import load_settings
+    from mlcoord.evaluate import WalkForward, evaluate as run_evaluation, render
+    from mlcoord.registry import load_plugins
+
+    data: dict[str, Any] = {}
+    if data_files:
+        data["files"] = _csv(data_files)
+    if symbols:
+        data["symbols"] = _csv(symbols)
+    if timeframe:
+        data["timeframe"] = timeframe
+    settings = load_settings(config_path, {"data": data} if data else None)
+    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    candles = load_market(settings, cut_start=False)
+    wf = WalkForward(train_bars, fit_bars, test_bars, windows, not no_retrain)
+    result = run_evaluation(settings, loaded, candles, wf,
+                            progress=lambda msg: click.echo(f"  {msg}", err=True))
+    click.echo(render(result))
+    if json_path:
+        json_path.write_text(_json.dumps(result, indent=1, default=str), encoding="utf-8")
+        click.echo(f"result written to {json_path}")
+
+
 @main.group()
 def plugins() -> None:
     """List and inspect plugins."""

@@ -29,6 +29,7 @@ class Combined:
     raw_confidence: float
     confidence: float
     note: str = ""
+    p_signal: Optional[float] = None
 
 
 class Coordinator:
@@ -61,6 +62,7 @@ class Coordinator:
                          1.0 if not ml_votes else self.start_weights.get(TECHNICAL, DEFAULT_WEIGHT),
                          technical.reasons)
         note = ""
+        p_signal = None
         if not ml_votes:
             raw = technical.confidence
             final = technical
@@ -90,7 +92,7 @@ class Coordinator:
             confidence = calibrate(final.confidence, final)
         if confidence != final.confidence:
             final = attrs.evolve(final, confidence=confidence)
-        return Combined(final, votes, raw, confidence, note)
+        return Combined(final, votes, raw, confidence, note, p_signal)
 
     def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
         if self._ensemble is not None and len(votes) > 1:

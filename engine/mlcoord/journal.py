@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 import structlog
 
+from mlcoord import logs
 from mlcoord.model import Decision, GuardAction
 
 log = structlog.get_logger("mlcoord.decisions")
@@ -69,8 +70,6 @@ class Journal:
 
 def _enabled(level: int) -> bool:
     """Building a decision event costs time; skip it when nothing would print it."""
-    from mlcoord import logs
-
     return logs.current_level() <= level
 
 

@@ -315,6 +315,7 @@ class Decision:
     levels: Optional[ExitLevels] = None
     sizing: Optional[Sizing] = None
     veto: Optional[str] = None
+    p_signal: Optional[float] = None  # the ensemble's P(event in the technical direction), with ML
 
 
 @attrs.frozen

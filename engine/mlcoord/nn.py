@@ -17,7 +17,8 @@ Architectures (``ARCHITECTURES``):
   linear -> 2 sigmoids.
 * ``attention``: one token per feature built from that feature's window
   (``tanh(W x_j + b + e_j)``, ``W`` shared, ``e_j`` a learned feature embedding), a learned
-  query, softmax attention over the feature tokens, the attended mix -> linear -> 2 sigmoids.
+  query plus a learned per-feature bias score each token, softmax attention over the feature
+  tokens, the attended mix -> linear -> 2 sigmoids.
   The attention weights say which features the vote rests on.
 
 Long training runs: glibc's malloc trimming costs 30-40 % system time in torch; start the process
@@ -44,6 +45,7 @@ from mlcoord.feature_matrix import FEATURES, windows
 
 CLIP = 5.0              # normalised features are clipped to +-CLIP standard deviations
 WARMUP = 200            # first bars of a series are never training samples (ema200 warm-up)
+FORGET_BIAS = 1.0       # initial LSTM forget-gate bias
 CHUNK = 2048            # windows per numpy batch: bounds memory (CHUNK * window * features floats)
 
 
@@ -89,8 +91,7 @@ def attention_forward(weights: Mapping[str, np.ndarray], x_batch: np.ndarray) ->
     x = np.asarray(x_batch, dtype=np.float64)
     tokens = np.tanh(np.einsum("nwf,dw->nfd", x, weights["embed.weight"])
                      + weights["embed.bias"] + weights["feature_embedding"])
-    query = weights["query"]
-    scores = tokens @ query / math.sqrt(len(query))
+    scores = tokens @ weights["query"] + weights["feature_bias"]
     scores -= scores.max(axis=1, keepdims=True)
     attn = np.exp(scores)
     attn /= attn.sum(axis=1, keepdims=True)
@@ -208,6 +209,10 @@ def _build_torch_model(torch, kind: str, n_features: int, opts: FitOptions):
             super().__init__()
             self.lstm = nn.LSTM(n_features, opts.hidden, num_layers=opts.layers, batch_first=True)
             self.head = nn.Linear(opts.hidden, 2)
+            with torch.no_grad():   # forget-gate bias 1 (Jozefowicz et al. 2015): remember across the window
+                for name, p in self.lstm.named_parameters():
+                    if name.startswith("bias_ih"):
+                        p[opts.hidden:2 * opts.hidden] = FORGET_BIAS
 
         def forward(self, x):
             out, _ = self.lstm(x)
@@ -219,11 +224,12 @@ def _build_torch_model(torch, kind: str, n_features: int, opts: FitOptions):
             self.embed = nn.Linear(opts.window, opts.hidden)
             self.feature_embedding = nn.Parameter(0.1 * torch.randn(n_features, opts.hidden))
             self.query = nn.Parameter(0.1 * torch.randn(opts.hidden))
+            self.feature_bias = nn.Parameter(torch.zeros(n_features))
             self.head = nn.Linear(opts.hidden, 2)
 
         def attend(self, x):
             tokens = torch.tanh(self.embed(x.transpose(1, 2)) + self.feature_embedding)   # (n, f, d)
-            attn = torch.softmax(tokens @ self.query / math.sqrt(opts.hidden), dim=1)
+            attn = torch.softmax(tokens @ self.query + self.feature_bias, dim=1)
             return self.head((attn.unsqueeze(-1) * tokens).sum(dim=1)), attn
 
         def forward(self, x):
@@ -330,7 +336,7 @@ def fit(kind: str, series: Sequence[Series], opts: FitOptions, horizon: int,
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 optimiser.step()
-                total += float(loss) * len(batch)
+                total += float(loss.detach()) * len(batch)
             logits = predict_val()
             val_loss = float(loss_fn(logits, y_val))
             epochs_run = epoch

@@ -114,9 +114,14 @@ def build_component(settings: Settings, spec: ComponentSpec, **option_changes: A
     return Built(spec, obj)
 
 
-def resolve_components(settings: Settings, plugins: PluginSet) -> Components:
-    """Pick and build the components for every role from config and what is registered."""
+def resolve_components(settings: Settings, plugins: PluginSet,
+                       option_changes: Optional[dict[str, dict[str, Any]]] = None) -> Components:
+    """Pick and build the components for every role from config and what is registered.
+
+    ``option_changes`` (component name -> option values) adjusts options after the config, e.g.
+    a walk-forward evaluation pointing a model component at the artifact of its window."""
     pipeline = settings.pipeline
+    option_changes = option_changes or {}
     disabled = {n for n, st in plugins.statuses.items() if not st.enabled}
     for name in settings.plugins:
         if name in disabled and name not in plugins.components:
@@ -125,7 +130,7 @@ def resolve_components(settings: Settings, plugins: PluginSet) -> Components:
                 plugins.components, "component in [plugins.*]")
 
     def build(spec: ComponentSpec) -> Built:
-        return build_component(settings, spec)
+        return build_component(settings, spec, **option_changes.get(spec.name, {}))
 
     def pick_list(key: str) -> list[Built]:
         role = ROLE_OF[key]
@@ -318,7 +323,7 @@ class Pipeline:
         signal = combined.signal
         base = dict(time=time, symbol=data.symbol, signal=signal, technical=technical, votes=combined.votes,
                     raw_confidence=combined.raw_confidence, confidence=combined.confidence,
-                    threshold=self.threshold)
+                    threshold=self.threshold, p_signal=combined.p_signal)
         if signal.action == Action.HOLD:
             return Decision(outcome="hold", **base)
         if self.market == "spot" and signal.action == Action.SELL:
@@ -484,23 +489,12 @@ class Pipeline:
         except Exception as exc:
             self.errors.failed("plugins", "on_trade_closed", exc)
 
-    def guard_actions(self, portfolio: Any) -> list[tuple[str, Any]]:
-        actions = []
-        for guard in self.components.portfolio_guards:
-            try:
-                result = guard.obj.on_bar(portfolio)
-                if not result:
-                    continue
-                if not isinstance(result, (list, tuple)):
-                    raise ComponentFailure(f"returned {type(result).__name__}, expected a list of GuardAction")
-                for action in result:
-                    if not isinstance(action, GuardAction):
-                        raise ComponentFailure(f"returned {type(action).__name__} in its list, expected GuardAction")
-            except Exception as exc:
-                self.errors.failed(guard.name, "on_bar", exc)
-                continue
-            actions.extend((guard.name, a) for a in result)
-        return actions
+    def checked_guard_actions(self, guard: str, result: Any) -> list[GuardAction]:
+        """A guard's answer must be a list of GuardAction; anything else is logged and ignored."""
+        if not isinstance(result, (list, tuple)) or not all(isinstance(a, GuardAction) for a in result):
+            self.errors.failed(guard, "on_bar", f"returned {result!r:.80}, expected a list of GuardAction")
+            return []
+        return list(result)
 
 
 def checked_vote(vote: Any, name: str) -> Vote:
@@ -534,10 +528,11 @@ def trace_hooks(plugins: PluginSet) -> None:
     plugins.manager.add_hookcall_monitoring(before, after)
 
 
-def build_pipeline(settings: Settings, plugins: PluginSet) -> Pipeline:
+def build_pipeline(settings: Settings, plugins: PluginSet,
+                   option_changes: Optional[dict[str, dict[str, Any]]] = None) -> Pipeline:
     if settings.engine.trace_hooks:
         trace_hooks(plugins)
-    components = resolve_components(settings, plugins)
+    components = resolve_components(settings, plugins, option_changes)
     pipeline = Pipeline(settings, plugins, components)
     plugins.hook.on_startup(settings=settings, components=components)
     return pipeline

@@ -71,9 +71,6 @@ class MtfVoter:
         self.owner, self.symbol, self.time = owner, symbol, time
         self.labels, self.scores, self.horizon_ns = labels, scores, horizon_ns
 
-    def row(self, i: int) -> np.ndarray:
-        return self.scores[i]
-
     def vote(self, i: int, signal=None) -> Optional[Vote]:
         s = self.scores[i]
         x_up, x_down = features(s, self.labels, 1), features(s, self.labels, -1)

@@ -1,9 +1,9 @@
 """Per-timeframe trend views and their alignment onto the base bars (causal, vectorised).
 
 A view is a signed score in [-1, 1]: the mean of four squashed, ATR-normalised readings of the
-same timeframe's candles. Each reading is divided by a scale close to its 90th percentile on
-BTC/USDT 2020-2025 (in 1h, 4h and 1d alike, since everything is in ATR units) before ``tanh``,
-so a strong reading is about +-0.9 and no single one dominates:
+same timeframe's candles. Each reading is divided by a scale of about two thirds of the 90th
+percentile of its magnitude on BTC/USDT 2020-2025 (alike in 1h, 4h and 1d, since everything is
+in ATR units) before ``tanh``, so a strong reading is about +-0.9 and no single one dominates:
 
 * close vs its EMA, in ATRs (scale 1.5);
 * the EMA's slope over ``slope_bars`` bars, in ATRs (scale 0.4);

@@ -92,6 +92,7 @@ class Backtest:
         self.fills: list[Fill] = []
         self.plans: list[dict] = []
         self._trade_seq = 0
+        self._hedges_dirty = False
         self.horizon = settings.learning.horizon
         components = pipeline.components
         self.learning = bool(components.ml_components) or components.calibrator is not None
@@ -109,9 +110,10 @@ class Backtest:
         portfolio = self.portfolio
         positions, hedges = portfolio.positions, portfolio.hedges
         pipeline = self.pipeline
-        guards = bool(pipeline.components.portfolio_guards)
-        equity_curve = np.empty(len(times))
-        exposure_curve = np.empty(len(times))
+        guards = [(g.name, g.obj.on_bar) for g in pipeline.components.portfolio_guards]
+        equity_curve: list[float] = []
+        exposure_curve: list[float] = []
+        record_equity, record_exposure = equity_curve.append, exposure_curve.append
         day = None
         times_list = times.tolist()
         for k, t in enumerate(times_list):
@@ -128,19 +130,25 @@ class Backtest:
                     self._fill_bar(book, i, t)
                 portfolio.prices[sym] = book.c[i]
             if positions or hedges:
-                equity = portfolio.mark()
-                exposure_curve[k] = portfolio.gross_exposure()
+                record_equity(portfolio.mark())
+                record_exposure(portfolio.gross_exposure())
             else:
                 equity = portfolio.equity = portfolio.cash
                 if equity > portfolio.peak_equity:
                     portfolio.peak_equity = equity
-                exposure_curve[k] = 0.0
-            equity_curve[k] = equity
-            if guards:
-                for guard_name, action in pipeline.guard_actions(portfolio):
-                    self._guard_action(guard_name, action, books)
-                if portfolio.hedge_mode:
-                    self._cover_hedges(books)
+                record_equity(equity)
+                record_exposure(0.0)
+            for guard_name, on_bar in guards:
+                try:
+                    actions = on_bar(portfolio)
+                except Exception as exc:
+                    pipeline.errors.failed(guard_name, "on_bar", exc)
+                    continue
+                if actions:
+                    for action in pipeline.checked_guard_actions(guard_name, actions):
+                        self._guard_action(guard_name, action, books)
+            if portfolio.hedge_mode and self._hedges_dirty:
+                self._cover_hedges(books)
             for book, i in slot:
                 if i >= book.next_due:
                     self._learn(book, i)
@@ -164,7 +172,7 @@ class Backtest:
         self._close_everything(books)
         if len(times):
             equity_curve[-1] = portfolio.cash
-        return RawResult(times, equity_curve, exposure_curve, tuple(self.trades), tuple(self.fills),
+        return RawResult(times, np.asarray(equity_curve, dtype=float), np.asarray(exposure_curve, dtype=float), tuple(self.trades), tuple(self.fills),
                          tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
                          self.costs, dict(pipeline.errors.counts))
 
@@ -281,6 +289,7 @@ class Backtest:
                 position = Position(book.symbol, Side(side), i, t, decision=book.plan_decision,
                                     levels=book.plan_levels, entries_planned=book.plan_count)
                 self.portfolio.positions[book.symbol] = position
+                self._hedges_dirty = True
             self._enter(position, price, leg.quantity, t, leg.tag, fee, leg.order_id)
             book.plan_filled += 1
             book.record["filled"] = book.plan_filled
@@ -361,6 +370,7 @@ class Backtest:
         self.journal.guard(guard, action, portfolio)
         if action.kind == "open_hedge":
             portfolio.hedge_mode[guard] = action.fraction
+            self._hedges_dirty = True
         elif action.kind == "close_hedge":
             portfolio.hedge_mode.pop(guard, None)
             if not portfolio.hedge_mode:
@@ -374,6 +384,8 @@ class Backtest:
                     book.exit_reason = f"guard:{guard}"
 
     def _cover_hedges(self, books: Sequence[Book]) -> None:
+        """While any hedge trigger is on, every open position gets its hedge leg (once)."""
+        self._hedges_dirty = False
         fraction = max(self.portfolio.hedge_mode.values())
         for book in books:
             position = self.portfolio.positions.get(book.symbol)

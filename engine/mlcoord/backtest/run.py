@@ -168,11 +168,12 @@ def _plain(d: dict) -> dict:
 
 def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugins: Optional[PluginSet] = None,
                  candles: Optional[Sequence[Candles]] = None,
-                 progress_factory: Optional[Callable[[int], Any]] = None) -> BacktestResult:
+                 progress_factory: Optional[Callable[[int], Any]] = None,
+                 option_changes: Optional[dict[str, dict[str, Any]]] = None) -> BacktestResult:
     """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps)."""
     t0 = _time.perf_counter()
     plugins = plugins if plugins is not None else load_plugins(disabled)
-    pipeline = build_pipeline(settings, plugins)
+    pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
     state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
