@@ -46,12 +46,15 @@ class EngineConfig:
     """``[engine]``: which plugins load and the decision threshold.
 
     ``min_confidence`` (default 0.55): a BUY/SELL whose calibrated confidence is below it is not
-    traded (recorded as ``below_threshold``).
+    traded (recorded as ``below_threshold``). ``vote_timeout_ms`` (default 0 = no limit): an ML
+    vote that takes longer is discarded as timed out (0 in backtests keeps runs deterministic;
+    live trading sets a budget).
     """
 
     disable: tuple[str, ...] = ()
     min_confidence: float = attrs.field(default=0.55, validator=_fraction)
     trace_hooks: bool = False
+    vote_timeout_ms: float = attrs.field(default=0.0, validator=_non_negative)
 
 
 @attrs.frozen

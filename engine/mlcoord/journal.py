@@ -73,26 +73,37 @@ def _enabled(level: int) -> bool:
     return logs.current_level() <= level
 
 
+_DIGITS = ["1\ufe0f\u20e3", "2\ufe0f\u20e3", "3\ufe0f\u20e3", "4\ufe0f\u20e3", "5\ufe0f\u20e3",
+           "6\ufe0f\u20e3", "7\ufe0f\u20e3", "8\ufe0f\u20e3", "9\ufe0f\u20e3"]
+_NAMES = {"technical": "Technical Analysis", "lstm": "Deep Learning", "mtf": "Multi-Timeframe Fusion",
+          "rl_selector": "RL Strategy", "attention": "Attention-Weighted"}
+
+
 def render_decision(event: dict[str, Any]) -> str:
-    """The terminal block of a decision, in the spirit of the product's log example."""
-    lines = [f"🤖 DECISION {event.get('symbol')} {event.get('time')}: {event.get('signal')} -> {event.get('outcome')}"]
-    for n, vote in enumerate(event.get("votes", []), 1):
-        reasons = "; ".join(vote["reasons"][:4])
-        lines.append(f"  {n}. {vote['component']}: {vote['signal']} (conf: {vote['confidence']:.0%}, "
-                     f"weight {vote['weight']:.2f}){' - ' + reasons if reasons else ''}")
-    lines.append(f"  UNIFIED SIGNAL: {event.get('signal')}  confidence {event.get('raw_confidence', 0):.0%} -> "
-                 f"calibrated {event.get('confidence', 0):.0%} (threshold {event.get('threshold', 0):.0%})")
+    """The terminal block of a decision, as in the product's log example."""
+    votes = event.get("votes", [])
+    lines = [f"🤖 ML STRATEGY COORDINATOR - UNIFIED ANALYSIS  {event.get('symbol')} {event.get('time')}"]
+    for n, vote in enumerate(votes):
+        mark = _DIGITS[n] if n < len(_DIGITS) else f"{n + 1}."
+        name = _NAMES.get(vote["component"], vote["component"])
+        reasons = "; ".join(vote["reasons"][:3])
+        lines.append(f"{mark}  {name}: {vote['signal']} (conf: {vote['confidence']:.0%}, weight {vote['weight']:.2f})"
+                     f"{'  - ' + reasons if reasons else ''}")
+    lines.append(f"🎯 UNIFIED SIGNAL: {event.get('signal')}  ({event.get('outcome')})")
+    lines.append(f"💪 UNIFIED CONFIDENCE: {event.get('raw_confidence', 0):.0%}")
+    lines.append(f"📊 Bayesian Calibration: {event.get('raw_confidence', 0):.0%} → {event.get('confidence', 0):.0%}"
+                 f"  (threshold {event.get('threshold', 0):.0%})")
     plan = event.get("plan")
     if plan:
         legs = ", ".join(f"{leg['fraction']:.0%} @ {leg['price']:.2f}" for leg in plan["legs"])
-        lines.append(f"  plan ({plan['planner']}, {len(plan['legs'])} entries): {legs}")
+        lines.append(f"   plan ({plan['planner']}, {len(plan['legs'])} entries): {legs}")
     levels = event.get("levels")
     if levels:
         tp = f"{levels['take_profit']:.2f}" if levels.get("take_profit") else "none"
-        lines.append(f"  stop {levels['stop']:.2f}, take profit {tp}")
+        lines.append(f"   stop {levels['stop']:.2f}, take profit {tp}")
     sizing = event.get("sizing")
     if sizing and not sizing.get("veto"):
-        lines.append(f"  size {sizing['quantity']:.6g}, risk {sizing['risk']:.2f}")
+        lines.append(f"   size {sizing['quantity']:.6g}, risk {sizing['risk']:.2f}")
     if event.get("veto"):
-        lines.append(f"  VETO: {event['veto']}")
+        lines.append(f"   VETO: {event['veto']}")
     return "\n".join(lines)

@@ -172,6 +172,7 @@ class FitOptions:
     window: int
     hidden: int
     layers: int = 1
+    feature_dropout: float = 0.0
     epochs: int = 30
     batch_size: int = 256
     lr: float = 3e-3
@@ -209,13 +210,14 @@ def _build_torch_model(torch, kind: str, n_features: int, opts: FitOptions):
             super().__init__()
             self.lstm = nn.LSTM(n_features, opts.hidden, num_layers=opts.layers, batch_first=True)
             self.head = nn.Linear(opts.hidden, 2)
+            self.drop = nn.Dropout1d(opts.feature_dropout)   # whole feature channels, training only
             with torch.no_grad():   # forget-gate bias 1 (Jozefowicz et al. 2015): remember across the window
                 for name, p in self.lstm.named_parameters():
                     if name.startswith("bias_ih"):
                         p[opts.hidden:2 * opts.hidden] = FORGET_BIAS
 
         def forward(self, x):
-            out, _ = self.lstm(x)
+            out, _ = self.lstm(self.drop(x.transpose(1, 2)).transpose(1, 2))
             return self.head(out[:, -1])
 
     class AttentionNet(nn.Module):

@@ -9,6 +9,7 @@ typed error and that component is left out of the decision (the engine carries o
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Callable, Optional, Sequence
 
 import attrs
@@ -243,6 +244,7 @@ class Pipeline:
         self.plugins = plugins
         self.components = components
         self.threshold = settings.engine.min_confidence
+        self.vote_budget = settings.engine.vote_timeout_ms / 1000.0
         self.coordinator = Coordinator(settings.pipeline.weights, settings.ensemble)
         self.event = settings.learning.event
         self.errors = Guarded()
@@ -290,9 +292,14 @@ class Pipeline:
 
     def votes(self, sym: PreparedSymbol, i: int, signal: Signal) -> list[Vote]:
         votes = []
+        budget = self.vote_budget
         for name, voter in sym.voters:
             try:
+                started = time.perf_counter() if budget else 0.0
                 vote = voter.vote(i, signal)
+                if budget and time.perf_counter() - started > budget:
+                    raise ComponentFailure(f"timed out: took {(time.perf_counter() - started) * 1000:.0f} ms, "
+                                           f"budget {budget * 1000:.0f} ms")
                 if vote is None:
                     continue
                 votes.append(checked_vote(vote, name))

@@ -1,0 +1,138 @@
+"""ML components inside the pipeline: graceful degradation, outcome feedback, persistence."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from mlcoord import hookimpl
+from mlcoord.backtest.run import run_backtest
+from mlcoord.config import Settings, structure
+from mlcoord.model import Action, Vote
+from mlcoord.registry import discover_entry_points, load_plugins
+
+BUILTINS = ("technical", "dca", "exits", "risk", "hedging", "protections", "bayes")
+
+
+class Voter:
+    def __init__(self, behaviour, log):
+        self.behaviour, self.log = behaviour, log
+
+    def vote(self, i, signal):
+        b = self.behaviour
+        if b == "raise":
+            raise RuntimeError("model exploded")
+        if b == "nan":
+            return Vote("x", Action.BUY, 0.6, p_up=float("nan"), p_down=0.2)
+        if b == "slow":
+            time.sleep(0.02)
+        if b == "nonsense":
+            return "BUY!"
+        return Vote("x", Action.BUY, 0.9, p_up=0.9, p_down=0.05, reasons=("always bullish",))
+
+
+class FakeML:
+    """An ML component with a chosen behaviour that records what it learns."""
+
+    def __init__(self, behaviour):
+        self.behaviour = behaviour
+        self.outcomes = []
+        self.saved = {"seen": 0}
+
+    def prepare(self, data):
+        self.n = len(data)
+        return Voter(self.behaviour, self.outcomes)
+
+    def learn(self, outcome):
+        self.outcomes.append(outcome)
+
+    def state(self):
+        return {"seen": self.saved["seen"] + len(self.outcomes)}
+
+    def load_state(self, state):
+        self.saved = dict(state)
+
+
+class FakePlugin:
+    def __init__(self, **components):
+        self.components = components
+
+    @hookimpl
+    def register_ml_components(self, register):
+        for name, obj in self.components.items():
+            register(name, lambda _o, obj=obj: obj)
+
+
+def plugins_with(**components):
+    eps = {n: ep for n, ep in discover_entry_points().items() if n in BUILTINS}
+    return load_plugins({}, entry_points=eps, extra_plugins={"fakeml": FakePlugin(**components)})
+
+
+def run(candles, plugins, **config):
+    return run_backtest(structure(config, Settings), plugins=plugins, candles=[candles])
+
+
+@pytest.mark.parametrize("behaviour", ["raise", "nan", "nonsense"])
+def test_a_failing_ml_component_is_left_out_and_the_technical_signal_stands(short_candles, behaviour):
+    broken = FakeML(behaviour)
+    result = run(short_candles, plugins_with(broken=broken))
+    assert result.raw.errors.get("broken.vote", 0) > 0
+    decisions = [d for d in result.raw.decisions if d.technical.action != Action.HOLD]
+    assert decisions
+    for d in decisions:                       # nothing from the broken component got in
+        assert [v.component for v in d.votes] == ["technical"]
+        assert d.signal.action == d.technical.action
+
+
+def test_a_slow_vote_is_discarded_when_a_budget_is_set(short_candles):
+    slow = FakeML("slow")
+    result = run(short_candles.slice(0, 1200), plugins_with(slow=slow), engine={"vote_timeout_ms": 5.0})
+    assert result.raw.errors.get("slow.vote", 0) > 0
+    assert all(len(d.votes) == 1 for d in result.raw.decisions)
+
+
+def test_one_failing_component_does_not_take_the_others_down(short_candles):
+    result = run(short_candles, plugins_with(broken=FakeML("raise"), good=FakeML("good")))
+    voted = {v.component for d in result.raw.decisions for v in d.votes}
+    assert voted == {"technical", "good"}
+
+
+def test_outcomes_arrive_only_after_the_horizon_closed(short_candles):
+    good = FakeML("good")
+    result = run(short_candles, plugins_with(good=good), learning={"horizon": 12})
+    assert good.outcomes, "no outcome was ever fed back"
+    index = {int(t): i for i, t in enumerate(short_candles.time)}
+    close = short_candles.close
+    decided = {d.time for d in result.raw.decisions}
+    for o in good.outcomes:
+        assert o.time in decided
+        i = index[o.time]
+        assert i + 12 < len(close)
+        assert o.forward_return == pytest.approx(close[i + 12] / close[i] - 1.0)
+    # nothing is scored whose horizon runs past the data
+    last = max(index[o.time] for o in good.outcomes)
+    assert last + 12 <= len(close) - 1
+
+
+def test_learning_state_persists_between_runs(short_candles, tmp_path):
+    state = tmp_path / "state.json"
+    first = FakeML("good")
+    run(short_candles, plugins_with(good=first), learning={"state_file": str(state)})
+    saved = json.loads(state.read_text())
+    assert saved["components"]["good"]["seen"] == len(first.outcomes) > 0
+    assert "ensemble" in saved and "bayes" in saved["components"]
+    second = FakeML("good")
+    run(short_candles, plugins_with(good=second), learning={"state_file": str(state)})
+    assert second.saved["seen"] == len(first.outcomes)          # restored at start
+    again = json.loads(state.read_text())
+    assert again["ensemble"]["updates"] > saved["ensemble"]["updates"]
+
+
+def test_same_ml_run_twice_gives_identical_decisions(short_candles):
+    a = run(short_candles, plugins_with(good=FakeML("good")))
+    b = run(short_candles, plugins_with(good=FakeML("good")))
+    assert a.raw.decisions == b.raw.decisions
+    assert np.array_equal(a.raw.equity, b.raw.equity)
