@@ -47,6 +47,9 @@ class MarketData:
     timeframes: Mapping[str, Candles] = attrs.field(factory=dict)
     timeframe_index: Mapping[str, np.ndarray] = attrs.field(factory=dict)
     event: EventSpec = attrs.field(factory=EventSpec)   # what ML probabilities refer to
+    #: bars where votes may be asked (the non-HOLD signal bars), so a voter can batch its work;
+    #: None means any bar. A hint only: answers must not depend on it.
+    focus: Optional[np.ndarray] = None
 
     @property
     def symbol(self) -> str:
@@ -66,7 +69,8 @@ class MarketData:
             end = int(np.searchsorted(higher.time, candles.time[-1] + candles.timeframe_ns, "right")) if k else 0
             frames[tf] = higher.slice(0, end)
             index[tf] = self.timeframe_index[tf][:k]
-        return MarketData(candles, context, frames, index, self.event)
+        focus = None if self.focus is None else self.focus[self.focus < k]
+        return MarketData(candles, context, frames, index, self.event, focus)
 
 
 def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_options=None,

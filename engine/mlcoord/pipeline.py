@@ -263,9 +263,10 @@ class Pipeline:
             log.error("no_signal_source_left", symbol=data.symbol, note="every bar is HOLD")
         action, confidence = combine_sources(sources, n)
         voters = []
+        focused = attrs.evolve(data, focus=np.flatnonzero(action)) if self.components.ml_components else data
         for b in self.components.ml_components:
             try:
-                voters.append((b.name, b.obj.prepare(data)))
+                voters.append((b.name, b.obj.prepare(focused)))
             except Exception as exc:
                 self.errors.failed(b.name, "prepare", exc, symbol=data.symbol)
         try:

@@ -22,12 +22,19 @@ MLCOORD_HOOKS_VERSION = 1
 
 @attrs.frozen
 class LstmOptions(SequenceOptions):
-    """``[plugins.lstm]``: window=48 bars, hidden=16 units, layers=1; the rest is documented in
-    :class:`mlcoord.nn.SequenceOptions` (training, model_path, retraining, expiry, drift)."""
+    """``[plugins.lstm]``: window=48 bars, hidden=16 units, layers=1.
+
+    feature_dropout=0.25: during training each sample loses whole feature channels with this
+    probability. Without it the LSTM memorises slow features (EMA spreads, ADX) that fingerprint
+    the training path instead of learning what generalises (on planted synthetic data: held-out
+    AUC 0.65 without, 0.68 with). The rest is documented in :class:`mlcoord.nn.SequenceOptions`.
+    """
 
     window: int = attrs.field(default=48, validator=int_at_least(2))
     hidden: int = attrs.field(default=16, validator=int_at_least(1))
     layers: int = attrs.field(default=1, validator=int_at_least(1))
+    feature_dropout: float = attrs.field(default=0.25, validator=[attrs.validators.instance_of(float),
+                                                                  attrs.validators.ge(0), attrs.validators.lt(1)])
 
 
 class Lstm(SequenceComponent):

@@ -6,7 +6,6 @@ import json
 import re
 import os
 import time as _time
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -20,6 +19,7 @@ from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings, unstructure
+from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
 from mlcoord.pipeline import build_pipeline
@@ -27,8 +27,6 @@ from mlcoord.registry import PluginSet, load_plugins
 
 log = structlog.get_logger("mlcoord.backtest")
 
-BUNDLED = {"BTC/USDT": "BTC_USDT-1h.feather", "ETH/USDT": "ETH_USDT-1h.feather"}
-DEFAULT_SYMBOL = "BTC/USDT"
 ENV_DISABLE = "MLCOORD_DISABLE"
 WARMUP_BARS = 600
 
@@ -66,13 +64,6 @@ def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Option
     if start is not None and end is not None and end <= start:
         raise ConfigError(f"timerange {text!r}: the end must be after the start")
     return start, end
-
-
-def bundled_path(symbol: str) -> Path:
-    if symbol not in BUNDLED:
-        raise ConfigError(f"no bundled data for symbol {symbol!r}; bundled: {', '.join(BUNDLED)}. "
-                          f"Pass your own candles with --data FILE")
-    return Path(str(resources.files("mlcoord") / "data" / BUNDLED[symbol]))
 
 
 def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
