@@ -9,13 +9,16 @@ BIN = $(VENV)/bin
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
 
 setup: $(BIN)/python
 	$(BIN)/pip install -q -e .
 
+# torch: the local CPU build first (any other torch spec may pull a multi-GB CUDA build)
+TORCH ?= torch==2.13.0
+
 setup-test: $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[test,ml]'
 
 backtest: setup
 	$(BIN)/mlcoord backtest

@@ -15,7 +15,7 @@ from mlcoord.candles import (
     load_candles, resample, timeframe_to_ns,
 )
 
-DATA = Path("/work/shared/data")
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"   # beside the clone
 BERNINI = DATA / "bernini10-oraculo-de-bitcoin"
 needs_data = pytest.mark.skipif(not DATA.exists(), reason="shared real-data directory not available")
 H = 3600 * 10**9

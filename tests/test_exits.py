@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlcoord.datasets import bundled_path
 from mlcoord import Action, EntryLeg, EntryPlan, ExitLevels, Side, Signal, config, features
 from mlcoord.candles import candles_from_frame, load_candles
 from mlcoord.components import ExitManager as ExitManagerProtocol
@@ -19,7 +20,7 @@ from mlcoord.components import build_market_data
 from mlcoord_dca import DCAOptions, DCAPlanner
 from mlcoord_exits import ExitManager, ExitOptions, register_exit_managers
 
-BTC = Path("/work/shared/data/bernini10-oraculo-de-bitcoin/BTC_USDT-1h.feather")
+BTC = bundled_path("BTC/USDT")
 OPTIONS = ExitOptions()
 
 

@@ -16,11 +16,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from mlcoord.datasets import bundled_path
 from mlcoord import features as ft
 from mlcoord.context import ContextOptions, market_context
 from mlcoord.model import MarketContext, Regime
 
-BTC_1H = Path("/work/shared/data/bernini10-oraculo-de-bitcoin/BTC_USDT-1h.feather")
+BTC_1H = bundled_path("BTC/USDT")
 
 
 # --------------------------------------------------------------------------- price paths
@@ -251,8 +252,6 @@ def test_context_options_are_validated():
 
 @pytest.fixture(scope="module")
 def btc():
-    if not BTC_1H.exists():
-        pytest.skip(f"{BTC_1H} not available")
     return pd.read_feather(BTC_1H)
 
 

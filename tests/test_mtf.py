@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlcoord.datasets import bundled_path
 from mlcoord import Action
 from mlcoord.candles import candles_from_frame, load_candles
 from mlcoord.components import MLComponent, build_market_data
 from mlcoord.learning import Outcome, auc
 from mlcoord_mtf import MtfOptions, MtfVoter, MultiTimeframeFusion, register_ml_components
 
-BTC = "/work/shared/data/bernini10-oraculo-de-bitcoin/BTC_USDT-1h.feather"
+BTC = bundled_path("BTC/USDT")
 HOUR = 3_600_000_000_000
 
 

@@ -8,6 +8,7 @@ import cattrs
 import numpy as np
 import pytest
 
+from mlcoord.datasets import bundled_path
 from mlcoord import Action, Regime
 from mlcoord.candles import load_candles
 from mlcoord.components import MLComponent, build_market_data
@@ -15,7 +16,7 @@ from mlcoord.learning import Outcome
 from mlcoord_rl_selector import CONTEXT, RLSelector, RLSelectorOptions, RLVoter, register_ml_components
 from mlcoord_rl_selector.arms import ARMS
 
-BTC = "/work/shared/data/bernini10-oraculo-de-bitcoin/BTC_USDT-1h.feather"
+BTC = bundled_path("BTC/USDT")
 HOUR = 3_600_000_000_000
 TREND, REVERSION, BREAKOUT = range(3)
 DELAY = 24          # outcomes arrive one horizon after the decision, as in the engine

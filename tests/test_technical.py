@@ -16,12 +16,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mlcoord.datasets import bundled_path
 from mlcoord import Regime, Signal
 from mlcoord.candles import candles_from_frame, load_candles
 from mlcoord.components import SignalSource, build_market_data
 from mlcoord_technical import Technical, TechnicalOptions, register_signal_sources
 
-BTC = Path("/work/shared/data/bernini10-oraculo-de-bitcoin/BTC_USDT-1h.feather")
+BTC = bundled_path("BTC/USDT")
 BANDS = ((0.0, 0.65), (0.65, 0.75), (0.75, 1.0 + 1e-12))   # the DCA strategy's confidence bands
 
 @pytest.fixture(scope="module")
