@@ -87,10 +87,9 @@ def train_models(settings: Settings, plugins: PluginSet, candles: Sequence[Candl
     changes pointing each at its new artifact, and the training reports."""
     changes, reports = {}, {}
     components = resolve_components(settings, plugins)
-    datasets = [build_market_data(_between(c, window.train_start, window.fit_start),
-                                  settings.data.higher_timeframes, event=settings.learning.event)
-                for c in candles]
-    datasets = [d for d in datasets if len(d) > settings.learning.horizon * 4]
+    parts = [_between(c, window.train_start, window.fit_start) for c in candles]
+    datasets = [build_market_data(p, settings.data.higher_timeframes, event=settings.learning.event)
+                for p in parts if len(p) > max(WARMUP, settings.learning.horizon * 4)]
     for built in components.ml_components:
         if not hasattr(built.obj, "train") or not datasets:
             continue
