@@ -93,6 +93,7 @@ class Backtest:
         self.plans: list[dict] = []
         self._trade_seq = 0
         self._hedges_dirty = False
+        self._funding_step = self.costs.funding_interval_ns if self.costs.funding_events(0, 1 << 62) else 0
         self.horizon = settings.learning.horizon
         components = pipeline.components
         self.learning = bool(components.ml_components) or components.calibrator is not None
@@ -131,7 +132,7 @@ class Backtest:
                 portfolio.prices[sym] = book.c[i]
             if positions or hedges:
                 record_equity(portfolio.mark())
-                record_exposure(portfolio.gross_exposure())
+                record_exposure(portfolio.marked_exposure)
             else:
                 equity = portfolio.equity = portfolio.cash
                 if equity > portfolio.peak_equity:
@@ -235,8 +236,10 @@ class Backtest:
         o, h, l = book.o[i], book.h[i], book.l[i]
         position = portfolio.positions.get(sym)
         hedge = portfolio.hedges.get(sym)
-        if book.prev_time is not None and (position is not None or hedge is not None):
-            events = costs.funding_events(book.prev_time, t)
+        previous = book.prev_time
+        if previous is not None and (position is not None or hedge is not None) and self._funding_step:
+            step = self._funding_step
+            events = t // step - previous // step
             if events:
                 for p in (position, hedge):
                     if p is not None:

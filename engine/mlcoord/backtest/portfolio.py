@@ -104,6 +104,7 @@ class Portfolio:
         self.hedges: dict[str, Position] = {}        # hedge leg per symbol
         self.prices: dict[str, float] = {}
         self.hedge_mode: dict[str, float] = {}       # guard name -> fraction while a hedge trigger is on
+        self.marked_exposure = 0.0
 
     @property
     def drawdown(self) -> float:
@@ -141,12 +142,17 @@ class Portfolio:
                               self.gross_exposure(), positions)
 
     def mark(self) -> float:
-        """Equity at the latest prices."""
+        """Equity at the latest prices; also refreshes ``marked_exposure`` (gross notional)."""
         equity = self.cash
+        gross = 0.0
+        prices = self.prices
         for book in (self.positions, self.hedges):
             for sym, p in book.items():
-                equity += p.unrealised(self.prices[sym])
+                price = prices[sym]
+                equity += (price - p.entry_price) * p.quantity * p.side
+                gross += p.quantity * price
         self.equity = equity
+        self.marked_exposure = gross
         if equity > self.peak_equity:
             self.peak_equity = equity
         return equity
