@@ -28,6 +28,22 @@ def _csv(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
+def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None) -> dict[str, Any]:
+    """``[data]`` values given on the command line (they win over the config file)."""
+    data: dict[str, Any] = {}
+    if files:
+        data["files"] = _csv(files)
+    if symbols:
+        data["symbols"] = _csv(symbols)
+    if timeframe:
+        data["timeframe"] = timeframe
+    if timerange:
+        data["timerange"] = timerange
+    if repair:
+        data["repair"] = True
+    return data
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlcoord")
 @click.option("-v", "--verbose", count=True, help="-v: every decision as a block; -vv: debug.")
@@ -64,17 +80,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
     from mlcoord.config import load_settings
     from mlcoord.report_text import summary
 
-    data: dict[str, Any] = {}
-    if data_files:
-        data["files"] = _csv(data_files)
-    if symbols:
-        data["symbols"] = _csv(symbols)
-    if timeframe:
-        data["timeframe"] = timeframe
-    if timerange:
-        data["timerange"] = timerange
-    if repair:
-        data["repair"] = True
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair)
     overrides: dict[str, Any] = {"data": data} if data else {}
     if state_file:
         overrides["learning"] = {"state_file": state_file}
@@ -112,13 +118,7 @@ def train(component, config_path, data_files, symbols, timerange, out) -> None:
     from mlcoord.pipeline import build_component
     from mlcoord.registry import check_names, load_plugins
 
-    data: dict[str, Any] = {}
-    if data_files:
-        data["files"] = _csv(data_files)
-    if symbols:
-        data["symbols"] = _csv(symbols)
-    if timerange:
-        data["timerange"] = timerange
+    data = _data_overrides(data_files, symbols, timerange=timerange)
     settings = load_settings(config_path, {"data": data} if data else None)
     loaded = load_plugins(disabled_plugins(settings))
     check_names([component], loaded.components, "component")
@@ -157,13 +157,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     from mlcoord.evaluate import WalkForward, evaluate as run_evaluation, render
     from mlcoord.registry import load_plugins
 
-    data: dict[str, Any] = {}
-    if data_files:
-        data["files"] = _csv(data_files)
-    if symbols:
-        data["symbols"] = _csv(symbols)
-    if timeframe:
-        data["timeframe"] = timeframe
+    data = _data_overrides(data_files, symbols, timeframe)
     settings = load_settings(config_path, {"data": data} if data else None)
     loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
     candles = load_market(settings, cut_start=False)
