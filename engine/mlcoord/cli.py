@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -72,9 +73,11 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @click.option("--trades", "show_trades", default=10, show_default=True, help="Trades to list in the summary.")
 @click.option("--state", "state_file", help="Learning state file (ensemble weights, calibration, bandit): "
               "restored at start, saved at the end.")
+@click.option("--trace", is_flag=True, help="Log which plugin answered which call, for every decision "
+              "(combine with --timerange to look at one).")
 @_friendly
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades, state_file) -> None:
+             show_trades, state_file, trace) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
@@ -84,6 +87,12 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
     overrides: dict[str, Any] = {"data": data} if data else {}
     if state_file:
         overrides["learning"] = {"state_file": state_file}
+    if trace:
+        from mlcoord import logs
+
+        overrides["engine"] = {"trace_hooks": True}
+        if logs.current_level() > logging.INFO:
+            logs.set_level("info")
     settings = load_settings(config_path, overrides or None)
     disabled = disabled_plugins(settings, _csv(disable))
     factory = None

@@ -19,14 +19,15 @@ from mlcoord.model import Decision, GuardAction
 log = structlog.get_logger("mlcoord.decisions")
 
 
-def _iso(ns: int) -> str:
+def iso_time(ns: int) -> str:
+    """ISO-8601 UTC text of a bar time in ns."""
     return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
     """Plain data for JSON and logs."""
     out: dict[str, Any] = {
-        "time": _iso(d.time), "symbol": d.symbol, "outcome": d.outcome,
+        "time": iso_time(d.time), "symbol": d.symbol, "outcome": d.outcome,
         "signal": d.signal.action.name, "technical_signal": d.technical.action.name,
         "raw_confidence": round(d.raw_confidence, 6), "confidence": round(d.confidence, 6),
         "threshold": d.threshold,
@@ -64,7 +65,7 @@ class Journal:
 
     def guard(self, guard: str, action: GuardAction, portfolio: Any) -> None:
         log.info("guard_action", guard=guard, action=action.kind, reason=action.reason, symbol=action.symbol,
-                    fraction=action.fraction, time=_iso(portfolio.time), equity=round(portfolio.equity, 2),
+                    fraction=action.fraction, time=iso_time(portfolio.time), equity=round(portfolio.equity, 2),
                     drawdown=round(portfolio.drawdown, 4))
 
 

@@ -56,12 +56,26 @@ def _render_decisions(_logger, _method, event: dict[str, Any]) -> dict[str, Any]
         from mlcoord.journal import render_decision
 
         return {"event": render_decision(event), "level": event.get("level", "info")}
+    if event.get("event") == "hook_trace" and "calls" in event:
+        lines = [f"🔎 hook trace {event.get('symbol')} @ {event.get('time')} -> {event.get('outcome')}"]
+        lines += [f"   {c['role']:<17} {c['component']:<12} (plugin {c['plugin']}).{c['call']} "
+                  f"{c['us']:>7.1f} µs -> {c['answer']}" for c in event["calls"]]
+        return {"event": "\n".join(lines), "level": event.get("level", "info")}
     return event
+
+
+_last: dict[str, Any] = {}
+
+
+def set_level(level: str | int) -> None:
+    """Change the level, keeping the output format and stream of the last :func:`configure`."""
+    configure(level, **_last)
 
 
 def configure(level: str | int = "warning", json: Optional[bool] = None, stream=None) -> None:
     """Set up structlog; ``json=None`` picks JSON when ``stream`` is not a terminal."""
     global _level
+    _last.update(json=json, stream=stream)
     stream = stream or sys.stderr
     _level = level if isinstance(level, int) else logging.getLevelName(level.upper())
     if json is None:

@@ -20,7 +20,10 @@ from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
 from mlcoord.coordinator import Coordinator
 from mlcoord.errors import ConfigError, PluginError
+from mlcoord import trace
+from mlcoord.journal import iso_time
 from mlcoord.learning import Outcome
+from mlcoord.trace import Traced
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, Side, Signal, Sizing, SizingRequest, Trade, Vote,
 )
@@ -245,6 +248,7 @@ class Pipeline:
         self.components = components
         self.threshold = settings.engine.min_confidence
         self.vote_budget = settings.engine.vote_timeout_ms / 1000.0
+        self.tracing = settings.engine.trace_hooks
         self.coordinator = Coordinator(settings.pipeline.weights, settings.ensemble)
         self.event = settings.learning.event
         self.errors = Guarded()
@@ -323,6 +327,20 @@ class Pipeline:
     def decide(self, sym: PreparedSymbol, i: int, portfolio: Any, *, time: int,
                leverage: float, fee_rate: float, slippage: float) -> Decision:
         """The entry decision at bar ``i`` for a symbol without a position or pending plan."""
+        if self.tracing:
+            trace.start()
+            try:
+                decision = self._decide(sym, i, portfolio, time=time, leverage=leverage, fee_rate=fee_rate,
+                                        slippage=slippage)
+            finally:
+                calls = trace.stop()
+            log.info("hook_trace", symbol=sym.data.symbol, time=iso_time(decision.time), outcome=decision.outcome,
+                     calls=calls)
+            return decision
+        return self._decide(sym, i, portfolio, time=time, leverage=leverage, fee_rate=fee_rate, slippage=slippage)
+
+    def _decide(self, sym: PreparedSymbol, i: int, portfolio: Any, *, time: int,
+                leverage: float, fee_rate: float, slippage: float) -> Decision:
         data = sym.data
         technical = self.technical_signal(sym, i)
         votes = self.votes(sym, i, technical) if technical.action != Action.HOLD else []
@@ -541,6 +559,9 @@ def build_pipeline(settings: Settings, plugins: PluginSet,
     if settings.engine.trace_hooks:
         trace_hooks(plugins)
     components = resolve_components(settings, plugins, option_changes)
+    if settings.engine.trace_hooks:
+        for built in components.all():
+            built.obj = Traced(built.obj, built.name, built.spec.owner, built.spec.role)
     pipeline = Pipeline(settings, plugins, components)
     plugins.hook.on_startup(settings=settings, components=components)
     return pipeline
