@@ -196,8 +196,13 @@ def plugins_list(config_path, disable) -> None:
 
     settings = load_settings(config_path)
     loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    from mlcoord.pipeline import ESSENTIAL
+
+    essential = {default: human for default, human in ESSENTIAL.values()}
     for name, status in sorted(loaded.statuses.items()):
         state = "enabled" if status.enabled else f"disabled ({status.reason})"
+        if name in essential:
+            state += f"; essential ({essential[name]}: disabling it needs another plugin for that role)"
         comps = ", ".join(f"{c.name} [{c.role}]" for c in loaded.components.values() if c.owner == name)
         click.echo(f"{name:<14} {status.distribution or '-'} {status.version or ''}  {state}")
         if status.hooks:
