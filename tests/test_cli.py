@@ -187,7 +187,8 @@ def test_plugins_list_shows_all_six_enabled():
     assert result.exit_code == 0, result.stderr
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line[0].isspace()}
     for name in BUILTINS:
-        assert lines[name].rstrip().endswith("enabled"), lines[name]
+        assert "  enabled" in lines[name] and "disabled" not in lines[name], lines[name]
+        assert ("essential" in lines[name]) == (name in ("risk", "exits")), lines[name]
         assert f"components: {name} [" in result.stdout
 
 

@@ -1,0 +1,111 @@
+"""mlcoord.testing: the conformance kit, checking any plugin against the hook contracts.
+
+Use it from a plugin's own tests (one pytest case per check, ids like ``volume_spike-no_lookahead``)::
+
+    import mlcoord_myplugin
+    from mlcoord.testing import parametrize_with_checks
+
+    @parametrize_with_checks([mlcoord_myplugin])          # modules/objects, {name: plugin}, or ComponentSpecs
+    def test_conformance(check):
+        check()                                          # raises ConformanceError (an AssertionError) on failure
+
+``plugin_checks(plugin, name=...)`` returns the :class:`Check` list itself (``check.id``, ``check()``).
+Installing mlcoord also installs the pytest plugin :mod:`mlcoord.testing.pytest_plugin` (fixtures
+``mlcoord_market_data``, ``mlcoord_portfolio``, ``mlcoord_position``). Checks: see :data:`CHECKS`.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
+
+from mlcoord.registry import ComponentSpec
+from mlcoord.testing import guards, learners, signals, trading  # noqa: F401  (they fill ROLE_CHECKS)
+from mlcoord.testing.core import ROLE_CHECKS, Check, ConformanceError
+from mlcoord.testing.fixtures import FakePortfolio, FakePosition, conformance_data
+from mlcoord.testing.registration import COMMON_CHECKS, PLUGIN_CHECKS, load_alone
+
+#: every check by the roles it applies to (plugin-wide checks under "plugin")
+CHECKS: dict[str, tuple[str, ...]] = {
+    "plugin": tuple(name for name, _ in PLUGIN_CHECKS),
+    **{role: tuple(name for name, _, _ in COMMON_CHECKS) + tuple(name for name, _, _ in checks)
+       for role, checks in ROLE_CHECKS.items()},
+}
+
+DataSource = Union[None, Any, Callable[[], Any]]
+
+
+def _data_getter(data: DataSource) -> Callable[[], Any]:
+    if data is None:
+        return conformance_data
+    if callable(data):
+        return data
+    return lambda: data
+
+
+def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Check]:
+    """The checks that apply to one registered component (built with its default options).
+
+    ``data``: a MarketData (or a function returning one) to check on instead of the kit's
+    3,000 bars of BTC/USDT 1h; it needs at least ~2,100 bars (truncation points 1001 and 2017).
+    """
+    get_data = _data_getter(data)
+    out = []
+    for name, fn, applies in (*COMMON_CHECKS, *ROLE_CHECKS.get(spec.role, ())):
+        if applies is None or applies(spec):
+            out.append(Check(f"{spec.name}-{name}", name, spec.name,
+                             lambda fn=fn: fn(spec, get_data)))
+    return out
+
+
+def _plugin_name(plugin: Any) -> str:
+    if inspect.ismodule(plugin):
+        base = plugin.__name__.split(".")[-1]
+        return base[len("mlcoord_"):] if base.startswith("mlcoord_") else base
+    return type(plugin).__name__.lower()
+
+
+def plugin_checks(plugin: Any, *, name: Optional[str] = None, data: DataSource = None) -> list[Check]:
+    """Every check of a plugin (a module or object, as registered under the ``mlcoord`` entry
+    points; ``name`` defaults to its module name without ``mlcoord_``) or of a ComponentSpec."""
+    if isinstance(plugin, ComponentSpec):
+        return component_checks(plugin, data=data)
+    name = name or _plugin_name(plugin)
+    out = [Check(f"{name}-{check}", check, name, lambda fn=fn: fn(name, plugin)) for check, fn in PLUGIN_CHECKS]
+    try:
+        components = load_alone(name, plugin).components
+    except Exception:     # the "registers" check reports it
+        return out
+    for spec in sorted(components.values(), key=lambda s: s.name):
+        out.extend(component_checks(spec, data=data))
+    return out
+
+
+def _all_checks(plugins: Union[Mapping[str, Any], Iterable[Any]], data: DataSource) -> list[Check]:
+    if isinstance(plugins, Mapping):
+        items = [(name, plugin) for name, plugin in plugins.items()]
+    else:
+        items = [(None, plugin) for plugin in plugins]
+    checks: list[Check] = []
+    for name, plugin in items:
+        checks.extend(plugin_checks(plugin, name=name, data=data))
+    return checks
+
+
+def parametrize_with_checks(plugins: Union[Mapping[str, Any], Iterable[Any]], *, data: DataSource = None):
+    """A ``pytest.mark.parametrize("check", ...)`` over every check of ``plugins`` (see module doc)."""
+    import pytest
+    checks = _all_checks(plugins, data)
+    return pytest.mark.parametrize("check", checks, ids=[c.id for c in checks])
+
+
+def check_plugin(plugin: Any, *, name: Optional[str] = None, data: DataSource = None) -> None:
+    """Run every check now; the first failure raises (outside pytest, e.g. in a notebook)."""
+    for check in plugin_checks(plugin, name=name, data=data):
+        check()
+
+
+__all__ = [
+    "CHECKS", "Check", "ConformanceError", "FakePortfolio", "FakePosition", "check_plugin",
+    "component_checks", "conformance_data", "parametrize_with_checks", "plugin_checks",
+]
