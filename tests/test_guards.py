@@ -376,9 +376,7 @@ def test_market_returns_match_numpy():
     prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (900, 3)), axis=0))
     tracker = MarketReturns(24, 720, 24, corr_window=72)
     for row in prices:
-        tracker.advance()
-        for s, x in zip(("A", "B", "C"), row.tolist()):
-            tracker.push(s, x)
+        tracker.record(("A", "B", "C"), dict(zip("ABC", row.tolist())).__getitem__)
     rets = prices[1:] / prices[:-1] - 1
     expected = np.corrcoef(rets[-72:].T)
     assert tracker.pair("A", "B") == pytest.approx(expected[0, 1], abs=1e-9)
@@ -389,6 +387,92 @@ def test_market_returns_match_numpy():
     vols = [np.std(rets[k - 24:k, 0], ddof=1) for k in range(24, len(rets) + 1)]
     assert tracker.vol("A") == pytest.approx(vols[-1], rel=1e-9)
     assert tracker.baseline("A") == pytest.approx(np.median(vols[-720:]), rel=1e-9)
+
+
+def test_market_returns_lazy_reads_match_numpy_whenever_asked():
+    # reads at irregular bars (runs of consecutive bars, gaps) exercise the incremental vol, its
+    # exact recomputation, and the baseline's reuse of windows computed earlier; every read must
+    # equal the definition computed afresh with numpy. An invalid price is a zero return.
+    w, vb, cw, bars = 5, 40, 12, 400
+    rng = np.random.default_rng(7)
+    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, (bars, 2)), axis=0))
+    raw = prices.copy()
+    raw[[50, 51, 230], 0] = [np.nan, 0.0, -1.0]
+    prices[[50, 51], 0] = prices[49, 0]
+    prices[230, 0] = prices[229, 0]
+    tracker = MarketReturns(w, vb, 1, corr_window=cw)
+    asked = set(rng.choice(bars, 150, replace=False).tolist()) | set(range(100, 130))
+    checked = 0
+    for t, row in enumerate(raw):
+        tracker.record(["A", "B"], dict(zip("AB", row.tolist())).__getitem__)
+        assert len(tracker.series["A"].prices) <= 2 * tracker.keep        # trimmed in chunks
+        if t not in asked:
+            continue
+        rets = prices[1:t + 1] / prices[:t] - 1
+        vols = np.array([np.std(rets[k - w:k, 0], ddof=1) for k in range(w, t + 1)])
+        if t < w:
+            assert tracker.vol("A") is None
+        else:
+            assert tracker.vol("A") == pytest.approx(vols[-1], rel=1e-9, abs=1e-15)
+        n = min(len(vols), vb)
+        if 2 * n < vb:
+            assert tracker.baseline("A") is None
+        else:
+            assert tracker.baseline("A") == pytest.approx(np.median(vols[-n:]), rel=1e-9)
+            checked += 1
+        if t >= cw:
+            assert tracker.pair("A", "B") == pytest.approx(np.corrcoef(rets[-cw:].T)[0, 1], abs=1e-9)
+        else:
+            assert tracker.pair("A", "B") is None
+        if t >= w:
+            assert tracker.window_correlation("A", "B") == pytest.approx(
+                np.corrcoef(rets[-w:].T)[0, 1], abs=1e-9)
+    assert checked > 100
+
+
+def test_market_returns_baseline_refresh_and_lost_history():
+    tracker = MarketReturns(4, 20, 6)
+    price = {"A": 100.0, "B": 50.0}
+    for t in range(40):
+        price["A"] *= 1 + 0.01 * math.sin(t)
+        tracker.record(["A", "B"], price.__getitem__)
+    first = tracker.baseline("A")
+    assert first is not None
+    for t in range(40, 45):                   # a big move: the cached baseline is kept 5 bars...
+        price["A"] *= 1.2 if t % 2 else 0.8
+        tracker.record(["A", "B"], price.__getitem__)
+        assert tracker.baseline("A") == first
+    tracker.record(["A", "B"], price.__getitem__)
+    assert tracker.baseline("A") > first      # ...and refreshed on the 6th
+    # B not priced for a bar loses its history: no vol until it has a fresh window
+    tracker.record(["A"], price.__getitem__)
+    for t in range(4):
+        tracker.record(["A", "B"], price.__getitem__)
+        assert tracker.vol("B") is None
+    tracker.record(["A", "B"], price.__getitem__)
+    assert tracker.vol("B") == 0.0 and tracker.vol("A") is not None   # B never moved; A kept its history
+
+
+def test_hedging_flat_bars_keep_every_trigger_working():
+    # long flat stretches (where the guard only records prices) between exposures: each later
+    # exposure still sees the whole price history, and a drawdown while flat still registers.
+    guard = HedgingGuard()
+    p = FakePortfolio(positions={}, prices={"BTC/USDT": 100.0})
+    run_price_returns(guard, p, calm(800))
+    p.mark(8_900)                             # an 11% drawdown while flat: active, nothing to hedge
+    assert guard.on_bar(p) == [] and set(guard.active) == {"drawdown"}
+    p.mark(10_000)
+    p.peak_equity = 10_000.0
+    assert guard.on_bar(p) == [] and guard.active == {}
+    run_price_returns(guard, p, calm(100, 800))
+    p.positions["BTC/USDT"] = 5_000.0
+    out = run_price_returns(guard, p, spike())
+    assert any(a and a[0].kind == "open_hedge" and a[0].reason.startswith("volatility of BTC/USDT")
+               for a in out)
+    p.positions.clear()
+    out = run_price_returns(guard, p, calm(5, 900))
+    assert [a[0].kind for a in out if a] == ["close_hedge"] and not p.hedged()
+    assert not any(run_price_returns(guard, p, spike()))   # flat again: a spike is not exposure
 
 
 def test_hedging_keeps_the_hedge_while_any_trigger_is_active():

@@ -92,8 +92,9 @@ class HedgingOptions:
 class HedgingGuard:
     """Portfolio guard (see the package docstring). Deterministic; state is only what it saw.
 
-    Per bar it costs a drawdown comparison and one ring-buffer update per priced symbol; the
-    exposure-dependent triggers are evaluated only while the portfolio holds something.
+    Per bar it costs a drawdown comparison and one price append per priced symbol; the
+    exposure-dependent triggers (and the statistics they need, computed lazily from the recorded
+    prices) are evaluated only while the portfolio holds something.
     """
 
     def __init__(self, options: Optional[HedgingOptions] = None):
@@ -110,6 +111,12 @@ class HedgingGuard:
         self.active: dict[str, str] = {}       # trigger name -> the reason it fired
         self._released: list[str] = []
         self._opened = False                   # this guard asked for the hedge that is on
+        # True after a flat bar left nothing to do (no trigger, exposure memory, correlation,
+        # release or hedge of ours); any state change clears it. While it holds, a flat bar
+        # only records prices and checks the drawdown.
+        self._quiet = False
+        self._dd_trigger = o.drawdown_trigger - _EPS
+        self._dd_release = o.drawdown_release + _EPS
 
     # -- PortfolioGuard -------------------------------------------------------------------------
     def allow_entry(self, symbol: str, side: Side, portfolio) -> Optional[str]:
@@ -124,19 +131,22 @@ class HedgingGuard:
         is on, and close the hedge this guard asked for once none is active."""
         o, active, market = self.options, self.active, self._market
         if o.use_drawdown:
-            dd = float(portfolio.drawdown)
+            dd = portfolio.drawdown
             # 1 - equity/peak carries rounding (1 - 0.9 = 0.0999...): a tiny tolerance makes a
             # drawdown of exactly the trigger fire and one of exactly the release release.
-            if dd <= o.drawdown_release + _EPS if "drawdown" in active else dd >= o.drawdown_trigger - _EPS:
-                self._drawdown(dd)
+            if dd <= self._dd_release if "drawdown" in active else dd >= self._dd_trigger:
+                self._drawdown(float(dd))
+        flat = False
         if market is not None:
             symbols = portfolio.symbols()
-            market.bar = bar = market.bar + 1
-            market.slot = bar % market.keep
-            push, price = market.push, portfolio.last_price
-            for s in symbols:
-                push(s, price(s))
-            exposed = self._exposures(portfolio, symbols) if portfolio.open_positions() else None
+            market.record(symbols, portfolio.last_price)
+            if portfolio.open_positions():
+                self._quiet = False
+                exposed = self._exposures(portfolio, symbols)
+            elif self._quiet:
+                return []
+            else:
+                exposed, flat = None, True
             if exposed:
                 if o.use_volatility:
                     self._volatility(exposed)
@@ -155,13 +165,14 @@ class HedgingGuard:
         if active:
             if portfolio.hedged() or portfolio.gross_exposure() <= 0:
                 return []
-            self._opened, self._released = True, []
+            self._opened, self._released, self._quiet = True, [], False
             reason = "; ".join(active.values())
             return [GuardAction("open_hedge", f"{reason}: hedge {o.hedge_fraction:.0%} of exposure",
                                 symbol=None, fraction=o.hedge_fraction)]
         released = self._released
         if released:
             self._released = []
+        self._quiet = flat                     # the flat branch cleared the rest
         if self._opened:
             self._opened = False
             if portfolio.hedged():
@@ -173,9 +184,11 @@ class HedgingGuard:
         """Hysteresis: turn ``name`` on when ``on``, off when ``off``, otherwise keep its state."""
         if name not in self.active and on:
             self.active[name] = fire_reason()
+            self._quiet = False
         elif name in self.active and off:
             del self.active[name]
             self._released.append(release_reason())
+            self._quiet = False
 
     def _drawdown(self, dd: float) -> None:
         o = self.options
@@ -221,6 +234,8 @@ class HedgingGuard:
                 self._set("volatility", False, True, None, lambda: "volatility baseline is zero")
                 return
         ratio = vol / base
+        if not (ratio < o.vol_release_ratio if "volatility" in self.active else ratio >= o.vol_trigger_ratio):
+            return                                 # no transition: skip building the reasons
         names = ", ".join(h[0] for h in held)
         self._set("volatility", ratio >= o.vol_trigger_ratio, ratio < o.vol_release_ratio,
                   lambda: (f"volatility of {names} {vol:.3g} over {o.vol_window} bars = {ratio:.2f}x "

@@ -1,47 +1,55 @@
-"""Per-symbol price-return history the hedging guard reads, well under a microsecond per bar.
+"""Per-symbol price history the hedging guard reads: recording is one append per symbol.
 
-Every symbol's simple close-to-close return is written every bar into a ring aligned on one
-shared bar counter (so the rings of two symbols line up bar for bar), whether or not the
-portfolio holds the symbol: its volatility baseline is then the symbol's normal volatility, not
-the portfolio's. Plain floats only (numpy's per-call overhead dominates at this size); the
-running sums are recomputed exactly every ``window`` updates so drift cannot accumulate; the
-median baseline is computed only when someone asks for it, at most once per ``refresh`` bars.
+Most bars the portfolio is flat and the guard needs nothing, so every bar only appends each
+symbol's price to a list (an ``array('d')``: nearly as cheap to append to as a list, and numpy reads it
+without converting every float) aligned on one shared bar counter (the last element is the current bar
+for every symbol, so two symbols' histories line up bar for bar); a bar without a valid price
+repeats the previous price (a zero return). The statistics are computed lazily, from the last
+prices, only when the guard asks for them (while the portfolio is exposed): the realised vol is
+kept as running sums while it is asked on consecutive bars (recomputed exactly from the prices
+every ``window`` bars and after any gap, so drift cannot accumulate), the median baseline is
+vectorised with numpy and recomputed at most once per ``refresh`` bars, and correlations are
+computed from the last ``corr_window + 1`` prices. Lists are trimmed in chunks to the prices
+these need, so memory is bounded and trimming is O(1) amortised.
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from operator import mul
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 _INF = math.inf
 
 
-class SymbolReturns:
-    """One symbol's ring of returns, its running ``window``-bar volatility and vol history."""
+class SymbolPrices:
+    """One symbol's recent prices and its lazily computed statistics."""
 
-    __slots__ = ("ring", "count", "prev", "last_bar", "sum", "sumsq", "vol", "vols", "n_vols",
-                 "baseline", "baseline_bar")
+    __slots__ = ("prices", "vol", "sum", "sumsq", "vol_bar", "vol_age", "baseline", "baseline_bar",
+                 "sq_dev", "sq_dev_bar")
 
-    def __init__(self, keep: int, baseline: int):
-        self.ring = [0.0] * keep
-        self.count = 0                       # returns written since the first price
-        self.prev = 0.0                      # last valid price (0: none yet)
-        self.last_bar = -2
-        self.sum = self.sumsq = 0.0
-        self.vol: Optional[float] = None     # sample std of the last ``window`` returns
-        self.vols = np.zeros(baseline)       # ring of the last ``baseline`` vols (numpy: fast median)
-        self.n_vols = 0
+    def __init__(self):
+        self.prices = array("d")             # one per bar since its first valid price
+        self.vol: Optional[float] = None     # cached ``window`` vol, valid at ``vol_bar``
+        self.sum = self.sumsq = 0.0          # running sums of the last ``window`` returns
+        self.vol_bar = -2
+        self.vol_age = 0                     # incremental updates since the exact recomputation
         self.baseline: Optional[float] = None
         self.baseline_bar = -(1 << 62)
+        self.sq_dev: Optional[np.ndarray] = None   # the windows' squared deviations last computed
+        self.sq_dev_bar = 0
 
 
 class MarketReturns:
     """Returns of every symbol the portfolio prices, their realised vol and its median baseline.
 
-    * ``vol(s)``: sample standard deviation of the last ``window`` simple returns of ``s``.
+    Call ``record(symbols, price)`` once per bar; then, at that bar:
+
+    * ``vol(s)``: sample standard deviation of the last ``window`` simple returns of ``s``
+      (None until it has ``window`` returns).
     * ``baseline(s)``: median of ``vol(s)`` over the last ``baseline`` bars, available once
       ``baseline / 2`` vol values exist, recomputed lazily at most every ``refresh`` bars.
     * ``window_returns(s, n)``: the last ``n`` returns, aligned across symbols.
@@ -56,88 +64,103 @@ class MarketReturns:
                  track_vol: bool = True):
         self.window, self.baseline_bars, self.refresh = window, baseline, refresh
         self.corr_window = corr_window
-        self.keep = max(window, corr_window)
         self.track_vol = track_vol
+        # prices kept: the baseline needs baseline + window - 1 returns, the incremental vol
+        # window + 1 returns (the one leaving the window), the correlation corr_window.
+        self.keep = max(baseline + window if track_vol else 0, window + 1, corr_window) + 1
         self.bar = -1
-        self.slot = -1
-        self.series: dict[str, SymbolReturns] = {}
+        self.series: dict[str, SymbolPrices] = {}
+        self._symbols: Sequence[str] = ()
+        self._cols: list[array] = []
+        self._next_trim = self.keep
 
-    def advance(self) -> int:
-        """Start a new bar; returns its ring slot."""
-        self.bar += 1
-        self.slot = s = self.bar % self.keep
-        return s
+    def record(self, symbols: Sequence[str], price: Callable[[str], float], inf=_INF) -> None:
+        """Start a new bar and record ``price(s)`` for every symbol in ``symbols``."""
+        self.bar = bar = self.bar + 1
+        if symbols != self._symbols:
+            self._rebind(symbols)
+        for s, col in zip(symbols, self._cols):
+            p = price(s)
+            if 0.0 < p < inf:                # False for nan
+                col.append(p)
+            elif col:                        # no valid price: a zero return
+                col.append(col[-1])
+        if bar >= self._next_trim:
+            self._next_trim = bar + self.keep
+            keep = self.keep
+            for col in self._cols:
+                if len(col) > keep:
+                    del col[:-keep]
 
-    def push(self, symbol: str, price: float) -> None:
-        """Record ``symbol``'s price at the current bar (call once per symbol after ``advance``)."""
-        x = self.series.get(symbol)
-        bar = self.bar
-        if x is None or x.last_bar != bar - 1:
-            x = self.series[symbol] = SymbolReturns(self.keep, self.baseline_bars)
-        x.last_bar = bar
-        prev = x.prev
-        if price > 0.0 and price < _INF:     # False for nan
-            x.prev = price
-            if prev <= 0.0:
-                return                       # the first price: no return yet
-            r = price / prev - 1.0
-        elif prev <= 0.0:
-            return
-        else:
-            r = 0.0
-        ring, slot, w = x.ring, self.slot, self.window
-        old = ring[slot - w]                 # the return leaving the vol window (negative index wraps)
-        ring[slot] = r
-        x.count = n = x.count + 1
-        if not self.track_vol:
-            return
-        if n <= w:
-            x.sum += r
-            x.sumsq += r * r
-            if n < w:
-                return
-        elif n % w:
-            x.sum += r - old
-            x.sumsq += r * r - old * old
-        else:                                # exact recomputation every ``window`` updates
-            last = self.window_returns(symbol, w)
-            x.sum = math.fsum(last)
-            x.sumsq = math.fsum([v * v for v in last])
-        s = x.sum
-        var = (x.sumsq - s * s / w) / (w - 1)
-        x.vol = v = math.sqrt(var) if var > 0.0 else 0.0
-        k = x.n_vols
-        x.vols[k % self.baseline_bars] = v
-        x.n_vols = k + 1
+    def _rebind(self, symbols: Sequence[str]) -> None:
+        """The priced symbols changed: those priced last bar keep their history, others start."""
+        old, series = self.series, {}
+        for s in symbols:
+            series[s] = old.get(s) or SymbolPrices()
+        # a copy: a portfolio may hand out (and later mutate) the same list every bar
+        self.series, self._symbols = series, symbols.copy() if isinstance(symbols, list) else tuple(symbols)
+        self._cols = [series[s].prices for s in symbols]
 
     # -- reads ------------------------------------------------------------------------------
     def vol(self, symbol: str) -> Optional[float]:
         x = self.series.get(symbol)
-        return None if x is None else x.vol
+        if x is None or not self.track_vol:
+            return None
+        bar, w, p = self.bar, self.window, x.prices
+        if x.vol_bar == bar:
+            return x.vol
+        if len(p) <= w:
+            return None
+        if x.vol_bar == bar - 1 and x.vol_age < w and len(p) > w + 1:
+            new = p[-1] / p[-2] - 1.0
+            k = -1 - w
+            old = p[k] / p[k - 1] - 1.0
+            x.sum += new - old
+            x.sumsq += new * new - old * old
+            x.vol_age += 1
+        else:                                # exact recomputation from the last window + 1 prices
+            last = self.window_returns(symbol, w)
+            x.sum = math.fsum(last)
+            x.sumsq = math.fsum([v * v for v in last])
+            x.vol_age = 0
+        s = x.sum
+        var = (x.sumsq - s * s / w) / (w - 1)
+        x.vol = math.sqrt(var) if var > 0.0 else 0.0
+        x.vol_bar = bar
+        return x.vol
 
     def baseline(self, symbol: str) -> Optional[float]:
         """Median of the symbol's vol over the last ``baseline`` bars (None while too short)."""
         x = self.series.get(symbol)
-        if x is None:
+        if x is None or not self.track_vol:
             return None
         if self.bar - x.baseline_bar >= self.refresh or x.baseline is None:
-            n = min(x.n_vols, self.baseline_bars)
+            w, p = self.window, x.prices
+            n = min(len(p) - w, self.baseline_bars)          # vol values available
             if 2 * n < self.baseline_bars:
                 return None
+            # the median of vol = sqrt(max(q / (w - 1), 0)), a nondecreasing function of q,
+            # is that function of q's median elements: select on q, transform two scalars.
+            q, new = x.sq_dev, self.bar - x.sq_dev_bar
+            if q is not None and new < n:    # only the windows since: keep the older ones
+                q = np.concatenate((q[len(q) - (n - new):],
+                                    _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
+            else:
+                q = _rolling_sq_dev(np.frombuffer(p[-(n + w):]), w)
+            x.sq_dev, x.sq_dev_bar = q, self.bar
             h = n // 2
             if n % 2:
-                x.baseline = float(np.partition(x.vols[:n], h)[h])
+                x.baseline = _vol_of(float(np.partition(q, h)[h]), w)
             else:
-                lo, hi = np.partition(x.vols[:n], (h - 1, h))[h - 1:h + 1]
-                x.baseline = float(0.5 * (lo + hi))
+                lo, hi = np.partition(q, (h - 1, h))[h - 1:h + 1]
+                x.baseline = 0.5 * (_vol_of(float(lo), w) + _vol_of(float(hi), w))
             x.baseline_bar = self.bar
         return x.baseline
 
     def window_returns(self, symbol: str, n: int) -> list[float]:
-        """The last ``n`` (<= ``keep``) returns of ``symbol`` in bar order (zeros before its
-        history starts)."""
-        ring, end = self.series[symbol].ring, self.slot + 1
-        return ring[end - n:end] if end >= n else ring[end - n:] + ring[:end]
+        """The last ``n`` returns of ``symbol`` in bar order (fewer while its history is short)."""
+        p = self.series[symbol].prices[-n - 1:]
+        return [b / a - 1.0 for a, b in zip(p, p[1:])]
 
     def pair(self, a: str, b: str) -> Optional[float]:
         """Correlation of two symbols over ``corr_window``, None until both have a full window."""
@@ -152,7 +175,7 @@ class MarketReturns:
         cols = []
         for s in symbols:
             x = self.series.get(s)
-            if x is None or x.count < n:
+            if x is None or len(x.prices) <= n:
                 return None
             col = self.window_returns(s, n)
             m = sum(col) / n
@@ -166,13 +189,37 @@ class MarketReturns:
                     total += max(-1.0, min(1.0, sum(map(mul, ci, cj)) / (si * sj)))
         return total / (len(cols) * (len(cols) - 1) / 2)
 
-
     def window_correlation(self, a: str, b: str) -> float:
-        """Correlation of two symbols' last ``window`` returns from the running sums and one dot
-        product (0 when either did not move); both need a full window."""
-        x, y, n = self.series[a], self.series[b], self.window
-        if not (x.vol and y.vol):
+        """Correlation of two symbols' last ``window`` returns (0 when either did not move or
+        lacks a full window)."""
+        va, vb, n = self.vol(a), self.vol(b), self.window
+        if not (va and vb):
             return 0.0
         dot = sum(map(mul, self.window_returns(a, n), self.window_returns(b, n)))
-        cov = (dot - x.sum * y.sum / n) / (n - 1)
-        return max(-1.0, min(1.0, cov / (x.vol * y.vol)))
+        cov = (dot - self.series[a].sum * self.series[b].sum / n) / (n - 1)
+        return max(-1.0, min(1.0, cov / (va * vb)))
+
+
+def _vol_of(q: float, w: int) -> float:
+    """Sample std of ``w`` returns whose squared deviations sum to ``q`` (as ``vol`` computes it)."""
+    var = q / (w - 1)
+    return math.sqrt(var) if var > 0.0 else 0.0
+
+
+def _rolling_sq_dev(prices: np.ndarray, w: int) -> np.ndarray:
+    """Sum of squared deviations from the mean, sum(r**2) - sum(r)**2 / w, of every ``w``-return
+    window of ``prices`` (len(prices) - w values), from cumulative sums of the returns."""
+    r = prices[1:] / prices[:-1]
+    r -= 1.0
+    m = len(r) + 1
+    c1, c2 = np.empty(m), np.empty(m)
+    c1[0] = c2[0] = 0.0
+    np.cumsum(r, out=c1[1:])
+    r *= r
+    np.cumsum(r, out=c2[1:])
+    s = c1[w:] - c1[:-w]
+    q = c2[w:] - c2[:-w]
+    s *= s
+    s /= w
+    q -= s
+    return q
