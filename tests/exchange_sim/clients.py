@@ -1,0 +1,55 @@
+"""Real ccxt exchange objects pointed at the loopback server."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .server import ExchangeServer
+
+_HOST = re.compile(r"^https://[^/]+")
+
+
+def point_at(exchange: Any, server: ExchangeServer) -> Any:
+    """Send every Binance API family to the server (the URL paths stay Binance's own), and map
+    errors by path the way ccxt maps them by host for the real ``api.``/``fapi.`` domains."""
+    exchange.urls["api"] = {k: _HOST.sub(server.url, v) for k, v in exchange.urls["api"].items()}
+    tables = exchange.exceptions
+
+    def by_path(url: str | None, exact_or_broad: str) -> dict:
+        path = _HOST.sub("", re.sub(r"^http://[^/]+", "", url or ""))
+        kind = "linear" if path.startswith("/fapi") else "spot" if path.startswith("/api") else None
+        return (tables.get(kind) or {}).get(exact_or_broad, {}) if kind else {}
+
+    exchange.get_exceptions_by_url = by_path
+    return exchange
+
+
+def _config(server: ExchangeServer, kind: str, timeout_ms: int, api_key: str | None,
+            secret: str | None, config: dict) -> dict:
+    options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]},
+               "adjustForTimeDifference": False, "fetchMargins": False,
+               **config.pop("options", {})}
+    return {"apiKey": server.api_key if api_key is None else api_key,
+            "secret": server.secret if secret is None else secret, "timeout": timeout_ms,
+            "enableRateLimit": False, "options": options, **config}
+
+
+def spot_client(server: ExchangeServer, *, timeout_ms: int = 500, api_key: str | None = None,
+                secret: str | None = None, asyncio: bool = False, **config) -> Any:
+    """A ``ccxt.binance`` (spot) object talking to ``server`` (``asyncio=True``: ccxt.async_support)."""
+    import ccxt
+    import ccxt.async_support as accxt
+
+    cls = (accxt if asyncio else ccxt).binance
+    return point_at(cls(_config(server, "spot", timeout_ms, api_key, secret, config)), server)
+
+
+def futures_client(server: ExchangeServer, *, timeout_ms: int = 500, api_key: str | None = None,
+                   secret: str | None = None, asyncio: bool = False, **config) -> Any:
+    """A ``ccxt.binanceusdm`` (USD-M perpetuals) object talking to ``server``."""
+    import ccxt
+    import ccxt.async_support as accxt
+
+    cls = (accxt if asyncio else ccxt).binanceusdm
+    return point_at(cls(_config(server, "linear", timeout_ms, api_key, secret, config)), server)

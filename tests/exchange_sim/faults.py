@@ -1,0 +1,122 @@
+"""Fault injection for the loopback exchange.
+
+A rule names a fault kind and when it fires: on the ``at_call``-th request that matches its
+``endpoint``/``method`` (0-based, counted per rule), with a seeded ``probability`` per matching
+request, or (neither given) on the next matching request. ``times`` caps how often it fires;
+left at None it means once for ``at_call`` and for the plain form, unlimited with ``probability``
+(``probability=1.0`` hits every matching request). Kinds:
+
+- ``timeout``: the request is NOT processed; the server waits ``delay`` s then drops the connection.
+- ``rate_limit``: HTTP 429, ``Retry-After``, Binance code -1003; not processed.
+- ``server_error``: HTTP ``status`` (default 503) with an HTML body; not processed.
+- ``reject`` (order creation only): HTTP 400 with ``code``/``msg``; no order is created.
+- ``partial_fill`` (order creation only): each fill of the new order takes at most ``fraction`` of
+  its quantity; a MARKET order's unfilled rest expires, a LIMIT keeps resting.
+- ``lost_response`` (order creation only): the order IS created, then the answer is lost:
+  ``mode="drop"`` closes the connection, ``"500"`` answers -1000 UNKNOWN, ``"unknown"`` answers
+  HTTP 503 with -1007 (Binance's "execution status unknown"), ``"timeout"`` answers only after
+  ``delay`` s, when the client has given up.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from dataclasses import dataclass, field
+
+ORDER_ENDPOINTS = ("/api/v3/order", "/fapi/v1/order", "/fapi/v1/algoOrder")
+BEFORE = ("timeout", "rate_limit", "server_error", "reject")
+KINDS = (*BEFORE, "partial_fill", "lost_response")
+
+
+@dataclass
+class FaultRule:
+    kind: str
+    endpoint: str | None = None  # exact path ("/api/v3/order"); None: any (order endpoints for order kinds)
+    method: str | None = None  # "POST", ...; None: any (POST for order kinds)
+    at_call: int | None = None
+    probability: float | None = None
+    times: int | None = None
+    params: dict = field(default_factory=dict)
+    seen: int = 0
+    fired: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        order_kind = self.kind in ("reject", "partial_fill", "lost_response")
+        if self.endpoint is not None and path != self.endpoint:
+            return False
+        if self.endpoint is None and order_kind and path not in ORDER_ENDPOINTS:
+            return False
+        want = self.method or ("POST" if order_kind else None)
+        return want is None or want == method
+
+
+class Faults:
+    """The fault plan of one server. Thread-safe; ``log`` lists ``(kind, method, path)`` fired."""
+
+    def __init__(self, seed: int = 0) -> None:
+        self._rules: list[FaultRule] = []
+        self._rng = random.Random(seed)
+        self._lock = threading.Lock()
+        self.log: list[tuple[str, str, str]] = []
+
+    def add(self, kind: str, *, endpoint: str | None = None, method: str | None = None,
+            at_call: int | None = None, probability: float | None = None, times: int | None = None,
+            **params) -> FaultRule:
+        if kind not in KINDS:
+            raise ValueError(f"unknown fault kind {kind!r}; expected one of {', '.join(KINDS)}")
+        if probability is not None and not 0 <= probability <= 1:
+            raise ValueError("probability must be within [0, 1]")
+        if times is None and probability is None:
+            times = 1
+        rule = FaultRule(kind, endpoint, method, at_call, probability, times, params)
+        with self._lock:
+            self._rules.append(rule)
+        return rule
+
+    def timeout(self, delay: float = 1.0, **when) -> FaultRule:
+        return self.add("timeout", delay=delay, **when)
+
+    def rate_limit(self, retry_after: int = 1, **when) -> FaultRule:
+        return self.add("rate_limit", retry_after=retry_after, **when)
+
+    def server_error(self, status: int = 503, **when) -> FaultRule:
+        return self.add("server_error", status=status, **when)
+
+    def reject(self, code: int = -2010, msg: str = "New order rejected.", **when) -> FaultRule:
+        return self.add("reject", code=code, msg=msg, **when)
+
+    def partial_fill(self, fraction: float = 0.5, **when) -> FaultRule:
+        return self.add("partial_fill", fraction=fraction, **when)
+
+    def lose_response(self, mode: str = "drop", delay: float = 1.0, **when) -> FaultRule:
+        if mode not in ("drop", "500", "unknown", "timeout"):
+            raise ValueError("mode must be drop, 500, unknown or timeout")
+        return self.add("lost_response", mode=mode, delay=delay, **when)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def pick(self, method: str, path: str, kinds: tuple[str, ...]) -> FaultRule | None:
+        """The first rule of ``kinds`` that fires for this request (each matching rule counts it)."""
+        with self._lock:
+            chosen = None
+            for rule in self._rules:
+                if rule.kind not in kinds or not rule.matches(method, path):
+                    continue
+                index = rule.seen
+                rule.seen += 1
+                if chosen is not None or (rule.times is not None and rule.fired >= rule.times):
+                    continue
+                if rule.at_call is not None:
+                    fire = index == rule.at_call
+                elif rule.probability is not None:
+                    fire = self._rng.random() < rule.probability
+                else:
+                    fire = True
+                if fire:
+                    rule.fired += 1
+                    chosen = rule
+                    self.log.append((rule.kind, method, path))
+            return chosen
