@@ -99,7 +99,7 @@ class Coordinator:
             self._ensemble.learn(votes, forward_return, threshold)
 
 
-_NUMBERS = re.compile(r"\[[^\]]*\]|\([^)]*\)|(?<![A-Za-z])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?x?")
+_NUMBERS = re.compile(r"\[[^\]]*\]|\([^)]*\)|(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?x?(?![\w.-])")
 
 
 def decisive_reason(signal: Optional[Signal]) -> str:

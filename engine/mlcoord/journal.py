@@ -14,7 +14,7 @@ import pandas as pd
 import structlog
 
 from mlcoord import logs
-from mlcoord.model import Decision, GuardAction
+from mlcoord.model import Decision, GuardAction, Vote
 
 log = structlog.get_logger("mlcoord.decisions")
 
@@ -24,6 +24,16 @@ def iso_time(ns: int) -> str:
     return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
+def _vote_dict(v: Vote) -> dict[str, Any]:
+    out = {"component": v.component, "signal": v.action.name, "confidence": round(v.confidence, 6),
+           "weight": v.weight, "reasons": list(v.reasons)}
+    if v.p_up is not None:
+        out["p_up"] = round(v.p_up, 6)
+    if v.p_down is not None:
+        out["p_down"] = round(v.p_down, 6)
+    return out
+
+
 def decision_to_dict(d: Decision) -> dict[str, Any]:
     """Plain data for JSON and logs."""
     out: dict[str, Any] = {
@@ -31,10 +41,11 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
         "signal": d.signal.action.name, "technical_signal": d.technical.action.name,
         "raw_confidence": round(d.raw_confidence, 6), "confidence": round(d.confidence, 6),
         "threshold": d.threshold,
-        "votes": [{"component": v.component, "signal": v.action.name, "confidence": round(v.confidence, 6),
-                   "weight": v.weight, "reasons": list(v.reasons)} for v in d.votes],
+        "votes": [_vote_dict(v) for v in d.votes],
         "reasons": list(d.signal.reasons),
     }
+    if d.p_signal is not None:
+        out["p_signal"] = round(d.p_signal, 6)
     if d.plan is not None:
         out["plan"] = {"planner": d.plan.planner, "side": d.plan.side.name,
                        "legs": [{"price": leg.price, "fraction": leg.fraction, "market": leg.market}

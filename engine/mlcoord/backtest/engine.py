@@ -8,12 +8,12 @@ decision can see the bar it trades on. Same data, config and plugins give the sa
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
 
-from mlcoord.backtest.fills import DAY_NS, CostModel
+from mlcoord.backtest.fills import DAY_NS, CostModel, FundingSeries
 from mlcoord.backtest.portfolio import Portfolio, Position
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
@@ -79,18 +79,21 @@ class RawResult:
     initial_equity: float
     cost_model: CostModel
     errors: dict
+    level_paths: tuple[dict, ...] = ()   # per closed position: trade id and its (time, stop, tp) path
 
 
 class Backtest:
-    def __init__(self, pipeline: Pipeline, settings: Settings, journal: Optional[Journal] = None):
+    def __init__(self, pipeline: Pipeline, settings: Settings, journal: Optional[Journal] = None,
+                 funding: Optional[Mapping[str, FundingSeries]] = None):
         self.pipeline = pipeline
         self.settings = settings
-        self.costs = CostModel.from_config(settings.backtest)
+        self.costs = CostModel.from_config(settings.backtest, funding)
         self.portfolio = Portfolio(settings.backtest.initial_equity)
         self.journal = journal or Journal()
         self.trades: list[Trade] = []
         self.fills: list[Fill] = []
         self.plans: list[dict] = []
+        self.level_paths: list[dict] = []
         self._trade_seq = 0
         self._hedges_dirty = False
         self._funding_step = self.costs.funding_interval_ns if self.costs.funding_events(0, 1 << 62) else 0
@@ -156,7 +159,10 @@ class Backtest:
                 sym = book.symbol
                 position = positions.get(sym)
                 if position is not None:
-                    position.levels = pipeline.update_levels(book.prepared, i, position, position.levels)
+                    old = position.levels
+                    new = position.levels = pipeline.update_levels(book.prepared, i, position, old)
+                    if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):
+                        position.level_path.append((t, new.stop, new.take_profit))
                 a = book.action[i]
                 if not a:
                     continue
@@ -175,7 +181,7 @@ class Backtest:
             equity_curve[-1] = portfolio.cash
         return RawResult(times, np.asarray(equity_curve, dtype=float), np.asarray(exposure_curve, dtype=float), tuple(self.trades), tuple(self.fills),
                          tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
-                         self.costs, dict(pipeline.errors.counts))
+                         self.costs, dict(pipeline.errors.counts), tuple(self.level_paths))
 
     @staticmethod
     def _slots(books: Sequence[Book], times: np.ndarray) -> list:
@@ -238,12 +244,11 @@ class Backtest:
         hedge = portfolio.hedges.get(sym)
         previous = book.prev_time
         if previous is not None and (position is not None or hedge is not None) and self._funding_step:
-            step = self._funding_step
-            events = t // step - previous // step
-            if events:
+            rate = costs.funding_between(sym, previous, t)
+            if rate:
                 for p in (position, hedge):
                     if p is not None:
-                        payment = events * costs.funding_rate * p.quantity * o * p.side
+                        payment = rate * p.quantity * o * p.side
                         p.funding += payment
                         portfolio.cash -= payment
         book.prev_time = t
@@ -358,6 +363,8 @@ class Backtest:
         self._trade_seq += 1
         trade = position.to_trade(f"T{self._trade_seq:05d}", t, reason)
         self.trades.append(trade)
+        if position.level_path:
+            self.level_paths.append({"trade": trade.id, "symbol": position.symbol, "path": position.level_path})
         book_of = portfolio.hedges if position.hedge else portfolio.positions
         book_of.pop(position.symbol, None)
         if not position.hedge:

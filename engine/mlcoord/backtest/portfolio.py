@@ -19,7 +19,7 @@ class Position:
         "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
         "entries_filled", "entries_planned", "hedge", "decision", "levels", "fees", "funding",
         "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price",
-        "partial_done", "fills",
+        "partial_done", "fills", "level_path",
     )
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
@@ -36,6 +36,8 @@ class Position:
         self.liquidation_price = 0.0
         self.partial_done = False
         self.fills: list[Fill] = []
+        # (bar time, stop, take profit) whenever the levels change; for reports (the trailing path)
+        self.level_path: list[tuple] = [(time, levels.stop, levels.take_profit)] if levels is not None else []
 
     def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
         value = self.entry_price * self.quantity + fill.price * fill.quantity

@@ -80,6 +80,11 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
             if wanted - found:
                 raise ConfigError(f"symbol(s) {sorted(wanted - found)} not in the data files "
                                   f"(symbols found: {sorted(found) or 'none'})")
+    elif data.store:  # a `mlcoord data download` store: by symbol and timeframe
+        from mlcoord.live.data import load_store_candles
+
+        candles = load_store_candles(data.store, settings.exchange, data.symbols or [DEFAULT_SYMBOL],
+                                     data.timeframe, data.repair)
     else:
         candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair) for s in (data.symbols or [DEFAULT_SYMBOL])]
     out = []
@@ -117,6 +122,7 @@ class BacktestResult:
     symbols: tuple[str, ...]
     timeframe: str
     elapsed: dict[str, float]
+    candles: tuple[Candles, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
@@ -131,13 +137,16 @@ class BacktestResult:
             "trades": [_plain(unstructure(t)) for t in raw.trades],
             "fills": [_plain(unstructure(f)) for f in raw.fills],
             "decisions": [decision_to_dict(d) for d in raw.decisions],
+            "levels": [{"trade": p["trade"], "symbol": p["symbol"],
+                        "path": [[_iso(t), stop, tp] for t, stop, tp in p["path"]]} for p in raw.level_paths],
+            "candles": {c.symbol: _candles_json(c, int(raw.times[0]) if len(raw.times) else 0) for c in self.candles},
         }
 
     def write_json(self, path: Path) -> None:
-        _write_atomic(Path(path), json.dumps(self.to_json(), indent=1, default=str))
+        write_atomic(Path(path), json.dumps(self.to_json(), indent=1, default=str))
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Temp file, fsync, rename: a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -146,6 +155,17 @@ def _write_atomic(path: Path, text: str) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+
+
+def _iso(ns: int) -> str:
+    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+
+
+def _candles_json(c: Candles, start: int) -> dict[str, list]:
+    """The traded bars (warm-up left out), so a report can draw the price chart from the file."""
+    c = c.slice(int(np.searchsorted(c.time, start)), len(c))
+    return {"time": [_iso(t) for t in c.time.tolist()], "open": c.open.tolist(), "high": c.high.tolist(),
+            "low": c.low.tolist(), "close": c.close.tolist()}
 
 
 def _plain(d: dict) -> dict:
@@ -174,7 +194,12 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     event = settings.learning.event
     prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
                 for c in candles]
-    backtest = Backtest(pipeline, settings, Journal())
+    funding = None
+    if settings.data.store and settings.backtest.market == "futures":  # recorded funding rates, when stored
+        from mlcoord.live.data import load_store_funding
+
+        funding = load_store_funding(settings.data.store, settings.exchange, [c.symbol for c in candles])
+    backtest = Backtest(pipeline, settings, Journal(), funding=funding)
     start, _ = parse_timerange(settings.data.timerange)
     start_ns = start.value if start is not None else None
     trained = pipeline.trained_until()
@@ -193,13 +218,13 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     if progress:
         progress.close()
     if state_file is not None:
-        _write_atomic(state_file, json.dumps(pipeline.state(), indent=1, sort_keys=True))
+        write_atomic(state_file, json.dumps(pipeline.state(), indent=1, sort_keys=True))
     t3 = _time.perf_counter()
     stats = compute_stats(raw)
     ensemble = pipeline.coordinator.active
     result = BacktestResult(
         raw=raw, stats=stats, breakdowns=breakdowns(raw), components=pipeline.components.describe(),
-        learning={"event": event.describe(),
+        learning={"event": event.describe(), "horizon": event.horizon, "threshold": event.threshold,
                   "component_scores": ensemble.score_table() if ensemble else {},
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
                   "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None},
@@ -207,5 +232,26 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),
                  "stats": round(_time.perf_counter() - t3, 4)},
+        candles=tuple(candles),
     )
     return result
+
+
+def symbol_backtest_task(shared: tuple, j: int) -> BacktestResult:
+    """Task: symbol ``j`` backtested alone (its own account); see :func:`run_per_symbol`."""
+    from mlcoord.executors import PluginRecipe, plugins_from
+
+    settings, plugins, candles = shared
+    plugins = plugins_from(plugins) if isinstance(plugins, PluginRecipe) else plugins
+    return run_backtest(settings, plugins=plugins, candles=[candles[j]])
+
+
+def run_per_symbol(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], executor: Any,
+                   progress: Optional[bool] = None) -> list[Any]:
+    """One independent backtest per symbol, in parallel on ``executor`` (a portfolio backtest,
+    with one account shared by all symbols, is sequential by nature); a TaskResult per symbol."""
+    from mlcoord.executors import PluginRecipe, Task
+
+    recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
+    tasks = [Task(f"bt-{c.symbol}", symbol_backtest_task, (j,), {"symbol": c.symbol}) for j, c in enumerate(candles)]
+    return executor.run(tasks, (settings, recipe, tuple(candles)), desc="backtests", progress=progress)
