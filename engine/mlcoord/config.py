@@ -92,6 +92,29 @@ class DataConfig:
     higher_timeframes: tuple[str, ...] = ("4h", "1d")
     timerange: Optional[str] = None
     repair: bool = False
+    store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
+
+
+@attrs.frozen
+class ExchangeConfig:
+    """``[exchange]``: which exchange and account, and where its API keys come from.
+
+    ``id`` is the ccxt exchange id (default ``binance``); ``market`` ``spot`` or ``futures``
+    (USD-margined perpetuals). Keys are read from ``keys_file`` (TOML or JSON with ``api_key``,
+    ``secret`` and optional ``password``) or from the environment variables named by ``key_env``,
+    ``secret_env``, ``password_env`` (these win over the file); never from the command line.
+    ``rate_limit_ms``: minimum milliseconds between requests (default: ccxt's value for the
+    exchange). ``timeout_ms`` (10000): per request.
+    """
+
+    id: str = "binance"
+    market: str = attrs.field(default="spot", validator=v.in_(("spot", "futures")))
+    keys_file: Optional[str] = None
+    key_env: str = "MLCOORD_API_KEY"
+    secret_env: str = "MLCOORD_API_SECRET"
+    password_env: str = "MLCOORD_API_PASSWORD"
+    rate_limit_ms: Optional[int] = attrs.field(default=None, validator=v.optional(_positive))
+    timeout_ms: int = attrs.field(default=10_000, validator=_positive)
 
 
 @attrs.frozen
@@ -144,6 +167,7 @@ class Settings:
     backtest: BacktestConfig = BacktestConfig()
     learning: LearningConfig = LearningConfig()
     ensemble: EnsembleOptions = EnsembleOptions()
+    exchange: ExchangeConfig = ExchangeConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 
 

@@ -5,17 +5,47 @@
 * A stop fills at the worse of the stop and the open (a gap through it fills at the open), plus
   slippage. If the stop and the take profit are both inside one bar, the stop is assumed first.
 * Fees on every fill (taker for market and stop fills, maker for limits); funding on perpetual
-  positions at every funding time.
+  positions at every funding time: the exchange's recorded rates where a :class:`FundingSeries`
+  covers the time (``mlcoord data download`` stores them), else the configured constant rate.
 """
 
 from __future__ import annotations
 
+from typing import Mapping, Optional
+
 import attrs
+import numpy as np
 
 from mlcoord.config import BacktestConfig
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
+
+
+@attrs.frozen(eq=False)
+class FundingSeries:
+    """A perpetual's funding history: ``time`` (int64 ns, increasing) and ``rate`` per event.
+
+    Exchanges stamp funding a few ms after the hour; times are rounded to the second so a
+    payment at 08:00:00.003 falls on the 08:00 bar. Outside ``[time[0], time[-1]]`` the series
+    says nothing and the constant rate applies."""
+
+    time: np.ndarray = attrs.field(converter=lambda t: (np.asarray(t, np.int64) + 500_000_000)
+                                   // 1_000_000_000 * 1_000_000_000)
+    rate: np.ndarray = attrs.field(converter=lambda r: np.asarray(r, np.float64))
+    _cum: np.ndarray = attrs.field(init=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.time.shape != self.rate.shape or self.time.ndim != 1 or not len(self.time):
+            raise ValueError("funding series needs equally long, non-empty time and rate arrays")
+        if (np.diff(self.time) <= 0).any() or not np.isfinite(self.rate).all():
+            raise ValueError("funding series times must increase and rates be finite")
+        object.__setattr__(self, "_cum", np.concatenate([[0.0], np.cumsum(self.rate)]))
+
+    def total(self, start: int, end: int) -> float:
+        """Sum of the rates of funding events in ``(start, end]``."""
+        a, b = np.searchsorted(self.time, (start, end), side="right")
+        return float(self._cum[b] - self._cum[a])
 
 
 @attrs.frozen
@@ -28,16 +58,20 @@ class CostModel:
     market: str
     leverage: float
     maintenance_margin: float
+    funding: Mapping[str, FundingSeries] = attrs.field(factory=dict, repr=False)  # per symbol, optional
 
     @classmethod
-    def from_config(cls, config: BacktestConfig) -> "CostModel":
+    def from_config(cls, config: BacktestConfig,
+                    funding: Optional[Mapping[str, FundingSeries]] = None) -> "CostModel":
         return cls(config.fee_taker, config.fee_maker, config.slippage, config.funding_rate,
                    config.funding_interval_hours * HOUR_NS, config.market, config.leverage,
-                   config.maintenance_margin)
+                   config.maintenance_margin, dict(funding or {}))
 
     def describe(self) -> str:
         funding = (f"funding {self.funding_rate * 100:.4f}% per {self.funding_interval_ns // HOUR_NS}h "
                    f"(longs pay when positive)" if self.market == "futures" else "no funding (spot)")
+        if self.funding and self.market == "futures":
+            funding = f"recorded funding rates for {', '.join(sorted(self.funding))}, elsewhere {funding}"
         return (f"{self.market}, leverage {self.leverage:g}x; fees taker {self.fee_taker * 100:.3f}% / "
                 f"maker {self.fee_maker * 100:.3f}%; slippage {self.slippage * 100:.3f}% on market and stop "
                 f"fills; stops gapped through fill at the open; stop assumed before take profit in one bar; "
@@ -62,8 +96,24 @@ class CostModel:
         return max(price, open_) if side > 0 else min(price, open_)
 
     def funding_events(self, previous_open: int, open_: int) -> int:
-        """Funding times in (previous_open, open_]."""
-        if self.market != "futures" or not self.funding_rate:
+        """Funding times in (previous_open, open_] (of the constant-rate schedule)."""
+        if self.market != "futures" or not (self.funding_rate or self.funding):
             return 0
         step = self.funding_interval_ns
         return open_ // step - previous_open // step
+
+    def funding_between(self, symbol: str, previous_open: int, open_: int) -> float:
+        """Total funding rate due in (previous_open, open_] (positive: longs pay shorts).
+
+        The symbol's recorded series where it covers the time, else the constant rate at every
+        ``funding_interval`` boundary."""
+        series = self.funding.get(symbol)
+        step = self.funding_interval_ns
+        if series is None or open_ < series.time[0] or previous_open >= series.time[-1]:
+            return (open_ // step - previous_open // step) * self.funding_rate
+        rate = series.total(previous_open, open_)
+        if previous_open < series.time[0]:  # the part before the recorded history
+            rate += ((int(series.time[0]) - 1) // step - previous_open // step) * self.funding_rate
+        if open_ > series.time[-1]:  # the part after it
+            rate += (open_ // step - series.time[-1] // step) * self.funding_rate
+        return rate
