@@ -1,0 +1,401 @@
+"""The persistence store: orders, fills, positions, plans, decisions and plugin state.
+
+Every write is a database transaction that is committed (and on SQLite fsynced, see
+:mod:`mlcoord.live.database`) before the method returns: once a call returns, the write survives
+``kill -9`` and a restart. Every write is idempotent on a natural key, so a retry after a crash or
+a timeout never duplicates anything:
+
+* orders by client order id (:func:`mlcoord.live.ids.client_order_id`), a later report merging
+  into the stored one without ever moving it backwards (a stale "open" after "filled" is ignored);
+* fills by exchange trade id, else (client order id, sequence); recording a fill also updates its
+  order's filled quantity and the position, in the same transaction, so the three never disagree;
+* plans by plan id, decisions by (symbol, bar time), plugin state by component name.
+
+``with store.transaction():`` groups several writes into one commit (nested: a savepoint).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, Mapping, Optional, Union
+
+import attrs
+import structlog
+from sqlalchemy import Connection, Engine, case, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL
+
+from mlcoord.model import Decision, Side
+from mlcoord.live import rows
+from mlcoord.live.database import StoreError, create_engine_for, database_url, write_transaction
+from mlcoord.live.migrations import LATEST, current_version, upgrade
+from mlcoord.live.positions import CLOSED_TOLERANCE, apply_fill
+from mlcoord.live.records import (
+    LIVE_STATES,
+    STOP_TAGS,
+    FillRecord,
+    OrderRecord,
+    OrderState,
+    PlanRecord,
+    PlanStatus,
+    PositionRecord,
+)
+from mlcoord.live.schema import component_state, decisions, fills, orders, plans, positions
+
+log = structlog.get_logger("mlcoord.store")
+
+_FILLED_TOLERANCE = 1e-9   # filled >= quantity * (1 - this) counts as fully filled
+
+
+class OrderConflict(StoreError, ValueError):
+    """A write that contradicts what is stored under the same key (a bug, never a retry)."""
+
+
+class UnknownOrder(StoreError, LookupError):
+    """A fill for an order the store has never seen: upsert the order first."""
+
+
+class Store:
+    """Durable, idempotent state of a paper or live trading run. Build with :meth:`open`."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], int] = time.time_ns):
+        self.engine = engine
+        self.clock = clock
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._local = threading.local()
+
+    @classmethod
+    def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns) -> "Store":
+        """Open (and create or upgrade) the database at ``url``: a path or ``sqlite:///path.db``
+        (the default backend), or ``postgresql+psycopg://user:password@host:port/dbname``."""
+        engine = create_engine_for(url if isinstance(url, URL) else database_url(url))
+        try:
+            applied = upgrade(engine, clock=clock)
+        except BaseException:
+            engine.dispose()
+            raise
+        log.info("store_opened", url=engine.url.render_as_string(hide_password=True), schema=LATEST,
+                 migrated=applied)
+        return cls(engine, clock)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        with self._read() as conn:
+            return current_version(conn)
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator["Store"]:
+        """Group writes: all of them are committed together when the block ends, or none if it
+        raises. Nested blocks are savepoints. The transaction belongs to the calling thread."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            with conn.begin_nested():
+                yield self
+            return
+        with write_transaction(self.engine) as conn:
+            self._local.conn = conn
+            try:
+                yield self
+            finally:
+                self._local.conn = None
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """The current transaction (inside a savepoint, so a failed call undoes only itself), or a
+        new one committed when the block ends."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            with write_transaction(self.engine) as conn:
+                yield conn
+        else:
+            with conn.begin_nested():
+                yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            yield conn
+            return
+        with self.engine.connect() as conn:
+            yield conn
+
+    # -- orders -------------------------------------------------------------------------------
+
+    def upsert_order(self, record: OrderRecord) -> OrderRecord:
+        """Insert the order, or merge this report into the stored one; returns what is stored.
+
+        Writing the same client order id again never adds a row. The merge never moves an order
+        backwards: its state only advances (a terminal state is final, except that the exchange
+        may still report FILLED after the bot thought it cancelled), the filled quantity never
+        shrinks, and price / quantity may change only while the order is live (an amendment).
+        Identity fields (symbol, side, kind, tag, reduce-only, hedge, creation time, plan,
+        exchange id once known) must match: a mismatch raises :class:`OrderConflict`.
+        """
+        values = rows.order_values(record)
+        with self._write() as conn:
+            if _inserted(conn, self._insert(orders).values(**values), "client_order_id"):
+                return record
+            row = conn.execute(select(orders).where(orders.c.client_order_id == record.client_order_id)
+                               .with_for_update()).mappings().one()
+            stored = rows.order_record(row)
+            merged = _merge_order(stored, record)
+            if merged != stored:
+                conn.execute(update(orders).where(orders.c.client_order_id == record.client_order_id)
+                             .values(**rows.order_values(merged)))
+            return merged
+
+    def order(self, client_order_id: str) -> Optional[OrderRecord]:
+        with self._read() as conn:
+            row = conn.execute(select(orders).where(orders.c.client_order_id == client_order_id)).mappings().first()
+        return None if row is None else rows.order_record(row)
+
+    def open_orders(self, symbol: Optional[str] = None) -> list[OrderRecord]:
+        """Orders not yet in a terminal state, oldest first. PENDING ones were journaled but maybe
+        never reached the exchange: reconciliation asks the exchange about each by client id."""
+        query = select(orders).where(orders.c.state.in_([s.value for s in LIVE_STATES]))
+        if symbol is not None:
+            query = query.where(orders.c.symbol == symbol)
+        with self._read() as conn:
+            found = conn.execute(query.order_by(orders.c.created_at, orders.c.client_order_id)).mappings().all()
+        return [rows.order_record(r) for r in found]
+
+    # -- fills and positions ------------------------------------------------------------------
+
+    def record_fill(self, record: FillRecord) -> bool:
+        """Record a fill once; returns False (and changes nothing) if its key is already stored.
+
+        In the same transaction, the order's filled quantity and average price become those of
+        its fills (or stay at what the exchange reported, if higher), it becomes FILLED or
+        PARTIALLY_FILLED, and the position of (symbol, side, hedge) absorbs the fill.
+        """
+        fill = record.fill
+        now = self.clock()
+        with self._write() as conn:
+            row = conn.execute(select(orders).where(orders.c.client_order_id == fill.order_id)
+                               .with_for_update()).mappings().first()
+            if row is None:
+                raise UnknownOrder(f"fill {record.key!r} belongs to order {fill.order_id!r}, which is not in "
+                                   "the store: upsert the order before its fills")
+            order = rows.order_record(row)
+            _check_fill_matches(record, order)
+            values = rows.fill_values(record, now)
+            if not _inserted(conn, self._insert(fills).values(**values), "fill_key"):
+                _check_same_fill(conn, record)
+                return False
+            self._refresh_order(conn, order, now)
+            self._apply_to_position(conn, record, order.plan_id, now)
+        return True
+
+    def _refresh_order(self, conn: Connection, order: OrderRecord, now: int) -> None:
+        quantity, notional = conn.execute(
+            select(func.sum(fills.c.quantity), func.sum(fills.c.quantity * fills.c.price))
+            .where(fills.c.client_order_id == order.client_order_id)).one()
+        filled, average = order.filled_quantity, order.average_price
+        if quantity >= filled:
+            filled, average = quantity, notional / quantity
+        state = order.state
+        if filled >= order.order.quantity * (1 - _FILLED_TOLERANCE):
+            state = OrderState.FILLED
+        elif filled > 0 and state in (OrderState.PENDING, OrderState.OPEN):
+            state = OrderState.PARTIALLY_FILLED
+        conn.execute(update(orders).where(orders.c.client_order_id == order.client_order_id)
+                     .values(filled_quantity=filled, average_price=average, state=state.value,
+                             updated_at=max(now, order.updated_at)))
+
+    def _apply_to_position(self, conn: Connection, record: FillRecord, plan_id: Optional[str], now: int) -> None:
+        fill = record.fill
+        key = _position_key(fill.symbol, fill.side, fill.hedge)
+        row = conn.execute(select(positions).where(*key).with_for_update()).mappings().first()
+        before = None if row is None else rows.position_record(row)
+        after, unapplied = apply_fill(before, fill, plan_id, now)
+        if unapplied > 0:
+            log.warning("fill_exceeds_position", fill=record.key, symbol=fill.symbol, side=fill.side.name,
+                        hedge=fill.hedge, unapplied=unapplied,
+                        position=0.0 if before is None else before.quantity)
+        if after is None:
+            if before is not None:
+                conn.execute(delete(positions).where(*key))
+        elif before is None:
+            conn.execute(positions.insert().values(**rows.position_values(after)))
+        else:
+            conn.execute(update(positions).where(*key).values(**rows.position_values(after)))
+
+    def fills(self, client_order_id: Optional[str] = None) -> list[FillRecord]:
+        query = select(fills)
+        if client_order_id is not None:
+            query = query.where(fills.c.client_order_id == client_order_id)
+        with self._read() as conn:
+            found = conn.execute(query.order_by(fills.c.recorded_at, fills.c.time, fills.c.fill_key)).mappings().all()
+        return [rows.fill_record(r) for r in found]
+
+    def positions(self) -> list[PositionRecord]:
+        """Open positions, by symbol, side and hedge flag."""
+        with self._read() as conn:
+            found = conn.execute(select(positions).where(positions.c.quantity > 0)
+                                 .order_by(positions.c.symbol, positions.c.side, positions.c.hedge)).mappings().all()
+        return [rows.position_record(r) for r in found]
+
+    def mark_position(self, symbol: str, side: Side, *, hedge: bool = False,
+                      liquidation_price: Optional[float] = None, funding: float = 0.0) -> bool:
+        """Set the exchange's liquidation price and add a funding payment (paid > 0) to an open
+        position. Returns False if there is no such position."""
+        key = _position_key(symbol, side, hedge)
+        with self._write() as conn:
+            return bool(conn.execute(update(positions).where(*key).values(
+                liquidation_price=liquidation_price, funding=positions.c.funding + funding,
+                updated_at=self.clock())).rowcount)
+
+    # -- plans --------------------------------------------------------------------------------
+
+    def save_plan(self, plan: PlanRecord) -> None:
+        """Store the plan, replacing the stored one with the same id (a moved stop, a new status)."""
+        values = rows.plan_values(plan)
+        with self._write() as conn:
+            conn.execute(self._insert(plans).values(**values).on_conflict_do_update(
+                index_elements=["plan_id"], set_={k: v for k, v in values.items() if k != "plan_id"}))
+
+    def plan(self, plan_id: str) -> Optional[PlanRecord]:
+        with self._read() as conn:
+            body = conn.execute(select(plans.c.body).where(plans.c.plan_id == plan_id)).scalar()
+        return None if body is None else rows.plan_record(body)
+
+    def active_plans(self) -> list[PlanRecord]:
+        with self._read() as conn:
+            bodies = conn.execute(select(plans.c.body).where(plans.c.status == PlanStatus.ACTIVE.value)
+                                  .order_by(plans.c.decision_time, plans.c.plan_id)).scalars().all()
+        return [rows.plan_record(b) for b in bodies]
+
+    def plans_without_stop(self) -> list[PlanRecord]:
+        """Active plans with an open position (entry fills minus exit fills of the plan's orders,
+        hedge leg excluded) and no live stop order on the exchange: each needs one before any new
+        entry. Plans whose stop the bot monitors (``stop_on_exchange=False``) are protected by
+        the stored plan itself. Only OPEN / PARTIALLY_FILLED stop orders count: resolve PENDING
+        ones with the exchange first (one may never have been sent)."""
+        signed = case((fills.c.reduce_only.is_(True), -fills.c.quantity), else_=fills.c.quantity)
+        entered = case((fills.c.reduce_only.is_(True), 0.0), else_=fills.c.quantity)
+        held = (select(orders.c.plan_id, func.sum(signed).label("net"), func.sum(entered).label("entered"))
+                .join(fills, fills.c.client_order_id == orders.c.client_order_id)
+                .where(orders.c.plan_id.is_not(None), fills.c.hedge.is_(False))
+                .group_by(orders.c.plan_id).subquery())
+        protected = select(orders.c.plan_id).where(
+            orders.c.plan_id.is_not(None), orders.c.tag.in_(STOP_TAGS),
+            orders.c.state.in_([OrderState.OPEN.value, OrderState.PARTIALLY_FILLED.value]))
+        query = (select(plans.c.body, held.c.net, held.c.entered)
+                 .join(held, held.c.plan_id == plans.c.plan_id)
+                 .where(plans.c.status == PlanStatus.ACTIVE.value, plans.c.stop_on_exchange.is_(True),
+                        plans.c.plan_id.not_in(protected))
+                 .order_by(plans.c.decision_time, plans.c.plan_id))
+        with self._read() as conn:
+            found = conn.execute(query).all()
+        return [rows.plan_record(body) for body, net, total in found if net > CLOSED_TOLERANCE * total]
+
+    # -- plugin state and decisions -----------------------------------------------------------
+
+    def save_state(self, component: str, state: Mapping[str, Any]) -> None:
+        """Store a component's learning state (JSON-able; numpy values become lists and numbers)."""
+        if not isinstance(state, Mapping):
+            raise TypeError(f"state of {component!r} must be a mapping, got {type(state).__name__}")
+        values = {"component": component, "body": rows.dumps(dict(state)), "updated_at": self.clock()}
+        with self._write() as conn:
+            conn.execute(self._insert(component_state).values(**values).on_conflict_do_update(
+                index_elements=["component"], set_={"body": values["body"], "updated_at": values["updated_at"]}))
+
+    def load_state(self, component: str) -> Optional[dict[str, Any]]:
+        """The state last saved for ``component``, or None."""
+        with self._read() as conn:
+            body = conn.execute(select(component_state.c.body)
+                                .where(component_state.c.component == component)).scalar()
+        return None if body is None else rows.loads(body)
+
+    def record_decision(self, decision: Union[Mapping[str, Any], Decision]) -> bool:
+        """Store one journal entry (``mlcoord.journal.decision_to_dict`` output, or a Decision).
+        Keyed by (symbol, time): replaying a bar after a restart stores it once; returns False then."""
+        if isinstance(decision, Decision):
+            from mlcoord.journal import decision_to_dict   # imports pandas: only when needed
+            d = decision_to_dict(decision)
+        else:
+            d = dict(decision)
+        try:
+            symbol, bar_time = str(d["symbol"]), str(d["time"])
+        except KeyError as exc:
+            raise ValueError(f"a decision needs 'symbol' and 'time', missing {exc}") from None
+        values = {"symbol": symbol, "time": bar_time, "outcome": str(d.get("outcome", "")),
+                  "body": rows.dumps(d), "recorded_at": self.clock()}
+        with self._write() as conn:
+            return _inserted(conn, self._insert(decisions).values(**values), "symbol", "time")
+
+    def decisions(self, symbol: Optional[str] = None) -> list[dict[str, Any]]:
+        """Stored decisions in the order they were recorded."""
+        query = select(decisions.c.body)
+        if symbol is not None:
+            query = query.where(decisions.c.symbol == symbol)
+        with self._read() as conn:
+            bodies = conn.execute(query.order_by(decisions.c.id)).scalars().all()
+        return [rows.loads(b) for b in bodies]
+
+
+def _inserted(conn: Connection, insert, *key: str) -> bool:
+    """Run ``INSERT ... ON CONFLICT (key) DO NOTHING``; True if a row was added. (RETURNING, because
+    psycopg reports no row count for it.)"""
+    table = insert.table
+    stmt = insert.on_conflict_do_nothing(index_elements=list(key)).returning(table.c[key[0]])
+    return conn.execute(stmt).first() is not None
+
+
+def _position_key(symbol: str, side: Side, hedge: bool):
+    return (positions.c.symbol == symbol, positions.c.side == int(side), positions.c.hedge == bool(hedge))
+
+
+_IDENTITY = ("symbol", "side", "kind", "reduce_only", "tag", "hedge", "created_at")
+
+
+def _merge_order(stored: OrderRecord, report: OrderRecord) -> OrderRecord:
+    old, new = stored.order, report.order
+    for name in _IDENTITY:
+        if getattr(old, name) != getattr(new, name):
+            raise OrderConflict(f"order {old.id!r}: {name} is {getattr(old, name)!r} in the store, "
+                                f"{getattr(new, name)!r} in the new write; a client id names one order only")
+    for name in ("plan_id", "exchange_order_id"):
+        a, b = getattr(stored, name), getattr(report, name)
+        if a is not None and b is not None and a != b:
+            raise OrderConflict(f"order {old.id!r}: {name} is {a!r} in the store, {b!r} in the new write")
+    order = old
+    if not stored.state.terminal:
+        order = attrs.evolve(old, quantity=new.quantity, price=new.price, expires_at=new.expires_at)
+    advances = (report.state.rank >= stored.state.rank) if not stored.state.terminal \
+        else report.state is OrderState.FILLED
+    filled, average = stored.filled_quantity, stored.average_price
+    if report.filled_quantity > filled or (report.filled_quantity == filled and report.average_price is not None):
+        filled, average = report.filled_quantity, report.average_price
+    return OrderRecord(order=order, plan_id=stored.plan_id or report.plan_id,
+                       state=report.state if advances else stored.state, filled_quantity=filled,
+                       average_price=average, exchange_order_id=stored.exchange_order_id or report.exchange_order_id,
+                       updated_at=max(stored.updated_at, report.updated_at), reason=report.reason or stored.reason)
+
+
+def _check_fill_matches(record: FillRecord, order: OrderRecord) -> None:
+    f, o = record.fill, order.order
+    if (f.symbol, f.side, f.reduce_only, f.hedge) != (o.symbol, o.side, o.reduce_only, o.hedge):
+        raise OrderConflict(f"fill {record.key!r} ({f.symbol} {f.side.name} reduce_only={f.reduce_only} "
+                            f"hedge={f.hedge}) does not match its order {o.id!r} ({o.symbol} {o.side.name} "
+                            f"reduce_only={o.reduce_only} hedge={o.hedge})")
+
+
+def _check_same_fill(conn: Connection, record: FillRecord) -> None:
+    stored = rows.fill_record(conn.execute(select(fills).where(fills.c.fill_key == record.key)).mappings().one())
+    if stored != record:
+        raise OrderConflict(f"fill key {record.key!r} is stored with different content: {stored!r} vs {record!r}")
