@@ -16,15 +16,19 @@ setup: $(BIN)/python
 # torch: the local CPU build first (any other torch spec may pull a multi-GB CUDA build)
 TORCH ?= torch==2.13.0
 
+# every extra, so the whole suite runs: ML training, ccxt, PostgreSQL, Dask, Optuna
 setup-test: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,ml]'
-
-backtest: setup
-	$(BIN)/mlcoord backtest
+	$(BIN)/pip install -q -e '.[test,ml,exchange,postgres,dask,sweep]'
+	$(BIN)/pip install -q -e plugin-template
 
 test: setup-test
 	$(BIN)/python -m pytest
+	cd plugin-template && ../$(BIN)/python -m pytest -q tests
+	MLCOORD_BIN=$(BIN) bash .ci/plugin-template-check
+
+backtest: setup
+	$(BIN)/mlcoord backtest
 
 bench: setup
 	$(BIN)/python benchmarks/bench_backtest.py
