@@ -139,7 +139,8 @@ def on_trade_closed(trade: "Trade", decision: Optional["Decision"]) -> None:
     """Called when a position is fully closed: learning feedback.
 
     ``trade`` is the closed :class:`mlcoord.model.Trade` (net PnL, exit reason, entries filled);
-    ``decision`` the :class:`mlcoord.model.Decision` that opened it (``None`` for hedges). The
+    ``decision`` the :class:`mlcoord.model.Decision` that opened it (``None`` when the position was
+    adopted without one). Hedge legs are portfolio protection, not trades: they are not reported. The
     outcome is known at this point, so learning from it cannot look ahead. Components that define
     ``on_trade_closed(trade, decision)`` are also told directly.
 

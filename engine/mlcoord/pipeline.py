@@ -132,6 +132,9 @@ def resolve_components(settings: Settings, plugins: PluginSet,
             log.info("options_of_disabled_plugin_ignored", plugin=name)
     check_names([n for n in settings.plugins if n not in disabled or n in plugins.components],
                 plugins.components, "component in [plugins.*]")
+    for name in settings.plugins:   # a typo in options of a component not selected still fails
+        if name in plugins.components:
+            plugin_options(settings, name, plugins.components[name].options)
 
     def build(spec: ComponentSpec) -> Built:
         return build_component(settings, spec, **option_changes.get(spec.name, {}))

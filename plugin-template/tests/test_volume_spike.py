@@ -210,7 +210,7 @@ def test_bad_options_fail_with_the_key(bad, where):
 def test_registers_a_signal_source_named_volume_spike():
     loaded = load_plugins({}, entry_points={}, extra_plugins={"volume_spike": mlcoord_volume_spike})
     assert loaded.statuses["volume_spike"].enabled
-    assert loaded.statuses["volume_spike"].hooks == ("register_signal_sources",)
+    assert loaded.statuses["volume_spike"].hooks == ("register_entry_planners", "register_signal_sources")
     spec = loaded.components["volume_spike"]
     assert (spec.role, spec.owner, spec.options) == ("signal_sources", "volume_spike", VolumeSpikeOptions)
     component = spec.factory(VolumeSpikeOptions())
@@ -244,3 +244,96 @@ def test_end_to_end_backtest_with_it_selected(btc):
     assert ours, "no decision carried volume_spike's reasons"
     assert any(d.outcome == "entered" for d in ours)   # agreeing with technical clears the threshold
     assert all(any("broke the 20-bar" in r for r in d.technical.reasons) for d in ours)
+
+
+# -- the second component: the grid entry planner ----------------------------------------------
+
+from mlcoord import MarketContext, Regime, Side, Signal  # noqa: E402
+from mlcoord_volume_spike import GridOptions, GridPlanner  # noqa: E402
+
+
+def _context(atr_pct: float, price: float = 100.0) -> MarketContext:
+    return MarketContext(atr_pct * price, atr_pct, 0.01, 0.0, 0.2, Regime.RANGING, price)
+
+
+def _signal(action: Action, confidence: float = 0.7) -> Signal:
+    return Signal(action, confidence, ("test",), "test")
+
+
+def test_grid_long_is_equal_legs_spaced_in_atr_below_the_price():
+    plan = GridPlanner().plan(_signal(Action.BUY), 100.0, _context(0.02))
+    assert (plan.side, plan.planner, plan.expires_after_bars) == (Side.LONG, "grid", 24)
+    assert [leg.fraction for leg in plan.legs] == [0.25] * 4
+    assert [leg.market for leg in plan.legs] == [True, False, False, False]
+    # 0.5 ATR = 1 % of the price per step
+    assert [leg.price for leg in plan.legs] == pytest.approx([100.0, 99.0, 98.0, 97.0])
+    assert "4 equal legs every 0.5 ATR" in plan.reasons[0]
+
+
+def test_grid_short_mirrors_above_the_price_and_confidence_does_not_matter():
+    planner = GridPlanner(GridOptions(legs=3, spacing_atr=1.0))
+    sure, doubtful = (planner.plan(_signal(Action.SELL, c), 200.0, _context(0.01, 200.0)) for c in (0.95, 0.55))
+    assert sure == doubtful
+    assert sure.side == Side.SHORT
+    assert [leg.price for leg in sure.legs] == pytest.approx([200.0, 202.0, 204.0])
+
+
+def test_grid_steps_follow_volatility():
+    calm = GridPlanner().plan(_signal(Action.BUY), 100.0, _context(0.01))
+    wild = GridPlanner().plan(_signal(Action.BUY), 100.0, _context(0.04))
+    assert 100.0 - wild.worst_price == pytest.approx(4 * (100.0 - calm.worst_price))
+
+
+def test_grid_with_a_first_offset_has_no_market_leg():
+    plan = GridPlanner(GridOptions(legs=2, first_offset_atr=1.0)).plan(_signal(Action.BUY), 100.0, _context(0.02))
+    assert not any(leg.market for leg in plan.legs)
+    assert [leg.price for leg in plan.legs] == pytest.approx([98.0, 97.0])
+
+
+def test_grid_without_atr_uses_the_fallback_step_and_says_so():
+    plan = GridPlanner().plan(_signal(Action.BUY), 100.0, _context(float("nan")))
+    assert [leg.price for leg in plan.legs] == pytest.approx([100.0, 99.5, 99.0, 98.5])
+    assert "no ATR yet" in plan.reasons[0]
+
+
+def test_grid_depth_is_capped_so_no_leg_reaches_zero():
+    plan = GridPlanner(GridOptions(legs=20, spacing_atr=5.0)).plan(_signal(Action.BUY), 100.0, _context(0.10))
+    assert plan.worst_price == pytest.approx(50.0) and all(leg.price > 0 for leg in plan.legs)
+    assert any("capped at 50%" in r for r in plan.reasons)
+    prices = [leg.price for leg in plan.legs]
+    assert prices == sorted(prices, reverse=True) and len(set(prices)) == 20
+
+
+def test_grid_refuses_hold_and_bad_prices():
+    with pytest.raises(ValueError):
+        GridPlanner().plan(_signal(Action.HOLD, 0.0), 100.0, _context(0.02))
+    with pytest.raises(ValueError):
+        GridPlanner().plan(_signal(Action.BUY), float("nan"), _context(0.02))
+
+
+@pytest.mark.parametrize("bad, where", [
+    ({"legs": 0}, "legs"), ({"legs": 21}, "legs"), ({"legs": 2.0}, "legs"), ({"spacing_atr": 0}, "spacing_atr"),
+    ({"first_offset_atr": -1}, "first_offset_atr"), ({"fallback_spacing": 0.5}, "fallback_spacing"),
+    ({"max_depth": 1.0}, "max_depth"), ({"expire_after_bars": 0}, "expire_after_bars"), ({"leg": 3}, "leg"),
+])
+def test_grid_bad_options_fail_with_the_key(bad, where):
+    settings_ = structure({"plugins": {"grid": bad}}, Settings)
+    with pytest.raises(ConfigError, match=where):
+        plugin_options(settings_, "grid", GridOptions)
+
+
+def test_grid_is_registered_by_the_same_plugin():
+    loaded = load_plugins({}, entry_points={}, extra_plugins={"volume_spike": mlcoord_volume_spike})
+    spec = loaded.components["grid"]
+    assert (spec.role, spec.owner, spec.options) == ("entry_planners", "volume_spike", GridOptions)
+    settings_ = structure({"plugins": {"grid": {"legs": 3}}}, Settings)
+    assert plugin_options(settings_, "grid", GridOptions) == GridOptions(legs=3)
+
+
+def test_end_to_end_backtest_with_grid_replacing_dca(btc):
+    settings_ = structure({"pipeline": {"entry_planner": "grid"}, "plugins": {"grid": {"legs": 3}}}, Settings)
+    result = run_backtest(settings_, plugins=_with_builtins(), candles=[btc.slice(20_000, 28_000)])
+    assert result.components["entry_planner"] == "grid"
+    entered = [d for d in result.raw.decisions if d.outcome == "entered"]
+    assert entered and all(d.plan.planner == "grid" and len(d.plan.legs) == 3 for d in entered)
+    assert result.raw.trades and all(t.entries_planned == 3 for t in result.raw.trades if not t.hedge)

@@ -19,6 +19,10 @@ open) has no direction and never signals; the breakout compares the *close* with
 range, so a wick through the level is not enough. On BTC/USDT 1h 2020-2025 the defaults signal
 on 2.8% of bars (627 BUY, 613 SELL of 43,803), median confidence 0.69.
 
+The plugin also registers a second component, the ``grid`` entry planner (see
+:mod:`mlcoord_volume_spike.grid`): one plugin may fill several roles, each component with its
+own name and options.
+
 Copy this package to write your own plugin: see README.md.
 """
 
@@ -30,6 +34,7 @@ from attrs import validators as v
 from mlcoord import hookimpl
 from mlcoord.components import MarketData, SignalSeries
 from mlcoord_volume_spike.detector import Breakouts, detect, explain
+from mlcoord_volume_spike.grid import GridOptions, GridPlanner
 
 __version__ = "0.1.0"
 
@@ -88,4 +93,11 @@ def register_signal_sources(register):
              description="volume-confirmed breakouts: a >= 3x median-volume bar closing beyond the 20-bar range")
 
 
-__all__ = ["VolumeSpike", "VolumeSpikeOptions", "MLCOORD_HOOKS_VERSION", "register_signal_sources"]
+@hookimpl
+def register_entry_planners(register):
+    register("grid", GridPlanner, options=GridOptions,
+             description="N equal entry legs spaced k x ATR against the signal (confidence-independent)")
+
+
+__all__ = ["VolumeSpike", "VolumeSpikeOptions", "GridPlanner", "GridOptions", "MLCOORD_HOOKS_VERSION",
+           "register_signal_sources", "register_entry_planners"]
