@@ -20,6 +20,7 @@ from cattrs.errors import IterableValidationError, IterableValidationNote
 from attrs import validators as v
 
 from mlcoord.ensemble import EnsembleOptions
+from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.learning import EventSpec
 
@@ -167,6 +168,7 @@ class Settings:
     backtest: BacktestConfig = BacktestConfig()
     learning: LearningConfig = LearningConfig()
     ensemble: EnsembleOptions = EnsembleOptions()
+    executor: ExecutorConfig = ExecutorConfig()
     exchange: ExchangeConfig = ExchangeConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 

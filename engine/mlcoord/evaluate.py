@@ -16,7 +16,9 @@ No bar is ever scored by a model trained on it.
 from __future__ import annotations
 
 import math
+import os
 import tempfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -29,6 +31,7 @@ from mlcoord.backtest.run import BacktestResult, run_backtest
 from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
+from mlcoord.executors import Executor, InlineExecutor, PluginRecipe, Task, TaskResult, plugins_from
 from mlcoord.learning import expected_calibration_error, reliability, scores
 from mlcoord.model import Action
 from mlcoord.pipeline import build_component, resolve_components
@@ -150,39 +153,121 @@ def _collect(result: BacktestResult, candles: Candles, start: int, end: int, hor
             into.setdefault("ensemble (final, calibrated)", []).append((y_final, d.confidence))
 
 
+@attrs.frozen(eq=False)
+class EvalJob:
+    """What every task of one evaluation needs; sent to each worker once."""
+
+    settings: Settings
+    plugins: Any                    # a PluginRecipe on workers; the PluginSet itself inline
+    candles: tuple[Candles, ...]
+    windows: tuple[Window, ...]
+
+
+def _job_plugins(job: EvalJob) -> PluginSet:
+    return plugins_from(job.plugins) if isinstance(job.plugins, PluginRecipe) else job.plugins
+
+
+def train_window_task(job: EvalJob, k: int) -> dict[str, Any]:
+    """Task: train window ``k``'s models; returns each artifact as bytes (workers share no disk)."""
+    with tempfile.TemporaryDirectory(prefix="mlcoord-train-") as tmp:
+        changes, reports = train_models(job.settings, _job_plugins(job), job.candles, job.windows[k], Path(tmp))
+        blobs = {name: Path(c["model_path"]).read_bytes() for name, c in changes.items()}
+    return {"models": blobs, "reports": reports}
+
+
+_MODEL_DIR: list[tempfile.TemporaryDirectory] = []
+
+
+def _materialise(blobs: dict[str, bytes], k: int) -> dict[str, dict[str, Any]]:
+    """Write window ``k``'s artifacts once per process; option changes pointing at them."""
+    if not _MODEL_DIR:
+        _MODEL_DIR.append(tempfile.TemporaryDirectory(prefix="mlcoord-models-"))
+    changes = {}
+    for name, blob in sorted(blobs.items()):
+        path = Path(_MODEL_DIR[0].name) / f"{name}-w{k}-{zlib.crc32(blob):08x}.npz"
+        if not path.exists():
+            tmp = path.with_suffix(".part")
+            tmp.write_bytes(blob)
+            os.replace(tmp, path)
+        changes[name] = {"model_path": str(path)}
+    return changes
+
+
+def window_symbol_task(shared: tuple[EvalJob, dict[int, dict[str, bytes]]], k: int, j: int
+                       ) -> Optional[dict[str, Any]]:
+    """Task: score window ``k`` on symbol ``j`` (ML and technical-only backtests); pure."""
+    job, models = shared
+    settings, w, c = job.settings, job.windows[k], job.candles[j]
+    plugins = _job_plugins(job)
+    part = _between(c, w.fit_start - WARMUP * c.timeframe_ns, w.test_end)
+    if len(part) < WARMUP:
+        return None
+    changes = _materialise(models.get(k, {}), k)
+    technical_only = attrs.evolve(settings, pipeline=attrs.evolve(settings.pipeline, ml_components=(), calibrator=""))
+    fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
+    s_ml = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
+    s_ta = attrs.evolve(technical_only, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
+    ml = run_backtest(s_ml, plugins=plugins, candles=[part], option_changes=changes)
+    ta = run_backtest(s_ta, plugins=plugins, candles=[part])
+    pooled: dict[str, list] = {}
+    _collect(ml, part, w.test_start, w.test_end, settings.learning.horizon, settings.learning.threshold, pooled)
+    row = {"window": w.index, "symbol": c.symbol,
+           "test": [pd.Timestamp(w.test_start, tz="UTC").isoformat(), pd.Timestamp(w.test_end, tz="UTC").isoformat()],
+           "technical": _segment_stats(ta, w.test_start), "ml": _segment_stats(ml, w.test_start)}
+    return {"pooled": pooled, "row": row}
+
+
 def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], wf: WalkForward,
-             progress: Optional[Callable[[str], None]] = None) -> dict[str, Any]:
-    """Run the walk-forward evaluation; returns plain data (the table and the details)."""
+             progress: Optional[Callable[[str], None]] = None, executor: Optional[Executor] = None,
+             show_progress: Optional[bool] = False) -> dict[str, Any]:
+    """Run the walk-forward evaluation; returns plain data (the table and the details).
+
+    Windows are trained, then every (window, symbol) is scored, as tasks on ``executor``
+    (default: in this process). Results are gathered in window-then-symbol order, so the
+    figures do not depend on the executor; a failed task is listed under ``failures``."""
     times = np.unique(np.concatenate([c.time for c in candles]))
     windows = plan_windows(times, wf)
     if not windows:
         raise ValueError(f"not enough data for one window: need more than {wf.train_bars + wf.fit_bars} bars")
-    horizon, threshold = settings.learning.horizon, settings.learning.threshold
-    technical_only = attrs.evolve(settings, pipeline=attrs.evolve(settings.pipeline, ml_components=(), calibrator=""))
+    executor = executor or InlineExecutor()
+    recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
+    job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows)))
+    failed: list[str] = []
+    models: dict[int, dict[str, bytes]] = {}
+    trained_reports = [{"window": w.index} for w in windows]
+    try:
+        if wf.retrain:
+            tasks = [Task(f"train-w{w.index}", train_window_task, (k,), {"window": w.index, "phase": "train"})
+                     for k, w in enumerate(windows)]
+            for k, r in enumerate(executor.run(tasks, job, desc="training", progress=show_progress)):
+                if r.ok:
+                    models[k] = r.value["models"]
+                    trained_reports[k].update(r.value["reports"])
+                else:
+                    failed.append(r.describe())
+        tasks = [Task(f"w{w.index}-{c.symbol}", window_symbol_task, (k, j), {"window": w.index, "symbol": c.symbol})
+                 for k, w in enumerate(windows) if k in models or not wf.retrain for j, c in enumerate(candles)]
+
+        def step(r: TaskResult) -> None:
+            if progress and r.value is not None:
+                progress(f"window {r.labels['window'] + 1}/{len(windows)} {r.labels['symbol']}")
+        shared_models = executor.share(models)
+        try:
+            results = executor.run(tasks, (job, shared_models), desc="walk-forward", progress=show_progress,
+                                   on_result=step)
+        finally:
+            executor.unshare(shared_models)
+    finally:
+        executor.unshare(job)
     pooled: dict[str, list] = {}
     trading = []
-    trained_reports = []
-    with tempfile.TemporaryDirectory(prefix="mlcoord-wf-") as tmp:
-        for w in windows:
-            changes, reports = train_models(settings, plugins, candles, w, Path(tmp)) if wf.retrain else ({}, {})
-            trained_reports.append({"window": w.index, **{k: v for k, v in reports.items()}})
-            for c in candles:
-                part = _between(c, w.fit_start - WARMUP * c.timeframe_ns, w.test_end)
-                if len(part) < WARMUP:
-                    continue
-                fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
-                s_ml = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
-                s_ta = attrs.evolve(technical_only, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
-                ml = run_backtest(s_ml, plugins=plugins, candles=[part], option_changes=changes)
-                ta = run_backtest(s_ta, plugins=plugins, candles=[part])
-                _collect(ml, part, w.test_start, w.test_end, horizon, threshold, pooled)
-                trading.append({"window": w.index, "symbol": c.symbol,
-                                "test": [pd.Timestamp(w.test_start, tz="UTC").isoformat(),
-                                         pd.Timestamp(w.test_end, tz="UTC").isoformat()],
-                                "technical": _segment_stats(ta, w.test_start),
-                                "ml": _segment_stats(ml, w.test_start)})
-                if progress:
-                    progress(f"window {w.index + 1}/{len(windows)} {c.symbol}")
+    for r in results:
+        if not r.ok:
+            failed.append(r.describe())
+        elif r.value is not None:
+            for name, pairs in r.value["pooled"].items():
+                pooled.setdefault(name, []).extend(pairs)
+            trading.append(r.value["row"])
     table = {}
     for name, pairs in sorted(pooled.items()):
         y = [p[0] for p in pairs]
@@ -201,7 +286,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     return {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
             "scores": table, "reliability": diagrams, "trading": trading,
             "trading_summary": {"technical": total("technical"), "ml": total("ml")},
-            "training": trained_reports, "settings": attrs.asdict(wf)}
+            "training": trained_reports, "settings": attrs.asdict(wf), "failures": failed}
 
 
 def render(result: dict[str, Any]) -> str:
@@ -218,6 +303,8 @@ def render(result: dict[str, Any]) -> str:
         lines.append(f"  trading {kind:<10} mean return {t['mean_return'] * 100:+.2f}% per window, "
                      f"mean Sharpe {t['mean_sharpe']:.2f}, worst drawdown {t['worst_drawdown'] * 100:.1f}%, "
                      f"{t['trades']} trades (fees included)")
+    for line in result.get("failures", []):
+        lines.append(f"  FAILED {line}")
     return "\n".join(lines)
 
 
