@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any, Optional
@@ -29,9 +31,11 @@ def _csv(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None) -> dict[str, Any]:
+def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None, store=None) -> dict[str, Any]:
     """``[data]`` values given on the command line (they win over the config file)."""
     data: dict[str, Any] = {}
+    if store:
+        data["store"] = store
     if files:
         data["files"] = _csv(files)
     if symbols:
@@ -43,6 +47,30 @@ def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair
     if repair:
         data["repair"] = True
     return data
+
+
+def _executor_options(fn):
+    """``--executor``/``--address``/``--workers``: where tasks run (see mlcoord.executors)."""
+    fn = click.option("--workers", type=int, help="Local pool size (default: the machine's cores; "
+                      "env MLCOORD_WORKERS).")(fn)
+    fn = click.option("--address", help="Dask scheduler, tcp://HOST:8786 (env MLCOORD_DASK_ADDRESS).")(fn)
+    return click.option("--executor", type=click.Choice(["local", "dask", "inline"]),
+                        help="Where tasks run: local process pool (default), an existing Dask cluster, "
+                        "or inline (this process). Env MLCOORD_EXECUTOR; config [executor] kind.")(fn)
+
+
+def _make_executor(kind, address, workers, settings=None, config=None):
+    """CLI, then environment, then config ``[executor]``, then a local pool."""
+    import attrs
+
+    from mlcoord.executors import ExecutorConfig, choose_executor, make_executor
+
+    config = config or getattr(settings, "executor", None)
+    if workers:
+        config = attrs.evolve(config or ExecutorConfig(), workers=workers)
+    executor = make_executor(choose_executor(kind, address, config))
+    click.echo(f"executor: {executor.describe()}", err=True)
+    return executor
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,15 +103,21 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
               "restored at start, saved at the end.")
 @click.option("--trace", is_flag=True, help="Log which plugin answered which call, for every decision "
               "(combine with --timerange to look at one).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report (charts, breakdowns, trades; opens offline).")
+@click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
+@click.option("--per-symbol", is_flag=True, help="One independent backtest per symbol (own account), "
+              "run in parallel on the executor, instead of one portfolio backtest.")
+@_executor_options
 @_friendly
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades, state_file, trace) -> None:
+             show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
     from mlcoord.report_text import summary
 
-    data = _data_overrides(data_files, symbols, timeframe, timerange, repair)
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
     overrides: dict[str, Any] = {"data": data} if data else {}
     if state_file:
         overrides["learning"] = {"state_file": state_file}
@@ -102,11 +136,54 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         def factory(total: int):
             return tqdm(total=total, unit="bar", desc="backtest", disable=None if progress is None else False,
                         dynamic_ncols=True, leave=False)
+    if per_symbol:
+        _backtest_per_symbol(settings, disabled, show_trades, progress, json_path or report_path,
+                             _make_executor(executor, address, workers, settings))
+        return
     result = run_backtest(settings, disabled=disabled, progress_factory=factory)
     click.echo(summary(result, show_trades))
     if json_path:
         result.write_json(json_path)
         click.echo(f"result written to {json_path}")
+    if report_path:
+        from mlcoord.report import write_report
+
+        write_report(result.to_json(), report_path)
+        click.echo(f"report written to {report_path}")
+
+
+def _backtest_per_symbol(settings, disabled, show_trades, progress, wants_file, executor) -> None:
+    from mlcoord.backtest.run import load_market, run_per_symbol
+    from mlcoord.errors import ConfigError
+    from mlcoord.registry import load_plugins
+    from mlcoord.report_text import summary
+
+    if wants_file:
+        raise ConfigError("--json and --report describe one backtest; leave them out with --per-symbol")
+    with executor:
+        results = run_per_symbol(settings, load_plugins(disabled), load_market(settings), executor, progress)
+    for r in results:
+        click.echo(f"== {r.labels['symbol']} ==")
+        click.echo(summary(r.value, show_trades) if r.ok else f"FAILED {r.describe()}")
+    if not all(r.ok for r in results):
+        sys.exit(1)
+
+
+@contextlib.contextmanager
+def _progress_env(progress: Optional[bool]):
+    """``--no-progress``: quiet every tqdm bar below (training epochs, windows) for this command."""
+    if progress is not False:
+        yield
+        return
+    before = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = before
 
 
 @main.command()
@@ -117,8 +194,9 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
 @click.option("--timerange", help="Training history, YYYYMMDD-YYYYMMDD (labels past its end are not used).")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the model artifact (.npz).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar per epoch (default: on a terminal).")
 @_friendly
-def train(component, config_path, data_files, symbols, timerange, out) -> None:
+def train(component, config_path, data_files, symbols, timerange, out, progress) -> None:
     """Train an ML component's model on a chosen history (chronological split, early stopping)."""
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.components import build_market_data
@@ -137,7 +215,8 @@ def train(component, config_path, data_files, symbols, timerange, out) -> None:
     candles = load_market(settings, cut_start=False)
     datasets = [build_market_data(c, settings.data.higher_timeframes, event=settings.learning.event)
                 for c in candles]
-    report = built.obj.train(datasets, out, None)
+    with _progress_env(progress):
+        report = built.obj.train(datasets, out, None)
     for key, value in report.items():
         click.echo(f"{key}: {value}")
     click.echo(f"model written to {out}")
@@ -155,9 +234,14 @@ def train(component, config_path, data_files, symbols, timerange, out) -> None:
 @click.option("--windows", type=int, help="Only the last N windows.")
 @click.option("--no-retrain", is_flag=True, help="Use the configured models instead of retraining per window.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all results as JSON.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report (scores, reliability, technical vs ML trading).")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
+@_executor_options
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
-             no_retrain, json_path) -> None:
+             no_retrain, json_path, report_path, progress, store, executor, address, workers) -> None:
     """Walk-forward evaluation: component and ensemble scores, technical vs ML trading."""
     import json as _json
 
@@ -166,17 +250,156 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     from mlcoord.evaluate import WalkForward, evaluate as run_evaluation, render
     from mlcoord.registry import load_plugins
 
-    data = _data_overrides(data_files, symbols, timeframe)
+    data = _data_overrides(data_files, symbols, timeframe, store=store)
     settings = load_settings(config_path, {"data": data} if data else None)
     loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
     candles = load_market(settings, cut_start=False)
     wf = WalkForward(train_bars, fit_bars, test_bars, windows, not no_retrain)
-    result = run_evaluation(settings, loaded, candles, wf,
-                            progress=lambda msg: click.echo(f"  {msg}", err=True))
+    with _progress_env(progress), _make_executor(executor, address, workers, settings) as pool:
+        result = run_evaluation(settings, loaded, candles, wf, executor=pool, show_progress=progress)
     click.echo(render(result))
     if json_path:
         json_path.write_text(_json.dumps(result, indent=1, default=str), encoding="utf-8")
         click.echo(f"result written to {json_path}")
+    if report_path:
+        from mlcoord.report import write_report
+
+        write_report(_json.loads(_json.dumps(result, default=str)), report_path)
+        click.echo(f"report written to {report_path}")
+
+
+@main.command()
+@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="sweep.toml: a config plus [sweep] (objective, trials, storage, [sweep.space]).")
+@click.option("--trials", type=int, help="Complete trials wanted (overrides [sweep] trials).")
+@click.option("--storage", help="Optuna storage, e.g. sqlite:///sweep.db (overrides [sweep] storage).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the table as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@_executor_options
+@_friendly
+def sweep(config_path, trials, storage, json_path, progress, executor, address, workers) -> None:
+    """Search plugin options for the best Sharpe (net of fees) or calibrated log-loss; resumable."""
+    import json as _json
+
+    import attrs
+
+    from mlcoord.backtest.run import disabled_plugins, load_market
+    from mlcoord.registry import load_plugins
+    from mlcoord.sweep import load_sweep, render, run_sweep
+
+    spec, settings, raw, executor_config = load_sweep(config_path)
+    spec = attrs.evolve(spec, **{k: v for k, v in (("trials", trials), ("storage", storage)) if v})
+    loaded = load_plugins(disabled_plugins(settings))
+    candles = load_market(settings, cut_start=spec.objective == "sharpe")
+    with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
+        summary = run_sweep(spec, raw, loaded, candles, pool, progress=progress, echo=click.echo)
+    click.echo(render(summary, spec.space))
+    if json_path:
+        json_path.write_text(_json.dumps(summary, indent=1, default=str), encoding="utf-8")
+        click.echo(f"table written to {json_path}")
+
+
+@main.command()
+@click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (default: next to the first result, .html).")
+@click.option("--title", default="", help="Page title.")
+@_friendly
+def report(results, out, title) -> None:
+    """HTML report of RESULT.json (backtest or evaluate --json); two files: side by side."""
+    from mlcoord.errors import ConfigError
+    from mlcoord.report import load_result, write_comparison, write_report
+
+    if len(results) > 2:
+        raise ConfigError(f"give one result file, or two to compare (got {len(results)})")
+    loaded = [load_result(p) for p in results]
+    if len(results) == 1:
+        out = out or results[0].with_suffix(".html")
+        write_report(loaded[0], out, title)
+    else:
+        a, b = results
+        names = (a.stem, b.stem) if a.stem != b.stem else (str(a), str(b))
+        out = out or a.with_name(f"{a.stem}-vs-{b.stem}.html")
+        write_comparison(loaded[0], loaded[1], out, names)
+    click.echo(f"report written to {out}")
+
+
+@main.group()
+def data() -> None:
+    """Download market data into a local store."""
+
+
+@data.command("download")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config ([exchange] id, market, keys; [data] store).")
+@click.option("--exchange", "exchange_id", help="ccxt exchange id (default: [exchange] id, binance).")
+@click.option("--market", type=click.Choice(["spot", "futures"]), help="Spot or USD-M perpetuals (default: [exchange] market).")
+@click.option("--symbols", "symbols", multiple=True, required=True, help="e.g. BTC/USDT,ETH/USDT.")
+@click.option("--timeframes", "timeframes", multiple=True, default=("1h",), show_default=True, help="e.g. 1h,4h,1d.")
+@click.option("--since", default="2021-01-01", show_default=True, help="First candle wanted (UTC date), if not stored yet.")
+@click.option("--store", help="Store directory (default: [data] store, else ./user_data/data).")
+@click.option("--limit", default=1000, show_default=True, help="Candles per request.")
+@click.option("--no-funding", is_flag=True, help="Skip funding-rate history (futures).")
+@_friendly
+def data_download(config_path, exchange_id, market, symbols, timeframes, since, store, limit, no_funding) -> None:
+    """Fetch candles (and perpetual funding rates) through ccxt; a second run fetches only what is new.
+
+    API keys, if needed, come from [exchange] keys_file or the environment, never from options."""
+    from mlcoord.config import load_settings
+    from mlcoord.live.data import Downloader, parse_since
+    from mlcoord.live.exchange import create_exchange, load_credentials
+
+    overrides: dict[str, Any] = {"exchange": {k: v for k, v in (("id", exchange_id), ("market", market)) if v}}
+    settings = load_settings(config_path, overrides)
+    root = store or settings.data.store or "user_data/data"
+    exchange = create_exchange(settings.exchange, load_credentials(settings.exchange))
+    downloader = Downloader(exchange, root, settings.exchange.market, limit=limit)
+    for report in downloader.download(_csv(symbols), _csv(timeframes), parse_since(since), funding=not no_funding):
+        click.echo(report.line())
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config ([exchange], [data] symbols, [live] kill_switch/heartbeat/poll_seconds).")
+@click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT.")
+@click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
+@click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
+@click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
+@_friendly
+def paper(config_path, symbols, timeframe, disable, cycles) -> None:
+    """Paper trading: the backtest's pipeline and fill model on live closed candles (no keys, no orders)."""
+    from mlcoord.backtest.run import disabled_plugins
+    from mlcoord.live.exchange import create_exchange
+    from mlcoord.live.runner import load_live_settings, run_paper
+    from mlcoord.registry import load_plugins
+
+    overrides = {"data": {"symbols": _csv(symbols)}} if symbols else {}
+    settings, options = load_live_settings(config_path, overrides)
+    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    trader = run_paper(settings, options, create_exchange(settings.exchange), loaded, cycles=cycles,
+                       timeframe=timeframe)
+    p = trader.portfolio
+    click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
+               f"fills {len(trader.engine.fills)}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="TOML config ([exchange] with keys_file or key env names, [live]).")
+@click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
+@click.option("--i-understand-this-is-real-money", "real_money", is_flag=True,
+              help="Required: without it nothing is sent (use `mlcoord paper` for a dry run).")
+@_friendly
+def live(config_path, disable, real_money) -> None:
+    """Live trading with real orders. Keys come from the environment or [exchange] keys_file only."""
+    from mlcoord.backtest.run import disabled_plugins
+    from mlcoord.errors import MlcoordError
+    from mlcoord.live.runner import LIVE_LOOP_MISSING, check_live_start, load_live_settings
+    from mlcoord.registry import load_plugins
+
+    settings, _options = load_live_settings(config_path)
+    check_live_start(settings, load_plugins(disabled_plugins(settings, _csv(disable))), real_money=real_money)
+    raise MlcoordError(LIVE_LOOP_MISSING)
 
 
 @main.group()

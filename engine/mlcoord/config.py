@@ -169,6 +169,9 @@ class Settings:
     learning: LearningConfig = LearningConfig()
     ensemble: EnsembleOptions = EnsembleOptions()
     executor: ExecutorConfig = ExecutorConfig()
+    #: ``[live]`` (paper/live trading); validated by ``mlcoord.live.supervisor.live_options``
+    #: when those commands start, so one config file serves backtests and live runs
+    live: dict[str, Any] = attrs.field(factory=dict)
     exchange: ExchangeConfig = ExchangeConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
 

@@ -111,77 +111,97 @@ class Backtest:
         if start is not None:
             times = times[np.searchsorted(times, start):]
         slots = self._slots(books, times)
-        portfolio = self.portfolio
-        positions, hedges = portfolio.positions, portfolio.hedges
-        pipeline = self.pipeline
-        guards = [(g.name, g.obj.on_bar) for g in pipeline.components.portfolio_guards]
-        equity_curve: list[float] = []
-        exposure_curve: list[float] = []
-        record_equity, record_exposure = equity_curve.append, exposure_curve.append
-        day = None
-        times_list = times.tolist()
-        for k, t in enumerate(times_list):
-            portfolio.time = t
-            today = t // DAY_NS
-            if today != day:
-                day = today
-                portfolio.day_start_equity = portfolio.equity
-            slot = slots[k]
-            for book, i in slot:
-                sym = book.symbol
-                if book.legs or sym in positions or sym in hedges or book.exit_reason or book.hedge_open \
-                        or book.hedge_close:
-                    self._fill_bar(book, i, t)
-                portfolio.prices[sym] = book.c[i]
-            if positions or hedges:
-                record_equity(portfolio.mark())
-                record_exposure(portfolio.marked_exposure)
-            else:
-                equity = portfolio.equity = portfolio.cash
-                if equity > portfolio.peak_equity:
-                    portfolio.peak_equity = equity
-                record_equity(equity)
-                record_exposure(0.0)
-            for guard_name, on_bar in guards:
-                try:
-                    actions = on_bar(portfolio)
-                except Exception as exc:
-                    pipeline.errors.failed(guard_name, "on_bar", exc)
-                    continue
-                if actions:
-                    for action in pipeline.checked_guard_actions(guard_name, actions):
-                        self._guard_action(guard_name, action, books)
-            if portfolio.hedge_mode and self._hedges_dirty:
-                self._cover_hedges(books)
-            for book, i in slot:
-                if i >= book.next_due:
-                    self._learn(book, i)
-                sym = book.symbol
-                position = positions.get(sym)
-                if position is not None:
-                    old = position.levels
-                    new = position.levels = pipeline.update_levels(book.prepared, i, position, old)
-                    if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):
-                        position.level_path.append((t, new.stop, new.take_profit))
-                a = book.action[i]
-                if not a:
-                    continue
-                if position is not None or book.legs:
-                    if (a < 0 and position is not None and position.side == Side.LONG
-                            and self.costs.market == "spot"):
-                        book.exit_reason = "sell_signal"
-                    continue
-                self._decide(book, i, t)
+        self.begin(books)
+        step = self.step
+        for k, t in enumerate(times.tolist()):
+            step(t, slots[k])
             if progress is not None and k % 2048 == 2047:
                 progress(2048)
         if progress is not None:
             progress(len(times) % 2048)
-        self._close_everything(books)
-        if len(times):
-            equity_curve[-1] = portfolio.cash
-        return RawResult(times, np.asarray(equity_curve, dtype=float), np.asarray(exposure_curve, dtype=float), tuple(self.trades), tuple(self.fills),
+        return self.finish()
+
+    def begin(self, books: Sequence[Book]) -> None:
+        """Start a run over ``books``; then :meth:`step` per timestamp and :meth:`finish` once.
+
+        Paper trading drives these three itself, bar by bar as candles close, so that it trades
+        with exactly the backtest's per-bar code."""
+        self.books = list(books)
+        self._guards = [(g.name, g.obj.on_bar) for g in self.pipeline.components.portfolio_guards]
+        self._times: list[int] = []
+        self._equity_curve: list[float] = []
+        self._exposure_curve: list[float] = []
+        self._day: Optional[int] = None
+
+    def step(self, t: int, slot: Sequence[tuple[Book, int]]) -> None:
+        """One timestamp: fills, marking, guards, exit updates and entry decisions.
+
+        ``slot`` lists the (book, bar index) pairs that have a closed bar at ``t``."""
+        portfolio = self.portfolio
+        positions, hedges = portfolio.positions, portfolio.hedges
+        pipeline = self.pipeline
+        self._times.append(t)
+        portfolio.time = t
+        today = t // DAY_NS
+        if today != self._day:
+            self._day = today
+            portfolio.day_start_equity = portfolio.equity
+        for book, i in slot:
+            sym = book.symbol
+            if book.legs or sym in positions or sym in hedges or book.exit_reason or book.hedge_open \
+                    or book.hedge_close:
+                self._fill_bar(book, i, t)
+            portfolio.prices[sym] = book.c[i]
+        if positions or hedges:
+            self._equity_curve.append(portfolio.mark())
+            self._exposure_curve.append(portfolio.marked_exposure)
+        else:
+            equity = portfolio.equity = portfolio.cash
+            if equity > portfolio.peak_equity:
+                portfolio.peak_equity = equity
+            self._equity_curve.append(equity)
+            self._exposure_curve.append(0.0)
+        for guard_name, on_bar in self._guards:
+            try:
+                actions = on_bar(portfolio)
+            except Exception as exc:
+                pipeline.errors.failed(guard_name, "on_bar", exc)
+                continue
+            if actions:
+                for action in pipeline.checked_guard_actions(guard_name, actions):
+                    self._guard_action(guard_name, action, self.books)
+        if portfolio.hedge_mode and self._hedges_dirty:
+            self._cover_hedges(self.books)
+        for book, i in slot:
+            if i >= book.next_due:
+                self._learn(book, i)
+            sym = book.symbol
+            position = positions.get(sym)
+            if position is not None:
+                old = position.levels
+                new = position.levels = pipeline.update_levels(book.prepared, i, position, old)
+                if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):
+                    position.level_path.append((t, new.stop, new.take_profit))
+            a = book.action[i]
+            if not a:
+                continue
+            if position is not None or book.legs:
+                if (a < 0 and position is not None and position.side == Side.LONG
+                        and self.costs.market == "spot"):
+                    book.exit_reason = "sell_signal"
+                continue
+            self._decide(book, i, t)
+
+    def finish(self, close: bool = True) -> RawResult:
+        """The run's result; ``close`` first closes what is still open at the last close."""
+        if close:
+            self._close_everything(self.books)
+            if self._times:
+                self._equity_curve[-1] = self.portfolio.cash
+        return RawResult(np.asarray(self._times, dtype=np.int64), np.asarray(self._equity_curve, dtype=float),
+                         np.asarray(self._exposure_curve, dtype=float), tuple(self.trades), tuple(self.fills),
                          tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
-                         self.costs, dict(pipeline.errors.counts), tuple(self.level_paths))
+                         self.costs, dict(self.pipeline.errors.counts), tuple(self.level_paths))
 
     @staticmethod
     def _slots(books: Sequence[Book], times: np.ndarray) -> list:

@@ -1,0 +1,291 @@
+"""Orders through a real ccxt exchange, placed at most once whatever the network or the process does.
+
+The rules, in order of importance:
+
+1. Every order has a client id derived from its decision (:func:`mlcoord.live.ids.client_order_id`)
+   and is written to the store as PENDING *before* it is sent. After a crash, a PENDING order is
+   one whose fate is asked of the exchange by that id, never one to send again blindly.
+2. After an ambiguous failure (timeout, lost response, 5xx, 429) the broker looks the order up by
+   its client id and adopts it if the exchange has it; only if the exchange says it does not is
+   the same order (same id) sent again. A "duplicate client id" answer means the order exists:
+   it is adopted. A definite answer (insufficient funds, bad price or size) marks it REJECTED.
+3. Fills are recorded from the exchange's filled quantity and average price as deltas with a
+   per-order sequence number, so refreshing an order twice records nothing twice.
+
+Exchange order types (Binance dialects, as ccxt 4.5 sends them): spot stops are
+``STOP_LOSS_LIMIT`` (``stopPrice`` plus a limit ``stop_limit_offset`` beyond it); futures stops and
+take profits are ``STOP_MARKET`` / ``TAKE_PROFIT_MARKET`` algo orders in hedge mode
+(``positionSide``; hedge mode forbids ``reduceOnly``: closing is implied by the side).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import structlog
+
+from mlcoord.errors import MlcoordError
+from mlcoord.live.exchange import market_symbol
+from mlcoord.live.ids import client_order_id
+from mlcoord.live.records import FillRecord, OrderRecord, OrderState
+from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, describe_error
+from mlcoord.live.store import Store
+from mlcoord.model import Fill, Order, OrderKind, Side
+
+log = structlog.get_logger("mlcoord.live.broker")
+
+_STATES = {"open": OrderState.OPEN, "closed": OrderState.FILLED, "canceled": OrderState.CANCELLED,
+           "cancelled": OrderState.CANCELLED, "expired": OrderState.EXPIRED, "rejected": OrderState.REJECTED}
+#: how many times one order is sent (same client id) before the broker gives up for this cycle
+MAX_SENDS = 4
+
+
+class BrokerError(MlcoordError):
+    """The exchange account cannot be used as configured."""
+
+
+def not_yet_supported(what: str) -> MlcoordError:
+    return MlcoordError(f"not yet supported: {what}")
+
+
+class Broker:
+    """Places, refreshes and cancels orders of ``market`` ("spot" or "futures") on ``exchange``."""
+
+    def __init__(self, exchange: Any, store: Store, market: str, *, health: Optional[ExchangeHealth] = None,
+                 namespace: str = "", stop_limit_offset: float = 0.01):
+        if market not in ("spot", "futures"):
+            raise BrokerError(f"market must be spot or futures, got {market!r}")
+        self.exchange, self.store, self.market = exchange, store, market
+        self.health = health or ExchangeHealth()
+        self.namespace = namespace
+        self.stop_limit_offset = stop_limit_offset
+        self.sent = 0            # create-order requests that went out (for tests and logs)
+
+    # -- setup --------------------------------------------------------------------------------
+    def setup(self, symbols, leverage: float, margin_mode: str = "isolated") -> None:
+        """Load markets; on futures set hedge mode, leverage and margin mode explicitly."""
+        self.call(self.exchange.load_markets, "load_markets")
+        if self.market != "futures":
+            return
+        self._tolerant(lambda: self.exchange.set_position_mode(True), "set_position_mode")
+        for s in symbols:
+            sym = self.symbol(s)
+            self._tolerant(lambda: self.exchange.set_margin_mode(margin_mode, sym), f"set_margin_mode {sym}")
+            self.call(lambda: self.exchange.set_leverage(int(round(leverage)), sym), f"set_leverage {sym}")
+
+    def _tolerant(self, fn, what: str) -> None:
+        """A setting that is already in place is an error on Binance ("No need to change"): fine."""
+        import ccxt
+
+        try:
+            self.call(fn, what)
+        except ccxt.ExchangeError as exc:
+            if "no need" not in str(exc).lower():
+                raise
+            log.info("exchange_setting_already_set", what=what)
+
+    def call(self, fn, what: str):
+        return self.health.call(fn, what=what)
+
+    def symbol(self, symbol: str) -> str:
+        return market_symbol(symbol, self.market)
+
+    def client_id(self, symbol: str, decision_time: int, tag: str, attempt: int = 0) -> str:
+        return client_order_id(symbol, decision_time, tag, attempt, namespace=self.namespace)
+
+    # -- sizes --------------------------------------------------------------------------------
+    def amount(self, symbol: str, quantity: float) -> float:
+        """``quantity`` rounded down to the step size (0.0 below the minimum)."""
+        sym = self.symbol(symbol)
+        try:
+            q = float(self.exchange.amount_to_precision(sym, float(quantity)))
+        except Exception:   # ccxt raises below the minimum amount
+            return 0.0
+        minimum = (self.exchange.market(sym).get("limits", {}).get("amount", {}) or {}).get("min") or 0.0
+        return q if q >= minimum else 0.0
+
+    def price(self, symbol: str, price: float) -> float:
+        return float(self.exchange.price_to_precision(self.symbol(symbol), float(price)))
+
+    def min_notional(self, symbol: str) -> float:
+        limits = self.exchange.market(self.symbol(symbol)).get("limits", {})
+        return float((limits.get("cost", {}) or {}).get("min") or 0.0)
+
+    # -- placing ------------------------------------------------------------------------------
+    def place(self, order: Order, plan_id: Optional[str] = None) -> OrderRecord:
+        """Send ``order`` (``order.id`` is its client id) unless the store says it went already."""
+        stored = self.store.order(order.id)
+        if stored is not None and stored.state != OrderState.PENDING:
+            return stored
+        if stored is None:
+            stored = self.store.upsert_order(OrderRecord(order, plan_id, OrderState.PENDING,
+                                                         updated_at=order.created_at))
+        else:
+            found = self.lookup(stored)
+            if found is not None:
+                return self._apply(stored, found)
+        return self._send(stored)
+
+    def _send(self, record: OrderRecord) -> OrderRecord:
+        import ccxt
+
+        order = record.order
+        last: Optional[BaseException] = None
+        for _ in range(MAX_SENDS):
+            try:
+                self.sent += 1
+                response = self._create(order)
+                return self._apply(record, response)
+            except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
+                last = exc
+            except ccxt.ExchangeError as exc:      # a definite answer; a duplicate id means it exists
+                found = self.lookup(record)
+                if found is not None:
+                    return self._apply(record, found)
+                if isinstance(exc, ccxt.AuthenticationError):
+                    raise
+                log.warning("order_rejected", client_id=order.id, symbol=order.symbol, tag=order.tag,
+                            error=describe_error(exc))
+                return self.store.upsert_order(OrderRecord(order, record.plan_id, OrderState.REJECTED,
+                                                           updated_at=order.created_at,
+                                                           reason=describe_error(exc)))
+            found = self.lookup(record)
+            if found is not None:
+                log.info("order_adopted_after_error", client_id=order.id, error=describe_error(last))
+                return self._apply(record, found)
+            log.warning("order_resend", client_id=order.id, error=describe_error(last))
+        log.error("order_unresolved", client_id=order.id, note="stays PENDING; resolved by its client id later",
+                  error=describe_error(last) if last else "")
+        return self.store.order(order.id)
+
+    def _create(self, order: Order) -> dict:
+        sym = self.symbol(order.symbol)
+        closing = order.reduce_only
+        side = "buy" if (order.side == Side.LONG) != closing else "sell"
+        params: dict[str, Any] = {"clientOrderId": order.id}
+        amount = float(order.quantity)
+        if self.market == "futures":
+            params["positionSide"] = "LONG" if order.side == Side.LONG else "SHORT"
+        if order.kind == OrderKind.MARKET:
+            return self.exchange.create_order(sym, "market", side, amount, None, params)
+        if order.kind == OrderKind.LIMIT:
+            return self.exchange.create_order(sym, "limit", side, amount, float(order.price), params)
+        stop = self.price(order.symbol, order.price)
+        take_profit = order.tag.startswith("take_profit")
+        if self.market == "futures":
+            params["stopPrice"] = stop
+            kind = "TAKE_PROFIT_MARKET" if take_profit else "STOP_MARKET"
+            return self.exchange.create_order(sym, kind, side, amount, None, params)
+        if take_profit:
+            raise not_yet_supported("take-profit orders on spot (the bot monitors the take profit)")
+        offset = self.stop_limit_offset if side == "buy" else -self.stop_limit_offset
+        params["stopPrice"] = stop
+        return self.exchange.create_order(sym, "STOP_LOSS_LIMIT", side, amount,
+                                          self.price(order.symbol, stop * (1 + offset)), params)
+
+    # -- looking up, refreshing, cancelling ---------------------------------------------------
+    def lookup(self, record: OrderRecord) -> Optional[dict]:
+        """The exchange's view of the order with this client id, or None if it has none."""
+        import ccxt
+
+        sym = self.symbol(record.order.symbol)
+        cid = record.client_order_id
+        try:
+            return self.call(lambda: self.exchange.fetch_order(None, sym, {"origClientOrderId": cid}),
+                             f"fetch_order {cid}")
+        except ccxt.OrderNotFound:
+            pass
+        if self.market == "futures" and record.order.kind == OrderKind.STOP:
+            try:
+                return self.call(lambda: self.exchange.fetch_order(None, sym, {"trigger": True, "clientAlgoId": cid}),
+                                 f"fetch_algo_order {cid}")
+            except ccxt.OrderNotFound:
+                pass
+        return None
+
+    def refresh(self, record: OrderRecord) -> OrderRecord:
+        """Bring one stored live order up to date (state and fills) from the exchange."""
+        found = self.lookup(record)
+        if found is None:
+            if record.state == OrderState.PENDING:   # never reached the exchange: send it now
+                return self._send(record)
+            log.warning("order_missing_on_exchange", client_id=record.client_order_id)
+            return self.store.upsert_order(attrs_evolve(record, state=OrderState.EXPIRED,
+                                                        reason="not found on the exchange"))
+        return self._apply(record, found)
+
+    def cancel(self, record: OrderRecord) -> OrderRecord:
+        """Cancel a live order by client id; its final state and fills are then read back."""
+        import ccxt
+
+        if record.state.terminal:
+            return record
+        sym = self.symbol(record.order.symbol)
+        cid = record.client_order_id
+        futures_stop = self.market == "futures" and record.order.kind == OrderKind.STOP
+        params = {"trigger": True, "clientAlgoId": cid} if futures_stop else {"origClientOrderId": cid}
+        try:
+            self.call(lambda: self.exchange.cancel_order(None, sym, params), f"cancel_order {cid}")
+        except ccxt.OrderNotFound:
+            pass      # already filled, cancelled or never there: the refresh below says which
+        return self.refresh(self.store.order(cid) or record)
+
+    def _apply(self, record: OrderRecord, response: dict) -> OrderRecord:
+        """Merge the exchange's answer into the store: state, filled quantity, new fills."""
+        status = _STATES.get(str(response.get("status") or "open").lower(), OrderState.OPEN)
+        filled = float(response.get("filled") or 0.0)
+        average = response.get("average")
+        info = response.get("info") or {}
+        if self.market == "futures" and record.order.kind == OrderKind.STOP and "algoId" in info:
+            # an algo (conditional) order: once triggered, its child order carries the fills
+            filled = float(info.get("executedQty") or 0.0)
+            average = float(info.get("avgPrice") or 0.0) or None
+            algo = str(info.get("algoStatus", "")).upper()
+            status = {"NEW": OrderState.OPEN, "CANCELED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED,
+                      "REJECTED": OrderState.REJECTED}.get(algo, OrderState.FILLED if filled else OrderState.OPEN)
+        if status == OrderState.FILLED and filled < record.order.quantity * (1 - 1e-9):
+            status = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.EXPIRED
+        if status == OrderState.OPEN and filled > 0:
+            status = OrderState.PARTIALLY_FILLED
+        stored = self.store.order(record.client_order_id) or record
+        previous_qty = stored.filled_quantity
+        previous_avg = stored.average_price or 0.0
+        update = OrderRecord(record.order, record.plan_id, status, max(filled, previous_qty),
+                             float(average) if average else stored.average_price,
+                             stored.exchange_order_id or str(response.get("id") or "") or None,
+                             max(self._now(), stored.updated_at), stored.reason)
+        merged = self.store.upsert_order(update)
+        delta = filled - previous_qty
+        if delta > 1e-12 and average:
+            price = (float(average) * filled - previous_avg * previous_qty) / delta
+            if not (math.isfinite(price) and price > 0):
+                price = float(average)
+            sequence = len(self.store.fills(record.client_order_id))
+            fee = self._fee(response, delta / filled if filled else 1.0, price)
+            o = record.order
+            fill = Fill(o.id, o.symbol, o.side, self._now(), price, delta, fee, o.reduce_only, o.tag, o.hedge)
+            self.store.record_fill(FillRecord(fill, sequence=sequence,
+                                              fee_currency=(response.get("fee") or {}).get("currency") or ""))
+            log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price)
+            merged = self.store.order(record.client_order_id)
+        return merged
+
+    def _fee(self, response: dict, share: float, price: float) -> float:
+        fee = response.get("fee") or {}
+        cost = float(fee.get("cost") or 0.0) * share
+        quote = self.exchange.market(response.get("symbol"))["quote"] if response.get("symbol") in \
+            getattr(self.exchange, "markets", {}) else None
+        return cost if fee.get("currency") in (None, quote) else cost * price   # base-currency fee in quote
+
+    def _now(self) -> int:
+        try:
+            return int(self.exchange.milliseconds()) * 1_000_000
+        except Exception:
+            return 0
+
+
+def attrs_evolve(record: OrderRecord, **changes) -> OrderRecord:
+    import attrs
+
+    return attrs.evolve(record, **changes)

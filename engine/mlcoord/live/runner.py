@@ -1,0 +1,235 @@
+"""Paper and live trading loops: the backtest's pipeline on candles as they close.
+
+Paper trading *is* the backtest, driven bar by bar: :class:`PaperTrader` keeps each symbol's closed
+candles since the session start (the warm-up history included), re-runs ``Pipeline.prepare`` on
+them when a bar closes (every ``prepare`` is causal, so bar ``i`` sees exactly what the backtest's
+bar ``i`` saw) and hands the bar to :meth:`mlcoord.backtest.engine.Backtest.step`, the very code the
+backtest loop runs: same fills (:mod:`mlcoord.backtest.fills`), same guards, same DCA ladders, same
+exit updates. ``tests/test_paper_parity.py`` proves the two agree fill for fill.
+
+The history grows for the whole session (no rolling cut-off: cutting it would change EMA-style
+indicators and break parity). A year of 1h bars costs milliseconds to prepare per bar; restart a
+session after months to trim it.
+
+:class:`LiveTrader` (see :mod:`mlcoord.live.trader`) runs the same decisions against an exchange
+through :class:`mlcoord.live.broker.Broker`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import structlog
+
+from mlcoord.backtest.engine import Backtest, Book, RawResult
+from mlcoord.backtest.fills import FundingSeries
+from mlcoord.candles import COLUMNS, Candles
+from mlcoord.components import build_market_data
+from mlcoord.config import Settings
+from mlcoord.journal import Journal
+from mlcoord.pipeline import Pipeline, PreparedSymbol
+
+log = structlog.get_logger("mlcoord.live.runner")
+
+
+def prepare_symbol(pipeline: Pipeline, settings: Settings, candles: Candles) -> PreparedSymbol:
+    """``Pipeline.prepare`` on ``candles`` exactly as :func:`mlcoord.backtest.run.run_backtest` calls it."""
+    return pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes, event=settings.learning.event))
+
+
+def append_bars(history: Candles, newer: Candles) -> Candles:
+    """``history`` followed by the bars of ``newer`` that are after its last bar."""
+    if len(history) and len(newer):
+        newer = newer.slice(int(np.searchsorted(newer.time, history.time[-1], side="right")), None)
+    if not len(newer):
+        return history
+    if newer.timeframe != history.timeframe:
+        raise ValueError(f"{history.symbol}: new bars are {newer.timeframe}, the history is {history.timeframe}")
+    frame = pd.concat([history.frame, newer.frame[list(COLUMNS)]])
+    return Candles(history.symbol, history.timeframe, frame, history.gaps, history.repairs)
+
+
+class PaperTrader:
+    """The backtest engine, stepped as bars close, with the backtest's simulated fills.
+
+    ``history`` holds each symbol's closed candles up to now (the indicators' warm-up); every
+    later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
+    within a timestamp)."""
+
+    def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
+                 journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):
+        if not history:
+            raise ValueError("paper trading needs at least one symbol's candle history")
+        self.pipeline, self.settings = pipeline, settings
+        self.engine = Backtest(pipeline, settings, journal or Journal(), funding=funding)
+        self.history = {c.symbol: c for c in history}
+        self.order = [c.symbol for c in history]
+        self.books = {c.symbol: Book(prepare_symbol(pipeline, settings, c)) for c in history}
+        self.engine.begin([self.books[s] for s in self.order])
+        self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
+
+    @property
+    def portfolio(self):
+        return self.engine.portfolio
+
+    def on_candles(self, candles: Iterable[Candles]) -> int:
+        """Take the bars of ``candles`` newer than what was seen (closed bars only: the caller's
+        feed drops the open one) and step through them in time order; returns the steps taken."""
+        fresh = {}
+        for c in candles:
+            if c.symbol not in self.history:
+                raise ValueError(f"{c.symbol} was not in the paper session's symbols {self.order}")
+            known = self.history[c.symbol]
+            start = int(np.searchsorted(c.time, known.time[-1], side="right")) if len(known) else 0
+            if start < len(c):
+                fresh[c.symbol] = c.slice(start, None)
+        times = sorted({int(t) for c in fresh.values() for t in c.time.tolist()})
+        for t in times:
+            self._step(t, {s: c for s, c in fresh.items()})
+        return len(times)
+
+    def _step(self, t: int, fresh: Mapping[str, Candles]) -> None:
+        slot = []
+        for sym in self.order:
+            c = fresh.get(sym)
+            if c is None:
+                continue
+            j = int(np.searchsorted(c.time, t))
+            if j >= len(c) or int(c.time[j]) != t:
+                continue
+            history = self.history[sym] = append_bars(self.history[sym], c.slice(j, j + 1))
+            book = self.books[sym]
+            _refresh(book, prepare_symbol(self.pipeline, self.settings, history))
+            slot.append((book, len(history) - 1))
+        self.engine.step(t, slot)
+        self.last_time = t
+
+    def result(self, close: bool = False) -> RawResult:
+        """What the session did so far; ``close=True`` also closes open positions at the last close
+        (what the backtest does at the end of its data)."""
+        return self.engine.finish(close=close)
+
+
+def _refresh(book: Book, prepared: PreparedSymbol) -> None:
+    """Point ``book`` at a re-prepared, longer series; its orders and plan state stay."""
+    fresh = Book(prepared)
+    for name in ("prepared", "t", "o", "h", "l", "c", "action"):
+        setattr(book, name, getattr(fresh, name))
+
+
+# -- the paper and live commands ---------------------------------------------------------------
+
+def load_live_settings(path, overrides=None):
+    """Settings plus the ``[live]`` table (read here: the engine's Settings has no live section
+    yet). The traded market is ``[exchange] market``; the pipeline is told the same, so the
+    hedging guard on a spot account stops start-up exactly as in a backtest."""
+    import tomllib
+    from pathlib import Path
+
+    import attrs
+
+    from mlcoord.config import structure
+    from mlcoord.errors import ConfigError
+    from mlcoord.live.supervisor import live_options
+
+    data = {}
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {path}") from None
+    for section, values in (overrides or {}).items():
+        data.setdefault(section, {}).update(values)
+    options = live_options(data.pop("live", None))
+    settings = structure(data, Settings)
+    settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=settings.exchange.market))
+    return settings, options
+
+
+def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: int) -> Candles:
+    """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped)."""
+    from mlcoord.candles import candles_from_frame, timeframe_to_ns
+    from mlcoord.live.data import _frame, validate_ohlcv
+
+    rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
+    t, v = validate_ohlcv(rows, f"{exchange.id} {symbol} {timeframe}")
+    keep = t + timeframe_to_ns(timeframe) // 1_000_000 <= now_ms
+    return candles_from_frame(_frame(t[keep][-limit:], v[keep][-limit:]), symbol=symbol, timeframe=timeframe,
+                              source=f"{exchange.id} {timeframe}")
+
+
+def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
+              timeframe: str = "1h") -> PaperTrader:
+    """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
+
+    Every ``poll_seconds`` it asks for the newest closed bars; each new bar goes through the
+    backtest's per-bar code. Transient exchange errors pause the cycle (retried with backoff by
+    :class:`ExchangeHealth`). The kill switch ends the session; the heartbeat is written after
+    every cycle. ``cycles`` bounds the number of polls (None: run until stopped)."""
+    from mlcoord.live.exchange import exchange_now_ms, market_symbol
+    from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
+    from mlcoord.live.supervisor import Supervisor
+    from mlcoord.pipeline import build_pipeline
+
+    clock = clock or SystemClock()
+    health = ExchangeHealth(clock=clock)
+    supervisor = Supervisor(options)
+    symbols = list(settings.data.symbols or ["BTC/USDT"])
+    ccxt_symbols = {s: market_symbol(s, settings.exchange.market) for s in symbols}
+    health.call(exchange.load_markets, what="load_markets")
+    now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
+    history = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, options.history_bars, now),
+                           what=f"history {s}") for s in symbols]
+    history = [Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, history)]
+    trader = PaperTrader(build_pipeline(settings, plugins), settings, history)
+    log.info("paper_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history])
+    done = 0
+    while cycles is None or done < cycles:
+        done += 1
+        if supervisor.killed():
+            log.warning("kill_switch_on", path=options.kill_switch, note="paper session stopped")
+            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed")
+            break
+        try:
+            now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
+            fresh = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, 5, now),
+                                 what=f"candles {s}") for s in symbols]
+            steps = trader.on_candles([Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, fresh)])
+            status = "ok"
+        except ExchangeUnavailable as exc:
+            steps, status = 0, f"paused: {exc}"
+        p = trader.portfolio
+        supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status, equity=p.equity)
+        if steps:
+            log.info("paper_cycle", bars=steps, equity=round(p.equity, 2), positions=sorted(p.positions))
+        if cycles is None or done < cycles:
+            clock.sleep(options.poll_seconds)
+    return trader
+
+
+def check_live_start(settings: Settings, plugins, *, real_money: bool, env=None):
+    """Everything ``mlcoord live`` checks before it may touch an account; returns the credentials.
+
+    The pipeline is built first (so the hedging guard on spot stops start-up with the backtest's
+    error); then keys must come from the environment or the key file."""
+    from mlcoord.errors import ConfigError
+    from mlcoord.live.exchange import load_credentials
+    from mlcoord.pipeline import build_pipeline
+
+    build_pipeline(settings, plugins)
+    if not real_money:
+        raise ConfigError("mlcoord live places real orders; it needs --i-understand-this-is-real-money. "
+                          "Without it, use `mlcoord paper` (dry run: live candles, simulated fills)")
+    credentials = load_credentials(settings.exchange, env)
+    if credentials is None:
+        raise ConfigError(f"no API keys: set {settings.exchange.key_env} and {settings.exchange.secret_env} "
+                          "or [exchange] keys_file (keys are never taken from the command line)")
+    return credentials
+
+
+LIVE_LOOP_MISSING = ("not yet supported: the live order loop (turning each bar's decisions into broker orders, "
+                     "managing DCA timeouts, stops and take profits per plan). The broker "
+                     "(mlcoord.live.broker), reconciliation (mlcoord.live.reconcile) and supervisor exist and "
+                     "are tested; use `mlcoord paper` meanwhile")

@@ -1,0 +1,82 @@
+"""What a supervisor needs from a running bot: a kill switch, a heartbeat, and the live options.
+
+* Kill switch: a file path; while the file exists no new entry is made (open positions keep their
+  stops), and with ``flatten_on_kill`` open positions are closed at market. Creating a file works
+  from any shell, cron job or orchestrator, with no port to open.
+* Heartbeat: a small JSON file rewritten atomically (temporary file, fsync, rename) after every
+  cycle with the cycle's wall time and bar time, so a watchdog reads either the old or the new
+  beat, never half of one.
+* The daily-loss limit is the ``protections`` plugin's guard: live and paper run the pipeline's
+  guards unchanged, so the same limit applies (and disabling that essential plugin is an error).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import attrs
+from attrs import validators as v
+
+from mlcoord.config import structure
+
+
+@attrs.frozen
+class LiveOptions:
+    """``[live]`` options (read by :func:`live_options`; defaults stated here).
+
+    ``store``: database URL or SQLite path of the persistence store (default ``mlcoord-live.db``).
+    ``unknown_orders``: what reconciliation does with open orders the store does not know
+    ("cancel", the default, or "adopt"). ``kill_switch``: file path (None: no kill switch).
+    ``flatten_on_kill``: also close positions while the kill switch is on (default False).
+    ``heartbeat``: file path (None: none). ``margin_mode``: futures "isolated" (default) or "cross".
+    ``poll_seconds``: how often the loop looks for a newly closed bar (default 10).
+    ``history_bars``: closed candles fetched at start for the indicators' warm-up (default 1000).
+    """
+
+    store: str = "mlcoord-live.db"
+    unknown_orders: str = attrs.field(default="cancel", validator=v.in_(("cancel", "adopt")))
+    kill_switch: Optional[str] = None
+    flatten_on_kill: bool = False
+    heartbeat: Optional[str] = None
+    margin_mode: str = attrs.field(default="isolated", validator=v.in_(("isolated", "cross")))
+    poll_seconds: float = attrs.field(default=10.0, validator=v.gt(0))
+    history_bars: int = attrs.field(default=1000, validator=v.gt(50))
+
+
+def live_options(raw: Optional[Mapping[str, Any]]) -> LiveOptions:
+    return structure(dict(raw or {}), LiveOptions, path="$.live")
+
+
+class Supervisor:
+    """Kill switch and heartbeat of one bot process."""
+
+    def __init__(self, options: LiveOptions):
+        self.options = options
+        self.beats = 0
+
+    def killed(self) -> bool:
+        path = self.options.kill_switch
+        return bool(path) and Path(path).exists()
+
+    def beat(self, *, wall_time: float, bar_time: Optional[int], status: str, **extra: Any) -> None:
+        """Write the heartbeat file (atomically); a no-op without one configured."""
+        self.beats += 1
+        if not self.options.heartbeat:
+            return
+        body = {"wall_time": wall_time, "bar_time_ns": bar_time, "status": status, "pid": os.getpid(),
+                "beats": self.beats, **extra}
+        write_atomic(Path(self.options.heartbeat), json.dumps(body, sort_keys=True))
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temporary file, fsync, rename: a reader sees the old or the new content, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
