@@ -339,15 +339,27 @@ class Downloader:
         return DownloadReport(symbol, "funding", path, fetched, added, len(t), self.requests - start_requests, *span)
 
     def download(self, symbols: Sequence[str], timeframes: Sequence[str], since_ms: int,
-                 funding: bool = True) -> list[DownloadReport]:
-        """Every (symbol, timeframe), plus funding history on futures; one clock reading per call."""
+                 funding: bool = True, progress: Optional[bool] = None) -> list[DownloadReport]:
+        """Every (symbol, timeframe), plus funding history on futures; one clock reading per call.
+
+        ``progress``: a bar with rate and time left (None: only on a terminal)."""
+        from tqdm import tqdm
+
         now_ms = self.now_ms()
-        reports = [self.candles(s, tf, since_ms, now_ms) for s in symbols for tf in timeframes]
-        if funding and self.market == "futures":
-            if (getattr(self.exchange, "has", {}) or {}).get("fetchFundingRateHistory"):
-                reports += [self.funding(s, since_ms, now_ms) for s in symbols]
-            else:
-                log.warning("no_funding_history", exchange=self.exchange_id)
+        jobs = [(s, tf) for s in symbols for tf in timeframes]
+        with_funding = funding and self.market == "futures"
+        if with_funding and not (getattr(self.exchange, "has", {}) or {}).get("fetchFundingRateHistory"):
+            log.warning("no_funding_history", exchange=self.exchange_id)
+            with_funding = False
+        jobs += [(s, None) for s in symbols] if with_funding else []
+        reports = []
+        with tqdm(total=len(jobs), unit="file", desc="download", leave=False,
+                  disable=None if progress is None else not progress) as bar:
+            for symbol, timeframe in jobs:
+                bar.set_postfix_str(f"{symbol} {timeframe or 'funding'}")
+                reports.append(self.candles(symbol, timeframe, since_ms, now_ms) if timeframe
+                               else self.funding(symbol, since_ms, now_ms))
+                bar.update()
         return reports
 
 
