@@ -100,6 +100,8 @@ class Protections:
     def on_bar(self, portfolio) -> list[GuardAction]:
         """Arms the daily loss limit as soon as it is breached (so a later recovery the same day
         does not re-open entries). Returns ``close_all`` once only if so configured."""
+        if portfolio.equity >= portfolio.day_start_equity:   # no loss today: nothing to arm
+            return []
         if self._check_daily(portfolio) and self.options.close_all_on_daily_loss:
             return [GuardAction("close_all", self._daily_why)]
         return []

@@ -107,6 +107,7 @@ class Portfolio:
         self.prices: dict[str, float] = {}
         self.hedge_mode: dict[str, float] = {}       # guard name -> fraction while a hedge trigger is on
         self.marked_exposure = 0.0
+        self._symbols: tuple[str, ...] = ()
 
     @property
     def drawdown(self) -> float:
@@ -135,8 +136,11 @@ class Portfolio:
     def last_price(self, symbol: str) -> float:
         return self.prices[symbol]
 
-    def symbols(self) -> list[str]:
-        return list(self.prices)
+    def symbols(self) -> tuple[str, ...]:
+        """The priced symbols (the same tuple until a new symbol gets its first price)."""
+        if len(self._symbols) != len(self.prices):
+            self._symbols = tuple(self.prices)
+        return self._symbols
 
     def state(self) -> PortfolioState:
         positions = tuple(p.state() for book in (self.positions, self.hedges) for p in book.values())
