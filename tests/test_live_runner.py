@@ -109,8 +109,8 @@ def test_live_needs_the_flag_and_keys_from_env(tmp_path):
     result = CliRunner().invoke(main, ["live", "--config", str(_config(tmp_path, "futures"))])
     assert result.exit_code == 2 and "i-understand-this-is-real-money" in result.output
     result = CliRunner(env={"MLCOORD_API_KEY": "k" * 20, "MLCOORD_API_SECRET": "s" * 20}).invoke(
-        main, ["live", "--config", str(_config(tmp_path, "futures")), "--i-understand-this-is-real-money"])
-    assert result.exit_code == 2 and "not yet supported: the live order loop" in result.output
+        main, ["live", "--config", str(_config(tmp_path, "spot")), "--i-understand-this-is-real-money"])
+    assert result.exit_code == 2 and "not yet supported: live trading on a spot account" in result.output
 
 
 def test_bad_live_option_is_a_clear_error(tmp_path):

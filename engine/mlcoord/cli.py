@@ -389,17 +389,25 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
 @click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
 @click.option("--i-understand-this-is-real-money", "real_money", is_flag=True,
               help="Required: without it nothing is sent (use `mlcoord paper` for a dry run).")
+@click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
+@click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
 @_friendly
-def live(config_path, disable, real_money) -> None:
-    """Live trading with real orders. Keys come from the environment or [exchange] keys_file only."""
+def live(config_path, disable, real_money, timeframe, cycles) -> None:
+    """Live trading with real orders (USD-M futures, hedge mode). Keys come from the environment or
+    [exchange] keys_file only."""
     from mlcoord.backtest.run import disabled_plugins
-    from mlcoord.errors import MlcoordError
-    from mlcoord.live.runner import LIVE_LOOP_MISSING, check_live_start, load_live_settings
+    from mlcoord.live.exchange import create_exchange
+    from mlcoord.live.runner import check_live_start, load_live_settings
+    from mlcoord.live.trader import run_live
     from mlcoord.registry import load_plugins
 
-    settings, _options = load_live_settings(config_path)
-    check_live_start(settings, load_plugins(disabled_plugins(settings, _csv(disable))), real_money=real_money)
-    raise MlcoordError(LIVE_LOOP_MISSING)
+    settings, options = load_live_settings(config_path)
+    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    credentials = check_live_start(settings, loaded, real_money=real_money)
+    trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
+                      timeframe=timeframe)
+    click.echo(f"live: open positions {sorted(trader.portfolio.positions) or 'none'}, "
+               f"active plans {len(trader.store.active_plans())}")
 
 
 @main.group()

@@ -248,27 +248,30 @@ class Broker:
             status = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.EXPIRED
         if status == OrderState.OPEN and filled > 0:
             status = OrderState.PARTIALLY_FILLED
-        stored = self.store.order(record.client_order_id) or record
-        previous_qty = stored.filled_quantity
-        previous_avg = stored.average_price or 0.0
-        update = OrderRecord(record.order, record.plan_id, status, max(filled, previous_qty),
-                             float(average) if average else stored.average_price,
-                             stored.exchange_order_id or str(response.get("id") or "") or None,
-                             max(self._now(), stored.updated_at), stored.reason)
-        merged = self.store.upsert_order(update)
-        delta = filled - previous_qty
-        if delta > 1e-12 and average:
-            price = (float(average) * filled - previous_avg * previous_qty) / delta
-            if not (math.isfinite(price) and price > 0):
-                price = float(average)
-            sequence = len(self.store.fills(record.client_order_id))
-            fee = self._fee(response, delta / filled if filled else 1.0, price)
-            o = record.order
-            fill = Fill(o.id, o.symbol, o.side, self._now(), price, delta, fee, o.reduce_only, o.tag, o.hedge)
-            self.store.record_fill(FillRecord(fill, sequence=sequence,
-                                              fee_currency=(response.get("fee") or {}).get("currency") or ""))
-            log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price)
-            merged = self.store.order(record.client_order_id)
+        # the order's new filled quantity and its fill are one transaction: a crash between the two
+        # would leave a filled quantity whose fill is never recorded (the next delta is zero)
+        with self.store.transaction():
+            stored = self.store.order(record.client_order_id) or record
+            previous_qty = stored.filled_quantity
+            previous_avg = stored.average_price or 0.0
+            update = OrderRecord(record.order, record.plan_id, status, max(filled, previous_qty),
+                                 float(average) if average else stored.average_price,
+                                 stored.exchange_order_id or str(response.get("id") or "") or None,
+                                 max(self._now(), stored.updated_at), stored.reason)
+            merged = self.store.upsert_order(update)
+            delta = filled - previous_qty
+            if delta > 1e-12 and average:
+                price = (float(average) * filled - previous_avg * previous_qty) / delta
+                if not (math.isfinite(price) and price > 0):
+                    price = float(average)
+                sequence = len(self.store.fills(record.client_order_id))
+                fee = self._fee(response, delta / filled if filled else 1.0, price)
+                o = record.order
+                fill = Fill(o.id, o.symbol, o.side, self._now(), price, delta, fee, o.reduce_only, o.tag, o.hedge)
+                self.store.record_fill(FillRecord(fill, sequence=sequence,
+                                                  fee_currency=(response.get("fee") or {}).get("currency") or ""))
+                log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price)
+                merged = self.store.order(record.client_order_id)
         return merged
 
     def _fee(self, response: dict, share: float, price: float) -> float:

@@ -56,14 +56,16 @@ class PaperTrader:
 
     ``history`` holds each symbol's closed candles up to now (the indicators' warm-up); every
     later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
-    within a timestamp)."""
+    within a timestamp). ``engine_class``: the live trader swaps in an engine without simulated fills."""
+
+    engine_class = Backtest
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
                  journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):
         if not history:
             raise ValueError("paper trading needs at least one symbol's candle history")
         self.pipeline, self.settings = pipeline, settings
-        self.engine = Backtest(pipeline, settings, journal or Journal(), funding=funding)
+        self.engine = self.engine_class(pipeline, settings, journal or Journal(), funding=funding)
         self.history = {c.symbol: c for c in history}
         self.order = [c.symbol for c in history]
         self.books = {c.symbol: Book(prepare_symbol(pipeline, settings, c)) for c in history}
@@ -160,6 +162,24 @@ def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: in
                               source=f"{exchange.id} {timeframe}")
 
 
+def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    """The configured symbols and their ccxt symbols on the configured market."""
+    from mlcoord.live.exchange import market_symbol
+
+    symbols = list(settings.data.symbols or ["BTC/USDT"])
+    return symbols, {s: market_symbol(s, settings.exchange.market) for s in symbols}
+
+
+def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit: int) -> list[Candles]:
+    """The last ``limit`` closed candles of every symbol (named as configured), on the exchange's clock."""
+    from mlcoord.live.exchange import exchange_now_ms
+
+    now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
+    found = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, limit, now),
+                         what=f"candles {s}") for s in symbols]
+    return [Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, found)]
+
+
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
               timeframe: str = "1h") -> PaperTrader:
     """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
@@ -168,7 +188,6 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     backtest's per-bar code. Transient exchange errors pause the cycle (retried with backoff by
     :class:`ExchangeHealth`). The kill switch ends the session; the heartbeat is written after
     every cycle. ``cycles`` bounds the number of polls (None: run until stopped)."""
-    from mlcoord.live.exchange import exchange_now_ms, market_symbol
     from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
     from mlcoord.live.supervisor import Supervisor
     from mlcoord.pipeline import build_pipeline
@@ -176,13 +195,9 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=clock)
     supervisor = Supervisor(options)
-    symbols = list(settings.data.symbols or ["BTC/USDT"])
-    ccxt_symbols = {s: market_symbol(s, settings.exchange.market) for s in symbols}
+    symbols, ccxt_symbols = market_symbols(settings)
     health.call(exchange.load_markets, what="load_markets")
-    now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
-    history = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, options.history_bars, now),
-                           what=f"history {s}") for s in symbols]
-    history = [Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, history)]
+    history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
     trader = PaperTrader(build_pipeline(settings, plugins), settings, history)
     log.info("paper_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history])
     done = 0
@@ -193,10 +208,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed")
             break
         try:
-            now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
-            fresh = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, 5, now),
-                                 what=f"candles {s}") for s in symbols]
-            steps = trader.on_candles([Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, fresh)])
+            steps = trader.on_candles(fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5))
             status = "ok"
         except ExchangeUnavailable as exc:
             steps, status = 0, f"paused: {exc}"
@@ -228,8 +240,3 @@ def check_live_start(settings: Settings, plugins, *, real_money: bool, env=None)
                           "or [exchange] keys_file (keys are never taken from the command line)")
     return credentials
 
-
-LIVE_LOOP_MISSING = ("not yet supported: the live order loop (turning each bar's decisions into broker orders, "
-                     "managing DCA timeouts, stops and take profits per plan). The broker "
-                     "(mlcoord.live.broker), reconciliation (mlcoord.live.reconcile) and supervisor exist and "
-                     "are tested; use `mlcoord paper` meanwhile")
