@@ -69,6 +69,13 @@ class Broker:
         if self.market != "futures":
             return
         self._tolerant(lambda: self.exchange.set_position_mode(True), "set_position_mode")
+        self.setup_symbols(symbols, leverage, margin_mode)
+
+    def setup_symbols(self, symbols, leverage: float, margin_mode: str = "isolated") -> None:
+        """Futures: margin mode and leverage of each symbol, set explicitly (also for a symbol the
+        scanner adds mid-session, before its first order)."""
+        if self.market != "futures":
+            return
         for s in symbols:
             sym = self.symbol(s)
             self._tolerant(lambda: self.exchange.set_margin_mode(margin_mode, sym), f"set_margin_mode {sym}")
@@ -99,7 +106,8 @@ class Broker:
         """``quantity`` rounded down to the step size (0.0 below the minimum)."""
         sym = self.symbol(symbol)
         try:
-            q = float(self.exchange.amount_to_precision(sym, float(quantity)))
+            # a sum of fills (0.093 + 0.078 = 0.17099999999999999) must not round down a whole step
+            q = float(self.exchange.amount_to_precision(sym, float(quantity) * (1 + 1e-9)))
         except Exception:   # ccxt raises below the minimum amount
             return 0.0
         minimum = (self.exchange.market(sym).get("limits", {}).get("amount", {}) or {}).get("min") or 0.0

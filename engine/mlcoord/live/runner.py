@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping, Optional, Sequence
 
+import attrs
 import numpy as np
 import pandas as pd
 import structlog
@@ -29,6 +30,8 @@ from mlcoord.candles import COLUMNS, Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
+from mlcoord.live.scanner import ScannerOptions
+from mlcoord.live.supervisor import LiveOptions
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 
 log = structlog.get_logger("mlcoord.live.runner")
@@ -92,6 +95,26 @@ class PaperTrader:
             self._step(t, {s: c for s, c in fresh.items()})
         return len(times)
 
+    def add_history(self, candles: Candles) -> None:
+        """Bars of ``candles`` up to the last stepped bar join the symbol's history without being
+        stepped (no decision on the past): a symbol the scanner picks mid-session, or one coming
+        back after cycles without it (its missed bars fill the gap). Later bars go through
+        :meth:`on_candles` as usual."""
+        sym = candles.symbol
+        upto = candles.slice(0, int(np.searchsorted(candles.time, self.last_time, side="right")))
+        if sym in self.history:
+            if not len(upto):
+                return
+            history = self.history[sym] = append_bars(self.history[sym], upto)
+            _refresh(self.books[sym], prepare_symbol(self.pipeline, self.settings, history))
+            return
+        if not len(upto):
+            upto = candles.slice(0, 1)   # a listing younger than the session: its first bar starts it
+        self.history[sym] = upto
+        self.order.append(sym)
+        book = self.books[sym] = Book(prepare_symbol(self.pipeline, self.settings, upto))
+        self.engine.books.append(book)
+
     def _step(self, t: int, fresh: Mapping[str, Candles]) -> None:
         slot = []
         for sym in self.order:
@@ -123,6 +146,21 @@ def _refresh(book: Book, prepared: PreparedSymbol) -> None:
 
 # -- the paper and live commands ---------------------------------------------------------------
 
+@attrs.frozen
+class LiveLoopOptions(LiveOptions):
+    """``[live]`` options of the order loop on top of :class:`~mlcoord.live.supervisor.LiveOptions`.
+
+    ``reprice_after_bars`` (0 = off): an unfilled DCA limit leg older than this many bars (and not
+    expired) is cancelled and placed again at the plan's offset from the current close.
+    ``scan`` (False): the market scanner picks the traded symbols every cycle (``[live.scanner]``:
+    :class:`~mlcoord.live.scanner.ScannerOptions`) instead of ``[data] symbols``; a symbol that
+    drops out keeps being managed while it has an open plan, but gets no new entry."""
+
+    reprice_after_bars: int = attrs.field(default=0, validator=attrs.validators.ge(0))
+    scan: bool = False
+    scanner: ScannerOptions = ScannerOptions()
+
+
 def load_live_settings(path, overrides=None):
     """Settings plus the ``[live]`` table (read here: the engine's Settings has no live section
     yet). The traded market is ``[exchange] market``; the pipeline is told the same, so the
@@ -134,7 +172,6 @@ def load_live_settings(path, overrides=None):
 
     from mlcoord.config import structure
     from mlcoord.errors import ConfigError
-    from mlcoord.live.supervisor import live_options
 
     data = {}
     if path is not None:
@@ -144,7 +181,7 @@ def load_live_settings(path, overrides=None):
             raise ConfigError(f"config file not found: {path}") from None
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update(values)
-    options = live_options(data.pop("live", None))
+    options = structure(dict(data.pop("live", None) or {}), LiveLoopOptions, path="$.live")
     settings = structure(data, Settings)
     settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=settings.exchange.market))
     return settings, options

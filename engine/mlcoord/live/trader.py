@@ -13,7 +13,9 @@ restart resumes exactly where the process died:
 
 * entry legs: market legs at once, limit legs with ``expires_after_bars`` (unfilled ones are
   cancelled after that many bars); a market leg that was never sent is dropped once its bar has
-  passed (it would no longer be the decided price);
+  passed (it would no longer be the decided price); with ``[live] reprice_after_bars`` an unfilled
+  limit leg older than that is cancelled and placed again (next attempt's client id) at the plan's
+  offset from the current close (a leg with a partial fill keeps its price);
 * once a fill exists: a STOP_MARKET and a TAKE_PROFIT_MARKET (closing side, hedge-mode position
   side) for the filled quantity. They are replaced (cancel, then place with the next attempt's
   client id) when the filled quantity grows or the exit manager moves the stop (it only tightens);
@@ -27,8 +29,11 @@ The kill switch blocks new entries (and with ``flatten_on_kill`` closes position
 running while it is on, so open positions keep their stops moving. The heartbeat is written after
 every cycle.
 
+With ``[live] scan = true`` the scanner picks the symbols every cycle; a symbol that drops out
+keeps its bars and stops while its plan is active, with no new entry.
+
 Not yet supported (clear errors or log lines): spot accounts, hedge legs from the hedging guard,
-re-pricing of unfilled limit legs, exchange-side trailing stops (the exit manager's trailing logic
+exchange-side trailing stops (the exit manager's trailing logic
 moves the stop order instead), and the trade-closed learning feedback to plugins.
 """
 
@@ -37,11 +42,12 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 import attrs
+import numpy as np
 import structlog
 
 from mlcoord.backtest.engine import Backtest
 from mlcoord.backtest.portfolio import Position
-from mlcoord.live.broker import Broker, not_yet_supported
+from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
 from mlcoord.live.runner import PaperTrader
 from mlcoord.model import Order, OrderKind, Side
@@ -69,7 +75,8 @@ class LiveEngine(Backtest):
                 position.best_price = min(position.best_price, book.l[i])
 
     def _decide(self, book, i, t):
-        if self.trader.entries_blocked:
+        picked = self.trader.entry_symbols
+        if self.trader.entries_blocked or (picked is not None and book.symbol not in picked):
             return
         super()._decide(book, i, t)
         if book.legs:
@@ -102,7 +109,8 @@ class LiveTrader(PaperTrader):
 
     engine_class = LiveEngine
 
-    def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None):
+    def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None,
+                 reprice_after_bars: int = 0):
         if broker.market != "futures":
             raise not_yet_supported("live trading on a spot account (the live order loop handles USD-M "
                                     "futures in hedge mode; use `mlcoord paper` on spot)")
@@ -110,7 +118,9 @@ class LiveTrader(PaperTrader):
         self.engine.trader = self
         self.broker, self.store = broker, broker.store
         self.timeframe_ns = int(timeframe_ns)
+        self.reprice_after_bars = int(reprice_after_bars)
         self.entries_blocked = False
+        self.entry_symbols: Optional[set] = None     # the scanner's pick (None: every symbol)
         self.entered: list = []
         self._positions: dict[str, Position] = {}     # plan id -> the Position the exit manager sees
         self._decisions: dict[str, object] = {}       # plan id -> Decision (this session's only)
@@ -255,10 +265,13 @@ class LiveTrader(PaperTrader):
         known = {r.client_order_id for r in tally.orders}
         n = len(plan.entry.legs)
         expiry = plan.decision_time + max(plan.entry.expires_after_bars, 1) * self.timeframe_ns
+        closing = any(r.order.tag == CLOSE for r in tally.orders)    # flattening: its legs stay cancelled
         for j, leg in enumerate(plan.entry.legs):
             tag = f"{ENTRY}:{j + 1}/{n}"
             cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, 0)
             if cid in known and self.store.order(cid).state != OrderState.PENDING:
+                if self.reprice_after_bars and not closing and not leg.market and now < expiry:
+                    self._reprice_leg(plan, leg, tag, now, expiry)
                 continue
             if cid not in known and (now >= expiry or (leg.market and now > plan.decision_time)):
                 continue    # never sent and no longer what was decided (a restart after its time)
@@ -271,6 +284,41 @@ class LiveTrader(PaperTrader):
             order = Order(cid, plan.symbol, plan.side, kind, qty, price, plan.decision_time, tag=tag,
                           expires_at=None if leg.market else expiry)
             self._place(order, plan)
+
+    def _reprice_leg(self, plan: PlanRecord, leg, tag: str, now: int, expiry: int) -> None:
+        """An unfilled limit leg older than ``reprice_after_bars`` bars: cancelled, then placed again
+        (next attempt's client id) at the plan's offset from the decision close, applied to the
+        current close. Restart-safe: a latest attempt cancelled with nothing filled (a crash between
+        the cancel and the new order) is followed by the next attempt; a leg with any fill is left
+        as it is (its price has worked)."""
+        attempt = self._next_attempt(plan, tag) - 1
+        latest = self.store.order(self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt))
+        if latest.filled_quantity > EPS or latest.state == OrderState.REJECTED:
+            return
+        if latest.state == OrderState.PENDING:
+            self._place(latest.order, plan)          # sent again under its own id (never twice)
+            return
+        if not latest.state.terminal:
+            if now - latest.order.created_at < self.reprice_after_bars * self.timeframe_ns:
+                return
+            latest = self.broker.cancel(latest)
+            if latest.filled_quantity > EPS or not latest.state.terminal:
+                return                               # it filled meanwhile, or the cancel is unresolved
+        elif latest.state != OrderState.CANCELLED:
+            return                                   # expired or lost on the exchange: not re-priced
+        history = self.history.get(plan.symbol)
+        k = int(np.searchsorted(history.time, plan.decision_time)) if history is not None else -1
+        if k < 0 or k >= len(history) or int(history.time[k]) != plan.decision_time:
+            log.warning("reprice_skipped", plan=plan.plan_id, tag=tag, reason="decision bar not in the history")
+            return
+        decided_close, close = float(history.close[k]), float(history.close[-1])
+        price = self.broker.price(plan.symbol, close * leg.price / decided_close)
+        qty = self.broker.amount(plan.symbol, plan.quantity * leg.fraction)
+        cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt + 1)
+        log.info("entry_leg_repriced", plan=plan.plan_id, tag=tag, attempt=attempt + 1, price=price,
+                 previous_price=latest.order.price, replaced=latest.client_order_id)
+        self._place(Order(cid, plan.symbol, plan.side, OrderKind.LIMIT, qty, price, now, tag=tag,
+                          expires_at=expiry), plan)
 
     def _ensure_exit(self, plan: PlanRecord, tally: Tally, tag: str, level: float, qty: float):
         price = self.broker.price(plan.symbol, level)
@@ -357,14 +405,17 @@ class LiveTrader(PaperTrader):
 
 
 def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
-             timeframe: str = "1h", store=None, on_cycle=None) -> LiveTrader:
+             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None) -> LiveTrader:
     """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures, hedge mode).
 
     Start: broker setup (hedge mode, leverage, margin mode), reconciliation, every active plan
     protected before anything else. Then per poll: kill switch, new closed bars through
     :class:`LiveTrader`, every plan managed, heartbeat. ``cycles`` bounds the polls; ``on_cycle(trader)``
     is called after each (tests check invariants there). ``health_clock`` times the retry backoff
-    (default ``clock``)."""
+    (default ``clock``). With ``[live] scan = true`` the scanner picks the symbols every cycle
+    (``make_exchange`` builds its ccxt instances; default: ``exchange`` itself); symbols with an
+    active plan stay in the loop (bars, exit updates, stops) until the plan closes, without new
+    entries."""
     from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.reconcile import reconcile
     from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
@@ -379,14 +430,29 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
-    symbols, ccxt_symbols = market_symbols(settings)
     store = store or Store.open(options.store)
     broker = Broker(exchange, store, "futures", health=health)
+    scanner = None
+    if getattr(options, "scan", False):
+        from mlcoord.live.scanner import Scanner
+
+        scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, "futures",
+                          clock=health_clock or clock)
+        picked = _scan(scanner, health)
+        symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
+        if not symbols:
+            raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
+        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+    else:
+        symbols, ccxt_symbols = market_symbols(settings)
     broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
     found = reconcile(broker, symbols, options.unknown_orders)
     history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
     trader = LiveTrader(build_pipeline(settings, plugins), settings, history, broker,
-                        timeframe_ns=timeframe_to_ns(timeframe))
+                        timeframe_ns=timeframe_to_ns(timeframe),
+                        reprice_after_bars=getattr(options, "reprice_after_bars", 0))
+    if scanner is not None:
+        trader.entry_symbols = set(picked)
     trader.sync_wallet(reset_peak=True)
     for plan in found.unprotected:
         log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
@@ -395,29 +461,69 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
              active_plans=len(store.active_plans()))
     done = 0
-    while cycles is None or done < cycles:
-        done += 1
-        status = "ok"
-        try:
-            trader.entries_blocked = supervisor.killed()
-            if trader.entries_blocked:
-                status = "killed"
-                log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
-                if options.flatten_on_kill:
-                    trader.flatten_all("kill switch")
-            trader.sync_wallet()
-            fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
-            steps = trader.on_candles(fresh)
-            trader.manage_all()
-        except ExchangeUnavailable as exc:
-            steps, status = 0, f"paused: {exc}"
-        supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
-                        equity=trader.portfolio.equity)
-        if steps:
-            log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
-                     plans=len(store.active_plans()))
-        if on_cycle is not None:
-            on_cycle(trader)
-        if cycles is None or done < cycles:
-            clock.sleep(options.poll_seconds)
+    try:
+        while cycles is None or done < cycles:
+            done += 1
+            status = "ok"
+            try:
+                trader.entries_blocked = supervisor.killed()
+                if trader.entries_blocked:
+                    status = "killed"
+                    log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
+                    if options.flatten_on_kill:
+                        trader.flatten_all("kill switch")
+                trader.sync_wallet()
+                if scanner is not None:
+                    symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
+                    ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
+                steps = trader.on_candles(fresh)
+                trader.manage_all()
+            except ExchangeUnavailable as exc:
+                steps, status = 0, f"paused: {exc}"
+            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
+                            equity=trader.portfolio.equity)
+            if steps:
+                log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
+                         plans=len(store.active_plans()))
+            if on_cycle is not None:
+                on_cycle(trader)
+            if cycles is None or done < cycles:
+                clock.sleep(options.poll_seconds)
+    finally:
+        if scanner is not None:
+            scanner.close()
     return trader
+
+
+def _scan(scanner, health) -> list[str]:
+    """The scanner's pick, named as in ``[data] symbols`` (``BTC/USDT:USDT`` -> ``BTC/USDT``)."""
+    picked = health.call(scanner.pick, what="scanner pick")
+    out = []
+    for s in picked:
+        base_quote, _, settle = s.partition(":")
+        out.append(base_quote if not settle or settle == base_quote.split("/")[-1] else s)
+    return out
+
+
+def _rescan(scanner, health, trader: LiveTrader, current: Sequence[str], settings, options, timeframe: str):
+    """This cycle's symbols: the scanner's pick plus every symbol with an active plan. A symbol new
+    to the session gets its leverage set and its warm-up history; one back after an absence gets
+    the bars it missed (history only, never stepped)."""
+    from mlcoord.live.runner import fetch_closed
+
+    picked = _scan(scanner, health)
+    held = sorted({p.symbol for p in trader.store.active_plans()} - set(picked))
+    symbols = picked + held
+    trader.entry_symbols = set(picked)
+    catch_up = [s for s in symbols if s not in current]
+    if catch_up:
+        broker = trader.broker
+        broker.setup_symbols([s for s in catch_up if s not in trader.history], settings.backtest.leverage,
+                             options.margin_mode)
+        found = fetch_closed(broker.exchange, health, catch_up, {s: broker.symbol(s) for s in catch_up},
+                             timeframe, options.history_bars)
+        for c in found:
+            trader.add_history(c)
+        log.info("scanner_symbols", picked=picked, managed_only=held, added=catch_up)
+    return symbols
