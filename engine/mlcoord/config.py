@@ -270,16 +270,19 @@ def structure(data: Any, cls: type, path: str = "$"):
         raise ConfigError(f"invalid configuration: {_field_path(_describe(exc, cls) + ' @ ' + path)}") from None
 
 
+def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
+    """A TOML file as a dict; a missing file or a syntax error is a ConfigError naming the file."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{what} not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+
+
 def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
     """Read a TOML file (or nothing) into Settings; ``overrides`` are merged per section."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data: dict[str, Any] = read_toml(path) if path is not None else {}
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             data.setdefault(section, {}).update(values)

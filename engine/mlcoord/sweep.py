@@ -28,13 +28,12 @@ running; the next run marks them failed and queues their parameters again, so no
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import attrs
 
-from mlcoord.config import Settings, structure
+from mlcoord.config import Settings, read_toml, structure
 from mlcoord.errors import ConfigError
 from mlcoord.executors import Executor, ExecutorConfig, PluginRecipe, Task, failures, plugins_from
 from mlcoord.registry import PluginSet
@@ -87,12 +86,7 @@ def _param(path: str, spec: Any) -> Param:
 
 def load_sweep(path: Path) -> tuple[SweepSpec, Settings, dict[str, Any], Optional[ExecutorConfig]]:
     """The sweep spec, the base settings, the base raw config (trials edit a copy), the executor."""
-    try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file not found: {path}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep file {path} is not valid TOML: {exc}") from None
+    raw = read_toml(path, "sweep file")
     sweep = dict(raw.pop("sweep", {}))
     executor = structure(raw.pop("executor"), ExecutorConfig, "$.executor") if "executor" in raw else None
     space = tuple(_param(p, s) for p, s in sweep.pop("space", {}).items())
