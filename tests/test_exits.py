@@ -17,25 +17,12 @@ from mlcoord import Action, EntryLeg, EntryPlan, ExitLevels, Side, Signal, confi
 from mlcoord.candles import candles_from_frame, load_candles
 from mlcoord.components import ExitManager as ExitManagerProtocol
 from mlcoord.components import build_market_data
+from mlcoord.testing.fixtures import FakePosition  # the PositionView the engine keeps
 from mlcoord_dca import DCAOptions, DCAPlanner
 from mlcoord_exits import ExitManager, ExitOptions, register_exit_managers
 
 BTC = bundled_path("BTC/USDT")
 OPTIONS = ExitOptions()
-
-
-@attrs.define
-class FakePosition:
-    """A PositionView the way the engine keeps one: best price from the highs / lows since entry."""
-
-    side: Side
-    entry_price: float
-    opened_index: int
-    best_price: float
-    symbol: str = "BTC/USDT"
-    quantity: float = 1.0
-    entries_filled: int = 1
-    entries_planned: int = 1
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
-from mlcoord.learning import RunningScore
+from mlcoord.learning import RunningScore, event_happened
 from mlcoord.model import Vote
 
 
@@ -70,7 +70,7 @@ class Ensemble:
     def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
         """Both directions' events are known once the horizon closed: learn from each."""
         for direction in (1, -1):
-            hit = direction * forward_return >= threshold
+            hit = event_happened(direction, forward_return, threshold)
             for v in votes:
                 self.scores.setdefault(v.component, RunningScore()).update(v.probability(direction), hit)
             if self.options.adapt:

@@ -32,7 +32,7 @@ from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.executors import Executor, InlineExecutor, PluginRecipe, Task, TaskResult, plugins_from
-from mlcoord.learning import expected_calibration_error, reliability, scores
+from mlcoord.learning import event_happened, expected_calibration_error, reliability, scores
 from mlcoord.model import Action
 from mlcoord.pipeline import build_component, resolve_components
 from mlcoord.registry import PluginSet
@@ -139,7 +139,7 @@ def _collect(result: BacktestResult, candles: Candles, start: int, end: int, hor
             continue
         fr = close[i + horizon] / close[i] - 1.0
         direction = int(d.technical.action)
-        y = float(direction * fr >= threshold)
+        y = float(event_happened(direction, fr, threshold))
         into.setdefault("technical", []).append((y, d.technical.confidence))
         for v in d.votes:
             if v.component != "technical":
@@ -148,7 +148,7 @@ def _collect(result: BacktestResult, candles: Candles, start: int, end: int, hor
             into.setdefault("ensemble (raw)", []).append((y, d.p_signal))
         if d.signal.action != Action.HOLD:
             final = int(d.signal.action)
-            y_final = float(final * fr >= threshold)
+            y_final = float(event_happened(final, fr, threshold))
             into.setdefault("ensemble (final, raw)", []).append((y_final, d.raw_confidence))
             into.setdefault("ensemble (final, calibrated)", []).append((y_final, d.confidence))
 

@@ -8,14 +8,14 @@ configurable in ``[learning]``. Every ML vote, the ensemble, the calibrator and 
 diagram are scored against this event.
 
 **No look-ahead.** The outcome of a decision at ``t`` is known at the close of ``t + H`` and is
-only handed to learners then (:class:`OutcomeQueue`); :func:`event_labels` is for training on
+only handed to learners then (the backtest engine keeps each decision pending until its
+horizon bar closes); :func:`event_labels` is for training on
 history, where every label it returns for bar ``i`` needs bars up to ``i + H``: a training set
 that ends at bar ``k`` may use labels of bars ``<= k - H`` only (:func:`trainable_until`).
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from typing import Iterable, Optional, Sequence
 
@@ -46,6 +46,11 @@ def forward_return(close: np.ndarray, horizon: int) -> np.ndarray:
     return out
 
 
+def event_happened(direction: int, forward_return: float, threshold: float) -> bool:
+    """The event for one decision: the move in ``direction`` reached ``threshold``."""
+    return direction * forward_return >= threshold
+
+
 def event_labels(close: np.ndarray, spec: EventSpec) -> tuple[np.ndarray, np.ndarray]:
     """(up, down) labels per bar: 1.0 if the move happened, 0.0 if not, NaN if not yet known."""
     r = forward_return(close, spec.horizon)
@@ -73,29 +78,6 @@ class Outcome:
     raw_confidence: float
     confidence: float
     votes: tuple[Vote, ...] = ()
-
-
-class OutcomeQueue:
-    """Holds decisions until their horizon has closed, then releases their outcomes in order."""
-
-    def __init__(self, spec: EventSpec):
-        self.spec = spec
-        self._heap: list[tuple[int, int, tuple]] = []
-        self._seq = 0
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def push(self, due_index: int, item: tuple) -> None:
-        self._seq += 1
-        heapq.heappush(self._heap, (due_index, self._seq, item))
-
-    def pop_due(self, index: int) -> list[tuple]:
-        """Items whose due bar is ``<= index`` (their outcome is known at this bar's close)."""
-        out = []
-        while self._heap and self._heap[0][0] <= index:
-            out.append(heapq.heappop(self._heap)[2])
-        return out
 
 
 # -- scoring -----------------------------------------------------------------------------------

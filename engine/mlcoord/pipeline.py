@@ -22,7 +22,7 @@ from mlcoord.coordinator import Coordinator
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord import trace
 from mlcoord.journal import iso_time
-from mlcoord.learning import Outcome
+from mlcoord.learning import Outcome, event_happened
 from mlcoord.trace import Traced
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, Side, Signal, Sizing, SizingRequest, Trade, Vote,
@@ -443,7 +443,7 @@ class Pipeline:
         """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator."""
         direction = int(decision.technical.action)
         judged = int(decision.signal.action) or direction
-        hit = judged * forward_return >= self.event.threshold
+        hit = event_happened(judged, forward_return, self.event.threshold)
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
                           decision.raw_confidence, decision.confidence, decision.votes)
         try:
