@@ -234,3 +234,21 @@ def test_planted_crash_loses_less_with_the_hedge_guard(btc):
     assert on.stats["final_equity"] > off.stats["final_equity"]
     assert on.stats["max_drawdown"] < off.stats["max_drawdown"]
     assert crash_loss(on) < crash_loss(off)
+
+
+def test_loop_restores_the_garbage_collector_settings_even_after_an_error():
+    """The loop makes collection passes rarer while it runs; afterwards (also after an error
+    that ends the run) the process's own settings are back and nothing stays frozen."""
+    import gc
+
+    from mlcoord.backtest import engine
+
+    before = gc.get_threshold()
+    with pytest.raises(KeyboardInterrupt):
+        with engine._fewer_gc_passes():
+            assert gc.get_threshold()[0] >= 100_000 and gc.get_freeze_count() > 0
+            raise KeyboardInterrupt
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    result = run_fake(frame(FLAT * 4), {3: 1})
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    assert len(result.raw.decisions) == 1
