@@ -410,6 +410,62 @@ def live(config_path, disable, real_money, timeframe, cycles) -> None:
                f"active plans {len(trader.store.active_plans())}")
 
 
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The bot's TOML config ([live] kill_switch).")
+@click.option("--off", is_flag=True, help="Remove the kill switch (new entries allowed again).")
+@click.option("--reason", default="mlcoord kill", show_default=True, help="Recorded in the kill-switch file.")
+@_friendly
+def kill(config_path, off, reason) -> None:
+    """Kill switch of a running paper or live bot: no new entries (stops keep working; with
+    [live] flatten_on_kill positions are closed). Takes effect at the bot's next cycle."""
+    import time as _time
+
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.supervisor import Supervisor
+
+    _, options = load_live_settings(config_path)
+    supervisor = Supervisor(options)
+    if off:
+        was = supervisor.release()
+        click.echo(f"kill switch {options.kill_switch}: {'removed' if was else 'was not on'}")
+        return
+    path = supervisor.engage(reason, wall_time=_time.time())
+    click.echo(f"kill switch {path}: on ({reason}); flatten_on_kill={options.flatten_on_kill}")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The bot's TOML config ([live] heartbeat, kill_switch, poll_seconds).")
+@click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds "
+              "(default: 3 x poll_seconds + 60).")
+@_friendly
+def status(config_path, max_age) -> None:
+    """A running bot's last heartbeat and kill-switch state, for supervisors: exits 1 when the bot
+    is silent (no beat, or an old one) or paused, 0 when it is cycling."""
+    import time as _time
+
+    from mlcoord.journal import iso_time
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.supervisor import Supervisor
+
+    _, options = load_live_settings(config_path)
+    supervisor = Supervisor(options)
+    beat = supervisor.last_beat()
+    killed = supervisor.killed()
+    limit = max_age if max_age is not None else 3 * options.poll_seconds + 60
+    if beat is None:
+        click.echo(f"no heartbeat yet at {options.heartbeat}; kill switch {'on' if killed else 'off'}")
+        raise SystemExit(1)
+    age = _time.time() - float(beat.get("wall_time", 0.0))
+    bar = beat.get("bar_time_ns")
+    bar_text = iso_time(int(bar)) if bar else "none"
+    click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
+               f"pid {beat.get('pid')}; cycles {beat.get('beats')}; kill switch {'on' if killed else 'off'}")
+    if age > limit or str(beat.get("status", "")).startswith("paused"):
+        raise SystemExit(1)
+
+
 @main.group()
 def plugins() -> None:
     """List and inspect plugins."""

@@ -2,7 +2,8 @@
 
 * Kill switch: a file path; while the file exists no new entry is made (open positions keep their
   stops), and with ``flatten_on_kill`` open positions are closed at market. Creating a file works
-  from any shell, cron job or orchestrator, with no port to open.
+  from any shell, cron job or orchestrator, with no port to open; ``mlcoord kill --config``
+  creates it (with who and why) and ``mlcoord kill --off`` removes it.
 * Heartbeat: a small JSON file rewritten atomically (temporary file, fsync, rename) after every
   cycle with the cycle's wall time and bar time, so a watchdog reads either the old or the new
   beat, never half of one.
@@ -60,6 +61,42 @@ class Supervisor:
     def killed(self) -> bool:
         path = self.options.kill_switch
         return bool(path) and Path(path).exists()
+
+    def engage(self, reason: str, *, wall_time: float) -> Path:
+        """Turn the kill switch on: the file records why and when (it is read by humans)."""
+        path = self._switch_path()
+        write_atomic(path, json.dumps({"reason": reason, "wall_time": wall_time, "by_pid": os.getpid()},
+                                      sort_keys=True))
+        return path
+
+    def release(self) -> bool:
+        """Turn the kill switch off; True if it was on."""
+        path = self._switch_path()
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _switch_path(self) -> Path:
+        from mlcoord.errors import ConfigError
+
+        if not self.options.kill_switch:
+            raise ConfigError("no kill switch configured: set [live] kill_switch = \"PATH\" in the bot's config")
+        return Path(self.options.kill_switch)
+
+    def last_beat(self) -> Optional[dict]:
+        """The heartbeat file's content (None if there is none yet)."""
+        from mlcoord.errors import ConfigError
+
+        if not self.options.heartbeat:
+            raise ConfigError("no heartbeat configured: set [live] heartbeat = \"PATH\" in the bot's config")
+        try:
+            return json.loads(Path(self.options.heartbeat).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except ValueError as exc:
+            raise ConfigError(f"heartbeat file {self.options.heartbeat} is not JSON: {exc}") from None
 
     def beat(self, *, wall_time: float, bar_time: Optional[int], status: str, **extra: Any) -> None:
         """Write the heartbeat file (atomically); a no-op without one configured."""
