@@ -161,6 +161,30 @@ def test_a_malformed_pair_is_skipped_and_reported(pair_candles):
     assert len(result.candles) == 5
 
 
+def test_fetch_closed_one_timeframe_for_many_symbols_concurrently(pair_candles):
+    """The live loop's per-cycle fetch in scan mode: ``limit`` closed bars of one timeframe per
+    symbol, requests overlapping, a malformed symbol left out and the others kept."""
+    btc = pair_candles["BTC/USDT"]
+    now = int(btc.time[1900] // 1_000_000) + H_MS // 2
+
+    def setup(ex):
+        def corrupt(rows):
+            if rows and ex.calls[-1][1] == "ETH/USDT":
+                rows[-2][2] = -1.0               # a negative high
+            return rows
+        ex.corrupt = corrupt
+    factory, made = make_factory(pair_candles, now, SlowFake)
+    SlowFake.peak = 0
+    with Scanner(factory, ScannerOptions(workers=4), clock=ManualClock()) as scanner:
+        got = scanner.fetch_closed(["BTC/USDT", "ETH/USDT"] * 2, "1h", 5, now_ms=now)
+    assert set(got) == {"BTC/USDT", "ETH/USDT"} and SlowFake.peak > 1
+    np.testing.assert_array_equal(got["BTC/USDT"].close, btc.close[1895:1900])   # bar 1900 still open
+    factory, _ = make_factory(pair_candles, now, setup=setup)
+    with Scanner(factory, ScannerOptions(workers=2), clock=ManualClock()) as scanner:
+        got = scanner.fetch_closed(["BTC/USDT", "ETH/USDT"], "1h", 5, now_ms=now)
+    assert set(got) == {"BTC/USDT"} and len(got["BTC/USDT"]) == 5
+
+
 def test_retries_inside_workers_and_outage_raises(pair_candles):
     now = int(pair_candles["BTC/USDT"].time[1900] // 1_000_000)
 

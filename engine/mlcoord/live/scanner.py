@@ -168,14 +168,15 @@ class Scanner:
         log.info("scanner_pairs", pairs=[s for s, _ in ranked], candidates=len(tickers))
         return [s for s, _ in ranked]
 
-    def _fetch(self, symbol: str, timeframe: str, now_ms: int) -> Candles:
+    def _fetch(self, symbol: str, timeframe: str, now_ms: int, limit: Optional[int] = None) -> Candles:
         exchange, rng = self._thread_exchange()
         tf_ms = timeframe_to_ns(timeframe) // MS
-        rows = self._call(exchange, lambda: exchange.fetch_ohlcv(symbol, timeframe, limit=self.options.candles + 1),
+        limit = limit or self.options.candles
+        rows = self._call(exchange, lambda: exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1),
                           f"fetch_ohlcv {symbol} {timeframe}", rng)
         t, v = validate_ohlcv(rows, f"{exchange.id} {symbol} {timeframe}")
         closed = t + tf_ms <= now_ms  # the still-open candle would change under the decision
-        t, v = t[closed][-self.options.candles:], v[closed][-self.options.candles:]
+        t, v = t[closed][-limit:], v[closed][-limit:]
         if not len(t):
             raise DataError(f"{exchange.id} {symbol} {timeframe}: no closed candle in the response")
         return candles_from_frame(_frame(t, v), symbol=symbol, timeframe=timeframe,
@@ -196,6 +197,23 @@ class Scanner:
                 errors[key] = str(exc)
                 log.warning("scan_pair_failed", symbol=key[0], timeframe=key[1], error=str(exc))
         return ScanResult(tuple(symbols), candles, errors, now_ms)
+
+    def fetch_closed(self, symbols: Sequence[str], timeframe: str, limit: int,
+                     now_ms: Optional[int] = None) -> dict[str, Candles]:
+        """The last ``limit`` closed candles of one timeframe for every symbol, fetched concurrently
+        (the live loop's per-cycle fetch in scan mode, where the symbol list is long). A symbol whose
+        response is malformed is logged and left out of the answer; the others are kept."""
+        rng = random.Random(self.policy.seed)
+        if now_ms is None:
+            now_ms = int(self._call(self.exchange, lambda: exchange_now_ms(self.exchange), "fetch_time", rng))
+        jobs = {s: self._pool.submit(self._fetch, s, timeframe, now_ms, limit) for s in symbols}
+        out = {}
+        for symbol, future in jobs.items():
+            try:
+                out[symbol] = future.result()
+            except DataError as exc:
+                log.warning("scan_pair_failed", symbol=symbol, timeframe=timeframe, error=str(exc))
+        return out
 
     def cycle(self) -> ScanResult:
         """Pick the pairs, then fetch their candles."""
