@@ -595,3 +595,60 @@ def test_both_guards_register_and_satisfy_the_protocol():
         assert spec.role == "portfolio_guards" and spec.options is options
         assert structure({}, options) == options()
         assert isinstance(spec.factory(options()), PortfolioGuard)
+
+
+# -- restart state -----------------------------------------------------------------------------
+
+def test_hedging_state_survives_a_restart_and_releases_by_the_same_hysteresis():
+    """A restarted guard (fresh instance + load_state of a JSON round trip) keeps the hedge it
+    opened between the levels and releases it at 5 %, as the original would."""
+    import json
+
+    def run(guard, p, drawdowns):
+        outs = []
+        for dd in drawdowns:
+            p.mark(10_000 * (1 - dd))
+            out = guard.on_bar(p)
+            p.apply(out)
+            outs.append([a.kind for a in out])
+        return outs
+
+    original = HedgingGuard(only(use_drawdown=True))
+    p = FakePortfolio(positions={"BTC/USDT": 4_000.0}, prices={"BTC/USDT": 1.0})
+    assert run(original, p, [0.0, 0.11]) == [[], ["open_hedge"]]
+    saved = json.loads(json.dumps(original.state(), allow_nan=False))
+    restarted = HedgingGuard(only(use_drawdown=True))
+    restarted.load_state(saved)
+    assert restarted.state() == saved
+    tail = [0.08, 0.06, 0.05, 0.07]
+    p2 = attrs.evolve(p, hedges=set(p.hedges))
+    assert run(restarted, p2, tail) == run(original, p, tail) == [[], [], ["close_hedge"], []]
+    # without the saved state a fresh guard would never release the hedge it finds
+    p3 = FakePortfolio(positions={"BTC/USDT": 4_000.0}, prices={"BTC/USDT": 1.0}, hedges={"*"})
+    p3.mark(10_000), p3.mark(10_000 * 0.89)
+    assert run(HedgingGuard(only(use_drawdown=True)), p3, tail)[2] == []
+    with pytest.raises(ValueError, match="version"):
+        HedgingGuard().load_state({"version": 9})
+
+
+def test_protections_state_keeps_locks_losses_and_the_daily_limit_across_a_restart():
+    import json
+
+    original = Protections()
+    original.on_trade_closed(trade(exit_reason="stop_loss", closed_at=T0 + HOUR, pnl=5.0), None)
+    original.on_trade_closed(trade(symbol="ETH/USDT", exit_reason="signal", closed_at=T0), None)
+    p = at(10, equity=9_600.0)
+    original.on_bar(p)                                              # arms the daily limit
+    restarted = Protections()
+    restarted.load_state(json.loads(json.dumps(original.state(), allow_nan=False)))
+    assert restarted.state() == original.state()
+    q = at(6.5)
+    assert restarted.allow_entry("BTC/USDT", Side.LONG, q) == original.allow_entry("BTC/USDT", Side.LONG, q)
+    assert restarted.allow_entry("BTC/USDT", Side.LONG, q).startswith("daily_loss_limit")
+    r = at(30)                                                     # next day: the cooldown and the limit are over
+    assert restarted.allow_entry("BTC/USDT", Side.LONG, r) is None
+    for g in (original, restarted):                                 # one more ETH loss locks ETH in both
+        g.on_trade_closed(trade(symbol="ETH/USDT", exit_reason="signal", closed_at=T0 + 20 * HOUR), None)
+    s = at(31)
+    assert restarted.allow_entry("ETH/USDT", Side.LONG, s) == original.allow_entry("ETH/USDT", Side.LONG, s)
+    assert restarted.allow_entry("ETH/USDT", Side.LONG, s).startswith("pair_lock")

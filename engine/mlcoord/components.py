@@ -214,6 +214,13 @@ class ExitManager(Protocol):
 
 @runtime_checkable
 class PortfolioGuard(Protocol):
+    """A portfolio-level rule, independent of signals. Optional methods the engine calls when
+    present: ``on_trade_closed(trade, decision)``, and ``state() -> dict`` /
+    ``load_state(state: dict)``: what the guard must not forget when a live bot restarts (active
+    triggers, locks, cooldowns), JSON-able, stored after every live cycle and restored at start.
+    Price statistics need not be saved: a live session first replays its warm-up history through
+    ``on_bar`` as flat bars (actions ignored)."""
+
     def on_bar(self, portfolio: PortfolioView) -> Sequence[GuardAction]:
         """Called after every bar's fills and marking; returns actions (usually none)."""
 

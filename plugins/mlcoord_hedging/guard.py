@@ -179,6 +179,24 @@ class HedgingGuard:
                 return [GuardAction("close_hedge", "; ".join(released) + ": close hedge")]
         return []
 
+    # -- restart ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """What a restarted live bot must not forget: the active triggers (so a hedge is released
+        by the same hysteresis), whether the hedge on is this guard's, and the exposures it
+        remembers for hedged symbols. Price statistics are rebuilt from the warm-up history."""
+        return {"version": 1, "active": dict(self.active), "opened": self._opened,
+                "last_exposure": dict(self._last_exposure), "released": list(self._released)}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("version") != 1:
+            raise ValueError(f"hedging state version {state.get('version')!r} is not 1")
+        self.active = {str(k): str(v) for k, v in state["active"].items()}
+        self._opened = bool(state["opened"])
+        self._last_exposure = {str(k): float(v) for k, v in state["last_exposure"].items()}
+        self._released = [str(r) for r in state.get("released", [])]
+        self._quiet = False
+        self._corr_key, self._corr_best, self._corr_age = (), None, 0
+
     # -- triggers -------------------------------------------------------------------------------
     def _set(self, name: str, on: bool, off: bool, fire_reason, release_reason) -> None:
         """Hysteresis: turn ``name`` on when ``on``, off when ``off``, otherwise keep its state."""

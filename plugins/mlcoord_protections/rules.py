@@ -96,6 +96,20 @@ class Protections:
         if current is None or until > current[0]:   # the longest lock wins
             self._locks[pair] = (until, why)
 
+    # -- restart ---------------------------------------------------------------------------------
+    def state(self) -> dict:
+        """Locks, recent losses and the armed daily limit: a restart must not lift a cooldown."""
+        return {"version": 1, "locks": {p: [u, why] for p, (u, why) in self._locks.items()},
+                "losses": {p: list(d) for p, d in self._losses.items()},
+                "daily_until": self._daily_until, "daily_why": self._daily_why}
+
+    def load_state(self, state: dict) -> None:
+        if state.get("version") != 1:
+            raise ValueError(f"protections state version {state.get('version')!r} is not 1")
+        self._locks = {str(p): (int(u), str(why)) for p, (u, why) in state["locks"].items()}
+        self._losses = {str(p): collections.deque(int(t) for t in d) for p, d in state["losses"].items()}
+        self._daily_until, self._daily_why = int(state["daily_until"]), str(state["daily_why"])
+
     # -- PortfolioGuard -------------------------------------------------------------------------
     def on_bar(self, portfolio) -> list[GuardAction]:
         """Arms the daily loss limit as soon as it is breached (so a later recovery the same day
