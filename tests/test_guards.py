@@ -652,3 +652,25 @@ def test_protections_state_keeps_locks_losses_and_the_daily_limit_across_a_resta
     s = at(31)
     assert restarted.allow_entry("ETH/USDT", Side.LONG, s) == original.allow_entry("ETH/USDT", Side.LONG, s)
     assert restarted.allow_entry("ETH/USDT", Side.LONG, s).startswith("pair_lock")
+
+
+def test_guard_state_is_kept_apart_from_the_learning_state(builtin_plugins_only):
+    """``Pipeline.state()`` (the backtest's --state file) carries no guard state, whose locks would
+    lie in another run's future; ``guard_state()`` (the live store) carries it and restores it."""
+    from mlcoord.config import Settings
+    from mlcoord.pipeline import build_pipeline
+
+    def pipeline():
+        return build_pipeline(Settings(), load_plugins({}))     # the six built-ins (fixture)
+
+    live = pipeline()
+    guards = {b.name: b.obj for b in live.components.portfolio_guards}
+    guards["protections"].on_trade_closed(trade(exit_reason="stop_loss", closed_at=T0 + HOUR), None)
+    assert "protections" not in live.state()["components"] and "hedging" not in live.state()["components"]
+    saved = live.guard_state()
+    assert set(saved["guards"]) == {"protections", "hedging"}
+    restarted = pipeline()
+    restarted.load_guard_state(saved)
+    again = {b.name: b.obj for b in restarted.components.portfolio_guards}
+    assert again["protections"].allow_entry("BTC/USDT", Side.LONG, at(3)).startswith("cooldown_after_stop")
+    assert restarted.guard_state() == saved

@@ -480,13 +480,16 @@ class Pipeline:
         return max(times) if times else None
 
     def state(self) -> dict[str, Any]:
-        """Learning state of the ensemble and of every component that has one (JSON-able)."""
+        """Learning state of the ensemble and of every component that has one (JSON-able).
+        Portfolio guards are left out: their state (locks, active triggers) belongs to one
+        account's timeline, see :meth:`guard_state`."""
         out: dict[str, Any] = {"version": 1, "components": {}}
         if self.coordinator.active is not None:
             out["ensemble"] = self.coordinator.active.state()
+        guards = {id(b) for b in self.components.portfolio_guards}
         for b in self.components.all():
             fn = getattr(b.obj, "state", None)
-            if fn is not None:
+            if fn is not None and id(b) not in guards:
                 out["components"][b.name] = fn()
         return out
 
@@ -494,8 +497,27 @@ class Pipeline:
         if "ensemble" in state:
             names = list(state["ensemble"].get("weights", {}))
             self.coordinator.ensemble(names).load_state(state["ensemble"])
-        for b in self.components.all():
-            saved = state.get("components", {}).get(b.name)
+        guards = {id(b) for b in self.components.portfolio_guards}
+        self._restore([b for b in self.components.all() if id(b) not in guards], state.get("components", {}))
+
+    def guard_state(self) -> dict[str, Any]:
+        """What the portfolio guards must not forget across a live bot's restart (cooldowns, pair
+        locks, active hedge triggers): stored by the live loop after every cycle, not by backtests
+        (a backtest's locks would lie in another run's future)."""
+        out: dict[str, Any] = {"version": 1, "guards": {}}
+        for b in self.components.portfolio_guards:
+            fn = getattr(b.obj, "state", None)
+            if fn is not None:
+                out["guards"][b.name] = fn()
+        return out
+
+    def load_guard_state(self, state: dict[str, Any]) -> None:
+        self._restore(self.components.portfolio_guards, state.get("guards", {}))
+
+    @staticmethod
+    def _restore(built: list[Built], saved_by_name: dict[str, Any]) -> None:
+        for b in built:
+            saved = saved_by_name.get(b.name)
             fn = getattr(b.obj, "load_state", None)
             if saved is not None and fn is not None:
                 try:
