@@ -108,9 +108,11 @@ def test_live_needs_the_flag_and_keys_from_env(tmp_path):
     assert "s" * 20 not in repr(creds)
     result = CliRunner().invoke(main, ["live", "--config", str(_config(tmp_path, "futures"))])
     assert result.exit_code == 2 and "i-understand-this-is-real-money" in result.output
+    spot = _config(tmp_path, "spot")                # spot live: refused before the exchange is asked anything
+    spot.write_text(spot.read_text() + "[backtest]\nleverage = 3\n")
     result = CliRunner(env={"MLCOORD_API_KEY": "k" * 20, "MLCOORD_API_SECRET": "s" * 20}).invoke(
-        main, ["live", "--config", str(_config(tmp_path, "spot")), "--i-understand-this-is-real-money"])
-    assert result.exit_code == 2 and "not yet supported: live trading on a spot account" in result.output
+        main, ["live", "--config", str(spot), "--i-understand-this-is-real-money"])
+    assert result.exit_code == 2 and "a spot account cannot borrow" in result.output
 
 
 def test_bad_live_option_is_a_clear_error(tmp_path):

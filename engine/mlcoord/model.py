@@ -160,6 +160,11 @@ class ExitLevels:
     partial_take_profit: Optional[float] = attrs.field(default=None, validator=_optional_positive)
     partial_fraction: float = attrs.field(default=0.0, validator=_unit_interval)
     reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
+    # The exit manager's trailing stop, for an exchange that trails itself (live ``trailing =
+    # "exchange"``): the distance (price units) it keeps behind the best price, and the price
+    # beyond which it starts trailing (None: at once). None when the manager does not trail.
+    trail_distance: Optional[float] = attrs.field(default=None, validator=_optional_positive)
+    trail_activation: Optional[float] = attrs.field(default=None, validator=_optional_positive)
 
 
 @attrs.frozen
@@ -198,6 +203,7 @@ class OrderKind(enum.Enum):
     MARKET = "market"
     LIMIT = "limit"
     STOP = "stop"
+    TRAILING_STOP = "trailing_stop"     # trails the best price by ``Order.callback_rate``
 
 
 class OrderStatus(enum.Enum):
@@ -216,12 +222,19 @@ class Order:
     side: Side                  # direction of the position this order belongs to
     kind: OrderKind
     quantity: float
-    price: Optional[float]      # limit/stop price; None for market
+    price: Optional[float]      # limit/stop price; a trailing stop's activation price; None for market
     created_at: int             # bar time, ns since epoch (UTC)
     reduce_only: bool = False
     tag: str = ""               # "entry:1/3", "stop", "take_profit", "hedge", ...
     hedge: bool = False
     expires_at: Optional[int] = None
+    # a trailing stop's distance behind the best price, as a fraction of it (0.01 = 1 %)
+    callback_rate: Optional[float] = attrs.field(default=None, validator=_optional_positive)
+
+    def __attrs_post_init__(self):
+        if (self.kind is OrderKind.TRAILING_STOP) != (self.callback_rate is not None):
+            raise ValueError(f"order {self.id!r}: callback_rate {self.callback_rate!r} is for trailing stops "
+                             f"only, and a trailing stop needs one (kind {self.kind})")
 
 
 @attrs.frozen

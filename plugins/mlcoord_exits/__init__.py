@@ -10,6 +10,10 @@ and the target moves out while a strong trend pushes into it.
 Exits read prices only (candles and the market context), never a signal or an ML vote: the
 product requires exits to stay independent of ML once a position is open. Pivots count only once
 confirmed, so no level comes from the future. See :class:`ExitOptions` for every default.
+
+The initial levels also carry the trail as it would start (``ExitLevels.trail_distance``: the
+trailing distance at entry; ``trail_activation``: the price beyond which it starts), for an
+exchange that trails by itself (live ``[live] trailing = "exchange"``); the backtest ignores them.
 """
 
 from mlcoord import hookimpl

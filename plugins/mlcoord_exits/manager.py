@@ -182,8 +182,25 @@ class PreparedExits:
         if take_profit <= 0.0:  # a short's target can only fall so far
             take_profit = None
             reasons.append("no take profit: target would be below zero")
+        distance, activation = self._trail_at(i, s, average, atr)
         return ExitLevels(stop=stop, take_profit=take_profit, partial_take_profit=partial,
-                          partial_fraction=fraction, reasons=tuple(reasons))
+                          partial_fraction=fraction, reasons=tuple(reasons), trail_distance=distance,
+                          trail_activation=activation)
+
+    def _trail_at(self, i: int, s: int, average: float, atr: float) -> tuple[Optional[float], Optional[float]]:
+        """The trail as :meth:`update` would start it, for an exchange that trails by itself:
+        ``trail_atr_multiplier`` ATR times this bar's volatility factor behind the best price, once
+        the best price is ``trail_activation_atr`` ATR beyond the average entry (None: at once).
+        The exchange keeps this distance; the adverse-momentum narrowing stays the bot's own."""
+        o = self.options
+        if not o.trailing_stop:
+            return None, None
+        factor = min(max(self._vol_factor[i], o.trail_factor_min), o.trail_factor_max)
+        distance = o.trail_atr_multiplier * factor * atr
+        activation = average + s * o.trail_activation_atr * atr if o.trail_activation_atr > 0 else None
+        if activation is not None and not activation > 0.0:
+            activation = None
+        return (distance if distance > 0.0 else None), activation
 
     # -- per-bar update ------------------------------------------------------------------------
 
@@ -235,4 +252,5 @@ class PreparedExits:
         if reasons is None:
             return levels
         return ExitLevels(stop=stop, take_profit=take_profit, partial_take_profit=levels.partial_take_profit,
-                          partial_fraction=levels.partial_fraction, reasons=tuple(reasons))
+                          partial_fraction=levels.partial_fraction, reasons=tuple(reasons),
+                          trail_distance=levels.trail_distance, trail_activation=levels.trail_activation)

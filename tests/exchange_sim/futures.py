@@ -334,16 +334,29 @@ class FuturesAccount(FuturesViews):
                 self._finish(child, "EXPIRED")
 
     def _trail(self, algo: Order, spec: MarketSpec, bar: Bar) -> Decimal | None:
+        """Where a TRAILING_STOP_MARKET triggers within ``bar`` (None: it does not).
+
+        Binance's rule: once active (at placement without ``activatePrice``, else once the price
+        reaches it) the order tracks the best price since (highest for a SELL, which closes a
+        long; lowest for a BUY) and triggers when the price comes back ``callbackRate`` % from it,
+        at ``best x (1 - rate)`` (SELL) or ``best x (1 + rate)`` (BUY), rounded to the tick. The
+        bar is walked open -> adverse extreme -> favourable extreme -> close (a SELL sees the low
+        before the high): the conservative order the simulator's stops assume, the adverse move
+        coming before the bar's best price can lift the level. Between those points the price
+        moves monotonically, so the best price only moves at the favourable extreme and a trigger
+        fills at the level, or at the open when the bar opened past it (a gap)."""
         sell = algo.side == "SELL"
-        if algo.peak is None:  # waiting for the activation price
-            if (bar.high >= algo.activation_price) if sell else (bar.low <= algo.activation_price):
-                algo.peak = algo.activation_price
-            return None
         rate = algo.callback_rate / 100
-        level = spec.round_price(algo.peak * (1 - rate) if sell else algo.peak * (1 + rate))
-        if (bar.low <= level) if sell else (bar.high >= level):
-            return min(level, bar.open) if sell else max(level, bar.open)
-        algo.peak = max(algo.peak, bar.high) if sell else min(algo.peak, bar.low)
+        path = (bar.open, bar.low, bar.high, bar.close) if sell else (bar.open, bar.high, bar.low, bar.close)
+        for k, price in enumerate(path):
+            if algo.peak is None:  # waiting for the activation price
+                if not ((price >= algo.activation_price) if sell else (price <= algo.activation_price)):
+                    continue
+                algo.peak = algo.activation_price if k else price
+            level = spec.round_price(algo.peak * (1 - rate) if sell else algo.peak * (1 + rate))
+            if (price <= level) if sell else (price >= level):
+                return price if k == 0 else level
+            algo.peak = max(algo.peak, price) if sell else min(algo.peak, price)
         return None
 
     def _execute(self, order: Order, qty: Decimal, price: Decimal, maker: bool) -> None:

@@ -15,7 +15,10 @@ The rules, in order of importance:
 Exchange order types (Binance dialects, as ccxt 4.5 sends them): spot stops are
 ``STOP_LOSS_LIMIT`` (``stopPrice`` plus a limit ``stop_limit_offset`` beyond it); futures stops and
 take profits are ``STOP_MARKET`` / ``TAKE_PROFIT_MARKET`` algo orders in hedge mode
-(``positionSide``; hedge mode forbids ``reduceOnly``: closing is implied by the side).
+(``positionSide``; hedge mode forbids ``reduceOnly``: closing is implied by the side). A trailing
+stop (:attr:`OrderKind.TRAILING_STOP`) is a futures ``TRAILING_STOP_MARKET`` algo order: ccxt's
+``trailingPercent`` becomes Binance's ``callbackRate`` (percent: ``Order.callback_rate`` x 100) and
+``trailingTriggerPrice`` its ``activatePrice`` (``Order.price``, None: trails at once).
 """
 
 from __future__ import annotations
@@ -39,6 +42,10 @@ _STATES = {"open": OrderState.OPEN, "closed": OrderState.FILLED, "canceled": Ord
            "cancelled": OrderState.CANCELLED, "expired": OrderState.EXPIRED, "rejected": OrderState.REJECTED}
 #: how many times one order is sent (same client id) before the broker gives up for this cycle
 MAX_SENDS = 4
+#: order kinds that are conditional (algo) orders on futures: looked up and cancelled as such
+ALGO_KINDS = (OrderKind.STOP, OrderKind.TRAILING_STOP)
+#: the callback rates (percent) Binance USD-M accepts for a TRAILING_STOP_MARKET, and their step
+TRAILING_PERCENT_RANGE, TRAILING_PERCENT_STEP = (0.1, 10.0), 0.1
 
 
 class BrokerError(MlcoordError):
@@ -123,6 +130,8 @@ class Broker:
     # -- placing ------------------------------------------------------------------------------
     def place(self, order: Order, plan_id: Optional[str] = None) -> OrderRecord:
         """Send ``order`` (``order.id`` is its client id) unless the store says it went already."""
+        if order.kind == OrderKind.TRAILING_STOP and self.market != "futures":
+            raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
         stored = self.store.order(order.id)
         if stored is not None and stored.state != OrderState.PENDING:
             return stored
@@ -175,10 +184,14 @@ class Broker:
         amount = float(order.quantity)
         if self.market == "futures":
             params["positionSide"] = "LONG" if order.side == Side.LONG else "SHORT"
+        # spot has no reduceOnly or position side: a closing order is a plain sell of the held coins
+        # (the trader sizes it to what the account holds and cancels the stop that locks them first)
         if order.kind == OrderKind.MARKET:
             return self.exchange.create_order(sym, "market", side, amount, None, params)
         if order.kind == OrderKind.LIMIT:
             return self.exchange.create_order(sym, "limit", side, amount, float(order.price), params)
+        if order.kind == OrderKind.TRAILING_STOP:
+            return self._trailing_stop(order, sym, side, amount, params)
         stop = self.price(order.symbol, order.price)
         take_profit = order.tag.startswith("take_profit")
         if self.market == "futures":
@@ -192,6 +205,15 @@ class Broker:
         return self.exchange.create_order(sym, "STOP_LOSS_LIMIT", side, amount,
                                           self.price(order.symbol, stop * (1 + offset)), params)
 
+    def _trailing_stop(self, order: Order, sym: str, side: str, amount: float, params: dict) -> dict:
+        """Futures ``TRAILING_STOP_MARKET``: closes when price falls (rises, for a short) by the
+        callback rate from its best since activation. The rate goes in Binance's unit, percent.
+        (Spot was refused by :meth:`place` before anything was stored.)"""
+        params["trailingPercent"] = round(float(order.callback_rate) * 100.0, 4)
+        if order.price is not None:
+            params["trailingTriggerPrice"] = self.price(order.symbol, order.price)
+        return self.exchange.create_order(sym, "TRAILING_STOP_MARKET", side, amount, None, params)
+
     # -- looking up, refreshing, cancelling ---------------------------------------------------
     def lookup(self, record: OrderRecord) -> Optional[dict]:
         """The exchange's view of the order with this client id, or None if it has none."""
@@ -204,7 +226,7 @@ class Broker:
                              f"fetch_order {cid}")
         except ccxt.OrderNotFound:
             pass
-        if self.market == "futures" and record.order.kind == OrderKind.STOP:
+        if self.market == "futures" and record.order.kind in ALGO_KINDS:
             try:
                 return self.call(lambda: self.exchange.fetch_order(None, sym, {"trigger": True, "clientAlgoId": cid}),
                                  f"fetch_algo_order {cid}")
@@ -231,7 +253,7 @@ class Broker:
             return record
         sym = self.symbol(record.order.symbol)
         cid = record.client_order_id
-        futures_stop = self.market == "futures" and record.order.kind == OrderKind.STOP
+        futures_stop = self.market == "futures" and record.order.kind in ALGO_KINDS
         params = {"trigger": True, "clientAlgoId": cid} if futures_stop else {"origClientOrderId": cid}
         try:
             self.call(lambda: self.exchange.cancel_order(None, sym, params), f"cancel_order {cid}")
@@ -245,7 +267,7 @@ class Broker:
         filled = float(response.get("filled") or 0.0)
         average = response.get("average")
         info = response.get("info") or {}
-        if self.market == "futures" and record.order.kind == OrderKind.STOP and "algoId" in info:
+        if self.market == "futures" and record.order.kind in ALGO_KINDS and "algoId" in info:
             # an algo (conditional) order: once triggered, its child order carries the fills
             filled = float(info.get("executedQty") or 0.0)
             average = float(info.get("avgPrice") or 0.0) or None

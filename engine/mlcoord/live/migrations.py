@@ -179,10 +179,18 @@ def _v3_positions(conn: Connection) -> None:
                 funding=p.funding, liquidation_price=p.liquidation_price, plan_id=p.plan_id))
 
 
+def _v4_trailing_callback_rate(conn: Connection) -> None:
+    """Exchange-side trailing stops: ``orders.callback_rate``, the distance a trailing stop keeps
+    behind the best price (fraction of it). NULL for every other order, so existing rows need nothing."""
+    if "callback_rate" not in {c["name"] for c in inspect(conn).get_columns("orders")}:
+        conn.execute(text("ALTER TABLE orders ADD COLUMN callback_rate DOUBLE PRECISION"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "orders and fills", _v1_orders_and_fills),
     Migration(2, "plans, orders.plan_id, component state, decisions", _v2_plans_state_decisions),
     Migration(3, "positions built from fills", _v3_positions),
+    Migration(4, "orders.callback_rate (exchange-side trailing stops)", _v4_trailing_callback_rate),
 )
 LATEST = MIGRATIONS[-1].version
 

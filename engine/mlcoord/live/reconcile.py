@@ -5,8 +5,14 @@
 2. Open orders on the exchange that the store does not know are adopted (stored, with no plan)
    or cancelled, per ``[live] unknown_orders``.
 3. Balances (spot) or positions (futures) are read and logged next to the store's positions.
+   Spot has no exchange positions: a plan's position is the coins its fills bought, so each
+   active plan's holding is compared with the account's free + locked balance of its base asset
+   (``spot_holding_short`` when the account has less than the fills say beyond fees: coins sold
+   outside the bot; the trader then sells and protects only what is there; coins of a traded
+   asset without an active plan are not the bot's and are left alone, ``spot_balance_without_plan``).
 4. Active plans whose position has no live stop are returned: the caller places their stops
-   before any new entry (:meth:`mlcoord.live.store.Store.plans_without_stop`).
+   before any new entry (:meth:`mlcoord.live.store.Store.plans_without_stop`). On spot this is the
+   same rule: a plan whose bought coins are (partly) still held needs its ``STOP_LOSS_LIMIT``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,13 @@ class Reconciliation:
     exchange_positions: tuple[tuple[str, str, float], ...]
     store_positions: tuple[tuple[str, str, float], ...]
     unprotected: tuple[PlanRecord, ...]
+    #: spot: (plan id, base asset, the plan's net fills, the account's balance of that asset)
+    spot_holdings: tuple[tuple[str, str, float, float], ...] = ()
+    #: futures: (exchange symbol, side, contracts, plan id) of each exchange position that is an
+    #: active plan's hedge leg (hedge mode: the side opposite to the plan's)
+    hedge_legs: tuple[tuple[str, str, float, str], ...] = ()
+    #: futures: exchange positions that are neither an active plan's position nor its hedge leg
+    unknown_positions: tuple[tuple[str, str, float], ...] = ()
 
 
 def reconcile(broker: Broker, symbols: Sequence[str], unknown_orders: str = "cancel") -> Reconciliation:
@@ -62,12 +75,15 @@ def reconcile(broker: Broker, symbols: Sequence[str], unknown_orders: str = "can
             log.warning("unknown_exchange_order", symbol=symbol, client_id=cid, own_format=is_own_order(cid),
                         action=unknown_orders)
     exchange_positions = _exchange_positions(broker, symbols)
+    holdings = _spot_holdings(broker, symbols, exchange_positions) if broker.market == "spot" else ()
     ours = tuple((p.symbol, p.side.name, p.quantity) for p in store.positions())
     unprotected = tuple(store.plans_without_stop())
     log.info("reconciled", refreshed=len(live), adopted=len(adopted), cancelled=len(cancelled),
              exchange_positions=exchange_positions, store_positions=ours,
              plans_without_stop=[p.plan_id for p in unprotected])
-    return Reconciliation(len(live), tuple(adopted), tuple(cancelled), exchange_positions, ours, unprotected)
+    hedge_legs, unknown = _futures_positions(broker, exchange_positions) if broker.market == "futures" else ((), ())
+    return Reconciliation(len(live), tuple(adopted), tuple(cancelled), exchange_positions, ours, unprotected,
+                          holdings, hedge_legs, unknown)
 
 
 def _exchange_positions(broker: Broker, symbols: Sequence[str]) -> tuple[tuple[str, str, float], ...]:
@@ -77,5 +93,66 @@ def _exchange_positions(broker: Broker, symbols: Sequence[str]) -> tuple[tuple[s
         return tuple((r["symbol"], str(r.get("side")), float(r.get("contracts") or 0.0))
                      for r in rows if float(r.get("contracts") or 0.0))
     balance = broker.call(broker.exchange.fetch_balance, "fetch_balance")
-    bases = {s.split("/")[0] for s in symbols}
+    plans = {p.symbol for p in broker.store.active_plans()}
+    bases = {_base(broker, s) for s in (*symbols, *plans)}
     return tuple((b, "balance", float((balance.get("total") or {}).get(b) or 0.0)) for b in sorted(bases))
+
+
+#: the share of a spot plan's bought coins the account may lack before it is reported (fees)
+SPOT_FEE_TOLERANCE = 0.01
+
+
+def _base(broker: Broker, symbol: str) -> str:
+    return broker.exchange.market(broker.symbol(symbol))["base"]
+
+
+def _spot_holdings(broker: Broker, symbols: Sequence[str], balances) -> tuple[tuple[str, str, float, float], ...]:
+    """Each active spot plan's net fills next to the account's balance of its base asset."""
+    from sqlalchemy import case, func, select
+
+    from mlcoord.live.schema import orders
+
+    store = broker.store
+    total = {b: q for b, _, q in balances}
+    signed = case((orders.c.reduce_only.is_(True), -orders.c.filled_quantity), else_=orders.c.filled_quantity)
+    with store.engine.connect() as conn:
+        nets = dict(conn.execute(select(orders.c.plan_id, func.sum(signed)).where(orders.c.plan_id.is_not(None))
+                                 .group_by(orders.c.plan_id)).all())
+    out, planned = [], set()
+    for plan in store.active_plans():
+        base = _base(broker, plan.symbol)
+        planned.add(plan.symbol)
+        net, held = float(nets.get(plan.plan_id) or 0.0), total.get(base, 0.0)
+        out.append((plan.plan_id, base, net, held))
+        if net > 0 and held < net * (1 - SPOT_FEE_TOLERANCE):
+            log.warning("spot_holding_short", plan=plan.plan_id, asset=base, plan_net=net, balance=held,
+                        note="the account holds less than the plan's fills (sold outside the bot?): the bot "
+                             "sells and protects only what is there")
+    for symbol in symbols:
+        base = _base(broker, symbol)
+        if symbol not in planned and broker.amount(symbol, total.get(base, 0.0)) > 0:
+            log.info("spot_balance_without_plan", symbol=symbol, asset=base, balance=total.get(base, 0.0),
+                     note="not the bot's: left alone")
+    return tuple(out)
+
+
+def _futures_positions(broker: Broker, exchange_positions):
+    """Each futures exchange position matched with the store's positions (built from the bot's
+    fills, keyed by symbol, side and hedge flag): an active plan's hedge leg (the opposite side of
+    its plan, hedge mode) is named as such; one the store has no active plan for is reported
+    (``exchange_position_unknown``: opened outside the bot, or a plan closed while it was held)."""
+    active = {p.plan_id for p in broker.store.active_plans()}
+    ours = {(broker.symbol(p.symbol), p.side.name.lower()): p for p in broker.store.positions()}
+    hedges, unknown = [], []
+    for sym, side, contracts in exchange_positions:
+        mine = ours.get((sym, side.lower()))
+        if mine is not None and mine.plan_id in active:
+            if mine.hedge:
+                hedges.append((sym, side, contracts, mine.plan_id))
+                log.info("exchange_position_hedge_leg", symbol=sym, side=side, contracts=contracts,
+                         plan=mine.plan_id, store_quantity=mine.quantity)
+            continue
+        unknown.append((sym, side, contracts))
+        log.warning("exchange_position_unknown", symbol=sym, side=side, contracts=contracts,
+                    note="no active plan holds it; the bot leaves it alone")
+    return tuple(hedges), tuple(unknown)

@@ -114,12 +114,26 @@ class TrailingStop:
 
 @attrs.frozen
 class HedgeLeg:
-    """The opposite-side position that hedges a plan's entry (futures, hedge mode)."""
+    """The opposite-side position that hedges a plan's entry (futures, hedge mode), as wanted.
+
+    A plan holds one while the hedging guard wants its position hedged; ``None`` once released.
+    ``quantity`` is ``fraction`` times what the plan held when the hedge was turned on (the
+    backtest sizes it the same way, and does not resize it). ``number`` counts the plan's hedge
+    legs (1, 2, ...: a hedge released and turned on again is a new leg); the leg's orders are
+    tagged ``hedge:open:<number>`` / ``hedge:close:<number>``, so a restart finds them by client id.
+    """
 
     side: Side = attrs.field(converter=Side)
     quantity: float = attrs.field(validator=_positive)
     leverage: float = attrs.field(default=1.0, validator=_positive)
     margin_mode: str = "isolated"
+    number: int = attrs.field(default=1, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)])
+    fraction: Optional[float] = attrs.field(default=None)
+
+    @fraction.validator
+    def _check_fraction(self, attribute, value):
+        if value is not None and not (isinstance(value, (int, float)) and 0 < value <= 1):
+            raise ValueError(f"fraction must be a number in (0, 1], got {value!r}")
 
 
 class PlanStatus(enum.Enum):
@@ -132,7 +146,9 @@ class PlanStatus(enum.Enum):
 class PlanRecord:
     """One journaled entry: everything needed to protect its position after a restart.
 
-    ``levels.stop`` is the stop in force now (a trailing stop updates it through ``save_plan``).
+    ``levels.stop`` is the stop in force now (the bot's trailing updates it through ``save_plan``;
+    with ``trailing`` on the exchange it stays at the initial stop and the exchange trails).
+    ``hedge`` is the hedge leg the plan wants now (None: none, or released).
     ``stop_on_exchange`` is False on exchanges without stop orders: the bot monitors the stop.
     """
 

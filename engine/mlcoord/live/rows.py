@@ -38,14 +38,14 @@ def order_values(rec: OrderRecord) -> dict[str, Any]:
             "tag": o.tag, "hedge": o.hedge, "expires_at": o.expires_at, "state": rec.state.value,
             "filled_quantity": rec.filled_quantity, "average_price": rec.average_price,
             "exchange_order_id": rec.exchange_order_id, "updated_at": rec.updated_at, "reason": rec.reason,
-            "plan_id": rec.plan_id}
+            "plan_id": rec.plan_id, "callback_rate": o.callback_rate}
 
 
 def order_record(row: Mapping[str, Any]) -> OrderRecord:
     order = Order(id=row["client_order_id"], symbol=row["symbol"], side=Side(row["side"]),
                   kind=OrderKind(row["kind"]), quantity=row["quantity"], price=row["price"],
                   created_at=row["created_at"], reduce_only=bool(row["reduce_only"]), tag=row["tag"],
-                  hedge=bool(row["hedge"]), expires_at=row["expires_at"])
+                  hedge=bool(row["hedge"]), expires_at=row["expires_at"], callback_rate=row["callback_rate"])
     return OrderRecord(order=order, plan_id=row["plan_id"], state=OrderState(row["state"]),
                        filled_quantity=row["filled_quantity"], average_price=row["average_price"],
                        exchange_order_id=row["exchange_order_id"], updated_at=row["updated_at"],

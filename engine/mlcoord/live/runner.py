@@ -154,11 +154,26 @@ class LiveLoopOptions(LiveOptions):
     expired) is cancelled and placed again at the plan's offset from the current close.
     ``scan`` (False): the market scanner picks the traded symbols every cycle (``[live.scanner]``:
     :class:`~mlcoord.live.scanner.ScannerOptions`) instead of ``[data] symbols``; a symbol that
-    drops out keeps being managed while it has an open plan, but gets no new entry."""
+    drops out keeps being managed while it has an open plan, but gets no new entry.
+    ``trailing`` ("bot"): who trails the stop. "bot": the exit manager's trailing moves the stop
+    order (cancel and replace). "exchange" (futures): the stop order stays at the plan's initial
+    stop and a ``TRAILING_STOP_MARKET`` trails on the exchange, at the exit manager's trailing
+    distance (as a percent of price, within the exchange's 0.1-10 %) from its activation price."""
 
     reprice_after_bars: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     scan: bool = False
     scanner: ScannerOptions = ScannerOptions()
+    trailing: str = attrs.field(default="bot")
+
+    @trailing.validator
+    def _check_trailing(self, attribute, value):
+        if value not in TRAILING_MODES:
+            raise ValueError(f'trailing must be "bot" (the bot moves its stop order) or "exchange" (a '
+                             f'TRAILING_STOP_MARKET order trails on the exchange), got {value!r}')
+
+
+#: ``[live] trailing``: who moves a trailing stop
+TRAILING_MODES = ("bot", "exchange")
 
 
 def load_live_settings(path, overrides=None):

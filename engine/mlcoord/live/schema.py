@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 metadata = MetaData()
 
@@ -57,6 +57,7 @@ orders = Table(
     Column("updated_at", BigInteger, nullable=False),
     Column("reason", Text, nullable=False),
     Column("plan_id", String(64)),                       # v2
+    Column("callback_rate", Double),                     # v4: trailing stops only
     Index("ix_orders_state", "state"),
     Index("ix_orders_plan_id", "plan_id"),               # v2
 )
