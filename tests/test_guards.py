@@ -12,7 +12,7 @@ import pytest
 
 import mlcoord_hedging
 import mlcoord_protections
-from mlcoord import Action, Decision, GuardAction, Side, Signal, Trade
+from mlcoord import Action, Decision, GuardAction, Side, Signal, Trade, hookimpl
 from mlcoord.components import PortfolioGuard
 from mlcoord.config import structure
 from mlcoord.errors import ConfigError
@@ -674,3 +674,47 @@ def test_guard_state_is_kept_apart_from_the_learning_state(builtin_plugins_only)
     again = {b.name: b.obj for b in restarted.components.portfolio_guards}
     assert again["protections"].allow_entry("BTC/USDT", Side.LONG, at(3)).startswith("cooldown_after_stop")
     assert restarted.guard_state() == saved
+
+
+def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_start(builtin_plugins_only):
+    """Guards' price statistics are ready when trading starts: a paper session replays its
+    history through them (flat, actions ignored), and so does a backtest for the bars before its
+    start; the hedging guard's volatility baseline (360 bars) is then available at once."""
+    from mlcoord.backtest.run import run_backtest
+    from mlcoord.candles import load_candles
+    from mlcoord.config import Settings
+    from mlcoord.datasets import bundled_path
+    from mlcoord.live.runner import PaperTrader
+    from mlcoord.pipeline import build_pipeline
+
+    btc = load_candles(bundled_path("BTC/USDT")).slice(0, 1200)
+    settings = Settings()
+    paper = PaperTrader(build_pipeline(settings, load_plugins({})), settings, [btc.slice(0, 800)])
+    hedging = {b.name: b.obj for b in paper.pipeline.components.portfolio_guards}["hedging"]
+    assert hedging._market.bar == 799                        # every history bar, once
+    assert hedging._market.baseline("BTC/USDT") is not None and hedging._market.vol("BTC/USDT") > 0
+    assert paper.portfolio.positions == {} and paper.portfolio.hedge_mode == {}   # actions ignored
+    steps = paper.on_candles([btc])
+    assert steps == 400 and hedging._market.bar == 1199
+
+    calls = []
+
+    class Counting:
+        def on_bar(self, portfolio):
+            calls.append(portfolio.time)
+            return []
+
+        def allow_entry(self, symbol, side, portfolio):
+            return None
+
+    class Plugin:
+        @hookimpl
+        def register_portfolio_guards(self, register):
+            register("counting", lambda options: Counting())
+
+    plugins = load_plugins({}, extra_plugins={"counting": Plugin()})
+    dated = structure({"data": {"timerange": "20201010-", "higher_timeframes": []}}, Settings)
+    result = run_backtest(dated, plugins=plugins, candles=[btc])
+    first = int(np.searchsorted(btc.time, result.raw.times[0]))
+    assert first == 480                                      # 2020-09-20 + 20 days of warm-up bars
+    assert calls == [int(t) for t in btc.time]               # the warm-up bars first, then every stepped one

@@ -319,8 +319,8 @@ def test_spot_start_up_refuses_hedging_and_leverage_before_touching_the_account(
 def test_spot_restart_leaves_no_holding_without_its_stop(exchange_server, tmp_path):
     """Stopped while holding; the stop is cancelled and 40 % of the coins taken behind the bot's
     back. The restart reports the shortfall, protects what is left (sized to the balance: no
-    "insufficient balance") before its first bar, carries on, and skips the feedback of the plan
-    opened before (its decision is not known to the new session)."""
+    "insufficient balance") before its first bar, carries on, and feeds the plan opened before back
+    to the plugins from its stored decision."""
     server = exchange_server
     settings, options = load_live_settings(spot_config(tmp_path))
     held = {}
@@ -365,9 +365,14 @@ def test_spot_restart_leaves_no_holding_without_its_stop(exchange_server, tmp_pa
     after = sorted((r for r in stops if r.client_order_id not in before), key=lambda r: r.order.created_at)
     assert after[0].order.quantity <= left           # the restart's stop: what is left, not what was bought
     assert trader.store.plan(held["plan"]).status == PlanStatus.CLOSED, "the held plan never closed"
-    skipped = [e for e in logs if e["event"] == "trade_feedback_skipped"]
-    assert [e["plan"] for e in skipped] == [held["plan"]]
-    assert held["plan"] not in {t.id for t, _ in recorder.trades}
+    # the plan opened before the restart still reaches the plugins: its trade is built from the
+    # decision stored by the first session (no Decision object: decision=None)
+    fed = {t.id: (t, d) for t, d in recorder.trades}
+    trade, decision = fed[held["plan"]]
+    stored = store.decision("BTC/USDT", store.plan(held["plan"]).decision_time)
+    assert decision is None and stored is not None and stored["outcome"] == "entered"
+    assert trade.confidence == pytest.approx(stored["confidence"]) and trade.entry_reason != "unspecified"
+    assert [e["decision"] for e in logs if e["event"] == "trade_feedback" and e["plan"] == held["plan"]] == ["stored"]
 
 
 # -- the learning feedback on futures ----------------------------------------------------------

@@ -132,6 +132,8 @@ class Backtest:
             times = times[np.searchsorted(times, start):]
         slots = self._slots(books, times)
         self.begin(books)
+        if start is not None and len(times):
+            self.warm_up_guards(books, int(times[0]))
         step = self.step
         with _fewer_gc_passes():
             for k, (t, slot) in enumerate(zip(times.tolist(), slots)):
@@ -153,6 +155,35 @@ class Backtest:
         self._equity_curve: list[float] = []
         self._exposure_curve: list[float] = []
         self._day: Optional[int] = None
+
+    def warm_up_guards(self, books: Sequence[Book], until: Optional[int] = None) -> int:
+        """Bars before the first stepped one (the indicators' warm-up, or a live session's history)
+        reach the portfolio guards as flat bars: nothing is held and their actions are ignored, but
+        price statistics (the hedging guard's volatility baseline needs weeks of bars) are ready
+        when trading starts, in a backtest with a start date and in paper or live trading alike.
+        Returns the bars replayed."""
+        if not self._guards:
+            return 0
+        portfolio, errors = self.portfolio, self.pipeline.errors
+        bars = []
+        for book in books:
+            n = len(book.t) if until is None else int(np.searchsorted(book.t, until))
+            bars.append((book.symbol, book.t, book.c, n))
+        times = sorted({t for _, ts, _, n in bars for t in ts[:n]})
+        where = [0] * len(bars)
+        for t in times:
+            for k, (sym, ts, cs, n) in enumerate(bars):
+                j = where[k]
+                if j < n and ts[j] == t:
+                    portfolio.prices[sym] = cs[j]
+                    where[k] = j + 1
+            portfolio.time = t
+            for name, on_bar in self._guards:
+                try:
+                    on_bar(portfolio)
+                except Exception as exc:
+                    errors.failed(name, "on_bar (warm-up)", exc)
+        return len(times)
 
     def step(self, t: int, slot: Sequence[tuple[Book, int]]) -> None:
         """One timestamp: fills, marking, guards, exit updates and entry decisions.

@@ -73,6 +73,7 @@ class PaperTrader:
         self.order = [c.symbol for c in history]
         self.books = {c.symbol: Book(prepare_symbol(pipeline, settings, c)) for c in history}
         self.engine.begin([self.books[s] for s in self.order])
+        self.engine.warm_up_guards([self.books[s] for s in self.order])
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
 
     @property

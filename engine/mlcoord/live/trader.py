@@ -99,9 +99,10 @@ from mlcoord.backtest.engine import Backtest
 from mlcoord.backtest.portfolio import Position
 from mlcoord.live.broker import (TRAILING_PERCENT_RANGE, TRAILING_PERCENT_STEP, Broker, BrokerError,
                                  not_yet_supported)
+from mlcoord.live.memory import SessionMemory
 from mlcoord.live.records import HedgeLeg, OrderRecord, OrderState, PlanRecord, PlanStatus, TrailingStop
 from mlcoord.live.runner import PaperTrader
-from mlcoord.model import Order, OrderKind, Side, Trade
+from mlcoord.model import Action, Order, OrderKind, Side, Signal, Trade
 
 log = structlog.get_logger("mlcoord.live.trader")
 
@@ -686,21 +687,25 @@ class LiveTrader(PaperTrader):
     def _trade_closed(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         """The backtest's feedback for a closed position (:meth:`Backtest._exit` calls the same
         :meth:`Pipeline.trade_closed`): the plan's :class:`Trade`, built from its fills, with the
-        decision that opened it. A plan opened before a restart has no decision in this session
-        (decisions are not persisted): no feedback, said in the log."""
+        decision that opened it. A plan opened before a restart has no Decision object in this
+        session: its trade is built from the stored decision (confidence, reasons, initial stop)
+        and handed over with ``decision=None`` (the hook allows it), so cooldowns, pair locks and
+        the sizer's trade history still see it."""
         decision = self._decisions.pop(plan.plan_id, None)
+        stored = None
         if decision is None:
-            log.info("trade_feedback_skipped", plan=plan.plan_id, symbol=plan.symbol,
-                     reason="the decision that opened the plan is not known in this session (opened before "
-                            "a restart)")
-            return
-        trade = self.plan_trade(plan, tally, reason, decision)
+            stored = self.store.decision(plan.symbol, plan.decision_time)
+            if stored is None:
+                log.warning("trade_feedback_without_decision", plan=plan.plan_id, symbol=plan.symbol,
+                            note="the opening decision was not stored; confidence 0 and reason unspecified")
+        trade = self.plan_trade(plan, tally, reason, decision, stored)
         self.engine.trades.append(trade)
         self.pipeline.trade_closed(trade, decision)
         log.info("trade_feedback", plan=plan.plan_id, symbol=plan.symbol, exit_reason=trade.exit_reason,
-                 pnl=round(trade.pnl, 8), entry=trade.entry_price, exit=trade.exit_price, quantity=trade.quantity)
+                 pnl=round(trade.pnl, 8), entry=trade.entry_price, exit=trade.exit_price, quantity=trade.quantity,
+                 decision="this session" if decision is not None else ("stored" if stored else "unknown"))
 
-    def plan_trade(self, plan: PlanRecord, tally: Tally, reason: str, decision) -> Trade:
+    def plan_trade(self, plan: PlanRecord, tally: Tally, reason: str, decision, stored=None) -> Trade:
         """A closed plan as the backtest's :class:`Trade`: entry and exit averages from the fills,
         fees from the exchange's trade list (:meth:`_exchange_fees`), PnL net of fees, bar times
         (opened: the bar of the first entry fill; closed: the last closed bar). Funding is not
@@ -719,13 +724,18 @@ class LiveTrader(PaperTrader):
             fees = sum(f.fee for f in fills)
         first = min((f.time for f in fills if not f.reduce_only), default=plan.decision_time)
         opened = max(first - first % self.timeframe_ns, plan.decision_time) if self.timeframe_ns else first
+        closed = max(self.last_time, plan.decision_time)
+        opened = min(opened, closed)     # an exchange clock ahead of the bars must not date a trade ahead
         pnl = (exit_price - tally.average) * exit_qty * plan.side - fees
         return Trade(id=plan.plan_id, symbol=plan.symbol, side=plan.side, opened_at=opened,
-                     closed_at=max(self.last_time, opened), entry_price=tally.average, exit_price=exit_price,
+                     closed_at=closed, entry_price=tally.average, exit_price=exit_price,
                      quantity=tally.entered, pnl=pnl, fees=fees, funding=0.0,
-                     exit_reason=self._exit_reason(plan, tally, reason, decision),
+                     exit_reason=self._exit_reason(plan, tally, reason, _initial_stop(decision, stored)),
                      entries_planned=len(plan.entry.legs), entries_filled=len({r.order.tag for r in entries}),
-                     confidence=decision.confidence, entry_reason=decisive_reason(decision.technical))
+                     confidence=decision.confidence if decision is not None else float((stored or {}).get(
+                         "confidence", 0.0)),
+                     entry_reason=decisive_reason(decision.technical if decision is not None else Signal(
+                         Action.HOLD, 0.0, tuple((stored or {}).get("reasons", ())))))
 
     def _exchange_fees(self, plan: PlanRecord, filled: Sequence[OrderRecord]) -> Optional[float]:
         """The fees of the plan's filled orders in the quote asset, from the exchange's trade list
@@ -766,7 +776,7 @@ class LiveTrader(PaperTrader):
             return None
         return total
 
-    def _exit_reason(self, plan: PlanRecord, tally: Tally, reason: str, decision) -> str:
+    def _exit_reason(self, plan: PlanRecord, tally: Tally, reason: str, initial: Optional[float]) -> str:
         """In the backtest's words when an exit order did it (``stop_loss``, ``trailing_stop`` for a
         stop moved from the decision's, ``take_profit``); else why the bot closed it."""
         for r in tally.orders:
@@ -778,7 +788,6 @@ class LiveTrader(PaperTrader):
             if tag.startswith("trailing"):
                 return "trailing_stop"
             if tag.startswith(STOP):
-                initial = decision.levels.stop if decision.levels is not None else None
                 moved = initial is not None and r.order.price != self.broker.price(plan.symbol, initial)
                 return "trailing_stop" if moved else "stop_loss"
         return reason
@@ -895,6 +904,14 @@ class LiveTrader(PaperTrader):
             p.equity = p.peak_equity = p.day_start_equity = p.cash
 
 
+def _initial_stop(decision, stored: Optional[dict]) -> Optional[float]:
+    """The stop the plan was decided with (to tell a stop loss from a trailed stop)."""
+    if decision is not None:
+        return decision.levels.stop if decision.levels is not None else None
+    stop = ((stored or {}).get("levels") or {}).get("stop")
+    return float(stop) if stop is not None else None
+
+
 def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
              timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None) -> LiveTrader:
     """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures in hedge mode,
@@ -949,6 +966,10 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     if scanner is not None:
         trader.entry_symbols = set(picked)
     trader.sync_wallet(reset_peak=True)
+    memory = SessionMemory(store)
+    restored = memory.restore(trader)
+    if restored:
+        log.info("session_state_restored", **restored)
     for plan in found.unprotected:
         log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
                     note="placing its stop before any new entry")
@@ -971,9 +992,13 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                 if scanner is not None:
                     symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
                     ccxt_symbols = {s: broker.symbol(s) for s in symbols}
-                fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
+                if scanner is not None:           # many pairs: their requests overlap
+                    fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
+                else:
+                    fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
                 steps = trader.on_candles(fresh)
                 trader.manage_all()
+                memory.save(trader)
             except ExchangeUnavailable as exc:
                 steps, status = 0, f"paused: {exc}"
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
@@ -1020,6 +1045,17 @@ def spot_quote(broker: Broker, symbols: Sequence[str]) -> str:
     if len(quotes) > 1:
         raise not_yet_supported(f"spot symbols with different quote assets ({', '.join(sorted(quotes))})")
     return quotes.pop() if quotes else "USDT"
+
+
+def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
+    """This cycle's newest closed bars of every symbol through the scanner's worker threads; a
+    symbol whose answer was malformed is left out this cycle (its plan keeps its exchange stop)."""
+    from mlcoord.candles import Candles
+
+    by_ccxt = health.call(lambda: scanner.fetch_closed([ccxt_symbols[s] for s in symbols], timeframe, 5),
+                          what="candles (scanner)")
+    return [Candles(s, by_ccxt[ccxt_symbols[s]].timeframe, by_ccxt[ccxt_symbols[s]].frame)
+            for s in symbols if ccxt_symbols[s] in by_ccxt]
 
 
 def _scan(scanner, health) -> list[str]:

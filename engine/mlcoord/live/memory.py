@@ -1,0 +1,83 @@
+"""What a live bot keeps in its store besides orders, fills and plans, so a restart picks up where
+the process died:
+
+* every decision of the journal (``decisions`` table, keyed by symbol and bar: a bar replayed
+  after a restart is stored once), so "why did it trade?" has an answer after any crash;
+* the plugins' learning state (:meth:`Pipeline.state`: ensemble weights, calibration, bandit
+  arms), restored before the first decision;
+* the portfolio guards' state (:meth:`Pipeline.guard_state`: cooldowns, pair locks, active hedge
+  triggers), so a restart neither lifts a cooldown nor strands a hedge;
+* the account's equity peak and day start, which the drawdown trigger and the daily-loss limit
+  measure from: a restart in a drawdown must not reset the peak to today's equity.
+
+Saved after every cycle that stepped a bar (one small write each), restored once at start.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import structlog
+
+from mlcoord.backtest.fills import DAY_NS
+
+log = structlog.get_logger("mlcoord.live.memory")
+
+PIPELINE, GUARDS, ACCOUNT = "pipeline", "guards", "account"
+
+
+class SessionMemory:
+    """Saves and restores one trader's decisions, plugin state and account marks in ``store``."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self._recorded = 0          # journal decisions already written
+
+    def restore(self, trader) -> dict[str, Any]:
+        """Before the first cycle: learning and guard state into the pipeline, the account's peak
+        and day start into the engine's portfolio (after the wallet was read). Returns what was
+        found, for the start-up log."""
+        found: dict[str, Any] = {}
+        pipeline, portfolio = trader.pipeline, trader.engine.portfolio
+        learned = self.store.load_state(PIPELINE)
+        if learned:
+            pipeline.load_state(learned)
+            found["learning_state"] = sorted(learned.get("components", {})) + (
+                ["ensemble"] if "ensemble" in learned else [])
+        guards = self.store.load_state(GUARDS)
+        if guards:
+            pipeline.load_guard_state(guards)
+            found["guard_state"] = sorted(guards.get("guards", {}))
+        account = self.store.load_state(ACCOUNT)
+        if account:
+            peak = float(account["peak_equity"])
+            if peak > portfolio.equity:
+                portfolio.peak_equity = peak
+                found["peak_equity"] = peak
+            day = int(account["day"]) if account.get("day") is not None else None
+            if day is not None and day == trader.last_time // DAY_NS:
+                portfolio.day_start_equity = float(account["day_start_equity"])
+                trader.engine._day = day          # same UTC day: the loss limit keeps its base
+                found["day_start_equity"] = portfolio.day_start_equity
+        self._recorded = len(trader.engine.journal.decisions)
+        return found
+
+    def save(self, trader) -> int:
+        """After a cycle: new decisions, then the state. Returns the decisions written."""
+        decisions = trader.engine.journal.decisions
+        new = decisions[self._recorded:]
+        for decision in new:
+            self.store.record_decision(decision)
+        self._recorded = len(decisions)
+        pipeline, portfolio = trader.pipeline, trader.engine.portfolio
+        self.store.save_state(PIPELINE, pipeline.state())
+        self.store.save_state(GUARDS, pipeline.guard_state())
+        self.store.save_state(ACCOUNT, {"peak_equity": portfolio.peak_equity,
+                                        "day_start_equity": portfolio.day_start_equity,
+                                        "day": _day(trader), "bar_time": trader.last_time})
+        return len(new)
+
+
+def _day(trader) -> Optional[int]:
+    day = getattr(trader.engine, "_day", None)
+    return int(day) if day is not None else None

@@ -1,0 +1,85 @@
+"""What a live bot keeps besides orders and plans (:mod:`mlcoord.live.memory`), against the
+loopback Binance: every decision stored once, the plugins' learning state, the guards' state
+(cooldowns, locks) and the account's equity peak survive a restart."""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from mlcoord.journal import iso_time
+from mlcoord.live.memory import ACCOUNT, GUARDS, PIPELINE
+from mlcoord.live.retry import ManualClock
+from mlcoord.live.runner import load_live_settings
+from mlcoord.live.store import Store
+from mlcoord.live.trader import run_live
+from mlcoord.registry import load_plugins
+from test_live_runner import BarClock
+from test_live_trader import live_config
+
+
+def _guards(trader):
+    return {b.name: b.obj for b in trader.pipeline.components.portfolio_guards}
+
+
+def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(exchange_server, tmp_path):
+    server = exchange_server
+    extra = "[plugins.protections]\ncooldown_after_stop_hours = 48\npair_lock_losses = 1\npair_lock_hours = 48"
+    settings, options = load_live_settings(live_config(tmp_path, extra=extra))
+    seen = {}
+
+    def crash_once_locked(trader):
+        store = trader.store
+        decisions = trader.engine.journal.decisions
+        stored = store.decisions()
+        assert len(stored) == len(decisions)                         # every decision, once, as it was made
+        assert [(d["symbol"], d["time"]) for d in stored] == [(d.symbol, iso_time(d.time)) for d in decisions]
+        assert store.load_state(GUARDS) == trader.pipeline.guard_state()
+        assert store.load_state(ACCOUNT)["peak_equity"] == trader.portfolio.peak_equity
+        if _guards(trader)["protections"].state()["locks"]:
+            seen.update(guards=trader.pipeline.guard_state(), peak=trader.portfolio.peak_equity,
+                        decisions=len(stored), time=trader.last_time)
+            raise KeyboardInterrupt                                   # the process dies with a pair locked
+
+    with pytest.raises(KeyboardInterrupt):
+        run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                 health_clock=ManualClock(), cycles=300, on_cycle=crash_once_locked)
+    assert seen, "no trade closed with a loss or a stop in 300 bars"
+    store = Store.open(options.store)
+    assert store.load_state(PIPELINE) is not None
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                          health_clock=ManualClock(), cycles=1, store=store)
+    restored = [e for e in logs if e["event"] == "session_state_restored"]
+    assert restored and restored[0]["guard_state"] == ["protections"]
+    # the lock the dead process held is still in force (it was not lifted by the restart) ...
+    locks = _guards(trader)["protections"].state()["locks"]
+    assert locks and all(pair in locks for pair in seen["guards"]["guards"]["protections"]["locks"])
+    pair, (until, why) = next(iter(seen["guards"]["guards"]["protections"]["locks"].items()))
+    if trader.last_time < until:
+        assert _guards(trader)["protections"].allow_entry(pair, 1, trader.portfolio) is not None
+    # ... the equity peak is the larger of the stored one and today's equity, not reset ...
+    assert trader.portfolio.peak_equity == pytest.approx(max(seen["peak"], trader.portfolio.equity))
+    # ... and decisions keep being stored once (the restart's replayed bar is not a second row)
+    stored = store.decisions()
+    assert len({(d["symbol"], d["time"]) for d in stored}) == len(stored) >= seen["decisions"]
+
+
+def test_a_restart_in_a_drawdown_keeps_the_peak(exchange_server, tmp_path):
+    """The drawdown hedge and the daily-loss limit measure from the stored peak / day start: a
+    restart while down 12 % must still see 12 %, not 0 %."""
+    server = exchange_server
+    settings, options = load_live_settings(live_config(tmp_path))
+    trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                      health_clock=ManualClock(), cycles=3)
+    store = trader.store
+    equity = trader.portfolio.equity
+    account = store.load_state(ACCOUNT)
+    store.save_state(ACCOUNT, {**account, "peak_equity": equity / 0.88})         # it had been 12 % higher
+    with capture_logs() as logs:
+        again = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                         health_clock=ManualClock(), cycles=1, store=store)
+    assert again.portfolio.peak_equity == pytest.approx(equity / 0.88)
+    assert again.portfolio.drawdown == pytest.approx(1 - again.portfolio.equity * 0.88 / equity, abs=1e-6)
+    assert [e for e in logs if e["event"] == "session_state_restored"][0]["peak_equity"] == pytest.approx(equity / 0.88)
