@@ -393,8 +393,8 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
 @click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
 @_friendly
 def live(config_path, disable, real_money, timeframe, cycles) -> None:
-    """Live trading with real orders (USD-M futures, hedge mode). Keys come from the environment or
-    [exchange] keys_file only."""
+    """Live trading with real orders ([exchange] market: USD-M futures in hedge mode, or spot). Keys
+    come from the environment or [exchange] keys_file only."""
     from mlcoord.backtest.run import disabled_plugins
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import check_live_start, load_live_settings

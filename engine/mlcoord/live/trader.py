@@ -43,17 +43,20 @@ backtest the leg has no stop of its own (it offsets the plan's position, whose s
 exchange's liquidation is its limit). Its fills stay out of the plan's own quantities and build
 ``portfolio.hedges[symbol]`` (``Position(hedge=True)``), which the guards and equity see. A crash
 between the journal and the order opens the leg once on restart (client ids; PENDING rules). After
-a restart the journaled leg is kept and closed with its plan; guards do not persist their state, so
-the hedging guard of the new session, which did not open it, does not release it on its own.
+a restart the journaled leg is kept, and the hedging guard, whose state (active triggers, its own
+hedge) is restored from the store (:mod:`mlcoord.live.memory`), releases it by the same hysteresis.
 
-At start: reconciliation (:func:`mlcoord.live.reconcile.reconcile`), then every active plan is
-brought up to date and protected, so a position without a stop gets one before any new entry.
+At start: reconciliation (:func:`mlcoord.live.reconcile.reconcile`), the session's memory
+(decisions, learning and guard state, equity peak: :mod:`mlcoord.live.memory`), then every active
+plan is brought up to date and protected, so a position without a stop gets one before any new
+entry.
 The kill switch blocks new entries (and with ``flatten_on_kill`` closes positions); the loop keeps
 running while it is on, so open positions keep their stops moving. The heartbeat is written after
 every cycle.
 
-With ``[live] scan = true`` the scanner picks the symbols every cycle; a symbol that drops out
-keeps its bars and stops while its plan is active, with no new entry.
+With ``[live] scan = true`` the scanner picks the symbols every cycle and fetches their candles
+concurrently (:meth:`mlcoord.live.scanner.Scanner.fetch_closed`); a symbol that drops out keeps its
+bars and stops while its plan is active, with no new entry.
 
 A spot account (``[exchange] market = "spot"``) trades long plans only, as the backtest with
 ``market = "spot"`` does: the pipeline never enters a short, and a SELL signal while long closes
@@ -78,7 +81,8 @@ When a plan closes with something filled, the plugins' trade-closed hook
 (:meth:`mlcoord.pipeline.Pipeline.trade_closed`, the backtest's learning feedback) gets the
 :class:`~mlcoord.model.Trade` built from the plan's fills (fees from the exchange's trade list, one
 request per closed plan), with the decision that opened it (a plan opened before a restart has no
-decision in this session: no feedback, logged). As in a backtest this informs e.g. the protections
+Decision object in this session: its trade is built from the stored decision and handed over with
+``decision=None``). As in a backtest this informs e.g. the protections
 guard (cooldown after a stop, pair locks) and the risk sizer's Kelly history.
 
 Not yet supported (clear errors or log lines): exchange-side trailing stops on spot (with the
