@@ -150,7 +150,7 @@ class HttpBarClock:
 def child(url: str, config: str, cycles: int) -> None:
     from exchange_sim import futures_client
     from mlcoord.live.retry import ManualClock
-    from mlcoord.live.trader import run_live
+    from mlcoord.live.session import run_live
     from mlcoord.registry import load_plugins
 
     settings, options = load_live_settings(config)

@@ -12,7 +12,7 @@ from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
 from mlcoord.live.records import OrderState
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
-from mlcoord.live.trader import run_live
+from mlcoord.live.session import run_live
 from mlcoord.registry import load_plugins
 from test_live_runner import BarClock
 from test_live_trader import live_config, stops_cover_positions

@@ -17,8 +17,9 @@ from mlcoord.live.broker import Broker
 from mlcoord.live.records import OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
-from mlcoord.live.trader import LiveTrader, run_live
+from mlcoord.live.trader import LiveTrader
 from mlcoord.registry import load_plugins
 from test_live_runner import BarClock
 from test_live_trader import live_config, stops_cover_positions

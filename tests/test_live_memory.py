@@ -12,8 +12,8 @@ from mlcoord.journal import iso_time
 from mlcoord.live.memory import ACCOUNT, GUARDS, PIPELINE
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
-from mlcoord.live.trader import run_live
 from mlcoord.registry import load_plugins
 from test_live_runner import BarClock
 from test_live_trader import live_config

@@ -19,8 +19,8 @@ from mlcoord.errors import ConfigError
 from mlcoord.live.records import OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
-from mlcoord.live.trader import run_live
 from mlcoord.model import ExitLevels, Side
 from mlcoord.registry import load_plugins
 from test_live_runner import BarClock
@@ -261,14 +261,14 @@ def test_spot_stop_limit_that_does_not_fill_is_closed_at_market(exchange_server,
     in the bundled candles, so the test puts the limit out of reach instead (3 % above the stop for
     the sell): the triggered order cannot fill on the way down. The bot sees the bar close below
     the stop with the coins still held, cancels the stop and sells at market, in that cycle."""
-    from mlcoord.live import trader as trader_module
+    from mlcoord.live import session
 
-    class OutOfReach(trader_module.Broker):
+    class OutOfReach(session.Broker):
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             self.stop_limit_offset = -0.03
 
-    monkeypatch.setattr(trader_module, "Broker", OutOfReach)
+    monkeypatch.setattr(session, "Broker", OutOfReach)
     server = exchange_server
     first = 300
     signals = {first + k: 1 for k in range(2, 160, 12)}

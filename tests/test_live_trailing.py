@@ -19,8 +19,8 @@ from mlcoord.live.broker import Broker
 from mlcoord.live.records import OrderRecord, OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
-from mlcoord.live.trader import run_live
 from mlcoord.model import Order, OrderKind, Side
 from mlcoord.registry import load_plugins
 from test_live_hedge import client_ids_unique
@@ -285,7 +285,7 @@ def test_restart_keeps_the_trailing_stop_it_placed(exchange_server, tmp_path):
 def test_trailing_rate_is_the_exit_managers_distance_in_exchange_units():
     from structlog.testing import capture_logs
 
-    from mlcoord.live.trader import exchange_trail
+    from mlcoord.live.trailing import exchange_trail
     from mlcoord.model import EntryLeg, EntryPlan, ExitLevels
 
     entry = EntryPlan(Side.LONG, (EntryLeg(100.0, 0.5, market=True), EntryLeg(98.0, 0.5)))   # average 99

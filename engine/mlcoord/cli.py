@@ -398,7 +398,7 @@ def live(config_path, disable, real_money, timeframe, cycles) -> None:
     from mlcoord.backtest.run import disabled_plugins
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import check_live_start, load_live_settings
-    from mlcoord.live.trader import run_live
+    from mlcoord.live.session import run_live
     from mlcoord.registry import load_plugins
 
     settings, options = load_live_settings(config_path)

@@ -1,0 +1,175 @@
+"""``mlcoord live``: the session around :class:`mlcoord.live.trader.LiveTrader` (:func:`run_live`).
+
+At start: reconciliation (:func:`mlcoord.live.reconcile.reconcile`), the session's memory
+(decisions, learning and guard state, equity peak: :mod:`mlcoord.live.memory`), then every active
+plan is brought up to date and protected, so a position without a stop gets one before any new
+entry.
+The kill switch blocks new entries (and with ``flatten_on_kill`` closes positions); the loop keeps
+running while it is on, so open positions keep their stops moving. The heartbeat is written after
+every cycle.
+
+With ``[live] scan = true`` the scanner picks the symbols every cycle and fetches their candles
+concurrently (:meth:`mlcoord.live.scanner.Scanner.fetch_closed`); a symbol that drops out keeps its
+bars and stops while its plan is active, with no new entry.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import structlog
+
+from mlcoord.live.broker import Broker, BrokerError
+from mlcoord.live.memory import SessionMemory
+from mlcoord.live.spot import for_market
+from mlcoord.live.trader import LiveTrader
+
+log = structlog.get_logger("mlcoord.live.session")
+
+
+def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
+             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None) -> LiveTrader:
+    """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures in hedge mode,
+    or spot: ``[exchange] market``).
+
+    Start: the pipeline is built first (the hedging guard on spot stops here, before the account
+    is touched; so does a spot config with leverage), broker setup (futures: hedge mode, leverage,
+    margin mode), reconciliation, every active plan protected before anything else. Then per poll: kill switch, new closed bars through
+    :class:`LiveTrader`, every plan managed, heartbeat. ``cycles`` bounds the polls; ``on_cycle(trader)``
+    is called after each (tests check invariants there). ``health_clock`` times the retry backoff
+    (default ``clock``). With ``[live] scan = true`` the scanner picks the symbols every cycle
+    (``make_exchange`` builds its ccxt instances; default: ``exchange`` itself); symbols with an
+    active plan stay in the loop (bars, exit updates, stops) until the plan closes, without new
+    entries."""
+    from mlcoord.candles import timeframe_to_ns
+    from mlcoord.live.reconcile import reconcile
+    from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
+    from mlcoord.live.runner import fetch_closed, market_symbols
+    from mlcoord.live.store import Store
+    from mlcoord.live.supervisor import Supervisor
+    from mlcoord.pipeline import build_pipeline
+
+    settings = for_market(settings)
+    market = settings.exchange.market
+    pipeline = build_pipeline(settings, plugins)
+    clock = clock or SystemClock()
+    health = ExchangeHealth(clock=health_clock or clock)
+    supervisor = Supervisor(options)
+    store = store or Store.open(options.store)
+    broker = Broker(exchange, store, market, health=health)
+    scanner = None
+    if getattr(options, "scan", False):
+        from mlcoord.live.scanner import Scanner
+
+        scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
+                          clock=health_clock or clock)
+        picked = _scan(scanner, health)
+        symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
+        if not symbols:
+            raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
+        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+    else:
+        symbols, ccxt_symbols = market_symbols(settings)
+    broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
+    found = reconcile(broker, symbols, options.unknown_orders)
+    history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
+    trader = LiveTrader(pipeline, settings, history, broker,
+                        timeframe_ns=timeframe_to_ns(timeframe),
+                        reprice_after_bars=getattr(options, "reprice_after_bars", 0),
+                        margin_mode=getattr(options, "margin_mode", "isolated"),
+                        trailing=getattr(options, "trailing", "bot"))
+    if scanner is not None:
+        trader.entry_symbols = set(picked)
+    trader.sync_wallet(reset_peak=True)
+    memory = SessionMemory(store)
+    restored = memory.restore(trader)
+    if restored:
+        log.info("session_state_restored", **restored)
+    for plan in found.unprotected:
+        log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
+                    note="placing its stop before any new entry")
+    trader.manage_all()
+    log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
+             active_plans=len(store.active_plans()))
+    done = 0
+    try:
+        while cycles is None or done < cycles:
+            done += 1
+            status = "ok"
+            try:
+                trader.entries_blocked = supervisor.killed()
+                if trader.entries_blocked:
+                    status = "killed"
+                    log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
+                    if options.flatten_on_kill:
+                        trader.flatten_all("kill switch")
+                trader.sync_wallet()
+                if scanner is not None:
+                    symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
+                    ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                if scanner is not None:           # many pairs: their requests overlap
+                    fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
+                else:
+                    fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
+                steps = trader.on_candles(fresh)
+                trader.manage_all()
+                memory.save(trader)
+            except ExchangeUnavailable as exc:
+                steps, status = 0, f"paused: {exc}"
+            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
+                            equity=trader.portfolio.equity)
+            if steps:
+                log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
+                         plans=len(store.active_plans()))
+            if on_cycle is not None:
+                on_cycle(trader)
+            if cycles is None or done < cycles:
+                clock.sleep(options.poll_seconds)
+    finally:
+        if scanner is not None:
+            scanner.close()
+    return trader
+
+
+def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
+    """This cycle's newest closed bars of every symbol through the scanner's worker threads; a
+    symbol whose answer was malformed is left out this cycle (its plan keeps its exchange stop)."""
+    from mlcoord.candles import Candles
+
+    by_ccxt = health.call(lambda: scanner.fetch_closed([ccxt_symbols[s] for s in symbols], timeframe, 5),
+                          what="candles (scanner)")
+    return [Candles(s, by_ccxt[ccxt_symbols[s]].timeframe, by_ccxt[ccxt_symbols[s]].frame)
+            for s in symbols if ccxt_symbols[s] in by_ccxt]
+
+
+def _scan(scanner, health) -> list[str]:
+    """The scanner's pick, named as in ``[data] symbols`` (``BTC/USDT:USDT`` -> ``BTC/USDT``)."""
+    picked = health.call(scanner.pick, what="scanner pick")
+    out = []
+    for s in picked:
+        base_quote, _, settle = s.partition(":")
+        out.append(base_quote if not settle or settle == base_quote.split("/")[-1] else s)
+    return out
+
+
+def _rescan(scanner, health, trader: LiveTrader, current: Sequence[str], settings, options, timeframe: str):
+    """This cycle's symbols: the scanner's pick plus every symbol with an active plan. A symbol new
+    to the session gets its leverage set and its warm-up history; one back after an absence gets
+    the bars it missed (history only, never stepped)."""
+    from mlcoord.live.runner import fetch_closed
+
+    picked = _scan(scanner, health)
+    held = sorted({p.symbol for p in trader.store.active_plans()} - set(picked))
+    symbols = picked + held
+    trader.entry_symbols = set(picked)
+    catch_up = [s for s in symbols if s not in current]
+    if catch_up:
+        broker = trader.broker
+        broker.setup_symbols([s for s in catch_up if s not in trader.history], settings.backtest.leverage,
+                             options.margin_mode)
+        found = fetch_closed(broker.exchange, health, catch_up, {s: broker.symbol(s) for s in catch_up},
+                             timeframe, options.history_bars)
+        for c in found:
+            trader.add_history(c)
+        log.info("scanner_symbols", picked=picked, managed_only=held, added=catch_up)
+    return symbols

@@ -1,0 +1,168 @@
+"""Spot accounts (``[exchange] market = "spot"``), a part of :class:`mlcoord.live.trader.LiveTrader`.
+
+A spot account trades long plans only, as the backtest with ``market = "spot"`` does: the
+pipeline never enters a short, and a SELL signal while long closes the position at market
+(``sell_signal``). No leverage (``[backtest] leverage`` must be 1), no hedge mode; closing orders
+are plain sells of the coins the plan holds. What differs from futures:
+
+* the stop is an exchange order, ``STOP_LOSS_LIMIT`` (trigger at the stop, limit
+  ``stop_limit_offset`` below it). Binance locks the coins for it, so the take profit cannot be a
+  second exchange order: the bot monitors it (a closed bar whose high reaches it: the stop is
+  cancelled and the coins sold at market, ``take_profit_monitored``). A stop limit that triggered
+  but did not fill (the price gapped below its limit) is seen after the bar: a bar that closes
+  below the stop while the plan still holds coins closes it at market (``stop_limit_not_filled``);
+* before any closing sell the stop is cancelled (it locks the coins); a sell that fails or fills
+  partly gets a new stop for what is left;
+* the quantity held is what the fills bought less the fees Binance took in the base asset (as the
+  fills report them), capped by the account's free + locked balance of that asset; a remainder
+  below the market's minimum amount or notional counts as flat (dust stays in the account);
+* the engine's cash is the quote balance plus the held coins at their entry cost, so its equity
+  (cash plus unrealised PnL) is the account's quote balance plus the coins at the last close.
+
+Not yet supported (clear errors): spot symbols that share a base asset or have different quote
+assets.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import attrs
+import structlog
+
+from mlcoord.backtest.portfolio import Position
+from mlcoord.live.broker import Broker, not_yet_supported
+from mlcoord.live.plan_orders import EPS, Tally
+from mlcoord.live.records import PlanRecord
+from mlcoord.model import OrderKind, Side
+
+log = structlog.get_logger("mlcoord.live.spot")
+
+
+class SpotAccount:
+    """:class:`~mlcoord.live.trader.LiveTrader` on a spot account (uses its broker, store, history
+    and engine; every method but :meth:`_closable` is called on spot only)."""
+
+    def monitor_spot(self, book, i: int, position: Position) -> None:
+        """Spot, per closed bar of a held long, what no exchange order covers: the take profit (the
+        stop locks the coins, so it cannot be an order too) and a ``STOP_LOSS_LIMIT`` that triggered
+        but did not fill because the price gapped below its limit (the bar closed below the stop
+        with coins still held). Either closes the position at market in :meth:`_after_step`."""
+        levels = position.levels
+        if levels is None or position.side != Side.LONG or position.quantity <= EPS:
+            return
+        if book.c[i] < levels.stop:
+            decision = position.decision
+            initial = decision.levels.stop if decision is not None and decision.levels is not None else levels.stop
+            book.exit_reason = "stop_loss" if levels.stop == initial else "trailing_stop"
+            log.warning("stop_limit_not_filled", symbol=book.symbol, stop=levels.stop, close=book.c[i],
+                        held=position.quantity, note="the bar closed below the stop: closing at market")
+        elif levels.take_profit is not None and book.h[i] >= levels.take_profit:
+            book.exit_reason = "take_profit"
+            log.info("take_profit_monitored", symbol=book.symbol, take_profit=levels.take_profit, high=book.h[i],
+                     note="stop cancelled, selling at market")
+
+    def _release_stops(self, plan: PlanRecord, tally: Tally) -> Tally:
+        """Spot: the stop locks the coins it would sell, so it is cancelled before a closing sell
+        (what it filled meanwhile is read back by the cancel)."""
+        live = [r for r in tally.orders if r.order.kind == OrderKind.STOP and not r.state.terminal]
+        for r in live:
+            self.broker.cancel(r)
+        if live:
+            log.info("spot_stop_released", plan=plan.plan_id, client_ids=[r.client_order_id for r in live])
+        return self.tally(plan) if live else tally
+
+    def _closable(self, symbol: str, quantity: float) -> float:
+        """``quantity`` rounded as a closing order carries it; 0.0 when it is dust (below the minimum
+        amount, or on spot below the minimum notional at the last close): dust counts as flat."""
+        qty = self.broker.amount(symbol, quantity)
+        if self.spot and qty > 0:
+            close = self._last_close(symbol)
+            if close is not None and qty * close < self.broker.min_notional(symbol):
+                return 0.0
+        return qty
+
+    def _last_close(self, symbol: str, default: Optional[float] = None) -> Optional[float]:
+        history = self.history.get(symbol)
+        return float(history.close[-1]) if history is not None and len(history) else default
+
+    def _spot_held(self, plan: PlanRecord, records, entered: float, exited: float, refresh: bool) -> float:
+        """What a spot plan really holds: its entry fills less the fees Binance took in the base
+        asset (as the fills report them), capped by the account's free + locked balance of that
+        asset (fees a fill did not report; coins sold outside the bot). The balance is fetched
+        again on a refresh or when the plan's fills changed since the last fetch."""
+        base = self._base(plan.symbol)
+        fees = 0.0
+        for r in records:
+            if not r.order.reduce_only and r.filled_quantity > 0:
+                fees += sum(f.fill.fee / f.fill.price for f in self.store.fills(r.client_order_id)
+                            if f.fee_currency == base and f.fill.price > 0)
+        seen = (entered, exited)
+        if refresh or base not in self._balances or self._balance_seen.get(plan.plan_id) != seen:
+            self._fetch_balances()
+            self._balance_seen[plan.plan_id] = seen
+        return max(min(entered - exited - fees, self._balances.get(base, 0.0)), 0.0)
+
+    def _base(self, symbol: str) -> str:
+        return self.broker.exchange.market(self.broker.symbol(symbol))["base"]
+
+    def _fetch_balances(self) -> dict[str, float]:
+        balance = self.broker.call(self.broker.exchange.fetch_balance, "fetch_balance")
+        self._balances = {a: float(v or 0.0) for a, v in (balance.get("total") or {}).items()}
+        return self._balances
+
+    def _spot_cash(self) -> None:
+        """Spot: the engine keeps the backtest's margin-style books (equity = cash + unrealised PnL),
+        so its cash is the quote balance plus the held coins at their entry cost; the equity it
+        marks is then the quote balance plus the coins at the last close: the real account."""
+        if not self._balances:
+            self._fetch_balances()
+        p = self.engine.portfolio
+        p.cash = self._balances.get(self.quote, 0.0) + sum(pos.quantity * pos.entry_price
+                                                           for pos in p.positions.values())
+
+    def _sync_spot_wallet(self, reset_peak: bool) -> None:
+        """:meth:`sync_wallet` on spot: the quote balance and the coins the active plans hold."""
+        self._fetch_balances()
+        held = []
+        for plan in self.store.active_plans():
+            tally = self.tally(plan)
+            if tally.net > EPS:
+                held.append((plan.symbol, tally.net, tally.average))
+        p = self.engine.portfolio
+        quote = self._balances.get(self.quote, 0.0)
+        p.cash = quote + sum(q * average for _, q, average in held)
+        if reset_peak:
+            p.equity = p.peak_equity = p.day_start_equity = \
+                quote + sum(q * self._last_close(s, average) for s, q, average in held)
+
+
+def for_market(settings):
+    """The settings the engine decides with on ``[exchange] market`` (as
+    :func:`mlcoord.live.runner.load_live_settings` makes them): ``[backtest] market`` follows it, and
+    a spot account cannot borrow, so leverage other than 1 there is refused."""
+    market = settings.exchange.market
+    if market == "spot" and settings.backtest.leverage != 1:
+        from mlcoord.errors import ConfigError
+
+        raise ConfigError(f"[backtest] leverage = {settings.backtest.leverage:g} but [exchange] market = \"spot\": "
+                          "a spot account cannot borrow; set leverage = 1 to trade spot live")
+    if settings.backtest.market != market:
+        settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=market))
+    return settings
+
+
+def spot_quote(broker: Broker, symbols: Sequence[str]) -> str:
+    """The quote asset a spot session's cash is in. Symbols with different quotes, or sharing a
+    base asset (one balance, two plans), are refused: the held-quantity cap could not tell them
+    apart."""
+    quotes, bases = set(), {}
+    for s in symbols:
+        market = broker.exchange.market(broker.symbol(s))
+        quotes.add(market["quote"])
+        if market["base"] in bases:
+            raise not_yet_supported(f"spot symbols sharing a base asset ({bases[market['base']]} and {s})")
+        bases[market["base"]] = s
+    if len(quotes) > 1:
+        raise not_yet_supported(f"spot symbols with different quote assets ({', '.join(sorted(quotes))})")
+    return quotes.pop() if quotes else "USDT"
