@@ -393,7 +393,7 @@ def test_futures_trade_feedback_reaches_plugins(exchange_server, tmp_path):
         assert decision is not None and decision.plan.side == trade.side
         assert trade.entry_price > 0 and trade.exit_price > 0 and trade.fees > 0
         gross = (trade.exit_price - trade.entry_price) * trade.quantity * trade.side
-        assert trade.pnl == pytest.approx(gross - trade.fees, abs=1e-6)
+        assert trade.pnl == pytest.approx(gross - trade.fees - trade.funding, abs=1e-6)   # funding: exchange-charged
     assert [t.id for t in trader.engine.trades] == [t.id for t, _ in recorder.trades]
     # the fees are the exchange's commissions of the plans' trades (order answers carry none)
     paid = sum(float(t["fee"]) for t in server.state.futures.trades)

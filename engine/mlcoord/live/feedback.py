@@ -8,7 +8,8 @@ Decision object in this session: its trade is built from the stored decision and
 ``decision=None``). As in a backtest this informs e.g. the protections
 guard (cooldown after a stop, pair locks) and the risk sizer's Kelly history.
 
-Not yet supported: funding in the trades fed back (``Trade.funding`` is 0).
+Funding (futures) comes from :mod:`mlcoord.live.futures_marks`: the plan's payments over its
+life, main position and hedge leg together (the exchange reports funding per symbol).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ class TradeFeedback:
     def plan_trade(self, plan: PlanRecord, tally: Tally, reason: str, decision, stored=None) -> Trade:
         """A closed plan as the backtest's :class:`Trade`: entry and exit averages from the fills,
         fees from the exchange's trade list (:meth:`_exchange_fees`), PnL net of fees, bar times
-        (opened: the bar of the first entry fill; closed: the last closed bar). Funding is not
-        tracked live (0)."""
+        (opened: the bar of the first entry fill; closed: the last closed bar); funding as the
+        exchange charged it (:meth:`FuturesMarks.funding_paid`; 0 on spot)."""
         from mlcoord.coordinator import decisive_reason
 
         own = [r for r in tally.orders if not r.order.hedge]      # the hedge leg is not this trade's
@@ -71,10 +72,11 @@ class TradeFeedback:
         opened = max(first - first % self.timeframe_ns, plan.decision_time) if self.timeframe_ns else first
         closed = max(self.last_time, plan.decision_time)
         opened = min(opened, closed)     # an exchange clock ahead of the bars must not date a trade ahead
-        pnl = (exit_price - tally.average) * exit_qty * plan.side - fees
+        funding = self.funding_paid(plan)
+        pnl = (exit_price - tally.average) * exit_qty * plan.side - fees - funding
         return Trade(id=plan.plan_id, symbol=plan.symbol, side=plan.side, opened_at=opened,
                      closed_at=closed, entry_price=tally.average, exit_price=exit_price,
-                     quantity=tally.entered, pnl=pnl, fees=fees, funding=0.0,
+                     quantity=tally.entered, pnl=pnl, fees=fees, funding=funding,
                      exit_reason=self._exit_reason(plan, tally, reason, _initial_stop(decision, stored)),
                      entries_planned=len(plan.entry.legs), entries_filled=len({r.order.tag for r in entries}),
                      confidence=decision.confidence if decision is not None else float((stored or {}).get(

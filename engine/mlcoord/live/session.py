@@ -112,6 +112,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                 else:
                     fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
                 steps = trader.on_candles(fresh)
+                trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
                 trader.manage_all()
                 memory.save(trader)
             except ExchangeUnavailable as exc:

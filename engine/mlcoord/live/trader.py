@@ -48,6 +48,7 @@ from mlcoord.backtest.engine import Backtest
 from mlcoord.backtest.portfolio import Position
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.feedback import TradeFeedback
+from mlcoord.live.futures_marks import FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
 from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, SEND_TRIES, STOP, TAKE_PROFIT, Tally
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
@@ -85,7 +86,7 @@ class LiveEngine(Backtest):
             self.trader.entered.append((book.symbol, t, self.journal.decisions[-1]))
 
 
-class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, TradeFeedback, PaperTrader):
+class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFeedback, PaperTrader):
     """The paper trader with the broker in place of the simulated fills (futures in hedge mode, or spot)."""
 
     engine_class = LiveEngine

@@ -1,0 +1,127 @@
+"""What only a futures exchange knows about the positions the plans hold, read every cycle, a part
+of :class:`mlcoord.live.trader.LiveTrader`:
+
+* the liquidation price of each plan's position and hedge leg (``fetch_positions``): stored on
+  the store's position rows and set on the engine's positions, which guards and exit managers see;
+* funding paid or received (``fetch_funding_history``, Binance's income history), once per new
+  bar, attributed to the plan that holds the symbol (main position and hedge leg together: the
+  exchange reports funding per symbol) and carried into the plan's trade (``Trade.funding``, its
+  PnL net of it) when the plan closes;
+* a position the exchange no longer holds although the plan's fills say it should (liquidated, or
+  closed by hand): the plan's working orders are cancelled and the plan closed, said loudly, so
+  no stop is left guarding nothing and no new stop is placed for a position that is gone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import structlog
+
+from mlcoord.live.plan_orders import EPS
+from mlcoord.live.records import PlanRecord
+from mlcoord.model import Side
+
+log = structlog.get_logger("mlcoord.live.futures_marks")
+
+FUNDING = "funding"          # the store's state row: paid per plan, and the newest event seen per symbol
+GONE_REASON = "position closed on the exchange (liquidated or by hand)"
+
+
+class FuturesMarks:
+    """Liquidation prices, funding and vanished positions (futures only; uses the trader's broker,
+    store, engine and tally)."""
+
+    def mark_futures(self, new_bar: bool) -> None:
+        if self.spot:
+            return
+        plans = self.store.active_plans()
+        if not plans:
+            return
+        broker = self.broker
+        symbols = sorted({broker.symbol(p.symbol) for p in plans})
+        rows = broker.call(lambda: broker.exchange.fetch_positions(symbols), "fetch_positions")
+        held = {}
+        for row in rows or []:
+            side = str(row.get("side") or "").lower()
+            contracts = abs(_number(row.get("contracts")) or 0.0)
+            held[(row.get("symbol"), side)] = (contracts, _number(row.get("liquidationPrice")))
+        for plan in plans:
+            self._mark_plan(plan, held)
+        if new_bar:
+            self._collect_funding(plans)
+
+    def _mark_plan(self, plan: PlanRecord, held: dict) -> None:
+        sym = self.broker.symbol(plan.symbol)
+        side = "long" if plan.side == Side.LONG else "short"
+        contracts, liquidation = held.get((sym, side), (0.0, None))
+        self.store.mark_position(plan.symbol, plan.side, liquidation_price=liquidation)
+        position = self.engine.portfolio.positions.get(plan.symbol)
+        if position is not None and liquidation:
+            position.liquidation_price = liquidation
+        if plan.hedge is not None:
+            other = "short" if side == "long" else "long"
+            hedge_liq = held.get((sym, other), (0.0, None))[1]
+            self.store.mark_position(plan.symbol, plan.side.opposite, hedge=True, liquidation_price=hedge_liq)
+            hedge = self.engine.portfolio.hedges.get(plan.symbol)
+            if hedge is not None and hedge_liq:
+                hedge.liquidation_price = hedge_liq
+        tally = self.tally(plan)
+        if tally.net <= EPS or contracts > EPS:
+            return
+        tally = self.tally(plan, refresh=True)     # an exit that filled since the last refresh is no mystery
+        if tally.net <= EPS or tally.exit_filled:
+            return
+        log.error("position_gone", plan=plan.plan_id, symbol=plan.symbol, side=side, expected=tally.net,
+                  on_exchange=contracts, last_liquidation_price=self._last_liquidation(plan),
+                  note="the plan's orders are cancelled and the plan closed; no trade is fed back")
+        for r in tally.orders:
+            if not r.state.terminal:
+                self.broker.cancel(r)
+        self._close_plan(plan, self.tally(plan), GONE_REASON)
+
+    def _last_liquidation(self, plan: PlanRecord) -> Optional[float]:
+        for p in self.store.positions():
+            if p.symbol == plan.symbol and p.side == plan.side and not p.hedge:
+                return p.liquidation_price
+        return None
+
+    def _collect_funding(self, plans) -> None:
+        """Funding events since the newest one seen per symbol (the plan's decision bar at first)."""
+        broker = self.broker
+        state = self.store.load_state(FUNDING) or {"paid": {}, "seen": {}}
+        paid, seen = state["paid"], state["seen"]
+        changed = False
+        for plan in plans:
+            sym = broker.symbol(plan.symbol)
+            since = max(int(seen.get(sym, 0)), plan.decision_time // 1_000_000) + 1
+            events = broker.call(lambda s=sym, t=since: broker.exchange.fetch_funding_history(s, t),
+                                 f"fetch_funding_history {sym}")
+            for e in events or []:
+                amount, when = _number(e.get("amount")), e.get("timestamp")
+                if amount is None or when is None or int(when) < since:
+                    continue
+                paid[plan.plan_id] = paid.get(plan.plan_id, 0.0) - amount    # income < 0: paid
+                seen[sym] = max(int(seen.get(sym, 0)), int(when))
+                self.store.mark_position(plan.symbol, plan.side, funding=-amount)
+                position = self.engine.portfolio.positions.get(plan.symbol)
+                if position is not None:
+                    position.funding -= amount
+                changed = True
+                log.info("funding", plan=plan.plan_id, symbol=plan.symbol, amount=amount, paid=paid[plan.plan_id])
+        if changed:
+            self.store.save_state(FUNDING, {"paid": paid, "seen": seen})
+
+    def funding_paid(self, plan: PlanRecord) -> float:
+        """Funding the plan paid (+) or received (-) so far, quote currency."""
+        state = self.store.load_state(FUNDING) or {}
+        return float((state.get("paid") or {}).get(plan.plan_id, 0.0))
+
+
+def _number(value) -> Optional[float]:
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
