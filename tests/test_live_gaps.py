@@ -18,14 +18,6 @@ from test_live_runner import BarClock
 from test_live_trader import live_config, stops_cover_positions
 
 
-def _orders(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import orders
-    with store.engine.connect() as conn:
-        return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
-
 
 def test_unfilled_limit_legs_are_repriced_once(exchange_server, tmp_path):
     server = exchange_server
@@ -37,13 +29,13 @@ def test_unfilled_limit_legs_are_repriced_once(exchange_server, tmp_path):
         assert not stops_cover_positions(server.state.futures)
         closes[trader.last_time] = float(trader.history["BTC/USDT"].close[-1])
         # at most one working order per (plan, leg) on the server, whatever the attempts
-        working = Counter((r.plan_id, r.order.tag) for r in _orders(trader.store)
+        working = Counter((r.plan_id, r.order.tag) for r in trader.store.orders()
                           if r.order.tag.startswith("entry") and not r.state.terminal)
         assert all(n == 1 for n in working.values()), working
 
     trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
                       health_clock=ManualClock(), cycles=150, on_cycle=check)
-    every = _orders(trader.store)
+    every = trader.store.orders()
     entries = [r for r in every if r.order.tag.startswith("entry") and r.order.kind.value == "limit"]
     by_leg = {}
     for r in entries:
@@ -53,7 +45,7 @@ def test_unfilled_limit_legs_are_repriced_once(exchange_server, tmp_path):
     server_orders = {}
     for o in server.state.futures.orders.values():
         server_orders.setdefault(o.client_id, []).append(o)
-    plans = {p.plan_id: p for p in _plans(trader.store)}
+    plans = {p.plan_id: p for p in trader.store.plans()}
     tf = 3600 * 10**9
     for (plan_id, tag), legs in repriced.items():
         plan = plans[plan_id]
@@ -84,21 +76,13 @@ def _close_at(trader, t):
     return float(h.close[int(np.searchsorted(h.time, t))])
 
 
-def _plans(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import plans
-    with store.engine.connect() as conn:
-        return [rows.plan_record(b) for b in conn.execute(select(plans.c.body)).scalars().all()]
-
 
 def test_reprice_is_off_by_default(exchange_server, tmp_path):
     settings, options = load_live_settings(live_config(tmp_path))
     assert options.reprice_after_bars == 0 and options.scan is False
     trader = run_live(settings, options, futures_client(exchange_server), load_plugins(),
                       clock=BarClock(exchange_server), health_clock=ManualClock(), cycles=60)
-    legs = Counter((r.plan_id, r.order.tag) for r in _orders(trader.store) if r.order.tag.startswith("entry"))
+    legs = Counter((r.plan_id, r.order.tag) for r in trader.store.orders() if r.order.tag.startswith("entry"))
     assert legs and all(n == 1 for n in legs.values())
 
 
@@ -140,7 +124,7 @@ def test_scanner_picks_symbols_and_dropped_ones_stay_managed(exchange_server, tm
     trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
                       health_clock=ManualClock(), cycles=180, on_cycle=check)
     assert "flip" in seen, "ETH never held a position"
-    every = _plans(trader.store)
+    every = trader.store.plans()
     eth = [p for p in every if p.symbol == "ETH/USDT"]
     btc = [p for p in every if p.symbol == "BTC/USDT"]
     assert all(p.decision_time <= seen["flip"] for p in eth)          # no ETH entry after it dropped out

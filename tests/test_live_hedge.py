@@ -47,22 +47,6 @@ def hedge_config(tmp_path, extra=""):
     return path
 
 
-def _orders(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import orders
-    with store.engine.connect() as conn:
-        return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
-
-
-def _plans(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import plans
-    with store.engine.connect() as conn:
-        return [rows.plan_record(b) for b in conn.execute(select(plans.c.body)).scalars().all()]
 
 
 def _amount(account, side):
@@ -116,12 +100,12 @@ def check_hedge_invariants(trader, server, seen):
 def hedge_size_checks(store):
     """Every hedge leg: opened once per leg number on the opposite side, ``fraction`` x what the
     plan held when it opened (in whole steps), its fills kept out of the plan's own tally."""
-    every = _orders(store)
+    every = store.orders()
     by_plan = {}
     for r in every:
         by_plan.setdefault(r.plan_id, []).append(r)
     legs = 0
-    for plan in _plans(store):
+    for plan in store.plans():
         mine = by_plan.get(plan.plan_id, [])
         opens = [r for r in mine if r.order.tag.startswith("hedge:open:")]
         for r in opens:
@@ -170,7 +154,7 @@ def test_hedge_leg_follows_the_guard_and_the_plan(exchange_server, tmp_path):
     assert not events["not_yet_supported"]
     legs = hedge_size_checks(trader.store)
     assert legs >= 3
-    closed = [p for p in _plans(trader.store) if p.status == PlanStatus.CLOSED]
+    closed = [p for p in trader.store.plans() if p.status == PlanStatus.CLOSED]
     hedged_closed = [p for p in closed if any(r.order.hedge for r in trader.plan_orders(p.plan_id))]
     assert len(hedged_closed) >= 2            # plans that closed while hedged took their leg along
     for plan in hedged_closed:
@@ -211,7 +195,7 @@ def test_hedge_opens_on_the_bars_the_backtest_opens_it(exchange_server, tmp_path
     raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
     backtest_opens = [f.time - TF for f in raw.fills if f.hedge and not f.reduce_only]
     backtest_releases = [f.time - TF for f in raw.fills if f.hedge and f.tag.startswith("hedge released")]
-    every = _orders(trader.store)
+    every = trader.store.orders()
     live_opens = sorted(r.order.created_at for r in every if r.order.tag.startswith("hedge:open:"))
     live_releases = [e["bar_time"] for e in logs if e["event"] == "hedge_off"]
     assert len(backtest_opens) >= 3

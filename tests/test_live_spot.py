@@ -57,22 +57,6 @@ def spot_stops_cover_holdings(server):
     return missing
 
 
-def _orders(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import orders
-    with store.engine.connect() as conn:
-        return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
-
-
-def _plans(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import plans
-    with store.engine.connect() as conn:
-        return [rows.plan_record(b) for b in conn.execute(select(plans.c.body)).scalars().all()]
 
 
 class Recorder:
@@ -96,7 +80,7 @@ def _spot_invariants(server, trader):
     assert all(n == 1 for n in per_client.values()), [c for c, n in per_client.items() if n > 1]
     live_stops = Counter(o.symbol for o in account.orders.values() if o.is_open and o.type == "STOP_LOSS_LIMIT")
     assert all(n == 1 for n in live_stops.values()), live_stops
-    stored = {r.client_order_id: r for r in _orders(trader.store)}
+    stored = {r.client_order_id: r for r in trader.store.orders()}
     for o in account.orders.values():
         r = stored[o.client_id]
         assert r.order.side == Side.LONG                                   # never a short
@@ -125,7 +109,7 @@ def test_spot_long_plans_stops_monitored_take_profits_and_fees(exchange_server, 
                           clock=BarClock(server), health_clock=ManualClock(), cycles=250, on_cycle=check)
     events = Counter(e["event"] for e in logs)
     assert not events["trade_fees_unavailable"]
-    every, plans = _orders(trader.store), _plans(trader.store)
+    every, plans = trader.store.orders(), trader.store.plans()
     tags = Counter(r.order.tag.split(":")[0] for r in every)
     closed = [p for p in plans if p.status == PlanStatus.CLOSED]
     assert len(closed) >= 4 and all(p.side == Side.LONG for p in plans), (len(closed), tags)
@@ -231,10 +215,10 @@ def test_spot_sell_signal_closes_the_long_and_never_opens_a_short(exchange_serve
     first = 300       # history_bars: the first live bar has this index
     signals = {first + 2: -1, first + 5: 1, first + 15: -1, first + 25: -1, first + 30: 1, first + 40: -1}
     trader, recorder, logs = _planted_run(server, tmp_path, signals, stop=0.3, tp=1.0, cycles=50)
-    plans = sorted(_plans(trader.store), key=lambda p: p.decision_time)
+    plans = sorted(trader.store.plans(), key=lambda p: p.decision_time)
     times = trader.history["BTC/USDT"].time
     assert [int(np.searchsorted(times, p.decision_time)) for p in plans] == [first + 5, first + 30]
-    every = _orders(trader.store)
+    every = trader.store.orders()
     for plan, sell_at in zip(plans, (first + 15, first + 40)):
         assert plan.status == PlanStatus.CLOSED
         mine = [r for r in every if r.plan_id == plan.plan_id]
@@ -285,7 +269,7 @@ def test_spot_stop_limit_that_does_not_fill_is_closed_at_market(exchange_server,
     trader, recorder, logs = _planted_run(server, tmp_path, signals, stop=0.01, tp=1.0, cycles=170, check=check)
     gapped = [e for e in logs if e["event"] == "stop_limit_not_filled"]
     assert gapped, "no stop limit was ever left unfilled"
-    every = _orders(trader.store)
+    every = trader.store.orders()
     server_orders = {o.client_id: o for o in server.state.spot.orders.values()}
     unfilled = [r for r in every if r.order.tag == "stop" and server_orders[r.client_order_id].triggered
                 and r.state == OrderState.CANCELLED]
@@ -295,7 +279,7 @@ def test_spot_stop_limit_that_does_not_fill_is_closed_at_market(exchange_server,
         assert closes and closes[0].state == OrderState.FILLED
         assert trader.store.plan(r.plan_id).status == PlanStatus.CLOSED
     assert {t.exit_reason for t, _ in recorder.trades} >= {"stop_loss"}
-    print(f"gap closes={len(gapped)} plans={len(_plans(trader.store))} triggered-resting cycles={len(seen)}")
+    print(f"gap closes={len(gapped)} plans={len(trader.store.plans())} triggered-resting cycles={len(seen)}")
 
 
 # -- start-up, restart -------------------------------------------------------------------------
@@ -344,7 +328,7 @@ def test_spot_restart_leaves_no_holding_without_its_stop(exchange_server, tmp_pa
     left = float(wallet[0] + wallet[1])
     assert spot_stops_cover_holdings(server)
     store = Store.open(options.store)
-    before = {r.client_order_id for r in _orders(store)}
+    before = {r.client_order_id for r in store.orders()}
     starts = []
     recorder = Recorder()
 
@@ -360,7 +344,7 @@ def test_spot_restart_leaves_no_holding_without_its_stop(exchange_server, tmp_pa
     events = {e["event"]: e for e in logs}
     assert events["spot_holding_short"]["plan"] == held["plan"] and events["spot_holding_short"]["balance"] == left
     assert events["position_without_stop"]["plan"] == held["plan"]
-    stops = [r for r in _orders(store) if r.plan_id == held["plan"] and r.order.tag == "stop"]
+    stops = [r for r in store.orders() if r.plan_id == held["plan"] and r.order.tag == "stop"]
     assert len(stops) >= 2 and not any(r.state == OrderState.REJECTED for r in stops)
     after = sorted((r for r in stops if r.client_order_id not in before), key=lambda r: r.order.created_at)
     assert after[0].order.quantity <= left           # the restart's stop: what is left, not what was bought
@@ -386,7 +370,7 @@ def test_futures_trade_feedback_reaches_plugins(exchange_server, tmp_path):
                           clock=BarClock(server), health_clock=ManualClock(), cycles=200,
                           on_cycle=lambda t: assert_no_missing(stops_cover_positions(server.state.futures)))
     assert not [e for e in logs if e["event"] == "trade_fees_unavailable"]
-    closed = {p.plan_id for p in _plans(trader.store) if p.status == PlanStatus.CLOSED}
+    closed = {p.plan_id for p in trader.store.plans() if p.status == PlanStatus.CLOSED}
     fed = {t.id: (t, d) for t, d in recorder.trades}
     assert closed and set(fed) == closed
     for trade, decision in fed.values():

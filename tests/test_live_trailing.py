@@ -117,22 +117,6 @@ def test_simulator_trailing_stop_rate_limits_listing_and_cancel(exchange_server)
     assert gone["status"] == "canceled" and gone["filled"] == 0
 
 
-def _orders(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import orders
-    with store.engine.connect() as conn:
-        return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
-
-
-def _plans(store):
-    from sqlalchemy import select
-
-    from mlcoord.live import rows
-    from mlcoord.live.schema import plans
-    with store.engine.connect() as conn:
-        return [rows.plan_record(b) for b in conn.execute(select(plans.c.body)).scalars().all()]
 
 
 def trailing_cover_positions(account):
@@ -175,8 +159,8 @@ def test_live_loop_trails_on_the_exchange(exchange_server, tmp_path):
 
     trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
                       health_clock=ManualClock(), cycles=160, on_cycle=check)
-    every = _orders(trader.store)
-    plans = _plans(trader.store)
+    every = trader.store.orders()
+    plans = trader.store.plans()
     trails = [r for r in every if r.order.tag == "trailing_stop"]
     assert seen["positions"] >= 20 and len(plans) >= 3 and seen["manager_trailed"] >= 1, seen
     assert all(r.order.kind == OrderKind.TRAILING_STOP and r.order.reduce_only for r in trails)

@@ -163,6 +163,15 @@ class Store:
             row = conn.execute(select(orders).where(orders.c.client_order_id == client_order_id)).mappings().first()
         return None if row is None else rows.order_record(row)
 
+    def orders(self, plan_id: Optional[str] = None) -> list[OrderRecord]:
+        """Every stored order (or a plan's), oldest first."""
+        query = select(orders)
+        if plan_id is not None:
+            query = query.where(orders.c.plan_id == plan_id)
+        with self._read() as conn:
+            found = conn.execute(query.order_by(orders.c.created_at, orders.c.client_order_id)).mappings().all()
+        return [rows.order_record(r) for r in found]
+
     def open_orders(self, symbol: Optional[str] = None) -> list[OrderRecord]:
         """Orders not yet in a terminal state, oldest first. PENDING ones were journaled but maybe
         never reached the exchange: reconciliation asks the exchange about each by client id."""
@@ -272,6 +281,12 @@ class Store:
         with self._read() as conn:
             body = conn.execute(select(plans.c.body).where(plans.c.plan_id == plan_id)).scalar()
         return None if body is None else rows.plan_record(body)
+
+    def plans(self) -> list[PlanRecord]:
+        """Every stored plan, whatever its status, in decision order."""
+        with self._read() as conn:
+            bodies = conn.execute(select(plans.c.body).order_by(plans.c.decision_time, plans.c.plan_id)).scalars().all()
+        return [rows.plan_record(b) for b in bodies]
 
     def active_plans(self) -> list[PlanRecord]:
         with self._read() as conn:

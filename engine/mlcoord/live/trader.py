@@ -205,15 +205,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
 
     # -- plans ---------------------------------------------------------------------------------
     def plan_orders(self, plan_id: str) -> list[OrderRecord]:
-        from sqlalchemy import select
-
-        from mlcoord.live import rows
-        from mlcoord.live.schema import orders
-
-        with self.store.engine.connect() as conn:
-            found = conn.execute(select(orders).where(orders.c.plan_id == plan_id)
-                                 .order_by(orders.c.created_at, orders.c.client_order_id)).mappings().all()
-        return [rows.order_record(r) for r in found]
+        return self.store.orders(plan_id)
 
     def tally(self, plan: PlanRecord, refresh: bool = False) -> Tally:
         records = self.plan_orders(plan.plan_id)
