@@ -21,8 +21,9 @@ from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
-from mlcoord.model import ExitLevels, Side
+from mlcoord.model import Side
 from mlcoord.registry import load_plugins
+from test_backtest import FixedExits
 from test_live_runner import BarClock
 from test_live_trader import live_config, stops_cover_positions
 
@@ -163,23 +164,6 @@ class PlantedSource:
             if i < n:
                 action[i], conf[i] = a, 0.9
         return SignalSeries(action, conf, lambda i: ["planted signal"])
-
-
-class FixedExits:
-    """Stop and take profit at fixed fractions of the plan's prices; never moved."""
-
-    def __init__(self, stop, tp):
-        self.stop, self.tp = stop, tp
-
-    def prepare(self, data):
-        return self
-
-    def initial(self, i, side, plan):
-        worst, avg = plan.worst_price, plan.average_price
-        return ExitLevels(stop=worst * (1 - side * self.stop), take_profit=avg * (1 + side * self.tp))
-
-    def update(self, i, position, levels):
-        return levels
 
 
 class Planted:
