@@ -32,7 +32,7 @@ from mlcoord.errors import MlcoordError
 from mlcoord.live.exchange import market_symbol
 from mlcoord.live.ids import client_order_id
 from mlcoord.live.records import FillRecord, OrderRecord, OrderState
-from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, describe_error
+from mlcoord.live.retry import ExchangeHealth, describe_error
 from mlcoord.live.store import Store
 from mlcoord.model import Fill, Order, OrderKind, Side
 
@@ -193,7 +193,7 @@ class Broker:
         if order.kind == OrderKind.TRAILING_STOP:
             return self._trailing_stop(order, sym, side, amount, params)
         stop = self.price(order.symbol, order.price)
-        take_profit = order.tag.startswith("take_profit")
+        take_profit = order.tag.startswith(("take_profit", "partial_take_profit"))
         if self.market == "futures":
             params["stopPrice"] = stop
             kind = "TAKE_PROFIT_MARKET" if take_profit else "STOP_MARKET"

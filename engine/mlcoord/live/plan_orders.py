@@ -15,6 +15,7 @@ SEND_TRIES = 3        # fresh client ids tried for a refused stop or an unfinish
 ENTRY, STOP, TAKE_PROFIT, CLOSE = "entry", "stop", "take_profit", "close"
 HEDGE_OPEN, HEDGE_CLOSE = "hedge:open", "hedge:close"     # + ":<n>", the plan's n-th hedge leg
 TRAILING = "trailing_stop"          # the exchange-side trailing stop ([live] trailing = "exchange")
+PARTIAL_TP = "partial_take_profit"  # the exit manager's optional partial take profit (once per plan)
 
 
 @attrs.frozen
@@ -48,6 +49,11 @@ class Tally:
 
     def live(self, prefix: str) -> list[OrderRecord]:
         return [r for r in self.orders if r.order.tag.startswith(prefix) and not r.state.terminal]
+
+    @property
+    def partial_taken(self) -> bool:
+        """The plan's partial take profit has filled (it is taken once, as in the backtest)."""
+        return any(r.filled_quantity > 0 for r in self.orders if r.order.tag == PARTIAL_TP)
 
     @property
     def exit_filled(self) -> bool:

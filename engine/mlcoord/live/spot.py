@@ -44,10 +44,11 @@ class SpotAccount:
     and engine; every method but :meth:`_closable` is called on spot only)."""
 
     def monitor_spot(self, book, i: int, position: Position) -> None:
-        """Spot, per closed bar of a held long, what no exchange order covers: the take profit (the
-        stop locks the coins, so it cannot be an order too) and a ``STOP_LOSS_LIMIT`` that triggered
-        but did not fill because the price gapped below its limit (the bar closed below the stop
-        with coins still held). Either closes the position at market in :meth:`_after_step`."""
+        """Spot, per closed bar of a held long, what no exchange order covers: the take profit and
+        the partial take profit (the stop locks the coins, so they cannot be orders too) and a
+        ``STOP_LOSS_LIMIT`` that triggered but did not fill because the price gapped below its limit
+        (the bar closed below the stop with coins still held). :meth:`_after_step` closes the
+        position at market, or sells the partial take profit's part."""
         levels = position.levels
         if levels is None or position.side != Side.LONG or position.quantity <= EPS:
             return
@@ -57,7 +58,11 @@ class SpotAccount:
             book.exit_reason = "stop_loss" if levels.stop == initial else "trailing_stop"
             log.warning("stop_limit_not_filled", symbol=book.symbol, stop=levels.stop, close=book.c[i],
                         held=position.quantity, note="the bar closed below the stop: closing at market")
-        elif levels.take_profit is not None and book.h[i] >= levels.take_profit:
+            return
+        partial = levels.partial_take_profit
+        if partial is not None and levels.partial_fraction > 0 and book.h[i] >= partial:
+            self.partial_due.add(book.symbol)       # taken once per plan (the store knows)
+        if levels.take_profit is not None and book.h[i] >= levels.take_profit:
             book.exit_reason = "take_profit"
             log.info("take_profit_monitored", symbol=book.symbol, take_profit=levels.take_profit, high=book.h[i],
                      note="stop cancelled, selling at market")

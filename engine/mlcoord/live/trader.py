@@ -20,6 +20,9 @@ follow from the stored plan alone, so a restart resumes exactly where the proces
   side) for the filled quantity. They are replaced (cancel, then place with the next attempt's
   client id) when the filled quantity grows or the exit manager moves the stop (it only tightens);
   a stop the exchange refuses (e.g. it would trigger at once) closes the position at market;
+* the exit manager's optional partial take profit: once per plan, ``partial_fraction`` of what is
+  held; a TAKE_PROFIT_MARKET on futures (resized while the ladder fills), sold by the bot on spot
+  when a closed bar reaches it; the stop and take profit then cover the rest;
 * when the stop, the trailing stop or the take profit fills, the others and the remaining legs are
   cancelled, any remainder is closed at market (and the hedge leg with it) and the plan is closed.
 
@@ -30,6 +33,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 * spot accounts (long plans, stop-limit orders, monitored take profit, fee-aware holdings):
   :mod:`mlcoord.live.spot`;
 * the trade-closed feedback to the plugins, with the exchange's fees: :mod:`mlcoord.live.feedback`;
+* liquidation prices, funding and positions gone from the exchange (futures):
+  :mod:`mlcoord.live.futures_marks`;
 * ``mlcoord live`` itself (start-up, reconciliation, kill switch, heartbeat, scan mode):
   :func:`mlcoord.live.session.run_live`;
 * the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`.
@@ -50,7 +55,7 @@ from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.feedback import TradeFeedback
 from mlcoord.live.futures_marks import FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
-from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, SEND_TRIES, STOP, TAKE_PROFIT, Tally
+from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, PARTIAL_TP, SEND_TRIES, STOP, TAKE_PROFIT, Tally
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
 from mlcoord.live.runner import PaperTrader
 from mlcoord.live.spot import SpotAccount, spot_quote
@@ -111,6 +116,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         self.entries_blocked = False
         self.entry_symbols: Optional[set] = None     # the scanner's pick (None: every symbol)
         self.entered: list = []
+        self.partial_due: set[str] = set()            # spot: symbols whose partial take profit was reached
         self._positions: dict[str, Position] = {}     # plan id -> the Position the exit manager sees
         self._decisions: dict[str, object] = {}       # plan id -> Decision (this session's only)
         self._hedges: dict[str, Position] = {}        # plan id -> its hedge leg, as guards and equity see it
@@ -186,6 +192,12 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
                 if plan is not None:
                     self.flatten(plan, book.exit_reason)
                 book.exit_reason = None
+                self.partial_due.discard(sym)
+            if sym in self.partial_due:
+                self.partial_due.discard(sym)
+                plan = plans.get(sym)
+                if plan is not None:
+                    self.take_partial(self.store.plan(plan.plan_id))
 
     def _open_plan(self, symbol: str, t: int, decision) -> None:
         plan_id = self.broker.client_id(symbol, t, "plan")
@@ -270,6 +282,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
             return self.flatten(plan, f"stop rejected: {stop.reason}")
         if plan.levels.take_profit is not None and not self.spot:     # spot: the bot monitors it
             self._ensure_exit(plan, self.tally(plan), TAKE_PROFIT, plan.levels.take_profit, qty)
+        self._ensure_partial(plan, self.tally(plan), qty)
         if exchange_trails(plan) and not self.spot:
             self._ensure_trailing(plan, self.tally(plan), qty)
         if not self.spot:
@@ -277,6 +290,38 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         tally = self.tally(plan)
         if tally.exit_filled:
             self._finish(plan, tally, "exit filled")
+
+    def _ensure_partial(self, plan: PlanRecord, tally: Tally, qty: float) -> None:
+        """The exit manager's partial take profit (``ExitLevels.partial_take_profit``), as the
+        backtest takes it: once, ``partial_fraction`` of what is held. Futures: a
+        TAKE_PROFIT_MARKET for that part, resized while the ladder fills; once it fills, the stop
+        and take profit are resized to the rest by the next :meth:`manage`. Spot: monitored by the
+        bot (:meth:`SpotAccount.monitor_spot`)."""
+        levels = plan.levels
+        if self.spot or levels.partial_take_profit is None or levels.partial_fraction <= 0 or tally.partial_taken:
+            return
+        part = self._closable(plan.symbol, qty * levels.partial_fraction)
+        if part > 0 and self._closable(plan.symbol, qty - part) > 0:     # never the whole position
+            self._ensure_exit(plan, tally, PARTIAL_TP, levels.partial_take_profit, part)
+
+    def take_partial(self, plan: PlanRecord) -> None:
+        """Spot: the partial take profit's level was reached on a closed bar: the stop is released
+        (it locks the coins), the part sold at market (one client id per plan: never twice), and
+        the next :meth:`manage` protects the rest."""
+        tally = self.tally(plan, refresh=True)
+        levels = plan.levels
+        if tally.partial_taken or any(r.order.tag == PARTIAL_TP and r.state != OrderState.REJECTED
+                                      for r in tally.orders) or levels.partial_take_profit is None:
+            return
+        part = self._closable(plan.symbol, tally.net * levels.partial_fraction)
+        if part <= 0 or self._closable(plan.symbol, tally.net - part) <= 0:
+            return
+        tally = self._release_stops(plan, tally)
+        cid = self.broker.client_id(plan.symbol, plan.decision_time, PARTIAL_TP, 0)
+        log.info("partial_take_profit_monitored", plan=plan.plan_id, level=levels.partial_take_profit,
+                 quantity=part, note="stop released, part sold at market")
+        self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, part, None, self.last_time,
+                          reduce_only=True, tag=PARTIAL_TP), plan)
 
     def _place_entries(self, plan: PlanRecord, tally: Tally, now: int) -> None:
         known = {r.client_order_id for r in tally.orders}

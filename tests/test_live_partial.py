@@ -1,0 +1,71 @@
+"""The exit manager's partial take profit in the live loop, against the loopback Binance: on
+futures an exchange TAKE_PROFIT_MARKET for ``partial_fraction`` of the position, on spot sold by
+the bot when a closed bar reaches it; taken once per plan, the rest keeps a stop sized to it."""
+
+from __future__ import annotations
+
+import pytest
+
+from exchange_sim import exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
+from mlcoord.live.plan_orders import PARTIAL_TP, STOP
+from mlcoord.live.records import OrderState
+from mlcoord.live.retry import ManualClock
+from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
+from mlcoord.registry import load_plugins
+from test_live_runner import BarClock
+from test_live_spot import spot_config, spot_stops_cover_holdings
+from test_live_trader import live_config, stops_cover_positions
+
+PARTIAL = ("[plugins.protections]\ncooldown_after_stop_hours = 0\npair_lock_losses = 0\n"
+           "[plugins.exits]\npartial_take_profit = true\npartial_at_r = 0.5\npartial_fraction = 0.4\n")
+
+
+def _partials(trader):
+    """(plan, its partial-take-profit orders, its stop orders), for plans with a filled partial."""
+    out = []
+    for plan in trader.store.plans():
+        orders = trader.store.orders(plan.plan_id)
+        partial = [r for r in orders if r.order.tag == PARTIAL_TP]
+        if any(r.filled_quantity > 0 for r in partial):
+            out.append((plan, partial, [r for r in orders if r.order.tag == STOP]))
+    return out
+
+
+@pytest.mark.parametrize("market", ["futures", "spot"])
+def test_partial_take_profit_is_taken_once_and_the_rest_stays_protected(exchange_server, tmp_path, market):
+    server = exchange_server
+    if market == "futures":
+        config, client = live_config(tmp_path, extra=PARTIAL), futures_client(server)
+        uncovered = lambda: stops_cover_positions(server.state.futures)            # noqa: E731
+    else:
+        config, client = spot_config(tmp_path, extra=PARTIAL), spot_client(server)
+        uncovered = lambda: spot_stops_cover_holdings(server)                       # noqa: E731
+    settings, options = load_live_settings(config)
+    trader = run_live(settings, options, client, load_plugins(), clock=BarClock(server),
+                      health_clock=ManualClock(), cycles=300, on_cycle=lambda t: _assert_none(uncovered()))
+    taken = _partials(trader)
+    assert taken, "no partial take profit filled in 300 bars"
+    for plan, partial, stops in taken:
+        filled = [r for r in partial if r.filled_quantity > 0]
+        assert len(filled) == 1                                              # once per plan
+        r = filled[0]
+        assert r.order.kind.value == ("stop" if market == "futures" else "market")
+        entered = sum(o.filled_quantity for o in trader.store.orders(plan.plan_id)
+                      if not o.order.reduce_only and not o.order.hedge)
+        # the fraction of what was held when it was placed (at most all the ladder; step rounding)
+        assert 0 < r.filled_quantity <= 0.4 * entered * 1.01 + 1e-3
+        assert r.order.quantity == r.filled_quantity or r.state == OrderState.PARTIALLY_FILLED
+        if market == "futures":
+            assert r.average_price >= plan.levels.partial_take_profit * (1 - 0.01) if plan.side > 0 else True
+        later = [s for s in stops if s.order.created_at >= r.updated_at and s.state != OrderState.REJECTED]
+        if later:                                                            # the stop re-sized to the rest
+            assert later[0].order.quantity <= entered - r.filled_quantity + 1e-9
+    ids = [o.client_id for o in (server.state.futures.orders.values() if market == "futures"
+                                 else server.state.spot.orders.values())]
+    assert len(ids) == len(set(ids))
+    print(f"{market}: partial take profits {len(taken)} of {len(trader.store.plans())} plans")
+
+
+def _assert_none(missing):
+    assert not missing, missing
