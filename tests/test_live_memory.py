@@ -68,7 +68,8 @@ def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(e
 
 def test_a_restart_in_a_drawdown_keeps_the_peak(exchange_server, tmp_path):
     """The drawdown hedge and the daily-loss limit measure from the stored peak / day start: a
-    restart while down 12 % must still see 12 %, not 0 %."""
+    restart while down 12 % must still see 12 %, not 0 %, and a restart within the day keeps the
+    day's starting equity."""
     server = exchange_server
     settings, options = load_live_settings(live_config(tmp_path))
     trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
@@ -76,10 +77,16 @@ def test_a_restart_in_a_drawdown_keeps_the_peak(exchange_server, tmp_path):
     store = trader.store
     equity = trader.portfolio.equity
     account = store.load_state(ACCOUNT)
-    store.save_state(ACCOUNT, {**account, "peak_equity": equity / 0.88})         # it had been 12 % higher
+    store.save_state(ACCOUNT, {**account, "peak_equity": equity / 0.88,          # it had been 12 % higher
+                               "day_start_equity": equity / 0.97})               # and 3 % higher this morning
     with capture_logs() as logs:
         again = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
                          health_clock=ManualClock(), cycles=1, store=store)
     assert again.portfolio.peak_equity == pytest.approx(equity / 0.88)
+    day = 86_400 * 10**9
+    if again.last_time // day == account["day"]:          # restarted the same UTC day: the same base
+        assert again.portfolio.day_start_equity == pytest.approx(equity / 0.97)
+    else:                                                 # a new day starts from its first bar's equity
+        assert again.portfolio.day_start_equity != pytest.approx(equity / 0.97)
     assert again.portfolio.drawdown == pytest.approx(1 - again.portfolio.equity * 0.88 / equity, abs=1e-6)
     assert [e for e in logs if e["event"] == "session_state_restored"][0]["peak_equity"] == pytest.approx(equity / 0.88)

@@ -156,6 +156,17 @@ class Backtest:
         self._exposure_curve: list[float] = []
         self._day: Optional[int] = None
 
+    @property
+    def current_day(self) -> Optional[int]:
+        """The UTC day (days since the epoch) of the latest stepped bar."""
+        return self._day
+
+    def continue_day(self, day: int, day_start_equity: float) -> None:
+        """A live session restarted within the same UTC day keeps that day's starting equity (the
+        daily-loss limit's base) instead of starting the day afresh at the next bar."""
+        self._day = day
+        self.portfolio.day_start_equity = day_start_equity
+
     def warm_up_guards(self, books: Sequence[Book], until: Optional[int] = None) -> int:
         """Bars before the first stepped one (the indicators' warm-up, or a live session's history)
         reach the portfolio guards as flat bars: nothing is held and their actions are ignored, but

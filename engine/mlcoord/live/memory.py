@@ -15,7 +15,7 @@ Saved after every cycle that stepped a bar (one small write each), restored once
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 import structlog
 
@@ -56,8 +56,7 @@ class SessionMemory:
                 found["peak_equity"] = peak
             day = int(account["day"]) if account.get("day") is not None else None
             if day is not None and day == trader.last_time // DAY_NS:
-                portfolio.day_start_equity = float(account["day_start_equity"])
-                trader.engine._day = day          # same UTC day: the loss limit keeps its base
+                trader.engine.continue_day(day, float(account["day_start_equity"]))
                 found["day_start_equity"] = portfolio.day_start_equity
         self._recorded = len(trader.engine.journal.decisions)
         return found
@@ -74,10 +73,6 @@ class SessionMemory:
         self.store.save_state(GUARDS, pipeline.guard_state())
         self.store.save_state(ACCOUNT, {"peak_equity": portfolio.peak_equity,
                                         "day_start_equity": portfolio.day_start_equity,
-                                        "day": _day(trader), "bar_time": trader.last_time})
+                                        "day": trader.engine.current_day, "bar_time": trader.last_time})
         return len(new)
 
-
-def _day(trader) -> Optional[int]:
-    day = getattr(trader.engine, "_day", None)
-    return int(day) if day is not None else None

@@ -35,6 +35,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 * the trade-closed feedback to the plugins, with the exchange's fees: :mod:`mlcoord.live.feedback`;
 * liquidation prices, funding and positions gone from the exchange (futures):
   :mod:`mlcoord.live.futures_marks`;
+* what a restart keeps besides orders and plans (decisions, learning and guard state, the equity
+  peak): :mod:`mlcoord.live.memory`;
 * ``mlcoord live`` itself (start-up, reconciliation, kill switch, heartbeat, scan mode):
   :func:`mlcoord.live.session.run_live`;
 * the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`.
