@@ -77,14 +77,6 @@ def _volatility(s: Scores, i: int, o, regime_damped: bool) -> list[str]:
     return out
 
 
-def _strength(reason: str, side: int) -> float:
-    """The signed score a reading line ends with, in the signal's direction."""
-    try:
-        return side * float(reason.rsplit("[", 1)[1].rstrip("]"))
-    except (IndexError, ValueError):
-        return 0.0
-
-
 def explain(s: Scores, i: int, options, regime_damped: bool) -> list[str]:
     """Reasons for bar ``i``: empty for HOLD, else the readings strongest first, then the verdict.
 
@@ -96,6 +88,10 @@ def explain(s: Scores, i: int, options, regime_damped: bool) -> list[str]:
     head = (f"{'BUY' if side > 0 else 'SELL'}: net score {float(s.net[i]):+.2f} "
             f"(entry {options.entry_score:g}), {int(s.agreeing[i])} agreeing, "
             f"score against {float(s.opposing[i]):.1f}, confidence {float(s.confidence[i]):.2f}")
-    readings = [*_rsi(s, i, options), *_macd(s, i), *_trend(s, i, options), *_bollinger(s, i)]
-    readings.sort(key=lambda r: -_strength(r, side))
+    scored = [(float(s.s_rsi[i]), _rsi(s, i, options)), (float(s.s_macd[i]), _macd(s, i)),
+              (float(s.s_trend[i]), _trend(s, i, options)), (float(s.s_bb[i]), _bollinger(s, i))]
+    # strongest in the signal's direction first, by the score each line shows (one decimal); a
+    # stable sort keeps the order above for ties
+    scored.sort(key=lambda item: -side * round(item[0], 1))
+    readings = [line for _, lines in scored for line in lines]
     return [*readings, head, *_volume(s, i, options), *_volatility(s, i, options, regime_damped)]

@@ -126,8 +126,11 @@ class Backtest:
             start: Optional[int] = None) -> RawResult:
         """Walk the bars of ``prepared`` symbols; bars before ``start`` (ns) only warm indicators up."""
         books = [Book(p) for p in prepared]
-        times = np.unique(np.concatenate([p.data.candles.time for p in prepared])) if prepared \
-            else np.array([], np.int64)
+        if len(prepared) == 1:          # validated candles: already sorted and unique
+            times = np.asarray(prepared[0].data.candles.time)
+        else:
+            times = np.unique(np.concatenate([p.data.candles.time for p in prepared])) if prepared \
+                else np.array([], np.int64)
         if start is not None:
             times = times[np.searchsorted(times, start):]
         slots = self._slots(books, times)
