@@ -1,7 +1,7 @@
 """Speed and memory of the pipeline, technical-only and with every ML plugin. Prints numbers;
 asserts nothing.
 
-Usage: python benchmarks/bench_backtest.py [--runs 5] [--data50k PATH]
+Usage: python benchmarks/bench_backtest.py [--runs 5] [--data50k PATH] [--loop-only]
 
 * whole process: ``mlcoord backtest`` as a subprocess (start-up included), median wall time and
   peak RSS over runs, for the bundled default (43,803 BTC/USDT 1h bars) and for the last 50,000
@@ -94,12 +94,21 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--data50k", type=Path, default=SHARED)
+    parser.add_argument("--loop-only", action="store_true",
+                        help="only the technical pipeline's bar loop on the 50,000 bars (for interleaving "
+                             "with benchmarks/bench_backtesting_py.py under the same machine load)")
     args = parser.parse_args()
     from mlcoord import logs
     from mlcoord.candles import load_candles
     from mlcoord.datasets import bundled_path
 
     logs.configure("error", json=True)
+    if args.loop_only:
+        big = load_candles(args.data50k)
+        big = big.slice(len(big) - 50_000, len(big))
+        loop, result = in_process(big, args.runs, builtin_only(ML))
+        print(f"technical pipeline loop on 50,000 bars: {loop:.3f} s median = {result.stats['bars'] / loop:,.0f} bars/s")
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, runs={args.runs}")
     default = load_candles(bundled_path("BTC/USDT"))
     sets = [("technical pipeline (no ML plugin)", builtin_only(ML)), ("all ML plugins (default)", builtin_only())]
