@@ -22,7 +22,8 @@ from exchange_sim import ExchangeServer
 from mlcoord.live.records import OrderState
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.store import Store
-from test_live_trader import live_config, stops_cover_positions
+from live_helpers import live_config
+from test_live_trader import stops_cover_positions
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261124

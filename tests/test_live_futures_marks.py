@@ -16,9 +16,8 @@ from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock
+from live_helpers import BarClock, live_config
 from test_live_spot import Recorder
-from test_live_trader import live_config
 
 QUIET = "[plugins.protections]\ncooldown_after_stop_hours = 0\npair_lock_losses = 0"
 

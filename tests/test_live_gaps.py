@@ -14,8 +14,8 @@ from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock
-from test_live_trader import live_config, stops_cover_positions
+from live_helpers import BarClock, live_config
+from test_live_trader import stops_cover_positions
 
 
 

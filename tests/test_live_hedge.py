@@ -21,8 +21,8 @@ from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.live.trader import LiveTrader
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock
-from test_live_trader import live_config, stops_cover_positions
+from live_helpers import BarClock, live_config
+from test_live_trader import stops_cover_positions
 
 BTC, STEP = "BTCUSDT", Decimal("0.001")     # the simulator's BTC perpetual and its step size
 TF = 3600 * 10**9

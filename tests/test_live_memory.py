@@ -15,8 +15,7 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock
-from test_live_trader import live_config
+from live_helpers import BarClock, live_config
 
 
 def _guards(trader):

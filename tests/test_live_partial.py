@@ -13,9 +13,9 @@ from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock
+from live_helpers import BarClock, live_config
 from test_live_spot import spot_config, spot_stops_cover_holdings
-from test_live_trader import live_config, stops_cover_positions
+from test_live_trader import stops_cover_positions
 
 PARTIAL = ("[plugins.protections]\ncooldown_after_stop_hours = 0\npair_lock_losses = 0\n"
            "[plugins.exits]\npartial_take_profit = true\npartial_at_r = 0.5\npartial_fraction = 0.4\n")

@@ -19,42 +19,13 @@ from mlcoord.live.runner import check_live_start, load_live_settings, run_paper
 from mlcoord.live.store import Store
 from mlcoord.live.supervisor import LiveOptions, Supervisor
 from mlcoord.registry import load_plugins
-
-
-class BarClock(ManualClock):
-    """The runner's clock: each wait moves the simulator on by one bar instead of sleeping."""
-
-    def __init__(self, server):
-        super().__init__()
-        self.server = server
-
-    def sleep(self, seconds):
-        super().sleep(seconds)
-        self.server.advance(1)
+from live_helpers import BarClock, live_config
 
 
 def _config(tmp_path, market="spot", extra=""):
-    path = tmp_path / "live.toml"
-    guards = '["protections"]' if market == "spot" else '["protections", "hedging"]'
-    path.write_text(f"""
-[engine]
-min_confidence = 0.5
-[pipeline]
-ml_components = []
-signal_sources = ["technical"]
-portfolio_guards = {guards}
-[data]
-symbols = ["BTC/USDT"]
-[exchange]
-market = "{market}"
-[live]
-heartbeat = "{tmp_path / 'beat.json'}"
-kill_switch = "{tmp_path / 'STOP'}"
-history_bars = 400
-poll_seconds = 60
-{extra}
-""")
-    return path
+    """The paper/start-up tests' session: no leverage; futures runs the hedging guard too."""
+    guards = ("protections",) if market == "spot" else ("protections", "hedging")
+    return live_config(tmp_path, market, extra, guards=guards, leverage=None, history_bars=400, poll_seconds=60)
 
 
 def test_paper_runs_bar_by_bar_on_the_exchange_clock(exchange_server, tmp_path):

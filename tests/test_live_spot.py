@@ -24,8 +24,8 @@ from mlcoord.live.store import Store
 from mlcoord.model import Side
 from mlcoord.registry import load_plugins
 from test_backtest import FixedExits
-from test_live_runner import BarClock
-from test_live_trader import live_config, stops_cover_positions
+from live_helpers import BarClock, live_config
+from test_live_trader import stops_cover_positions
 
 BOTH = 'symbols = ["BTC/USDT", "ETH/USDT"]'
 

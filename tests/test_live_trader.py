@@ -17,33 +17,7 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.registry import load_plugins
-from test_live_runner import BarClock   # each poll's wait replays one bar: no sleeping
-
-
-def live_config(tmp_path, market="futures", extra=""):
-    path = tmp_path / "live.toml"
-    path.write_text(f"""
-[engine]
-min_confidence = 0.5
-[pipeline]
-ml_components = []
-signal_sources = ["technical"]
-portfolio_guards = ["protections"]
-[data]
-symbols = ["BTC/USDT"]
-[exchange]
-market = "{market}"
-[backtest]
-leverage = 3
-[live]
-store = "{tmp_path / 'live.db'}"
-heartbeat = "{tmp_path / 'beat.json'}"
-kill_switch = "{tmp_path / 'STOP'}"
-history_bars = 300
-poll_seconds = 3600
-{extra}
-""")
-    return path
+from live_helpers import BarClock, live_config
 
 
 def stops_cover_positions(account):

@@ -24,8 +24,8 @@ from mlcoord.live.store import Store
 from mlcoord.model import Order, OrderKind, Side
 from mlcoord.registry import load_plugins
 from test_live_hedge import client_ids_unique
-from test_live_runner import BarClock
-from test_live_trader import live_config, stops_cover_positions
+from live_helpers import BarClock, live_config
+from test_live_trader import stops_cover_positions
 
 BTC, BTC_PERP, TICK = "BTC/USDT", "BTC/USDT:USDT", Decimal("0.1")
 

@@ -1,0 +1,49 @@
+"""What the live-loop tests share: a clock that replays one simulator bar per poll, and the
+config of a live session against the loopback exchange."""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from mlcoord.live.retry import ManualClock
+
+
+class BarClock(ManualClock):
+    """The runner's clock: each wait moves the simulator on by one bar instead of sleeping."""
+
+    def __init__(self, server):
+        super().__init__()
+        self.server = server
+
+    def sleep(self, seconds):
+        super().sleep(seconds)
+        self.server.advance(1)
+
+
+def live_config(tmp_path, market: str = "futures", extra: str = "", *,
+                guards: Sequence[str] = ("protections",), leverage: Optional[float] = 3,
+                history_bars: int = 300, poll_seconds: float = 3600):
+    """A technical-only session on BTC/USDT; ``extra`` goes at the end of ``[live]`` (so it may
+    also open further tables)."""
+    path = tmp_path / "live.toml"
+    backtest = f"[backtest]\nleverage = {leverage:g}\n" if leverage is not None else ""
+    path.write_text(f"""
+[engine]
+min_confidence = 0.5
+[pipeline]
+ml_components = []
+signal_sources = ["technical"]
+portfolio_guards = [{", ".join(f'"{g}"' for g in guards)}]
+[data]
+symbols = ["BTC/USDT"]
+[exchange]
+market = "{market}"
+{backtest}[live]
+store = "{tmp_path / 'live.db'}"
+heartbeat = "{tmp_path / 'beat.json'}"
+kill_switch = "{tmp_path / 'STOP'}"
+history_bars = {history_bars}
+poll_seconds = {poll_seconds:g}
+{extra}
+""")
+    return path
