@@ -34,18 +34,18 @@ def test_liquidation_prices_and_funding_follow_the_exchange(exchange_server, tmp
             got = position.liquidation_price
             if want:
                 # marked after this cycle's fills; a fill later in the cycle may move it
-                marked.append((got, want))
-        stored = {(p.symbol, int(p.side)): p for p in trader.store.positions() if not p.hedge}
-        for plan in trader.store.active_plans():
-            p = stored.get((plan.symbol, int(plan.side)))
-            if p is not None and p.liquidation_price:
-                assert p.liquidation_price > 0
+                stored = [p.liquidation_price for p in trader.store.positions()
+                          if p.symbol == sym and p.side == position.side and not p.hedge]
+                marked.append((got, want, stored[0] if stored else None))
 
     recorder = Recorder()
     trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"rec": recorder}),
                       clock=BarClock(server), health_clock=ManualClock(), cycles=260, on_cycle=check)
     assert marked, "no position was held"
-    same = sum(1 for got, want in marked if got == pytest.approx(want, rel=1e-9))
+    same = sum(1 for got, want, _ in marked if got == pytest.approx(want, rel=1e-9))
+    # the store's position row holds what the engine sees (a row a fill created after this cycle's
+    # marks gets its price at the next cycle)
+    assert sum(1 for got, _, stored in marked if stored == got) >= 0.8 * len(marked)
     assert same >= 0.8 * len(marked), (same, len(marked))
     charged = -sum(Decimal(r["income"]) for r in account.income if r["incomeType"] == "FUNDING_FEE")
     assert charged != 0, "no funding event while a position was held"

@@ -192,7 +192,7 @@ def test_hedge_and_short_positions_are_separate(store):
     assert store.mark_position(SYMBOL, Side.SHORT, hedge=True, funding=0.2)
     assert not store.mark_position(SYMBOL, Side.SHORT)
     short = store.positions()[0]
-    assert short.funding == pytest.approx(0.5) and short.liquidation_price is None
+    assert short.funding == pytest.approx(0.5) and short.liquidation_price == 150.0   # a funding mark keeps it
 
 
 # -- transactions -----------------------------------------------------------------------------

@@ -56,17 +56,13 @@ class FuturesMarks:
         sym = self.broker.symbol(plan.symbol)
         side = "long" if plan.side == Side.LONG else "short"
         contracts, liquidation = held.get((sym, side), (0.0, None))
-        self.store.mark_position(plan.symbol, plan.side, liquidation_price=liquidation)
         position = self.engine.portfolio.positions.get(plan.symbol)
-        if position is not None and liquidation:
-            position.liquidation_price = liquidation
+        last_known = position.liquidation_price if position is not None else None
+        self._mark(plan.symbol, plan.side, False, position, liquidation)
         if plan.hedge is not None:
             other = "short" if side == "long" else "long"
-            hedge_liq = held.get((sym, other), (0.0, None))[1]
-            self.store.mark_position(plan.symbol, plan.side.opposite, hedge=True, liquidation_price=hedge_liq)
-            hedge = self.engine.portfolio.hedges.get(plan.symbol)
-            if hedge is not None and hedge_liq:
-                hedge.liquidation_price = hedge_liq
+            self._mark(plan.symbol, plan.side.opposite, True, self.engine.portfolio.hedges.get(plan.symbol),
+                       held.get((sym, other), (0.0, None))[1])
         tally = self.tally(plan)
         if tally.net <= EPS or contracts > EPS:
             return
@@ -74,18 +70,21 @@ class FuturesMarks:
         if tally.net <= EPS or tally.exit_filled:
             return
         log.error("position_gone", plan=plan.plan_id, symbol=plan.symbol, side=side, expected=tally.net,
-                  on_exchange=contracts, last_liquidation_price=self._last_liquidation(plan),
+                  on_exchange=contracts, last_liquidation_price=last_known or None,
                   note="the plan's orders are cancelled and the plan closed; no trade is fed back")
         for r in tally.orders:
             if not r.state.terminal:
                 self.broker.cancel(r)
         self._close_plan(plan, self.tally(plan), GONE_REASON)
 
-    def _last_liquidation(self, plan: PlanRecord) -> Optional[float]:
-        for p in self.store.positions():
-            if p.symbol == plan.symbol and p.side == plan.side and not p.hedge:
-                return p.liquidation_price
-        return None
+    def _mark(self, symbol: str, side: Side, hedge: bool, position, liquidation: Optional[float]) -> None:
+        """A new liquidation price on the engine's position and the store's row (written only when
+        it changed; an absent price, e.g. of a position already gone, keeps the last known)."""
+        if not liquidation or (position is not None and position.liquidation_price == liquidation):
+            return
+        if position is not None:
+            position.liquidation_price = liquidation
+        self.store.mark_position(symbol, side, hedge=hedge, liquidation_price=liquidation)
 
     def _collect_funding(self, plans) -> None:
         """Funding events since the newest one seen per symbol (the plan's decision bar at first)."""

@@ -260,13 +260,14 @@ class Store:
 
     def mark_position(self, symbol: str, side: Side, *, hedge: bool = False,
                       liquidation_price: Optional[float] = None, funding: float = 0.0) -> bool:
-        """Set the exchange's liquidation price and add a funding payment (paid > 0) to an open
-        position. Returns False if there is no such position."""
+        """Set the exchange's liquidation price (when given) and add a funding payment (paid > 0)
+        to an open position. Returns False if there is no such position."""
         key = _position_key(symbol, side, hedge)
+        values = {"funding": positions.c.funding + funding, "updated_at": self.clock()}
+        if liquidation_price is not None:
+            values["liquidation_price"] = liquidation_price
         with self._write() as conn:
-            return bool(conn.execute(update(positions).where(*key).values(
-                liquidation_price=liquidation_price, funding=positions.c.funding + funding,
-                updated_at=self.clock())).rowcount)
+            return bool(conn.execute(update(positions).where(*key).values(**values)).rowcount)
 
     # -- plans --------------------------------------------------------------------------------
 
