@@ -169,7 +169,7 @@ class Settings:
     learning: LearningConfig = LearningConfig()
     ensemble: EnsembleOptions = EnsembleOptions()
     executor: ExecutorConfig = ExecutorConfig()
-    #: ``[live]`` (paper/live trading); validated by ``mlcoord.live.supervisor.live_options``
+    #: ``[live]`` (paper/live trading); validated by ``mlcoord.live.runner.load_live_settings``
     #: when those commands start, so one config file serves backtests and live runs
     live: dict[str, Any] = attrs.field(factory=dict)
     exchange: ExchangeConfig = ExchangeConfig()

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
+from mlcoord.files import write_atomic
 from mlcoord.backtest.engine import Backtest, RawResult
 from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
@@ -144,17 +145,6 @@ class BacktestResult:
 
     def write_json(self, path: Path) -> None:
         write_atomic(Path(path), json.dumps(self.to_json(), indent=1, default=str))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temp file, fsync, rename: a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _iso(ns: int) -> str:

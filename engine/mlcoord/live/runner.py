@@ -178,27 +178,16 @@ TRAILING_MODES = ("bot", "exchange")
 
 
 def load_live_settings(path, overrides=None):
-    """Settings plus the ``[live]`` table (read here: the engine's Settings has no live section
-    yet). The traded market is ``[exchange] market``; the pipeline is told the same, so the
-    hedging guard on a spot account stops start-up exactly as in a backtest."""
-    import tomllib
-    from pathlib import Path
-
+    """Settings (the backtest's loader: same errors for a missing file, bad TOML or a bad value)
+    plus the ``[live]`` table as :class:`LiveLoopOptions`. The traded market is ``[exchange]
+    market``; the pipeline is told the same, so the hedging guard on a spot account stops start-up
+    exactly as in a backtest."""
     import attrs
 
-    from mlcoord.config import structure
-    from mlcoord.errors import ConfigError
+    from mlcoord.config import load_settings, structure
 
-    data = {}
-    if path is not None:
-        try:
-            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
-    for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update(values)
-    options = structure(dict(data.pop("live", None) or {}), LiveLoopOptions, path="$.live")
-    settings = structure(data, Settings)
+    settings = load_settings(path, overrides)
+    options = structure(dict(settings.live), LiveLoopOptions, path="$.live")
     settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=settings.exchange.market))
     return settings, options
 

@@ -16,17 +16,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import attrs
 from attrs import validators as v
 
-from mlcoord.config import structure
+from mlcoord.files import write_atomic
+
 
 
 @attrs.frozen
 class LiveOptions:
-    """``[live]`` options (read by :func:`live_options`; defaults stated here).
+    """``[live]`` options of every live session (defaults stated here); the order loop's own are
+    :class:`mlcoord.live.runner.LiveLoopOptions`, read by :func:`mlcoord.live.runner.load_live_settings`.
 
     ``store``: database URL or SQLite path of the persistence store (default ``mlcoord-live.db``).
     ``unknown_orders``: what reconciliation does with open orders the store does not know
@@ -45,10 +47,6 @@ class LiveOptions:
     margin_mode: str = attrs.field(default="isolated", validator=v.in_(("isolated", "cross")))
     poll_seconds: float = attrs.field(default=10.0, validator=v.gt(0))
     history_bars: int = attrs.field(default=1000, validator=v.gt(50))
-
-
-def live_options(raw: Optional[Mapping[str, Any]]) -> LiveOptions:
-    return structure(dict(raw or {}), LiveOptions, path="$.live")
 
 
 class Supervisor:
@@ -106,14 +104,3 @@ class Supervisor:
         body = {"wall_time": wall_time, "bar_time_ns": bar_time, "status": status, "pid": os.getpid(),
                 "beats": self.beats, **extra}
         write_atomic(Path(self.options.heartbeat), json.dumps(body, sort_keys=True))
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename: a reader sees the old or the new content, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

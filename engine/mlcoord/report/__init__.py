@@ -64,7 +64,7 @@ def write_comparison(a: Result, b: Result, path: Union[str, Path], names: tuple[
 
 
 def _write(path: Path, text: str) -> Path:
-    from mlcoord.backtest.run import write_atomic
+    from mlcoord.files import write_atomic
 
     write_atomic(path, text)
     return path
