@@ -10,6 +10,7 @@ import math
 from bisect import bisect_right
 from typing import Optional
 
+import attrs
 import numpy as np
 import pandas as pd
 
@@ -251,6 +252,4 @@ class PreparedExits:
 
         if reasons is None:
             return levels
-        return ExitLevels(stop=stop, take_profit=take_profit, partial_take_profit=levels.partial_take_profit,
-                          partial_fraction=levels.partial_fraction, reasons=tuple(reasons),
-                          trail_distance=levels.trail_distance, trail_activation=levels.trail_activation)
+        return attrs.evolve(levels, stop=stop, take_profit=take_profit, reasons=tuple(reasons))
