@@ -34,8 +34,12 @@ def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(e
         stored = store.decisions()
         assert len(stored) == len(decisions)                         # every decision, once, as it was made
         assert [(d["symbol"], d["time"]) for d in stored] == [(d.symbol, iso_time(d.time)) for d in decisions]
+        if store.load_state(ACCOUNT) is None:                        # saved from the first stepped bar on
+            assert len(trader.history["BTC/USDT"]) == 300 and not decisions     # no bar stepped yet
+            return
         assert store.load_state(GUARDS) == trader.pipeline.guard_state()
         assert store.load_state(ACCOUNT)["peak_equity"] == trader.portfolio.peak_equity
+        assert store.load_state(ACCOUNT)["bar_time"] == trader.last_time
         if _guards(trader)["protections"].state()["locks"]:
             seen.update(guards=trader.pipeline.guard_state(), peak=trader.portfolio.peak_equity,
                         decisions=len(stored), time=trader.last_time)

@@ -26,11 +26,13 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+import attrs
 import structlog
 
 from mlcoord.errors import MlcoordError
 from mlcoord.live.exchange import market_symbol
 from mlcoord.live.ids import client_order_id
+from mlcoord.live.plan_orders import PARTIAL_TP, TAKE_PROFIT
 from mlcoord.live.records import FillRecord, OrderRecord, OrderState
 from mlcoord.live.retry import ExchangeHealth, describe_error
 from mlcoord.live.store import Store
@@ -123,6 +125,10 @@ class Broker:
     def price(self, symbol: str, price: float) -> float:
         return float(self.exchange.price_to_precision(self.symbol(symbol), float(price)))
 
+    def base_asset(self, symbol: str) -> str:
+        """The asset a spot balance holds for ``symbol`` (BTC for BTC/USDT)."""
+        return self.exchange.market(self.symbol(symbol))["base"]
+
     def min_notional(self, symbol: str) -> float:
         limits = self.exchange.market(self.symbol(symbol)).get("limits", {})
         return float((limits.get("cost", {}) or {}).get("min") or 0.0)
@@ -193,7 +199,7 @@ class Broker:
         if order.kind == OrderKind.TRAILING_STOP:
             return self._trailing_stop(order, sym, side, amount, params)
         stop = self.price(order.symbol, order.price)
-        take_profit = order.tag.startswith(("take_profit", "partial_take_profit"))
+        take_profit = order.tag.startswith((TAKE_PROFIT, PARTIAL_TP))
         if self.market == "futures":
             params["stopPrice"] = stop
             kind = "TAKE_PROFIT_MARKET" if take_profit else "STOP_MARKET"
@@ -241,7 +247,7 @@ class Broker:
             if record.state == OrderState.PENDING:   # never reached the exchange: send it now
                 return self._send(record)
             log.warning("order_missing_on_exchange", client_id=record.client_order_id)
-            return self.store.upsert_order(attrs_evolve(record, state=OrderState.EXPIRED,
+            return self.store.upsert_order(attrs.evolve(record, state=OrderState.EXPIRED,
                                                         reason="not found on the exchange"))
         return self._apply(record, found)
 
@@ -317,8 +323,3 @@ class Broker:
         except Exception:
             return 0
 
-
-def attrs_evolve(record: OrderRecord, **changes) -> OrderRecord:
-    import attrs
-
-    return attrs.evolve(record, **changes)

@@ -19,7 +19,7 @@ from typing import Optional, Sequence
 import structlog
 
 from mlcoord.live.broker import BrokerError
-from mlcoord.live.plan_orders import EPS, STOP, TAKE_PROFIT, Tally
+from mlcoord.live.plan_orders import EPS, STOP, TAKE_PROFIT, TRAILING, Tally
 from mlcoord.live.records import OrderRecord, PlanRecord
 from mlcoord.model import Action, OrderKind, Signal, Trade
 
@@ -132,7 +132,7 @@ class TradeFeedback:
             tag = r.order.tag
             if tag.startswith(TAKE_PROFIT):
                 return "take_profit"
-            if tag.startswith("trailing"):
+            if tag.startswith(TRAILING):
                 return "trailing_stop"
             if tag.startswith(STOP):
                 moved = initial is not None and r.order.price != self.broker.price(plan.symbol, initial)

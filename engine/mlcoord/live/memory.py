@@ -10,7 +10,8 @@ the process died:
 * the account's equity peak and day start, which the drawdown trigger and the daily-loss limit
   measure from: a restart in a drawdown must not reset the peak to today's equity.
 
-Saved after every cycle that stepped a bar (one small write each), restored once at start.
+Saved after every cycle that stepped a bar or fed a closed trade back (the only events that
+change it), restored once at start.
 """
 
 from __future__ import annotations

@@ -94,16 +94,12 @@ def _exchange_positions(broker: Broker, symbols: Sequence[str]) -> tuple[tuple[s
                      for r in rows if float(r.get("contracts") or 0.0))
     balance = broker.call(broker.exchange.fetch_balance, "fetch_balance")
     plans = {p.symbol for p in broker.store.active_plans()}
-    bases = {_base(broker, s) for s in (*symbols, *plans)}
+    bases = {broker.base_asset(s) for s in (*symbols, *plans)}
     return tuple((b, "balance", float((balance.get("total") or {}).get(b) or 0.0)) for b in sorted(bases))
 
 
 #: the share of a spot plan's bought coins the account may lack before it is reported (fees)
 SPOT_FEE_TOLERANCE = 0.01
-
-
-def _base(broker: Broker, symbol: str) -> str:
-    return broker.exchange.market(broker.symbol(symbol))["base"]
 
 
 def _spot_holdings(broker: Broker, symbols: Sequence[str], balances) -> tuple[tuple[str, str, float, float], ...]:
@@ -120,7 +116,7 @@ def _spot_holdings(broker: Broker, symbols: Sequence[str], balances) -> tuple[tu
                                  .group_by(orders.c.plan_id)).all())
     out, planned = [], set()
     for plan in store.active_plans():
-        base = _base(broker, plan.symbol)
+        base = broker.base_asset(plan.symbol)
         planned.add(plan.symbol)
         net, held = float(nets.get(plan.plan_id) or 0.0), total.get(base, 0.0)
         out.append((plan.plan_id, base, net, held))
@@ -129,7 +125,7 @@ def _spot_holdings(broker: Broker, symbols: Sequence[str], balances) -> tuple[tu
                         note="the account holds less than the plan's fills (sold outside the bot?): the bot "
                              "sells and protects only what is there")
     for symbol in symbols:
-        base = _base(broker, symbol)
+        base = broker.base_asset(symbol)
         if symbol not in planned and broker.amount(symbol, total.get(base, 0.0)) > 0:
             log.info("spot_balance_without_plan", symbol=symbol, asset=base, balance=total.get(base, 0.0),
                      note="not the bot's: left alone")

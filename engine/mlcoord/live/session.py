@@ -111,10 +111,12 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                     fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
                 else:
                     fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
+                closed = len(trader.engine.trades)
                 steps = trader.on_candles(fresh)
                 trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
                 trader.manage_all()
-                memory.save(trader)
+                if steps or len(trader.engine.trades) != closed:    # a bar, or a trade fed back
+                    memory.save(trader)
             except ExchangeUnavailable as exc:
                 steps, status = 0, f"paused: {exc}"
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,

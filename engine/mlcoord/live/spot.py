@@ -96,7 +96,7 @@ class SpotAccount:
         asset (as the fills report them), capped by the account's free + locked balance of that
         asset (fees a fill did not report; coins sold outside the bot). The balance is fetched
         again on a refresh or when the plan's fills changed since the last fetch."""
-        base = self._base(plan.symbol)
+        base = self.broker.base_asset(plan.symbol)
         fees = 0.0
         for r in records:
             if not r.order.reduce_only and r.filled_quantity > 0:
@@ -107,9 +107,6 @@ class SpotAccount:
             self._fetch_balances()
             self._balance_seen[plan.plan_id] = seen
         return max(min(entered - exited - fees, self._balances.get(base, 0.0)), 0.0)
-
-    def _base(self, symbol: str) -> str:
-        return self.broker.exchange.market(self.broker.symbol(symbol))["base"]
 
     def _fetch_balances(self) -> dict[str, float]:
         balance = self.broker.call(self.broker.exchange.fetch_balance, "fetch_balance")

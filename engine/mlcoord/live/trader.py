@@ -124,7 +124,6 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         self._hedges: dict[str, Position] = {}        # plan id -> its hedge leg, as guards and equity see it
         self.margin_mode = margin_mode
         self.trailing = trailing
-        self.placed = 0
         self.spot = broker.market == "spot"
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
@@ -407,7 +406,6 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         return attempt
 
     def _place(self, order: Order, plan: PlanRecord) -> OrderRecord:
-        self.placed += 1
         return self.broker.place(order, plan_id=plan.plan_id)
 
     def flatten(self, plan: PlanRecord, reason: str) -> None:
