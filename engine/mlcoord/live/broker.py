@@ -284,6 +284,10 @@ class Broker:
             status = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.EXPIRED
         if status == OrderState.OPEN and filled > 0:
             status = OrderState.PARTIALLY_FILLED
+        known = self.store.order(record.client_order_id)
+        if (known is not None and known.state == status and filled <= known.filled_quantity + 1e-12
+                and known.exchange_order_id):
+            return known                     # nothing new: a refresh of an unchanged order writes nothing
         # the order's new filled quantity and its fill are one transaction: a crash between the two
         # would leave a filled quantity whose fill is never recorded (the next delta is zero)
         with self.store.transaction():
