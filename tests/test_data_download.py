@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from mlcoord.backtest.fills import HOUR_NS, CostModel, FundingSeries
+from mlcoord.costs import HOUR_NS, CostModel, FundingSeries
 from mlcoord.candles import CandleError, resample
 from mlcoord.config import BacktestConfig, ExchangeConfig, load_settings
 from mlcoord.live import data as data_mod

@@ -46,6 +46,12 @@ class FakePortfolio:
     def open_positions(self) -> int:
         return self.n_open if self.n_open is not None else sum(1 for e in self.positions.values() if e)
 
+    def committed_trades(self) -> int:
+        return self.open_positions()
+
+    def committed_exposure(self) -> float:
+        return self.gross_exposure()
+
     def exposure(self, symbol=None) -> float:
         return self.positions.get(symbol, 0.0) if symbol else sum(self.positions.values())
 

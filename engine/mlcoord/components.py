@@ -133,7 +133,14 @@ class PortfolioView(Protocol):
 
     @property
     def drawdown(self) -> float: ...
-    def open_positions(self) -> int: ...
+    def open_positions(self) -> int:
+        """Filled directional positions (hedge legs are not counted)."""
+    def committed_trades(self) -> int:
+        """Open positions plus plans with working, unfilled entries (approved earlier in this bar
+        included): the count entry caps use."""
+    def committed_exposure(self) -> float:
+        """Quote notional of positions net of their hedge legs plus every working entry order:
+        the exposure entry caps use."""
     def exposure(self, symbol: Optional[str] = None) -> float:
         """Net notional (long minus short, hedges included), quote currency."""
     def gross_exposure(self) -> float: ...

@@ -377,7 +377,8 @@ class Pipeline:
                 return Decision(outcome=f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason), **base)
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
-            equity=portfolio.equity, exposure=portfolio.gross_exposure(), open_positions=portfolio.open_positions(),
+            equity=portfolio.equity, exposure=portfolio.committed_exposure(),
+            open_positions=portfolio.committed_trades(),
             fee_rate=fee_rate, slippage=slippage, leverage=leverage, context=context)
         sizer = self.components.sizer
         try:

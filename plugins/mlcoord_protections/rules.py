@@ -39,7 +39,8 @@ def when(ns: int) -> str:
 class ProtectionsOptions:
     """Options of the ``protections`` guard, from ``[plugins.protections]``. 0 turns a rule off.
 
-    * ``max_open_trades`` (3): no entry while ``portfolio.open_positions()`` is at the cap.
+    * ``max_open_trades`` (3): no entry while ``portfolio.committed_trades()`` (open positions
+      and plans with working entries, hedge legs aside) is at the cap.
     * ``cooldown_after_stop_hours`` (6): a trade whose ``exit_reason`` starts with ``stop`` locks
       its pair for this long from the trade's ``closed_at``.
     * ``pair_lock_losses`` (2), ``pair_lock_window_hours`` (24), ``pair_lock_hours`` (24): that
@@ -126,9 +127,10 @@ class Protections:
         if now < self._daily_until:
             return self._daily_why
         if o.max_open_trades > 0:
-            n = portfolio.open_positions()
+            n = portfolio.committed_trades()
             if n >= o.max_open_trades:
-                return f"max_open_trades {o.max_open_trades} reached ({n} open): until a position closes"
+                return (f"max_open_trades {o.max_open_trades} reached ({n} open or entering): "
+                        "until a position closes or a plan expires")
         lock = self._locks.get(symbol)
         if lock is not None:
             until, why = lock

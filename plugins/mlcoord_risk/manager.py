@@ -41,7 +41,8 @@ class RiskOptions:
     * ``risk_per_trade`` (0.01): fraction of equity lost if every leg fills and the stop is hit,
       fees and slippage included. At most 0.25 (a typo such as ``1`` for 1% is refused).
     * ``max_position_fraction`` (0.25): position notional at full fill <= this x equity x leverage.
-    * ``max_total_exposure`` (1.0): gross exposure + new notional <= this x equity x leverage.
+    * ``max_total_exposure`` (1.0): committed exposure (positions net of their hedge legs, plus
+      working entry orders) + new notional <= this x equity x leverage.
     * ``max_leverage`` (3.0): a request with more leverage is vetoed.
     * ``min_notional`` (10.0, quote): a sized position smaller than this is vetoed (exchange dust).
     * ``use_kelly`` (false): scale risk down by fractional Kelly from this sizer's own trade history.

@@ -116,6 +116,33 @@ class Portfolio:
     def open_positions(self) -> int:
         return len(self.positions)
 
+    # the live stepper's books: symbol -> its working entry orders (Leg, or the exchange's OrderRecord)
+    books: list = []
+
+    def _working(self):
+        for book in self.books:
+            for leg in book.legs:
+                qty = getattr(leg, "remaining", None)
+                if qty is None:
+                    yield book.symbol, leg.quantity, leg.price
+                else:
+                    yield book.symbol, qty, leg.order.price or self.prices.get(book.symbol, 0.0)
+
+    def committed_trades(self) -> int:
+        waiting = {sym for sym, *_ in self._working() if sym not in self.positions}
+        return len(self.positions) + len(waiting)
+
+    def committed_exposure(self) -> float:
+        total = 0.0
+        for sym, p in self.positions.items():
+            hedge = self.hedges.get(sym)
+            net = p.quantity - (hedge.quantity if hedge is not None else 0.0)
+            total += abs(net) * self.prices.get(sym, p.entry_price)
+        for sym, h in self.hedges.items():
+            if sym not in self.positions:
+                total += h.quantity * self.prices.get(sym, h.entry_price)
+        return total + sum(q * price for _, q, price in self._working())
+
     def exposure(self, symbol: Optional[str] = None) -> float:
         total = 0.0
         for book in (self.positions, self.hedges):

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.backtest.fills import FundingSeries
+from mlcoord.costs import FundingSeries
 from mlcoord.candles import COLUMNS, Candles, TIMEFRAMES, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
 from mlcoord.errors import ConfigError, DataError

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from mlcoord.backtest.fills import DAY_NS
+from mlcoord.costs import DAY_NS
 
 log = structlog.get_logger("mlcoord.live.memory")
 

@@ -4,7 +4,7 @@ Paper trading *is* the backtest, driven bar by bar: :class:`PaperTrader` keeps e
 candles since the session start (the warm-up history included), re-runs ``Pipeline.prepare`` on
 them when a bar closes (every ``prepare`` is causal, so bar ``i`` sees exactly what the backtest's
 bar ``i`` saw) and hands the bar to :meth:`mlcoord.backtest.engine.Backtest.step`, the very code the
-backtest loop runs: same fills (:mod:`mlcoord.backtest.fills`), same guards, same DCA ladders, same
+backtest loop runs: same fills (:mod:`mlcoord.costs`), same guards, same DCA ladders, same
 exit updates. ``tests/test_paper_parity.py`` proves the two agree fill for fill.
 
 The history grows for the whole session (no rolling cut-off: cutting it would change EMA-style
@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.backtest.engine import Backtest, Book, RawResult
-from mlcoord.backtest.fills import FundingSeries
+from mlcoord.backtest.engine import Backtest, RawResult
+from mlcoord.costs import FundingSeries
 from mlcoord.candles import COLUMNS, Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
@@ -61,7 +61,7 @@ class PaperTrader:
     later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
     within a timestamp). ``engine_class``: the live trader swaps in an engine without simulated fills."""
 
-    engine_class = Backtest
+    engine_class: type = Backtest
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
                  journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):
@@ -71,14 +71,15 @@ class PaperTrader:
         self.engine = self.engine_class(pipeline, settings, journal or Journal(), funding=funding)
         self.history = {c.symbol: c for c in history}
         self.order = [c.symbol for c in history]
-        self.books = {c.symbol: Book(prepare_symbol(pipeline, settings, c)) for c in history}
+        series = self.engine.series_class
+        self.books = {c.symbol: series(prepare_symbol(pipeline, settings, c)) for c in history}
         self.engine.begin([self.books[s] for s in self.order])
         self.engine.warm_up_guards([self.books[s] for s in self.order])
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
 
     @property
     def portfolio(self):
-        return self.engine.portfolio
+        return self.engine.account
 
     def on_candles(self, candles: Iterable[Candles]) -> int:
         """Take the bars of ``candles`` newer than what was seen (closed bars only: the caller's
@@ -107,14 +108,14 @@ class PaperTrader:
             if not len(upto):
                 return
             history = self.history[sym] = append_bars(self.history[sym], upto)
-            _refresh(self.books[sym], prepare_symbol(self.pipeline, self.settings, history))
+            self.books[sym].load(prepare_symbol(self.pipeline, self.settings, history))
             return
         if not len(upto):
             upto = candles.slice(0, 1)   # a listing younger than the session: its first bar starts it
         self.history[sym] = upto
         self.order.append(sym)
-        book = self.books[sym] = Book(prepare_symbol(self.pipeline, self.settings, upto))
-        self.engine.books.append(book)
+        book = self.books[sym] = self.engine.series_class(prepare_symbol(self.pipeline, self.settings, upto))
+        self.engine.add_series(book)
 
     def _step(self, t: int, fresh: Mapping[str, Candles]) -> None:
         slot = []
@@ -127,7 +128,7 @@ class PaperTrader:
                 continue
             history = self.history[sym] = append_bars(self.history[sym], c.slice(j, j + 1))
             book = self.books[sym]
-            _refresh(book, prepare_symbol(self.pipeline, self.settings, history))
+            book.load(prepare_symbol(self.pipeline, self.settings, history))
             slot.append((book, len(history) - 1))
         self.engine.step(t, slot)
         self.last_time = t
@@ -136,13 +137,6 @@ class PaperTrader:
         """What the session did so far; ``close=True`` also closes open positions at the last close
         (what the backtest does at the end of its data)."""
         return self.engine.finish(close=close)
-
-
-def _refresh(book: Book, prepared: PreparedSymbol) -> None:
-    """Point ``book`` at a re-prepared, longer series; its orders and plan state stay."""
-    fresh = Book(prepared)
-    for name in ("prepared", "t", "o", "h", "l", "c", "action"):
-        setattr(book, name, getattr(fresh, name))
 
 
 # -- the paper and live commands ---------------------------------------------------------------

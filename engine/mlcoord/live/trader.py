@@ -51,7 +51,7 @@ import attrs
 import numpy as np
 import structlog
 
-from mlcoord.backtest.engine import Backtest
+from mlcoord.live.stepper import Stepper
 from mlcoord.backtest.portfolio import Position
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.feedback import TradeFeedback
@@ -67,7 +67,7 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveEngine(Backtest):
+class LiveEngine(Stepper):
     """The backtest's per-bar code without simulated fills: the trader supplies positions."""
 
     trader: "LiveTrader"
@@ -96,7 +96,7 @@ class LiveEngine(Backtest):
 class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFeedback, PaperTrader):
     """The paper trader with the broker in place of the simulated fills (futures in hedge mode, or spot)."""
 
-    engine_class = LiveEngine
+    engine_class: type = LiveEngine
 
     def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None,
                  reprice_after_bars: int = 0, margin_mode: str = "isolated", trailing: str = "bot"):

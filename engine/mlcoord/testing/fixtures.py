@@ -109,6 +109,12 @@ class FakePortfolio:
     def open_positions(self) -> int:
         return sum(1 for e in self.positions.values() if e)
 
+    def committed_trades(self) -> int:
+        return self.open_positions()
+
+    def committed_exposure(self) -> float:
+        return self.gross_exposure()
+
     def exposure(self, symbol: Optional[str] = None) -> float:
         return self.positions.get(symbol, 0.0) if symbol else float(sum(self.positions.values()))
 

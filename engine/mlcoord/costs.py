@@ -1,4 +1,4 @@
-"""The fill and cost model, shared by the backtest and paper trading.
+"""The fill and cost model of the simulated venue (backtests and paper trading).
 
 * A decision at bar t fills from bar t+1: market orders at t+1's open plus slippage.
 * Limit orders fill when the bar's range touches them, at the limit or at a better open.

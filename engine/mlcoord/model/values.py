@@ -177,8 +177,8 @@ class SizingRequest:
     stop: float
     confidence: float
     equity: float
-    exposure: float            # gross notional already open, quote currency
-    open_positions: int
+    exposure: float            # committed notional: positions net of hedge legs + working entries (quote)
+    open_positions: int        # open positions + plans with working entries (hedge legs aside)
     fee_rate: float            # per fill, fraction of notional (taker)
     slippage: float            # fraction of price on market/stop fills
     leverage: float
@@ -348,3 +348,10 @@ class GuardAction:
     def _check_kind(self, attribute, value):
         if value not in ("open_hedge", "close_hedge", "close_all"):
             raise ValueError(f"unknown guard action kind {value!r}")
+
+
+__all__ = [
+    "Action", "Side", "Regime", "MarketContext", "Signal", "Vote", "EntryLeg", "EntryPlan", "ExitLevels",
+    "SizingRequest", "Sizing", "OrderKind", "OrderStatus", "Order", "Fill", "Trade", "PositionState",
+    "PortfolioState", "Decision", "GuardAction",
+]

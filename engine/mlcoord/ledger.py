@@ -1,0 +1,219 @@
+"""The one ledger: positions (hedge legs included) and closed trades, folded from fills.
+
+Every venue (the simulator, an exchange) reports fills and funding payments; the ledger alone
+turns them into positions, the wallet and trades, so a backtest, a paper session and a live bot
+account the same fills the same way. Margin-account accounting (a USD-M futures account): the
+wallet holds realised PnL, fees and funding; equity is the wallet plus unrealised PnL. A spot
+account is the same with shorts and leverage refused upstream.
+
+Isolated margin: a position's liquidation price is where its loss reaches its margin less the
+maintenance margin. What a plan is (its decision, how many entries it planned) is registered
+with :meth:`Ledger.expect_plan` before its first fill; it labels the trade, it never moves money.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+from mlcoord.model import Decision, Fill, PositionState, Side, Trade
+
+
+class Position:
+    """An open position, built by applying fills (what exit managers see as a ``PositionView``)."""
+
+    __slots__ = (
+        "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
+        "entries_filled", "entries_planned", "hedge", "decision", "plan_id", "fees", "funding",
+        "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price", "fills",
+        "margin",
+    )
+
+    def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
+                 decision: Optional[Decision] = None, entries_planned: int = 1, plan_id: str = ""):
+        self.symbol, self.side, self.hedge, self.decision = symbol, side, hedge, decision
+        self.plan_id = plan_id
+        self.quantity = 0.0
+        self.entry_price = 0.0
+        self.opened_index, self.opened_at = index, time
+        self.best_price = 0.0
+        self.entries_filled, self.entries_planned = 0, entries_planned
+        self.fees = self.funding = self.realised = 0.0
+        self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = 0.0
+        self.liquidation_price = 0.0
+        self.margin = 0.0
+        self.fills: list[Fill] = []
+
+    def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
+        value = self.entry_price * self.quantity + fill.price * fill.quantity
+        self.quantity += fill.quantity
+        self.entry_price = value / self.quantity
+        self.entry_qty += fill.quantity
+        self.entry_value += fill.price * fill.quantity
+        self.fees += fill.fee
+        self.entries_filled += 1
+        if self.best_price == 0.0:
+            self.best_price = fill.price
+        self.fills.append(fill)
+        shift = 1.0 / leverage - maintenance
+        self.liquidation_price = max(self.entry_price * (1.0 - self.side * shift), 0.0)
+        self.margin = self.entry_price * self.quantity / leverage
+
+    def reduce(self, fill: Fill) -> float:
+        """Apply an exit fill; returns its realised PnL before fees."""
+        qty = min(fill.quantity, self.quantity)
+        pnl = (fill.price - self.entry_price) * qty * self.side
+        self.quantity -= qty
+        if self.quantity < 1e-12:
+            self.quantity = 0.0
+        self.exit_qty += qty
+        self.exit_value += fill.price * qty
+        self.fees += fill.fee
+        self.realised += pnl
+        self.fills.append(fill)
+        return pnl
+
+    def unrealised(self, price: float) -> float:
+        return (price - self.entry_price) * self.quantity * self.side
+
+    def state(self, stop: Optional[float] = None, take_profit: Optional[float] = None) -> PositionState:
+        return PositionState(self.symbol, self.side, self.quantity, self.entry_price, stop, take_profit,
+                             self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
+                             self.liquidation_price or None)
+
+    def to_trade(self, trade_id: str, closed_at: int, reason: str) -> Trade:
+        from mlcoord.coordinator import decisive_reason
+
+        decision = self.decision
+        return Trade(
+            id=trade_id, symbol=self.symbol, side=self.side, opened_at=self.opened_at, closed_at=closed_at,
+            entry_price=self.entry_value / self.entry_qty if self.entry_qty else 0.0,
+            exit_price=self.exit_value / self.exit_qty if self.exit_qty else 0.0,
+            quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
+            funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
+            entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
+            entry_reason=decisive_reason(decision.technical) if decision else "hedge", hedge=self.hedge,
+        )
+
+
+class _Plan:
+    __slots__ = ("plan_id", "decision", "entries_planned")
+
+    def __init__(self, plan_id: str, decision: Optional[Decision], entries_planned: int):
+        self.plan_id, self.decision, self.entries_planned = plan_id, decision, entries_planned
+
+
+#: called with (trade, position) when a fill closes a position
+ClosedListener = Callable[[Trade, Position], None]
+
+
+class Ledger:
+    """Wallet, open positions and closed trades of one account, from its fills only."""
+
+    def __init__(self, initial_equity: float, *, leverage: float = 1.0, maintenance_margin: float = 0.0):
+        self.initial_equity = initial_equity
+        self.cash = initial_equity            # wallet balance
+        self.equity = initial_equity
+        self.peak_equity = initial_equity
+        self.day_start_equity = initial_equity
+        self.time = 0
+        self.leverage, self.maintenance = leverage, maintenance_margin
+        self.positions: dict[str, Position] = {}     # directional position per symbol
+        self.hedges: dict[str, Position] = {}        # hedge leg per symbol
+        self.prices: dict[str, float] = {}
+        self.marked_exposure = 0.0
+        self.trades: list[Trade] = []
+        self.fills: list[Fill] = []
+        self.on_closed: list[ClosedListener] = []
+        self.on_opened: list[Callable[[Position], None]] = []
+        self.on_fill: list[Callable[[Fill], None]] = []
+        self._plans: dict[str, _Plan] = {}           # symbol -> the plan its next entry fill opens
+        self._trade_seq = 0
+
+    # -- what the fills are for ------------------------------------------------------------
+    def expect_plan(self, symbol: str, plan_id: str, decision: Optional[Decision], entries_planned: int) -> None:
+        """The next entry fill of ``symbol`` (not a hedge) belongs to this plan."""
+        self._plans[symbol] = _Plan(plan_id, decision, entries_planned)
+
+    # -- folding fills ---------------------------------------------------------------------
+    def apply(self, fill: Fill, index: int = 0) -> Optional[Trade]:
+        """Book ``fill`` (``index``: its bar, for the position's ``opened_index``); returns the
+        trade when it closed a position."""
+        book = self.hedges if fill.hedge else self.positions
+        position = book.get(fill.symbol)
+        self.fills.append(fill)
+        if not fill.reduce_only:
+            if position is None:
+                plan = None if fill.hedge else self._plans.get(fill.symbol)
+                position = Position(fill.symbol, fill.side, index, fill.time, hedge=fill.hedge,
+                                    decision=plan.decision if plan else None,
+                                    entries_planned=plan.entries_planned if plan else 1,
+                                    plan_id=plan.plan_id if plan else "")
+                book[fill.symbol] = position
+                position.add(fill, self.leverage, self.maintenance)
+                for opened in self.on_opened:
+                    opened(position)
+            else:
+                position.add(fill, self.leverage, self.maintenance)
+            self.cash -= fill.fee
+            for listener in self.on_fill:
+                listener(fill)
+            return None
+        if position is None:
+            raise ValueError(f"exit fill {fill.order_id!r} for {fill.symbol} "
+                             f"({'hedge' if fill.hedge else 'position'}) with nothing open")
+        pnl = position.reduce(fill)
+        self.cash += pnl - fill.fee
+        if position.quantity > 0:
+            return None
+        self._trade_seq += 1
+        trade = position.to_trade(f"T{self._trade_seq:05d}", fill.time, fill.tag)
+        self.trades.append(trade)
+        del book[fill.symbol]
+        for listener in self.on_closed:
+            listener(trade, position)
+        return trade
+
+    def pay_funding(self, position: Position, amount: float) -> None:
+        """Funding on ``position``: ``amount`` > 0 is paid by the account, < 0 received."""
+        position.funding += amount
+        self.cash -= amount
+
+    # -- marking ---------------------------------------------------------------------------
+    def mark(self) -> float:
+        """Equity at the latest prices; also refreshes ``marked_exposure`` (gross notional)."""
+        equity = self.cash
+        gross = 0.0
+        prices = self.prices
+        for book in (self.positions, self.hedges):
+            for sym, p in book.items():
+                price = prices[sym]
+                equity += (price - p.entry_price) * p.quantity * p.side
+                gross += p.quantity * price
+        self.equity = equity
+        self.marked_exposure = gross
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        return equity
+
+    def mark_flat(self) -> float:
+        equity = self.equity = self.cash
+        self.marked_exposure = 0.0
+        if equity > self.peak_equity:
+            self.peak_equity = equity
+        return equity
+
+    @property
+    def drawdown(self) -> float:
+        return 1.0 - self.equity / self.peak_equity if self.peak_equity > 0 else 0.0
+
+    def exposure(self, symbol: Optional[str] = None) -> float:
+        total = 0.0
+        for book in (self.positions, self.hedges):
+            for sym, p in book.items():
+                if symbol is None or sym == symbol:
+                    total += p.side * p.quantity * self.prices.get(sym, p.entry_price)
+        return total
+
+    def gross_exposure(self) -> float:
+        return sum(p.quantity * self.prices.get(s, p.entry_price)
+                   for book in (self.positions, self.hedges) for s, p in book.items())

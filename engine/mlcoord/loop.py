@@ -1,0 +1,405 @@
+"""The per-bar trading loop: closed bars in, intents out. The same for backtest, paper and live.
+
+Per timestamp: (1) the venue executes what earlier bars asked for, on this bar (fills and funding
+go to the ledger); (2) the ledger is marked to the close; (3) portfolio guards see the portfolio
+(hedge and close intents); (4) per symbol: learning feedback whose horizon closed, exit-level
+updates (:class:`~mlcoord.model.SetLevels`), and the entry decision
+(:class:`~mlcoord.model.PlaceEntryPlan`). Intents reach the venue at once and take effect from
+the symbol's next bar, so no decision can see the bar it trades on.
+
+The loop changes no fill and no balance: only venues fill, only the ledger accounts. Same data,
+config and plugins give the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional, Protocol, Sequence
+
+import numpy as np
+
+from mlcoord.costs import DAY_NS
+from mlcoord.journal import Journal
+from mlcoord.ledger import Ledger, Position
+from mlcoord.model import (
+    CancelEntries,
+    CloseHedge,
+    ClosePosition,
+    Decision,
+    EntryOrder,
+    ExitLevels,
+    ExitReason,
+    GuardActionKind,
+    Intent,
+    OpenHedge,
+    PlaceEntryPlan,
+    PortfolioState,
+    SetLevels,
+    Side,
+    Trade,
+)
+from mlcoord.pipeline import Pipeline, PreparedSymbol
+
+
+class Venue(Protocol):
+    """Where intents are executed (:mod:`mlcoord.simulated`, an exchange). Fills go to the ledger."""
+
+    def submit(self, intent: Intent) -> None: ...
+    def has_entries(self, symbol: str) -> bool: ...
+    def hedge_pending(self, symbol: str) -> bool: ...
+    def working_entries(self) -> Iterable[tuple[str, int, float, float]]: ...
+    def active(self, symbol: str) -> bool: ...
+    def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None: ...
+
+
+class SymbolSeries:
+    """One symbol's prepared series as Python lists (fast scalar access) and its pending learning."""
+
+    __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "pending", "next_due")
+
+    def __init__(self, prepared: PreparedSymbol):
+        self.prepared = prepared
+        self.symbol = prepared.data.candles.symbol
+        self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
+        self.next_due = 1 << 62
+        self.load(prepared)
+
+    def load(self, prepared: PreparedSymbol) -> None:
+        """Point at ``prepared`` (a longer, re-prepared series in a paper session)."""
+        candles = prepared.data.candles
+        self.prepared = prepared
+        self.t = candles.time.tolist()
+        self.o, self.h, self.l, self.c = (candles.open.tolist(), candles.high.tolist(),
+                                          candles.low.tolist(), candles.close.tolist())
+        self.action = prepared.action.tolist()
+
+
+class LoopPortfolio:
+    """The portfolio plugins see (guards, sizers): the ledger's figures, the hedge triggers, and the
+    commitments (working entry orders, plans approved earlier in the same bar) the venue holds."""
+
+    __slots__ = ("_ledger", "_venue", "hedge_mode", "_symbols")
+
+    def __init__(self, ledger: Ledger, venue: "Venue"):
+        self._ledger, self._venue = ledger, venue
+        self.hedge_mode: dict[str, float] = {}   # guard name -> fraction while its hedge trigger is on
+        self._symbols: tuple[str, ...] = ()
+
+    @property
+    def equity(self) -> float:
+        return self._ledger.equity
+
+    @property
+    def peak_equity(self) -> float:
+        return self._ledger.peak_equity
+
+    @property
+    def cash(self) -> float:
+        return self._ledger.cash
+
+    @property
+    def day_start_equity(self) -> float:
+        return self._ledger.day_start_equity
+
+    @property
+    def time(self) -> int:
+        return self._ledger.time
+
+    @property
+    def drawdown(self) -> float:
+        return self._ledger.drawdown
+
+    def open_positions(self) -> int:
+        return len(self._ledger.positions)
+
+    def committed_trades(self) -> int:
+        """Open positions plus plans whose entries are working and not yet filled (hedge legs are
+        not trades): what ``max_open_trades`` counts."""
+        positions = self._ledger.positions
+        waiting = {sym for sym, *_ in self._venue.working_entries() if sym not in positions}
+        return len(positions) + len(waiting)
+
+    def committed_exposure(self) -> float:
+        """Quote notional committed: per symbol the net of position and hedge leg at the last
+        price (a hedge reduces it), plus every unfilled entry order at its price."""
+        ledger = self._ledger
+        total = 0.0
+        for sym, p in ledger.positions.items():
+            net = p.quantity
+            hedge = ledger.hedges.get(sym)
+            if hedge is not None:
+                net -= hedge.quantity
+            total += abs(net) * ledger.prices.get(sym, p.entry_price)
+        for sym, h in ledger.hedges.items():
+            if sym not in ledger.positions:
+                total += h.quantity * ledger.prices.get(sym, h.entry_price)
+        for _, _, qty, price in self._venue.working_entries():
+            total += qty * price
+        return total
+
+    def exposure(self, symbol: Optional[str] = None) -> float:
+        return self._ledger.exposure(symbol)
+
+    def gross_exposure(self) -> float:
+        return self._ledger.gross_exposure()
+
+    def hedged(self, symbol: Optional[str] = None) -> bool:
+        if symbol is None:
+            return bool(self.hedge_mode) or bool(self._ledger.hedges)
+        return symbol in self._ledger.hedges
+
+    def last_price(self, symbol: str) -> float:
+        return self._ledger.prices[symbol]
+
+    def symbols(self) -> tuple[str, ...]:
+        """The priced symbols (the same tuple until a new symbol gets its first price)."""
+        prices = self._ledger.prices
+        if len(self._symbols) != len(prices):
+            self._symbols = tuple(prices)
+        return self._symbols
+
+
+class TradingLoop:
+    """Drives one account: venue fills per bar, then guards, exit updates and decisions as intents."""
+
+    def __init__(self, pipeline: Pipeline, ledger: Ledger, venue: Venue, journal: Optional[Journal] = None, *,
+                 market: str = "futures", leverage: float = 1.0, fee_rate: float = 0.0, slippage: float = 0.0,
+                 horizon: int = 1):
+        self.pipeline, self.ledger, self.venue = pipeline, ledger, venue
+        self.journal = journal or Journal()
+        self.market, self.leverage, self.fee_rate, self.slippage = market, leverage, fee_rate, slippage
+        self.horizon = horizon
+        components = pipeline.components
+        self.learning = bool(components.ml_components) or components.calibrator is not None
+        self.portfolio = LoopPortfolio(ledger, venue)
+        self.levels: dict[str, ExitLevels] = {}          # symbol -> the levels protecting its position
+        self.level_paths: list[dict] = []                # per closed position: (time, stop, tp) path
+        self._paths: dict[str, list[tuple]] = {}
+        self.plans: list[dict] = []                      # per entered plan: band, legs planned, legs filled
+        self._plan_records: dict[str, dict] = {}
+        self.intents: list[Intent] = []                  # what this session asked of the venue
+        self.series: list[SymbolSeries] = []
+        self.times: list[int] = []
+        self.equity_curve: list[float] = []
+        self.exposure_curve: list[float] = []
+        self._day: Optional[int] = None
+        self._hedges_due = False
+        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_guards]
+        ledger.on_opened.append(self._opened)
+        ledger.on_closed.append(self._closed)
+        ledger.on_fill.append(self._filled)
+
+    # -- ledger events ---------------------------------------------------------------------
+    def _opened(self, position: Position) -> None:
+        if position.hedge:
+            return
+        self._hedges_due = True          # a new position is hedged while a trigger is on
+        levels = self.levels.get(position.symbol)
+        if levels is not None:
+            self._paths[position.symbol] = [(position.opened_at, levels.stop, levels.take_profit)]
+
+    def _filled(self, fill) -> None:
+        if not fill.hedge:
+            record = self._plan_records.get(self.ledger.positions[fill.symbol].plan_id)
+            if record is not None:
+                record["filled"] += 1
+
+    def _closed(self, trade: Trade, position: Position) -> None:
+        if position.hedge:
+            return
+        path = self._paths.pop(position.symbol, None)
+        if path:
+            self.level_paths.append({"trade": trade.id, "symbol": position.symbol, "path": path})
+        self.levels.pop(position.symbol, None)
+        self.pipeline.trade_closed(trade, position.decision)
+
+    # -- the session -----------------------------------------------------------------------
+    def begin(self, series: Sequence[SymbolSeries]) -> None:
+        self.series = list(series)
+
+    @property
+    def current_day(self) -> Optional[int]:
+        """The UTC day (days since the epoch) of the latest stepped bar."""
+        return self._day
+
+    def continue_day(self, day: int, day_start_equity: float) -> None:
+        """A session restarted within the same UTC day keeps that day's starting equity."""
+        self._day = day
+        self.ledger.day_start_equity = day_start_equity
+
+    def submit(self, intent: Intent) -> None:
+        self.intents.append(intent)
+        self.venue.submit(intent)
+
+    def warm_up_guards(self, series: Sequence[SymbolSeries], until: Optional[int] = None) -> int:
+        """Bars before the first stepped one reach the portfolio guards as flat bars: nothing is held
+        and their actions are ignored, but price statistics (the hedging guard's volatility
+        baseline) are ready when trading starts. Returns the bars replayed."""
+        if not self._guards:
+            return 0
+        ledger, errors, view = self.ledger, self.pipeline.errors, self.portfolio
+        bars = []
+        for s in series:
+            n = len(s.t) if until is None else int(np.searchsorted(s.t, until))
+            bars.append((s.symbol, s.t, s.c, n))
+        times = sorted({t for _, ts, _, n in bars for t in ts[:n]})
+        where = [0] * len(bars)
+        for t in times:
+            for k, (sym, ts, cs, n) in enumerate(bars):
+                j = where[k]
+                if j < n and ts[j] == t:
+                    ledger.prices[sym] = cs[j]
+                    where[k] = j + 1
+            ledger.time = t
+            for name, on_bar in self._guards:
+                try:
+                    on_bar(view)
+                except Exception as exc:
+                    errors.failed(name, "on_bar (warm-up)", exc)
+        return len(times)
+
+    def step(self, t: int, slot: Sequence[tuple[SymbolSeries, int]]) -> None:
+        """One timestamp. ``slot`` lists the (series, bar index) pairs that have a closed bar at ``t``."""
+        ledger, venue, pipeline = self.ledger, self.venue, self.pipeline
+        positions, hedges = ledger.positions, ledger.hedges
+        self.times.append(t)
+        ledger.time = t
+        today = t // DAY_NS
+        if today != self._day:
+            self._day = today
+            ledger.day_start_equity = ledger.equity
+        for s, i in slot:
+            sym = s.symbol
+            if venue.active(sym):
+                venue.on_bar(sym, i, t, s.o[i], s.h[i], s.l[i])
+                position = positions.get(sym)
+                if position is not None:     # the best price since entry, for the exit manager
+                    if position.side > 0:
+                        if s.h[i] > position.best_price:
+                            position.best_price = s.h[i]
+                    elif s.l[i] < position.best_price:
+                        position.best_price = s.l[i]
+            ledger.prices[sym] = s.c[i]
+        if positions or hedges:
+            self.equity_curve.append(ledger.mark())
+            self.exposure_curve.append(ledger.marked_exposure)
+        else:
+            self.equity_curve.append(ledger.mark_flat())
+            self.exposure_curve.append(0.0)
+        view = self.portfolio
+        for guard_name, on_bar in self._guards:
+            try:
+                actions = on_bar(view)
+            except Exception as exc:
+                pipeline.errors.failed(guard_name, "on_bar", exc)
+                continue
+            if actions:
+                for action in pipeline.checked_guard_actions(guard_name, actions):
+                    self._guard_action(guard_name, action)
+        if view.hedge_mode and self._hedges_due:
+            self._cover_hedges()
+        for s, i in slot:
+            if i >= s.next_due:
+                self._learn(s, i)
+            sym = s.symbol
+            position = positions.get(sym)
+            if position is not None:
+                old = self.levels.get(sym)
+                if old is not None:
+                    new = pipeline.update_levels(s.prepared, i, position, old)
+                    if new is not old:
+                        self.levels[sym] = new
+                        self.submit(SetLevels(sym, new))
+                        if new.stop != old.stop or new.take_profit != old.take_profit:
+                            path = self._paths.get(sym)
+                            if path is not None:
+                                path.append((t, new.stop, new.take_profit))
+            a = s.action[i]
+            if not a:
+                continue
+            if position is not None or venue.has_entries(sym):
+                if a < 0 and position is not None and position.side == Side.LONG and self.market == "spot":
+                    self.submit(ClosePosition(sym, ExitReason.SELL_SIGNAL.value))
+                continue
+            self._decide(s, i, t)
+
+    # -- entries ---------------------------------------------------------------------------
+    def _decide(self, s: SymbolSeries, i: int, t: int) -> Optional[Decision]:
+        decision = self.pipeline.decide(s.prepared, i, self.portfolio, time=t, leverage=self.leverage,
+                                        fee_rate=self.fee_rate, slippage=self.slippage)
+        self.journal.record(decision)
+        if self.learning:
+            due = i + self.horizon
+            s.pending.append((due, i, decision))
+            s.next_due = min(s.next_due, due)
+        if decision.outcome != "entered":
+            return decision
+        plan, qty = decision.plan, decision.sizing.quantity
+        n = len(plan.legs)
+        sym = s.symbol
+        plan_id = f"{sym}:{t}"
+        orders = tuple(EntryOrder(f"{plan_id}:entry:{j + 1}", leg.price, qty * leg.fraction, leg.market,
+                                  f"entry:{j + 1}/{n}") for j, leg in enumerate(plan.legs))
+        record = {"symbol": sym, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
+                  "confidence": decision.confidence}
+        self.plans.append(record)
+        self._plan_records[plan_id] = record
+        self.levels[sym] = decision.levels
+        self.submit(PlaceEntryPlan(sym, plan_id, plan.side, orders, decision.levels, decision, i, t,
+                                   plan.expires_after_bars))
+        return decision
+
+    def _learn(self, s: SymbolSeries, i: int) -> None:
+        """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
+        due, keep = [], []
+        for item in s.pending:
+            (due if item[0] <= i else keep).append(item)
+        s.pending = keep
+        s.next_due = min((item[0] for item in keep), default=1 << 62)
+        c = s.c
+        for _, index, decision in due:
+            self.pipeline.learn(s.symbol, index, decision, c[index + self.horizon] / c[index] - 1.0)
+
+    # -- guards ----------------------------------------------------------------------------
+    def _guard_action(self, guard: str, action) -> None:
+        view, ledger = self.portfolio, self.ledger
+        self.journal.guard(guard, action, view)
+        kind = action.kind
+        if kind == GuardActionKind.OPEN_HEDGE:
+            view.hedge_mode[guard] = action.fraction
+            self._hedges_due = True
+        elif kind == GuardActionKind.CLOSE_HEDGE:
+            view.hedge_mode.pop(guard, None)
+            if not view.hedge_mode:
+                for s in self.series:
+                    if s.symbol in ledger.hedges:
+                        self.submit(CloseHedge(s.symbol, f"hedge released ({guard}: {action.reason})"))
+        elif kind == GuardActionKind.CLOSE_ALL:
+            for s in self.series:
+                sym = s.symbol
+                if sym in ledger.positions:
+                    self.submit(ClosePosition(sym, f"guard:{guard}"))
+                elif self.venue.has_entries(sym):
+                    self.submit(CancelEntries(sym, f"guard:{guard}"))
+
+    def _cover_hedges(self) -> None:
+        """While any hedge trigger is on, every open position gets its hedge leg (once)."""
+        self._hedges_due = False
+        if self.market != "futures":
+            return
+        fraction = max(self.portfolio.hedge_mode.values())
+        ledger = self.ledger
+        for s in self.series:
+            position = ledger.positions.get(s.symbol)
+            if position is not None and s.symbol not in ledger.hedges and not self.venue.hedge_pending(s.symbol):
+                self.submit(OpenHedge(s.symbol, position.quantity * fraction))
+
+    # -- snapshots -------------------------------------------------------------------------
+    def state(self) -> PortfolioState:
+        ledger = self.ledger
+        positions = []
+        for book in (ledger.positions, ledger.hedges):
+            for sym, p in book.items():
+                levels = None if p.hedge else self.levels.get(sym)
+                positions.append(p.state(levels.stop if levels else None, levels.take_profit if levels else None))
+        return PortfolioState(ledger.time, ledger.equity, ledger.cash, ledger.peak_equity, ledger.drawdown,
+                              ledger.gross_exposure(), tuple(positions))

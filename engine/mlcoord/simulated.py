@@ -1,0 +1,252 @@
+"""The simulated venue: intents filled on the next bars by the fill and cost model.
+
+Backtests and paper sessions trade here. Each closed bar of a symbol is offered to
+:meth:`SimulatedVenue.on_bar` *before* the loop decides on that bar, so what the loop asked for
+at bar t fills from bar t+1 (no decision sees the bar it trades on). Within one bar, in order:
+funding at its open, a requested close (at the open), a hedge close and a hedge open (at the
+open), the entry legs, then the stop (before the take profit: the conservative assumption when
+both lie inside one bar's range), the partial take profit, the take profit, and the hedge leg's
+liquidation. Fills go to the :class:`~mlcoord.ledger.Ledger`, the only place that accounts them;
+the venue reads positions back from it as an exchange knows its own.
+
+The prices and fees are :class:`~mlcoord.costs.CostModel`'s (see its module).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from mlcoord.costs import CostModel
+from mlcoord.ledger import Ledger, Position
+from mlcoord.model import (
+    CancelEntries,
+    CloseHedge,
+    ClosePosition,
+    EntryOrder,
+    ExitLevels,
+    ExitReason,
+    Fill,
+    Intent,
+    OpenHedge,
+    PlaceEntryPlan,
+    SetLevels,
+    Side,
+)
+
+
+class _Leg:
+    """A working entry order of a plan."""
+
+    __slots__ = ("price", "quantity", "market", "expires", "tag", "order_id")
+
+    def __init__(self, order: EntryOrder, expires: int):
+        self.price, self.quantity, self.market = order.price, order.quantity, order.market
+        self.expires, self.tag, self.order_id = expires, order.tag, order.order_id
+
+
+class _Working:
+    """What the venue holds for one symbol: the plan's working legs and protective levels, and
+    the closes and hedge changes to execute at the next open."""
+
+    __slots__ = ("legs", "side", "plan_id", "levels", "initial_stop", "partial_done", "close_reason",
+                 "close_fraction", "hedge_open", "hedge_close", "prev_time")
+
+    def __init__(self) -> None:
+        self.legs: list[_Leg] = []
+        self.side = 0
+        self.plan_id = ""
+        self.levels: Optional[ExitLevels] = None
+        self.initial_stop: Optional[float] = None
+        self.partial_done = False
+        self.close_reason: Optional[str] = None
+        self.close_fraction = 1.0
+        self.hedge_open = 0.0            # hedge quantity to hold from the next open
+        self.hedge_close: Optional[str] = None
+        self.prev_time: Optional[int] = None
+
+
+class SimulatedVenue:
+    """Executes intents against candles with :class:`CostModel` prices; books fills in ``ledger``."""
+
+    def __init__(self, costs: CostModel, ledger: Ledger):
+        self.costs, self.ledger = costs, ledger
+        self._working: dict[str, _Working] = {}
+        self._funding_step = costs.funding_interval_ns if costs.funding_events(0, 1 << 62) else 0
+
+    def _of(self, symbol: str) -> _Working:
+        w = self._working.get(symbol)
+        if w is None:
+            w = self._working[symbol] = _Working()
+        return w
+
+    # -- intents ---------------------------------------------------------------------------
+    def submit(self, intent: Intent) -> None:
+        """Take ``intent`` into effect from the next bar of its symbol."""
+        w = self._of(intent.symbol)
+        if isinstance(intent, SetLevels):
+            w.levels = intent.levels
+        elif isinstance(intent, PlaceEntryPlan):
+            expires = intent.bar_index + max(intent.expires_after_bars, 1)
+            w.legs = [_Leg(order, expires) for order in intent.orders]
+            w.side = int(intent.side)
+            w.plan_id = intent.plan_id
+            w.levels = intent.levels
+            w.initial_stop = intent.levels.stop
+            w.partial_done = False
+            self.ledger.expect_plan(intent.symbol, intent.plan_id, intent.decision, len(intent.orders))
+        elif isinstance(intent, CancelEntries):
+            w.legs = []
+        elif isinstance(intent, ClosePosition):
+            w.close_reason, w.close_fraction = intent.reason, intent.fraction
+            if intent.cancel_entries:
+                w.legs = []
+        elif isinstance(intent, OpenHedge):
+            w.hedge_open = intent.quantity
+        elif isinstance(intent, CloseHedge):
+            w.hedge_close = intent.reason
+        else:
+            raise TypeError(f"the simulated venue cannot execute {type(intent).__name__}")
+
+    def has_entries(self, symbol: str) -> bool:
+        """Working entry legs for ``symbol`` (a plan not fully filled, not expired)."""
+        w = self._working.get(symbol)
+        return bool(w is not None and w.legs)
+
+    def working_entries(self):
+        """(symbol, side, quantity, price) of every unfilled entry order (market legs at the
+        decision bar's price): commitments the risk caps count."""
+        for symbol, w in self._working.items():
+            for leg in w.legs:
+                yield symbol, w.side, leg.quantity, leg.price
+
+    def hedge_pending(self, symbol: str) -> bool:
+        w = self._working.get(symbol)
+        return bool(w is not None and w.hedge_open)
+
+    def active(self, symbol: str) -> bool:
+        """Whether ``symbol``'s next bar can fill anything (orders working, or something held)."""
+        w = self._working.get(symbol)
+        if w is not None and (w.legs or w.close_reason or w.hedge_open or w.hedge_close):
+            return True
+        return symbol in self.ledger.positions or symbol in self.ledger.hedges
+
+    # -- one bar -----------------------------------------------------------------------------
+    def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None:
+        """Fill what bar ``i`` (time ``t``, open/high/low) of ``symbol`` reaches."""
+        costs, ledger = self.costs, self.ledger
+        w = self._of(symbol)
+        position = ledger.positions.get(symbol)
+        hedge = ledger.hedges.get(symbol)
+        previous = w.prev_time
+        if previous is not None and (position is not None or hedge is not None) and self._funding_step:
+            rate = costs.funding_between(symbol, previous, t)
+            if rate:
+                for p in (position, hedge):
+                    if p is not None:
+                        ledger.pay_funding(p, rate * p.quantity * o * p.side)
+        w.prev_time = t
+        if w.close_reason and position is not None:
+            qty = position.quantity * w.close_fraction
+            self._exit(position, costs.market_exit(o, position.side), qty, t, w.close_reason, costs.fee_taker, i)
+            if position.quantity <= 0:
+                position = None
+                w.legs = []
+        w.close_reason = None
+        w.close_fraction = 1.0
+        hedge = ledger.hedges.get(symbol)
+        if w.hedge_close and hedge is not None:
+            self._exit(hedge, costs.market_exit(o, hedge.side), hedge.quantity, t, w.hedge_close, costs.fee_taker, i)
+            hedge = None
+        w.hedge_close = None
+        if w.hedge_open and hedge is None and position is not None:
+            side = Side(-position.side)
+            price = costs.market_entry(o, side)
+            qty = w.hedge_open
+            ledger.apply(Fill(f"{symbol}:{t}:hedge", symbol, side, t, price, qty, price * qty * costs.fee_taker,
+                              False, "hedge", True), i)
+            hedge = ledger.hedges.get(symbol)
+        w.hedge_open = 0.0
+        if w.legs:
+            position = self._fill_legs(w, symbol, i, t, o, h, l)
+        if position is not None and position.quantity > 0:
+            self._protect(w, position, i, t, o, h, l)
+        hedge = ledger.hedges.get(symbol)
+        if hedge is not None:
+            if (hedge.side > 0 and l <= hedge.liquidation_price) or (hedge.side < 0 and h >= hedge.liquidation_price):
+                self._exit(hedge, hedge.liquidation_price, hedge.quantity, t, ExitReason.LIQUIDATION.value,
+                           costs.fee_taker, i)
+
+    def _fill_legs(self, w: _Working, symbol: str, i: int, t: int, o: float, h: float, l: float
+                   ) -> Optional[Position]:
+        costs, ledger = self.costs, self.ledger
+        side = w.side
+        remaining = []
+        for leg in w.legs:
+            if leg.market:
+                price, fee = costs.market_entry(o, side), costs.fee_taker
+            elif (side > 0 and l <= leg.price) or (side < 0 and h >= leg.price):
+                price, fee = costs.limit_entry(leg.price, o, side), costs.fee_maker
+            elif i >= leg.expires:
+                continue
+            else:
+                remaining.append(leg)
+                continue
+            ledger.apply(Fill(leg.order_id, symbol, Side(side), t, price, leg.quantity, price * leg.quantity * fee,
+                              False, leg.tag, False), i)
+        w.legs = remaining
+        return ledger.positions.get(symbol)
+
+    def _protect(self, w: _Working, position: Position, i: int, t: int, o: float, h: float, l: float) -> None:
+        costs = self.costs
+        levels = w.levels
+        if levels is None:
+            return
+        side = position.side
+        liq = position.liquidation_price
+        if (side > 0 and l <= liq) or (side < 0 and h >= liq):
+            if (side > 0 and levels.stop <= liq) or (side < 0 and levels.stop >= liq):
+                self._exit(position, liq, position.quantity, t, ExitReason.LIQUIDATION.value, costs.fee_taker, i)
+                w.legs = []
+                return
+        stop = levels.stop
+        if (side > 0 and l <= stop) or (side < 0 and h >= stop):
+            reason = ExitReason.STOP_LOSS if stop == w.initial_stop else ExitReason.TRAILING_STOP
+            self._exit(position, costs.stop_exit(stop, o, side), position.quantity, t, reason.value,
+                       costs.fee_taker, i)
+            w.legs = []
+            return
+        partial = levels.partial_take_profit
+        if partial is not None and not w.partial_done and \
+                ((side > 0 and h >= partial) or (side < 0 and l <= partial)):
+            w.partial_done = True
+            qty = position.quantity * levels.partial_fraction
+            if qty > 0:
+                self._exit(position, costs.limit_exit(partial, o, side), qty, t,
+                           ExitReason.PARTIAL_TAKE_PROFIT.value, costs.fee_maker, i)
+        tp = levels.take_profit
+        if tp is not None and position.quantity > 0 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
+            self._exit(position, costs.limit_exit(tp, o, side), position.quantity, t, ExitReason.TAKE_PROFIT.value,
+                       costs.fee_maker, i)
+            w.legs = []
+
+    def _exit(self, position: Position, price: float, qty: float, t: int, reason: str, fee_rate: float,
+              i: int) -> None:
+        symbol = position.symbol
+        fill = Fill(f"{symbol}:{t}:{reason}", symbol, position.side, t, price, qty, price * qty * fee_rate, True,
+                    reason, position.hedge)
+        trade = self.ledger.apply(fill, i)
+        if trade is not None and not position.hedge:
+            hedge = self.ledger.hedges.get(symbol)
+            if hedge is not None:   # a hedge never outlives the position it protects
+                self._exit(hedge, price * (1.0 - self.costs.slippage * hedge.side), hedge.quantity, t,
+                           ExitReason.HEDGED_POSITION_CLOSED.value, fee_rate, i)
+
+    def close_everything(self, symbol: str, i: int, t: int, close: float) -> None:
+        """What is still open at the end of the data closes at the last close (a market order)."""
+        w = self._of(symbol)
+        w.legs = []
+        for book in (self.ledger.positions, self.ledger.hedges):
+            position = book.get(symbol)
+            if position is not None:
+                self._exit(position, self.costs.market_exit(close, position.side), position.quantity, t,
+                           ExitReason.END_OF_DATA.value, self.costs.fee_taker, i)
