@@ -156,7 +156,11 @@ def test_leveraged_short_is_liquidated():
     trade = result.raw.trades[0]
     assert trade.exit_reason == "liquidation"
     entry = 100 * 0.999
-    assert trade.exit_price == pytest.approx(entry * (1 + 1 / 2.0 - 0.005))
+    # isolated margin: the margin is lost (the fill is at the bankruptcy price) plus the
+    # liquidation fee on the notional at the liquidation price (taker rate), never more
+    assert trade.exit_price == pytest.approx(entry * (1 + 1 / 2.0))
+    liquidation_price = entry * (1 + 1 / 2.0 - 0.005)
+    assert -trade.pnl == pytest.approx(entry / 2.0 + (entry + liquidation_price) * 0.001)
 
 
 # -- the whole technical pipeline on real data --------------------------------------------------

@@ -516,7 +516,7 @@ def test_max_open_trades():
     guard = Protections()
     assert guard.allow_entry("BTC/USDT", Side.LONG, at(0, n_open=2)) is None
     reason = guard.allow_entry("BTC/USDT", Side.LONG, at(0, n_open=3))
-    assert reason == "max_open_trades 3 reached (3 open): until a position closes"
+    assert reason == "max_open_trades 3 reached (3 open or entering): until a position closes or a plan expires"
     assert Protections(ProtectionsOptions(max_open_trades=0)).allow_entry("X", Side.LONG, at(0, n_open=50)) is None
 
 
@@ -699,7 +699,7 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
     hedging = {b.name: b.obj for b in paper.pipeline.components.portfolio_guards}["hedging"]
     assert hedging._market.bar == 799                        # every history bar, once
     assert hedging._market.baseline("BTC/USDT") is not None and hedging._market.vol("BTC/USDT") > 0
-    assert paper.portfolio.positions == {} and paper.portfolio.hedge_mode == {}   # actions ignored
+    assert paper.portfolio.positions == {} and paper.engine.portfolio.hedge_mode == {}   # actions ignored
     steps = paper.on_candles([btc])
     assert steps == 400 and hedging._market.bar == 1199
 

@@ -33,6 +33,7 @@ from mlcoord.model import (
     OpenHedge,
     PlaceEntryPlan,
     PortfolioState,
+    PositionExit,
     SetLevels,
     Side,
     Trade,
@@ -81,7 +82,8 @@ class LoopPortfolio:
 
     def __init__(self, ledger: Ledger, venue: "Venue"):
         self._ledger, self._venue = ledger, venue
-        self.hedge_mode: dict[str, float] = {}   # guard name -> fraction while its hedge trigger is on
+        # (guard name, symbol or None for every symbol) -> fraction, while that hedge trigger is on
+        self.hedge_mode: dict[tuple[str, Optional[str]], float] = {}
         self._symbols: tuple[str, ...] = ()
 
     @property
@@ -182,7 +184,6 @@ class TradingLoop:
         self.equity_curve: list[float] = []
         self.exposure_curve: list[float] = []
         self._day: Optional[int] = None
-        self._hedges_due = False
         self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_guards]
         ledger.on_opened.append(self._opened)
         ledger.on_closed.append(self._closed)
@@ -192,7 +193,6 @@ class TradingLoop:
     def _opened(self, position: Position) -> None:
         if position.hedge:
             return
-        self._hedges_due = True          # a new position is hedged while a trigger is on
         levels = self.levels.get(position.symbol)
         if levels is not None:
             self._paths[position.symbol] = [(position.opened_at, levels.stop, levels.take_profit)]
@@ -295,7 +295,7 @@ class TradingLoop:
             if actions:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action)
-        if view.hedge_mode and self._hedges_due:
+        if view.hedge_mode:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
@@ -306,7 +306,9 @@ class TradingLoop:
                 old = self.levels.get(sym)
                 if old is not None:
                     new = pipeline.update_levels(s.prepared, i, position, old)
-                    if new is not old:
+                    if isinstance(new, PositionExit):
+                        self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
+                    elif new is not old:
                         self.levels[sym] = new
                         self.submit(SetLevels(sym, new))
                         if new.stop != old.stop or new.take_profit != old.take_profit:
@@ -365,14 +367,13 @@ class TradingLoop:
         self.journal.guard(guard, action, view)
         kind = action.kind
         if kind == GuardActionKind.OPEN_HEDGE:
-            view.hedge_mode[guard] = action.fraction
-            self._hedges_due = True
+            view.hedge_mode[(guard, action.symbol)] = action.fraction
         elif kind == GuardActionKind.CLOSE_HEDGE:
-            view.hedge_mode.pop(guard, None)
-            if not view.hedge_mode:
-                for s in self.series:
-                    if s.symbol in ledger.hedges:
-                        self.submit(CloseHedge(s.symbol, f"hedge released ({guard}: {action.reason})"))
+            for key in [k for k in view.hedge_mode if k[0] == guard and action.symbol in (None, k[1])]:
+                del view.hedge_mode[key]
+            for s in self.series:
+                if s.symbol in ledger.hedges and self._hedge_fraction(s.symbol) is None:
+                    self.submit(CloseHedge(s.symbol, f"hedge released ({guard}: {action.reason})"))
         elif kind == GuardActionKind.CLOSE_ALL:
             for s in self.series:
                 sym = s.symbol
@@ -381,17 +382,31 @@ class TradingLoop:
                 elif self.venue.has_entries(sym):
                     self.submit(CancelEntries(sym, f"guard:{guard}"))
 
+    def _hedge_fraction(self, symbol: str) -> Optional[float]:
+        """The largest fraction any active trigger wants hedged of ``symbol`` (None: none applies)."""
+        fractions = [f for (_, sym), f in self.portfolio.hedge_mode.items() if sym is None or sym == symbol]
+        return max(fractions) if fractions else None
+
     def _cover_hedges(self) -> None:
-        """While any hedge trigger is on, every open position gets its hedge leg (once)."""
-        self._hedges_due = False
+        """While a hedge trigger is on, each position it covers holds a hedge leg of the trigger's
+        fraction of the quantity held *now* (resized when entries fill or a partial take profit
+        sells): the fraction asked for is the fraction held."""
         if self.market != "futures":
             return
-        fraction = max(self.portfolio.hedge_mode.values())
-        ledger = self.ledger
+        ledger, venue = self.ledger, self.venue
         for s in self.series:
-            position = ledger.positions.get(s.symbol)
-            if position is not None and s.symbol not in ledger.hedges and not self.venue.hedge_pending(s.symbol):
-                self.submit(OpenHedge(s.symbol, position.quantity * fraction))
+            sym = s.symbol
+            position = ledger.positions.get(sym)
+            if position is None or venue.hedge_pending(sym):
+                continue
+            fraction = self._hedge_fraction(sym)
+            hedge = ledger.hedges.get(sym)
+            if fraction is None:
+                continue
+            target = position.quantity * fraction
+            held = hedge.quantity if hedge is not None else 0.0
+            if target > 0 and abs(target - held) > 1e-9 * target:
+                self.submit(OpenHedge(sym, target))
 
     # -- snapshots -------------------------------------------------------------------------
     def state(self) -> PortfolioState:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 import numpy as np
@@ -25,7 +25,8 @@ from mlcoord.journal import iso_time
 from mlcoord.learning import Outcome, event_happened
 from mlcoord.trace import Traced
 from mlcoord.model import (
-    Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, Side, Signal, Sizing, SizingRequest, Trade, Vote,
+    Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
+    Trade, Vote, plugin_reason,
 )
 from mlcoord.registry import ComponentSpec, PluginSet, check_names, check_protocol
 
@@ -422,14 +423,19 @@ class Pipeline:
             self.errors.failed(manager.name, "initial", exc, symbol=sym.data.symbol, bar=i)
             return None
 
-    def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels) -> ExitLevels:
-        """Per-bar exit update; the stop may only tighten, whatever the plugin says."""
+    def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels
+                      ) -> Union[ExitLevels, PositionExit]:
+        """Per-bar exit update; the stop may only tighten, whatever the plugin says. A
+        :class:`PositionExit` (the manager closes the position itself) comes back with its reason
+        namespaced by the manager's name."""
         try:
             new = sym.positions.update(i, position, levels)
             if new is levels:
                 return levels
+            if isinstance(new, PositionExit):
+                return attrs.evolve(new, reason=plugin_reason(self.components.exit_manager.name, new.reason))
             if not isinstance(new, ExitLevels):
-                raise ComponentFailure(f"returned {type(new).__name__}, expected ExitLevels")
+                raise ComponentFailure(f"returned {type(new).__name__}, expected ExitLevels or PositionExit")
         except Exception as exc:
             self.errors.failed(self.components.exit_manager.name, "update", exc, symbol=sym.data.symbol, bar=i)
             return levels

@@ -6,7 +6,16 @@ at bar t fills from bar t+1 (no decision sees the bar it trades on). Within one 
 funding at its open, a requested close (at the open), a hedge close and a hedge open (at the
 open), the entry legs, then the stop (before the take profit: the conservative assumption when
 both lie inside one bar's range), the partial take profit, the take profit, and the hedge leg's
-liquidation. Fills go to the :class:`~mlcoord.ledger.Ledger`, the only place that accounts them;
+liquidation. Rules that keep a simulation from flattering itself:
+
+* quantity filled at a limit inside a bar never exits at that bar's (partial) take profit: the
+  order of the low and the high inside the bar is unknown (the stop may still take it); what is
+  left after a take profit closes at the next open;
+* a hedge leg closed with its position is a market order: taker fee, its own slippage;
+* isolated margin: a liquidation (the liquidation price crossed with the stop beyond it, or a stop
+  that would fill beyond it) loses the position's margin plus the liquidation fee (the taker rate
+  on the notional at the liquidation price), never more, even when the bar gaps through both;
+  the fill is at the bankruptcy price, where the margin is used up. Fills go to the :class:`~mlcoord.ledger.Ledger`, the only place that accounts them;
 the venue reads positions back from it as an exchange knows its own.
 
 The prices and fees are :class:`~mlcoord.costs.CostModel`'s (see its module).
@@ -49,7 +58,7 @@ class _Working:
     the closes and hedge changes to execute at the next open."""
 
     __slots__ = ("legs", "side", "plan_id", "levels", "initial_stop", "partial_done", "close_reason",
-                 "close_fraction", "hedge_open", "hedge_close", "prev_time")
+                 "close_fraction", "hedge_open", "hedge_close", "prev_time", "fresh")
 
     def __init__(self) -> None:
         self.legs: list[_Leg] = []
@@ -60,7 +69,8 @@ class _Working:
         self.partial_done = False
         self.close_reason: Optional[str] = None
         self.close_fraction = 1.0
-        self.hedge_open = 0.0            # hedge quantity to hold from the next open
+        self.hedge_open = 0.0            # hedge quantity to hold from the next open (open or resize)
+        self.fresh = 0.0                 # quantity filled at a limit in the current bar
         self.hedge_close: Optional[str] = None
         self.prev_time: Optional[int] = None
 
@@ -147,7 +157,8 @@ class SimulatedVenue:
         w.prev_time = t
         if w.close_reason and position is not None:
             qty = position.quantity * w.close_fraction
-            self._exit(position, costs.market_exit(o, position.side), qty, t, w.close_reason, costs.fee_taker, i)
+            self._exit(position, costs.market_exit(o, position.side), qty, t, w.close_reason, costs.fee_taker, i,
+                       reference=o)
             if position.quantity <= 0:
                 position = None
                 w.legs = []
@@ -158,14 +169,10 @@ class SimulatedVenue:
             self._exit(hedge, costs.market_exit(o, hedge.side), hedge.quantity, t, w.hedge_close, costs.fee_taker, i)
             hedge = None
         w.hedge_close = None
-        if w.hedge_open and hedge is None and position is not None:
-            side = Side(-position.side)
-            price = costs.market_entry(o, side)
-            qty = w.hedge_open
-            ledger.apply(Fill(f"{symbol}:{t}:hedge", symbol, side, t, price, qty, price * qty * costs.fee_taker,
-                              False, "hedge", True), i)
-            hedge = ledger.hedges.get(symbol)
+        if w.hedge_open and position is not None:
+            self._hedge_to(symbol, position, hedge, w.hedge_open, i, t, o)
         w.hedge_open = 0.0
+        w.fresh = 0.0
         if w.legs:
             position = self._fill_legs(w, symbol, i, t, o, h, l)
         if position is not None and position.quantity > 0:
@@ -173,8 +180,30 @@ class SimulatedVenue:
         hedge = ledger.hedges.get(symbol)
         if hedge is not None:
             if (hedge.side > 0 and l <= hedge.liquidation_price) or (hedge.side < 0 and h >= hedge.liquidation_price):
-                self._exit(hedge, hedge.liquidation_price, hedge.quantity, t, ExitReason.LIQUIDATION.value,
-                           costs.fee_taker, i)
+                self._liquidate(hedge, t, i)
+
+    def _hedge_to(self, symbol: str, position: Position, hedge: Optional[Position], quantity: float, i: int,
+                  t: int, o: float) -> None:
+        """Hold a hedge leg of ``quantity`` against ``position``: open it, or resize it at market."""
+        costs = self.costs
+        side = Side(-position.side)
+        held = hedge.quantity if hedge is not None else 0.0
+        if quantity > held:
+            price = costs.market_entry(o, side)
+            qty = quantity - held
+            self.ledger.apply(Fill(f"{symbol}:{t}:hedge", symbol, side, t, price, qty,
+                                   price * qty * costs.fee_taker, False, "hedge", True), i)
+        elif quantity < held and hedge is not None:
+            self._exit(hedge, costs.market_exit(o, side), held - quantity, t, "hedge resized", costs.fee_taker, i)
+
+    def _liquidate(self, position: Position, t: int, i: int) -> None:
+        """Isolated margin: the margin is lost (the fill is at the bankruptcy price) plus the
+        liquidation fee on the notional at the liquidation price; never more."""
+        side = position.side
+        bankrupt = max(position.entry_price * (1.0 - side / self.costs.leverage), 0.0)
+        fee = position.liquidation_price * position.quantity * self.costs.fee_taker
+        self._exit(position, bankrupt, position.quantity, t, ExitReason.LIQUIDATION.value, 0.0, i,
+                   reference=position.liquidation_price, fee=fee)
 
     def _fill_legs(self, w: _Working, symbol: str, i: int, t: int, o: float, h: float, l: float
                    ) -> Optional[Position]:
@@ -186,6 +215,8 @@ class SimulatedVenue:
                 price, fee = costs.market_entry(o, side), costs.fee_taker
             elif (side > 0 and l <= leg.price) or (side < 0 and h >= leg.price):
                 price, fee = costs.limit_entry(leg.price, o, side), costs.fee_maker
+                if price != o:              # filled inside the bar, not at its open
+                    w.fresh += leg.quantity
             elif i >= leg.expires:
                 continue
             else:
@@ -203,43 +234,53 @@ class SimulatedVenue:
             return
         side = position.side
         liq = position.liquidation_price
+        stop = levels.stop
         if (side > 0 and l <= liq) or (side < 0 and h >= liq):
-            if (side > 0 and levels.stop <= liq) or (side < 0 and levels.stop >= liq):
-                self._exit(position, liq, position.quantity, t, ExitReason.LIQUIDATION.value, costs.fee_taker, i)
+            stop_fill = costs.stop_exit(stop, o, side)
+            if (side > 0 and (stop <= liq or stop_fill <= liq)) or (side < 0 and (stop >= liq or stop_fill >= liq)):
+                self._liquidate(position, t, i)
                 w.legs = []
                 return
-        stop = levels.stop
         if (side > 0 and l <= stop) or (side < 0 and h >= stop):
             reason = ExitReason.STOP_LOSS if stop == w.initial_stop else ExitReason.TRAILING_STOP
+            reference = min(stop, o) if side > 0 else max(stop, o)
             self._exit(position, costs.stop_exit(stop, o, side), position.quantity, t, reason.value,
-                       costs.fee_taker, i)
+                       costs.fee_taker, i, reference=reference)
             w.legs = []
             return
+        eligible = position.quantity - w.fresh     # a limit fill of this bar waits for the next one
         partial = levels.partial_take_profit
-        if partial is not None and not w.partial_done and \
+        if partial is not None and not w.partial_done and eligible > 1e-12 and \
                 ((side > 0 and h >= partial) or (side < 0 and l <= partial)):
             w.partial_done = True
-            qty = position.quantity * levels.partial_fraction
+            qty = eligible * levels.partial_fraction
             if qty > 0:
                 self._exit(position, costs.limit_exit(partial, o, side), qty, t,
                            ExitReason.PARTIAL_TAKE_PROFIT.value, costs.fee_maker, i)
+                eligible -= qty
         tp = levels.take_profit
-        if tp is not None and position.quantity > 0 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
-            self._exit(position, costs.limit_exit(tp, o, side), position.quantity, t, ExitReason.TAKE_PROFIT.value,
-                       costs.fee_maker, i)
+        if tp is not None and eligible > 1e-12 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
+            price = costs.limit_exit(tp, o, side)
             w.legs = []
+            if position.quantity - eligible > 1e-12:
+                w.close_reason, w.close_fraction = ExitReason.TAKE_PROFIT.value, 1.0   # the rest at the next open
+            self._exit(position, price, min(eligible, position.quantity), t, ExitReason.TAKE_PROFIT.value,
+                       costs.fee_maker, i, reference=price)
 
     def _exit(self, position: Position, price: float, qty: float, t: int, reason: str, fee_rate: float,
-              i: int) -> None:
+              i: int, *, reference: Optional[float] = None, fee: Optional[float] = None) -> None:
+        """Book an exit fill; a position's last exit also closes its hedge leg at market, priced
+        from ``reference`` (the exit's price before slippage; default: ``price``)."""
         symbol = position.symbol
-        fill = Fill(f"{symbol}:{t}:{reason}", symbol, position.side, t, price, qty, price * qty * fee_rate, True,
-                    reason, position.hedge)
+        fee = price * qty * fee_rate if fee is None else fee
+        fill = Fill(f"{symbol}:{t}:{reason}", symbol, position.side, t, price, qty, fee, True, reason, position.hedge)
         trade = self.ledger.apply(fill, i)
         if trade is not None and not position.hedge:
             hedge = self.ledger.hedges.get(symbol)
             if hedge is not None:   # a hedge never outlives the position it protects
-                self._exit(hedge, price * (1.0 - self.costs.slippage * hedge.side), hedge.quantity, t,
-                           ExitReason.HEDGED_POSITION_CLOSED.value, fee_rate, i)
+                base = price if reference is None else reference
+                self._exit(hedge, self.costs.market_exit(base, hedge.side), hedge.quantity, t,
+                           ExitReason.HEDGED_POSITION_CLOSED.value, self.costs.fee_taker, i)
 
     def close_everything(self, symbol: str, i: int, t: int, close: float) -> None:
         """What is still open at the end of the data closes at the last close (a market order)."""
@@ -249,4 +290,4 @@ class SimulatedVenue:
             position = book.get(symbol)
             if position is not None:
                 self._exit(position, self.costs.market_exit(close, position.side), position.quantity, t,
-                           ExitReason.END_OF_DATA.value, self.costs.fee_taker, i)
+                           ExitReason.END_OF_DATA.value, self.costs.fee_taker, i, reference=close)

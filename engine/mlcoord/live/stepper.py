@@ -24,7 +24,7 @@ from mlcoord.costs import DAY_NS, CostModel, FundingSeries
 from mlcoord.backtest.portfolio import Portfolio, Position
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
-from mlcoord.model import Decision, Fill, Side, Trade
+from mlcoord.model import Decision, Fill, PositionExit, Side, Trade
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 
 
@@ -250,7 +250,16 @@ class Stepper:
             position = positions.get(sym)
             if position is not None:
                 old = position.levels
-                new = position.levels = pipeline.update_levels(book.prepared, i, position, old)
+                new = pipeline.update_levels(book.prepared, i, position, old)
+                if isinstance(new, PositionExit):
+                    if new.fraction >= 1.0:
+                        book.exit_reason = new.reason     # the live trader flattens the plan at market
+                    else:
+                        pipeline.errors.failed(pipeline.components.exit_manager.name, "update", "a partial "
+                                               "close (PositionExit fraction < 1) is not yet supported live",
+                                               symbol=sym)
+                    new = old
+                position.levels = new
                 if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):
                     position.level_path.append((t, new.stop, new.take_profit))
             a = book.action[i]

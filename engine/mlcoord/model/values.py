@@ -168,6 +168,26 @@ class ExitLevels:
 
 
 @attrs.frozen
+class PositionExit:
+    """An exit manager's answer that closes ``fraction`` of the position at market (the next open
+    in a simulation, a reduce-only market order live), for ``reason`` (a time stop, say). The
+    engine namespaces the reason with the manager's name: ``"fixedexits:time_stop"``."""
+
+    reason: str = attrs.field()
+    fraction: float = attrs.field(default=1.0)
+
+    @reason.validator
+    def _check_reason(self, attribute, value):
+        if not isinstance(value, str) or not value.strip() or "\n" in value:
+            raise ValueError(f"PositionExit.reason must be a non-empty single-line text, got {value!r}")
+
+    @fraction.validator
+    def _check_fraction(self, attribute, value):
+        if isinstance(value, bool) or not (isinstance(value, (int, float)) and 0 < value <= 1):
+            raise ValueError(f"PositionExit.fraction must be a number in (0, 1], got {value!r}")
+
+
+@attrs.frozen
 class SizingRequest:
     """What the risk manager needs to size (or veto) an entry."""
 
@@ -352,6 +372,7 @@ class GuardAction:
 
 __all__ = [
     "Action", "Side", "Regime", "MarketContext", "Signal", "Vote", "EntryLeg", "EntryPlan", "ExitLevels",
+    "PositionExit",
     "SizingRequest", "Sizing", "OrderKind", "OrderStatus", "Order", "Fill", "Trade", "PositionState",
     "PortfolioState", "Decision", "GuardAction",
 ]
