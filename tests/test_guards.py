@@ -699,7 +699,7 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
     hedging = {b.name: b.obj for b in paper.pipeline.components.portfolio_guards}["hedging"]
     assert hedging._market.bar == 799                        # every history bar, once
     assert hedging._market.baseline("BTC/USDT") is not None and hedging._market.vol("BTC/USDT") > 0
-    assert paper.portfolio.positions == {} and paper.engine.portfolio.hedge_mode == {}   # actions ignored
+    assert paper.portfolio.positions == {} and not paper.engine.portfolio.hedge_triggers   # actions ignored
     steps = paper.on_candles([btc])
     assert steps == 400 and hedging._market.bar == 1199
 

@@ -9,6 +9,7 @@ conformance checks compare ``prepare(data.head(k))`` with the first ``k`` rows o
 
 from __future__ import annotations
 
+
 from typing import Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 import attrs
@@ -33,6 +34,14 @@ from mlcoord.model import (
 )
 
 
+def _readonly(array) -> np.ndarray:
+    array = np.asarray(array)
+    if array.flags.writeable:
+        array = array.view()
+        array.flags.writeable = False
+    return array
+
+
 @attrs.frozen(eq=False)
 class MarketData:
     """One symbol's closed base bars, their market context and higher timeframes.
@@ -50,6 +59,16 @@ class MarketData:
     #: bars where votes may be asked (the non-HOLD signal bars), so a voter can batch its work;
     #: None means any bar. A hint only: answers must not depend on it.
     focus: Optional[np.ndarray] = None
+
+    def __attrs_post_init__(self) -> None:
+        # what every plugin is handed: mappings and arrays that refuse writes (a plugin that wrote
+        # into them would change what the next plugin, or the engine, sees)
+        from mlcoord.views import FrozenDict
+
+        object.__setattr__(self, "timeframes", FrozenDict(self.timeframes))
+        object.__setattr__(self, "timeframe_index", FrozenDict({k: _readonly(v) for k, v in self.timeframe_index.items()}))
+        if self.focus is not None:
+            object.__setattr__(self, "focus", _readonly(self.focus))
 
     @property
     def symbol(self) -> str:

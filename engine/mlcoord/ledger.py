@@ -128,6 +128,7 @@ class Ledger:
         self.on_fill: list[Callable[[Fill], None]] = []
         self._plans: dict[str, _Plan] = {}           # symbol -> the plan its next entry fill opens
         self._trade_seq = 0
+        self.version = 0                             # bumped by every fill and payment (views cache on it)
 
     # -- what the fills are for ------------------------------------------------------------
     def expect_plan(self, symbol: str, plan_id: str, decision: Optional[Decision], entries_planned: int) -> None:
@@ -141,6 +142,7 @@ class Ledger:
         book = self.hedges if fill.hedge else self.positions
         position = book.get(fill.symbol)
         self.fills.append(fill)
+        self.version += 1
         if not fill.reduce_only:
             if position is None:
                 plan = None if fill.hedge else self._plans.get(fill.symbol)
@@ -177,6 +179,7 @@ class Ledger:
         """Funding on ``position``: ``amount`` > 0 is paid by the account, < 0 received."""
         position.funding += amount
         self.cash -= amount
+        self.version += 1
 
     # -- marking ---------------------------------------------------------------------------
     def mark(self) -> float:

@@ -13,7 +13,8 @@ config and plugins give the same run.
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Protocol, Sequence
+from types import MappingProxyType
+from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -39,6 +40,7 @@ from mlcoord.model import (
     Trade,
 )
 from mlcoord.pipeline import Pipeline, PreparedSymbol
+from mlcoord.views import PendingEntry, PortfolioMath, PortfolioSnapshot, PositionSnapshot, _Frozen
 
 
 class Venue(Protocol):
@@ -74,17 +76,16 @@ class SymbolSeries:
         self.action = prepared.action.tolist()
 
 
-class LoopPortfolio:
-    """The portfolio plugins see (guards, sizers): the ledger's figures, the hedge triggers, and the
-    commitments (working entry orders, plans approved earlier in the same bar) the venue holds."""
+class LoopPortfolio(_Frozen, PortfolioMath):
+    """The portfolio plugins see (guards, sizers): a read-only proxy onto the ledger's figures, its
+    positions as snapshots (hedge legs flagged), the venue's working entries and the hedge
+    triggers. Any write raises :class:`~mlcoord.views.ReadOnlyViewError`."""
 
-    __slots__ = ("_ledger", "_venue", "hedge_mode", "_symbols")
+    __slots__ = ("_ledger", "_venue", "_loop", "_triggers", "_cache_key", "_positions", "_pending", "_symbols")
 
-    def __init__(self, ledger: Ledger, venue: "Venue"):
-        self._ledger, self._venue = ledger, venue
-        # (guard name, symbol or None for every symbol) -> fraction, while that hedge trigger is on
-        self.hedge_mode: dict[tuple[str, Optional[str]], float] = {}
-        self._symbols: tuple[str, ...] = ()
+    def __init__(self, ledger: Ledger, venue: "Venue", loop: "TradingLoop"):
+        self._set(_ledger=ledger, _venue=venue, _loop=loop, _triggers={}, _cache_key=None, _positions=(),
+                  _pending=(), _symbols=())
 
     @property
     def equity(self) -> float:
@@ -110,54 +111,57 @@ class LoopPortfolio:
     def drawdown(self) -> float:
         return self._ledger.drawdown
 
+    @property
+    def prices(self) -> Mapping[str, float]:
+        return MappingProxyType(self._ledger.prices)
+
+    @property
+    def hedge_triggers(self) -> Mapping:
+        """(guard name, symbol or None for every symbol) -> the fraction it wants hedged."""
+        return MappingProxyType(self._triggers)
+
+    def _refresh(self) -> None:
+        ledger, loop = self._ledger, self._loop
+        key = (ledger.time, ledger.version, loop.version)
+        if key == self._cache_key:
+            return
+        positions = []
+        for book in (ledger.positions, ledger.hedges):
+            for sym, p in book.items():
+                levels = None if p.hedge else loop.levels.get(sym)
+                positions.append(PositionSnapshot(p, levels.stop if levels else None,
+                                                  levels.take_profit if levels else None))
+        pending = tuple(PendingEntry(*entry) for entry in self._venue.working_entries())
+        self._set(_cache_key=key, _positions=tuple(positions), _pending=pending)
+
+    @property
+    def positions(self) -> tuple[PositionSnapshot, ...]:
+        self._refresh()
+        return self._positions
+
+    @property
+    def pending_entries(self) -> tuple[PendingEntry, ...]:
+        self._refresh()
+        return self._pending
+
     def open_positions(self) -> int:
         return len(self._ledger.positions)
 
-    def committed_trades(self) -> int:
-        """Open positions plus plans whose entries are working and not yet filled (hedge legs are
-        not trades): what ``max_open_trades`` counts."""
-        positions = self._ledger.positions
-        waiting = {sym for sym, *_ in self._venue.working_entries() if sym not in positions}
-        return len(positions) + len(waiting)
-
-    def committed_exposure(self) -> float:
-        """Quote notional committed: per symbol the net of position and hedge leg at the last
-        price (a hedge reduces it), plus every unfilled entry order at its price."""
-        ledger = self._ledger
-        total = 0.0
-        for sym, p in ledger.positions.items():
-            net = p.quantity
-            hedge = ledger.hedges.get(sym)
-            if hedge is not None:
-                net -= hedge.quantity
-            total += abs(net) * ledger.prices.get(sym, p.entry_price)
-        for sym, h in ledger.hedges.items():
-            if sym not in ledger.positions:
-                total += h.quantity * ledger.prices.get(sym, h.entry_price)
-        for _, _, qty, price in self._venue.working_entries():
-            total += qty * price
-        return total
-
-    def exposure(self, symbol: Optional[str] = None) -> float:
-        return self._ledger.exposure(symbol)
-
     def gross_exposure(self) -> float:
         return self._ledger.gross_exposure()
-
-    def hedged(self, symbol: Optional[str] = None) -> bool:
-        if symbol is None:
-            return bool(self.hedge_mode) or bool(self._ledger.hedges)
-        return symbol in self._ledger.hedges
-
-    def last_price(self, symbol: str) -> float:
-        return self._ledger.prices[symbol]
 
     def symbols(self) -> tuple[str, ...]:
         """The priced symbols (the same tuple until a new symbol gets its first price)."""
         prices = self._ledger.prices
         if len(self._symbols) != len(prices):
-            self._symbols = tuple(prices)
+            self._set(_symbols=tuple(prices))
         return self._symbols
+
+    def snapshot(self) -> PortfolioSnapshot:
+        return PortfolioSnapshot(equity=self.equity, peak_equity=self.peak_equity, cash=self.cash,
+                                 day_start_equity=self.day_start_equity, time=self.time, positions=self.positions,
+                                 pending_entries=self.pending_entries, prices=self._ledger.prices,
+                                 hedge_triggers=self._triggers)
 
 
 class TradingLoop:
@@ -172,7 +176,8 @@ class TradingLoop:
         self.horizon = horizon
         components = pipeline.components
         self.learning = bool(components.ml_components) or components.calibrator is not None
-        self.portfolio = LoopPortfolio(ledger, venue)
+        self.version = 0                                 # bumped when levels or intents change
+        self.portfolio = LoopPortfolio(ledger, venue, self)
         self.levels: dict[str, ExitLevels] = {}          # symbol -> the levels protecting its position
         self.level_paths: list[dict] = []                # per closed position: (time, stop, tp) path
         self._paths: dict[str, list[tuple]] = {}
@@ -227,6 +232,7 @@ class TradingLoop:
         self.ledger.day_start_equity = day_start_equity
 
     def submit(self, intent: Intent) -> None:
+        self.version += 1
         self.intents.append(intent)
         self.venue.submit(intent)
 
@@ -295,7 +301,7 @@ class TradingLoop:
             if actions:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action)
-        if view.hedge_mode:
+        if view._triggers:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
@@ -305,7 +311,7 @@ class TradingLoop:
             if position is not None:
                 old = self.levels.get(sym)
                 if old is not None:
-                    new = pipeline.update_levels(s.prepared, i, position, old)
+                    new = pipeline.update_levels(s.prepared, i, PositionSnapshot(position, old.stop, old.take_profit), old)
                     if isinstance(new, PositionExit):
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
                     elif new is not old:
@@ -367,10 +373,10 @@ class TradingLoop:
         self.journal.guard(guard, action, view)
         kind = action.kind
         if kind == GuardActionKind.OPEN_HEDGE:
-            view.hedge_mode[(guard, action.symbol)] = action.fraction
+            view._triggers[(guard, action.symbol)] = action.fraction
         elif kind == GuardActionKind.CLOSE_HEDGE:
-            for key in [k for k in view.hedge_mode if k[0] == guard and action.symbol in (None, k[1])]:
-                del view.hedge_mode[key]
+            for key in [k for k in view._triggers if k[0] == guard and action.symbol in (None, k[1])]:
+                del view._triggers[key]
             for s in self.series:
                 if s.symbol in ledger.hedges and self._hedge_fraction(s.symbol) is None:
                     self.submit(CloseHedge(s.symbol, f"hedge released ({guard}: {action.reason})"))
@@ -384,7 +390,7 @@ class TradingLoop:
 
     def _hedge_fraction(self, symbol: str) -> Optional[float]:
         """The largest fraction any active trigger wants hedged of ``symbol`` (None: none applies)."""
-        fractions = [f for (_, sym), f in self.portfolio.hedge_mode.items() if sym is None or sym == symbol]
+        fractions = [f for (_, sym), f in self.portfolio._triggers.items() if sym is None or sym == symbol]
         return max(fractions) if fractions else None
 
     def _cover_hedges(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+from types import MappingProxyType
 from typing import Optional, Sequence
 
 import attrs
@@ -88,6 +89,23 @@ class FakePosition:
     entries_filled: int = 1
     entries_planned: int = 1
 
+    def view(self, levels=None):
+        """What the engine hands an exit manager: a snapshot that refuses writes."""
+        from mlcoord.views import PositionSnapshot
+
+        return PositionSnapshot(_PositionFields(self), levels.stop if levels else None,
+                                levels.take_profit if levels else None)
+
+
+class _PositionFields:
+    """A :class:`FakePosition` in the shape of the ledger's position."""
+
+    def __init__(self, p: FakePosition):
+        self.symbol, self.side, self.quantity, self.entry_price = p.symbol, p.side, p.quantity, p.entry_price
+        self.opened_index, self.opened_at, self.best_price = p.opened_index, 0, p.best_price
+        self.entries_filled, self.entries_planned, self.hedge, self.liquidation_price = \
+            p.entries_filled, p.entries_planned, False, 0.0
+
 
 @attrs.define
 class FakePortfolio:
@@ -129,3 +147,62 @@ class FakePortfolio:
 
     def symbols(self) -> Sequence[str]:
         return tuple(sorted(self.prices))
+
+    def view(self) -> "_ReadOnlyPortfolio":
+        """What the engine hands a guard: this portfolio as a proxy that refuses writes."""
+        return _ReadOnlyPortfolio(self)
+
+
+class _ReadOnlyPortfolio:
+    """A read-only face of a :class:`FakePortfolio`: attributes read through, mappings as
+    read-only proxies; every write raises :class:`~mlcoord.views.ReadOnlyViewError`."""
+
+    __slots__ = ("_of",)
+
+    def __init__(self, of: FakePortfolio):
+        object.__setattr__(self, "_of", of)
+
+    def __getattr__(self, name):
+        value = getattr(self._of, name)
+        return MappingProxyType(value) if isinstance(value, dict) else value
+
+    def __setattr__(self, name, value):
+        from mlcoord.views import ReadOnlyViewError
+
+        raise ReadOnlyViewError(f"the portfolio's {name} is read-only: guards ask for changes through GuardAction")
+
+    def __delattr__(self, name):
+        self.__setattr__(name, None)
+
+
+def expect_read_only(spec, obj, what: str) -> None:
+    """The kit tries attribute, nested and array writes on what it hands a plugin: each must raise,
+    so a plugin that writes fails here, not silently inside the engine."""
+    from mlcoord.testing.core import expect, who
+
+    leaks = []
+    names = [n for n in dir(obj) if not n.startswith("_")]
+    for name in names:
+        try:
+            value = getattr(obj, name)
+        except Exception:   # noqa: BLE001 - a property that needs state: not a write target
+            continue
+        if callable(value):
+            continue
+        try:
+            setattr(obj, name, value)
+            leaks.append(f".{name} = ...")
+        except (AttributeError, TypeError):
+            pass
+        if isinstance(value, dict) or (hasattr(value, "__setitem__") and hasattr(value, "keys")):
+            for key in list(value.keys())[:1]:
+                try:
+                    value[key] = value[key]
+                    leaks.append(f".{name}[{key!r}] = ...")
+                except (TypeError, AttributeError):
+                    pass
+        elif isinstance(value, list):
+            leaks.append(f".{name} is a list (use a tuple)")
+        elif isinstance(value, np.ndarray) and value.size and value.flags.writeable:
+            leaks.append(f".{name}[0] = ... (a writeable array)")
+    expect(not leaks, f"{who(spec)}: {what} accepts writes: {', '.join(leaks)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mlcoord.model import GuardAction, Side, Trade
 from mlcoord.testing.core import build, call, expect, role_check, who
-from mlcoord.testing.fixtures import FakePortfolio
+from mlcoord.testing.fixtures import FakePortfolio, expect_read_only
 
 SIDES = (Side.LONG, Side.SHORT)
 HOUR_NS = 3_600_000_000_000
@@ -35,7 +35,10 @@ def _guard_run(spec, guard, data, bars: int = 400) -> list:
             day, portfolio.day_start_equity = portfolio.time // (24 * HOUR_NS), portfolio.equity
         if step == 120 and callable(getattr(guard, "on_trade_closed", None)):
             call(spec, "on_trade_closed(a losing stop)", guard.on_trade_closed, _losing_trade(data, j), None)
-        actions = call(spec, f"on_bar() at step {step}", guard.on_bar, portfolio)
+        view = portfolio.view()
+        actions = call(spec, f"on_bar() at step {step}", guard.on_bar, view)
+        if step == 0:
+            expect_read_only(spec, view, "the portfolio handed to on_bar()")
         expect(isinstance(actions, (list, tuple)) and all(isinstance(a, GuardAction) for a in actions),
                f"{who(spec)}: on_bar() returned {actions!r:.100}, expected a list of GuardAction")
         for action in actions:
@@ -49,7 +52,7 @@ def _guard_run(spec, guard, data, bars: int = 400) -> list:
         answers.append(tuple(actions))
         if step % 10 == 0:
             for side in SIDES:
-                why = call(spec, f"allow_entry({side.name}) at step {step}", guard.allow_entry, symbol, side, portfolio)
+                why = call(spec, f"allow_entry({side.name}) at step {step}", guard.allow_entry, symbol, side, view)
                 expect(why is None or (isinstance(why, str) and why.strip()),
                        f"{who(spec)}: allow_entry() returned {why!r}; expected None or the reason (a non-empty str)")
                 answers.append(why)

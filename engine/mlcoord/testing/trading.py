@@ -8,10 +8,10 @@ import math
 import attrs
 
 from mlcoord.model import (
-    Action, EntryLeg, EntryPlan, ExitLevels, Side, Signal, Sizing, SizingRequest,
+    Action, EntryLeg, EntryPlan, ExitLevels, PositionExit, Side, Signal, Sizing, SizingRequest,
 )
 from mlcoord.testing.core import build, call, close, expect, reasons_ok, role_check, who
-from mlcoord.testing.fixtures import FakePosition, array_digests, private_copy
+from mlcoord.testing.fixtures import FakePosition, array_digests, expect_read_only, private_copy
 from mlcoord.testing.signals import SHORT_LENGTHS, _expect_unchanged, truncations
 
 SIDES = (Side.LONG, Side.SHORT)
@@ -66,7 +66,8 @@ def ladder(side: Side, price: float) -> EntryPlan:
 
 
 def _levels(spec, levels, what: str) -> ExitLevels:
-    expect(isinstance(levels, ExitLevels), f"{who(spec)}: {what} returned {type(levels).__name__}, expected ExitLevels")
+    expect(isinstance(levels, ExitLevels), f"{who(spec)}: {what} returned {type(levels).__name__}, expected "
+                                           "ExitLevels (or, from update, PositionExit)")
     return levels
 
 
@@ -98,8 +99,12 @@ def _trajectory(spec, manager, data, i: int, side: Side, end: int) -> list[ExitL
     for j in range(i + 1, end):
         position.best_price = max(position.best_price, float(c.high[j])) if side is Side.LONG \
             else min(position.best_price, float(c.low[j]))
-        new = _levels(spec, call(spec, f"update({j}) of a {side.name} opened at {i}", manager.update, j, position, levels),
-                      f"update({j})")
+        view = position.view(levels)
+        answer = call(spec, f"update({j}) of a {side.name} opened at {i}", manager.update, j, view, levels)
+        expect_read_only(spec, view, f"the position handed to update({j})")
+        if isinstance(answer, PositionExit):     # the manager closes the position itself: the path ends
+            break
+        new = _levels(spec, answer, f"update({j})")
         tighter = new.stop >= levels.stop if side is Side.LONG else new.stop <= levels.stop
         levels = new if tighter else attrs.evolve(new, stop=levels.stop)     # what the engine enforces
         out.append(new)
