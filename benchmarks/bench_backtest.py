@@ -65,7 +65,7 @@ def in_process(candles, runs: int, disabled: dict) -> tuple[float, dict]:
 
 def live_latency(candles, disabled: dict, n: int = 100) -> tuple[float, float]:
     """p50/p99 seconds of one live decision on a rolling 1,000-bar window."""
-    from mlcoord.backtest.portfolio import Portfolio
+    from mlcoord.live.legacy_portfolio import Portfolio
     from mlcoord.components import build_market_data
     from mlcoord.config import Settings
     from mlcoord.pipeline import build_pipeline

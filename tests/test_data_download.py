@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from mlcoord.costs import HOUR_NS, CostModel, FundingSeries
 from mlcoord.candles import CandleError, resample
 from mlcoord.config import BacktestConfig, ExchangeConfig, load_settings
-from mlcoord.live import data as data_mod
+from mlcoord import datastore as data_mod   # the store writes the files
 from mlcoord.live.data import (DownloadError, Downloader, candles_path, funding_path, load_store_candles,
                                load_store_funding, parse_since, read_stored)
 from mlcoord.live.retry import ExchangeUnavailable, ManualClock, RetryPolicy
@@ -244,7 +244,7 @@ def test_crash_while_writing_leaves_the_previous_file_intact(tmp_path, source, m
     with pytest.raises(OSError, match="disk full"):
         dl.candles("BTC/USDT", "1h", bar_ms(source, 0))
     assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == [path.name]  # no temporary file left behind
+    assert sorted(os.listdir(path.parent)) == [path.name, "instruments.json"]  # no temporary file left behind
     assert len(read_stored(path, "BTC/USDT", "1h")) == 500
 
 
@@ -260,7 +260,7 @@ def test_several_symbols_and_timeframes_one_file_each(tmp_path, btc_candles):
     assert [(r.symbol, r.timeframe) for r in reports] == [(s, tf) for s in ("BTC/USDT", "ETH/USDT")
                                                           for tf in ("1h", "4h", "1d")]
     assert sorted(p.name for p in (tmp_path / "fake" / "spot").iterdir()) == sorted(
-        f"{s}-{tf}.parquet" for s in ("BTC_USDT", "ETH_USDT") for tf in ("1h", "4h", "1d"))
+        [f"{s}-{tf}.parquet" for s in ("BTC_USDT", "ETH_USDT") for tf in ("1h", "4h", "1d")] + ["instruments.json"])
     one_day = read_stored(candles_path(tmp_path, "fake", "spot", "ETH/USDT", "1d"), "ETH/USDT", "1d")
     assert one_day.time[-1] + 86_400 * 10**9 <= ex.now * 1_000_000  # only closed days
     assert ex.count("fetch_time") == 1  # one clock reading for the whole run
@@ -462,3 +462,18 @@ def test_server_faults_are_retried_with_backoff_then_exchange_unavailable(tmp_pa
     assert len(clock.sleeps) == 4
     assert len(read_stored(report.path, "BTC/USDT", "1h")) == 1000  # the store is untouched
 
+
+
+def test_download_stores_the_exchange_instrument_rules_and_backtests_use_them(tmp_path, source):
+    """The exchange's tick, lot and minimum order land beside the candles; a backtest of the store
+    rounds and refuses orders by them."""
+    from mlcoord.config import ExchangeConfig
+    from mlcoord.datastore import load_store_instruments
+
+    ex = fake_for(source, 50)
+    ex.markets["BTC/USDT"] = {**ex.markets.get("BTC/USDT", {}), "precision": {"price": 0.01, "amount": 0.00001},
+                              "limits": {"cost": {"min": 5.0}}}
+    downloader(ex, tmp_path).candles("BTC/USDT", "1h", bar_ms(source, 0))
+    rules = load_store_instruments(tmp_path, ExchangeConfig(id="fake", market="spot"), ["BTC/USDT"])
+    assert rules["BTC/USDT"].lot_size == 0.00001 and rules["BTC/USDT"].min_notional == 5.0
+    assert rules["BTC/USDT"].source == "exchange"

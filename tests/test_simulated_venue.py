@@ -126,12 +126,12 @@ class Planted:
             register("plantedguard", lambda o: self.guard)
 
 
-def run(candles, plugin, **backtest):
+def run(candles, plugin, instruments=None, **backtest):
     plugins = load_plugins({}, entry_points={}, extra_plugins={"planted": plugin})
     config = structure({"engine": {"min_confidence": 0.5},
                         "backtest": {"fee_taker": 0.001, "fee_maker": 0.0002, "slippage": 0.001,
                                      "funding_rate": 0.0, **backtest},
-                        "data": {"higher_timeframes": []}}, Settings)
+                        "data": {"higher_timeframes": []}, "instruments": instruments or {}}, Settings)
     return run_backtest(config, plugins=plugins, candles=list(candles)).raw
 
 

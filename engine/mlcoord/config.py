@@ -159,6 +159,18 @@ class LearningConfig:
 
 
 @attrs.frozen
+class InstrumentConfig:
+    """``[instruments."BTC/USDT"]``: the exchange's rules for a symbol the data store does not know
+    (``mlcoord data download`` stores them from the exchange). Zero means no rule."""
+
+    tick_size: float = 0.0
+    lot_size: float = 0.0
+    min_quantity: float = 0.0
+    min_notional: float = 0.0
+    max_leverage: Optional[float] = None
+
+
+@attrs.frozen
 class Settings:
     """The whole configuration file."""
 
@@ -174,6 +186,7 @@ class Settings:
     live: dict[str, Any] = attrs.field(factory=dict)
     exchange: ExchangeConfig = ExchangeConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
+    instruments: dict[str, InstrumentConfig] = attrs.field(factory=dict)
 
 
 def _strict(kind: str, accept):

@@ -18,12 +18,18 @@ liquidation. Rules that keep a simulation from flattering itself:
   the fill is at the bankruptcy price, where the margin is used up. Fills go to the :class:`~mlcoord.ledger.Ledger`, the only place that accounts them;
 the venue reads positions back from it as an exchange knows its own.
 
-The prices and fees are :class:`~mlcoord.costs.CostModel`'s (see its module).
+The prices and fees are :class:`~mlcoord.costs.CostModel`'s (see its module). Orders follow the
+symbol's :class:`~mlcoord.model.instruments.Instrument` as an exchange applies it: entry and hedge
+quantities rounded down to the lot, limit and trigger prices to the tick, and an order below the
+minimum quantity or notional refused (logged, and kept in :attr:`SimulatedVenue.refused`).
 """
 
 from __future__ import annotations
 
 from typing import Optional
+
+import attrs
+import structlog
 
 from mlcoord.costs import CostModel
 from mlcoord.ledger import Ledger, Position
@@ -41,6 +47,9 @@ from mlcoord.model import (
     SetLevels,
     Side,
 )
+from mlcoord.model.instruments import Instrument, Instruments
+
+log = structlog.get_logger("mlcoord.simulated")
 
 
 class _Leg:
@@ -78,8 +87,10 @@ class _Working:
 class SimulatedVenue:
     """Executes intents against candles with :class:`CostModel` prices; books fills in ``ledger``."""
 
-    def __init__(self, costs: CostModel, ledger: Ledger):
+    def __init__(self, costs: CostModel, ledger: Ledger, instruments: Optional[Instruments] = None):
         self.costs, self.ledger = costs, ledger
+        self.instruments = instruments if instruments is not None else Instruments()
+        self.refused: list[tuple[str, str, str]] = []       # (symbol, order id, why) of refused orders
         self._working: dict[str, _Working] = {}
         self._funding_step = costs.funding_interval_ns if costs.funding_events(0, 1 << 62) else 0
 
@@ -93,15 +104,16 @@ class SimulatedVenue:
     def submit(self, intent: Intent) -> None:
         """Take ``intent`` into effect from the next bar of its symbol."""
         w = self._of(intent.symbol)
+        inst = self.instruments[intent.symbol]
         if isinstance(intent, SetLevels):
-            w.levels = intent.levels
+            w.levels = _rounded_levels(inst, intent.levels)
         elif isinstance(intent, PlaceEntryPlan):
             expires = intent.bar_index + max(intent.expires_after_bars, 1)
-            w.legs = [_Leg(order, expires) for order in intent.orders]
+            w.legs = [_Leg(order, expires) for order in self._accepted(inst, intent)]
             w.side = int(intent.side)
             w.plan_id = intent.plan_id
-            w.levels = intent.levels
-            w.initial_stop = intent.levels.stop
+            w.levels = _rounded_levels(inst, intent.levels)
+            w.initial_stop = w.levels.stop
             w.partial_done = False
             self.ledger.expect_plan(intent.symbol, intent.plan_id, intent.decision, len(intent.orders))
         elif isinstance(intent, CancelEntries):
@@ -111,11 +123,27 @@ class SimulatedVenue:
             if intent.cancel_entries:
                 w.legs = []
         elif isinstance(intent, OpenHedge):
-            w.hedge_open = intent.quantity
+            w.hedge_open = inst.round_quantity(intent.quantity)
         elif isinstance(intent, CloseHedge):
             w.hedge_close = intent.reason
         else:
             raise TypeError(f"the simulated venue cannot execute {type(intent).__name__}")
+
+    def _accepted(self, inst: Instrument, intent: PlaceEntryPlan) -> list[EntryOrder]:
+        """The plan's orders as the exchange takes them: rounded, the ones it would refuse left out."""
+        if inst.permissive:
+            return list(intent.orders)
+        out = []
+        for order in intent.orders:
+            qty = inst.round_quantity(order.quantity)
+            price = order.price if order.market else inst.round_price(order.price)
+            why = inst.refusal(qty, price)
+            if why is not None:
+                self.refused.append((intent.symbol, order.order_id, why))
+                log.warning("order_refused", symbol=intent.symbol, order=order.order_id, reason=why)
+                continue
+            out.append(attrs.evolve(order, quantity=qty, price=price))
+        return out
 
     def has_entries(self, symbol: str) -> bool:
         """Working entry legs for ``symbol`` (a plan not fully filled, not expired)."""
@@ -156,9 +184,11 @@ class SimulatedVenue:
                         ledger.pay_funding(p, rate * p.quantity * o * p.side)
         w.prev_time = t
         if w.close_reason and position is not None:
-            qty = position.quantity * w.close_fraction
-            self._exit(position, costs.market_exit(o, position.side), qty, t, w.close_reason, costs.fee_taker, i,
-                       reference=o)
+            qty = position.quantity if w.close_fraction >= 1.0 else \
+                min(self.instruments[symbol].round_quantity(position.quantity * w.close_fraction), position.quantity)
+            if qty > 0:
+                self._exit(position, costs.market_exit(o, position.side), qty, t, w.close_reason, costs.fee_taker,
+                           i, reference=o)
             if position.quantity <= 0:
                 position = None
                 w.legs = []
@@ -190,7 +220,9 @@ class SimulatedVenue:
         held = hedge.quantity if hedge is not None else 0.0
         if quantity > held:
             price = costs.market_entry(o, side)
-            qty = quantity - held
+            qty = self.instruments[symbol].round_quantity(quantity - held)
+            if qty <= 0:
+                return
             self.ledger.apply(Fill(f"{symbol}:{t}:hedge", symbol, side, t, price, qty,
                                    price * qty * costs.fee_taker, False, "hedge", True), i)
         elif quantity < held and hedge is not None:
@@ -253,7 +285,7 @@ class SimulatedVenue:
         if partial is not None and not w.partial_done and eligible > 1e-12 and \
                 ((side > 0 and h >= partial) or (side < 0 and l <= partial)):
             w.partial_done = True
-            qty = eligible * levels.partial_fraction
+            qty = self.instruments[position.symbol].round_quantity(eligible * levels.partial_fraction)
             if qty > 0:
                 self._exit(position, costs.limit_exit(partial, o, side), qty, t,
                            ExitReason.PARTIAL_TAKE_PROFIT.value, costs.fee_maker, i)
@@ -291,3 +323,14 @@ class SimulatedVenue:
             if position is not None:
                 self._exit(position, self.costs.market_exit(close, position.side), position.quantity, t,
                            ExitReason.END_OF_DATA.value, self.costs.fee_taker, i, reference=close)
+
+
+def _rounded_levels(inst: Instrument, levels: ExitLevels) -> ExitLevels:
+    """Trigger prices on the tick, as the exchange would hold them."""
+    if inst.permissive or not inst.tick_size:
+        return levels
+    r = inst.round_price
+    return attrs.evolve(levels, stop=r(levels.stop),
+                        take_profit=None if levels.take_profit is None else r(levels.take_profit),
+                        partial_take_profit=None if levels.partial_take_profit is None
+                        else r(levels.partial_take_profit))

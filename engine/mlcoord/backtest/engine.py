@@ -1,8 +1,8 @@
-"""A backtest: the trading loop over historical bars, on the simulated venue, into one ledger.
+"""A backtest: the simulated account walked over historical bars.
 
-The backtest owns nothing of trading itself: :class:`mlcoord.loop.TradingLoop` decides per bar,
-:class:`mlcoord.simulated.SimulatedVenue` fills, :class:`mlcoord.ledger.Ledger` accounts. This
-module walks the timestamps, warms the guards up before a start date, and collects the result.
+:class:`mlcoord.simulation.SimulatedSession` holds the loop, the simulated venue and the ledger;
+this module walks the timestamps (every symbol's bars in time order), warms the guards up before
+a start date, and keeps the garbage collector out of the hot loop.
 """
 
 from __future__ import annotations
@@ -10,19 +10,16 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional, Sequence
 
-import attrs
 import numpy as np
 
-from mlcoord.config import Settings
-from mlcoord.costs import CostModel, FundingSeries
-from mlcoord.journal import Journal
-from mlcoord.ledger import Ledger
-from mlcoord.loop import SymbolSeries, TradingLoop
-from mlcoord.model import Decision, Fill, Trade
-from mlcoord.pipeline import Pipeline, PreparedSymbol
-from mlcoord.simulated import SimulatedVenue
+from mlcoord.loop import SymbolSeries
+from mlcoord.pipeline import PreparedSymbol
+from mlcoord.results import RawResult
+from mlcoord.simulation import SimulatedSession
+
+__all__ = ["Backtest", "RawResult"]
 
 
 @contextlib.contextmanager
@@ -42,59 +39,8 @@ def _fewer_gc_passes() -> Iterator[None]:
         gc.unfreeze()
 
 
-@attrs.frozen
-class RawResult:
-    """What the loop produced; :mod:`mlcoord.backtest.stats` turns it into figures."""
-
-    times: np.ndarray
-    equity: np.ndarray
-    exposure: np.ndarray            # gross notional per timestamp
-    trades: tuple[Trade, ...]
-    fills: tuple[Fill, ...]
-    decisions: tuple[Decision, ...]
-    plans: tuple[dict, ...]         # per entered plan: band, legs planned, legs filled
-    initial_equity: float
-    cost_model: CostModel
-    errors: dict
-    level_paths: tuple[dict, ...] = ()   # per closed position: trade id and its (time, stop, tp) path
-
-
-class Backtest:
-    """One account over historical bars: ``run`` once, or ``begin``/``step``/``finish`` bar by bar
-    (a paper session steps it as candles close)."""
-
-    series_class = SymbolSeries
-
-    def __init__(self, pipeline: Pipeline, settings: Settings, journal: Optional[Journal] = None,
-                 funding: Optional[Mapping[str, FundingSeries]] = None):
-        self.pipeline = pipeline
-        self.settings = settings
-        bt = settings.backtest
-        self.costs = CostModel.from_config(bt, funding)
-        self.ledger = Ledger(bt.initial_equity, leverage=bt.leverage, maintenance_margin=bt.maintenance_margin)
-        self.venue = SimulatedVenue(self.costs, self.ledger)
-        self.loop = TradingLoop(pipeline, self.ledger, self.venue, journal, market=self.costs.market,
-                                leverage=self.costs.leverage, fee_rate=self.costs.fee_taker,
-                                slippage=self.costs.slippage, horizon=settings.learning.horizon)
-        self.journal = self.loop.journal
-
-    @property
-    def portfolio(self):
-        """The portfolio as plugins see it."""
-        return self.loop.portfolio
-
-    @property
-    def account(self) -> Ledger:
-        """The account's figures and positions (the ledger)."""
-        return self.ledger
-
-    @property
-    def trades(self) -> list[Trade]:
-        return self.ledger.trades
-
-    @property
-    def fills(self) -> list[Fill]:
-        return self.ledger.fills
+class Backtest(SimulatedSession):
+    """One account over historical bars: :meth:`run` walks them all."""
 
     def run(self, prepared: Sequence[PreparedSymbol], progress: Optional[Callable[[int], None]] = None,
             start: Optional[int] = None) -> RawResult:
@@ -120,35 +66,6 @@ class Backtest:
         if progress is not None:
             progress(len(times) % 2048)
         return self.finish()
-
-    def begin(self, series: Sequence[SymbolSeries]) -> None:
-        """Start a run over ``series``; then :meth:`step` per timestamp and :meth:`finish` once."""
-        self.loop.begin(series)
-
-    def add_series(self, series: SymbolSeries) -> None:
-        """A symbol joining a running session (a paper session's scanner pick)."""
-        self.loop.series.append(series)
-
-    def warm_up_guards(self, series: Sequence[SymbolSeries], until: Optional[int] = None) -> int:
-        return self.loop.warm_up_guards(series, until)
-
-    def step(self, t: int, slot: Sequence[tuple[SymbolSeries, int]]) -> None:
-        self.loop.step(t, slot)
-
-    def finish(self, close: bool = True) -> RawResult:
-        """The run's result; ``close`` first closes what is still open at the last close."""
-        loop = self.loop
-        if close:
-            for s in loop.series:
-                if s.t:
-                    self.venue.close_everything(s.symbol, len(s.t) - 1, s.t[-1], s.c[-1])
-            if loop.times:
-                loop.equity_curve[-1] = self.ledger.cash
-        return RawResult(np.asarray(loop.times, dtype=np.int64), np.asarray(loop.equity_curve, dtype=float),
-                         np.asarray(loop.exposure_curve, dtype=float), tuple(self.ledger.trades),
-                         tuple(self.ledger.fills), tuple(self.journal.decisions), tuple(loop.plans),
-                         self.settings.backtest.initial_equity, self.costs, dict(self.pipeline.errors.counts),
-                         tuple(loop.level_paths))
 
     @staticmethod
     def _slots(series: Sequence[SymbolSeries], times: np.ndarray) -> Iterable:

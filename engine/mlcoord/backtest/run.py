@@ -16,6 +16,7 @@ import structlog
 
 from mlcoord.files import write_atomic
 from mlcoord.backtest.engine import Backtest, RawResult
+from mlcoord.simulation import instruments_for
 from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
 from mlcoord.components import build_market_data
@@ -82,7 +83,7 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
                 raise ConfigError(f"symbol(s) {sorted(wanted - found)} not in the data files "
                                   f"(symbols found: {sorted(found) or 'none'})")
     elif data.store:  # a `mlcoord data download` store: by symbol and timeframe
-        from mlcoord.live.data import load_store_candles
+        from mlcoord.datastore import load_store_candles
 
         candles = load_store_candles(data.store, settings.exchange, data.symbols or [DEFAULT_SYMBOL],
                                      data.timeframe, data.repair)
@@ -186,10 +187,15 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
                 for c in candles]
     funding = None
     if settings.data.store and settings.backtest.market == "futures":  # recorded funding rates, when stored
-        from mlcoord.live.data import load_store_funding
+        from mlcoord.datastore import load_store_funding
 
         funding = load_store_funding(settings.data.store, settings.exchange, [c.symbol for c in candles])
-    backtest = Backtest(pipeline, settings, Journal(), funding=funding)
+    rules = None
+    if settings.data.store:      # the exchange's tick, lot and minimum order, when downloaded
+        from mlcoord.datastore import load_store_instruments
+
+        rules = load_store_instruments(settings.data.store, settings.exchange, [c.symbol for c in candles])
+    backtest = Backtest(pipeline, settings, Journal(), funding=funding, instruments=instruments_for(settings, rules))
     start, _ = parse_timerange(settings.data.timerange)
     start_ns = start.value if start is not None else None
     trained = pipeline.trained_until()

@@ -35,86 +35,22 @@ from mlcoord.costs import FundingSeries
 from mlcoord.candles import COLUMNS, Candles, TIMEFRAMES, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
 from mlcoord.errors import ConfigError, DataError
+from mlcoord.datastore import (  # noqa: F401 (re-exported: the store's paths and readers)
+    MS, _frame, _locate, _read_parquet, _stored_frame, _write_frame, candles_path, file_stem, funding_path,
+    load_store_candles, load_store_funding, load_store_instruments, read_stored, save_store_instruments,
+    write_parquet_atomic,
+)
 from mlcoord.live.exchange import exchange_now_ms, market_symbol
+from mlcoord.model.instruments import instrument_from_ccxt
 from mlcoord.live.retry import Clock, RetryPolicy, SystemClock, retry_after_header, retrying
 
 log = structlog.get_logger("mlcoord.live.data")
 
 DEFAULT_LIMIT = 1000  # rows per request: Binance spot's maximum (futures allow 1500)
-MS = 1_000_000  # ns per ms
 
 
 class DownloadError(DataError):
     """A response that cannot be stored: the message names exchange, symbol, timeframe and row."""
-
-
-# -- the store -----------------------------------------------------------------------------------
-def file_stem(symbol: str) -> str:
-    return symbol.replace("/", "_").replace(":", "_")
-
-
-def candles_path(root, exchange_id: str, market: str, symbol: str, timeframe: str) -> Path:
-    return Path(root) / exchange_id / market / f"{file_stem(symbol)}-{timeframe}.parquet"
-
-
-def funding_path(root, exchange_id: str, market: str, symbol: str) -> Path:
-    return Path(root) / exchange_id / market / f"{file_stem(symbol)}-funding.parquet"
-
-
-def _write_frame(frame: pd.DataFrame, fh) -> None:
-    """Serialise ``frame`` into an open binary file (one seam: tests crash it half-way)."""
-    frame.to_parquet(fh, index=False)
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` to ``path`` so that ``path`` is always either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            _write_frame(frame, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _read_parquet(path: Path) -> Optional[pd.DataFrame]:
-    if not path.exists():
-        return None
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:
-        raise DownloadError(f"{path}: stored file is unreadable ({type(exc).__name__}: {exc}); "
-                            f"delete it to download again") from None
-
-
-def _frame(time_ms: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(time_ms, np.int64), unit="ms", utc=True),
-                             name="time").as_unit("ns")
-    return pd.DataFrame(np.asarray(values, np.float64), index=index, columns=list(COLUMNS))
-
-
-def read_stored(path: Path, symbol: str, timeframe: str) -> Optional[Candles]:
-    """The stored candles of one file, validated, or None if there is no file yet."""
-    raw = _read_parquet(path)
-    if raw is None:
-        return None
-    return candles_from_frame(raw, symbol=symbol, timeframe=timeframe, source=str(path))
-
-
-def _stored_frame(c: Candles) -> pd.DataFrame:
-    return c.frame.reset_index()
 
 
 # -- checking responses ----------------------------------------------------------------------------
@@ -229,6 +165,11 @@ class Downloader:
             close = difflib.get_close_matches(wanted, list(markets), n=3)
             raise DownloadError(f"{self.exchange_id} {self.market}: unknown symbol {wanted!r}"
                                 + (f"; did you mean {', '.join(close)}?" if close else ""))
+        try:    # the exchange's tick, lot and minimum order: backtests round and refuse orders by them
+            rules = instrument_from_ccxt(wanted, markets[wanted], int(getattr(self.exchange, "precisionMode", 4)))
+            save_store_instruments(self.root, self.exchange_id, self.market, {wanted: rules})
+        except (TypeError, ValueError) as exc:
+            log.warning("instrument_rules_unreadable", symbol=wanted, error=str(exc))
         return wanted
 
     # candles
@@ -373,51 +314,6 @@ def _merge(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
     frame = _frame(t, v)
     frame = frame[~frame.index.duplicated(keep="last")]
     return frame.sort_index(kind="stable")
-
-
-# -- reading the store (backtest, evaluate) ---------------------------------------------------------
-def _locate(root: Path, exchange: ExchangeConfig, symbol: str, timeframe: Optional[str]) -> tuple[str, str, Path]:
-    """(market, timeframe, path) of the file to read: the configured market first, then the other one;
-    the exact timeframe if stored, else the finest stored timeframe that is not coarser."""
-    markets = [exchange.market] + [m for m in ("spot", "futures") if m != exchange.market]
-    seen = []
-    for market in markets:
-        try:
-            sym = market_symbol(symbol, market)
-        except ConfigError:  # BTC/USDT:USDT has no spot file
-            continue
-        stored = [tf for tf in TIMEFRAMES if candles_path(root, exchange.id, market, sym, tf).exists()]
-        seen += [f"{market} {tf}" for tf in stored]
-        usable = [tf for tf in stored if timeframe is None or timeframe_to_ns(tf) <= timeframe_to_ns(timeframe)]
-        if timeframe in stored:
-            usable = [timeframe]
-        if usable:
-            return market, usable[0], candles_path(root, exchange.id, market, sym, usable[0])
-    raise DataError(f"store {root}: no candles for {symbol} {timeframe or ''} on {exchange.id} "
-                    f"(stored for it: {', '.join(seen) or 'nothing'}); run mlcoord data download first")
-
-
-def load_store_candles(root, exchange: ExchangeConfig, symbols: Sequence[str], timeframe: Optional[str] = None,
-                       repair: bool = False) -> list[Candles]:
-    """Candles for ``symbols`` from a download store (named as the user typed them)."""
-    out = []
-    for symbol in symbols:
-        market, tf, path = _locate(Path(root), exchange, symbol, timeframe)
-        if market != exchange.market:
-            log.info("store_other_market", symbol=symbol, market=market, configured=exchange.market)
-        out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair))
-    return out
-
-
-def load_store_funding(root, exchange: ExchangeConfig, symbols: Sequence[str]) -> dict[str, FundingSeries]:
-    """Each symbol's stored perpetual funding history (symbols without one are left out)."""
-    out: dict[str, FundingSeries] = {}
-    for symbol in symbols:
-        path = funding_path(Path(root), exchange.id, "futures", market_symbol(symbol, "futures"))
-        raw = _read_parquet(path)
-        if raw is not None and len(raw):
-            out[symbol] = FundingSeries(pd.DatetimeIndex(raw["time"]).as_unit("ns").asi8, raw["rate"].to_numpy())
-    return out
 
 
 def parse_since(text: str) -> int:

@@ -24,6 +24,7 @@ import structlog
 from mlcoord.config import ExchangeConfig
 from mlcoord.errors import ConfigError
 from mlcoord.logs import register_secret
+from mlcoord.datastore import market_symbol  # noqa: F401 (the naming rule lives with the store)
 
 log = structlog.get_logger("mlcoord.live.exchange")
 
@@ -128,19 +129,6 @@ def create_exchange(config: ExchangeConfig, credentials: Optional[Credentials] =
     log.info("exchange_created", exchange=config.id, market=config.market, rate_limit_ms=exchange.rateLimit,
              keys=credentials.source if credentials else "none")
     return exchange
-
-
-def market_symbol(symbol: str, market: str) -> str:
-    """The ccxt symbol of ``symbol`` in ``market``: ``BTC/USDT`` on futures is the USD-M perpetual
-    ``BTC/USDT:USDT`` (what a user means), a symbol with an explicit settle currency is kept."""
-    symbol = symbol.strip().upper()
-    if "/" not in symbol:
-        raise ConfigError(f"symbol {symbol!r} must look like BASE/QUOTE, e.g. BTC/USDT")
-    if market == "futures" and ":" not in symbol:
-        return f"{symbol}:{symbol.split('/', 1)[1]}"
-    if market == "spot" and ":" in symbol:
-        raise ConfigError(f"{symbol!r} is a derivatives symbol; use BASE/QUOTE on the spot market")
-    return symbol
 
 
 def exchange_now_ms(exchange: Any) -> int:

@@ -21,7 +21,7 @@ from typing import Optional
 import attrs
 import structlog
 
-from mlcoord.backtest.portfolio import Position
+from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.plan_orders import EPS, HEDGE_CLOSE, HEDGE_OPEN, SEND_TRIES, Tally
 from mlcoord.live.records import HedgeLeg, PlanRecord, PlanStatus
 from mlcoord.model import Order, OrderKind

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.backtest.engine import Backtest, RawResult
+from mlcoord.results import RawResult
+from mlcoord.simulation import SimulatedSession
 from mlcoord.costs import FundingSeries
 from mlcoord.candles import COLUMNS, Candles
 from mlcoord.components import build_market_data
@@ -61,7 +62,7 @@ class PaperTrader:
     later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
     within a timestamp). ``engine_class``: the live trader swaps in an engine without simulated fills."""
 
-    engine_class: type = Backtest
+    engine_class: type = SimulatedSession
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
                  journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):

@@ -30,7 +30,7 @@ from typing import Optional, Sequence
 import attrs
 import structlog
 
-from mlcoord.backtest.portfolio import Position
+from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.broker import Broker, not_yet_supported
 from mlcoord.live.plan_orders import EPS, Tally
 from mlcoord.live.records import PlanRecord

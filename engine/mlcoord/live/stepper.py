@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 
 from mlcoord.costs import DAY_NS, CostModel, FundingSeries
-from mlcoord.backtest.portfolio import Portfolio, Position
+from mlcoord.live.legacy_portfolio import Portfolio, Position
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
 from mlcoord.model import Decision, Fill, PositionExit, Side, Trade
@@ -95,7 +95,7 @@ class Book:
             setattr(self, name, getattr(fresh, name))
 
 
-from mlcoord.backtest.engine import RawResult  # noqa: E402
+from mlcoord.results import RawResult  # noqa: E402
 
 
 class Stepper:

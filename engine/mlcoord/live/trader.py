@@ -52,7 +52,7 @@ import numpy as np
 import structlog
 
 from mlcoord.live.stepper import Stepper
-from mlcoord.backtest.portfolio import Position
+from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.feedback import TradeFeedback
 from mlcoord.live.futures_marks import FuturesMarks

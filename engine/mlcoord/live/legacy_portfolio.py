@@ -1,4 +1,4 @@
-"""Account state of a backtest: wallet, positions built from fills, equity and exposure.
+"""Account state of the live stepper (legacy: it goes when the live trader becomes a venue of the loop).
 
 Margin-account accounting (what a USD-M futures account does): the wallet holds realised PnL,
 fees and funding; equity is the wallet plus unrealised PnL. A spot account is the same with

@@ -1,0 +1,120 @@
+"""Instruments: the exchange's rules for prices and quantities of one symbol.
+
+A backtest that fills an order the exchange would refuse (a quantity below the lot, a notional
+below the minimum) flatters itself; so the simulated venue and the exchange venues round and check
+orders with the same :class:`Instrument`. The rules come from the exchange when known (``mlcoord
+data download`` stores them beside the candles), else from ``[instruments."<symbol>"]`` in the
+config; a symbol with neither gets a permissive default (no rounding, no minimum) and a warning,
+never a failure.
+"""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from typing import Any, Callable, Mapping, Optional
+
+import attrs
+
+
+def _non_negative(instance, attribute, value):
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise ValueError(f"instrument {instance.symbol!r}: {attribute.name} must be a finite number >= 0, "
+                         f"got {value!r}")
+
+
+def _leverage(instance, attribute, value):
+    if value is not None and (isinstance(value, bool) or not (isinstance(value, (int, float)) and value >= 1)):
+        raise ValueError(f"instrument {instance.symbol!r}: max_leverage must be a number >= 1, got {value!r}")
+
+
+def _step(value: float, step: float, rounding: str) -> float:
+    if step <= 0:
+        return value
+    units = (Decimal(repr(value)) / Decimal(repr(step))).quantize(Decimal(1), rounding=rounding)
+    return float(units * Decimal(repr(step)))
+
+
+@attrs.frozen
+class Instrument:
+    """``tick_size``: price increment; ``lot_size``: quantity increment; ``min_quantity`` and
+    ``min_notional`` (quote): the smallest order; ``max_leverage``. Zero means no rule."""
+
+    symbol: str
+    tick_size: float = attrs.field(default=0.0, validator=_non_negative)
+    lot_size: float = attrs.field(default=0.0, validator=_non_negative)
+    min_quantity: float = attrs.field(default=0.0, validator=_non_negative)
+    min_notional: float = attrs.field(default=0.0, validator=_non_negative)
+    max_leverage: Optional[float] = attrs.field(default=None, validator=_leverage)
+    source: str = "default"          # "exchange", "config" or "default" (permissive)
+
+    @property
+    def permissive(self) -> bool:
+        return not (self.tick_size or self.lot_size or self.min_quantity or self.min_notional)
+
+    def round_price(self, price: float) -> float:
+        """To the nearest tick (what the exchange accepts for a limit or trigger price)."""
+        return _step(price, self.tick_size, ROUND_HALF_EVEN)
+
+    def round_quantity(self, quantity: float) -> float:
+        """Down to the lot: never more than asked for."""
+        return _step(quantity, self.lot_size, ROUND_DOWN)
+
+    def refusal(self, quantity: float, price: float) -> Optional[str]:
+        """Why the exchange would refuse an order of ``quantity`` at ``price`` (None: it accepts)."""
+        if quantity <= 0:
+            return f"{self.symbol}: quantity {quantity:g} rounds to nothing at lot size {self.lot_size:g}"
+        if self.min_quantity and quantity < self.min_quantity:
+            return f"{self.symbol}: quantity {quantity:g} below the minimum {self.min_quantity:g}"
+        if self.min_notional and quantity * price < self.min_notional:
+            return (f"{self.symbol}: notional {quantity * price:.4f} below the minimum {self.min_notional:g} "
+                    f"({quantity:g} at {price:g})")
+        return None
+
+
+#: ccxt's ``exchange.precisionMode`` values
+DECIMAL_PLACES, TICK_SIZE = 2, 4
+
+
+def instrument_from_ccxt(symbol: str, market: Mapping[str, Any], precision_mode: int = TICK_SIZE) -> Instrument:
+    """An :class:`Instrument` from a ccxt market: ``precision`` (steps in ccxt's TICK_SIZE mode,
+    digits in DECIMAL_PLACES mode: ``exchange.precisionMode`` says which) and ``limits``."""
+    precision = market.get("precision") or {}
+    limits = market.get("limits") or {}
+
+    def step(value) -> float:
+        if value is None:
+            return 0.0
+        value = float(value)
+        return 10.0 ** -value if precision_mode == DECIMAL_PLACES else value
+
+    leverage = (limits.get("leverage") or {}).get("max")
+    return Instrument(symbol, tick_size=step(precision.get("price")), lot_size=step(precision.get("amount")),
+                      min_quantity=float((limits.get("amount") or {}).get("min") or 0.0),
+                      min_notional=float((limits.get("cost") or {}).get("min") or 0.0),
+                      max_leverage=float(leverage) if leverage else None, source="exchange")
+
+
+class Instruments:
+    """The instrument of every symbol: exchange rules first, then the config's table, else a
+    permissive default, announced once per symbol through ``warn``."""
+
+    def __init__(self, exchange: Mapping[str, Instrument] = {}, config: Mapping[str, Instrument] = {},
+                 warn: Optional[Callable[[str], None]] = None):
+        self._known = {**dict(config), **dict(exchange)}
+        self._warn = warn
+        self._defaulted: dict[str, Instrument] = {}
+
+    def __getitem__(self, symbol: str) -> Instrument:
+        found = self._known.get(symbol)
+        if found is not None:
+            return found
+        default = self._defaulted.get(symbol)
+        if default is None:
+            default = self._defaulted[symbol] = Instrument(symbol)
+            if self._warn is not None:
+                self._warn(symbol)
+        return default
+
+    def known(self) -> dict[str, Instrument]:
+        return dict(self._known)
