@@ -22,10 +22,12 @@ setup-test: $(BIN)/python
 	$(BIN)/pip install -q -e '.[test,ml,exchange,postgres,dask,sweep]'
 	$(BIN)/pip install -q -e plugin-template
 
+# each suite prints its time (ci: <suite> in N s)
 test: setup-test
-	$(BIN)/python -m pytest
-	cd plugin-template && ../$(BIN)/python -m pytest -q tests
-	MLCOORD_BIN=$(BIN) bash .ci/plugin-template-check
+	@t=$$(date +%s); $(BIN)/lint-imports && echo "ci: import contracts in $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); $(BIN)/python -m pytest && echo "ci: engine tests in $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); cd plugin-template && ../$(BIN)/python -m pytest -q tests && echo "ci: plugin template tests in $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); MLCOORD_BIN=$(BIN) bash .ci/plugin-template-check && echo "ci: plugin template check in $$(( $$(date +%s) - t )) s"
 
 backtest: setup
 	$(BIN)/mlcoord backtest

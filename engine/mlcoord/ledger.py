@@ -25,13 +25,14 @@ class Position:
         "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
         "entries_filled", "entries_planned", "hedge", "decision", "plan_id", "fees", "funding",
         "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price", "fills",
-        "margin",
+        "margin", "entry_reason",
     )
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
-                 decision: Optional[Decision] = None, entries_planned: int = 1, plan_id: str = ""):
+                 decision: Optional[Decision] = None, entries_planned: int = 1, plan_id: str = "",
+                 entry_reason: str = ""):
         self.symbol, self.side, self.hedge, self.decision = symbol, side, hedge, decision
-        self.plan_id = plan_id
+        self.plan_id, self.entry_reason = plan_id, entry_reason
         self.quantity = 0.0
         self.entry_price = 0.0
         self.opened_index, self.opened_at = index, time
@@ -81,8 +82,6 @@ class Position:
                              self.liquidation_price or None)
 
     def to_trade(self, trade_id: str, closed_at: int, reason: str) -> Trade:
-        from mlcoord.coordinator import decisive_reason
-
         decision = self.decision
         return Trade(
             id=trade_id, symbol=self.symbol, side=self.side, opened_at=self.opened_at, closed_at=closed_at,
@@ -91,15 +90,16 @@ class Position:
             quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
             funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
             entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
-            entry_reason=decisive_reason(decision.technical) if decision else "hedge", hedge=self.hedge,
+            entry_reason=self.entry_reason if decision else "hedge", hedge=self.hedge,
         )
 
 
 class _Plan:
-    __slots__ = ("plan_id", "decision", "entries_planned")
+    __slots__ = ("plan_id", "decision", "entries_planned", "entry_reason")
 
-    def __init__(self, plan_id: str, decision: Optional[Decision], entries_planned: int):
+    def __init__(self, plan_id: str, decision: Optional[Decision], entries_planned: int, entry_reason: str):
         self.plan_id, self.decision, self.entries_planned = plan_id, decision, entries_planned
+        self.entry_reason = entry_reason
 
 
 #: called with (trade, position) when a fill closes a position
@@ -131,9 +131,11 @@ class Ledger:
         self.version = 0                             # bumped by every fill and payment (views cache on it)
 
     # -- what the fills are for ------------------------------------------------------------
-    def expect_plan(self, symbol: str, plan_id: str, decision: Optional[Decision], entries_planned: int) -> None:
-        """The next entry fill of ``symbol`` (not a hedge) belongs to this plan."""
-        self._plans[symbol] = _Plan(plan_id, decision, entries_planned)
+    def expect_plan(self, symbol: str, plan_id: str, decision: Optional[Decision], entries_planned: int,
+                    entry_reason: str = "") -> None:
+        """The next entry fill of ``symbol`` (not a hedge) belongs to this plan (``entry_reason``:
+        the decisive reason of its signal, what trade breakdowns group by)."""
+        self._plans[symbol] = _Plan(plan_id, decision, entries_planned, entry_reason)
 
     # -- folding fills ---------------------------------------------------------------------
     def apply(self, fill: Fill, index: int = 0) -> Optional[Trade]:
@@ -149,7 +151,8 @@ class Ledger:
                 position = Position(fill.symbol, fill.side, index, fill.time, hedge=fill.hedge,
                                     decision=plan.decision if plan else None,
                                     entries_planned=plan.entries_planned if plan else 1,
-                                    plan_id=plan.plan_id if plan else "")
+                                    plan_id=plan.plan_id if plan else "",
+                                    entry_reason=plan.entry_reason if plan else "")
                 book[fill.symbol] = position
                 position.add(fill, self.leverage, self.maintenance)
                 for opened in self.on_opened:

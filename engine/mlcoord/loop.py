@@ -18,6 +18,7 @@ from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
+from mlcoord.coordinator import decisive_reason
 from mlcoord.costs import DAY_NS
 from mlcoord.journal import Journal
 from mlcoord.ledger import Ledger, Position
@@ -353,7 +354,7 @@ class TradingLoop:
         self._plan_records[plan_id] = record
         self.levels[sym] = decision.levels
         self.submit(PlaceEntryPlan(sym, plan_id, plan.side, orders, decision.levels, decision, i, t,
-                                   plan.expires_after_bars))
+                                   plan.expires_after_bars, decisive_reason(decision.technical)))
         return decision
 
     def _learn(self, s: SymbolSeries, i: int) -> None:

@@ -115,7 +115,8 @@ class SimulatedVenue:
             w.levels = _rounded_levels(inst, intent.levels)
             w.initial_stop = w.levels.stop
             w.partial_done = False
-            self.ledger.expect_plan(intent.symbol, intent.plan_id, intent.decision, len(intent.orders))
+            self.ledger.expect_plan(intent.symbol, intent.plan_id, intent.decision, len(intent.orders),
+                                    intent.entry_reason)
         elif isinstance(intent, CancelEntries):
             w.legs = []
         elif isinstance(intent, ClosePosition):

@@ -50,6 +50,7 @@ class PlaceEntryPlan:
     bar_index: int
     time: int
     expires_after_bars: int
+    entry_reason: str = ""           # the signal's decisive reason (trade breakdowns group by it)
 
 
 @attrs.frozen
