@@ -218,8 +218,13 @@ class Components:
     def register_exit_managers(self, register):
         self._register("exit_managers", register)
 
+    # a fake guard plays both guard roles: the same factory in both hooks is one component
     @mlcoord.hookimpl
-    def register_portfolio_guards(self, register):
+    def register_entry_guards(self, register):
+        self._register("portfolio_guards", register)
+
+    @mlcoord.hookimpl
+    def register_portfolio_watchers(self, register):
         self._register("portfolio_guards", register)
 
 

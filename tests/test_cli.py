@@ -71,7 +71,7 @@ def test_backtest_summary_and_json_are_consistent(tmp_path):
 
 def test_cli_disable_dca_and_hedging(tmp_path):
     result, data = backtest_json(tmp_path, "--disable", "dca,hedging")
-    assert "entry_planner=" not in result.stdout and "portfolio_guards=['protections']" in result.stdout
+    assert "entry_planner=" not in result.stdout and "entry_guards=['protections']" in result.stdout
     assert data["components"]["entry_planner"] is None
     for name in ("dca", "hedging"):
         assert data["plugins"][name] == {"enabled": False, "reason": "disabled by CLI --disable"}
@@ -83,7 +83,7 @@ def test_cli_disable_dca_and_hedging(tmp_path):
 def test_disable_flag_can_be_repeated(tmp_path):
     _, data = backtest_json(tmp_path, "--disable", "dca", "--disable", "protections")
     assert not data["plugins"]["dca"]["enabled"] and not data["plugins"]["protections"]["enabled"]
-    assert data["components"]["portfolio_guards"] == ["hedging"]
+    assert data["components"]["portfolio_watchers"] == ["hedging"]
 
 
 def test_env_disable(tmp_path):
@@ -198,7 +198,7 @@ def test_plugins_list_shows_why_disabled():
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line[0].isspace()}
     assert "disabled (disabled by CLI --disable)" in lines["hedging"]
     assert lines["dca"].rstrip().endswith("enabled")
-    assert "hedging [portfolio_guards]" not in result.stdout
+    assert "hedging [portfolio_watchers]" not in result.stdout
 
 
 def test_plugins_list_env_disable():

@@ -43,7 +43,7 @@ def test_disable_from_a_toml_file_removes_the_components(tmp_path):
     assert plugins.statuses["dca"].reason == "disabled by config [engine] disable"
     described = resolve_components(settings, plugins).describe()
     assert described["entry_planner"] is None
-    assert described["portfolio_guards"] == ["protections"]
+    assert described["entry_guards"] == ["protections"] and described["portfolio_watchers"] == ["protections"]
     assert described["sizer"] == "risk" and described["signal_sources"] == ["technical"]
 
 

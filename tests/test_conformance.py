@@ -61,7 +61,7 @@ class FakeOptions:
 class FakePlugin(Components):
     """A plugin registering one component ``name`` for ``role`` (``factory(options)`` builds it)."""
 
-    MLCOORD_HOOKS_VERSION = 1
+    MLCOORD_HOOKS_VERSION = 2
 
     def __init__(self, role: str, factory, name: str = "fake"):
         super().__init__(**{role: {name: factory}})
@@ -302,7 +302,7 @@ class SilentGuard:
     ("entry_planners", WrongSidePlanner, "legs must be at or below the price"),
     ("exit_managers", StopOnWrongSide, "long stop .* is not below the worst entry"),
     ("sizers", NegativeSizer, "quantity -1.0"),
-    ("portfolio_guards", SilentGuard, "expected None or the reason"),
+    ("portfolio_guards", SilentGuard, "expected None or the reason"),   # fake_plugins: both guard roles
 ], ids=["planner_wrong_side", "stop_wrong_side", "negative_size", "empty_veto_reason"])
 def test_kit_catches_broken_trading_components(role, factory, message):
     with pytest.raises(ConformanceError, match=message):

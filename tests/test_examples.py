@@ -120,7 +120,7 @@ def test_replace_signal_source_trades_volume_spike_signals():
 def test_conservative_is_long_only_unhedged_and_risks_half():
     journal = run_example("conservative.toml")
     assert journal["plugins"]["hedging"]["enabled"] is False
-    assert journal["components"]["portfolio_guards"] == ["protections"]
+    assert journal["components"]["entry_guards"] == ["protections"]
     decisions = non_hold(journal)
     assert {d["outcome"] for d in decisions if d["signal"] == "SELL"} <= {"no_short_on_spot", "hold"}
     assert any(d["outcome"] == "no_short_on_spot" for d in decisions)

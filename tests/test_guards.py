@@ -13,7 +13,7 @@ import pytest
 import mlcoord_hedging
 import mlcoord_protections
 from mlcoord import Action, Decision, GuardAction, Side, Signal, Trade, hookimpl
-from mlcoord.components import PortfolioGuard
+from mlcoord.components import EntryGuard, PortfolioWatcher
 from mlcoord.config import structure
 from mlcoord.errors import ConfigError
 from mlcoord.registry import load_plugins
@@ -112,7 +112,7 @@ def drawdown_path():
 def test_hedging_strategy_works_independently():
     # Nothing about signals can even be passed: the API takes a portfolio and nothing else.
     assert list(inspect.signature(HedgingGuard.on_bar).parameters) == ["self", "portfolio"]
-    assert list(inspect.signature(HedgingGuard.allow_entry).parameters) == ["self", "symbol", "side", "portfolio"]
+    assert not hasattr(HedgingGuard, "allow_entry")      # a watcher: it cannot even veto an entry
     with pytest.raises(TypeError):
         HedgingGuard().on_bar(FakePortfolio(), signal=Signal(Action.BUY, 1.0))
 
@@ -127,8 +127,6 @@ def test_hedging_strategy_works_independently():
             p.mark(equity)
             p.prices["BTC/USDT"] = 100.0 * equity / 10_000
             p.time = T0 + t * HOUR
-        assert a.allow_entry("BTC/USDT", Side.LONG, pa) is None
-        assert b.allow_entry("ETH/USDT", Side.SHORT, pb) is None
         a.on_trade_closed(trade(pnl=50.0, exit_reason="take_profit", i=t), decision(Action.BUY))
         b.on_trade_closed(trade(pnl=-50.0, i=t), decision(Action.SELL, "ETH/USDT"))
         out_a, out_b = a.on_bar(pa), b.on_bar(pb)
@@ -598,9 +596,13 @@ def test_both_guards_register_and_satisfy_the_protocol():
                                                            "protections": mlcoord_protections})
     for name, options in (("hedging", HedgingOptions), ("protections", ProtectionsOptions)):
         spec = plugins.components[name]
-        assert spec.role == "portfolio_guards" and spec.options is options
+        assert spec.options is options
         assert structure({}, options) == options()
-        assert isinstance(spec.factory(options()), PortfolioGuard)
+        if "entry_guards" in spec.roles:
+            assert isinstance(spec.factory(options()), EntryGuard)
+        assert isinstance(spec.factory(options()), PortfolioWatcher)
+    assert plugins.components["hedging"].roles == ("portfolio_watchers",)    # hedging never vetoes entries
+    assert set(plugins.components["protections"].roles) == {"entry_guards", "portfolio_watchers"}
 
 
 # -- restart state -----------------------------------------------------------------------------
@@ -670,14 +672,14 @@ def test_guard_state_is_kept_apart_from_the_learning_state(builtin_plugins_only)
         return build_pipeline(Settings(), load_plugins({}))     # the six built-ins (fixture)
 
     live = pipeline()
-    guards = {b.name: b.obj for b in live.components.portfolio_guards}
+    guards = {b.name: b.obj for b in live.components.guards}
     guards["protections"].on_trade_closed(trade(exit_reason="stop_loss", closed_at=T0 + HOUR), None)
     assert "protections" not in live.state()["components"] and "hedging" not in live.state()["components"]
     saved = live.guard_state()
     assert set(saved["guards"]) == {"protections", "hedging"}
     restarted = pipeline()
     restarted.load_guard_state(saved)
-    again = {b.name: b.obj for b in restarted.components.portfolio_guards}
+    again = {b.name: b.obj for b in restarted.components.guards}
     assert again["protections"].allow_entry("BTC/USDT", Side.LONG, at(3)).startswith("cooldown_after_stop")
     assert restarted.guard_state() == saved
 
@@ -696,7 +698,7 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
     btc = load_candles(bundled_path("BTC/USDT")).slice(0, 1200)
     settings = Settings()
     paper = PaperTrader(build_pipeline(settings, load_plugins({})), settings, [btc.slice(0, 800)])
-    hedging = {b.name: b.obj for b in paper.pipeline.components.portfolio_guards}["hedging"]
+    hedging = {b.name: b.obj for b in paper.pipeline.components.guards}["hedging"]
     assert hedging._market.bar == 799                        # every history bar, once
     assert hedging._market.baseline("BTC/USDT") is not None and hedging._market.vol("BTC/USDT") > 0
     assert paper.portfolio.positions == {} and not paper.engine.portfolio.hedge_triggers   # actions ignored
@@ -713,10 +715,17 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
         def allow_entry(self, symbol, side, portfolio):
             return None
 
+    def make(options):
+        return Counting()
+
     class Plugin:
         @hookimpl
-        def register_portfolio_guards(self, register):
-            register("counting", lambda options: Counting())
+        def register_entry_guards(self, register):
+            register("counting", make)
+
+        @hookimpl
+        def register_portfolio_watchers(self, register):
+            register("counting", make)
 
     plugins = load_plugins({}, extra_plugins={"counting": Plugin()})
     dated = structure({"data": {"timerange": "20201010-", "higher_timeframes": []}}, Settings)

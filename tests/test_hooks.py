@@ -1,5 +1,5 @@
 """Tests of their own for the hooks no plugin test covers: the observer hooks ``on_startup`` and
-``on_trade_closed``, and ``register_portfolio_guards`` as a hook (what the engine does with a guard
+``on_trade_closed``, and ``register_entry_guards``/``register_portfolio_watchers`` as hooks (what the engine does with a guard
 registered through it), each in a short backtest on the bundled BTC/USDT data.
 
 A spy plugin object implements the hooks; the built-in trading plugins run next to it, and
@@ -47,18 +47,25 @@ class RefuseShorts:
 class Spy:
     """One plugin object implementing a register hook and both observer hooks."""
 
-    MLCOORD_HOOKS_VERSION = 1
+    MLCOORD_HOOKS_VERSION = 2
 
     def __init__(self):
         self.events: list[tuple] = []
         self.asked: list[tuple] = []
         self.startups: list[tuple] = []
         self.closed: list[tuple[Trade, Optional[Decision]]] = []
+        self._factory = self._refuse
+
+    def _refuse(self, options):
+        return RefuseShorts(self, options)
 
     @hookimpl
-    def register_portfolio_guards(self, register):
-        register("refuse", lambda options: RefuseShorts(self, options), options=RefuseOptions,
-                 description="refuses shorts (test spy)")
+    def register_entry_guards(self, register):
+        register("refuse", self._factory, options=RefuseOptions, description="refuses shorts (test spy)")
+
+    @hookimpl
+    def register_portfolio_watchers(self, register):      # the same factory: one object in both roles
+        register("refuse", self._factory, options=RefuseOptions, description="refuses shorts (test spy)")
 
     @hookimpl
     def on_startup(self, settings, components):
@@ -118,7 +125,9 @@ def test_on_startup_is_called_once_with_settings_and_components_before_the_first
     assert isinstance(components, Components)
     assert components.describe() == result.components
     assert components.entry_planner.name == "dca" and type(components.entry_planner.obj).__name__ == "DCAPlanner"
-    assert [g.name for g in components.portfolio_guards] == ["hedging", "protections", "refuse"]
+    assert sorted(g.name for g in components.guards) == ["hedging", "protections", "refuse"]
+    assert [g.name for g in components.entry_guards] == ["protections", "refuse"]
+    assert [g.name for g in components.portfolio_watchers] == ["hedging", "protections", "refuse"]
 
 
 def test_on_startup_that_raises_stops_the_run(short_candles):
@@ -154,7 +163,7 @@ def test_on_trade_closed_that_raises_does_not_stop_the_run(short_candles, spied)
     assert result.raw.errors.get("plugins.on_trade_closed") == len([t for t in plain.raw.trades if not t.hedge])
 
 
-# -- register_portfolio_guards -------------------------------------------------------------------
+# -- register_entry_guards / register_portfolio_watchers -------------------------------------------------------------------
 
 def test_a_guard_registered_by_the_hook_sees_every_bar_and_vetoes_entries(spied):
     spy, _, _, result = spied
@@ -174,3 +183,31 @@ def test_a_guards_options_come_from_its_config_table(short_candles, spied):
     assert not any(d.outcome == "vetoed:refuse" for d in result.raw.decisions)
     assert any(t.side == Side.SHORT for t in result.raw.trades if not t.hedge)
     assert len(result.raw.trades) != len(refused.raw.trades)
+
+
+def test_a_plugin_written_for_hooks_version_1_is_refused_naming_what_changed():
+    """``register_portfolio_guards`` was split in hooks version 2; a plugin still implementing it
+    would never be called: it is skipped with an error that says what replaced it."""
+    from mlcoord.registry import load_plugins
+
+    class OldGuardPlugin:
+        MLCOORD_HOOKS_VERSION = 1
+
+        @hookimpl
+        def register_portfolio_guards(self, register):
+            register("oldguard", lambda options: None)
+
+    plugins = load_plugins({}, entry_points={}, extra_plugins={"oldguard": OldGuardPlugin()})
+    status = plugins.statuses["oldguard"]
+    assert not status.enabled
+    assert "register_portfolio_guards" in status.reason
+    assert "register_entry_guards" in status.reason and "register_portfolio_watchers" in status.reason
+    assert "oldguard" not in plugins.components
+
+
+def test_the_old_pipeline_key_is_an_error_naming_the_new_ones():
+    from mlcoord.config import Settings, structure
+    from mlcoord.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="entry_guards.*portfolio_watchers"):
+        structure({"pipeline": {"portfolio_guards": ["protections"]}}, Settings)

@@ -41,8 +41,8 @@ drawdown_release = 0.001
 
 def hedge_config(tmp_path, extra=""):
     path = live_config(tmp_path, extra=extra)
-    text = path.read_text().replace('portfolio_guards = ["protections"]',
-                                    'portfolio_guards = ["protections", "hedging"]')
+    text = path.read_text().replace('portfolio_watchers = ["protections"]',
+                                    'portfolio_watchers = ["protections", "hedging"]')
     path.write_text(text + HEDGING)
     return path
 

@@ -19,7 +19,7 @@ from live_helpers import BarClock, live_config
 
 
 def _guards(trader):
-    return {b.name: b.obj for b in trader.pipeline.components.portfolio_guards}
+    return {b.name: b.obj for b in trader.pipeline.components.guards}
 
 
 def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(exchange_server, tmp_path):

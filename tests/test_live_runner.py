@@ -61,8 +61,8 @@ def test_paper_pauses_while_the_exchange_is_down(exchange_server, tmp_path):
 
 def test_hedging_on_spot_stops_start_up(tmp_path):
     path = _config(tmp_path, "spot")
-    path.write_text(path.read_text().replace('portfolio_guards = ["protections"]',
-                                             'portfolio_guards = ["protections", "hedging"]'))
+    path.write_text(path.read_text().replace('portfolio_watchers = ["protections"]',
+                                             'portfolio_watchers = ["protections", "hedging"]'))
     settings, _ = load_live_settings(path)
     with pytest.raises(ConfigError, match="hedging guard needs a futures account"):
         check_live_start(settings, load_plugins(), real_money=True, env={})

@@ -37,7 +37,7 @@ def spot_config(tmp_path, extra="", symbols=None, pipeline=None):
     if symbols:
         text = text.replace('symbols = ["BTC/USDT"]', symbols)
     if pipeline:
-        text = text.replace('signal_sources = ["technical"]\nportfolio_guards = ["protections"]', pipeline)
+        text = text.replace('signal_sources = ["technical"]\nentry_guards = ["protections"]\nportfolio_watchers = ["protections"]', pipeline)
     path.write_text(text)
     return path
 
@@ -179,7 +179,7 @@ class Planted:
         register("fixedexits", lambda o: FixedExits(self.stop, self.tp))
 
 
-PLANTED = ('signal_sources = ["planted"]\nportfolio_guards = []\nexit_manager = "fixedexits"\n'
+PLANTED = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\nexit_manager = "fixedexits"\n'
            'entry_planner = ""\ncalibrator = ""')
 
 
@@ -270,8 +270,8 @@ def test_spot_stop_limit_that_does_not_fill_is_closed_at_market(exchange_server,
 
 def test_spot_start_up_refuses_hedging_and_leverage_before_touching_the_account(exchange_server, tmp_path):
     path = spot_config(tmp_path)
-    path.write_text(path.read_text().replace('portfolio_guards = ["protections"]',
-                                             'portfolio_guards = ["protections", "hedging"]'))
+    path.write_text(path.read_text().replace('portfolio_watchers = ["protections"]',
+                                             'portfolio_watchers = ["protections", "hedging"]'))
     settings, options = load_live_settings(path)
     with pytest.raises(ConfigError, match="hedging guard needs a futures account"):
         run_live(settings, options, spot_client(exchange_server), load_plugins(), clock=BarClock(exchange_server),

@@ -19,7 +19,8 @@ from mlcoord.registry import load_plugins
 def _settings(market: str, symbols: list[str], start: pd.Timestamp) -> Settings:
     guards = ["protections", "hedging"] if market == "futures" else ["protections"]
     return structure({"engine": {"min_confidence": 0.5},
-                      "pipeline": {"ml_components": [], "signal_sources": ["technical"], "portfolio_guards": guards},
+                      "pipeline": {"ml_components": [], "signal_sources": ["technical"], "entry_guards": ["protections"],
+                                   "portfolio_watchers": guards},
                       "data": {"symbols": symbols, "timerange": f"{start:%Y%m%d}-"},
                       "backtest": {"market": market, "leverage": 2.0 if market == "futures" else 1.0}}, Settings)
 

@@ -55,13 +55,22 @@ class VandalPlugin:
     def __init__(self, vandal):
         self.vandal = vandal
 
+    def _make(self, options):
+        return self.vandal
+
     @hookimpl
-    def register_portfolio_guards(self, register):
-        register("vandal", lambda o: self.vandal)
+    def register_entry_guards(self, register):
+        register("vandal", self._make)
+
+    @hookimpl
+    def register_portfolio_watchers(self, register):
+        register("vandal", self._make)
 
 
 def run(candles, extra=None):
-    settings = structure({"pipeline": {"portfolio_guards": ["hedging", "protections"] + (["vandal"] if extra else [])},
+    vandal = ["vandal"] if extra else []
+    settings = structure({"pipeline": {"entry_guards": ["protections"] + vandal,
+                                       "portfolio_watchers": ["hedging", "protections"] + vandal},
                           "data": {"higher_timeframes": []}}, Settings)
     plugins = load_plugins({}, extra_plugins={"vandal": extra} if extra else {})
     return run_backtest(settings, plugins=plugins, candles=[candles])

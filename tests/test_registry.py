@@ -65,7 +65,8 @@ def test_every_builtin_is_discovered_and_enabled_by_default():
         assert plugins.components[name].owner == name
     assert resolve_components(Settings(), plugins).describe() == {
         "signal_sources": ["technical"], "ml_components": [], "calibrator": None, "entry_planner": "dca",
-        "sizer": "risk", "exit_manager": "exits", "portfolio_guards": ["hedging", "protections"]}
+        "sizer": "risk", "exit_manager": "exits", "entry_guards": ["protections"],
+        "portfolio_watchers": ["hedging", "protections"]}
 
 
 @pytest.mark.parametrize("means", sorted(MEANS))
@@ -305,7 +306,7 @@ def test_guard_raising_in_on_bar_is_counted_every_bar(short_candles):
     assert result.raw.errors == {"badguard.on_bar": len(result.raw.times)}
     assert len(failures) == 3
     assert result.stats["trades"] > 0
-    assert "hedging" in result.components["portfolio_guards"]
+    assert "hedging" in result.components["portfolio_watchers"]
 
 
 def test_exit_manager_raising_in_update_keeps_initial_levels(short_candles):

@@ -120,10 +120,13 @@ class Planted:
     def register_sizers(self, register):
         register("fixedsize", lambda o: Size(self.qty))
 
+    def _guard(self, options):
+        return self.guard
+
     @hookimpl
-    def register_portfolio_guards(self, register):
+    def register_portfolio_watchers(self, register):
         if self.guard is not None:
-            register("plantedguard", lambda o: self.guard)
+            register("plantedguard", self._guard)
 
 
 def run(candles, plugin, instruments=None, **backtest):

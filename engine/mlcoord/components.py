@@ -239,19 +239,23 @@ class ExitManager(Protocol):
 
 
 @runtime_checkable
-class PortfolioGuard(Protocol):
-    """A portfolio-level rule, independent of signals. Optional methods the engine calls when
-    present: ``on_trade_closed(trade, decision)``, and ``state() -> dict`` /
-    ``load_state(state: dict)``: what the guard must not forget when a live bot restarts (active
-    triggers, locks, cooldowns), JSON-able, stored after every live cycle and restored at start.
-    Price statistics need not be saved: a live session first replays its warm-up history through
-    ``on_bar`` as flat bars (actions ignored)."""
-
-    def on_bar(self, portfolio: PortfolioView) -> Sequence[GuardAction]:
-        """Called after every bar's fills and marking; returns actions (usually none)."""
+class EntryGuard(Protocol):
+    """A rule that may refuse an entry. Optional methods the engine calls when present:
+    ``on_trade_closed(trade, decision)``, and ``state() -> dict`` / ``load_state(state: dict)``:
+    what it must not forget when a live bot restarts (locks, cooldowns), JSON-able."""
 
     def allow_entry(self, symbol: str, side: Side, portfolio: PortfolioView) -> Optional[str]:
         """``None`` to allow an entry, or the reason it is refused."""
+
+
+@runtime_checkable
+class PortfolioWatcher(Protocol):
+    """A portfolio-level rule that sees every bar, independent of signals. Optional methods as for
+    :class:`EntryGuard`. Price statistics need not be saved: a live session first replays its
+    warm-up history through ``on_bar`` as flat bars (actions ignored)."""
+
+    def on_bar(self, portfolio: PortfolioView) -> Sequence[GuardAction]:
+        """Called after every bar's fills and marking; returns actions (usually none)."""
 
 
 ROLE_PROTOCOLS = {
@@ -261,12 +265,13 @@ ROLE_PROTOCOLS = {
     "entry_planners": EntryPlanner,
     "sizers": Sizer,
     "exit_managers": ExitManager,
-    "portfolio_guards": PortfolioGuard,
+    "entry_guards": EntryGuard,
+    "portfolio_watchers": PortfolioWatcher,
 }
 
 __all__ = [
     "MarketData", "build_market_data", "SignalSeries", "PositionView", "PortfolioView",
     "SignalSource", "Voter", "MLComponent", "Calibrator", "EntryPlanner", "Sizer",
-    "PositionManager", "ExitManager", "PortfolioGuard", "ROLE_PROTOCOLS",
+    "PositionManager", "ExitManager", "EntryGuard", "PortfolioWatcher", "ROLE_PROTOCOLS",
     "Action", "Decision", "Trade", "EventSpec", "Outcome",
 ]

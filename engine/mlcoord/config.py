@@ -73,8 +73,18 @@ class PipelineConfig:
     entry_planner: Optional[str] = None
     sizer: Optional[str] = None
     exit_manager: Optional[str] = None
-    portfolio_guards: Optional[tuple[str, ...]] = None
+    entry_guards: Optional[tuple[str, ...]] = None
+    portfolio_watchers: Optional[tuple[str, ...]] = None
+    #: removed in hooks version 2 (kept only to say so clearly)
+    portfolio_guards: Optional[tuple[str, ...]] = attrs.field(default=None)
     weights: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_WEIGHTS))
+
+    @portfolio_guards.validator
+    def _check_portfolio_guards(self, attribute, value):
+        if value is not None:
+            raise ValueError("portfolio_guards was split in two (hooks version 2): list entry guards in "
+                             "[pipeline] entry_guards (may veto entries) and portfolio watchers in "
+                             f"[pipeline] portfolio_watchers (hedge and close actions); got {list(value)!r}")
 
     @weights.validator
     def _check_weights(self, attribute, value):

@@ -30,7 +30,17 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
     from mlcoord.registry import Register
 
 PROJECT = "mlcoord"
-HOOKS_VERSION = 1
+HOOKS_VERSION = 2
+
+#: hooks a newer contract removed -> what replaced them (a plugin still implementing one is refused
+#: at load with this text, instead of silently never being called)
+REMOVED_HOOKS = {
+    "register_portfolio_guards": (
+        "hooks version 2 split portfolio guards in two: register_entry_guards (allow_entry: may veto an "
+        "entry) and register_portfolio_watchers (on_bar: sees every bar, returns hedge and close actions). "
+        "Register the component in each role it plays (the same name and factory in both gives one object); "
+        "declare MLCOORD_HOOKS_VERSION = 2"),
+}
 
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
@@ -113,13 +123,31 @@ def register_exit_managers(register: "Register") -> None:
 
 
 @hookspec
-def register_portfolio_guards(register: "Register") -> None:
-    """Register portfolio guards: hedging and protections, independent of signals.
+def register_entry_guards(register: "Register") -> None:
+    """Register entry guards: rules that may refuse an entry (trade caps, cooldowns, pair locks,
+    daily loss limits), independent of signals.
 
-    ``factory(options)`` returns an :class:`mlcoord.components.PortfolioGuard`, called on every
-    bar with the portfolio (it may open or close hedges) and before every entry (it may veto).
+    ``factory(options)`` returns an :class:`mlcoord.components.EntryGuard` whose
+    ``allow_entry(symbol, side, portfolio)`` returns ``None`` or the reason it refuses. Its
+    portfolio counts commitments (``committed_trades()``, ``committed_exposure()``): working
+    entries and plans approved earlier in the same bar, so a cap holds however many symbols
+    signal together. A component registered under the same name as an entry guard and a
+    portfolio watcher is one object playing both roles.
 
-    .. versionadded:: 1
+    .. versionadded:: 2
+    """
+
+
+@hookspec
+def register_portfolio_watchers(register: "Register") -> None:
+    """Register portfolio watchers: rules that see the whole portfolio on every bar and act on it
+    (hedging on drawdown, volatility or correlation; closing everything on a daily loss).
+
+    ``factory(options)`` returns an :class:`mlcoord.components.PortfolioWatcher` whose
+    ``on_bar(portfolio)`` returns :class:`mlcoord.model.GuardAction` values (usually none). Hedge
+    legs are independent of signals: entry caps never block a hedge.
+
+    .. versionadded:: 2
     """
 
 

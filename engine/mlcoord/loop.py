@@ -190,7 +190,7 @@ class TradingLoop:
         self.equity_curve: list[float] = []
         self.exposure_curve: list[float] = []
         self._day: Optional[int] = None
-        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_guards]
+        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
         ledger.on_opened.append(self._opened)
         ledger.on_closed.append(self._closed)
         ledger.on_fill.append(self._filled)

@@ -38,7 +38,8 @@ SINGLE_DEFAULTS = {"calibrator": "bayes", "entry_planner": "dca", "sizer": "risk
 ROLE_OF = {
     "signal_sources": "signal_sources", "ml_components": "ml_components", "calibrator": "calibrators",
     "entry_planner": "entry_planners", "sizer": "sizers", "exit_manager": "exit_managers",
-    "portfolio_guards": "portfolio_guards",
+    "entry_guards": "entry_guards",
+    "portfolio_watchers": "portfolio_watchers",
 }
 
 
@@ -87,11 +88,20 @@ class Components:
     entry_planner: Optional[Built]
     sizer: Built
     exit_manager: Built
-    portfolio_guards: list[Built]
+    entry_guards: list[Built]
+    portfolio_watchers: list[Built]
+
+    @property
+    def guards(self) -> list[Built]:
+        """Entry guards and portfolio watchers, each object once (one may play both roles)."""
+        seen: dict[int, Built] = {}
+        for b in (*self.entry_guards, *self.portfolio_watchers):
+            seen.setdefault(id(b.obj), b)
+        return list(seen.values())
 
     def all(self) -> list[Built]:
         single = [self.calibrator, self.entry_planner, self.sizer, self.exit_manager]
-        return [*self.signal_sources, *self.ml_components, *[b for b in single if b], *self.portfolio_guards]
+        return [*self.signal_sources, *self.ml_components, *[b for b in single if b], *self.guards]
 
     def describe(self) -> dict[str, Any]:
         def names(items):
@@ -101,7 +111,7 @@ class Components:
             "calibrator": self.calibrator.name if self.calibrator else None,
             "entry_planner": self.entry_planner.name if self.entry_planner else None,
             "sizer": self.sizer.name, "exit_manager": self.exit_manager.name,
-            "portfolio_guards": names(self.portfolio_guards),
+            "entry_guards": names(self.entry_guards), "portfolio_watchers": names(self.portfolio_watchers),
         }
 
 
@@ -137,7 +147,14 @@ def resolve_components(settings: Settings, plugins: PluginSet,
         if name in plugins.components:
             plugin_options(settings, name, plugins.components[name].options)
 
+    shared: dict[tuple[str, str], Built] = {}
+
     def build(spec: ComponentSpec) -> Built:
+        if spec.extra_roles:    # one object for a guard registered in both guard roles
+            key = (spec.owner, spec.name)
+            if key not in shared:
+                shared[key] = build_component(settings, spec, **option_changes.get(spec.name, {}))
+            return shared[key]
         return build_component(settings, spec, **option_changes.get(spec.name, {}))
 
     def pick_list(key: str) -> list[Built]:
@@ -176,15 +193,14 @@ def resolve_components(settings: Settings, plugins: PluginSet,
                 f"no {key} component is registered"
             raise ConfigError(f"the {human} is essential and cannot be disabled: {why}. Enable it, or name "
                               f"another plugin's component with [pipeline] {key} = \"NAME\"")
+    watchers = pick_list("portfolio_watchers")
     if settings.backtest.market == "spot":
-        guards = pick_list("portfolio_guards")
-        if any(b.name == "hedging" for b in guards):
+        if any(b.name == "hedging" for b in watchers):
             raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
                               "[backtest] market = \"futures\" or disable hedging")
-    else:
-        guards = pick_list("portfolio_guards")
     return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
-                      chosen["entry_planner"], chosen["sizer"], chosen["exit_manager"], guards)
+                      chosen["entry_planner"], chosen["sizer"], chosen["exit_manager"], pick_list("entry_guards"),
+                      watchers)
 
 
 @attrs.define(slots=True)
@@ -368,7 +384,7 @@ class Pipeline:
         if levels is None:
             return Decision(outcome="vetoed:exit_manager", plan=plan,
                             veto=f"exit manager {self.components.exit_manager.name} gave no valid stop", **base)
-        for guard in self.components.portfolio_guards:
+        for guard in self.components.entry_guards:
             try:
                 reason = guard.obj.allow_entry(data.symbol, side, portfolio)
             except Exception as exc:
@@ -493,10 +509,10 @@ class Pipeline:
         out: dict[str, Any] = {"version": 1, "components": {}}
         if self.coordinator.active is not None:
             out["ensemble"] = self.coordinator.active.state()
-        guards = {id(b) for b in self.components.portfolio_guards}
+        guards = {id(b.obj) for b in self.components.guards}
         for b in self.components.all():
             fn = getattr(b.obj, "state", None)
-            if fn is not None and id(b) not in guards:
+            if fn is not None and id(b.obj) not in guards:
                 out["components"][b.name] = fn()
         return out
 
@@ -504,22 +520,22 @@ class Pipeline:
         if "ensemble" in state:
             names = list(state["ensemble"].get("weights", {}))
             self.coordinator.ensemble(names).load_state(state["ensemble"])
-        guards = {id(b) for b in self.components.portfolio_guards}
-        self._restore([b for b in self.components.all() if id(b) not in guards], state.get("components", {}))
+        guards = {id(b.obj) for b in self.components.guards}
+        self._restore([b for b in self.components.all() if id(b.obj) not in guards], state.get("components", {}))
 
     def guard_state(self) -> dict[str, Any]:
         """What the portfolio guards must not forget across a live bot's restart (cooldowns, pair
         locks, active hedge triggers): stored by the live loop after every cycle, not by backtests
         (a backtest's locks would lie in another run's future)."""
         out: dict[str, Any] = {"version": 1, "guards": {}}
-        for b in self.components.portfolio_guards:
+        for b in self.components.guards:
             fn = getattr(b.obj, "state", None)
             if fn is not None:
                 out["guards"][b.name] = fn()
         return out
 
     def load_guard_state(self, state: dict[str, Any]) -> None:
-        self._restore(self.components.portfolio_guards, state.get("guards", {}))
+        self._restore(self.components.guards, state.get("guards", {}))
 
     @staticmethod
     def _restore(built: list[Built], saved_by_name: dict[str, Any]) -> None:

@@ -33,8 +33,12 @@ REGISTER_HOOKS = {
     "register_entry_planners": "entry_planners",
     "register_sizers": "sizers",
     "register_exit_managers": "exit_managers",
-    "register_portfolio_guards": "portfolio_guards",
+    "register_entry_guards": "entry_guards",
+    "register_portfolio_watchers": "portfolio_watchers",
 }
+
+#: roles one component may play together (registered under one name with one factory in both)
+GUARD_ROLES = ("entry_guards", "portfolio_watchers")
 
 #: what to tell a user when a plugin's import fails for a missing module
 EXTRA_FOR_MODULE = {"torch": "ml", "river": "ml", "ccxt": "exchange"}
@@ -50,6 +54,11 @@ class ComponentSpec:
     options: Optional[type]
     owner: str
     description: str = ""
+    extra_roles: tuple[str, ...] = ()     # a guard registered as entry guard and portfolio watcher
+
+    @property
+    def roles(self) -> tuple[str, ...]:
+        return (self.role, *self.extra_roles)
 
 
 @attrs.frozen
@@ -77,6 +86,11 @@ class Register:
         if options is not None and not attrs.has(options):
             raise PluginError(f"plugin {self._owner!r}: options of {name!r} must be an attrs class, got {options!r}")
         previous = self._registry.get(name)
+        if previous is not None and previous.owner == self._owner and {previous.role, self._role} == set(GUARD_ROLES) \
+                and previous.factory == factory and previous.options is options:
+            # one guard playing both roles (vetoing entries and acting on every bar): one component
+            self._registry[name] = attrs.evolve(previous, extra_roles=previous.extra_roles + (self._role,))
+            return
         if previous is not None:
             raise PluginError(
                 f"component name {name!r} registered twice: by plugin {previous.owner!r} "
@@ -94,7 +108,7 @@ class PluginSet:
     components: dict[str, ComponentSpec]
 
     def by_role(self, role: str) -> list[ComponentSpec]:
-        return sorted((c for c in self.components.values() if c.role == role), key=lambda c: c.name)
+        return sorted((c for c in self.components.values() if role in c.roles), key=lambda c: c.name)
 
     @property
     def hook(self):
@@ -203,6 +217,10 @@ def load_plugins(
 
 
 def _check_hooks_version(name: str, plugin: Any) -> None:
+    for hook, change in hookspecs.REMOVED_HOOKS.items():
+        impl = getattr(plugin, hook, None)
+        if impl is not None and hasattr(impl, f"{hookspecs.PROJECT}_impl"):
+            raise PluginError(f"plugin {name!r} implements {hook}, which this engine no longer calls: {change}")
     wanted = getattr(plugin, "MLCOORD_HOOKS_VERSION", hookspecs.HOOKS_VERSION)
     if not isinstance(wanted, int) or wanted > hookspecs.HOOKS_VERSION:
         raise PluginError(
@@ -212,8 +230,12 @@ def _check_hooks_version(name: str, plugin: Any) -> None:
 
 
 def check_protocol(spec: ComponentSpec, component: Any) -> None:
-    """A built component must have the methods of its role's protocol."""
-    protocol = ROLE_PROTOCOLS[spec.role]
+    """A built component must have the methods of each of its roles' protocols."""
+    for role in spec.roles:
+        _check_role(spec, ROLE_PROTOCOLS[role], component)
+
+
+def _check_role(spec: ComponentSpec, protocol: Any, component: Any) -> None:
     if not isinstance(component, protocol):
         missing = [m for m in protocol.__protocol_attrs__ if not hasattr(component, m)] \
             if hasattr(protocol, "__protocol_attrs__") else []

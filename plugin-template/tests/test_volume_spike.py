@@ -216,7 +216,7 @@ def test_registers_a_signal_source_named_volume_spike():
     component = spec.factory(VolumeSpikeOptions())
     check_protocol(spec, component)
     assert isinstance(component, SignalSource)
-    assert mlcoord_volume_spike.MLCOORD_HOOKS_VERSION == 1
+    assert mlcoord_volume_spike.MLCOORD_HOOKS_VERSION == 2
 
 
 def test_disabling_it_removes_the_component():

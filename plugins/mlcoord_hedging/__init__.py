@@ -5,19 +5,20 @@ volatility of the market the portfolio holds against that market's normal (media
 and how tightly the exposed symbols move together — and asks the engine to hedge a fraction of
 the net exposure while any of them is alarming, releasing the hedge with hysteresis once none
 is. Its API takes a portfolio and nothing else, so the ML coordinator cannot influence it (the
-product's "hedging is independent of signals" rule). It never vetoes entries; that is the ``protections`` guard's job.
+product's "hedging is independent of signals" rule). It is a portfolio watcher only: it never vetoes
+entries (that is the ``protections`` entry guard's job).
 """
 
 from mlcoord import hookimpl
 
 from mlcoord_hedging.guard import HedgingGuard, HedgingOptions
 
-MLCOORD_HOOKS_VERSION = 1
+MLCOORD_HOOKS_VERSION = 2
 
 __all__ = ["HedgingGuard", "HedgingOptions"]
 
 
 @hookimpl
-def register_portfolio_guards(register):
+def register_portfolio_watchers(register):
     register("hedging", HedgingGuard, options=HedgingOptions,
              description="hedge net exposure on drawdown, volatility spikes in held symbols or correlated exposure")

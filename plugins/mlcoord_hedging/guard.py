@@ -119,10 +119,6 @@ class HedgingGuard:
         self._dd_release = o.drawdown_release + _EPS
 
     # -- PortfolioGuard -------------------------------------------------------------------------
-    def allow_entry(self, symbol: str, side: Side, portfolio) -> Optional[str]:
-        """Hedging never vetoes entries."""
-        return None
-
     def on_trade_closed(self, trade: Trade, decision: Optional[Decision] = None) -> None:
         """Outcomes do not matter to the hedge: it reacts to the portfolio only."""
 

@@ -1,4 +1,6 @@
-"""Protections: the entry locks users of other bots rely on, as a portfolio guard.
+"""Protections: the entry locks users of other bots rely on, as an entry guard (and, to arm the
+daily loss limit the moment it is breached and optionally close everything, a portfolio watcher:
+one object in both roles).
 
 Four rules, each off when set to 0: a cap on open trades, a cooldown on a pair after a stop-loss
 exit, a pair lock after repeated losses on that pair, and a daily loss limit that stops new
@@ -11,12 +13,19 @@ from mlcoord import hookimpl
 
 from mlcoord_protections.rules import Protections, ProtectionsOptions
 
-MLCOORD_HOOKS_VERSION = 1
+MLCOORD_HOOKS_VERSION = 2
 
 __all__ = ["Protections", "ProtectionsOptions"]
 
 
+DESCRIPTION = "max open trades, stop cooldown, pair lock after losses, daily loss limit"
+
+
 @hookimpl
-def register_portfolio_guards(register):
-    register("protections", Protections, options=ProtectionsOptions,
-             description="max open trades, stop cooldown, pair lock after losses, daily loss limit")
+def register_entry_guards(register):
+    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION)
+
+
+@hookimpl
+def register_portfolio_watchers(register):
+    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION)

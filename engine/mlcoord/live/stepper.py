@@ -158,7 +158,7 @@ class Stepper:
         with exactly the backtest's per-bar code."""
         self.books = list(books)
         self.portfolio.books = self.books
-        self._guards = [(g.name, g.obj.on_bar) for g in self.pipeline.components.portfolio_guards]
+        self._guards = [(g.name, g.obj.on_bar) for g in self.pipeline.components.portfolio_watchers]
         self._times: list[int] = []
         self._equity_curve: list[float] = []
         self._exposure_curve: list[float] = []

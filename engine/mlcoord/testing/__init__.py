@@ -51,7 +51,12 @@ def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Ch
     """
     get_data = _data_getter(data)
     out = []
-    for name, fn, applies in (*COMMON_CHECKS, *ROLE_CHECKS.get(spec.role, ())):
+    role_checks = [c for role in spec.roles for c in ROLE_CHECKS.get(role, ())]
+    seen = set()
+    for name, fn, applies in (*COMMON_CHECKS, *role_checks):
+        if name in seen:      # a guard in both guard roles runs the shared checks once
+            continue
+        seen.add(name)
         if applies is None or applies(spec):
             out.append(Check(f"{spec.name}-{name}", name, spec.name,
                              lambda fn=fn: fn(spec, get_data)))

@@ -12,7 +12,7 @@ from mlcoord.registry import ComponentSpec
 ROLE_WORDS = {
     "signal_sources": "signal source", "ml_components": "ML component", "calibrators": "calibrator",
     "entry_planners": "entry planner", "sizers": "sizer", "exit_managers": "exit manager",
-    "portfolio_guards": "portfolio guard",
+    "entry_guards": "entry guard", "portfolio_watchers": "portfolio watcher",
 }
 
 #: role -> [(check name, check(spec, data), applies(spec) or None)], filled by the role modules

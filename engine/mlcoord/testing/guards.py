@@ -1,4 +1,6 @@
-"""Checks of portfolio guards: a long position walked through a 30% drawdown and back."""
+"""Checks of entry guards and portfolio watchers: a long position walked through a 30% drawdown and
+back (``on_bar`` every bar for watchers, ``allow_entry`` every 10 bars for entry guards; a guard
+playing both roles gets both)."""
 
 from __future__ import annotations
 
@@ -36,9 +38,10 @@ def _guard_run(spec, guard, data, bars: int = 400) -> list:
         if step == 120 and callable(getattr(guard, "on_trade_closed", None)):
             call(spec, "on_trade_closed(a losing stop)", guard.on_trade_closed, _losing_trade(data, j), None)
         view = portfolio.view()
-        actions = call(spec, f"on_bar() at step {step}", guard.on_bar, view)
         if step == 0:
-            expect_read_only(spec, view, "the portfolio handed to on_bar()")
+            expect_read_only(spec, view, "the portfolio handed to the guard")
+        on_bar = getattr(guard, "on_bar", None) if "portfolio_watchers" in spec.roles else None
+        actions = call(spec, f"on_bar() at step {step}", on_bar, view) if on_bar is not None else []
         expect(isinstance(actions, (list, tuple)) and all(isinstance(a, GuardAction) for a in actions),
                f"{who(spec)}: on_bar() returned {actions!r:.100}, expected a list of GuardAction")
         for action in actions:
@@ -50,7 +53,7 @@ def _guard_run(spec, guard, data, bars: int = 400) -> list:
             elif action.kind == "close_all":
                 quantity, portfolio.hedge = 0.0, None
         answers.append(tuple(actions))
-        if step % 10 == 0:
+        if step % 10 == 0 and "entry_guards" in spec.roles:
             for side in SIDES:
                 why = call(spec, f"allow_entry({side.name}) at step {step}", guard.allow_entry, symbol, side, view)
                 expect(why is None or (isinstance(why, str) and why.strip()),
@@ -59,12 +62,14 @@ def _guard_run(spec, guard, data, bars: int = 400) -> list:
     return answers
 
 
-@role_check("portfolio_guards", name="output")
+@role_check("entry_guards", name="output")
+@role_check("portfolio_watchers", name="output")
 def guard_output(spec, get_data) -> None:
     _guard_run(spec, build(spec), get_data())
 
 
-@role_check("portfolio_guards", name="deterministic")
+@role_check("entry_guards", name="deterministic")
+@role_check("portfolio_watchers", name="deterministic")
 def guard_deterministic(spec, get_data) -> None:
     data = get_data()
     a, b = _guard_run(spec, build(spec), data), _guard_run(spec, build(spec), data)

@@ -39,7 +39,7 @@ from mlcoord_volume_spike.grid import GridOptions, GridPlanner
 __version__ = "0.1.0"
 
 #: The mlcoord hook contract this plugin was written for (checked when mlcoord loads it).
-MLCOORD_HOOKS_VERSION = 1
+MLCOORD_HOOKS_VERSION = 2
 
 _number = v.instance_of((int, float))
 _bars = [v.instance_of(int), v.ge(1)]
