@@ -17,6 +17,7 @@ from mlcoord.model import (
     MarketContext,
     Order,
     PortfolioState,
+    PositionExit,
     PositionState,
     Regime,
     Side,
@@ -32,5 +33,5 @@ __version__ = "0.1.0"
 __all__ = [
     "HOOKS_VERSION", "hookimpl", "__version__",
     "Action", "Decision", "EntryLeg", "EntryPlan", "ExitLevels", "Fill", "GuardAction",
-    "MarketContext", "Order", "PortfolioState", "PositionState", "Regime", "Side", "Signal", "Sizing", "SizingRequest", "Trade", "Vote",
+    "MarketContext", "Order", "PortfolioState", "PositionExit", "PositionState", "Regime", "Side", "Signal", "Sizing", "SizingRequest", "Trade", "Vote",
 ]
