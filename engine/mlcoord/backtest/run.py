@@ -23,6 +23,7 @@ from mlcoord.config import Settings, unstructure
 from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
+from mlcoord.learning_state import first_traded_bar, restore as restore_learning_state
 from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import PluginSet, load_plugins
 
@@ -178,9 +179,10 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
     state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
-    if state_file is not None and state_file.exists():
-        pipeline.load_state(json.loads(state_file.read_text(encoding="utf-8")))
-        log.info("learning_state_restored", path=str(state_file))
+    start, _ = parse_timerange(settings.data.timerange)
+    if state_file is not None and state_file.exists():   # never used at or before what it learnt from
+        first = _after_training(start.value if start is not None else None, pipeline.trained_until())
+        restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
     event = settings.learning.event
     prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
                 for c in candles]
@@ -190,14 +192,13 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
 
         funding = load_store_funding(settings.data.store, settings.exchange, [c.symbol for c in candles])
     backtest = Backtest(pipeline, settings, Journal(), funding=funding)
-    start, _ = parse_timerange(settings.data.timerange)
     start_ns = start.value if start is not None else None
     trained = pipeline.trained_until()
     if trained is not None and (start_ns is None or start_ns <= trained):
         # no in-sample results: statistics start after the newest model's training data
         log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
                     requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
-        start_ns = trained + 1
+    start_ns = _after_training(start_ns, trained)
     if progress_factory:
         times = np.unique(np.concatenate([c.time for c in candles]))
         progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
@@ -225,6 +226,13 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         candles=tuple(candles),
     )
     return result
+
+
+def _after_training(start_ns: Optional[int], trained: Optional[int]) -> Optional[int]:
+    """The first time statistics may start: the requested start, but after the models' training data."""
+    if trained is not None and (start_ns is None or start_ns <= trained):
+        return trained + 1
+    return start_ns
 
 
 def symbol_backtest_task(shared: tuple, j: int) -> BacktestResult:
