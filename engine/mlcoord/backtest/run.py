@@ -24,6 +24,7 @@ from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
 from mlcoord.learning_state import first_traded_bar, restore as restore_learning_state
+from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import PluginSet, load_plugins
 
@@ -125,6 +126,7 @@ class BacktestResult:
     timeframe: str
     elapsed: dict[str, float]
     candles: tuple[Candles, ...] = ()
+    notes: tuple[str, ...] = ()         # what the run changed on its own (a component left out, ...)
 
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
@@ -132,7 +134,7 @@ class BacktestResult:
             "mlcoord_result": 1,
             "symbols": list(self.symbols), "timeframe": self.timeframe,
             "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
-            "learning": self.learning,
+            "learning": self.learning, "notes": list(self.notes),
             "plugins": self.plugins, "elapsed_seconds": self.elapsed, "errors": raw.errors,
             "equity": {"time": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in raw.times],
                        "value": [round(float(v), 6) for v in raw.equity]},
@@ -180,6 +182,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     t1 = _time.perf_counter()
     state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
     start, _ = parse_timerange(settings.data.timerange)
+    notes = leave_out_models_covering(pipeline, candles, start.value if start is not None else None)
     if state_file is not None and state_file.exists():   # never used at or before what it learnt from
         first = _after_training(start.value if start is not None else None, pipeline.trained_until())
         restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
@@ -199,6 +202,9 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
                     requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
     start_ns = _after_training(start_ns, trained)
+    if first_traded_bar([c.time for c in candles], start_ns) is None:
+        raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
+                        f", before the first allowed bar {pd.Timestamp(start_ns, tz='UTC')}")
     if progress_factory:
         times = np.unique(np.concatenate([c.time for c in candles]))
         progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
@@ -223,7 +229,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),
                  "stats": round(_time.perf_counter() - t3, 4)},
-        candles=tuple(candles),
+        candles=tuple(candles), notes=tuple(notes),
     )
     return result
 
