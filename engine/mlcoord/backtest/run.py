@@ -173,15 +173,17 @@ def _plain(d: dict) -> dict:
 def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugins: Optional[PluginSet] = None,
                  candles: Optional[Sequence[Candles]] = None,
                  progress_factory: Optional[Callable[[int], Any]] = None,
-                 option_changes: Optional[dict[str, dict[str, Any]]] = None) -> BacktestResult:
-    """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps)."""
+                 option_changes: Optional[dict[str, dict[str, Any]]] = None,
+                 start: Optional[int] = None) -> BacktestResult:
+    """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps); ``start``
+    (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts."""
     t0 = _time.perf_counter()
     plugins = plugins if plugins is not None else load_plugins(disabled)
     pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
     state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
-    start, _ = parse_timerange(settings.data.timerange)
+    start = pd.Timestamp(int(start), tz="UTC") if start is not None else parse_timerange(settings.data.timerange)[0]
     notes = leave_out_models_covering(pipeline, candles, start.value if start is not None else None)
     if state_file is not None and state_file.exists():   # never used at or before what it learnt from
         first = _after_training(start.value if start is not None else None, pipeline.trained_until())
