@@ -72,8 +72,9 @@ def test_a_state_learnt_earlier_is_restored_and_carried_forward(halves, tmp_path
     saved = json.loads(state.read_text())
     assert saved["trained_until"] < int(late.time[0])
     second = FakeML("good")
-    run(late, plugins_with(good=second), learning=_learning(state))
+    result = run(late, plugins_with(good=second), learning=_learning(state))
     assert second.saved["seen"] == len(first.outcomes) > 0      # restored at start
+    assert result.learning["state_trained_until"] == pd.Timestamp(saved["trained_until"], tz="UTC").isoformat()
     again = json.loads(state.read_text())
     assert again["trained_until"] > saved["trained_until"]
     assert again["ensemble"]["updates"] > saved["ensemble"]["updates"]

@@ -188,6 +188,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     if state_file is not None and state_file.exists():   # never used at or before what it learnt from
         first = _after_training(start.value if start is not None else None, pipeline.trained_until())
         restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
+    restored_until = pipeline.learned_until
     event = settings.learning.event
     prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
                 for c in candles]
@@ -226,7 +227,8 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         learning={"event": event.describe(), "horizon": event.horizon, "threshold": event.threshold,
                   "component_scores": ensemble.score_table() if ensemble else {},
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
-                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None},
+                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None,
+                  "state_trained_until": _iso(restored_until) if restored_until is not None else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),
