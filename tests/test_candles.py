@@ -361,6 +361,14 @@ def test_pandas_export_of_real_candles_round_trips(btc_1h, tmp_path):
     pd.testing.assert_frame_equal(back.frame, btc_1h.slice(0, 500).frame)
 
 
+def test_feather_of_a_reset_time_index_loads(tmp_path):
+    df = _frame_indexed()
+    p = tmp_path / "export.feather"
+    df.reset_index().to_feather(p)               # the time column is called "index"
+    c = load_candles(p, symbol="BTC/USDT")
+    assert c.frame.index.equals(df.index.rename("time").as_unit("ns"))
+
+
 def test_an_unnamed_row_counter_is_not_taken_for_time(tmp_path):
     p = tmp_path / "counter.csv"
     bars().drop(columns="time").to_csv(p)        # first column 0, 1, 2, ...: no timestamps at all

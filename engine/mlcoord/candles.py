@@ -150,9 +150,10 @@ def _norm(name) -> str:
 
 
 def _unnamed_times(df: pd.DataFrame) -> bool:
-    """The first column has no name and is not a row counter (0, 1, 2, ...): an exported time index."""
+    """The first column is an exported time index: no name (``to_csv``) or pandas' ``index``
+    (``reset_index().to_feather()``), and not a row counter (0, 1, 2, ...)."""
     name, first = str(df.columns[0]), df.iloc[:, 0]
-    if not (name.strip() == "" or re.fullmatch(r"Unnamed: 0(_level_0)?", name)):
+    if not (name.strip() in ("", "index", "level_0") or re.fullmatch(r"Unnamed: 0(_level_0)?", name)):
         return False
     counter = pd.api.types.is_integer_dtype(first) and np.array_equal(first.to_numpy(), np.arange(len(first)))
     return not counter

@@ -165,6 +165,8 @@ def run_walk_forward(spec: Any, wf: WalkForwardSpec, raw: dict[str, Any], plugin
     times = np.unique(np.concatenate([c.time for c in candles]))
     check_fits(len(times), wf)
     windows = plan(times, wf)
+    echo(f"walk-forward: {len(windows)} windows x {spec.trials} trials, studies in memory "
+         f"(storage {spec.storage!r} is not used: not resumable yet)")
     bar_ns = float(np.median(np.diff(times))) if len(times) > 1 else 3.6e12
     per_year = YEAR_NS / bar_ns
     optuna.logging.set_verbosity(optuna.logging.WARNING)
