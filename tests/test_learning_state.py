@@ -29,12 +29,16 @@ def _learning(path):
     return {"state_file": str(path), "horizon": HORIZON}
 
 
+def learn_on(candles, state):
+    """A backtest of ``candles`` with a fresh FakeML saving to ``state``: (learner, saved state, result)."""
+    learner = FakeML("good")
+    result = run(candles, plugins_with(good=learner), learning=_learning(state))
+    return learner, json.loads(state.read_text()), result
+
+
 def test_saved_state_is_dated_by_the_newest_bar_its_outcomes_saw(halves, tmp_path):
     early, _ = halves
-    state = tmp_path / "state.json"
-    learner = FakeML("good")
-    run(early, plugins_with(good=learner), learning=_learning(state))
-    saved = json.loads(state.read_text())
+    learner, saved, _ = learn_on(early, tmp_path / "state.json")
     assert learner.outcomes
     newest = max(int(early.time[o.index + HORIZON]) for o in learner.outcomes)
     assert saved["trained_until"] == newest
@@ -67,15 +71,11 @@ def test_rerunning_the_same_period_with_its_own_state_is_refused(halves, tmp_pat
 def test_a_state_learnt_earlier_is_restored_and_carried_forward(halves, tmp_path):
     early, late = halves
     state = tmp_path / "state.json"
-    first = FakeML("good")
-    run(early, plugins_with(good=first), learning=_learning(state))
-    saved = json.loads(state.read_text())
+    first, saved, _ = learn_on(early, state)
     assert saved["trained_until"] < int(late.time[0])
-    second = FakeML("good")
-    result = run(late, plugins_with(good=second), learning=_learning(state))
+    second, again, result = learn_on(late, state)
     assert second.saved["seen"] == len(first.outcomes) > 0      # restored at start
     assert result.learning["state_trained_until"] == pd.Timestamp(saved["trained_until"], tz="UTC").isoformat()
-    again = json.loads(state.read_text())
     assert again["trained_until"] > saved["trained_until"]
     assert again["ensemble"]["updates"] > saved["ensemble"]["updates"]
 
