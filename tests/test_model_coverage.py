@@ -39,7 +39,8 @@ def test_a_model_trained_on_every_bar_is_left_out_with_a_note(short_candles):
 def test_a_model_trained_on_part_of_the_data_is_kept_and_statistics_start_after_it(short_candles):
     half = int(short_candles.time[len(short_candles) // 2])
     result = run(short_candles, plugins_with(dated=DatedML(half)))
-    assert result.notes == ()
+    (note,) = result.notes
+    assert note.startswith("statistics start after " + pd.Timestamp(half, tz="UTC").isoformat())
     assert result.components["ml_components"] == ["dated"]
     assert result.raw.times[0] > half and result.stats["bars"] > 0
 

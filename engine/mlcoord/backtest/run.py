@@ -204,6 +204,8 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         # no in-sample results: statistics start after the newest model's training data
         log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
                     requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
+        notes.append(f"statistics start after {_iso(trained)}, the end of the models' training data (requested: "
+                     f"{'the data start' if start_ns is None else _iso(start_ns)}); no in-sample results")
     start_ns = _after_training(start_ns, trained)
     if first_traded_bar([c.time for c in candles], start_ns) is None:
         raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
