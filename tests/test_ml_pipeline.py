@@ -118,14 +118,18 @@ def test_outcomes_arrive_only_after_the_horizon_closed(short_candles):
 
 
 def test_learning_state_persists_between_runs(short_candles, tmp_path):
+    """The second run trades later bars: a state is never restored onto bars it learnt from
+    (see tests/test_learning_state.py)."""
     state = tmp_path / "state.json"
     first = FakeML("good")
-    run(short_candles, plugins_with(good=first), learning={"state_file": str(state)})
+    half = len(short_candles) // 2
+    run(short_candles.slice(0, half), plugins_with(good=first), learning={"state_file": str(state)})
     saved = json.loads(state.read_text())
     assert saved["components"]["good"]["seen"] == len(first.outcomes) > 0
     assert "ensemble" in saved and "bayes" in saved["components"]
     second = FakeML("good")
-    run(short_candles, plugins_with(good=second), learning={"state_file": str(state)})
+    run(short_candles.slice(half, len(short_candles)), plugins_with(good=second),
+        learning={"state_file": str(state)})
     assert second.saved["seen"] == len(first.outcomes)          # restored at start
     again = json.loads(state.read_text())
     assert again["ensemble"]["updates"] > saved["ensemble"]["updates"]

@@ -149,6 +149,16 @@ def _norm(name) -> str:
     return _ALIASES.get(key, key)
 
 
+def _unnamed_times(df: pd.DataFrame) -> bool:
+    """The first column is an exported time index: no name (``to_csv``) or pandas' ``index``
+    (``reset_index().to_feather()``), and not a row counter (0, 1, 2, ...)."""
+    name, first = str(df.columns[0]), df.iloc[:, 0]
+    if not (name.strip() in ("", "index", "level_0") or re.fullmatch(r"Unnamed: 0(_level_0)?", name)):
+        return False
+    counter = pd.api.types.is_integer_dtype(first) and np.array_equal(first.to_numpy(), np.arange(len(first)))
+    return not counter
+
+
 def _find_columns(df: pd.DataFrame, source: str) -> tuple[dict[str, str], str | None]:
     """Map our column names to the source's (case-insensitive, aliases); the time column may be absent."""
     found: dict[str, str] = {}
@@ -211,6 +221,8 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     if df is None or len(df) == 0:
         raise CandleError(f"{source}: no rows")
     cols, time_col = _find_columns(df, source)
+    if time_col is None and not isinstance(df.index, pd.DatetimeIndex) and _unnamed_times(df):
+        time_col = df.columns[0]        # pandas' to_csv writes the index as an unnamed first column
     if time_col is not None:
         index = _parse_times(df[time_col], source, str(time_col))
     elif isinstance(df.index, pd.DatetimeIndex) or _norm(df.index.name) == "time":
@@ -294,11 +306,40 @@ def _guess_from_name(path: Path) -> tuple[str, str | None]:
     return symbol, m["tf"]
 
 
+_SEPARATORS = (",", ";", "\t", "|")
+_NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
+
+
+def _head_lines(path: Path, n: int = 3) -> list[str]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+        return [line.rstrip("\r\n") for _, line in zip(range(n), fh)]
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path)
-    if len(df.columns) <= 2:  # a banner line above the header (CryptoDataDownload)
-        df = pd.read_csv(path, skiprows=1)
-    return df
+    """CSV with ``,``, ``;``, tab or ``|`` between fields; the header is the first line of 5 or more
+    fields (a banner line above it, as CryptoDataDownload writes, is skipped). ``;`` files with
+    decimal commas (European exports) are read as such. A file with no header line whose fields are
+    all numbers is read as Binance's kline layout: time, open, high, low, close, volume, then extras.
+    A file no separator splits into 5 columns is refused with an error that says so, never read
+    with a data row for column names."""
+    lines = _head_lines(path)
+    for skip, line in enumerate(lines[:2]):
+        counts = {sep: line.count(sep) for sep in _SEPARATORS}
+        sep = max(_SEPARATORS, key=lambda s: counts[s])
+        if counts[sep] >= 4:
+            break
+    else:
+        raise CandleError(f"{path}: cannot find the separator: no line among the first two splits into 5 "
+                          f"or more columns at ',', ';', tab or '|' (first line: {lines[0] if lines else ''!r:.120}). "
+                          "Expected a header such as time,open,high,low,close,volume")
+    header = [f.strip().strip('"') for f in lines[skip].split(sep)]
+    data = lines[skip + 1].split(sep) if len(lines) > skip + 1 else []
+    decimal = "," if sep == ";" and any("," in f and _NUMBER.match(f.strip().strip('"')) for f in data) else "."
+    if all(_NUMBER.match(f) for f in header if f):     # no header line: Binance kline dumps
+        df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal)
+        return df.iloc[:, :6].set_axis(["time", *COLUMNS], axis=1)
+    return pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal)
 
 
 def load_candles(path, *, symbol: str | None = None, timeframe: str | None = None,

@@ -275,9 +275,12 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
 @click.option("--storage", help="Optuna storage, e.g. sqlite:///sweep.db (overrides [sweep] storage).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the table as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
+@click.option("--walk-forward", "walk_forward", is_flag=True, help="Optimise on each window's in-sample part, "
+              "score the best set on the next out-of-sample part ([sweep.walk_forward] sizes); report the "
+              "concatenated out-of-sample result and the in/out gap.")
 @_executor_options
 @_friendly
-def sweep(config_path, trials, storage, json_path, progress, executor, address, workers) -> None:
+def sweep(config_path, trials, storage, json_path, progress, walk_forward, executor, address, workers) -> None:
     """Search plugin options for the best Sharpe (net of fees) or calibrated log-loss; resumable."""
     import json as _json
 
@@ -291,6 +294,18 @@ def sweep(config_path, trials, storage, json_path, progress, executor, address, 
     spec = attrs.evolve(spec, **{k: v for k, v in (("trials", trials), ("storage", storage)) if v})
     loaded = load_plugins(disabled_plugins(settings))
     candles = load_market(settings, cut_start=spec.objective == "sharpe")
+    if walk_forward:
+        from mlcoord.config import structure
+        from mlcoord.walk_forward_sweep import WalkForwardSpec, render as render_wf, run_walk_forward
+
+        wf = structure(spec.walk_forward, WalkForwardSpec, "$.sweep.walk_forward")
+        with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
+            table = run_walk_forward(spec, wf, raw, loaded, candles, pool, progress=progress, echo=click.echo)
+        click.echo(render_wf(table))
+        if json_path:
+            json_path.write_text(_json.dumps(table, indent=1, default=str), encoding="utf-8")
+            click.echo(f"table written to {json_path}")
+        return
     with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
         summary = run_sweep(spec, raw, loaded, candles, pool, progress=progress, echo=click.echo)
     click.echo(render(summary, spec.space))

@@ -226,6 +226,8 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     (default: in this process). Results are gathered in window-then-symbol order, so the
     figures do not depend on the executor; a failed task is listed under ``failures``."""
     times = np.unique(np.concatenate([c.time for c in candles]))
+    from mlcoord.window_sizes import check_window_sizes
+    check_window_sizes(len(times), wf)      # a clear error naming sizes that fit, not a traceback
     windows = plan_windows(times, wf)
     if not windows:
         raise ValueError(f"not enough data for one window: need more than {wf.train_bars + wf.fit_bars} bars")

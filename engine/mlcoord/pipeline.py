@@ -32,6 +32,9 @@ from mlcoord.registry import ComponentSpec, PluginSet, check_names, check_protoc
 
 log = structlog.get_logger("mlcoord.pipeline")
 
+#: 2: the state carries ``trained_until`` (ns of the newest bar its outcomes saw, or None)
+STATE_VERSION = 2
+
 #: roles that must be filled, with the built-in default and a human name
 ESSENTIAL = {"sizer": ("risk", "risk manager"), "exit_manager": ("exits", "exit manager")}
 SINGLE_DEFAULTS = {"calibrator": "bayes", "entry_planner": "dca", "sizer": "risk", "exit_manager": "exits"}
@@ -273,10 +276,15 @@ class Pipeline:
         self.event = settings.learning.event
         self.errors = Guarded()
         self.market = settings.backtest.market
+        #: time (ns) of the newest bar whose price entered an outcome the learners saw (this run or
+        #: a restored state): learning state is never used on bars at or before it
+        self.learned_until: Optional[int] = None
+        self._bar_times: dict[str, np.ndarray] = {}
 
     # -- prepare once per series --------------------------------------------------------
     def prepare(self, data: MarketData) -> PreparedSymbol:
         n = len(data)
+        self._bar_times[data.symbol] = data.candles.time
         sources = []
         for b in self.components.signal_sources:
             try:
@@ -469,6 +477,7 @@ class Pipeline:
         hit = event_happened(judged, forward_return, self.event.threshold)
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
                           decision.raw_confidence, decision.confidence, decision.votes)
+        self._note_learned(symbol, index, decision.time)
         try:
             self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
         except Exception as exc:
@@ -486,6 +495,13 @@ class Pipeline:
                 cal.obj.learn(decision.raw_confidence, hit, judged)
             except Exception as exc:
                 self.errors.failed(cal.name, "learn", exc)
+
+    def _note_learned(self, symbol: str, index: int, decided_at: int) -> None:
+        """The outcome's last price is bar ``index + horizon``: the learners now know up to it."""
+        times = self._bar_times.get(symbol)
+        k = index + self.event.horizon
+        until = int(times[k]) if times is not None and k < len(times) else int(decided_at)
+        self.learned_until = until if self.learned_until is None else max(self.learned_until, until)
 
     def trained_until(self) -> Optional[int]:
         """The latest training-data time of any ML component (a backtest's stats start after it)."""
@@ -506,7 +522,7 @@ class Pipeline:
         """Learning state of the ensemble and of every component that has one (JSON-able).
         Portfolio guards are left out: their state (locks, active triggers) belongs to one
         account's timeline, see :meth:`guard_state`."""
-        out: dict[str, Any] = {"version": 1, "components": {}}
+        out: dict[str, Any] = {"version": STATE_VERSION, "components": {}, "trained_until": self.learned_until}
         if self.coordinator.active is not None:
             out["ensemble"] = self.coordinator.active.state()
         guards = {id(b.obj) for b in self.components.guards}
@@ -517,6 +533,10 @@ class Pipeline:
         return out
 
     def load_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state`. Whether it may be used on the bars to come is the caller's check
+        (:func:`mlcoord.learning_state.restore`): ``learned_until`` says what it has seen."""
+        until = state.get("trained_until")
+        self.learned_until = None if until is None else int(until)
         if "ensemble" in state:
             names = list(state["ensemble"].get("weights", {}))
             self.coordinator.ensemble(names).load_state(state["ensemble"])

@@ -14,6 +14,7 @@ def summary(result, show_trades: int = 10) -> str:
     lines = [
         f"mlcoord backtest: {', '.join(result.symbols)} {result.timeframe}  {s['start']} -> {s['end']} ({s['bars']} bars)",
         "components: " + "; ".join(f"{k}={v}" for k, v in result.components.items() if v),
+        *(f"note: {n}" for n in getattr(result, "notes", ())),
         "",
         f"  equity        {s['initial_equity']:.2f} -> {s['final_equity']:.2f}   total {_pct(s['total_return'])}"
         f"   CAGR {_pct(s['cagr'])}",

@@ -12,6 +12,7 @@
     [sweep.space]                   # dotted config path = {int|float = [low, high], log = bool} or {choices = [...]}
     "plugins.exits.atr_stop_multiplier" = { float = [1.0, 4.0] }
     [sweep.evaluate]                # for "log_loss": WalkForward settings (train_bars, fit_bars, test_bars, windows, retrain)
+    [sweep.walk_forward]            # for --walk-forward: in_sample_bars, out_of_sample_bars, windows, anchored, batch
     [executor]                      # kind, address, workers (see mlcoord.executors)
 
 Objectives: ``sharpe`` is the mean, over symbols, of the Sharpe ratio of one backtest per
@@ -62,6 +63,7 @@ class SweepSpec:
     best: int = 5
     space: tuple[Param, ...] = ()
     evaluate: dict[str, Any] = attrs.field(factory=dict)
+    walk_forward: dict[str, Any] = attrs.field(factory=dict)   # for --walk-forward, see mlcoord.walk_forward_sweep
 
 
 def _param(path: str, spec: Any) -> Param:

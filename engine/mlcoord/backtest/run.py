@@ -24,6 +24,8 @@ from mlcoord.config import Settings, unstructure
 from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
+from mlcoord.learning_state import first_traded_bar, restore as restore_learning_state
+from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import PluginSet, load_plugins
 
@@ -125,6 +127,7 @@ class BacktestResult:
     timeframe: str
     elapsed: dict[str, float]
     candles: tuple[Candles, ...] = ()
+    notes: tuple[str, ...] = ()         # what the run changed on its own (a component left out, ...)
 
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
@@ -132,7 +135,7 @@ class BacktestResult:
             "mlcoord_result": 1,
             "symbols": list(self.symbols), "timeframe": self.timeframe,
             "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
-            "learning": self.learning,
+            "learning": self.learning, "notes": list(self.notes),
             "plugins": self.plugins, "elapsed_seconds": self.elapsed, "errors": raw.errors,
             "equity": {"time": [pd.Timestamp(int(t), tz="UTC").isoformat() for t in raw.times],
                        "value": [round(float(v), 6) for v in raw.equity]},
@@ -171,17 +174,22 @@ def _plain(d: dict) -> dict:
 def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugins: Optional[PluginSet] = None,
                  candles: Optional[Sequence[Candles]] = None,
                  progress_factory: Optional[Callable[[int], Any]] = None,
-                 option_changes: Optional[dict[str, dict[str, Any]]] = None) -> BacktestResult:
-    """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps)."""
+                 option_changes: Optional[dict[str, dict[str, Any]]] = None,
+                 start: Optional[int] = None) -> BacktestResult:
+    """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps); ``start``
+    (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts."""
     t0 = _time.perf_counter()
     plugins = plugins if plugins is not None else load_plugins(disabled)
     pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
     state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
-    if state_file is not None and state_file.exists():
-        pipeline.load_state(json.loads(state_file.read_text(encoding="utf-8")))
-        log.info("learning_state_restored", path=str(state_file))
+    start = pd.Timestamp(int(start), tz="UTC") if start is not None else parse_timerange(settings.data.timerange)[0]
+    notes = leave_out_models_covering(pipeline, candles, start.value if start is not None else None)
+    if state_file is not None and state_file.exists():   # never used at or before what it learnt from
+        first = _after_training(start.value if start is not None else None, pipeline.trained_until())
+        restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
+    restored_until = pipeline.learned_until
     event = settings.learning.event
     prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
                 for c in candles]
@@ -196,14 +204,18 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
 
         rules = load_store_instruments(settings.data.store, settings.exchange, [c.symbol for c in candles])
     backtest = Backtest(pipeline, settings, Journal(), funding=funding, instruments=instruments_for(settings, rules))
-    start, _ = parse_timerange(settings.data.timerange)
     start_ns = start.value if start is not None else None
     trained = pipeline.trained_until()
     if trained is not None and (start_ns is None or start_ns <= trained):
         # no in-sample results: statistics start after the newest model's training data
         log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
                     requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
-        start_ns = trained + 1
+        notes.append(f"statistics start after {_iso(trained)}, the end of the models' training data (requested: "
+                     f"{'the data start' if start_ns is None else _iso(start_ns)}); no in-sample results")
+    start_ns = _after_training(start_ns, trained)
+    if first_traded_bar([c.time for c in candles], start_ns) is None:
+        raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
+                        f", before the first allowed bar {pd.Timestamp(start_ns, tz='UTC')}")
     if progress_factory:
         times = np.unique(np.concatenate([c.time for c in candles]))
         progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
@@ -223,14 +235,22 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         learning={"event": event.describe(), "horizon": event.horizon, "threshold": event.threshold,
                   "component_scores": ensemble.score_table() if ensemble else {},
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
-                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None},
+                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None,
+                  "state_trained_until": _iso(restored_until) if restored_until is not None else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),
                  "stats": round(_time.perf_counter() - t3, 4)},
-        candles=tuple(candles),
+        candles=tuple(candles), notes=tuple(notes),
     )
     return result
+
+
+def _after_training(start_ns: Optional[int], trained: Optional[int]) -> Optional[int]:
+    """The first time statistics may start: the requested start, but after the models' training data."""
+    if trained is not None and (start_ns is None or start_ns <= trained):
+        return trained + 1
+    return start_ns
 
 
 def symbol_backtest_task(shared: tuple, j: int) -> BacktestResult:
