@@ -238,3 +238,22 @@ def test_an_exit_managers_partial_close_keeps_the_rest():
     trims = [f for f in raw.fills if f.tag == "fixedexits:trim"]
     assert len(trims) == 1 and trims[0].quantity == pytest.approx(0.5)
     assert raw.trades[0].exit_reason == "end_of_data"
+
+
+def test_a_plugin_exit_reason_reaches_the_breakdowns_and_the_report_built_from_the_json(tmp_path):
+    import json
+
+    from mlcoord.backtest.stats import breakdowns
+    from mlcoord.report import build_report, load_result
+
+    bars = FLAT + [(100, 100.5, 99.5, 100)] * 3 + [(101, 101.5, 100.5, 101)] * 3
+    plugins = load_plugins({}, entry_points={}, extra_plugins={
+        "planted": Planted({"TEST/USDT": {4: 1}}, levels=Levels(90.0, 120.0, close_at=7))})
+    config = structure({"engine": {"min_confidence": 0.5}, "data": {"higher_timeframes": []}}, Settings)
+    result = run_backtest(config, plugins=plugins, candles=[frame(bars)])
+    assert "fixedexits:time_stop" in breakdowns(result.raw)["per_exit_reason"]
+    path = tmp_path / "result.json"
+    path.write_text(json.dumps(result.to_json()))
+    loaded = load_result(path)
+    assert loaded["mlcoord_result"] == 2
+    assert "fixedexits:time_stop" in build_report(loaded)

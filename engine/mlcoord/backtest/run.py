@@ -32,6 +32,7 @@ from mlcoord.registry import PluginSet, load_plugins
 log = structlog.get_logger("mlcoord.backtest")
 
 ENV_DISABLE = "MLCOORD_DISABLE"
+RESULT_SCHEMA = 2
 WARMUP_BARS = 600
 
 
@@ -132,7 +133,9 @@ class BacktestResult:
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
         return {
-            "mlcoord_result": 1,
+            # the result file's schema: 2 = components name entry_guards and portfolio_watchers
+            # (hooks version 2); fills and trades may carry namespaced plugin exit reasons
+            "mlcoord_result": RESULT_SCHEMA,
             "symbols": list(self.symbols), "timeframe": self.timeframe,
             "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
             "learning": self.learning, "notes": list(self.notes),
