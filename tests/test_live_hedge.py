@@ -20,6 +20,7 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.live.trader import LiveTrader
+from mlcoord import hookimpl
 from mlcoord.registry import load_plugins
 from live_helpers import BarClock, live_config
 from test_live_trader import stops_cover_positions
@@ -193,15 +194,26 @@ def test_hedge_opens_on_the_bars_the_backtest_opens_it(exchange_server, tmp_path
     prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
                                                    event=settings.learning.event))]
     raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
-    backtest_opens = [f.time - TF for f in raw.fills if f.hedge and not f.reduce_only]
+    held, backtest_opens, backtest_resizes = 0.0, [], []
+    for f in raw.fills:                   # a leg opens from nothing; later hedge fills resize it
+        if not f.hedge:
+            continue
+        if not f.reduce_only:
+            (backtest_resizes if held > 1e-12 else backtest_opens).append(f.time - TF)
+        elif f.tag == "hedge resized":
+            backtest_resizes.append(f.time - TF)
+        held = max(held + (-f.quantity if f.reduce_only else f.quantity), 0.0)
     backtest_releases = [f.time - TF for f in raw.fills if f.hedge and f.tag.startswith("hedge released")]
     every = trader.store.orders()
     live_opens = sorted(r.order.created_at for r in every if r.order.tag.startswith("hedge:open:"))
+    live_resizes = sorted(r.order.created_at for r in every if r.order.tag.startswith("hedge:adj:"))
     live_releases = [e["bar_time"] for e in logs if e["event"] == "hedge_off"]
     assert len(backtest_opens) >= 3
     assert live_opens == backtest_opens
     assert live_releases == backtest_releases and live_releases
-    print(f"hedges opened at bars {[(t - start) // TF for t in live_opens]}, "
+    assert live_resizes == sorted(backtest_resizes)       # the leg follows the held quantity, live as simulated
+    print(f"hedges opened at bars {[(t - start) // TF for t in live_opens]}, resized at "
+          f"{[(t - start) // TF for t in live_resizes]}, "
           f"released at {[(t - start) // TF for t in live_releases]} (live = backtest)")
 
 
@@ -341,3 +353,108 @@ def test_reconcile_tells_hedge_legs_from_unknown_positions(exchange_server, tmp_
     found = reconcile(broker, ["BTC/USDT"])
     assert found.hedge_legs == (("BTC/USDT:USDT", "short", 0.01, "p1"),) and found.unknown_positions == ()
     assert sorted(found.exchange_positions) == [("BTC/USDT:USDT", "long", 0.02), ("BTC/USDT:USDT", "short", 0.01)]
+
+
+class _Rungs:
+    """A market leg and a limit leg ``gap`` away: the second leg fills bars after the first."""
+
+    def __init__(self, gap):
+        self.gap = gap
+
+    def plan(self, signal, price, context):
+        from mlcoord.model import EntryLeg, EntryPlan, Side
+
+        side = signal.action.side
+        limit = price * (1 - self.gap) if side == Side.LONG else price * (1 + self.gap)
+        return EntryPlan(side, (EntryLeg(price, 0.5, market=True), EntryLeg(limit, 0.5)), expires_after_bars=30,
+                         planner="rungs")
+
+
+class _HedgeOnceHeld:
+    """Asks for a 50 % hedge the first bar a position is held, and keeps it on."""
+
+    def __init__(self):
+        self.on = False
+
+    def on_bar(self, portfolio):
+        from mlcoord.model import GuardAction
+
+        if not self.on and portfolio.open_positions():
+            self.on = True
+            return [GuardAction("open_hedge", "planted: hedge half", fraction=0.5)]
+        return []
+
+
+class _ResizeScenario:
+    def __init__(self, signals, gap):
+        from test_live_spot import FixedExits, PlantedSource
+
+        self.source = lambda o: PlantedSource(signals)
+        self.exits = lambda o: FixedExits(0.08, 0.2)
+        self.rungs = lambda o: _Rungs(gap)
+        self.guard = lambda o: _HedgeOnceHeld()
+
+    @hookimpl
+    def register_signal_sources(self, register):
+        register("planted", self.source)
+
+    @hookimpl
+    def register_exit_managers(self, register):
+        register("fixedexits", self.exits)
+
+    @hookimpl
+    def register_entry_planners(self, register):
+        register("rungs", self.rungs)
+
+    @hookimpl
+    def register_portfolio_watchers(self, register):
+        register("hedgeonce", self.guard)
+
+
+RESIZE_PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = ["hedgeonce"]\n'
+                   'exit_manager = "fixedexits"\nentry_planner = "rungs"\ncalibrator = ""')
+
+
+def test_the_live_hedge_leg_follows_the_held_quantity_as_the_backtest_does(exchange_server, tmp_path):
+    """The hedge is turned on after the market leg filled; the limit leg fills later: the live leg
+    is resized (journaled, then a market order for the difference) on the bar the backtest resizes
+    its leg, to the guard's fraction of what the plan now holds."""
+    from mlcoord.backtest.engine import Backtest
+    from mlcoord.components import build_market_data
+    from mlcoord.journal import Journal
+    from mlcoord.pipeline import build_pipeline
+
+    server = exchange_server
+    first = 300
+    path = live_config(tmp_path)
+    text = path.read_text()
+    head, _, rest = text.partition("[pipeline]\n")
+    body = "\n".join(line for line in rest.split("\n")
+                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
+    path.write_text(head + "[pipeline]\n" + RESIZE_PIPELINE + "\n" + body)
+    settings, options = load_live_settings(path)
+    plugins = load_plugins(extra_plugins={"scenario": _ResizeScenario({first + 2: 1}, gap=0.004)})
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
+                          health_clock=ManualClock(), cycles=30)
+    every = trader.store.orders()
+    resizes = [r for r in every if r.order.tag.startswith("hedge:adj:")]
+    assert resizes and all(r.state == OrderState.FILLED for r in resizes)
+    plan = next(p for p in trader.store.plans())
+    tally = trader.tally(plan)
+    assert tally.hedge_net == pytest.approx(0.5 * tally.net, abs=0.0011)          # within one lot (0.001)
+    assert [e for e in logs if e["event"] == "hedge_resize"]
+
+    candles = trader.history["BTC/USDT"]
+    start = int(candles.time[options.history_bars])
+    pipeline = build_pipeline(settings, plugins)
+    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
+                                                   event=settings.learning.event))]
+    raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
+    held, backtest_resizes = 0.0, []
+    for f in raw.fills:
+        if f.hedge and f.tag != "end_of_data" and not f.tag.startswith("hedged position"):
+            if held > 1e-12:
+                backtest_resizes.append(f.time - TF)
+            held += -f.quantity if f.reduce_only else f.quantity
+    assert sorted(r.order.created_at for r in resizes) == backtest_resizes

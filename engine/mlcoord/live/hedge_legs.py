@@ -22,7 +22,7 @@ import attrs
 import structlog
 
 from mlcoord.live.legacy_portfolio import Position
-from mlcoord.live.plan_orders import EPS, HEDGE_CLOSE, HEDGE_OPEN, SEND_TRIES, Tally
+from mlcoord.live.plan_orders import HEDGE_ADJUST, EPS, HEDGE_CLOSE, HEDGE_OPEN, SEND_TRIES, Tally
 from mlcoord.live.records import HedgeLeg, PlanRecord, PlanStatus
 from mlcoord.model import Order, OrderKind
 
@@ -33,9 +33,11 @@ class HedgeLegs:
     """:class:`~mlcoord.live.trader.LiveTrader`'s hedge legs (uses its broker, store, engine and
     order helpers)."""
 
-    # The backtest's hedge (Backtest._fill_bar / _cover_hedges / _exit): while a guard's hedge trigger
-    # is on, every open position gets ONE opposite-side leg of ``fraction`` x its quantity at that
-    # moment (never resized); it is closed when the trigger is released or its position closes. As
+    # The backtest's hedge (mlcoord.loop's _cover_hedges, the simulated venue's _hedge_to): while a
+    # guard's hedge trigger covers a position, it holds ONE opposite-side leg of ``fraction`` x what
+    # the position holds now, resized (a market order for the difference, "hedge:adj:<n>") when
+    # entries fill or a partial take profit sells; it is closed when the trigger is released or its
+    # position closes. As
     # in the backtest the leg has no stop or take profit of its own: it only offsets the plan's
     # position, whose stop stays in force; the exchange's liquidation is its only limit.
 
@@ -63,7 +65,10 @@ class HedgeLegs:
         in between leaves a wanted leg without an order, which the next :meth:`manage` opens (once:
         the order's client id comes from the plan, the leg's number and the attempt)."""
         tally = self.tally(plan)
-        if plan.status != PlanStatus.ACTIVE or plan.hedge is not None or tally.net <= EPS:
+        if plan.status != PlanStatus.ACTIVE or tally.net <= EPS:
+            return
+        if plan.hedge is not None:
+            self._resize_hedge(plan, tally, quantity)
             return
         if self._hedge_held(plan, tally):
             log.warning("hedge_still_closing", plan=plan.plan_id, held=tally.hedge_net,
@@ -73,14 +78,31 @@ class HedgeLegs:
         if qty <= 0:
             log.info("hedge_below_minimum", plan=plan.plan_id, quantity=quantity)
             return
-        fractions = list(self.engine.portfolio.hedge_mode.values())
-        fraction = max(fractions) if fractions and 0 < max(fractions) <= 1 else None
+        fraction = self.engine.hedge_fraction(plan.symbol)
+        fraction = fraction if fraction is not None and 0 < fraction <= 1 else None
         leg = HedgeLeg(plan.side.opposite, qty, leverage=float(self.settings.backtest.leverage),
                        margin_mode=self.margin_mode, number=tally.hedge_number + 1, fraction=fraction)
         plan = attrs.evolve(plan, hedge=leg, updated_at=max(self.last_time, plan.updated_at))
         self.store.save_plan(plan)            # journaled before its order
         log.info("hedge_on", plan=plan.plan_id, symbol=plan.symbol, side=leg.side.name, quantity=qty,
                  fraction=fraction, number=leg.number, position=tally.net, bar_time=self.last_time)
+        self._manage_hedge(plan, tally)
+
+    def _resize_hedge(self, plan: PlanRecord, tally: Tally, quantity: float) -> None:
+        """The leg should now hold ``quantity`` (the guard's fraction of what the plan holds now):
+        the new size is journaled with the plan first, then :meth:`_manage_hedge` sends the
+        difference at market (a restart finds the journaled size and sends what is still missing)."""
+        leg = plan.hedge
+        if tally.exit_filled:       # the plan is closing (a remainder after its stop): the leg goes with it
+            return
+        qty = self.broker.amount(plan.symbol, quantity)
+        if qty <= 0 or leg is None or abs(qty - leg.quantity) <= EPS:
+            return
+        plan = attrs.evolve(plan, hedge=attrs.evolve(leg, quantity=qty),
+                            updated_at=max(self.last_time, plan.updated_at))
+        self.store.save_plan(plan)
+        log.info("hedge_resize", plan=plan.plan_id, symbol=plan.symbol, quantity=qty, previous=leg.quantity,
+                 position=tally.net, bar_time=self.last_time)
         self._manage_hedge(plan, tally)
 
     def _release_hedge(self, plan: PlanRecord, reason: str) -> None:
@@ -103,6 +125,9 @@ class HedgeLegs:
             return
         tag = f"{HEDGE_OPEN}:{leg.number}"
         opens = [r for r in tally.orders if r.order.tag == tag]
+        if any(r.filled_quantity > EPS for r in opens) and not any(not r.state.terminal for r in opens):
+            self._adjust_hedge(plan, tally, leg)
+            return
         if any(not r.state.terminal or r.filled_quantity > EPS for r in opens):
             return
         if len(opens) >= SEND_TRIES:
@@ -113,6 +138,21 @@ class HedgeLegs:
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
         self._place(Order(cid, plan.symbol, leg.side, OrderKind.MARKET, leg.quantity, None, self.last_time,
                           tag=tag, hedge=True), plan)
+
+    def _adjust_hedge(self, plan: PlanRecord, tally: Tally, leg) -> None:
+        """Bring what the leg holds to its journaled size: a market order for the difference (adding
+        on the leg's side, or reduce-only), once nothing of the leg is still working."""
+        if any(r.order.hedge and not r.state.terminal for r in tally.orders):
+            return
+        delta = leg.quantity - tally.hedge_net
+        qty = self.broker.amount(plan.symbol, abs(delta))
+        if qty <= 0:
+            return
+        tag = f"{HEDGE_ADJUST}:{leg.number}"
+        attempt = self._next_attempt(plan, tag)
+        cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
+        self._place(Order(cid, plan.symbol, leg.side, OrderKind.MARKET, qty, None, self.last_time,
+                          reduce_only=delta < 0, tag=tag, hedge=True), plan)
 
     def _close_hedge(self, plan: PlanRecord, tally: Tally) -> Tally:
         """Close what the plan's hedge leg holds at market (the closing side of the opposite

@@ -105,7 +105,7 @@ class Portfolio:
         self.positions: dict[str, Position] = {}     # directional position per symbol
         self.hedges: dict[str, Position] = {}        # hedge leg per symbol
         self.prices: dict[str, float] = {}
-        self.hedge_mode: dict[str, float] = {}       # guard name -> fraction while a hedge trigger is on
+        self.hedge_mode: dict[tuple, float] = {}     # (guard, symbol or None) -> fraction while its trigger is on
         self.marked_exposure = 0.0
         self._symbols: tuple[str, ...] = ()
 

@@ -14,6 +14,7 @@ EPS = 1e-12
 SEND_TRIES = 3        # fresh client ids tried for a refused stop or an unfinished close, per cycle
 ENTRY, STOP, TAKE_PROFIT, CLOSE = "entry", "stop", "take_profit", "close"
 HEDGE_OPEN, HEDGE_CLOSE = "hedge:open", "hedge:close"     # + ":<n>", the plan's n-th hedge leg
+HEDGE_ADJUST = "hedge:adj"          # + ":<n>": a market order resizing leg n to its journaled size
 TRAILING = "trailing_stop"          # the exchange-side trailing stop ([live] trailing = "exchange")
 PARTIAL_TP = "partial_take_profit"  # the exit manager's optional partial take profit (once per plan)
 

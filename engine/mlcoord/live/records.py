@@ -117,8 +117,9 @@ class HedgeLeg:
     """The opposite-side position that hedges a plan's entry (futures, hedge mode), as wanted.
 
     A plan holds one while the hedging guard wants its position hedged; ``None`` once released.
-    ``quantity`` is ``fraction`` times what the plan held when the hedge was turned on (the
-    backtest sizes it the same way, and does not resize it). ``number`` counts the plan's hedge
+    ``quantity`` is ``fraction`` times what the plan holds now: resized (journaled here first,
+    then an order for the difference) when entries fill or a partial take profit sells, as the
+    backtest does. ``number`` counts the plan's hedge
     legs (1, 2, ...: a hedge released and turned on again is a new leg); the leg's orders are
     tagged ``hedge:open:<number>`` / ``hedge:close:<number>``, so a restart finds them by client id.
     """

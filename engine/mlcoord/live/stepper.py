@@ -241,7 +241,7 @@ class Stepper:
             if actions:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action, self.books)
-        if portfolio.hedge_mode and self._hedges_dirty:
+        if portfolio.hedge_mode:
             self._cover_hedges(self.books)
         for book, i in slot:
             if i >= book.next_due:
@@ -475,32 +475,44 @@ class Stepper:
 
     # -- guards ----------------------------------------------------------------------------
     def _guard_action(self, guard: str, action, books: Sequence[Book]) -> None:
+        """As :meth:`mlcoord.loop.TradingLoop._guard_action`: triggers keyed by (guard, symbol)."""
         portfolio = self.portfolio
         self.journal.guard(guard, action, portfolio)
         if action.kind == "open_hedge":
-            portfolio.hedge_mode[guard] = action.fraction
+            portfolio.hedge_mode[(guard, action.symbol)] = action.fraction
             self._hedges_dirty = True
         elif action.kind == "close_hedge":
-            portfolio.hedge_mode.pop(guard, None)
-            if not portfolio.hedge_mode:
-                for book in books:
-                    if book.symbol in portfolio.hedges:
-                        book.hedge_close = f"hedge released ({guard}: {action.reason})"
+            for key in [k for k in portfolio.hedge_mode if k[0] == guard and action.symbol in (None, k[1])]:
+                del portfolio.hedge_mode[key]
+            for book in books:
+                if book.symbol in portfolio.hedges and self.hedge_fraction(book.symbol) is None:
+                    book.hedge_close = f"hedge released ({guard}: {action.reason})"
         elif action.kind == "close_all":
             for book in books:
                 book.legs = []
                 if book.symbol in portfolio.positions:
                     book.exit_reason = f"guard:{guard}"
 
+    def hedge_fraction(self, symbol: str) -> Optional[float]:
+        fractions = [f for (_, sym), f in self.portfolio.hedge_mode.items() if sym is None or sym == symbol]
+        return max(fractions) if fractions else None
+
     def _cover_hedges(self, books: Sequence[Book]) -> None:
-        """While any hedge trigger is on, every open position gets its hedge leg (once)."""
+        """As the loop: while a trigger covers a position, its hedge leg holds the trigger's fraction
+        of what the position holds now (the live trader opens the leg, or resizes it when the held
+        quantity moved by at least a lot)."""
         self._hedges_dirty = False
-        fraction = max(self.portfolio.hedge_mode.values())
+        if self.costs.market != "futures":
+            return
         for book in books:
             position = self.portfolio.positions.get(book.symbol)
-            if position is not None and book.symbol not in self.portfolio.hedges and not book.hedge_open:
-                if self.costs.market == "futures":
-                    book.hedge_open = position.quantity * fraction
+            fraction = self.hedge_fraction(book.symbol)
+            if position is None or fraction is None or book.hedge_open:
+                continue
+            target = position.quantity * fraction
+            hedge = self.portfolio.hedges.get(book.symbol)
+            if hedge is None or abs(hedge.quantity - target) > 1e-9 * target:
+                book.hedge_open = target
 
     def _close_everything(self, books: Sequence[Book]) -> None:
         """Positions still open at the end are closed at the last close (as a market order)."""
