@@ -36,7 +36,9 @@ from mlcoord.errors import ConfigError
 from mlcoord.evaluation import arms as arms_mod
 from mlcoord.evaluation.baselines import NAMES as BASELINES, BaselineOptions, fit_baselines
 from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval, intervals
-from mlcoord.evaluation.holdout import Split, config_hash, development_candles
+from mlcoord.evaluation.export import write_decisions
+from mlcoord.evaluation.holdout import (Split, append_log, config_hash, current_commit, development_candles,
+                                       log_rows)
 from mlcoord.evaluation.metrics import rounded, score_row
 from mlcoord.evaluation.voter import NAME as LOGISTIC_VOTER
 from mlcoord.executors import Executor, InlineExecutor, PluginRecipe, Task, TaskResult, plugins_from
@@ -372,14 +374,18 @@ def _score_population(by_component: dict[str, dict[str, list]], boot: WeeklyBoot
 def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], wf: WalkForward,
              progress: Optional[Callable[[str], None]] = None, executor: Optional[Executor] = None,
              show_progress: Optional[bool] = False, options: EvalOptions = EvalOptions(),
-             split: Optional[Split] = None) -> dict[str, Any]:
+             split: Optional[Split] = None, holdout_log: Optional[Path] = None,
+             export: Optional[Path] = None) -> dict[str, Any]:
     """Run the walk-forward evaluation; returns plain data (the tables and the details).
 
     With ``split``, the development part reads no bar from ``split.holdout_from`` on, and the
     holdout part's test windows start there. Windows are trained (models and baselines), then
     every (window, symbol) is scored, as tasks on ``executor`` (default: in this process).
     Results are gathered in window-then-symbol order, so the figures do not depend on the
-    executor; a failed task is listed under ``failures``."""
+    executor; a failed task is listed under ``failures``. A holdout run is appended to
+    ``holdout_log`` (required then); ``export`` writes every scored prediction as Parquet."""
+    if split is not None and split.part == "holdout" and holdout_log is None:
+        raise ConfigError("a run on the holdout part must be recorded: give holdout_log (--holdout-log)")
     if split is not None and split.part == "development":
         candles = development_candles(candles, split)
     times = np.unique(np.concatenate([c.time for c in candles]))
@@ -456,7 +462,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                 "worst_drawdown": float(max((r["max_drawdown"] for r in rows), default=0.0)),
                 "trades": int(sum(r["trades"] for r in rows))}
     scores_table = populations.get(SIGNAL_BARS, {}).get("scores", {})
-    return {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
+    result = {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
             "symbols": [c.symbol for c in candles],
             "split": None if split is None else {"holdout_from": pd.Timestamp(split.holdout_from, tz="UTC").isoformat(),
                                                  "part": split.part, "chosen_by": split.chosen_by},
@@ -468,6 +474,12 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
             "trading_summary": {"technical": total("technical"), "ml": total("ml")},
             "trading_arms": arms_mod.summarise(trading, settings.backtest.initial_equity, boot),
             "training": trained_reports, "settings": attrs.asdict(wf), "failures": failed}
+    if export is not None:
+        result["export"] = {"path": str(export), "rows": write_decisions(records, Path(export))}
+    if split is not None and split.part == "holdout":
+        run_at = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+        append_log(Path(holdout_log), log_rows(result, current_commit(), run_at))
+    return result
 
 
 def _plain_settings(settings: Settings) -> Any:

@@ -160,7 +160,18 @@ class L2Logistic:
         return np.column_stack([1 - p, p])
 
 
+def _sklearn():
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        from mlcoord.errors import ConfigError
+
+        raise ConfigError("mlcoord evaluate needs scikit-learn for its baselines: pip install 'mlcoord[evaluate]'"
+                          ) from None
+
+
 def _boosting(options: BaselineOptions):
+    _sklearn()
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(
@@ -171,6 +182,7 @@ def _boosting(options: BaselineOptions):
 
 def choose_c(x: np.ndarray, y: np.ndarray, options: BaselineOptions, gap: int) -> float:
     """The L2 strength with the lowest mean validation log-loss over chronological folds."""
+    _sklearn()
     from sklearn.model_selection import TimeSeriesSplit
 
     if len(options.c_grid) == 1:
