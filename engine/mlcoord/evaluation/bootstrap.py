@@ -21,7 +21,7 @@ import numpy as np
 from mlcoord.evaluation.metrics import EPS, bin_index, equal_mass_edges, pointwise_log_loss
 
 WEEK_NS = 7 * 24 * 3600 * 10**9
-MONDAY_OFFSET_NS = 4 * 24 * 3600 * 10**9     # 1970-01-01 was a Thursday
+MONDAY_OFFSET_NS = 3 * 24 * 3600 * 10**9     # 1970-01-01 was a Thursday: weeks start on Mondays
 LEVEL = 0.95
 
 
