@@ -9,8 +9,11 @@
 * ``always abstain`` - no trade at all: zero return, the bar every arm must clear after fees.
 
 Per arm: trade count, total net return (closed trades' net PnL over the capital of all
-symbol-windows) and net return per trade, with weekly-block bootstrap intervals (trades by the
-week they opened), and the equity-based mean return, Sharpe and worst drawdown per window.
+symbol-windows) and net expectancy per trade (mean net PnL per trade over the initial equity, so
+``total = trades x per trade / symbol-windows`` and the two never disagree in sign, as a mean
+return on each trade's notional can when losers are sized larger), with weekly-block bootstrap
+intervals (trades by the week they opened), and the equity-based mean return, Sharpe and worst
+drawdown per window.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def arm_settings(settings: Settings, arm: str) -> Settings:
 
 
 def trades_of(result: Any, start: int) -> list[list[float]]:
-    """[opened_at, net PnL, net return on notional] of every non-hedge trade opened from ``start``."""
+    """[opened_at, net PnL, net return on notional] of every non-hedge trade opened from ``start``
+    (the return on notional is exported for other metrics; the arms' figures use the PnL)."""
     return [[int(t.opened_at), float(t.pnl), float(t.return_pct)]
             for t in result.raw.trades if not t.hedge and t.opened_at >= start]
 
@@ -66,15 +70,16 @@ def summarise(rows: list[dict], capital: float, boot: WeeklyBootstrap) -> dict[s
             continue
         per = [r["arms"][arm] for r in rows if arm in r["arms"]]
         trades = np.array([t for p in per for t in p["trades"]], dtype=float).reshape(-1, 3)
-        t, pnl, ret = trades[:, 0].astype(np.int64), trades[:, 1], trades[:, 2]
+        t, pnl = trades[:, 0].astype(np.int64), trades[:, 1]
         denominator = capital * max(len(per), 1)
         total = boot.total(t, pnl) / denominator
-        per_trade = boot.mean(t, ret)
+        per_trade = boot.mean(t, pnl / capital)
         samples[arm] = {"total": total, "per_trade": per_trade}
         out[arm] = {
             "trades": int(len(trades)), "symbol_windows": len(per),
             "total_return": float(pnl.sum() / denominator), "total_return_ci": interval(total),
-            "per_trade_return": float(ret.mean()) if len(ret) else None, "per_trade_return_ci": interval(per_trade),
+            "per_trade_return": float(pnl.mean() / capital) if len(pnl) else None,
+            "per_trade_return_ci": interval(per_trade),
             "mean_return": float(np.mean([p["return"] for p in per])) if per else 0.0,
             "mean_sharpe": float(np.mean([p["sharpe"] for p in per])) if per else 0.0,
             "worst_drawdown": float(max((p["max_drawdown"] for p in per), default=0.0)),
@@ -90,5 +95,5 @@ def summarise(rows: list[dict], capital: float, boot: WeeklyBootstrap) -> dict[s
                 "per_trade_return_ci": interval(samples[a]["per_trade"] - samples[b]["per_trade"])}
     return {"arms": out, "differences": diffs,
             "definition": "total_return: net PnL of the trades opened in the test windows / (initial equity x "
-                          "symbol-windows); per_trade_return: mean net PnL / entry notional; 95 % weekly-block "
+                          "symbol-windows); per_trade_return: mean net PnL per trade / initial equity; 95 % weekly-block "
                           "bootstrap intervals (trades by opening week)"}

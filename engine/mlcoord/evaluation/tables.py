@@ -16,7 +16,7 @@ ARM_ORDER = ("technical", "technical + calibrator", "logistic voter", "ml", "alw
 def _num(v: Any, digits: int, pct: bool = False) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "n/a"
-    return f"{v * 100:+.2f} %" if pct else f"{v:.{digits}f}"
+    return f"{v * 100:+.{digits}f} %" if pct else f"{v:.{digits}f}"
 
 
 def _ci(ci: Optional[list], digits: int, pct: bool = False) -> str:
@@ -48,16 +48,16 @@ def arm_rows(arms: dict[str, Any]) -> list[list[str]]:
             continue
         out.append([name, f"{a['trades']:,}",
                     _num(a["total_return"], 2, True) + _ci(a["total_return_ci"], 2, True),
-                    _num(a["per_trade_return"], 2, True) + _ci(a["per_trade_return_ci"], 2, True),
+                    _num(a["per_trade_return"], 3, True) + _ci(a["per_trade_return_ci"], 3, True),
                     _num(a["mean_return"], 2, True), f"{a['mean_sharpe']:.2f}", f"{a['worst_drawdown'] * 100:.1f} %"])
     for name, d in arms["differences"].items():
         out.append([f"difference: {name}", "",
                     _num(d["total_return"], 2, True) + _ci(d["total_return_ci"], 2, True),
-                    _num(d["per_trade_return"], 2, True) + _ci(d["per_trade_return_ci"], 2, True), "", "", ""])
+                    _num(d["per_trade_return"], 3, True) + _ci(d["per_trade_return_ci"], 3, True), "", "", ""])
     return out
 
 
-ARM_HEADER = ["trading arm", "trades", "total net return [95 % CI]", "net return per trade [95 % CI]",
+ARM_HEADER = ["trading arm", "trades", "total net return [95 % CI]", "net PnL per trade, % of equity [95 % CI]",
               "mean return per symbol-window", "mean Sharpe", "worst drawdown"]
 
 
