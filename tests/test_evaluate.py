@@ -144,3 +144,34 @@ def test_a_holdout_run_must_be_recorded_and_short_data_names_sizes_that_fit():
     with pytest.raises(ConfigError, match=r"5000 bars, need at least 22995 .* sizes that fit: --train-bars 2000 "
                                           r"--fit-bars 500 --test-bars 500"):
         evaluate(Settings(), plugins, [btc], WalkForward())
+
+
+def test_cli_holdout_run_is_logged_and_exports_its_predictions(tmp_path, monkeypatch):
+    import csv
+
+    import pandas as pd
+    from click.testing import CliRunner
+
+    from mlcoord import registry
+    from mlcoord.cli import main
+
+    real = registry.discover_entry_points
+    monkeypatch.setattr(registry, "discover_entry_points",
+                        lambda: {n: ep for n, ep in real().items() if getattr(ep.dist, "name", "") == "mlcoord"})
+    log, export = tmp_path / "holdout-log.csv", tmp_path / "decisions.parquet"
+    args = ["evaluate", "--windows", "1", "--train-bars", "2000", "--fit-bars", "1000", "--test-bars", "1000",
+            "--no-retrain", "--no-progress", "--executor", "inline", "--part", "holdout", "--holdout-from",
+            "2024-06-01", "--holdout-log", str(log), "--export", str(export), "--resamples", "50",
+            "--json", str(tmp_path / "wf.json")]
+    out = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert out.exit_code == 0, out.output
+    assert f"holdout look recorded in {log}" in out.output and "holdout from 2024-06-01" in out.output
+    result = json.loads((tmp_path / "wf.json").read_text())
+    assert result["windows"][0]["test_start"] >= pd.Timestamp("2024-06-01", tz="UTC").value
+    rows = list(csv.DictReader(log.open()))
+    assert {r["config_hash"] for r in rows} == {result["config_hash"]}
+    auc = {r["row"]: r for r in rows if r["metric"] == "auc" and r["population"] == "signal_bars"}
+    assert float(auc["logistic"]["value"]) == result["scores"]["logistic"]["auc"]
+    assert len(pd.read_parquet(export)) == result["export"]["rows"] > 0
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert again.exit_code == 0 and len(list(csv.DictReader(log.open()))) == 2 * len(rows)   # every look logged
