@@ -50,7 +50,7 @@ def readme_section(result: dict, args: argparse.Namespace, seconds: float, bars:
         f"{args.test_bars:,} test bars ({first} → {last}); per window lstm and attention are retrained, and the "
         f"baselines fitted, on the {args.train_bars:,} bars before a {args.fit_bars:,}-bar fit period in which "
         f"the online learners learn; no bar is scored by a model trained on it. Brackets: 95 % weekly-block "
-        f"bootstrap intervals ({result['bootstrap']['resamples']} resamples of {result['bootstrap']['weeks']} "
+        f"bootstrap intervals ({result['bootstrap']['resamples']:,} resamples of {result['bootstrap']['weeks']} "
         f"weeks, symbols resampled together, seed {result['bootstrap']['seed']}).",
         "",
         render_markdown(result),

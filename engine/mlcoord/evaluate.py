@@ -34,22 +34,21 @@ from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.errors import ConfigError
 from mlcoord.evaluation import arms as arms_mod
-from mlcoord.evaluation.baselines import NAMES as BASELINES, BaselineOptions, fit_baselines
-from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval, intervals
+from mlcoord.evaluation.baselines import BaselineOptions, fit_baselines
+from mlcoord.evaluation.bootstrap import WeeklyBootstrap
+from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS, Records, collect_every_bar, collect_signal_bars
 from mlcoord.evaluation.export import write_decisions
 from mlcoord.evaluation.holdout import (Split, append_log, config_hash, current_commit, development_candles,
                                        log_rows)
-from mlcoord.evaluation.metrics import rounded, score_row
+from mlcoord.evaluation.scoring import POPULATION_EVENTS, merge, score_population
 from mlcoord.evaluation.voter import NAME as LOGISTIC_VOTER
 from mlcoord.executors import Executor, InlineExecutor, PluginRecipe, Task, TaskResult, plugins_from
-from mlcoord.learning import event_happened, expected_calibration_error, reliability
-from mlcoord.model import Action, Signal
+from mlcoord.learning import expected_calibration_error, reliability
 from mlcoord.pipeline import build_component, resolve_components
 from mlcoord.registry import PluginSet
 
 log = structlog.get_logger("mlcoord.evaluate")
 WARMUP = 600
-SIGNAL_BARS, EVERY_BAR = "signal_bars", "every_bar"
 
 
 @attrs.frozen
@@ -156,84 +155,6 @@ def _segment_stats(result: BacktestResult, start: int) -> dict[str, Any]:
             "fees": float(sum(t.fees for t in trades)), "dca_bands": bands}
 
 
-class Records:
-    """Scored predictions of one task, by population and component, as columns."""
-
-    def __init__(self, symbol: str, window: int):
-        self.symbol, self.window = symbol, window
-        self.data: dict[str, dict[str, dict[str, list]]] = {}
-
-    def add(self, population: str, component: str, time: int, y: float, p: float, side: int, pc: float) -> None:
-        cols = self.data.setdefault(population, {}).setdefault(
-            component, {"time": [], "symbol": [], "window": [], "y": [], "p": [], "side": [], "pc": []})
-        for key, value in (("time", time), ("symbol", self.symbol), ("window", self.window), ("y", y), ("p", p),
-                           ("side", side), ("pc", pc)):
-            cols[key].append(value)
-
-
-def _collect(result: BacktestResult, candles: Candles, w: Window, horizon: int, threshold: float,
-             base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
-    """Score every decision of the test part whose horizon lies inside the data, with every
-    baseline beside it (same bar, same direction)."""
-    close = candles.close
-    index_of = {int(t): i for i, t in enumerate(candles.time)}
-    clim = base["climatology (causal)"]
-    for d in result.raw.decisions:
-        if not w.test_start <= d.time < w.test_end:
-            continue
-        i = index_of.get(d.time)
-        direction = int(d.technical.action)
-        if i is None or i + horizon >= len(close) or direction == 0:
-            continue
-        fr = close[i + horizon] / close[i] - 1.0
-        head = 0 if direction > 0 else 1
-        y = float(event_happened(direction, fr, threshold))
-        pc = float(clim[head][i])
-        add = lambda name, p, side=direction, pc=pc, y=y: into.add(SIGNAL_BARS, name, d.time, y, p, side, pc)  # noqa
-        add("technical", d.technical.confidence)
-        for v in d.votes:
-            if v.component != "technical":
-                add(v.component, v.probability(direction))
-        if d.p_signal is not None:
-            add("ensemble (raw)", d.p_signal)
-        for name in BASELINES:
-            add(name, float(base[name][head][i]))
-        if d.signal.action != Action.HOLD:
-            final = int(d.signal.action)
-            y_final = float(event_happened(final, fr, threshold))
-            pc_final = float(clim[0 if final > 0 else 1][i])
-            add("ensemble (final, raw)", d.raw_confidence, final, pc_final, y_final)
-            add("ensemble (final, calibrated)", d.confidence, final, pc_final, y_final)
-
-
-def _collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, part: Candles, w: Window,
-                       base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
-    """Every test bar, event up: the baselines and the ML components whose votes do not depend on
-    online learning (those with a trained model); the online learners and the ensemble only vote
-    on signal bars inside the backtest, so they are not in this table."""
-    event = settings.learning.event
-    lo, hi = np.searchsorted(part.time, [w.test_start, w.test_end])
-    hi = min(int(hi), len(part) - event.horizon)
-    if hi <= lo:
-        return
-    fr = part.close[event.horizon:] / part.close[:-event.horizon] - 1.0
-    data = build_market_data(part, settings.data.higher_timeframes, event=event)
-    voters = []
-    for built in resolve_components(settings, plugins, changes).ml_components:
-        if hasattr(built.obj, "train"):
-            voters.append((built.name, built.obj.prepare(data)))
-    buy = Signal(Action.BUY, 0.5, (), "evaluate")
-    clim = base["climatology (causal)"][0]
-    for i in range(int(lo), hi):
-        t, y, pc = int(part.time[i]), float(event_happened(1, fr[i], event.threshold)), float(clim[i])
-        for name in BASELINES:
-            into.add(EVERY_BAR, name, t, y, float(base[name][0][i]), 1, pc)
-        for name, voter in voters:
-            v = voter.vote(i, buy)
-            if v is not None:
-                into.add(EVERY_BAR, name, t, y, v.probability(1), 1, pc)
-
-
 @attrs.frozen(eq=False)
 class EvalJob:
     """What every task of one evaluation needs; sent to each worker once."""
@@ -309,9 +230,9 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
                                  candles=[part], option_changes=voter_changes if voter else changes)
     records = Records(c.symbol, w.index)
     event = settings.learning.event
-    _collect(runs["ml"], part, w, event.horizon, event.threshold, base, records)
+    collect_signal_bars(runs["ml"], part, w, event.horizon, event.threshold, base, records)
     if job.options.every_bar:
-        _collect_every_bar(fitted, plugins, changes, part, w, base, records)
+        collect_every_bar(fitted, plugins, changes, part, w, base, records)
     arms = {arm: {**_segment_stats(r, w.test_start), "trades": arms_mod.trades_of(r, w.test_start)}
             for arm, r in runs.items()}
     row = {"window": w.index, "symbol": c.symbol,
@@ -319,56 +240,6 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
            "technical": _segment_stats(runs["technical"], w.test_start), "ml": _segment_stats(runs["ml"], w.test_start),
            "arms": arms}
     return {"records": records.data, "row": row}
-
-
-POPULATION_EVENTS = {
-    SIGNAL_BARS: "signal bars (technical BUY/SELL, no open position in the ML run), event in the signal's direction",
-    EVERY_BAR: "every bar of the test windows, event up (direction +1)",
-}
-DIFFERENCES = (("ensemble (raw)", "logistic"), ("ensemble (raw)", "lstm"), ("logistic", "climatology (causal)"))
-
-
-def _merge(records: dict, into: dict) -> None:
-    for population, by_component in records.items():
-        for name, cols in by_component.items():
-            target = into.setdefault(population, {}).setdefault(name, {key: [] for key in cols})
-            for key, values in cols.items():
-                target[key].extend(values)
-
-
-def _score_population(by_component: dict[str, dict[str, list]], boot: WeeklyBootstrap, reference: str
-                      ) -> dict[str, Any]:
-    """Rows with intervals; the in-sample climatology and always-abstain scored on ``reference``'s set."""
-    table, samples = {}, {}
-    for name, cols in sorted(by_component.items()):
-        y, p, pc = (np.asarray(cols[k], dtype=float) for k in ("y", "p", "pc"))
-        t = np.asarray(cols["time"], dtype=np.int64)
-        row = rounded(score_row(y, p, pc))
-        samples[name] = boot.scores(t, y, p, pc)
-        row["ci"] = intervals(samples[name])
-        table[name] = row
-    if reference in by_component:
-        cols = by_component[reference]
-        y = np.asarray(cols["y"], dtype=float)
-        t = np.asarray(cols["time"], dtype=np.int64)
-        pc = np.asarray(cols["pc"], dtype=float)
-        p = np.full(len(y), y.mean() if len(y) else 0.5)
-        row = rounded(score_row(y, p, pc))
-        row["ci"] = {k: v for k, v in intervals(boot.scores(t, y, p, pc)).items() if k != "auc"}
-        row["auc"] = None       # a constant has no ranking
-        table["climatology (in-sample)"] = row
-        table["always abstain"] = {"n": len(y), "accuracy": round(float(1 - y.mean()), 4) if len(y) else None,
-                                   "note": "predicts 'no event' on every bar; trades nothing"}
-    diffs = {}
-    for a, b in DIFFERENCES:
-        if a in samples and b in samples:
-            diffs[f"{a} - {b}"] = {
-                "auc": None if table[a]["auc"] is None or table[b]["auc"] is None
-                else round(table[a]["auc"] - table[b]["auc"], 4),
-                "auc_ci": interval(samples[a]["auc"] - samples[b]["auc"]),
-                "skill_vs_causal": round(table[a]["skill_vs_causal"] - table[b]["skill_vs_causal"], 4),
-                "skill_vs_causal_ci": interval(samples[a]["skill_vs_causal"] - samples[b]["skill_vs_causal"])}
-    return {"scores": table, "differences": diffs}
 
 
 def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], wf: WalkForward,
@@ -439,7 +310,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
         if not r.ok:
             failed.append(r.describe())
         elif r.value is not None:
-            _merge(r.value["records"], records)
+            merge(r.value["records"], records)
             trading.append(r.value["row"])
     week_times = [np.asarray(cols["time"], dtype=np.int64) for pop in records.values() for cols in pop.values()]
     week_times += [np.asarray([t[0] for a in row["arms"].values() for t in a["trades"]], dtype=np.int64)
@@ -450,7 +321,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     for population, reference in ((SIGNAL_BARS, "technical"), (EVERY_BAR, "climatology (causal)")):
         if population in records:
             populations[population] = {"event": POPULATION_EVENTS[population],
-                                       **_score_population(records[population], boot, reference)}
+                                       **score_population(records[population], boot, reference)}
     signal = records.get(SIGNAL_BARS, {})
     diagrams = {name: reliability(signal[name]["y"], signal[name]["p"])
                 for name in ("ensemble (final, raw)", "ensemble (final, calibrated)") if name in signal}

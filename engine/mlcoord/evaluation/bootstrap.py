@@ -113,7 +113,7 @@ def interval(samples: np.ndarray, level: float = LEVEL) -> list[Optional[float]]
         return [None, None]
     a = (1 - level) / 2 * 100
     lo, hi = np.percentile(s, [a, 100 - a])
-    return [round(float(lo), 4), round(float(hi), 4)]
+    return [round(float(lo), 6), round(float(hi), 6)]
 
 
 def intervals(samples: dict[str, np.ndarray]) -> dict[str, list[Optional[float]]]:

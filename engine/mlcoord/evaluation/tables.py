@@ -75,7 +75,7 @@ def _header(result: dict) -> list[str]:
         lines.append(f"part: {split['part']} (holdout from {split['holdout_from'][:10]}, {split['chosen_by']}); "
                      f"config hash {result.get('config_hash')}")
     if b:
-        lines.append(f"intervals: 95 % weekly-block bootstrap, {b['resamples']} resamples of {b['weeks']} weeks "
+        lines.append(f"intervals: 95 % weekly-block bootstrap, {b['resamples']:,} resamples of {b['weeks']} weeks "
                      f"(seed {b['seed']}; symbols resampled together)")
     return lines
 
