@@ -247,7 +247,8 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @click.option("--every-bar", is_flag=True, help="Add a second table scoring every bar (event up), not only signal bars.")
 @click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write every scored prediction to this Parquet file (e.g. decisions.parquet).")
-@click.option("--resamples", default=1000, show_default=True, help="Weekly-block bootstrap resamples.")
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Weekly-block bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and the baselines.")
 @_executor_options
 @_friendly
