@@ -147,3 +147,18 @@ def test_holdout_log_appends_with_one_header(tmp_path):
     rows = list(csv.DictReader(log.open()))
     assert [r["commit"] for r in rows] == ["abc", "def"]
     assert rows[0]["hi"] == "" and rows[0]["value"] == "0.51"
+
+
+def test_arms_summary_leaves_out_arms_a_run_did_not_trade():
+    from mlcoord.evaluation.bootstrap import WeeklyBootstrap
+
+    week = 7 * 24 * 3_600_000_000_000
+    rows = [{"arms": {"technical": {"return": -0.01, "sharpe": -1.0, "max_drawdown": 0.02,
+                                    "trades": [[0, -50.0, -0.01], [week, 20.0, 0.004]]},
+                      "ml": {"return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "trades": []}}}]
+    out = arms.summarise(rows, 10_000.0, WeeklyBootstrap([0, week], 100, 0))
+    assert list(out["arms"]) == ["technical", "ml", "always abstain"]
+    assert out["arms"]["technical"]["total_return"] == pytest.approx(-30.0 / 10_000)
+    assert out["arms"]["technical"]["per_trade_return"] == pytest.approx(-15.0 / 10_000)
+    assert out["arms"]["ml"]["trades"] == 0 and out["arms"]["ml"]["per_trade_return"] is None
+    assert list(out["differences"]) == []       # none of the compared pairs both ran

@@ -69,6 +69,7 @@ class EvalOptions:
     resamples: int = attrs.field(default=1000, validator=attrs.validators.ge(1))  # weekly-block bootstrap
     seed: int = 0
     every_bar: bool = False         # also the second table: every bar, event up
+    all_arms: bool = True           # False: trade only "technical" and "ml" (e.g. a sweep needing scores only)
     baselines: BaselineOptions = BaselineOptions()
 
 
@@ -224,7 +225,7 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
     fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
     fitted = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
     runs = {}
-    for arm in arms_mod.BACKTESTED:
+    for arm in arms_mod.BACKTESTED if job.options.all_arms else ("technical", "ml"):
         voter = arm == "logistic voter"
         runs[arm] = run_backtest(arms_mod.arm_settings(fitted, arm), plugins=_voter_plugins(job) if voter else plugins,
                                  candles=[part], option_changes=voter_changes if voter else changes)

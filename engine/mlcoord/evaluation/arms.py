@@ -69,6 +69,8 @@ def summarise(rows: list[dict], capital: float, boot: WeeklyBootstrap) -> dict[s
                         "mean_return": 0.0, "mean_sharpe": 0.0, "worst_drawdown": 0.0, "symbol_windows": units}
             continue
         per = [r["arms"][arm] for r in rows if arm in r["arms"]]
+        if not per and rows:        # an arm this run did not trade (EvalOptions.all_arms=False)
+            continue
         trades = np.array([t for p in per for t in p["trades"]], dtype=float).reshape(-1, 3)
         t, pnl = trades[:, 0].astype(np.int64), trades[:, 1]
         denominator = capital * max(len(per), 1)
