@@ -111,12 +111,18 @@ def fit_baselines(candles: Sequence[Candles], start: int, end: int, event: Event
     gap = event.horizon * max(len(candles), 1)      # rows of one horizon across the pooled symbols
     logistic, chosen, boosting, fade = [], [], [], []
     scale = float(np.std(x[:, RET_24])) or 1.0
-    for y, sign in ((up, -1.0), (down, 1.0)):
-        c = choose_c(x, y, options, gap)
-        chosen.append(c)
-        logistic.append(_logistic(c).fit(x, y))
-        boosting.append(_boosting(options).fit(x, y))
-        fade.append(_platt(sign * x[:, RET_24] / scale, y))
+    _sklearn()
+    from threadpoolctl import threadpool_limits
+
+    # one thread: OpenMP workers spinning against other processes on a shared 2-core machine made
+    # gradient boosting 8x slower; executors run one task per core anyway
+    with threadpool_limits(limits=1):
+        for y, sign in ((up, -1.0), (down, 1.0)):
+            c = choose_c(x, y, options, gap)
+            chosen.append(c)
+            logistic.append(_logistic(c).fit(x, y))
+            boosting.append(_boosting(options).fit(x, y))
+            fade.append(_platt(sign * x[:, RET_24] / scale, y))
     return BaselineModels((float(up.mean()), float(down.mean())), tuple(logistic), tuple(chosen),
                           tuple(boosting), tuple(fade), scale, len(x))
 
