@@ -10,6 +10,8 @@ Every figure is a ratio of per-week sums, so a resample costs a small matrix pro
 a pass over the rows: ``counts (B x weeks) @ per-week sums``. AUC uses the per-week-pair matrix
 of concordant (positive, negative) pairs, exact for integer week weights. The bins of the
 equal-mass ECE are fixed at the full sample's quantiles (a resample does not move them).
+ECE is biased upward on a resample (duplicated weeks add noise to every bin), so its percentile
+interval can sit above the point estimate; its upper end is the useful figure.
 """
 
 from __future__ import annotations
