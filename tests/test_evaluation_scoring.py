@@ -88,3 +88,11 @@ def test_bad_bootstrap_input_is_a_clear_error():
     boot = WeeklyBootstrap([0], resamples=3)
     with pytest.raises(ValueError, match="week the bootstrap was not built on"):
         boot.index([10 * WEEK_NS])
+
+
+def test_a_draw_with_one_class_only_gives_no_in_sample_skill():
+    t = np.array([0, WEEK_NS])                      # two weeks: one outcome each
+    boot = WeeklyBootstrap(t, resamples=3, seed=0)
+    boot.counts[:] = [[2, 0], [0, 2], [1, 1]]
+    skill = boot.scores(t, np.array([1.0, 0.0]), np.array([0.7, 0.4]))["skill_vs_in_sample"]
+    assert np.isnan(skill[0]) and np.isnan(skill[1]) and np.isfinite(skill[2])

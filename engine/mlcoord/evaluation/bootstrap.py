@@ -63,9 +63,12 @@ class WeeklyBootstrap:
         n = self._sum(k, np.ones(len(y)))
         with np.errstate(divide="ignore", invalid="ignore"):
             ll = self._sum(k, pointwise_log_loss(y, p)) / n
-            base = np.clip(self._sum(k, y) / n, EPS, 1 - EPS)
-            out = {"log_loss": ll, "brier": self._sum(k, (p - y) ** 2) / n,
-                   "skill_vs_in_sample": 1 - ll / -(base * np.log(base) + (1 - base) * np.log(1 - base))}
+            rate = self._sum(k, y) / n
+            base = np.clip(rate, EPS, 1 - EPS)
+            skill = 1 - ll / -(base * np.log(base) + (1 - base) * np.log(1 - base))
+            # a draw with one class only has no uncertainty to be skilful against: no skill figure
+            skill[(rate <= 0) | (rate >= 1)] = np.nan
+            out = {"log_loss": ll, "brier": self._sum(k, (p - y) ** 2) / n, "skill_vs_in_sample": skill}
             if p_causal is not None:
                 out["skill_vs_causal"] = 1 - ll / (self._sum(k, pointwise_log_loss(y, p_causal)) / n)
             out["ece"] = self._ece(k, y, p, np.clip(np.digitize(p, np.linspace(0, 1, 11)[1:-1]), 0, 9), 10, n)
