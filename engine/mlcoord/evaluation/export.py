@@ -39,5 +39,6 @@ def records_frame(records: dict[str, dict[str, dict[str, list]]]) -> pd.DataFram
 
 def write_decisions(records: dict, path: Path) -> int:
     frame = records_frame(records)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(Path(path), index=False)
     return len(frame)
