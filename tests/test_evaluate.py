@@ -60,7 +60,9 @@ def test_smoke_evaluation_scores_every_component_out_of_sample(smoke):
         assert 0.0 <= scores[name]["auc"] <= 1.0
         assert scores[name]["log_loss"] > 0
     for report in result["training"]:
-        assert {"lstm", "attention"} <= set(report)     # retrained in every window
+        assert {"lstm", "attention", "baselines"} <= set(report)     # retrained in every window
+        assert report["baselines"]["logistic_c_up"] in SMALL.baselines.c_grid
+        assert report["baselines"]["rows"] > 3000
     first_test = min(w["test_start"] for w in result["windows"])
     trained = max(w["fit_start"] for w in result["windows"] if w["test_start"] == first_test)
     assert trained < first_test

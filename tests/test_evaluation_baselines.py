@@ -48,6 +48,11 @@ def test_baselines_read_nothing_at_or_after_the_end_of_their_training_part(btc):
     assert times.max() + EventSpec().horizon * btc.timeframe_ns < end   # every label closed before the end
 
 
+def test_too_short_a_training_part_is_a_clear_error(btc):
+    with pytest.raises(ValueError, match=r"no training rows for the baselines in 2020-09-2\d.* at most 200 \+ 24 bars"):
+        fit_baselines([btc], int(btc.time[0]), int(btc.time[150]), EventSpec(), SMALL)
+
+
 def test_baseline_predictions_are_causal_and_deterministic(btc):
     m = fit_baselines([btc], int(btc.time[300]), int(btc.time[3000]), EventSpec(), SMALL)
     full, head = m.predict(btc), m.predict(btc.slice(0, 4000))

@@ -287,6 +287,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                 failed.append(r.describe())
             elif r.labels["phase"] == "baselines":
                 baselines[k] = r.value
+                trained_reports[k]["baselines"] = pickle.loads(r.value).describe()
             else:
                 models[k] = r.value["models"]
                 trained_reports[k].update(r.value["reports"])

@@ -61,6 +61,11 @@ class BaselineModels:
     fade_scale: float
     n_train: int
 
+    def describe(self) -> dict:
+        """What was fitted (for the result's training report): rows, chosen C, climatology."""
+        return {"rows": self.n_train, "logistic_c_up": self.logistic_c[0], "logistic_c_down": self.logistic_c[1],
+                "climatology_up": round(self.climatology[0], 4), "climatology_down": round(self.climatology[1], 4)}
+
     def predict(self, candles: Candles) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per baseline, (P(up), P(down)) for every bar of ``candles`` (causal: bar i uses bars <= i)."""
         x = features_of(candles)
@@ -98,7 +103,11 @@ def training_set(candles: Sequence[Candles], start: int, end: int, event: EventS
         downs.append(down[rows])
         times.append(head.time[rows])
     if not xs:
-        raise ValueError(f"no training rows for the baselines between {start} and {end} (ns)")
+        import pandas as pd
+
+        span = " -> ".join(pd.Timestamp(v, tz="UTC").isoformat() for v in (start, end))
+        raise ValueError(f"no training rows for the baselines in {span}: every symbol has at most "
+                         f"{FEATURE_WARMUP} + {event.horizon} bars there")
     t = np.concatenate(times)
     order = np.argsort(t, kind="stable")
     return (np.concatenate(xs)[order], np.concatenate(ups)[order], np.concatenate(downs)[order], t[order])
