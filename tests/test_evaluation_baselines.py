@@ -51,6 +51,8 @@ def test_baselines_read_nothing_at_or_after_the_end_of_their_training_part(btc):
 def test_too_short_a_training_part_is_a_clear_error(btc):
     with pytest.raises(ValueError, match=r"no training rows for the baselines in 2020-09-2\d.* at most 200 \+ 24 bars"):
         fit_baselines([btc], int(btc.time[0]), int(btc.time[150]), EventSpec(), SMALL)
+    with pytest.raises(ValueError, match=r"has 76 rows, too few to choose C by 2 time-series folds with a 24-row gap"):
+        fit_baselines([btc], int(btc.time[0]), int(btc.time[300]), EventSpec(), SMALL)
 
 
 def test_baseline_predictions_are_causal_and_deterministic(btc):

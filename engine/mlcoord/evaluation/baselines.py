@@ -202,6 +202,11 @@ def choose_c(x: np.ndarray, y: np.ndarray, options: BaselineOptions, gap: int) -
 
     if len(options.c_grid) == 1:
         return float(options.c_grid[0])
+    need = (options.cv_splits + 1) * 2 * gap
+    if len(x) < need:
+        raise ValueError(f"the baselines' training part has {len(x)} rows, too few to choose C by "
+                         f"{options.cv_splits} time-series folds with a {gap}-row gap (need {need}); "
+                         f"give the models more training bars (--train-bars)")
     folds = list(TimeSeriesSplit(n_splits=options.cv_splits, gap=gap).split(x))
     best, best_loss = options.c_grid[0], np.inf
     for c in options.c_grid:
