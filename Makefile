@@ -16,10 +16,10 @@ setup: $(BIN)/python
 # torch: the local CPU build first (any other torch spec may pull a multi-GB CUDA build)
 TORCH ?= torch==2.13.0
 
-# every extra, so the whole suite runs: ML training, ccxt, PostgreSQL, Dask, Optuna
+# every extra, so the whole suite runs: ML training, ccxt, PostgreSQL, Dask, Optuna, scikit-learn
 setup-test: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,ml,exchange,postgres,dask,sweep]'
+	$(BIN)/pip install -q -e '.[test,ml,exchange,postgres,dask,sweep,evaluate]'
 	$(BIN)/pip install -q -e plugin-template
 
 # each suite prints its time (ci: <suite> in N s)

@@ -194,4 +194,5 @@ def test_evaluate_report(tmp_path, mlcoord_plugins_only):
     for key in ("scores", "calibration", "trading", "windows"):
         assert f'<section id="{key}">' in html, key
     assert "technical" in html and "mtf" in html and "before calibration" in html
+    assert "logistic" in html and "climatology (causal)" in html and "Trading arms on the same windows" in html
     assert build_report(load_result(tmp_path / "wf.json")) == html, "the file gives the same report"

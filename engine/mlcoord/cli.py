@@ -238,16 +238,33 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
               help="Write a self-contained HTML report (scores, reliability, technical vs ML trading).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
+@click.option("--holdout-from", "holdout_from", metavar="DATE",
+              help="Start of the holdout part (default: where the last 30 % of the bars begin).")
+@click.option("--part", type=click.Choice(["development", "holdout"]), default="development", show_default=True,
+              help="Score the development part (reads no holdout bar) or the holdout part (the run is logged).")
+@click.option("--holdout-log", "holdout_log", default="benchmarks/holdout-log.csv", show_default=True,
+              type=click.Path(dir_okay=False, path_type=Path), help="CSV every holdout run is appended to.")
+@click.option("--every-bar", is_flag=True, help="Add a second table scoring every bar (event up), not only signal bars.")
+@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every scored prediction to this Parquet file (e.g. decisions.parquet).")
+@click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
+              help="Weekly-block bootstrap resamples.")
+@click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and the baselines.")
 @_executor_options
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
-             no_retrain, json_path, report_path, progress, store, executor, address, workers) -> None:
-    """Walk-forward evaluation: component and ensemble scores, technical vs ML trading."""
+             no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar,
+             export_path, resamples, seed, executor, address, workers) -> None:
+    """Walk-forward evaluation: component, baseline and ensemble scores with intervals, trading arms."""
     import json as _json
+
+    import attrs
 
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.config import load_settings
-    from mlcoord.evaluate import WalkForward, evaluate as run_evaluation, render
+    from mlcoord.evaluate import EvalOptions, WalkForward, evaluate as run_evaluation, render
+    from mlcoord.evaluation.baselines import BaselineOptions
+    from mlcoord.evaluation.holdout import make_split
     from mlcoord.registry import load_plugins
 
     data = _data_overrides(data_files, symbols, timeframe, store=store)
@@ -255,9 +272,18 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
     candles = load_market(settings, cut_start=False)
     wf = WalkForward(train_bars, fit_bars, test_bars, windows, not no_retrain)
+    split = make_split(candles, holdout_from, part)
+    options = EvalOptions(resamples=resamples, seed=seed, every_bar=every_bar,
+                          baselines=attrs.evolve(BaselineOptions(), seed=seed))
     with _progress_env(progress), _make_executor(executor, address, workers, settings) as pool:
-        result = run_evaluation(settings, loaded, candles, wf, executor=pool, show_progress=progress)
+        result = run_evaluation(settings, loaded, candles, wf, executor=pool, show_progress=progress,
+                                options=options, split=split, holdout_log=holdout_log if part == "holdout" else None,
+                                export=export_path)
     click.echo(render(result))
+    if part == "holdout":
+        click.echo(f"holdout look recorded in {holdout_log}")
+    if export_path:
+        click.echo(f"{result['export']['rows']:,} scored predictions written to {export_path}")
     if json_path:
         json_path.write_text(_json.dumps(result, indent=1, default=str), encoding="utf-8")
         click.echo(f"result written to {json_path}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 import tempfile
 import zlib
 from pathlib import Path
@@ -31,9 +32,18 @@ from mlcoord.backtest.run import BacktestResult, run_backtest
 from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
+from mlcoord.errors import ConfigError
+from mlcoord.evaluation import arms as arms_mod
+from mlcoord.evaluation.baselines import BaselineOptions, fit_baselines
+from mlcoord.evaluation.bootstrap import WeeklyBootstrap
+from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS, Records, collect_every_bar, collect_signal_bars
+from mlcoord.evaluation.export import write_decisions
+from mlcoord.evaluation.holdout import (Split, append_log, config_hash, current_commit, development_candles,
+                                       log_rows)
+from mlcoord.evaluation.scoring import POPULATION_EVENTS, merge, score_population
+from mlcoord.evaluation.voter import NAME as LOGISTIC_VOTER
 from mlcoord.executors import Executor, InlineExecutor, PluginRecipe, Task, TaskResult, plugins_from
-from mlcoord.learning import event_happened, expected_calibration_error, reliability, scores
-from mlcoord.model import Action
+from mlcoord.learning import expected_calibration_error, reliability
 from mlcoord.pipeline import build_component, resolve_components
 from mlcoord.registry import PluginSet
 
@@ -53,6 +63,17 @@ class WalkForward:
 
 
 @attrs.frozen
+class EvalOptions:
+    """What is measured besides the components: baselines, intervals, populations, arms."""
+
+    resamples: int = attrs.field(default=1000, validator=attrs.validators.ge(1))  # weekly-block bootstrap
+    seed: int = 0
+    every_bar: bool = False         # also the second table: every bar, event up
+    all_arms: bool = True           # False: trade only "technical" and "ml" (e.g. a sweep needing scores only)
+    baselines: BaselineOptions = BaselineOptions()
+
+
+@attrs.frozen
 class Window:
     index: int
     train_start: int
@@ -61,10 +82,13 @@ class Window:
     test_end: int
 
 
-def plan_windows(times: np.ndarray, wf: WalkForward) -> list[Window]:
-    """Consecutive test windows over the common time axis, each with its training history."""
+def plan_windows(times: np.ndarray, wf: WalkForward, test_from: Optional[int] = None) -> list[Window]:
+    """Consecutive test windows over the common time axis, each with its training history;
+    with ``test_from`` (ns) the first test window starts there at the earliest."""
     n = len(times)
     first_test = wf.train_bars + wf.fit_bars
+    if test_from is not None:
+        first_test = max(first_test, int(np.searchsorted(times, test_from)))
     out = []
     k = 0
     for start in range(first_test, n, wf.test_bars):
@@ -77,6 +101,12 @@ def plan_windows(times: np.ndarray, wf: WalkForward) -> list[Window]:
     if wf.windows is not None:
         out = out[-wf.windows:]
     return out
+
+
+def sizes_that_fit(n: int) -> str:
+    """A suggestion of window sizes for ``n`` bars (same proportions as the defaults)."""
+    unit = max(n // 10, 1)
+    return f"--train-bars {4 * unit} --fit-bars {unit} --test-bars {unit}"
 
 
 def _between(c: Candles, start: int, end: int) -> Candles:
@@ -126,33 +156,6 @@ def _segment_stats(result: BacktestResult, start: int) -> dict[str, Any]:
             "fees": float(sum(t.fees for t in trades)), "dca_bands": bands}
 
 
-def _collect(result: BacktestResult, candles: Candles, start: int, end: int, horizon: int,
-             threshold: float, into: dict[str, list]) -> None:
-    """Score every decision of ``[start, end)`` whose horizon lies inside the data."""
-    close = candles.close
-    index_of = {int(t): i for i, t in enumerate(candles.time)}
-    for d in result.raw.decisions:
-        if not start <= d.time < end:
-            continue
-        i = index_of.get(d.time)
-        if i is None or i + horizon >= len(close):
-            continue
-        fr = close[i + horizon] / close[i] - 1.0
-        direction = int(d.technical.action)
-        y = float(event_happened(direction, fr, threshold))
-        into.setdefault("technical", []).append((y, d.technical.confidence))
-        for v in d.votes:
-            if v.component != "technical":
-                into.setdefault(v.component, []).append((y, v.probability(direction)))
-        if d.p_signal is not None:
-            into.setdefault("ensemble (raw)", []).append((y, d.p_signal))
-        if d.signal.action != Action.HOLD:
-            final = int(d.signal.action)
-            y_final = float(event_happened(final, fr, threshold))
-            into.setdefault("ensemble (final, raw)", []).append((y_final, d.raw_confidence))
-            into.setdefault("ensemble (final, calibrated)", []).append((y_final, d.confidence))
-
-
 @attrs.frozen(eq=False)
 class EvalJob:
     """What every task of one evaluation needs; sent to each worker once."""
@@ -161,10 +164,17 @@ class EvalJob:
     plugins: Any                    # a PluginRecipe on workers; the PluginSet itself inline
     candles: tuple[Candles, ...]
     windows: tuple[Window, ...]
+    options: EvalOptions = EvalOptions()
 
 
 def _job_plugins(job: EvalJob) -> PluginSet:
     return plugins_from(job.plugins) if isinstance(job.plugins, PluginRecipe) else job.plugins
+
+
+def _voter_plugins(job: EvalJob) -> PluginSet:
+    """The job's plugins plus the logistic baseline voter (for its trading arm)."""
+    recipe = job.plugins if isinstance(job.plugins, PluginRecipe) else PluginRecipe.of(job.plugins)
+    return plugins_from(PluginRecipe(recipe.plugins + ((LOGISTIC_VOTER, "mlcoord.evaluation.voter"),)))
 
 
 def train_window_task(job: EvalJob, k: int) -> dict[str, Any]:
@@ -175,16 +185,23 @@ def train_window_task(job: EvalJob, k: int) -> dict[str, Any]:
     return {"models": blobs, "reports": reports}
 
 
+def baselines_window_task(job: EvalJob, k: int) -> bytes:
+    """Task: fit window ``k``'s baselines on its training part (the bars its models train on)."""
+    w = job.windows[k]
+    return pickle.dumps(fit_baselines(job.candles, w.train_start, w.fit_start, job.settings.learning.event,
+                                      job.options.baselines))
+
+
 _MODEL_DIR: list[tempfile.TemporaryDirectory] = []
 
 
-def _materialise(blobs: dict[str, bytes], k: int) -> dict[str, dict[str, Any]]:
+def _materialise(blobs: dict[str, bytes], k: int, suffix: str = ".npz") -> dict[str, dict[str, Any]]:
     """Write window ``k``'s artifacts once per process; option changes pointing at them."""
     if not _MODEL_DIR:
         _MODEL_DIR.append(tempfile.TemporaryDirectory(prefix="mlcoord-models-"))
     changes = {}
     for name, blob in sorted(blobs.items()):
-        path = Path(_MODEL_DIR[0].name) / f"{name}-w{k}-{zlib.crc32(blob):08x}.npz"
+        path = Path(_MODEL_DIR[0].name) / f"{name}-w{k}-{zlib.crc32(blob):08x}{suffix}"
         if not path.exists():
             tmp = path.with_suffix(".part")
             tmp.write_bytes(blob)
@@ -193,91 +210,127 @@ def _materialise(blobs: dict[str, bytes], k: int) -> dict[str, dict[str, Any]]:
     return changes
 
 
-def window_symbol_task(shared: tuple[EvalJob, dict[int, dict[str, bytes]]], k: int, j: int
-                       ) -> Optional[dict[str, Any]]:
-    """Task: score window ``k`` on symbol ``j`` (ML and technical-only backtests); pure."""
-    job, models = shared
+def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]], dict[int, bytes]]], k: int,
+                       j: int) -> Optional[dict[str, Any]]:
+    """Task: score window ``k`` on symbol ``j`` and trade it in every arm; pure."""
+    job, (models, baselines) = shared
     settings, w, c = job.settings, job.windows[k], job.candles[j]
     plugins = _job_plugins(job)
     part = _between(c, w.fit_start - WARMUP * c.timeframe_ns, w.test_end)
     if len(part) < WARMUP:
         return None
     changes = _materialise(models.get(k, {}), k)
-    technical_only = attrs.evolve(settings, pipeline=attrs.evolve(settings.pipeline, ml_components=(), calibrator=""))
+    voter_changes = _materialise({LOGISTIC_VOTER: baselines[k]}, k, ".pkl")
+    base = pickle.loads(baselines[k]).predict(part)
     fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
-    s_ml = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
-    s_ta = attrs.evolve(technical_only, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
-    ml = run_backtest(s_ml, plugins=plugins, candles=[part], option_changes=changes)
-    ta = run_backtest(s_ta, plugins=plugins, candles=[part])
-    pooled: dict[str, list] = {}
-    _collect(ml, part, w.test_start, w.test_end, settings.learning.horizon, settings.learning.threshold, pooled)
+    fitted = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
+    runs = {}
+    for arm in arms_mod.BACKTESTED if job.options.all_arms else ("technical", "ml"):
+        voter = arm == "logistic voter"
+        runs[arm] = run_backtest(arms_mod.arm_settings(fitted, arm), plugins=_voter_plugins(job) if voter else plugins,
+                                 candles=[part], option_changes=voter_changes if voter else changes)
+    records = Records(c.symbol, w.index)
+    event = settings.learning.event
+    collect_signal_bars(runs["ml"], part, w, event.horizon, event.threshold, base, records)
+    if job.options.every_bar:
+        collect_every_bar(fitted, plugins, changes, part, w, base, records)
+    arms = {arm: {**_segment_stats(r, w.test_start), "trades": arms_mod.trades_of(r, w.test_start)}
+            for arm, r in runs.items()}
     row = {"window": w.index, "symbol": c.symbol,
            "test": [pd.Timestamp(w.test_start, tz="UTC").isoformat(), pd.Timestamp(w.test_end, tz="UTC").isoformat()],
-           "technical": _segment_stats(ta, w.test_start), "ml": _segment_stats(ml, w.test_start)}
-    return {"pooled": pooled, "row": row}
+           "technical": _segment_stats(runs["technical"], w.test_start), "ml": _segment_stats(runs["ml"], w.test_start),
+           "arms": arms}
+    return {"records": records.data, "row": row}
 
 
 def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], wf: WalkForward,
              progress: Optional[Callable[[str], None]] = None, executor: Optional[Executor] = None,
-             show_progress: Optional[bool] = False) -> dict[str, Any]:
-    """Run the walk-forward evaluation; returns plain data (the table and the details).
+             show_progress: Optional[bool] = False, options: EvalOptions = EvalOptions(),
+             split: Optional[Split] = None, holdout_log: Optional[Path] = None,
+             export: Optional[Path] = None) -> dict[str, Any]:
+    """Run the walk-forward evaluation; returns plain data (the tables and the details).
 
-    Windows are trained, then every (window, symbol) is scored, as tasks on ``executor``
-    (default: in this process). Results are gathered in window-then-symbol order, so the
-    figures do not depend on the executor; a failed task is listed under ``failures``."""
+    With ``split``, the development part reads no bar from ``split.holdout_from`` on, and the
+    holdout part's test windows start there. Windows are trained (models and baselines), then
+    every (window, symbol) is scored, as tasks on ``executor`` (default: in this process).
+    Results are gathered in window-then-symbol order, so the figures do not depend on the
+    executor; a failed task is listed under ``failures``. A holdout run is appended to
+    ``holdout_log`` (required then); ``export`` writes every scored prediction as Parquet."""
+    if split is not None and split.part == "holdout" and holdout_log is None:
+        raise ConfigError("a run on the holdout part must be recorded: give holdout_log (--holdout-log)")
+    if split is not None and split.part == "development":
+        candles = development_candles(candles, split)
     times = np.unique(np.concatenate([c.time for c in candles]))
-    from mlcoord.window_sizes import check_window_sizes
-    check_window_sizes(len(times), wf)      # a clear error naming sizes that fit, not a traceback
-    windows = plan_windows(times, wf)
+    holdout_from = split.holdout_from if split is not None and split.part == "holdout" else None
+    if holdout_from is None:
+        from mlcoord.window_sizes import check_window_sizes
+        check_window_sizes(len(times), wf)      # a clear error naming sizes that fit, not a traceback
+    windows = plan_windows(times, wf, holdout_from)
     if not windows:
-        raise ValueError(f"not enough data for one window: need more than {wf.train_bars + wf.fit_bars} bars")
+        need = wf.train_bars + wf.fit_bars + wf.test_bars // 4
+        where = f" in the {split.part} part" if split is not None else ""
+        raise ConfigError(f"not enough data for one window{where}: {len(times)} bars, need at least {need} "
+                          f"(train {wf.train_bars} + fit {wf.fit_bars} + a quarter of test {wf.test_bars}); "
+                          f"sizes that fit: {sizes_that_fit(len(times))}")
     executor = executor or InlineExecutor()
     recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
-    job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows)))
+    job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows), options))
     failed: list[str] = []
     models: dict[int, dict[str, bytes]] = {}
+    baselines: dict[int, bytes] = {}
     trained_reports = [{"window": w.index} for w in windows]
     try:
+        tasks = [Task(f"baselines-w{w.index}", baselines_window_task, (k,), {"window": w.index, "phase": "baselines"})
+                 for k, w in enumerate(windows)]
         if wf.retrain:
-            tasks = [Task(f"train-w{w.index}", train_window_task, (k,), {"window": w.index, "phase": "train"})
-                     for k, w in enumerate(windows)]
-            for k, r in enumerate(executor.run(tasks, job, desc="training", progress=show_progress)):
-                if r.ok:
-                    models[k] = r.value["models"]
-                    trained_reports[k].update(r.value["reports"])
-                else:
-                    failed.append(r.describe())
-        tasks = [Task(f"w{w.index}-{c.symbol}", window_symbol_task, (k, j), {"window": w.index, "symbol": c.symbol})
-                 for k, w in enumerate(windows) if k in models or not wf.retrain for j, c in enumerate(candles)]
+            tasks += [Task(f"train-w{w.index}", train_window_task, (k,), {"window": w.index, "phase": "train"})
+                      for k, w in enumerate(windows)]
+        for r in executor.run(tasks, job, desc="training", progress=show_progress):
+            k = r.labels["window"] - windows[0].index
+            if not r.ok:
+                failed.append(r.describe())
+            elif r.labels["phase"] == "baselines":
+                baselines[k] = r.value
+                trained_reports[k]["baselines"] = pickle.loads(r.value).describe()
+            else:
+                models[k] = r.value["models"]
+                trained_reports[k].update(r.value["reports"])
+        ready = [k for k in range(len(windows)) if k in baselines and (k in models or not wf.retrain)]
+        tasks = [Task(f"w{windows[k].index}-{c.symbol}", window_symbol_task, (k, j),
+                      {"window": windows[k].index, "symbol": c.symbol}) for k in ready for j, c in enumerate(candles)]
 
         def step(r: TaskResult) -> None:
             if progress and r.value is not None:
                 progress(f"window {r.labels['window'] + 1}/{len(windows)} {r.labels['symbol']}")
-        shared_models = executor.share(models)
+        shared = executor.share((models, baselines))
         try:
-            results = executor.run(tasks, (job, shared_models), desc="walk-forward", progress=show_progress,
+            results = executor.run(tasks, (job, shared), desc="walk-forward", progress=show_progress,
                                    on_result=step)
         finally:
-            executor.unshare(shared_models)
+            executor.unshare(shared)
     finally:
         executor.unshare(job)
-    pooled: dict[str, list] = {}
+    records: dict[str, dict[str, dict[str, list]]] = {}
     trading = []
     for r in results:
         if not r.ok:
             failed.append(r.describe())
         elif r.value is not None:
-            for name, pairs in r.value["pooled"].items():
-                pooled.setdefault(name, []).extend(pairs)
+            merge(r.value["records"], records)
             trading.append(r.value["row"])
-    table = {}
-    for name, pairs in sorted(pooled.items()):
-        y = [p[0] for p in pairs]
-        p = [p[1] for p in pairs]
-        table[name] = {k: (round(v, 4) if isinstance(v, float) and not math.isnan(v) else v)
-                       for k, v in scores(y, p).items()}
-    diagrams = {name: reliability([q[0] for q in pooled[name]], [q[1] for q in pooled[name]])
-                for name in ("ensemble (final, raw)", "ensemble (final, calibrated)") if name in pooled}
+    week_times = [np.asarray(cols["time"], dtype=np.int64) for pop in records.values() for cols in pop.values()]
+    week_times += [np.asarray([t[0] for a in row["arms"].values() for t in a["trades"]], dtype=np.int64)
+                   for row in trading]
+    boot = WeeklyBootstrap(np.concatenate(week_times) if week_times else np.zeros(0, np.int64),
+                           options.resamples, options.seed)
+    populations = {}
+    for population, reference in ((SIGNAL_BARS, "technical"), (EVERY_BAR, "climatology (causal)")):
+        if population in records:
+            populations[population] = {"event": POPULATION_EVENTS[population],
+                                       **score_population(records[population], boot, reference)}
+    signal = records.get(SIGNAL_BARS, {})
+    diagrams = {name: reliability(signal[name]["y"], signal[name]["p"])
+                for name in ("ensemble (final, raw)", "ensemble (final, calibrated)") if name in signal}
 
     def total(kind: str) -> dict[str, Any]:
         rows = [t[kind] for t in trading]
@@ -285,29 +338,38 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                 "mean_sharpe": float(np.mean([r["sharpe"] for r in rows])) if rows else 0.0,
                 "worst_drawdown": float(max((r["max_drawdown"] for r in rows), default=0.0)),
                 "trades": int(sum(r["trades"] for r in rows))}
-    return {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
-            "scores": table, "reliability": diagrams, "trading": trading,
+    scores_table = populations.get(SIGNAL_BARS, {}).get("scores", {})
+    result = {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
+            "symbols": [c.symbol for c in candles],
+            "split": None if split is None else {"holdout_from": pd.Timestamp(split.holdout_from, tz="UTC").isoformat(),
+                                                 "part": split.part, "chosen_by": split.chosen_by},
+            "config_hash": config_hash(_plain_settings(settings), attrs.asdict(wf), attrs.asdict(options),
+                                       None if split is None else attrs.asdict(split), [c.symbol for c in candles]),
+            "bootstrap": {"resamples": options.resamples, "seed": options.seed, "block": "calendar week (UTC)",
+                          "weeks": int(len(boot.weeks)), "level": 0.95},
+            "scores": scores_table, "populations": populations, "reliability": diagrams, "trading": trading,
             "trading_summary": {"technical": total("technical"), "ml": total("ml")},
+            "trading_arms": arms_mod.summarise(trading, settings.backtest.initial_equity, boot),
             "training": trained_reports, "settings": attrs.asdict(wf), "failures": failed}
+    if export is not None:
+        result["export"] = {"path": str(export), "rows": write_decisions(records, Path(export))}
+    if split is not None and split.part == "holdout":
+        run_at = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+        append_log(Path(holdout_log), log_rows(result, current_commit(), run_at))
+    return result
+
+
+def _plain_settings(settings: Settings) -> Any:
+    from mlcoord.config import unstructure
+
+    return unstructure(settings)
 
 
 def render(result: dict[str, Any]) -> str:
-    """The table on screen."""
-    lines = [f"walk-forward: {len(result['windows'])} windows; event: {result['event']}", "",
-             f"  {'component':<30} {'n':>6} {'acc':>6} {'AUC':>6} {'logloss':>8} {'Brier':>6} {'ECE':>6}"]
-    fmt = lambda v, w, d: f"{v:>{w}.{d}f}" if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)) else f"{'n/a':>{w}}"  # noqa: E731,E501
-    for name, s in result["scores"].items():
-        lines.append(f"  {name:<30} {s['n']:>6} {fmt(s['accuracy'], 6, 3)} {fmt(s['auc'], 6, 3)} "
-                     f"{fmt(s['log_loss'], 8, 4)} {fmt(s['brier'], 6, 4)} {fmt(s['ece'], 6, 3)}")
-    lines.append("")
-    for kind in ("technical", "ml"):
-        t = result["trading_summary"][kind]
-        lines.append(f"  trading {kind:<10} mean return {t['mean_return'] * 100:+.2f}% per window, "
-                     f"mean Sharpe {t['mean_sharpe']:.2f}, worst drawdown {t['worst_drawdown'] * 100:.1f}%, "
-                     f"{t['trades']} trades (fees included)")
-    for line in result.get("failures", []):
-        lines.append(f"  FAILED {line}")
-    return "\n".join(lines)
+    """The tables on screen (see :mod:`mlcoord.evaluation.tables`)."""
+    from mlcoord.evaluation.tables import render_text
+
+    return render_text(result)
 
 
-__all__ = ["WalkForward", "Window", "plan_windows", "evaluate", "render", "expected_calibration_error"]
+__all__ = ["WalkForward", "EvalOptions", "Window", "plan_windows", "evaluate", "render", "expected_calibration_error"]

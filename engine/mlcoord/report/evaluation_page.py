@@ -3,10 +3,12 @@ reliability diagrams and technical-only against ML-enhanced trading, window by w
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import pandas as pd
 
+from mlcoord.evaluation import tables
 from mlcoord.report import charts
 from mlcoord.report.page import Page, grid, note, stat_table, table
 
@@ -23,11 +25,23 @@ def build(result: dict[str, Any], title: str = "") -> str:
     page = Page(title or "mlcoord walk-forward evaluation",
                 f"{len(windows)} windows · event: {result.get('event', '')}")
     s = page.section("scores", "Out-of-sample scores")
-    s.append(note("Every bar of every test window, scored by models trained and online learners fitted on "
-                  "earlier data only. AUC 0.5 and log-loss 0.693 are a coin flip."))
+    s.append(note("Predictions in every test window, scored by models trained and online learners fitted on "
+                  "earlier data only. AUC 0.5 and log-loss 0.693 are a coin flip; a skill below 0 forecasts "
+                  "worse than a constant base rate."))
     scores = result.get("scores", {})
-    s.append(table([[name, v.get("n"), v.get("accuracy"), v.get("auc"), v.get("log_loss"), v.get("brier"),
-                     v.get("ece"), v.get("base_rate")] for name, v in scores.items()], SCORE_HEADER, SCORE_KINDS))
+    populations = result.get("populations")
+    if populations:      # baselines, skill and intervals (files written since issue 12)
+        boot = result.get("bootstrap", {})
+        s.append(note(f"Brackets: 95 % weekly-block bootstrap intervals ({boot.get('resamples')} resamples of "
+                      f"{boot.get('weeks')} weeks, symbols resampled together)."))
+        for name, pop in populations.items():
+            s.append(f"<h3>{html.escape(name.replace('_', ' '))}: {html.escape(pop['event'])}</h3>")
+            header = ["row", "n"] + [h for _, h, _ in tables.SCORE_COLUMNS]
+            s.append(table(tables.score_rows(pop["scores"]), header, ["text"] * len(header), scroll=True))
+    else:
+        s.append(table([[name, v.get("n"), v.get("accuracy"), v.get("auc"), v.get("log_loss"), v.get("brier"),
+                         v.get("ece"), v.get("base_rate")] for name, v in scores.items()], SCORE_HEADER,
+                       SCORE_KINDS))
     if scores:
         names = list(scores)
         s.append(page.figure(charts.grouped(names, {
@@ -70,6 +84,11 @@ def _trading(page: Page, result: dict[str, Any]) -> None:
                                                 "ML": [r["ml"][key] * scale for r in rows]}, axis), 320)
             for key, scale, axis in (("return", 100, "return %"), ("sharpe", 1, "Sharpe"))]
     s.append(grid(*figs))
+    if "trading_arms" in result:
+        s.append("<h3>Trading arms on the same windows</h3>")
+        s.append(note(result["trading_arms"].get("definition", "")))
+        s.append(table(tables.arm_rows(result["trading_arms"]), tables.ARM_HEADER,
+                       ["text"] * len(tables.ARM_HEADER), scroll=True))
     s.append(table([[r["window"], r["symbol"], r["test"][0][:10], r["test"][1][:10], r["technical"]["return"],
                      r["ml"]["return"], r["technical"]["sharpe"], r["ml"]["sharpe"], r["technical"]["max_drawdown"],
                      r["ml"]["max_drawdown"], r["technical"]["trades"], r["ml"]["trades"]] for r in rows],

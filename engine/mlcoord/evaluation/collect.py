@@ -1,0 +1,98 @@
+"""Scored predictions of one (window, symbol) task, as columns: every technical decision of the
+ML run with every component's and baseline's probability beside it (``signal_bars``), and, on
+request, every test bar with the event up (``every_bar``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlcoord.candles import Candles
+from mlcoord.components import build_market_data
+from mlcoord.config import Settings
+from mlcoord.evaluation.baselines import NAMES as BASELINES
+from mlcoord.learning import event_happened
+from mlcoord.model import Action, Signal
+from mlcoord.pipeline import resolve_components
+from mlcoord.registry import PluginSet
+
+SIGNAL_BARS, EVERY_BAR = "signal_bars", "every_bar"
+
+
+class Records:
+    """Scored predictions of one task, by population and component, as columns."""
+
+    def __init__(self, symbol: str, window: int):
+        self.symbol, self.window = symbol, window
+        self.data: dict[str, dict[str, dict[str, list]]] = {}
+
+    def add(self, population: str, component: str, time: int, y: float, p: float, side: int, pc: float) -> None:
+        cols = self.data.setdefault(population, {}).setdefault(
+            component, {"time": [], "symbol": [], "window": [], "y": [], "p": [], "side": [], "pc": []})
+        for key, value in (("time", time), ("symbol", self.symbol), ("window", self.window), ("y", y), ("p", p),
+                           ("side", side), ("pc", pc)):
+            cols[key].append(value)
+
+
+def collect_signal_bars(result: Any, candles: Candles, w: Any, horizon: int, threshold: float,
+             base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
+    """Score every decision of the test part whose horizon lies inside the data, with every
+    baseline beside it (same bar, same direction)."""
+    close = candles.close
+    index_of = {int(t): i for i, t in enumerate(candles.time)}
+    clim = base["climatology (causal)"]
+    for d in result.raw.decisions:
+        if not w.test_start <= d.time < w.test_end:
+            continue
+        i = index_of.get(d.time)
+        direction = int(d.technical.action)
+        if i is None or i + horizon >= len(close) or direction == 0:
+            continue
+        fr = close[i + horizon] / close[i] - 1.0
+        head = 0 if direction > 0 else 1
+        y = float(event_happened(direction, fr, threshold))
+        pc = float(clim[head][i])
+        add = lambda name, p, side=direction, pc=pc, y=y: into.add(SIGNAL_BARS, name, d.time, y, p, side, pc)  # noqa
+        add("technical", d.technical.confidence)
+        for v in d.votes:
+            if v.component != "technical":
+                add(v.component, v.probability(direction))
+        if d.p_signal is not None:
+            add("ensemble (raw)", d.p_signal)
+        for name in BASELINES:
+            add(name, float(base[name][head][i]))
+        if d.signal.action != Action.HOLD:
+            final = int(d.signal.action)
+            y_final = float(event_happened(final, fr, threshold))
+            pc_final = float(clim[0 if final > 0 else 1][i])
+            add("ensemble (final, raw)", d.raw_confidence, final, pc_final, y_final)
+            add("ensemble (final, calibrated)", d.confidence, final, pc_final, y_final)
+
+
+def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, part: Candles, w: Any,
+                       base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
+    """Every test bar, event up: the baselines and the ML components whose votes do not depend on
+    online learning (those with a trained model); the online learners and the ensemble only vote
+    on signal bars inside the backtest, so they are not in this table."""
+    event = settings.learning.event
+    lo, hi = np.searchsorted(part.time, [w.test_start, w.test_end])
+    hi = min(int(hi), len(part) - event.horizon)
+    if hi <= lo:
+        return
+    fr = part.close[event.horizon:] / part.close[:-event.horizon] - 1.0
+    data = build_market_data(part, settings.data.higher_timeframes, event=event)
+    voters = []
+    for built in resolve_components(settings, plugins, changes).ml_components:
+        if hasattr(built.obj, "train"):
+            voters.append((built.name, built.obj.prepare(data)))
+    buy = Signal(Action.BUY, 0.5, (), "evaluate")
+    clim = base["climatology (causal)"][0]
+    for i in range(int(lo), hi):
+        t, y, pc = int(part.time[i]), float(event_happened(1, fr[i], event.threshold)), float(clim[i])
+        for name in BASELINES:
+            into.add(EVERY_BAR, name, t, y, float(base[name][0][i]), 1, pc)
+        for name, voter in voters:
+            v = voter.vote(i, buy)
+            if v is not None:
+                into.add(EVERY_BAR, name, t, y, v.probability(1), 1, pc)

@@ -1,0 +1,71 @@
+"""One population's table: every row's figures and intervals, the in-sample climatology and
+always-abstain on the reference row's set, and paired differences of chosen rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mlcoord.evaluation.baselines import NAMES as BASELINES
+from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval, intervals
+from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS
+from mlcoord.evaluation.metrics import rounded, score_row
+
+
+POPULATION_EVENTS = {
+    SIGNAL_BARS: "signal bars (technical BUY/SELL, no open position in the ML run), event in the signal's direction",
+    EVERY_BAR: "every bar of the test windows, event up (direction +1)",
+}
+DIFFERENCES = (("ensemble (raw)", "logistic"), ("ensemble (raw)", "lstm"), ("logistic", "climatology (causal)"))
+
+
+def merge(records: dict, into: dict) -> None:
+    for population, by_component in records.items():
+        for name, cols in by_component.items():
+            target = into.setdefault(population, {}).setdefault(name, {key: [] for key in cols})
+            for key, values in cols.items():
+                target[key].extend(values)
+
+
+def row_order(names) -> list[str]:
+    """The components (technical first, the ensemble's rows last), then the baselines."""
+    components = sorted((n for n in names if n not in BASELINES), key=lambda n: (n != "technical",
+                                                                                 n.startswith("ensemble"), n))
+    return components + [n for n in BASELINES if n in names]
+
+
+def score_population(by_component: dict[str, dict[str, list]], boot: WeeklyBootstrap, reference: str
+                     ) -> dict[str, Any]:
+    """Rows with intervals; the in-sample climatology and always-abstain scored on ``reference``'s set."""
+    table, samples = {}, {}
+    for name in row_order(by_component):
+        cols = by_component[name]
+        y, p, pc = (np.asarray(cols[k], dtype=float) for k in ("y", "p", "pc"))
+        t = np.asarray(cols["time"], dtype=np.int64)
+        row = rounded(score_row(y, p, pc))
+        samples[name] = boot.scores(t, y, p, pc)
+        row["ci"] = intervals(samples[name])
+        table[name] = row
+    if reference in by_component:
+        cols = by_component[reference]
+        y = np.asarray(cols["y"], dtype=float)
+        t = np.asarray(cols["time"], dtype=np.int64)
+        pc = np.asarray(cols["pc"], dtype=float)
+        p = np.full(len(y), y.mean() if len(y) else 0.5)
+        row = rounded(score_row(y, p, pc))
+        row["ci"] = {k: v for k, v in intervals(boot.scores(t, y, p, pc)).items() if k != "auc"}
+        row["auc"] = None       # a constant has no ranking
+        table["climatology (in-sample)"] = row
+        table["always abstain"] = {"n": len(y), "accuracy": round(float(1 - y.mean()), 4) if len(y) else None,
+                                   "note": "predicts 'no event' on every bar; trades nothing"}
+    diffs = {}
+    for a, b in DIFFERENCES:
+        if a in samples and b in samples:
+            diffs[f"{a} - {b}"] = {
+                "auc": None if table[a]["auc"] is None or table[b]["auc"] is None
+                else round(table[a]["auc"] - table[b]["auc"], 4),
+                "auc_ci": interval(samples[a]["auc"] - samples[b]["auc"]),
+                "skill_vs_causal": round(table[a]["skill_vs_causal"] - table[b]["skill_vs_causal"], 4),
+                "skill_vs_causal_ci": interval(samples[a]["skill_vs_causal"] - samples[b]["skill_vs_causal"])}
+    return {"scores": table, "differences": diffs}
