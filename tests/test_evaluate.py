@@ -143,8 +143,8 @@ def test_a_holdout_run_must_be_recorded_and_short_data_names_sizes_that_fit():
     plugins = load_plugins({}, entry_points={})
     with pytest.raises(ConfigError, match="holdout part must be recorded"):
         evaluate(Settings(), plugins, [btc], WalkForward(), split=make_split([btc], None, "holdout"))
-    with pytest.raises(ConfigError, match=r"5000 bars, need at least 22995 .* sizes that fit: --train-bars 2000 "
-                                          r"--fit-bars 500 --test-bars 500"):
+    with pytest.raises(ConfigError, match=r"5,000 bars, too few .* \(22,995 in all\)\. Sizes in the same "
+                                          r"proportions that fit 5,000 bars \(2 windows\): --train-bars 2857"):
         evaluate(Settings(), plugins, [btc], WalkForward())
 
 

@@ -28,7 +28,8 @@ def test_default_sizes_on_5000_bars_end_in_a_clear_error_whose_sizes_then_run(fi
     assert out.exit_code == 2, out.output
     assert isinstance(out.exception, SystemExit) and "Traceback" not in out.output   # not a raw ValueError
     text = out.output
-    assert "5,000 bars" in text and "--train-bars 17520 --fit-bars 4380 --test-bars 4380" in text
+    # evaluate scores the development part by default: the first 70 % of the data (3,500 bars)
+    assert "3,500 bars" in text and "--train-bars 17520 --fit-bars 4380 --test-bars 4380" in text
     found = re.search(r"\((\d) windows?\): --train-bars (\d+) --fit-bars (\d+) --test-bars (\d+)", text)
     assert found, text
     windows, train, fit, test = (int(g) for g in found.groups())

@@ -103,12 +103,6 @@ def plan_windows(times: np.ndarray, wf: WalkForward, test_from: Optional[int] = 
     return out
 
 
-def sizes_that_fit(n: int) -> str:
-    """A suggestion of window sizes for ``n`` bars (same proportions as the defaults)."""
-    unit = max(n // 10, 1)
-    return f"--train-bars {4 * unit} --fit-bars {unit} --test-bars {unit}"
-
-
 def _between(c: Candles, start: int, end: int) -> Candles:
     lo, hi = np.searchsorted(c.time, [start, end])
     return c.slice(int(lo), int(hi))
@@ -267,11 +261,12 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
         check_window_sizes(len(times), wf)      # a clear error naming sizes that fit, not a traceback
     windows = plan_windows(times, wf, holdout_from)
     if not windows:
-        need = wf.train_bars + wf.fit_bars + wf.test_bars // 4
+        from mlcoord.window_sizes import check_window_sizes, needed_bars
+        check_window_sizes(len(times), wf)      # too short overall: names sizes that fit
         where = f" in the {split.part} part" if split is not None else ""
-        raise ConfigError(f"not enough data for one window{where}: {len(times)} bars, need at least {need} "
-                          f"(train {wf.train_bars} + fit {wf.fit_bars} + a quarter of test {wf.test_bars}); "
-                          f"sizes that fit: {sizes_that_fit(len(times))}")
+        raise ConfigError(f"not enough data for one window{where}: {len(times)} bars, need at least "
+                          f"{needed_bars(wf.train_bars, wf.fit_bars, wf.test_bars)} (train {wf.train_bars} + fit "
+                          f"{wf.fit_bars} + a quarter of test {wf.test_bars}) with the test windows there")
     executor = executor or InlineExecutor()
     recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
     job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows), options))
