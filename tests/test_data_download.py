@@ -477,3 +477,16 @@ def test_download_stores_the_exchange_instrument_rules_and_backtests_use_them(tm
     rules = load_store_instruments(tmp_path, ExchangeConfig(id="fake", market="spot"), ["BTC/USDT"])
     assert rules["BTC/USDT"].lot_size == 0.00001 and rules["BTC/USDT"].min_notional == 5.0
     assert rules["BTC/USDT"].source == "exchange"
+
+
+def test_an_unreadable_stored_file_is_a_clear_error_not_a_name_error(tmp_path):
+    """The store's reader moved out of the live package; a corrupt file must still raise the
+    store's error naming the file (it once referenced a name that module did not define)."""
+    from mlcoord.config import ExchangeConfig
+    from mlcoord.datastore import DownloadError, load_store_funding
+
+    path = funding_path(tmp_path, "fake", "futures", "BTC/USDT:USDT")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a parquet file")
+    with pytest.raises(DownloadError, match="unreadable"):
+        load_store_funding(tmp_path, ExchangeConfig(id="fake", market="futures"), ["BTC/USDT"])

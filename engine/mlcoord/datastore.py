@@ -29,6 +29,11 @@ log = structlog.get_logger("mlcoord.datastore")
 MS = 1_000_000  # ns per ms
 
 
+class DownloadError(DataError):
+    """A response that cannot be stored, or a stored file that cannot be read: the message names
+    the exchange, symbol, timeframe and row, or the file."""
+
+
 def market_symbol(symbol: str, market: str) -> str:
     """The ccxt symbol of ``symbol`` in ``market``: ``BTC/USDT`` on futures is the USD-M perpetual
     ``BTC/USDT:USDT`` (what a user means), a symbol with an explicit settle currency is kept."""

@@ -174,8 +174,8 @@ class Ledger:
         trade = position.to_trade(f"T{self._trade_seq:05d}", fill.time, fill.tag)
         self.trades.append(trade)
         del book[fill.symbol]
-        for listener in self.on_closed:
-            listener(trade, position)
+        for closed in self.on_closed:
+            closed(trade, position)
         return trade
 
     def pay_funding(self, position: Position, amount: float) -> None:

@@ -83,6 +83,14 @@ class LoopPortfolio(_Frozen, PortfolioMath):
     triggers. Any write raises :class:`~mlcoord.views.ReadOnlyViewError`."""
 
     __slots__ = ("_ledger", "_venue", "_loop", "_triggers", "_cache_key", "_positions", "_pending", "_symbols")
+    _ledger: Ledger
+    _venue: "Venue"
+    _loop: "TradingLoop"
+    _triggers: dict[tuple[str, Optional[str]], float]
+    _cache_key: Optional[tuple[int, int, int]]
+    _positions: tuple[PositionSnapshot, ...]
+    _pending: tuple[PendingEntry, ...]
+    _symbols: tuple[str, ...]
 
     def __init__(self, ledger: Ledger, venue: "Venue", loop: "TradingLoop"):
         self._set(_ledger=ledger, _venue=venue, _loop=loop, _triggers={}, _cache_key=None, _positions=(),
@@ -342,7 +350,9 @@ class TradingLoop:
             s.next_due = min(s.next_due, due)
         if decision.outcome != "entered":
             return decision
-        plan, qty = decision.plan, decision.sizing.quantity
+        plan, sizing, levels = decision.plan, decision.sizing, decision.levels
+        assert plan is not None and sizing is not None and levels is not None, "an entered decision has all three"
+        qty = sizing.quantity
         n = len(plan.legs)
         sym = s.symbol
         plan_id = f"{sym}:{t}"
@@ -352,14 +362,15 @@ class TradingLoop:
                   "confidence": decision.confidence}
         self.plans.append(record)
         self._plan_records[plan_id] = record
-        self.levels[sym] = decision.levels
-        self.submit(PlaceEntryPlan(sym, plan_id, plan.side, orders, decision.levels, decision, i, t,
+        self.levels[sym] = levels
+        self.submit(PlaceEntryPlan(sym, plan_id, plan.side, orders, levels, decision, i, t,
                                    plan.expires_after_bars, decisive_reason(decision.technical)))
         return decision
 
     def _learn(self, s: SymbolSeries, i: int) -> None:
         """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
-        due, keep = [], []
+        due: list[tuple[int, int, Decision]] = []
+        keep: list[tuple[int, int, Decision]] = []
         for item in s.pending:
             (due if item[0] <= i else keep).append(item)
         s.pending = keep

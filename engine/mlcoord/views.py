@@ -10,7 +10,7 @@ ask for changes through their return values (guard actions, levels, ``PositionEx
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Iterable, Mapping, Optional
 
 from mlcoord.model import Side
 
@@ -61,6 +61,19 @@ class PositionSnapshot(_Frozen):
 
     __slots__ = ("symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
                  "entries_filled", "entries_planned", "hedge", "liquidation_price", "stop", "take_profit")
+    symbol: str
+    side: Side
+    quantity: float
+    entry_price: float
+    opened_index: int
+    opened_at: int
+    best_price: float
+    entries_filled: int
+    entries_planned: int
+    hedge: bool
+    liquidation_price: float
+    stop: Optional[float]
+    take_profit: Optional[float]
 
     def __init__(self, position, stop: Optional[float] = None, take_profit: Optional[float] = None):
         self._set(symbol=position.symbol, side=Side(position.side), quantity=float(position.quantity),
@@ -79,6 +92,10 @@ class PendingEntry(_Frozen):
     """A working entry order: committed, not yet filled."""
 
     __slots__ = ("symbol", "side", "quantity", "price")
+    symbol: str
+    side: Side
+    quantity: float
+    price: float
 
     def __init__(self, symbol: str, side: int, quantity: float, price: float):
         self._set(symbol=symbol, side=Side(side), quantity=float(quantity), price=float(price))
@@ -93,10 +110,19 @@ class PortfolioMath:
     for the engine's live view and for snapshots."""
 
     __slots__ = ()
-    positions: tuple
-    pending_entries: tuple
-    prices: Mapping[str, float]
-    hedge_triggers: Mapping
+
+    if TYPE_CHECKING:   # what the class using this mixin provides
+        @property
+        def positions(self) -> tuple[PositionSnapshot, ...]: ...
+
+        @property
+        def pending_entries(self) -> tuple[PendingEntry, ...]: ...
+
+        @property
+        def prices(self) -> Mapping[str, float]: ...
+
+        @property
+        def hedge_triggers(self) -> Mapping: ...
 
     def open_positions(self) -> int:
         """Filled directional positions (hedge legs are not trades)."""
@@ -145,6 +171,13 @@ class PortfolioSnapshot(_Frozen, PortfolioMath):
 
     __slots__ = ("equity", "peak_equity", "cash", "day_start_equity", "time", "drawdown", "positions",
                  "pending_entries", "prices", "hedge_triggers", "_symbols")
+    equity: float
+    peak_equity: float
+    cash: float
+    day_start_equity: float
+    time: int
+    drawdown: float
+    _symbols: tuple[str, ...]
 
     def __init__(self, *, equity: float, peak_equity: float, cash: float, day_start_equity: float, time: int,
                  positions: Iterable[PositionSnapshot] = (), pending_entries: Iterable[PendingEntry] = (),

@@ -36,7 +36,7 @@ from mlcoord.candles import COLUMNS, Candles, TIMEFRAMES, candles_from_frame, lo
 from mlcoord.config import ExchangeConfig
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.datastore import (  # noqa: F401 (re-exported: the store's paths and readers)
-    MS, _frame, _locate, _read_parquet, _stored_frame, _write_frame, candles_path, file_stem, funding_path,
+    MS, DownloadError, _frame, _locate, _read_parquet, _stored_frame, _write_frame, candles_path, file_stem, funding_path,
     load_store_candles, load_store_funding, load_store_instruments, read_stored, save_store_instruments,
     write_parquet_atomic,
 )
@@ -47,10 +47,6 @@ from mlcoord.live.retry import Clock, RetryPolicy, SystemClock, retry_after_head
 log = structlog.get_logger("mlcoord.live.data")
 
 DEFAULT_LIMIT = 1000  # rows per request: Binance spot's maximum (futures allow 1500)
-
-
-class DownloadError(DataError):
-    """A response that cannot be stored: the message names exchange, symbol, timeframe and row."""
 
 
 # -- checking responses ----------------------------------------------------------------------------
