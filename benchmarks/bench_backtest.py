@@ -65,7 +65,7 @@ def in_process(candles, runs: int, disabled: dict) -> tuple[float, dict]:
 
 def live_latency(candles, disabled: dict, n: int = 100) -> tuple[float, float]:
     """p50/p99 seconds of one live decision on a rolling 1,000-bar window."""
-    from mlcoord.live.legacy_portfolio import Portfolio
+    from mlcoord.views import PortfolioSnapshot
     from mlcoord.components import build_market_data
     from mlcoord.config import Settings
     from mlcoord.pipeline import build_pipeline
@@ -73,7 +73,8 @@ def live_latency(candles, disabled: dict, n: int = 100) -> tuple[float, float]:
 
     settings = Settings()
     pipeline = build_pipeline(settings, load_plugins(disabled))
-    portfolio = Portfolio(10_000.0)
+    portfolio = PortfolioSnapshot(equity=10_000.0, peak_equity=10_000.0, cash=10_000.0, day_start_equity=10_000.0,
+                                  time=0)
     took = []
     end = len(candles)
     for k in range(n):

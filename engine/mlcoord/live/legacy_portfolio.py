@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mlcoord.model import Decision, ExitLevels, Fill, PortfolioState, PositionState, Side, Trade
+from mlcoord.model import Decision, ExitLevels, Fill, PortfolioState, PositionState, Side
 
 
 class Position:
@@ -39,59 +39,12 @@ class Position:
         # (bar time, stop, take profit) whenever the levels change; for reports (the trailing path)
         self.level_path: list[tuple] = [(time, levels.stop, levels.take_profit)] if levels is not None else []
 
-    def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
-        value = self.entry_price * self.quantity + fill.price * fill.quantity
-        self.quantity += fill.quantity
-        self.entry_price = value / self.quantity
-        self.entry_qty += fill.quantity
-        self.entry_value += fill.price * fill.quantity
-        self.fees += fill.fee
-        self.entries_filled += 1
-        if self.best_price == 0.0:
-            self.best_price = fill.price
-        self.fills.append(fill)
-        # isolated-margin liquidation price: loss reaches margin minus maintenance margin
-        shift = 1.0 / leverage - maintenance
-        self.liquidation_price = max(self.entry_price * (1.0 - self.side * shift), 0.0)
-
-    def reduce(self, fill: Fill) -> float:
-        """Apply an exit fill; returns its realised PnL before fees."""
-        qty = min(fill.quantity, self.quantity)
-        pnl = (fill.price - self.entry_price) * qty * self.side
-        self.quantity -= qty
-        if self.quantity < 1e-12:
-            self.quantity = 0.0
-        self.exit_qty += qty
-        self.exit_value += fill.price * qty
-        self.fees += fill.fee
-        self.realised += pnl
-        self.fills.append(fill)
-        return pnl
-
     def state(self) -> PositionState:
         levels = self.levels
         return PositionState(self.symbol, self.side, self.quantity, self.entry_price,
                              levels.stop if levels else None, levels.take_profit if levels else None,
                              self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
                              self.liquidation_price or None)
-
-    def unrealised(self, price: float) -> float:
-        return (price - self.entry_price) * self.quantity * self.side
-
-    def to_trade(self, trade_id: str, closed_at: int, reason: str) -> Trade:
-        decision = self.decision
-        from mlcoord.coordinator import decisive_reason
-
-        return Trade(
-            id=trade_id, symbol=self.symbol, side=self.side, opened_at=self.opened_at, closed_at=closed_at,
-            entry_price=self.entry_value / self.entry_qty if self.entry_qty else 0.0,
-            exit_price=self.exit_value / self.exit_qty if self.exit_qty else 0.0,
-            quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
-            funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
-            entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
-            entry_reason=decisive_reason(decision.technical) if decision else "hedge", hedge=self.hedge,
-        )
-
 
 class Portfolio:
     """The :class:`mlcoord.components.PortfolioView` of a backtest, updated every bar."""

@@ -12,37 +12,16 @@ decision can see the bar it trades on. Same data, config and plugins give the sa
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import itertools
-from typing import Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
-import attrs
 import numpy as np
 
 from mlcoord.costs import DAY_NS, CostModel, FundingSeries
-from mlcoord.live.legacy_portfolio import Portfolio, Position
+from mlcoord.live.legacy_portfolio import Portfolio
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
 from mlcoord.model import Decision, Fill, PositionExit, Side, Trade
 from mlcoord.pipeline import Pipeline, PreparedSymbol
-
-
-@contextlib.contextmanager
-def _fewer_gc_passes() -> Iterator[None]:
-    """The loop allocates many small, mostly acyclic objects (fills, decisions); CPython's default
-    collector would then traverse the prepared arrays and every decision so far again and again
-    (about a fifth of the loop's time). Objects from before the loop are frozen out of collection
-    and young-generation passes are made rarer; cyclic garbage is still collected, just less
-    often. Both settings are restored afterwards."""
-    threshold = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(max(threshold[0], 100_000), *threshold[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*threshold)
-        gc.unfreeze()
 
 
 class Leg:
@@ -126,31 +105,6 @@ class Stepper:
         self.learning = bool(components.ml_components) or components.calibrator is not None
 
     # -- the loop --------------------------------------------------------------------------
-    def run(self, prepared: Sequence[PreparedSymbol], progress: Optional[Callable[[int], None]] = None,
-            start: Optional[int] = None) -> RawResult:
-        """Walk the bars of ``prepared`` symbols; bars before ``start`` (ns) only warm indicators up."""
-        books = [Book(p) for p in prepared]
-        if len(prepared) == 1:          # validated candles: already sorted and unique
-            times = np.asarray(prepared[0].data.candles.time)
-        else:
-            times = np.unique(np.concatenate([p.data.candles.time for p in prepared])) if prepared \
-                else np.array([], np.int64)
-        if start is not None:
-            times = times[np.searchsorted(times, start):]
-        slots = self._slots(books, times)
-        self.begin(books)
-        if start is not None and len(times):
-            self.warm_up_guards(books, int(times[0]))
-        step = self.step
-        with _fewer_gc_passes():
-            for k, (t, slot) in enumerate(zip(times.tolist(), slots)):
-                step(t, slot)
-                if progress is not None and k % 2048 == 2047:
-                    progress(2048)
-        if progress is not None:
-            progress(len(times) % 2048)
-        return self.finish()
-
     def begin(self, books: Sequence[Book]) -> None:
         """Start a run over ``books``; then :meth:`step` per timestamp and :meth:`finish` once.
 
@@ -272,32 +226,20 @@ class Stepper:
                 continue
             self._decide(book, i, t)
 
-    def finish(self, close: bool = True) -> RawResult:
-        """The run's result; ``close`` first closes what is still open at the last close."""
+    def _fill_bar(self, book: Book, i: int, t: int) -> None:
+        """Fills come from the exchange: the live engine (:class:`mlcoord.live.trader.LiveEngine`)
+        supplies positions; this stepper has no fill model of its own."""
+        raise NotImplementedError("the live stepper has no fill model: LiveEngine supplies positions")
+
+    def finish(self, close: bool = False) -> RawResult:
+        """What the session did so far (a live account is never closed by the stepper)."""
         if close:
-            self._close_everything(self.books)
-            if self._times:
-                self._equity_curve[-1] = self.portfolio.cash
+            raise ValueError("a live session's positions are closed by orders, not by finish(close=True)")
         return RawResult(np.asarray(self._times, dtype=np.int64), np.asarray(self._equity_curve, dtype=float),
                          np.asarray(self._exposure_curve, dtype=float), tuple(self.trades), tuple(self.fills),
                          tuple(self.journal.decisions), tuple(self.plans), self.settings.backtest.initial_equity,
                          self.costs, dict(self.pipeline.errors.counts), tuple(self.level_paths))
 
-    @staticmethod
-    def _slots(books: Sequence[Book], times: np.ndarray) -> Iterable:
-        """For every timestamp, the (book, bar index) pairs that have a bar then."""
-        if len(books) == 1:             # lazily: one tuple per bar, not a list of them up front
-            book = books[0]
-            return zip(zip(itertools.repeat(book), range(len(book.t) - len(times), len(book.t))))
-        slots: list[list[tuple[Book, int]]] = [[] for _ in range(len(times))]
-        for book in books:
-            bar_times = np.asarray(book.t)
-            first = int(np.searchsorted(bar_times, times[0])) if len(times) else len(bar_times)
-            for i, k in enumerate(np.searchsorted(times, bar_times[first:]).tolist(), start=first):
-                slots[k].append((book, i))
-        return slots
-
-    # -- entries ---------------------------------------------------------------------------
     def _decide(self, book: Book, i: int, t: int) -> None:
         costs = self.costs
         decision = self.pipeline.decide(book.prepared, i, self.portfolio, time=t, leverage=costs.leverage,
@@ -335,145 +277,6 @@ class Stepper:
             self.pipeline.learn(book.symbol, index, decision, c[index + self.horizon] / c[index] - 1.0)
 
     # -- fills -----------------------------------------------------------------------------
-    def _fill_bar(self, book: Book, i: int, t: int) -> None:
-        costs, portfolio = self.costs, self.portfolio
-        sym = book.symbol
-        o, h, l = book.o[i], book.h[i], book.l[i]
-        position = portfolio.positions.get(sym)
-        hedge = portfolio.hedges.get(sym)
-        previous = book.prev_time
-        if previous is not None and (position is not None or hedge is not None) and self._funding_step:
-            rate = costs.funding_between(sym, previous, t)
-            if rate:
-                for p in (position, hedge):
-                    if p is not None:
-                        payment = rate * p.quantity * o * p.side
-                        p.funding += payment
-                        portfolio.cash -= payment
-        book.prev_time = t
-        if book.exit_reason and position is not None:
-            self._exit(position, costs.market_exit(o, position.side), position.quantity, t, book.exit_reason,
-                       costs.fee_taker, i)
-            position = None
-            book.legs = []
-        book.exit_reason = None
-        if book.hedge_close and hedge is not None:
-            self._exit(hedge, costs.market_exit(o, hedge.side), hedge.quantity, t, book.hedge_close,
-                       costs.fee_taker, i)
-            hedge = None
-        book.hedge_close = None
-        if book.hedge_open and hedge is None and position is not None:
-            side = Side(-position.side)
-            hedge = Position(sym, side, i, t, hedge=True)
-            price = costs.market_entry(o, side)
-            self._enter(hedge, price, book.hedge_open, t, "hedge", costs.fee_taker, f"{sym}:{t}:hedge")
-            portfolio.hedges[sym] = hedge
-        book.hedge_open = 0.0
-        if book.legs:
-            position = self._fill_legs(book, i, t, o, h, l, position)
-        if position is not None:
-            self._protect(book, position, i, t, o, h, l)
-        if hedge is not None and sym in portfolio.hedges:
-            if (hedge.side > 0 and l <= hedge.liquidation_price) or (hedge.side < 0 and h >= hedge.liquidation_price):
-                self._exit(hedge, hedge.liquidation_price, hedge.quantity, t, "liquidation", costs.fee_taker, i)
-
-    def _fill_legs(self, book: Book, i: int, t: int, o: float, h: float, l: float,
-                   position: Optional[Position]) -> Optional[Position]:
-        costs = self.costs
-        side = book.plan_side
-        remaining = []
-        for leg in book.legs:
-            if leg.market:
-                price, fee = costs.market_entry(o, side), costs.fee_taker
-            elif (side > 0 and l <= leg.price) or (side < 0 and h >= leg.price):
-                price, fee = costs.limit_entry(leg.price, o, side), costs.fee_maker
-            elif i >= leg.expires:
-                continue
-            else:
-                remaining.append(leg)
-                continue
-            if position is None:
-                position = Position(book.symbol, Side(side), i, t, decision=book.plan_decision,
-                                    levels=book.plan_levels, entries_planned=book.plan_count)
-                self.portfolio.positions[book.symbol] = position
-                self._hedges_dirty = True
-            self._enter(position, price, leg.quantity, t, leg.tag, fee, leg.order_id)
-            book.plan_filled += 1
-            book.record["filled"] = book.plan_filled
-        book.legs = remaining
-        return position
-
-    def _protect(self, book: Book, position: Position, i: int, t: int, o: float, h: float, l: float) -> None:
-        costs = self.costs
-        levels = position.levels
-        side = position.side
-        liq = position.liquidation_price
-        if (side > 0 and l <= liq) or (side < 0 and h >= liq):
-            if (side > 0 and levels.stop <= liq) or (side < 0 and levels.stop >= liq):
-                self._exit(position, liq, position.quantity, t, "liquidation", costs.fee_taker, i)
-                book.legs = []
-                return
-        stop = levels.stop
-        if (side > 0 and l <= stop) or (side < 0 and h >= stop):
-            initial = position.decision.levels.stop if position.decision and position.decision.levels else stop
-            reason = "stop_loss" if stop == initial else "trailing_stop"
-            self._exit(position, costs.stop_exit(stop, o, side), position.quantity, t, reason, costs.fee_taker, i)
-            book.legs = []
-            return
-        partial = levels.partial_take_profit
-        if partial is not None and not position.partial_done and \
-                ((side > 0 and h >= partial) or (side < 0 and l <= partial)):
-            position.partial_done = True
-            qty = position.quantity * levels.partial_fraction
-            if qty > 0:
-                self._exit(position, costs.limit_exit(partial, o, side), qty, t, "partial_take_profit",
-                           costs.fee_maker, i)
-        tp = levels.take_profit
-        if tp is not None and position.quantity > 0 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
-            self._exit(position, costs.limit_exit(tp, o, side), position.quantity, t, "take_profit",
-                       costs.fee_maker, i)
-            book.legs = []
-            return
-        if side > 0:
-            if h > position.best_price:
-                position.best_price = h
-        elif l < position.best_price:
-            position.best_price = l
-
-    def _enter(self, position: Position, price: float, qty: float, t: int, tag: str, fee_rate: float,
-               order_id: str) -> None:
-        fee = price * qty * fee_rate
-        fill = Fill(order_id, position.symbol, position.side, t, price, qty, fee, False, tag, position.hedge)
-        position.add(fill, self.costs.leverage, self.costs.maintenance_margin)
-        self.portfolio.cash -= fee
-        self.fills.append(fill)
-
-    def _exit(self, position: Position, price: float, qty: float, t: int, reason: str, fee_rate: float,
-              i: int) -> None:
-        portfolio = self.portfolio
-        fee = price * qty * fee_rate
-        fill = Fill(f"{position.symbol}:{t}:{reason}", position.symbol, position.side, t, price, qty, fee, True,
-                    reason, position.hedge)
-        pnl = position.reduce(fill)
-        portfolio.cash += pnl - fee
-        self.fills.append(fill)
-        if position.quantity > 0:
-            return
-        self._trade_seq += 1
-        trade = position.to_trade(f"T{self._trade_seq:05d}", t, reason)
-        self.trades.append(trade)
-        if position.level_path:
-            self.level_paths.append({"trade": trade.id, "symbol": position.symbol, "path": position.level_path})
-        book_of = portfolio.hedges if position.hedge else portfolio.positions
-        book_of.pop(position.symbol, None)
-        if not position.hedge:
-            self.pipeline.trade_closed(trade, position.decision)
-            hedge = portfolio.hedges.get(position.symbol)
-            if hedge is not None:   # a hedge never outlives the position it protects
-                self._exit(hedge, price * (1.0 - self.costs.slippage * hedge.side), hedge.quantity, t,
-                           "hedged position closed", fee_rate, i)
-
-    # -- guards ----------------------------------------------------------------------------
     def _guard_action(self, guard: str, action, books: Sequence[Book]) -> None:
         """As :meth:`mlcoord.loop.TradingLoop._guard_action`: triggers keyed by (guard, symbol)."""
         portfolio = self.portfolio
@@ -513,16 +316,3 @@ class Stepper:
             hedge = self.portfolio.hedges.get(book.symbol)
             if hedge is None or abs(hedge.quantity - target) > 1e-9 * target:
                 book.hedge_open = target
-
-    def _close_everything(self, books: Sequence[Book]) -> None:
-        """Positions still open at the end are closed at the last close (as a market order)."""
-        for book in books:
-            book.legs = []
-            if not book.t:
-                continue
-            t, c = book.t[-1], book.c[-1]
-            for store in (self.portfolio.positions, self.portfolio.hedges):
-                position = store.get(book.symbol)
-                if position is not None:
-                    self._exit(position, self.costs.market_exit(c, position.side), position.quantity, t,
-                               "end_of_data", self.costs.fee_taker, len(book.t) - 1)
