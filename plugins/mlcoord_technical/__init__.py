@@ -5,11 +5,13 @@ strength-graded score; their sum (scaled by volume) picks the direction, and a b
 BUY/SELL only when that net score reaches ``entry_score`` *and* ``min_agreeing`` indicators
 give a real reading in that direction, so one indicator alone never trades. Confidence grows
 with the net score and the agreement, shrinks with the score against the direction and in
-volatility spikes, and feeds the DCA bands (< 0.65, 0.65-0.75, >= 0.75); on BTC/USDT 1h
-2020-2025 the defaults give BUY/SELL on ~4.5% of bars, 56% / 19% / 25% of them in those
-bands (ETH, SOL, XRP, BNB within three points). Confidence orders signal *strength*; it is not
-a calibrated hit probability (on that data every band's 24-bar hit rate is near 50%), which is
-what a calibrator plugin is for. The model and its calibration are in :mod:`mlcoord_technical.scoring`.
+volatility spikes, and feeds the DCA bands (< 0.65, 0.65-0.75, >= 0.75). The defaults were
+re-derived on the development part only (BTC/USDT 1h 2020-09-20 -> 2024-03-21 09:00, before
+``evaluate``'s default holdout; ``benchmarks/derive_constants.py``): BUY/SELL on 4.48% of bars,
+56.7% / 19.9% / 23.4% of them in those bands (ETH, SOL, XRP development parts: 4.1-4.6% of
+bars, bands within 2.5 points). Confidence orders signal *strength*; it is not a calibrated hit
+probability (on BTC/USDT 1h 2020-2025 every band's 24-bar hit rate is near 50%), which is what
+a calibrator plugin is for. The model and its calibration are in :mod:`mlcoord_technical.scoring`.
 
 Where the brief was silent: HOLD bars (warm-up included) have confidence 0, the confidence of
 a signal that does not exist; entries are blocked when ATR is below ``atr_min_ratio`` times its
@@ -55,7 +57,8 @@ class TechnicalOptions:
     volume_period=20: volume average; volume multiplies the net score by 0.75 .. 1.5.
     min_agreeing=2: indicators (RSI, MACD, trend, Bollinger) scoring >= 0.5 in the net
     direction needed for BUY/SELL (3 is very selective: ~0.3% of BTC 1h bars).
-    entry_score=2.25: net score needed for BUY/SELL (calibrated on BTC/USDT 1h, ~4.5% of bars).
+    entry_score=2.25: net score needed for BUY/SELL: the score that puts BUY/SELL on 4.5% of the
+    bars of the development part of BTC/USDT 1h is 2.247 (``benchmarks/derive_constants.py``).
     use_market_context=True: also damp confidence in the HIGH_VOLATILITY regime of ``data.context``.
     """
 
