@@ -179,7 +179,7 @@ def resolve_components(settings: Settings, plugins: PluginSet,
         guards = pick_list("portfolio_guards")
         if any(b.name == "hedging" for b in guards):
             raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
-                              "[backtest] market = \"futures\" or disable hedging")
+                              "[exchange] market = \"futures\" or disable hedging")
     else:
         guards = pick_list("portfolio_guards")
     return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
