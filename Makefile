@@ -1,11 +1,12 @@
 # Two commands for a fresh clone (see README):
 #   make backtest   set up a venv and run the default backtest on the bundled real data
-#   make test       set up a venv (with the test extras) and run the tests
+#   make test       set up a venv (with the test extras), type-check the clean modules, run the tests
+#   make typecheck  mypy (the version pinned in pyproject.toml) on the modules listed in [tool.mypy] files
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup setup-test backtest test bench clean
+.PHONY: setup setup-test setup-typecheck typecheck typecheck-all backtest test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,10 +20,22 @@ TORCH ?= torch==2.13.0
 # every extra, so the whole suite runs: ML training, ccxt, PostgreSQL, Dask, Optuna
 setup-test: $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
-	$(BIN)/pip install -q -e '.[test,ml,exchange,postgres,dask,sweep]'
+	$(BIN)/pip install -q -e '.[test,typecheck,ml,exchange,postgres,dask,sweep]'
 	$(BIN)/pip install -q -e plugin-template
 
+setup-typecheck: $(BIN)/python
+	$(BIN)/pip install -q -e '.[typecheck]'
+
+# the clean modules ([tool.mypy] files in pyproject.toml): any error there fails make test
+typecheck: setup-typecheck
+	$(BIN)/python -m mypy
+
+# the whole package: the errors still to fix, per file (not part of make test)
+typecheck-all: setup-typecheck
+	$(BIN)/python -m mypy -p mlcoord
+
 test: setup-test
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 	cd plugin-template && ../$(BIN)/python -m pytest -q tests
 	MLCOORD_BIN=$(BIN) bash .ci/plugin-template-check
@@ -34,4 +47,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_backtest.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info engine/*.egg-info
+	rm -rf $(VENV) build *.egg-info engine/*.egg-info .mypy_cache
