@@ -54,6 +54,10 @@ class BrokerError(MlcoordError):
     """The exchange account cannot be used as configured."""
 
 
+#: what each kind of order must carry (a market order and a trailing stop may go without a price)
+_REQUIRED = {OrderKind.LIMIT: ("price",), OrderKind.STOP: ("price",), OrderKind.TRAILING_STOP: ("callback_rate",)}
+
+
 def _required(order: Order, field: str) -> float:
     """A price the order's kind must carry (a limit's price, a stop's trigger, a trailing stop's
     rate); missing, it is a BrokerError naming the order instead of a TypeError deep in ccxt."""
@@ -147,6 +151,8 @@ class Broker:
         """Send ``order`` (``order.id`` is its client id) unless the store says it went already."""
         if order.kind == OrderKind.TRAILING_STOP and self.market != "futures":
             raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
+        for field in _REQUIRED.get(order.kind, ()):
+            _required(order, field)                                              # the same
         stored = self.store.order(order.id)
         if stored is not None and stored.state != OrderState.PENDING:
             return stored
