@@ -369,8 +369,8 @@ def fit(kind: str, series: Sequence[Series], opts: FitOptions, horizon: int,
     best_loss, weights, val_p, best_epoch = best
     if weights is None or val_p is None:     # every epoch's validation loss was NaN: nothing to keep
         from mlcoord.errors import DataError
-        raise DataError(f"training {kind} never reached a finite validation loss in {epochs_run} epochs "
-                        f"(non-finite features or a diverging model)")
+        raise DataError(f"training {kind} never reached a finite validation loss ({epochs_run} epoch(s) run: "
+                        f"non-finite features or a diverging model)")
     report = {
         "kind": kind, "epochs_run": epochs_run, "best_epoch": best_epoch, "best_val_log_loss": best_loss,
         "val_auc_up": auc(va_y[:, 0], val_p[:, 0]), "val_auc_down": auc(va_y[:, 1], val_p[:, 1]),
