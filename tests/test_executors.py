@@ -172,3 +172,13 @@ def test_only_the_executor_module_imports_dask():
                        if "import dask" in p.read_text() or "from distributed" in p.read_text()
                        or "import distributed" in p.read_text())
     assert importers == ["executors.py"]
+
+
+def test_a_dask_executor_without_an_address_is_a_config_error():
+    """A config built in code (not through choose_executor) could reach DaskExecutor(None)."""
+    pytest.importorskip("distributed")
+    from mlcoord.errors import ConfigError
+    from mlcoord.executors import ExecutorConfig, make_executor
+
+    with pytest.raises(ConfigError, match="needs a scheduler address"):
+        make_executor(ExecutorConfig(kind="dask"))
