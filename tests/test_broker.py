@@ -158,3 +158,16 @@ def test_rejection_is_recorded_not_retried(exchange_server, tmp_path):
     record = broker.place(order)
     assert record.state == OrderState.REJECTED and "insufficient" in record.reason.lower()
     assert broker.sent == 1 and _server_orders(server, "spot") == {}
+
+
+@pytest.mark.parametrize("kind", [OrderKind.LIMIT, OrderKind.STOP])
+def test_an_order_without_its_price_is_refused_before_it_is_stored(exchange_server, tmp_path, kind):
+    """It was a TypeError from float(None) after the order was stored PENDING, so every restart
+    tried to send it again."""
+    from mlcoord.live.broker import BrokerError
+
+    broker, store = _broker(exchange_server, tmp_path)
+    order = Order("mc-noprice", "BTC/USDT", Side.LONG, kind, 0.01, None, T0, tag="entry:1/1")
+    with pytest.raises(BrokerError, match=r"order 'mc-noprice' .* has no price"):
+        broker.place(order)
+    assert store.order("mc-noprice") is None and broker.sent == 0

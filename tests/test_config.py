@@ -13,11 +13,13 @@ import math
 import attrs
 import pytest
 import structlog
+from structlog.testing import capture_logs
 
 from mlcoord import logs
 from mlcoord.backtest.run import disabled_plugins
-from mlcoord.config import Settings, load_settings, plugin_options, structure
+from mlcoord.config import BacktestConfig, ExchangeConfig, Settings, load_settings, plugin_options, structure
 from mlcoord.errors import ConfigError
+from mlcoord.live.runner import load_live_settings
 from mlcoord.pipeline import resolve_components
 from mlcoord.registry import load_plugins
 from mlcoord_dca import DCAOptions
@@ -67,8 +69,67 @@ def test_defaults_are_the_documented_ones():
     s = load_settings()
     assert s.engine.min_confidence == 0.55 and s.engine.disable == ()
     assert (s.backtest.fee_taker, s.backtest.fee_maker, s.backtest.slippage) == (0.0005, 0.0002, 0.0005)
-    assert s.backtest.market == "futures" and s.backtest.leverage == 1.0
+    assert s.exchange.market == s.backtest.market == "futures" and s.backtest.leverage == 1.0
     assert s.data.higher_timeframes == ("4h", "1d")
+
+
+# -- one key says spot or futures ----------------------------------------------------------------
+def test_an_empty_config_is_the_same_market_in_backtest_and_paper(tmp_path):
+    """The bug: backtest read ``[backtest] market`` (futures) and paper ``[exchange] market`` (spot)."""
+    path = write(tmp_path, "")
+    backtest = load_settings(path)
+    paper, _ = load_live_settings(path)
+    assert backtest.exchange.market == backtest.backtest.market == "futures"
+    assert paper.exchange.market == paper.backtest.market == "futures"
+
+
+@pytest.mark.parametrize("toml, market, warned", [
+    ('[exchange]\nmarket = "spot"\n', "spot", False),
+    ('[backtest]\nmarket = "spot"\n', "spot", True),
+    ('[exchange]\nmarket = "spot"\n[backtest]\nmarket = "spot"\n', "spot", True),
+    ('[exchange]\nmarket = "futures"\n[backtest]\nmarket = "futures"\n', "futures", True),
+], ids=["canonical", "old-spelling-only", "both-spot", "both-futures"])
+def test_the_market_is_one_value_whichever_spelling_says_it(tmp_path, toml, market, warned):
+    path = write(tmp_path, toml)
+    with capture_logs() as logs:
+        settings = load_settings(path)
+        live, _ = load_live_settings(path)
+    assert settings.exchange.market == settings.backtest.market == market
+    assert live.exchange.market == live.backtest.market == market
+    renamed = [e for e in logs if e["event"] == "config_key_renamed"]
+    assert len(renamed) == (2 if warned else 0), logs
+    if warned:
+        assert renamed[0]["key"] == "[backtest] market" and renamed[0]["use"] == "[exchange] market"
+        assert renamed[0]["log_level"] == "warning"
+
+
+def test_two_markets_that_disagree_are_an_error_naming_both(tmp_path):
+    path = write(tmp_path, '[exchange]\nmarket = "spot"\n[backtest]\nmarket = "futures"\n')
+    for load in (load_settings, load_live_settings):
+        with pytest.raises(ConfigError) as err:
+            load(path)
+        message = str(err.value)
+        assert '[exchange] market = "spot"' in message and '[backtest] market = "futures"' in message, message
+
+
+def test_a_command_line_market_replaces_either_spelling_in_the_file(tmp_path):
+    path = write(tmp_path, '[backtest]\nmarket = "futures"\n')
+    settings = load_settings(path, {"exchange": {"market": "spot"}})      # mlcoord data download --market spot
+    assert settings.exchange.market == settings.backtest.market == "spot"
+
+
+def test_settings_built_in_code_cannot_hold_two_markets():
+    with pytest.raises(ConfigError, match=r'\[exchange\] market = "futures".*\[backtest\] market = "spot"'):
+        Settings(backtest=BacktestConfig(market="spot"))
+    spot = Settings(exchange=ExchangeConfig(market="spot"), backtest=BacktestConfig(market="spot"))
+    with pytest.raises(ConfigError, match="market"):
+        attrs.evolve(spot, exchange=attrs.evolve(spot.exchange, market="futures"))
+
+
+def test_a_bad_market_is_reported_where_it_was_written(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load_settings(write(tmp_path, '[exchange]\nmarket = "margin"\n'))
+    assert "'margin'" in str(err.value) and "$.exchange" in str(err.value) and "$.backtest" not in str(err.value)
 
 
 # -- errors: key path and value -----------------------------------------------------------------

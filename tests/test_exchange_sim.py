@@ -338,3 +338,49 @@ def test_control_endpoint_advances_the_clock(exchange_server):
     req = urllib.request.Request(f"{exchange_server.url}/__control/advance?bars=3", method="POST")
     with urllib.request.urlopen(req, timeout=5) as resp:
         assert json.load(resp)["now"] == before + 3 * 3_600_000 == exchange_server.now_ms
+
+
+def test_a_client_killed_mid_connection_is_not_reported_as_a_server_error(exchange_server, capsys):
+    """A bot killed with SIGKILL resets its keep-alive connection; socketserver printed that
+    ConnectionResetError as a traceback, which read like the cause of any later failure."""
+    import socket
+    import struct
+
+    sock = socket.create_connection(("127.0.0.1", exchange_server.port), timeout=5)
+    sock.sendall(b"GET /fapi/v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = b""
+    while not answer.endswith(b"\r\n\r\n{}"):                   # all of it: the handler waits for the next request
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()                                               # closed with RST, as the kernel does for a killed process
+    assert exchange_server.wait_for_disconnects(1, timeout=10)
+    assert "Traceback" not in capsys.readouterr().err and not exchange_server.errors
+
+
+@pytest.mark.parametrize("processed", [False, True])
+def test_a_held_request_waits_unanswered_until_released(exchange_server, processed):
+    """The crash test's kill points: the n-th request after k clock advances is held (before or
+    after the exchange processed it) until released, then dropped without an answer."""
+    import threading
+    from http.client import RemoteDisconnected
+
+    def advance():
+        req = urllib.request.Request(f"{exchange_server.url}/__control/advance?bars=1", method="POST")
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.load(resp)["now"]
+
+    start = exchange_server.now_ms
+    held = exchange_server.hold_request(2, after_advances=1, processed=processed)
+    assert advance() == start + 3_600_000                     # the advance counted as "after 1 advance"
+    assert advance() == start + 7_200_000                     # request 1 after it: answered
+    failed = []
+    caller = threading.Thread(target=lambda: failed.append(pytest.raises(RemoteDisconnected, advance)))
+    caller.start()                                           # request 2: held
+    assert held.reached.wait(10) and caller.is_alive()
+    assert held.request == ("POST", "/__control/advance")
+    assert exchange_server.now_ms == start + (3 if processed else 2) * 3_600_000
+    held.release()
+    caller.join(10)
+    assert failed and not caller.is_alive()                  # dropped unanswered
+    assert advance() == exchange_server.now_ms               # later requests are served again

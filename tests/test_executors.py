@@ -194,3 +194,13 @@ def test_same_walk_forward_sweep_table_on_inline_local_and_dask(local, dask_exec
     inline, on_pool, on_dask = (json.dumps(t, sort_keys=True) for t in tables)
     assert inline == on_pool
     assert inline == on_dask
+
+
+def test_a_dask_executor_without_an_address_is_a_config_error():
+    """A config built in code (not through choose_executor) could reach DaskExecutor(None)."""
+    pytest.importorskip("distributed")
+    from mlcoord.errors import ConfigError
+    from mlcoord.executors import ExecutorConfig, make_executor
+
+    with pytest.raises(ConfigError, match="needs a scheduler address"):
+        make_executor(ExecutorConfig(kind="dask"))

@@ -18,6 +18,7 @@ from mlcoord.live.retry import ExchangeHealth, ManualClock, RetryPolicy
 from mlcoord.live.runner import check_live_start, load_live_settings, run_paper
 from mlcoord.live.store import Store
 from mlcoord.live.supervisor import LiveOptions, Supervisor
+from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import load_plugins
 from live_helpers import BarClock, live_config
 
@@ -66,6 +67,20 @@ def test_hedging_on_spot_stops_start_up(tmp_path):
     settings, _ = load_live_settings(path)
     with pytest.raises(ConfigError, match="hedging guard needs a futures account"):
         check_live_start(settings, load_plugins(), real_money=True, env={})
+
+
+def test_the_spot_hedging_error_advises_a_setting_that_takes_effect(tmp_path):
+    """The bug: paper refused hedging on spot advising ``[backtest] market = "futures"``, which the
+    live loader then overwrote with ``[exchange] market`` (spot by default)."""
+    path = tmp_path / "paper.toml"
+    path.write_text('[exchange]\nmarket = "spot"\n[pipeline]\nportfolio_guards = ["hedging"]\n')
+    with pytest.raises(ConfigError, match=r'set \[exchange\] market = "futures"') as err:
+        build_pipeline(load_live_settings(path)[0], load_plugins())
+    assert "[backtest]" not in str(err.value)
+    path.write_text(path.read_text().replace('"spot"', '"futures"'))      # follow the advice
+    assert build_pipeline(load_live_settings(path)[0], load_plugins()).market == "futures"
+    path.write_text('[pipeline]\nportfolio_guards = ["hedging"]\n')        # or say nothing: futures
+    assert build_pipeline(load_live_settings(path)[0], load_plugins()).market == "futures"
 
 
 def test_live_needs_the_flag_and_keys_from_env(tmp_path):

@@ -212,3 +212,15 @@ def test_shipped_model_votes_without_importing_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "LSTM(48 bars)" in out.stdout and "attended:" in out.stdout
+
+
+def test_training_without_a_finite_validation_loss_is_a_clear_error():
+    """NaN features give NaN losses: no epoch is ever the best. It was a TypeError (None[:, 0])."""
+    from mlcoord.errors import DataError
+    from mlcoord.nn import FitOptions, Series, fit
+
+    n = 400
+    labels = (np.arange(2 * n).reshape(n, 2) % 2).astype(float)
+    series = Series(np.full((n, len(FEATURES)), np.nan), labels, np.arange(10, n))
+    with pytest.raises(DataError, match="training lstm never reached a finite validation loss"):
+        fit("lstm", [series], FitOptions(window=4, hidden=2, epochs=2, batch_size=16, patience=1), horizon=1)

@@ -22,7 +22,8 @@ def _settings(market: str, symbols: list[str], start: pd.Timestamp) -> Settings:
                       "pipeline": {"ml_components": [], "signal_sources": ["technical"], "entry_guards": ["protections"],
                                    "portfolio_watchers": guards},
                       "data": {"symbols": symbols, "timerange": f"{start:%Y%m%d}-"},
-                      "backtest": {"market": market, "leverage": 2.0 if market == "futures" else 1.0}}, Settings)
+                      "exchange": {"market": market},
+                      "backtest": {"leverage": 2.0 if market == "futures" else 1.0}}, Settings)
 
 
 def _fill_rows(fills):

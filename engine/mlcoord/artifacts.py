@@ -45,7 +45,7 @@ def save_artifact(path: Path | str, arrays: Mapping[str, np.ndarray], meta: Mapp
     payload[_META_KEY] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as fh:
-        np.savez(fh, **payload)
+        np.savez(fh, allow_pickle=False, **payload)   # numeric arrays only (checked above): never pickles
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

@@ -559,7 +559,8 @@ def plugins_info(name: str) -> None:
         click.echo(f"component {comp.name} ({comp.role}): {comp.description}")
         if comp.options is not None:
             for field in attrs.fields(comp.options):
-                default = field.default.factory() if isinstance(field.default, attrs.Factory) else field.default
+                factory = getattr(field.default, "factory", None)    # an attrs.Factory (its stub hides the class)
+                default = factory() if callable(factory) else field.default
                 click.echo(f"  [plugins.{comp.name}] {field.name} = {default!r}")
 
 

@@ -3,6 +3,12 @@
 Unknown keys and bad values fail at start with the key path, the value and what was expected
 (``expected a number, got 'abc' @ $.backtest.fee_taker``). Each plugin's options are its own
 attrs class, read from ``[plugins.NAME]`` by the same converter.
+
+Spot or futures is ONE setting, ``[exchange] market`` (default ``"futures"``), for every command:
+a backtest simulates the market that paper and live trading trade. ``[backtest] market`` is its
+old spelling: accepted alone or when equal (with a ``config_key_renamed`` warning), an error when
+the two say different things. :class:`Settings` holds the value in both sections (the backtest
+engine reads ``settings.backtest.market``) and refuses to be built with two different ones.
 """
 
 from __future__ import annotations
@@ -17,12 +23,24 @@ from typing import Any, Optional
 import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
+from cattrs.gen import make_dict_structure_fn
 from attrs import validators as v
+
+import structlog
 
 from mlcoord.ensemble import EnsembleOptions
 from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.learning import EventSpec
+
+log = structlog.get_logger("mlcoord.config")
+
+#: what ``[exchange] market`` may say: USD-M perpetual futures or spot
+MARKETS = ("futures", "spot")
+#: the engine's default pipeline hedges, and a hedge leg is a short: it needs futures
+DEFAULT_MARKET = "futures"
+#: the one key that says spot or futures, and its old spelling (section, key)
+MARKET_KEY, OLD_MARKET_KEY = ("exchange", "market"), ("backtest", "market")
 
 DEFAULT_WEIGHTS = {"technical": 0.30, "lstm": 0.25, "mtf": 0.20, "rl_selector": 0.15, "attention": 0.10}
 
@@ -110,8 +128,9 @@ class DataConfig:
 class ExchangeConfig:
     """``[exchange]``: which exchange and account, and where its API keys come from.
 
-    ``id`` is the ccxt exchange id (default ``binance``); ``market`` ``spot`` or ``futures``
-    (USD-margined perpetuals). Keys are read from ``keys_file`` (TOML or JSON with ``api_key``,
+    ``id`` is the ccxt exchange id (default ``binance``); ``market`` ``futures`` (USD-margined
+    perpetuals, the default) or ``spot``: the one setting for backtest, paper, live and ``data
+    download`` (``[backtest] market`` is its old spelling, see the module docstring). Keys are read from ``keys_file`` (TOML or JSON with ``api_key``,
     ``secret`` and optional ``password``) or from the environment variables named by ``key_env``,
     ``secret_env``, ``password_env`` (these win over the file); never from the command line.
     ``rate_limit_ms``: minimum milliseconds between requests (default: ccxt's value for the
@@ -119,7 +138,7 @@ class ExchangeConfig:
     """
 
     id: str = "binance"
-    market: str = attrs.field(default="spot", validator=v.in_(("spot", "futures")))
+    market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
     keys_file: Optional[str] = None
     key_env: str = "MLCOORD_API_KEY"
     secret_env: str = "MLCOORD_API_SECRET"
@@ -135,10 +154,13 @@ class BacktestConfig:
     Futures defaults follow Binance USD-M VIP0 (taker 0.05 %, maker 0.02 %); slippage 0.05 % of
     price on market and stop fills; funding 0.01 % per 8 h (longs pay shorts) when no funding
     series is given; maintenance margin 0.5 % for the liquidation price.
+
+    ``market`` mirrors ``[exchange] market`` (the loader puts the one value in both sections);
+    writing it here is the old spelling.
     """
 
     initial_equity: float = attrs.field(default=10_000.0, validator=_positive)
-    market: str = attrs.field(default="futures", validator=v.in_(("futures", "spot")))
+    market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
     leverage: float = attrs.field(default=1.0, validator=_positive)
     fee_taker: float = attrs.field(default=0.0005, validator=_non_negative)
     fee_maker: float = attrs.field(default=0.0002, validator=_non_negative)
@@ -198,6 +220,36 @@ class Settings:
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     instruments: dict[str, InstrumentConfig] = attrs.field(factory=dict)
 
+    def __attrs_post_init__(self) -> None:
+        if self.exchange.market != self.backtest.market:   # a backtest must simulate what is traded
+            raise ConfigError(_two_markets(self.exchange.market, self.backtest.market))
+
+
+def _two_markets(canonical: Any, old: Any) -> str:
+    return (f'[exchange] market = "{canonical}" but [backtest] market = "{old}": spot or futures is one '
+            f'setting; keep [exchange] market and remove [backtest] market (its old spelling)')
+
+
+def one_market(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` (a raw config) with the market in both sections, so the backtest simulates the
+    market that is traded: ``[exchange] market``, else the old spelling ``[backtest] market``
+    (a warning), else the default. Both given and different: ConfigError naming both. A value
+    that is not a market is left where it was written, for the field's own error there."""
+    sections = {name: data.get(name) for name in (MARKET_KEY[0], OLD_MARKET_KEY[0])}
+    if not all(s is None or isinstance(s, dict) for s in sections.values()):
+        return data                                          # not tables: the converter says so
+    canonical = (sections[MARKET_KEY[0]] or {}).get(MARKET_KEY[1])
+    old = (sections[OLD_MARKET_KEY[0]] or {}).get(OLD_MARKET_KEY[1])
+    if old is not None:
+        if canonical is not None and canonical != old:
+            raise ConfigError(_two_markets(canonical, old))
+        log.warning("config_key_renamed", key="[backtest] market", use="[exchange] market", value=old,
+                    note="spot or futures is one setting for backtest, paper and live")
+    market = canonical if canonical is not None else old if old is not None else DEFAULT_MARKET
+    if market not in MARKETS:
+        return data
+    return {**data, **{name: {**(table or {}), "market": market} for name, table in sections.items()}}
+
 
 def _strict(kind: str, accept):
     def structure(value, _type):
@@ -252,6 +304,10 @@ def make_converter() -> cattrs.Converter:
 
 
 CONVERTER = make_converter()
+_STRUCTURE_SETTINGS = make_dict_structure_fn(Settings, CONVERTER, _cattrs_forbid_extra_keys=True)
+# every way into Settings (load_settings, sweep trials, tests) resolves the market the same way
+CONVERTER.register_structure_hook(
+    Settings, lambda value, t: _STRUCTURE_SETTINGS(one_market(value) if isinstance(value, dict) else value, t))
 
 
 _FIELD = "\x00"
@@ -304,10 +360,15 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
 
 
 def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
-    """Read a TOML file (or nothing) into Settings; ``overrides`` are merged per section."""
+    """Read a TOML file (or nothing) into Settings; ``overrides`` are merged per section. A market
+    in ``overrides`` (``data download --market``) replaces the file's, whichever key it used."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
+            if "market" in values and section in (MARKET_KEY[0], OLD_MARKET_KEY[0]):
+                for name in (MARKET_KEY[0], OLD_MARKET_KEY[0]):
+                    if isinstance(data.get(name), dict):
+                        data[name].pop("market", None)
             data.setdefault(section, {}).update(values)
         else:
             data[section] = values

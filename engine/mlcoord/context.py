@@ -9,6 +9,7 @@ each recomputing indicators.
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import attrs
 import numpy as np
@@ -16,8 +17,11 @@ import numpy as np
 from mlcoord import features as ft
 from mlcoord.model import MarketContext, Regime
 
-_positive_int = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
-_fraction = [attrs.validators.instance_of((int, float)), attrs.validators.ge(0), attrs.validators.le(1)]
+#: an attrs validator: (instance, attribute, value) -> None, raising on a bad value
+Validator = Callable[[Any, "attrs.Attribute[Any]", Any], Any]
+_positive_int: list[Validator] = [attrs.validators.instance_of(int), attrs.validators.ge(1)]
+_fraction: list[Validator] = [attrs.validators.instance_of((int, float)), attrs.validators.ge(0),
+                              attrs.validators.le(1)]
 
 
 @attrs.frozen

@@ -349,6 +349,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     if export is not None:
         result["export"] = {"path": str(export), "rows": write_decisions(records, Path(export))}
     if split is not None and split.part == "holdout":
+        assert holdout_log is not None      # checked at the start: a holdout run must be recorded
         run_at = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
         append_log(Path(holdout_log), log_rows(result, current_commit(), run_at))
     return result

@@ -262,7 +262,11 @@ class Executor:
     (sent once, reused by several runs), or a tuple of those: the task then gets a tuple."""
 
     kind = "base"
-    workers = 1
+
+    @property
+    def workers(self) -> int:
+        """How many tasks run at once (a property: Dask's count changes as workers come and go)."""
+        return 1
 
     def share(self, obj: Any) -> Shared:
         return Shared(obj)
@@ -385,15 +389,21 @@ class LocalExecutor(Executor):
     kind = "local"
 
     def __init__(self, workers: Optional[int] = None, max_pool_restarts: int = 3):
-        self.workers = workers or os.cpu_count() or 1
+        self._workers = workers or os.cpu_count() or 1
         self.max_pool_restarts = max_pool_restarts
         self._pool: Optional[cf.ProcessPoolExecutor] = None
         self._dir = tempfile.TemporaryDirectory(prefix="mlcoord-pool-")
         self.restarts = 0
 
+    @property
+    def workers(self) -> int:
+        return self._workers
+
     def _new_pool(self) -> cf.ProcessPoolExecutor:
         import multiprocessing as mp
+        from multiprocessing.context import BaseContext
 
+        ctx: BaseContext
         if "forkserver" in mp.get_all_start_methods():
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(list(PRELOAD))   # a restarted pool forks these, warm
@@ -417,7 +427,7 @@ class LocalExecutor(Executor):
         while remaining:
             if self._pool is None:
                 self._pool = self._new_pool()
-            broken = self._submit_all(remaining, path, finished)
+            broken = self._submit_all(self._pool, remaining, path, finished)
             remaining = broken
             if broken:
                 self._pool.shutdown(wait=False, cancel_futures=True)
@@ -431,10 +441,10 @@ class LocalExecutor(Executor):
                     return
                 log.warning("worker_died_resubmitting", tasks=len(broken), restart=restarts)
 
-    def _submit_all(self, tasks, path, finished) -> list[Task]:
+    def _submit_all(self, pool: cf.ProcessPoolExecutor, tasks, path, finished) -> list[Task]:
         """Submit, collect; returns the tasks lost to a dead worker (to run again)."""
         level = _driver_log_level()
-        futures = {self._pool.submit(_pool_task, path, t.fn, t.args, t.key, dict(t.labels), level): t
+        futures = {pool.submit(_pool_task, path, t.fn, t.args, t.key, dict(t.labels), level): t
                    for t in tasks}
         lost = []
         for f in cf.as_completed(futures):
@@ -482,7 +492,7 @@ class DaskExecutor(Executor):
         self._warn_malloc_trim()
 
     @property
-    def workers(self) -> int:   # type: ignore[override]
+    def workers(self) -> int:
         return max(sum(w.get("nthreads", 1) for w in self.client.scheduler_info()["workers"].values()), 1)
 
     def _warn_malloc_trim(self) -> None:
@@ -544,6 +554,8 @@ def make_executor(config: ExecutorConfig) -> Executor:
         import distributed  # noqa: F401
     except ImportError:
         raise ConfigError("executor 'dask' needs Dask: pip install 'mlcoord[dask]'") from None
+    if not config.address:      # choose_executor refuses this already; a config built in code may not
+        raise ConfigError("executor 'dask' needs a scheduler address: [executor] address = \"tcp://HOST:8786\"")
     return DaskExecutor(config.address)
 
 

@@ -8,7 +8,7 @@ readable block (see :func:`render_decision`); otherwise it is one JSON line.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 import structlog
@@ -91,7 +91,7 @@ _NAMES = {"technical": "Technical Analysis", "lstm": "Deep Learning", "mtf": "Mu
           "rl_selector": "RL Strategy", "attention": "Attention-Weighted"}
 
 
-def render_decision(event: dict[str, Any]) -> str:
+def render_decision(event: Mapping[str, Any]) -> str:
     """The terminal block of a decision, as in the product's log example."""
     votes = event.get("votes", [])
     lines = [f"🤖 ML STRATEGY COORDINATOR - UNIFIED ANALYSIS  {event.get('symbol')} {event.get('time')}"]

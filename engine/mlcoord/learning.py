@@ -17,10 +17,11 @@ that ends at bar ``k`` may use labels of bars ``<= k - H`` only (:func:`trainabl
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 import attrs
 import numpy as np
+from numpy.typing import ArrayLike
 
 from mlcoord.model import Vote
 
@@ -82,61 +83,61 @@ class Outcome:
 
 # -- scoring -----------------------------------------------------------------------------------
 
-def _clip(p: np.ndarray) -> np.ndarray:
+def _clip(p: ArrayLike) -> np.ndarray:
     return np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
 
 
-def log_loss(y: Sequence[float], p: Sequence[float]) -> float:
-    y, p = np.asarray(y, float), _clip(p)
-    return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))) if len(y) else math.nan
+def log_loss(y: ArrayLike, p: ArrayLike) -> float:
+    yv, pv = np.asarray(y, float), _clip(p)
+    return float(-np.mean(yv * np.log(pv) + (1 - yv) * np.log(1 - pv))) if len(yv) else math.nan
 
 
-def brier(y: Sequence[float], p: Sequence[float]) -> float:
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    return float(np.mean((p - y) ** 2)) if len(y) else math.nan
+def brier(y: ArrayLike, p: ArrayLike) -> float:
+    yv, pv = np.asarray(y, float), np.asarray(p, float)
+    return float(np.mean((pv - yv) ** 2)) if len(yv) else math.nan
 
 
-def accuracy(y: Sequence[float], p: Sequence[float]) -> float:
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    return float(np.mean((p >= 0.5) == (y >= 0.5))) if len(y) else math.nan
+def accuracy(y: ArrayLike, p: ArrayLike) -> float:
+    yv, pv = np.asarray(y, float), np.asarray(p, float)
+    return float(np.mean((pv >= 0.5) == (yv >= 0.5))) if len(yv) else math.nan
 
 
-def auc(y: Sequence[float], p: Sequence[float]) -> float:
+def auc(y: ArrayLike, p: ArrayLike) -> float:
     """Area under the ROC curve (rank statistic, ties averaged); NaN with one class only."""
-    y, p = np.asarray(y, float), np.asarray(p, float)
-    pos = y >= 0.5
+    yv, pv = np.asarray(y, float), np.asarray(p, float)
+    pos = yv >= 0.5
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    order = np.argsort(p, kind="mergesort")
-    ranks = np.empty(len(p))
-    sorted_p = p[order]
+    order = np.argsort(pv, kind="mergesort")
+    ranks = np.empty(len(pv))
+    sorted_p = pv[order]
     i = 0
-    while i < len(p):   # average ranks of ties
+    while i < len(pv):   # average ranks of ties
         j = i
-        while j + 1 < len(p) and sorted_p[j + 1] == sorted_p[i]:
+        while j + 1 < len(pv) and sorted_p[j + 1] == sorted_p[i]:
             j += 1
         ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
         i = j + 1
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
-def reliability(y: Sequence[float], p: Sequence[float], bins: int = 10) -> list[dict]:
+def reliability(y: ArrayLike, p: ArrayLike, bins: int = 10) -> list[dict]:
     """Per confidence bin: mean predicted probability, observed frequency, count."""
-    y, p = np.asarray(y, float), np.asarray(p, float)
+    yv, pv = np.asarray(y, float), np.asarray(p, float)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
+    which = np.clip(np.digitize(pv, edges[1:-1]), 0, bins - 1)
     out = []
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
         out.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "count": n,
-                    "predicted": float(p[mask].mean()) if n else None,
-                    "observed": float(y[mask].mean()) if n else None})
+                    "predicted": float(pv[mask].mean()) if n else None,
+                    "observed": float(yv[mask].mean()) if n else None})
     return out
 
 
-def expected_calibration_error(y: Sequence[float], p: Sequence[float], bins: int = 10) -> float:
+def expected_calibration_error(y: ArrayLike, p: ArrayLike, bins: int = 10) -> float:
     rows = reliability(y, p, bins)
     total = sum(r["count"] for r in rows)
     if not total:

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 import attrs
 import structlog
+from structlog.typing import EventDict, Processor
 
 SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key)", re.I)
 _level = logging.WARNING
@@ -30,7 +31,7 @@ def current_level() -> int:
     return _level
 
 
-def redact_secrets(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
+def redact_secrets(_logger, _method, event: EventDict) -> dict[str, Any]:
     """Replace the value of any key that looks like a secret, at any depth."""
     def clean(value, key=""):
         if key and SECRET_KEYS.search(key):
@@ -51,7 +52,7 @@ def redact_secrets(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
     return {k: clean(v, k) for k, v in event.items()}
 
 
-def _render_decisions(_logger, _method, event: dict[str, Any]) -> dict[str, Any]:
+def _render_decisions(_logger, _method, event: EventDict) -> EventDict:
     if event.get("event") == "decision" and "votes" in event:
         from mlcoord.journal import render_decision
 
@@ -80,7 +81,7 @@ def configure(level: str | int = "warning", json: Optional[bool] = None, stream=
     _level = level if isinstance(level, int) else logging.getLevelName(level.upper())
     if json is None:
         json = not stream.isatty()
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -88,7 +89,7 @@ def configure(level: str | int = "warning", json: Optional[bool] = None, stream=
     ]
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
         colors=stream.isatty())
-    processors = shared + ([] if json else [_render_decisions]) + [renderer]
+    processors: list[Processor] = shared + ([] if json else [_render_decisions]) + [renderer]
     # stdlib logging (ccxt, pluggy, third-party plugins) goes through the same chain
     handler = logging.StreamHandler(stream)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(

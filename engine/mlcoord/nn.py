@@ -34,7 +34,7 @@ import time
 from collections import deque
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -42,6 +42,9 @@ import structlog
 from attrs import validators as v
 
 from mlcoord.feature_matrix import FEATURES, windows
+
+if TYPE_CHECKING:
+    from mlcoord.learning import RunningScore
 
 CLIP = 5.0              # normalised features are clipped to +-CLIP standard deviations
 WARMUP = 200            # first bars of a series are never training samples (ema200 warm-up)
@@ -145,13 +148,14 @@ class Model:
         lo = max(0, int(index.min()) - self.window + 1)
         rows = normalise(matrix[lo:int(index.max()) + 1], self.mean, self.std)
         forward = ARCHITECTURES[self.kind]
-        probs, extras = [], []
+        probs: list[np.ndarray] = []
+        extras: list[Optional[np.ndarray]] = []
         for a in range(0, len(index), chunk):
             x = _windows_from(rows, index[a:a + chunk] - lo, self.window, lo)
             p, extra = forward(self.weights, x)
             probs.append(p)
             extras.append(extra)
-        extra = None if extras[0] is None else np.concatenate(extras)
+        extra = None if extras[0] is None else np.concatenate([e for e in extras if e is not None])
         return np.concatenate(probs), extra
 
 
@@ -204,8 +208,9 @@ def _torch():
 
 def _build_torch_model(torch, kind: str, n_features: int, opts: FitOptions):
     nn = torch.nn
+    Module: Any = nn.Module   # torch comes in at run time (the "ml" extra): a base class of unknown type
 
-    class LstmNet(nn.Module):
+    class LstmNet(Module):
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(n_features, opts.hidden, num_layers=opts.layers, batch_first=True)
@@ -220,7 +225,7 @@ def _build_torch_model(torch, kind: str, n_features: int, opts: FitOptions):
             out, _ = self.lstm(self.drop(x.transpose(1, 2)).transpose(1, 2))
             return self.head(out[:, -1])
 
-    class AttentionNet(nn.Module):
+    class AttentionNet(Module):
         def __init__(self):
             super().__init__()
             self.embed = nn.Linear(opts.window, opts.hidden)
@@ -259,7 +264,8 @@ def split(series: Sequence[Series], val_fraction: float, horizon: int, stride: i
     for s in series:
         idx = np.asarray(s.samples, dtype=np.int64)
         if not len(idx):
-            train.append(idx), val.append(idx)
+            train.append(idx)
+            val.append(idx)
             continue
         cut = int(idx[min(len(idx) - 1, int(len(idx) * (1.0 - val_fraction)))])
         train.append(idx[idx < cut - horizon][::stride])
@@ -323,7 +329,8 @@ def fit(kind: str, series: Sequence[Series], opts: FitOptions, horizon: int,
                 out = torch.cat([model(data[val_windows[a:a + 4096]]) for a in range(0, len(va_flat), 4096)])
             return out
 
-        best = (math.inf, None, None, 0)
+        # (validation loss, weights, validation probabilities, epoch) of the best epoch so far
+        best: tuple[float, Optional[dict[str, np.ndarray]], Optional[np.ndarray], int] = (math.inf, None, None, 0)
         bar = _progress_bar(opts.epochs, desc or f"train {kind}")
         epochs_run = 0
         for epoch in range(1, opts.epochs + 1):
@@ -359,14 +366,18 @@ def fit(kind: str, series: Sequence[Series], opts: FitOptions, horizon: int,
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)
     seconds = time.perf_counter() - started
-    val_p = best[2]
+    best_loss, weights, val_p, best_epoch = best
+    if weights is None or val_p is None:     # every epoch's validation loss was NaN: nothing to keep
+        from mlcoord.errors import DataError
+        raise DataError(f"training {kind} never reached a finite validation loss ({epochs_run} epoch(s) run: "
+                        f"non-finite features or a diverging model)")
     report = {
-        "kind": kind, "epochs_run": epochs_run, "best_epoch": best[3], "best_val_log_loss": best[0],
+        "kind": kind, "epochs_run": epochs_run, "best_epoch": best_epoch, "best_val_log_loss": best_loss,
         "val_auc_up": auc(va_y[:, 0], val_p[:, 0]), "val_auc_down": auc(va_y[:, 1], val_p[:, 1]),
         "train_samples": int(n_train), "val_samples": int(n_val),
         "seconds": seconds, "seconds_per_epoch": seconds / max(epochs_run, 1),
     }
-    return best[1], mean, std, report
+    return weights, mean, std, report
 
 
 def _progress_bar(total: int, desc: str):
@@ -502,12 +513,12 @@ class SequenceComponent:
     package = ""
     hyper_fields: tuple[str, ...] = ("window", "hidden", "layers")
 
-    def __init__(self, options):
+    def __init__(self, options) -> None:
         self.options = options
         self.name = self.kind
         self._artifact: Optional[tuple[dict, dict, Path]] = None
         self._walk_forward: dict[tuple, Model] = {}
-        self._score = None
+        self._score: Optional[RunningScore] = None
         self._recent: deque = deque(maxlen=options.drift_window)
         self._drift_warned = False
         self._expiry_warned = False
@@ -682,8 +693,9 @@ class SequenceComponent:
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         from mlcoord.learning import RunningScore
-        self._score = RunningScore()
-        self._score.n, self._score.correct, self._score.loss = int(state["n"]), int(state["correct"]), float(state["loss"])
+        score = RunningScore()
+        score.n, score.correct, score.loss = int(state["n"]), int(state["correct"]), float(state["loss"])
+        self._score = score
         self._recent = deque((int(x) for x in state.get("recent", ())), maxlen=self.options.drift_window)
         self._drift_warned = bool(state.get("drift_warned", False))
 

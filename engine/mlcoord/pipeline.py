@@ -200,7 +200,7 @@ def resolve_components(settings: Settings, plugins: PluginSet,
     if settings.backtest.market == "spot":
         if any(b.name == "hedging" for b in watchers):
             raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
-                              "[backtest] market = \"futures\" or disable hedging")
+                              "[exchange] market = \"futures\" or disable hedging")
     return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
                       chosen["entry_planner"], chosen["sizer"], chosen["exit_manager"], pick_list("entry_guards"),
                       watchers)

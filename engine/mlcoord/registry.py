@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 import importlib.metadata
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import attrs
@@ -158,6 +159,11 @@ def _failure_hint(exc: BaseException) -> str:
     return "fix the plugin or disable it with --disable"
 
 
+def _itself(obj: Any) -> Any:
+    """An already-imported plugin object's loader (an entry point's is ``ep.load``)."""
+    return obj
+
+
 def load_plugins(
     disabled: Mapping[str, str] = {},
     *,
@@ -178,7 +184,7 @@ def load_plugins(
         dist = getattr(ep, "dist", None)
         candidates.append((name, ep.load, getattr(dist, "name", "") or "", getattr(dist, "version", "") or ""))
     for name, obj in extra_plugins.items():
-        candidates.append((name, lambda obj=obj: obj, "", ""))
+        candidates.append((name, partial(_itself, obj), "", ""))
 
     for name, load, dist_name, version in candidates:
         if name in disabled:

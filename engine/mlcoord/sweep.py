@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import attrs
 
@@ -39,7 +39,7 @@ from mlcoord.errors import ConfigError
 from mlcoord.executors import Executor, ExecutorConfig, PluginRecipe, Task, failures, plugins_from
 from mlcoord.registry import PluginSet
 
-OBJECTIVES = {"sharpe": "maximize", "log_loss": "minimize"}
+OBJECTIVES: dict[str, Literal["maximize", "minimize"]] = {"sharpe": "maximize", "log_loss": "minimize"}
 CALIBRATED = "ensemble (final, calibrated)"
 
 
@@ -215,14 +215,14 @@ def run_sweep(spec: SweepSpec, raw: dict[str, Any], plugins: PluginSet, candles:
         wf = structure(spec.evaluate, WalkForward, "$.sweep.evaluate")
         while done < spec.trials:
             trial = study.ask()
-            params = suggest(trial, spec.space)
-            result = evaluate(apply_params(raw, params), plugins, candles, wf, executor=executor,
+            chosen = suggest(trial, spec.space)
+            result = evaluate(apply_params(raw, chosen), plugins, candles, wf, executor=executor,
                               show_progress=progress)
-            problems += [f"trial {trial.number} {params}: {f}" for f in result["failures"]]
+            problems += [f"trial {trial.number} {chosen}: {f}" for f in result["failures"]]
             score = result["scores"].get(CALIBRATED, {}).get("log_loss")
             if result["failures"] or score is None or not math.isfinite(score):
                 study.tell(trial, state=TrialState.FAIL)
-                problems.append(f"trial {trial.number} {params}: no calibrated log-loss")
+                problems.append(f"trial {trial.number} {chosen}: no calibrated log-loss")
             else:
                 study.tell(trial, float(score))
                 done += 1

@@ -29,8 +29,8 @@ class FrozenDict(dict):
         raise TypeError(f"this mapping is read-only ({', '.join(map(str, list(self)[:4]))}): plugins must not change "
                         "what the engine hands them")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse  # type: ignore[assignment]
-    __ior__ = _refuse  # type: ignore[assignment]
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _refuse
+    __ior__ = _refuse
 
     def __reduce__(self):
         return (type(self), (dict(self),))

@@ -43,6 +43,10 @@ Faults (``server.faults``, see :mod:`exchange_sim.faults`): ``timeout(delay)``,
 ``endpoint=``, ``method=``, ``at_call=`` (N-th matching request), ``probability=`` (seeded) and
 ``times=``. ``server.faults.log`` lists what fired; ``server.calls`` counts requests per route.
 
+Killing a client at an exact point: ``held = server.hold_request(nth, after_advances=a,
+processed=False|True)`` holds the ``nth`` request after ``a`` clock advances (before or after the
+exchange processed it); kill the client once ``held.reached`` is set, then ``held.release()``.
+
 ccxt mapping notes (what a bot sees): 429 -> ``DDoSProtection``; 5xx HTML -> ``ExchangeNotAvailable``;
 timeout -> ``RequestTimeout``; dropped connection -> ``NetworkError``; -1022 -> ``AuthenticationError``;
 spot -2010 insufficient balance -> ``InsufficientFunds``; futures -2019 -> ``InsufficientFunds``;
@@ -57,9 +61,9 @@ from .clients import futures_client, point_at, spot_client
 from .faults import Faults, FaultRule
 from .fixtures import exchange_server
 from .markets import FUTURES_MARKETS, SPOT_MARKETS, MarketSpec
-from .server import API_KEY, SECRET, ExchangeServer
+from .server import API_KEY, SECRET, ExchangeServer, HeldRequest
 from .state import BinanceError, ExchangeState, Options
 
 __all__ = ["API_KEY", "SECRET", "FUTURES_MARKETS", "SPOT_MARKETS", "BinanceError", "ExchangeServer",
-           "ExchangeState", "FaultRule", "Faults", "MarketSpec", "Options", "exchange_server",
+           "ExchangeState", "FaultRule", "Faults", "HeldRequest", "MarketSpec", "Options", "exchange_server",
            "futures_client", "point_at", "spot_client"]

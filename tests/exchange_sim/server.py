@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -142,6 +143,41 @@ SIGNED = {
 }
 
 
+class HeldRequest:
+    """A request the server holds unanswered until :meth:`release` (see
+    :meth:`ExchangeServer.hold_request`): while it waits, the test kills the client at an exact,
+    repeatable point of its conversation with the exchange, whatever the machine's load."""
+
+    def __init__(self, nth: int, after_advances: int, processed: bool) -> None:
+        if nth < 1 or after_advances < 0:
+            raise ValueError(f"nth must be >= 1 and after_advances >= 0, got {nth} and {after_advances}")
+        self.nth, self.after_advances, self.processed = nth, after_advances, processed
+        self.advances = self.seen = 0
+        self.request: tuple[str, str] | None = None   # (method, path) of the held request
+        self.reached = threading.Event()
+        self.released = threading.Event()
+
+    def count(self, method: str, path: str) -> bool:
+        """Count one request (under the server's lock); True if it is the one to hold."""
+        if self.request is not None:
+            return False
+        if self.advances < self.after_advances:
+            self.advances += path == "/__control/advance"
+            return False
+        self.seen += 1
+        if self.seen == self.nth:
+            self.request = (method, path)
+            return True
+        return False
+
+    def hold(self) -> None:
+        self.reached.set()
+        self.released.wait(120)   # bounded: a test that forgot to release does not hang the server
+
+    def release(self) -> None:
+        self.released.set()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms stalls
@@ -170,6 +206,9 @@ class _Handler(BaseHTTPRequestHandler):
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
         params.update(parse_qsl(raw_body, keep_blank_values=True))
         ex.calls[(method, path)] += 1
+        self._held = ex.held_request(method, path)
+        if self._held is not None and not self._held.processed:   # never reaches the exchange
+            return self._drop()
         if path.startswith("/__control/"):
             return self._control(ex, method, path, params)
         fault = ex.faults.pick(method, path, ("timeout", "rate_limit", "server_error"))
@@ -236,7 +275,16 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, {"now": ex.state.now_ms})
         self._send(404, {"code": -5000, "msg": "unknown control path"})
 
+    def _hold(self) -> bool:
+        """Hold this request's answer if it is the held one; True if it was (then it is dropped)."""
+        held, self._held = getattr(self, "_held", None), None
+        if held is None:
+            return False
+        held.hold()
+        return True
+
     def _drop(self) -> None:
+        self._hold()
         self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -245,6 +293,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body, headers: dict | None = None,
               content_type: str = "application/json;charset=UTF-8") -> None:
+        if self._hold():
+            return self._drop()
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
         try:
             self.send_response(status)
@@ -263,6 +313,20 @@ class _HTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     exchange: ExchangeServer
 
+    def handle_error(self, request, client_address) -> None:
+        """A client that went away mid-connection (a bot killed with SIGKILL resets its keep-alive
+        socket) is a disconnect, not a simulator error: no traceback on stderr for it."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+    def shutdown_request(self, request) -> None:
+        """A connection's handler is done (the client closed, or was killed)."""
+        super().shutdown_request(request)
+        with self.exchange.connections:
+            self.exchange.disconnects += 1
+            self.exchange.connections.notify_all()
+
 
 class ExchangeServer:
     """A Binance look-alike on ``127.0.0.1:<ephemeral port>``; see the package docstring."""
@@ -276,6 +340,10 @@ class ExchangeServer:
         self.errors: list[str] = []  # tracebacks of simulator bugs (answered as HTTP 500)
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self.connections = threading.Condition()
+        self.disconnects = 0  # connections whose handler has finished
+        self._held: HeldRequest | None = None
+        self._held_lock = threading.Lock()
 
     def start(self) -> ExchangeServer:
         self._httpd = _HTTPServer(("127.0.0.1", 0), _Handler)
@@ -286,6 +354,8 @@ class ExchangeServer:
         return self
 
     def stop(self) -> None:
+        if self._held is not None:
+            self._held.release()
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
@@ -308,6 +378,31 @@ class ExchangeServer:
     @property
     def now_ms(self) -> int:
         return self.state.now_ms
+
+    def hold_request(self, nth: int, *, after_advances: int = 0, processed: bool = False) -> HeldRequest:
+        """Hold the ``nth`` request (1-based, any route, control routes included) that arrives after
+        ``after_advances`` ``/__control/advance`` requests from now: unprocessed (``processed=False``:
+        the exchange never sees it) or processed with its answer held (the exchange acted, the
+        client never learns it). Its ``reached`` event is set while it is held; the connection is
+        dropped unanswered once :meth:`HeldRequest.release` is called. One hold at a time: a new
+        one replaces (and releases) the previous one."""
+        held = HeldRequest(nth, after_advances, processed)
+        with self._held_lock:
+            previous, self._held = self._held, held
+        if previous is not None:
+            previous.release()
+        return held
+
+    def held_request(self, method: str, path: str) -> HeldRequest | None:
+        """Count a request against the armed hold; the hold if this request is the one."""
+        with self._held_lock:
+            held = self._held
+            return held if held is not None and held.count(method, path) else None
+
+    def wait_for_disconnects(self, n: int, timeout: float) -> bool:
+        """Block until ``n`` connections have been closed and handled (False after ``timeout`` s)."""
+        with self.connections:
+            return self.connections.wait_for(lambda: self.disconnects >= n, timeout)
 
     def advance(self, bars: int = 1) -> int:
         """Replay ``bars`` bars of the market (fills, triggers, liquidations, funding)."""

@@ -54,6 +54,19 @@ class BrokerError(MlcoordError):
     """The exchange account cannot be used as configured."""
 
 
+#: what each kind of order must carry (a market order and a trailing stop may go without a price)
+_REQUIRED = {OrderKind.LIMIT: ("price",), OrderKind.STOP: ("price",), OrderKind.TRAILING_STOP: ("callback_rate",)}
+
+
+def _required(order: Order, field: str) -> float:
+    """A price the order's kind must carry (a limit's price, a stop's trigger, a trailing stop's
+    rate); missing, it is a BrokerError naming the order instead of a TypeError deep in ccxt."""
+    value = getattr(order, field)
+    if value is None:
+        raise BrokerError(f"order {order.id!r} ({order.kind.value}, {order.tag}) has no {field}")
+    return float(value)
+
+
 def not_yet_supported(what: str) -> MlcoordError:
     return MlcoordError(f"not yet supported: {what}")
 
@@ -138,6 +151,8 @@ class Broker:
         """Send ``order`` (``order.id`` is its client id) unless the store says it went already."""
         if order.kind == OrderKind.TRAILING_STOP and self.market != "futures":
             raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
+        for field in _REQUIRED.get(order.kind, ()):
+            _required(order, field)                                              # the same
         stored = self.store.order(order.id)
         if stored is not None and stored.state != OrderState.PENDING:
             return stored
@@ -180,7 +195,7 @@ class Broker:
             log.warning("order_resend", client_id=order.id, error=describe_error(last))
         log.error("order_unresolved", client_id=order.id, note="stays PENDING; resolved by its client id later",
                   error=describe_error(last) if last else "")
-        return self.store.order(order.id)
+        return self.store.order(order.id) or record
 
     def _create(self, order: Order) -> dict:
         sym = self.symbol(order.symbol)
@@ -195,10 +210,10 @@ class Broker:
         if order.kind == OrderKind.MARKET:
             return self.exchange.create_order(sym, "market", side, amount, None, params)
         if order.kind == OrderKind.LIMIT:
-            return self.exchange.create_order(sym, "limit", side, amount, float(order.price), params)
+            return self.exchange.create_order(sym, "limit", side, amount, _required(order, "price"), params)
         if order.kind == OrderKind.TRAILING_STOP:
             return self._trailing_stop(order, sym, side, amount, params)
-        stop = self.price(order.symbol, order.price)
+        stop = self.price(order.symbol, _required(order, "price"))
         take_profit = order.tag.startswith((TAKE_PROFIT, PARTIAL_TP))
         if self.market == "futures":
             params["stopPrice"] = stop
@@ -215,7 +230,7 @@ class Broker:
         """Futures ``TRAILING_STOP_MARKET``: closes when price falls (rises, for a short) by the
         callback rate from its best since activation. The rate goes in Binance's unit, percent.
         (Spot was refused by :meth:`place` before anything was stored.)"""
-        params["trailingPercent"] = round(float(order.callback_rate) * 100.0, 4)
+        params["trailingPercent"] = round(_required(order, "callback_rate") * 100.0, 4)
         if order.price is not None:
             params["trailingTriggerPrice"] = self.price(order.symbol, order.price)
         return self.exchange.create_order(sym, "TRAILING_STOP_MARKET", side, amount, None, params)
@@ -311,7 +326,7 @@ class Broker:
                 self.store.record_fill(FillRecord(fill, sequence=sequence,
                                                   fee_currency=(response.get("fee") or {}).get("currency") or ""))
                 log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price)
-                merged = self.store.order(record.client_order_id)
+                merged = self.store.order(record.client_order_id) or merged
         return merged
 
     def _fee(self, response: dict, share: float, price: float) -> float:

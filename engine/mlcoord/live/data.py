@@ -24,7 +24,8 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Sequence
+from functools import partial
+from typing import Any, Callable, Iterable, Optional, Sequence, TypeGuard
 
 import attrs
 import numpy as np
@@ -50,8 +51,13 @@ DEFAULT_LIMIT = 1000  # rows per request: Binance spot's maximum (futures allow 
 
 
 # -- checking responses ----------------------------------------------------------------------------
-def _number(x: Any) -> bool:
+def _number(x: Any) -> TypeGuard[int | float | np.integer | np.floating]:
     return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+
+def _finite(x: Any) -> Optional[float]:
+    """``x`` as a float if it is a finite number (a bool is not one), else None."""
+    return float(x) if _number(x) and math.isfinite(x) else None
 
 
 def validate_ohlcv(rows: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +92,9 @@ def validate_funding(rows: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DownloadError(f"{where}: malformed funding response: expected a list, got {type(rows).__name__}")
     times, rates = np.empty(len(rows), np.int64), np.empty(len(rows), np.float64)
     for i, row in enumerate(rows):
-        t = row.get("timestamp") if isinstance(row, dict) else None
-        r = row.get("fundingRate") if isinstance(row, dict) else None
-        if not (_number(t) and _number(r) and math.isfinite(t) and math.isfinite(r) and t >= 0):
+        t = _finite(row.get("timestamp")) if isinstance(row, dict) else None
+        r = _finite(row.get("fundingRate")) if isinstance(row, dict) else None
+        if t is None or r is None or t < 0:
             raise DownloadError(f"{where}: malformed funding response, row {i}: expected a finite timestamp "
                                 f"and fundingRate: {row!r}")
         if abs(r) >= 1:
@@ -175,7 +181,7 @@ class Downloader:
         where = f"{self.exchange_id} {symbol} {timeframe}"
         times, values, fetched = [], [], 0
         while since < until:
-            rows = self.call(lambda s=since: self.exchange.fetch_ohlcv(symbol, timeframe, since=s, limit=self.limit),
+            rows = self.call(partial(self.exchange.fetch_ohlcv, symbol, timeframe, since=since, limit=self.limit),
                              f"fetch_ohlcv {symbol} {timeframe}")
             t, v = validate_ohlcv(rows, f"{where} (page since {pd.Timestamp(since, unit='ms', tz='UTC')})")
             fetched += len(t)
@@ -254,7 +260,7 @@ class Downloader:
         where = f"{self.exchange_id} {symbol} funding"
         times, rates, fetched = [old_t], [old_r], 0
         while since <= now_ms:
-            rows = self.call(lambda s=since: self.exchange.fetch_funding_rate_history(symbol, since=s, limit=self.limit),
+            rows = self.call(partial(self.exchange.fetch_funding_rate_history, symbol, since=since, limit=self.limit),
                              f"fetch_funding_rate_history {symbol}")
             t, r = validate_funding(rows, f"{where} (page since {pd.Timestamp(since, unit='ms', tz='UTC')})")
             fetched += len(t)
@@ -283,7 +289,7 @@ class Downloader:
         from tqdm import tqdm
 
         now_ms = self.now_ms()
-        jobs = [(s, tf) for s in symbols for tf in timeframes]
+        jobs: list[tuple[str, Optional[str]]] = [(s, tf) for s in symbols for tf in timeframes]   # None: funding
         with_funding = funding and self.market == "futures"
         if with_funding and not (getattr(self.exchange, "has", {}) or {}).get("fetchFundingRateHistory"):
             log.warning("no_funding_history", exchange=self.exchange_id)

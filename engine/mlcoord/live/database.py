@@ -55,9 +55,10 @@ def create_engine_for(url: Union[str, os.PathLike, URL]) -> Engine:
     parsed = url if isinstance(url, URL) else database_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        memory = parsed.database in (None, "", ":memory:")
-        if not memory:
-            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database
+        memory = database in (None, "", ":memory:")
+        if database and not memory:
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs = {"poolclass": StaticPool} if memory else {}
         engine = create_engine(parsed, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **kwargs)
         event.listen(engine, "connect", _sqlite_connect)

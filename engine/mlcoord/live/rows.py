@@ -12,6 +12,9 @@ from mlcoord.live.records import FillRecord, OrderRecord, OrderState, PlanRecord
 
 _plans = cattrs.Converter()
 
+#: a table row by column name: SQLAlchemy's RowMapping (whose keys may also be Column objects) or a dict
+Row = Mapping[Any, Any]
+
 
 def dumps(value: Any) -> str:
     """JSON text; numpy scalars and arrays become Python numbers and lists; NaN is kept (Python
@@ -41,7 +44,7 @@ def order_values(rec: OrderRecord) -> dict[str, Any]:
             "plan_id": rec.plan_id, "callback_rate": o.callback_rate}
 
 
-def order_record(row: Mapping[str, Any]) -> OrderRecord:
+def order_record(row: Row) -> OrderRecord:
     order = Order(id=row["client_order_id"], symbol=row["symbol"], side=Side(row["side"]),
                   kind=OrderKind(row["kind"]), quantity=row["quantity"], price=row["price"],
                   created_at=row["created_at"], reduce_only=bool(row["reduce_only"]), tag=row["tag"],
@@ -60,7 +63,7 @@ def fill_values(rec: FillRecord, recorded_at: int) -> dict[str, Any]:
             "tag": f.tag, "hedge": f.hedge, "recorded_at": recorded_at}
 
 
-def fill_record(row: Mapping[str, Any]) -> FillRecord:
+def fill_record(row: Row) -> FillRecord:
     fill = Fill(order_id=row["client_order_id"], symbol=row["symbol"], side=Side(row["side"]), time=row["time"],
                 price=row["price"], quantity=row["quantity"], fee=row["fee"],
                 reduce_only=bool(row["reduce_only"]), tag=row["tag"], hedge=bool(row["hedge"]))
@@ -86,7 +89,7 @@ def position_values(p: PositionRecord) -> dict[str, Any]:
             "liquidation_price": p.liquidation_price, "plan_id": p.plan_id}
 
 
-def position_record(row: Mapping[str, Any]) -> PositionRecord:
+def position_record(row: Row) -> PositionRecord:
     return PositionRecord(symbol=row["symbol"], side=Side(row["side"]), quantity=row["quantity"],
                           entry_price=row["entry_price"], opened_at=row["opened_at"], updated_at=row["updated_at"],
                           hedge=bool(row["hedge"]), realised_pnl=row["realised_pnl"], fees=row["fees"],

@@ -173,17 +173,13 @@ TRAILING_MODES = ("bot", "exchange")
 
 
 def load_live_settings(path, overrides=None):
-    """Settings (the backtest's loader: same errors for a missing file, bad TOML or a bad value)
-    plus the ``[live]`` table as :class:`LiveLoopOptions`. The traded market is ``[exchange]
-    market``; the pipeline is told the same, so the hedging guard on a spot account stops start-up
-    exactly as in a backtest."""
-    import attrs
-
+    """Settings (the backtest's loader: same errors for a missing file, bad TOML or a bad value,
+    and the same market, ``[exchange] market``, so a config backtests what it trades) plus the
+    ``[live]`` table as :class:`LiveLoopOptions`."""
     from mlcoord.config import load_settings, structure
 
     settings = load_settings(path, overrides)
     options = structure(dict(settings.live), LiveLoopOptions, path="$.live")
-    settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=settings.exchange.market))
     return settings, options
 
 

@@ -78,6 +78,8 @@ def _quote_volume(ticker: Mapping[str, Any]) -> float:
     qv = ticker.get("quoteVolume")
     if qv is None and ticker.get("baseVolume") is not None and ticker.get("last") is not None:
         qv = ticker["baseVolume"] * ticker["last"]
+    if qv is None:
+        return 0.0
     try:
         qv = float(qv)
     except (TypeError, ValueError):

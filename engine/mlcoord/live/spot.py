@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import attrs
 import structlog
 
 from mlcoord.live.legacy_portfolio import Position
@@ -140,17 +139,13 @@ class SpotAccount:
 
 
 def for_market(settings):
-    """The settings the engine decides with on ``[exchange] market`` (as
-    :func:`mlcoord.live.runner.load_live_settings` makes them): ``[backtest] market`` follows it, and
-    a spot account cannot borrow, so leverage other than 1 there is refused."""
-    market = settings.exchange.market
-    if market == "spot" and settings.backtest.leverage != 1:
+    """``settings`` if the account can trade them: a spot account cannot borrow, so leverage other
+    than 1 there is refused (the market itself is one setting, ``[exchange] market``)."""
+    if settings.exchange.market == "spot" and settings.backtest.leverage != 1:
         from mlcoord.errors import ConfigError
 
         raise ConfigError(f"[backtest] leverage = {settings.backtest.leverage:g} but [exchange] market = \"spot\": "
                           "a spot account cannot borrow; set leverage = 1 to trade spot live")
-    if settings.backtest.market != market:
-        settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, market=market))
     return settings
 
 

@@ -58,7 +58,7 @@ class Supervisor:
 
     def killed(self) -> bool:
         path = self.options.kill_switch
-        return bool(path) and Path(path).exists()
+        return bool(path and Path(path).exists())
 
     def engage(self, reason: str, *, wall_time: float) -> Path:
         """Turn the kill switch on: the file records why and when (it is read by humans)."""

@@ -17,6 +17,7 @@ Installing mlcoord also installs the pytest plugin :mod:`mlcoord.testing.pytest_
 from __future__ import annotations
 
 import inspect
+from functools import partial
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from mlcoord.registry import ComponentSpec
@@ -58,8 +59,7 @@ def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Ch
             continue
         seen.add(name)
         if applies is None or applies(spec):
-            out.append(Check(f"{spec.name}-{name}", name, spec.name,
-                             lambda fn=fn: fn(spec, get_data)))
+            out.append(Check(f"{spec.name}-{name}", name, spec.name, partial(fn, spec, get_data)))
     return out
 
 
@@ -76,7 +76,7 @@ def plugin_checks(plugin: Any, *, name: Optional[str] = None, data: DataSource =
     if isinstance(plugin, ComponentSpec):
         return component_checks(plugin, data=data)
     name = name or _plugin_name(plugin)
-    out = [Check(f"{name}-{check}", check, name, lambda fn=fn: fn(name, plugin)) for check, fn in PLUGIN_CHECKS]
+    out = [Check(f"{name}-{check}", check, name, partial(fn, name, plugin)) for check, fn in PLUGIN_CHECKS]
     try:
         components = load_alone(name, plugin).components
     except Exception:     # the "registers" check reports it

@@ -4,7 +4,7 @@ every component has (protocol of its role, options through the config converter)
 from __future__ import annotations
 
 import typing
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 
@@ -77,12 +77,13 @@ def check_protocol_of(spec: ComponentSpec, data=None) -> None:
 def check_options_roundtrip(spec: ComponentSpec, data=None) -> None:
     """Default options -> plain data (what a config file holds) -> options: the same object."""
     from mlcoord.config import CONVERTER, structure
-    expect(attrs.has(spec.options), f"{who(spec)}: options {spec.options!r} is not an attrs class")
+    cls = _options_class(spec)
+    expect(attrs.has(cls), f"{who(spec)}: options {cls!r} is not an attrs class")
     options = default_options(spec)
     raw = CONVERTER.unstructure(options)
     expect(isinstance(raw, dict), f"{who(spec)}: options unstructure to {type(raw).__name__}, expected a table")
     try:
-        back = structure(raw, spec.options, path=f"$.plugins.{spec.name}")
+        back = structure(raw, cls, path=f"$.plugins.{spec.name}")
     except ConfigError as exc:
         raise ConformanceError(f"{who(spec)}: its own default options do not read back from config: {exc}") from None
     expect(back == options, f"{who(spec)}: options changed on a config round trip: {options!r} -> {back!r}")
@@ -94,7 +95,7 @@ def check_options_refuse_unknown(spec: ComponentSpec, data=None) -> None:
     path = f"$.plugins.{spec.name}"
     raw = {**CONVERTER.unstructure(default_options(spec)), UNKNOWN_KEY: 1}
     try:
-        structure(raw, spec.options, path=path)
+        structure(raw, _options_class(spec), path=path)
     except ConfigError as exc:
         expect(UNKNOWN_KEY in str(exc) and path in str(exc),
                f"{who(spec)}: the error for an unknown option does not name {UNKNOWN_KEY!r} at {path}: {exc}")
@@ -103,7 +104,14 @@ def check_options_refuse_unknown(spec: ComponentSpec, data=None) -> None:
                            f"silently (read options with mlcoord.config.structure)")
 
 
-def _typed_field(cls: type):
+def _options_class(spec: ComponentSpec) -> type:
+    """The component's options class; the option checks run only for components that have one."""
+    if spec.options is None:
+        raise ConformanceError(f"{who(spec)}: has no options class to check")
+    return spec.options
+
+
+def _typed_field(cls: type) -> Optional[tuple[str, type]]:
     """The first option typed int, float or bool (a wrong value for it must be refused)."""
     hints = typing.get_type_hints(cls)
     for field in attrs.fields(cls):
@@ -115,11 +123,15 @@ def _typed_field(cls: type):
 def check_options_refuse_bad_value(spec: ComponentSpec, data=None) -> None:
     """A value of the wrong type is a ConfigError naming the option's path."""
     from mlcoord.config import CONVERTER, structure
-    name, _ = _typed_field(spec.options)
+    cls = _options_class(spec)
+    typed = _typed_field(cls)
+    if typed is None:
+        raise ConformanceError(f"{who(spec)}: no option is typed int, float or bool (nothing to check)")
+    name, _ = typed
     path = f"$.plugins.{spec.name}"
     raw = {**CONVERTER.unstructure(default_options(spec)), name: "not-a-number"}
     try:
-        structure(raw, spec.options, path=path)
+        structure(raw, cls, path=path)
     except ConfigError as exc:
         expect(f"{path}.{name}" in str(exc), f"{who(spec)}: the error for a bad {name!r} does not name "
                                              f"{path}.{name}: {exc}")

@@ -6,7 +6,7 @@ Each check takes ``(spec, get_data)``; ``get_data()`` returns the kit's MarketDa
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
@@ -173,7 +173,7 @@ def checked_vote(spec, voter, i: int, signal: Signal) -> Optional[Vote]:
     return vote
 
 
-def vote_values(spec, voter, bars: Sequence[int]) -> list[tuple[int, int, Any]]:
+def vote_values(spec, voter, bars: Iterable[int] | np.ndarray) -> list[tuple[int, int, Any]]:
     """(bar, signal direction, (action, confidence, p_up, p_down) or None) for each bar and signal."""
     out = []
     for i in bars:
