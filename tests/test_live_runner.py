@@ -73,13 +73,13 @@ def test_the_spot_hedging_error_advises_a_setting_that_takes_effect(tmp_path):
     """The bug: paper refused hedging on spot advising ``[backtest] market = "futures"``, which the
     live loader then overwrote with ``[exchange] market`` (spot by default)."""
     path = tmp_path / "paper.toml"
-    path.write_text('[exchange]\nmarket = "spot"\n[pipeline]\nportfolio_guards = ["hedging"]\n')
+    path.write_text('[exchange]\nmarket = "spot"\n[pipeline]\nportfolio_watchers = ["hedging"]\n')
     with pytest.raises(ConfigError, match=r'set \[exchange\] market = "futures"') as err:
         build_pipeline(load_live_settings(path)[0], load_plugins())
     assert "[backtest]" not in str(err.value)
     path.write_text(path.read_text().replace('"spot"', '"futures"'))      # follow the advice
     assert build_pipeline(load_live_settings(path)[0], load_plugins()).market == "futures"
-    path.write_text('[pipeline]\nportfolio_guards = ["hedging"]\n')        # or say nothing: futures
+    path.write_text('[pipeline]\nportfolio_watchers = ["hedging"]\n')        # or say nothing: futures
     assert build_pipeline(load_live_settings(path)[0], load_plugins()).market == "futures"
 
 
