@@ -201,9 +201,10 @@ def resolve_components(settings: Settings, plugins: PluginSet,
         if any(b.name == "hedging" for b in watchers):
             raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
                               "[exchange] market = \"futures\" or disable hedging")
+    sizer, exit_manager = chosen["sizer"], chosen["exit_manager"]
+    assert sizer is not None and exit_manager is not None       # essential: refused above when missing
     return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
-                      chosen["entry_planner"], chosen["sizer"], chosen["exit_manager"], pick_list("entry_guards"),
-                      watchers)
+                      chosen["entry_planner"], sizer, exit_manager, pick_list("entry_guards"), watchers)
 
 
 @attrs.define(slots=True)
@@ -342,6 +343,8 @@ class Pipeline:
 
     def _calibrate(self, raw: float, signal: Signal) -> float:
         cal = self.components.calibrator
+        if cal is None:
+            return raw
         try:
             value = float(cal.obj.calibrate(raw, signal))
         except Exception as exc:
@@ -375,23 +378,24 @@ class Pipeline:
         combined = self.coordinator.combine(
             technical, votes, self._calibrate if self.components.calibrator else None)
         signal = combined.signal
-        base = dict(time=time, symbol=data.symbol, signal=signal, technical=technical, votes=combined.votes,
-                    raw_confidence=combined.raw_confidence, confidence=combined.confidence,
-                    threshold=self.threshold, p_signal=combined.p_signal)
+        def made(outcome: str, **found: Any) -> Decision:
+            return Decision(time=time, symbol=data.symbol, signal=signal, technical=technical, votes=combined.votes,
+                            raw_confidence=combined.raw_confidence, confidence=combined.confidence,
+                            threshold=self.threshold, p_signal=combined.p_signal, outcome=outcome, **found)
         if signal.action == Action.HOLD:
-            return Decision(outcome="hold", **base)
+            return made("hold")
         if self.market == "spot" and signal.action == Action.SELL:
-            return Decision(outcome="no_short_on_spot", **base)
+            return made("no_short_on_spot")
         if combined.confidence < self.threshold:
-            return Decision(outcome="below_threshold", **base)
+            return made("below_threshold")
         side = signal.action.side
         price = float(data.candles.close[i])
         context = data.context.at(i)
         plan = self._plan(signal, price, context, side)
         levels = self._initial_levels(sym, i, side, plan)
         if levels is None:
-            return Decision(outcome="vetoed:exit_manager", plan=plan,
-                            veto=f"exit manager {self.components.exit_manager.name} gave no valid stop", **base)
+            return made("vetoed:exit_manager", plan=plan,
+                        veto=f"exit manager {self.components.exit_manager.name} gave no valid stop")
         for guard in self.components.entry_guards:
             try:
                 reason = guard.obj.allow_entry(data.symbol, side, portfolio)
@@ -399,7 +403,7 @@ class Pipeline:
                 self.errors.failed(guard.name, "allow_entry", exc, symbol=data.symbol)
                 reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
             if reason:
-                return Decision(outcome=f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason), **base)
+                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason))
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
             equity=portfolio.equity, exposure=portfolio.committed_exposure(),
@@ -416,9 +420,9 @@ class Pipeline:
             self.errors.failed(sizer.name, "size", exc, symbol=data.symbol)
             sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
         if not sizing.approved:
-            return Decision(outcome=f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
-                            veto=sizing.veto or "zero quantity", **base)
-        return Decision(outcome="entered", plan=plan, levels=levels, sizing=sizing, **base)
+            return made(f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
+                        veto=sizing.veto or "zero quantity")
+        return made("entered", plan=plan, levels=levels, sizing=sizing)
 
     def _plan(self, signal: Signal, price: float, context, side: Side) -> EntryPlan:
         planner = self.components.entry_planner

@@ -125,6 +125,8 @@ def part_task(job: WfJob, params: dict[str, Any], j: int, start: int, end: int) 
     from mlcoord.sweep import apply_params
 
     part = _part(job.candles[j], start, end)
+    if part is None:    # the planner only gives parts with bars; a task on none is a bug, said plainly
+        raise ValueError(f"walk-forward part [{start}, {end}) of {job.candles[j].symbol} has fewer than 2 bars")
     settings = apply_params(job.raw, params)
     plugins = plugins_from(job.plugins) if isinstance(job.plugins, PluginRecipe) else job.plugins
     result = run_backtest(settings, plugins=plugins, candles=[part], start=start)
@@ -199,7 +201,7 @@ def run_walk_forward(spec: Any, wf: WalkForwardSpec, raw: dict[str, Any], plugin
                 else:
                     studies[k].tell(t, state=TrialState.FAIL)
                 done[k] += 1
-        best = []
+        best: list[Any] = []    # the best complete trial per window (None: none completed)
         for k, study in enumerate(studies):
             complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
             best.append(max(complete, key=lambda t: (t.value, -t.number)) if complete else None)

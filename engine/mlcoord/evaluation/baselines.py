@@ -21,7 +21,7 @@ see :mod:`mlcoord.evaluation.metrics` and :mod:`mlcoord.evaluation.arms`.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import attrs
 import numpy as np
@@ -54,9 +54,9 @@ class BaselineModels:
     """One window's fitted baselines; picklable, so a worker can send them back."""
 
     climatology: tuple[float, float]
-    logistic: tuple[object, object]
+    logistic: tuple[Any, Any]                 # (P(up) model, P(down) model), each with predict_proba
     logistic_c: tuple[float, float]
-    boosting: tuple[object, object]
+    boosting: tuple[Any, Any]
     fade: tuple[tuple[float, float], tuple[float, float]]
     fade_scale: float
     n_train: int
@@ -70,12 +70,17 @@ class BaselineModels:
         """Per baseline, (P(up), P(down)) for every bar of ``candles`` (causal: bar i uses bars <= i)."""
         x = features_of(candles)
         n = len(x)
-        out = {"climatology (causal)": (np.full(n, self.climatology[0]), np.full(n, self.climatology[1]))}
-        out["logistic"] = tuple(m.predict_proba(x)[:, 1] for m in self.logistic)
-        out["gradient boosting"] = tuple(m.predict_proba(x)[:, 1] for m in self.boosting)
+        def pair(up: np.ndarray, down: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return up, down
+
         move = x[:, RET_24] / self.fade_scale
-        out["fade 24h"] = tuple(_sigmoid(a + b * s) for (a, b), s in zip(self.fade, (-move, move)))
-        return out
+        (a_up, b_up), (a_down, b_down) = self.fade
+        return {
+            "climatology (causal)": pair(np.full(n, self.climatology[0]), np.full(n, self.climatology[1])),
+            "logistic": pair(self.logistic[0].predict_proba(x)[:, 1], self.logistic[1].predict_proba(x)[:, 1]),
+            "gradient boosting": pair(self.boosting[0].predict_proba(x)[:, 1], self.boosting[1].predict_proba(x)[:, 1]),
+            "fade 24h": pair(_sigmoid(a_up + b_up * -move), _sigmoid(a_down + b_down * move)),
+        }
 
 
 def features_of(candles: Candles) -> np.ndarray:
@@ -132,8 +137,8 @@ def fit_baselines(candles: Sequence[Candles], start: int, end: int, event: Event
             logistic.append(_logistic(c).fit(x, y))
             boosting.append(_boosting(options).fit(x, y))
             fade.append(_platt(sign * x[:, RET_24] / scale, y))
-    return BaselineModels((float(up.mean()), float(down.mean())), tuple(logistic), tuple(chosen),
-                          tuple(boosting), tuple(fade), scale, len(x))
+    return BaselineModels((float(up.mean()), float(down.mean())), (logistic[0], logistic[1]), (chosen[0], chosen[1]),
+                          (boosting[0], boosting[1]), (fade[0], fade[1]), scale, len(x))
 
 
 def _logistic(c: float) -> "L2Logistic":

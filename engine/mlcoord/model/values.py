@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
-from typing import Optional
+from typing import Iterable, Optional
 
 import attrs
 
@@ -121,12 +121,16 @@ class EntryLeg:
     market: bool = False       # True: fill at the next open (the first rung of a ladder)
 
 
+def _legs(value: Iterable[EntryLeg]) -> tuple[EntryLeg, ...]:
+    return tuple(value)
+
+
 @attrs.frozen
 class EntryPlan:
     """How a position is entered: one or more legs, unfilled legs expiring after some bars."""
 
     side: Side = attrs.field(converter=Side)
-    legs: tuple[EntryLeg, ...] = attrs.field(converter=tuple)
+    legs: tuple[EntryLeg, ...] = attrs.field(converter=_legs)
     expires_after_bars: int = 24
     planner: str = ""
     reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
