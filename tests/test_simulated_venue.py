@@ -257,3 +257,24 @@ def test_a_plugin_exit_reason_reaches_the_breakdowns_and_the_report_built_from_t
     loaded = load_result(path)
     assert loaded["mlcoord_result"] == 2
     assert "fixedexits:time_stop" in build_report(loaded)
+
+
+def test_a_result_without_trades_writes_valid_json_and_its_report_builds(tmp_path):
+    """Ratios with nothing to divide are written as null (valid JSON, unlike NaN), and the report
+    is rebuilt from the file alone."""
+    import json
+    import math
+
+    from mlcoord.report import build_report, load_result
+
+    plugins = load_plugins({}, entry_points={}, extra_plugins={"planted": Planted({}, levels=Levels(90.0, 120.0))})
+    config = structure({"engine": {"min_confidence": 0.5}, "data": {"higher_timeframes": []}}, Settings)
+    result = run_backtest(config, plugins=plugins, candles=[frame(FLAT * 4)])
+    assert not result.raw.trades
+    path = tmp_path / "empty.json"
+    result.write_json(path)
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    loaded = json.loads(text)
+    assert all(v is None or not isinstance(v, float) or math.isfinite(v) for v in loaded["stats"].values())
+    assert "<html" in build_report(load_result(path)).lower()
