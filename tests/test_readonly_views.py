@@ -16,7 +16,7 @@ from mlcoord import hookimpl
 from mlcoord.backtest.run import run_backtest
 from mlcoord.config import Settings, structure
 from mlcoord.registry import load_plugins
-from mlcoord.views import PortfolioSnapshot, PositionSnapshot, ReadOnlyViewError
+from mlcoord.views import PortfolioSnapshot, PositionProxy, ReadOnlyViewError
 
 pytestmark = pytest.mark.usefixtures("builtin_plugins_only")
 
@@ -127,7 +127,7 @@ def test_market_data_arrays_and_mappings_refuse_writes(short_candles):
                                 "timeframe_index": ValueError}
 
 
-def test_exit_managers_get_a_position_snapshot(short_candles):
+def test_exit_managers_get_a_read_only_position(short_candles):
     seen = []
 
     class Spy:
@@ -154,4 +154,4 @@ def test_exit_managers_get_a_position_snapshot(short_candles):
 
     settings = structure({"pipeline": {"exit_manager": "spyexits"}, "data": {"higher_timeframes": []}}, Settings)
     run_backtest(settings, plugins=load_plugins({}, extra_plugins={"spy": Spy()}), candles=[short_candles])
-    assert seen and all(isinstance(p, PositionSnapshot) for p in seen)
+    assert seen and all(isinstance(p, PositionProxy) for p in seen)

@@ -41,7 +41,7 @@ from mlcoord.model import (
     Trade,
 )
 from mlcoord.pipeline import Pipeline, PreparedSymbol
-from mlcoord.views import PendingEntry, PortfolioMath, PortfolioSnapshot, PositionSnapshot, _Frozen
+from mlcoord.views import PendingEntry, PortfolioMath, PortfolioSnapshot, PositionProxy, _Frozen
 
 
 class Venue(Protocol):
@@ -88,7 +88,7 @@ class LoopPortfolio(_Frozen, PortfolioMath):
     _loop: "TradingLoop"
     _triggers: dict[tuple[str, Optional[str]], float]
     _cache_key: Optional[tuple[int, int, int]]
-    _positions: tuple[PositionSnapshot, ...]
+    _positions: tuple[PositionProxy, ...]
     _pending: tuple[PendingEntry, ...]
     _symbols: tuple[str, ...]
 
@@ -131,20 +131,18 @@ class LoopPortfolio(_Frozen, PortfolioMath):
 
     def _refresh(self) -> None:
         ledger, loop = self._ledger, self._loop
-        key = (ledger.time, ledger.version, loop.version)
+        key = (ledger.version, loop.version)        # the positions and working orders change with these only
         if key == self._cache_key:
             return
-        positions = []
-        for book in (ledger.positions, ledger.hedges):
-            for sym, p in book.items():
-                levels = None if p.hedge else loop.levels.get(sym)
-                positions.append(PositionSnapshot(p, levels.stop if levels else None,
-                                                  levels.take_profit if levels else None))
+        views = loop.views
+        positions = tuple(views[(sym, hedge)] for hedge, book in ((False, ledger.positions), (True, ledger.hedges))
+                          for sym in book)
         pending = tuple(PendingEntry(*entry) for entry in self._venue.working_entries())
-        self._set(_cache_key=key, _positions=tuple(positions), _pending=pending)
+        self._set(_cache_key=key, _positions=positions, _pending=pending)
 
     @property
-    def positions(self) -> tuple[PositionSnapshot, ...]:
+    def positions(self) -> tuple[PositionProxy, ...]:
+        """Every open position and hedge leg, as read-only proxies (current values on every read)."""
         self._refresh()
         return self._positions
 
@@ -152,6 +150,14 @@ class LoopPortfolio(_Frozen, PortfolioMath):
     def pending_entries(self) -> tuple[PendingEntry, ...]:
         self._refresh()
         return self._pending
+
+    def exposure(self, symbol: Optional[str] = None) -> float:
+        return self._ledger.exposure(symbol)
+
+    def hedged(self, symbol: Optional[str] = None) -> bool:
+        if symbol is None:
+            return bool(self._triggers) or bool(self._ledger.hedges)
+        return symbol in self._ledger.hedges
 
     def open_positions(self) -> int:
         return len(self._ledger.positions)
@@ -167,8 +173,10 @@ class LoopPortfolio(_Frozen, PortfolioMath):
         return self._symbols
 
     def snapshot(self) -> PortfolioSnapshot:
+        """A copy that no longer follows the account (for a plugin that keeps it)."""
         return PortfolioSnapshot(equity=self.equity, peak_equity=self.peak_equity, cash=self.cash,
-                                 day_start_equity=self.day_start_equity, time=self.time, positions=self.positions,
+                                 day_start_equity=self.day_start_equity, time=self.time,
+                                 positions=[p.snapshot() for p in self.positions],
                                  pending_entries=self.pending_entries, prices=self._ledger.prices,
                                  hedge_triggers=self._triggers)
 
@@ -186,8 +194,12 @@ class TradingLoop:
         components = pipeline.components
         self.learning = bool(components.ml_components) or components.calibrator is not None
         self.version = 0                                 # bumped when levels or intents change
+        self._trigger_version = 0                        # bumped when a hedge trigger turns on or off
+        self._covered: Optional[tuple[int, int, int]] = None
         self.portfolio = LoopPortfolio(ledger, venue, self)
         self.levels: dict[str, ExitLevels] = {}          # symbol -> the levels protecting its position
+        # (symbol, hedge leg?) -> the read-only proxy plugins see of that open position
+        self.views: dict[tuple[str, bool], PositionProxy] = {}
         self.level_paths: list[dict] = []                # per closed position: (time, stop, tp) path
         self._paths: dict[str, list[tuple]] = {}
         self.plans: list[dict] = []                      # per entered plan: band, legs planned, legs filled
@@ -205,8 +217,11 @@ class TradingLoop:
 
     # -- ledger events ---------------------------------------------------------------------
     def _opened(self, position: Position) -> None:
+        sym = position.symbol
         if position.hedge:
+            self.views[(sym, True)] = PositionProxy(position)
             return
+        self.views[(sym, False)] = PositionProxy(position, lambda: self.levels.get(sym))
         levels = self.levels.get(position.symbol)
         if levels is not None:
             self._paths[position.symbol] = [(position.opened_at, levels.stop, levels.take_profit)]
@@ -218,6 +233,7 @@ class TradingLoop:
                 record["filled"] += 1
 
     def _closed(self, trade: Trade, position: Position) -> None:
+        self.views.pop((position.symbol, position.hedge), None)
         if position.hedge:
             return
         path = self._paths.pop(position.symbol, None)
@@ -320,7 +336,7 @@ class TradingLoop:
             if position is not None:
                 old = self.levels.get(sym)
                 if old is not None:
-                    new = pipeline.update_levels(s.prepared, i, PositionSnapshot(position, old.stop, old.take_profit), old)
+                    new = pipeline.update_levels(s.prepared, i, self.views[(sym, False)], old)
                     if isinstance(new, PositionExit):
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
                     elif new is not old:
@@ -384,6 +400,7 @@ class TradingLoop:
         view, ledger = self.portfolio, self.ledger
         self.journal.guard(guard, action, view)
         kind = action.kind
+        self._trigger_version += 1
         if kind == GuardActionKind.OPEN_HEDGE:
             view._triggers[(guard, action.symbol)] = action.fraction
         elif kind == GuardActionKind.CLOSE_HEDGE:
@@ -411,6 +428,10 @@ class TradingLoop:
         sells): the fraction asked for is the fraction held."""
         if self.market != "futures":
             return
+        key = (self.ledger.version, self.version, self._trigger_version)
+        if key == self._covered:        # nothing held, wanted or pending has changed since the last look
+            return
+        self._covered = key
         ledger, venue = self.ledger, self.venue
         for s in self.series:
             sym = s.symbol

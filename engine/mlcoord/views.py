@@ -10,9 +10,13 @@ ask for changes through their return values (guard actions, levels, ``PositionEx
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Iterable, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 from mlcoord.model import Side
+
+if TYPE_CHECKING:   # typing only: the views never import the ledger at run time
+    from mlcoord.ledger import Position
+    from mlcoord.model import ExitLevels
 
 
 class ReadOnlyViewError(AttributeError):
@@ -88,6 +92,49 @@ class PositionSnapshot(_Frozen):
                 f"{' hedge' if self.hedge else ''})")
 
 
+class PositionProxy(_Frozen):
+    """A read-only proxy onto one of the engine's open positions (a ``PositionView``): every read
+    gives the position's current value, every write raises. The loop keeps one per position for its
+    whole life, so handing it to the exit manager and the guards every bar costs no copy."""
+
+    __slots__ = ("_p", "_levels")
+    _p: "Position"
+    _levels: Callable[[], Optional["ExitLevels"]]
+
+    def __init__(self, position: "Position", levels: Callable[[], Optional["ExitLevels"]] = lambda: None):
+        self._set(_p=position, _levels=levels)
+
+    symbol = property(lambda self: self._p.symbol)
+    side = property(lambda self: self._p.side)
+    quantity = property(lambda self: self._p.quantity)
+    entry_price = property(lambda self: self._p.entry_price)
+    opened_index = property(lambda self: self._p.opened_index)
+    opened_at = property(lambda self: self._p.opened_at)
+    best_price = property(lambda self: self._p.best_price)
+    entries_filled = property(lambda self: self._p.entries_filled)
+    entries_planned = property(lambda self: self._p.entries_planned)
+    hedge = property(lambda self: self._p.hedge)
+    liquidation_price = property(lambda self: self._p.liquidation_price)
+
+    @property
+    def stop(self) -> Optional[float]:
+        levels = self._levels()
+        return levels.stop if levels is not None else None
+
+    @property
+    def take_profit(self) -> Optional[float]:
+        levels = self._levels()
+        return levels.take_profit if levels is not None else None
+
+    def snapshot(self) -> PositionSnapshot:
+        """A copy that no longer follows the position (for a plugin that keeps it)."""
+        return PositionSnapshot(self._p, self.stop, self.take_profit)
+
+    def __repr__(self) -> str:
+        p = self._p
+        return f"PositionProxy({p.symbol} {p.side.name} {p.quantity:g} @ {p.entry_price:g}{' hedge' if p.hedge else ''})"
+
+
 class PendingEntry(_Frozen):
     """A working entry order: committed, not yet filled."""
 
@@ -113,7 +160,7 @@ class PortfolioMath:
 
     if TYPE_CHECKING:   # what the class using this mixin provides
         @property
-        def positions(self) -> tuple[PositionSnapshot, ...]: ...
+        def positions(self) -> tuple[Any, ...]: ...       # PositionSnapshot or PositionProxy
 
         @property
         def pending_entries(self) -> tuple[PendingEntry, ...]: ...
@@ -159,7 +206,7 @@ class PortfolioMath:
         return self.prices[symbol]
 
     def positions_of(self, symbol: str, side: Optional[Side] = None, *, hedge: Optional[bool] = None
-                     ) -> tuple[PositionSnapshot, ...]:
+                     ) -> tuple[Any, ...]:
         """The positions of ``symbol`` (by side, and hedge legs or not, when given)."""
         return tuple(p for p in self.positions if p.symbol == symbol and (side is None or p.side == side)
                      and (hedge is None or p.hedge == hedge))
