@@ -54,6 +54,9 @@ class Venue(Protocol):
     def active(self, symbol: str) -> bool: ...
     def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None: ...
 
+    #: symbols whose next bar may fill something besides what the ledger holds
+    busy: set[str]
+
 
 class SymbolSeries:
     """One symbol's prepared series as Python lists (fast scalar access) and its pending learning."""
@@ -298,9 +301,10 @@ class TradingLoop:
         if today != self._day:
             self._day = today
             ledger.day_start_equity = ledger.equity
+        busy, prices = venue.busy, ledger.prices
         for s, i in slot:
             sym = s.symbol
-            if venue.active(sym):
+            if sym in busy or sym in positions or sym in hedges:
                 venue.on_bar(sym, i, t, s.o[i], s.h[i], s.l[i])
                 position = positions.get(sym)
                 if position is not None:     # the best price since entry, for the exit manager
@@ -309,7 +313,7 @@ class TradingLoop:
                             position.best_price = s.h[i]
                     elif s.l[i] < position.best_price:
                         position.best_price = s.l[i]
-            ledger.prices[sym] = s.c[i]
+            prices[sym] = s.c[i]
         if positions or hedges:
             self.equity_curve.append(ledger.mark())
             self.exposure_curve.append(ledger.marked_exposure)
@@ -326,7 +330,7 @@ class TradingLoop:
             if actions:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action)
-        if view._triggers:
+        if view._triggers and (ledger.version, self.version, self._trigger_version) != self._covered:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:

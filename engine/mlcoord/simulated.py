@@ -92,6 +92,8 @@ class SimulatedVenue:
         self.instruments = instruments if instruments is not None else Instruments()
         self.refused: list[tuple[str, str, str]] = []       # (symbol, order id, why) of refused orders
         self._working: dict[str, _Working] = {}
+        #: symbols with orders working or changes due at the next open (held ones are busy anyway)
+        self.busy: set[str] = set()
         self._funding_step = costs.funding_interval_ns if costs.funding_events(0, 1 << 62) else 0
 
     def _of(self, symbol: str) -> _Working:
@@ -105,6 +107,7 @@ class SimulatedVenue:
         """Take ``intent`` into effect from the next bar of its symbol."""
         w = self._of(intent.symbol)
         inst = self.instruments[intent.symbol]
+        self.busy.add(intent.symbol)
         if isinstance(intent, SetLevels):
             w.levels = _rounded_levels(inst, intent.levels)
         elif isinstance(intent, PlaceEntryPlan):
@@ -164,10 +167,7 @@ class SimulatedVenue:
 
     def active(self, symbol: str) -> bool:
         """Whether ``symbol``'s next bar can fill anything (orders working, or something held)."""
-        w = self._working.get(symbol)
-        if w is not None and (w.legs or w.close_reason or w.hedge_open or w.hedge_close):
-            return True
-        return symbol in self.ledger.positions or symbol in self.ledger.hedges
+        return symbol in self.busy or symbol in self.ledger.positions or symbol in self.ledger.hedges
 
     # -- one bar -----------------------------------------------------------------------------
     def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None:
@@ -212,6 +212,8 @@ class SimulatedVenue:
         if hedge is not None:
             if (hedge.side > 0 and l <= hedge.liquidation_price) or (hedge.side < 0 and h >= hedge.liquidation_price):
                 self._liquidate(hedge, t, i)
+        if not (w.legs or w.close_reason or w.hedge_open or w.hedge_close):
+            self.busy.discard(symbol)
 
     def _hedge_to(self, symbol: str, position: Position, hedge: Optional[Position], quantity: float, i: int,
                   t: int, o: float) -> None:
@@ -319,6 +321,7 @@ class SimulatedVenue:
         """What is still open at the end of the data closes at the last close (a market order)."""
         w = self._of(symbol)
         w.legs = []
+        self.busy.discard(symbol)
         for book in (self.ledger.positions, self.ledger.hedges):
             position = book.get(symbol)
             if position is not None:
