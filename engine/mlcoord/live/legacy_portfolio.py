@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from mlcoord.ledger import Ledger
 from mlcoord.model import Decision, ExitLevels, Fill, PortfolioState, PositionState, Side
 
 
@@ -46,25 +47,14 @@ class Position:
                              self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
                              self.liquidation_price or None)
 
-class Portfolio:
-    """The :class:`mlcoord.components.PortfolioView` of a backtest, updated every bar."""
+class Portfolio(Ledger):
+    """The live stepper's portfolio: the ledger's figures (the live trader sets the positions it
+    reads from the exchange's fills), plus what guards and sizers ask of a ``PortfolioView``."""
 
     def __init__(self, initial_equity: float):
-        self.cash = initial_equity            # wallet balance
-        self.equity = initial_equity
-        self.peak_equity = initial_equity
-        self.day_start_equity = initial_equity
-        self.time = 0
-        self.positions: dict[str, Position] = {}     # directional position per symbol
-        self.hedges: dict[str, Position] = {}        # hedge leg per symbol
-        self.prices: dict[str, float] = {}
+        super().__init__(initial_equity)
         self.hedge_mode: dict[tuple, float] = {}     # (guard, symbol or None) -> fraction while its trigger is on
-        self.marked_exposure = 0.0
         self._symbols: tuple[str, ...] = ()
-
-    @property
-    def drawdown(self) -> float:
-        return 1.0 - self.equity / self.peak_equity if self.peak_equity > 0 else 0.0
 
     def open_positions(self) -> int:
         return len(self.positions)
@@ -96,18 +86,6 @@ class Portfolio:
                 total += h.quantity * self.prices.get(sym, h.entry_price)
         return total + sum(q * price for _, q, price in self._working())
 
-    def exposure(self, symbol: Optional[str] = None) -> float:
-        total = 0.0
-        for book in (self.positions, self.hedges):
-            for sym, p in book.items():
-                if symbol is None or sym == symbol:
-                    total += p.side * p.quantity * self.prices.get(sym, p.entry_price)
-        return total
-
-    def gross_exposure(self) -> float:
-        return sum(p.quantity * self.prices.get(s, p.entry_price)
-                   for book in (self.positions, self.hedges) for s, p in book.items())
-
     def hedged(self, symbol: Optional[str] = None) -> bool:
         if symbol is None:
             return bool(self.hedge_mode) or bool(self.hedges)
@@ -126,19 +104,3 @@ class Portfolio:
         positions = tuple(p.state() for book in (self.positions, self.hedges) for p in book.values())
         return PortfolioState(self.time, self.equity, self.cash, self.peak_equity, self.drawdown,
                               self.gross_exposure(), positions)
-
-    def mark(self) -> float:
-        """Equity at the latest prices; also refreshes ``marked_exposure`` (gross notional)."""
-        equity = self.cash
-        gross = 0.0
-        prices = self.prices
-        for book in (self.positions, self.hedges):
-            for sym, p in book.items():
-                price = prices[sym]
-                equity += (price - p.entry_price) * p.quantity * p.side
-                gross += p.quantity * price
-        self.equity = equity
-        self.marked_exposure = gross
-        if equity > self.peak_equity:
-            self.peak_equity = equity
-        return equity
