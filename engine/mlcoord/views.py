@@ -14,9 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Optional
 
 from mlcoord.model import Side
 
-if TYPE_CHECKING:   # typing only: the views never import the ledger at run time
-    from mlcoord.ledger import Position
-    from mlcoord.model import ExitLevels
+from mlcoord.model import ExitLevels
 
 
 class ReadOnlyViewError(AttributeError):
@@ -98,10 +96,10 @@ class PositionProxy(_Frozen):
     whole life, so handing it to the exit manager and the guards every bar costs no copy."""
 
     __slots__ = ("_p", "_levels")
-    _p: "Position"
-    _levels: Callable[[], Optional["ExitLevels"]]
+    _p: Any                       # the ledger's Position (the views stay below the ledger: no import)
+    _levels: Callable[[], Optional[ExitLevels]]
 
-    def __init__(self, position: "Position", levels: Callable[[], Optional["ExitLevels"]] = lambda: None):
+    def __init__(self, position: Any, levels: Callable[[], Optional[ExitLevels]] = lambda: None):
         self._set(_p=position, _levels=levels)
 
     symbol = property(lambda self: self._p.symbol)
