@@ -13,6 +13,7 @@ config and plugins give the same run.
 
 from __future__ import annotations
 
+import collections
 from types import MappingProxyType
 from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
@@ -207,7 +208,8 @@ class TradingLoop:
         self._paths: dict[str, list[tuple]] = {}
         self.plans: list[dict] = []                      # per entered plan: band, legs planned, legs filled
         self._plan_records: dict[str, dict] = {}
-        self.intents: list[Intent] = []                  # what this session asked of the venue
+        # the latest intents asked of the venue (bounded: a live session runs for months)
+        self.intents: collections.deque[Intent] = collections.deque(maxlen=1000)
         self.series: list[SymbolSeries] = []
         self.times: list[int] = []
         self.equity_curve: list[float] = []
