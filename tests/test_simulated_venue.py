@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from mlcoord import hookimpl
 from mlcoord.backtest.run import run_backtest
@@ -103,6 +104,7 @@ class Size:
 class Planted:
     def __init__(self, signals, limits=(), levels=None, guard=None, qty=1.0):
         self.signals, self.limits, self.levels, self.guard, self.qty = signals, limits, levels, guard, qty
+        self.rungs = None
 
     @hookimpl
     def register_signal_sources(self, register):
@@ -110,7 +112,7 @@ class Planted:
 
     @hookimpl
     def register_entry_planners(self, register):
-        register("ladder", lambda o: Ladder(self.limits))
+        register("ladder", lambda o: self.rungs if self.rungs is not None else Ladder(self.limits))
 
     @hookimpl
     def register_exit_managers(self, register):
@@ -278,3 +280,77 @@ def test_a_result_without_trades_writes_valid_json_and_its_report_builds(tmp_pat
     loaded = json.loads(text)
     assert all(v is None or not isinstance(v, float) or math.isfinite(v) for v in loaded["stats"].values())
     assert "<html" in build_report(load_result(path)).lower()
+
+
+class _RelativeLevels(Levels):
+    """Stop 2 % beyond the worst rung, take profit 3 % beyond the average, a partial at 1.5 %."""
+
+    def __init__(self):
+        super().__init__(0.0, 0.0)
+
+    def initial(self, i, side, plan):
+        worst, avg = plan.worst_price, plan.average_price
+        return ExitLevels(stop=worst * (1 - side * 0.02), take_profit=avg * (1 + side * 0.03),
+                          partial_take_profit=avg * (1 + side * 0.015), partial_fraction=0.5)
+
+
+class _RelativeLadder(Ladder):
+    def plan(self, signal, price, context):
+        side = signal.action.side
+        return EntryPlan(side, (EntryLeg(price, 0.5, market=True), EntryLeg(price * (1 - side * 0.01), 0.5)),
+                         expires_after_bars=5, planner="ladder")
+
+
+@settings(max_examples=25, deadline=None)
+@given(moves=st.lists(st.tuples(st.floats(-0.04, 0.04), st.floats(0.0, 0.03), st.floats(0.0, 0.03)),
+                      min_size=30, max_size=80),
+       signals=st.dictionaries(st.integers(1, 70), st.sampled_from([1, -1]), max_size=8),
+       leverage=st.sampled_from([1.0, 3.0]))
+def test_simulated_fills_keep_their_rules_on_any_path(moves, signals, leverage):
+    """On random bars: nothing fills on or before its deciding bar; entries never exceed the plan;
+    limit entries fill at the limit or better; a take profit never sells quantity bought at a limit
+    in the same bar; a liquidation never loses more than the margin plus its fee."""
+    rows, price = [], 100.0
+    for change, up, down in moves:
+        o = price
+        c = max(o * (1 + change), 1.0)
+        rows.append((o, max(o, c) * (1 + up), min(o, c) * (1 - down), c))
+        price = c
+    plugin = Planted({"TEST/USDT": signals}, levels=_RelativeLevels())
+    plugin.rungs = _RelativeLadder(())
+    plugins = load_plugins({}, entry_points={}, extra_plugins={"planted": plugin})
+    config = structure({"engine": {"min_confidence": 0.5},
+                        "backtest": {"fee_taker": 0.001, "fee_maker": 0.0002, "slippage": 0.001, "funding_rate": 0.0,
+                                     "leverage": leverage},
+                        "data": {"higher_timeframes": []}}, Settings)
+    raw = run_backtest(config, plugins=plugins, candles=[frame(rows)]).raw
+    times = list(raw.times)
+    bar_of = {t: k for k, t in enumerate(times)}
+    entered = {d.time: d for d in raw.decisions if d.outcome == "entered"}
+    bought: dict[int, float] = {}
+    for f in raw.fills:
+        k = bar_of[f.time]
+        o, h, l, c = rows[k]
+        if not f.reduce_only and not f.hedge:
+            plan_time = int(f.order_id.split(":")[1])
+            assert f.time > plan_time                                  # never on the deciding bar
+            decision = entered[plan_time]
+            leg = decision.plan.legs[int(f.order_id.rsplit(":", 1)[1]) - 1]
+            assert f.quantity == pytest.approx(decision.sizing.quantity * leg.fraction)
+            if not leg.market:
+                side = decision.plan.side
+                assert (f.price <= leg.price + 1e-9) if side > 0 else (f.price >= leg.price - 1e-9)
+                if f.price != o:
+                    bought[f.time] = bought.get(f.time, 0.0) + f.quantity
+        if f.tag in ("take_profit", "partial_take_profit") and f.time in bought:
+            same_bar_entries = sum(g.quantity for g in raw.fills if g.time == f.time and not g.reduce_only
+                                   and not g.hedge)
+            sold = sum(g.quantity for g in raw.fills if g.time == f.time and g.tag in ("take_profit",
+                                                                                      "partial_take_profit"))
+            held_before = sum((-g.quantity if g.reduce_only else g.quantity) for g in raw.fills
+                              if g.time < f.time and not g.hedge)
+            assert sold <= held_before + (same_bar_entries - bought[f.time]) + 1e-9
+    for t in raw.trades:
+        if t.exit_reason == "liquidation":
+            margin = t.entry_price * t.quantity / leverage
+            assert -t.pnl <= margin + t.fees + 1e-6
