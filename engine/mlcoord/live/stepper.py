@@ -39,7 +39,7 @@ class Book:
 
     __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "legs", "plan_side",
                  "plan_decision", "plan_levels", "plan_count", "plan_filled", "exit_reason",
-                 "hedge_open", "hedge_close", "prev_time", "record", "pending", "next_due")
+                 "hedge_open", "hedge_close", "prev_time", "record", "pending", "next_due", "partial_close")
 
     def __init__(self, prepared: PreparedSymbol):
         candles = prepared.data.candles
@@ -58,6 +58,7 @@ class Book:
         self.exit_reason: Optional[str] = None
         self.hedge_open = 0.0          # quantity of hedge to open at the next open
         self.hedge_close: Optional[str] = None
+        self.partial_close: Optional[tuple[str, float]] = None   # an exit manager's (reason, fraction)
         self.prev_time: Optional[int] = None
         self.record: dict = {}
         self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
@@ -209,9 +210,7 @@ class Stepper:
                     if new.fraction >= 1.0:
                         book.exit_reason = new.reason     # the live trader flattens the plan at market
                     else:
-                        pipeline.errors.failed(pipeline.components.exit_manager.name, "update", "a partial "
-                                               "close (PositionExit fraction < 1) is not yet supported live",
-                                               symbol=sym)
+                        book.partial_close = (new.reason, new.fraction)   # a reduce-only market order
                     new = old
                 position.levels = new
                 if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):

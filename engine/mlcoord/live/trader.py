@@ -193,7 +193,13 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
                 if plan is not None:
                     self.flatten(plan, book.exit_reason)
                 book.exit_reason = None
+                book.partial_close = None
                 self.partial_due.discard(sym)
+            if book.partial_close:
+                plan = plans.get(sym)
+                if plan is not None:
+                    self.close_part(plan, *book.partial_close)
+                book.partial_close = None
             if sym in self.partial_due:
                 self.partial_due.discard(sym)
                 plan = plans.get(sym)
@@ -413,6 +419,27 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         log.warning("plan_flatten", plan=plan.plan_id, reason=reason)
         tally = self.tally(plan, refresh=True)
         self._finish(plan, tally, reason)
+
+    def close_part(self, plan: PlanRecord, reason: str, fraction: float) -> None:
+        """An exit manager closes ``fraction`` of the plan's position itself (``PositionExit``): a
+        reduce-only market order; the stop and take profit are resized to the rest by :meth:`manage`
+        (a stop still sized for more only reduces what is held). Spot is not yet supported: the stop
+        locks the coins there."""
+        if self.spot:
+            log.error("not_yet_supported", what="a partial close by the exit manager on spot", plan=plan.plan_id,
+                      reason=reason)
+            return
+        tally = self.tally(plan, refresh=True)
+        qty = self._closable(plan.symbol, tally.net * fraction)
+        if qty <= 0 or tally.exit_filled:
+            log.info("partial_close_skipped", plan=plan.plan_id, reason=reason, held=tally.net, fraction=fraction)
+            return
+        tag = f"{CLOSE}:part"
+        attempt = self._next_attempt(plan, tag)
+        cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
+        log.info("plan_partial_close", plan=plan.plan_id, reason=reason, quantity=qty, held=tally.net)
+        self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, qty, None, self.last_time, reduce_only=True,
+                          tag=tag), plan)
 
     def flatten_all(self, reason: str) -> None:
         for plan in self.store.active_plans():

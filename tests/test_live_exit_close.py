@@ -1,0 +1,110 @@
+"""An exit manager closes (part of) a position itself, live as in the backtest.
+
+``PositionExit(reason, fraction)`` from ``update``: a reduce-only market order for that fraction of
+what the plan holds (futures), the stop then resized to the rest; a full ``PositionExit`` flattens
+the plan. The same candles through the backtest trim and close on the same bars.
+"""
+
+from __future__ import annotations
+
+import pytest
+from structlog.testing import capture_logs
+
+from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from mlcoord import hookimpl
+from mlcoord.live.records import OrderState, PlanStatus
+from mlcoord.live.retry import ManualClock
+from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
+from mlcoord.model import ExitLevels, PositionExit
+from mlcoord.registry import load_plugins
+from live_helpers import BarClock, live_config
+
+TF = 3_600_000_000_000
+FIRST = 300          # history_bars: the index of the first live bar
+
+
+class TrimThenClose:
+    """Wide fixed levels; half closed at bar ``trim``, the rest at bar ``close`` (a time stop)."""
+
+    def __init__(self, trim, close):
+        self.trim, self.close = trim, close
+
+    def prepare(self, data):
+        return self
+
+    def initial(self, i, side, plan):
+        worst = plan.worst_price
+        return ExitLevels(stop=worst * (1 - side * 0.2), take_profit=worst * (1 + side * 0.4))
+
+    def update(self, i, position, levels):
+        if i == self.trim:
+            return PositionExit("trim", fraction=0.5)
+        if i >= self.close:
+            return PositionExit("time_stop")
+        return levels
+
+
+class Scenario:
+    def __init__(self, signals, trim, close):
+        from test_live_spot import PlantedSource
+
+        self.source = lambda o: PlantedSource(signals)
+        self.exits = lambda o: TrimThenClose(trim, close)
+
+    @hookimpl
+    def register_signal_sources(self, register):
+        register("planted", self.source)
+
+    @hookimpl
+    def register_exit_managers(self, register):
+        register("trimexits", self.exits)
+
+
+PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
+            'exit_manager = "trimexits"\nentry_planner = ""\ncalibrator = ""')
+
+
+def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_server, tmp_path):
+    from mlcoord.backtest.engine import Backtest
+    from mlcoord.components import build_market_data
+    from mlcoord.journal import Journal
+    from mlcoord.pipeline import build_pipeline
+
+    server = exchange_server
+    path = live_config(tmp_path)
+    head, _, rest = path.read_text().partition("[pipeline]\n")
+    body = "\n".join(line for line in rest.split("\n")
+                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
+    path.write_text(head + "[pipeline]\n" + PIPELINE + "\n" + body)
+    settings, options = load_live_settings(path)
+    plugins = load_plugins(extra_plugins={"scenario": Scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
+                          health_clock=ManualClock(), cycles=16)
+    plan = next(iter(trader.store.plans()))
+    assert plan.status == PlanStatus.CLOSED
+    orders = trader.plan_orders(plan.plan_id)
+    entry = sum(r.filled_quantity for r in orders if r.order.tag.startswith("entry"))
+    trims = [r for r in orders if r.order.tag == "close:part"]
+    assert len(trims) == 1 and trims[0].state == OrderState.FILLED and trims[0].order.reduce_only
+    assert trims[0].filled_quantity == pytest.approx(entry / 2, abs=0.0011)        # half, on the lot
+    stops = sorted((r for r in orders if r.order.tag == "stop"), key=lambda r: r.order.created_at)
+    before = [r for r in stops if r.order.created_at < trims[0].order.created_at]
+    after = [r for r in stops if r.order.created_at >= trims[0].order.created_at]
+    assert before and before[-1].order.quantity == pytest.approx(entry)
+    assert after and after[-1].order.quantity == pytest.approx(entry - trims[0].filled_quantity)   # resized
+    closes = [r for r in orders if r.order.tag == "close"]
+    assert closes and sum(r.filled_quantity for r in closes) == pytest.approx(entry - trims[0].filled_quantity)
+    assert [e for e in logs if e["event"] == "plan_flatten" and e["reason"] == "trimexits:time_stop"]
+
+    candles = trader.history["BTC/USDT"]
+    start = int(candles.time[options.history_bars])
+    pipeline = build_pipeline(settings, plugins)
+    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
+                                                   event=settings.learning.event))]
+    raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
+    simulated_trim = [f.time - TF for f in raw.fills if f.tag == "trimexits:trim"]
+    simulated_close = [f.time - TF for f in raw.fills if f.tag == "trimexits:time_stop"]
+    assert [trims[0].order.created_at] == simulated_trim                  # decided on the same bar
+    assert [closes[0].order.created_at] == simulated_close
