@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup setup-test setup-typecheck typecheck typecheck-all backtest test bench clean
+.PHONY: setup setup-test setup-typecheck typecheck backtest test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,9 @@ setup-test: $(BIN)/python
 setup-typecheck: $(BIN)/python
 	$(BIN)/pip install -q -e '.[typecheck]'
 
-# the clean modules ([tool.mypy] files in pyproject.toml): any error there fails make test
+# the whole package ([tool.mypy] in pyproject.toml): any error fails make test
 typecheck: setup-typecheck
 	$(BIN)/python -m mypy
-
-# the whole package: the errors still to fix, per file (not part of make test)
-typecheck-all: setup-typecheck
-	$(BIN)/python -m mypy -p mlcoord
 
 # each suite prints its time (ci: <suite> in N s)
 test: setup-test

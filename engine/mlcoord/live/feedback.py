@@ -22,11 +22,12 @@ from mlcoord.live.broker import BrokerError
 from mlcoord.live.plan_orders import EPS, STOP, TAKE_PROFIT, TRAILING, Tally
 from mlcoord.live.records import OrderRecord, PlanRecord
 from mlcoord.model import Action, OrderKind, Signal, Trade
+from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.feedback")
 
 
-class TradeFeedback:
+class TradeFeedback(TraderParts):
     """:class:`~mlcoord.live.trader.LiveTrader`'s closed plans as the backtest's trades (uses its
     broker, store, engine and pipeline)."""
 

@@ -22,6 +22,7 @@ import structlog
 from mlcoord.live.plan_orders import EPS
 from mlcoord.live.records import PlanRecord
 from mlcoord.model import Side
+from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.futures_marks")
 
@@ -29,7 +30,7 @@ FUNDING = "funding"          # the store's state row: paid per plan, and the new
 GONE_REASON = "position closed on the exchange (liquidated or by hand)"
 
 
-class FuturesMarks:
+class FuturesMarks(TraderParts):
     """Liquidation prices, funding and vanished positions (futures only; uses the trader's broker,
     store, engine and tally)."""
 

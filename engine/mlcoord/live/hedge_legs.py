@@ -25,11 +25,12 @@ from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.plan_orders import HEDGE_ADJUST, EPS, HEDGE_CLOSE, HEDGE_OPEN, SEND_TRIES, Tally
 from mlcoord.live.records import HedgeLeg, PlanRecord, PlanStatus
 from mlcoord.model import Order, OrderKind
+from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.hedge_legs")
 
 
-class HedgeLegs:
+class HedgeLegs(TraderParts):
     """:class:`~mlcoord.live.trader.LiveTrader`'s hedge legs (uses its broker, store, engine and
     order helpers)."""
 
@@ -45,7 +46,7 @@ class HedgeLegs:
         """The plan's hedge leg, from its fills, as ``portfolio.hedges[sym]`` (a ``Position`` with
         ``hedge=True``, as the backtest keeps it): the guards, exposure and equity see it."""
         hedges = self.engine.portfolio.hedges
-        if tally is None or tally.hedge_net <= EPS:
+        if plan is None or tally is None or tally.hedge_net <= EPS:
             gone = hedges.pop(sym, None)
             if gone is not None:
                 self._hedges = {k: v for k, v in self._hedges.items() if v is not gone}

@@ -34,11 +34,12 @@ from mlcoord.live.broker import Broker, not_yet_supported
 from mlcoord.live.plan_orders import EPS, Tally
 from mlcoord.live.records import PlanRecord
 from mlcoord.model import OrderKind, Side
+from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.spot")
 
 
-class SpotAccount:
+class SpotAccount(TraderParts):
     """:class:`~mlcoord.live.trader.LiveTrader` on a spot account (uses its broker, store, history
     and engine; every method but :meth:`_closable` is called on spot only)."""
 
@@ -135,7 +136,7 @@ class SpotAccount:
         p.cash = quote + sum(q * average for _, q, average in held)
         if reset_peak:
             p.equity = p.peak_equity = p.day_start_equity = \
-                quote + sum(q * self._last_close(s, average) for s, q, average in held)
+                quote + sum(q * (self._last_close(s) or average) for s, q, average in held)
 
 
 def for_market(settings):
@@ -153,7 +154,8 @@ def spot_quote(broker: Broker, symbols: Sequence[str]) -> str:
     """The quote asset a spot session's cash is in. Symbols with different quotes, or sharing a
     base asset (one balance, two plans), are refused: the held-quantity cap could not tell them
     apart."""
-    quotes, bases = set(), {}
+    quotes: set[str] = set()
+    bases: dict[str, str] = {}
     for s in symbols:
         market = broker.exchange.market(broker.symbol(s))
         quotes.add(market["quote"])

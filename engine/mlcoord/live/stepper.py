@@ -12,7 +12,7 @@ decision can see the bar it trades on. Same data, config and plugins give the sa
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -20,7 +20,7 @@ from mlcoord.costs import DAY_NS, CostModel, FundingSeries
 from mlcoord.live.legacy_portfolio import Portfolio
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
-from mlcoord.model import Decision, Fill, PositionExit, Side, Trade
+from mlcoord.model import Decision, ExitLevels, Fill, PositionExit, Side, Trade
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 
 
@@ -52,7 +52,7 @@ class Book:
         self.legs: list[Leg] = []
         self.plan_side = 0
         self.plan_decision: Optional[Decision] = None
-        self.plan_levels = None
+        self.plan_levels: Optional[ExitLevels] = None
         self.plan_count = 0
         self.plan_filled = 0
         self.exit_reason: Optional[str] = None
@@ -99,7 +99,6 @@ class Stepper:
         self.plans: list[dict] = []
         self.level_paths: list[dict] = []
         self._trade_seq = 0
-        self._hedges_dirty = False
         self._funding_step = self.costs.funding_interval_ns if self.costs.funding_events(0, 1 << 62) else 0
         self.horizon = settings.learning.horizon
         components = pipeline.components
@@ -202,7 +201,7 @@ class Stepper:
             if i >= book.next_due:
                 self._learn(book, i)
             sym = book.symbol
-            position = positions.get(sym)
+            position: Any = positions.get(sym)      # the live trader's legacy Position (levels, path)
             if position is not None:
                 old = position.levels
                 new = pipeline.update_levels(book.prepared, i, position, old)
@@ -250,7 +249,9 @@ class Stepper:
             book.next_due = min(book.next_due, due)
         if decision.outcome != "entered":
             return
-        plan, qty = decision.plan, decision.sizing.quantity
+        plan, sizing = decision.plan, decision.sizing
+        assert plan is not None and sizing is not None, "an entered decision has a plan and a size"
+        qty = sizing.quantity
         n = len(plan.legs)
         expires = i + max(plan.expires_after_bars, 1)
         book.legs = [Leg(leg.price, qty * leg.fraction, leg.market, expires, f"entry:{j + 1}/{n}",
@@ -266,7 +267,8 @@ class Stepper:
 
     def _learn(self, book: Book, i: int) -> None:
         """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
-        due, keep = [], []
+        due: list[tuple[int, int, Decision]] = []
+        keep: list[tuple[int, int, Decision]] = []
         for item in book.pending:
             (due if item[0] <= i else keep).append(item)
         book.pending = keep
@@ -282,7 +284,6 @@ class Stepper:
         self.journal.guard(guard, action, portfolio)
         if action.kind == "open_hedge":
             portfolio.hedge_mode[(guard, action.symbol)] = action.fraction
-            self._hedges_dirty = True
         elif action.kind == "close_hedge":
             for key in [k for k in portfolio.hedge_mode if k[0] == guard and action.symbol in (None, k[1])]:
                 del portfolio.hedge_mode[key]
@@ -303,7 +304,6 @@ class Stepper:
         """As the loop: while a trigger covers a position, its hedge leg holds the trigger's fraction
         of what the position holds now (the live trader opens the leg, or resizes it when the held
         quantity moved by at least a lot)."""
-        self._hedges_dirty = False
         if self.costs.market != "futures":
             return
         for book in books:

@@ -45,7 +45,7 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import attrs
 import numpy as np
@@ -120,7 +120,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         self.entered: list = []
         self.partial_due: set[str] = set()            # spot: symbols whose partial take profit was reached
         self._positions: dict[str, Position] = {}     # plan id -> the Position the exit manager sees
-        self._decisions: dict[str, object] = {}       # plan id -> Decision (this session's only)
+        self._decisions: dict[str, Any] = {}          # plan id -> Decision (this session's only)
         self._hedges: dict[str, Position] = {}        # plan id -> its hedge leg, as guards and equity see it
         self.margin_mode = margin_mode
         self.trailing = trailing
@@ -144,7 +144,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         for sym, book in self.books.items():
             plan = plans.get(sym)
             tally = self.tally(plan, refresh=True) if plan is not None else None
-            if tally is None or tally.net <= EPS:
+            if plan is None or tally is None or tally.net <= EPS:
                 portfolio.positions.pop(sym, None)
             else:
                 position = self._positions.get(plan.plan_id)
@@ -154,7 +154,6 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
                                         entries_planned=len(plan.entry.legs))
                     position.best_price = tally.average
                     self._positions[plan.plan_id] = position
-                    self.engine._hedges_dirty = True     # as the backtest's first fill: hedged if hedge mode is on
                 position.quantity, position.entry_price = tally.net, tally.average
                 position.entries_filled = sum(1 for r in tally.orders
                                               if r.order.tag.startswith(ENTRY) and r.filled_quantity > 0)
@@ -203,8 +202,9 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
             if sym in self.partial_due:
                 self.partial_due.discard(sym)
                 plan = plans.get(sym)
-                if plan is not None:
-                    self.take_partial(self.store.plan(plan.plan_id))
+                current = self.store.plan(plan.plan_id) if plan is not None else None
+                if current is not None:
+                    self.take_partial(current)
 
     def _open_plan(self, symbol: str, t: int, decision) -> None:
         plan_id = self.broker.client_id(symbol, t, "plan")
@@ -338,7 +338,8 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         for j, leg in enumerate(plan.entry.legs):
             tag = f"{ENTRY}:{j + 1}/{n}"
             cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, 0)
-            if cid in known and self.store.order(cid).state != OrderState.PENDING:
+            stored = self.store.order(cid) if cid in known else None
+            if stored is not None and stored.state != OrderState.PENDING:
                 if self.reprice_after_bars and not closing and not leg.market and now < expiry:
                     self._reprice_leg(plan, leg, tag, now, expiry)
                 continue
@@ -362,7 +363,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         as it is (its price has worked)."""
         attempt = self._next_attempt(plan, tag) - 1
         latest = self.store.order(self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt))
-        if latest.filled_quantity > EPS or latest.state == OrderState.REJECTED:
+        if latest is None or latest.filled_quantity > EPS or latest.state == OrderState.REJECTED:
             return
         if latest.state == OrderState.PENDING:
             self._place(latest.order, plan)          # sent again under its own id (never twice)

@@ -26,6 +26,7 @@ from mlcoord.live.broker import TRAILING_PERCENT_RANGE, TRAILING_PERCENT_STEP
 from mlcoord.live.plan_orders import EPS, TRAILING, Tally
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, TrailingStop
 from mlcoord.model import Order, OrderKind
+from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.trailing")
 
@@ -56,7 +57,7 @@ def exchange_trail(symbol: str, levels, entry) -> Optional[TrailingStop]:
     return TrailingStop(callback_rate=percent / 100.0, activation_price=levels.trail_activation, on_exchange=True)
 
 
-class ExchangeTrailing:
+class ExchangeTrailing(TraderParts):
     """:class:`~mlcoord.live.trader.LiveTrader`'s trailing stop orders (uses its broker, store,
     positions and order helpers)."""
 
@@ -68,6 +69,9 @@ class ExchangeTrailing:
         would trail from the current price anyway). A refused trailing stop is not sent again for
         the same quantity (the fixed stop keeps protecting the position); one refused with an
         activation price is tried once without."""
+        trailing = plan.trailing
+        if trailing is None:                  # only plans with an exchange-side trail get here
+            return None
         live = tally.live(TRAILING)
         if len(live) == 1 and abs(live[0].order.quantity - qty) <= EPS:
             return live[0]
@@ -75,7 +79,7 @@ class ExchangeTrailing:
             if self.broker.cancel(r).filled_quantity > 0:
                 return None                  # it fired meanwhile: the plan is exiting
         tried = [r for r in tally.orders if r.order.tag == TRAILING]
-        activation = plan.trailing.activation_price
+        activation = trailing.activation_price
         if tried and tried[-1].state == OrderState.REJECTED and abs(tried[-1].order.quantity - qty) <= EPS:
             if tried[-1].order.price is None:
                 return tried[-1]
@@ -88,8 +92,8 @@ class ExchangeTrailing:
         cid = self.broker.client_id(plan.symbol, plan.decision_time, TRAILING, attempt)
         price = self.broker.price(plan.symbol, activation) if activation is not None else None
         order = Order(cid, plan.symbol, plan.side, OrderKind.TRAILING_STOP, qty, price, self.last_time,
-                      reduce_only=True, tag=TRAILING, callback_rate=plan.trailing.callback_rate)
+                      reduce_only=True, tag=TRAILING, callback_rate=trailing.callback_rate)
         log.info("trailing_stop_order", plan=plan.plan_id, attempt=attempt, quantity=qty,
-                 callback_percent=round(plan.trailing.callback_rate * 100, 4), activation=price,
+                 callback_percent=round(trailing.callback_rate * 100, 4), activation=price,
                  replaced=[r.client_order_id for r in live])
         return self._place(order, plan)

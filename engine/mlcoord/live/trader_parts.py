@@ -1,0 +1,49 @@
+"""What the live trader's mixins share, declared once for the type checker.
+
+:class:`mlcoord.live.trader.LiveTrader` is assembled from mixins (spot accounts, hedge legs,
+exchange trailing, futures marks, trade feedback); each uses attributes and helpers the trader
+itself sets or defines. This base says what they are, so each mixin is checked on its own.
+Nothing here runs: the attributes are annotations and the methods exist for type checking only.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mlcoord.live.broker import Broker
+    from mlcoord.live.plan_orders import Tally
+    from mlcoord.live.records import OrderRecord, PlanRecord
+    from mlcoord.live.store import Store
+    from mlcoord.model import Order
+
+
+class TraderParts:
+    broker: "Broker"
+    store: "Store"
+    engine: Any                 # the live stepper (mlcoord.live.stepper.Stepper subclass)
+    settings: Any
+    pipeline: Any
+    history: Any                # symbol -> Candles
+    books: Any                  # symbol -> the stepper's Book
+    last_time: int
+    timeframe_ns: int
+    spot: bool
+    quote: str
+    margin_mode: str
+    trailing: str
+    partial_due: set[str]
+    _positions: dict[str, Any]
+    _hedges: dict[str, Any]
+    _decisions: dict[str, Any]
+    _balances: dict[str, float]
+    _balance_seen: dict[str, tuple]
+
+    if TYPE_CHECKING:
+        def tally(self, plan: "PlanRecord", refresh: bool = False) -> "Tally": ...
+        def plan_orders(self, plan_id: str) -> list["OrderRecord"]: ...
+        def _place(self, order: "Order", plan: "PlanRecord") -> "OrderRecord": ...
+        def _next_attempt(self, plan: "PlanRecord", tag: str) -> int: ...
+        def _finish(self, plan: "PlanRecord", tally: "Tally", reason: str) -> None: ...
+        def _close_plan(self, plan: "PlanRecord", tally: "Tally", reason: str) -> None: ...
+        def funding_paid(self, plan: "PlanRecord") -> float: ...
