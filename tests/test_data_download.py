@@ -18,8 +18,9 @@ from mlcoord.costs import HOUR_NS, CostModel, FundingSeries
 from mlcoord.candles import CandleError, resample
 from mlcoord.config import BacktestConfig, ExchangeConfig, load_settings
 from mlcoord import datastore as data_mod   # the store writes the files
-from mlcoord.live.data import (DownloadError, Downloader, candles_path, funding_path, load_store_candles,
-                               load_store_funding, parse_since, read_stored)
+from mlcoord.datastore import (DownloadError, candles_path, funding_path, load_store_candles, load_store_funding,
+                               read_stored)
+from mlcoord.live.data import Downloader, parse_since
 from mlcoord.live.retry import ExchangeUnavailable, ManualClock, RetryPolicy
 from exchange_sim import ExchangeServer, exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
 

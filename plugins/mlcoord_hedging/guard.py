@@ -7,7 +7,7 @@ from typing import Optional
 
 import attrs
 
-from mlcoord import Decision, GuardAction, Side, Trade
+from mlcoord import Decision, GuardAction, Trade
 
 from mlcoord_hedging.trackers import MarketReturns
 

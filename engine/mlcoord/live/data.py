@@ -22,7 +22,6 @@ names, so :func:`mlcoord.candles.load_candles` reads a file on its own) and
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from functools import partial
 from typing import Any, Callable, Iterable, Optional, Sequence, TypeGuard
@@ -32,14 +31,11 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.costs import FundingSeries
-from mlcoord.candles import COLUMNS, Candles, TIMEFRAMES, candles_from_frame, load_candles, timeframe_to_ns
-from mlcoord.config import ExchangeConfig
-from mlcoord.errors import ConfigError, DataError
-from mlcoord.datastore import (  # noqa: F401 (re-exported: the store's paths and readers)
-    MS, DownloadError, _frame, _locate, _read_parquet, _stored_frame, _write_frame, candles_path, file_stem, funding_path,
-    load_store_candles, load_store_funding, load_store_instruments, read_stored, save_store_instruments,
-    write_parquet_atomic,
+from mlcoord.candles import candles_from_frame, timeframe_to_ns
+from mlcoord.errors import DataError
+from mlcoord.datastore import (
+    MS, DownloadError, _frame, _read_parquet, _stored_frame, candles_path, funding_path, read_stored,
+    save_store_instruments, write_parquet_atomic,
 )
 from mlcoord.live.exchange import exchange_now_ms, market_symbol
 from mlcoord.model.instruments import instrument_from_ccxt
