@@ -13,7 +13,6 @@ config and plugins give the same run.
 
 from __future__ import annotations
 
-import collections
 from types import MappingProxyType
 from typing import Iterable, Mapping, Optional, Protocol, Sequence
 
@@ -35,14 +34,13 @@ from mlcoord.model import (
     Intent,
     OpenHedge,
     PlaceEntryPlan,
-    PortfolioState,
     PositionExit,
     SetLevels,
     Side,
     Trade,
 )
 from mlcoord.pipeline import Pipeline, PreparedSymbol
-from mlcoord.views import PendingEntry, PortfolioMath, PortfolioSnapshot, PositionProxy, _Frozen
+from mlcoord.views import PendingEntry, PortfolioMath, PositionProxy, _Frozen
 
 
 class Venue(Protocol):
@@ -52,7 +50,6 @@ class Venue(Protocol):
     def has_entries(self, symbol: str) -> bool: ...
     def hedge_pending(self, symbol: str) -> bool: ...
     def working_entries(self) -> Iterable[tuple[str, int, float, float]]: ...
-    def active(self, symbol: str) -> bool: ...
     def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None: ...
 
     #: symbols whose next bar may fill something besides what the ledger holds
@@ -79,6 +76,55 @@ class SymbolSeries:
         self.o, self.h, self.l, self.c = (candles.open.tolist(), candles.high.tolist(),
                                           candles.low.tolist(), candles.close.tolist())
         self.action = prepared.action.tolist()
+
+
+def replay_flat_bars(series: Sequence, until: Optional[int], account, view, guards, errors) -> int:
+    """Bars before the first stepped one reach the portfolio watchers as flat bars: nothing is held
+    and their actions are ignored, but price statistics (the hedging guard's volatility baseline
+    needs weeks of bars) are ready when trading starts, in a backtest with a start date and in a
+    paper or live session alike. ``series`` have ``symbol``, ``t`` and ``c``; ``account`` gets the
+    prices and the time (a ledger). Returns the bars replayed."""
+    if not guards:
+        return 0
+    bars = []
+    for s in series:
+        n = len(s.t) if until is None else int(np.searchsorted(s.t, until))
+        bars.append((s.symbol, s.t, s.c, n))
+    times = sorted({t for _, ts, _, n in bars for t in ts[:n]})
+    where = [0] * len(bars)
+    for t in times:
+        for k, (sym, ts, cs, n) in enumerate(bars):
+            j = where[k]
+            if j < n and ts[j] == t:
+                account.prices[sym] = cs[j]
+                where[k] = j + 1
+        account.time = t
+        for name, on_bar in guards:
+            try:
+                on_bar(view)
+            except Exception as exc:
+                errors.failed(name, "on_bar (warm-up)", exc)
+    return len(times)
+
+
+def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int) -> None:
+    """Outcomes whose horizon closed at bar ``i`` of series ``s`` (``pending``/``next_due``/``c``):
+    known now, fed to the learners now, never earlier."""
+    due: list[tuple[int, int, Decision]] = []
+    keep: list[tuple[int, int, Decision]] = []
+    for item in s.pending:
+        (due if item[0] <= i else keep).append(item)
+    s.pending = keep
+    s.next_due = min((item[0] for item in keep), default=1 << 62)
+    c = s.c
+    for _, index, decision in due:
+        pipeline.learn(s.symbol, index, decision, c[index + horizon] / c[index] - 1.0)
+
+
+def hedge_fraction(triggers: Mapping[tuple[str, Optional[str]], float], symbol: str) -> Optional[float]:
+    """The largest fraction any active trigger wants hedged of ``symbol`` (None: none applies)."""
+    fractions = [f for (_, sym), f in triggers.items() if sym is None or sym == symbol]
+    return max(fractions) if fractions else None
 
 
 class LoopPortfolio(_Frozen, PortfolioMath):
@@ -176,14 +222,6 @@ class LoopPortfolio(_Frozen, PortfolioMath):
             self._set(_symbols=tuple(prices))
         return self._symbols
 
-    def snapshot(self) -> PortfolioSnapshot:
-        """A copy that no longer follows the account (for a plugin that keeps it)."""
-        return PortfolioSnapshot(equity=self.equity, peak_equity=self.peak_equity, cash=self.cash,
-                                 day_start_equity=self.day_start_equity, time=self.time,
-                                 positions=[p.snapshot() for p in self.positions],
-                                 pending_entries=self.pending_entries, prices=self._ledger.prices,
-                                 hedge_triggers=self._triggers)
-
 
 class TradingLoop:
     """Drives one account: venue fills per bar, then guards, exit updates and decisions as intents."""
@@ -208,8 +246,6 @@ class TradingLoop:
         self._paths: dict[str, list[tuple]] = {}
         self.plans: list[dict] = []                      # per entered plan: band, legs planned, legs filled
         self._plan_records: dict[str, dict] = {}
-        # the latest intents asked of the venue (bounded: a live session runs for months)
-        self.intents: collections.deque[Intent] = collections.deque(maxlen=1000)
         self.series: list[SymbolSeries] = []
         self.times: list[int] = []
         self.equity_curve: list[float] = []
@@ -263,35 +299,11 @@ class TradingLoop:
 
     def submit(self, intent: Intent) -> None:
         self.version += 1
-        self.intents.append(intent)
         self.venue.submit(intent)
 
     def warm_up_guards(self, series: Sequence[SymbolSeries], until: Optional[int] = None) -> int:
-        """Bars before the first stepped one reach the portfolio guards as flat bars: nothing is held
-        and their actions are ignored, but price statistics (the hedging guard's volatility
-        baseline) are ready when trading starts. Returns the bars replayed."""
-        if not self._guards:
-            return 0
-        ledger, errors, view = self.ledger, self.pipeline.errors, self.portfolio
-        bars = []
-        for s in series:
-            n = len(s.t) if until is None else int(np.searchsorted(s.t, until))
-            bars.append((s.symbol, s.t, s.c, n))
-        times = sorted({t for _, ts, _, n in bars for t in ts[:n]})
-        where = [0] * len(bars)
-        for t in times:
-            for k, (sym, ts, cs, n) in enumerate(bars):
-                j = where[k]
-                if j < n and ts[j] == t:
-                    ledger.prices[sym] = cs[j]
-                    where[k] = j + 1
-            ledger.time = t
-            for name, on_bar in self._guards:
-                try:
-                    on_bar(view)
-                except Exception as exc:
-                    errors.failed(name, "on_bar (warm-up)", exc)
-        return len(times)
+        """See :func:`replay_flat_bars`."""
+        return replay_flat_bars(series, until, self.ledger, self.portfolio, self._guards, self.pipeline.errors)
 
     def step(self, t: int, slot: Sequence[tuple[SymbolSeries, int]]) -> None:
         """One timestamp. ``slot`` lists the (series, bar index) pairs that have a closed bar at ``t``."""
@@ -332,11 +344,12 @@ class TradingLoop:
             if actions:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action)
+        # only when something held, wanted or pending changed since the last look
         if view._triggers and (ledger.version, self.version, self._trigger_version) != self._covered:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
-                self._learn(s, i)
+                feed_due_outcomes(pipeline, s, i, self.horizon)
             sym = s.symbol
             position = positions.get(sym)
             if position is not None:
@@ -389,18 +402,6 @@ class TradingLoop:
                                    plan.expires_after_bars, decisive_reason(decision.technical)))
         return decision
 
-    def _learn(self, s: SymbolSeries, i: int) -> None:
-        """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
-        due: list[tuple[int, int, Decision]] = []
-        keep: list[tuple[int, int, Decision]] = []
-        for item in s.pending:
-            (due if item[0] <= i else keep).append(item)
-        s.pending = keep
-        s.next_due = min((item[0] for item in keep), default=1 << 62)
-        c = s.c
-        for _, index, decision in due:
-            self.pipeline.learn(s.symbol, index, decision, c[index + self.horizon] / c[index] - 1.0)
-
     # -- guards ----------------------------------------------------------------------------
     def _guard_action(self, guard: str, action) -> None:
         view, ledger = self.portfolio, self.ledger
@@ -413,7 +414,7 @@ class TradingLoop:
             for key in [k for k in view._triggers if k[0] == guard and action.symbol in (None, k[1])]:
                 del view._triggers[key]
             for s in self.series:
-                if s.symbol in ledger.hedges and self._hedge_fraction(s.symbol) is None:
+                if s.symbol in ledger.hedges and hedge_fraction(view._triggers, s.symbol) is None:
                     self.submit(CloseHedge(s.symbol, f"hedge released ({guard}: {action.reason})"))
         elif kind == GuardActionKind.CLOSE_ALL:
             for s in self.series:
@@ -423,28 +424,20 @@ class TradingLoop:
                 elif self.venue.has_entries(sym):
                     self.submit(CancelEntries(sym, f"guard:{guard}"))
 
-    def _hedge_fraction(self, symbol: str) -> Optional[float]:
-        """The largest fraction any active trigger wants hedged of ``symbol`` (None: none applies)."""
-        fractions = [f for (_, sym), f in self.portfolio._triggers.items() if sym is None or sym == symbol]
-        return max(fractions) if fractions else None
-
     def _cover_hedges(self) -> None:
         """While a hedge trigger is on, each position it covers holds a hedge leg of the trigger's
         fraction of the quantity held *now* (resized when entries fill or a partial take profit
         sells): the fraction asked for is the fraction held."""
         if self.market != "futures":
             return
-        key = (self.ledger.version, self.version, self._trigger_version)
-        if key == self._covered:        # nothing held, wanted or pending has changed since the last look
-            return
-        self._covered = key
+        self._covered = (self.ledger.version, self.version, self._trigger_version)
         ledger, venue = self.ledger, self.venue
         for s in self.series:
             sym = s.symbol
             position = ledger.positions.get(sym)
             if position is None or venue.hedge_pending(sym):
                 continue
-            fraction = self._hedge_fraction(sym)
+            fraction = hedge_fraction(self.portfolio._triggers, sym)
             hedge = ledger.hedges.get(sym)
             if fraction is None:
                 continue
@@ -452,14 +445,3 @@ class TradingLoop:
             held = hedge.quantity if hedge is not None else 0.0
             if target > 0 and abs(target - held) > 1e-9 * target:
                 self.submit(OpenHedge(sym, target))
-
-    # -- snapshots -------------------------------------------------------------------------
-    def state(self) -> PortfolioState:
-        ledger = self.ledger
-        positions = []
-        for book in (ledger.positions, ledger.hedges):
-            for sym, p in book.items():
-                levels = None if p.hedge else self.levels.get(sym)
-                positions.append(p.state(levels.stop if levels else None, levels.take_profit if levels else None))
-        return PortfolioState(ledger.time, ledger.equity, ledger.cash, ledger.peak_equity, ledger.drawdown,
-                              ledger.gross_exposure(), tuple(positions))

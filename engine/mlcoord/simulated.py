@@ -165,10 +165,6 @@ class SimulatedVenue:
         w = self._working.get(symbol)
         return bool(w is not None and w.hedge_open)
 
-    def active(self, symbol: str) -> bool:
-        """Whether ``symbol``'s next bar can fill anything (orders working, or something held)."""
-        return symbol in self.busy or symbol in self.ledger.positions or symbol in self.ledger.hedges
-
     # -- one bar -----------------------------------------------------------------------------
     def on_bar(self, symbol: str, i: int, t: int, o: float, h: float, l: float) -> None:
         """Fill what bar ``i`` (time ``t``, open/high/low) of ``symbol`` reaches."""

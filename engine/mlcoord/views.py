@@ -124,10 +124,6 @@ class PositionProxy(_Frozen):
         levels = self._levels()
         return levels.take_profit if levels is not None else None
 
-    def snapshot(self) -> PositionSnapshot:
-        """A copy that no longer follows the position (for a plugin that keeps it)."""
-        return PositionSnapshot(self._p, self.stop, self.take_profit)
-
     def __repr__(self) -> str:
         p = self._p
         return f"PositionProxy({p.symbol} {p.side.name} {p.quantity:g} @ {p.entry_price:g}{' hedge' if p.hedge else ''})"

@@ -4,10 +4,10 @@ Backtests and paper trading use :mod:`mlcoord.loop` with :mod:`mlcoord.simulated
 the old backtest loop is what :class:`mlcoord.live.trader.LiveEngine` still overrides. It goes
 when the live trader becomes a venue of the shared loop.
 
-Per timestamp: (1) fills of orders placed at the previous close, using only this bar's OHLC;
-(2) marking to the close; (3) portfolio guards; (4) per symbol: exit-level updates and entry
-decisions with data closed at this bar. Orders from (3) and (4) fill from the next bar, so no
-decision can see the bar it trades on. Same data, config and plugins give the same run.
+Per timestamp: (1) the live engine brings positions from the exchange's fills; (2) marking to
+the close; (3) portfolio watchers; (4) per symbol: exit-level updates and entry decisions with
+data closed at this bar, left on the books for the live trader to turn into orders. The shared
+pieces (warm-up replay, learning feedback, hedge fractions) are :mod:`mlcoord.loop`'s own.
 """
 
 from __future__ import annotations
@@ -20,7 +20,9 @@ from mlcoord.costs import DAY_NS, CostModel, FundingSeries
 from mlcoord.live.legacy_portfolio import Portfolio
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
-from mlcoord.model import Decision, ExitLevels, Fill, PositionExit, Side, Trade
+from mlcoord.model import Fill, PositionExit, Side, Trade
+from mlcoord.loop import SymbolSeries, feed_due_outcomes, hedge_fraction, replay_flat_bars
+from mlcoord.results import RawResult
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 
 
@@ -34,48 +36,21 @@ class Leg:
         self.expires, self.tag, self.order_id = expires, tag, order_id
 
 
-class Book:
-    """Per-symbol state: arrays as Python lists (fast scalar access) and pending orders."""
+class Book(SymbolSeries):
+    """A symbol's series (:class:`mlcoord.loop.SymbolSeries`) plus what the live trader reads and
+    writes per bar: working entry legs, and the closes and hedge changes the stepper asks for."""
 
-    __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "legs", "plan_side",
-                 "plan_decision", "plan_levels", "plan_count", "plan_filled", "exit_reason",
-                 "hedge_open", "hedge_close", "prev_time", "record", "pending", "next_due", "partial_close")
+    __slots__ = ("legs", "exit_reason", "hedge_open", "hedge_close", "partial_close")
 
     def __init__(self, prepared: PreparedSymbol):
-        candles = prepared.data.candles
-        self.prepared = prepared
-        self.symbol = candles.symbol
-        self.t = candles.time.tolist()
-        self.o, self.h, self.l, self.c = (candles.open.tolist(), candles.high.tolist(),
-                                          candles.low.tolist(), candles.close.tolist())
-        self.action = prepared.action.tolist()
-        self.legs: list[Leg] = []
-        self.plan_side = 0
-        self.plan_decision: Optional[Decision] = None
-        self.plan_levels: Optional[ExitLevels] = None
-        self.plan_count = 0
-        self.plan_filled = 0
+        super().__init__(prepared)
+        self.legs: list = []                     # Leg, or the exchange's OrderRecord (the trader syncs them)
         self.exit_reason: Optional[str] = None
-        self.hedge_open = 0.0          # quantity of hedge to open at the next open
+        self.hedge_open = 0.0                    # hedge quantity to hold from the next open
         self.hedge_close: Optional[str] = None
         self.partial_close: Optional[tuple[str, float]] = None   # an exit manager's (reason, fraction)
-        self.prev_time: Optional[int] = None
-        self.record: dict = {}
-        self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
-        self.next_due = 1 << 62
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.legs)
-
-    def load(self, prepared: PreparedSymbol) -> None:
-        """Point at a re-prepared, longer series; orders and plan state stay."""
-        fresh = Book(prepared)
-        for name in ("prepared", "t", "o", "h", "l", "c", "action"):
-            setattr(self, name, getattr(fresh, name))
 
 
-from mlcoord.results import RawResult  # noqa: E402
 
 
 class Stepper:
@@ -98,8 +73,6 @@ class Stepper:
         self.fills: list[Fill] = []
         self.plans: list[dict] = []
         self.level_paths: list[dict] = []
-        self._trade_seq = 0
-        self._funding_step = self.costs.funding_interval_ns if self.costs.funding_events(0, 1 << 62) else 0
         self.horizon = settings.learning.horizon
         components = pipeline.components
         self.learning = bool(components.ml_components) or components.calibrator is not None
@@ -130,33 +103,8 @@ class Stepper:
         self.portfolio.day_start_equity = day_start_equity
 
     def warm_up_guards(self, books: Sequence[Book], until: Optional[int] = None) -> int:
-        """Bars before the first stepped one (the indicators' warm-up, or a live session's history)
-        reach the portfolio guards as flat bars: nothing is held and their actions are ignored, but
-        price statistics (the hedging guard's volatility baseline needs weeks of bars) are ready
-        when trading starts, in a backtest with a start date and in paper or live trading alike.
-        Returns the bars replayed."""
-        if not self._guards:
-            return 0
-        portfolio, errors = self.portfolio, self.pipeline.errors
-        bars = []
-        for book in books:
-            n = len(book.t) if until is None else int(np.searchsorted(book.t, until))
-            bars.append((book.symbol, book.t, book.c, n))
-        times = sorted({t for _, ts, _, n in bars for t in ts[:n]})
-        where = [0] * len(bars)
-        for t in times:
-            for k, (sym, ts, cs, n) in enumerate(bars):
-                j = where[k]
-                if j < n and ts[j] == t:
-                    portfolio.prices[sym] = cs[j]
-                    where[k] = j + 1
-            portfolio.time = t
-            for name, on_bar in self._guards:
-                try:
-                    on_bar(portfolio)
-                except Exception as exc:
-                    errors.failed(name, "on_bar (warm-up)", exc)
-        return len(times)
+        """See :func:`mlcoord.loop.replay_flat_bars`."""
+        return replay_flat_bars(books, until, self.portfolio, self.portfolio, self._guards, self.pipeline.errors)
 
     def step(self, t: int, slot: Sequence[tuple[Book, int]]) -> None:
         """One timestamp: fills, marking, guards, exit updates and entry decisions.
@@ -181,10 +129,7 @@ class Stepper:
             self._equity_curve.append(portfolio.mark())
             self._exposure_curve.append(portfolio.marked_exposure)
         else:
-            equity = portfolio.equity = portfolio.cash
-            if equity > portfolio.peak_equity:
-                portfolio.peak_equity = equity
-            self._equity_curve.append(equity)
+            self._equity_curve.append(portfolio.mark_flat())
             self._exposure_curve.append(0.0)
         for guard_name, on_bar in self._guards:
             try:
@@ -199,7 +144,7 @@ class Stepper:
             self._cover_hedges(self.books)
         for book, i in slot:
             if i >= book.next_due:
-                self._learn(book, i)
+                feed_due_outcomes(pipeline, book, i, self.horizon)
             sym = book.symbol
             position: Any = positions.get(sym)      # the live trader's legacy Position (levels, path)
             if position is not None:
@@ -256,26 +201,8 @@ class Stepper:
         expires = i + max(plan.expires_after_bars, 1)
         book.legs = [Leg(leg.price, qty * leg.fraction, leg.market, expires, f"entry:{j + 1}/{n}",
                          f"{book.symbol}:{t}:entry:{j + 1}") for j, leg in enumerate(plan.legs)]
-        book.plan_side = int(plan.side)
-        book.plan_decision = decision
-        book.plan_levels = decision.levels
-        book.plan_count = n
-        book.plan_filled = 0
-        book.record = {"symbol": book.symbol, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
-                       "confidence": decision.confidence}
-        self.plans.append(book.record)
-
-    def _learn(self, book: Book, i: int) -> None:
-        """Outcomes whose horizon closed at this bar: known now, fed to the learners now."""
-        due: list[tuple[int, int, Decision]] = []
-        keep: list[tuple[int, int, Decision]] = []
-        for item in book.pending:
-            (due if item[0] <= i else keep).append(item)
-        book.pending = keep
-        book.next_due = min((item[0] for item in keep), default=1 << 62)
-        c = book.c
-        for _, index, decision in due:
-            self.pipeline.learn(book.symbol, index, decision, c[index + self.horizon] / c[index] - 1.0)
+        self.plans.append({"symbol": book.symbol, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
+                           "confidence": decision.confidence})
 
     # -- fills -----------------------------------------------------------------------------
     def _guard_action(self, guard: str, action, books: Sequence[Book]) -> None:
@@ -297,8 +224,7 @@ class Stepper:
                     book.exit_reason = f"guard:{guard}"
 
     def hedge_fraction(self, symbol: str) -> Optional[float]:
-        fractions = [f for (_, sym), f in self.portfolio.hedge_mode.items() if sym is None or sym == symbol]
-        return max(fractions) if fractions else None
+        return hedge_fraction(self.portfolio.hedge_mode, symbol)
 
     def _cover_hedges(self, books: Sequence[Book]) -> None:
         """As the loop: while a trigger covers a position, its hedge leg holds the trigger's fraction

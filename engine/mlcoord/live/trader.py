@@ -73,8 +73,7 @@ class LiveEngine(Stepper):
     trader: "LiveTrader"
 
     def _fill_bar(self, book, i, t):
-        # what Backtest._protect keeps for the exit manager: the best price since entry
-        book.prev_time = t
+        # what the simulated venue keeps for the exit manager: the best price since entry
         position = self.portfolio.positions.get(book.symbol)
         if position is not None:
             if position.side > 0:
