@@ -9,43 +9,22 @@ from __future__ import annotations
 
 from typing import Optional
 
-from mlcoord.ledger import Ledger
-from mlcoord.model import Decision, ExitLevels, Fill, PortfolioState, PositionState, Side
+from mlcoord.ledger import Ledger, Position as LedgerPosition
+from mlcoord.model import Decision, ExitLevels, Side
 
 
-class Position:
-    """An open position, built by applying fills (the :class:`PositionView` plugins see)."""
+class Position(LedgerPosition):
+    """The ledger's position as the live trader sets it from the exchange's fills, with the exit
+    levels the live stepper keeps on it."""
 
-    __slots__ = (
-        "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
-        "entries_filled", "entries_planned", "hedge", "decision", "levels", "fees", "funding",
-        "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price",
-        "partial_done", "fills", "level_path",
-    )
+    __slots__ = ("levels",)
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
                  decision: Optional[Decision] = None, levels: Optional[ExitLevels] = None,
                  entries_planned: int = 1):
-        self.symbol, self.side, self.hedge, self.decision, self.levels = symbol, side, hedge, decision, levels
-        self.quantity = 0.0
-        self.entry_price = 0.0
-        self.opened_index, self.opened_at = index, time
-        self.best_price = 0.0
-        self.entries_filled, self.entries_planned = 0, entries_planned
-        self.fees = self.funding = self.realised = 0.0
-        self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = 0.0
-        self.liquidation_price = 0.0
-        self.partial_done = False
-        self.fills: list[Fill] = []
-        # (bar time, stop, take profit) whenever the levels change; for reports (the trailing path)
-        self.level_path: list[tuple] = [(time, levels.stop, levels.take_profit)] if levels is not None else []
+        super().__init__(symbol, side, index, time, hedge=hedge, decision=decision, entries_planned=entries_planned)
+        self.levels = levels
 
-    def state(self) -> PositionState:
-        levels = self.levels
-        return PositionState(self.symbol, self.side, self.quantity, self.entry_price,
-                             levels.stop if levels else None, levels.take_profit if levels else None,
-                             self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
-                             self.liquidation_price or None)
 
 class Portfolio(Ledger):
     """The live stepper's portfolio: the ledger's figures (the live trader sets the positions it
@@ -99,8 +78,3 @@ class Portfolio(Ledger):
         if len(self._symbols) != len(self.prices):
             self._symbols = tuple(self.prices)
         return self._symbols
-
-    def state(self) -> PortfolioState:
-        positions = tuple(p.state() for book in (self.positions, self.hedges) for p in book.values())
-        return PortfolioState(self.time, self.equity, self.cash, self.peak_equity, self.drawdown,
-                              self.gross_exposure(), positions)

@@ -157,8 +157,6 @@ class Stepper:
                         book.partial_close = (new.reason, new.fraction)   # a reduce-only market order
                     new = old
                 position.levels = new
-                if new is not old and (new.stop != old.stop or new.take_profit != old.take_profit):
-                    position.level_path.append((t, new.stop, new.take_profit))
             a = book.action[i]
             if not a:
                 continue
