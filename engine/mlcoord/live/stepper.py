@@ -20,7 +20,7 @@ from mlcoord.costs import DAY_NS, CostModel, FundingSeries
 from mlcoord.live.legacy_portfolio import Portfolio
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
-from mlcoord.model import Fill, PositionExit, Side, Trade
+from mlcoord.model import Fill, GuardActionKind, PositionExit, Side, Trade
 from mlcoord.loop import SymbolSeries, feed_due_outcomes, hedge_fraction, replay_flat_bars
 from mlcoord.results import RawResult
 from mlcoord.pipeline import Pipeline, PreparedSymbol
@@ -207,15 +207,15 @@ class Stepper:
         """As :meth:`mlcoord.loop.TradingLoop._guard_action`: triggers keyed by (guard, symbol)."""
         portfolio = self.portfolio
         self.journal.guard(guard, action, portfolio)
-        if action.kind == "open_hedge":
+        if action.kind == GuardActionKind.OPEN_HEDGE:
             portfolio.hedge_mode[(guard, action.symbol)] = action.fraction
-        elif action.kind == "close_hedge":
+        elif action.kind == GuardActionKind.CLOSE_HEDGE:
             for key in [k for k in portfolio.hedge_mode if k[0] == guard and action.symbol in (None, k[1])]:
                 del portfolio.hedge_mode[key]
             for book in books:
                 if book.symbol in portfolio.hedges and self.hedge_fraction(book.symbol) is None:
                     book.hedge_close = f"hedge released ({guard}: {action.reason})"
-        elif action.kind == "close_all":
+        elif action.kind == GuardActionKind.CLOSE_ALL:
             for book in books:
                 book.legs = []
                 if book.symbol in portfolio.positions:

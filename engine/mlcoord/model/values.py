@@ -12,6 +12,10 @@ from typing import Iterable, Optional
 
 import attrs
 
+from mlcoord.model.events import GuardActionKind
+
+_GUARD_KINDS = frozenset(k.value for k in GuardActionKind)   # the one list of kinds
+
 
 class Action(enum.IntEnum):
     """What a signal asks for. The integer is the direction (+1 long, -1 short, 0 none)."""
@@ -370,7 +374,7 @@ class GuardAction:
 
     @kind.validator
     def _check_kind(self, attribute, value):
-        if value not in ("open_hedge", "close_hedge", "close_all"):
+        if value not in _GUARD_KINDS:
             raise ValueError(f"unknown guard action kind {value!r}")
 
 
