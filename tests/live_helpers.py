@@ -48,3 +48,29 @@ poll_seconds = {poll_seconds:g}
 {extra}
 """)
     return path
+
+
+def with_pipeline(path, pipeline: str):
+    """The session config at ``path`` with its ``[pipeline]`` table's roles replaced by ``pipeline``
+    (TOML lines), for a live session of planted plugins."""
+    head, _, rest = path.read_text().partition("[pipeline]\n")
+    body = "\n".join(line for line in rest.split("\n")
+                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
+    path.write_text(head + "[pipeline]\n" + pipeline + "\n" + body)
+    return path
+
+
+def backtest_of_session(trader, settings, options, plugins, instruments=None):
+    """The backtest of the candles a live session saw, from its first stepped bar (the bars before
+    only warm up): the run a live session is compared with."""
+    from mlcoord.backtest.engine import Backtest
+    from mlcoord.components import build_market_data
+    from mlcoord.journal import Journal
+    from mlcoord.pipeline import build_pipeline
+
+    candles = trader.history["BTC/USDT"]
+    start = int(candles.time[options.history_bars])
+    pipeline = build_pipeline(settings, plugins)
+    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
+                                                   event=settings.learning.event))]
+    return Backtest(pipeline, settings, Journal(), instruments=instruments).run(prepared, start=start), start

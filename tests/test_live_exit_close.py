@@ -18,7 +18,7 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.model import ExitLevels, PositionExit
 from mlcoord.registry import load_plugins
-from live_helpers import BarClock, live_config
+from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
 
 TF = 3_600_000_000_000
 FIRST = 300          # history_bars: the index of the first live bar
@@ -66,17 +66,8 @@ PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers
 
 
 def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_server, tmp_path):
-    from mlcoord.backtest.engine import Backtest
-    from mlcoord.components import build_market_data
-    from mlcoord.journal import Journal
-    from mlcoord.pipeline import build_pipeline
-
     server = exchange_server
-    path = live_config(tmp_path)
-    head, _, rest = path.read_text().partition("[pipeline]\n")
-    body = "\n".join(line for line in rest.split("\n")
-                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
-    path.write_text(head + "[pipeline]\n" + PIPELINE + "\n" + body)
+    path = with_pipeline(live_config(tmp_path), PIPELINE)
     settings, options = load_live_settings(path)
     plugins = load_plugins(extra_plugins={"scenario": Scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
     with capture_logs() as logs:
@@ -98,12 +89,7 @@ def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_se
     assert closes and sum(r.filled_quantity for r in closes) == pytest.approx(entry - trims[0].filled_quantity)
     assert [e for e in logs if e["event"] == "plan_flatten" and e["reason"] == "trimexits:time_stop"]
 
-    candles = trader.history["BTC/USDT"]
-    start = int(candles.time[options.history_bars])
-    pipeline = build_pipeline(settings, plugins)
-    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
-                                                   event=settings.learning.event))]
-    raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
+    raw, _ = backtest_of_session(trader, settings, options, plugins)
     simulated_trim = [f.time - TF for f in raw.fills if f.tag == "trimexits:trim"]
     simulated_close = [f.time - TF for f in raw.fills if f.tag == "trimexits:time_stop"]
     assert [trims[0].order.created_at] == simulated_trim                  # decided on the same bar

@@ -22,7 +22,7 @@ from mlcoord.live.store import Store
 from mlcoord.live.trader import LiveTrader
 from mlcoord import hookimpl
 from mlcoord.registry import load_plugins
-from live_helpers import BarClock, live_config
+from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
 from test_live_trader import stops_cover_positions
 
 BTC, STEP = "BTCUSDT", Decimal("0.001")     # the simulator's BTC perpetual and its step size
@@ -177,23 +177,13 @@ def test_hedge_leg_follows_the_guard_and_the_plan(exchange_server, tmp_path):
 def test_hedge_opens_on_the_bars_the_backtest_opens_it(exchange_server, tmp_path):
     """The same candles through the backtest loop (the paper-parity comparison): the live hedge legs
     are decided at the bars whose next open fills the backtest's hedge, and released at the same bars."""
-    from mlcoord.backtest.engine import Backtest
-    from mlcoord.components import build_market_data
-    from mlcoord.journal import Journal
-    from mlcoord.pipeline import build_pipeline
-
     server = exchange_server
     settings, options = load_live_settings(hedge_config(tmp_path))
     plugins = load_plugins()
     with capture_logs() as logs:
         trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
                           health_clock=ManualClock(), cycles=60)
-    candles = trader.history["BTC/USDT"]
-    start = int(candles.time[options.history_bars])          # the first bar the live loop stepped
-    pipeline = build_pipeline(settings, plugins)
-    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
-                                                   event=settings.learning.event))]
-    raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
+    raw, start = backtest_of_session(trader, settings, options, plugins)
     held, backtest_opens, backtest_resizes = 0.0, [], []
     for f in raw.fills:                   # a leg opens from nothing; later hedge fills resize it
         if not f.hedge:
@@ -419,19 +409,9 @@ def test_the_live_hedge_leg_follows_the_held_quantity_as_the_backtest_does(excha
     """The hedge is turned on after the market leg filled; the limit leg fills later: the live leg
     is resized (journaled, then a market order for the difference) on the bar the backtest resizes
     its leg, to the guard's fraction of what the plan now holds."""
-    from mlcoord.backtest.engine import Backtest
-    from mlcoord.components import build_market_data
-    from mlcoord.journal import Journal
-    from mlcoord.pipeline import build_pipeline
-
     server = exchange_server
     first = 300
-    path = live_config(tmp_path)
-    text = path.read_text()
-    head, _, rest = text.partition("[pipeline]\n")
-    body = "\n".join(line for line in rest.split("\n")
-                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
-    path.write_text(head + "[pipeline]\n" + RESIZE_PIPELINE + "\n" + body)
+    path = with_pipeline(live_config(tmp_path), RESIZE_PIPELINE)
     settings, options = load_live_settings(path)
     plugins = load_plugins(extra_plugins={"scenario": _ResizeScenario({first + 2: 1}, gap=0.004)})
     with capture_logs() as logs:
@@ -445,12 +425,7 @@ def test_the_live_hedge_leg_follows_the_held_quantity_as_the_backtest_does(excha
     assert tally.hedge_net == pytest.approx(0.5 * tally.net, abs=0.0011)          # within one lot (0.001)
     assert [e for e in logs if e["event"] == "hedge_resize"]
 
-    candles = trader.history["BTC/USDT"]
-    start = int(candles.time[options.history_bars])
-    pipeline = build_pipeline(settings, plugins)
-    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
-                                                   event=settings.learning.event))]
-    raw = Backtest(pipeline, settings, Journal()).run(prepared, start=start)
+    raw, _ = backtest_of_session(trader, settings, options, plugins)
     held, backtest_resizes = 0.0, []
     for f in raw.fills:
         if f.hedge and f.tag != "end_of_data" and not f.tag.startswith("hedged position"):
@@ -468,12 +443,8 @@ def test_live_fills_through_the_ledger_give_the_backtests_trades(exchange_server
     each is sized from its own equity),
     entry prices within 0.2 % (market orders fill at the exchange's price, the backtest at the next
     open plus slippage), exit prices within 0.5 % (see the known gap below)."""
-    from mlcoord.backtest.engine import Backtest
-    from mlcoord.components import build_market_data
-    from mlcoord.journal import Journal
     from mlcoord.ledger import Ledger
     from mlcoord.model.instruments import Instruments, instrument_from_ccxt
-    from mlcoord.pipeline import build_pipeline
 
     server = exchange_server
     settings, options = load_live_settings(hedge_config(tmp_path))
@@ -487,16 +458,11 @@ def test_live_fills_through_the_ledger_give_the_backtests_trades(exchange_server
         ledger.apply(fill)
     assert not ledger.positions and not ledger.hedges          # everything the bot opened, it closed
 
-    candles = trader.history["BTC/USDT"]
-    start = int(candles.time[options.history_bars])
-    pipeline = build_pipeline(settings, plugins)
-    prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
-                                                   event=settings.learning.event))]
     # the exchange's lot and tick, as `mlcoord data download` would store them from its markets
     market = futures_client(server).load_markets()["BTC/USDT:USDT"]
     rules = Instruments({"BTC/USDT": instrument_from_ccxt("BTC/USDT", market)})
     assert rules["BTC/USDT"].lot_size == 0.001
-    raw = Backtest(pipeline, settings, Journal(), instruments=rules).run(prepared, start=start)
+    raw, _ = backtest_of_session(trader, settings, options, plugins, instruments=rules)
     simulated = [t for t in raw.trades if t.exit_reason != "end_of_data"]
     live = ledger.trades
     assert len(live) >= 4 and sum(t.hedge for t in live) >= 2
