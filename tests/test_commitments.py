@@ -71,3 +71,55 @@ def test_total_exposure_cap_holds_for_filled_notional(short_candles):
     # committed at the decision bar's prices; fills of limit legs are at or better than their limits,
     # market legs may slip by the next open's move: allow 2 %
     assert worst <= 1.02, f"filled notional reached {worst:.2f}x equity under max_total_exposure = 1.0"
+
+
+class PerSideCap:
+    """An entry guard a user writes: at most ``cap`` trades per side (long / short), hedge legs aside.
+    ``committed`` counts plans whose entries are still working (``portfolio.pending_entries``);
+    without it, only filled positions are seen (all a guard could see before)."""
+
+    def __init__(self, cap, committed):
+        self.cap, self.committed = cap, committed
+
+    def allow_entry(self, symbol, side, portfolio):
+        held = {p.symbol for p in portfolio.positions if not p.hedge and p.side == side}
+        if self.committed:
+            held |= {e.symbol for e in portfolio.pending_entries if e.side == side}
+        return f"{len(held)} {side.name} trades: cap {self.cap}" if len(held) >= self.cap else None
+
+
+def run_with_side_cap(candles, committed):
+    from mlcoord import hookimpl
+
+    class Plugin:
+        @hookimpl
+        def register_entry_guards(self, register):
+            register("sidecap", lambda o: PerSideCap(2, committed))
+
+    settings = structure({"engine": {"disable": ["hedging"]},
+                          "pipeline": {"entry_guards": ["sidecap"]},
+                          "plugins": {"risk": {"max_total_exposure": 1.0}},
+                          "data": {"higher_timeframes": []}}, Settings)
+    plugins = load_plugins({"hedging": "test"}, extra_plugins={"sidecap": Plugin()})
+    return run_backtest(settings, plugins=plugins, candles=same_candles(candles)).raw
+
+
+def most_per_side(raw):
+    qty = collections.defaultdict(float)
+    worst = 0
+    for f in raw.fills:
+        if f.hedge:
+            continue
+        qty[(f.symbol, f.side)] += -f.quantity if f.reduce_only else f.quantity
+        for side in (1, -1):
+            worst = max(worst, sum(1 for (s, sd), q in qty.items() if sd == side and q > 1e-12))
+    return worst
+
+
+def test_a_per_side_cap_written_against_the_view_holds_when_symbols_signal_together(short_candles):
+    """The view lists positions by symbol and side and the working entries: a per-side cap of 2
+    holds. The same guard reading filled positions only leaks, as it did before."""
+    naive = run_with_side_cap(short_candles, committed=False)
+    assert most_per_side(naive) > 2                   # the leak the issue found (45 times in its run)
+    capped = run_with_side_cap(short_candles, committed=True)
+    assert capped.trades and most_per_side(capped) <= 2
