@@ -61,7 +61,7 @@ def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(e
     assert locks and all(pair in locks for pair in seen["guards"]["guards"]["protections"]["locks"])
     pair, (until, why) = next(iter(seen["guards"]["guards"]["protections"]["locks"].items()))
     assert trader.last_time < until                       # 48 h locks: the restart is one bar later
-    assert _guards(trader)["protections"].allow_entry(pair, 1, trader.portfolio).startswith(why)
+    assert _guards(trader)["protections"].allow_entry(pair, 1, trader.engine.portfolio).startswith(why)
     # ... the equity peak is the larger of the stored one and today's equity, not reset ...
     assert trader.portfolio.peak_equity == pytest.approx(max(seen["peak"], trader.portfolio.equity))
     # ... and decisions keep being stored once (the restart's replayed bar is not a second row)

@@ -169,7 +169,8 @@ def test_hedge_closed_with_its_position_pays_taker_and_its_own_slippage():
     raw = run([frame(bars)], Planted({"TEST/USDT": {4: 1}}, levels=Levels(90.0, 104.0), guard=guard))
     tp = next(f for f in raw.fills if f.tag == "take_profit")
     hedge_close = next(f for f in raw.fills if f.hedge and f.reduce_only)
-    assert tp.fee == pytest.approx(tp.price * tp.quantity * 0.0002)              # maker: a resting limit
+    # taker: live takes a take profit with a market order (TAKE_PROFIT_MARKET), never a resting limit
+    assert tp.fee == pytest.approx(tp.price * tp.quantity * 0.001)
     assert hedge_close.time == tp.time
     assert hedge_close.price == pytest.approx(104.0 * (1 + 0.001))               # a market buy at the level
     assert hedge_close.fee == pytest.approx(hedge_close.price * hedge_close.quantity * 0.001)   # taker
@@ -354,3 +355,29 @@ def test_simulated_fills_keep_their_rules_on_any_path(moves, signals, leverage):
         if t.exit_reason == "liquidation":
             margin = t.entry_price * t.quantity / leverage
             assert -t.pnl <= margin + t.fees + 1e-6
+
+
+class PendingWatcher(Guard):
+    """Notes how many working entry orders the portfolio view lists on each bar."""
+
+    def __init__(self):
+        super().__init__({})
+        self.seen = {}
+
+    def on_bar(self, portfolio):
+        self.seen[(portfolio.time - T0) // H] = len(portfolio.pending_entries)
+        return []
+
+
+def test_expired_entry_legs_leave_the_views_commitments():
+    """Regression: a leg that expired unfilled stayed in ``pending_entries`` (and in the committed
+    exposure the caps use) until something else changed, because the view's cache only watched
+    fills and intents."""
+    bars = FLAT + [(100, 100.5, 99.5, 100)] * 16
+    watcher = PendingWatcher()
+    planted = Planted({"TEST/USDT": {4: 1}}, limits=(90.0,), levels=Levels(80.0, 130.0), guard=watcher)
+    run([frame(bars)], planted)
+    assert watcher.seen[5] == 1                    # the limit leg works (the market leg filled)
+    expired = 4 + 10                               # the ladder's legs expire after 10 bars
+    assert watcher.seen[expired - 1] == 1 and watcher.seen[expired] == 0
+    assert all(n == 0 for k, n in watcher.seen.items() if k >= expired)

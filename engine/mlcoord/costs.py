@@ -74,7 +74,8 @@ class CostModel:
             funding = f"recorded funding rates for {', '.join(sorted(self.funding))}, elsewhere {funding}"
         return (f"{self.market}, leverage {self.leverage:g}x; fees taker {self.fee_taker * 100:.3f}% / "
                 f"maker {self.fee_maker * 100:.3f}%; slippage {self.slippage * 100:.3f}% on market and stop "
-                f"fills; stops gapped through fill at the open; stop assumed before take profit in one bar; "
+                f"fills; take profits pay the taker fee (live takes them at market); stops gapped through fill at "
+                f"the open; stop assumed before take profit in one bar; "
                 f"{funding}; maintenance margin {self.maintenance_margin * 100:.2f}%")
 
     def market_entry(self, open_: float, side: int) -> float:

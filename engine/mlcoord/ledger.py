@@ -25,14 +25,14 @@ class Position:
         "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
         "entries_filled", "entries_planned", "hedge", "decision", "plan_id", "fees", "funding",
         "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price", "fills",
-        "margin", "entry_reason",
+        "margin", "entry_reason", "confidence",
     )
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
                  decision: Optional[Decision] = None, entries_planned: int = 1, plan_id: str = "",
-                 entry_reason: str = ""):
+                 entry_reason: str = "", confidence: float = 0.0):
         self.symbol, self.side, self.hedge, self.decision = symbol, side, hedge, decision
-        self.plan_id, self.entry_reason = plan_id, entry_reason
+        self.plan_id, self.entry_reason, self.confidence = plan_id, entry_reason, confidence
         self.quantity = 0.0
         self.entry_price = 0.0
         self.opened_index, self.opened_at = index, time
@@ -51,7 +51,9 @@ class Position:
         self.entry_qty += fill.quantity
         self.entry_value += fill.price * fill.quantity
         self.fees += fill.fee
-        self.entries_filled += 1
+        # one per entry order, however many fills an exchange splits it into
+        if not any(f.tag == fill.tag and not f.reduce_only for f in self.fills) or not fill.tag:
+            self.entries_filled += 1
         if self.best_price == 0.0:
             self.best_price = fill.price
         self.fills.append(fill)
@@ -89,17 +91,19 @@ class Position:
             exit_price=self.exit_value / self.exit_qty if self.exit_qty else 0.0,
             quantity=self.entry_qty, pnl=self.realised - self.fees - self.funding, fees=self.fees,
             funding=self.funding, exit_reason=reason, entries_planned=self.entries_planned,
-            entries_filled=self.entries_filled, confidence=decision.confidence if decision else 0.0,
-            entry_reason=self.entry_reason if decision else "hedge", hedge=self.hedge,
+            entries_filled=self.entries_filled,
+            confidence=decision.confidence if decision else self.confidence,
+            entry_reason="hedge" if self.hedge else self.entry_reason, hedge=self.hedge,
         )
 
 
 class _Plan:
-    __slots__ = ("plan_id", "decision", "entries_planned", "entry_reason")
+    __slots__ = ("plan_id", "decision", "entries_planned", "entry_reason", "confidence")
 
-    def __init__(self, plan_id: str, decision: Optional[Decision], entries_planned: int, entry_reason: str):
+    def __init__(self, plan_id: str, decision: Optional[Decision], entries_planned: int, entry_reason: str,
+                 confidence: float):
         self.plan_id, self.decision, self.entries_planned = plan_id, decision, entries_planned
-        self.entry_reason = entry_reason
+        self.entry_reason, self.confidence = entry_reason, confidence
 
 
 #: called with (trade, position) when a fill closes a position
@@ -129,13 +133,19 @@ class Ledger:
         self._plans: dict[str, _Plan] = {}           # symbol -> the plan its next entry fill opens
         self._trade_seq = 0
         self.version = 0                             # bumped by every fill and payment (views cache on it)
+        #: names a closed trade (position, sequence number); None: T00001, T00002, ... A live venue
+        #: names them after its journaled plans, so a trade can be found in the store
+        self.trade_id: Optional[Callable[[Position, int], str]] = None
 
     # -- what the fills are for ------------------------------------------------------------
     def expect_plan(self, symbol: str, plan_id: str, decision: Optional[Decision], entries_planned: int,
-                    entry_reason: str = "") -> None:
+                    entry_reason: str = "", confidence: Optional[float] = None) -> None:
         """The next entry fill of ``symbol`` (not a hedge) belongs to this plan (``entry_reason``:
-        the decisive reason of its signal, what trade breakdowns group by)."""
-        self._plans[symbol] = _Plan(plan_id, decision, entries_planned, entry_reason)
+        the decisive reason of its signal, what trade breakdowns group by; ``confidence``: the
+        decision's, for a plan whose Decision object is gone, e.g. one resumed after a restart)."""
+        if confidence is None:
+            confidence = decision.confidence if decision is not None else 0.0
+        self._plans[symbol] = _Plan(plan_id, decision, entries_planned, entry_reason, confidence)
 
     # -- folding fills ---------------------------------------------------------------------
     def apply(self, fill: Fill, index: int = 0) -> Optional[Trade]:
@@ -152,7 +162,8 @@ class Ledger:
                                     decision=plan.decision if plan else None,
                                     entries_planned=plan.entries_planned if plan else 1,
                                     plan_id=plan.plan_id if plan else "",
-                                    entry_reason=plan.entry_reason if plan else "")
+                                    entry_reason=plan.entry_reason if plan else "",
+                                    confidence=plan.confidence if plan else 0.0)
                 book[fill.symbol] = position
                 position.add(fill, self.leverage, self.maintenance)
                 for opened in self.on_opened:
@@ -171,12 +182,33 @@ class Ledger:
         if position.quantity > 0:
             return None
         self._trade_seq += 1
-        trade = position.to_trade(f"T{self._trade_seq:05d}", fill.time, fill.tag)
+        name = self.trade_id(position, self._trade_seq) if self.trade_id is not None else f"T{self._trade_seq:05d}"
+        trade = position.to_trade(name, fill.time, fill.tag)
         self.trades.append(trade)
         del book[fill.symbol]
         for closed in self.on_closed:
             closed(trade, position)
         return trade
+
+    def charge_fee(self, position: Position, amount: float) -> None:
+        """A fee known only after its fill was booked (an exchange's trade list): ``amount`` more."""
+        position.fees += amount
+        self.cash -= amount
+        self.version += 1
+
+    def mark_liquidation(self, position: Position, price: float) -> None:
+        """The venue's own liquidation price for ``position`` (an exchange computes it with its
+        margin tiers; the ledger's isolated-margin estimate is replaced)."""
+        position.liquidation_price = price
+        self.version += 1
+
+    def set_wallet(self, cash: float, *, reset_peak: bool = False) -> None:
+        """The venue's wallet balance replaces the folded one (an exchange is the truth about its
+        own wallet); ``reset_peak``: a session's first reading also starts the peak and the day."""
+        self.cash = cash
+        if reset_peak:
+            self.equity = self.peak_equity = self.day_start_equity = cash
+        self.version += 1
 
     def pay_funding(self, position: Position, amount: float) -> None:
         """Funding on ``position``: ``amount`` > 0 is paid by the account, < 0 received."""

@@ -14,7 +14,7 @@ config and plugins give the same run.
 from __future__ import annotations
 
 from types import MappingProxyType
-from typing import Iterable, Mapping, Optional, Protocol, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -54,6 +54,8 @@ class Venue(Protocol):
 
     #: symbols whose next bar may fill something besides what the ledger holds
     busy: set[str]
+    #: changes when working orders change other than by an intent or a fill (an exchange's expiry)
+    version: int
 
 
 class SymbolSeries:
@@ -137,7 +139,7 @@ class LoopPortfolio(_Frozen, PortfolioMath):
     _venue: "Venue"
     _loop: "TradingLoop"
     _triggers: dict[tuple[str, Optional[str]], float]
-    _cache_key: Optional[tuple[int, int, int]]
+    _cache_key: Optional[tuple[int, ...]]
     _positions: tuple[PositionProxy, ...]
     _pending: tuple[PendingEntry, ...]
     _symbols: tuple[str, ...]
@@ -181,7 +183,8 @@ class LoopPortfolio(_Frozen, PortfolioMath):
 
     def _refresh(self) -> None:
         ledger, loop = self._ledger, self._loop
-        key = (ledger.version, loop.version)        # the positions and working orders change with these only
+        # the positions and working orders change with these only
+        key = (ledger.version, loop.version, self._venue.version)
         if key == self._cache_key:
             return
         views = loop.views
@@ -252,6 +255,9 @@ class TradingLoop:
         self.exposure_curve: list[float] = []
         self._day: Optional[int] = None
         self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
+        #: who may open a new position now (None: every symbol); a live session pauses entries
+        #: (kill switch) or keeps them to the scanner's pick; exits are never paused
+        self.may_enter: Optional[Callable[[str], bool]] = None
         ledger.on_opened.append(self._opened)
         ledger.on_closed.append(self._closed)
         ledger.on_fill.append(self._filled)
@@ -269,9 +275,10 @@ class TradingLoop:
 
     def _filled(self, fill) -> None:
         if not fill.hedge:
-            record = self._plan_records.get(self.ledger.positions[fill.symbol].plan_id)
+            position = self.ledger.positions[fill.symbol]
+            record = self._plan_records.get(position.plan_id)
             if record is not None:
-                record["filled"] += 1
+                record["filled"] = position.entries_filled
 
     def _closed(self, trade: Trade, position: Position) -> None:
         self.views.pop((position.symbol, position.hedge), None)
@@ -300,6 +307,12 @@ class TradingLoop:
     def submit(self, intent: Intent) -> None:
         self.version += 1
         self.venue.submit(intent)
+
+    def resume_position(self, symbol: str, levels: ExitLevels) -> None:
+        """A position a venue already holds when the session starts (a live bot restarted with an
+        open plan): the loop protects it with ``levels`` and lets its exit manager move them."""
+        self.levels[symbol] = levels
+        self.version += 1
 
     def warm_up_guards(self, series: Sequence[SymbolSeries], until: Optional[int] = None) -> int:
         """See :func:`replay_flat_bars`."""
@@ -372,7 +385,8 @@ class TradingLoop:
                 if a < 0 and position is not None and position.side == Side.LONG and self.market == "spot":
                     self.submit(ClosePosition(sym, ExitReason.SELL_SIGNAL.value))
                 continue
-            self._decide(s, i, t)
+            if self.may_enter is None or self.may_enter(sym):
+                self._decide(s, i, t)
 
     # -- entries ---------------------------------------------------------------------------
     def _decide(self, s: SymbolSeries, i: int, t: int) -> Optional[Decision]:

@@ -12,6 +12,9 @@ liquidation. Rules that keep a simulation from flattering itself:
   order of the low and the high inside the bar is unknown (the stop may still take it); what is
   left after a take profit closes at the next open;
 * a hedge leg closed with its position is a market order: taker fee, its own slippage;
+* a (partial) take profit pays the taker fee: the live bot takes it with a market order once its
+  level is reached (a ``TAKE_PROFIT_MARKET`` on futures, a market sell on spot), never a resting
+  limit, so a simulated maker fee would flatter every winning trade;
 * isolated margin: a liquidation (the liquidation price crossed with the stop beyond it, or a stop
   that would fill beyond it) loses the position's margin plus the liquidation fee (the taker rate
   on the notional at the liquidation price), never more, even when the bar gaps through both;
@@ -94,6 +97,7 @@ class SimulatedVenue:
         self._working: dict[str, _Working] = {}
         #: symbols with orders working or changes due at the next open (held ones are busy anyway)
         self.busy: set[str] = set()
+        self.version = 0        # working orders change only by intents and fills here
         self._funding_step = costs.funding_interval_ns if costs.funding_events(0, 1 << 62) else 0
 
     def _of(self, symbol: str) -> _Working:
@@ -249,6 +253,7 @@ class SimulatedVenue:
                 if price != o:              # filled inside the bar, not at its open
                     w.fresh += leg.quantity
             elif i >= leg.expires:
+                self.version += 1       # a commitment gone without a fill: the views must see it
                 continue
             else:
                 remaining.append(leg)
@@ -287,7 +292,7 @@ class SimulatedVenue:
             qty = self.instruments[position.symbol].round_quantity(eligible * levels.partial_fraction)
             if qty > 0:
                 self._exit(position, costs.limit_exit(partial, o, side), qty, t,
-                           ExitReason.PARTIAL_TAKE_PROFIT.value, costs.fee_maker, i)
+                           ExitReason.PARTIAL_TAKE_PROFIT.value, costs.fee_taker, i)
                 eligible -= qty
         tp = levels.take_profit
         if tp is not None and eligible > 1e-12 and ((side > 0 and h >= tp) or (side < 0 and l <= tp)):
@@ -296,7 +301,7 @@ class SimulatedVenue:
             if position.quantity - eligible > 1e-12:
                 w.close_reason, w.close_fraction = ExitReason.TAKE_PROFIT.value, 1.0   # the rest at the next open
             self._exit(position, price, min(eligible, position.quantity), t, ExitReason.TAKE_PROFIT.value,
-                       costs.fee_maker, i, reference=price)
+                       costs.fee_taker, i, reference=price)
 
     def _exit(self, position: Position, price: float, qty: float, t: int, reason: str, fee_rate: float,
               i: int, *, reference: Optional[float] = None, fee: Optional[float] = None) -> None:

@@ -2,11 +2,11 @@
 of :class:`mlcoord.live.trader.LiveTrader`:
 
 * the liquidation price of each plan's position and hedge leg (``fetch_positions``): stored on
-  the store's position rows and set on the engine's positions, which guards and exit managers see;
+  the store's position rows and booked on the ledger's positions, which guards and exit managers see;
 * funding paid or received (``fetch_funding_history``, Binance's income history), once per new
-  bar, attributed to the plan that holds the symbol (main position and hedge leg together: the
-  exchange reports funding per symbol) and carried into the plan's trade (``Trade.funding``, its
-  PnL net of it) when the plan closes;
+  bar, booked in the ledger on the symbol's position and hedge leg (split by signed quantity:
+  the exchange reports funding per symbol), so each trade's ``funding`` is its own, as in a
+  backtest; the plan's total is kept in the store for a restart;
 * a position the exchange no longer holds although the plan's fills say it should (liquidated, or
   closed by hand): the plan's working orders are cancelled and the plan closed, said loudly, so
   no stop is left guarding nothing and no new stop is placed for a position that is gone.
@@ -57,12 +57,12 @@ class FuturesMarks(TraderParts):
         sym = self.broker.symbol(plan.symbol)
         side = "long" if plan.side == Side.LONG else "short"
         contracts, liquidation = held.get((sym, side), (0.0, None))
-        position = self.engine.portfolio.positions.get(plan.symbol)
+        position = self.engine.ledger.positions.get(plan.symbol)
         last_known = position.liquidation_price if position is not None else None
         self._mark(plan.symbol, plan.side, False, position, liquidation)
         if plan.hedge is not None:
             other = "short" if side == "long" else "long"
-            self._mark(plan.symbol, plan.side.opposite, True, self.engine.portfolio.hedges.get(plan.symbol),
+            self._mark(plan.symbol, plan.side.opposite, True, self.engine.ledger.hedges.get(plan.symbol),
                        held.get((sym, other), (0.0, None))[1])
         tally = self.tally(plan)
         if tally.net <= EPS or contracts > EPS:
@@ -83,8 +83,7 @@ class FuturesMarks(TraderParts):
         it changed; an absent price, e.g. of a position already gone, keeps the last known)."""
         if not liquidation or (position is not None and position.liquidation_price == liquidation):
             return
-        if position is not None:
-            position.liquidation_price = liquidation
+        self.venue.mark_liquidation(symbol, hedge, liquidation)
         self.store.mark_position(symbol, side, hedge=hedge, liquidation_price=liquidation)
 
     def _collect_funding(self, plans) -> None:
@@ -105,9 +104,7 @@ class FuturesMarks(TraderParts):
                 paid[plan.plan_id] = paid.get(plan.plan_id, 0.0) - amount    # income < 0: paid
                 seen[sym] = max(int(seen.get(sym, 0)), int(when))
                 self.store.mark_position(plan.symbol, plan.side, funding=-amount)
-                position = self.engine.portfolio.positions.get(plan.symbol)
-                if position is not None:
-                    position.funding -= amount
+                self.venue.book_funding(plan.symbol, -amount)
                 changed = True
                 log.info("funding", plan=plan.plan_id, symbol=plan.symbol, amount=amount, paid=paid[plan.plan_id])
         if changed:

@@ -1,14 +1,15 @@
 """Hedge legs (futures, hedge mode), a part of :class:`mlcoord.live.trader.LiveTrader`.
 
-They mirror the backtest: when a portfolio guard turns the hedge on (``book.hedge_open``) for a
+They mirror the backtest: when the loop asks for a hedge (an ``OpenHedge`` intent) for a
 symbol whose plan holds a position, the plan journals a :class:`~mlcoord.live.records.HedgeLeg`
-(opposite side, the guard's fraction of what the plan holds then, never resized) and opens it at
+(opposite side, the guard's fraction of what the plan holds now, resized as that changes) and opens it at
 market on the opposite position side (``hedge:open:<n>``); it is closed at market
-(``hedge:close:<n>``) when the guard releases the hedge (``book.hedge_close``) or when the plan
+(``hedge:close:<n>``) when the guard releases the hedge (``CloseHedge``) or when the plan
 closes, whatever closed it (stop, take profit, flatten, kill switch). As in the backtest the leg
 has no stop of its own (it offsets the plan's position, whose stop stays; the exchange's
 liquidation is its limit). Its fills stay out of the plan's own quantities and build
-``portfolio.hedges[symbol]`` (``Position(hedge=True)``), which the guards and equity see. A crash
+the ledger's hedge leg of the symbol (through :mod:`mlcoord.live.venue`), which the guards and
+equity see. A crash
 between the journal and the order opens the leg once on restart (client ids; PENDING rules). After
 a restart the journaled leg is kept, and the hedging guard, whose state (active triggers, its own
 hedge) is restored from the store (:mod:`mlcoord.live.memory`), releases it by the same hysteresis.
@@ -16,16 +17,14 @@ hedge) is restored from the store (:mod:`mlcoord.live.memory`), releases it by t
 
 from __future__ import annotations
 
-from typing import Optional
-
 import attrs
 import structlog
 
-from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.plan_orders import HEDGE_ADJUST, EPS, HEDGE_CLOSE, HEDGE_OPEN, SEND_TRIES, Tally
 from mlcoord.live.records import HedgeLeg, PlanRecord, PlanStatus
 from mlcoord.model import Order, OrderKind
 from mlcoord.live.trader_parts import TraderParts
+from mlcoord.loop import hedge_fraction
 
 log = structlog.get_logger("mlcoord.live.hedge_legs")
 
@@ -42,24 +41,7 @@ class HedgeLegs(TraderParts):
     # in the backtest the leg has no stop or take profit of its own: it only offsets the plan's
     # position, whose stop stays in force; the exchange's liquidation is its only limit.
 
-    def _sync_hedge(self, sym: str, plan: Optional[PlanRecord], tally: Optional[Tally]) -> None:
-        """The plan's hedge leg, from its fills, as ``portfolio.hedges[sym]`` (a ``Position`` with
-        ``hedge=True``, as the backtest keeps it): the guards, exposure and equity see it."""
-        hedges = self.engine.portfolio.hedges
-        if plan is None or tally is None or tally.hedge_net <= EPS:
-            gone = hedges.pop(sym, None)
-            if gone is not None:
-                self._hedges = {k: v for k, v in self._hedges.items() if v is not gone}
-            return
-        leg = self._hedges.get(plan.plan_id)
-        if leg is None:
-            leg = self._hedges[plan.plan_id] = Position(sym, plan.side.opposite, len(self.history[sym]),
-                                                        self.last_time, hedge=True)
-        leg.quantity, leg.entry_price = tally.hedge_net, tally.hedge_average
-        leg.best_price = leg.best_price or tally.hedge_average
-        hedges[sym] = leg
-
-    def _want_hedge(self, plan: PlanRecord, quantity: float) -> None:
+    def want_hedge(self, plan: PlanRecord, quantity: float) -> None:
         """The guard turned the hedge on while ``plan`` holds a position (the backtest's
         ``book.hedge_open``: ``quantity`` is the guard's fraction of what the plan holds). The leg is
         journaled with the plan first, then opened at market on the opposite position side; a crash
@@ -79,7 +61,7 @@ class HedgeLegs(TraderParts):
         if qty <= 0:
             log.info("hedge_below_minimum", plan=plan.plan_id, quantity=quantity)
             return
-        fraction = self.engine.hedge_fraction(plan.symbol)
+        fraction = hedge_fraction(self.engine.loop.portfolio.hedge_triggers, plan.symbol)
         fraction = fraction if fraction is not None and 0 < fraction <= 1 else None
         leg = HedgeLeg(plan.side.opposite, qty, leverage=float(self.settings.backtest.leverage),
                        margin_mode=self.margin_mode, number=tally.hedge_number + 1, fraction=fraction)
@@ -106,14 +88,16 @@ class HedgeLegs(TraderParts):
                  position=tally.net, bar_time=self.last_time)
         self._manage_hedge(plan, tally)
 
-    def _release_hedge(self, plan: PlanRecord, reason: str) -> None:
+    def release_hedge(self, plan: PlanRecord, reason: str) -> None:
         """The guard released the hedge (the backtest's ``book.hedge_close``): journaled first (the
         plan wants no leg any more), then what the leg holds is closed at market."""
         if plan.hedge is not None:
             plan = attrs.evolve(plan, hedge=None, updated_at=max(self.last_time, plan.updated_at))
             self.store.save_plan(plan)
         log.info("hedge_off", plan=plan.plan_id, symbol=plan.symbol, reason=reason, bar_time=self.last_time)
-        self._close_hedge(plan, self.tally(plan))
+        tally = self.tally(plan)
+        self.venue.note_reason(plan, f"{HEDGE_CLOSE}:{tally.hedge_number}", reason)
+        self._close_hedge(plan, tally)
 
     def _manage_hedge(self, plan: PlanRecord, tally: Tally) -> None:
         """The hedge leg in line with the journaled plan: a wanted leg without an order is opened

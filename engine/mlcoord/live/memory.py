@@ -39,7 +39,7 @@ class SessionMemory:
         and day start into the engine's portfolio (after the wallet was read). Returns what was
         found, for the start-up log."""
         found: dict[str, Any] = {}
-        pipeline, portfolio = trader.pipeline, trader.engine.portfolio
+        pipeline, portfolio = trader.pipeline, trader.engine.ledger
         learned = self.store.load_state(PIPELINE)
         if learned:
             pipeline.load_state(learned)
@@ -57,7 +57,7 @@ class SessionMemory:
                 found["peak_equity"] = peak
             day = int(account["day"]) if account.get("day") is not None else None
             if day is not None and day == trader.last_time // DAY_NS:
-                trader.engine.continue_day(day, float(account["day_start_equity"]))
+                trader.engine.loop.continue_day(day, float(account["day_start_equity"]))
                 found["day_start_equity"] = portfolio.day_start_equity
         self._recorded = len(trader.engine.journal.decisions)
         return found
@@ -69,11 +69,11 @@ class SessionMemory:
         for decision in new:
             self.store.record_decision(decision)
         self._recorded = len(decisions)
-        pipeline, portfolio = trader.pipeline, trader.engine.portfolio
+        pipeline, portfolio = trader.pipeline, trader.engine.ledger
         self.store.save_state(PIPELINE, pipeline.state())
         self.store.save_state(GUARDS, pipeline.guard_state())
         self.store.save_state(ACCOUNT, {"peak_equity": portfolio.peak_equity,
                                         "day_start_equity": portfolio.day_start_equity,
-                                        "day": trader.engine.current_day, "bar_time": trader.last_time})
+                                        "day": trader.engine.loop.current_day, "bar_time": trader.last_time})
         return len(new)
 

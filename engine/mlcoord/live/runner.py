@@ -25,7 +25,7 @@ import pandas as pd
 import structlog
 
 from mlcoord.results import RawResult
-from mlcoord.simulation import SimulatedSession
+from mlcoord.simulation import SimulatedSession, TradingSession
 from mlcoord.costs import FundingSeries
 from mlcoord.candles import COLUMNS, Candles
 from mlcoord.components import build_market_data
@@ -60,16 +60,14 @@ class PaperTrader:
 
     ``history`` holds each symbol's closed candles up to now (the indicators' warm-up); every
     later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
-    within a timestamp). ``engine_class``: the live trader swaps in an engine without simulated fills."""
-
-    engine_class: type = SimulatedSession
+    within a timestamp). The live trader steps the same loop on the exchange venue (:meth:`_make_engine`)."""
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
                  journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):
         if not history:
             raise ValueError("paper trading needs at least one symbol's candle history")
         self.pipeline, self.settings = pipeline, settings
-        self.engine = self.engine_class(pipeline, settings, journal or Journal(), funding=funding)
+        self.engine = self._make_engine(journal or Journal(), funding)
         self.history = {c.symbol: c for c in history}
         self.order = [c.symbol for c in history]
         series = self.engine.series_class
@@ -77,6 +75,11 @@ class PaperTrader:
         self.engine.begin([self.books[s] for s in self.order])
         self.engine.warm_up_guards([self.books[s] for s in self.order])
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
+
+    def _make_engine(self, journal: Journal, funding: Optional[Mapping[str, FundingSeries]]) -> TradingSession:
+        """The account the bars are stepped on: a simulated one here (the live trader's is on the
+        exchange venue)."""
+        return SimulatedSession(self.pipeline, self.settings, journal, funding=funding)
 
     @property
     def portfolio(self):

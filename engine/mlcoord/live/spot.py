@@ -8,7 +8,8 @@ are plain sells of the coins the plan holds. What differs from futures:
 * the stop is an exchange order, ``STOP_LOSS_LIMIT`` (trigger at the stop, limit
   ``stop_limit_offset`` below it). Binance locks the coins for it, so the take profit cannot be a
   second exchange order: the bot monitors it (a closed bar whose high reaches it: the stop is
-  cancelled and the coins sold at market, ``take_profit_monitored``). A stop limit that triggered
+  cancelled and the coins sold at market, ``take_profit_monitored``; see
+  :meth:`mlcoord.live.venue.ExchangeVenue.monitor_spot`). A stop limit that triggered
   but did not fill (the price gapped below its limit) is seen after the bar: a bar that closes
   below the stop while the plan still holds coins closes it at market (``stop_limit_not_filled``);
 * before any closing sell the stop is cancelled (it locks the coins); a sell that fails or fills
@@ -29,11 +30,10 @@ from typing import Optional, Sequence
 
 import structlog
 
-from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.broker import Broker, not_yet_supported
 from mlcoord.live.plan_orders import EPS, Tally
 from mlcoord.live.records import PlanRecord
-from mlcoord.model import OrderKind, Side
+from mlcoord.model import OrderKind
 from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.spot")
@@ -42,30 +42,6 @@ log = structlog.get_logger("mlcoord.live.spot")
 class SpotAccount(TraderParts):
     """:class:`~mlcoord.live.trader.LiveTrader` on a spot account (uses its broker, store, history
     and engine; every method but :meth:`_closable` is called on spot only)."""
-
-    def monitor_spot(self, book, i: int, position: Position) -> None:
-        """Spot, per closed bar of a held long, what no exchange order covers: the take profit and
-        the partial take profit (the stop locks the coins, so they cannot be orders too) and a
-        ``STOP_LOSS_LIMIT`` that triggered but did not fill because the price gapped below its limit
-        (the bar closed below the stop with coins still held). :meth:`_after_step` closes the
-        position at market, or sells the partial take profit's part."""
-        levels = position.levels
-        if levels is None or position.side != Side.LONG or position.quantity <= EPS:
-            return
-        if book.c[i] < levels.stop:
-            decision = position.decision
-            initial = decision.levels.stop if decision is not None and decision.levels is not None else levels.stop
-            book.exit_reason = "stop_loss" if levels.stop == initial else "trailing_stop"
-            log.warning("stop_limit_not_filled", symbol=book.symbol, stop=levels.stop, close=book.c[i],
-                        held=position.quantity, note="the bar closed below the stop: closing at market")
-            return
-        partial = levels.partial_take_profit
-        if partial is not None and levels.partial_fraction > 0 and book.h[i] >= partial:
-            self.partial_due.add(book.symbol)       # taken once per plan (the store knows)
-        if levels.take_profit is not None and book.h[i] >= levels.take_profit:
-            book.exit_reason = "take_profit"
-            log.info("take_profit_monitored", symbol=book.symbol, take_profit=levels.take_profit, high=book.h[i],
-                     note="stop cancelled, selling at market")
 
     def _release_stops(self, plan: PlanRecord, tally: Tally) -> Tally:
         """Spot: the stop locks the coins it would sell, so it is cancelled before a closing sell
@@ -119,9 +95,9 @@ class SpotAccount(TraderParts):
         marks is then the quote balance plus the coins at the last close: the real account."""
         if not self._balances:
             self._fetch_balances()
-        p = self.engine.portfolio
-        p.cash = self._balances.get(self.quote, 0.0) + sum(pos.quantity * pos.entry_price
-                                                           for pos in p.positions.values())
+        ledger = self.engine.ledger
+        ledger.set_wallet(self._balances.get(self.quote, 0.0) + sum(pos.quantity * pos.entry_price
+                                                                    for pos in ledger.positions.values()))
 
     def _sync_spot_wallet(self, reset_peak: bool) -> None:
         """:meth:`sync_wallet` on spot: the quote balance and the coins the active plans hold."""
@@ -131,11 +107,11 @@ class SpotAccount(TraderParts):
             tally = self.tally(plan)
             if tally.net > EPS:
                 held.append((plan.symbol, tally.net, tally.average))
-        p = self.engine.portfolio
+        ledger = self.engine.ledger
         quote = self._balances.get(self.quote, 0.0)
-        p.cash = quote + sum(q * average for _, q, average in held)
+        ledger.set_wallet(quote + sum(q * average for _, q, average in held))
         if reset_peak:
-            p.equity = p.peak_equity = p.day_start_equity = \
+            ledger.equity = ledger.peak_equity = ledger.day_start_equity = \
                 quote + sum(q * (self._last_close(s) or average) for s, q, average in held)
 
 

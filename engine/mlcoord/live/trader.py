@@ -1,11 +1,11 @@
 """The live order loop (USD-M futures in hedge mode, or spot): the paper trader's decisions as exchange orders.
 
-Per newly closed bar :class:`LiveTrader` runs the backtest's own per-bar code
-(:meth:`mlcoord.backtest.engine.Backtest.step`, through :class:`mlcoord.live.runner.PaperTrader`):
-same preparation, guards, exit-manager updates and entry decisions. Only the fill model is taken
-out (:class:`LiveEngine`): positions are built from the exchange's fills, which the broker records
-in the store, and are handed to the step before it runs, so the exit manager and the risk manager
-see what the account really holds.
+Per newly closed bar :class:`LiveTrader` steps the one trading loop (:class:`mlcoord.loop.TradingLoop`,
+through :class:`mlcoord.live.runner.PaperTrader`): same preparation, guards, exit-manager updates
+and entry decisions as a backtest. Its venue is the exchange (:class:`mlcoord.live.venue.ExchangeVenue`):
+the exchange's fills, which the broker records in the store, are booked in the ledger before the
+bar is stepped, so the exit manager and the risk manager see what the account really holds; the
+loop's intents become the orders below once the bar is stepped.
 
 Each entered decision becomes ONE journaled plan (:meth:`Store.save_plan`, written before any
 order): its ladder legs, stop, take profit, exchange-side trailing stop and hedge leg. Orders
@@ -32,7 +32,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 * hedge legs from the portfolio guards (futures, hedge mode): :mod:`mlcoord.live.hedge_legs`;
 * spot accounts (long plans, stop-limit orders, monitored take profit, fee-aware holdings):
   :mod:`mlcoord.live.spot`;
-* the trade-closed feedback to the plugins, with the exchange's fees: :mod:`mlcoord.live.feedback`;
+* fees as the exchange's trade list shows them: :mod:`mlcoord.live.fees` (the ledger folds trades
+  and the loop feeds them back to the plugins, as in a backtest);
 * liquidation prices, funding and positions gone from the exchange (futures):
   :mod:`mlcoord.live.futures_marks`;
 * what a restart keeps besides orders and plans (decisions, learning and guard state, the equity
@@ -45,21 +46,22 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Optional
 
 import attrs
 import numpy as np
 import structlog
 
-from mlcoord.live.stepper import Stepper
-from mlcoord.live.legacy_portfolio import Position
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
-from mlcoord.live.feedback import TradeFeedback
-from mlcoord.live.futures_marks import FuturesMarks
+from mlcoord.live.fees import ExchangeFees
+from mlcoord.live.futures_marks import FUNDING, FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
-from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, PARTIAL_TP, SEND_TRIES, STOP, TAKE_PROFIT, Tally
+from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, PARTIAL_TP, SEND_TRIES, STOP, TAKE_PROFIT, TRAILING, Tally
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
 from mlcoord.live.runner import PaperTrader
+from mlcoord.live.venue import ExchangeVenue
+from mlcoord.model import PlaceEntryPlan
+from mlcoord.simulation import TradingSession
 from mlcoord.live.spot import SpotAccount, spot_quote
 from mlcoord.live.trailing import ExchangeTrailing, exchange_trail, exchange_trails
 from mlcoord.model import Order, OrderKind, Side
@@ -67,35 +69,9 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveEngine(Stepper):
-    """The backtest's per-bar code without simulated fills: the trader supplies positions."""
-
-    trader: "LiveTrader"
-
-    def _fill_bar(self, book, i, t):
-        # what the simulated venue keeps for the exit manager: the best price since entry
-        position = self.portfolio.positions.get(book.symbol)
-        if position is not None:
-            if position.side > 0:
-                position.best_price = max(position.best_price, book.h[i])
-            else:
-                position.best_price = min(position.best_price, book.l[i])
-            if self.trader.spot:
-                self.trader.monitor_spot(book, i, position)
-
-    def _decide(self, book, i, t):
-        picked = self.trader.entry_symbols
-        if self.trader.entries_blocked or (picked is not None and book.symbol not in picked):
-            return
-        super()._decide(book, i, t)
-        if book.legs:
-            self.trader.entered.append((book.symbol, t, self.journal.decisions[-1]))
-
-
-class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFeedback, PaperTrader):
-    """The paper trader with the broker in place of the simulated fills (futures in hedge mode, or spot)."""
-
-    engine_class: type = LiveEngine
+class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
+    """The paper trader's loop on the exchange venue (:class:`~mlcoord.live.venue.ExchangeVenue`)
+    instead of the simulated one (futures in hedge mode, or spot)."""
 
     def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None,
                  reprice_after_bars: int = 0, margin_mode: str = "isolated", trailing: str = "bot"):
@@ -109,117 +85,107 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
             raise BrokerError(f"the broker trades {broker.market} but [backtest] market is "
                               f"{settings.backtest.market!r}: the engine must decide for the market it trades "
                               "(load_live_settings sets it from [exchange] market)")
-        super().__init__(pipeline, settings, history, journal)
-        self.engine.trader = self
         self.broker, self.store = broker, broker.store
         self.timeframe_ns = int(timeframe_ns)
         self.reprice_after_bars = int(reprice_after_bars)
         self.entries_blocked = False
         self.entry_symbols: Optional[set] = None     # the scanner's pick (None: every symbol)
-        self.entered: list = []
-        self.partial_due: set[str] = set()            # spot: symbols whose partial take profit was reached
-        self._positions: dict[str, Position] = {}     # plan id -> the Position the exit manager sees
-        self._decisions: dict[str, Any] = {}          # plan id -> Decision (this session's only)
-        self._hedges: dict[str, Position] = {}        # plan id -> its hedge leg, as guards and equity see it
         self.margin_mode = margin_mode
         self.trailing = trailing
         self.spot = broker.market == "spot"
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
+        self.last_time = -1
+        super().__init__(pipeline, settings, history, journal)
+        self.venue: ExchangeVenue = self.engine.venue
+        self.venue.loop = self.engine.loop
+        self.engine.loop.may_enter = self._may_enter
+        self.engine.ledger.on_closed.append(self._trade_fed_back)
         self.quote = spot_quote(broker, list(self.history)) if self.spot else "USDT"
+        self._synced = False
+        self._resume()
+
+    def _make_engine(self, journal, funding) -> TradingSession:
+        return TradingSession(self.pipeline, self.settings, lambda costs, ledger: ExchangeVenue(self, ledger),
+                              journal, funding)
+
+    def _may_enter(self, symbol: str) -> bool:
+        return not self.entries_blocked and (self.entry_symbols is None or symbol in self.entry_symbols)
+
+    def _resume(self) -> None:
+        """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
+        stored fills (no exchange call: the first cycle refreshes them), their levels handed to
+        the loop, the funding they paid carried over."""
+        paid = (self.store.load_state(FUNDING) or {}).get("paid") or {}
+        for plan in self.store.active_plans():
+            if plan.symbol not in self.books:
+                continue
+            self.venue.expect(plan, None)
+            self.engine.loop.resume_position(plan.symbol, plan.levels)
+            self.venue.book(plan, self.tally(plan))
+            if paid.get(plan.plan_id):
+                self.venue.book_funding(plan.symbol, float(paid[plan.plan_id]))
+
+    def _trade_fed_back(self, trade, position) -> None:
+        log.info("trade_feedback", plan=self.venue.live_plan_id(position), symbol=trade.symbol, hedge=trade.hedge,
+                 exit_reason=trade.exit_reason, pnl=round(trade.pnl, 8), entry=trade.entry_price,
+                 exit=trade.exit_price, quantity=trade.quantity,
+                 decision="this session" if position.decision is not None else (
+                     "stored" if self.venue.stored_decision(position) else "unknown"))
+
+    @property
+    def ledger(self):
+        """The account as the ledger folds it from the exchange's fills."""
+        return self.engine.ledger
 
     # -- the bar -------------------------------------------------------------------------------
     def _step(self, t, fresh) -> None:
-        self.sync_positions()
-        self.entered = []
-        super()._step(t, fresh)
-        self._after_step(t)
-
-    def sync_positions(self) -> None:
-        """Positions from the exchange's fills (refreshed by the broker) into the engine's portfolio;
-        a symbol with a working plan is busy (no new decision), as in the backtest."""
-        portfolio = self.engine.portfolio
-        plans = {p.symbol: p for p in self.store.active_plans()}
-        for sym, book in self.books.items():
-            plan = plans.get(sym)
-            tally = self.tally(plan, refresh=True) if plan is not None else None
-            if plan is None or tally is None or tally.net <= EPS:
-                portfolio.positions.pop(sym, None)
-            else:
-                position = self._positions.get(plan.plan_id)
-                if position is None:
-                    position = Position(sym, plan.side, len(self.history[sym]), self.last_time,
-                                        decision=self._decisions.get(plan.plan_id), levels=plan.levels,
-                                        entries_planned=len(plan.entry.legs))
-                    position.best_price = tally.average
-                    self._positions[plan.plan_id] = position
-                position.quantity, position.entry_price = tally.net, tally.average
-                position.entries_filled = sum(1 for r in tally.orders
-                                              if r.order.tag.startswith(ENTRY) and r.filled_quantity > 0)
-                portfolio.positions[sym] = position
-            self._sync_hedge(sym, plan, tally)
-            book.legs = list(tally.live(ENTRY)) if tally is not None else []
+        """The exchange's fills booked first (once per cycle unless orders went out since), then
+        the loop's bar, then its intents as orders."""
+        if not self._synced:
+            self.venue.sync()
         if self.spot:
             self._spot_cash()
+        super()._step(t, fresh)
+        self.venue.execute()
+        self._synced = False
 
-    def _after_step(self, t: int) -> None:
-        plans = {p.symbol: p for p in self.store.active_plans()}
-        for sym, position in list(self.engine.portfolio.positions.items()):
-            plan = plans.get(sym)
-            if plan is None or position.levels is None:
-                continue
-            levels = position.levels
-            if exchange_trails(plan):    # the exchange trails: the stop order stays at the initial stop
-                levels = attrs.evolve(plan.levels, take_profit=levels.take_profit)
-            if levels != plan.levels:
-                log.info("exit_levels_moved", plan=plan.plan_id, stop=levels.stop,
-                         previous_stop=plan.levels.stop, take_profit=levels.take_profit)
-                self.store.save_plan(attrs.evolve(plan, levels=levels, updated_at=t))
-        for sym, t_decided, decision in self.entered:
-            self._open_plan(sym, t_decided, decision)
-        for sym, book in self.books.items():
-            if book.hedge_close or book.hedge_open:
-                plan = plans.get(sym)
-                plan = self.store.plan(plan.plan_id) if plan is not None else None    # levels saved above
-                if plan is not None and book.hedge_close:
-                    self._release_hedge(plan, book.hedge_close)
-                elif plan is not None and book.hedge_open:
-                    self._want_hedge(plan, book.hedge_open)
-                book.hedge_open, book.hedge_close = 0.0, None
-            if book.exit_reason:
-                plan = plans.get(sym)
-                if plan is not None:
-                    self.flatten(plan, book.exit_reason)
-                book.exit_reason = None
-                book.partial_close = None
-                self.partial_due.discard(sym)
-            if book.partial_close:
-                plan = plans.get(sym)
-                if plan is not None:
-                    self.close_part(plan, *book.partial_close)
-                book.partial_close = None
-            if sym in self.partial_due:
-                self.partial_due.discard(sym)
-                plan = plans.get(sym)
-                current = self.store.plan(plan.plan_id) if plan is not None else None
-                if current is not None:
-                    self.take_partial(current)
-
-    def _open_plan(self, symbol: str, t: int, decision) -> None:
+    def open_plan(self, intent: PlaceEntryPlan) -> None:
+        """An entered decision as ONE journaled plan (written before any of its orders)."""
+        symbol, t, decision = intent.symbol, intent.time, intent.decision
+        entry, levels, sizing = decision.plan, decision.levels, decision.sizing
+        assert entry is not None and levels is not None and sizing is not None, "an entered decision has all three"
         plan_id = self.broker.client_id(symbol, t, "plan")
         if self.store.plan(plan_id) is not None:
             return
-        if self.spot and decision.plan.side != Side.LONG:     # the pipeline never enters one; never send it
+        if self.spot and entry.side != Side.LONG:     # the pipeline never enters one; never send it
             log.error("short_plan_on_spot_refused", symbol=symbol, time=t)
             return
-        trailing = exchange_trail(symbol, decision.levels, decision.plan) if self.trailing == "exchange" else None
-        plan = PlanRecord(plan_id, symbol, t, float(decision.sizing.quantity), decision.plan, decision.levels,
-                          trailing=trailing, updated_at=t)
+        trailing = exchange_trail(symbol, levels, entry) if self.trailing == "exchange" else None
+        plan = PlanRecord(plan_id, symbol, t, float(sizing.quantity), entry, levels, trailing=trailing, updated_at=t)
         self.store.save_plan(plan)            # journaled before any of its orders
-        self._decisions[plan_id] = decision
+        self.venue.expect(plan, decision)
         log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
                  legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
         self.manage(plan)
+
+    def move_levels(self, plan: PlanRecord, levels) -> None:
+        """The exit manager moved the plan's levels: journaled; :meth:`manage` moves the orders."""
+        if exchange_trails(plan):    # the exchange trails: the stop order stays at the initial stop
+            levels = attrs.evolve(plan.levels, take_profit=levels.take_profit)
+        if levels != plan.levels:
+            log.info("exit_levels_moved", plan=plan.plan_id, stop=levels.stop, previous_stop=plan.levels.stop,
+                     take_profit=levels.take_profit)
+            self.store.save_plan(attrs.evolve(plan, levels=levels, updated_at=max(self.last_time, plan.updated_at)))
+
+    def cancel_entries(self, plan: PlanRecord, reason: str) -> None:
+        """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet)."""
+        tally = self.tally(plan, refresh=True)
+        for r in tally.live(ENTRY):
+            self.broker.cancel(r)
+        tally = self.tally(plan)
+        if tally.net <= EPS and not tally.live(ENTRY):
+            self._close_plan(plan, tally, reason)
 
     # -- plans ---------------------------------------------------------------------------------
     def plan_orders(self, plan_id: str) -> list[OrderRecord]:
@@ -253,6 +219,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
     def manage_all(self) -> None:
         for plan in self.store.active_plans():
             self.manage(plan)
+        self._synced = False
 
     def manage(self, plan: PlanRecord) -> None:
         """Bring one plan's orders in line with the plan and the exchange (idempotent)."""
@@ -302,7 +269,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         backtest takes it: once, ``partial_fraction`` of what is held. Futures: a
         TAKE_PROFIT_MARKET for that part, resized while the ladder fills; once it fills, the stop
         and take profit are resized to the rest by the next :meth:`manage`. Spot: monitored by the
-        bot (:meth:`SpotAccount.monitor_spot`)."""
+        bot (:meth:`~mlcoord.live.venue.ExchangeVenue.monitor_spot`)."""
         levels = plan.levels
         if self.spot or levels.partial_take_profit is None or levels.partial_fraction <= 0 or tally.partial_taken:
             return
@@ -435,6 +402,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
             log.info("partial_close_skipped", plan=plan.plan_id, reason=reason, held=tally.net, fraction=fraction)
             return
         tag = f"{CLOSE}:part"
+        self.venue.note_reason(plan, tag, reason)
         attempt = self._next_attempt(plan, tag)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
         log.info("plan_partial_close", plan=plan.plan_id, reason=reason, quantity=qty, held=tally.net)
@@ -452,6 +420,8 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
         for r in tally.live(ENTRY):
             self.broker.cancel(r)
         tally = self.tally(plan)
+        reason = self._exit_reason(plan, tally, reason)
+        self.venue.note_reason(plan, CLOSE, reason)
         if self.spot:
             tally = self._release_stops(plan, tally)
         for _ in range(SEND_TRIES):
@@ -481,16 +451,26 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
     def _close_plan(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         status = PlanStatus.CLOSED if tally.entered > EPS else PlanStatus.CANCELLED
         self.store.save_plan(attrs.evolve(plan, status=status, updated_at=max(self.last_time, plan.updated_at)))
-        self._positions.pop(plan.plan_id, None)
         self._balance_seen.pop(plan.plan_id, None)
         log.info("plan_closed", plan=plan.plan_id, status=status.value, reason=reason, entered=tally.entered,
                  exited=tally.exited)
-        if status == PlanStatus.CLOSED:
-            self._trade_closed(plan, tally, reason)
+        self.venue.plan_closed(plan, tally, reason)
+
+    def _exit_reason(self, plan: PlanRecord, tally: Tally, reason: str) -> str:
+        """Why a plan closes, in the backtest's words when one of its exit orders filled (the rest of
+        a stopped-out position closes as a stop loss); else the reason the bot closes it for."""
+        for r in tally.orders:
+            if r.order.reduce_only and not r.order.hedge and r.filled_quantity > 0 and \
+                    r.order.tag in (STOP, TAKE_PROFIT, TRAILING):
+                return self.venue.exit_reason(plan, r)
+        return reason
 
     # -- the account ---------------------------------------------------------------------------
     def sync_wallet(self, reset_peak: bool = False) -> None:
-        """The engine's cash from the futures wallet (risk sizing and drawdown guards see it)."""
+        """The ledger's cash from the futures wallet (risk sizing and drawdown guards see it). The
+        exchange's fills are booked first, so none is counted in the wallet and again as a fill."""
+        self.venue.sync()
+        self._synced = True
         if self.spot:
             return self._sync_spot_wallet(reset_peak)
         balance = self.broker.call(self.broker.exchange.fetch_balance, "fetch_balance")
@@ -500,7 +480,4 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, TradeFe
             wallet = (balance.get("total") or {}).get("USDT")
         if wallet is None:
             return
-        p = self.engine.portfolio
-        p.cash = float(wallet)
-        if reset_peak:
-            p.equity = p.peak_equity = p.day_start_equity = p.cash
+        self.engine.ledger.set_wallet(float(wallet), reset_peak=reset_peak)

@@ -1,14 +1,14 @@
 """What the live trader's mixins share, declared once for the type checker.
 
 :class:`mlcoord.live.trader.LiveTrader` is assembled from mixins (spot accounts, hedge legs,
-exchange trailing, futures marks, trade feedback); each uses attributes and helpers the trader
+exchange trailing, futures marks, exchange fees); each uses attributes and helpers the trader
 itself sets or defines. This base says what they are, so each mixin is checked on its own.
 Nothing here runs: the attributes are annotations and the methods exist for type checking only.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:
     from mlcoord.live.broker import Broker
@@ -21,21 +21,18 @@ if TYPE_CHECKING:
 class TraderParts:
     broker: "Broker"
     store: "Store"
-    engine: Any                 # the live stepper (mlcoord.live.stepper.Stepper subclass)
+    engine: Any                 # the session: loop, ledger and venue (mlcoord.simulation.TradingSession)
+    venue: Any                  # mlcoord.live.venue.ExchangeVenue
     settings: Any
     pipeline: Any
     history: Any                # symbol -> Candles
-    books: Any                  # symbol -> the stepper's Book
+    books: Any                  # symbol -> its prepared series (mlcoord.loop.SymbolSeries)
     last_time: int
     timeframe_ns: int
     spot: bool
     quote: str
     margin_mode: str
     trailing: str
-    partial_due: set[str]
-    _positions: dict[str, Any]
-    _hedges: dict[str, Any]
-    _decisions: dict[str, Any]
     _balances: dict[str, float]
     _balance_seen: dict[str, tuple]
 
@@ -47,3 +44,5 @@ class TraderParts:
         def _finish(self, plan: "PlanRecord", tally: "Tally", reason: str) -> None: ...
         def _close_plan(self, plan: "PlanRecord", tally: "Tally", reason: str) -> None: ...
         def funding_paid(self, plan: "PlanRecord") -> float: ...
+        def _last_close(self, symbol: str, default: Optional[float] = None) -> Optional[float]: ...
+        def exchange_fees(self, plan: "PlanRecord", filled: Sequence["OrderRecord"]) -> Optional[float]: ...

@@ -84,7 +84,7 @@ class ExchangeTrailing(TraderParts):
             if tried[-1].order.price is None:
                 return tried[-1]
             activation = None
-        position = self._positions.get(plan.plan_id)
+        position = self.engine.ledger.positions.get(plan.symbol)
         best = position.best_price if position is not None and position.best_price else None
         if activation is not None and best is not None and (best - activation) * plan.side >= 0:
             activation = None
