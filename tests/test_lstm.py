@@ -112,6 +112,29 @@ def test_batched_equals_single_window_and_vote(tiny_model):
         assert vote.reasons[0].startswith("LSTM(16 bars): P(up 0.2%/24 bars)=")
 
 
+@pytest.mark.parametrize("kind", ["lstm", "attention"])
+def test_a_bars_probabilities_do_not_depend_on_its_batch(kind):
+    """Bit for bit: a live session asks about its newest bar alone, a backtest about thousands of
+    bars at once; both must see the same numbers (regression: a single window took another BLAS
+    path and differed in the last bit, which broke paper-backtest parity). The shipped models."""
+    from mlcoord.backtest.run import bundled_path
+    from mlcoord.candles import load_candles
+    from mlcoord.components import build_market_data
+    from mlcoord_attention import Attention, AttentionOptions
+
+    c = load_candles(bundled_path("BTC/USDT"), symbol="BTC/USDT")
+    data = build_market_data(c.slice(20000, 21500))
+    component = Lstm(LstmOptions()) if kind == "lstm" else Attention(AttentionOptions())
+    voter = component.prepare(data)
+    model = component.load_model(data.event)
+    bars = np.arange(1000, 1300)
+    together = model.predict(voter.matrix, bars)[0]
+    for k, i in enumerate(bars[::7]):
+        for batch in ([i], [i, i + 1], [i, i + 1, i + 2]):
+            alone = model.predict(voter.matrix, np.array(batch))[0][0]
+            assert np.array_equal(alone, together[7 * k]), (kind, i, len(batch))
+
+
 def test_artifact_round_trip(tiny_model, tmp_path):
     data, path, _ = tiny_model
     a = Lstm(LstmOptions(**TINY, model_path=str(path))).prepare(data).probabilities()

@@ -118,8 +118,22 @@ class Candles:
         return Candles(self.symbol, self.timeframe, frame, gaps, self.repairs)
 
     def slice(self, start: int | None, stop: int | None) -> Candles:
-        """Bars ``[start:stop]`` by position (Python slice rules); ``slice(0, k + 1)`` is all bar k's close may see."""
-        return self._subset(self.frame.iloc[start:stop])
+        """Bars ``[start:stop]`` by position (Python slice rules); ``slice(0, k + 1)`` is all bar k's close may see.
+
+        Bars of checked candles need no second check: the arrays are read-only views of these."""
+        frame = self.frame.iloc[start:stop]
+        if frame.empty:
+            return self._subset(frame)
+        part = slice(start, stop)
+        lo, hi = frame.index[0], frame.index[-1]
+        sub = object.__new__(Candles)
+        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe), ("frame", frame),
+                            ("gaps", tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)),
+                            ("repairs", self.repairs), ("time", self.time[part]), ("open", self.open[part]),
+                            ("high", self.high[part]), ("low", self.low[part]), ("close", self.close[part]),
+                            ("volume", self.volume[part])):
+            object.__setattr__(sub, name, value)
+        return sub
 
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""

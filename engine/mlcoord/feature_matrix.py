@@ -17,8 +17,25 @@ FEATURES = (
 )
 
 
+#: the latest (inputs, matrix): the LSTM and the attention model read the same bars' matrix, which
+#: is computed once (arrays compared by identity; read-only arrays, so identity means same values)
+_LAST: list = []
+
+
 def feature_matrix(open_, high, low, close, volume) -> np.ndarray:
-    """``(n_bars, len(FEATURES))`` float32; warm-up NaNs are replaced by 0 (the neutral value)."""
+    """``(n_bars, len(FEATURES))`` float32 (read-only); warm-up NaNs are replaced by 0 (the
+    neutral value)."""
+    inputs = (open_, high, low, close, volume)
+    if _LAST and all(a is b for a, b in zip(_LAST[0], inputs)) and \
+            all(isinstance(a, np.ndarray) and not a.flags.writeable for a in inputs):
+        return _LAST[1]
+    out = _feature_matrix(open_, high, low, close, volume)
+    out.flags.writeable = False
+    _LAST[:] = [inputs, out]
+    return out
+
+
+def _feature_matrix(open_, high, low, close, volume) -> np.ndarray:
     c = np.asarray(close, dtype=float)
     h, l, v = (np.asarray(a, dtype=float) for a in (high, low, volume))
     logc = np.log(c)

@@ -17,6 +17,9 @@ Conventions:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
@@ -78,8 +81,34 @@ def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
     return out
 
 
+#: recent smoothings by input bytes: the signal source, the timeframe views, the learned models'
+#: features and the exits smooth many of the same series (27 distinct of 58 per live bar)
+_EWM_MEMO: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
+_EWM_MEMO_SIZE, _EWM_MEMO_MAX_BARS = 96, 50_000
+_EWM_LOCK = threading.Lock()
+
+
 def _seeded_ewm(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
-    """Exponential smoothing seeded with the mean of the first ``n`` values after leading NaNs."""
+    """Exponential smoothing seeded with the mean of the first ``n`` values after leading NaNs
+    (a pure function of its inputs, so a recent identical call's result is reused; a copy is
+    returned, callers may write to it)."""
+    if len(x) > _EWM_MEMO_MAX_BARS:
+        return _seeded_ewm_of(x, n, alpha)
+    key = (n, alpha, x.dtype.str, x.tobytes())
+    with _EWM_LOCK:
+        found = _EWM_MEMO.get(key)
+        if found is not None:
+            _EWM_MEMO.move_to_end(key)
+            return found.copy()
+    found = _seeded_ewm_of(x, n, alpha)
+    with _EWM_LOCK:
+        _EWM_MEMO[key] = found
+        while len(_EWM_MEMO) > _EWM_MEMO_SIZE:
+            _EWM_MEMO.popitem(last=False)
+    return found.copy()
+
+
+def _seeded_ewm_of(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
     out = np.full(len(x), np.nan)
     valid = np.flatnonzero(~np.isnan(x))
     if valid.size == 0 or valid[0] + n > len(x):

@@ -59,25 +59,37 @@ class Venue(Protocol):
 
 
 class SymbolSeries:
-    """One symbol's prepared series as Python lists (fast scalar access) and its pending learning."""
+    """One symbol's bars as Python lists (fast scalar access), its prepared series and its pending
+    learning. Bar indices count from the series' first bar and never change; ``prepared`` may
+    cover only the latest bars (a live session prepares a bounded window): its bar ``k`` is the
+    series' bar ``offset + k``."""
 
-    __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "pending", "next_due")
+    __slots__ = ("prepared", "symbol", "t", "o", "h", "l", "c", "action", "pending", "next_due", "offset")
 
     def __init__(self, prepared: PreparedSymbol):
         self.prepared = prepared
         self.symbol = prepared.data.candles.symbol
         self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
         self.next_due = 1 << 62
+        self.t: list = []
+        self.o: list = []
+        self.h: list = []
+        self.l: list = []
+        self.c: list = []
+        self.action: list = []
+        self.offset = 0
         self.load(prepared)
 
-    def load(self, prepared: PreparedSymbol) -> None:
-        """Point at ``prepared`` (a longer, re-prepared series in a paper session)."""
+    def load(self, prepared: PreparedSymbol, offset: int = 0) -> None:
+        """Point at ``prepared``, whose bars are the series' bars from ``offset`` on (earlier bars
+        are kept; later ones are replaced or added)."""
+        if offset > len(self.t):
+            raise ValueError(f"{self.symbol}: prepared bars start at {offset}, the series has {len(self.t)}")
         candles = prepared.data.candles
-        self.prepared = prepared
-        self.t = candles.time.tolist()
-        self.o, self.h, self.l, self.c = (candles.open.tolist(), candles.high.tolist(),
-                                          candles.low.tolist(), candles.close.tolist())
-        self.action = prepared.action.tolist()
+        self.prepared, self.offset = prepared, offset
+        for mine, theirs in ((self.t, candles.time), (self.o, candles.open), (self.h, candles.high),
+                             (self.l, candles.low), (self.c, candles.close), (self.action, prepared.action)):
+            mine[offset:] = theirs.tolist()
 
 
 def replay_flat_bars(series: Sequence, until: Optional[int], account, view, guards, errors) -> int:
@@ -368,7 +380,7 @@ class TradingLoop:
             if position is not None:
                 old = self.levels.get(sym)
                 if old is not None:
-                    new = pipeline.update_levels(s.prepared, i, self.views[(sym, False)], old)
+                    new = pipeline.update_levels(s.prepared, i - s.offset, self.views[(sym, False)], old)
                     if isinstance(new, PositionExit):
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
                     elif new is not old:
@@ -390,7 +402,7 @@ class TradingLoop:
 
     # -- entries ---------------------------------------------------------------------------
     def _decide(self, s: SymbolSeries, i: int, t: int) -> Optional[Decision]:
-        decision = self.pipeline.decide(s.prepared, i, self.portfolio, time=t, leverage=self.leverage,
+        decision = self.pipeline.decide(s.prepared, i - s.offset, self.portfolio, time=t, leverage=self.leverage,
                                         fee_rate=self.fee_rate, slippage=self.slippage)
         self.journal.record(decision)
         if self.learning:

@@ -152,9 +152,12 @@ class Model:
         extras: list[Optional[np.ndarray]] = []
         for a in range(0, len(index), chunk):
             x = _windows_from(rows, index[a:a + chunk] - lo, self.window, lo)
+            n = len(x)
+            if n < MIN_BATCH:     # BLAS takes other paths for 1-4 rows: pad, so a bar's number
+                x = np.concatenate([x, np.repeat(x[-1:], MIN_BATCH - n, axis=0)])   # never depends on its batch
             p, extra = forward(self.weights, x)
-            probs.append(p)
-            extras.append(extra)
+            probs.append(p[:n])
+            extras.append(None if extra is None else extra[:n])
         extra = None if extras[0] is None else np.concatenate([e for e in extras if e is not None])
         return np.concatenate(probs), extra
 
@@ -391,6 +394,9 @@ def _progress_bar(total: int, desc: str):
 # -- the model voter shared by the lstm and attention plugins ------------------------------------
 
 _NS_PER_DAY = 86_400 * 10**9
+#: the fewest windows one forward pass takes (smaller batches are padded): numpy's matrix products
+#: give a row the same bits in any batch of at least this many rows, not in batches of 1-4
+MIN_BATCH = 8
 LAZY_BLOCK = 256        # windows computed together when vote() meets an uncomputed bar (one batch ~ 7 ms)
 log = structlog.get_logger("mlcoord.nn")
 

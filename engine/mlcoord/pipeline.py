@@ -283,7 +283,10 @@ class Pipeline:
         self._bar_times: dict[str, np.ndarray] = {}
 
     # -- prepare once per series --------------------------------------------------------
-    def prepare(self, data: MarketData) -> PreparedSymbol:
+    def prepare(self, data: MarketData, since: Optional[int] = None) -> PreparedSymbol:
+        """Every component's series for ``data``. ``since``: only bars from this index on will be
+        asked about (a live session's newest bars), so the ML components need compute no earlier
+        vote; every bar stays askable (votes are computed on demand)."""
         n = len(data)
         self._bar_times[data.symbol] = data.candles.time
         sources = []
@@ -296,7 +299,10 @@ class Pipeline:
             log.error("no_signal_source_left", symbol=data.symbol, note="every bar is HOLD")
         action, confidence = combine_sources(sources, n)
         voters = []
-        focused = attrs.evolve(data, focus=np.flatnonzero(action)) if self.components.ml_components else data
+        focus = np.flatnonzero(action)
+        if since is not None:
+            focus = focus[focus >= since]
+        focused = attrs.evolve(data, focus=focus) if self.components.ml_components else data
         for b in self.components.ml_components:
             try:
                 voters.append((b.name, b.obj.prepare(focused)))
@@ -502,9 +508,9 @@ class Pipeline:
 
     def _note_learned(self, symbol: str, index: int, decided_at: int) -> None:
         """The outcome's last price is bar ``index + horizon``: the learners now know up to it."""
-        times = self._bar_times.get(symbol)
-        k = index + self.event.horizon
-        until = int(times[k]) if times is not None and k < len(times) else int(decided_at)
+        times = self._bar_times.get(symbol)      # the latest prepared bars (a live window, maybe)
+        k = int(np.searchsorted(times, decided_at)) + self.event.horizon if times is not None else -1
+        until = int(times[k]) if times is not None and 0 <= k < len(times) else int(decided_at)
         self.learned_until = until if self.learned_until is None else max(self.learned_until, until)
 
     def trained_until(self) -> Optional[int]:

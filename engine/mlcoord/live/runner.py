@@ -1,18 +1,17 @@
 """Paper and live trading loops: the backtest's pipeline on candles as they close.
 
-Paper trading *is* the backtest, driven bar by bar: :class:`PaperTrader` keeps each symbol's closed
-candles since the session start (the warm-up history included), re-runs ``Pipeline.prepare`` on
-them when a bar closes (every ``prepare`` is causal, so bar ``i`` sees exactly what the backtest's
-bar ``i`` saw) and hands the bar to :meth:`mlcoord.backtest.engine.Backtest.step`, the very code the
-backtest loop runs: same fills (:mod:`mlcoord.costs`), same guards, same DCA ladders, same
-exit updates. ``tests/test_paper_parity.py`` proves the two agree fill for fill.
+Paper trading *is* the backtest's loop, driven bar by bar: :class:`PaperTrader` keeps each
+symbol's closed candles, re-prepares the latest ones when a bar closes (every ``prepare`` is
+causal, so bar ``i`` sees what the backtest's bar ``i`` saw) and steps the trading loop
+(:class:`mlcoord.loop.TradingLoop`) on the simulated venue: same fills (:mod:`mlcoord.simulated`),
+same guards, same DCA ladders, same exit updates. ``tests/test_paper_parity.py`` proves the two
+agree fill for fill.
 
-The history grows for the whole session (no rolling cut-off: cutting it would change EMA-style
-indicators and break parity). A year of 1h bars costs milliseconds to prepare per bar; restart a
-session after months to trim it.
+A cycle's cost is bounded by ``[live] prepare_bars`` (the window re-prepared per bar; the ML
+components compute only the newest bar's votes); ``tests/test_live_window.py`` shows the window
+leaves the default pipeline's decisions unchanged on a history five times its length.
 
-:class:`LiveTrader` (see :mod:`mlcoord.live.trader`) runs the same decisions against an exchange
-through :class:`mlcoord.live.broker.Broker`.
+:class:`LiveTrader` (see :mod:`mlcoord.live.trader`) steps the same loop on the exchange venue.
 """
 
 from __future__ import annotations
@@ -38,11 +37,6 @@ from mlcoord.pipeline import Pipeline, PreparedSymbol
 log = structlog.get_logger("mlcoord.live.runner")
 
 
-def prepare_symbol(pipeline: Pipeline, settings: Settings, candles: Candles) -> PreparedSymbol:
-    """``Pipeline.prepare`` on ``candles`` exactly as :func:`mlcoord.backtest.run.run_backtest` calls it."""
-    return pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes, event=settings.learning.event))
-
-
 def append_bars(history: Candles, newer: Candles) -> Candles:
     """``history`` followed by the bars of ``newer`` that are after its last bar."""
     if len(history) and len(newer):
@@ -56,22 +50,33 @@ def append_bars(history: Candles, newer: Candles) -> Candles:
 
 
 class PaperTrader:
-    """The backtest engine, stepped as bars close, with the backtest's simulated fills.
+    """The trading loop on a simulated account, stepped as bars close.
 
     ``history`` holds each symbol's closed candles up to now (the indicators' warm-up); every
     later bar goes through :meth:`on_candles`. Symbols keep the order given (the backtest's order
-    within a timestamp). The live trader steps the same loop on the exchange venue (:meth:`_make_engine`)."""
+    within a timestamp). The live trader steps the same loop on the exchange venue
+    (:meth:`_make_engine`).
+
+    ``prepare_bars`` bounds a cycle's cost: each new bar re-prepares only the latest
+    ``prepare_bars`` bars (None: the whole history, as a backtest does). Indicators with an
+    infinite memory (EMAs, Wilder's ATR and RSI) then start from the window's first bar instead of
+    the data's; past a few hundred of their periods the difference is below float noise (see
+    ``tests/test_live_window.py`` for the decisions it leaves unchanged)."""
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
-                 journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None):
+                 journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None,
+                 *, prepare_bars: Optional[int] = None):
         if not history:
             raise ValueError("paper trading needs at least one symbol's candle history")
+        if prepare_bars is not None and prepare_bars < 2:
+            raise ValueError(f"prepare_bars must be at least 2 (or None: the whole history), got {prepare_bars!r}")
         self.pipeline, self.settings = pipeline, settings
+        self.prepare_bars = prepare_bars
         self.engine = self._make_engine(journal or Journal(), funding)
-        self.history = {c.symbol: c for c in history}
+        self.history = {c.symbol: self._kept(c) for c in history}
         self.order = [c.symbol for c in history]
         series = self.engine.series_class
-        self.books = {c.symbol: series(prepare_symbol(pipeline, settings, c)) for c in history}
+        self.books = {c.symbol: series(self._prepare(c.symbol, None)) for c in history}
         self.engine.begin([self.books[s] for s in self.order])
         self.engine.warm_up_guards([self.books[s] for s in self.order])
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
@@ -80,6 +85,33 @@ class PaperTrader:
         """The account the bars are stepped on: a simulated one here (the live trader's is on the
         exchange venue)."""
         return SimulatedSession(self.pipeline, self.settings, journal, funding=funding)
+
+    def _kept(self, candles: Candles) -> Candles:
+        """The bars worth keeping: with a window, the latest ``prepare_bars`` (once it is a quarter
+        over, so appending stays cheap); else all."""
+        w = self.prepare_bars
+        if w is not None and len(candles) > w + w // 4:
+            return candles.slice(len(candles) - w, None)
+        return candles
+
+    def _prepare(self, symbol: str, since: Optional[int]) -> PreparedSymbol:
+        """``Pipeline.prepare`` on the symbol's latest bars (the window), asked about from ``since``
+        bars before its end on (None: every bar)."""
+        candles = self.history[symbol]
+        w = self.prepare_bars
+        if w is not None and len(candles) > w:
+            candles = candles.slice(len(candles) - w, None)
+        data = build_market_data(candles, self.settings.data.higher_timeframes, event=self.settings.learning.event)
+        return self.pipeline.prepare(data, since=None if since is None else len(candles) - since)
+
+    def _reload(self, symbol: str, added: int, since: Optional[int]) -> int:
+        """``added`` bars joined the symbol's history: its series re-pointed at the re-prepared
+        window (bar indices unchanged); returns the index of its newest bar."""
+        book = self.books[symbol]
+        prepared = self._prepare(symbol, since)
+        total = len(book.t) + added
+        book.load(prepared, total - len(prepared.data))
+        return total - 1
 
     @property
     def portfolio(self):
@@ -111,14 +143,19 @@ class PaperTrader:
         if sym in self.history:
             if not len(upto):
                 return
-            history = self.history[sym] = append_bars(self.history[sym], upto)
-            self.books[sym].load(prepare_symbol(self.pipeline, self.settings, history))
+            before = self.history[sym]
+            grown = append_bars(before, upto)
+            added = len(grown) - len(before)
+            if not added:
+                return
+            self.history[sym] = self._kept(grown)
+            self._reload(sym, added, None)
             return
         if not len(upto):
             upto = candles.slice(0, 1)   # a listing younger than the session: its first bar starts it
-        self.history[sym] = upto
+        self.history[sym] = self._kept(upto)
         self.order.append(sym)
-        book = self.books[sym] = self.engine.series_class(prepare_symbol(self.pipeline, self.settings, upto))
+        book = self.books[sym] = self.engine.series_class(self._prepare(sym, None))
         self.engine.add_series(book)
 
     def _step(self, t: int, fresh: Mapping[str, Candles]) -> None:
@@ -130,10 +167,8 @@ class PaperTrader:
             j = int(np.searchsorted(c.time, t))
             if j >= len(c) or int(c.time[j]) != t:
                 continue
-            history = self.history[sym] = append_bars(self.history[sym], c.slice(j, j + 1))
-            book = self.books[sym]
-            book.load(prepare_symbol(self.pipeline, self.settings, history))
-            slot.append((book, len(history) - 1))
+            self.history[sym] = self._kept(append_bars(self.history[sym], c.slice(j, j + 1)))
+            slot.append((self.books[sym], self._reload(sym, 1, 1)))
         self.engine.step(t, slot)
         self.last_time = t
 
@@ -149,6 +184,8 @@ class PaperTrader:
 class LiveLoopOptions(LiveOptions):
     """``[live]`` options of the order loop on top of :class:`~mlcoord.live.supervisor.LiveOptions`.
 
+    ``prepare_bars`` (5000; 0 = the whole history): the latest bars re-prepared per new bar,
+    which bounds a cycle's cost (see :class:`PaperTrader`).
     ``reprice_after_bars`` (0 = off): an unfilled DCA limit leg older than this many bars (and not
     expired) is cancelled and placed again at the plan's offset from the current close.
     ``scan`` (False): the market scanner picks the traded symbols every cycle (``[live.scanner]``:
@@ -159,6 +196,8 @@ class LiveLoopOptions(LiveOptions):
     stop and a ``TRAILING_STOP_MARKET`` trails on the exchange, at the exit manager's trailing
     distance (as a percent of price, within the exchange's 0.1-10 %) from its activation price."""
 
+    prepare_bars: int = attrs.field(default=5000, validator=attrs.validators.or_(
+        attrs.validators.in_((0,)), attrs.validators.ge(500)))
     reprice_after_bars: int = attrs.field(default=0, validator=attrs.validators.ge(0))
     scan: bool = False
     scanner: ScannerOptions = ScannerOptions()
@@ -234,7 +273,8 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     symbols, ccxt_symbols = market_symbols(settings)
     health.call(exchange.load_markets, what="load_markets")
     history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
-    trader = PaperTrader(build_pipeline(settings, plugins), settings, history)
+    trader = PaperTrader(build_pipeline(settings, plugins), settings, history,
+                         prepare_bars=getattr(options, "prepare_bars", 0) or None)
     log.info("paper_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history])
     done = 0
     while cycles is None or done < cycles:

@@ -28,7 +28,7 @@ log = structlog.get_logger("mlcoord.live.session")
 
 
 def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
-             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None) -> LiveTrader:
+             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None, history=None) -> LiveTrader:
     """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures in hedge mode,
     or spot: ``[exchange] market``).
 
@@ -40,7 +40,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     (default ``clock``). With ``[live] scan = true`` the scanner picks the symbols every cycle
     (``make_exchange`` builds its ccxt instances; default: ``exchange`` itself); symbols with an
     active plan stay in the loop (bars, exit updates, stops) until the plan closes, without new
-    entries."""
+    entries. ``history``: closed candles per symbol already at hand (e.g. from the data store,
+    named as configured) instead of the last ``history_bars`` fetched at start."""
     from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.reconcile import reconcile
     from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
@@ -72,12 +73,20 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         symbols, ccxt_symbols = market_symbols(settings)
     broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
     found = reconcile(broker, symbols, options.unknown_orders)
-    history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
+    if history is None:
+        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
+    else:
+        given = {c.symbol: c for c in history}
+        missing = [s for s in symbols if s not in given]
+        if missing:
+            raise BrokerError(f"history given for {sorted(given)}, but not for {missing}")
+        history = [given[s] for s in symbols]
     trader = LiveTrader(pipeline, settings, history, broker,
                         timeframe_ns=timeframe_to_ns(timeframe),
                         reprice_after_bars=getattr(options, "reprice_after_bars", 0),
                         margin_mode=getattr(options, "margin_mode", "isolated"),
-                        trailing=getattr(options, "trailing", "bot"))
+                        trailing=getattr(options, "trailing", "bot"),
+                        prepare_bars=getattr(options, "prepare_bars", 0) or None)
     if scanner is not None:
         trader.entry_symbols = set(picked)
     trader.sync_wallet(reset_peak=True)

@@ -74,7 +74,8 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
     instead of the simulated one (futures in hedge mode, or spot)."""
 
     def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None,
-                 reprice_after_bars: int = 0, margin_mode: str = "isolated", trailing: str = "bot"):
+                 reprice_after_bars: int = 0, margin_mode: str = "isolated", trailing: str = "bot",
+                 prepare_bars: Optional[int] = None):
         from mlcoord.live.runner import TRAILING_MODES
 
         if trailing not in TRAILING_MODES:
@@ -96,7 +97,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
         self.last_time = -1
-        super().__init__(pipeline, settings, history, journal)
+        super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
         self.venue: ExchangeVenue = self.engine.venue
         self.venue.loop = self.engine.loop
         self.engine.loop.may_enter = self._may_enter

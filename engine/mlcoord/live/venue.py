@@ -353,8 +353,8 @@ class ExchangeVenue:
         return max(min(bar, self.trader.last_time + tf), plan.decision_time)
 
     def _bar_index(self, symbol: str) -> int:
-        history = self.trader.history.get(symbol)
-        return len(history) - 1 if history is not None else 0
+        series = self.trader.books.get(symbol)
+        return len(series.t) - 1 if series is not None else 0
 
     def plan_closed(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         """A plan closed: its last fills booked; what the ledger still holds of it (dust below the
