@@ -117,13 +117,14 @@ class Candles:
             gaps = tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)
         return Candles(self.symbol, self.timeframe, frame, gaps, self.repairs)
 
-    def slice(self, start: int | None, stop: int | None) -> Candles:
+    def slice(self, start: int | None, stop: int | None, *, own: bool = False) -> Candles:
         """Bars ``[start:stop]`` by position (Python slice rules); ``slice(0, k + 1)`` is all bar k's close may see.
 
-        Bars of checked candles need no second check: the arrays are read-only views of these."""
+        Bars of checked candles need no second check: the arrays are read-only views of these
+        (``own=True``: copies of their own, which nothing done to these can reach)."""
         frame = self.frame.iloc[start:stop]
-        if frame.empty:
-            return self._subset(frame)
+        if frame.empty or own:
+            return self._subset(frame.copy() if own else frame)
         part = slice(start, stop)
         lo, hi = frame.index[0], frame.index[-1]
         sub = object.__new__(Candles)

@@ -81,12 +81,12 @@ class MarketData:
         """The first ``k`` bars, as if the data ended there (what a live run would have seen)."""
         from mlcoord.context import market_context  # local: avoid a cycle at import
 
-        candles = self.candles.slice(0, k)
+        candles = self.candles.slice(0, k, own=True)     # a plugin that writes to it reaches nothing else
         context = market_context(candles.high, candles.low, candles.close, self.context.options)
         frames, index = {}, {}
         for tf, higher in self.timeframes.items():
             end = int(np.searchsorted(higher.time, candles.time[-1] + candles.timeframe_ns, "right")) if k else 0
-            frames[tf] = higher.slice(0, end)
+            frames[tf] = higher.slice(0, end, own=True)
             index[tf] = self.timeframe_index[tf][:k]
         focus = None if self.focus is None else self.focus[self.focus < k]
         return MarketData(candles, context, frames, index, self.event, focus)

@@ -41,7 +41,8 @@ def conformance_data():
         return cached[0]
     if cached is not None:          # changed in place: the candles it came from may be changed too
         _bundled_candles.cache_clear()
-    data = build_market_data(_bundled_candles().slice(START, START + BARS), TIMEFRAMES)
+    # bars of their own: a plugin that changes them in place must not reach the cached candles
+    data = build_market_data(_bundled_candles().slice(START, START + BARS, own=True), TIMEFRAMES)
     _cache["data"] = (data, fingerprint(data))
     return data
 
