@@ -202,13 +202,19 @@ class Ledger:
         position.liquidation_price = price
         self.version += 1
 
-    def set_wallet(self, cash: float, *, reset_peak: bool = False) -> None:
+    def set_wallet(self, cash: float, *, reset_peak: bool = False, equity: Optional[float] = None) -> None:
         """The venue's wallet balance replaces the folded one (an exchange is the truth about its
-        own wallet); ``reset_peak``: a session's first reading also starts the peak and the day."""
+        own wallet); ``reset_peak``: a session's first reading also starts the peak and the day,
+        at ``equity`` (default: the cash; a spot account's holdings are valued at the last close)."""
         self.cash = cash
         if reset_peak:
-            self.equity = self.peak_equity = self.day_start_equity = cash
+            self.equity = self.peak_equity = self.day_start_equity = cash if equity is None else equity
         self.version += 1
+
+    def restore_peak(self, peak: float) -> None:
+        """An earlier session's equity peak (drawdown guards measure from it), if above today's."""
+        if peak > self.peak_equity:
+            self.peak_equity = peak
 
     def pay_funding(self, position: Position, amount: float) -> None:
         """Funding on ``position``: ``amount`` > 0 is paid by the account, < 0 received."""

@@ -53,7 +53,7 @@ class SessionMemory:
         if account:
             peak = float(account["peak_equity"])
             if peak > portfolio.equity:
-                portfolio.peak_equity = peak
+                portfolio.restore_peak(peak)
                 found["peak_equity"] = peak
             day = int(account["day"]) if account.get("day") is not None else None
             if day is not None and day == trader.last_time // DAY_NS:

@@ -109,10 +109,8 @@ class SpotAccount(TraderParts):
                 held.append((plan.symbol, tally.net, tally.average))
         ledger = self.engine.ledger
         quote = self._balances.get(self.quote, 0.0)
-        ledger.set_wallet(quote + sum(q * average for _, q, average in held))
-        if reset_peak:
-            ledger.equity = ledger.peak_equity = ledger.day_start_equity = \
-                quote + sum(q * (self._last_close(s) or average) for s, q, average in held)
+        ledger.set_wallet(quote + sum(q * average for _, q, average in held), reset_peak=reset_peak,
+                          equity=quote + sum(q * (self._last_close(s) or average) for s, q, average in held))
 
 
 def for_market(settings):
