@@ -94,3 +94,48 @@ def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_se
     simulated_close = [f.time - TF for f in raw.fills if f.tag == "trimexits:time_stop"]
     assert [trims[0].order.created_at] == simulated_trim                  # decided on the same bar
     assert [closes[0].order.created_at] == simulated_close
+
+
+def test_on_spot_an_exit_manager_trims_with_the_stop_released_and_put_back(exchange_server, tmp_path):
+    """Spot: the stop locks the coins, so a partial close releases it, sells the part at market and
+    protects the rest at once (no cycle with coins and no stop); then the time stop closes all."""
+    from test_live_spot import spot_config
+
+    server = exchange_server
+    path = with_pipeline(spot_config(tmp_path), PIPELINE)
+    settings, options = load_live_settings(path)
+    plugins = load_plugins(extra_plugins={"scenario": Scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
+    spot = server.state.spot
+    unprotected = []
+
+    def check(trader):
+        for plan in trader.store.active_plans():
+            held = trader.tally(plan).net
+            stops = [r for r in trader.plan_orders(plan.plan_id) if r.order.tag == "stop" and not r.state.terminal]
+            if held > 0.0011 and not stops:
+                unprotected.append(trader.last_time)
+
+    with capture_logs() as logs:
+        trader = run_live(settings, options, _spot_client(server), plugins,
+                          clock=BarClock(server), health_clock=ManualClock(), cycles=16, on_cycle=check)
+    assert not [e for e in logs if e["event"] == "not_yet_supported"]
+    plan = next(iter(trader.store.plans()))
+    assert plan.status == PlanStatus.CLOSED
+    orders = trader.plan_orders(plan.plan_id)
+    trims = [r for r in orders if r.order.tag == "close:part"]
+    assert len(trims) == 1 and trims[0].state == OrderState.FILLED
+    stops = sorted((r for r in orders if r.order.tag == "stop"), key=lambda r: r.order.created_at)
+    after = [r for r in stops if r.order.created_at >= trims[0].order.created_at]
+    assert after and after[0].order.quantity < stops[0].order.quantity      # the rest, protected again
+    assert not unprotected, unprotected
+    assert [t.exit_reason for t in trader.engine.trades] == ["trimexits:time_stop"]
+    tags = [f.tag for f in trader.ledger.fills if f.reduce_only]
+    # the close, then maybe the dust the exchange's base-asset fees left (written off, same reason)
+    assert tags[0] == "trimexits:trim" and set(tags[1:]) == {"trimexits:time_stop"} and len(tags) <= 3
+    assert float(spot.total("BTC")) < 0.0011       # what is left is dust
+
+
+def _spot_client(server):
+    from exchange_sim import spot_client
+
+    return spot_client(server)

@@ -391,24 +391,28 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
     def close_part(self, plan: PlanRecord, reason: str, fraction: float) -> None:
         """An exit manager closes ``fraction`` of the plan's position itself (``PositionExit``): a
         reduce-only market order; the stop and take profit are resized to the rest by :meth:`manage`
-        (a stop still sized for more only reduces what is held). Spot is not yet supported: the stop
-        locks the coins there."""
-        if self.spot:
-            log.error("not_yet_supported", what="a partial close by the exit manager on spot", plan=plan.plan_id,
-                      reason=reason)
-            return
+        (a stop still sized for more only reduces what is held). Spot: the stop locks the coins, so
+        it is released first, the part sold at market and the rest protected again at once; a rest
+        below the minimum order closes the whole position."""
         tally = self.tally(plan, refresh=True)
         qty = self._closable(plan.symbol, tally.net * fraction)
         if qty <= 0 or tally.exit_filled:
             log.info("partial_close_skipped", plan=plan.plan_id, reason=reason, held=tally.net, fraction=fraction)
             return
+        if self.spot and self._closable(plan.symbol, tally.net - qty) <= 0:
+            return self.flatten(plan, reason)
         tag = f"{CLOSE}:part"
         self.venue.note_reason(plan, tag, reason)
+        if self.spot:
+            tally = self._release_stops(plan, tally)
+            qty = self._closable(plan.symbol, tally.net * fraction)
         attempt = self._next_attempt(plan, tag)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
         log.info("plan_partial_close", plan=plan.plan_id, reason=reason, quantity=qty, held=tally.net)
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, qty, None, self.last_time, reduce_only=True,
                           tag=tag), plan)
+        if self.spot:
+            self.manage(plan)              # the rest protected again before anything else
 
     def flatten_all(self, reason: str) -> None:
         for plan in self.store.active_plans():
