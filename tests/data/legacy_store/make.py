@@ -27,15 +27,7 @@ from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.registry import load_plugins
-
-HEDGING = """
-[plugins.hedging]
-hedge_fraction = 0.5
-use_volatility = false
-use_correlation = false
-drawdown_trigger = 0.002
-drawdown_release = 0.001
-"""
+from test_live_hedge import HEDGING          # the hedging guard's triggers the hedge tests use
 
 
 def main(out: Path) -> None:
