@@ -35,7 +35,7 @@ def main() -> None:
     ap.add_argument("--symbols", type=int, default=10)
     ap.add_argument("--bars", type=int, default=43_800 - 260)
     ap.add_argument("--cycles", type=int, default=200)
-    ap.add_argument("--prepare-bars", type=int, default=5000)
+    ap.add_argument("--prepare-bars", type=int, default=5000, help="0: the whole history every cycle")
     ap.add_argument("--technical", action="store_true", help="without the ML plugins")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
