@@ -218,6 +218,9 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
                      hedged, unhedged, hedge_value / hedged if hedged > EPS else 0.0)
 
     def manage_all(self) -> None:
+        """Every active plan brought in line with the exchange; first, intents an exchange error
+        kept from being carried out in an earlier cycle."""
+        self.venue.execute()
         for plan in self.store.active_plans():
             self.manage(plan)
         self._synced = False

@@ -144,44 +144,63 @@ class ExchangeVenue:
 
     # -- carrying intents out ----------------------------------------------------------------
     def execute(self) -> None:
-        """The bar's intents as orders, in the order the loop asked for them."""
+        """The bar's intents as orders, in the order the loop asked for them.
+
+        When the exchange fails midway (the error goes up: the session pauses), the intents not
+        yet carried out stay queued for the next :meth:`execute` (the live trader calls it again
+        before managing its plans every cycle), the failed one too unless it is a partial close,
+        whose order may have gone out: a moved stop or a close is never silently dropped."""
         trader = self.trader
-        queue, self._queue = self._queue, []
         closes, self._closes = self._closes, {}
         for symbol, reason in closes.items():
             plan = self._active(symbol)
             if plan is not None:
                 trader.flatten(plan, reason)
         self.partial_due -= set(closes)
-        for intent in queue:
-            sym = intent.symbol
-            if isinstance(intent, PlaceEntryPlan):
-                trader.open_plan(intent)
-                continue
-            plan = self._active(sym)
-            if plan is None:
-                continue
-            if isinstance(intent, SetLevels):
-                trader.move_levels(plan, intent.levels)
-            elif isinstance(intent, ClosePosition):
-                if intent.fraction >= 1.0:
-                    trader.flatten(plan, intent.reason)
-                    self.partial_due.discard(sym)
-                else:
-                    trader.close_part(plan, intent.reason, intent.fraction)
-            elif isinstance(intent, CancelEntries):
-                trader.cancel_entries(plan, intent.reason)
-            elif isinstance(intent, OpenHedge):
-                trader.want_hedge(plan, intent.quantity)
-            elif isinstance(intent, CloseHedge):
-                trader.release_hedge(plan, intent.reason)
-            else:
-                raise TypeError(f"the exchange venue cannot execute {type(intent).__name__}")
+        while self._queue:
+            intent = self._queue[0]
+            try:
+                self._carry_out(intent)
+            except Exception:
+                partial = isinstance(intent, ClosePosition) and intent.fraction < 1.0
+                if partial:
+                    self._queue.pop(0)
+                log.error("intent_not_carried_out", intent=type(intent).__name__, symbol=intent.symbol,
+                          kept=not partial, waiting=len(self._queue),
+                          note="carried out next cycle" if not partial else "a partial close is not sent twice")
+                raise
+            self._queue.pop(0)
         due, self.partial_due = self.partial_due, set()
         for sym in sorted(due):
             plan = self._active(sym)
             if plan is not None:
                 trader.take_partial(plan)
+
+    def _carry_out(self, intent: Intent) -> None:
+        trader = self.trader
+        sym = intent.symbol
+        if isinstance(intent, PlaceEntryPlan):
+            trader.open_plan(intent)
+            return
+        plan = self._active(sym)
+        if plan is None:
+            return
+        if isinstance(intent, SetLevels):
+            trader.move_levels(plan, intent.levels)
+        elif isinstance(intent, ClosePosition):
+            if intent.fraction >= 1.0:
+                trader.flatten(plan, intent.reason)
+                self.partial_due.discard(sym)
+            else:
+                trader.close_part(plan, intent.reason, intent.fraction)
+        elif isinstance(intent, CancelEntries):
+            trader.cancel_entries(plan, intent.reason)
+        elif isinstance(intent, OpenHedge):
+            trader.want_hedge(plan, intent.quantity)
+        elif isinstance(intent, CloseHedge):
+            trader.release_hedge(plan, intent.reason)
+        else:
+            raise TypeError(f"the exchange venue cannot execute {type(intent).__name__}")
 
     def _active(self, symbol: str) -> Optional[PlanRecord]:
         for plan in self.trader.store.active_plans():

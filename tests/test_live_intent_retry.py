@@ -1,0 +1,95 @@
+"""Intents an exchange error interrupts are carried out next cycle, never dropped.
+
+Two symbols hold positions; on the same bar BTC's exit manager closes its position and ETH's
+raises its stop. The exchange fails every read long enough for the retries to give up (the
+session pauses that cycle) while BTC's close is being carried out. Regression: the intents queued
+behind it were lost with the failed one, so ETH's raised stop was never journaled nor sent (the
+loop believed it was: the exit manager had no reason to ask again) and the exchange kept the old
+stop. Now both are carried out in the next cycle.
+"""
+
+from __future__ import annotations
+
+import attrs
+import pytest
+from structlog.testing import capture_logs
+
+from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from mlcoord import hookimpl
+from mlcoord.live.records import PlanStatus
+from mlcoord.live.retry import ManualClock
+from mlcoord.live.runner import load_live_settings
+from mlcoord.live.session import run_live
+from mlcoord.model import ExitLevels, PositionExit
+from mlcoord.registry import load_plugins
+from live_helpers import BarClock, live_config, with_pipeline
+from test_live_spot import PlantedSource
+
+FIRST = 300
+ACT = FIRST + 6          # the bar both exit managers act on
+
+
+class CloseBtcRaiseEth:
+    """BTC: a time stop from bar ``ACT``; ETH: its stop raised at ``ACT``. When BTC's close is
+    decided, every exchange read starts failing until the retries give up (once)."""
+
+    def __init__(self, server):
+        self.server, self.faulted = server, False
+
+    def prepare(self, data):
+        return self
+
+    def initial(self, i, side, plan):
+        worst = plan.worst_price
+        return ExitLevels(stop=worst * (1 - side * 0.2), take_profit=worst * (1 + side * 0.4))
+
+    def update(self, i, position, levels):
+        if i < ACT:
+            return levels
+        if position.symbol == "BTC/USDT":
+            if not self.faulted:
+                self.faulted = True
+                self.server.faults.server_error(method="GET", times=8)
+            return PositionExit("time_stop")
+        if i == ACT:
+            return attrs.evolve(levels, stop=levels.stop * 1.05)       # still far below the price
+        return levels
+
+
+class Scenario:
+    def __init__(self, server):
+        self.server = server
+
+    @hookimpl
+    def register_signal_sources(self, register):
+        register("planted", lambda o: PlantedSource({FIRST + 2: 1}))
+
+    @hookimpl
+    def register_exit_managers(self, register):
+        register("scripted", lambda o: CloseBtcRaiseEth(self.server))
+
+
+PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
+            'exit_manager = "scripted"\nentry_planner = ""\ncalibrator = ""')
+
+
+def test_intents_behind_a_failed_one_are_carried_out_next_cycle(exchange_server, tmp_path):
+    server = exchange_server
+    path = live_config(tmp_path)
+    path.write_text(path.read_text().replace('symbols = ["BTC/USDT"]', 'symbols = ["BTC/USDT", "ETH/USDT"]'))
+    settings, options = load_live_settings(with_pipeline(path, PIPELINE))
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": Scenario(server)}),
+                          clock=BarClock(server), health_clock=ManualClock(), cycles=12)
+    kept = [e for e in logs if e["event"] == "intent_not_carried_out"]
+    assert kept and kept[0]["intent"] == "ClosePosition" and kept[0]["kept"]
+    btc = [p for p in trader.store.plans() if p.symbol == "BTC/USDT"]
+    assert btc and btc[0].status == PlanStatus.CLOSED
+    assert [t.exit_reason for t in trader.engine.trades if t.symbol == "BTC/USDT"] == ["scripted:time_stop"]
+    eth = [p for p in trader.store.active_plans() if p.symbol == "ETH/USDT"]
+    assert eth, "the ETH plan is still open"
+    decided = trader.store.decision("ETH/USDT", eth[0].decision_time)
+    initial = float(decided["levels"]["stop"])
+    assert eth[0].levels.stop == pytest.approx(initial * 1.05)          # journaled
+    working = [r for r in trader.plan_orders(eth[0].plan_id) if r.order.tag == "stop" and not r.state.terminal]
+    assert len(working) == 1 and working[0].order.price == trader.broker.price("ETH/USDT", initial * 1.05)
