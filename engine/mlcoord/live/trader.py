@@ -115,8 +115,9 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
 
     def _resume(self) -> None:
         """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
-        stored fills (no exchange call: the first cycle refreshes them), their levels handed to
-        the loop, the funding they paid carried over."""
+        stored fills (their orders are refreshed by the first cycle; a finished order's fee is
+        read from the exchange's trade list, as when it was first booked), their levels handed
+        to the loop, the funding they paid carried over."""
         paid = (self.store.load_state(FUNDING) or {}).get("paid") or {}
         for plan in self.store.active_plans():
             if plan.symbol not in self.books:
