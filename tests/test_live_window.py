@@ -67,3 +67,26 @@ def _close(a, b, rel: float = 1e-8) -> bool:
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(_close(x, y, rel) for x, y in zip(a, b))
     return a == b
+
+
+def test_a_symbol_back_after_more_than_a_window_keeps_every_bar_index():
+    """A scanner symbol back after an absence longer than the window brings more new bars than
+    the window holds: the series takes them all (indices never shift), the window is re-prepared
+    at its end, and the next bar is stepped at the right index with the right prices."""
+    btc = load_candles(bundled_path("BTC/USDT"), symbol="BTC/USDT")
+    settings = structure({"engine": {"min_confidence": 0.5},
+                          "pipeline": {"ml_components": [], "signal_sources": ["technical"]}}, Settings)
+    other = btc.slice(0, 3000)
+    other = type(other)("ETH/USDT", other.timeframe, other.frame)
+    paper = PaperTrader(build_pipeline(settings, load_plugins()), settings, [btc.slice(0, 1000), other.slice(0, 1000)],
+                        prepare_bars=600)
+    for k in range(1000, 2800):                   # ETH is absent: only BTC's bars come
+        paper.on_candles([btc.slice(k - 1, k + 1)])
+    paper.add_history(other.slice(0, 2800))       # 1,800 missed bars, three windows
+    eth = paper.books["ETH/USDT"]
+    first = 1000 - 600                            # the series starts at the window it began with
+    assert eth.t == other.time[first:2800].tolist() and eth.c == other.close[first:2800].tolist()
+    assert eth.offset == len(eth.t) - 600 and len(paper.history["ETH/USDT"]) <= 600 + 150
+    paper.on_candles([btc.slice(2799, 2801), other.slice(2799, 2801)])
+    assert len(eth.t) == 2801 - first and eth.t[-1] == int(other.time[2800]) and eth.c[-1] == float(other.close[2800])
+    assert eth.prepared.data.candles.time[-1] == other.time[2800]          # the window ends at the new bar

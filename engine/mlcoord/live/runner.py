@@ -105,13 +105,20 @@ class PaperTrader:
         return self.pipeline.prepare(data, since=None if since is None else len(candles) - since)
 
     def _reload(self, symbol: str, added: int, since: Optional[int]) -> int:
-        """``added`` bars joined the symbol's history: its series re-pointed at the re-prepared
-        window (bar indices unchanged); returns the index of its newest bar."""
-        book = self.books[symbol]
+        """The last ``added`` bars of the symbol's history are new: the series takes them (bar
+        indices unchanged, however many: a symbol back after a long absence brings more than a
+        window) and is re-pointed at the re-prepared window; returns the index of its newest bar.
+        The history is trimmed to what is kept afterwards."""
+        book, history = self.books[symbol], self.history[symbol]
+        new = history.slice(len(history) - added, None)
+        for mine, theirs in ((book.t, new.time), (book.o, new.open), (book.h, new.high), (book.l, new.low),
+                             (book.c, new.close)):
+            mine.extend(theirs.tolist())
+        book.action.extend([0] * added)
         prepared = self._prepare(symbol, since)
-        total = len(book.t) + added
-        book.load(prepared, total - len(prepared.data))
-        return total - 1
+        book.load(prepared, len(book.t) - len(prepared.data))
+        self.history[symbol] = self._kept(history)
+        return len(book.t) - 1
 
     @property
     def portfolio(self):
@@ -148,7 +155,7 @@ class PaperTrader:
             added = len(grown) - len(before)
             if not added:
                 return
-            self.history[sym] = self._kept(grown)
+            self.history[sym] = grown
             self._reload(sym, added, None)
             return
         if not len(upto):
@@ -167,7 +174,7 @@ class PaperTrader:
             j = int(np.searchsorted(c.time, t))
             if j >= len(c) or int(c.time[j]) != t:
                 continue
-            self.history[sym] = self._kept(append_bars(self.history[sym], c.slice(j, j + 1)))
+            self.history[sym] = append_bars(self.history[sym], c.slice(j, j + 1))
             slot.append((self.books[sym], self._reload(sym, 1, 1)))
         self.engine.step(t, slot)
         self.last_time = t
