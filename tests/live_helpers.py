@@ -22,9 +22,9 @@ class BarClock(ManualClock):
 
 def live_config(tmp_path, market: str = "futures", extra: str = "", *,
                 guards: Sequence[str] = ("protections",), leverage: Optional[float] = 3,
-                history_bars: int = 300, poll_seconds: float = 3600):
-    """A technical-only session on BTC/USDT; ``extra`` goes at the end of ``[live]`` (so it may
-    also open further tables)."""
+                history_bars: int = 300, poll_seconds: float = 3600, symbols: Sequence[str] = ("BTC/USDT",)):
+    """A technical-only session on ``symbols`` (BTC/USDT); ``extra`` goes at the end of ``[live]``
+    (so it may also open further tables)."""
     path = tmp_path / "live.toml"
     backtest = f"[backtest]\nleverage = {leverage:g}\n" if leverage is not None else ""
     path.write_text(f"""
@@ -36,7 +36,7 @@ signal_sources = ["technical"]
 entry_guards = [{", ".join(f'"{g}"' for g in guards if g != "hedging")}]
 portfolio_watchers = [{", ".join(f'"{g}"' for g in guards)}]
 [data]
-symbols = ["BTC/USDT"]
+symbols = [{", ".join(f'"{x}"' for x in symbols)}]
 [exchange]
 market = "{market}"
 {backtest}[live]

@@ -60,8 +60,7 @@ PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers
 
 def test_a_hedge_asked_for_one_symbol_is_placed_for_that_symbol_only(exchange_server, tmp_path):
     server = exchange_server
-    path = live_config(tmp_path)
-    path.write_text(path.read_text().replace('symbols = ["BTC/USDT"]', 'symbols = ["BTC/USDT", "ETH/USDT"]'))
+    path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
     settings, options = load_live_settings(with_pipeline(path, PIPELINE))
     scenario = Scenario()
     with capture_logs() as logs:

@@ -20,28 +20,24 @@ from mlcoord.live.records import PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
-from mlcoord.model import ExitLevels, PositionExit
+from mlcoord.model import PositionExit
 from mlcoord.registry import load_plugins
 from live_helpers import BarClock, live_config, with_pipeline
+from test_live_exit_close import TrimThenClose
 from test_live_spot import PlantedSource
 
 FIRST = 300
 ACT = FIRST + 6          # the bar both exit managers act on
 
 
-class CloseBtcRaiseEth:
-    """BTC: a time stop from bar ``ACT``; ETH: its stop raised at ``ACT``. When BTC's close is
-    decided, every exchange read starts failing until the retries give up (once)."""
+class CloseBtcRaiseEth(TrimThenClose):
+    """Wide levels (as ``TrimThenClose``); BTC: a time stop from bar ``ACT``; ETH: its stop raised
+    at ``ACT``. When BTC's close is decided, every exchange read starts failing until the retries
+    give up (once)."""
 
     def __init__(self, server):
+        super().__init__(trim=-1, close=ACT)
         self.server, self.faulted = server, False
-
-    def prepare(self, data):
-        return self
-
-    def initial(self, i, side, plan):
-        worst = plan.worst_price
-        return ExitLevels(stop=worst * (1 - side * 0.2), take_profit=worst * (1 + side * 0.4))
 
     def update(self, i, position, levels):
         if i < ACT:
@@ -75,8 +71,7 @@ PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers
 
 def test_intents_behind_a_failed_one_are_carried_out_next_cycle(exchange_server, tmp_path):
     server = exchange_server
-    path = live_config(tmp_path)
-    path.write_text(path.read_text().replace('symbols = ["BTC/USDT"]', 'symbols = ["BTC/USDT", "ETH/USDT"]'))
+    path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
     settings, options = load_live_settings(with_pipeline(path, PIPELINE))
     with capture_logs() as logs:
         trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": Scenario(server)}),
