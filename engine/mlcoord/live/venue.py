@@ -79,6 +79,7 @@ class ExchangeVenue:
         self.version = 0
         self._queue: list[Intent] = []
         self._booked: set[str] = set()       # keys of the fills already in the ledger
+        self._fee_done: set[str] = set()     # orders whose trade-list fee is booked
         self._reasons: dict[tuple[str, str], str] = {}     # (plan id, order tag) -> why the bot sent it
         self._working: list[tuple[str, int, float, float]] = []
         self._entries: set[str] = set()      # symbols with working entry orders
@@ -285,6 +286,16 @@ class ExchangeVenue:
         # a fill's time is when the bot saw it, so within one look entries go first (a backtest's
         # bar fills its legs before its stop): legs seen with a stop belong to the stopped trade
         new.sort(key=lambda fr: (fr[0].fill.reduce_only, fr[0].fill.time, fr[0].sequence))
+        pending = {id(r) for _, r in new}
+        for r in tally.orders:        # finished since its last fill was booked (a leg filled in part,
+            if r.state.terminal and r.filled_quantity > 0 and id(r) not in pending and \
+                    r.client_order_id not in self._fee_done:       # then expired): its fee now
+                self._fee_done.add(r.client_order_id)
+                book = self.ledger.hedges if r.order.hedge else self.ledger.positions
+                holder = book.get(plan.symbol)
+                delta = self._fee_correction(plan, r)
+                if holder is not None and delta:
+                    self.ledger.charge_fee(holder, delta)
         position = self.ledger.positions.get(plan.symbol)
         held = position.quantity if position is not None else 0.0
         waiting = not final and bool(tally.live(ENTRY))
@@ -308,6 +319,7 @@ class ExchangeVenue:
             quantity -= fill.fee / fill.price        # the coins the exchange kept as its fee
         if last_of_order:
             fee += self._fee_correction(plan, record)
+            self._fee_done.add(record.client_order_id)
         book = ledger.hedges if hedge else ledger.positions
         if fill.reduce_only and plan.symbol not in book:
             log.warning("exit_fill_without_position", plan=plan.plan_id, client_id=record.client_order_id,
