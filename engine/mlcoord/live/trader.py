@@ -129,11 +129,15 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
                 self.venue.book_funding(plan.symbol, float(paid[plan.plan_id]))
 
     def _trade_fed_back(self, trade, position) -> None:
-        log.info("trade_feedback", plan=self.venue.live_plan_id(position), symbol=trade.symbol, hedge=trade.hedge,
-                 exit_reason=trade.exit_reason, pnl=round(trade.pnl, 8), entry=trade.entry_price,
-                 exit=trade.exit_price, quantity=trade.quantity,
-                 decision="this session" if position.decision is not None else (
-                     "stored" if self.venue.stored_decision(position) else "unknown"))
+        if position.hedge:
+            decision = "none (a hedge leg)"
+        elif position.decision is not None:
+            decision = "this session"
+        else:
+            decision = "stored" if self.venue.stored_decision(position) else "unknown"
+        log.info("trade_feedback", plan=trade.id if position.hedge else self.venue.live_plan_id(position),
+                 symbol=trade.symbol, hedge=trade.hedge, exit_reason=trade.exit_reason, pnl=round(trade.pnl, 8),
+                 entry=trade.entry_price, exit=trade.exit_price, quantity=trade.quantity, decision=decision)
 
     @property
     def ledger(self):
