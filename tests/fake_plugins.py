@@ -197,35 +197,47 @@ class BrokenExits:
 
 
 class Components:
-    """One plugin registering any fakes by role: ``Components(signal_sources={"x": factory})``."""
+    """One plugin registering any fakes by role: ``Components(signal_sources={"x": factory})``.
+
+    Roles: ``signal_sources``, ``ml_components``, ``exit_managers``, ``entry_planners``,
+    ``sizers``, ``entry_guards``, ``portfolio_watchers``, and ``portfolio_guards`` (a fake guard
+    playing both guard roles: the same factory in both hooks is one component)."""
 
     def __init__(self, **by_role):
         self.by_role = by_role
 
-    def _register(self, role, register):
-        for name, factory in self.by_role.get(role, {}).items():
-            register(name, factory)
+    def _register(self, register, *roles):
+        for role in roles:
+            for name, factory in self.by_role.get(role, {}).items():
+                register(name, factory)
 
     @mlcoord.hookimpl
     def register_signal_sources(self, register):
-        self._register("signal_sources", register)
+        self._register(register, "signal_sources")
 
     @mlcoord.hookimpl
     def register_ml_components(self, register):
-        self._register("ml_components", register)
+        self._register(register, "ml_components")
 
     @mlcoord.hookimpl
     def register_exit_managers(self, register):
-        self._register("exit_managers", register)
+        self._register(register, "exit_managers")
 
-    # a fake guard plays both guard roles: the same factory in both hooks is one component
+    @mlcoord.hookimpl
+    def register_entry_planners(self, register):
+        self._register(register, "entry_planners")
+
+    @mlcoord.hookimpl
+    def register_sizers(self, register):
+        self._register(register, "sizers")
+
     @mlcoord.hookimpl
     def register_entry_guards(self, register):
-        self._register("portfolio_guards", register)
+        self._register(register, "entry_guards", "portfolio_guards")
 
     @mlcoord.hookimpl
     def register_portfolio_watchers(self, register):
-        self._register("portfolio_guards", register)
+        self._register(register, "portfolio_watchers", "portfolio_guards")
 
 
 def always_guard_action(kind: str = "open_hedge", fraction: float = 5.0):

@@ -11,7 +11,6 @@ import pytest
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
-from mlcoord import hookimpl
 from mlcoord.live.records import OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
@@ -45,20 +44,13 @@ class TrimThenClose:
         return levels
 
 
-class Scenario:
-    def __init__(self, signals, trim, close):
-        from test_live_spot import PlantedSource
+def scenario(signals, trim, close):
+    """The planted source and the trimming exit manager, as one plugin."""
+    from fake_plugins import Components
+    from test_live_spot import PlantedSource
 
-        self.source = lambda o: PlantedSource(signals)
-        self.exits = lambda o: TrimThenClose(trim, close)
-
-    @hookimpl
-    def register_signal_sources(self, register):
-        register("planted", self.source)
-
-    @hookimpl
-    def register_exit_managers(self, register):
-        register("trimexits", self.exits)
+    return Components(signal_sources={"planted": lambda o: PlantedSource(signals)},
+                      exit_managers={"trimexits": lambda o: TrimThenClose(trim, close)})
 
 
 PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
@@ -69,7 +61,7 @@ def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_se
     server = exchange_server
     path = with_pipeline(live_config(tmp_path), PIPELINE)
     settings, options = load_live_settings(path)
-    plugins = load_plugins(extra_plugins={"scenario": Scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
+    plugins = load_plugins(extra_plugins={"scenario": scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
     with capture_logs() as logs:
         trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
                           health_clock=ManualClock(), cycles=16)
@@ -104,7 +96,7 @@ def test_on_spot_an_exit_manager_trims_with_the_stop_released_and_put_back(excha
     server = exchange_server
     path = with_pipeline(spot_config(tmp_path), PIPELINE)
     settings, options = load_live_settings(path)
-    plugins = load_plugins(extra_plugins={"scenario": Scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
+    plugins = load_plugins(extra_plugins={"scenario": scenario({FIRST + 2: 1}, trim=FIRST + 6, close=FIRST + 10)})
     spot = server.state.spot
     unprotected = []
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
-from mlcoord import hookimpl
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.model import GuardAction
 from mlcoord.registry import load_plugins
+from fake_plugins import Components
 from live_helpers import BarClock, live_config, with_pipeline
 from test_live_exit_close import TrimThenClose
 from test_live_spot import PlantedSource
@@ -37,21 +37,10 @@ class HedgeEthAt:
         return [GuardAction("open_hedge", "planted: ETH only", symbol="ETH/USDT", fraction=0.5)]
 
 
-class Scenario:
-    def __init__(self):
-        self.watcher = HedgeEthAt()
-
-    @hookimpl
-    def register_signal_sources(self, register):
-        register("planted", lambda o: PlantedSource({FIRST + 2: 1}))
-
-    @hookimpl
-    def register_exit_managers(self, register):
-        register("wideexits", lambda o: TrimThenClose(trim=-1, close=10**9))
-
-    @hookimpl
-    def register_portfolio_watchers(self, register):
-        register("ethhedge", lambda o: self.watcher)
+def scenario(watcher):
+    return Components(signal_sources={"planted": lambda o: PlantedSource({FIRST + 2: 1})},
+                      exit_managers={"wideexits": lambda o: TrimThenClose(trim=-1, close=10**9)},
+                      portfolio_watchers={"ethhedge": lambda o: watcher})
 
 
 PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = ["ethhedge"]\n'
@@ -62,11 +51,11 @@ def test_a_hedge_asked_for_one_symbol_is_placed_for_that_symbol_only(exchange_se
     server = exchange_server
     path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
     settings, options = load_live_settings(with_pipeline(path, PIPELINE))
-    scenario = Scenario()
+    watcher = HedgeEthAt()
     with capture_logs() as logs:
-        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": scenario}),
+        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": scenario(watcher)}),
                           clock=BarClock(server), health_clock=ManualClock(), cycles=10)
-    assert scenario.watcher.asked
+    assert watcher.asked
     plans = {p.symbol: p for p in trader.store.active_plans()}
     assert set(plans) == {"BTC/USDT", "ETH/USDT"}
     assert plans["ETH/USDT"].hedge is not None and plans["BTC/USDT"].hedge is None

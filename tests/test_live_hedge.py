@@ -20,7 +20,6 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.live.trader import LiveTrader
-from mlcoord import hookimpl
 from mlcoord.registry import load_plugins
 from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
 from test_live_trader import stops_cover_positions
@@ -376,30 +375,14 @@ class _HedgeOnceHeld:
         return []
 
 
-class _ResizeScenario:
-    def __init__(self, signals, gap):
-        from test_live_spot import FixedExits, PlantedSource
+def _resize_scenario(signals, gap):
+    from fake_plugins import Components
+    from test_live_spot import FixedExits, PlantedSource
 
-        self.source = lambda o: PlantedSource(signals)
-        self.exits = lambda o: FixedExits(0.08, 0.2)
-        self.rungs = lambda o: _Rungs(gap)
-        self.guard = lambda o: _HedgeOnceHeld()
-
-    @hookimpl
-    def register_signal_sources(self, register):
-        register("planted", self.source)
-
-    @hookimpl
-    def register_exit_managers(self, register):
-        register("fixedexits", self.exits)
-
-    @hookimpl
-    def register_entry_planners(self, register):
-        register("rungs", self.rungs)
-
-    @hookimpl
-    def register_portfolio_watchers(self, register):
-        register("hedgeonce", self.guard)
+    return Components(signal_sources={"planted": lambda o: PlantedSource(signals)},
+                      exit_managers={"fixedexits": lambda o: FixedExits(0.08, 0.2)},
+                      entry_planners={"rungs": lambda o: _Rungs(gap)},
+                      portfolio_watchers={"hedgeonce": lambda o: _HedgeOnceHeld()})
 
 
 RESIZE_PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = ["hedgeonce"]\n'
@@ -414,7 +397,7 @@ def test_the_live_hedge_leg_follows_the_held_quantity_as_the_backtest_does(excha
     first = 300
     path = with_pipeline(live_config(tmp_path), RESIZE_PIPELINE)
     settings, options = load_live_settings(path)
-    plugins = load_plugins(extra_plugins={"scenario": _ResizeScenario({first + 2: 1}, gap=0.004)})
+    plugins = load_plugins(extra_plugins={"scenario": _resize_scenario({first + 2: 1}, gap=0.004)})
     with capture_logs() as logs:
         trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
                           health_clock=ManualClock(), cycles=30)

@@ -15,13 +15,13 @@ import pytest
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
-from mlcoord import hookimpl
 from mlcoord.live.records import PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.model import PositionExit
 from mlcoord.registry import load_plugins
+from fake_plugins import Components
 from live_helpers import BarClock, live_config, with_pipeline
 from test_live_exit_close import TrimThenClose
 from test_live_spot import PlantedSource
@@ -52,17 +52,9 @@ class CloseBtcRaiseEth(TrimThenClose):
         return levels
 
 
-class Scenario:
-    def __init__(self, server):
-        self.server = server
-
-    @hookimpl
-    def register_signal_sources(self, register):
-        register("planted", lambda o: PlantedSource({FIRST + 2: 1}))
-
-    @hookimpl
-    def register_exit_managers(self, register):
-        register("scripted", lambda o: CloseBtcRaiseEth(self.server))
+def scenario(server):
+    return Components(signal_sources={"planted": lambda o: PlantedSource({FIRST + 2: 1})},
+                      exit_managers={"scripted": lambda o: CloseBtcRaiseEth(server)})
 
 
 PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
@@ -74,7 +66,7 @@ def test_intents_behind_a_failed_one_are_carried_out_next_cycle(exchange_server,
     path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
     settings, options = load_live_settings(with_pipeline(path, PIPELINE))
     with capture_logs() as logs:
-        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": Scenario(server)}),
+        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": scenario(server)}),
                           clock=BarClock(server), health_clock=ManualClock(), cycles=12)
     kept = [e for e in logs if e["event"] == "intent_not_carried_out"]
     assert kept and kept[0]["intent"] == "ClosePosition" and kept[0]["kept"]
