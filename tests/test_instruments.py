@@ -64,3 +64,43 @@ def test_the_simulation_rounds_and_refuses_orders_like_the_exchange():
     small = run([frame(bars)], Planted({"TEST/USDT": {4: 1}}, limits=(99.0,), levels=Levels(90.0, 120.0), qty=0.08),
                 instruments={"TEST/USDT": {"lot_size": 0.01, "min_notional": 5.0}})
     assert not small.fills                                  # 0.04 x 100 = 4 USDT per leg: refused
+
+
+def test_a_float_difference_does_not_lose_a_lot():
+    """0.3 - 0.1 is 0.19999999999999998 in floats: rounded down to a 0.001 lot it must stay 0.2
+    (it gave 0.199; the broker already had this rule for sums of fills)."""
+    inst = Instrument("X", lot_size=0.001)
+    assert inst.round_quantity(0.3 - 0.1) == 0.2
+    assert inst.round_quantity(0.093 + 0.078) == 0.171
+    assert inst.round_quantity(0.1999) == 0.199          # a real shortfall still rounds down
+
+
+def test_a_hedge_below_the_minimum_order_is_refused_and_one_on_the_lot_is_asked_for_once(monkeypatch):
+    """A 50 % hedge of 0.0123 is 0.00615: below the 0.01 minimum the venue refuses it, as an
+    exchange would (it was sent unchecked); and a target the venue rounds to the lot is not asked
+    for again on every bar (the loop asked on each of them)."""
+    from mlcoord.model import GuardAction, OpenHedge
+    from mlcoord.simulated import SimulatedVenue
+    from test_simulated_venue import Guard
+
+    asked = []
+    original = SimulatedVenue.submit
+
+    def counting(self, intent):
+        if isinstance(intent, OpenHedge):
+            asked.append(intent.quantity)
+        return original(self, intent)
+
+    monkeypatch.setattr(SimulatedVenue, "submit", counting)
+    bars = FLAT + [(100, 100.5, 99.5, 100)] * 12
+    guard = Guard({5: [GuardAction("open_hedge", "planted", fraction=0.5)]})
+    rules = {"TEST/USDT": {"lot_size": 0.001, "min_quantity": 0.01}}
+    raw = run([frame(bars)], Planted({"TEST/USDT": {4: 1}}, levels=Levels(80.0, 130.0), guard=guard, qty=0.0123),
+              instruments=rules)
+    assert not any(f.hedge for f in raw.fills)                   # 0.006 < 0.01: refused
+    assert len(asked) == 1
+    asked.clear()
+    raw = run([frame(bars)], Planted({"TEST/USDT": {4: 1}}, levels=Levels(80.0, 130.0), guard=guard, qty=1.2345),
+              instruments={"TEST/USDT": {"lot_size": 0.001}})
+    assert [f.quantity for f in raw.fills if f.hedge and not f.reduce_only] == [0.617]
+    assert len(asked) <= 2, asked         # once, and once more when the leg's fill changed the ledger

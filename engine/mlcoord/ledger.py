@@ -24,8 +24,8 @@ class Position:
     __slots__ = (
         "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
         "entries_filled", "entries_planned", "hedge", "decision", "plan_id", "fees", "funding",
-        "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price", "fills",
-        "margin", "entry_reason", "confidence",
+        "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price",
+        "margin", "entry_reason", "confidence", "entry_tags",
     )
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
@@ -42,7 +42,7 @@ class Position:
         self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = 0.0
         self.liquidation_price = 0.0
         self.margin = 0.0
-        self.fills: list[Fill] = []
+        self.entry_tags: set[str] = set()
 
     def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
         value = self.entry_price * self.quantity + fill.price * fill.quantity
@@ -52,11 +52,11 @@ class Position:
         self.entry_value += fill.price * fill.quantity
         self.fees += fill.fee
         # one per entry order, however many fills an exchange splits it into
-        if not any(f.tag == fill.tag and not f.reduce_only for f in self.fills) or not fill.tag:
+        if not fill.tag or fill.tag not in self.entry_tags:
             self.entries_filled += 1
+            self.entry_tags.add(fill.tag)
         if self.best_price == 0.0:
             self.best_price = fill.price
-        self.fills.append(fill)
         shift = 1.0 / leverage - maintenance
         self.liquidation_price = max(self.entry_price * (1.0 - self.side * shift), 0.0)
         self.margin = self.entry_price * self.quantity / leverage
@@ -72,7 +72,6 @@ class Position:
         self.exit_value += fill.price * qty
         self.fees += fill.fee
         self.realised += pnl
-        self.fills.append(fill)
         return pnl
 
     def unrealised(self, price: float) -> float:
@@ -210,6 +209,16 @@ class Ledger:
         if reset_peak:
             self.equity = self.peak_equity = self.day_start_equity = cash if equity is None else equity
         self.version += 1
+
+    def observe_range(self, symbol: str, high: float, low: float) -> None:
+        """A bar's range: the best price the position has seen since entry (what trailing exit
+        managers measure from)."""
+        p = self.positions[symbol]
+        if p.side > 0:
+            if high > p.best_price:
+                p.best_price = high
+        elif low < p.best_price:
+            p.best_price = low
 
     def restore_peak(self, peak: float) -> None:
         """An earlier session's equity peak (drawdown guards measure from it), if above today's."""

@@ -252,7 +252,7 @@ class TradingLoop:
         self.learning = bool(components.ml_components) or components.calibrator is not None
         self.version = 0                                 # bumped when levels or intents change
         self._trigger_version = 0                        # bumped when a hedge trigger turns on or off
-        self._covered: Optional[tuple[int, int, int]] = None
+        self._covered: Optional[tuple[int, int]] = None
         self.portfolio = LoopPortfolio(ledger, venue, self)
         self.levels: dict[str, ExitLevels] = {}          # symbol -> the levels protecting its position
         # (symbol, hedge leg?) -> the read-only proxy plugins see of that open position
@@ -300,6 +300,7 @@ class TradingLoop:
         if path:
             self.level_paths.append({"trade": trade.id, "symbol": position.symbol, "path": path})
         self.levels.pop(position.symbol, None)
+        self._plan_records.pop(position.plan_id, None)
         self.pipeline.trade_closed(trade, position.decision)
 
     # -- the session -----------------------------------------------------------------------
@@ -317,7 +318,8 @@ class TradingLoop:
         self.ledger.day_start_equity = day_start_equity
 
     def submit(self, intent: Intent) -> None:
-        self.version += 1
+        if not isinstance(intent, SetLevels):     # levels are read live by the views: no cache to drop
+            self.version += 1
         self.venue.submit(intent)
 
     def resume_position(self, symbol: str, levels: ExitLevels) -> None:
@@ -345,13 +347,8 @@ class TradingLoop:
             sym = s.symbol
             if sym in busy or sym in positions or sym in hedges:
                 venue.on_bar(sym, i, t, s.o[i], s.h[i], s.l[i])
-                position = positions.get(sym)
-                if position is not None:     # the best price since entry, for the exit manager
-                    if position.side > 0:
-                        if s.h[i] > position.best_price:
-                            position.best_price = s.h[i]
-                    elif s.l[i] < position.best_price:
-                        position.best_price = s.l[i]
+                if sym in positions:
+                    ledger.observe_range(sym, s.h[i], s.l[i])
             prices[sym] = s.c[i]
         if positions or hedges:
             self.equity_curve.append(ledger.mark())
@@ -370,7 +367,7 @@ class TradingLoop:
                 for action in pipeline.checked_guard_actions(guard_name, actions):
                     self._guard_action(guard_name, action)
         # only when something held, wanted or pending changed since the last look
-        if view._triggers and (ledger.version, self.version, self._trigger_version) != self._covered:
+        if view._triggers and (ledger.version, self._trigger_version) != self._covered:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
@@ -383,7 +380,7 @@ class TradingLoop:
                     new = pipeline.update_levels(s.prepared, i - s.offset, self.views[(sym, False)], old)
                     if isinstance(new, PositionExit):
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
-                    elif new is not old:
+                    elif new is not old and new != old:
                         self.levels[sym] = new
                         self.submit(SetLevels(sym, new))
                         if new.stop != old.stop or new.take_profit != old.take_profit:
@@ -456,7 +453,9 @@ class TradingLoop:
         sells): the fraction asked for is the fraction held."""
         if self.market != "futures":
             return
-        self._covered = (self.ledger.version, self.version, self._trigger_version)
+        # looked at again only once something is filled or a trigger changes: a target the venue
+        # rounds to the lot never equals it exactly, and must not be asked for again every bar
+        self._covered = (self.ledger.version, self._trigger_version)
         ledger, venue = self.ledger, self.venue
         for s in self.series:
             sym = s.symbol

@@ -223,7 +223,13 @@ class SimulatedVenue:
         held = hedge.quantity if hedge is not None else 0.0
         if quantity > held:
             price = costs.market_entry(o, side)
-            qty = self.instruments[symbol].round_quantity(quantity - held)
+            inst = self.instruments[symbol]
+            qty = inst.round_quantity(quantity - held)
+            why = inst.refusal(qty, price) if qty > 0 else None
+            if why is not None:                  # the exchange would refuse it: no (more) hedge
+                self.refused.append((symbol, f"{symbol}:{t}:hedge", why))
+                log.warning("order_refused", symbol=symbol, order=f"{symbol}:{t}:hedge", reason=why)
+                return
             if qty <= 0:
                 return
             self.ledger.apply(Fill(f"{symbol}:{t}:hedge", symbol, side, t, price, qty,

@@ -31,7 +31,12 @@ def _leverage(instance, attribute, value):
 def _step(value: float, step: float, rounding: str) -> float:
     if step <= 0:
         return value
-    units = (Decimal(repr(value)) / Decimal(repr(step))).quantize(Decimal(1), rounding=rounding)
+    ratio = Decimal(repr(value)) / Decimal(repr(step))
+    if rounding == ROUND_DOWN:
+        # a float sum or difference (0.3 - 0.1 = 0.19999999999999998) must not lose a whole step:
+        # the broker's rule for the exchange's own rounding (live.broker.Broker.amount)
+        ratio *= Decimal("1.000000001")
+    units = ratio.quantize(Decimal(1), rounding=rounding)
     return float(units * Decimal(repr(step)))
 
 
