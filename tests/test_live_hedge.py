@@ -470,3 +470,43 @@ def test_live_fills_through_the_ledger_give_the_backtests_trades(exchange_server
         assert a.exit_reason == b.exit_reason and a.opened_at == b.opened_at
         assert 0 <= a.closed_at - b.closed_at <= TF
         assert a.funding == pytest.approx(b.funding, rel=1e-6, abs=1e-9)
+
+
+def test_a_restart_rebuilds_a_reopened_hedge_leg_from_its_own_fills(exchange_server, tmp_path):
+    """A plan's first hedge leg was released and a second one opened; then the bot restarts. Its
+    ledger replays the plan's fills bar by bar, so the open leg is the second leg at its own price.
+    Regression: the replay put every entry before every exit, blending the closed first leg's
+    price into the open one."""
+    server = exchange_server
+    settings, options = load_live_settings(hedge_config(tmp_path))
+
+    def stop_at_second_leg(trader):
+        if any(p.hedge is not None and p.hedge.number >= 2 and trader.tally(p).hedge_net > 0
+               for p in trader.store.active_plans()):
+            raise KeyboardInterrupt
+
+    with capture_logs(), pytest.raises(KeyboardInterrupt):
+        run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                 health_clock=ManualClock(), cycles=60, on_cycle=stop_at_second_leg)
+    store = Store.open(options.store)
+    seen = {}
+
+    def first_cycle(trader):
+        if not seen:
+            [plan] = [p for p in trader.store.active_plans() if p.hedge is not None]
+            tally = trader.tally(plan)
+            opens = [r for r in tally.orders if r.order.hedge and not r.order.reduce_only   # open and adds
+                     and r.order.tag.endswith(f":{plan.hedge.number}")]
+            seen["tags"] = [(r.order.tag, r.filled_quantity, r.average_price) for r in tally.orders if r.order.hedge]
+            value = sum(r.filled_quantity * r.average_price for r in opens)
+            qty = sum(r.filled_quantity for r in opens)
+            leg = trader.ledger.hedges[plan.symbol]
+            seen.update(entry=leg.entry_price, want=value / qty, held=leg.quantity, net=tally.hedge_net,
+                        trades=[t.id for t in trader.engine.trades])
+
+    with capture_logs():
+        run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                 health_clock=ManualClock(), cycles=1, store=store, on_cycle=first_cycle)
+    assert seen["held"] == pytest.approx(seen["net"])
+    assert seen["entry"] == pytest.approx(seen["want"], rel=1e-12), seen["tags"]
+    assert seen["trades"] == []            # the first leg's trade was fed back before the restart

@@ -72,7 +72,8 @@ class FuturesMarks(TraderParts):
             return
         log.error("position_gone", plan=plan.plan_id, symbol=plan.symbol, side=side, expected=tally.net,
                   on_exchange=contracts, last_liquidation_price=last_known or None,
-                  note="the plan's orders are cancelled and the plan closed; no trade is fed back")
+                  note="the plan's orders are cancelled and the plan closed; its position is written off at the "
+                       "last liquidation price known (else the last close) and fed back as a trade")
         for r in tally.orders:
             if not r.state.terminal:
                 self.broker.cancel(r)

@@ -119,12 +119,13 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         read from the exchange's trade list, as when it was first booked), their levels handed
         to the loop, the funding they paid carried over."""
         paid = (self.store.load_state(FUNDING) or {}).get("paid") or {}
+        recorded = {f.key: k for k, f in enumerate(self.store.fills())}
         for plan in self.store.active_plans():
             if plan.symbol not in self.books:
                 continue
             self.venue.expect(plan, None)
             self.engine.loop.resume_position(plan.symbol, plan.levels)
-            self.venue.book(plan, self.tally(plan))
+            self.venue.book(plan, self.tally(plan), recorded=recorded)
             if paid.get(plan.plan_id):
                 self.venue.book_funding(plan.symbol, float(paid[plan.plan_id]))
 

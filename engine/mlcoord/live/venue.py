@@ -25,6 +25,7 @@ import structlog
 
 from mlcoord.coordinator import decisive_reason
 from mlcoord.ledger import Ledger, Position
+from mlcoord.live.futures_marks import GONE_REASON
 from mlcoord.live.plan_orders import (
     CLOSE,
     ENTRY,
@@ -37,7 +38,7 @@ from mlcoord.live.plan_orders import (
     TRAILING,
     Tally,
 )
-from mlcoord.live.records import FillRecord, OrderRecord, PlanRecord
+from mlcoord.live.records import FillRecord, OrderRecord, PlanRecord, PlanStatus
 from mlcoord.model import (
     Action,
     CancelEntries,
@@ -89,22 +90,22 @@ class ExchangeVenue:
         self._plan_ids: dict[str, str] = {}  # loop plan id -> journaled plan id
         self._stored: set[str] = set()       # loop plan ids labelled from a stored decision
         self._symbol_plan: dict[str, str] = {}   # symbol -> its latest journaled plan id
+        self._initial_stops: dict[str, float] = {}   # loop plan id -> the stop it was decided with
         ledger.trade_id = self._trade_id
 
     # -- the loop's side -------------------------------------------------------------------
     def submit(self, intent: Intent) -> None:
         """Queued: carried out by :meth:`execute` once the bar is stepped."""
         self._queue.append(intent)
-        if isinstance(intent, PlaceEntryPlan):
-            self._entries.add(intent.symbol)
-        elif isinstance(intent, OpenHedge):
-            self._hedging.add(intent.symbol)
 
     def has_entries(self, symbol: str) -> bool:
-        return symbol in self._entries
+        """Working entry legs on the exchange, or a plan still queued (one an outage kept from
+        going out must not be decided a second time)."""
+        return symbol in self._entries or any(
+            isinstance(i, PlaceEntryPlan) and i.symbol == symbol for i in self._queue)
 
     def hedge_pending(self, symbol: str) -> bool:
-        return symbol in self._hedging
+        return symbol in self._hedging or any(isinstance(i, OpenHedge) and i.symbol == symbol for i in self._queue)
 
     def working_entries(self) -> Iterable[tuple[str, int, float, float]]:
         """Entry orders working on the exchange, and the ones of plans decided in this bar."""
@@ -130,7 +131,7 @@ class ExchangeVenue:
             return
         close = self.trader.books[symbol].c[i]
         if close < levels.stop:
-            moved = levels.stop != self._initial_stop(position)
+            moved = levels.stop != self._initial_stops.get(position.plan_id, levels.stop)
             self._closes[symbol] = (ExitReason.TRAILING_STOP if moved else ExitReason.STOP_LOSS).value
             log.warning("stop_limit_not_filled", symbol=symbol, stop=levels.stop, close=close, held=position.quantity,
                         note="the bar closed below the stop: closing at market")
@@ -152,12 +153,12 @@ class ExchangeVenue:
         before managing its plans every cycle), the failed one too unless it is a partial close,
         whose order may have gone out: a moved stop or a close is never silently dropped."""
         trader = self.trader
-        closes, self._closes = self._closes, {}
-        for symbol, reason in closes.items():
+        for symbol, reason in list(self._closes.items()):      # removed once done: an outage keeps them
             plan = self._active(symbol)
             if plan is not None:
                 trader.flatten(plan, reason)
-        self.partial_due -= set(closes)
+            del self._closes[symbol]
+            self.partial_due.discard(symbol)
         while self._queue:
             intent = self._queue[0]
             try:
@@ -171,11 +172,11 @@ class ExchangeVenue:
                           note="carried out next cycle" if not partial else "a partial close is not sent twice")
                 raise
             self._queue.pop(0)
-        due, self.partial_due = self.partial_due, set()
-        for sym in sorted(due):
+        for sym in sorted(self.partial_due):
             plan = self._active(sym)
             if plan is not None:
                 trader.take_partial(plan)
+            self.partial_due.discard(sym)
 
     def _carry_out(self, intent: Intent) -> None:
         trader = self.trader
@@ -204,10 +205,9 @@ class ExchangeVenue:
             raise TypeError(f"the exchange venue cannot execute {type(intent).__name__}")
 
     def _active(self, symbol: str) -> Optional[PlanRecord]:
-        for plan in self.trader.store.active_plans():
-            if plan.symbol == symbol:
-                return plan
-        return None
+        plan_id = self._symbol_plan.get(symbol)
+        plan = self.trader.store.plan(plan_id) if plan_id is not None else None
+        return plan if plan is not None and plan.status == PlanStatus.ACTIVE else None
 
     def _trade_id(self, position: Position, sequence: int) -> str:
         """A trade is named after its journaled plan (a hedge leg's: ``<plan>:hedge:<n>``)."""
@@ -229,6 +229,8 @@ class ExchangeVenue:
         reason, confidence = "", None
         if decision is not None:
             reason = decisive_reason(decision.technical)
+            if decision.levels is not None:
+                self._initial_stops[loop_plan_id(plan)] = decision.levels.stop
         else:
             stored = self.trader.store.decision(plan.symbol, plan.decision_time)
             if stored is None:
@@ -237,6 +239,9 @@ class ExchangeVenue:
             else:
                 self._stored.add(loop_plan_id(plan))
             stored = stored or {}
+            stop = (stored.get("levels") or {}).get("stop")
+            if stop is not None:
+                self._initial_stops[loop_plan_id(plan)] = float(stop)
             reason = decisive_reason(Signal(Action.HOLD, 0.0, tuple(stored.get("reasons", ()))))
             confidence = float(stored.get("confidence", 0.0))
         self._plan_ids[loop_plan_id(plan)] = plan.plan_id
@@ -268,14 +273,16 @@ class ExchangeVenue:
             self.version += 1
         self._working, self._entries, self._hedging = working, entries, hedging
 
-    def book(self, plan: PlanRecord, tally: Tally, final: bool = False) -> None:
+    def book(self, plan: PlanRecord, tally: Tally, final: bool = False,
+             recorded: Optional[dict[str, int]] = None) -> None:
         """The plan's fills not yet in the ledger, entries before exits; an order's last fill
         carries the fee its exchange trade list shows.
 
         While entry legs still work, an exit fill that would leave the position flat waits: the
         plan is closing (its legs are cancelled and the rest closed in this cycle), and a leg that
         fills meanwhile belongs to the same trade, as in a backtest, where a stop ends the plan's
-        legs. ``final``: the plan closed; everything is booked."""
+        legs. ``final``: the plan closed; everything is booked. ``recorded``: fill key -> its rank
+        in the store (a restart's replay of whole histories, in the order they happened)."""
         new: list[tuple[FillRecord, OrderRecord]] = []
         for r in tally.orders:
             if r.filled_quantity <= 0:
@@ -285,7 +292,15 @@ class ExchangeVenue:
                     new.append((f, r))
         # a fill's time is when the bot saw it, so within one look entries go first (a backtest's
         # bar fills its legs before its stop): legs seen with a stop belong to the stopped trade
-        new.sort(key=lambda fr: (fr[0].fill.reduce_only, fr[0].fill.time, fr[0].sequence))
+        if recorded is not None:    # a restart replays the plan's history in the order it was recorded
+            new.sort(key=lambda fr: recorded.get(fr[0].key, 0))
+            current = tally.hedge_number       # earlier hedge legs closed, and were fed back, before
+            for f, r in new:
+                if r.order.hedge and int(r.order.tag.rsplit(":", 1)[1]) < current:
+                    self._booked.add(f.key)
+            new = [(f, r) for f, r in new if f.key not in self._booked]
+        else:
+            new.sort(key=lambda fr: (fr[0].fill.reduce_only, fr[0].fill.time, fr[0].sequence))
         pending = {id(r) for _, r in new}
         for r in tally.orders:        # finished since its last fill was booked (a leg filled in part,
             if r.state.terminal and r.filled_quantity > 0 and id(r) not in pending and \
@@ -346,7 +361,7 @@ class ExchangeVenue:
     def _reason(self, plan: PlanRecord, record: OrderRecord) -> str:
         tag = record.order.tag
         if tag == STOP:
-            initial = self._initial_stop_of(plan)
+            initial = self._initial_stops.get(loop_plan_id(plan))
             moved = initial is not None and record.order.price != self.trader.broker.price(plan.symbol, initial)
             return (ExitReason.TRAILING_STOP if moved else ExitReason.STOP_LOSS).value
         if tag == TAKE_PROFIT:
@@ -361,18 +376,6 @@ class ExchangeVenue:
             return self._reasons.get((plan.plan_id, tag), ExitReason.HEDGED_POSITION_CLOSED.value)
         base = CLOSE + ":part" if tag.startswith(CLOSE + ":part") else CLOSE
         return self._reasons.get((plan.plan_id, base), base)
-
-    def _initial_stop(self, position: Position) -> Optional[float]:
-        decision = position.decision
-        return decision.levels.stop if decision is not None and decision.levels is not None else None
-
-    def _initial_stop_of(self, plan: PlanRecord) -> Optional[float]:
-        position = self.ledger.positions.get(plan.symbol)
-        if position is not None and position.decision is not None:
-            return self._initial_stop(position)
-        stored = self.trader.store.decision(plan.symbol, plan.decision_time) or {}
-        stop = (stored.get("levels") or {}).get("stop")
-        return float(stop) if stop is not None else None
 
     def _bar_time(self, time_ns: int, plan: PlanRecord) -> int:
         """A fill's time as the open time of the bar it happened in (what a backtest stamps its
@@ -396,7 +399,9 @@ class ExchangeVenue:
             position = book.get(plan.symbol)
             if position is None:
                 continue
-            price = self.trader._last_close(plan.symbol) or position.entry_price
+            price = self.ledger.prices.get(plan.symbol) or position.entry_price
+            if reason == GONE_REASON and position.liquidation_price > 0:
+                price = position.liquidation_price       # liquidated, as far as the bot can tell
             log.info("position_written_off", plan=plan.plan_id, symbol=plan.symbol, hedge=hedge,
                      quantity=position.quantity, price=price, reason=reason)
             ledger.apply(Fill(f"{plan.plan_id}:{WRITTEN_OFF}:{int(hedge)}", plan.symbol, position.side,
