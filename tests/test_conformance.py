@@ -66,17 +66,10 @@ class FakePlugin(Components):
     def __init__(self, role: str, factory, name: str = "fake"):
         super().__init__(**{role: {name: factory}})
 
-    def _register(self, role, register):
-        for name, factory in self.by_role.get(role, {}).items():
-            register(name, factory, options=FakeOptions)
-
-    @mlcoord.hookimpl
-    def register_entry_planners(self, register):
-        self._register("entry_planners", register)
-
-    @mlcoord.hookimpl
-    def register_sizers(self, register):
-        self._register("sizers", register)
+    def _register(self, register, *roles):
+        for role in roles:
+            for name, factory in self.by_role.get(role, {}).items():
+                register(name, factory, options=FakeOptions)
 
 
 class Momentum:

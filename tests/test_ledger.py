@@ -7,7 +7,6 @@ exactly what its fills and funding moved; positions never go negative; every fil
 
 from __future__ import annotations
 
-import math
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -34,31 +33,38 @@ def test_money_is_conserved_and_trades_account_for_their_fills(steps):
     closed = []
     ledger.on_closed.append(lambda trade, position: closed.append(trade))
     realised = fees = funding = 0.0
+    own: dict[tuple[str, bool], list[float]] = {}       # per open position: realised, fees, funding
     t = T0
     for k, (sym, side, hedge, entry, qty, price, fee_rate, pay) in enumerate(steps):
         t += H
         book = ledger.hedges if hedge else ledger.positions
         held = book.get(sym)
+        mine = own.setdefault((sym, hedge), [0.0, 0.0, 0.0])
         if held is not None and pay:
             ledger.pay_funding(held, pay)
             funding += pay
+            mine[2] += pay
         if entry or held is None:
             use_side = held.side if held is not None else side
             fill = Fill(f"o{k}", sym, use_side, t, price, qty, price * qty * fee_rate, False, "entry", hedge)
         else:
             qty = min(qty, held.quantity)
             realised += (price - held.entry_price) * qty * held.side
+            mine[0] += (price - held.entry_price) * qty * held.side
             fill = Fill(f"o{k}", sym, held.side, t, price, qty, price * qty * fee_rate, True, "exit", hedge)
         fees += fill.fee
+        mine[1] += fill.fee
         trade = ledger.apply(fill, index=k)
         assert all(p.quantity >= 0 for b in (ledger.positions, ledger.hedges) for p in b.values())
-        if trade is not None:
+        if trade is not None:      # a trade's PnL is its own realised PnL less its own fees and funding
             assert sym not in book and trade.closed_at == t
+            assert trade.pnl == pytest.approx(mine[0] - mine[1] - mine[2], rel=1e-9, abs=1e-9)
+            assert (trade.fees, trade.funding) == (pytest.approx(mine[1]), pytest.approx(mine[2]))
+            del own[(sym, hedge)]
     assert ledger.cash == pytest.approx(10_000.0 + realised - fees - funding, rel=1e-9, abs=1e-6)
     assert len(ledger.fills) == len(steps)
     assert closed == ledger.trades
-    for trade in ledger.trades:          # a trade's PnL is its realised PnL less its fees and funding
-        assert math.isfinite(trade.pnl)
+    for trade in ledger.trades:
         assert trade.quantity > 0 and trade.entry_price > 0
     still_open = sum(p.fees + p.funding - p.realised for b in (ledger.positions, ledger.hedges) for p in b.values())
     assert sum(t.pnl for t in ledger.trades) - still_open == pytest.approx(ledger.cash - 10_000.0, abs=1e-6)
@@ -76,7 +82,7 @@ def test_a_position_carries_its_plan_and_the_trade_its_reasons():
     ledger.apply(Fill("a", "BTC/USDT", Side.LONG, T0, 100.0, 1.0, 0.1, False, "entry:1/3"), index=7)
     position = ledger.positions["BTC/USDT"]
     assert (position.plan_id, position.entries_planned, position.opened_index) == ("BTC/USDT:1", 3, 7)
-    assert position.liquidation_price == pytest.approx(100.0 * 0.0)            # 1x long: never
+    assert position.liquidation_price == 0.0            # 1x long: never liquidated
     trade = ledger.apply(Fill("b", "BTC/USDT", Side.LONG, T0 + H, 110.0, 1.0, 0.1, True, "take_profit"))
     assert trade is not None and trade.exit_reason == "take_profit" and trade.entries_filled == 1
     assert trade.pnl == pytest.approx(10.0 - 0.2)

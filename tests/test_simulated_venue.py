@@ -17,10 +17,10 @@ from hypothesis import given, settings, strategies as st
 
 from mlcoord import hookimpl
 from mlcoord.backtest.run import run_backtest
-from mlcoord.candles import Candles, candles_from_frame
+from mlcoord.candles import candles_from_frame
 from mlcoord.components import SignalSeries
 from mlcoord.config import Settings, structure
-from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Sizing
+from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Sizing
 from mlcoord.registry import load_plugins
 
 H = 3_600_000_000_000
@@ -351,10 +351,8 @@ def test_simulated_fills_keep_their_rules_on_any_path(moves, signals, leverage):
             held_before = sum((-g.quantity if g.reduce_only else g.quantity) for g in raw.fills
                               if g.time < f.time and not g.hedge)
             assert sold <= held_before + (same_bar_entries - bought[f.time]) + 1e-9
-    for t in raw.trades:
-        if t.exit_reason == "liquidation":
-            margin = t.entry_price * t.quantity / leverage
-            assert -t.pnl <= margin + t.fees + 1e-6
+    # (liquidation's bound: test_liquidation_loses_the_margin_plus_the_fee_never_more; these random
+    # paths never reach a liquidation before their 2 % stop, so it is not checked here)
 
 
 class PendingWatcher(Guard):

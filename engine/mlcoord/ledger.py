@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
-from mlcoord.model import Decision, Fill, PositionState, Side, Trade
+from mlcoord.model import Decision, Fill, Side, Trade
 
 
 class Position:
@@ -25,7 +25,7 @@ class Position:
         "symbol", "side", "quantity", "entry_price", "opened_index", "opened_at", "best_price",
         "entries_filled", "entries_planned", "hedge", "decision", "plan_id", "fees", "funding",
         "realised", "entry_qty", "entry_value", "exit_qty", "exit_value", "liquidation_price",
-        "margin", "entry_reason", "confidence", "entry_tags",
+        "entry_reason", "confidence", "entry_tags",
     )
 
     def __init__(self, symbol: str, side: Side, index: int, time: int, *, hedge: bool = False,
@@ -41,7 +41,6 @@ class Position:
         self.fees = self.funding = self.realised = 0.0
         self.entry_qty = self.entry_value = self.exit_qty = self.exit_value = 0.0
         self.liquidation_price = 0.0
-        self.margin = 0.0
         self.entry_tags: set[str] = set()
 
     def add(self, fill: Fill, leverage: float, maintenance: float) -> None:
@@ -59,7 +58,6 @@ class Position:
             self.best_price = fill.price
         shift = 1.0 / leverage - maintenance
         self.liquidation_price = max(self.entry_price * (1.0 - self.side * shift), 0.0)
-        self.margin = self.entry_price * self.quantity / leverage
 
     def reduce(self, fill: Fill) -> float:
         """Apply an exit fill; returns its realised PnL before fees."""
@@ -73,14 +71,6 @@ class Position:
         self.fees += fill.fee
         self.realised += pnl
         return pnl
-
-    def unrealised(self, price: float) -> float:
-        return (price - self.entry_price) * self.quantity * self.side
-
-    def state(self, stop: Optional[float] = None, take_profit: Optional[float] = None) -> PositionState:
-        return PositionState(self.symbol, self.side, self.quantity, self.entry_price, stop, take_profit,
-                             self.entries_filled, self.entries_planned, self.opened_at, self.hedge,
-                             self.liquidation_price or None)
 
     def to_trade(self, trade_id: str, closed_at: int, reason: str) -> Trade:
         decision = self.decision

@@ -69,13 +69,12 @@ class _Working:
     """What the venue holds for one symbol: the plan's working legs and protective levels, and
     the closes and hedge changes to execute at the next open."""
 
-    __slots__ = ("legs", "side", "plan_id", "levels", "initial_stop", "partial_done", "close_reason",
+    __slots__ = ("legs", "side", "levels", "initial_stop", "partial_done", "close_reason",
                  "close_fraction", "hedge_open", "hedge_close", "prev_time", "fresh")
 
     def __init__(self) -> None:
         self.legs: list[_Leg] = []
         self.side = 0
-        self.plan_id = ""
         self.levels: Optional[ExitLevels] = None
         self.initial_stop: Optional[float] = None
         self.partial_done = False
@@ -118,7 +117,6 @@ class SimulatedVenue:
             expires = intent.bar_index + max(intent.expires_after_bars, 1)
             w.legs = [_Leg(order, expires) for order in self._accepted(inst, intent)]
             w.side = int(intent.side)
-            w.plan_id = intent.plan_id
             w.levels = _rounded_levels(inst, intent.levels)
             w.initial_stop = w.levels.stop
             w.partial_done = False

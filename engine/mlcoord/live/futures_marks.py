@@ -111,11 +111,6 @@ class FuturesMarks(TraderParts):
         if changed:
             self.store.save_state(FUNDING, {"paid": paid, "seen": seen})
 
-    def funding_paid(self, plan: PlanRecord) -> float:
-        """Funding the plan paid (+) or received (-) so far, quote currency."""
-        state = self.store.load_state(FUNDING) or {}
-        return float((state.get("paid") or {}).get(plan.plan_id, 0.0))
-
 
 def _number(value) -> Optional[float]:
     try:

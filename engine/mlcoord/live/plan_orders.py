@@ -31,7 +31,6 @@ class Tally:
     held: float = math.inf
     hedge_entered: float = 0.0     # the hedge leg's fills (opposite side), kept out of the above
     hedge_exited: float = 0.0
-    hedge_average: float = 0.0
 
     @property
     def net(self) -> float:

@@ -206,14 +206,13 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
                     self.broker.refresh(r)
             records = self.plan_orders(plan.plan_id)
         entered = exited = value = 0.0
-        hedged = unhedged = hedge_value = 0.0
+        hedged = unhedged = 0.0
         for r in records:
             if r.order.hedge:                # the hedge leg: the opposite position, never the plan's own
                 if r.order.reduce_only:
                     unhedged += r.filled_quantity
                 else:
                     hedged += r.filled_quantity
-                    hedge_value += r.filled_quantity * (r.average_price or 0.0)
             elif r.order.reduce_only:
                 exited += r.filled_quantity
             else:
@@ -221,7 +220,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
                 value += r.filled_quantity * (r.average_price or 0.0)
         held = self._spot_held(plan, records, entered, exited, refresh) if self.spot and entered > EPS else math.inf
         return Tally(tuple(records), entered, exited, value / entered if entered > EPS else 0.0, held,
-                     hedged, unhedged, hedge_value / hedged if hedged > EPS else 0.0)
+                     hedged, unhedged)
 
     def manage_all(self) -> None:
         """Every active plan brought in line with the exchange; first, intents an exchange error

@@ -121,5 +121,3 @@ class Instruments:
                 self._warn(symbol)
         return default
 
-    def known(self) -> dict[str, Instrument]:
-        return dict(self._known)
