@@ -66,6 +66,7 @@ INDICATORS = {
     "rate_of_change": lambda d: ft.rate_of_change(d["close"], 4),
     "rolling_zscore": lambda d: ft.rolling_zscore(d["close"], 6),
     "rolling_percentile_rank": lambda d: ft.rolling_percentile_rank(d["close"], 8),
+    "rolling_median": lambda d: ft.rolling_median(d["close"], 6),
     "confirmed_pivots": lambda d: ft.confirmed_pivots(d["high"], d["low"], 3, 2),
     "volume_ratio": lambda d: ft.volume_ratio(d["volume"], 5),
 }

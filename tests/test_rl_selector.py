@@ -177,3 +177,52 @@ def test_deterministic(btc):
     a, b = RLSelector(), RLSelector()
     _learn_on_btc(a, btc, 4000), _learn_on_btc(b, btc, 4000)
     assert json.dumps(a.state(), sort_keys=True) == json.dumps(b.state(), sort_keys=True)
+
+
+def _held_views_loop(fresh, close, high, low, hold):
+    """The state machine as it was first written, bar by bar: the reference."""
+    out = np.zeros(len(fresh), dtype=np.int8)
+    state, since, level = 0, 0, np.nan
+    for i in range(len(fresh)):
+        if fresh[i]:
+            state, since, level = int(fresh[i]), 0, high[i] if fresh[i] > 0 else low[i]
+        elif state:
+            since += 1
+            back_inside = close[i] < level if state > 0 else close[i] > level
+            if since >= hold or back_inside:
+                state = 0
+        out[i] = state
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("hold", [0, 1, 3, 12])
+def test_breakout_views_vectorised_agree_with_the_bar_by_bar_state_machine(seed, hold):
+    from mlcoord_rl_selector.arms import held_views
+
+    rng = np.random.default_rng(seed)
+    n = 400
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    high = close * (1 + rng.uniform(0.0, 0.02, n))
+    low = close * (1 - rng.uniform(0.0, 0.02, n))
+    high[: 5], low[: 5] = np.nan, np.nan                   # warm-up, as the previous-range arrays have
+    fresh = rng.choice(np.array([-1, 0, 0, 0, 0, 0, 1], dtype=np.int8), n)
+    fresh[:5] = 0
+    got = held_views(fresh, close, high, low, hold)
+    want = _held_views_loop(fresh, close, high, low, hold)
+    assert np.array_equal(got, want)
+    assert (want != 0).sum() > (fresh != 0).sum() or hold <= 1     # views are held past their bar
+
+
+def test_breakout_arm_on_real_candles_matches_the_state_machine(btc):
+    from mlcoord_rl_selector.arms import _previous_extreme, breakout
+    from mlcoord import features as ft
+
+    o, c = RLSelectorOptions(), btc.candles
+    high = _previous_extreme(np.asarray(c.high, float), o.breakout_bars, np.max)
+    low = _previous_extreme(np.asarray(c.low, float), o.breakout_bars, np.min)
+    volume = ft.volume_ratio(c.volume, o.breakout_bars) >= o.breakout_volume
+    fresh = np.where((c.close > high) & volume, 1, np.where((c.close < low) & volume, -1, 0))
+    got = breakout(c, o)
+    assert np.array_equal(got, _held_views_loop(fresh, c.close, high, low, o.breakout_hold))
+    assert (got != 0).sum() > 100

@@ -26,6 +26,7 @@ _WEEK_ORIGIN_NS = 4 * 86400 * 10**9  # 1970-01-05 was a Monday: weekly buckets o
 
 
 from mlcoord.errors import DataError  # noqa: E402  (CandleError is a DataError)
+from mlcoord.prefix_cache import PrefixCache  # noqa: E402
 
 class CandleError(DataError):
     """Bad candle data. Message names the file/symbol, the row timestamp (or row number) and the column."""
@@ -389,6 +390,10 @@ def load_candles(path, *, symbol: str | None = None, timeframe: str | None = Non
                               source=str(path), repair=repair)
 
 
+#: recent higher-timeframe candles by the base bars they were built from (immutable: shared)
+_RESAMPLED = PrefixCache(max_bytes=64 << 20)
+
+
 def _bucket_origin(tf_ns: int) -> int:
     return _WEEK_ORIGIN_NS if tf_ns % _UNIT_NS["w"] == 0 else 0
 
@@ -420,6 +425,12 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     if not len(starts):
         raise CandleError(f"{candles.symbol}: no complete {timeframe} bar in {len(t)} {candles.timeframe} bars")
     n = ends[-1] + 1  # kept buckets are contiguous; reduceat ignores anything before starts[0]
+    # built from bars [:n] only: a live bar that closes no bucket finds the last bar's result
+    kind = (candles.symbol, candles.timeframe, timeframe, candles.repairs)
+    inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
+    found = _RESAMPLED.find(kind, inputs, extensions=False)
+    if found is not None:
+        return found[1]
     frame = pd.DataFrame({
         "open": candles.open[starts],
         "high": np.maximum.reduceat(candles.high[:n], starts),
@@ -427,7 +438,9 @@ def resample(candles: Candles, timeframe: str) -> Candles:
         "close": candles.close[ends],
         "volume": np.add.reduceat(candles.volume[:n], starts),
     }, index=pd.DatetimeIndex(pd.to_datetime(bucket[starts], utc=True), name="time").as_unit("ns"))
-    return Candles(candles.symbol, timeframe, frame, _find_gaps(bucket[starts], tf_ns), candles.repairs)
+    higher = Candles(candles.symbol, timeframe, frame, _find_gaps(bucket[starts], tf_ns), candles.repairs)
+    _RESAMPLED.keep(kind, inputs, higher, 6 * 8 * len(starts))
+    return higher
 
 
 def higher_timeframe_index(base: Candles, higher: Candles) -> np.ndarray:

@@ -17,12 +17,11 @@ Conventions:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
+
+from mlcoord.prefix_cache import PrefixCache
 
 __all__ = [
     "adx",
@@ -34,6 +33,7 @@ __all__ = [
     "macd",
     "rate_of_change",
     "realised_volatility",
+    "rolling_median",
     "rolling_percentile_rank",
     "rolling_zscore",
     "rsi",
@@ -81,31 +81,54 @@ def _ratio(num: np.ndarray, den: np.ndarray, when_zero: float) -> np.ndarray:
     return out
 
 
-#: recent smoothings by input bytes: the signal source, the timeframe views, the learned models'
-#: features and the exits smooth many of the same series (27 distinct of 58 per live bar)
-_EWM_MEMO: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-_EWM_MEMO_SIZE, _EWM_MEMO_MAX_BARS = 96, 50_000
-_EWM_LOCK = threading.Lock()
+#: recent smoothings and rolling ranks by their exact inputs: the signal source, the timeframe
+#: views, the learned models' features and the exits smooth many of the same series (27 distinct
+#: of 58 per live bar), and a live bar's inputs extend the last bar's by one bar
+CACHE = PrefixCache(max_bytes=192 << 20)
+
+
+def _cached(kind: tuple, x: np.ndarray, compute, extend=None) -> np.ndarray:
+    """``compute(x)`` unless a kept result of the same ``kind`` has the same inputs, or inputs
+    that ``x`` extends and ``extend(result, x, known)`` can carry on from (None: it cannot).
+    Kept results are read-only; callers get a copy they may write to."""
+    found = CACHE.find(kind, (x,), extensions=extend is not None)
+    if found is not None:
+        known, out = found
+        if known == len(x):
+            return out.copy()
+        assert extend is not None
+        longer = extend(out, x, known)
+        if longer is not None:
+            longer.flags.writeable = False
+            CACHE.keep(kind, (x,), longer, longer.nbytes, replaces=known)
+            return longer.copy()
+    out = compute(x)
+    out.flags.writeable = False
+    CACHE.keep(kind, (x,), out, out.nbytes)
+    return out.copy()
 
 
 def _seeded_ewm(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
-    """Exponential smoothing seeded with the mean of the first ``n`` values after leading NaNs
-    (a pure function of its inputs, so a recent identical call's result is reused; a copy is
-    returned, callers may write to it)."""
-    if len(x) > _EWM_MEMO_MAX_BARS:
-        return _seeded_ewm_of(x, n, alpha)
-    key = (n, alpha, x.dtype.str, x.tobytes())
-    with _EWM_LOCK:
-        found = _EWM_MEMO.get(key)
-        if found is not None:
-            _EWM_MEMO.move_to_end(key)
-            return found.copy()
-    found = _seeded_ewm_of(x, n, alpha)
-    with _EWM_LOCK:
-        _EWM_MEMO[key] = found
-        while len(_EWM_MEMO) > _EWM_MEMO_SIZE:
-            _EWM_MEMO.popitem(last=False)
-    return found.copy()
+    """Exponential smoothing seeded with the mean of the first ``n`` values after leading NaNs."""
+    return _cached(("ewm", n, alpha), x, lambda a: _seeded_ewm_of(a, n, alpha),
+                   lambda out, a, known: _extend_ewm(out, a, known, alpha))
+
+
+def _extend_ewm(out: np.ndarray, x: np.ndarray, known: int, alpha: float):
+    """``out`` (the smoothing of ``x[:known]``) carried on over ``x[known:]`` with pandas' own
+    recursion (``adjust=False``), so the values are the ones a whole recomputation gives; None
+    before the seed or over a NaN input (recomputed then)."""
+    w = float(out[known - 1])
+    new = x[known:]
+    if w != w or np.isnan(new).any():
+        return None
+    keep, values = 1.0 - alpha, []
+    for v in new.tolist():
+        if w != v:
+            w = keep * w + alpha * v
+            w /= keep + alpha
+        values.append(w)
+    return np.concatenate((out, values))
 
 
 def _seeded_ewm_of(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
@@ -118,6 +141,53 @@ def _seeded_ewm_of(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
     tail[0] = x[valid[0] : seed + 1].mean()
     out[seed:] = pd.Series(tail).ewm(alpha=alpha, adjust=False).mean().to_numpy()
     return out
+
+
+def _rolling_exact(x: np.ndarray, n: int, how: str) -> np.ndarray:
+    """A rolling statistic over ``n`` bars (``mean``, ``std0``/``std1``: population/sample std,
+    ``rank``: max rank as a fraction, ``median``), NaN while any of the ``n`` values is. Each
+    window's value is computed from that window alone (no running sums, whose rounding would
+    depend on where the array starts), so a kept prefix carries on window by window and a live
+    window gives exactly what the whole history gives."""
+    def compute(a):
+        if how in ("rank", "median"):             # pandas' skiplists are exact per window
+            roll = _rolling(a, n)
+            return _array(roll.rank(method="max", pct=True) if how == "rank" else roll.median())
+        out = np.full(len(a), np.nan)
+        if len(a) >= n:
+            out[n - 1 :] = _per_window(a, n, how)
+        return out
+
+    def extend(out, a, known):
+        return np.concatenate((out, _per_window(a[known - n + 1 :], n, how))) if known >= n else None
+
+    return _cached(("rolling", how, n), x, compute, extend)
+
+
+def _per_window(x: np.ndarray, n: int, how: str, chunk: int = 8192) -> np.ndarray:
+    """``how`` of every full window of ``x`` (``len(x) - n + 1`` values), in chunks of windows so
+    the temporary arrays stay small."""
+    windows = sliding_window_view(x, n)
+    parts = []
+    for k in range(0, len(windows), chunk):
+        w = windows[k : k + chunk]
+        if how == "median":
+            parts.append(np.median(w, axis=1))
+            continue
+        if how == "rank":
+            value = (w <= w[:, -1:]).sum(axis=1) / n
+            value[np.isnan(w).any(axis=1)] = np.nan
+            parts.append(value)
+            continue
+        mean = w.mean(axis=1)
+        flat = w.max(axis=1) == w.min(axis=1)          # a constant window: exactly its value, 0 spread
+        if how == "mean":
+            parts.append(np.where(flat, w[:, 0], mean))
+            continue
+        dev = w - mean[:, None]
+        var = np.einsum("ij,ij->i", dev, dev) / (n - (1 if how == "std1" else 0))
+        parts.append(np.where(flat, 0.0, np.sqrt(var)))
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def _wilder(x: np.ndarray, n: int) -> np.ndarray:
@@ -134,7 +204,7 @@ def _previous(x: np.ndarray) -> np.ndarray:
 
 def sma(x, n: int) -> np.ndarray:
     """Simple moving average over ``n`` bars."""
-    return _array(_rolling(_series(x), _window(n)).mean())
+    return _rolling_exact(_series(x), _window(n), "mean")
 
 
 def ema(x, n: int) -> np.ndarray:
@@ -166,9 +236,9 @@ def macd(close, fast: int = 12, slow: int = 26, signal: int = 9) -> tuple[np.nda
 
 def bollinger(close, n: int = 20, k: float = 2.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bollinger bands: SMA mid and mid +/- ``k`` population standard deviations (ddof=0)."""
-    roll = _rolling(_series(close), _window(n))
-    mid = _array(roll.mean())
-    width = k * _array(roll.std(ddof=0))
+    c, n = _series(close), _window(n)
+    mid = _rolling_exact(c, n, "mean")
+    width = k * _rolling_exact(c, n, "std0")
     return mid, mid + width, mid - width
 
 
@@ -227,7 +297,7 @@ def log_returns(close) -> np.ndarray:
 
 def realised_volatility(close, n: int = 24) -> np.ndarray:
     """Rolling sample standard deviation (ddof=1) of log returns over ``n`` bars (per bar, not annualised)."""
-    return _array(_rolling(log_returns(close), _window(n, minimum=2)).std(ddof=1))
+    return _rolling_exact(log_returns(close), _window(n, minimum=2), "std1")
 
 
 def rate_of_change(close, n: int = 10) -> np.ndarray:
@@ -244,14 +314,18 @@ def rate_of_change(close, n: int = 10) -> np.ndarray:
 
 def rolling_zscore(x, n: int) -> np.ndarray:
     """``(x - mean) / std`` over the last ``n`` values (population std); 0 for a constant window."""
-    a = _series(x)
-    roll = _rolling(a, _window(n, minimum=2))
-    return _ratio(a - _array(roll.mean()), _array(roll.std(ddof=0)), when_zero=0.0)
+    a, n = _series(x), _window(n, minimum=2)
+    return _ratio(a - _rolling_exact(a, n, "mean"), _rolling_exact(a, n, "std0"), when_zero=0.0)
 
 
 def rolling_percentile_rank(x, n: int) -> np.ndarray:
     """Fraction of the last ``n`` values (current included) that are ``<=`` the current one, in (0, 1]."""
-    return _array(_rolling(_series(x), _window(n)).rank(method="max", pct=True))
+    return _rolling_exact(_series(x), _window(n), "rank")
+
+
+def rolling_median(x, n: int) -> np.ndarray:
+    """Median of the last ``n`` values (current included); NaN until ``n`` values exist."""
+    return _rolling_exact(_series(x), _window(n), "median")
 
 
 def volume_ratio(volume, n: int = 20) -> np.ndarray:
@@ -280,13 +354,24 @@ def confirmed_pivots(high, low, left: int = 5, right: int = 5) -> tuple[np.ndarr
 
 def _latest_confirmed(x: np.ndarray, left: int, right: int) -> np.ndarray:
     """Value of the latest strict local minimum of ``x`` confirmed at or before each bar."""
+    return _cached(("pivots", left, right), x, lambda a: _confirmed_from(a, left, right, 0, np.nan),
+                   lambda out, a, known: np.concatenate((out, _confirmed_from(
+                       a, left, right, known, out[known - 1])[known:])) if known >= left + right + 1 else None)
+
+
+def _confirmed_from(x: np.ndarray, left: int, right: int, start: int, before: float) -> np.ndarray:
+    """:func:`_latest_confirmed` from bar ``start`` on (earlier bars are left NaN), ``before``
+    being its value at bar ``start - 1`` (what holds until a later pivot is confirmed)."""
     span = left + right + 1
     if len(x) < span:
         return np.full(len(x), np.nan)
-    windows = sliding_window_view(x, span)                 # row s covers bars s .. s+span-1
+    first = max(start - span + 1, 0)                       # windows that end at start or later
+    windows = sliding_window_view(x[first:], span)         # row s covers bars first+s .. +span-1
     others = np.minimum(windows[:, :left].min(axis=1), windows[:, left + 1 :].min(axis=1))
-    pivots = np.flatnonzero(windows[:, left] < others) + left
+    pivots = np.flatnonzero(windows[:, left] < others) + first + left
     latest = np.full(len(x), -1)
     latest[pivots + right] = pivots                        # known at the confirmation bar
     latest = np.maximum.accumulate(latest)
-    return np.where(latest >= 0, x[latest], np.nan)
+    out = np.where(latest >= 0, x[latest], before)
+    out[:start] = np.nan
+    return out

@@ -12,7 +12,6 @@ from typing import Optional
 
 import attrs
 import numpy as np
-import pandas as pd
 
 from mlcoord import EntryPlan, ExitLevels, Side, features
 from mlcoord.components import MarketData, PositionView
@@ -49,10 +48,10 @@ def _fallback_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray) -> np.nd
 
 def _volatility_factor(realised_vol: np.ndarray, window: int, lo: float, hi: float) -> np.ndarray:
     """sqrt(realised vol / its rolling median), clamped; 1.0 while either is unknown."""
-    rv = pd.Series(np.asarray(realised_vol, dtype=np.float64))
-    median = rv.rolling(window, min_periods=window).median().to_numpy()
+    rv = np.asarray(realised_vol, dtype=np.float64)
+    median = features.rolling_median(rv, window)
     with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.sqrt(rv.to_numpy() / median)
+        factor = np.sqrt(rv / median)
     factor = np.where(np.isfinite(factor), factor, 1.0)
     return np.clip(factor, lo, hi)
 

@@ -53,19 +53,28 @@ def breakout(c, o) -> np.ndarray:
     high = _previous_extreme(np.asarray(c.high, float), o.breakout_bars, np.max)
     low = _previous_extreme(np.asarray(c.low, float), o.breakout_bars, np.min)
     volume = ft.volume_ratio(c.volume, o.breakout_bars) >= o.breakout_volume
-    fresh = np.where((c.close > high) & volume, 1, np.where((c.close < low) & volume, -1, 0))
-    out = np.zeros(len(fresh), dtype=np.int8)
-    state, since, level = 0, 0, np.nan
-    for i in np.arange(len(fresh)):           # hold the view a few bars (a simple causal state machine)
-        if fresh[i]:
-            state, since, level = int(fresh[i]), 0, high[i] if fresh[i] > 0 else low[i]
-        elif state:
-            since += 1
-            back_inside = c.close[i] < level if state > 0 else c.close[i] > level
-            if since >= o.breakout_hold or back_inside:
-                state = 0
-        out[i] = state
-    return out
+    close = np.asarray(c.close, float)
+    fresh = np.where((close > high) & volume, 1, np.where((close < low) & volume, -1, 0)).astype(np.int8)
+    return held_views(fresh, close, high, low, o.breakout_hold)
+
+
+def held_views(fresh: np.ndarray, close: np.ndarray, high: np.ndarray, low: np.ndarray, hold: int) -> np.ndarray:
+    """A breakout's view (+1/-1 at its bar ``j``) held for bars ``j .. j + hold - 1``, until the
+    next breakout, or until the close falls back inside the range it broke (``high[j]`` for a
+    long, ``low[j]``: a short), whichever is first: a causal state machine, vectorised."""
+    n = len(fresh)
+    index = np.arange(n)
+    last = np.maximum.accumulate(np.where(fresh != 0, index, -1))     # the breakout in force
+    known = last >= 0
+    j = np.where(known, last, 0)
+    state = np.where(known, fresh[j], 0)
+    level = np.where(state > 0, high[j], low[j])
+    with np.errstate(invalid="ignore"):
+        inside = ((state > 0) & (close < level)) | ((state < 0) & (close > level))
+    inside &= index > j                                # the breakout bar itself never is
+    fallen = np.cumsum(inside)
+    ended = (index > j) & ((index - j >= hold) | (fallen - fallen[j] > 0))
+    return np.where(known & ~ended, state, 0).astype(np.int8)
 
 
 def arm_directions(candles, options) -> np.ndarray:

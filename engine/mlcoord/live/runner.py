@@ -58,7 +58,8 @@ class PaperTrader:
     (:meth:`_make_engine`).
 
     ``prepare_bars`` bounds a cycle's cost: each new bar re-prepares only the latest
-    ``prepare_bars`` bars (None: the whole history, as a backtest does). Indicators with an
+    ``prepare_bars`` to 1.25 x ``prepare_bars`` bars (None: the whole history, as a backtest
+    does), most of it from cached results. Indicators with an
     infinite memory (EMAs, Wilder's ATR and RSI) then start from the window's first bar instead of
     the data's; past a few hundred of their periods the difference is below float noise (see
     ``tests/test_live_window.py`` for the decisions it leaves unchanged)."""
@@ -95,29 +96,28 @@ class PaperTrader:
         return candles
 
     def _prepare(self, symbol: str, since: Optional[int]) -> PreparedSymbol:
-        """``Pipeline.prepare`` on the symbol's latest bars (the window), asked about from ``since``
-        bars before its end on (None: every bar)."""
+        """``Pipeline.prepare`` on the symbol's kept bars (the window), asked about from ``since``
+        bars before its end on (None: every bar). The window's first bar stays put until it is a
+        quarter over, so each bar's inputs extend the last bar's and the indicators carry their
+        kept results on (:data:`mlcoord.features.CACHE`) instead of recomputing the window."""
         candles = self.history[symbol]
-        w = self.prepare_bars
-        if w is not None and len(candles) > w:
-            candles = candles.slice(len(candles) - w, None)
         data = build_market_data(candles, self.settings.data.higher_timeframes, event=self.settings.learning.event)
         return self.pipeline.prepare(data, since=None if since is None else len(candles) - since)
 
     def _reload(self, symbol: str, added: int, since: Optional[int]) -> int:
         """The last ``added`` bars of the symbol's history are new: the series takes them (bar
         indices unchanged, however many: a symbol back after a long absence brings more than a
-        window) and is re-pointed at the re-prepared window; returns the index of its newest bar.
-        The history is trimmed to what is kept afterwards."""
+        window) and is re-pointed at the re-prepared window (the history trimmed to what is kept
+        first); returns the index of its newest bar."""
         book, history = self.books[symbol], self.history[symbol]
         new = history.slice(len(history) - added, None)
         for mine, theirs in ((book.t, new.time), (book.o, new.open), (book.h, new.high), (book.l, new.low),
                              (book.c, new.close)):
             mine.extend(theirs.tolist())
         book.action.extend([0] * added)
+        self.history[symbol] = self._kept(history)
         prepared = self._prepare(symbol, since)
         book.load(prepared, len(book.t) - len(prepared.data))
-        self.history[symbol] = self._kept(history)
         return len(book.t) - 1
 
     @property

@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from mlcoord import Action
+from mlcoord import Action, features
 
 
 @attrs.frozen(eq=False)
@@ -36,7 +36,10 @@ def detect(open_, high, low, close, volume, atr, options) -> Breakouts:
     """Volume-confirmed breakouts for every bar at once (see :class:`VolumeSpikeOptions`)."""
     open_, high, low, close, volume, atr = (np.asarray(a, dtype=np.float64)
                                             for a in (open_, high, low, close, volume, atr))
-    median = _previous_window(volume, options.window).median().to_numpy(dtype=np.float64, copy=True)
+    # mlcoord's cached rolling median: a live bar extends the last bar's window, not recomputed
+    before = np.full(len(volume), np.nan)
+    before[1:] = volume[:-1]
+    median = features.rolling_median(before, options.window)
     prior_high = _previous_window(high, options.breakout_bars).max().to_numpy(dtype=np.float64, copy=True)
     prior_low = _previous_window(low, options.breakout_bars).min().to_numpy(dtype=np.float64, copy=True)
 
