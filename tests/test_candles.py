@@ -333,6 +333,19 @@ def test_slice_and_between():
     assert c.slice(1, 4).symbol == "X/Y" and c.slice(1, 4).timeframe == "1h"
 
 
+@needs_data
+def test_followed_by_joins_only_later_bars_as_a_checked_series_would(btc_1h):
+    history, feed = btc_1h.slice(0, 100), btc_1h.slice(98, 103)     # the feed repeats two known bars
+    joined = history.followed_by(feed)
+    want = Candles(history.symbol, history.timeframe, btc_1h.frame.iloc[:103])
+    pd.testing.assert_frame_equal(joined.frame, want.frame)
+    for name in ("time", "open", "high", "low", "close", "volume"):
+        assert np.array_equal(getattr(joined, name), getattr(want, name)) and not getattr(joined, name).flags.writeable
+    assert history.followed_by(btc_1h.slice(90, 100)) is history               # nothing new
+    with pytest.raises(CandleError, match="4h"):
+        history.followed_by(resample(btc_1h.slice(0, 200), "4h"))
+
+
 # --- CSV shapes users export (issue 12) ---------------------------------------------------------
 
 def _frame_indexed(n: int = 30) -> pd.DataFrame:

@@ -118,8 +118,8 @@ def test_the_cache_keeps_within_its_byte_budget():
         cache.keep("kind", (a,), a * 2, a.nbytes)
     assert cache.nbytes <= 3 * 2 * 8000
     assert cache.find("kind", (arrays[0],)) is None                 # the oldest went first
-    n, result = cache.find("kind", (np.append(arrays[4], 7.0),))
-    assert n == 1000 and result[3] == (4 + 3) * 2
+    found = cache.find("kind", (np.append(arrays[4], 7.0),))
+    assert found.n == 1000 and found.result[3] == (4 + 3) * 2
     assert cache.find("kind", (np.append(arrays[4], [7.0, 8.0, 9.0]),)) is None   # past max_extension
     assert cache.find("kind", (np.append(arrays[4], 7.0),), extensions=False) is None
     assert cache.find("other", (arrays[4],)) is None

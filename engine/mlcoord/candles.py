@@ -137,6 +137,26 @@ class Candles:
             object.__setattr__(sub, name, value)
         return sub
 
+    def followed_by(self, newer: Candles) -> Candles:
+        """These bars, then the bars of ``newer`` after the last of these (a live feed's new
+        bars). Both are checked candles, so the join needs no second check."""
+        if len(self) and len(newer):
+            newer = newer.slice(int(np.searchsorted(newer.time, self.time[-1], side="right")), None)
+        if not len(newer):
+            return self
+        if not len(self):
+            return newer
+        if newer.timeframe != self.timeframe:
+            raise CandleError(f"{self.symbol}: new bars are {newer.timeframe}, the history is {self.timeframe}")
+        joined = object.__new__(Candles)
+        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe),
+                            ("frame", pd.concat([self.frame, newer.frame])), ("gaps", self.gaps),
+                            ("repairs", self.repairs)):
+            object.__setattr__(joined, name, value)
+        for name in ("time",) + COLUMNS:
+            object.__setattr__(joined, name, _readonly(np.concatenate((getattr(self, name), getattr(newer, name)))))
+        return joined
+
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
         mask = np.ones(len(self), dtype=bool)
@@ -430,7 +450,7 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
     found = _RESAMPLED.find(kind, inputs, extensions=False)
     if found is not None:
-        return found[1]
+        return found.result
     frame = pd.DataFrame({
         "open": candles.open[starts],
         "high": np.maximum.reduceat(candles.high[:n], starts),

@@ -93,14 +93,13 @@ def _cached(kind: tuple, x: np.ndarray, compute, extend=None) -> np.ndarray:
     Kept results are read-only; callers get a copy they may write to."""
     found = CACHE.find(kind, (x,), extensions=extend is not None)
     if found is not None:
-        known, out = found
-        if known == len(x):
-            return out.copy()
+        if found.n == len(x):
+            return found.result.copy()
         assert extend is not None
-        longer = extend(out, x, known)
+        longer = extend(found.result, x, found.n)
         if longer is not None:
             longer.flags.writeable = False
-            CACHE.keep(kind, (x,), longer, longer.nbytes, replaces=known)
+            CACHE.keep(kind, (x,), longer, longer.nbytes, replaces=found)
             return longer.copy()
     out = compute(x)
     out.flags.writeable = False

@@ -80,16 +80,19 @@ class SymbolSeries:
         self.offset = 0
         self.load(prepared)
 
-    def load(self, prepared: PreparedSymbol, offset: int = 0) -> None:
+    def load(self, prepared: PreparedSymbol, offset: int = 0, changed: Optional[int] = None) -> None:
         """Point at ``prepared``, whose bars are the series' bars from ``offset`` on (earlier bars
-        are kept; later ones are replaced or added)."""
+        are kept; later ones are replaced or added). ``changed``: only the last ``changed`` bars
+        are new, the series holds the others already (a live bar: its actions before the new
+        bars are never read again)."""
         if offset > len(self.t):
             raise ValueError(f"{self.symbol}: prepared bars start at {offset}, the series has {len(self.t)}")
         candles = prepared.data.candles
         self.prepared, self.offset = prepared, offset
+        start = offset if changed is None else max(offset, offset + len(candles) - changed)
         for mine, theirs in ((self.t, candles.time), (self.o, candles.open), (self.h, candles.high),
                              (self.l, candles.low), (self.c, candles.close), (self.action, prepared.action)):
-            mine[offset:] = theirs.tolist()
+            mine[start:] = theirs[start - offset :].tolist()
 
 
 def replay_flat_bars(series: Sequence, until: Optional[int], account, view, guards, errors) -> int:

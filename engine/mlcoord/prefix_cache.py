@@ -12,9 +12,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from typing import Any, Hashable, Optional, Sequence
+from typing import Any, Hashable, NamedTuple, Optional, Sequence
 
 import numpy as np
+
+
+class Found(NamedTuple):
+    """A kept result: ``n`` bars of inputs (``inputs``, as bytes) gave ``result``."""
+
+    n: int
+    result: Any
+    key: tuple
+    inputs: tuple[bytes, ...]
 
 
 class PrefixCache:
@@ -30,12 +39,12 @@ class PrefixCache:
 
     @staticmethod
     def _fingerprint(inputs: Sequence[np.ndarray], n: int) -> tuple[bytes, ...]:
-        return tuple(x[[0, n - 1]].tobytes() for x in inputs)
+        return tuple(x[n - 1 : n].tobytes() for x in inputs)
 
     def find(self, kind: Hashable, inputs: Sequence[np.ndarray], *, extensions: bool = True
-             ) -> Optional[tuple[int, Any]]:
-        """``(n, result)`` kept for inputs equal to the first ``n`` values of ``inputs`` (all of
-        the same length), the longest such ``n`` within ``max_extension`` bars of their end
+             ) -> Optional[Found]:
+        """The result kept for inputs equal to the first ``n`` values of ``inputs`` (all of the
+        same length), the longest such ``n`` within ``max_extension`` bars of their end
         (``extensions=False``: only the same inputs)."""
         length = len(inputs[0])
         if not 0 < length <= self.max_bars:
@@ -51,13 +60,13 @@ class PrefixCache:
                 for kept, result, _ in candidates:
                     if kept == seen:
                         self._entries.move_to_end(key)
-                        return n, result
+                        return Found(n, result, key, seen)
         return None
 
     def keep(self, kind: Hashable, inputs: Sequence[np.ndarray], result: Any, result_bytes: int,
-             replaces: Optional[int] = None) -> None:
-        """Keep ``result`` of ``inputs``; ``replaces``: the length of a kept entry these inputs
-        extend (dropped: the next bar extends the newer one)."""
+             replaces: Optional[Found] = None) -> None:
+        """Keep ``result`` of ``inputs``; ``replaces``: a kept entry these inputs extend (dropped:
+        the next bar extends the newer one)."""
         length = len(inputs[0])
         if not 0 < length <= self.max_bars:
             return
@@ -67,7 +76,7 @@ class PrefixCache:
             return
         with self._lock:
             if replaces is not None:
-                self._drop(kind, inputs, replaces)
+                self._drop(replaces)
             key = (kind, length, self._fingerprint(inputs, length))
             bucket = self._entries.setdefault(key, [])
             if any(k == kept for k, _, _ in bucket):
@@ -79,19 +88,17 @@ class PrefixCache:
                 _, gone = self._entries.popitem(last=False)
                 self._bytes -= sum(s for _, _, s in gone)
 
-    def _drop(self, kind: Hashable, inputs: Sequence[np.ndarray], n: int) -> None:
-        key = (kind, n, self._fingerprint(inputs, n))
-        bucket = self._entries.get(key)
+    def _drop(self, found: Found) -> None:
+        bucket = self._entries.get(found.key)
         if not bucket:
             return
-        seen = tuple(x[:n].tobytes() for x in inputs)
         for k, entry in enumerate(bucket):
-            if entry[0] == seen:
+            if entry[0] == found.inputs:
                 self._bytes -= entry[2]
                 del bucket[k]
                 break
         if not bucket:
-            del self._entries[key]
+            del self._entries[found.key]
 
     def clear(self) -> None:
         with self._lock:

@@ -20,13 +20,12 @@ from typing import Iterable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
-import pandas as pd
 import structlog
 
 from mlcoord.results import RawResult
 from mlcoord.simulation import SimulatedSession, TradingSession
 from mlcoord.costs import FundingSeries
-from mlcoord.candles import COLUMNS, Candles
+from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
@@ -39,14 +38,7 @@ log = structlog.get_logger("mlcoord.live.runner")
 
 def append_bars(history: Candles, newer: Candles) -> Candles:
     """``history`` followed by the bars of ``newer`` that are after its last bar."""
-    if len(history) and len(newer):
-        newer = newer.slice(int(np.searchsorted(newer.time, history.time[-1], side="right")), None)
-    if not len(newer):
-        return history
-    if newer.timeframe != history.timeframe:
-        raise ValueError(f"{history.symbol}: new bars are {newer.timeframe}, the history is {history.timeframe}")
-    frame = pd.concat([history.frame, newer.frame[list(COLUMNS)]])
-    return Candles(history.symbol, history.timeframe, frame, history.gaps, history.repairs)
+    return history.followed_by(newer)
 
 
 class PaperTrader:
@@ -117,7 +109,7 @@ class PaperTrader:
         book.action.extend([0] * added)
         self.history[symbol] = self._kept(history)
         prepared = self._prepare(symbol, since)
-        book.load(prepared, len(book.t) - len(prepared.data))
+        book.load(prepared, len(book.t) - len(prepared.data), changed=added)
         return len(book.t) - 1
 
     @property
