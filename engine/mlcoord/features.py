@@ -164,29 +164,38 @@ def _rolling_exact(x: np.ndarray, n: int, how: str) -> np.ndarray:
 
 
 def _per_window(x: np.ndarray, n: int, how: str, chunk: int = 8192) -> np.ndarray:
-    """``how`` of every full window of ``x`` (``len(x) - n + 1`` values), in chunks of windows so
-    the temporary arrays stay small."""
-    windows = sliding_window_view(x, n)
-    parts = []
-    for k in range(0, len(windows), chunk):
-        w = windows[k : k + chunk]
-        if how == "median":
-            parts.append(np.median(w, axis=1))
-            continue
-        if how == "rank":
-            value = (w <= w[:, -1:]).sum(axis=1) / n
-            value[np.isnan(w).any(axis=1)] = np.nan
-            parts.append(value)
-            continue
-        mean = w.mean(axis=1)
-        flat = w.max(axis=1) == w.min(axis=1)          # a constant window: exactly its value, 0 spread
-        if how == "mean":
-            parts.append(np.where(flat, w[:, 0], mean))
-            continue
-        dev = w - mean[:, None]
-        var = np.einsum("ij,ij->i", dev, dev) / (n - (1 if how == "std1" else 0))
-        parts.append(np.where(flat, 0.0, np.sqrt(var)))
-    return np.concatenate(parts) if parts else np.zeros(0)
+    """``how`` of every full window of ``x`` (``len(x) - n + 1`` values). Means and spreads add
+    each window's values in window order (``n`` whole-array additions: no running sum), so a
+    window's value does not depend on where ``x`` starts."""
+    m = len(x) - n + 1
+    if m <= 0:
+        return np.zeros(0)
+    if how in ("median", "rank"):
+        windows = sliding_window_view(x, n)
+        parts = []
+        for k in range(0, m, chunk):                      # small temporaries
+            w = windows[k : k + chunk]
+            if how == "median":
+                parts.append(np.median(w, axis=1))
+            else:
+                value = (w <= w[:, -1:]).sum(axis=1) / n
+                value[np.isnan(w).any(axis=1)] = np.nan
+                parts.append(value)
+        return np.concatenate(parts)
+    total = x[:m].copy()
+    for k in range(1, n):
+        total += x[k : k + m]
+    mean = total / n
+    # a constant window: exactly its value and no spread (counted exactly, in integers)
+    same = np.concatenate(([0], np.cumsum(x[1:] == x[:-1])))
+    flat = same[n - 1 : n - 1 + m] - same[:m] == n - 1
+    if how == "mean":
+        return np.where(flat, x[:m], mean)
+    squares = np.square(x[:m] - mean)
+    for k in range(1, n):
+        squares += np.square(x[k : k + m] - mean)
+    spread = np.sqrt(squares / (n - (1 if how == "std1" else 0)))
+    return np.where(flat, 0.0, spread)
 
 
 def _wilder(x: np.ndarray, n: int) -> np.ndarray:
