@@ -140,3 +140,45 @@ def test_same_ml_run_twice_gives_identical_decisions(short_candles):
     b = run(short_candles, plugins_with(good=FakeML("good")))
     assert a.raw.decisions == b.raw.decisions
     assert np.array_equal(a.raw.equity, b.raw.equity)
+
+
+class CountingML(FakeML):
+    """A FakeML that counts its prepares (and may fail them)."""
+
+    def __init__(self, behaviour, fail_prepare=False):
+        super().__init__(behaviour)
+        self.prepared, self.fail_prepare = 0, fail_prepare
+
+    def prepare(self, data):
+        self.prepared += 1
+        if self.fail_prepare:
+            raise RuntimeError("weights file is gone")
+        return super().prepare(data)
+
+
+@pytest.mark.parametrize("fail_prepare", [False, True])
+def test_a_live_bar_without_a_signal_prepares_no_ml_component(short_candles, fail_prepare):
+    """A live prepare asks only about its newest bars: without a signal there, the ML components
+    are prepared only if a vote is asked for, and vote (or fail, and abstain) as if eager."""
+    from mlcoord.components import build_market_data
+    from mlcoord.pipeline import build_pipeline
+
+    ml = CountingML("ok", fail_prepare)
+    settings = structure({"engine": {"min_confidence": 0.0}}, Settings)
+    pipeline = build_pipeline(settings, plugins_with(x=ml))
+    data = build_market_data(short_candles, settings.data.higher_timeframes)
+    eager = pipeline.prepare(data)
+    assert ml.prepared == 1
+    quiet = np.flatnonzero(eager.action == 0)
+    loud = np.flatnonzero(eager.action != 0)
+    k = int(quiet[-1])
+    head = build_market_data(short_candles.slice(0, k + 1), settings.data.higher_timeframes)
+    live = pipeline.prepare(head, since=k)
+    assert ml.prepared == 1 and len(live.voters) == 1        # deferred: not prepared yet
+    signal = pipeline.technical_signal(eager, int(loud[0]))
+    votes = pipeline.votes(live, int(loud[0]), signal)          # a vote asked for after all
+    assert ml.prepared == 2
+    if fail_prepare:
+        assert votes == [] and pipeline.errors.counts["x.prepare"] == 2
+    else:
+        assert votes == pipeline.votes(eager, int(loud[0]), signal) and votes[0].confidence == 0.9

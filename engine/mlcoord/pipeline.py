@@ -219,6 +219,25 @@ class PreparedSymbol:
     positions: Any              # the exit manager's PositionManager for this symbol
 
 
+class PreparedOnFirstVote:
+    """An ML component's voter for ``data``, prepared when a vote is first asked for; a failed
+    prepare is reported as one and the component abstains, as an eager prepare's failure does."""
+
+    def __init__(self, built: Built, data: MarketData, errors: Guarded):
+        self._built, self._data, self._errors = built, data, errors
+        self._voter: Any = None
+        self._failed = False
+
+    def vote(self, i: int, signal=None):
+        if self._voter is None and not self._failed:
+            try:
+                self._voter = self._built.obj.prepare(self._data)
+            except Exception as exc:
+                self._failed = True
+                self._errors.failed(self._built.name, "prepare", exc, symbol=self._data.symbol)
+        return None if self._failed else self._voter.vote(i, signal)
+
+
 def validate_series(name: str, series: Any, n: int) -> SignalSeries:
     """A signal source must return one finite action/confidence per bar."""
     if not isinstance(series, SignalSeries):
@@ -303,7 +322,12 @@ class Pipeline:
         if since is not None:
             focus = focus[focus >= since]
         focused = attrs.evolve(data, focus=focus) if self.components.ml_components else data
+        # a live bar without a signal asks for no vote: the ML components prepare when first asked
+        defer = since is not None and not len(focus)
         for b in self.components.ml_components:
+            if defer:
+                voters.append((b.name, PreparedOnFirstVote(b, focused, self.errors)))
+                continue
             try:
                 voters.append((b.name, b.obj.prepare(focused)))
             except Exception as exc:
