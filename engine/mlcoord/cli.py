@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import gc
 import logging
 import os
 import sys
@@ -25,6 +27,29 @@ def _friendly(fn):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
     return wrapper
+
+
+_frozen_at_exit = False
+
+
+@contextlib.contextmanager
+def _one_shot_collector():
+    """A one-shot command allocates many long-lived objects (modules, candles, decisions, the
+    result) and little cyclic garbage: the collector's passes over them cost ~0.05 s of a
+    50,000-bar backtest, and the interpreter's full passes at exit ~0.1 s more. Off while the
+    command runs (restored after it, for callers in the same process); everything is frozen
+    out of the exit passes (cyclic garbage left then is freed with the process anyway)."""
+    global _frozen_at_exit
+    if not _frozen_at_exit:
+        atexit.register(gc.freeze)
+        _frozen_at_exit = True
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _csv(values: tuple[str, ...]) -> list[str]:
@@ -113,6 +138,13 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
              show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
+    with _one_shot_collector():
+        _backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
+                  show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers)
+
+
+def _backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
+              show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
     from mlcoord.report_text import summary
