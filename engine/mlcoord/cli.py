@@ -105,6 +105,8 @@ def _make_executor(kind, address, workers, settings=None, config=None):
 @click.pass_context
 def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
     """mlcoord: ML improves entries; exits, sizing and hedging stay independent."""
+    if ctx.invoked_subcommand == "backtest":      # from here until the command is done
+        ctx.with_resource(_one_shot_collector())
     from mlcoord import logs
 
     logs.configure(["warning", "info", "debug"][min(verbose, 2)], json=log_json)
@@ -138,13 +140,6 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
              show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
-    with _one_shot_collector():
-        _backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-                  show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers)
-
-
-def _backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-              show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
     from mlcoord.report_text import summary
