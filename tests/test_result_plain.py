@@ -70,3 +70,29 @@ def test_batched_trades_and_fills_equal_the_row_by_row_conversion(short_candles)
         [slow_iso(t) for t in raw.times]
     assert data["candles"][short_candles.symbol]["time"] is not data["equity"]["time"]
     assert data["levels"][0]["path"] == [[slow_iso(t), stop, tp] for t, stop, tp in raw.level_paths[0]["path"]]
+
+
+@pytest.mark.usefixtures("builtin_plugins_only")
+def test_result_file_is_written_whole_from_bytes(short_candles, tmp_path):
+    import json
+    import os
+
+    import orjson
+
+    result = run_backtest(Settings(), candles=[short_candles], disabled={})
+    path = tmp_path / "sub" / "result.json"
+    result.write_json(path)
+    text = path.read_text(encoding="utf-8")
+    want = orjson.dumps(result.to_json(), default=str,
+                        option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS).decode("utf-8")
+    drop = lambda d: {k: v for k, v in d.items() if k != "elapsed_seconds"}  # noqa: E731
+    assert drop(json.loads(text)) == drop(json.loads(want)) and len(text) > 10_000
+    assert os.listdir(path.parent) == ["result.json"]              # no temporary file left
+    path.write_text("old", encoding="utf-8")
+    result.write_json(path)                                          # replaces an existing file
+    assert path.read_text(encoding="utf-8") == text
+
+
+def test_month_of_a_time_is_its_iso_prefix(btc_candles):
+    times = [*btc_candles.time[::97].tolist(), 1_700_000_000_123_456_789, 0, -1]
+    assert [iso(t)[:7] for t in times] == [pd.Timestamp(t, tz="UTC").strftime("%Y-%m") for t in times]
