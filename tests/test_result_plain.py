@@ -96,3 +96,22 @@ def test_result_file_is_written_whole_from_bytes(short_candles, tmp_path):
 def test_month_of_a_time_is_its_iso_prefix(btc_candles):
     times = [*btc_candles.time[::97].tolist(), 1_700_000_000_123_456_789, 0, -1]
     assert [iso(t)[:7] for t in times] == [pd.Timestamp(t, tz="UTC").strftime("%Y-%m") for t in times]
+
+
+def test_plain_rows_with_odd_values_take_the_general_branch():
+    import enum
+
+    class Colour(enum.Enum):
+        RED = "r"
+
+    class Named:
+        name = "by-name"
+
+    rows = [{"time": 1_700_000_000_000_000_000, "side": 1, "x": Colour.RED, "y": Named(), "z": None},
+            {"opened_at": 1_700_000_003_600_000_000, "closed_at": "already text", "flag": True, "q": 1.5},
+            {"time": 1_700_000_000_123_456_789, "hedge": False}]
+    for d in rows:
+        assert _plain(d, {}) == slow_plain(d)                      # times not batched: converted here
+    text = _iso_of([1_700_000_000_000_000_000, "x", None])
+    assert text == {1_700_000_000_000_000_000: slow_iso(1_700_000_000_000_000_000)}
+    assert _plain(rows[0], text) == slow_plain(rows[0])

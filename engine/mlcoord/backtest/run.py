@@ -135,8 +135,8 @@ class BacktestResult:
         raw = self.raw
         times = iso_times(raw.times)
         trades, fills = [unstructure(t) for t in raw.trades], [unstructure(f) for f in raw.fills]
-        text = _iso_of([d.get(k) for rows in (trades, fills) for d in rows for k in _TIME_KEYS] +
-                       [t for p in raw.level_paths for t, _, _ in p["path"]])
+        text = _iso_of([*(f.time for f in raw.fills), *(t.opened_at for t in raw.trades),
+                        *(t.closed_at for t in raw.trades), *(t for p in raw.level_paths for t, _, _ in p["path"])])
         return {
             # the result file's schema: 2 = components name entry_guards and portfolio_watchers
             # (hooks version 2); fills and trades may carry namespaced plugin exit reasons
@@ -192,7 +192,7 @@ _PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
 
 def _iso_of(values: list) -> dict[int, str]:
     """ISO text of every int time (ns) in ``values``, converted in one vectorised batch."""
-    ns = sorted({v for v in values if isinstance(v, int)})
+    ns = sorted({v for v in set(values) if isinstance(v, int)})
     return dict(zip(ns, iso_times(ns)))
 
 
@@ -201,13 +201,17 @@ def _named(v: Any) -> Any:
 
 
 def _plain(d: dict, text: dict[int, str]) -> dict:
-    """A trade's or fill's dict for JSON: int times as ISO text (``text``: from :func:`_iso_of`),
-    anything that is not a number, string or None by its name."""
-    out = {k: v if type(v) in _PLAIN_TYPES else _named(v) for k, v in d.items()}
+    """A trade's or fill's dict for JSON: int times as ISO text (``text``: from :func:`_iso_of`,
+    converted here when missing), anything that is not a number, string or None by its name."""
+    if set(map(type, d.values())) <= _PLAIN_TYPES:    # every row so far: one check, no loop
+        out = dict(d)
+    else:
+        out = {k: v if type(v) in _PLAIN_TYPES else _named(v) for k, v in d.items()}
     for k in _TIME_KEYS:
         v = d.get(k)
         if isinstance(v, int):
-            out[k] = text[v]
+            t = text.get(v)
+            out[k] = _iso(v) if t is None else t
     return out
 
 
