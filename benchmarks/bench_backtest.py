@@ -3,10 +3,10 @@ asserts nothing.
 
 Usage: python benchmarks/bench_backtest.py [--runs 5] [--data50k PATH] [--loop-only]
 
-* whole process: ``mlcoord backtest`` as a subprocess (start-up included), median wall time and
-  peak RSS over runs, for the bundled default (43,803 BTC/USDT 1h bars) and for the last 50,000
-  rows of nic-tradingstrategyga BTC/USDT 1h (the candles freqtrade's anchor uses; read from
-  ../shared/data, which benchmarks may use, never the product);
+* whole process: ``mlcoord backtest`` as a subprocess (start-up included), median wall and CPU
+  time and peak RSS over runs, for the bundled default (43,803 BTC/USDT 1h bars) and for the last
+  50,000 rows of nic-tradingstrategyga BTC/USDT 1h (the candles freqtrade's anchor uses; read from
+  ../shared/data, which benchmarks may use, never the product), the latter also with ``--json``;
 * in process: the bar loop alone (after preparing signals), as bars per second;
 * one live decision: prepare a rolling window of 1,000 bars and decide its last bar (what a live
   cycle does per symbol), p50 and p99 over 100 windows.
@@ -38,18 +38,23 @@ def builtin_only(extra_disabled=()) -> dict[str, str]:
     return out
 
 
-def whole_process(args: list[str], runs: int, disabled: dict) -> tuple[float, float]:
-    times, peaks = [], []
+def whole_process(args: list[str], runs: int, disabled: dict) -> tuple[float, float, float]:
+    """Median wall and CPU (user + system) seconds of the process, and its peak RSS in MB. CPU time
+    moves less than wall time on a machine shared with other work."""
+    times, cpus, peaks = [], [], []
     env = {**os.environ, "MLCOORD_DISABLE": ",".join(disabled)}
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "mlcoord.cli", "backtest", "--no-progress", *args],
                               capture_output=True, text=True, env=env)
         times.append(time.perf_counter() - t0)
         if proc.returncode:
             raise SystemExit(f"backtest failed: {proc.stderr}")
-        peaks.append(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-    return statistics.median(times), max(peaks) / 1024
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        peaks.append(after.ru_maxrss)
+    return statistics.median(times), statistics.median(cpus), max(peaks) / 1024
 
 
 def in_process(candles, runs: int, disabled: dict) -> tuple[float, dict]:
@@ -119,21 +124,24 @@ def main() -> None:
         big = big.slice(len(big) - 50_000, len(big))
     for label, disabled in sets:
         print(f"\n{label}:")
-        wall, rss = whole_process([], args.runs, disabled)
+        wall, cpu, rss = whole_process([], args.runs, disabled)
         loop, result = in_process(default, args.runs, disabled)
         bars = result.stats["bars"]
         print(f"  default backtest (bundled BTC/USDT 1h, {bars} bars traded of {len(default)}): whole process "
-              f"{wall:.2f} s median, peak RSS {rss:.0f} MB; loop {loop:.3f} s = {bars / loop:,.0f} bars/s; "
-              f"prepare {result.elapsed['prepare']:.3f} s")
+              f"{wall:.2f} s median (CPU {cpu:.2f} s), peak RSS {rss:.0f} MB; loop {loop:.3f} s = "
+              f"{bars / loop:,.0f} bars/s; prepare {result.elapsed['prepare']:.3f} s")
         if big is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "BTC_USDT-1h.feather"
                 big.frame.reset_index().rename(columns={"time": "date"}).to_feather(path)
-                wall, rss = whole_process(["--data", str(path)], args.runs, disabled)
+                wall, cpu, rss = whole_process(["--data", str(path)], args.runs, disabled)
+                json_wall, json_cpu, _ = whole_process(["--data", str(path), "--json", str(Path(tmp) / "r.json")],
+                                                       args.runs, disabled)
             loop, result = in_process(big, args.runs, disabled)
             bars = result.stats["bars"]
             print(f"  50,000 bars (nic BTC/USDT 1h, last 50,000 rows; {bars} traded): whole process {wall:.2f} s "
-                  f"median, peak RSS {rss:.0f} MB; loop {loop:.3f} s = {bars / loop:,.0f} bars/s; "
+                  f"median (CPU {cpu:.2f} s), with --json {json_wall:.2f} s (CPU {json_cpu:.2f} s), peak RSS "
+                  f"{rss:.0f} MB; loop {loop:.3f} s = {bars / loop:,.0f} bars/s; "
                   f"prepare {result.elapsed['prepare']:.3f} s")
         p50, p99 = live_latency(default, disabled)
         print(f"  one live decision (prepare 1,000-bar window + decide): p50 {p50 * 1000:.1f} ms, "

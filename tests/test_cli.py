@@ -69,6 +69,32 @@ def test_backtest_summary_and_json_are_consistent(tmp_path):
     assert all(d["enabled"] for d in data["plugins"].values())
 
 
+def test_backtest_turns_the_collector_off_only_while_it_runs(monkeypatch):
+    """The command runs without the cyclic collector (a one-shot process) but hands it back as it
+    found it to a caller in the same process, and asks for the exit freeze once."""
+    import gc
+
+    import mlcoord.cli as cli
+    import mlcoord.backtest.run as run
+
+    seen, registered = [], []
+    real = run.run_backtest
+    monkeypatch.setattr(run, "run_backtest", lambda *a, **k: (seen.append(gc.isenabled()), real(*a, **k))[1])
+    monkeypatch.setattr(cli, "_frozen_at_exit", False)
+    monkeypatch.setattr(cli.atexit, "register", registered.append)
+    assert gc.isenabled()
+    for _ in range(2):
+        assert invoke("backtest", *FAST, "--disable", "dca").exit_code == 0
+    assert seen == [False, False] and gc.isenabled()
+    assert registered == [gc.freeze]
+    gc.disable()
+    try:
+        assert invoke("backtest", *FAST, "--disable", "dca").exit_code == 0
+        assert not gc.isenabled()          # not switched on behind the caller's back
+    finally:
+        gc.enable()
+
+
 def test_cli_disable_dca_and_hedging(tmp_path):
     result, data = backtest_json(tmp_path, "--disable", "dca,hedging")
     assert "entry_planner=" not in result.stdout and "entry_guards=['protections']" in result.stdout

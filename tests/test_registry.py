@@ -69,6 +69,37 @@ def test_every_builtin_is_discovered_and_enabled_by_default():
         "portfolio_watchers": ["hedging", "protections"]}
 
 
+def test_each_status_names_its_distribution_read_once_per_distribution():
+    """Entry points of one package share its distribution: its metadata is read once, and every
+    plugin's status still names the distribution and version it came from."""
+    class Dist:
+        def __init__(self, name, version):
+            self._name, self._version, self.reads = name, version, 0
+
+        @property
+        def name(self):
+            self.reads += 1
+            return self._name
+
+        @property
+        def version(self):
+            self.reads += 1
+            return self._version
+
+    a, b = Dist("pkg-a", "1.0"), Dist("pkg-b", "2.5")
+    eps = {}
+    for name, dist in (("one", a), ("two", a), ("three", b), ("none", None)):
+        eps[name] = FakeEntryPoint(name, fake_plugins.Components())
+        eps[name].dist = dist
+    statuses = load_plugins({}, entry_points=eps).statuses
+    assert [(statuses[n].distribution, statuses[n].version) for n in ("one", "two", "three", "none")] == \
+        [("pkg-a", "1.0"), ("pkg-a", "1.0"), ("pkg-b", "2.5"), ("", "")]
+    assert all(statuses[n].enabled for n in eps)
+    assert (a.reads, b.reads) == (2, 2)
+    real = load_plugins({}).statuses
+    assert {real[n].distribution for n in BUILTINS} == {"mlcoord"} and all(real[n].version for n in BUILTINS)
+
+
 @pytest.mark.parametrize("means", sorted(MEANS))
 @pytest.mark.parametrize("name", BUILTINS)
 def test_disabling_each_builtin_by_each_means(name, means, monkeypatch):

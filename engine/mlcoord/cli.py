@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import gc
 import logging
 import os
 import sys
@@ -25,6 +27,29 @@ def _friendly(fn):
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
     return wrapper
+
+
+_frozen_at_exit = False
+
+
+@contextlib.contextmanager
+def _one_shot_collector():
+    """A one-shot command allocates many long-lived objects (modules, candles, decisions, the
+    result) and little cyclic garbage: the collector's passes over them cost ~0.05 s of a
+    50,000-bar backtest, and the interpreter's full passes at exit ~0.1 s more. Off while the
+    command runs (restored after it, for callers in the same process); everything is frozen
+    out of the exit passes (cyclic garbage left then is freed with the process anyway)."""
+    global _frozen_at_exit
+    if not _frozen_at_exit:
+        atexit.register(gc.freeze)
+        _frozen_at_exit = True
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _csv(values: tuple[str, ...]) -> list[str]:
@@ -80,6 +105,8 @@ def _make_executor(kind, address, workers, settings=None, config=None):
 @click.pass_context
 def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
     """mlcoord: ML improves entries; exits, sizing and hedging stay independent."""
+    if ctx.invoked_subcommand == "backtest":      # from here until the command is done
+        ctx.with_resource(_one_shot_collector())
     from mlcoord import logs
 
     logs.configure(["warning", "info", "debug"][min(verbose, 2)], json=log_json)

@@ -185,7 +185,9 @@ class LoopPortfolio(_Frozen, PortfolioMath):
 
     @property
     def drawdown(self) -> float:
-        return self._ledger.drawdown
+        ledger = self._ledger        # Ledger.drawdown, inlined: guards read it every bar
+        peak = ledger.peak_equity
+        return 1.0 - ledger.equity / peak if peak > 0 else 0.0
 
     @property
     def prices(self) -> Mapping[str, float]:
@@ -221,6 +223,9 @@ class LoopPortfolio(_Frozen, PortfolioMath):
 
     def exposure(self, symbol: Optional[str] = None) -> float:
         return self._ledger.exposure(symbol)
+
+    def last_price(self, symbol: str) -> float:
+        return self._ledger.prices[symbol]     # without a read-only proxy per call: read every bar
 
     def hedged(self, symbol: Optional[str] = None) -> bool:
         if symbol is None:

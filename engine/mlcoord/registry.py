@@ -159,6 +159,15 @@ def _failure_hint(exc: BaseException) -> str:
     return "fix the plugin or disable it with --disable"
 
 
+def _distribution(dist: Any, described: dict[int, tuple[Any, str, str]]) -> tuple[str, str]:
+    """A distribution's name and version, read once per distribution: every entry point of one
+    package shares its distribution, and each read parses its metadata file again."""
+    seen = described.get(id(dist))
+    if seen is None or seen[0] is not dist:
+        seen = described[id(dist)] = (dist, getattr(dist, "name", "") or "", getattr(dist, "version", "") or "")
+    return seen[1], seen[2]
+
+
 def _itself(obj: Any) -> Any:
     """An already-imported plugin object's loader (an entry point's is ``ep.load``)."""
     return obj
@@ -180,9 +189,9 @@ def load_plugins(
     manager = new_plugin_manager()
     statuses: dict[str, PluginStatus] = {}
     candidates: list[tuple[str, Callable[[], Any], str, str]] = []
+    described: dict[int, tuple[Any, str, str]] = {}
     for name, ep in eps.items():
-        dist = getattr(ep, "dist", None)
-        candidates.append((name, ep.load, getattr(dist, "name", "") or "", getattr(dist, "version", "") or ""))
+        candidates.append((name, ep.load, *_distribution(getattr(ep, "dist", None), described)))
     for name, obj in extra_plugins.items():
         candidates.append((name, partial(_itself, obj), "", ""))
 

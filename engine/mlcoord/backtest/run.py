@@ -17,6 +17,7 @@ import structlog
 from mlcoord.files import write_atomic
 from mlcoord.backtest.engine import Backtest, RawResult
 from mlcoord.simulation import instruments_for
+from mlcoord.backtest.plain import iso as _iso, iso_times, rounded
 from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
 from mlcoord.components import build_market_data
@@ -132,6 +133,10 @@ class BacktestResult:
 
     def to_json(self) -> dict[str, Any]:
         raw = self.raw
+        times = iso_times(raw.times)
+        trades, fills = [unstructure(t) for t in raw.trades], [unstructure(f) for f in raw.fills]
+        text = _iso_of([*(f.time for f in raw.fills), *(t.opened_at for t in raw.trades),
+                        *(t.closed_at for t in raw.trades), *(t for p in raw.level_paths for t, _, _ in p["path"])])
         return {
             # the result file's schema: 2 = components name entry_guards and portfolio_watchers
             # (hooks version 2); fills and trades may carry namespaced plugin exit reasons
@@ -140,14 +145,13 @@ class BacktestResult:
             "stats": self.stats, "breakdowns": self.breakdowns, "components": self.components,
             "learning": self.learning, "notes": list(self.notes),
             "plugins": self.plugins, "elapsed_seconds": self.elapsed, "errors": raw.errors,
-            "equity": {"time": iso_times(raw.times),
-                       "value": [round(float(v), 6) for v in raw.equity]},
-            "trades": [_plain(unstructure(t)) for t in raw.trades],
-            "fills": [_plain(unstructure(f)) for f in raw.fills],
+            "equity": {"time": times, "value": rounded(raw.equity, 6)},
+            "trades": [_plain(d, text) for d in trades],
+            "fills": [_plain(d, text) for d in fills],
             "decisions": [decision_to_dict(d) for d in raw.decisions],
             "levels": [{"trade": p["trade"], "symbol": p["symbol"],
-                        "path": [[_iso(t), stop, tp] for t, stop, tp in p["path"]]} for p in raw.level_paths],
-            "candles": {c.symbol: _candles_json(c, int(raw.times[0]) if len(raw.times) else 0) for c in self.candles},
+                        "path": [[text[t], stop, tp] for t, stop, tp in p["path"]]} for p in raw.level_paths],
+            "candles": {c.symbol: _candles_json(c, raw.times, times) for c in self.candles},
         }
 
     def write_json(self, path: Path) -> None:
@@ -158,36 +162,56 @@ class BacktestResult:
 
         data = orjson.dumps(self.to_json(), default=str,
                             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        write_atomic(Path(path), data.decode("utf-8"))
+        _write_atomic_bytes(Path(path), data)
 
 
-def _iso(ns: int) -> str:
-    return pd.Timestamp(int(ns), tz="UTC").isoformat()
+def _write_atomic_bytes(path: Path, data: bytes) -> None:
+    """:func:`mlcoord.files.write_atomic` for bytes (same temporary file, fsync, rename): orjson
+    gives UTF-8 bytes, and decoding a 10 MB result to text to have it encoded back costs ~15 ms."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
-def iso_times(times) -> list[str]:
-    """``pd.Timestamp(t, tz="UTC").isoformat()`` of every time (ns), vectorised: whole-second times
-    (all candle and equity times) in one numpy call, anything finer one by one."""
-    ns = np.asarray(times, dtype=np.int64)
-    if len(ns) and not (ns % 1_000_000_000).any():
-        text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="s")
-        return [t + "+00:00" for t in text.tolist()]
-    return [_iso(int(t)) for t in ns.tolist()]
+def _candles_json(c: Candles, traded, traded_iso: list[str]) -> dict[str, list]:
+    """The traded bars (warm-up left out), so a report can draw the price chart from the file.
+    ``traded``: the equity times (ns), ``traded_iso`` their text, reused when the bars are those."""
+    c = c.slice(int(np.searchsorted(c.time, int(traded[0]) if len(traded) else 0)), len(c))
+    same = len(c.time) == len(traded) and np.array_equal(c.time, traded)
+    return {"time": list(traded_iso) if same else iso_times(c.time), "open": c.open.tolist(),
+            "high": c.high.tolist(), "low": c.low.tolist(), "close": c.close.tolist()}
 
 
-def _candles_json(c: Candles, start: int) -> dict[str, list]:
-    """The traded bars (warm-up left out), so a report can draw the price chart from the file."""
-    c = c.slice(int(np.searchsorted(c.time, start)), len(c))
-    return {"time": iso_times(c.time), "open": c.open.tolist(), "high": c.high.tolist(),
-            "low": c.low.tolist(), "close": c.close.tolist()}
+_TIME_KEYS = ("time", "opened_at", "closed_at")
+_PLAIN_TYPES = frozenset((int, float, str, bool, type(None)))
 
 
-def _plain(d: dict) -> dict:
-    out = {}
-    for k, v in d.items():
-        if k in ("time", "opened_at", "closed_at") and isinstance(v, int):
-            v = pd.Timestamp(v, tz="UTC").isoformat()
-        out[k] = getattr(v, "name", v) if not isinstance(v, (int, float, str, type(None))) else v
+def _iso_of(values: list) -> dict[int, str]:
+    """ISO text of every int time (ns) in ``values``, converted in one vectorised batch."""
+    ns = sorted({v for v in set(values) if isinstance(v, int)})
+    return dict(zip(ns, iso_times(ns)))
+
+
+def _named(v: Any) -> Any:
+    return getattr(v, "name", v) if not isinstance(v, (int, float, str, type(None))) else v
+
+
+def _plain(d: dict, text: dict[int, str]) -> dict:
+    """A trade's or fill's dict for JSON: int times as ISO text (``text``: from :func:`_iso_of`,
+    converted here when missing), anything that is not a number, string or None by its name."""
+    if set(map(type, d.values())) <= _PLAIN_TYPES:    # every row so far: one check, no loop
+        out = dict(d)
+    else:
+        out = {k: v if type(v) in _PLAIN_TYPES else _named(v) for k, v in d.items()}
+    for k in _TIME_KEYS:
+        v = d.get(k)
+        if isinstance(v, int):
+            t = text.get(v)
+            out[k] = _iso(v) if t is None else t
     return out
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from mlcoord.backtest.engine import RawResult
+from mlcoord.backtest.plain import iso
 
 YEAR_NS = 365.25 * 24 * 3_600_000_000_000
 CONFIDENCE_BINS = [0.0, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0]
@@ -83,7 +84,7 @@ def compute_stats(raw: RawResult) -> dict[str, Any]:
 
 def breakdowns(raw: RawResult) -> dict[str, Any]:
     trades = [t for t in raw.trades if not t.hedge]
-    month = lambda t: pd.Timestamp(t.closed_at, tz="UTC").strftime("%Y-%m")  # noqa: E731
+    month = lambda t: iso(t.closed_at)[:7]  # noqa: E731  ("%Y-%m" without a Timestamp per trade)
     bands: dict[str, dict[str, int]] = defaultdict(lambda: {"plans": 0, "entries_planned": 0, "entries_filled": 0})
     for plan in raw.plans:
         b = bands[plan["band"]]

@@ -1,0 +1,60 @@
+"""The value objects' validators accept and refuse exactly what the plain definitions say (they
+were flattened for speed: one call per field)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlcoord.model import EntryLeg, ExitLevels, Signal, Vote
+
+ODD = [0, 1, 0.0, 1.0, 0.5, 1e-300, -0.0, -1e-9, 1.0000001, 2, 37.5, 1e308, math.inf, -math.inf, math.nan,
+       True, False, None, "0.5", 10 ** 400]
+
+
+def unit_ok(v) -> bool:
+    """The definition before flattening, literally."""
+    return not (not (isinstance(v, (int, float)) and 0.0 <= v <= 1.0) or math.isnan(v))
+
+
+def positive_ok(v) -> bool:
+    """The definition before flattening, literally (a huge int overflows ``isfinite``)."""
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+def outcome(build):
+    try:
+        build()
+        return "ok"
+    except ValueError as exc:
+        return str(exc)
+    except OverflowError:
+        return "overflow"
+
+
+@pytest.mark.parametrize("v", ODD, ids=lambda v: repr(v)[:12])
+def test_unit_interval_fields(v):
+    want = "ok" if unit_ok(v) else f"confidence must be a number in [0, 1], got {v!r}"
+    assert outcome(lambda: Signal(1, v)) == want
+    assert outcome(lambda: Vote("x", 1, v)) == want
+    want = "ok" if unit_ok(v) else f"fraction must be a number in [0, 1], got {v!r}"
+    assert outcome(lambda: EntryLeg(100.0, v)) == want
+
+
+@pytest.mark.parametrize("v", ODD, ids=lambda v: repr(v)[:12])
+def test_positive_and_optional_positive_fields(v):
+    try:
+        ok = positive_ok(v)
+        want = "ok" if ok else "{} must be a finite number > 0, got " + repr(v)
+    except OverflowError:
+        want = "overflow"
+    assert outcome(lambda: EntryLeg(v, 0.5)) == want.format("price")
+    optional = "ok" if v is None else want
+    for name in ("take_profit", "partial_take_profit", "trail_distance", "trail_activation"):
+        assert outcome(lambda: ExitLevels(stop=100.0, **{name: v})) == optional.format(name)
+
+
+def test_reasons_become_a_tuple_of_strings():
+    assert Signal(1, 0.5, ["a", 3, None]).reasons == ("a", "3", "None")
+    assert ExitLevels(stop=1.0, reasons=(x for x in "ab")).reasons == ("a", "b")
