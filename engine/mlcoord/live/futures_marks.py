@@ -67,7 +67,10 @@ class FuturesMarks(TraderParts):
         tally = self.tally(plan)
         if tally.net <= EPS or contracts > EPS:
             return
-        tally = self.tally(plan, refresh=True)     # an exit that filled since the last refresh is no mystery
+        # an exit that filled since the last refresh is no mystery: asked again, whatever this cycle
+        # already refreshed (the positions were read after it)
+        self._fresh.pop(plan.plan_id, None)
+        tally = self.tally(plan, refresh=True)
         if tally.net <= EPS or tally.exit_filled:
             return
         log.error("position_gone", plan=plan.plan_id, symbol=plan.symbol, side=side, expected=tally.net,

@@ -46,7 +46,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 from __future__ import annotations
 
 import math
-from typing import Optional
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 import attrs
 import numpy as np
@@ -97,6 +98,9 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
         self.last_time = -1
+        self._in_cycle = False
+        self._fresh: dict[str, str] = {}       # plan id -> symbol: refreshed in this cycle, unchanged since
+        broker.on_change = self._order_changed
         super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
         self.venue: ExchangeVenue = self.engine.venue
         self.venue.loop = self.engine.loop
@@ -144,6 +148,24 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
     def ledger(self):
         """The account as the ledger folds it from the exchange's fills."""
         return self.engine.ledger
+
+    # -- the cycle -----------------------------------------------------------------------------
+    @contextmanager
+    def cycle(self) -> Iterator[None]:
+        """One poll of the session. Within it a plan's orders, once refreshed, are not asked for
+        again until an order of its symbol goes out or is cancelled: the refresh is as fresh as a
+        second one within the cycle would be, but for what the exchange did on its own meanwhile,
+        which the next cycle sees. Outside a cycle every refresh asks the exchange."""
+        self._in_cycle, self._fresh = True, {}
+        try:
+            yield
+        finally:
+            self._in_cycle, self._fresh = False, {}
+
+    def _order_changed(self, symbol: str) -> None:
+        """An order of ``symbol`` goes out or is cancelled: its plans' refreshes are stale."""
+        for plan_id in [p for p, s in self._fresh.items() if s == symbol]:
+            del self._fresh[plan_id]
 
     # -- the bar -------------------------------------------------------------------------------
     def _step(self, t, fresh) -> None:
@@ -199,12 +221,16 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         return self.store.orders(plan_id)
 
     def tally(self, plan: PlanRecord, refresh: bool = False) -> Tally:
+        """The plan's orders as stored; ``refresh``: brought up to date from the exchange first,
+        unless they already were in this cycle after the symbol's last order went out or was
+        cancelled (see :meth:`cycle`)."""
         records = self.plan_orders(plan.plan_id)
+        refresh = refresh and self._fresh.get(plan.plan_id) != plan.symbol
         if refresh:
-            for r in records:
-                if not r.state.terminal:
-                    self.broker.refresh(r)
+            self.broker.refresh_all(records)
             records = self.plan_orders(plan.plan_id)
+            if self._in_cycle:
+                self._fresh[plan.plan_id] = plan.symbol
         entered = exited = value = 0.0
         hedged = unhedged = 0.0
         for r in records:

@@ -35,6 +35,7 @@ class TraderParts:
     trailing: str
     _balances: dict[str, float]
     _balance_seen: dict[str, tuple]
+    _fresh: dict[str, str]           # plan id -> symbol: orders refreshed in this cycle (LiveTrader.cycle)
 
     if TYPE_CHECKING:
         def tally(self, plan: "PlanRecord", refresh: bool = False) -> "Tally": ...
