@@ -204,3 +204,32 @@ def test_a_listing_that_shows_a_change_is_followed_by_the_lookup(exchange_server
     assert calls[("GET", "/fapi/v1/openAlgoOrders")] == 1 and calls[("GET", "/fapi/v1/order")] == 1, calls
     assert store.order("stop-near").state == OrderState.FILLED and store.order("stop-far").state == OrderState.OPEN
     assert sum(f.fill.quantity for f in store.fills("stop-near")) == 0.01
+
+
+def test_candles_are_asked_only_for_bars_that_can_have_closed(exchange_server):
+    """With the newest bars at hand given, a poll while the next bar is still open asks for the
+    time only (was: the time and one candle request per symbol); once bars closed, it asks for
+    those (at most ``limit``) and gets what a full ask would bring that is new."""
+    from mlcoord.live.runner import fetch_closed
+
+    server = exchange_server
+    exchange = futures_client(server)
+    exchange.load_markets()
+    health = ExchangeHealth(RetryPolicy(max_attempts=2), ManualClock())
+    symbols = ["BTC/USDT", "ETH/USDT"]
+    ccxt_symbols = {s: s + ":USDT" for s in symbols}
+    at_hand = {c.symbol: int(c.time[-1]) for c in fetch_closed(exchange, health, symbols, ccxt_symbols, "1h", 5)}
+    before = _calls(server)
+    assert fetch_closed(exchange, health, symbols, ccxt_symbols, "1h", 5, at_hand) == []
+    assert dict(_calls(server) - before) == {("GET", "/fapi/v1/time"): 1}
+    for bars, want in ((3, 3), (7, 5)):
+        server.advance(bars)
+        before = _calls(server)
+        got = fetch_closed(exchange, health, symbols, ccxt_symbols, "1h", 5, at_hand)
+        assert dict(_calls(server) - before) == {("GET", "/fapi/v1/time"): 1, ("GET", "/fapi/v1/klines"): 2}
+        full = fetch_closed(exchange, health, symbols, ccxt_symbols, "1h", 5)
+        assert [c.symbol for c in got] == symbols and [len(c) for c in got] == [want, want]
+        for new, every in zip(got, full):
+            assert new.time.tolist() == [t for t in every.time.tolist() if t > at_hand[new.symbol]][-want:]
+            assert new.frame.equals(every.frame.iloc[-want:])
+        at_hand = {c.symbol: int(c.time[-1]) for c in got}

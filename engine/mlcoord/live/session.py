@@ -120,7 +120,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                     if scanner is not None:           # many pairs: their requests overlap
                         fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
                     else:
-                        fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
+                        at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
+                        fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5, at_hand)
                     closed = len(trader.engine.trades)
                     steps = trader.on_candles(fresh)
                     trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
