@@ -34,7 +34,7 @@ def _calls(server) -> Counter:
     return Counter({k: v for k, v in server.calls.items() if not k[1].startswith("/__control")})
 
 
-def _session(server, tmp_path, cycles, stop, tp, on_cycle=None):
+def _session(server, tmp_path, cycles, stop, tp, on_cycle=None, store=None):
     """A planted long at bar FIRST + 2 with fixed exits; per cycle: the requests and the active plans."""
     settings, options = load_live_settings(with_pipeline(live_config(tmp_path), PLANTED))
     plugins = load_plugins(extra_plugins={"planted": Planted({FIRST + 2: 1}, stop, tp)})
@@ -50,7 +50,7 @@ def _session(server, tmp_path, cycles, stop, tp, on_cycle=None):
 
     with capture_logs() as logs:
         trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
-                          health_clock=ManualClock(), cycles=cycles, on_cycle=record)
+                          health_clock=ManualClock(), cycles=cycles, on_cycle=record, store=store)
     return trader, seen, logs
 
 
@@ -77,6 +77,23 @@ def test_a_quiet_cycle_reads_a_plans_orders_once(exchange_server, tmp_path):
     plan = trader.store.active_plans()[0]
     assert {r.order.tag for r in trader.plan_orders(plan.plan_id) if r.state == OrderState.OPEN} == \
         {"stop", "take_profit"}
+
+
+def test_fills_already_booked_are_not_read_again(exchange_server, tmp_path):
+    """The venue books a plan's new fills every cycle; an order whose fills are all in the ledger
+    and whose filled quantity has not grown is not read again (was: every filled order's fills,
+    every cycle)."""
+    store = Store.open(tmp_path / "live.db")
+    reads, per_cycle = [], []
+    fills = store.fills
+    store.fills = lambda cid=None: (reads.append(cid), fills(cid))[1]
+    trader, seen, _ = _session(exchange_server, tmp_path, cycles=40, stop=0.2, tp=0.4,
+                               on_cycle=lambda t: (per_cycle.append(len(reads)), reads.clear()), store=store)
+    quiet = [per_cycle[j + 1] for j, (calls, active) in enumerate(seen)   # seen[j]: cycle j + 1
+             if active and j and seen[j - 1][1] and not any(calls[c] for c in CHANGES)]
+    assert len(quiet) >= 30 and quiet[1:] == [0] * (len(quiet) - 1), quiet   # the first books the entry
+    assert trader.engine.ledger.positions["BTC/USDT"].quantity == \
+        sum(f.fill.quantity for f in fills() if not f.fill.reduce_only)
 
 
 def test_within_a_cycle_a_refresh_is_shared_until_an_order_changes(exchange_server, tmp_path):
