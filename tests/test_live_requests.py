@@ -250,3 +250,35 @@ def test_candles_are_asked_only_for_bars_that_can_have_closed(exchange_server):
             assert new.time.tolist() == [t for t in every.time.tolist() if t > at_hand[new.symbol]][-want:]
             assert new.frame.equals(every.frame.iloc[-want:])
         at_hand = {c.symbol: int(c.time[-1]) for c in got}
+
+
+def test_within_a_cycle_stored_plans_and_orders_are_read_again_only_after_a_write(exchange_server, tmp_path):
+    """The sync, the marks and manage each asked the store for the active plans and each plan's
+    orders, several times per plan; within a cycle one read serves until the store is written."""
+    from sqlalchemy import event
+
+    trader, _, _ = _session(exchange_server, tmp_path, cycles=8, stop=0.2, tp=0.4)
+    reads = []
+    event.listen(trader.store.engine, "before_cursor_execute",
+                 lambda conn, cursor, statement, *rest: reads.append(statement)
+                 if "WHERE orders.plan_id" in statement or "WHERE plans.status" in statement else None)
+
+    def count(fn):
+        reads.clear()
+        result = fn()
+        return len(reads), result
+
+    assert count(trader.manage_all)[0] >= 4               # outside a cycle: every look reads
+    with trader.cycle():
+        assert count(trader.sync_wallet)[0] == 2          # the active plans, the plan's orders
+        assert count(trader.manage_all)[0] == 0
+        assert count(lambda: trader.mark_futures(new_bar=True))[0] == 0
+        plan = trader.active_plans()[0]
+        stop = next(r for r in trader.plan_orders(plan.plan_id) if r.order.tag == "stop" and r.state == OrderState.OPEN)
+        trader.broker.cancel(stop)                        # the store is written: read again
+        n, orders = count(lambda: trader.plan_orders(plan.plan_id))
+        assert n == 1 and next(r for r in orders if r.client_order_id == stop.client_order_id).state == \
+            OrderState.CANCELLED
+        trader.manage_all()                               # a new stop placed
+    assert [r.order.tag for r in trader.store.orders(plan.plan_id) if r.state == OrderState.OPEN].count("stop") == 1
+

@@ -37,7 +37,7 @@ class FuturesMarks(TraderParts):
     def mark_futures(self, new_bar: bool) -> None:
         if self.spot:
             return
-        plans = self.store.active_plans()
+        plans = self.active_plans()
         if not plans:
             return
         broker = self.broker

@@ -46,14 +46,14 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Optional
 
 import attrs
 import numpy as np
 import structlog
 
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
+from mlcoord.live.cycle import CycleShare
 from mlcoord.live.fees import ExchangeFees
 from mlcoord.live.futures_marks import FUNDING, FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
@@ -70,7 +70,7 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
+class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
     """The paper trader's loop on the exchange venue (:class:`~mlcoord.live.venue.ExchangeVenue`)
     instead of the simulated one (futures in hedge mode, or spot)."""
 
@@ -98,8 +98,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
         self.last_time = -1
-        self._in_cycle = False
-        self._fresh: dict[str, str] = {}       # plan id -> symbol: refreshed in this cycle, unchanged since
+        self._start_sharing()
         broker.on_change = self._order_changed
         super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
         self.venue: ExchangeVenue = self.engine.venue
@@ -148,24 +147,6 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
     def ledger(self):
         """The account as the ledger folds it from the exchange's fills."""
         return self.engine.ledger
-
-    # -- the cycle -----------------------------------------------------------------------------
-    @contextmanager
-    def cycle(self) -> Iterator[None]:
-        """One poll of the session. Within it a plan's orders, once refreshed, are not asked for
-        again until an order of its symbol goes out or is cancelled: the refresh is as fresh as a
-        second one within the cycle would be, but for what the exchange did on its own meanwhile,
-        which the next cycle sees. Outside a cycle every refresh asks the exchange."""
-        self._in_cycle, self._fresh = True, {}
-        try:
-            yield
-        finally:
-            self._in_cycle, self._fresh = False, {}
-
-    def _order_changed(self, symbol: str) -> None:
-        """An order of ``symbol`` goes out or is cancelled: its plans' refreshes are stale."""
-        for plan_id in [p for p, s in self._fresh.items() if s == symbol]:
-            del self._fresh[plan_id]
 
     # -- the bar -------------------------------------------------------------------------------
     def _step(self, t, fresh) -> None:
@@ -217,13 +198,10 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
             self._close_plan(plan, tally, reason)
 
     # -- plans ---------------------------------------------------------------------------------
-    def plan_orders(self, plan_id: str) -> list[OrderRecord]:
-        return self.store.orders(plan_id)
-
     def tally(self, plan: PlanRecord, refresh: bool = False) -> Tally:
         """The plan's orders as stored; ``refresh``: brought up to date from the exchange first,
         unless they already were in this cycle after the symbol's last order went out or was
-        cancelled (see :meth:`cycle`)."""
+        cancelled (:mod:`mlcoord.live.cycle`)."""
         records = self.plan_orders(plan.plan_id)
         refresh = refresh and self._fresh.get(plan.plan_id) != plan.symbol
         if refresh:
@@ -252,7 +230,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         """Every active plan brought in line with the exchange; first, intents an exchange error
         kept from being carried out in an earlier cycle."""
         self.venue.execute()
-        for plan in self.store.active_plans():
+        for plan in self.active_plans():
             self.manage(plan)
         self._synced = False
 

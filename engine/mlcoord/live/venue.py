@@ -261,7 +261,7 @@ class ExchangeVenue:
         trader = self.trader
         working: list[tuple[str, int, float, float]] = []
         entries, hedging = set(), set()
-        for plan in trader.store.active_plans():
+        for plan in trader.active_plans():
             tally = trader.tally(plan, refresh=True)
             self.book(plan, tally)
             for r in tally.live(ENTRY):
