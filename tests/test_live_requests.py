@@ -282,3 +282,24 @@ def test_within_a_cycle_stored_plans_and_orders_are_read_again_only_after_a_writ
         trader.manage_all()                               # a new stop placed
     assert [r.order.tag for r in trader.store.orders(plan.plan_id) if r.state == OrderState.OPEN].count("stop") == 1
 
+
+def test_placing_an_order_does_not_read_it_back_before_recording_the_answer(exchange_server, tmp_path):
+    """The create's answer is recorded without first reading the order back (the store holds it
+    PENDING, journaled a moment before): 11 statements for a resting order, was 13; its state
+    and fills as before."""
+    from sqlalchemy import event
+
+    server = exchange_server
+    broker, store = _broker(server, tmp_path)
+    price = float(server.state.price("BTCUSDT"))
+    statements = []
+    event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: statements.append(statement))
+    limit = broker.place(Order("rest-1", "BTC/USDT", Side.LONG, OrderKind.LIMIT, 0.02,
+                               broker.price("BTC/USDT", price * 0.8), 1))
+    assert limit.state == OrderState.OPEN and limit.exchange_order_id
+    assert len(statements) <= 11, statements
+    statements.clear()
+    filled = broker.place(Order("mkt-1", "BTC/USDT", Side.LONG, OrderKind.MARKET, 0.01, None, 1))
+    assert filled.state == OrderState.FILLED and len(statements) <= 21, statements
+    assert [f.fill.quantity for f in store.fills("mkt-1")] == [0.01]
+    assert broker.place(Order("mkt-1", "BTC/USDT", Side.LONG, OrderKind.MARKET, 0.01, None, 1)) == filled   # once

@@ -177,7 +177,7 @@ class Broker:
                 self.sent += 1
                 self._changed(order.symbol)
                 response = self._create(order)
-                return self._apply(record, response)
+                return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
                 last = exc
             except ccxt.ExchangeError as exc:      # a definite answer; a duplicate id means it exists
@@ -336,10 +336,11 @@ class Broker:
             return self._apply(record, answer)       # the cancel's answer is the order's final state
         return self.refresh(record)
 
-    def _apply(self, record: OrderRecord, response: dict) -> OrderRecord:
-        """Merge the exchange's answer into the store: state, filled quantity, new fills."""
+    def _apply(self, record: OrderRecord, response: dict, pending: bool = False) -> OrderRecord:
+        """Merge the exchange's answer into the store: state, filled quantity, new fills.
+        ``pending``: the answer to its create; the store holds it PENDING, so it tells something new."""
         status, filled, average = self._parse(record, response)
-        known = self.store.order(record.client_order_id)
+        known = None if pending else self.store.order(record.client_order_id)
         if known is not None and _same(known, status, filled):
             return known                     # nothing new: a refresh of an unchanged order writes nothing
         # the order's new filled quantity and its fill are one transaction: a crash between the two
