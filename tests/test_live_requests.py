@@ -34,9 +34,9 @@ def _calls(server) -> Counter:
     return Counter({k: v for k, v in server.calls.items() if not k[1].startswith("/__control")})
 
 
-def _session(server, tmp_path, cycles, stop, tp, on_cycle=None, store=None):
+def _session(server, tmp_path, cycles, stop, tp, on_cycle=None, store=None, symbols=("BTC/USDT",)):
     """A planted long at bar FIRST + 2 with fixed exits; per cycle: the requests and the active plans."""
-    settings, options = load_live_settings(with_pipeline(live_config(tmp_path), PLANTED))
+    settings, options = load_live_settings(with_pipeline(live_config(tmp_path, symbols=symbols), PLANTED))
     plugins = load_plugins(extra_plugins={"planted": Planted({FIRST + 2: 1}, stop, tp)})
     seen, last = [], {"calls": None}
 
@@ -303,3 +303,23 @@ def test_placing_an_order_does_not_read_it_back_before_recording_the_answer(exch
     assert filled.state == OrderState.FILLED and len(statements) <= 21, statements
     assert [f.fill.quantity for f in store.fills("mkt-1")] == [0.01]
     assert broker.place(Order("mkt-1", "BTC/USDT", Side.LONG, OrderKind.MARKET, 0.01, None, 1)) == filled   # once
+
+
+def test_plans_on_two_symbols_share_one_funding_request(exchange_server, tmp_path):
+    """Longs on BTC and ETH: each new bar asks for both symbols' funding with one request (was
+    one per plan), and each plan is charged what the server charged its symbol."""
+    from mlcoord.live.futures_marks import FUNDING
+
+    server = exchange_server
+    trader, seen, _ = _session(server, tmp_path, cycles=40, stop=0.2, tp=0.4, symbols=("BTC/USDT", "ETH/USDT"))
+    plans = trader.store.active_plans()
+    assert sorted(p.symbol for p in plans) == ["BTC/USDT", "ETH/USDT"]
+    asked = [calls[("GET", "/fapi/v1/income")] for calls, active in seen if active == 2]
+    assert len(asked) >= 30 and set(asked) == {1}, asked
+    paid = trader.store.load_state(FUNDING)["paid"]
+    for plan in plans:
+        market = plan.symbol.replace("/", "")
+        charged = -sum(float(r["income"]) for r in server.state.futures.income
+                       if r["incomeType"] == "FUNDING_FEE" and r["symbol"] == market)
+        assert charged != 0 and abs(paid[plan.plan_id] - charged) < 1e-9, (plan.symbol, paid, charged)
+        assert abs(trader.engine.ledger.positions[plan.symbol].funding - charged) < 1e-9
