@@ -93,3 +93,53 @@ def test_a_restart_in_a_drawdown_keeps_the_peak(exchange_server, tmp_path):
         assert again.portfolio.day_start_equity != pytest.approx(equity / 0.97)
     assert again.portfolio.drawdown == pytest.approx(1 - again.portfolio.equity * 0.88 / equity, abs=1e-6)
     assert [e for e in logs if e["event"] == "session_state_restored"][0]["peak_equity"] == pytest.approx(equity / 0.88)
+
+
+class _Trader:
+    """What SessionMemory.save reads of a live trader."""
+
+    class _Pipeline:
+        def __init__(self):
+            self.fail = False
+
+        def state(self):
+            if self.fail:
+                raise TypeError("not JSON-able")
+            return {"components": {"x": [1.0]}}
+
+        def guard_state(self):
+            return {"guards": {}}
+
+    def __init__(self, decisions):
+        from types import SimpleNamespace
+
+        self.pipeline = self._Pipeline()
+        self.last_time = 7
+        self.engine = SimpleNamespace(journal=SimpleNamespace(decisions=decisions), loop=SimpleNamespace(current_day=3),
+                                      ledger=SimpleNamespace(peak_equity=10.0, day_start_equity=9.0))
+
+
+def test_a_cycles_decisions_and_state_are_saved_in_one_commit(tmp_path):
+    """Ten symbols' decisions and the three states: one commit (was 13, each an fsync); a save
+    that fails midway writes nothing and is done whole by the next one."""
+    from sqlalchemy import event
+
+    from mlcoord.live.memory import SessionMemory
+
+    store = Store.open(tmp_path / "live.db")
+    commits = []
+    event.listen(store.engine, "commit", lambda conn: commits.append(1))
+    decisions = [{"symbol": f"S{k}/USDT", "time": iso_time(3_600_000_000_000), "outcome": "hold"} for k in range(10)]
+    trader = _Trader(list(decisions))
+    memory = SessionMemory(store)
+    trader.pipeline.fail = True
+    with pytest.raises(TypeError):
+        memory.save(trader)
+    assert store.decisions() == [] and store.load_state(GUARDS) is None
+    trader.pipeline.fail = False
+    commits.clear()
+    assert memory.save(trader) == 10
+    assert len(commits) == 1
+    assert len(store.decisions()) == 10 and store.load_state(ACCOUNT)["bar_time"] == 7
+    trader.engine.journal.decisions.append({"symbol": "S0/USDT", "time": iso_time(7_200_000_000_000)})
+    assert memory.save(trader) == 1 and len(store.decisions()) == 11

@@ -24,7 +24,7 @@ stop (:attr:`OrderKind.TRAILING_STOP`) is a futures ``TRAILING_STOP_MARKET`` alg
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import attrs
 import structlog
@@ -83,6 +83,8 @@ class Broker:
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset
         self.sent = 0            # create-order requests that went out (for tests and logs)
+        self.changes = 0         # create and cancel requests that went out: what may move other orders
+        self.on_change: Optional[Callable[[str], None]] = None    # told the symbol of each of them
 
     # -- setup --------------------------------------------------------------------------------
     def setup(self, symbols, leverage: float, margin_mode: str = "isolated") -> None:
@@ -173,8 +175,9 @@ class Broker:
         for _ in range(MAX_SENDS):
             try:
                 self.sent += 1
+                self._changed(order.symbol)
                 response = self._create(order)
-                return self._apply(record, response)
+                return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
                 last = exc
             except ccxt.ExchangeError as exc:      # a definite answer; a duplicate id means it exists
@@ -236,18 +239,27 @@ class Broker:
         return self.exchange.create_order(sym, "TRAILING_STOP_MARKET", side, amount, None, params)
 
     # -- looking up, refreshing, cancelling ---------------------------------------------------
-    def lookup(self, record: OrderRecord) -> Optional[dict]:
-        """The exchange's view of the order with this client id, or None if it has none."""
+    def _changed(self, symbol: str) -> None:
+        self.changes += 1
+        if self.on_change is not None:
+            self.on_change(symbol)
+
+    def lookup(self, record: OrderRecord, algo_only: bool = False) -> Optional[dict]:
+        """The exchange's view of the order with this client id, or None if it has none.
+        ``algo_only``: a futures stop known to be untriggered (its regular lookup would find no
+        triggered child order) is asked of the algo endpoint alone."""
         import ccxt
 
         sym = self.symbol(record.order.symbol)
         cid = record.client_order_id
-        try:
-            return self.call(lambda: self.exchange.fetch_order(None, sym, {"origClientOrderId": cid}),
-                             f"fetch_order {cid}")
-        except ccxt.OrderNotFound:
-            pass
-        if self.market == "futures" and record.order.kind in ALGO_KINDS:
+        algo = self.market == "futures" and record.order.kind in ALGO_KINDS
+        if not (algo and algo_only):
+            try:
+                return self.call(lambda: self.exchange.fetch_order(None, sym, {"origClientOrderId": cid}),
+                                 f"fetch_order {cid}")
+            except ccxt.OrderNotFound:
+                pass
+        if algo:
             try:
                 return self.call(lambda: self.exchange.fetch_order(None, sym, {"trigger": True, "clientAlgoId": cid}),
                                  f"fetch_algo_order {cid}")
@@ -266,6 +278,39 @@ class Broker:
                                                         reason="not found on the exchange"))
         return self._apply(record, found)
 
+    def refresh_all(self, records: Sequence[OrderRecord]) -> None:
+        """:meth:`refresh` of every live order in ``records``, with fewer requests: where one
+        open-orders listing of a symbol costs less than the lookups it replaces (a futures stop's
+        lookup costs two: the regular endpoint, then the algo one), it is asked once, and an order
+        it shows as stored (same state, no more filled) needs no lookup. It stands in only until
+        the next order goes out or is cancelled; every other order is looked up as before."""
+        live = [r for r in records if not r.state.terminal]
+        listed, taken = self._open_listings(live), self.changes
+        for r in live:
+            row = listed.get(r.client_order_id)
+            if row is not None and self.changes == taken and _same(r, *self._parse(r, row)[:2]):
+                continue
+            self.refresh(r)
+
+    def _open_listings(self, records: Sequence[OrderRecord]) -> dict[str, dict]:
+        """client id -> the exchange's open order, from one listing per (symbol, algo or not) whose
+        stored working orders would take two lookups or more."""
+        groups: dict[tuple[str, bool], int] = {}
+        for r in records:
+            if r.state in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and r.exchange_order_id:
+                algo = self.market == "futures" and r.order.kind in ALGO_KINDS
+                key = (self.symbol(r.order.symbol), algo)
+                groups[key] = groups.get(key, 0) + (2 if algo else 1)
+        out: dict[str, dict] = {}
+        for (sym, algo), cost in sorted(groups.items()):
+            if cost < 2:
+                continue
+            params = {"trigger": True} if algo else {}
+            rows = self.call(lambda s=sym, p=params: self.exchange.fetch_open_orders(s, None, None, p),
+                             f"fetch_open_orders {sym}{' (algo)' if algo else ''}")
+            out.update({str(row.get("clientOrderId")): row for row in rows or [] if row.get("clientOrderId")})
+        return out
+
     def cancel(self, record: OrderRecord) -> OrderRecord:
         """Cancel a live order by client id; its final state and fills are then read back."""
         import ccxt
@@ -276,32 +321,27 @@ class Broker:
         cid = record.client_order_id
         futures_stop = self.market == "futures" and record.order.kind in ALGO_KINDS
         params = {"trigger": True, "clientAlgoId": cid} if futures_stop else {"origClientOrderId": cid}
+        self._changed(record.order.symbol)
         try:
-            self.call(lambda: self.exchange.cancel_order(None, sym, params), f"cancel_order {cid}")
+            answer = self.call(lambda: self.exchange.cancel_order(None, sym, params), f"cancel_order {cid}")
         except ccxt.OrderNotFound:
-            pass      # already filled, cancelled or never there: the refresh below says which
-        return self.refresh(self.store.order(cid) or record)
+            answer = None      # already filled, cancelled or never there: the refresh below says which
+        record = self.store.order(cid) or record
+        if answer is not None and futures_stop:
+            # cancelled while untriggered: no child order exists, so only the algo endpoint can answer
+            found = self.lookup(record, algo_only=True)
+            if found is not None:
+                return self._apply(record, found)
+        elif answer is not None and _STATES.get(str(answer.get("status") or "").lower(), OrderState.OPEN).terminal:
+            return self._apply(record, answer)       # the cancel's answer is the order's final state
+        return self.refresh(record)
 
-    def _apply(self, record: OrderRecord, response: dict) -> OrderRecord:
-        """Merge the exchange's answer into the store: state, filled quantity, new fills."""
-        status = _STATES.get(str(response.get("status") or "open").lower(), OrderState.OPEN)
-        filled = float(response.get("filled") or 0.0)
-        average = response.get("average")
-        info = response.get("info") or {}
-        if self.market == "futures" and record.order.kind in ALGO_KINDS and "algoId" in info:
-            # an algo (conditional) order: once triggered, its child order carries the fills
-            filled = float(info.get("executedQty") or 0.0)
-            average = float(info.get("avgPrice") or 0.0) or None
-            algo = str(info.get("algoStatus", "")).upper()
-            status = {"NEW": OrderState.OPEN, "CANCELED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED,
-                      "REJECTED": OrderState.REJECTED}.get(algo, OrderState.FILLED if filled else OrderState.OPEN)
-        if status == OrderState.FILLED and filled < record.order.quantity * (1 - 1e-9):
-            status = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.EXPIRED
-        if status == OrderState.OPEN and filled > 0:
-            status = OrderState.PARTIALLY_FILLED
-        known = self.store.order(record.client_order_id)
-        if (known is not None and known.state == status and filled <= known.filled_quantity + 1e-12
-                and known.exchange_order_id):
+    def _apply(self, record: OrderRecord, response: dict, pending: bool = False) -> OrderRecord:
+        """Merge the exchange's answer into the store: state, filled quantity, new fills.
+        ``pending``: the answer to its create; the store holds it PENDING, so it tells something new."""
+        status, filled, average = self._parse(record, response)
+        known = None if pending else self.store.order(record.client_order_id)
+        if known is not None and _same(known, status, filled):
             return known                     # nothing new: a refresh of an unchanged order writes nothing
         # the order's new filled quantity and its fill are one transaction: a crash between the two
         # would leave a filled quantity whose fill is never recorded (the next delta is zero)
@@ -329,6 +369,25 @@ class Broker:
                 merged = self.store.order(record.client_order_id) or merged
         return merged
 
+    def _parse(self, record: OrderRecord, response: dict) -> tuple[OrderState, float, Any]:
+        """The state, filled quantity and average price an exchange answer gives the order."""
+        status = _STATES.get(str(response.get("status") or "open").lower(), OrderState.OPEN)
+        filled = float(response.get("filled") or 0.0)
+        average = response.get("average")
+        info = response.get("info") or {}
+        if self.market == "futures" and record.order.kind in ALGO_KINDS and "algoId" in info:
+            # an algo (conditional) order: once triggered, its child order carries the fills
+            filled = float(info.get("executedQty") or 0.0)
+            average = float(info.get("avgPrice") or 0.0) or None
+            algo = str(info.get("algoStatus", "")).upper()
+            status = {"NEW": OrderState.OPEN, "CANCELED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED,
+                      "REJECTED": OrderState.REJECTED}.get(algo, OrderState.FILLED if filled else OrderState.OPEN)
+        if status == OrderState.FILLED and filled < record.order.quantity * (1 - 1e-9):
+            status = OrderState.PARTIALLY_FILLED if filled > 0 else OrderState.EXPIRED
+        if status == OrderState.OPEN and filled > 0:
+            status = OrderState.PARTIALLY_FILLED
+        return status, filled, average
+
     def _fee(self, response: dict, share: float, price: float) -> float:
         fee = response.get("fee") or {}
         cost = float(fee.get("cost") or 0.0) * share
@@ -342,3 +401,7 @@ class Broker:
         except Exception:
             return 0
 
+
+def _same(known: OrderRecord, status: OrderState, filled: float) -> bool:
+    """An answer that tells nothing new about a stored order (same state, no more filled)."""
+    return known.state == status and filled <= known.filled_quantity + 1e-12 and bool(known.exchange_order_id)

@@ -28,6 +28,7 @@ log = structlog.get_logger("mlcoord.live.futures_marks")
 
 FUNDING = "funding"          # the store's state row: paid per plan, and the newest event seen per symbol
 GONE_REASON = "position closed on the exchange (liquidated or by hand)"
+FUNDING_PAGE = 1000          # Binance's largest income page: a full one may be cut off
 
 
 class FuturesMarks(TraderParts):
@@ -37,7 +38,7 @@ class FuturesMarks(TraderParts):
     def mark_futures(self, new_bar: bool) -> None:
         if self.spot:
             return
-        plans = self.store.active_plans()
+        plans = self.active_plans()
         if not plans:
             return
         broker = self.broker
@@ -67,7 +68,10 @@ class FuturesMarks(TraderParts):
         tally = self.tally(plan)
         if tally.net <= EPS or contracts > EPS:
             return
-        tally = self.tally(plan, refresh=True)     # an exit that filled since the last refresh is no mystery
+        # an exit that filled since the last refresh is no mystery: asked again, whatever this cycle
+        # already refreshed (the positions were read after it)
+        self._fresh.pop(plan.plan_id, None)
+        tally = self.tally(plan, refresh=True)
         if tally.net <= EPS or tally.exit_filled:
             return
         log.error("position_gone", plan=plan.plan_id, symbol=plan.symbol, side=side, expected=tally.net,
@@ -88,16 +92,22 @@ class FuturesMarks(TraderParts):
         self.store.mark_position(symbol, side, hedge=hedge, liquidation_price=liquidation)
 
     def _collect_funding(self, plans) -> None:
-        """Funding events since the newest one seen per symbol (the plan's decision bar at first)."""
+        """Funding events since the newest one seen per symbol (the plan's decision bar at first).
+        Plans on several symbols share one request for all symbols (since the earliest of them),
+        unless its answer may be cut off; then each symbol is asked on its own, as one alone is."""
         broker = self.broker
         state = self.store.load_state(FUNDING) or {"paid": {}, "seen": {}}
         paid, seen = state["paid"], state["seen"]
         changed = False
+        shared = self._shared_funding(plans, seen)
         for plan in plans:
             sym = broker.symbol(plan.symbol)
             since = max(int(seen.get(sym, 0)), plan.decision_time // 1_000_000) + 1
-            events = broker.call(lambda s=sym, t=since: broker.exchange.fetch_funding_history(s, t),
-                                 f"fetch_funding_history {sym}")
+            if shared is not None:
+                events = [e for e in shared if e.get("symbol") == sym]
+            else:
+                events = broker.call(lambda s=sym, t=since: broker.exchange.fetch_funding_history(s, t),
+                                     f"fetch_funding_history {sym}")
             for e in events or []:
                 amount, when = _number(e.get("amount")), e.get("timestamp")
                 if amount is None or when is None or int(when) < since:
@@ -110,6 +120,18 @@ class FuturesMarks(TraderParts):
                 log.info("funding", plan=plan.plan_id, symbol=plan.symbol, amount=amount, paid=paid[plan.plan_id])
         if changed:
             self.store.save_state(FUNDING, {"paid": paid, "seen": seen})
+
+    def _shared_funding(self, plans, seen) -> Optional[list]:
+        """Every symbol's funding events since the earliest any plan waits for (None: one symbol,
+        or a full page, which may leave later events out)."""
+        broker = self.broker
+        symbols = {broker.symbol(p.symbol) for p in plans}
+        if len(symbols) < 2:
+            return None
+        since = min(max(int(seen.get(broker.symbol(p.symbol), 0)), p.decision_time // 1_000_000) + 1 for p in plans)
+        events = broker.call(lambda: broker.exchange.fetch_funding_history(None, since, FUNDING_PAGE),
+                             "fetch_funding_history (all symbols)")
+        return None if events is None or len(events) >= FUNDING_PAGE else list(events)
 
 
 def _number(value) -> Optional[float]:

@@ -63,17 +63,20 @@ class SessionMemory:
         return found
 
     def save(self, trader) -> int:
-        """After a cycle: new decisions, then the state. Returns the decisions written."""
+        """After a cycle: new decisions, then the state, in one transaction (one commit, one fsync,
+        instead of one per decision and per state; a crash keeps all of it or none). Returns the
+        decisions written."""
         decisions = trader.engine.journal.decisions
         new = decisions[self._recorded:]
-        for decision in new:
-            self.store.record_decision(decision)
-        self._recorded = len(decisions)
         pipeline, portfolio = trader.pipeline, trader.engine.ledger
-        self.store.save_state(PIPELINE, pipeline.state())
-        self.store.save_state(GUARDS, pipeline.guard_state())
-        self.store.save_state(ACCOUNT, {"peak_equity": portfolio.peak_equity,
-                                        "day_start_equity": portfolio.day_start_equity,
-                                        "day": trader.engine.loop.current_day, "bar_time": trader.last_time})
+        with self.store.transaction():
+            for decision in new:
+                self.store.record_decision(decision)
+            self.store.save_state(PIPELINE, pipeline.state())
+            self.store.save_state(GUARDS, pipeline.guard_state())
+            self.store.save_state(ACCOUNT, {"peak_equity": portfolio.peak_equity,
+                                            "day_start_equity": portfolio.day_start_equity,
+                                            "day": trader.engine.loop.current_day, "bar_time": trader.last_time})
+        self._recorded = len(decisions)
         return len(new)
 

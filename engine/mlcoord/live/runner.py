@@ -244,14 +244,28 @@ def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
     return symbols, {s: market_symbol(s, settings.exchange.market) for s in symbols}
 
 
-def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit: int) -> list[Candles]:
-    """The last ``limit`` closed candles of every symbol (named as configured), on the exchange's clock."""
+def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit: int,
+                 known: Optional[Mapping[str, int]] = None) -> list[Candles]:
+    """The last ``limit`` closed candles of every symbol (named as configured), on the exchange's clock.
+
+    ``known``: symbol -> open time (ns) of the newest bar already at hand. Only the bars that can
+    have closed since are asked for (at most ``limit``), and a symbol whose next bar cannot have
+    closed yet on the exchange's clock is not asked at all (left out): its answer could hold no
+    newer closed bar. A live loop polls many times per bar, so most polls ask for no candles."""
+    from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.exchange import exchange_now_ms
 
     now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
-    found = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, limit, now),
-                         what=f"candles {s}") for s in symbols]
-    return [Candles(s, c.timeframe, c.frame) for s, c in zip(symbols, found)]
+    tf_ms = timeframe_to_ns(timeframe) // 1_000_000
+    wanted = {}
+    for s in symbols:
+        last = (known or {}).get(s)
+        # bars after ``last`` that have closed: the k-th opens at last + k tf and closes tf later
+        wanted[s] = limit if last is None else min(limit, (now - last // 1_000_000) // tf_ms - 1)
+    asked = [s for s in symbols if wanted[s] > 0]
+    found = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s], now),
+                         what=f"candles {s}") for s in asked]
+    return [Candles(s, c.timeframe, c.frame) for s, c in zip(asked, found)]
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,

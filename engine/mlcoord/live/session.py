@@ -106,26 +106,28 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
             done += 1
             status = "ok"
             try:
-                trader.entries_blocked = supervisor.killed()
-                if trader.entries_blocked:
-                    status = "killed"
-                    log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
-                    if options.flatten_on_kill:
-                        trader.flatten_all("kill switch")
-                trader.sync_wallet()
-                if scanner is not None:
-                    symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
-                    ccxt_symbols = {s: broker.symbol(s) for s in symbols}
-                if scanner is not None:           # many pairs: their requests overlap
-                    fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
-                else:
-                    fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5)
-                closed = len(trader.engine.trades)
-                steps = trader.on_candles(fresh)
-                trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
-                trader.manage_all()
-                if steps or len(trader.engine.trades) != closed:    # a bar, or a trade fed back
-                    memory.save(trader)
+                with trader.cycle():     # the plans' order refreshes are shared within it
+                    trader.entries_blocked = supervisor.killed()
+                    if trader.entries_blocked:
+                        status = "killed"
+                        log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
+                        if options.flatten_on_kill:
+                            trader.flatten_all("kill switch")
+                    trader.sync_wallet()
+                    if scanner is not None:
+                        symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
+                        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                    if scanner is not None:           # many pairs: their requests overlap
+                        fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
+                    else:
+                        at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
+                        fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5, at_hand)
+                    closed = len(trader.engine.trades)
+                    steps = trader.on_candles(fresh)
+                    trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
+                    trader.manage_all()
+                    if steps or len(trader.engine.trades) != closed:    # a bar, or a trade fed back
+                        memory.save(trader)
             except ExchangeUnavailable as exc:
                 steps, status = 0, f"paused: {exc}"
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,

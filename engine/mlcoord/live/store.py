@@ -66,6 +66,7 @@ class Store:
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._local = threading.local()
+        self.writes = 0          # write blocks begun or ended: what was read before may have changed
 
     @classmethod
     def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns) -> "Store":
@@ -101,28 +102,36 @@ class Store:
         """Group writes: all of them are committed together when the block ends, or none if it
         raises. Nested blocks are savepoints. The transaction belongs to the calling thread."""
         conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            with conn.begin_nested():
-                yield self
-            return
-        with write_transaction(self.engine) as conn:
-            self._local.conn = conn
-            try:
-                yield self
-            finally:
-                self._local.conn = None
+        self.writes += 1
+        try:
+            if conn is not None:
+                with conn.begin_nested():
+                    yield self
+                return
+            with write_transaction(self.engine) as conn:
+                self._local.conn = conn
+                try:
+                    yield self
+                finally:
+                    self._local.conn = None
+        finally:
+            self.writes += 1       # committed or rolled back: reads made inside may be gone
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """The current transaction (inside a savepoint, so a failed call undoes only itself), or a
         new one committed when the block ends."""
         conn = getattr(self._local, "conn", None)
-        if conn is None:
-            with write_transaction(self.engine) as conn:
-                yield conn
-        else:
-            with conn.begin_nested():
-                yield conn
+        self.writes += 1
+        try:
+            if conn is None:
+                with write_transaction(self.engine) as conn:
+                    yield conn
+            else:
+                with conn.begin_nested():
+                    yield conn
+        finally:
+            self.writes += 1
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

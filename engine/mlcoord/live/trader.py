@@ -53,6 +53,7 @@ import numpy as np
 import structlog
 
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
+from mlcoord.live.cycle import CycleShare
 from mlcoord.live.fees import ExchangeFees
 from mlcoord.live.futures_marks import FUNDING, FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
@@ -69,7 +70,7 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
+class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
     """The paper trader's loop on the exchange venue (:class:`~mlcoord.live.venue.ExchangeVenue`)
     instead of the simulated one (futures in hedge mode, or spot)."""
 
@@ -97,6 +98,8 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
         self.last_time = -1
+        self._start_sharing()
+        broker.on_change = self._order_changed
         super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
         self.venue: ExchangeVenue = self.engine.venue
         self.venue.loop = self.engine.loop
@@ -195,16 +198,17 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
             self._close_plan(plan, tally, reason)
 
     # -- plans ---------------------------------------------------------------------------------
-    def plan_orders(self, plan_id: str) -> list[OrderRecord]:
-        return self.store.orders(plan_id)
-
     def tally(self, plan: PlanRecord, refresh: bool = False) -> Tally:
+        """The plan's orders as stored; ``refresh``: brought up to date from the exchange first,
+        unless they already were in this cycle after the symbol's last order went out or was
+        cancelled (:mod:`mlcoord.live.cycle`)."""
         records = self.plan_orders(plan.plan_id)
+        refresh = refresh and self._fresh.get(plan.plan_id) != plan.symbol
         if refresh:
-            for r in records:
-                if not r.state.terminal:
-                    self.broker.refresh(r)
+            self.broker.refresh_all(records)
             records = self.plan_orders(plan.plan_id)
+            if self._in_cycle:
+                self._fresh[plan.plan_id] = plan.symbol
         entered = exited = value = 0.0
         hedged = unhedged = 0.0
         for r in records:
@@ -226,7 +230,7 @@ class LiveTrader(SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, Exchang
         """Every active plan brought in line with the exchange; first, intents an exchange error
         kept from being carried out in an earlier cycle."""
         self.venue.execute()
-        for plan in self.store.active_plans():
+        for plan in self.active_plans():
             self.manage(plan)
         self._synced = False
 

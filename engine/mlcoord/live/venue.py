@@ -80,6 +80,7 @@ class ExchangeVenue:
         self.version = 0
         self._queue: list[Intent] = []
         self._booked: set[str] = set()       # keys of the fills already in the ledger
+        self._all_booked: dict[str, float] = {}   # client id -> its filled quantity when every fill was booked
         self._fee_done: set[str] = set()     # orders whose trade-list fee is booked
         self._reasons: dict[tuple[str, str], str] = {}     # (plan id, order tag) -> why the bot sent it
         self._working: list[tuple[str, int, float, float]] = []
@@ -260,7 +261,7 @@ class ExchangeVenue:
         trader = self.trader
         working: list[tuple[str, int, float, float]] = []
         entries, hedging = set(), set()
-        for plan in trader.store.active_plans():
+        for plan in trader.active_plans():
             tally = trader.tally(plan, refresh=True)
             self.book(plan, tally)
             for r in tally.live(ENTRY):
@@ -284,10 +285,13 @@ class ExchangeVenue:
         legs. ``final``: the plan closed; everything is booked. ``recorded``: fill key -> its rank
         in the store (a restart's replay of whole histories, in the order they happened)."""
         new: list[tuple[FillRecord, OrderRecord]] = []
+        keys: dict[str, list[str]] = {}      # client id -> its fills' keys, for the orders read
         for r in tally.orders:
-            if r.filled_quantity <= 0:
-                continue
-            for f in self.trader.store.fills(r.client_order_id):
+            if r.filled_quantity <= 0 or self._all_booked.get(r.client_order_id) == r.filled_quantity:
+                continue      # a new fill raises its order's filled quantity in the same transaction
+            found = self.trader.store.fills(r.client_order_id)
+            keys[r.client_order_id] = [f.key for f in found]
+            for f in found:
                 if f.key not in self._booked:
                     new.append((f, r))
         # a fill's time is when the bot saw it, so within one look entries go first (a backtest's
@@ -323,6 +327,9 @@ class ExchangeVenue:
             last_of_order = r.state.terminal and not any(g[1] is r for g in new[k + 1:])
             self._booked.add(f.key)
             self._apply(plan, r, f, last_of_order)
+        for r in tally.orders:
+            if r.client_order_id in keys and all(key in self._booked for key in keys[r.client_order_id]):
+                self._all_booked[r.client_order_id] = r.filled_quantity
 
     def _apply(self, plan: PlanRecord, record: OrderRecord, f: FillRecord, last_of_order: bool) -> None:
         trader, ledger = self.trader, self.ledger
