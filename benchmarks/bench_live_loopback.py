@@ -6,7 +6,8 @@ Usage: python benchmarks/bench_live_loopback.py [--symbols 10] [--bars 43800] [-
 ``mlcoord live``'s own loop (:func:`mlcoord.live.session.run_live`) with real ccxt objects on a
 loopback server (tests/exchange_sim) that replays the bundled BTC/USDT 1h candles under ``--symbols``
 names (real prices; every symbol costs what a real one costs). Each symbol starts with ``--bars``
-closed candles of history (as if warmed up from the data store); each cycle fetches the newest
+closed candles of history (as if warmed up from the data store; symbol k's prices and volumes
+are BTC's times 1 + k/1000: correlated signals, distinct numbers); each cycle fetches the newest
 closed bars of every symbol, steps the trading loop (default pipeline: every ML component), sends
 and refreshes orders, books fills in the ledger and writes the store (SQLite) and the heartbeat.
 A cycle's time excludes the server's own replay of the next bar (the exchange's time, not the
@@ -41,7 +42,7 @@ def main() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.ERROR))
 
     from exchange_sim import ExchangeServer, futures_client
-    from exchange_sim.markets import MarketSpec, bundled_series
+    from exchange_sim.markets import MarketSpec, Series
     from exchange_sim.state import ExchangeState
     from live_helpers import BarClock
     from mlcoord.candles import Candles, load_candles
@@ -54,12 +55,15 @@ def main() -> None:
     names = [f"S{k:02d}/USDT" for k in range(args.symbols)]
     btc = load_candles(bundled_path("BTC/USDT"), symbol="BTC/USDT")
     bars = min(args.bars, len(btc) - args.cycles - 2)
-    series = bundled_series("BTC/USDT")
     specs = tuple(MarketSpec(n, tick=Decimal("0.10"), step=Decimal("0.001"), min_notional=Decimal(100),
                              max_qty=Decimal(1000)) for n in names)
-    state = ExchangeState(series={n: series for n in names}, spot_markets=(), futures_markets=specs,
-                          start=bars + 1)
-    history = [Candles(n, btc.timeframe, btc.frame.iloc[:bars]) for n in names]
+    # every symbol its own numbers (BTC's real path scaled by 1 + k/1000, volume too): the same
+    # bars signal everywhere (correlated markets, the costly case), but no symbol's indicators can
+    # be served from another's cached results as they could from byte-identical copies
+    scaled = [Candles(n, btc.timeframe, btc.frame * (1.0 + k / 1000)) for k, n in enumerate(names)]
+    history = [c.slice(0, bars) for c in scaled]
+    state = ExchangeState(series={c.symbol: Series.from_candles(c) for c in scaled}, spot_markets=(),
+                          futures_markets=specs, start=bars + 1)
     work = Path(tempfile.mkdtemp(prefix="mlcoord-bench-"))
     ml = "" if not args.technical else 'ml_components = []\nsignal_sources = ["technical"]\n'
     (work / "live.toml").write_text(f"""
