@@ -67,6 +67,8 @@ INDICATORS = {
     "rolling_zscore": lambda d: ft.rolling_zscore(d["close"], 6),
     "rolling_percentile_rank": lambda d: ft.rolling_percentile_rank(d["close"], 8),
     "rolling_median": lambda d: ft.rolling_median(d["close"], 6),
+    "rolling_max": lambda d: ft.rolling_max(d["high"], 5),
+    "rolling_min": lambda d: ft.rolling_min(d["low"], 5),
     "confirmed_pivots": lambda d: ft.confirmed_pivots(d["high"], d["low"], 3, 2),
     "volume_ratio": lambda d: ft.volume_ratio(d["volume"], 5),
 }

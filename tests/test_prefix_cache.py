@@ -30,6 +30,8 @@ INDICATORS = {
     "rolling_zscore": lambda c: ft.rolling_zscore(c.close, 30),
     "rolling_percentile_rank": lambda c: ft.rolling_percentile_rank(ft.realised_volatility(c.close, 24), 200),
     "rolling_median": lambda c: ft.rolling_median(c.volume, 48),
+    "rolling_max": lambda c: ft.rolling_max(c.high, 20),
+    "rolling_min": lambda c: ft.rolling_min(c.low, 20),
     "confirmed_pivots": lambda c: ft.confirmed_pivots(c.high, c.low, 5, 5),
     "volume_ratio": lambda c: ft.volume_ratio(c.volume, 20),
 }
@@ -138,3 +140,11 @@ def test_higher_timeframe_candles_are_reused_until_a_bucket_closes(btc):
     fresh = resample(btc.slice(0, closing), "4h")
     assert fresh is not newer
     pd.testing.assert_frame_equal(newer.frame, fresh.frame)
+
+
+def test_rolling_extremes_agree_with_pandas(btc):
+    x = np.array(btc.high)
+    x[100] = np.nan                                           # a hole: windows over it are NaN
+    roll = pd.Series(x).rolling(20, min_periods=20)
+    np.testing.assert_array_equal(ft.rolling_max(x, 20), roll.max().to_numpy())
+    np.testing.assert_array_equal(ft.rolling_min(x, 20), roll.min().to_numpy())

@@ -226,3 +226,14 @@ def test_breakout_arm_on_real_candles_matches_the_state_machine(btc):
     got = breakout(c, o)
     assert np.array_equal(got, _held_views_loop(fresh, c.close, high, low, o.breakout_hold))
     assert (got != 0).sum() > 100
+
+
+def test_previous_range_excludes_the_current_bar(btc):
+    from mlcoord_rl_selector.arms import _previous_extreme
+
+    high = np.asarray(btc.candles.high[:500], float)
+    got = _previous_extreme(high, 20, np.max)
+    assert np.isnan(got[:20]).all()
+    assert all(got[i] == high[i - 20:i].max() for i in range(20, 500))
+    low = np.asarray(btc.candles.low[:500], float)
+    assert all(_previous_extreme(low, 20, np.min)[i] == low[i - 20:i].min() for i in range(20, 500))

@@ -33,7 +33,9 @@ __all__ = [
     "macd",
     "rate_of_change",
     "realised_volatility",
+    "rolling_max",
     "rolling_median",
+    "rolling_min",
     "rolling_percentile_rank",
     "rolling_zscore",
     "rsi",
@@ -144,10 +146,10 @@ def _seeded_ewm_of(x: np.ndarray, n: int, alpha: float) -> np.ndarray:
 
 def _rolling_exact(x: np.ndarray, n: int, how: str) -> np.ndarray:
     """A rolling statistic over ``n`` bars (``mean``, ``std0``/``std1``: population/sample std,
-    ``rank``: max rank as a fraction, ``median``), NaN while any of the ``n`` values is. Each
-    window's value is computed from that window alone (no running sums, whose rounding would
-    depend on where the array starts), so a kept prefix carries on window by window and a live
-    window gives exactly what the whole history gives."""
+    ``rank``: max rank as a fraction, ``median``, ``max``, ``min``), NaN while any of the ``n``
+    values is. Each window's value is computed from that window alone (no running sums, whose
+    rounding would depend on where the array starts), so a kept prefix carries on window by
+    window and a live window gives exactly what the whole history gives."""
     def compute(a):
         if how in ("rank", "median"):             # pandas' skiplists are exact per window
             roll = _rolling(a, n)
@@ -182,6 +184,12 @@ def _per_window(x: np.ndarray, n: int, how: str, chunk: int = 8192) -> np.ndarra
                 value[np.isnan(w).any(axis=1)] = np.nan
                 parts.append(value)
         return np.concatenate(parts)
+    if how in ("max", "min"):                             # NaN anywhere in the window: NaN
+        pick = np.maximum if how == "max" else np.minimum
+        extreme = x[:m].copy()
+        for k in range(1, n):
+            pick(extreme, x[k : k + m], out=extreme)
+        return extreme
     total = x[:m].copy()
     for k in range(1, n):
         total += x[k : k + m]
@@ -329,6 +337,16 @@ def rolling_zscore(x, n: int) -> np.ndarray:
 def rolling_percentile_rank(x, n: int) -> np.ndarray:
     """Fraction of the last ``n`` values (current included) that are ``<=`` the current one, in (0, 1]."""
     return _rolling_exact(_series(x), _window(n), "rank")
+
+
+def rolling_max(x, n: int) -> np.ndarray:
+    """Highest of the last ``n`` values (current included); NaN until ``n`` values exist."""
+    return _rolling_exact(_series(x), _window(n), "max")
+
+
+def rolling_min(x, n: int) -> np.ndarray:
+    """Lowest of the last ``n`` values (current included); NaN until ``n`` values exist."""
+    return _rolling_exact(_series(x), _window(n), "min")
 
 
 def rolling_median(x, n: int) -> np.ndarray:

@@ -22,11 +22,11 @@ ARMS = ("trend_following", "mean_reversion", "breakout")
 
 
 def _previous_extreme(x: np.ndarray, n: int, fn) -> np.ndarray:
-    """``fn`` over bars ``i-n .. i-1`` (the current bar excluded); NaN until ``n`` bars exist."""
+    """``fn`` (np.max or np.min) over bars ``i-n .. i-1`` (the current bar excluded); NaN until
+    ``n`` bars exist. The rolling extremes are mlcoord's cached ones (a live bar adds one)."""
     out = np.full(len(x), np.nan)
     if len(x) > n:
-        windows = np.lib.stride_tricks.sliding_window_view(x, n)[:-1]
-        out[n:] = fn(windows, axis=1)
+        out[n:] = (ft.rolling_max if fn is np.max else ft.rolling_min)(x, n)[n - 1 : -1]
     return out
 
 
