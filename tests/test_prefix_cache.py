@@ -148,3 +148,33 @@ def test_rolling_extremes_agree_with_pandas(btc):
     roll = pd.Series(x).rolling(20, min_periods=20)
     np.testing.assert_array_equal(ft.rolling_max(x, 20), roll.max().to_numpy())
     np.testing.assert_array_equal(ft.rolling_min(x, 20), roll.min().to_numpy())
+
+
+def test_the_feature_matrix_of_a_live_bar_is_its_whole_recomputation(btc):
+    from mlcoord.feature_matrix import feature_matrix
+
+    def matrix(end):
+        c = btc.slice(0, end)
+        return feature_matrix(c.open, c.high, c.low, c.close, c.volume)
+
+    ft.CACHE.clear()
+    grown = [matrix(end) for end in (2000, 2001, 2002, 2005)]
+    assert matrix(2005) is grown[-1] and not grown[-1].flags.writeable    # the two models share it
+    for got, end in zip(grown, (2000, 2001, 2002, 2005)):
+        ft.CACHE.clear()
+        assert np.array_equal(got, matrix(end)) and got.dtype == np.float32
+
+
+def test_a_growing_series_keeps_one_entry_and_distinct_series_their_own():
+    cache = PrefixCache(max_bytes=1 << 30, per_series=3)
+    x = np.arange(100, dtype=float)
+    for n in range(10, 60):
+        cache.keep("k", (x[:n],), x[:n] * 2, 8 * n)
+    assert sum(len(b) for b in cache._entries.values()) == 1           # shorter versions dropped
+    assert cache.find("k", (x[:70],)).n == 59
+    for k in range(5):                                                  # same first bar, other paths
+        y = x[:50].copy()
+        y[10] = 1000.0 + k
+        cache.keep("k", (y,), y, 400)
+    assert sum(len(b) for b in cache._entries.values()) == 3           # per_series bound
+    assert cache.nbytes == sum(e.size for b in cache._entries.values() for e in b)

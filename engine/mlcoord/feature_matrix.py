@@ -17,43 +17,46 @@ FEATURES = (
 )
 
 
-#: the latest (inputs, matrix): the LSTM and the attention model read the same bars' matrix, which
-#: is computed once (arrays compared by identity; read-only arrays, so identity means same values)
-_LAST: list = []
-
-
 def feature_matrix(open_, high, low, close, volume) -> np.ndarray:
     """``(n_bars, len(FEATURES))`` float32 (read-only); warm-up NaNs are replaced by 0 (the
-    neutral value)."""
-    inputs = (open_, high, low, close, volume)
-    if _LAST and all(a is b for a, b in zip(_LAST[0], inputs)) and \
-            all(isinstance(a, np.ndarray) and not a.flags.writeable for a in inputs):
-        return _LAST[1]
-    out = _feature_matrix(open_, high, low, close, volume)
+    neutral value). The LSTM and the attention model read the same bars' matrix, and a live bar
+    extends the last bar's: both are served from :data:`mlcoord.features.CACHE` (a live bar
+    computes its own row only)."""
+    inputs = tuple(np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
+    found = ft.CACHE.find("feature_matrix", inputs)
+    if found is not None and found.n == len(inputs[0]):
+        return found.result
+    if found is not None:
+        out = np.vstack((found.result, _feature_matrix(*inputs, start=found.n)))
+    else:
+        out = _feature_matrix(*inputs)
     out.flags.writeable = False
-    _LAST[:] = [inputs, out]
+    ft.CACHE.keep("feature_matrix", inputs, out, out.nbytes, replaces=found)
     return out
 
 
-def _feature_matrix(open_, high, low, close, volume) -> np.ndarray:
+def _feature_matrix(open_, high, low, close, volume, start: int = 0) -> np.ndarray:
+    """Rows ``start`` on (every value is elementwise in the indicators, so a row does not depend
+    on where the rows asked for begin)."""
     c = np.asarray(close, dtype=float)
     h, l, v = (np.asarray(a, dtype=float) for a in (high, low, volume))
     logc = np.log(c)
     atr = ft.atr(h, l, c, 14)
+    tail = slice(start, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         cols = [
-            _diff(logc, 1), _diff(logc, 4), _diff(logc, 24),
-            ft.realised_volatility(c, 24),
-            atr / c,
-            ft.rsi(c, 14) / 100.0 - 0.5,
-            ft.macd(c)[2] / atr,
-            _pct_b(c),
-            ft.ema(c, 20) / ft.ema(c, 50) - 1.0,
-            ft.ema(c, 50) / ft.ema(c, 200) - 1.0,
-            ft.adx(h, l, c, 14)[0] / 100.0,
-            np.log(ft.volume_ratio(v, 20)),
+            _diff(logc, 1)[tail], _diff(logc, 4)[tail], _diff(logc, 24)[tail],
+            ft.realised_volatility(c, 24)[tail],
+            atr[tail] / c[tail],
+            ft.rsi(c, 14)[tail] / 100.0 - 0.5,
+            ft.macd(c)[2][tail] / atr[tail],
+            _pct_b(c)[tail],
+            ft.ema(c, 20)[tail] / ft.ema(c, 50)[tail] - 1.0,
+            ft.ema(c, 50)[tail] / ft.ema(c, 200)[tail] - 1.0,
+            ft.adx(h, l, c, 14)[0][tail] / 100.0,
+            np.log(ft.volume_ratio(v, 20)[tail]),
         ]
-    out = np.column_stack(cols) if len(c) else np.zeros((0, len(FEATURES)))
+    out = np.column_stack(cols) if len(c) > start else np.zeros((0, len(FEATURES)))
     out[~np.isfinite(out)] = 0.0
     return out.astype(np.float32)
 

@@ -1,11 +1,12 @@
 """Results of causal computations, kept so the next bar costs one bar.
 
 A live session re-prepares every symbol when a bar closes: the same indicators over the same
-bars plus the new one. A causal result (the value at bar ``i`` depends on bars ``<= i`` only)
-of the bars seen before is still right, so only the new bars need computing. :class:`PrefixCache`
-keeps recent results by their exact inputs (compared byte for byte: a near match is a miss,
-never a wrong answer) and finds the one whose inputs a new call extends by a few bars, or
-equals (several components smooth the same series).
+bars plus the new one (or several: components asked only on signal bars see a longer stretch).
+A causal result (the value at bar ``i`` depends on bars ``<= i`` only) of the bars seen before is
+still right, so only the new bars need computing. :class:`PrefixCache` keeps recent results by
+their exact inputs (compared byte for byte: a near match is a miss, never a wrong answer) and
+finds the one whose inputs a new call extends, or equals (several components smooth the same
+series).
 """
 
 from __future__ import annotations
@@ -26,20 +27,32 @@ class Found(NamedTuple):
     inputs: tuple[bytes, ...]
 
 
-class PrefixCache:
-    """Recent ``(inputs, result)`` pairs per kind of computation, at most ``max_bytes`` of them
-    (least recently used first out); calls longer than ``max_bars`` are not kept."""
+class _Entry(NamedTuple):
+    n: int
+    last: tuple[bytes, ...]          # every input's value at bar n - 1: a cheap first test
+    inputs: tuple[bytes, ...]
+    result: Any
+    size: int
 
-    def __init__(self, max_bytes: int, *, max_extension: int = 8, max_bars: int = 100_000):
+
+class PrefixCache:
+    """Recent ``(inputs, result)`` pairs per kind of computation and first bar, at most
+    ``max_bytes`` of them (least recently used first out) and ``per_series`` per first bar (a
+    longer version of a series replaces the shorter ones); calls longer than ``max_bars`` are
+    not kept, and a kept result is extended by at most ``max_extension`` bars."""
+
+    def __init__(self, max_bytes: int, *, max_extension: int = 5_000, max_bars: int = 100_000,
+                 per_series: int = 8):
         self.max_bytes, self.max_extension, self.max_bars = max_bytes, max_extension, max_bars
-        # (kind, length, fingerprint) -> [(inputs as bytes, result, size)]
-        self._entries: OrderedDict[tuple, list[tuple[tuple[bytes, ...], Any, int]]] = OrderedDict()
+        self.per_series = per_series
+        # (kind, every input's first value) -> entries of that series at several lengths
+        self._entries: OrderedDict[tuple, list[_Entry]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
     @staticmethod
-    def _fingerprint(inputs: Sequence[np.ndarray], n: int) -> tuple[bytes, ...]:
-        return tuple(x[n - 1 : n].tobytes() for x in inputs)
+    def _at(inputs: Sequence[np.ndarray], i: int) -> tuple[bytes, ...]:
+        return tuple(x[i : i + 1].tobytes() for x in inputs)
 
     def find(self, kind: Hashable, inputs: Sequence[np.ndarray], *, extensions: bool = True
              ) -> Optional[Found]:
@@ -49,19 +62,22 @@ class PrefixCache:
         length = len(inputs[0])
         if not 0 < length <= self.max_bars:
             return None
+        key = (kind, self._at(inputs, 0))
         shortest = max(length - self.max_extension, 1) if extensions else length
         with self._lock:
-            for n in range(length, shortest - 1, -1):
-                key = (kind, n, self._fingerprint(inputs, n))
-                candidates = self._entries.get(key)
-                if not candidates:
-                    continue
-                seen = tuple(x[:n].tobytes() for x in inputs)
-                for kept, result, _ in candidates:
-                    if kept == seen:
-                        self._entries.move_to_end(key)
-                        return Found(n, result, key, seen)
-        return None
+            bucket = self._entries.get(key)
+            if not bucket:
+                return None
+            best = None
+            for entry in bucket:
+                if shortest <= entry.n <= length and (best is None or entry.n > best.n) \
+                        and entry.last == self._at(inputs, entry.n - 1) \
+                        and entry.inputs == tuple(x[: entry.n].tobytes() for x in inputs):
+                    best = entry
+            if best is None:
+                return None
+            self._entries.move_to_end(key)
+            return Found(best.n, best.result, key, best.inputs)
 
     def keep(self, kind: Hashable, inputs: Sequence[np.ndarray], result: Any, result_bytes: int,
              replaces: Optional[Found] = None) -> None:
@@ -74,31 +90,27 @@ class PrefixCache:
         size = sum(len(b) for b in kept) + result_bytes
         if size > self.max_bytes:
             return
+        key = (kind, self._at(inputs, 0))
+        entry = _Entry(length, self._at(inputs, length - 1), kept, result, size)
         with self._lock:
-            if replaces is not None:
-                self._drop(replaces)
-            key = (kind, length, self._fingerprint(inputs, length))
             bucket = self._entries.setdefault(key, [])
-            if any(k == kept for k, _, _ in bucket):
+            if any(e.n == length and e.inputs == kept for e in bucket):
                 return
-            bucket.append((kept, result, size))
+            # a series only grows: results of its shorter versions are not asked for again
+            shorter = [e for e in bucket if e.n < length and (
+                (replaces is not None and e.n == replaces.n and e.inputs == replaces.inputs)
+                or all(k[: len(i)] == i for k, i in zip(kept, e.inputs)))]
+            for e in shorter:
+                bucket.remove(e)
+                self._bytes -= e.size
+            if len(bucket) >= self.per_series:
+                self._bytes -= bucket.pop(0).size
+            bucket.append(entry)
             self._entries.move_to_end(key)
             self._bytes += size
             while self._bytes > self.max_bytes:
                 _, gone = self._entries.popitem(last=False)
-                self._bytes -= sum(s for _, _, s in gone)
-
-    def _drop(self, found: Found) -> None:
-        bucket = self._entries.get(found.key)
-        if not bucket:
-            return
-        for k, entry in enumerate(bucket):
-            if entry[0] == found.inputs:
-                self._bytes -= entry[2]
-                del bucket[k]
-                break
-        if not bucket:
-            del self._entries[found.key]
+                self._bytes -= sum(e.size for e in gone)
 
     def clear(self) -> None:
         with self._lock:
