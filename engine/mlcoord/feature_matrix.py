@@ -22,14 +22,14 @@ def feature_matrix(open_, high, low, close, volume) -> np.ndarray:
     neutral value). The LSTM and the attention model read the same bars' matrix, and a live bar
     extends the last bar's: both are served from :data:`mlcoord.features.CACHE` (a live bar
     computes its own row only)."""
-    inputs = tuple(np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
+    o, h, l, c, v = inputs = tuple(np.asarray(a, dtype=np.float64) for a in (open_, high, low, close, volume))
     found = ft.CACHE.find("feature_matrix", inputs)
     if found is not None and found.n == len(inputs[0]):
         return found.result
     if found is not None:
-        out = np.vstack((found.result, _feature_matrix(*inputs, start=found.n)))
+        out = np.vstack((found.result, _feature_matrix(o, h, l, c, v, start=found.n)))
     else:
-        out = _feature_matrix(*inputs)
+        out = _feature_matrix(o, h, l, c, v)
     out.flags.writeable = False
     ft.CACHE.keep("feature_matrix", inputs, out, out.nbytes, replaces=found)
     return out
