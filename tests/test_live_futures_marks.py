@@ -63,10 +63,13 @@ def test_liquidation_prices_and_funding_follow_the_exchange(exchange_server, tmp
 def test_a_position_closed_behind_the_bots_back_closes_its_plan(exchange_server, tmp_path):
     server = exchange_server
     settings, options = load_live_settings(live_config(tmp_path, extra=QUIET))
-    done = {}
+    done, liquidation = {}, {}
 
     def close_by_hand(trader):
         plans = trader.store.active_plans()
+        held = trader.ledger.positions.get("BTC/USDT")
+        if held is not None and not done:
+            liquidation["last"] = held.liquidation_price
         if not done and plans and trader.portfolio.positions:
             plan = plans[0]
             hand = futures_client(server)
@@ -85,6 +88,13 @@ def test_a_position_closed_behind_the_bots_back_closes_its_plan(exchange_server,
     assert trader.store.plan(done["plan"]).status == PlanStatus.CLOSED
     closed = [e for e in logs if e["event"] == "plan_closed" and e["plan"] == done["plan"]]
     assert closed and closed[-1]["reason"] == GONE_REASON
+    # the bot never saw the closing fill: it writes the position off at the last liquidation price
+    # the exchange gave it (as far as it can tell, a liquidation), not at the last close
+    written = [e for e in logs if e["event"] == "position_written_off" and e["plan"] == done["plan"]]
+    assert written and liquidation["last"] > 0
+    assert written[0]["price"] == liquidation["last"]
+    trade = [t for t in trader.engine.trades if t.exit_reason == GONE_REASON]
+    assert trade and trade[-1].exit_price == liquidation["last"] != trader.ledger.prices["BTC/USDT"]
     ids = {r.client_order_id for r in trader.plan_orders(done["plan"])}
     assert any(r.order.tag == "stop" for r in trader.plan_orders(done["plan"]))
     open_on_server = [o for o in list(server.state.futures.orders.values()) + list(server.state.futures.algos.values())
