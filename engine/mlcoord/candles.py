@@ -10,6 +10,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Sequence
 
 import attrs
 import numpy as np
@@ -75,12 +76,14 @@ class Candles:
 
     The constructor re-checks only the cheap structural invariants; the numpy views (``time`` as int64
     ns since epoch, ``open`` .. ``volume`` float64) are computed once and are read-only. Treat
-    ``frame`` as read-only too: the views would not follow changes to it.
+    ``frame`` as read-only too: the views would not follow changes to it. Candles made from checked
+    bars (a slice, a join, a live poll, a resample) hold only the arrays: ``frame`` is built from them
+    on first use, so the per-bar work of a live session never pays for a DataFrame.
     """
 
     symbol: str
     timeframe: str
-    frame: pd.DataFrame
+    _frame: pd.DataFrame = attrs.field(alias="frame", repr=False)
     gaps: tuple[Gap, ...] = ()
     repairs: tuple[str, ...] = ()  # what repair=True changed, for the caller to log
     time: np.ndarray = attrs.field(init=False, repr=False)
@@ -92,7 +95,7 @@ class Candles:
 
     def __attrs_post_init__(self) -> None:
         timeframe_to_ns(self.timeframe)
-        f, idx = self.frame, self.frame.index
+        f, idx = self._frame, self._frame.index
         if tuple(f.columns) != COLUMNS or any(f[c].dtype != np.float64 for c in COLUMNS):
             raise CandleError(f"{self.symbol}: frame must have float64 columns {COLUMNS}, got {dict(f.dtypes)}")
         if not (isinstance(idx, pd.DatetimeIndex) and str(idx.tz) == "UTC" and idx.name == "time"):
@@ -103,8 +106,31 @@ class Candles:
         for c in COLUMNS:
             object.__setattr__(self, c, _readonly(f[c].to_numpy(dtype=np.float64, copy=True)))
 
+    @classmethod
+    def _checked(cls, symbol: str, timeframe: str, time: np.ndarray, columns: Sequence[np.ndarray],
+                 gaps: tuple[Gap, ...] = (), repairs: tuple[str, ...] = ()) -> Candles:
+        """Candles of bars already checked, given as read-only arrays (``columns`` in
+        :data:`COLUMNS` order): no second check, no DataFrame until ``frame`` is asked for."""
+        made = object.__new__(cls)
+        for name, value in (("symbol", symbol), ("timeframe", timeframe), ("_frame", None), ("gaps", gaps),
+                            ("repairs", repairs), ("time", time), *zip(COLUMNS, columns)):
+            object.__setattr__(made, name, value)
+        return made
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The bars as a DataFrame (float64 :data:`COLUMNS`, UTC index 'time')."""
+        if self._frame is None:
+            index = pd.DatetimeIndex(pd.to_datetime(self.time, utc=True), name="time").as_unit("ns")
+            object.__setattr__(self, "_frame", pd.DataFrame({c: getattr(self, c) for c in COLUMNS},
+                                                            index=index, copy=True))
+        return self._frame
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return self.open, self.high, self.low, self.close, self.volume
+
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.time)
 
     @property
     def timeframe_ns(self) -> int:
@@ -123,19 +149,16 @@ class Candles:
 
         Bars of checked candles need no second check: the arrays are read-only views of these
         (``own=True``: copies of their own, which nothing done to these can reach)."""
-        frame = self.frame.iloc[start:stop]
-        if frame.empty or own:
-            return self._subset(frame.copy() if own else frame)
         part = slice(start, stop)
-        lo, hi = frame.index[0], frame.index[-1]
-        sub = object.__new__(Candles)
-        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe), ("frame", frame),
-                            ("gaps", tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)),
-                            ("repairs", self.repairs), ("time", self.time[part]), ("open", self.open[part]),
-                            ("high", self.high[part]), ("low", self.low[part]), ("close", self.close[part]),
-                            ("volume", self.volume[part])):
-            object.__setattr__(sub, name, value)
-        return sub
+        time = self.time[part]
+        gaps: tuple[Gap, ...] = ()
+        if len(time) and self.gaps:
+            lo, hi = int(time[0]), int(time[-1])
+            gaps = tuple(g for g in self.gaps if g.start.value >= lo and g.end.value <= hi)
+        columns = [a[part] for a in self._columns()]
+        if own:
+            time, columns = _readonly(time.copy()), [_readonly(a.copy()) for a in columns]
+        return Candles._checked(self.symbol, self.timeframe, time, columns, gaps, self.repairs)
 
     def followed_by(self, newer: Candles) -> Candles:
         """These bars, then the bars of ``newer`` after the last of these (a live feed's new
@@ -148,14 +171,9 @@ class Candles:
             return newer
         if newer.timeframe != self.timeframe:
             raise CandleError(f"{self.symbol}: new bars are {newer.timeframe}, the history is {self.timeframe}")
-        joined = object.__new__(Candles)
-        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe),
-                            ("frame", pd.concat([self.frame, newer.frame])), ("gaps", self.gaps),
-                            ("repairs", self.repairs)):
-            object.__setattr__(joined, name, value)
-        for name in ("time",) + COLUMNS:
-            object.__setattr__(joined, name, _readonly(np.concatenate((getattr(self, name), getattr(newer, name)))))
-        return joined
+        return Candles._checked(self.symbol, self.timeframe, _readonly(np.concatenate((self.time, newer.time))),
+                                [_readonly(np.concatenate(pair)) for pair in zip(self._columns(), newer._columns())],
+                                self.gaps, self.repairs)
 
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
@@ -451,14 +469,13 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     found = _RESAMPLED.find(kind, inputs, extensions=False)
     if found is not None:
         return found.result
-    frame = pd.DataFrame({
-        "open": candles.open[starts],
-        "high": np.maximum.reduceat(candles.high[:n], starts),
-        "low": np.minimum.reduceat(candles.low[:n], starts),
-        "close": candles.close[ends],
-        "volume": np.add.reduceat(candles.volume[:n], starts),
-    }, index=pd.DatetimeIndex(pd.to_datetime(bucket[starts], utc=True), name="time").as_unit("ns"))
-    higher = Candles(candles.symbol, timeframe, frame, _find_gaps(bucket[starts], tf_ns), candles.repairs)
+    # aggregates of checked bars are checked bars: new arrays, no DataFrame until one is asked for
+    columns = [candles.open[starts], np.maximum.reduceat(candles.high[:n], starts),
+               np.minimum.reduceat(candles.low[:n], starts), candles.close[ends],
+               np.add.reduceat(candles.volume[:n], starts)]
+    time = bucket[starts]
+    higher = Candles._checked(candles.symbol, timeframe, _readonly(time), [_readonly(a) for a in columns],
+                              _find_gaps(time, tf_ns), candles.repairs)
     _RESAMPLED.keep(kind, inputs, higher, 6 * 8 * len(starts))
     return higher
 
