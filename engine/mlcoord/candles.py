@@ -175,6 +175,11 @@ class Candles:
                                 [_readonly(np.concatenate(pair)) for pair in zip(self._columns(), newer._columns())],
                                 self.gaps, self.repairs)
 
+    def as_symbol(self, symbol: str) -> Candles:
+        """The same bars named ``symbol`` (an exchange's name for them -> the configured one), as
+        ``Candles(symbol, timeframe, frame)`` makes them: gaps and repairs are not carried."""
+        return Candles._checked(symbol, self.timeframe, self.time, self._columns())
+
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
         mask = np.ones(len(self), dtype=bool)
@@ -342,6 +347,47 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     if (bad := steps % tf_ns != 0).any():
         _fail(source, f"a step that is not a multiple of the timeframe {timeframe}", "time", t[1:][bad])
     return Candles(symbol, timeframe, frame, _find_gaps(t.asi8, tf_ns), tuple(repairs))
+
+
+#: the last open time in ms whose ns value fits an int64 (pandas' own bound is 2262-04-11)
+_MAX_MS = (2**63 - 1) // 10**6
+
+
+def _rows_frame(time_ms: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    """Exchange rows as the frame :func:`candles_from_frame` reads (the data store's layout)."""
+    index = pd.DatetimeIndex(pd.to_datetime(time_ms, unit="ms", utc=True), name="time").as_unit("ns")
+    return pd.DataFrame(values, index=index, columns=list(COLUMNS))
+
+
+def _clean_rows(t: np.ndarray, v: np.ndarray, timeframe: str | None) -> bool:
+    """Whether :func:`candles_from_frame` accepts these rows as they are: every one of its checks
+    (numbers, prices, volume, high/low, time order and steps), on the arrays."""
+    if not (t.ndim == 1 and len(t) and v.shape == (len(t), 5) and timeframe in TIMEFRAMES):
+        return False
+    if not (0 <= t.min() and t.max() <= _MAX_MS and np.isfinite(v).all()):
+        return False
+    o, h, l, c, vol = v.T
+    if not ((v[:, :4] > 0).all() and (vol >= 0).all()):
+        return False
+    if not ((h >= np.maximum.reduce([o, c, l])).all() and (l <= np.minimum.reduce([o, c, h])).all()):
+        return False
+    steps, tf_ms = np.diff(t), timeframe_to_ns(timeframe) // 1_000_000  # every timeframe is whole ms
+    return bool((steps >= tf_ms).all() and (steps % tf_ms == 0).all())
+
+
+def candles_from_rows(time_ms, values, *, symbol: str, timeframe: str, source: str = "<rows>") -> Candles:
+    """Candles from exchange rows: int64 open times in ms and an ``(n, 5)`` float64 OHLCV array.
+
+    The same bars are accepted as :func:`candles_from_frame` accepts from their frame, and the
+    same are refused with its errors: rows that pass every check on the arrays become candles
+    directly (a live poll's few rows: microseconds, not a DataFrame's milliseconds); any other
+    rows go through :func:`candles_from_frame`, which names what is wrong."""
+    t, v = np.asarray(time_ms, np.int64), np.asarray(values, np.float64)
+    if not _clean_rows(t, v, timeframe):
+        return candles_from_frame(_rows_frame(t, v), symbol=symbol, timeframe=timeframe, source=source)
+    time = _readonly(t * 1_000_000)
+    columns = [_readonly(v[:, k].copy()) for k in range(5)]
+    return Candles._checked(symbol, timeframe, time, columns, _find_gaps(time, timeframe_to_ns(timeframe)))
 
 
 _NAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+){0,2})-(?P<tf>\d+[mhdwM])(?:-.*)?$")
