@@ -498,6 +498,16 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     t, origin = candles.time, _bucket_origin(tf_ns)
     if not len(t):
         raise CandleError(f"{candles.symbol}: cannot resample an empty series")
+    kind = (candles.symbol, candles.timeframe, timeframe, candles.repairs)
+    # A live bar: the bars [:n] of the buckets closed by now, found from the last bar alone. Bars
+    # kept with a result were checked when it was built; only the later ones need checking here.
+    last = (int(t[-1]) - origin) // tf_ns * tf_ns + origin
+    n = len(t) if last + tf_ns <= int(t[-1]) + base_ns else int(np.searchsorted(t, last))
+    if n:
+        inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
+        found = _RESAMPLED.find(kind, inputs, extensions=False)
+        if found is not None and not ((t[n:] - origin) % base_ns).any():
+            return found.result
     if ((t - origin) % base_ns).any():
         raise CandleError(f"{candles.symbol}: {candles.timeframe} bars are not aligned to UTC boundaries")
     bucket = (t - origin) // tf_ns * tf_ns + origin
@@ -510,11 +520,7 @@ def resample(candles: Candles, timeframe: str) -> Candles:
         raise CandleError(f"{candles.symbol}: no complete {timeframe} bar in {len(t)} {candles.timeframe} bars")
     n = ends[-1] + 1  # kept buckets are contiguous; reduceat ignores anything before starts[0]
     # built from bars [:n] only: a live bar that closes no bucket finds the last bar's result
-    kind = (candles.symbol, candles.timeframe, timeframe, candles.repairs)
     inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
-    found = _RESAMPLED.find(kind, inputs, extensions=False)
-    if found is not None:
-        return found.result
     # aggregates of checked bars are checked bars: new arrays, no DataFrame until one is asked for
     columns = [candles.open[starts], np.maximum.reduceat(candles.high[:n], starts),
                np.minimum.reduceat(candles.low[:n], starts), candles.close[ends],
