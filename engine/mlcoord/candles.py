@@ -10,6 +10,7 @@ import gzip
 import json
 import re
 from pathlib import Path
+from typing import Sequence
 
 import attrs
 import numpy as np
@@ -75,12 +76,14 @@ class Candles:
 
     The constructor re-checks only the cheap structural invariants; the numpy views (``time`` as int64
     ns since epoch, ``open`` .. ``volume`` float64) are computed once and are read-only. Treat
-    ``frame`` as read-only too: the views would not follow changes to it.
+    ``frame`` as read-only too: the views would not follow changes to it. Candles made from checked
+    bars (a slice, a join, a live poll, a resample) hold only the arrays: ``frame`` is built from them
+    on first use, so the per-bar work of a live session never pays for a DataFrame.
     """
 
     symbol: str
     timeframe: str
-    frame: pd.DataFrame
+    _frame: pd.DataFrame = attrs.field(alias="frame", repr=False)
     gaps: tuple[Gap, ...] = ()
     repairs: tuple[str, ...] = ()  # what repair=True changed, for the caller to log
     time: np.ndarray = attrs.field(init=False, repr=False)
@@ -92,7 +95,7 @@ class Candles:
 
     def __attrs_post_init__(self) -> None:
         timeframe_to_ns(self.timeframe)
-        f, idx = self.frame, self.frame.index
+        f, idx = self._frame, self._frame.index
         if tuple(f.columns) != COLUMNS or any(f[c].dtype != np.float64 for c in COLUMNS):
             raise CandleError(f"{self.symbol}: frame must have float64 columns {COLUMNS}, got {dict(f.dtypes)}")
         if not (isinstance(idx, pd.DatetimeIndex) and str(idx.tz) == "UTC" and idx.name == "time"):
@@ -103,8 +106,31 @@ class Candles:
         for c in COLUMNS:
             object.__setattr__(self, c, _readonly(f[c].to_numpy(dtype=np.float64, copy=True)))
 
+    @classmethod
+    def _checked(cls, symbol: str, timeframe: str, time: np.ndarray, columns: Sequence[np.ndarray],
+                 gaps: tuple[Gap, ...] = (), repairs: tuple[str, ...] = ()) -> Candles:
+        """Candles of bars already checked, given as read-only arrays (``columns`` in
+        :data:`COLUMNS` order): no second check, no DataFrame until ``frame`` is asked for."""
+        made = object.__new__(cls)
+        for name, value in (("symbol", symbol), ("timeframe", timeframe), ("_frame", None), ("gaps", gaps),
+                            ("repairs", repairs), ("time", time), *zip(COLUMNS, columns)):
+            object.__setattr__(made, name, value)
+        return made
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The bars as a DataFrame (float64 :data:`COLUMNS`, UTC index 'time')."""
+        if self._frame is None:
+            index = pd.DatetimeIndex(pd.to_datetime(self.time, utc=True), name="time").as_unit("ns")
+            object.__setattr__(self, "_frame", pd.DataFrame({c: getattr(self, c) for c in COLUMNS},
+                                                            index=index, copy=True))
+        return self._frame
+
+    def _columns(self) -> tuple[np.ndarray, ...]:
+        return self.open, self.high, self.low, self.close, self.volume
+
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.time)
 
     @property
     def timeframe_ns(self) -> int:
@@ -123,19 +149,16 @@ class Candles:
 
         Bars of checked candles need no second check: the arrays are read-only views of these
         (``own=True``: copies of their own, which nothing done to these can reach)."""
-        frame = self.frame.iloc[start:stop]
-        if frame.empty or own:
-            return self._subset(frame.copy() if own else frame)
         part = slice(start, stop)
-        lo, hi = frame.index[0], frame.index[-1]
-        sub = object.__new__(Candles)
-        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe), ("frame", frame),
-                            ("gaps", tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)),
-                            ("repairs", self.repairs), ("time", self.time[part]), ("open", self.open[part]),
-                            ("high", self.high[part]), ("low", self.low[part]), ("close", self.close[part]),
-                            ("volume", self.volume[part])):
-            object.__setattr__(sub, name, value)
-        return sub
+        time = self.time[part]
+        gaps: tuple[Gap, ...] = ()
+        if len(time) and self.gaps:
+            lo, hi = int(time[0]), int(time[-1])
+            gaps = tuple(g for g in self.gaps if g.start.value >= lo and g.end.value <= hi)
+        columns = [a[part] for a in self._columns()]
+        if own:
+            time, columns = _readonly(time.copy()), [_readonly(a.copy()) for a in columns]
+        return Candles._checked(self.symbol, self.timeframe, time, columns, gaps, self.repairs)
 
     def followed_by(self, newer: Candles) -> Candles:
         """These bars, then the bars of ``newer`` after the last of these (a live feed's new
@@ -148,14 +171,14 @@ class Candles:
             return newer
         if newer.timeframe != self.timeframe:
             raise CandleError(f"{self.symbol}: new bars are {newer.timeframe}, the history is {self.timeframe}")
-        joined = object.__new__(Candles)
-        for name, value in (("symbol", self.symbol), ("timeframe", self.timeframe),
-                            ("frame", pd.concat([self.frame, newer.frame])), ("gaps", self.gaps),
-                            ("repairs", self.repairs)):
-            object.__setattr__(joined, name, value)
-        for name in ("time",) + COLUMNS:
-            object.__setattr__(joined, name, _readonly(np.concatenate((getattr(self, name), getattr(newer, name)))))
-        return joined
+        return Candles._checked(self.symbol, self.timeframe, _readonly(np.concatenate((self.time, newer.time))),
+                                [_readonly(np.concatenate(pair)) for pair in zip(self._columns(), newer._columns())],
+                                self.gaps, self.repairs)
+
+    def as_symbol(self, symbol: str) -> Candles:
+        """The same bars named ``symbol`` (an exchange's name for them -> the configured one), as
+        ``Candles(symbol, timeframe, frame)`` makes them: gaps and repairs are not carried."""
+        return Candles._checked(symbol, self.timeframe, self.time, self._columns())
 
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
@@ -326,6 +349,47 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     return Candles(symbol, timeframe, frame, _find_gaps(t.asi8, tf_ns), tuple(repairs))
 
 
+#: the last open time in ms whose ns value fits an int64 (pandas' own bound is 2262-04-11)
+_MAX_MS = (2**63 - 1) // 10**6
+
+
+def _rows_frame(time_ms: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    """Exchange rows as the frame :func:`candles_from_frame` reads (the data store's layout)."""
+    index = pd.DatetimeIndex(pd.to_datetime(time_ms, unit="ms", utc=True), name="time").as_unit("ns")
+    return pd.DataFrame(values, index=index, columns=list(COLUMNS))
+
+
+def _clean_rows(t: np.ndarray, v: np.ndarray, timeframe: str | None) -> bool:
+    """Whether :func:`candles_from_frame` accepts these rows as they are: every one of its checks
+    (numbers, prices, volume, high/low, time order and steps), on the arrays."""
+    if not (t.ndim == 1 and len(t) and v.shape == (len(t), 5) and timeframe in TIMEFRAMES):
+        return False
+    if not (0 <= t.min() and t.max() <= _MAX_MS and np.isfinite(v).all()):
+        return False
+    o, h, l, c, vol = v.T
+    if not ((v[:, :4] > 0).all() and (vol >= 0).all()):
+        return False
+    if not ((h >= np.maximum.reduce([o, c, l])).all() and (l <= np.minimum.reduce([o, c, h])).all()):
+        return False
+    steps, tf_ms = np.diff(t), timeframe_to_ns(timeframe) // 1_000_000  # every timeframe is whole ms
+    return bool((steps >= tf_ms).all() and (steps % tf_ms == 0).all())
+
+
+def candles_from_rows(time_ms, values, *, symbol: str, timeframe: str, source: str = "<rows>") -> Candles:
+    """Candles from exchange rows: int64 open times in ms and an ``(n, 5)`` float64 OHLCV array.
+
+    The same bars are accepted as :func:`candles_from_frame` accepts from their frame, and the
+    same are refused with its errors: rows that pass every check on the arrays become candles
+    directly (a live poll's few rows: microseconds, not a DataFrame's milliseconds); any other
+    rows go through :func:`candles_from_frame`, which names what is wrong."""
+    t, v = np.asarray(time_ms, np.int64), np.asarray(values, np.float64)
+    if not _clean_rows(t, v, timeframe):
+        return candles_from_frame(_rows_frame(t, v), symbol=symbol, timeframe=timeframe, source=source)
+    time = _readonly(t * 1_000_000)
+    columns = [_readonly(v[:, k].copy()) for k in range(5)]
+    return Candles._checked(symbol, timeframe, time, columns, _find_gaps(time, timeframe_to_ns(timeframe)))
+
+
 _NAME_RE = re.compile(r"^(?P<symbol>[A-Za-z0-9]+(?:_[A-Za-z0-9]+){0,2})-(?P<tf>\d+[mhdwM])(?:-.*)?$")
 
 
@@ -434,6 +498,16 @@ def resample(candles: Candles, timeframe: str) -> Candles:
     t, origin = candles.time, _bucket_origin(tf_ns)
     if not len(t):
         raise CandleError(f"{candles.symbol}: cannot resample an empty series")
+    kind = (candles.symbol, candles.timeframe, timeframe, candles.repairs)
+    # A live bar: the bars [:n] of the buckets closed by now, found from the last bar alone. Bars
+    # kept with a result were checked when it was built; only the later ones need checking here.
+    last = (int(t[-1]) - origin) // tf_ns * tf_ns + origin
+    n = len(t) if last + tf_ns <= int(t[-1]) + base_ns else int(np.searchsorted(t, last))
+    if n:
+        inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
+        found = _RESAMPLED.find(kind, inputs, extensions=False)
+        if found is not None and not ((t[n:] - origin) % base_ns).any():
+            return found.result
     if ((t - origin) % base_ns).any():
         raise CandleError(f"{candles.symbol}: {candles.timeframe} bars are not aligned to UTC boundaries")
     bucket = (t - origin) // tf_ns * tf_ns + origin
@@ -446,19 +520,14 @@ def resample(candles: Candles, timeframe: str) -> Candles:
         raise CandleError(f"{candles.symbol}: no complete {timeframe} bar in {len(t)} {candles.timeframe} bars")
     n = ends[-1] + 1  # kept buckets are contiguous; reduceat ignores anything before starts[0]
     # built from bars [:n] only: a live bar that closes no bucket finds the last bar's result
-    kind = (candles.symbol, candles.timeframe, timeframe, candles.repairs)
     inputs = tuple(a[:n] for a in (t, candles.open, candles.high, candles.low, candles.close, candles.volume))
-    found = _RESAMPLED.find(kind, inputs, extensions=False)
-    if found is not None:
-        return found.result
-    frame = pd.DataFrame({
-        "open": candles.open[starts],
-        "high": np.maximum.reduceat(candles.high[:n], starts),
-        "low": np.minimum.reduceat(candles.low[:n], starts),
-        "close": candles.close[ends],
-        "volume": np.add.reduceat(candles.volume[:n], starts),
-    }, index=pd.DatetimeIndex(pd.to_datetime(bucket[starts], utc=True), name="time").as_unit("ns"))
-    higher = Candles(candles.symbol, timeframe, frame, _find_gaps(bucket[starts], tf_ns), candles.repairs)
+    # aggregates of checked bars are checked bars: new arrays, no DataFrame until one is asked for
+    columns = [candles.open[starts], np.maximum.reduceat(candles.high[:n], starts),
+               np.minimum.reduceat(candles.low[:n], starts), candles.close[ends],
+               np.add.reduceat(candles.volume[:n], starts)]
+    time = bucket[starts]
+    higher = Candles._checked(candles.symbol, timeframe, _readonly(time), [_readonly(a) for a in columns],
+                              _find_gaps(time, tf_ns), candles.repairs)
     _RESAMPLED.keep(kind, inputs, higher, 6 * 8 * len(starts))
     return higher
 

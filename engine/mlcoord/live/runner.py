@@ -225,15 +225,17 @@ def load_live_settings(path, overrides=None):
 
 
 def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: int) -> Candles:
-    """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped)."""
-    from mlcoord.candles import candles_from_frame, timeframe_to_ns
-    from mlcoord.live.data import _frame, validate_ohlcv
+    """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped), checked as
+    :func:`~mlcoord.candles.candles_from_frame` checks them, on the rows' arrays (a poll's few
+    rows would spend milliseconds in pandas)."""
+    from mlcoord.candles import candles_from_rows, timeframe_to_ns
+    from mlcoord.live.data import validate_ohlcv
 
     rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
     t, v = validate_ohlcv(rows, f"{exchange.id} {symbol} {timeframe}")
     keep = t + timeframe_to_ns(timeframe) // 1_000_000 <= now_ms
-    return candles_from_frame(_frame(t[keep][-limit:], v[keep][-limit:]), symbol=symbol, timeframe=timeframe,
-                              source=f"{exchange.id} {timeframe}")
+    return candles_from_rows(t[keep][-limit:], v[keep][-limit:], symbol=symbol, timeframe=timeframe,
+                             source=f"{exchange.id} {timeframe}")
 
 
 def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -265,7 +267,7 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
     asked = [s for s in symbols if wanted[s] > 0]
     found = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s], now),
                          what=f"candles {s}") for s in asked]
-    return [Candles(s, c.timeframe, c.frame) for s, c in zip(asked, found)]
+    return [c.as_symbol(s) for s, c in zip(asked, found)]
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
