@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import attrs
 import structlog
-from sqlalchemy import Connection, Engine, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
@@ -66,6 +66,8 @@ class Store:
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._local = threading.local()
+        self._journal = self._insert(orders).on_conflict_do_nothing(
+            index_elements=["client_order_id"]).returning(orders.c.client_order_id)
         self.writes = 0          # write blocks begun or ended: what was read before may have changed
 
     @classmethod
@@ -144,6 +146,30 @@ class Store:
 
     # -- orders -------------------------------------------------------------------------------
 
+    def journal_order(self, record: OrderRecord) -> Optional[OrderRecord]:
+        """Write a new order (before it is sent); returns None once it is written, or the order
+        stored under its client id, left as it is. One INSERT for a new order (no read first);
+        an order already stored costs the INSERT attempt and a read, in one transaction."""
+        with self._write() as conn:
+            if conn.execute(self._journal, rows.order_values(record)).first() is not None:
+                return None
+            return rows.order_record(conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one())
+
+    def merge_order(self, stored: OrderRecord, report: OrderRecord) -> OrderRecord:
+        """:meth:`upsert_order` of ``report`` into ``stored``, the order as this transaction read it
+        (``order(..., for_update=True)`` inside ``with store.transaction():``): one UPDATE if the
+        report changes anything, no INSERT attempt and no second read of a row known to exist."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            raise StoreError("merge_order needs the transaction that read the stored order")
+        merged = _merge_order(stored, report)
+        if merged != stored:
+            self.writes += 1
+            values = rows.order_values(merged)
+            values["key"] = values.pop("client_order_id")
+            conn.execute(_UPDATE_ORDER, values)
+        return merged
+
     def upsert_order(self, record: OrderRecord) -> OrderRecord:
         """Insert the order, or merge this report into the stored one; returns what is stored.
 
@@ -167,9 +193,11 @@ class Store:
                              .values(**rows.order_values(merged)))
             return merged
 
-    def order(self, client_order_id: str) -> Optional[OrderRecord]:
+    def order(self, client_order_id: str, *, for_update: bool = False) -> Optional[OrderRecord]:
+        """The stored order; ``for_update``: locked until the current transaction ends (PostgreSQL;
+        a SQLite write transaction holds the whole database)."""
         with self._read() as conn:
-            row = conn.execute(select(orders).where(orders.c.client_order_id == client_order_id)).mappings().first()
+            row = conn.execute(_ORDER_LOCKED if for_update else _ORDER, {"cid": client_order_id}).mappings().first()
         return None if row is None else rows.order_record(row)
 
     def orders(self, plan_id: Optional[str] = None) -> list[OrderRecord]:
@@ -380,6 +408,12 @@ class Store:
         with self._read() as conn:
             bodies = conn.execute(query.order_by(decisions.c.id)).scalars().all()
         return [rows.loads(b) for b in bodies]
+
+
+#: the order path's statements, built once (SQLAlchemy then reuses their compiled form and cache key)
+_ORDER = select(orders).where(orders.c.client_order_id == bindparam("cid"))
+_ORDER_LOCKED = _ORDER.with_for_update()
+_UPDATE_ORDER = update(orders).where(orders.c.client_order_id == bindparam("key"))
 
 
 def _inserted(conn: Connection, insert, *key: str) -> bool:
