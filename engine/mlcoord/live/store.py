@@ -69,6 +69,9 @@ class Store:
         self._journal = self._insert(orders).on_conflict_do_nothing(
             index_elements=["client_order_id"]).returning(orders.c.client_order_id)
         self.writes = 0          # write blocks begun or ended: what was read before may have changed
+        #: ORDER BY on text gives Python's string order (SQLite's BINARY collation; PostgreSQL's
+        #: depends on the database's locale)
+        self.text_sorts_as_python = engine.dialect.name == "sqlite"
 
     @classmethod
     def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns) -> "Store":

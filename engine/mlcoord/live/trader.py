@@ -310,14 +310,14 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                           reduce_only=True, tag=PARTIAL_TP), plan)
 
     def _place_entries(self, plan: PlanRecord, tally: Tally, now: int) -> None:
-        known = {r.client_order_id for r in tally.orders}
+        known = {r.client_order_id: r for r in tally.orders}     # as stored: the tally was just read
         n = len(plan.entry.legs)
         expiry = plan.decision_time + max(plan.entry.expires_after_bars, 1) * self.timeframe_ns
         closing = any(r.order.tag == CLOSE for r in tally.orders)    # flattening: its legs stay cancelled
         for j, leg in enumerate(plan.entry.legs):
             tag = f"{ENTRY}:{j + 1}/{n}"
             cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, 0)
-            stored = self.store.order(cid) if cid in known else None
+            stored = known.get(cid)
             if stored is not None and stored.state != OrderState.PENDING:
                 if self.reprice_after_bars and not closing and not leg.market and now < expiry:
                     self._reprice_leg(plan, leg, tag, now, expiry)
@@ -386,13 +386,22 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         return self._place(order, plan)
 
     def _next_attempt(self, plan: PlanRecord, tag: str) -> int:
+        """The first attempt whose client id the store does not hold. The plan's own orders are
+        known without asking; only the first id not among them is looked up (an order under it
+        may be stored without this plan, e.g. one reconciliation adopted)."""
+        known = {r.client_order_id for r in self.plan_orders(plan.plan_id)}
         attempt = 0
-        while self.store.order(self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)) is not None:
+        while True:
+            cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
+            if cid not in known and self.store.order(cid) is None:
+                return attempt
             attempt += 1
-        return attempt
 
     def _place(self, order: Order, plan: PlanRecord) -> OrderRecord:
-        return self.broker.place(order, plan_id=plan.plan_id)
+        before = self.store.writes
+        record = self.broker.place(order, plan_id=plan.plan_id)
+        self._placed(before, record)
+        return record
 
     def flatten(self, plan: PlanRecord, reason: str) -> None:
         """Cancel the plan's working orders and close what it holds at market."""
