@@ -101,3 +101,39 @@ def test_merge_order_writes_what_upsert_order_writes_and_needs_its_transaction(t
             with b.transaction():
                 merged = b.merge_order(b.order("c1", for_update=True), report)
             assert merged == expected == a.order("c1") == b.order("c1")
+
+
+def test_the_order_and_fill_path_builds_no_statement_per_call(tmp_path, monkeypatch):
+    """Journal, merge, upsert, fill (with its order and position), plan and the reads of a plan's
+    orders and an order's fills run statements built once: building one (``.values(**row)``,
+    ``.where(...)``) cost more than running it on SQLite. Before: 2 or more built per call."""
+    from sqlalchemy.sql import dml, selectable
+
+    from mlcoord.live.records import FillRecord, OrderRecord, PlanRecord
+    from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Fill
+
+    built = []
+    for cls, name in ((dml.ValuesBase, "values"), (dml.DMLWhereBase, "where"), (selectable.Select, "where"),
+                      (selectable.Select, "order_by")):
+        original = getattr(cls, name)
+        monkeypatch.setattr(cls, name, lambda self, *a, _o=original, _n=name, **k: built.append(_n) or _o(self, *a, **k))
+    entry = EntryPlan(Side.LONG, (EntryLeg(100.0, 1.0, market=True),), planner="dca")
+    plan = PlanRecord("p1", "BTC/USDT", T0, 1.0, entry, ExitLevels(stop=90.0, take_profit=120.0))
+    with Store.open(tmp_path / "s.db") as store:
+        built.clear()
+        for k in range(3):
+            order = Order(f"c{k}", "BTC/USDT", Side.LONG, OrderKind.MARKET, 1.0, None, T0, tag="entry:1/1")
+            store.save_plan(plan)
+            assert store.journal_order(OrderRecord(order, "p1", updated_at=T0)) is None
+            with store.transaction():
+                stored = store.order(order.id, for_update=True)
+                store.merge_order(stored, OrderRecord(order, "p1", OrderState.OPEN, 0.0, None, f"x{k}", T0 + 1))
+                store.fills(order.id)
+                fill = Fill(order.id, "BTC/USDT", Side.LONG, T0 + 2, 100.0, 1.0, 0.1, False, "entry:1/1")
+                assert store.record_fill(FillRecord(fill, sequence=0))
+            store.upsert_order(OrderRecord(order, "p1", OrderState.FILLED, 1.0, 100.0, f"x{k}", T0 + 3))
+            store.orders("p1")
+            store.plan("p1")
+        assert built == [], built
+        assert [r.state for r in store.orders("p1")] == [OrderState.FILLED] * 3
+        assert store.positions()[0].quantity == 3.0

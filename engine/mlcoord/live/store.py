@@ -66,8 +66,7 @@ class Store:
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._local = threading.local()
-        self._journal = self._insert(orders).on_conflict_do_nothing(
-            index_elements=["client_order_id"]).returning(orders.c.client_order_id)
+        self._sql = _Prepared(self._insert)
         self.writes = 0          # write blocks begun or ended: what was read before may have changed
         #: ORDER BY on text gives Python's string order (SQLite's BINARY collation; PostgreSQL's
         #: depends on the database's locale)
@@ -154,7 +153,7 @@ class Store:
         stored under its client id, left as it is. One INSERT for a new order (no read first);
         an order already stored costs the INSERT attempt and a read, in one transaction."""
         with self._write() as conn:
-            if conn.execute(self._journal, rows.order_values(record)).first() is not None:
+            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
                 return None
             return rows.order_record(conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one())
 
@@ -168,9 +167,7 @@ class Store:
         merged = _merge_order(stored, report)
         if merged != stored:
             self.writes += 1
-            values = rows.order_values(merged)
-            values["key"] = values.pop("client_order_id")
-            conn.execute(_UPDATE_ORDER, values)
+            conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
         return merged
 
     def upsert_order(self, record: OrderRecord) -> OrderRecord:
@@ -183,17 +180,14 @@ class Store:
         Identity fields (symbol, side, kind, tag, reduce-only, hedge, creation time, plan,
         exchange id once known) must match: a mismatch raises :class:`OrderConflict`.
         """
-        values = rows.order_values(record)
         with self._write() as conn:
-            if _inserted(conn, self._insert(orders).values(**values), "client_order_id"):
+            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
                 return record
-            row = conn.execute(select(orders).where(orders.c.client_order_id == record.client_order_id)
-                               .with_for_update()).mappings().one()
+            row = conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one()
             stored = rows.order_record(row)
             merged = _merge_order(stored, record)
             if merged != stored:
-                conn.execute(update(orders).where(orders.c.client_order_id == record.client_order_id)
-                             .values(**rows.order_values(merged)))
+                conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
             return merged
 
     def order(self, client_order_id: str, *, for_update: bool = False) -> Optional[OrderRecord]:
@@ -205,11 +199,12 @@ class Store:
 
     def orders(self, plan_id: Optional[str] = None) -> list[OrderRecord]:
         """Every stored order (or a plan's), oldest first."""
-        query = select(orders)
-        if plan_id is not None:
-            query = query.where(orders.c.plan_id == plan_id)
         with self._read() as conn:
-            found = conn.execute(query.order_by(orders.c.created_at, orders.c.client_order_id)).mappings().all()
+            if plan_id is not None:
+                found = conn.execute(_PLAN_ORDERS, {"plan_id": plan_id}).mappings().all()
+            else:
+                found = conn.execute(select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+                                     ).mappings().all()
         return [rows.order_record(r) for r in found]
 
     def open_orders(self, symbol: Optional[str] = None) -> list[OrderRecord]:
@@ -234,15 +229,14 @@ class Store:
         fill = record.fill
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(orders).where(orders.c.client_order_id == fill.order_id)
-                               .with_for_update()).mappings().first()
+            row = conn.execute(_ORDER_LOCKED, {"cid": fill.order_id}).mappings().first()
             if row is None:
                 raise UnknownOrder(f"fill {record.key!r} belongs to order {fill.order_id!r}, which is not in "
                                    "the store: upsert the order before its fills")
             order = rows.order_record(row)
             _check_fill_matches(record, order)
             values = rows.fill_values(record, now)
-            if not _inserted(conn, self._insert(fills).values(**values), "fill_key"):
+            if conn.execute(self._sql.new_fill, values).first() is None:
                 _check_same_fill(conn, record)
                 return False
             self._refresh_order(conn, order, now)
@@ -250,9 +244,7 @@ class Store:
         return True
 
     def _refresh_order(self, conn: Connection, order: OrderRecord, now: int) -> None:
-        quantity, notional = conn.execute(
-            select(func.sum(fills.c.quantity), func.sum(fills.c.quantity * fills.c.price))
-            .where(fills.c.client_order_id == order.client_order_id)).one()
+        quantity, notional = conn.execute(_FILLED, {"cid": order.client_order_id}).one()
         filled, average = order.filled_quantity, order.average_price
         if quantity >= filled:
             filled, average = quantity, notional / quantity
@@ -261,14 +253,14 @@ class Store:
             state = OrderState.FILLED
         elif filled > 0 and state in (OrderState.PENDING, OrderState.OPEN):
             state = OrderState.PARTIALLY_FILLED
-        conn.execute(update(orders).where(orders.c.client_order_id == order.client_order_id)
-                     .values(filled_quantity=filled, average_price=average, state=state.value,
-                             updated_at=max(now, order.updated_at)))
+        conn.execute(_UPDATE_ORDER, {"key": order.client_order_id, "filled_quantity": filled,
+                                     "average_price": average, "state": state.value,
+                                     "updated_at": max(now, order.updated_at)})
 
     def _apply_to_position(self, conn: Connection, record: FillRecord, plan_id: Optional[str], now: int) -> None:
         fill = record.fill
-        key = _position_key(fill.symbol, fill.side, fill.hedge)
-        row = conn.execute(select(positions).where(*key).with_for_update()).mappings().first()
+        key = {"k_symbol": fill.symbol, "k_side": int(fill.side), "k_hedge": bool(fill.hedge)}
+        row = conn.execute(_POSITION_LOCKED, key).mappings().first()
         before = None if row is None else rows.position_record(row)
         after, unapplied = apply_fill(before, fill, plan_id, now)
         if unapplied > 0:
@@ -277,18 +269,18 @@ class Store:
                         position=0.0 if before is None else before.quantity)
         if after is None:
             if before is not None:
-                conn.execute(delete(positions).where(*key))
+                conn.execute(_DELETE_POSITION, key)
         elif before is None:
-            conn.execute(positions.insert().values(**rows.position_values(after)))
+            conn.execute(_INSERT_POSITION, rows.position_values(after))
         else:
-            conn.execute(update(positions).where(*key).values(**rows.position_values(after)))
+            conn.execute(_UPDATE_POSITION, {**key, **rows.position_values(after)})
 
     def fills(self, client_order_id: Optional[str] = None) -> list[FillRecord]:
-        query = select(fills)
-        if client_order_id is not None:
-            query = query.where(fills.c.client_order_id == client_order_id)
         with self._read() as conn:
-            found = conn.execute(query.order_by(fills.c.recorded_at, fills.c.time, fills.c.fill_key)).mappings().all()
+            if client_order_id is not None:
+                found = conn.execute(_ORDER_FILLS, {"cid": client_order_id}).mappings().all()
+            else:
+                found = conn.execute(select(fills).order_by(*_FILL_ORDER)).mappings().all()
         return [rows.fill_record(r) for r in found]
 
     def positions(self) -> list[PositionRecord]:
@@ -313,14 +305,12 @@ class Store:
 
     def save_plan(self, plan: PlanRecord) -> None:
         """Store the plan, replacing the stored one with the same id (a moved stop, a new status)."""
-        values = rows.plan_values(plan)
         with self._write() as conn:
-            conn.execute(self._insert(plans).values(**values).on_conflict_do_update(
-                index_elements=["plan_id"], set_={k: v for k, v in values.items() if k != "plan_id"}))
+            conn.execute(self._sql.save_plan, rows.plan_values(plan))
 
     def plan(self, plan_id: str) -> Optional[PlanRecord]:
         with self._read() as conn:
-            body = conn.execute(select(plans.c.body).where(plans.c.plan_id == plan_id)).scalar()
+            body = conn.execute(_PLAN, {"plan_id": plan_id}).scalar()
         return None if body is None else rows.plan_record(body)
 
     def plans(self) -> list[PlanRecord]:
@@ -413,10 +403,44 @@ class Store:
         return [rows.loads(b) for b in bodies]
 
 
-#: the order path's statements, built once (SQLAlchemy then reuses their compiled form and cache key)
+# The order and fill path's statements, built once: SQLAlchemy then reuses their compiled form and
+# cache key, where building one (``.values(**row)``) cost more than running it on SQLite.
+# Parameters are passed at execution: an UPDATE sets the columns it is given.
 _ORDER = select(orders).where(orders.c.client_order_id == bindparam("cid"))
 _ORDER_LOCKED = _ORDER.with_for_update()
 _UPDATE_ORDER = update(orders).where(orders.c.client_order_id == bindparam("key"))
+_PLAN_ORDERS = select(orders).where(orders.c.plan_id == bindparam("plan_id")).order_by(
+    orders.c.created_at, orders.c.client_order_id)
+_FILL_ORDER = (fills.c.recorded_at, fills.c.time, fills.c.fill_key)
+_ORDER_FILLS = select(fills).where(fills.c.client_order_id == bindparam("cid")).order_by(*_FILL_ORDER)
+_PLAN = select(plans.c.body).where(plans.c.plan_id == bindparam("plan_id"))
+_FILLED = select(func.sum(fills.c.quantity), func.sum(fills.c.quantity * fills.c.price)).where(
+    fills.c.client_order_id == bindparam("cid"))
+_POSITION_KEY = (positions.c.symbol == bindparam("k_symbol"), positions.c.side == bindparam("k_side"),
+                 positions.c.hedge == bindparam("k_hedge"))
+_POSITION_LOCKED = select(positions).where(*_POSITION_KEY).with_for_update()
+_INSERT_POSITION = positions.insert()
+_UPDATE_POSITION = update(positions).where(*_POSITION_KEY)
+_DELETE_POSITION = delete(positions).where(*_POSITION_KEY)
+
+
+class _Prepared:
+    """The statements whose SQL depends on the backend (its INSERT ... ON CONFLICT)."""
+
+    def __init__(self, insert):
+        self.new_order = insert(orders).on_conflict_do_nothing(
+            index_elements=["client_order_id"]).returning(orders.c.client_order_id)
+        self.new_fill = insert(fills).on_conflict_do_nothing(index_elements=["fill_key"]).returning(fills.c.fill_key)
+        plan = insert(plans)
+        self.save_plan = plan.on_conflict_do_update(
+            index_elements=["plan_id"], set_={c.name: plan.excluded[c.name] for c in plans.c if c.name != "plan_id"})
+
+
+def _keyed(values: dict[str, Any]) -> dict[str, Any]:
+    """An order's row as the parameters of ``_UPDATE_ORDER`` (its key as ``key``, not a column to set)."""
+    values = dict(values)
+    values["key"] = values.pop("client_order_id")
+    return values
 
 
 def _inserted(conn: Connection, insert, *key: str) -> bool:
