@@ -137,3 +137,56 @@ def test_the_order_and_fill_path_builds_no_statement_per_call(tmp_path, monkeypa
         assert built == [], built
         assert [r.state for r in store.orders("p1")] == [OrderState.FILLED] * 3
         assert store.positions()[0].quantity == 3.0
+
+
+def test_in_a_deferring_scope_an_answer_commits_with_the_next_journal(exchange_server, tmp_path):
+    """Two orders placed in ``store.deferring()`` (the trader's manage): 3 commits, not 4 (the first
+    order's answer commits with the second's journal, the second's when the scope ends). At every
+    exchange request the store on disk holds everything written so far: another connection sees
+    the first order's answer when the second order is sent."""
+    import sqlite3
+
+    broker, store = _broker(exchange_server, tmp_path)
+    first, second = _limit(broker, 1), _limit(broker, 2, below=0.94)
+    seen_on_disk = []
+    create = broker._create
+
+    def create_checked(order):
+        with sqlite3.connect(tmp_path / "store.db") as other:
+            seen_on_disk.append(dict(other.execute("select client_order_id, state from orders").fetchall()))
+        return create(order)
+
+    broker._create = create_checked
+    with counted(store) as (seen, commits):
+        with store.deferring():
+            a = broker.place(first, plan_id="p1")
+            assert store.order(first.id) == a and a.state == OrderState.OPEN     # visible in-process
+            b = broker.place(second, plan_id="p1")
+        assert len(commits) == 3, seen
+    assert seen_on_disk == [{first.id: "pending"}, {first.id: "open", second.id: "pending"}]
+    assert store.order(second.id) == b and b.state == OrderState.OPEN
+
+
+def test_a_kill_before_a_deferred_answer_commits_leaves_it_pending_and_a_restart_adopts_it(exchange_server,
+                                                                                          tmp_path):
+    """The database files as a kill -9 leaves them while an answer waits for its commit: the order
+    is PENDING (journaled, committed before it was sent); a restarted broker asks the exchange by
+    its client id and adopts it, sending nothing."""
+    import shutil
+
+    broker, store = _broker(exchange_server, tmp_path)
+    order = _limit(broker, 1)
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    with store.deferring():
+        assert broker.place(order, plan_id="p1").state == OrderState.OPEN
+        for name in ("store.db", "store.db-wal"):
+            shutil.copy(tmp_path / name, crashed / name)
+    with Store.open(crashed / "store.db") as after:
+        assert after.order(order.id).state == OrderState.PENDING
+        health = ExchangeHealth(RetryPolicy(max_attempts=8, max_outage=1e9), ManualClock())
+        again = Broker(futures_client(exchange_server, timeout_ms=250), after, "futures", health=health)
+        again.setup(["BTC/USDT"], leverage=3)
+        adopted = again.place(order, plan_id="p1")
+        assert adopted.state == OrderState.OPEN and again.sent == 0
+        assert adopted.exchange_order_id == store.order(order.id).exchange_order_id

@@ -117,6 +117,8 @@ class Broker:
             log.info("exchange_setting_already_set", what=what)
 
     def call(self, fn, what: str):
+        """An exchange request, once the store has committed what it holds (a deferred answer)."""
+        self.store.flush()
         return self.health.call(fn, what=what)
 
     def symbol(self, symbol: str) -> str:
@@ -175,6 +177,7 @@ class Broker:
             try:
                 self.sent += 1
                 self._changed(order.symbol)
+                self.store.flush()            # nothing deferred may wait on an exchange request
                 response = self._create(order)
                 return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
@@ -343,8 +346,9 @@ class Broker:
         if known is not None and _same(known, status, filled):
             return known                     # nothing new: a refresh of an unchanged order writes nothing
         # the order's new filled quantity and its fill are one transaction: a crash between the two
-        # would leave a filled quantity whose fill is never recorded (the next delta is zero)
-        with self.store.transaction():
+        # would leave a filled quantity whose fill is never recorded (the next delta is zero).
+        # Deferrable: in the trader's manage it commits with the next write or exchange request
+        with self.store.transaction(deferrable=True):
             locked = self.store.order(record.client_order_id, for_update=True)
             stored = locked or record
             previous_qty = stored.filled_quantity

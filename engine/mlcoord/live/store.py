@@ -12,12 +12,15 @@ a timeout never duplicates anything:
 * plans by plan id, decisions by (symbol, bar time), plugin state by component name.
 
 ``with store.transaction():`` groups several writes into one commit (nested: a savepoint).
+The one exception to "committed before the method returns": inside ``store.deferring()`` (the
+live trader's manage) the broker's merge of an exchange's answer commits with the next write,
+the next exchange request or the scope's end (:class:`~mlcoord.live.database.WriteScope`); an
+order's journal is still committed before it is sent.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
@@ -30,7 +33,7 @@ from sqlalchemy.engine import URL
 
 from mlcoord.model import Decision, Side
 from mlcoord.live import rows
-from mlcoord.live.database import StoreError, create_engine_for, database_url, write_transaction
+from mlcoord.live.database import StoreError, WriteScope, create_engine_for, database_url
 from mlcoord.live.migrations import LATEST, current_version, upgrade
 from mlcoord.live.positions import CLOSED_TOLERANCE, apply_fill
 from mlcoord.live.records import (
@@ -65,7 +68,7 @@ class Store:
         self.engine = engine
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._local = threading.local()
+        self._scope = WriteScope(engine)
         self._sql = _Prepared(self._insert)
         self.writes = 0          # write blocks begun or ended: what was read before may have changed
         #: ORDER BY on text gives Python's string order (SQLite's BINARY collation; PostgreSQL's
@@ -87,6 +90,7 @@ class Store:
         return cls(engine, clock)
 
     def close(self) -> None:
+        self._scope.flush()
         self.engine.dispose()
 
     def __enter__(self) -> "Store":
@@ -102,44 +106,40 @@ class Store:
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self, *, deferrable: bool = False) -> Iterator["Store"]:
         """Group writes: all of them are committed together when the block ends, or none if it
-        raises. Nested blocks are savepoints. The transaction belongs to the calling thread."""
-        conn = getattr(self._local, "conn", None)
+        raises. Nested blocks are savepoints. The transaction belongs to the calling thread.
+        ``deferrable``: inside :meth:`deferring`, committed with the next write instead."""
         self.writes += 1
         try:
-            if conn is not None:
-                with conn.begin_nested():
-                    yield self
-                return
-            with write_transaction(self.engine) as conn:
-                self._local.conn = conn
-                try:
-                    yield self
-                finally:
-                    self._local.conn = None
+            with self._scope.write(deferrable=deferrable):
+                yield self
         finally:
             self.writes += 1       # committed or rolled back: reads made inside may be gone
+
+    def deferring(self):
+        """A scope in which ``transaction(deferrable=True)`` blocks commit with the next write, at
+        :meth:`flush` or when the scope ends (:class:`~mlcoord.live.database.WriteScope`)."""
+        return self._scope.deferring()
+
+    def flush(self) -> None:
+        """Commit what a deferrable block left open (before an exchange request)."""
+        self._scope.flush()
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """The current transaction (inside a savepoint, so a failed call undoes only itself), or a
-        new one committed when the block ends."""
-        conn = getattr(self._local, "conn", None)
+        new one committed when the block ends (with what a deferrable block left open)."""
         self.writes += 1
         try:
-            if conn is None:
-                with write_transaction(self.engine) as conn:
-                    yield conn
-            else:
-                with conn.begin_nested():
-                    yield conn
+            with self._scope.write() as conn:
+                yield conn
         finally:
             self.writes += 1
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        conn = getattr(self._local, "conn", None)
+        conn = self._scope.conn
         if conn is not None:
             yield conn
             return
@@ -161,7 +161,7 @@ class Store:
         """:meth:`upsert_order` of ``report`` into ``stored``, the order as this transaction read it
         (``order(..., for_update=True)`` inside ``with store.transaction():``): one UPDATE if the
         report changes anything, no INSERT attempt and no second read of a row known to exist."""
-        conn = getattr(self._local, "conn", None)
+        conn = self._scope.conn
         if conn is None:
             raise StoreError("merge_order needs the transaction that read the stored order")
         merged = _merge_order(stored, report)

@@ -235,7 +235,13 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         self._synced = False
 
     def manage(self, plan: PlanRecord) -> None:
-        """Bring one plan's orders in line with the plan and the exchange (idempotent)."""
+        """Bring one plan's orders in line with the plan and the exchange (idempotent). The
+        exchange's answers to its orders commit with the next write or exchange request (each
+        order's journal is still committed before it is sent: :meth:`Store.deferring`)."""
+        with self.store.deferring():
+            self._manage(plan)
+
+    def _manage(self, plan: PlanRecord) -> None:
         tally = self.tally(plan, refresh=True)
         if tally.exit_filled:
             return self._finish(plan, tally, "exit filled")
