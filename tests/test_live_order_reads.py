@@ -85,3 +85,32 @@ def test_opening_a_plan_reads_its_orders_once(exchange_server, tmp_path, monkeyp
         # per order sent: the answer's row read under the write lock; per stop / take profit its
         # attempt looked up; per fill the order read back (a market leg): never a read per tally
         assert c["order"] <= c["sent"] + 3, reads
+
+
+def test_opening_a_plan_commits_once_per_order_sent(exchange_server, tmp_path, monkeypatch):
+    """A new plan and its orders: the plan commits with its first order's journal and each answer
+    with the next journal (or when manage ends): one commit per order sent, plus the last answer.
+    Before: the plan, and a journal and an answer per order (2 x orders + 1)."""
+    from sqlalchemy import Engine, event
+
+    per_plan: list[tuple[int, int]] = []
+    state = {"commits": 0}
+
+    def commit(conn):
+        state["commits"] += 1
+
+    open_plan = LiveTrader.open_plan
+
+    def opened(self, intent):
+        commits, sent = state["commits"], self.broker.sent
+        open_plan(self, intent)
+        per_plan.append((state["commits"] - commits, self.broker.sent - sent))
+
+    monkeypatch.setattr(LiveTrader, "open_plan", opened)
+    event.listen(Engine, "commit", commit)
+    try:
+        _session(exchange_server, tmp_path, monkeypatch, cycles=120)
+    finally:
+        event.remove(Engine, "commit", commit)
+    assert per_plan and all(sent > 0 for _, sent in per_plan), per_plan
+    assert all(commits == sent + 1 for commits, sent in per_plan), per_plan

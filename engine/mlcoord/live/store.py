@@ -127,12 +127,12 @@ class Store:
         self._scope.flush()
 
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, deferrable: bool = False) -> Iterator[Connection]:
         """The current transaction (inside a savepoint, so a failed call undoes only itself), or a
         new one committed when the block ends (with what a deferrable block left open)."""
         self.writes += 1
         try:
-            with self._scope.write() as conn:
+            with self._scope.write(deferrable=deferrable) as conn:
                 yield conn
         finally:
             self.writes += 1
@@ -303,9 +303,11 @@ class Store:
 
     # -- plans --------------------------------------------------------------------------------
 
-    def save_plan(self, plan: PlanRecord) -> None:
-        """Store the plan, replacing the stored one with the same id (a moved stop, a new status)."""
-        with self._write() as conn:
+    def save_plan(self, plan: PlanRecord, *, deferrable: bool = False) -> None:
+        """Store the plan, replacing the stored one with the same id (a moved stop, a new status).
+        ``deferrable``: inside :meth:`deferring`, committed with the next write (a new plan with
+        its first order's journal: together, before that order is sent)."""
+        with self._write(deferrable=deferrable) as conn:
             conn.execute(self._sql.save_plan, rows.plan_values(plan))
 
     def plan(self, plan_id: str) -> Optional[PlanRecord]:

@@ -173,11 +173,13 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             return
         trailing = exchange_trail(symbol, levels, entry) if self.trailing == "exchange" else None
         plan = PlanRecord(plan_id, symbol, t, float(sizing.quantity), entry, levels, trailing=trailing, updated_at=t)
-        self.store.save_plan(plan)            # journaled before any of its orders
-        self.venue.expect(plan, decision)
-        log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
-                 legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
-        self.manage(plan)
+        with self.store.deferring():
+            # journaled before any of its orders: committed with the first one's journal
+            self.store.save_plan(plan, deferrable=True)
+            self.venue.expect(plan, decision)
+            log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
+                     legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
+            self.manage(plan)
 
     def move_levels(self, plan: PlanRecord, levels) -> None:
         """The exit manager moved the plan's levels: journaled; :meth:`manage` moves the orders."""
