@@ -117,6 +117,8 @@ class Broker:
             log.info("exchange_setting_already_set", what=what)
 
     def call(self, fn, what: str):
+        """An exchange request, once the store has committed what it holds (a deferred answer)."""
+        self.store.flush()
         return self.health.call(fn, what=what)
 
     def symbol(self, symbol: str) -> str:
@@ -155,16 +157,15 @@ class Broker:
             raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
         for field in _REQUIRED.get(order.kind, ()):
             _required(order, field)                                              # the same
-        stored = self.store.order(order.id)
-        if stored is not None and stored.state != OrderState.PENDING:
-            return stored
+        record = OrderRecord(order, plan_id, OrderState.PENDING, updated_at=order.created_at)
+        stored = self.store.journal_order(record)          # journaled before it is sent
         if stored is None:
-            stored = self.store.upsert_order(OrderRecord(order, plan_id, OrderState.PENDING,
-                                                         updated_at=order.created_at))
-        else:
-            found = self.lookup(stored)
-            if found is not None:
-                return self._apply(stored, found)
+            return self._send(record)
+        if stored.state != OrderState.PENDING:
+            return stored
+        found = self.lookup(stored)
+        if found is not None:
+            return self._apply(stored, found)
         return self._send(stored)
 
     def _send(self, record: OrderRecord) -> OrderRecord:
@@ -176,6 +177,7 @@ class Broker:
             try:
                 self.sent += 1
                 self._changed(order.symbol)
+                self.store.flush()            # nothing deferred may wait on an exchange request
                 response = self._create(order)
                 return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
@@ -344,16 +346,19 @@ class Broker:
         if known is not None and _same(known, status, filled):
             return known                     # nothing new: a refresh of an unchanged order writes nothing
         # the order's new filled quantity and its fill are one transaction: a crash between the two
-        # would leave a filled quantity whose fill is never recorded (the next delta is zero)
-        with self.store.transaction():
-            stored = self.store.order(record.client_order_id) or record
+        # would leave a filled quantity whose fill is never recorded (the next delta is zero).
+        # Deferrable: in the trader's manage it commits with the next write or exchange request
+        with self.store.transaction(deferrable=True):
+            locked = self.store.order(record.client_order_id, for_update=True)
+            stored = locked or record
             previous_qty = stored.filled_quantity
             previous_avg = stored.average_price or 0.0
             update = OrderRecord(record.order, record.plan_id, status, max(filled, previous_qty),
                                  float(average) if average else stored.average_price,
                                  stored.exchange_order_id or str(response.get("id") or "") or None,
                                  max(self._now(), stored.updated_at), stored.reason)
-            merged = self.store.upsert_order(update)
+            # the row was read under this transaction's lock: merged into it, not inserted again
+            merged = self.store.upsert_order(update) if locked is None else self.store.merge_order(locked, update)
             delta = filled - previous_qty
             if delta > 1e-12 and average:
                 price = (float(average) * filled - previous_avg * previous_qty) / delta

@@ -22,9 +22,10 @@ PostgreSQL (``postgresql+psycopg://user@host/db``) is durable at commit with its
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Union
+from typing import Iterator, Optional, Union
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -93,3 +94,88 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         conn.execution_options(mlcoord_write=True)
         with conn.begin():
             yield conn
+
+
+class WriteScope:
+    """The calling thread's write transaction, for :class:`mlcoord.live.store.Store`.
+
+    A write block (:meth:`write`) opens a transaction committed when the block ends (nested
+    blocks are savepoints). Inside :meth:`deferring`, a block opened with ``deferrable=True``
+    (the broker's merge of an exchange's answer into an order already journaled) is left open
+    instead: it is committed with the next write block (one commit, e.g. with the next order's
+    journal), at :meth:`flush` (the broker flushes before every exchange request, so the store
+    at each request is what it was without deferring) or when the scope ends. Every commit is
+    still a ``synchronous=FULL`` commit; a kill -9 before one loses the answer, which leaves the
+    order PENDING: the state a kill between the answer and its own commit always left, resolved
+    by the order's client id. A write lock is held meanwhile only while the bot computes.
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self._local = threading.local()
+
+    @property
+    def conn(self) -> Optional[Connection]:
+        """The open write transaction's connection (a block's, or a deferred one), if any."""
+        return getattr(self._local, "conn", None)
+
+    @contextmanager
+    def write(self, *, deferrable: bool = False) -> Iterator[Connection]:
+        local = self._local
+        conn = self.conn
+        if conn is not None and local.depth > 0:           # inside a block: a savepoint
+            with conn.begin_nested():
+                yield conn
+            return
+        joined = conn is not None                          # a deferred answer: this block commits it
+        if conn is None:
+            conn = self.engine.connect()
+            conn.execution_options(mlcoord_write=True)
+            local.tx, local.conn = conn.begin(), conn
+        local.depth = 1
+        try:
+            if joined:
+                with conn.begin_nested():                  # a failure undoes only this block
+                    yield conn
+            else:
+                yield conn
+        except BaseException:
+            local.depth = 0
+            if joined:
+                self.flush()
+            else:
+                self._end(commit=False)
+            raise
+        local.depth = 0
+        deferring: int = getattr(local, "defer", 0)
+        if not (deferrable and deferring):
+            self.flush()
+
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
+        """Deferrable blocks within commit with the next write, a :meth:`flush` or the scope's end."""
+        local = self._local
+        local.defer = getattr(local, "defer", 0) + 1
+        try:
+            yield
+        finally:
+            local.defer -= 1
+            if local.defer == 0 and getattr(local, "depth", 0) == 0:
+                self.flush()
+
+    def flush(self) -> None:
+        """Commit a deferred transaction (nothing if there is none, or a block is still open)."""
+        if self.conn is not None and self._local.depth == 0:
+            self._end(commit=True)
+
+    def _end(self, commit: bool) -> None:
+        local = self._local
+        conn, tx = local.conn, local.tx
+        local.conn = local.tx = None
+        try:
+            if commit:
+                tx.commit()
+            else:
+                tx.rollback()
+        finally:
+            conn.close()

@@ -12,25 +12,28 @@ a timeout never duplicates anything:
 * plans by plan id, decisions by (symbol, bar time), plugin state by component name.
 
 ``with store.transaction():`` groups several writes into one commit (nested: a savepoint).
+The one exception to "committed before the method returns": inside ``store.deferring()`` (the
+live trader's manage) the broker's merge of an exchange's answer commits with the next write,
+the next exchange request or the scope's end (:class:`~mlcoord.live.database.WriteScope`); an
+order's journal is still committed before it is sent.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Mapping, Optional, Union
 
 import attrs
 import structlog
-from sqlalchemy import Connection, Engine, case, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 
 from mlcoord.model import Decision, Side
 from mlcoord.live import rows
-from mlcoord.live.database import StoreError, create_engine_for, database_url, write_transaction
+from mlcoord.live.database import StoreError, WriteScope, create_engine_for, database_url
 from mlcoord.live.migrations import LATEST, current_version, upgrade
 from mlcoord.live.positions import CLOSED_TOLERANCE, apply_fill
 from mlcoord.live.records import (
@@ -65,8 +68,12 @@ class Store:
         self.engine = engine
         self.clock = clock
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._local = threading.local()
+        self._scope = WriteScope(engine)
+        self._sql = _Prepared(self._insert)
         self.writes = 0          # write blocks begun or ended: what was read before may have changed
+        #: ORDER BY on text gives Python's string order (SQLite's BINARY collation; PostgreSQL's
+        #: depends on the database's locale)
+        self.text_sorts_as_python = engine.dialect.name == "sqlite"
 
     @classmethod
     def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns) -> "Store":
@@ -83,6 +90,7 @@ class Store:
         return cls(engine, clock)
 
     def close(self) -> None:
+        self._scope.flush()
         self.engine.dispose()
 
     def __enter__(self) -> "Store":
@@ -98,44 +106,40 @@ class Store:
     # -- transactions -------------------------------------------------------------------------
 
     @contextmanager
-    def transaction(self) -> Iterator["Store"]:
+    def transaction(self, *, deferrable: bool = False) -> Iterator["Store"]:
         """Group writes: all of them are committed together when the block ends, or none if it
-        raises. Nested blocks are savepoints. The transaction belongs to the calling thread."""
-        conn = getattr(self._local, "conn", None)
+        raises. Nested blocks are savepoints. The transaction belongs to the calling thread.
+        ``deferrable``: inside :meth:`deferring`, committed with the next write instead."""
         self.writes += 1
         try:
-            if conn is not None:
-                with conn.begin_nested():
-                    yield self
-                return
-            with write_transaction(self.engine) as conn:
-                self._local.conn = conn
-                try:
-                    yield self
-                finally:
-                    self._local.conn = None
+            with self._scope.write(deferrable=deferrable):
+                yield self
         finally:
             self.writes += 1       # committed or rolled back: reads made inside may be gone
 
+    def deferring(self):
+        """A scope in which ``transaction(deferrable=True)`` blocks commit with the next write, at
+        :meth:`flush` or when the scope ends (:class:`~mlcoord.live.database.WriteScope`)."""
+        return self._scope.deferring()
+
+    def flush(self) -> None:
+        """Commit what a deferrable block left open (before an exchange request)."""
+        self._scope.flush()
+
     @contextmanager
-    def _write(self) -> Iterator[Connection]:
+    def _write(self, deferrable: bool = False) -> Iterator[Connection]:
         """The current transaction (inside a savepoint, so a failed call undoes only itself), or a
-        new one committed when the block ends."""
-        conn = getattr(self._local, "conn", None)
+        new one committed when the block ends (with what a deferrable block left open)."""
         self.writes += 1
         try:
-            if conn is None:
-                with write_transaction(self.engine) as conn:
-                    yield conn
-            else:
-                with conn.begin_nested():
-                    yield conn
+            with self._scope.write(deferrable=deferrable) as conn:
+                yield conn
         finally:
             self.writes += 1
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        conn = getattr(self._local, "conn", None)
+        conn = self._scope.conn
         if conn is not None:
             yield conn
             return
@@ -143,6 +147,28 @@ class Store:
             yield conn
 
     # -- orders -------------------------------------------------------------------------------
+
+    def journal_order(self, record: OrderRecord) -> Optional[OrderRecord]:
+        """Write a new order (before it is sent); returns None once it is written, or the order
+        stored under its client id, left as it is. One INSERT for a new order (no read first);
+        an order already stored costs the INSERT attempt and a read, in one transaction."""
+        with self._write() as conn:
+            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
+                return None
+            return rows.order_record(conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one())
+
+    def merge_order(self, stored: OrderRecord, report: OrderRecord) -> OrderRecord:
+        """:meth:`upsert_order` of ``report`` into ``stored``, the order as this transaction read it
+        (``order(..., for_update=True)`` inside ``with store.transaction():``): one UPDATE if the
+        report changes anything, no INSERT attempt and no second read of a row known to exist."""
+        conn = self._scope.conn
+        if conn is None:
+            raise StoreError("merge_order needs the transaction that read the stored order")
+        merged = _merge_order(stored, report)
+        if merged != stored:
+            self.writes += 1
+            conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
+        return merged
 
     def upsert_order(self, record: OrderRecord) -> OrderRecord:
         """Insert the order, or merge this report into the stored one; returns what is stored.
@@ -154,31 +180,31 @@ class Store:
         Identity fields (symbol, side, kind, tag, reduce-only, hedge, creation time, plan,
         exchange id once known) must match: a mismatch raises :class:`OrderConflict`.
         """
-        values = rows.order_values(record)
         with self._write() as conn:
-            if _inserted(conn, self._insert(orders).values(**values), "client_order_id"):
+            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
                 return record
-            row = conn.execute(select(orders).where(orders.c.client_order_id == record.client_order_id)
-                               .with_for_update()).mappings().one()
+            row = conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one()
             stored = rows.order_record(row)
             merged = _merge_order(stored, record)
             if merged != stored:
-                conn.execute(update(orders).where(orders.c.client_order_id == record.client_order_id)
-                             .values(**rows.order_values(merged)))
+                conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
             return merged
 
-    def order(self, client_order_id: str) -> Optional[OrderRecord]:
+    def order(self, client_order_id: str, *, for_update: bool = False) -> Optional[OrderRecord]:
+        """The stored order; ``for_update``: locked until the current transaction ends (PostgreSQL;
+        a SQLite write transaction holds the whole database)."""
         with self._read() as conn:
-            row = conn.execute(select(orders).where(orders.c.client_order_id == client_order_id)).mappings().first()
+            row = conn.execute(_ORDER_LOCKED if for_update else _ORDER, {"cid": client_order_id}).mappings().first()
         return None if row is None else rows.order_record(row)
 
     def orders(self, plan_id: Optional[str] = None) -> list[OrderRecord]:
         """Every stored order (or a plan's), oldest first."""
-        query = select(orders)
-        if plan_id is not None:
-            query = query.where(orders.c.plan_id == plan_id)
         with self._read() as conn:
-            found = conn.execute(query.order_by(orders.c.created_at, orders.c.client_order_id)).mappings().all()
+            if plan_id is not None:
+                found = conn.execute(_PLAN_ORDERS, {"plan_id": plan_id}).mappings().all()
+            else:
+                found = conn.execute(select(orders).order_by(orders.c.created_at, orders.c.client_order_id)
+                                     ).mappings().all()
         return [rows.order_record(r) for r in found]
 
     def open_orders(self, symbol: Optional[str] = None) -> list[OrderRecord]:
@@ -203,15 +229,14 @@ class Store:
         fill = record.fill
         now = self.clock()
         with self._write() as conn:
-            row = conn.execute(select(orders).where(orders.c.client_order_id == fill.order_id)
-                               .with_for_update()).mappings().first()
+            row = conn.execute(_ORDER_LOCKED, {"cid": fill.order_id}).mappings().first()
             if row is None:
                 raise UnknownOrder(f"fill {record.key!r} belongs to order {fill.order_id!r}, which is not in "
                                    "the store: upsert the order before its fills")
             order = rows.order_record(row)
             _check_fill_matches(record, order)
             values = rows.fill_values(record, now)
-            if not _inserted(conn, self._insert(fills).values(**values), "fill_key"):
+            if conn.execute(self._sql.new_fill, values).first() is None:
                 _check_same_fill(conn, record)
                 return False
             self._refresh_order(conn, order, now)
@@ -219,9 +244,7 @@ class Store:
         return True
 
     def _refresh_order(self, conn: Connection, order: OrderRecord, now: int) -> None:
-        quantity, notional = conn.execute(
-            select(func.sum(fills.c.quantity), func.sum(fills.c.quantity * fills.c.price))
-            .where(fills.c.client_order_id == order.client_order_id)).one()
+        quantity, notional = conn.execute(_FILLED, {"cid": order.client_order_id}).one()
         filled, average = order.filled_quantity, order.average_price
         if quantity >= filled:
             filled, average = quantity, notional / quantity
@@ -230,14 +253,14 @@ class Store:
             state = OrderState.FILLED
         elif filled > 0 and state in (OrderState.PENDING, OrderState.OPEN):
             state = OrderState.PARTIALLY_FILLED
-        conn.execute(update(orders).where(orders.c.client_order_id == order.client_order_id)
-                     .values(filled_quantity=filled, average_price=average, state=state.value,
-                             updated_at=max(now, order.updated_at)))
+        conn.execute(_UPDATE_ORDER, {"key": order.client_order_id, "filled_quantity": filled,
+                                     "average_price": average, "state": state.value,
+                                     "updated_at": max(now, order.updated_at)})
 
     def _apply_to_position(self, conn: Connection, record: FillRecord, plan_id: Optional[str], now: int) -> None:
         fill = record.fill
-        key = _position_key(fill.symbol, fill.side, fill.hedge)
-        row = conn.execute(select(positions).where(*key).with_for_update()).mappings().first()
+        key = {"k_symbol": fill.symbol, "k_side": int(fill.side), "k_hedge": bool(fill.hedge)}
+        row = conn.execute(_POSITION_LOCKED, key).mappings().first()
         before = None if row is None else rows.position_record(row)
         after, unapplied = apply_fill(before, fill, plan_id, now)
         if unapplied > 0:
@@ -246,18 +269,18 @@ class Store:
                         position=0.0 if before is None else before.quantity)
         if after is None:
             if before is not None:
-                conn.execute(delete(positions).where(*key))
+                conn.execute(_DELETE_POSITION, key)
         elif before is None:
-            conn.execute(positions.insert().values(**rows.position_values(after)))
+            conn.execute(_INSERT_POSITION, rows.position_values(after))
         else:
-            conn.execute(update(positions).where(*key).values(**rows.position_values(after)))
+            conn.execute(_UPDATE_POSITION, {**key, **rows.position_values(after)})
 
     def fills(self, client_order_id: Optional[str] = None) -> list[FillRecord]:
-        query = select(fills)
-        if client_order_id is not None:
-            query = query.where(fills.c.client_order_id == client_order_id)
         with self._read() as conn:
-            found = conn.execute(query.order_by(fills.c.recorded_at, fills.c.time, fills.c.fill_key)).mappings().all()
+            if client_order_id is not None:
+                found = conn.execute(_ORDER_FILLS, {"cid": client_order_id}).mappings().all()
+            else:
+                found = conn.execute(select(fills).order_by(*_FILL_ORDER)).mappings().all()
         return [rows.fill_record(r) for r in found]
 
     def positions(self) -> list[PositionRecord]:
@@ -280,16 +303,16 @@ class Store:
 
     # -- plans --------------------------------------------------------------------------------
 
-    def save_plan(self, plan: PlanRecord) -> None:
-        """Store the plan, replacing the stored one with the same id (a moved stop, a new status)."""
-        values = rows.plan_values(plan)
-        with self._write() as conn:
-            conn.execute(self._insert(plans).values(**values).on_conflict_do_update(
-                index_elements=["plan_id"], set_={k: v for k, v in values.items() if k != "plan_id"}))
+    def save_plan(self, plan: PlanRecord, *, deferrable: bool = False) -> None:
+        """Store the plan, replacing the stored one with the same id (a moved stop, a new status).
+        ``deferrable``: inside :meth:`deferring`, committed with the next write (a new plan with
+        its first order's journal: together, before that order is sent)."""
+        with self._write(deferrable=deferrable) as conn:
+            conn.execute(self._sql.save_plan, rows.plan_values(plan))
 
     def plan(self, plan_id: str) -> Optional[PlanRecord]:
         with self._read() as conn:
-            body = conn.execute(select(plans.c.body).where(plans.c.plan_id == plan_id)).scalar()
+            body = conn.execute(_PLAN, {"plan_id": plan_id}).scalar()
         return None if body is None else rows.plan_record(body)
 
     def plans(self) -> list[PlanRecord]:
@@ -380,6 +403,46 @@ class Store:
         with self._read() as conn:
             bodies = conn.execute(query.order_by(decisions.c.id)).scalars().all()
         return [rows.loads(b) for b in bodies]
+
+
+# The order and fill path's statements, built once: SQLAlchemy then reuses their compiled form and
+# cache key, where building one (``.values(**row)``) cost more than running it on SQLite.
+# Parameters are passed at execution: an UPDATE sets the columns it is given.
+_ORDER = select(orders).where(orders.c.client_order_id == bindparam("cid"))
+_ORDER_LOCKED = _ORDER.with_for_update()
+_UPDATE_ORDER = update(orders).where(orders.c.client_order_id == bindparam("key"))
+_PLAN_ORDERS = select(orders).where(orders.c.plan_id == bindparam("plan_id")).order_by(
+    orders.c.created_at, orders.c.client_order_id)
+_FILL_ORDER = (fills.c.recorded_at, fills.c.time, fills.c.fill_key)
+_ORDER_FILLS = select(fills).where(fills.c.client_order_id == bindparam("cid")).order_by(*_FILL_ORDER)
+_PLAN = select(plans.c.body).where(plans.c.plan_id == bindparam("plan_id"))
+_FILLED = select(func.sum(fills.c.quantity), func.sum(fills.c.quantity * fills.c.price)).where(
+    fills.c.client_order_id == bindparam("cid"))
+_POSITION_KEY = (positions.c.symbol == bindparam("k_symbol"), positions.c.side == bindparam("k_side"),
+                 positions.c.hedge == bindparam("k_hedge"))
+_POSITION_LOCKED = select(positions).where(*_POSITION_KEY).with_for_update()
+_INSERT_POSITION = positions.insert()
+_UPDATE_POSITION = update(positions).where(*_POSITION_KEY)
+_DELETE_POSITION = delete(positions).where(*_POSITION_KEY)
+
+
+class _Prepared:
+    """The statements whose SQL depends on the backend (its INSERT ... ON CONFLICT)."""
+
+    def __init__(self, insert):
+        self.new_order = insert(orders).on_conflict_do_nothing(
+            index_elements=["client_order_id"]).returning(orders.c.client_order_id)
+        self.new_fill = insert(fills).on_conflict_do_nothing(index_elements=["fill_key"]).returning(fills.c.fill_key)
+        plan = insert(plans)
+        self.save_plan = plan.on_conflict_do_update(
+            index_elements=["plan_id"], set_={c.name: plan.excluded[c.name] for c in plans.c if c.name != "plan_id"})
+
+
+def _keyed(values: dict[str, Any]) -> dict[str, Any]:
+    """An order's row as the parameters of ``_UPDATE_ORDER`` (its key as ``key``, not a column to set)."""
+    values = dict(values)
+    values["key"] = values.pop("client_order_id")
+    return values
 
 
 def _inserted(conn: Connection, insert, *key: str) -> bool:

@@ -173,11 +173,13 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             return
         trailing = exchange_trail(symbol, levels, entry) if self.trailing == "exchange" else None
         plan = PlanRecord(plan_id, symbol, t, float(sizing.quantity), entry, levels, trailing=trailing, updated_at=t)
-        self.store.save_plan(plan)            # journaled before any of its orders
-        self.venue.expect(plan, decision)
-        log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
-                 legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
-        self.manage(plan)
+        with self.store.deferring():
+            # journaled before any of its orders: committed with the first one's journal
+            self.store.save_plan(plan, deferrable=True)
+            self.venue.expect(plan, decision)
+            log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
+                     legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
+            self.manage(plan)
 
     def move_levels(self, plan: PlanRecord, levels) -> None:
         """The exit manager moved the plan's levels: journaled; :meth:`manage` moves the orders."""
@@ -235,7 +237,13 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         self._synced = False
 
     def manage(self, plan: PlanRecord) -> None:
-        """Bring one plan's orders in line with the plan and the exchange (idempotent)."""
+        """Bring one plan's orders in line with the plan and the exchange (idempotent). The
+        exchange's answers to its orders commit with the next write or exchange request (each
+        order's journal is still committed before it is sent: :meth:`Store.deferring`)."""
+        with self.store.deferring():
+            self._manage(plan)
+
+    def _manage(self, plan: PlanRecord) -> None:
         tally = self.tally(plan, refresh=True)
         if tally.exit_filled:
             return self._finish(plan, tally, "exit filled")
@@ -310,14 +318,14 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                           reduce_only=True, tag=PARTIAL_TP), plan)
 
     def _place_entries(self, plan: PlanRecord, tally: Tally, now: int) -> None:
-        known = {r.client_order_id for r in tally.orders}
+        known = {r.client_order_id: r for r in tally.orders}     # as stored: the tally was just read
         n = len(plan.entry.legs)
         expiry = plan.decision_time + max(plan.entry.expires_after_bars, 1) * self.timeframe_ns
         closing = any(r.order.tag == CLOSE for r in tally.orders)    # flattening: its legs stay cancelled
         for j, leg in enumerate(plan.entry.legs):
             tag = f"{ENTRY}:{j + 1}/{n}"
             cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, 0)
-            stored = self.store.order(cid) if cid in known else None
+            stored = known.get(cid)
             if stored is not None and stored.state != OrderState.PENDING:
                 if self.reprice_after_bars and not closing and not leg.market and now < expiry:
                     self._reprice_leg(plan, leg, tag, now, expiry)
@@ -386,13 +394,22 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         return self._place(order, plan)
 
     def _next_attempt(self, plan: PlanRecord, tag: str) -> int:
+        """The first attempt whose client id the store does not hold. The plan's own orders are
+        known without asking; only the first id not among them is looked up (an order under it
+        may be stored without this plan, e.g. one reconciliation adopted)."""
+        known = {r.client_order_id for r in self.plan_orders(plan.plan_id)}
         attempt = 0
-        while self.store.order(self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)) is not None:
+        while True:
+            cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
+            if cid not in known and self.store.order(cid) is None:
+                return attempt
             attempt += 1
-        return attempt
 
     def _place(self, order: Order, plan: PlanRecord) -> OrderRecord:
-        return self.broker.place(order, plan_id=plan.plan_id)
+        before = self.store.writes
+        record = self.broker.place(order, plan_id=plan.plan_id)
+        self._placed(before, record)
+        return record
 
     def flatten(self, plan: PlanRecord, reason: str) -> None:
         """Cancel the plan's working orders and close what it holds at market."""
