@@ -171,10 +171,25 @@ def test_a_growing_series_keeps_one_entry_and_distinct_series_their_own():
     for n in range(10, 60):
         cache.keep("k", (x[:n],), x[:n] * 2, 8 * n)
     assert sum(len(b) for b in cache._entries.values()) == 1           # shorter versions dropped
-    assert cache.find("k", (x[:70],)).n == 59
+    assert cache.find("k", (x[:62],)).n == 59
     for k in range(5):                                                  # same first bar, other paths
         y = x[:50].copy()
         y[10] = 1000.0 + k
         cache.keep("k", (y,), y, 400)
     assert sum(len(b) for b in cache._entries.values()) == 3           # per_series bound
     assert cache.nbytes == sum(e.size for b in cache._entries.values() for e in b)
+
+
+def test_many_symbols_series_that_start_alike_all_extend(btc, monkeypatch):
+    """Twelve symbols' derived series all start with the same NaNs; stepping them in turn, bar by
+    bar, each still extends its own kept result (regression: they shared one bucket of eight,
+    evicted each other in turn and were recomputed whole every bar)."""
+    calls = []
+    whole = ft._seeded_ewm_of
+    monkeypatch.setattr(ft, "_seeded_ewm_of", lambda x, n, a: calls.append(len(x)) or whole(x, n, a))
+    ft.CACHE.clear()
+    closes = [np.array(btc.close) * (1 + k / 1000) for k in range(12)]
+    for end in range(2500, 2506):
+        for close in closes:
+            ft.macd(close[:end])                       # the signal line smooths a NaN-led series
+    assert len(calls) == 12 * 3                        # fast, slow and signal: once per symbol

@@ -18,6 +18,10 @@ from typing import Any, Hashable, NamedTuple, Optional, Sequence
 import numpy as np
 
 
+#: the bars whose values (with the kind) say which series a call is a version of
+_SAMPLES = (0, 63, 511, 2047)
+
+
 class Found(NamedTuple):
     """A kept result: ``n`` bars of inputs (``inputs``, as bytes) gave ``result``."""
 
@@ -36,8 +40,8 @@ class _Entry(NamedTuple):
 
 
 class PrefixCache:
-    """Recent ``(inputs, result)`` pairs per kind of computation and first bar, at most
-    ``max_bytes`` of them (least recently used first out) and ``per_series`` per first bar (a
+    """Recent ``(inputs, result)`` pairs per kind of computation and series, at most
+    ``max_bytes`` of them (least recently used first out) and ``per_series`` per series (a
     longer version of a series replaces the shorter ones); calls longer than ``max_bars`` are
     not kept, and a kept result is extended by at most ``max_extension`` bars."""
 
@@ -45,7 +49,7 @@ class PrefixCache:
                  per_series: int = 8):
         self.max_bytes, self.max_extension, self.max_bars = max_bytes, max_extension, max_bars
         self.per_series = per_series
-        # (kind, every input's first value) -> entries of that series at several lengths
+        # (kind, the inputs' values at the sample bars) -> entries of that series at several lengths
         self._entries: OrderedDict[tuple, list[_Entry]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
@@ -53,6 +57,14 @@ class PrefixCache:
     @staticmethod
     def _at(inputs: Sequence[np.ndarray], i: int) -> tuple[bytes, ...]:
         return tuple(x[i : i + 1].tobytes() for x in inputs)
+
+    @staticmethod
+    def _series_key(kind: Hashable, inputs: Sequence[np.ndarray]) -> tuple:
+        """``kind`` and the inputs' values at a few early bars: the same for every version of a
+        series from the fourth sample on (a version shorter than a sample misses once), and
+        different for series that merely start alike (derived series start with the same NaNs)."""
+        n = len(inputs[0])
+        return (kind, tuple(x[i : i + 1].tobytes() for x in inputs for i in _SAMPLES if i < n))
 
     def find(self, kind: Hashable, inputs: Sequence[np.ndarray], *, extensions: bool = True
              ) -> Optional[Found]:
@@ -62,7 +74,7 @@ class PrefixCache:
         length = len(inputs[0])
         if not 0 < length <= self.max_bars:
             return None
-        key = (kind, self._at(inputs, 0))
+        key = self._series_key(kind, inputs)
         shortest = max(length - self.max_extension, 1) if extensions else length
         with self._lock:
             bucket = self._entries.get(key)
@@ -90,7 +102,7 @@ class PrefixCache:
         size = sum(len(b) for b in kept) + result_bytes
         if size > self.max_bytes:
             return
-        key = (kind, self._at(inputs, 0))
+        key = self._series_key(kind, inputs)
         entry = _Entry(length, self._at(inputs, length - 1), kept, result, size)
         with self._lock:
             bucket = self._entries.setdefault(key, [])
