@@ -10,8 +10,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import mlcoord.candles as candles_module
-from mlcoord.candles import COLUMNS, candles_from_frame, candles_from_rows
-from mlcoord.datastore import _frame
+from mlcoord.candles import COLUMNS, candles_from_frame, candles_from_rows, rows_frame
 
 HOUR = 3_600_000
 BAD_NUMBERS = (float("nan"), float("inf"), float("-inf"), 0.0, -1.0, -0.0, 1e-300)
@@ -70,7 +69,7 @@ def same(a, b) -> bool:
 def test_rows_are_accepted_and_refused_as_their_frame_is(data, timeframe):
     t, v = data
     fast = outcome(lambda: candles_from_rows(t, v, symbol="S/USDT", timeframe=timeframe, source="binance 1h"))
-    full = outcome(lambda: candles_from_frame(_frame(t, v), symbol="S/USDT", timeframe=timeframe,
+    full = outcome(lambda: candles_from_frame(rows_frame(t, v), symbol="S/USDT", timeframe=timeframe,
                                               source="binance 1h"))
     event(fast[0] if fast[0] == "ok" else fast[2].split(" at:")[0].split(": ", 1)[-1][:60])
     assert same(fast, full), (fast[:3], full[:3])
@@ -82,7 +81,7 @@ def test_good_rows_never_reach_pandas(monkeypatch):
         raise AssertionError("pandas path taken")
 
     monkeypatch.setattr(candles_module, "candles_from_frame", refuse)
-    monkeypatch.setattr(candles_module, "_rows_frame", refuse)
+    monkeypatch.setattr(candles_module, "rows_frame", refuse)
     t = np.array([0, HOUR, 3 * HOUR], np.int64) + 1_700_000_000 // 3600 * HOUR
     v = np.array([[10.0, 11.0, 9.0, 10.5, 5.0]] * 3)
     c = candles_from_rows(t, v, symbol="S/USDT", timeframe="1h")

@@ -353,10 +353,12 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
 _MAX_MS = (2**63 - 1) // 10**6
 
 
-def _rows_frame(time_ms: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """Exchange rows as the frame :func:`candles_from_frame` reads (the data store's layout)."""
-    index = pd.DatetimeIndex(pd.to_datetime(time_ms, unit="ms", utc=True), name="time").as_unit("ns")
-    return pd.DataFrame(values, index=index, columns=list(COLUMNS))
+def rows_frame(time_ms, values) -> pd.DataFrame:
+    """Exchange rows (open times in ms, an ``(n, 5)`` OHLCV array) as the frame
+    :func:`candles_from_frame` reads (the data store's layout)."""
+    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(time_ms, np.int64), unit="ms", utc=True),
+                             name="time").as_unit("ns")
+    return pd.DataFrame(np.asarray(values, np.float64), index=index, columns=list(COLUMNS))
 
 
 def _clean_rows(t: np.ndarray, v: np.ndarray, timeframe: str | None) -> bool:
@@ -384,7 +386,7 @@ def candles_from_rows(time_ms, values, *, symbol: str, timeframe: str, source: s
     rows go through :func:`candles_from_frame`, which names what is wrong."""
     t, v = np.asarray(time_ms, np.int64), np.asarray(values, np.float64)
     if not _clean_rows(t, v, timeframe):
-        return candles_from_frame(_rows_frame(t, v), symbol=symbol, timeframe=timeframe, source=source)
+        return candles_from_frame(rows_frame(t, v), symbol=symbol, timeframe=timeframe, source=source)
     time = _readonly(t * 1_000_000)
     columns = [_readonly(v[:, k].copy()) for k in range(5)]
     return Candles._checked(symbol, timeframe, time, columns, _find_gaps(time, timeframe_to_ns(timeframe)))

@@ -14,11 +14,10 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.candles import COLUMNS, TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
+from mlcoord.candles import TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
 from mlcoord.costs import FundingSeries
 from mlcoord.errors import ConfigError, DataError
@@ -96,12 +95,6 @@ def _read_parquet(path: Path) -> Optional[pd.DataFrame]:
     except Exception as exc:
         raise DownloadError(f"{path}: stored file is unreadable ({type(exc).__name__}: {exc}); "
                             f"delete it to download again") from None
-
-
-def _frame(time_ms: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(time_ms, np.int64), unit="ms", utc=True),
-                             name="time").as_unit("ns")
-    return pd.DataFrame(np.asarray(values, np.float64), index=index, columns=list(COLUMNS))
 
 
 def read_stored(path: Path, symbol: str, timeframe: str) -> Optional[Candles]:

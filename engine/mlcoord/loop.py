@@ -185,9 +185,7 @@ class LoopPortfolio(_Frozen, PortfolioMath):
 
     @property
     def drawdown(self) -> float:
-        ledger = self._ledger        # Ledger.drawdown, inlined: guards read it every bar
-        peak = ledger.peak_equity
-        return 1.0 - ledger.equity / peak if peak > 0 else 0.0
+        return self._ledger.drawdown
 
     @property
     def prices(self) -> Mapping[str, float]:

@@ -454,10 +454,10 @@ class SequenceVoter:
     only on non-HOLD bars) or all at once with :meth:`probabilities`; every window is computed
     independently, so the order of requests never changes a number."""
 
-    def __init__(self, component: "SequenceComponent", data, matrix: Optional[np.ndarray],
+    def __init__(self, component: "SequenceComponent", data, matrix: np.ndarray,
                  segments: Sequence[tuple[int, int, Model]]):
         n = len(data)
-        self.component, self.data, self._matrix = component, data, matrix
+        self.component, self.data, self.matrix = component, data, matrix
         self.models = [m for _, _, m in segments]
         self.segment = np.full(n, -1, dtype=np.int64)
         for k, (a, b, _) in enumerate(segments):
@@ -471,16 +471,6 @@ class SequenceVoter:
         focus = getattr(data, "focus", None)
         if focus is not None and len(focus):      # batch every bar the engine may ask about
             self._compute(np.asarray(focus, dtype=np.int64))
-
-    @property
-    def matrix(self) -> np.ndarray:
-        """The feature matrix, computed on the first vote asked for (a live bar without a
-        signal asks for none)."""
-        if self._matrix is None:
-            from mlcoord.feature_matrix import feature_matrix
-            c = self.data.candles
-            self._matrix = feature_matrix(c.open, c.high, c.low, c.close, c.volume)
-        return self._matrix
 
     def _compute(self, index: np.ndarray) -> None:
         index = index[~self.done[index]]
@@ -589,10 +579,9 @@ class SequenceComponent:
     # -- prepare -----------------------------------------------------------------------------
     def prepare(self, data) -> SequenceVoter:
         from mlcoord.feature_matrix import feature_matrix
-        matrix = None
+        c = data.candles
+        matrix = feature_matrix(c.open, c.high, c.low, c.close, c.volume)
         if self.options.retrain_every_bars:
-            c = data.candles
-            matrix = feature_matrix(c.open, c.high, c.low, c.close, c.volume)
             segments = self._walk_forward_segments(data, matrix)
         else:
             segments = [self._static_segment(data)]

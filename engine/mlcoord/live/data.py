@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.candles import candles_from_frame, timeframe_to_ns
+from mlcoord.candles import candles_from_frame, rows_frame, timeframe_to_ns
 from mlcoord.errors import DataError
 from mlcoord.datastore import (
-    MS, DownloadError, _frame, _read_parquet, _stored_frame, candles_path, funding_path, read_stored,
+    MS, DownloadError, _read_parquet, _stored_frame, candles_path, funding_path, read_stored,
     save_store_instruments, write_parquet_atomic,
 )
 from mlcoord.live.exchange import exchange_now_ms, market_symbol
@@ -306,10 +306,10 @@ def _merge(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
     """Rows of all parts by time, a later part's row replacing an earlier one at the same time."""
     parts = [p for p in parts if len(p[0])]
     if not parts:
-        return _frame(np.empty(0, np.int64), np.empty((0, 5)))
+        return rows_frame(np.empty(0, np.int64), np.empty((0, 5)))
     t = np.concatenate([p[0] for p in parts])
     v = np.concatenate([p[1] for p in parts])
-    frame = _frame(t, v)
+    frame = rows_frame(t, v)
     frame = frame[~frame.index.duplicated(keep="last")]
     return frame.sort_index(kind="stable")
 

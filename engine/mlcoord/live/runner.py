@@ -36,11 +36,6 @@ from mlcoord.pipeline import Pipeline, PreparedSymbol
 log = structlog.get_logger("mlcoord.live.runner")
 
 
-def append_bars(history: Candles, newer: Candles) -> Candles:
-    """``history`` followed by the bars of ``newer`` that are after its last bar."""
-    return history.followed_by(newer)
-
-
 class PaperTrader:
     """The trading loop on a simulated account, stepped as bars close.
 
@@ -143,7 +138,7 @@ class PaperTrader:
             if not len(upto):
                 return
             before = self.history[sym]
-            grown = append_bars(before, upto)
+            grown = before.followed_by(upto)
             added = len(grown) - len(before)
             if not added:
                 return
@@ -166,7 +161,7 @@ class PaperTrader:
             j = int(np.searchsorted(c.time, t))
             if j >= len(c) or int(c.time[j]) != t:
                 continue
-            self.history[sym] = append_bars(self.history[sym], c.slice(j, j + 1))
+            self.history[sym] = self.history[sym].followed_by(c.slice(j, j + 1))
             slot.append((self.books[sym], self._reload(sym, 1, 1)))
         self.engine.step(t, slot)
         self.last_time = t

@@ -29,9 +29,9 @@ import attrs
 import numpy as np
 import structlog
 
-from mlcoord.candles import Candles, candles_from_frame, timeframe_to_ns
+from mlcoord.candles import Candles, candles_from_rows, timeframe_to_ns
 from mlcoord.errors import DataError
-from mlcoord.live.data import MS, _frame, validate_ohlcv
+from mlcoord.live.data import MS, validate_ohlcv
 from mlcoord.live.exchange import exchange_now_ms
 from mlcoord.live.retry import Clock, RetryPolicy, SystemClock, retry_after_header, retrying
 
@@ -181,8 +181,7 @@ class Scanner:
         t, v = t[closed][-limit:], v[closed][-limit:]
         if not len(t):
             raise DataError(f"{exchange.id} {symbol} {timeframe}: no closed candle in the response")
-        return candles_from_frame(_frame(t, v), symbol=symbol, timeframe=timeframe,
-                                  source=f"{exchange.id} {timeframe} scan")
+        return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe} scan")
 
     def fetch(self, symbols: Sequence[str], now_ms: Optional[int] = None) -> ScanResult:
         """Closed candles of every (symbol, timeframe), fetched concurrently within the rate limit."""
