@@ -74,3 +74,30 @@ def backtest_of_session(trader, settings, options, plugins, instruments=None):
     prepared = [pipeline.prepare(build_market_data(candles, settings.data.higher_timeframes,
                                                    event=settings.learning.event))]
     return Backtest(pipeline, settings, Journal(), instruments=instruments).run(prepared, start=start), start
+
+
+def planted_pipeline(exit_manager: str, watchers: Sequence[str] = (), entry_planner: str = "") -> str:
+    """``[pipeline]`` lines for a session of a planted signal source ("planted"), the scripted
+    exit manager ``exit_manager``, portfolio watchers ``watchers`` and ``entry_planner`` (none:
+    a direct entry): no entry guard, no calibrator."""
+    names = ", ".join(f'"{w}"' for w in watchers)
+    return (f'signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = [{names}]\n'
+            f'exit_manager = "{exit_manager}"\nentry_planner = "{entry_planner}"\ncalibrator = ""')
+
+
+def run_scripted(server, tmp_path, components, pipeline: str, *, cycles: int,
+                 symbols: Sequence[str] = ("BTC/USDT",)):
+    """A futures session of ``components`` (one plugin) on the loopback ``server``, its
+    ``[pipeline]`` being ``pipeline``: returns the trader and the captured log events."""
+    from structlog.testing import capture_logs
+
+    from exchange_sim import futures_client
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.session import run_live
+    from mlcoord.registry import load_plugins
+
+    settings, options = load_live_settings(with_pipeline(live_config(tmp_path, symbols=symbols), pipeline))
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": components}),
+                          clock=BarClock(server), health_clock=ManualClock(), cycles=cycles)
+    return trader, logs

@@ -17,7 +17,7 @@ from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
 from mlcoord.model import ExitLevels, PositionExit
 from mlcoord.registry import load_plugins
-from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
+from live_helpers import BarClock, backtest_of_session, live_config, planted_pipeline, with_pipeline
 
 TF = 3_600_000_000_000
 FIRST = 300          # history_bars: the index of the first live bar
@@ -53,8 +53,7 @@ def scenario(signals, trim, close):
                       exit_managers={"trimexits": lambda o: TrimThenClose(trim, close)})
 
 
-PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
-            'exit_manager = "trimexits"\nentry_planner = ""\ncalibrator = ""')
+PIPELINE = planted_pipeline("trimexits")
 
 
 def test_an_exit_manager_trims_and_closes_live_on_the_backtests_bars(exchange_server, tmp_path):

@@ -8,16 +8,10 @@ and ETH. Two symbols hold positions; a planted watcher asks for a hedge of ETH a
 
 from __future__ import annotations
 
-from structlog.testing import capture_logs
-
-from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
-from mlcoord.live.retry import ManualClock
-from mlcoord.live.runner import load_live_settings
-from mlcoord.live.session import run_live
+from exchange_sim import exchange_server  # noqa: F401 (fixture)
 from mlcoord.model import GuardAction
-from mlcoord.registry import load_plugins
 from fake_plugins import Components
-from live_helpers import BarClock, live_config, with_pipeline
+from live_helpers import planted_pipeline, run_scripted
 from test_live_exit_close import TrimThenClose
 from test_live_spot import PlantedSource
 
@@ -43,18 +37,14 @@ def scenario(watcher):
                       portfolio_watchers={"ethhedge": lambda o: watcher})
 
 
-PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = ["ethhedge"]\n'
-            'exit_manager = "wideexits"\nentry_planner = ""\ncalibrator = ""')
+PIPELINE = planted_pipeline("wideexits", watchers=["ethhedge"])
 
 
 def test_a_hedge_asked_for_one_symbol_is_placed_for_that_symbol_only(exchange_server, tmp_path):
     server = exchange_server
-    path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
-    settings, options = load_live_settings(with_pipeline(path, PIPELINE))
     watcher = HedgeEthAt()
-    with capture_logs() as logs:
-        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": scenario(watcher)}),
-                          clock=BarClock(server), health_clock=ManualClock(), cycles=10)
+    trader, logs = run_scripted(server, tmp_path, scenario(watcher), PIPELINE, cycles=10,
+                                symbols=("BTC/USDT", "ETH/USDT"))
     assert watcher.asked
     plans = {p.symbol: p for p in trader.store.active_plans()}
     assert set(plans) == {"BTC/USDT", "ETH/USDT"}

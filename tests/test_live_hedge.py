@@ -21,7 +21,7 @@ from mlcoord.live.session import run_live
 from mlcoord.live.store import Store
 from mlcoord.live.trader import LiveTrader
 from mlcoord.registry import load_plugins
-from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
+from live_helpers import BarClock, backtest_of_session, live_config, planted_pipeline, with_pipeline
 from test_live_trader import stops_cover_positions
 
 BTC, STEP = "BTCUSDT", Decimal("0.001")     # the simulator's BTC perpetual and its step size
@@ -385,8 +385,7 @@ def _resize_scenario(signals, gap):
                       portfolio_watchers={"hedgeonce": lambda o: _HedgeOnceHeld()})
 
 
-RESIZE_PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = ["hedgeonce"]\n'
-                   'exit_manager = "fixedexits"\nentry_planner = "rungs"\ncalibrator = ""')
+RESIZE_PIPELINE = planted_pipeline("fixedexits", watchers=["hedgeonce"], entry_planner="rungs")
 
 
 def test_the_live_hedge_leg_follows_the_held_quantity_as_the_backtest_does(exchange_server, tmp_path):

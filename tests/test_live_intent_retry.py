@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from structlog.testing import capture_logs
 
-from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from exchange_sim import exchange_server  # noqa: F401 (fixture)
 from mlcoord.live.records import PlanStatus
-from mlcoord.live.retry import ManualClock
-from mlcoord.live.runner import load_live_settings
-from mlcoord.live.session import run_live
 from mlcoord.model import PositionExit
-from mlcoord.registry import load_plugins
 from fake_plugins import Components
-from live_helpers import BarClock, live_config, with_pipeline
+from live_helpers import planted_pipeline, run_scripted
 from test_live_exit_close import TrimThenClose
 from test_live_spot import PlantedSource
 
@@ -57,17 +52,13 @@ def scenario(server):
                       exit_managers={"scripted": lambda o: CloseBtcRaiseEth(server)})
 
 
-PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
-            'exit_manager = "scripted"\nentry_planner = ""\ncalibrator = ""')
+PIPELINE = planted_pipeline("scripted")
 
 
 def test_intents_behind_a_failed_one_are_carried_out_next_cycle(exchange_server, tmp_path):
     server = exchange_server
-    path = live_config(tmp_path, symbols=("BTC/USDT", "ETH/USDT"))
-    settings, options = load_live_settings(with_pipeline(path, PIPELINE))
-    with capture_logs() as logs:
-        trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": scenario(server)}),
-                          clock=BarClock(server), health_clock=ManualClock(), cycles=12)
+    trader, logs = run_scripted(server, tmp_path, scenario(server), PIPELINE, cycles=12,
+                                symbols=("BTC/USDT", "ETH/USDT"))
     kept = [e for e in logs if e["event"] == "intent_not_carried_out"]
     assert kept and kept[0]["intent"] == "ClosePosition" and kept[0]["kept"]
     btc = [p for p in trader.store.plans() if p.symbol == "BTC/USDT"]

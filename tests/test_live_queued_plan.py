@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from exchange_sim import exchange_server  # noqa: F401 (fixture)
 from mlcoord.components import SignalSeries
 from mlcoord.live.records import PlanStatus
-from mlcoord.live.retry import ManualClock
-from mlcoord.live.runner import load_live_settings
-from mlcoord.live.session import run_live
 from mlcoord.model import PositionExit
-from mlcoord.registry import load_plugins
 from fake_plugins import Components
-from live_helpers import BarClock, live_config, with_pipeline
+from live_helpers import planted_pipeline, run_scripted
 from test_backtest import FixedExits
 
 FIRST = 300
@@ -59,8 +55,7 @@ class CloseEthThenOutage(FixedExits):
         return levels
 
 
-PIPELINE = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\n'
-            'exit_manager = "scripted"\nentry_planner = ""\ncalibrator = ""')
+PIPELINE = planted_pipeline("scripted")
 
 
 def test_a_plan_kept_queued_by_an_outage_is_not_decided_again(exchange_server, tmp_path):
@@ -68,10 +63,7 @@ def test_a_plan_kept_queued_by_an_outage_is_not_decided_again(exchange_server, t
     exits = CloseEthThenOutage(server)
     plugins = Components(signal_sources={"planted": lambda o: PerSymbolSource()},
                          exit_managers={"scripted": lambda o: exits})
-    path = live_config(tmp_path, symbols=("ETH/USDT", "BTC/USDT"))
-    settings, options = load_live_settings(with_pipeline(path, PIPELINE))
-    trader = run_live(settings, options, futures_client(server), load_plugins(extra_plugins={"s": plugins}),
-                      clock=BarClock(server), health_clock=ManualClock(), cycles=14)
+    trader, _ = run_scripted(server, tmp_path, plugins, PIPELINE, cycles=14, symbols=("ETH/USDT", "BTC/USDT"))
     assert exits.faulted                                            # the outage happened
     entered = [d.symbol for d in trader.engine.journal.decisions if d.outcome == "entered"]
     assert entered == ["ETH/USDT", "BTC/USDT"]

@@ -24,7 +24,7 @@ from mlcoord.live.store import Store
 from mlcoord.model import Side
 from mlcoord.registry import load_plugins
 from test_backtest import FixedExits
-from live_helpers import BarClock, live_config
+from live_helpers import BarClock, live_config, planted_pipeline
 from test_live_trader import stops_cover_positions
 
 BOTH = 'symbols = ["BTC/USDT", "ETH/USDT"]'
@@ -179,8 +179,7 @@ class Planted:
         register("fixedexits", lambda o: FixedExits(self.stop, self.tp))
 
 
-PLANTED = ('signal_sources = ["planted"]\nentry_guards = []\nportfolio_watchers = []\nexit_manager = "fixedexits"\n'
-           'entry_planner = ""\ncalibrator = ""')
+PLANTED = planted_pipeline("fixedexits")
 
 
 def _planted_run(server, tmp_path, signals, stop, tp, cycles, check=None):
