@@ -214,8 +214,9 @@ def test_plugins_list_shows_all_six_enabled():
     lines = {line.split()[0]: line for line in result.stdout.splitlines() if line and not line[0].isspace()}
     for name in BUILTINS:
         assert "  enabled" in lines[name] and "disabled" not in lines[name], lines[name]
-        assert ("essential" in lines[name]) == (name in ("risk", "exits")), lines[name]
-        assert f"components: {name} [" in result.stdout
+        block = result.stdout.split(lines[name])[1].split("\n")[1:4]
+        assert any("essential" in b for b in block) == (name in ("risk", "exits")), block
+        assert f"component {name} [" in result.stdout
 
 
 def test_plugins_list_shows_why_disabled():
@@ -236,11 +237,12 @@ def test_plugins_info_shows_options_with_defaults():
     result = invoke("plugins", "info", "dca")
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.startswith("dca: enabled")
-    assert "hooks: register_entry_planners" in out
-    assert "component dca (entry_planners):" in out
-    assert "[plugins.dca] expire_after_bars = 24" in out
-    assert "[plugins.dca] high_confidence = 0.75" in out
+    assert out.startswith("# dca: enabled")
+    assert "# hooks: register_entry_planners" in out
+    assert "# component dca (entry_planners):" in out
+    assert "[plugins.dca]\n" in out
+    assert "\nexpire_after_bars = 24\n" in out and "\nhigh_confidence = 0.75\n" in out
+    assert "\natr_scaled_steps = false\n" in out          # TOML, not Python's False
 
 
 def test_plugins_info_unknown_name():

@@ -240,7 +240,7 @@ def test_kit_catches_look_ahead_in_ml_votes_and_exit_levels():
 
 def test_kit_catches_ml_probabilities_out_of_range_and_state_that_misses_learning():
     checks = checks_of(FakePlugin("ml_components", WildVoter))
-    with pytest.raises(ConformanceError, match=r"p_up=1\.\d+, not a probability"):
+    with pytest.raises(ConformanceError, match=r"p_up must be a number in \[0, 1\], got 1\.\d+"):
         checks["output"]()
     checks = checks_of(FakePlugin("ml_components", Voter))
     checks["no_lookahead"]()

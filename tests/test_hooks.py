@@ -101,7 +101,9 @@ class FailingObserver:
 
 
 def run(candles, config: dict, **extra):
+    """A backtest with the built-ins and the ``extra`` test plugins enabled ([engine] enable)."""
     builtins = {n: ep for n, ep in discover_entry_points().items() if n in BUILTINS}
+    config = {**config, "engine": {**config.get("engine", {}), "enable": sorted(extra)}}
     settings = structure(config, Settings)
     return settings, run_backtest(settings, plugins=load_plugins({}, entry_points=builtins, extra_plugins=extra),
                                   candles=[candles])

@@ -65,7 +65,7 @@ def test_hedging_on_spot_stops_start_up(tmp_path):
     path.write_text(path.read_text().replace('portfolio_watchers = ["protections"]',
                                              'portfolio_watchers = ["protections", "hedging"]'))
     settings, _ = load_live_settings(path)
-    with pytest.raises(ConfigError, match="hedging guard needs a futures account"):
+    with pytest.raises(ConfigError, match="hedging.*needs a futures account"):
         check_live_start(settings, load_plugins(), real_money=True, env={})
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import attrs
 import pytest
 import structlog.testing
 
@@ -281,12 +282,17 @@ def test_plugin_for_a_newer_hooks_version_is_skipped():
     assert plugins.manager.get_plugin("future") is None
 
 
-def test_same_component_name_from_two_plugins_names_both_owners():
-    with pytest.raises(PluginError) as err:
-        load_plugins({}, extra_plugins={"copycat": fake_plugins.Duplicate("dca")})
+def test_same_component_name_from_two_plugins_names_both_owners_and_the_way_out():
+    """A clash no longer stops loading (``plugins list`` must still work to diagnose it); a run
+    refuses to start, naming both owners and how to keep one."""
+    plugins = load_plugins({}, extra_plugins={"copycat": fake_plugins.Duplicate("dca")})
+    assert plugins.components["dca"].owner == "dca"            # the first registration stays
+    with pytest.raises(ConfigError) as err:
+        resolve_components(Settings(), plugins)
     message = str(err.value)
     assert "'dca' registered twice" in message
     assert "plugin 'dca'" in message and "plugin 'copycat'" in message
+    assert "--disable" in message and "[engine] disable" in message
 
 
 # -- components failing at run time -------------------------------------------------------------------
@@ -298,16 +304,19 @@ def baseline(short_candles):
 
 
 def run_with(short_candles, pipeline=None, **by_role):
+    """A run with the fake components enabled (``[engine] enable``: installed is not enabled)."""
     plugins = load_plugins({}, extra_plugins={"fakes": fake_plugins.Components(**by_role)})
+    base = settings(**(pipeline or {}))
     with structlog.testing.capture_logs() as logs:
-        result = run_backtest(settings(**(pipeline or {})), plugins=plugins, candles=[short_candles])
+        result = run_backtest(attrs.evolve(base, engine=attrs.evolve(base.engine, enable=("fakes",))),
+                              plugins=plugins, candles=[short_candles])
     failures = [e for e in logs if e["event"] == "component_failed"]
     return result, failures
 
 
 def test_signal_source_raising_in_prepare_is_left_out(short_candles, baseline):
     result, failures = run_with(short_candles, signal_sources={"badsource": fake_plugins.RaisingSource})
-    assert result.components["signal_sources"] == ["badsource", "technical"]
+    assert result.components["signal_sources"] == ["technical", "badsource"]
     assert result.raw.errors == {"badsource.prepare": 1}
     assert failures[0]["component"] == "badsource" and "boom in prepare" in failures[0]["error"]
     # the technical source alone passes through unchanged: the run is the baseline run
@@ -316,9 +325,9 @@ def test_signal_source_raising_in_prepare_is_left_out(short_candles, baseline):
 
 
 def test_an_abstaining_second_source_does_not_block_the_first(short_candles, baseline):
-    """Extra signal sources are enabled by default, so one that is silent must change nothing."""
+    """An enabled extra signal source that is silent must change nothing."""
     result, failures = run_with(short_candles, signal_sources={"silent": fake_plugins.SilentSource})
-    assert not failures and result.components["signal_sources"] == ["silent", "technical"]
+    assert not failures and result.components["signal_sources"] == ["technical", "silent"]
     assert result.stats["trades"] == baseline.stats["trades"] > 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import contextvars
 import functools
 import gc
 import logging
@@ -98,6 +99,34 @@ def _make_executor(kind, address, workers, settings=None, config=None):
     return executor
 
 
+_PLUGIN_FLAGS: contextvars.ContextVar[tuple[tuple[str, ...], Optional[str]]] = contextvars.ContextVar(
+    "plugin_flags", default=((), None))
+
+
+def _plugin_flags(fn):
+    """``--enable NAME`` and ``--plugins-dir DIR``; the command folds them into its settings with
+    :func:`_flagged` (so every command reads one ``[engine]`` whatever spelled it)."""
+    @click.option("--enable", "enable", multiple=True,
+                  help="Plugins whose components join the pipeline, e.g. volume_spike (as [engine] enable).")
+    @click.option("--plugins-dir", "plugins_dir", type=click.Path(file_okay=False, exists=True),
+                  help="Load every *.py file of this folder as a one-file plugin (as [engine] plugins_dir).")
+    @functools.wraps(fn)
+    def wrapper(*args, enable=(), plugins_dir=None, **kwargs):
+        token = _PLUGIN_FLAGS.set((tuple(enable), plugins_dir))
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _PLUGIN_FLAGS.reset(token)
+    return wrapper
+
+
+def _flagged(settings):
+    from mlcoord.backtest.run import with_plugin_flags
+
+    enable, plugins_dir = _PLUGIN_FLAGS.get()
+    return with_plugin_flags(settings, enable, plugins_dir)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlcoord")
 @click.option("-v", "--verbose", count=True, help="-v: every decision as a block; -vv: debug.")
@@ -136,6 +165,7 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @click.option("--per-symbol", is_flag=True, help="One independent backtest per symbol (own account), "
               "run in parallel on the executor, instead of one portfolio backtest.")
 @_executor_options
+@_plugin_flags
 @_friendly
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
              show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
@@ -154,7 +184,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         overrides["engine"] = {"trace_hooks": True}
         if logs.current_level() > logging.INFO:
             logs.set_level("info")
-    settings = load_settings(config_path, overrides or None)
+    settings = _flagged(load_settings(config_path, overrides or None))
     disabled = disabled_plugins(settings, _csv(disable))
     factory = None
     if progress is not False:
@@ -182,13 +212,13 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
 def _backtest_per_symbol(settings, disabled, show_trades, progress, wants_file, executor) -> None:
     from mlcoord.backtest.run import load_market, run_per_symbol
     from mlcoord.errors import ConfigError
-    from mlcoord.registry import load_plugins
+    from mlcoord.backtest.run import configured_plugins
     from mlcoord.report_text import summary
 
     if wants_file:
         raise ConfigError("--json and --report describe one backtest; leave them out with --per-symbol")
     with executor:
-        results = run_per_symbol(settings, load_plugins(disabled), load_market(settings), executor, progress)
+        results = run_per_symbol(settings, configured_plugins(settings, disabled), load_market(settings), executor, progress)
     for r in results:
         click.echo(f"== {r.labels['symbol']} ==")
         click.echo(summary(r.value, show_trades) if r.ok else f"FAILED {r.describe()}")
@@ -222,6 +252,7 @@ def _progress_env(progress: Optional[bool]):
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Where to write the model artifact (.npz).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar per epoch (default: on a terminal).")
+@_plugin_flags
 @_friendly
 def train(component, config_path, data_files, symbols, timerange, out, progress) -> None:
     """Train an ML component's model on a chosen history (chronological split, early stopping)."""
@@ -233,8 +264,8 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
     from mlcoord.registry import check_names, load_plugins
 
     data = _data_overrides(data_files, symbols, timerange=timerange)
-    settings = load_settings(config_path, {"data": data} if data else None)
-    loaded = load_plugins(disabled_plugins(settings))
+    settings = _flagged(load_settings(config_path, {"data": data} if data else None))
+    loaded = configured_plugins(settings, disabled_plugins(settings))
     check_names([component], loaded.components, "component")
     built = build_component(settings, loaded.components[component])
     if not hasattr(built.obj, "train"):
@@ -278,6 +309,7 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
               help="Weekly-block bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and the baselines.")
 @_executor_options
+@_plugin_flags
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
              no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar,
@@ -292,11 +324,11 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     from mlcoord.evaluate import EvalOptions, WalkForward, evaluate as run_evaluation, render
     from mlcoord.evaluation.baselines import BaselineOptions
     from mlcoord.evaluation.holdout import make_split
-    from mlcoord.registry import load_plugins
+    from mlcoord.backtest.run import configured_plugins
 
     data = _data_overrides(data_files, symbols, timeframe, store=store)
-    settings = load_settings(config_path, {"data": data} if data else None)
-    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    settings = _flagged(load_settings(config_path, {"data": data} if data else None))
+    loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     candles = load_market(settings, cut_start=False)
     wf = WalkForward(train_bars, fit_bars, test_bars, windows, not no_retrain)
     split = make_split(candles, holdout_from, part)
@@ -332,6 +364,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
               "score the best set on the next out-of-sample part ([sweep.walk_forward] sizes); report the "
               "concatenated out-of-sample result and the in/out gap.")
 @_executor_options
+@_plugin_flags
 @_friendly
 def sweep(config_path, trials, storage, json_path, progress, walk_forward, executor, address, workers) -> None:
     """Search plugin options for the best Sharpe (net of fees) or calibrated log-loss; resumable."""
@@ -340,12 +373,13 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
     import attrs
 
     from mlcoord.backtest.run import disabled_plugins, load_market
-    from mlcoord.registry import load_plugins
+    from mlcoord.backtest.run import configured_plugins
     from mlcoord.sweep import load_sweep, render, run_sweep
 
     spec, settings, raw, executor_config = load_sweep(config_path)
+    settings = _flagged(settings)
     spec = attrs.evolve(spec, **{k: v for k, v in (("trials", trials), ("storage", storage)) if v})
-    loaded = load_plugins(disabled_plugins(settings))
+    loaded = configured_plugins(settings, disabled_plugins(settings))
     candles = load_market(settings, cut_start=spec.objective == "sharpe")
     if walk_forward:
         from mlcoord.config import structure
@@ -433,17 +467,19 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
 @click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
 @click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
 @click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
+@_plugin_flags
 @_friendly
 def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     """Paper trading: the backtest's pipeline and fill model on live closed candles (no keys, no orders)."""
     from mlcoord.backtest.run import disabled_plugins
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import load_live_settings, run_paper
-    from mlcoord.registry import load_plugins
+    from mlcoord.backtest.run import configured_plugins
 
     overrides = {"data": {"symbols": _csv(symbols)}} if symbols else {}
     settings, options = load_live_settings(config_path, overrides)
-    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    settings = _flagged(settings)
+    loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     trader = run_paper(settings, options, create_exchange(settings.exchange), loaded, cycles=cycles,
                        timeframe=timeframe)
     p = trader.portfolio
@@ -459,6 +495,7 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
               help="Required: without it nothing is sent (use `mlcoord paper` for a dry run).")
 @click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
 @click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
+@_plugin_flags
 @_friendly
 def live(config_path, disable, real_money, timeframe, cycles) -> None:
     """Live trading with real orders ([exchange] market: USD-M futures in hedge mode, or spot). Keys
@@ -467,10 +504,11 @@ def live(config_path, disable, real_money, timeframe, cycles) -> None:
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import check_live_start, load_live_settings
     from mlcoord.live.session import run_live
-    from mlcoord.registry import load_plugins
+    from mlcoord.backtest.run import configured_plugins
 
     settings, options = load_live_settings(config_path)
-    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
+    settings = _flagged(settings)
+    loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     credentials = check_live_start(settings, loaded, real_money=real_money)
     trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
                       timeframe=timeframe)
@@ -542,53 +580,67 @@ def plugins() -> None:
 @plugins.command("list")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--disable", "disable", multiple=True)
+@_plugin_flags
 @_friendly
 def plugins_list(config_path, disable) -> None:
-    """Every discovered plugin: name, distribution, version, hooks, enabled or why not."""
-    from mlcoord.backtest.run import disabled_plugins
+    """Every discovered plugin: name, distribution, version, hooks, components, whether each runs
+    in this config's pipeline, and how to enable what is installed but not enabled."""
+    from mlcoord.backtest.run import configured_plugins, disabled_plugins
     from mlcoord.config import load_settings
-    from mlcoord.registry import load_plugins
+    from mlcoord.pipeline import selected_components
+    from mlcoord.profile import load_profile
 
-    settings = load_settings(config_path)
-    loaded = load_plugins(disabled_plugins(settings, _csv(disable)))
-    from mlcoord.pipeline import ESSENTIAL
-
-    essential = {default: human for default, human in ESSENTIAL.values()}
+    settings = _flagged(load_settings(config_path))
+    loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
+    selected, essential = selected_components(settings, loaded)
+    profile = load_profile(settings.engine.profile)
+    idle: list[str] = []
     for name, status in sorted(loaded.statuses.items()):
         state = "enabled" if status.enabled else f"disabled ({status.reason})"
-        if name in essential:
-            state += f"; essential ({essential[name]}: disabling it needs another plugin for that role)"
-        comps = ", ".join(f"{c.name} [{c.role}]" for c in loaded.components.values() if c.owner == name)
         click.echo(f"{name:<14} {status.distribution or '-'} {status.version or ''}  {state}")
         if status.hooks:
             click.echo(f"{'':<14} hooks: {', '.join(status.hooks)}")
-        if comps:
-            click.echo(f"{'':<14} components: {comps}")
+        for comp in (c for c in loaded.components.values() if c.owner == name):
+            roles = selected.get(comp.name, ())
+            where = f"in the pipeline as {', '.join(roles)}" if roles else "installed, not enabled"
+            if comp.name in essential:
+                where += f"; essential ({essential[comp.name]}: replacing it needs another component for that role)"
+            label = profile.display_name(comp.name, comp.display_name)
+            click.echo(f"{'':<14} component {comp.name} [{', '.join(comp.roles)}] ({label}): {where}")
+            if not roles:
+                idle.append(comp.name)
+    for text in loaded.clashes:
+        click.echo(f"CLASH: {text}")
+    if idle:
+        click.echo(f"not enabled: {', '.join(idle)}. Enable a plugin's components with --enable PLUGIN or "
+                   "[engine] enable = [\"PLUGIN\"] (signal sources, ML components, guards), or name a component "
+                   "in [pipeline] (entry_planner, sizer, exit_manager, calibrator)")
 
 
 @plugins.command("info")
 @click.argument("name")
+@_plugin_flags
 @_friendly
 def plugins_info(name: str) -> None:
-    """A plugin's hooks, components and their options with defaults."""
-    import attrs
+    """A plugin's hooks, components and their options with defaults, as TOML you can paste."""
+    from mlcoord.backtest.run import configured_plugins
+    from mlcoord.config import Settings
+    from mlcoord.registry import check_names
+    from mlcoord.toml_text import option_lines
 
-    from mlcoord.registry import check_names, load_plugins
-
-    loaded = load_plugins()
+    loaded = configured_plugins(_flagged(Settings()))
     check_names([name], loaded.statuses, "plugin")
     status = loaded.statuses[name]
-    click.echo(f"{name}: {'enabled' if status.enabled else status.reason}")
-    click.echo(f"hooks: {', '.join(status.hooks) or 'none'}")
+    click.echo(f"# {name}: {'enabled' if status.enabled else status.reason}")
+    click.echo(f"# hooks: {', '.join(status.hooks) or 'none'}")
     for comp in loaded.components.values():
         if comp.owner != name:
             continue
-        click.echo(f"component {comp.name} ({comp.role}): {comp.description}")
+        click.echo(f"# component {comp.name} ({', '.join(comp.roles)}): {comp.description}")
         if comp.options is not None:
-            for field in attrs.fields(comp.options):
-                factory = getattr(field.default, "factory", None)    # an attrs.Factory (its stub hides the class)
-                default = factory() if callable(factory) else field.default
-                click.echo(f"  [plugins.{comp.name}] {field.name} = {default!r}")
+            click.echo(f"[plugins.{comp.name}]")
+            for line in option_lines(comp.options):
+                click.echo(line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,8 +42,6 @@ DEFAULT_MARKET = "futures"
 #: the one key that says spot or futures, and its old spelling (section, key)
 MARKET_KEY, OLD_MARKET_KEY = ("exchange", "market"), ("backtest", "market")
 
-DEFAULT_WEIGHTS = {"technical": 0.30, "lstm": 0.25, "mtf": 0.20, "rl_selector": 0.15, "attention": 0.10}
-
 
 def _fraction(instance, attribute, value):
     if not 0.0 <= value <= 1.0:
@@ -62,7 +60,13 @@ def _positive(instance, attribute, value):
 
 @attrs.frozen
 class EngineConfig:
-    """``[engine]``: which plugins load and the decision threshold.
+    """``[engine]``: which plugins load, which profile gives the defaults, the decision threshold.
+
+    ``profile`` (default ``"default"``): a shipped profile's name or a path to a profile TOML file
+    (relative to the config file), see :mod:`mlcoord.profile`. ``enable``: plugins whose
+    components join the list roles (signal sources, ML components, guards) besides the profile's
+    or ``[pipeline]``'s; ``disable``: plugins not loaded at all. ``plugins_dir``: a folder whose
+    ``*.py`` files load as one-file plugins (relative to the config file).
 
     ``min_confidence`` (default 0.55): a BUY/SELL whose calibrated confidence is below it is not
     traded (recorded as ``below_threshold``). ``vote_timeout_ms`` (default 0 = no limit): an ML
@@ -71,6 +75,9 @@ class EngineConfig:
     """
 
     disable: tuple[str, ...] = ()
+    enable: tuple[str, ...] = ()
+    profile: str = "default"
+    plugins_dir: Optional[str] = None
     min_confidence: float = attrs.field(default=0.55, validator=_fraction)
     trace_hooks: bool = False
     vote_timeout_ms: float = attrs.field(default=0.0, validator=_non_negative)
@@ -78,11 +85,12 @@ class EngineConfig:
 
 @attrs.frozen
 class PipelineConfig:
-    """``[pipeline]``: which registered components fill each role, in order.
+    """``[pipeline]``: which registered components fill each role, in order (an allow-list).
 
-    ``None`` means the default: every registered component for list roles (sorted by name), and
-    for single roles the built-in name if registered, else the only one registered. An empty
-    string (or list) means none (direct entry without a planner, no calibrator).
+    ``None`` means the profile's choice (see :mod:`mlcoord.profile`); installing a package never
+    adds a component by itself. An empty string (or list) means none (direct entry without a
+    planner, no calibrator). ``weights``: the ensemble's starting weights by component name,
+    merged key by key over the profile's.
     """
 
     signal_sources: Optional[tuple[str, ...]] = None
@@ -95,7 +103,7 @@ class PipelineConfig:
     portfolio_watchers: Optional[tuple[str, ...]] = None
     #: removed in hooks version 2 (kept only to say so clearly)
     portfolio_guards: Optional[tuple[str, ...]] = attrs.field(default=None)
-    weights: dict[str, float] = attrs.field(factory=lambda: dict(DEFAULT_WEIGHTS))
+    weights: dict[str, float] = attrs.field(factory=dict)
 
     @portfolio_guards.validator
     def _check_portfolio_guards(self, attribute, value):
@@ -363,6 +371,13 @@ def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any
     """Read a TOML file (or nothing) into Settings; ``overrides`` are merged per section. A market
     in ``overrides`` (``data download --market``) replaces the file's, whichever key it used."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
+    engine = data.get("engine")
+    if path is not None and isinstance(engine, dict):             # paths relative to the config file
+        profile, folder = engine.get("profile"), engine.get("plugins_dir")
+        if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
+            engine["profile"] = str(Path(path).resolve().parent / profile)
+        if isinstance(folder, str) and not Path(folder).is_absolute():
+            engine["plugins_dir"] = str(Path(path).resolve().parent / folder)
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             if "market" in values and section in (MARKET_KEY[0], OLD_MARKET_KEY[0]):

@@ -18,7 +18,6 @@ import attrs
 from mlcoord.ensemble import Ensemble, EnsembleOptions
 from mlcoord.model import Action, Signal, Vote
 
-TECHNICAL = "technical"
 DEFAULT_WEIGHT = 0.10
 
 
@@ -57,10 +56,13 @@ class Coordinator:
     def active(self) -> Optional[Ensemble]:
         return self._ensemble
 
-    def combine(self, technical: Signal, ml_votes: Sequence[Vote], calibrate=None) -> Combined:
-        tech_vote = Vote(TECHNICAL, technical.action, technical.confidence,
-                         1.0 if not ml_votes else self.start_weights.get(TECHNICAL, DEFAULT_WEIGHT),
-                         technical.reasons)
+    def combine(self, technical: Signal, ml_votes: Sequence[Vote], calibrate=None, *,
+                signal_name: str = "signals", signal_label: str = "") -> Combined:
+        """``technical`` is the signal sources' signal; its vote is named ``signal_name`` (the
+        source's registered name, or the sources' joined by "+") and shown as ``signal_label``."""
+        tech_vote = Vote(signal_name, technical.action, technical.confidence,
+                         1.0 if not ml_votes else self.start_weights.get(signal_name, DEFAULT_WEIGHT),
+                         technical.reasons, display_name=signal_label or signal_name)
         note = ""
         p_signal = None
         if not ml_votes:

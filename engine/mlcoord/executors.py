@@ -208,20 +208,32 @@ class PluginRecipe:
             if not status.enabled:
                 continue
             obj = plugin_set.manager.get_plugin(name)
-            out.append((name, obj.__name__ if isinstance(obj, types.ModuleType) else obj))
+            if isinstance(obj, types.ModuleType) and obj.__name__.startswith(PLUGIN_FILE_PACKAGE + "."):
+                out.append((name, ("file", obj.__file__)))     # a --plugins-dir file: re-imported by path
+            else:
+                out.append((name, obj.__name__ if isinstance(obj, types.ModuleType) else obj))
         return cls(tuple(out))
 
 
 _PLUGIN_CACHE: dict[PluginRecipe, Any] = {}
+#: the package ``--plugins-dir`` files are imported under (see mlcoord.registry)
+PLUGIN_FILE_PACKAGE = "mlcoord_plugins_dir"
 
 
 def plugins_from(recipe: PluginRecipe):
     """The plugin set of ``recipe``, loaded once per process."""
     cached = _PLUGIN_CACHE.get(recipe)
     if cached is None:
-        from mlcoord.registry import load_plugins
+        from mlcoord.registry import load_plugin_file, load_plugins
 
-        extra = {n: importlib.import_module(m) if isinstance(m, str) else m for n, m in recipe.plugins}
+        def load(name: str, how: Any) -> Any:
+            if isinstance(how, str):
+                return importlib.import_module(how)
+            if isinstance(how, tuple) and how[:1] == ("file",):
+                return load_plugin_file(name, Path(how[1]))
+            return how
+
+        extra = {n: load(n, m) for n, m in recipe.plugins}
         cached = _PLUGIN_CACHE[recipe] = load_plugins({}, entry_points={}, extra_plugins=extra)
     return cached
 

@@ -25,7 +25,7 @@ def iso_time(ns: int) -> str:
 
 
 def _vote_dict(v: Vote) -> dict[str, Any]:
-    out = {"component": v.component, "signal": v.action.name, "confidence": round(v.confidence, 6),
+    out = {"component": v.component, "display_name": v.display_name or v.component, "signal": v.action.name, "confidence": round(v.confidence, 6),
            "weight": v.weight, "reasons": list(v.reasons)}
     if v.p_up is not None:
         out["p_up"] = round(v.p_up, 6)
@@ -46,6 +46,8 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
     }
     if d.p_signal is not None:
         out["p_signal"] = round(d.p_signal, 6)
+    if d.calibrator:
+        out["calibrator"] = d.calibrator
     if d.plan is not None:
         out["plan"] = {"planner": d.plan.planner, "side": d.plan.side.name,
                        "legs": [{"price": leg.price, "fraction": leg.fraction, "market": leg.market}
@@ -87,8 +89,6 @@ def _enabled(level: int) -> bool:
 
 _DIGITS = ["1\ufe0f\u20e3", "2\ufe0f\u20e3", "3\ufe0f\u20e3", "4\ufe0f\u20e3", "5\ufe0f\u20e3",
            "6\ufe0f\u20e3", "7\ufe0f\u20e3", "8\ufe0f\u20e3", "9\ufe0f\u20e3"]
-_NAMES = {"technical": "Technical Analysis", "lstm": "Deep Learning", "mtf": "Multi-Timeframe Fusion",
-          "rl_selector": "RL Strategy", "attention": "Attention-Weighted"}
 
 
 def render_decision(event: Mapping[str, Any]) -> str:
@@ -97,14 +97,16 @@ def render_decision(event: Mapping[str, Any]) -> str:
     lines = [f"🤖 ML STRATEGY COORDINATOR - UNIFIED ANALYSIS  {event.get('symbol')} {event.get('time')}"]
     for n, vote in enumerate(votes):
         mark = _DIGITS[n] if n < len(_DIGITS) else f"{n + 1}."
-        name = _NAMES.get(vote["component"], vote["component"])
+        name = vote.get("display_name") or vote["component"]
         reasons = "; ".join(vote["reasons"][:3])
         lines.append(f"{mark}  {name}: {vote['signal']} (conf: {vote['confidence']:.0%}, weight {vote['weight']:.2f})"
                      f"{'  - ' + reasons if reasons else ''}")
     lines.append(f"🎯 UNIFIED SIGNAL: {event.get('signal')}  ({event.get('outcome')})")
     lines.append(f"💪 UNIFIED CONFIDENCE: {event.get('raw_confidence', 0):.0%}")
-    lines.append(f"📊 Bayesian Calibration: {event.get('raw_confidence', 0):.0%} → {event.get('confidence', 0):.0%}"
-                 f"  (threshold {event.get('threshold', 0):.0%})")
+    calibrator = event.get("calibrator")
+    mapped = f"{event.get('raw_confidence', 0):.0%} → {event.get('confidence', 0):.0%}" if calibrator else \
+        f"not calibrated, {event.get('confidence', 0):.0%}"
+    lines.append(f"📊 {calibrator or 'Calibration'}: {mapped}  (threshold {event.get('threshold', 0):.0%})")
     plan = event.get("plan")
     if plan:
         legs = ", ".join(f"{leg['fraction']:.0%} @ {leg['price']:.2f}" for leg in plan["legs"])

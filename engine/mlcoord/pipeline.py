@@ -9,6 +9,7 @@ typed error and that component is left out of the decision (the engine carries o
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from typing import Any, Optional, Sequence, Union
 
@@ -18,7 +19,7 @@ import structlog
 
 from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
-from mlcoord.coordinator import Coordinator
+from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord import trace
 from mlcoord.journal import iso_time
@@ -28,16 +29,15 @@ from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
     Trade, Vote, plugin_reason,
 )
-from mlcoord.registry import ComponentSpec, PluginSet, check_names, check_protocol
+from mlcoord.profile import LIST_ROLES, ROLE_LABELS, SINGLE_ROLES, Profile, load_profile
+from mlcoord.registry import ComponentSpec, PluginSet, build_object, check_names, check_protocol
 
 log = structlog.get_logger("mlcoord.pipeline")
 
 #: 2: the state carries ``trained_until`` (ns of the newest bar its outcomes saw, or None)
 STATE_VERSION = 2
 
-#: roles that must be filled, with the built-in default and a human name
-ESSENTIAL = {"sizer": ("risk", "risk manager"), "exit_manager": ("exits", "exit manager")}
-SINGLE_DEFAULTS = {"calibrator": "bayes", "entry_planner": "dca", "sizer": "risk", "exit_manager": "exits"}
+#: ``[pipeline]`` key -> the registry's role name
 ROLE_OF = {
     "signal_sources": "signal_sources", "ml_components": "ml_components", "calibrator": "calibrators",
     "entry_planner": "entry_planners", "sizer": "sizers", "exit_manager": "exit_managers",
@@ -75,6 +75,11 @@ class Built:
 
     spec: ComponentSpec
     obj: Any
+    display_name: str = ""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.display_name:
+            self.display_name = self.spec.label
 
     @property
     def name(self) -> str:
@@ -118,93 +123,184 @@ class Components:
         }
 
 
-def build_component(settings: Settings, spec: ComponentSpec, **option_changes: Any) -> Built:
+def build_component(settings: Settings, spec: ComponentSpec, *, display_name: str = "",
+                    **option_changes: Any) -> Built:
     """Build one component with its options from ``[plugins.NAME]`` (plus ``option_changes``)."""
     options = plugin_options(settings, spec.name, spec.options)
     if option_changes and options is not None:
         options = attrs.evolve(options, **option_changes)
+    label = display_name or spec.label
     try:
-        obj = spec.factory(options)
+        obj = build_object(spec, options, label)
     except Exception as exc:
         raise PluginError(f"component {spec.name!r} of plugin {spec.owner!r} failed to start: "
                           f"{type(exc).__name__}: {exc}") from exc
     check_protocol(spec, obj)
-    return Built(spec, obj)
+    return Built(spec, obj, label)
 
 
 def resolve_components(settings: Settings, plugins: PluginSet,
-                       option_changes: Optional[dict[str, dict[str, Any]]] = None) -> Components:
-    """Pick and build the components for every role from config and what is registered.
+                       option_changes: Optional[dict[str, dict[str, Any]]] = None, *,
+                       strict: bool = False) -> Components:
+    """Pick and build the components for every role: ``[pipeline]``, else the profile, plus the
+    list-role components of ``[engine] enable``'s plugins. Nothing else runs (an allow-list).
 
+    A named component whose plugin failed to load (an extra not installed) or that is not
+    installed at all is skipped with a warning; with ``strict`` (live trading) it is an error.
+    A disabled plugin's components are left out; an essential role left empty is an error.
     ``option_changes`` (component name -> option values) adjusts options after the config, e.g.
     a walk-forward evaluation pointing a model component at the artifact of its window."""
+    if plugins.clashes:
+        raise ConfigError(plugins.clashes[0])
+    profile = load_profile(settings.engine.profile)
     pipeline = settings.pipeline
     option_changes = option_changes or {}
     disabled = {n for n, st in plugins.statuses.items() if not st.enabled}
     for name in settings.plugins:
         if name in disabled and name not in plugins.components:
             log.info("options_of_disabled_plugin_ignored", plugin=name)
+    known = set(plugins.components) | set(plugins.statuses) | profile.names()
     check_names([n for n in settings.plugins if n not in disabled or n in plugins.components],
-                plugins.components, "component in [plugins.*]")
+                set(plugins.components) | (profile.names() - set(plugins.components)), "component in [plugins.*]")
     for name in settings.plugins:   # a typo in options of a component not selected still fails
         if name in plugins.components:
             plugin_options(settings, name, plugins.components[name].options)
+    check_names([n for n in pipeline.weights if "+" not in n], known, "component in [pipeline] weights")
+    check_names(settings.engine.enable, plugins.statuses, "plugin in [engine] enable / --enable")
 
     shared: dict[tuple[str, str], Built] = {}
 
     def build(spec: ComponentSpec) -> Built:
+        label = profile.display_name(spec.name, spec.display_name)
         if spec.extra_roles:    # one object for a guard registered in both guard roles
             key = (spec.owner, spec.name)
             if key not in shared:
-                shared[key] = build_component(settings, spec, **option_changes.get(spec.name, {}))
+                shared[key] = build_component(settings, spec, display_name=label,
+                                              **option_changes.get(spec.name, {}))
             return shared[key]
-        return build_component(settings, spec, **option_changes.get(spec.name, {}))
+        return build_component(settings, spec, display_name=label, **option_changes.get(spec.name, {}))
+
+    def missing(key: str, name: str, from_config: bool) -> None:
+        """``name`` is not registered in ``key``'s role: skip it, or say why it cannot be."""
+        role = ROLE_OF[key]
+        spec = plugins.components.get(name)
+        if spec is not None:
+            raise ConfigError(f"[pipeline] {key}: {name!r} is a {', '.join(spec.roles)} component, "
+                              f"not a {ROLE_LABELS[key]}")
+        status = plugins.statuses.get(name)
+        if status is not None and status.reason.startswith("disabled by"):
+            return                                       # the user left it out on purpose
+        if status is None and from_config:
+            check_names([name], [c.name for c in plugins.by_role(role)], f"{key} component")
+        why = status.reason if status is not None else "no installed plugin registers it"
+        where = "[pipeline]" if from_config else f"profile {profile.name!r}"
+        if strict:
+            raise ConfigError(f"{ROLE_LABELS[key]} {name!r} (from {where}) cannot run: {why}. Live trading "
+                              "refuses a pipeline that differs from the one configured: install it, or remove it "
+                              f"from [pipeline] {key}")
+        log.warning("component_skipped", component=name, role=key, source=where, reason=why,
+                    fix=f"install it, or set [pipeline] {key} without it")
+
+    named = pipeline_names(settings, plugins, profile)
 
     def pick_list(key: str) -> list[Built]:
         role = ROLE_OF[key]
-        chosen = getattr(pipeline, key)
-        available = {c.name: c for c in plugins.by_role(role)}
-        if chosen is None:
-            return [build(spec) for spec in available.values()]
-        check_names(chosen, available, f"{key} component")
-        return [build(available[name]) for name in chosen]
+        configured = getattr(pipeline, key)
+        out = []
+        for name in named[key]:
+            spec = plugins.components.get(name)
+            if spec is None or role not in spec.roles:
+                missing(key, name, configured is not None)
+            else:
+                out.append(build(spec))
+        return out
 
     def pick_one(key: str) -> Optional[Built]:
         role = ROLE_OF[key]
-        chosen = getattr(pipeline, key)
-        available = {c.name: c for c in plugins.by_role(role)}
-        if chosen == "":
+        configured = getattr(pipeline, key)
+        if not named[key]:
             return None
-        if chosen is not None:
-            check_names([chosen], available, f"{key} component")
-            return build(available[chosen])
-        default = SINGLE_DEFAULTS[key]
-        if default in available:
-            return build(available[default])
-        if len(available) == 1:
-            return build(next(iter(available.values())))
-        if len(available) > 1:
-            raise ConfigError(f"several {key} components are registered ({', '.join(sorted(available))}); "
-                              f"choose one with [pipeline] {key} = \"NAME\"")
-        return None
+        name = named[key][0]
+        spec = plugins.components.get(name)
+        if spec is None or role not in spec.roles:
+            if key not in profile.essential:
+                missing(key, name, configured is not None)
+            return None
+        return build(spec)
 
-    chosen = {key: pick_one(key) for key in SINGLE_DEFAULTS}
-    for key, (default, human) in ESSENTIAL.items():
+    chosen = {key: pick_one(key) for key in SINGLE_ROLES}
+    for key in profile.essential:
         if chosen[key] is None:
-            status = plugins.statuses.get(default)
-            why = f"plugin {default!r} is {status.reason}" if status and not status.enabled else \
-                f"no {key} component is registered"
-            raise ConfigError(f"the {human} is essential and cannot be disabled: {why}. Enable it, or name "
-                              f"another plugin's component with [pipeline] {key} = \"NAME\"")
-    watchers = pick_list("portfolio_watchers")
-    if settings.backtest.market == "spot":
-        if any(b.name == "hedging" for b in watchers):
-            raise ConfigError("the hedging guard needs a futures account (hedge legs are shorts); set "
-                              "[exchange] market = \"futures\" or disable hedging")
+            configured = getattr(pipeline, key)
+            name = configured if configured is not None else profile.singles[key]
+            status = plugins.statuses.get(name or "")
+            if name and plugins.components.get(name) is not None:
+                why = f"{name!r} is a {', '.join(plugins.components[name].roles)} component"
+            elif status is not None and not status.enabled:
+                why = f"plugin {name!r} is {status.reason}"
+            elif configured is None or not name:
+                why = f"no {ROLE_LABELS[key]} is selected" + (f" ({name!r} is not installed)" if name else "")
+            else:
+                check_names([name], [c.name for c in plugins.by_role(ROLE_OF[key])], f"{key} component")
+                why = f"{name!r} is not registered"
+            raise ConfigError(f"the {ROLE_LABELS[key]} is essential and cannot be disabled: {why}. Enable it, or "
+                              f"name another plugin's component with [pipeline] {key} = \"NAME\"")
     sizer, exit_manager = chosen["sizer"], chosen["exit_manager"]
-    assert sizer is not None and exit_manager is not None       # essential: refused above when missing
-    return Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
-                      chosen["entry_planner"], sizer, exit_manager, pick_list("entry_guards"), watchers)
+    if sizer is None or exit_manager is None:
+        raise ConfigError("a pipeline needs a sizer and an exit manager: name them in [pipeline] sizer and "
+                          "[pipeline] exit_manager")
+    components = Components(pick_list("signal_sources"), pick_list("ml_components"), chosen["calibrator"],
+                            chosen["entry_planner"], sizer, exit_manager, pick_list("entry_guards"),
+                            pick_list("portfolio_watchers"))
+    market = settings.backtest.market
+    for b in components.all():
+        markets = getattr(b.obj, "markets", None)
+        if markets is not None and market not in markets:
+            raise ConfigError(f"component {b.name!r} ({b.display_name}) needs a {' or '.join(markets)} account, "
+                              f"this config trades {market}: set [exchange] market = \"{markets[0]}\" or disable "
+                              f"{b.spec.owner!r}")
+    return components
+
+
+def pipeline_names(settings: Settings, plugins: PluginSet, profile: Optional[Profile] = None
+                   ) -> dict[str, list[str]]:
+    """``[pipeline]`` key -> the component names it asks for: the config's list, else the
+    profile's, plus (list roles) the components of ``[engine] enable``'s plugins in that role.
+    Single roles give a list of at most one name. Nothing is checked or built here."""
+    profile = profile or load_profile(settings.engine.profile)
+    out: dict[str, list[str]] = {}
+    for key in LIST_ROLES:
+        configured = getattr(settings.pipeline, key)
+        names = list(configured if configured is not None else profile.lists[key])
+        for plugin in settings.engine.enable:
+            names.extend(c.name for c in plugins.by_role(ROLE_OF[key]) if c.owner == plugin and c.name not in names)
+        out[key] = names
+    for key in SINGLE_ROLES:
+        configured = getattr(settings.pipeline, key)
+        name = configured if configured is not None else profile.singles[key]
+        out[key] = [name] if name else []
+    return out
+
+
+def selected_components(settings: Settings, plugins: PluginSet) -> tuple[dict[str, tuple[str, ...]], dict[str, str]]:
+    """Without building anything: component name -> the ``[pipeline]`` roles it fills in this
+    config, and component name -> the essential role it fills (for ``plugins list``)."""
+    profile = load_profile(settings.engine.profile)
+    selected: dict[str, tuple[str, ...]] = {}
+    essential: dict[str, str] = {}
+    for key, names in pipeline_names(settings, plugins, profile).items():
+        for name in names:
+            spec = plugins.components.get(name)
+            if spec is not None and ROLE_OF[key] in spec.roles:
+                selected[name] = selected.get(name, ()) + (key,)
+                if key in profile.essential:
+                    essential[name] = ROLE_LABELS[key]
+    return selected, essential
+
+
+def pipeline_weights(settings: Settings) -> dict[str, float]:
+    """The ensemble's starting weights: the profile's, overridden key by key by ``[pipeline] weights``."""
+    return {**load_profile(settings.engine.profile).weights, **settings.pipeline.weights}
 
 
 @attrs.define(slots=True)
@@ -292,7 +388,15 @@ class Pipeline:
         self.threshold = settings.engine.min_confidence
         self.vote_budget = settings.engine.vote_timeout_ms / 1000.0
         self.tracing = settings.engine.trace_hooks
-        self.coordinator = Coordinator(settings.pipeline.weights, settings.ensemble)
+        sources = components.signal_sources
+        #: the signal sources' vote: one source's own name, several joined by "+"
+        self.signal_name = "+".join(b.name for b in sources) or "signals"
+        self.signal_label = " + ".join(b.display_name for b in sources) or "Signals"
+        weights = pipeline_weights(settings)
+        if len(sources) > 1 and self.signal_name not in weights:
+            weights[self.signal_name] = sum(weights.get(b.name, DEFAULT_WEIGHT) for b in sources)
+        self.labels = {b.name: b.display_name for b in components.all()}
+        self.coordinator = Coordinator(weights, settings.ensemble)
         self.event = settings.learning.event
         self.errors = Guarded()
         self.market = settings.backtest.market
@@ -366,7 +470,7 @@ class Pipeline:
                                            f"budget {budget * 1000:.0f} ms")
                 if vote is None:
                     continue
-                votes.append(checked_vote(vote, name))
+                votes.append(checked_vote(vote, name, self.labels.get(name, "")))
             except Exception as exc:
                 self.errors.failed(name, "vote", exc, symbol=sym.data.symbol, bar=i)
         return votes
@@ -405,13 +509,15 @@ class Pipeline:
         data = sym.data
         technical = self.technical_signal(sym, i)
         votes = self.votes(sym, i, technical) if technical.action != Action.HOLD else []
-        combined = self.coordinator.combine(
-            technical, votes, self._calibrate if self.components.calibrator else None)
+        calibrator = self.components.calibrator
+        combined = self.coordinator.combine(technical, votes, self._calibrate if calibrator else None,
+                                            signal_name=self.signal_name, signal_label=self.signal_label)
         signal = combined.signal
         def made(outcome: str, **found: Any) -> Decision:
             return Decision(time=time, symbol=data.symbol, signal=signal, technical=technical, votes=combined.votes,
                             raw_confidence=combined.raw_confidence, confidence=combined.confidence,
-                            threshold=self.threshold, p_signal=combined.p_signal, outcome=outcome, **found)
+                            threshold=self.threshold, p_signal=combined.p_signal, outcome=outcome,
+                            calibrator=calibrator.display_name if calibrator else "", **found)
         if signal.action == Action.HOLD:
             return made("hold")
         if self.market == "spot" and signal.action == Action.SELL:
@@ -625,15 +731,24 @@ class Pipeline:
         return list(result)
 
 
-def checked_vote(vote: Any, name: str) -> Vote:
-    """A vote must be a Vote with finite probabilities in [0, 1]; it is stamped with its component."""
+def checked_vote(vote: Any, name: str, label: str = "") -> Vote:
+    """A vote must be a Vote with finite probabilities in [0, 1] (any real number type, numpy's
+    included; not a bool); it is stamped with its component's registered and display names."""
     if not isinstance(vote, Vote):
         raise ComponentFailure(f"returned {type(vote).__name__}, expected Vote")
+    changes: dict[str, Any] = {"component": name, "display_name": label or name}
     for field in ("confidence", "p_up", "p_down"):
         value = getattr(vote, field)
-        if value is not None and not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        if value is None:
+            continue
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise ComponentFailure(f"vote {field} {value!r} is a {type(value).__name__}, not a probability "
+                                   "(a number in [0, 1])")
+        if not 0.0 <= float(value) <= 1.0:
             raise ComponentFailure(f"vote {field} {value!r} is not a probability in [0, 1]")
-    return attrs.evolve(vote, component=name)
+        if type(value) is not float:
+            changes[field] = float(value)
+    return attrs.evolve(vote, **changes)
 
 
 def check_levels(levels: Any, side: Side, worst_price: float) -> None:
@@ -657,10 +772,11 @@ def trace_hooks(plugins: PluginSet) -> None:
 
 
 def build_pipeline(settings: Settings, plugins: PluginSet,
-                   option_changes: Optional[dict[str, dict[str, Any]]] = None) -> Pipeline:
+                   option_changes: Optional[dict[str, dict[str, Any]]] = None, *, strict: bool = False) -> Pipeline:
+    """The pipeline a run uses; ``strict`` (live trading) refuses to skip a configured component."""
     if settings.engine.trace_hooks:
         trace_hooks(plugins)
-    components = resolve_components(settings, plugins, option_changes)
+    components = resolve_components(settings, plugins, option_changes, strict=strict)
     if settings.engine.trace_hooks:
         for built in components.all():
             built.obj = Traced(built.obj, built.name, built.spec.owner, built.spec.role)

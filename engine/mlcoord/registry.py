@@ -9,10 +9,14 @@ components every plugin registers, each with its owner and typed options.
 from __future__ import annotations
 
 import difflib
-import re
 import importlib.metadata
+import importlib.util
+import inspect
+import re
+import sys
 from functools import partial
-from typing import Any, Callable, Iterable, Mapping, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 import attrs
 import pluggy
@@ -51,15 +55,55 @@ class ComponentSpec:
 
     name: str
     role: str
-    factory: Callable[[Any], Any]
+    factory: Callable[..., Any]
     options: Optional[type]
     owner: str
     description: str = ""
     extra_roles: tuple[str, ...] = ()     # a guard registered as entry guard and portfolio watcher
+    #: how decision blocks and reports name it (a profile may override it; default: ``name``)
+    display_name: str = ""
+    #: option sets besides the defaults that the conformance kit also checks (``{option: value}``)
+    examples: tuple[Mapping[str, Any], ...] = ()
+    distribution: str = ""                # the installed distribution that owns the plugin
 
     @property
     def roles(self) -> tuple[str, ...]:
         return (self.role, *self.extra_roles)
+
+    @property
+    def label(self) -> str:
+        return self.display_name or self.name
+
+
+@attrs.frozen
+class ComponentContext:
+    """What a factory learns about the component it builds, when it asks for it (a parameter
+    named ``context``): the same class registered twice under two names builds two components
+    that know their own names (the name keys their votes, weights and saved state)."""
+
+    name: str
+    role: str
+    plugin: str
+    distribution: str
+    display_name: str
+    options: Any
+
+
+def build_object(spec: ComponentSpec, options: Any, display_name: str = "") -> Any:
+    """Call the factory: ``factory(options)``, plus ``context=`` when its signature names it."""
+    if _wants_context(spec.factory):
+        context = ComponentContext(spec.name, spec.role, spec.owner, spec.distribution,
+                                   display_name or spec.label, options)
+        return spec.factory(options, context=context)
+    return spec.factory(options)
+
+
+def _wants_context(factory: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):       # builtins and some C callables have no signature
+        return False
+    return "context" in parameters
 
 
 @attrs.frozen
@@ -77,15 +121,34 @@ class PluginStatus:
 class Register:
     """The ``register`` callable handed to ``register_*`` hooks; records owner and role."""
 
-    def __init__(self, registry: dict[str, ComponentSpec], role: str, owner: str):
+    def __init__(self, registry: dict[str, ComponentSpec], role: str, owner: str, distribution: str = "",
+                 clashes: Optional[list[str]] = None):
         self._registry, self._role, self._owner = registry, role, owner
+        self._distribution = distribution
+        self._clashes = clashes
 
-    def __call__(self, name: str, factory: Callable[[Any], Any], options: Optional[type] = None,
-                 description: str = "") -> None:
+    def __call__(self, name: str, factory: Callable[..., Any], options: Optional[type] = None,
+                 description: str = "", *, display_name: str = "",
+                 examples: Iterable[Mapping[str, Any]] = ()) -> None:
+        """Register component ``name``: ``factory(options)`` (or ``factory(options, context=...)``)
+        builds it; ``options`` is its attrs options class; ``display_name`` how decision blocks
+        show it; ``examples`` option sets besides the defaults the conformance kit also checks."""
         if not isinstance(name, str) or not name.isidentifier():
             raise PluginError(f"plugin {self._owner!r} registered a component with invalid name {name!r}")
         if options is not None and not attrs.has(options):
             raise PluginError(f"plugin {self._owner!r}: options of {name!r} must be an attrs class, got {options!r}")
+        if not callable(factory):
+            raise PluginError(f"plugin {self._owner!r}: factory of {name!r} must be callable, got {factory!r}")
+        if not isinstance(display_name, str):
+            raise PluginError(f"plugin {self._owner!r}: display_name of {name!r} must be a string, "
+                              f"got {display_name!r}")
+        examples = tuple(examples)
+        for example in examples:
+            if not isinstance(example, Mapping) or not all(isinstance(k, str) for k in example):
+                raise PluginError(f"plugin {self._owner!r}: each example of {name!r} must be a mapping of option "
+                                  f"names to values, got {example!r}")
+            if options is None:
+                raise PluginError(f"plugin {self._owner!r}: {name!r} declares example options but no options class")
         previous = self._registry.get(name)
         if previous is not None and previous.owner == self._owner and {previous.role, self._role} == set(GUARD_ROLES) \
                 and previous.factory == factory and previous.options is options:
@@ -93,11 +156,17 @@ class Register:
             self._registry[name] = attrs.evolve(previous, extra_roles=previous.extra_roles + (self._role,))
             return
         if previous is not None:
-            raise PluginError(
-                f"component name {name!r} registered twice: by plugin {previous.owner!r} "
-                f"({previous.role}) and by plugin {self._owner!r} ({self._role})"
-            )
-        self._registry[name] = ComponentSpec(name, self._role, factory, options, self._owner, description)
+            text = (f"component name {name!r} registered twice: by plugin {previous.owner!r} "
+                    f"({previous.role}) and by plugin {self._owner!r} ({self._role}); keep one with "
+                    f"--disable {previous.owner if previous.owner != self._owner else name} or "
+                    f"[engine] disable = [\"{self._owner}\"]")
+            if self._clashes is None or previous.owner == self._owner:
+                raise PluginError(text)
+            self._clashes.append(text)      # the first registration stays; the clash is reported
+            return
+        self._registry[name] = ComponentSpec(name, self._role, factory, options, self._owner, description,
+                                             display_name=display_name, examples=examples,
+                                             distribution=self._distribution)
 
 
 @attrs.define
@@ -107,6 +176,9 @@ class PluginSet:
     manager: pluggy.PluginManager
     statuses: dict[str, PluginStatus]
     components: dict[str, ComponentSpec]
+    #: component names two plugins both registered (the first kept); a run refuses to start
+    #: until one plugin is disabled, ``plugins list`` shows them
+    clashes: tuple[str, ...] = ()
 
     def by_role(self, role: str) -> list[ComponentSpec]:
         return sorted((c for c in self.components.values() if role in c.roles), key=lambda c: c.name)
@@ -178,22 +250,32 @@ def load_plugins(
     *,
     entry_points: Optional[Mapping[str, Any]] = None,
     extra_plugins: Mapping[str, Any] = {},
+    plugins_dir: Optional[Union[str, Path]] = None,
 ) -> PluginSet:
     """Load plugins, skipping ``disabled`` (name -> where it was disabled) and broken ones.
 
     ``entry_points`` replaces discovery (tests); ``extra_plugins`` registers objects directly
-    (name -> module or object), as if they had entry points.
+    (name -> module or object), as if they had entry points; ``plugins_dir`` loads every
+    ``*.py`` file of a folder as a plugin named after the file (one-file plugins, as datasette's
+    ``--plugins-dir``).
     """
     eps = dict(discover_entry_points() if entry_points is None else entry_points)
-    check_names(disabled, list(eps) + list(extra_plugins), "plugin name in disable list")
+    extra = dict(extra_plugins)
+    folder = plugin_files(plugins_dir) if plugins_dir is not None else {}
+    for name in folder:
+        if name in eps or name in extra:
+            raise PluginError(f"plugin file {folder[name]} is named like the installed plugin {name!r}; rename the file")
+    check_names(disabled, list(eps) + list(extra) + list(folder), "plugin name in disable list")
     manager = new_plugin_manager()
     statuses: dict[str, PluginStatus] = {}
     candidates: list[tuple[str, Callable[[], Any], str, str]] = []
     described: dict[int, tuple[Any, str, str]] = {}
     for name, ep in eps.items():
         candidates.append((name, ep.load, *_distribution(getattr(ep, "dist", None), described)))
-    for name, obj in extra_plugins.items():
+    for name, obj in extra.items():
         candidates.append((name, partial(_itself, obj), "", ""))
+    for name, path in folder.items():
+        candidates.append((name, partial(load_plugin_file, name, path), f"file {path}", ""))
 
     for name, load, dist_name, version in candidates:
         if name in disabled:
@@ -217,18 +299,65 @@ def load_plugins(
         statuses[name] = PluginStatus(name, dist_name, version, True, "", hooks)
 
     components: dict[str, ComponentSpec] = {}
+    clashes: list[str] = []
     for hook_name, role in REGISTER_HOOKS.items():
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
-            register = Register(components, role, impl.plugin_name)
+            owner = impl.plugin_name
+            if not statuses[owner].enabled:          # its register hook failed earlier
+                continue
+            mine = dict(components)
+            register = Register(mine, role, owner, statuses[owner].distribution, clashes)
             kwargs = {"register": register} if "register" in impl.argnames else {}
             try:
                 impl.function(**kwargs)
-            except PluginError:
-                raise
             except Exception as exc:
-                log.warning("plugin_register_failed", plugin=impl.plugin_name, hook=hook_name,
-                            error=f"{type(exc).__name__}: {exc}")
-    return PluginSet(manager, statuses, components)
+                # a plugin whose registration fails is not half-enabled: none of its components run
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("plugin_register_failed", plugin=owner, hook=hook_name, error=error,
+                            fix="fix the plugin or disable it with --disable")
+                st = statuses[owner]
+                statuses[owner] = attrs.evolve(st, enabled=False, reason=f"failed to register: {hook_name}: {error}")
+                components = {n: c for n, c in components.items() if c.owner != owner}
+                continue
+            components = mine
+    for text in clashes:
+        log.warning("component_name_clash", error=text)
+    return PluginSet(manager, statuses, components, tuple(clashes))
+
+
+def plugin_files(folder: Union[str, Path]) -> dict[str, Path]:
+    """The ``*.py`` files of a plugins folder by plugin name (the file's stem); ``_*.py`` skipped."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise PluginError(f"plugins dir {str(folder)!r} is not a directory")
+    out = {}
+    for file in sorted(path.glob("*.py")):
+        if file.name.startswith("_"):
+            continue
+        if not file.stem.isidentifier():
+            raise PluginError(f"plugin file {file} must be named like a Python module (letters, digits, _)")
+        out[file.stem] = file.resolve()
+    return out
+
+
+def load_plugin_file(name: str, path: Path) -> Any:
+    """Import one plugin file as module ``mlcoord_plugins_dir.NAME`` (never shadowing a package);
+    a file already imported under that name is reused."""
+    module_name = f"mlcoord_plugins_dir.{name}"
+    loaded = sys.modules.get(module_name)
+    if loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise PluginError(f"cannot import plugin file {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(module_name, None)
+        raise
+    return module
 
 
 def _check_hooks_version(name: str, plugin: Any) -> None:

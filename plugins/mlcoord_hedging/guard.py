@@ -97,6 +97,9 @@ class HedgingGuard:
     prices) are evaluated only while the portfolio holds something.
     """
 
+    #: a hedge leg is a short: the engine refuses this guard on a spot account
+    markets = ("futures",)
+
     def __init__(self, options: Optional[HedgingOptions] = None):
         self.options = o = options or HedgingOptions()
         self._market: Optional[MarketReturns] = None

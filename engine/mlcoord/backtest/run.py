@@ -51,6 +51,23 @@ def disabled_plugins(settings: Settings, cli: Sequence[str] = (), env: Optional[
     return out
 
 
+def with_plugin_flags(settings: Settings, enable: Sequence[str] = (), plugins_dir: Optional[str] = None) -> Settings:
+    """The command line's ``--enable`` (added to ``[engine] enable``) and ``--plugins-dir``
+    (replacing ``[engine] plugins_dir``) folded into the settings every later step reads."""
+    engine = settings.engine
+    added = tuple(n for n in _split(",".join(enable)) if n not in engine.enable)
+    if not added and plugins_dir is None:
+        return settings
+    engine = attrs.evolve(engine, enable=engine.enable + added,
+                          plugins_dir=str(Path(plugins_dir).resolve()) if plugins_dir else engine.plugins_dir)
+    return attrs.evolve(settings, engine=engine)
+
+
+def configured_plugins(settings: Settings, disabled: Mapping[str, str] = {}) -> PluginSet:
+    """The installed plugins plus ``[engine] plugins_dir``'s files, less the disabled ones."""
+    return load_plugins(disabled, plugins_dir=settings.engine.plugins_dir)
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
@@ -223,7 +240,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps); ``start``
     (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts."""
     t0 = _time.perf_counter()
-    plugins = plugins if plugins is not None else load_plugins(disabled)
+    plugins = plugins if plugins is not None else configured_plugins(settings, disabled)
     pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()

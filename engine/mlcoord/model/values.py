@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import math
+import numbers
 from typing import Iterable, Optional
 
 import attrs
@@ -51,11 +52,32 @@ class Regime(enum.IntEnum):
     HIGH_VOLATILITY = 3
 
 
+def _real(value):
+    """A numpy or integer real becomes a float (``np.float32(0.7)`` is a fine probability); a bool
+    is refused (``True`` is not one); anything else is left for the validator to name."""
+    if type(value) is float:
+        return value
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        raise ValueError(f"got the bool {value!r}, expected a number")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    return value
+
+
+def _optional_real(value):
+    return None if value is None else _real(value)
+
+
 # Validators run for every value object a decision, a plan or an exit update builds (tens of
 # thousands per backtest): one call each, no helper calls.
 def _unit_interval(instance, attribute, value):
     if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):      # False for nan too
-        raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
+        raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r} ({type(value).__name__})")
+
+
+def _optional_unit_interval(instance, attribute, value):
+    if value is not None:
+        _unit_interval(instance, attribute, value)
 
 
 def _finite_positive(instance, attribute, value):
@@ -90,7 +112,7 @@ class Signal:
     """A signal source's (or the coordinator's) answer for one bar."""
 
     action: Action = attrs.field(converter=Action)
-    confidence: float = attrs.field(validator=_unit_interval)
+    confidence: float = attrs.field(converter=_real, validator=_unit_interval)
     reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
     source: str = ""
 
@@ -101,12 +123,14 @@ class Vote:
 
     component: str
     action: Action = attrs.field(converter=Action)
-    confidence: float = attrs.field(validator=_unit_interval)
+    confidence: float = attrs.field(converter=_real, validator=_unit_interval)
     weight: float = 1.0
     reasons: tuple[str, ...] = attrs.field(default=(), converter=_reasons)
     # probabilities of the learning event (see mlcoord.learning) for each direction, when known
-    p_up: Optional[float] = None
-    p_down: Optional[float] = None
+    p_up: Optional[float] = attrs.field(default=None, converter=_optional_real, validator=_optional_unit_interval)
+    p_down: Optional[float] = attrs.field(default=None, converter=_optional_real, validator=_optional_unit_interval)
+    #: how decision blocks name the component (the engine stamps it with ``component``)
+    display_name: str = ""
 
     def probability(self, direction: int) -> float:
         """P(event in ``direction``): the component's own if given, else read from its vote."""
@@ -359,6 +383,7 @@ class Decision:
     sizing: Optional[Sizing] = None
     veto: Optional[str] = None
     p_signal: Optional[float] = None  # the ensemble's P(event in the technical direction), with ML
+    calibrator: str = ""              # the display name of the calibrator that mapped it ("" = none)
 
 
 @attrs.frozen

@@ -56,9 +56,11 @@ def check_unique_names(name: str, plugin: Any) -> None:
         if not same:
             others[ep_name] = ep
     try:
-        load_plugins({}, entry_points=others, extra_plugins={name: plugin})
+        clashes = load_plugins({}, entry_points=others, extra_plugins={name: plugin}).clashes
     except PluginError as exc:
         raise ConformanceError(f"plugin {name!r}: {exc}; pick another component name") from None
+    if clashes:
+        raise ConformanceError(f"plugin {name!r}: {clashes[0]}; pick another component name")
 
 
 PLUGIN_CHECKS = (("registers", check_registers), ("hooks_version", check_hooks_version),
