@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 import mlcoord_volume_spike
-from mlcoord.testing import parametrize_with_checks
+from mlcoord.api import parametrize_with_checks
 
 
 @parametrize_with_checks({"volume_spike": mlcoord_volume_spike})   # the entry point's name -> the plugin

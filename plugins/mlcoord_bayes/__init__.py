@@ -28,8 +28,8 @@ from typing import Any, Optional
 import attrs
 from attrs import validators as v
 
-from mlcoord import hookimpl
-from mlcoord.model import Signal
+from mlcoord.api import hookimpl
+from mlcoord.api import Signal
 from mlcoord_bayes.posterior import BinPosteriors, pool_adjacent_violators
 
 MLCOORD_HOOKS_VERSION = 1

@@ -17,7 +17,7 @@ from typing import Any
 
 import attrs
 
-from mlcoord import Action, EntryLeg, EntryPlan, MarketContext, Signal, hookimpl
+from mlcoord.api import Action, EntryLeg, EntryPlan, MarketContext, Signal, hookimpl
 
 MLCOORD_HOOKS_VERSION = 1
 

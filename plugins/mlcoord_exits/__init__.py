@@ -16,7 +16,7 @@ trailing distance at entry; ``trail_activation``: the price beyond which it star
 exchange that trails by itself (live ``[live] trailing = "exchange"``); the backtest ignores them.
 """
 
-from mlcoord import hookimpl
+from mlcoord.api import hookimpl
 
 from mlcoord_exits.manager import ExitManager, PreparedExits
 from mlcoord_exits.options import ExitOptions

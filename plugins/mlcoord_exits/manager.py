@@ -13,8 +13,8 @@ from typing import Optional
 import attrs
 import numpy as np
 
-from mlcoord import EntryPlan, ExitLevels, Side, features
-from mlcoord.components import MarketData, PositionView
+from mlcoord.api import EntryPlan, ExitLevels, Side, features
+from mlcoord.api import MarketData, PositionView
 
 from mlcoord_exits.options import ExitOptions
 

@@ -9,7 +9,7 @@ product's "hedging is independent of signals" rule). It is a portfolio watcher o
 entries (that is the ``protections`` entry guard's job).
 """
 
-from mlcoord import hookimpl
+from mlcoord.api import hookimpl
 
 from mlcoord_hedging.guard import HedgingGuard, HedgingOptions
 

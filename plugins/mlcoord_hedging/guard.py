@@ -7,7 +7,7 @@ from typing import Optional
 
 import attrs
 
-from mlcoord import Decision, GuardAction, Trade
+from mlcoord.api import Decision, GuardAction, Trade
 
 from mlcoord_hedging.trackers import MarketReturns
 

@@ -26,8 +26,8 @@ import attrs
 import numpy as np
 from attrs import validators as v
 
-from mlcoord import Action, Vote, hookimpl
-from mlcoord.components import MarketData
+from mlcoord.api import Action, Vote, hookimpl
+from mlcoord.api import MarketData
 from mlcoord_mtf.fusion import OnlineFusion, features
 from mlcoord_mtf.views import aligned_scores
 

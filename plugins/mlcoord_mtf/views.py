@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlcoord import features as ft
+from mlcoord.api import features as ft
 
 _SCALES = (1.5, 0.4, 0.2, 15.0)
 

@@ -9,7 +9,7 @@ refuses *entries*; it closes nothing unless ``close_all_on_daily_loss`` is set. 
 ignored: closing a hedge at a loss says nothing about the pair's strategy.
 """
 
-from mlcoord import hookimpl
+from mlcoord.api import hookimpl
 
 from mlcoord_protections.rules import Protections, ProtectionsOptions
 

@@ -9,7 +9,7 @@ from typing import Optional
 
 import attrs
 
-from mlcoord import Decision, GuardAction, Side, Trade
+from mlcoord.api import Decision, GuardAction, Side, Trade
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS

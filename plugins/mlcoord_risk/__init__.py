@@ -9,7 +9,7 @@ that lists the numbers. Gaps through the stop beyond the slippage allowance cann
 any sizer; choose ``slippage`` in the engine config accordingly.
 """
 
-from mlcoord import hookimpl
+from mlcoord.api import hookimpl
 
 from mlcoord_risk.kelly import KellyEstimate, kelly_estimate
 from mlcoord_risk.manager import RiskManager, RiskOptions, full_fill_loss_per_unit

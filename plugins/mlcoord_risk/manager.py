@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import attrs
 
-from mlcoord import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade
+from mlcoord.api import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade
 
 from mlcoord_risk.kelly import KellyEstimate, kelly_estimate
 

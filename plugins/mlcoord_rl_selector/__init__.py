@@ -37,9 +37,9 @@ import attrs
 import numpy as np
 from attrs import validators as v
 
-from mlcoord import Action, Regime, Vote, hookimpl
-from mlcoord import features as ft
-from mlcoord.components import MarketData
+from mlcoord.api import Action, Regime, Vote, hookimpl
+from mlcoord.api import features as ft
+from mlcoord.api import MarketData
 from mlcoord_rl_selector.arms import ARMS, arm_directions
 from mlcoord_rl_selector.linucb import DiscountedLinUCB
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mlcoord import features as ft
+from mlcoord.api import features as ft
 
 ARMS = ("trend_following", "mean_reversion", "breakout")
 

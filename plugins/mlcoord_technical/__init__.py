@@ -25,8 +25,8 @@ import attrs
 import numpy as np
 from attrs import validators as v
 
-from mlcoord import Regime, hookimpl
-from mlcoord.components import MarketData, SignalSeries
+from mlcoord.api import Regime, hookimpl
+from mlcoord.api import MarketData, SignalSeries
 from mlcoord_technical import reasons, scoring
 
 MLCOORD_HOOKS_VERSION = 1

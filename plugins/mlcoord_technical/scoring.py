@@ -46,7 +46,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mlcoord import features
+from mlcoord.api import features
 
 AGREE_LEVEL = 0.5           # an indicator agrees with a score of at least this size
 OPPOSITION_PENALTY = 0.05   # confidence lost per point of score against the net direction

@@ -31,8 +31,8 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
-from mlcoord import hookimpl
-from mlcoord.components import MarketData, SignalSeries
+from mlcoord.api import hookimpl
+from mlcoord.api import MarketData, SignalSeries
 from mlcoord_volume_spike.detector import Breakouts, detect, explain
 from mlcoord_volume_spike.grid import GridOptions, GridPlanner
 

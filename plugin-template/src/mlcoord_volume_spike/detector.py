@@ -11,7 +11,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from mlcoord import Action, features
+from mlcoord.api import Action, features
 
 
 @attrs.frozen(eq=False)

@@ -29,7 +29,7 @@ import math
 import attrs
 from attrs import validators as v
 
-from mlcoord import Action, EntryLeg, EntryPlan, MarketContext, Signal
+from mlcoord.api import Action, EntryLeg, EntryPlan, MarketContext, Signal
 
 _number = v.instance_of((int, float))
 

@@ -1,0 +1,108 @@
+"""mlcoord.api: everything a plugin may use, in one import.
+
+Plugins (the built-ins included) import from here and nowhere else in mlcoord; an import
+contract checks it in CI, and ``tests/test_api_surface.py`` keeps a snapshot of ``__all__``, so a
+change to this surface is a deliberate, reviewed diff. Nothing here imports the backtest, live
+trading or the command line.
+
+A signal source needs five names::
+
+    from mlcoord.api import MarketData, SignalSeries, hookimpl
+
+    class Breakout:
+        def prepare(self, data: MarketData) -> SignalSeries:
+            ...                                   # one action and confidence per bar, causally
+
+    @hookimpl
+    def register_signal_sources(register):        # the hook, and the register callable
+        register("breakout", lambda options: Breakout())
+
+The conformance kit (``parametrize_with_checks``, ``plugin_checks``, ``ConformanceError``) is
+imported from here on first use, so a plugin's runtime does not load it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlcoord import features
+from mlcoord.candles import Candles
+from mlcoord.components import (
+    Calibrator,
+    EntryGuard,
+    EntryPlanner,
+    ExitManager,
+    MarketData,
+    MLComponent,
+    PortfolioView,
+    PortfolioWatcher,
+    PositionManager,
+    PositionView,
+    SignalSeries,
+    SignalSource,
+    Sizer,
+    Voter,
+)
+from mlcoord.context import ContextSeries
+from mlcoord.feature_matrix import FEATURES, feature_matrix
+from mlcoord.hookspecs import HOOKS_VERSION, hookimpl
+from mlcoord.learning import EventSpec, Outcome, auc, event_happened, event_labels, log_loss
+from mlcoord.model import (
+    Action,
+    Decision,
+    EntryLeg,
+    EntryPlan,
+    ExitLevels,
+    ExitReason,
+    GuardAction,
+    GuardActionKind,
+    MarketContext,
+    PositionExit,
+    Regime,
+    Side,
+    Signal,
+    Sizing,
+    SizingRequest,
+    Trade,
+    Vote,
+    plugin_reason,
+)
+from mlcoord.option_checks import flag, fraction, integer, number
+from mlcoord.protocols import Learner, OutcomeLearner, Stateful, TradeObserver, Trainable
+from mlcoord.registry import ComponentContext
+from mlcoord.views import ReadOnlyViewError
+
+_KIT = ("parametrize_with_checks", "plugin_checks", "component_checks", "ConformanceError", "CHECKS")
+
+
+def __getattr__(name: str) -> Any:
+    """The conformance kit on first use (``from mlcoord.api import parametrize_with_checks``)."""
+    if name in _KIT:
+        from mlcoord import testing
+
+        return getattr(testing, name)
+    raise AttributeError(f"module 'mlcoord.api' has no attribute {name!r}")
+
+
+__all__ = [
+    # hooks
+    "hookimpl", "HOOKS_VERSION", "ComponentContext",
+    # what components receive
+    "MarketData", "Candles", "ContextSeries", "PortfolioView", "PositionView", "ReadOnlyViewError",
+    # what components return
+    "SignalSeries", "Signal", "Vote", "EntryLeg", "EntryPlan", "ExitLevels", "PositionExit", "Sizing",
+    "SizingRequest", "GuardAction", "GuardActionKind", "ExitReason", "plugin_reason",
+    # domain values
+    "Action", "Side", "Regime", "MarketContext", "Decision", "Trade",
+    # component protocols (required methods) and optional ones
+    "SignalSource", "MLComponent", "Voter", "Calibrator", "EntryPlanner", "Sizer", "ExitManager",
+    "PositionManager", "EntryGuard", "PortfolioWatcher",
+    "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable",
+    # causal features and learning targets
+    "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "event_labels", "event_happened",
+    "auc", "log_loss",
+    # options
+    "number", "fraction", "integer", "flag",
+    # the conformance kit (loaded on first use)
+    *_KIT,
+]
