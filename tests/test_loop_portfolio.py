@@ -8,6 +8,7 @@ import pytest
 import fake_plugins
 from mlcoord.backtest.run import run_backtest
 from mlcoord.config import Settings
+from mlcoord.config import structure
 from mlcoord.registry import load_plugins
 from mlcoord.views import PortfolioMath
 
@@ -35,7 +36,8 @@ class Probe:
 def test_drawdown_and_last_price_equal_their_definitions_every_bar(short_candles):
     Probe.seen = []
     plugins = load_plugins({}, extra_plugins={"probe": fake_plugins.Components(portfolio_watchers={"probe": Probe})})
-    result = run_backtest(Settings(), plugins=plugins, candles=[short_candles])
+    result = run_backtest(structure({"engine": {"enable": ["probe"]}}, Settings), plugins=plugins,
+                          candles=[short_candles])
     assert len(Probe.seen) == result.stats["bars"] and result.stats["trades"] > 0
     assert all(fast == slow for fast, slow, _, _ in Probe.seen)
     assert all(fast == slow and fast for _, _, fast, slow in Probe.seen)

@@ -13,6 +13,7 @@ from mlcoord.backtest.run import run_backtest
 from mlcoord.config import Settings, structure
 from mlcoord.model import Action, Vote
 from mlcoord.registry import discover_entry_points, load_plugins
+from pipelines import enabled_extras
 
 BUILTINS = ("technical", "dca", "exits", "risk", "hedging", "protections", "bayes")
 
@@ -72,7 +73,8 @@ def plugins_with(**components):
 
 
 def run(candles, plugins, **config):
-    return run_backtest(structure(config, Settings), plugins=plugins, candles=[candles])
+    """A backtest with the test's fake components enabled ([engine] enable)."""
+    return run_backtest(enabled_extras(structure(config, Settings), plugins), plugins=plugins, candles=[candles])
 
 
 @pytest.mark.parametrize("behaviour", ["raise", "nan", "nonsense"])
@@ -164,7 +166,7 @@ def test_a_live_bar_without_a_signal_prepares_no_ml_component(short_candles, fai
     from mlcoord.pipeline import build_pipeline
 
     ml = CountingML("ok", fail_prepare)
-    settings = structure({"engine": {"min_confidence": 0.0}}, Settings)
+    settings = structure({"engine": {"min_confidence": 0.0, "enable": ["fakeml"]}}, Settings)
     pipeline = build_pipeline(settings, plugins_with(x=ml))
     data = build_market_data(short_candles, settings.data.higher_timeframes)
     eager = pipeline.prepare(data)

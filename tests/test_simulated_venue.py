@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import attrs
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,6 +24,14 @@ from mlcoord.components import SignalSeries
 from mlcoord.config import Settings, structure
 from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Sizing
 from mlcoord.registry import load_plugins
+from pipelines import pipeline_of
+
+
+def planted(settings, plugins):
+    """The settings with a pipeline of exactly the planted components (an allow-list)."""
+    from mlcoord.config import PipelineConfig
+
+    return attrs.evolve(settings, pipeline=structure(pipeline_of(plugins), PipelineConfig))
 
 H = 3_600_000_000_000
 T0 = pd.Timestamp("2024-01-01", tz="UTC").value
@@ -137,7 +147,7 @@ def run(candles, plugin, instruments=None, **backtest):
                         "backtest": {"fee_taker": 0.001, "fee_maker": 0.0002, "slippage": 0.001,
                                      "funding_rate": 0.0, **backtest},
                         "data": {"higher_timeframes": []}, "instruments": instruments or {}}, Settings)
-    return run_backtest(config, plugins=plugins, candles=list(candles)).raw
+    return run_backtest(planted(config, plugins), plugins=plugins, candles=list(candles)).raw
 
 
 def test_a_limit_fill_never_exits_at_the_same_bars_take_profit():
@@ -253,7 +263,7 @@ def test_a_plugin_exit_reason_reaches_the_breakdowns_and_the_report_built_from_t
     plugins = load_plugins({}, entry_points={}, extra_plugins={
         "planted": Planted({"TEST/USDT": {4: 1}}, levels=Levels(90.0, 120.0, close_at=7))})
     config = structure({"engine": {"min_confidence": 0.5}, "data": {"higher_timeframes": []}}, Settings)
-    result = run_backtest(config, plugins=plugins, candles=[frame(bars)])
+    result = run_backtest(planted(config, plugins), plugins=plugins, candles=[frame(bars)])
     assert "fixedexits:time_stop" in breakdowns(result.raw)["per_exit_reason"]
     path = tmp_path / "result.json"
     path.write_text(json.dumps(result.to_json()))
@@ -272,7 +282,7 @@ def test_a_result_without_trades_writes_valid_json_and_its_report_builds(tmp_pat
 
     plugins = load_plugins({}, entry_points={}, extra_plugins={"planted": Planted({}, levels=Levels(90.0, 120.0))})
     config = structure({"engine": {"min_confidence": 0.5}, "data": {"higher_timeframes": []}}, Settings)
-    result = run_backtest(config, plugins=plugins, candles=[frame(FLAT * 4)])
+    result = run_backtest(planted(config, plugins), plugins=plugins, candles=[frame(FLAT * 4)])
     assert not result.raw.trades
     path = tmp_path / "empty.json"
     result.write_json(path)
@@ -324,7 +334,7 @@ def test_simulated_fills_keep_their_rules_on_any_path(moves, signals, leverage):
                         "backtest": {"fee_taker": 0.001, "fee_maker": 0.0002, "slippage": 0.001, "funding_rate": 0.0,
                                      "leverage": leverage},
                         "data": {"higher_timeframes": []}}, Settings)
-    raw = run_backtest(config, plugins=plugins, candles=[frame(rows)]).raw
+    raw = run_backtest(planted(config, plugins), plugins=plugins, candles=[frame(rows)]).raw
     times = list(raw.times)
     bar_of = {t: k for k, t in enumerate(times)}
     entered = {d.time: d for d in raw.decisions if d.outcome == "entered"}

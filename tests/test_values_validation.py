@@ -33,11 +33,26 @@ def outcome(build):
         return "overflow"
 
 
+def probability_want(v) -> str:
+    """Confidences and probabilities: any real number becomes a float first (numpy's included),
+    a bool is refused (``True`` is not a probability), then the unit-interval check."""
+    if isinstance(v, bool):
+        return f"got the bool {v!r}, expected a number"
+    if isinstance(v, (int, float)):
+        try:
+            v = float(v)
+        except OverflowError:
+            return "overflow"
+    return "ok" if unit_ok(v) else f"confidence must be a number in [0, 1], got {v!r}"
+
+
 @pytest.mark.parametrize("v", ODD, ids=lambda v: repr(v)[:12])
 def test_unit_interval_fields(v):
-    want = "ok" if unit_ok(v) else f"confidence must be a number in [0, 1], got {v!r}"
+    want = probability_want(v)
     assert outcome(lambda: Signal(1, v)) == want
     assert outcome(lambda: Vote("x", 1, v)) == want
+    if v is not None:                                      # p_up is optional
+        assert outcome(lambda: Vote("x", 1, 0.5, p_up=v)) == want.replace("confidence", "p_up")
     want = "ok" if unit_ok(v) else f"fraction must be a number in [0, 1], got {v!r}"
     assert outcome(lambda: EntryLeg(100.0, v)) == want
 
@@ -58,3 +73,14 @@ def test_positive_and_optional_positive_fields(v):
 def test_reasons_become_a_tuple_of_strings():
     assert Signal(1, 0.5, ["a", 3, None]).reasons == ("a", "3", "None")
     assert ExitLevels(stop=1.0, reasons=(x for x in "ab")).reasons == ("a", "b")
+
+
+def test_numpy_probabilities_are_numbers():
+    """``np.float32`` probabilities were refused with "must be a number" (they are one)."""
+    import numpy as np
+
+    vote = Vote("x", 1, np.float32(0.7), p_up=np.float32(0.7), p_down=np.float64(0.3))
+    assert type(vote.confidence) is float and vote.confidence == float(np.float32(0.7))
+    assert type(vote.p_up) is float and type(vote.p_down) is float
+    assert Signal(1, np.float16(0.5)).confidence == 0.5
+    assert outcome(lambda: Vote("x", 1, np.bool_(True))) == f"got the bool {np.bool_(True)!r}, expected a number"

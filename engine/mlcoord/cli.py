@@ -256,20 +256,21 @@ def _progress_env(progress: Optional[bool]):
 @_friendly
 def train(component, config_path, data_files, symbols, timerange, out, progress) -> None:
     """Train an ML component's model on a chosen history (chronological split, early stopping)."""
-    from mlcoord.backtest.run import disabled_plugins, load_market
+    from mlcoord.backtest.run import configured_plugins, disabled_plugins, load_market
     from mlcoord.components import build_market_data
     from mlcoord.config import load_settings
     from mlcoord.errors import ConfigError
     from mlcoord.pipeline import build_component
-    from mlcoord.registry import check_names, load_plugins
+    from mlcoord.protocols import Trainable
+    from mlcoord.registry import check_names
 
     data = _data_overrides(data_files, symbols, timerange=timerange)
     settings = _flagged(load_settings(config_path, {"data": data} if data else None))
     loaded = configured_plugins(settings, disabled_plugins(settings))
     check_names([component], loaded.components, "component")
     built = build_component(settings, loaded.components[component])
-    if not hasattr(built.obj, "train"):
-        raise ConfigError(f"component {component!r} has no model to train")
+    if not isinstance(built.obj, Trainable):
+        raise ConfigError(f"component {component!r} has no model to train (no train(datasets, out, progress) method)")
     candles = load_market(settings, cut_start=False)
     datasets = [build_market_data(c, settings.data.higher_timeframes, event=settings.learning.event)
                 for c in candles]

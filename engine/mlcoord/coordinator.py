@@ -49,7 +49,7 @@ class Coordinator:
                 self._ensemble = Ensemble(weights, self.options)
             else:   # a component seen for the first time starts at its configured weight
                 for n in missing:
-                    self._ensemble.model._weights[n] = weights[n] / (sum(self.start_weights.values()) or 1.0)
+                    self._ensemble.add_contributor(n, weights[n] / (sum(self.start_weights.values()) or 1.0))
         return self._ensemble
 
     @property

@@ -41,14 +41,14 @@ class Ensemble:
     """River online stacking over contributors' log-odds, per direction."""
 
     def __init__(self, weights: Mapping[str, float], options: EnsembleOptions = EnsembleOptions()):
-        from river import linear_model, optim, utils  # lazy: heavy, only for ML runs
+        from river import linear_model, optim  # lazy: heavy, only for ML runs
 
         total = sum(weights.values()) or 1.0
         self.initial = {k: v / total for k, v in weights.items()}
         self.options = options
         self.model = linear_model.LogisticRegression(
             optimizer=optim.SGD(options.learning_rate), l2=options.l2, intercept_lr=options.learning_rate)
-        self.model._weights = utils.VectorDict(dict(self.initial))
+        self._set_weights(self.initial)
         self.scores: dict[str, RunningScore] = {}
         self.ensemble_score = RunningScore()
         self.updates = 0
@@ -60,10 +60,23 @@ class Ensemble:
     def predict(self, votes: Sequence[Vote], direction: int) -> float:
         return float(self.model.predict_proba_one(self.features(votes, direction))[True])
 
+    def _set_weights(self, weights: Mapping[str, float]) -> None:
+        """River's LogisticRegression has no public setter for per-feature starting weights (its
+        ``initializer`` gives every feature one value, and ``weights`` is a read-only copy); the
+        product's starting weights need one, so this is the one place that writes its private
+        ``_weights``. ``test_ensemble`` checks River still reads them (pinned: river>=0.21)."""
+        from river import utils
+
+        self.model._weights = utils.VectorDict({k: float(v) for k, v in weights.items()})
+
+    def add_contributor(self, name: str, weight: float) -> None:
+        """A contributor seen for the first time starts at ``weight`` (the others keep theirs)."""
+        self._set_weights({**self.model.weights, name: weight})
+
     def weights(self, names: Sequence[str]) -> dict[str, float]:
         """Displayed weights: each present contributor's share of the absolute coefficients."""
-        w = self.model._weights
-        raw = {n: abs(w.get(n, 0.0)) if hasattr(w, "get") else abs(w[n]) for n in names}
+        w = self.model.weights
+        raw = {n: abs(w.get(n, 0.0)) for n in names}
         total = sum(raw.values())
         return {n: (v / total if total else 1.0 / len(names)) for n, v in raw.items()}
 
@@ -79,14 +92,12 @@ class Ensemble:
 
     # -- persistence ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"weights": {k: float(v) for k, v in dict(self.model._weights).items()},
+        return {"weights": {k: float(v) for k, v in self.model.weights.items()},
                 "intercept": float(self.model.intercept), "updates": self.updates,
                 "scores": {k: [s.n, s.correct, s.loss] for k, s in self.scores.items()}}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
-        from river import utils
-
-        self.model._weights = utils.VectorDict({k: float(v) for k, v in state["weights"].items()})
+        self._set_weights(state["weights"])
         self.model.intercept = float(state.get("intercept", 0.0))
         self.updates = int(state.get("updates", 0))
         for name, (n, correct, loss) in state.get("scores", {}).items():

@@ -203,7 +203,7 @@ class PluginRecipe:
 
     @classmethod
     def of(cls, plugin_set: Any) -> "PluginRecipe":
-        out = []
+        out: list[tuple[str, Any]] = []
         for name, status in sorted(plugin_set.statuses.items()):
             if not status.enabled:
                 continue

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Optional
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from mlcoord.config import Settings
     from mlcoord.model import Decision, Trade
+    from mlcoord.pipeline import Components
     from mlcoord.registry import Register
 
 PROJECT = "mlcoord"
@@ -50,11 +52,16 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 def register_signal_sources(register: "Register") -> None:
     """Register signal sources: components that turn candles into BUY/SELL/HOLD signals.
 
-    ``register(name, factory, options=None, description="")``: ``factory(options)`` returns an
-    object implementing :class:`mlcoord.components.SignalSource`, whose ``prepare(data)`` returns
-    one signal per bar (action, confidence in [0, 1], reasons), computed causally.
+    ``register(name, factory, options=None, description="", *, display_name="", examples=())``:
+    ``factory(options)`` (or ``factory(options, context=...)`` when it has a ``context``
+    parameter: a :class:`mlcoord.api.ComponentContext` with its registered name) returns an
+    object implementing :class:`mlcoord.api.SignalSource`, whose ``prepare(data)`` returns one
+    signal per bar (action, confidence in [0, 1], reasons), computed causally.
 
-    When several sources run, their signals are combined by confidence-weighted vote.
+    A component runs only when the profile, ``[pipeline]`` or ``[engine] enable`` names it.
+    When several sources run, the direction is the sign of their confidence-weighted sum and the
+    confidence the strongest agreeing source's, plus 0.05 per further agreeing source, minus half
+    the strongest opposing one (see ``mlcoord.pipeline.combine_sources``): not an average.
 
     .. versionadded:: 1
     """
@@ -152,11 +159,12 @@ def register_portfolio_watchers(register: "Register") -> None:
 
 
 @hookspec
-def on_startup(settings: Any, components: Any) -> None:
+def on_startup(settings: "Settings", components: "Components") -> None:
     """Called once after plugins are loaded and components built, before the first bar.
 
     ``settings`` is the validated :class:`mlcoord.config.Settings`; ``components`` the resolved
-    :class:`mlcoord.registry.Components`. Use it to warm caches or log the set-up.
+    :class:`mlcoord.pipeline.Components` (each role's built components, with ``.name``,
+    ``.display_name`` and ``.obj``). Use it to warm caches or log the set-up.
 
     .. versionadded:: 1
     """

@@ -316,7 +316,7 @@ def check_live_start(settings: Settings, plugins, *, real_money: bool, env=None)
     from mlcoord.live.exchange import load_credentials
     from mlcoord.pipeline import build_pipeline
 
-    build_pipeline(settings, plugins)
+    build_pipeline(settings, plugins, strict=True)     # live never runs a pipeline short of a component
     if not real_money:
         raise ConfigError("mlcoord live places real orders; it needs --i-understand-this-is-real-money. "
                           "Without it, use `mlcoord paper` (dry run: live candles, simulated fills)")

@@ -57,7 +57,7 @@ def _real(value):
     is refused (``True`` is not one); anything else is left for the validator to name."""
     if type(value) is float:
         return value
-    if isinstance(value, bool) or type(value).__name__ == "bool_":
+    if type(value).__name__ in ("bool", "bool_"):       # Python and numpy booleans
         raise ValueError(f"got the bool {value!r}, expected a number")
     if isinstance(value, numbers.Real):
         return float(value)
@@ -72,7 +72,7 @@ def _optional_real(value):
 # thousands per backtest): one call each, no helper calls.
 def _unit_interval(instance, attribute, value):
     if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):      # False for nan too
-        raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r} ({type(value).__name__})")
+        raise ValueError(f"{attribute.name} must be a number in [0, 1], got {value!r}")
 
 
 def _optional_unit_interval(instance, attribute, value):
