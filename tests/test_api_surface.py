@@ -23,7 +23,7 @@ SURFACE = [
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'Stateful', 'Trade', 'TradeObserver',
     'Trainable', 'Vote', 'Voter', 'auc', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
-    'plugin_checks', 'plugin_reason',
+    'plugin_checks', 'plugin_reason', 'river_weights', 'set_river_weights',
 ]
 
 #: string constants in the engine equal to a built-in's name that do not name it: each says why

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from mlcoord import components, hookspecs
+from mlcoord import components, hookspecs, protocols
 from mlcoord.registry import load_plugins
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,7 +29,8 @@ TESTS = Path(__file__).resolve().parent
 
 HOOKS = {name: fn for name, fn in vars(hookspecs).items()
          if inspect.isfunction(fn) and hasattr(fn, f"{hookspecs.PROJECT}_spec")}
-PROTOCOLS = (*components.ROLE_PROTOCOLS.values(), components.Voter, components.PositionManager)
+PROTOCOLS = (*components.ROLE_PROTOCOLS.values(), components.Voter, components.PositionManager,
+             *(getattr(protocols, name) for name in protocols.__all__))
 
 
 def rendered(fn, drop_self: bool = False) -> str:

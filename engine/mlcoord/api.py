@@ -70,6 +70,7 @@ from mlcoord.model import (
 from mlcoord.option_checks import flag, fraction, integer, number
 from mlcoord.protocols import Learner, OutcomeLearner, Stateful, TradeObserver, Trainable
 from mlcoord.registry import ComponentContext
+from mlcoord.river_state import river_weights, set_river_weights
 from mlcoord.views import ReadOnlyViewError
 
 _KIT = ("parametrize_with_checks", "plugin_checks", "component_checks", "ConformanceError", "CHECKS")
@@ -101,8 +102,8 @@ __all__ = [
     # causal features and learning targets
     "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "event_labels", "event_happened",
     "auc", "log_loss",
-    # options
-    "number", "fraction", "integer", "flag",
+    # options and online-learning state
+    "number", "fraction", "integer", "flag", "river_weights", "set_river_weights",
     # the conformance kit (loaded on first use)
     *_KIT,
 ]

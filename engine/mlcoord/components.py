@@ -139,6 +139,7 @@ class PositionView(Protocol):
     best_price: float           # highest high (long) / lowest low (short) since the first fill
     entries_filled: int
     entries_planned: int
+    hedge: bool                 # a hedge leg (guards see them in ``portfolio.positions``; exit managers never do)
 
 
 class PortfolioView(Protocol):

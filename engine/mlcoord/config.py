@@ -376,7 +376,7 @@ def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any
         profile, folder = engine.get("profile"), engine.get("plugins_dir")
         if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
             engine["profile"] = str(Path(path).resolve().parent / profile)
-        if isinstance(folder, str) and not Path(folder).is_absolute():
+        if isinstance(folder, str) and folder and not Path(folder).is_absolute():
             engine["plugins_dir"] = str(Path(path).resolve().parent / folder)
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):

@@ -19,6 +19,7 @@ import attrs
 
 from mlcoord.learning import RunningScore, event_happened
 from mlcoord.model import Vote
+from mlcoord.river_state import river_weights, set_river_weights
 
 
 @attrs.frozen
@@ -61,13 +62,9 @@ class Ensemble:
         return float(self.model.predict_proba_one(self.features(votes, direction))[True])
 
     def _set_weights(self, weights: Mapping[str, float]) -> None:
-        """River's LogisticRegression has no public setter for per-feature starting weights (its
-        ``initializer`` gives every feature one value, and ``weights`` is a read-only copy); the
-        product's starting weights need one, so this is the one place that writes its private
-        ``_weights``. ``test_ensemble`` checks River still reads them (pinned: river>=0.21)."""
-        from river import utils
-
-        self.model._weights = utils.VectorDict({k: float(v) for k, v in weights.items()})
+        """The product's per-feature starting weights (River has no public setter: see
+        :mod:`mlcoord.river_state`)."""
+        set_river_weights(self.model, weights)
 
     def add_contributor(self, name: str, weight: float) -> None:
         """A contributor seen for the first time starts at ``weight`` (the others keep theirs)."""
@@ -92,7 +89,7 @@ class Ensemble:
 
     # -- persistence ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"weights": {k: float(v) for k, v in self.model.weights.items()},
+        return {"weights": river_weights(self.model),
                 "intercept": float(self.model.intercept), "updates": self.updates,
                 "scores": {k: [s.n, s.correct, s.loss] for k, s in self.scores.items()}}
 

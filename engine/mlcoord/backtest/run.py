@@ -65,7 +65,7 @@ def with_plugin_flags(settings: Settings, enable: Sequence[str] = (), plugins_di
 
 def configured_plugins(settings: Settings, disabled: Mapping[str, str] = {}) -> PluginSet:
     """The installed plugins plus ``[engine] plugins_dir``'s files, less the disabled ones."""
-    return load_plugins(disabled, plugins_dir=settings.engine.plugins_dir)
+    return load_plugins(disabled, plugins_dir=settings.engine.plugins_dir or None)
 
 
 def _split(text: str) -> list[str]:
