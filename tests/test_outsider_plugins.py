@@ -8,7 +8,6 @@ import ast
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from mlcoord.api import plugin_checks
