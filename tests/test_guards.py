@@ -728,7 +728,8 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
             register("counting", make)
 
     plugins = load_plugins({}, extra_plugins={"counting": Plugin()})
-    dated = structure({"data": {"timerange": "20201010-", "higher_timeframes": []}}, Settings)
+    dated = structure({"data": {"timerange": "20201010-", "higher_timeframes": []},
+                       "engine": {"enable": ["counting"]}}, Settings)
     result = run_backtest(dated, plugins=plugins, candles=[btc])
     first = int(np.searchsorted(btc.time, result.raw.times[0]))
     assert first == 480                                      # 2020-09-20 + 20 days of warm-up bars

@@ -322,3 +322,23 @@ def test_plugins_dir_loads_one_file_plugins(tmp_path):
     out = CliRunner().invoke(main, ["backtest", "--plugins-dir", str(folder), "--enable", "contra", "--no-progress",
                                     "--timerange", "20240101-20240201"], catch_exceptions=False)
     assert out.exit_code == 0, out.output
+
+
+def test_a_one_file_plugin_reaches_worker_processes_by_its_path(tmp_path):
+    """Executors rebuild the plugin set in workers by module name; a --plugins-dir file has no
+    importable name, so its recipe carries the file's path (a fresh interpreter imports it)."""
+    import pickle
+
+    from mlcoord.executors import PluginRecipe, plugins_from
+
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (folder / "contra2.py").write_text(ONE_FILE)
+    plugins = load_plugins({}, entry_points={}, plugins_dir=folder)
+    recipe = PluginRecipe.of(plugins)
+    assert recipe.plugins == (("contra2", ("file", str((folder / "contra2.py").resolve()))),)
+    recipe = pickle.loads(pickle.dumps(recipe))
+    sys.modules.pop("mlcoord_plugins_dir.contra2", None)           # as in a fresh worker
+    rebuilt = plugins_from(recipe)
+    assert set(rebuilt.components) == {"contrarian"}
+    assert rebuilt.components["contrarian"].display_name == "Contrarian"

@@ -22,13 +22,12 @@ directional bias is better fixed in the signal than hidden in the calibrator.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional
 
 import attrs
 from attrs import validators as v
 
-from mlcoord.api import hookimpl
+from mlcoord.api import hookimpl, integer, number
 from mlcoord.api import Signal
 from mlcoord_bayes.posterior import BinPosteriors, pool_adjacent_violators
 
@@ -38,14 +37,8 @@ STATE_VERSION = 1
 __all__ = ["BayesOptions", "BayesCalibrator", "BinPosteriors", "pool_adjacent_violators"]
 
 
-def _number(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{attribute.name} must be a finite number, got {value!r}")
-
-
-def _integer(instance, attribute, value):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{attribute.name} must be an integer, got {value!r}")
+_number = number()
+_integer = integer()
 
 
 def _decay(instance, attribute, value):

@@ -7,32 +7,23 @@ from typing import Optional
 
 import attrs
 
-from mlcoord.api import Decision, GuardAction, Trade
+from mlcoord.api import Decision, GuardAction, Trade, flag, fraction, integer, number
 
 from mlcoord_hedging.trackers import MarketReturns
 
 
 def _fraction(lo_open: bool = True):
-    def check(instance, attribute, value):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not (ok and (0 < value if lo_open else 0 <= value) and value <= 1):
-            raise ValueError(f"{attribute.name} must be a number in {'(' if lo_open else '['}0, 1], got {value!r}")
-    return check
+    return fraction(lo_open=lo_open)
 
 
-def _positive_number(instance, attribute, value):
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{attribute.name} must be a finite number > 0, got {value!r}")
+_positive_number = number(0.0, lo_open=True)
 
 
 def _bars(lo: int):
-    def check(instance, attribute, value):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= lo):
-            raise ValueError(f"{attribute.name} must be an integer >= {lo} (bars), got {value!r}")
-    return check
+    return integer(lo, why=" (bars)")
 
 
-_flag = attrs.validators.instance_of(bool)
+_flag = flag
 _EPS = 1e-12
 
 

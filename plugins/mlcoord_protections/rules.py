@@ -4,30 +4,19 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import math
 from typing import Optional
 
 import attrs
 
-from mlcoord.api import Decision, GuardAction, Side, Trade
+from mlcoord.api import Decision, GuardAction, Side, Trade, fraction, integer, number
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
 
 
-def _non_negative_int(instance, attribute, value):
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
-        raise ValueError(f"{attribute.name} must be an integer >= 0 (0 turns the rule off), got {value!r}")
-
-
-def _hours(instance, attribute, value):
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0):
-        raise ValueError(f"{attribute.name} must be a number of hours >= 0, got {value!r}")
-
-
-def _loss_limit(instance, attribute, value):
-    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1):
-        raise ValueError(f"{attribute.name} must be a fraction in [0, 1) (0 turns the rule off), got {value!r}")
+_non_negative_int = integer(0, why=" (0 turns the rule off)")
+_hours = number(0.0, why=" (hours)")
+_loss_limit = fraction(hi_open=True, why=" (0 turns the rule off)")
 
 
 def when(ns: int) -> str:

@@ -8,30 +8,18 @@ from typing import Optional, Sequence
 
 import attrs
 
-from mlcoord.api import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade
+from mlcoord.api import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade, integer, number
 
 from mlcoord_risk.kelly import KellyEstimate, kelly_estimate
 
 
 def _number(lo: float, hi: float, *, lo_open: bool = False, why: str = ""):
-    """Validator: a finite number in [lo, hi] (``(lo, hi]`` with ``lo_open``)."""
-
-    def check(instance, attribute, value):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        ok = ok and (value > lo if lo_open else value >= lo) and value <= hi
-        if not ok:
-            bracket = "(" if lo_open else "["
-            raise ValueError(f"{attribute.name} must be a number in {bracket}{lo:g}, {hi:g}], got {value!r}{why}")
-
-    return check
+    """A finite number in [lo, hi] (``(lo, hi]`` with ``lo_open``)."""
+    return number(lo, hi, lo_open=lo_open, why=why)
 
 
 def _integer(lo: int):
-    def check(instance, attribute, value):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= lo):
-            raise ValueError(f"{attribute.name} must be an integer >= {lo}, got {value!r}")
-
-    return check
+    return integer(lo)
 
 
 @attrs.frozen
