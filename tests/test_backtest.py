@@ -17,6 +17,7 @@ from mlcoord.components import SignalSeries
 from mlcoord.config import structure, Settings
 from mlcoord.model import ExitLevels, Side, Sizing
 from mlcoord.registry import load_plugins
+from pipelines import pipeline_of
 
 H = 3_600_000_000_000
 pytestmark = pytest.mark.usefixtures("builtin_plugins_only")   # the technical pipeline under test
@@ -88,7 +89,7 @@ def run_fake(candles, signals, stop=0.02, tp=0.04, **backtest):
     config = structure({"engine": {"min_confidence": 0.5},
                         "backtest": {"fee_taker": 0.001, "fee_maker": 0.0, "slippage": 0.001,
                                      "funding_rate": 0.0, **backtest},
-                        "data": {"higher_timeframes": []}}, Settings)
+                        "data": {"higher_timeframes": []}, "pipeline": pipeline_of(plugins)}, Settings)
     return run_backtest(config, plugins=plugins, candles=[candles])
 
 

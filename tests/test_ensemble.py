@@ -84,11 +84,13 @@ def test_no_ml_vote_passes_the_technical_signal_through_unchanged():
 
 def test_ml_votes_can_confirm_flip_and_veto():
     coord = Coordinator({"technical": 0.3, "lstm": 0.7})
-    confirm = coord.combine(signal(), [Vote("lstm", Action.BUY, 0.8, p_up=0.8, p_down=0.1)])
+    confirm = coord.combine(signal(), [Vote("lstm", Action.BUY, 0.8, p_up=0.8, p_down=0.1)], signal_name="technical")
     assert confirm.signal.action == Action.BUY and confirm.raw_confidence > 0.6
-    flip = coord.combine(signal(conf=0.55), [Vote("lstm", Action.SELL, 0.95, p_up=0.02, p_down=0.95)])
+    flip = coord.combine(signal(conf=0.55), [Vote("lstm", Action.SELL, 0.95, p_up=0.02, p_down=0.95)],
+                         signal_name="technical")
     assert flip.signal.action == Action.SELL and "flipped" in flip.signal.reasons[0]
-    veto = coord.combine(signal(conf=0.55), [Vote("lstm", Action.BUY, 0.5, p_up=0.05, p_down=0.3)])
+    veto = coord.combine(signal(conf=0.55), [Vote("lstm", Action.BUY, 0.5, p_up=0.05, p_down=0.3)],
+                         signal_name="technical")
     assert veto.signal.action == Action.HOLD and "vetoed" in veto.signal.reasons[0]
     assert [v.component for v in veto.votes] == ["technical", "lstm"]
     assert sum(v.weight for v in veto.votes) == pytest.approx(1.0)
