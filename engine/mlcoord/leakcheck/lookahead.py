@@ -11,7 +11,8 @@ equal, floats bit for bit:
 * the combined signal (action, confidence) on every bar;
 * every ML component's vote (action, probabilities, weight, or its abstention) on every signal bar,
   given the same technical signal;
-* the ensemble's and calibrator's confidence on those bars, given the same votes;
+* the ensemble's and calibrator's confidence on those bars, given the same votes, and the entry
+  decision given the same confidence (outcome, entry plan, initial levels, size; a flat account);
 * the exit manager's levels: initial levels of hypothetical long and short entries at bars just
   before the cut (and two earlier ones), and every per-bar update of the held position up to the cut.
 
@@ -38,7 +39,7 @@ from mlcoord.model import Action, PositionExit, Side, Vote
 from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.pipeline import check_levels
 from mlcoord.registry import PluginSet
-from mlcoord.testing.fixtures import FakePosition
+from mlcoord.testing.fixtures import FakePortfolio, FakePosition
 from mlcoord.testing.trading import SIDES, ladder
 
 MIN_SAMPLES = 50
@@ -50,11 +51,12 @@ EARLY_ENTRIES, EARLY_BARS = 2, 24
 
 @attrs.frozen
 class _BarDecision:
-    """What a decision at one signal bar consists of, up to the calibrated confidence."""
+    """One entry decision, split into what each part of the pipeline contributed."""
 
-    technical: tuple                    # (action, confidence, reasons)
-    votes: dict[str, Any]               # component -> vote tuple, ABSTAINED or Raised
-    confidence: Any                     # (action, raw, calibrated, p_signal) or Raised
+    technical: Any                      # (action, confidence, reasons) of the signal sources
+    votes: dict[str, Any]               # ML component -> vote tuple, ABSTAINED or Raised
+    confidence: Any                     # (action, raw, calibrated, p_signal), or Raised if decide() raised
+    entry: Any                          # (outcome, plan, levels, sizing, veto)
 
 
 def _vote_value(v: Vote) -> tuple:
@@ -67,36 +69,49 @@ def _vote_plain(value: Any) -> Any:
     return plain(value)
 
 
-def _decisions(run: Run, bars: np.ndarray) -> dict[int, _BarDecision]:
-    """The decision path of ``Pipeline.decide`` up to the calibrated confidence, at ``bars`` in order
-    (a stateful component sees the same sequence of calls in every run)."""
-    pipeline, sym = run.pipeline, run.sym
-    assert sym is not None
-    calibrate = pipeline._calibrate if pipeline.components.calibrator else None
-    names = [name for name, _ in sym.voters]
-    events = run.errors.events
-    out = {}
-    for i in bars.tolist():
-        technical = pipeline.technical_signal(sym, i)
-        before = len(events)
-        votes = pipeline.votes(sym, i, technical) if technical.action != Action.HOLD else []
-        failed = {e.component: e.error for e in events[before:] if e.call == "vote"}
-        given = {v.component: v for v in votes}
-        values = {n: failed[n] if n in failed else (_vote_value(given[n]) if n in given else ABSTAINED)
-                  for n in names}
-        try:
-            c = pipeline.coordinator.combine(technical, votes, calibrate)
-            confidence: Any = (c.signal.action, c.raw_confidence, c.confidence, c.p_signal)
-        except Exception as exc:
-            confidence = Raised.of(exc)
-        out[i] = _BarDecision((technical.action, technical.confidence, technical.reasons), values, confidence)
-    return out
-
-
 def _confidence_plain(value: Any) -> Any:
     if isinstance(value, tuple):
         return dict(zip(("action", "raw_confidence", "confidence", "p_signal"), plain(value)))
     return plain(value)
+
+
+def _entry_plain(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return dict(zip(("outcome", "plan", "levels", "sizing", "veto"), plain(value)))
+    return plain(value)
+
+
+def _decisions(run: Run, bars: np.ndarray, settings) -> dict[int, _BarDecision]:
+    """``Pipeline.decide`` at ``bars`` in order (a stateful component sees the same sequence of
+    calls in every run), for a flat account of fixed equity: only the bars differ between runs."""
+    pipeline, sym = run.pipeline, run.sym
+    assert sym is not None
+    names = [name for name, _ in sym.voters]
+    events = run.errors.events
+    times = sym.data.candles.time
+    portfolio = FakePortfolio(prices={sym.data.symbol: 0.0})
+    b = settings.backtest
+    out = {}
+    for i in bars.tolist():
+        portfolio.time = int(times[i])
+        portfolio.prices[sym.data.symbol] = float(sym.data.candles.close[i])
+        before = len(events)
+        try:
+            d = pipeline.decide(sym, i, portfolio.view(), time=int(times[i]), leverage=b.leverage,
+                                fee_rate=b.fee_taker, slippage=b.slippage)
+        except Exception as exc:
+            raised = Raised.of(exc)
+            out[i] = _BarDecision(raised, {}, raised, raised)
+            continue
+        failed = {e.component: e.error for e in events[before:] if e.call == "vote"}
+        given = {v.component: v for v in d.votes}
+        t = d.technical
+        out[i] = _BarDecision(
+            (t.action, t.confidence, t.reasons),
+            {n: failed[n] if n in failed else (_vote_value(given[n]) if n in given else ABSTAINED) for n in names},
+            (d.signal.action, d.raw_confidence, d.confidence, d.p_signal),
+            (d.outcome, d.plan, d.levels, d.sizing, d.veto))
+    return out
 
 
 @attrs.define
@@ -233,20 +248,23 @@ class _SymbolCheck:
         self.sources = {name: tracker(name, "signal source") for name in self.source_names}
         self.combined = tracker("signals (combined)", "combined signal")
         self.voters = {name: tracker(name, "ML component") for name in self.voter_names}
-        self.confidence = tracker("+".join(["ensemble", *([cal] if cal else [])]), "confidence")
+        self.confidence = tracker("+".join([*(["ensemble"] if self.voter_names else []), *([cal] if cal else [])])
+                                  or "confidence", "confidence")
+        self.entry = tracker("entry", "entry decision")
         self.exits = tracker(comps.exit_manager.name, "exit manager")
         for name, t in [*self.sources.items(), *self.voters.items()]:
             if (name not in self.full_sources) if name in self.sources else (name not in self.full_voters):
                 error = full.errors.first(name, "prepare")
                 t.errors.append(f"prepare failed on the full data ({error}); the backtest runs without it")
-        self.full_decisions = _decisions(full, np.flatnonzero(sym.action))
+        self.full_decisions = _decisions(full, np.flatnonzero(sym.action), settings)
         self.full_reasons: dict[tuple[str, int], Any] = {}
         live = [np.flatnonzero(np.asarray(s.action)) for s in self.full_sources.values()]
         self.cuts = sample_cuts(len(candles), samples, seed, np.unique(np.concatenate(
             [np.flatnonzero(sym.action), *live])))
 
     def trackers(self) -> list[_Tracker]:
-        return [*self.sources.values(), self.combined, *self.voters.values(), self.confidence, self.exits]
+        combined = [self.combined] if len(self.full_sources) > 1 else []
+        return [*self.sources.values(), *combined, *self.voters.values(), self.confidence, self.entry, self.exits]
 
     def run_cut(self, k: int) -> None:
         for t in self.trackers():
@@ -267,12 +285,14 @@ class _SymbolCheck:
     def _sources(self, run: Run, k: int, cut_time: str) -> None:
         assert run.sym is not None
         cut_sources = dict(run.sym.sources)
-        pairs = [(self.sources[name], self.full_sources[name], cut_sources.get(name), name)
-                 for name in self.source_names if name in self.full_sources]
+        pairs: list[tuple[_Tracker, Any, Any, Optional[str]]] = [
+            (self.sources[name], self.full_sources[name], cut_sources.get(name), name)
+            for name in self.source_names if name in self.full_sources]
         full_sym = self.full.sym
         assert full_sym is not None
-        pairs.append((self.combined, _Combined(full_sym.action, full_sym.confidence),
-                      _Combined(run.sym.action, run.sym.confidence), None))
+        if len(self.full_sources) > 1:     # one source passes through unchanged
+            pairs.append((self.combined, _Combined(full_sym.action, full_sym.confidence),
+                          _Combined(run.sym.action, run.sym.confidence), None))
         for t, full, cut, name in pairs:
             if cut is None:
                 t.found(self._diff(k, cut_time, None, "prepare", f"a series of {len(self.candles)} bars",
@@ -307,13 +327,13 @@ class _SymbolCheck:
             if name not in cut_voters:
                 self.voters[name].found(self._diff(k, cut_time, None, "prepare", "prepared",
                                                    plain(run.errors.first(name, "prepare"))))
-        decisions = _decisions(run, np.flatnonzero(run.sym.action))
+        decisions = _decisions(run, np.flatnonzero(run.sym.action), self.settings)
         for i, cut in decisions.items():
             full = self.full_decisions.get(i)
             if full is None or not same(full.technical, cut.technical):
                 continue            # the signal differs: reported by the source / combined comparison
             agree = True
-            signal = Action(int(full.technical[0])).name
+            signal = Action(int(full.technical[0])).name if isinstance(full.technical, tuple) else "a"
             for name in checked:
                 if name not in cut_voters:
                     agree = False
@@ -324,12 +344,18 @@ class _SymbolCheck:
                 if not same(fv, cv):
                     agree = False
                     t.found(self._diff(k, cut_time, i, f"vote on a {signal} signal", _vote_plain(fv), _vote_plain(cv)))
-            if agree:
-                self.confidence.compared += 1
-                if not same(full.confidence, cut.confidence):
-                    self.confidence.found(self._diff(k, cut_time, i, f"confidence of a {signal} signal",
-                                                     _confidence_plain(full.confidence),
-                                                     _confidence_plain(cut.confidence)))
+            if not agree:
+                continue
+            self.confidence.compared += 1
+            if not same(full.confidence, cut.confidence):
+                self.confidence.found(self._diff(k, cut_time, i, f"confidence of a {signal} signal",
+                                                 _confidence_plain(full.confidence),
+                                                 _confidence_plain(cut.confidence)))
+                continue
+            self.entry.compared += 1
+            if not same(full.entry, cut.entry):
+                self.entry.found(self._diff(k, cut_time, i, f"decision on a {signal} signal",
+                                            _entry_plain(full.entry), _entry_plain(cut.entry)))
 
     def _exits(self, run: Run, k: int, cut_time: str) -> None:
         t = self.exits
@@ -342,7 +368,7 @@ class _SymbolCheck:
                     cv = cut[step] if step < len(cut) else None
                     if not same(fv, cv):
                         what = f"initial levels of a {side.name} entry" if step == 0 else \
-                            f"update of a {side.name} opened at bar {i}"
+                            f"update({i + step}) of a {side.name} opened at bar {i}"
                         t.found(self._diff(k, cut_time, i + step, what,
                                            plain(fv) if step < len(full) else "no call (the path ended)",
                                            plain(cv) if step < len(cut) else "no call (the path ended)"))
@@ -355,14 +381,19 @@ class _Combined:
     confidence: np.ndarray
 
 
-def check_lookahead(settings, plugins: PluginSet, candles: Sequence[Candles], *, samples: int = MIN_SAMPLES,
-                    seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> LookaheadReport:
-    """Run the configured pipeline on ``candles`` in full and cut after sampled bars; compare (see
-    the module docstring). ``progress(done, total)`` is called after every truncated run."""
+def check_options(samples: Any, seed: Any) -> None:
+    """Bad option values stop with their name and value (before any data is loaded)."""
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < MIN_SAMPLES:
         raise ConfigError(f"samples must be an integer >= {MIN_SAMPLES}, got {samples!r}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"seed must be an integer >= 0, got {seed!r}")
+
+
+def check_lookahead(settings, plugins: PluginSet, candles: Sequence[Candles], *, samples: int = MIN_SAMPLES,
+                    seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> LookaheadReport:
+    """Run the configured pipeline on ``candles`` in full and cut after sampled bars; compare (see
+    the module docstring). ``progress(done, total)`` is called after every truncated run."""
+    check_options(samples, seed)
     if not candles:
         raise ConfigError("no candles to check")
     started = _time.perf_counter()

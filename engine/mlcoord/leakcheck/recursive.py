@@ -114,19 +114,24 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return value
 
 
+def check_options(warmups: Sequence[Any], window: Any, tolerance: Any) -> None:
+    """Bad option values stop with their name and value (before any data is loaded)."""
+    _check_int("window", window, 1)
+    if not warmups:
+        raise ConfigError("warmups must name at least one warm-up length, got none")
+    for w in warmups:
+        _check_int("warmup", w, 0)
+    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
+            math.isfinite(tolerance) and tolerance >= 0):
+        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+
+
 def check_recursive(settings, plugins: PluginSet, candles: Sequence[Candles], *,
                     warmups: Sequence[int] = DEFAULT_WARMUPS, window: int = DEFAULT_WINDOW,
                     tolerance: float = DEFAULT_TOLERANCE) -> RecursiveReport:
     """Run the signal sources on the last ``window`` bars of each series after each warm-up and
     after every earlier bar; compare (see the module docstring)."""
-    _check_int("window", window, 1)
-    for w in warmups:
-        _check_int("warmup", w, 0)
-    if not warmups:
-        raise ConfigError("warmups must name at least one warm-up length, got none")
-    if isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not (
-            math.isfinite(tolerance) and tolerance >= 0):
-        raise ConfigError(f"tolerance must be a finite number >= 0, got {tolerance!r}")
+    check_options(warmups, window, tolerance)
     if not candles:
         raise ConfigError("no candles to check")
     started = _time.perf_counter()

@@ -117,8 +117,8 @@ class LookaheadReport:
             if c.first is not None:
                 f = c.first
                 at = f"bar {f.bar} ({f.time})" if f.bar is not None else "the whole series"
-                lines.append(f"LEAK {c.component} ({c.symbol}): {f.what} at {at} changed when the data was cut "
-                             f"after bar {f.cut - 1} ({f.cut_time}):")
+                lines.append(f"LEAK {c.component} ({c.symbol}), {at}, data cut after bar {f.cut - 1} "
+                             f"({f.cut_time}): {f.what} changed")
                 lines.append(f"     with every bar: {_short(f.full)}")
                 lines.append(f"     data cut:       {_short(f.truncated)}")
             for e in c.errors:
