@@ -8,8 +8,8 @@ is a value too (:class:`Raised`): a component that needs bars after the cut fail
 from __future__ import annotations
 
 import enum
+import functools
 import math
-import struct
 from typing import Any, Optional
 
 import attrs
@@ -38,15 +38,17 @@ class Raised:
 ABSTAINED = "abstained"
 
 
-def _bits(x: float) -> bytes:
-    return struct.pack("<d", x)
-
-
 def same_float(a: float, b: float) -> bool:
-    """Bitwise equality, NaN equal to NaN."""
-    if a != a or b != b:
-        return a != a and b != b
-    return _bits(a) == _bits(b)
+    """Bitwise equality, NaN equal to NaN (0.0 and -0.0 differ)."""
+    if a == b:
+        return a != 0.0 or math.copysign(1.0, a) == math.copysign(1.0, b)
+    return a != a and b != b
+
+
+@functools.lru_cache(maxsize=None)
+def _fields(cls: type) -> Optional[tuple[str, ...]]:
+    """The attrs fields of ``cls`` (None: not an attrs class), looked up once per class."""
+    return tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) and cls is not Raised else None
 
 
 def _number(x: Any) -> bool:
@@ -55,19 +57,26 @@ def _number(x: Any) -> bool:
 
 def same(a: Any, b: Any) -> bool:
     """Exact, recursive equality of component outputs (attrs values, tuples, numbers, text)."""
+    ta = type(a)
+    if ta is float and type(b) is float:
+        return same_float(a, b)
+    if ta is type(b):
+        if ta is str or ta is int or a is None or ta is bool:
+            return bool(a == b)
+        if ta is tuple or ta is list:
+            return len(a) == len(b) and all(map(same, a, b))
+        names = _fields(ta)
+        if names is not None:
+            return all(same(getattr(a, n), getattr(b, n)) for n in names)
     if _number(a) and _number(b):
         return same_float(float(a), float(b))
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape \
             and bool(same_arrays(a.ravel(), b.ravel()).all())
-    if type(a) is not type(b):
+    if ta is not type(b):
         return False
-    if isinstance(a, (tuple, list)):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
-    if attrs.has(type(a)) and not isinstance(a, Raised):
-        return all(same(getattr(a, f.name), getattr(b, f.name)) for f in attrs.fields(type(a)))
     return bool(a == b)
 
 
