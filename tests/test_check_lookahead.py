@@ -14,6 +14,7 @@ import leaky_plugins
 import mlcoord
 from mlcoord import Action, Vote
 from mlcoord.candles import load_candles
+from mlcoord.components import SignalSeries
 from mlcoord.cli import main
 from mlcoord.config import Settings, structure
 from mlcoord.datasets import bundled_path
@@ -47,10 +48,29 @@ class CountingVoter:
         return Voter()
 
 
+class NeedsManyBars:
+    """A source that raises on fewer than ``least`` bars (``least=0``: always): on cut data only,
+    that is a difference; on the full data, the source cannot be checked at all."""
+
+    def __init__(self, least: int):
+        self.least = least
+
+    def prepare(self, data):
+        if len(data) < self.least or not self.least:
+            raise ValueError(f"needs {self.least} bars, got {len(data)}")
+        n = len(data)
+        return SignalSeries(np.zeros(n, dtype=np.int8), np.zeros(n), lambda i: [])
+
+
 class Counting:
     @mlcoord.hookimpl
     def register_ml_components(self, register):
         register("counting", CountingVoter)
+
+    @mlcoord.hookimpl
+    def register_signal_sources(self, register):
+        register("needs_many", lambda options=None: NeedsManyBars(1_500))
+        register("always_fails", lambda options=None: NeedsManyBars(0))
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +150,19 @@ def test_clean_components_pass(candles, plugins, pipeline):
     assert all(c.compared > 100 for c in voters)       # the counting voter was really asked, every run
 
 
+def test_a_source_failing_on_cut_data_differs_and_one_failing_on_all_data_is_not_checked(candles, plugins):
+    report = check_lookahead(lean(signal_sources=["technical", "needs_many", "always_fails"]), plugins, [candles])
+    found = by_name(report)
+    assert report.exit_code == 1 and found["technical"].status == "clean"
+    short = found["needs_many"]
+    assert short.status == "leak" and short.first is not None and short.first.what == "prepare"
+    assert short.first.cut < 1_500 and short.first.truncated.startswith("raised ValueError: needs 1500 bars")
+    assert short.cuts_differing == sum(k < 1_500 for k in report.symbols[0].cuts)
+    never = found["always_fails"]
+    assert never.status == "not checked" and never.compared == 0 and "needs 0 bars" in never.errors[0]
+    assert "NOT CHECKED always_fails" in report.render()
+
+
 def test_cuts_are_spread_deterministic_and_end_with_the_data_minus_its_last_bar():
     signals = np.arange(100, 10_000, 37)
     a = sample_cuts(10_000, 50, 7, signals)
@@ -146,7 +179,7 @@ def test_bad_options_name_the_field_and_value(candles, plugins):
         check_lookahead(lean(), plugins, [candles], samples=49)
     with pytest.raises(ConfigError, match="seed must be an integer >= 0, got -1"):
         check_lookahead(lean(), plugins, [candles], seed=-1)
-    with pytest.raises(ConfigError, match="60 bars are too few for 60 truncations"):
+    with pytest.raises(ConfigError, match="BTC/USDT: 60 bars are too few for 60 truncations"):
         check_lookahead(lean(), plugins, [candles.slice(0, 60)], samples=60)
 
 

@@ -252,15 +252,25 @@ class _SymbolCheck:
                                   or "confidence", "confidence")
         self.entry = tracker("entry", "entry decision")
         self.exits = tracker(comps.exit_manager.name, "exit manager")
-        for name, t in [*self.sources.items(), *self.voters.items()]:
-            if (name not in self.full_sources) if name in self.sources else (name not in self.full_voters):
-                error = full.errors.first(name, "prepare")
-                t.errors.append(f"prepare failed on the full data ({error}); the backtest runs without it")
+        failed = [*(t for n, t in self.sources.items() if n not in self.full_sources),
+                  *(t for n, t in self.voters.items() if n not in self.full_voters)]
+        for t in failed:
+            error = full.errors.first(t.component, "prepare")
+            t.errors.append(f"prepare failed on the full data ({error}); the backtest runs without it")
         self.full_decisions = _decisions(full, np.flatnonzero(sym.action), settings)
         self.full_reasons: dict[tuple[str, int], Any] = {}
         live = [np.flatnonzero(np.asarray(s.action)) for s in self.full_sources.values()]
-        self.cuts = sample_cuts(len(candles), samples, seed, np.unique(np.concatenate(
-            [np.flatnonzero(sym.action), *live])))
+        try:
+            self.cuts = sample_cuts(len(candles), samples, seed, np.unique(np.concatenate(
+                [np.flatnonzero(sym.action), *live])))
+        except ConfigError as exc:
+            raise ConfigError(f"{self.symbol}: {exc}") from None
+        for key, count in sorted(full.errors.counts.items()):
+            if not key.endswith(".prepare"):
+                first = next(e for e in full.errors.events if f"{e.component}.{e.call}" == key)
+                at = f" at bar {first.bar}" if first.bar is not None else ""
+                self.notes.append(f"{self.symbol}: {key} failed {count} time(s) on the full data (first{at}: "
+                                  f"{first.error}); the backtest leaves those calls out too")
 
     def trackers(self) -> list[_Tracker]:
         combined = [self.combined] if len(self.full_sources) > 1 else []

@@ -8,7 +8,6 @@ is a value too (:class:`Raised`): a component that needs bars after the cut fail
 from __future__ import annotations
 
 import enum
-import functools
 import math
 from typing import Any, Optional
 
@@ -45,10 +44,14 @@ def same_float(a: float, b: float) -> bool:
     return a != a and b != b
 
 
-@functools.lru_cache(maxsize=None)
+_FIELDS: dict[type, Optional[tuple[str, ...]]] = {}
+
+
 def _fields(cls: type) -> Optional[tuple[str, ...]]:
     """The attrs fields of ``cls`` (None: not an attrs class), looked up once per class."""
-    return tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) and cls is not Raised else None
+    if cls not in _FIELDS:
+        _FIELDS[cls] = tuple(f.name for f in attrs.fields(cls)) if attrs.has(cls) and cls is not Raised else None
+    return _FIELDS[cls]
 
 
 def _number(x: Any) -> bool:
