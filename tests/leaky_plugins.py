@@ -1,7 +1,7 @@
 """Planted leaks for ``mlcoord check lookahead`` / ``check recursive`` (test-only plugin).
 
-This module is itself a plugin (module-level hooks), registered with
-``load_plugins(extra_plugins={"leaky": leaky_plugins})`` or loaded by ``--plugins-dir``. Each
+This module is itself a plugin (module-level hooks, written against :mod:`mlcoord.api` only),
+registered with ``load_plugins(extra_plugins={"leaky": leaky_plugins})`` or loaded by ``--plugins-dir``. Each
 component is written the way such a bug is written in a real strategy: plausible code whose
 value at bar ``i`` reads a later bar. The clean ones (``honest``, ``short_windows``) are the
 controls: the checks must pass them.
@@ -12,10 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-import mlcoord
-from mlcoord import Action, ExitLevels, Side, Vote
-from mlcoord import features as ft
-from mlcoord.components import SignalSeries
+from mlcoord.api import Action, ExitLevels, Side, SignalSeries, Vote, hookimpl
+from mlcoord.api import features as ft
 
 MLCOORD_HOOKS_VERSION = 2
 
@@ -182,7 +180,7 @@ class ShortWindowSource:
         return {"zscore20": self._z(data)}
 
 
-@mlcoord.hookimpl
+@hookimpl
 def register_signal_sources(register):
     register("next_bar", NextBarSource, description="planted leak: shift(-1)")
     register("whole_z", WholeSeriesZSource, description="planted leak: whole-series normalisation")
@@ -191,13 +189,13 @@ def register_signal_sources(register):
     register("short_windows", ShortWindowSource, description="control: 20-bar windows")
 
 
-@mlcoord.hookimpl
+@hookimpl
 def register_ml_components(register):
     register("htf_peek", UnfinishedFourHour, description="planted leak: unfinished 4h bucket")
     register("honest_ml", HonestVoter, description="control: causal vote")
 
 
-@mlcoord.hookimpl
+@hookimpl
 def register_exit_managers(register):
     register("next_high", NextHighExits, description="planted leak: the next bar's high (clamped index)")
     register("next_high_raw", lambda options=None: NextHighExits(options, clamp=False),
