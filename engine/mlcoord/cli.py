@@ -675,7 +675,7 @@ def _check_settings(config_path, data_files, symbols, timeframe, timerange, stor
     return _flagged(load_settings(config_path, {"data": data} if data else None))
 
 
-@check.command("lookahead")
+@check.command("lookahead", short_help="Outputs that change when later bars are removed.")
 @_check_options
 @click.option("--samples", type=int, help="Bars to cut the data after (default and minimum 50).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled cuts.")
@@ -690,7 +690,7 @@ def check_lookahead(config_path, data_files, symbols, timeframe, timerange, stor
     sys.exit(run_lookahead(settings, _csv(disable), samples=samples, seed=seed, json_path=json_path, echo=click.echo))
 
 
-@check.command("recursive")
+@check.command("recursive", short_help="Values that depend on the warm-up length.")
 @_check_options
 @click.option("--warmups", help="Warm-ups to test, bars before the window (default 100,200,500,1000).")
 @click.option("--window", type=int, help="Evaluation window: the data's last N bars (default 500).")
