@@ -644,5 +644,68 @@ def plugins_info(name: str) -> None:
                 click.echo(line)
 
 
+@main.group()
+def check() -> None:
+    """Check the configured pipeline on your data: look-ahead and warm-up dependence."""
+
+
+def _check_options(fn):
+    """``mlcoord backtest``'s data and plugin options plus ``--json``, for the ``check`` commands."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file."),
+        click.option("--data", "data_files", multiple=True, help="Candle file(s), as for backtest (default: bundled)."),
+        click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT."),
+        click.option("--timeframe", help="Check on this timeframe (resampled from completed base bars)."),
+        click.option("--timerange", help="YYYYMMDD-YYYYMMDD, either side optional."),
+        click.option("--store", help="A `mlcoord data download` store directory."),
+        click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs)."),
+        click.option("--disable", "disable", multiple=True, help="Plugins to disable, e.g. dca,hedging."),
+        click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Write the report as JSON."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return _plugin_flags(fn)
+
+
+def _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair):
+    from mlcoord.config import load_settings
+
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
+    return _flagged(load_settings(config_path, {"data": data} if data else None))
+
+
+@check.command("lookahead", short_help="Outputs that change when later bars are removed.")
+@_check_options
+@click.option("--samples", type=int, help="Bars to cut the data after (default and minimum 50).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled cuts.")
+@_friendly
+def check_lookahead(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
+                    samples, seed) -> None:
+    """Run the pipeline on the data, then on the data cut after sampled bars: an output before a cut
+    that changes is a look-ahead. Exit code 1 when one is found (or a component cannot be checked)."""
+    from mlcoord.leakcheck.command import run_lookahead
+
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    sys.exit(run_lookahead(settings, _csv(disable), samples=samples, seed=seed, json_path=json_path, echo=click.echo))
+
+
+@check.command("recursive", short_help="Values that depend on the warm-up length.")
+@_check_options
+@click.option("--warmups", help="Warm-ups to test, bars before the window (default 100,200,500,1000).")
+@click.option("--window", type=int, help="Evaluation window: the data's last N bars (default 500).")
+@click.option("--tolerance", type=float, help="Largest relative difference allowed (default 0.001).")
+@_friendly
+def check_recursive(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
+                    warmups, window, tolerance) -> None:
+    """Signal sources on the last bars after different warm-ups: values that depend on the warm-up
+    beyond the tolerance are flagged (exit code 1)."""
+    from mlcoord.leakcheck.command import run_recursive
+
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    sys.exit(run_recursive(settings, _csv(disable), warmups=warmups, window=window, tolerance=tolerance,
+                           json_path=json_path, echo=click.echo))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

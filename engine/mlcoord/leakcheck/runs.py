@@ -1,0 +1,91 @@
+"""One run of a check: a freshly built pipeline prepared on full or cut data.
+
+Every run builds its components anew (as the backtest does, through ``build_pipeline``), so an
+online learner or a component's cache cannot carry what it saw in one run into the next: two runs
+differ only in the bars they were given. Component failures are recorded (not logged): a call that
+fails only on the cut data is a finding, shown in the report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+
+from mlcoord.candles import Candles
+from mlcoord.components import MarketData, build_market_data
+from mlcoord.config import Settings
+from mlcoord.journal import iso_time
+from mlcoord.leakcheck.values import Raised
+from mlcoord.pipeline import Guarded, Pipeline, PreparedSymbol, build_pipeline
+from mlcoord.registry import PluginSet
+
+
+def check_settings(settings: Settings) -> Settings:
+    """The settings a check runs with: hook tracing off (it would log every call of every run)."""
+    return attrs.evolve(settings, engine=attrs.evolve(settings.engine, trace_hooks=False))
+
+
+def market_data(settings: Settings, candles: Candles) -> MarketData:
+    """Context and higher timeframes rebuilt from ``candles`` alone, as the backtest builds them:
+    on cut data the last higher-timeframe bar is the unfinished one a live bot would see."""
+    return build_market_data(candles, settings.data.higher_timeframes, event=settings.learning.event)
+
+
+def when(candles: Candles, i: int) -> str:
+    return iso_time(int(candles.time[i]))
+
+
+@attrs.frozen
+class Failure:
+    component: str
+    call: str
+    error: Raised
+    bar: Optional[int]
+
+
+class Recorder(Guarded):
+    """The pipeline's failure counter, keeping every failure for the report instead of logging it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[Failure] = []
+
+    def failed(self, component: str, call: str, error: BaseException | str, **where: Any) -> None:
+        key = f"{component}.{call}"
+        self.counts[key] = self.counts.get(key, 0) + 1
+        self.events.append(Failure(component, call, Raised.of(error), where.get("bar")))
+
+    def first(self, component: str, call: str) -> Optional[Raised]:
+        return next((e.error for e in self.events if e.component == component and e.call == call), None)
+
+
+@attrs.define
+class Run:
+    pipeline: Pipeline
+    errors: Recorder
+    sym: Optional[PreparedSymbol]
+    failure: Optional[Raised] = None     # Pipeline.prepare itself raised (the exit manager failed)
+
+
+def new_pipeline(settings: Settings, plugins: PluginSet, left_out: frozenset[str] = frozenset()) -> Pipeline:
+    """A pipeline with components of its own, the ML components in ``left_out`` removed (those the
+    backtest leaves out because their model saw every bar). Vote time budgets are off: a slow
+    vote must not make two runs differ."""
+    pipeline = build_pipeline(settings, plugins)
+    if left_out:
+        pipeline.components.ml_components[:] = [b for b in pipeline.components.ml_components
+                                                if b.name not in left_out]
+    pipeline.errors = Recorder()
+    pipeline.vote_budget = 0.0
+    return pipeline
+
+
+def prepare(pipeline: Pipeline, settings: Settings, candles: Candles) -> Run:
+    errors = pipeline.errors
+    assert isinstance(errors, Recorder)
+    try:
+        sym = pipeline.prepare(market_data(settings, candles))
+    except Exception as exc:
+        return Run(pipeline, errors, None, Raised.of(exc))
+    return Run(pipeline, errors, sym)
