@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SURFACE = [
     'Action', 'CHECKS', 'Calibrator', 'Candles', 'ComponentContext', 'ConformanceError', 'ContextSeries',
     'Decision', 'EntryGuard', 'EntryLeg', 'EntryPlan', 'EntryPlanner', 'EventSpec', 'ExitLevels', 'ExitManager',
-    'ExitReason', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
+    'ExitReason', 'ExposesFeatures', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
     'MarketContext', 'MarketData', 'Outcome', 'OutcomeLearner', 'PortfolioView', 'PortfolioWatcher',
     'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Regime', 'Side', 'Signal',
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'Stateful', 'Trade', 'TradeObserver',

@@ -9,7 +9,7 @@ what it may add. They are ``runtime_checkable`` (the engine and the conformance 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional, Protocol, Sequence, runtime_checkable
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 from mlcoord.learning import Outcome
 from mlcoord.model import Decision, Trade
@@ -58,4 +58,13 @@ class TradeObserver(Protocol):
     def on_trade_closed(self, trade: Trade, decision: Optional[Decision]) -> None: ...
 
 
-__all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver"]
+@runtime_checkable
+class ExposesFeatures(Protocol):
+    """A signal source showing the indicator series behind its signals (one float per bar each,
+    computed as in ``prepare``), so ``mlcoord check recursive`` can measure how much each depends
+    on the warm-up length."""
+
+    def features(self, data: Any) -> Mapping[str, Any]: ...
+
+
+__all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver", "ExposesFeatures"]

@@ -10,7 +10,7 @@ per window, the best set, its in-sample and out-of-sample Sharpe and the gap; an
 out-of-sample parts concatenated (per symbol, then averaged): the honest figure.
 
 Objective: Sharpe net of fees, mean over the symbols (as the plain sweep). Every backtest of a
-part trades only that part; the 600 bars before it warm the indicators up, the online learners
+part trades only that part; the WARMUP_BARS (1,000) bars before it warm the indicators up, the online learners
 start fresh at the part's start, and nothing after the part's end is loaded (no look-ahead).
 
 Determinism: each window has its own in-memory study, seeded ``seed + window``; trials are

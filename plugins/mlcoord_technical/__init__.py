@@ -103,6 +103,15 @@ class Technical:
 
         return SignalSeries(s.action, s.confidence, explain)
 
+    def features(self, data: MarketData) -> dict[str, np.ndarray]:
+        """The indicator series behind the signals (``mlcoord check recursive`` shows how much
+        each depends on the warm-up: the EMA(200) needs the longest)."""
+        c = data.candles
+        s = scoring.score(c.close, c.high, c.low, c.volume, self.options, None)
+        return {name: np.asarray(getattr(s, name), dtype=float)
+                for name in ("rsi", "macd", "macd_signal", "ema_fast", "ema_slow", "ema_trend", "percent_b",
+                             "atr_ratio", "volume_ratio", "net")}
+
 
 @hookimpl
 def register_signal_sources(register):

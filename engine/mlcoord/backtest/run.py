@@ -34,7 +34,10 @@ log = structlog.get_logger("mlcoord.backtest")
 
 ENV_DISABLE = "MLCOORD_DISABLE"
 RESULT_SCHEMA = 2
-WARMUP_BARS = 600
+#: bars before a --timerange's start that only warm indicators up: `mlcoord check recursive` on the
+#: bundled data shows the default signal source's net score still 0.86 (relative) off the
+#: full-history value with 500 bars (its EMA(200) 2.7e-4 off), within 1e-3 from 1,000 bars on
+WARMUP_BARS = 1000
 
 
 def disabled_plugins(settings: Settings, cli: Sequence[str] = (), env: Optional[Mapping[str, str]] = None
