@@ -14,6 +14,7 @@ from mlcoord.datasets import bundled_path
 from mlcoord.errors import ConfigError
 from mlcoord.evaluate import EvalOptions, WalkForward, evaluate, plan_windows, render
 from mlcoord.evaluation.baselines import NAMES as BASELINES, BaselineOptions
+from mlcoord.evaluation.collect import SIGNALS
 from mlcoord.evaluation.holdout import make_split
 from mlcoord.evaluation.metrics import rounded, score_row
 from mlcoord.registry import discover_entry_points, load_plugins
@@ -54,7 +55,8 @@ def smoke(tmp_path_factory):
 def test_smoke_evaluation_scores_every_component_out_of_sample(smoke):
     result, btc = smoke
     scores = result["scores"]
-    for name in ("technical", "lstm", "attention", "mtf", "rl_selector", "ensemble (raw)"):
+    assert result["mlcoord_evaluation"] == 2
+    for name in (SIGNALS, "lstm", "attention", "mtf", "rl_selector", "ensemble (raw)"):
         assert name in scores, sorted(scores)
         assert scores[name]["n"] > 20
         assert 0.0 <= scores[name]["auc"] <= 1.0
@@ -72,22 +74,25 @@ def test_smoke_evaluation_compares_the_trading_arms_on_the_same_windows(smoke):
     result, _ = smoke
     assert {row["symbol"] for row in result["trading"]} == {"BTC/USDT"}
     summary = result["trading_summary"]
-    assert summary["technical"]["trades"] > 0
-    assert set(summary["ml"]) == {"mean_return", "mean_sharpe", "worst_drawdown", "trades"}
+    assert summary["signals_only"]["trades"] > 0
+    assert set(summary["with_ml"]) == {"mean_return", "mean_sharpe", "worst_drawdown", "trades"}
     arms = result["trading_arms"]["arms"]
-    assert list(arms) == ["technical", "technical + calibrator", "logistic voter", "ml", "always abstain"]
-    assert arms["technical"]["trades"] == summary["technical"]["trades"]
-    assert arms["ml"]["trades"] == summary["ml"]["trades"]
+    assert list(arms) == ["signals_only", "signals + calibrator", "logistic voter", "with_ml", "always abstain"]
+    assert arms["signals_only"]["trades"] == summary["signals_only"]["trades"]
+    assert arms["with_ml"]["trades"] == summary["with_ml"]["trades"]
+    for row in result["trading"]:
+        assert row["signals_only"]["trades"] == len(row["arms"]["signals_only"]["trades"])
+        assert row["with_ml"]["trades"] == len(row["arms"]["with_ml"]["trades"])
     assert arms["always abstain"]["trades"] == 0 and arms["always abstain"]["total_return"] == 0.0
     for name, arm in arms.items():
         if arm["trades"]:
             lo, hi = arm["per_trade_return_ci"]
             assert lo <= hi, name
-    pnl = sum(t[1] for row in result["trading"] for t in row["arms"]["technical"]["trades"])
-    assert arms["technical"]["total_return"] == pytest.approx(pnl / (10_000 * len(result["trading"])))
-    assert "ml - technical + calibrator" in result["trading_arms"]["differences"]
+    pnl = sum(t[1] for row in result["trading"] for t in row["arms"]["signals_only"]["trades"])
+    assert arms["signals_only"]["total_return"] == pytest.approx(pnl / (10_000 * len(result["trading"])))
+    assert "with_ml - signals + calibrator" in result["trading_arms"]["differences"]
     text = render(result)
-    for words in ("lstm", "logistic", "climatology (causal)", "always abstain", "technical + calibrator",
+    for words in ("lstm", "logistic", "climatology (causal)", "always abstain", "signals + calibrator",
                   "logistic voter", "scored: signal_bars", "scored: every_bar", "200 resamples"):
         assert words in text, words
     json.dumps(result, default=str)   # machine-readable
@@ -100,16 +105,20 @@ def test_every_row_has_its_baselines_n_and_intervals(smoke):
     rows = signal["scores"]
     assert rows is result["scores"]
     for name in (*BASELINES, "climatology (in-sample)", "always abstain"):
-        assert rows[name]["n"] == rows["technical"]["n"], name      # scored on the same signal bars
+        assert rows[name]["n"] == rows[SIGNALS]["n"], name      # scored on the same signal bars
     for name, row in rows.items():
         if name == "always abstain":
-            assert row["accuracy"] == pytest.approx(1 - rows["technical"]["base_rate"], abs=1e-4)
+            assert row["accuracy"] == pytest.approx(1 - rows[SIGNALS]["base_rate"], abs=1e-4)
             continue
         for field in ("log_loss_clim_in_sample", "log_loss_clim_causal", "skill_vs_in_sample", "skill_vs_causal",
                       "ece", "ece_mass15"):
             assert field in row, (name, field)
         ci = row["ci"]["log_loss"]
         assert ci[0] <= ci[1], name
+    assert list(rows)[0] == SIGNALS         # the signal sources' row first, whatever the sources are named
+    assert list(signal["differences"]) == [     # the ensemble against the logistic baseline and each ML component
+        "ensemble (raw) - logistic", *(f"ensemble (raw) - {n}" for n in ("attention", "lstm", "mtf", "rl_selector")),
+        "logistic - climatology (causal)"]
     assert rows["climatology (in-sample)"]["skill_vs_in_sample"] == pytest.approx(0.0, abs=1e-4)
     assert rows["climatology (causal)"]["skill_vs_causal"] == pytest.approx(0.0, abs=1e-4)
     every = result["populations"]["every_bar"]

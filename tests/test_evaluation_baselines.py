@@ -100,8 +100,12 @@ def test_logistic_voter_votes_the_windows_model_in_its_trading_arm(btc, tmp_path
     base = load_plugins({}, entry_points=eps)
     plugins = plugins_from(PluginRecipe(PluginRecipe.of(base).plugins
                                         + (("baseline_logistic", "mlcoord.evaluation.voter"),)))
-    settings = arms.arm_settings(Settings(), "logistic voter")
+    with pytest.raises(ValueError, match="needs the plugins"):
+        arms.arm_settings(Settings(), "logistic voter")
+    settings = arms.arm_settings(Settings(), "logistic voter", base)
     assert settings.pipeline.ml_components == ("baseline_logistic",) and settings.pipeline.calibrator is None
+    # the signal vote keeps the profile's starting weight; the voter takes the ML components' sum
+    assert settings.pipeline.weights == {"technical": 0.3, "baseline_logistic": pytest.approx(0.7)}
     part = btc.slice(2400, 5000)
     result = run_backtest(settings, plugins=plugins, candles=[part],
                           option_changes={"baseline_logistic": {"model_path": str(path)}})
@@ -116,7 +120,7 @@ def test_logistic_voter_votes_the_windows_model_in_its_trading_arm(btc, tmp_path
 
 def test_arm_settings_change_only_who_votes():
     s = Settings()
-    ta, cal, ml = (arms.arm_settings(s, a) for a in ("technical", "technical + calibrator", "ml"))
+    ta, cal, ml = (arms.arm_settings(s, a) for a in ("signals_only", "signals + calibrator", "with_ml"))
     assert ta.pipeline.ml_components == () and ta.pipeline.calibrator == ""
     assert cal.pipeline.ml_components == () and cal.pipeline.calibrator is None   # the default calibrator
     assert ml == s
@@ -124,6 +128,22 @@ def test_arm_settings_change_only_who_votes():
         assert other.backtest == s.backtest and other.engine == s.engine
     with pytest.raises(ValueError, match="unknown trading arm 'nope'"):
         arms.arm_settings(s, "nope")
+
+
+def test_logistic_voter_weights_follow_the_configured_pipeline():
+    from mlcoord.config import structure
+
+    eps = {n: ep for n, ep in discover_entry_points().items() if getattr(ep.dist, "name", "") == "mlcoord"}
+    plugins = load_plugins({}, entry_points=eps)
+    # [pipeline] weights override the profile's key by key; the voter takes the ML components' sum
+    s = structure({"pipeline": {"weights": {"technical": 0.5, "lstm": 0.05}}}, Settings)
+    assert arms.voter_weights(s, plugins) == {"technical": 0.5, "baseline_logistic": pytest.approx(0.5)}
+    # only the ML components the pipeline runs count (the profile weighs others too)
+    s = structure({"pipeline": {"ml_components": ["lstm"]}}, Settings)
+    assert arms.voter_weights(s, plugins) == {"technical": 0.3, "baseline_logistic": pytest.approx(0.25)}
+    # no ML component at all: the fallback weight
+    s = structure({"pipeline": {"ml_components": []}}, Settings)
+    assert arms.voter_weights(s, plugins)["baseline_logistic"] == arms.FALLBACK_ML_WEIGHT
 
 
 def test_default_holdout_is_the_last_30_percent_and_development_reads_none_of_it(btc):
@@ -160,12 +180,12 @@ def test_arms_summary_leaves_out_arms_a_run_did_not_trade():
     from mlcoord.evaluation.bootstrap import WeeklyBootstrap
 
     week = 7 * 24 * 3_600_000_000_000
-    rows = [{"arms": {"technical": {"return": -0.01, "sharpe": -1.0, "max_drawdown": 0.02,
-                                    "trades": [[0, -50.0, -0.01], [week, 20.0, 0.004]]},
-                      "ml": {"return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "trades": []}}}]
+    rows = [{"arms": {"signals_only": {"return": -0.01, "sharpe": -1.0, "max_drawdown": 0.02,
+                                       "trades": [[0, -50.0, -0.01], [week, 20.0, 0.004]]},
+                      "with_ml": {"return": 0.0, "sharpe": 0.0, "max_drawdown": 0.0, "trades": []}}}]
     out = arms.summarise(rows, 10_000.0, WeeklyBootstrap([0, week], 100, 0))
-    assert list(out["arms"]) == ["technical", "ml", "always abstain"]
-    assert out["arms"]["technical"]["total_return"] == pytest.approx(-30.0 / 10_000)
-    assert out["arms"]["technical"]["per_trade_return"] == pytest.approx(-15.0 / 10_000)
-    assert out["arms"]["ml"]["trades"] == 0 and out["arms"]["ml"]["per_trade_return"] is None
+    assert list(out["arms"]) == ["signals_only", "with_ml", "always abstain"]
+    assert out["arms"]["signals_only"]["total_return"] == pytest.approx(-30.0 / 10_000)
+    assert out["arms"]["signals_only"]["per_trade_return"] == pytest.approx(-15.0 / 10_000)
+    assert out["arms"]["with_ml"]["trades"] == 0 and out["arms"]["with_ml"]["per_trade_return"] is None
     assert list(out["differences"]) == []       # none of the compared pairs both ran

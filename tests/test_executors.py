@@ -106,7 +106,7 @@ def test_same_evaluation_on_inline_local_and_dask(local, dask_executor):
     wf = WalkForward(train_bars=800, fit_bars=800, test_bars=700, windows=2, retrain=False)
     results = [evaluate(settings, plugins, candles, wf, executor=ex)
                for ex in (InlineExecutor(), local, dask_executor)]
-    assert results[0]["trading"] and results[0]["scores"]["technical"]["n"] > 20
+    assert results[0]["trading"] and results[0]["scores"]["signals"]["n"] > 20
     assert [r["failures"] for r in results] == [[], [], []]
     inline, on_pool, on_dask = (_strip_timings(r) for r in results)
     assert inline == on_pool

@@ -140,7 +140,7 @@ def test_long_series_are_thinned_but_keep_extremes_and_exact_markers():
     assert label == "" and len(short) == 3000
 
 
-def test_fills_are_split_into_entries_dca_exits_and_hedges():
+def test_fills_are_split_into_entries_ladder_fills_exits_and_hedges():
     fill = lambda oid, tag, reduce=False, hedge=False: {  # noqa: E731
         "order_id": oid, "symbol": "X", "side": 1, "time": "2024-01-01T00:00:00+00:00", "price": 1.0,
         "quantity": 1.0, "fee": 0.0, "reduce_only": reduce, "tag": tag, "hedge": hedge}
@@ -149,7 +149,7 @@ def test_fills_are_split_into_entries_dca_exits_and_hedges():
                         fill("X:7:hedge", "hedge", hedge=True)]}
     kinds = an.fill_markers(result, "X")
     assert [f["order_id"] for f in kinds["entry"]] == ["X:1:entry:1", "X:5:entry:2"]
-    assert [f["order_id"] for f in kinds["dca"]] == ["X:1:entry:3"]
+    assert [f["order_id"] for f in kinds["ladder"]] == ["X:1:entry:3"]
     assert len(kinds["exit"]) == len(kinds["hedge"]) == 1
 
 
@@ -193,6 +193,11 @@ def test_evaluate_report(tmp_path, mlcoord_plugins_only):
     html = (tmp_path / "wf.html").read_text(encoding="utf-8")
     for key in ("scores", "calibration", "trading", "windows"):
         assert f'<section id="{key}">' in html, key
-    assert "technical" in html and "mtf" in html and "before calibration" in html
+    assert '<td class="l">signals</td>' in html and "mtf" in html and "before calibration" in html
     assert "logistic" in html and "climatology (causal)" in html and "Trading arms on the same windows" in html
+    assert "signals only" in html and "with ML" in html and "signals_only" in html and "with_ml" in html
     assert build_report(load_result(tmp_path / "wf.json")) == html, "the file gives the same report"
+    old = {k: v for k, v in json.loads((tmp_path / "wf.json").read_text(encoding="utf-8")).items()
+           if k not in ("mlcoord_evaluation", "trading_summary")}
+    old["trading"] = [{k: v for k, v in row.items() if k not in ("signals_only", "with_ml")} for row in old["trading"]]
+    assert "written before evaluation schema 2" in build_report(old), "an older file: a note, not a crash"

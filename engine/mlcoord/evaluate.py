@@ -1,5 +1,5 @@
 """Walk-forward evaluation: out-of-sample scores of every component and of the ensemble, and the
-trading result of technical-only against ML-enhanced, with fees.
+trading result of the signal sources alone against the ML-enhanced pipeline, with fees.
 
 For window ``k`` with test range ``[a, b)``:
 
@@ -11,6 +11,15 @@ For window ``k`` with test range ``[a, b)``:
 3. every bar of ``[a, b)`` is scored: votes against the learning event, trading from ``a``.
 
 No bar is ever scored by a model trained on it.
+
+The result (``--json``) carries its schema version under ``mlcoord_evaluation``
+(:data:`EVALUATION_SCHEMA`). Schema 2 names no component in its keys: the trading arms are
+``signals_only``, ``signals + calibrator``, ``logistic voter``, ``with_ml`` and ``always abstain``
+(schema 1, files without the key: ``technical``, ``technical + calibrator``, ``logistic voter``,
+``ml``, ``always abstain``), as are each ``trading`` row's per-window stats (``signals_only`` and
+``with_ml``, were ``technical`` and ``ml``) and ``trading_summary``; the signal sources' score row
+is ``signals`` (was ``technical``), and the paired differences compare ``ensemble (raw)`` with every
+ML component of the run.
 """
 
 from __future__ import annotations
@@ -36,7 +45,8 @@ from mlcoord.errors import ConfigError
 from mlcoord.evaluation import arms as arms_mod
 from mlcoord.evaluation.baselines import BaselineOptions, fit_baselines
 from mlcoord.evaluation.bootstrap import WeeklyBootstrap
-from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS, Records, collect_every_bar, collect_signal_bars
+from mlcoord.evaluation.collect import (EVERY_BAR, SIGNAL_BARS, SIGNALS, Records, collect_every_bar,
+                                       collect_signal_bars)
 from mlcoord.evaluation.export import write_decisions
 from mlcoord.evaluation.holdout import (Split, append_log, config_hash, current_commit, development_candles,
                                        log_rows)
@@ -49,6 +59,10 @@ from mlcoord.registry import PluginSet
 
 log = structlog.get_logger("mlcoord.evaluate")
 WARMUP = 600
+#: the result's schema: 2 = arms, per-window stats and the signal row keyed by role
+#: (``signals_only``, ``signals + calibrator``, ``with_ml``, ``signals``), never by a component's
+#: name (schema 1, no ``mlcoord_evaluation`` key: ``technical``, ``technical + calibrator``, ``ml``)
+EVALUATION_SCHEMA = 2
 
 
 @attrs.frozen
@@ -69,7 +83,7 @@ class EvalOptions:
     resamples: int = attrs.field(default=1000, validator=attrs.validators.ge(1))  # weekly-block bootstrap
     seed: int = 0
     every_bar: bool = False         # also the second table: every bar, event up
-    all_arms: bool = True           # False: trade only "technical" and "ml" (e.g. a sweep needing scores only)
+    all_arms: bool = True           # False: trade only signals_only and with_ml (e.g. a sweep needing scores only)
     baselines: BaselineOptions = BaselineOptions()
 
 
@@ -219,20 +233,21 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
     fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
     fitted = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
     runs = {}
-    for arm in arms_mod.BACKTESTED if job.options.all_arms else ("technical", "ml"):
-        voter = arm == "logistic voter"
-        runs[arm] = run_backtest(arms_mod.arm_settings(fitted, arm), plugins=_voter_plugins(job) if voter else plugins,
+    for arm in arms_mod.BACKTESTED if job.options.all_arms else (arms_mod.SIGNALS_ONLY, arms_mod.WITH_ML):
+        voter = arm == arms_mod.LOGISTIC_ARM
+        runs[arm] = run_backtest(arms_mod.arm_settings(fitted, arm, plugins, changes),
+                                 plugins=_voter_plugins(job) if voter else plugins,
                                  candles=[part], option_changes=voter_changes if voter else changes)
     records = Records(c.symbol, w.index)
     event = settings.learning.event
-    collect_signal_bars(runs["ml"], part, w, event.horizon, event.threshold, base, records)
+    collect_signal_bars(runs[arms_mod.WITH_ML], part, w, event.horizon, event.threshold, base, records)
     if job.options.every_bar:
         collect_every_bar(fitted, plugins, changes, part, w, base, records)
     arms = {arm: {**_segment_stats(r, w.test_start), "trades": arms_mod.trades_of(r, w.test_start)}
             for arm, r in runs.items()}
     row = {"window": w.index, "symbol": c.symbol,
            "test": [pd.Timestamp(w.test_start, tz="UTC").isoformat(), pd.Timestamp(w.test_end, tz="UTC").isoformat()],
-           "technical": _segment_stats(runs["technical"], w.test_start), "ml": _segment_stats(runs["ml"], w.test_start),
+           **{arm: _segment_stats(runs[arm], w.test_start) for arm in (arms_mod.SIGNALS_ONLY, arms_mod.WITH_ML)},
            "arms": arms}
     return {"records": records.data, "row": row}
 
@@ -319,7 +334,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     boot = WeeklyBootstrap(np.concatenate(week_times) if week_times else np.zeros(0, np.int64),
                            options.resamples, options.seed)
     populations = {}
-    for population, reference in ((SIGNAL_BARS, "technical"), (EVERY_BAR, "climatology (causal)")):
+    for population, reference in ((SIGNAL_BARS, SIGNALS), (EVERY_BAR, "climatology (causal)")):
         if population in records:
             populations[population] = {"event": POPULATION_EVENTS[population],
                                        **score_population(records[population], boot, reference)}
@@ -334,7 +349,8 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                 "worst_drawdown": float(max((r["max_drawdown"] for r in rows), default=0.0)),
                 "trades": int(sum(r["trades"] for r in rows))}
     scores_table = populations.get(SIGNAL_BARS, {}).get("scores", {})
-    result = {"windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
+    result = {"mlcoord_evaluation": EVALUATION_SCHEMA,
+            "windows": [attrs.asdict(w) for w in windows], "event": settings.learning.event.describe(),
             "symbols": [c.symbol for c in candles],
             "split": None if split is None else {"holdout_from": pd.Timestamp(split.holdout_from, tz="UTC").isoformat(),
                                                  "part": split.part, "chosen_by": split.chosen_by},
@@ -343,7 +359,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
             "bootstrap": {"resamples": options.resamples, "seed": options.seed, "block": "calendar week (UTC)",
                           "weeks": int(len(boot.weeks)), "level": 0.95},
             "scores": scores_table, "populations": populations, "reliability": diagrams, "trading": trading,
-            "trading_summary": {"technical": total("technical"), "ml": total("ml")},
+            "trading_summary": {arm: total(arm) for arm in (arms_mod.SIGNALS_ONLY, arms_mod.WITH_ML)},
             "trading_arms": arms_mod.summarise(trading, settings.backtest.initial_equity, boot),
             "training": trained_reports, "settings": attrs.asdict(wf), "failures": failed}
     if export is not None:
@@ -368,4 +384,5 @@ def render(result: dict[str, Any]) -> str:
     return render_text(result)
 
 
-__all__ = ["WalkForward", "EvalOptions", "Window", "plan_windows", "evaluate", "render", "expected_calibration_error"]
+__all__ = ["EVALUATION_SCHEMA", "WalkForward", "EvalOptions", "Window", "plan_windows", "evaluate", "render",
+           "expected_calibration_error"]

@@ -1,12 +1,15 @@
 """The trading arms: the same windows traded by pipelines that differ only in who votes.
 
-* ``technical`` - the technical signal alone (no ML, no calibrator);
-* ``technical + calibrator`` - the calibrator and the entry threshold on the technical
+* ``signals_only`` - the signal sources alone (no ML, no calibrator);
+* ``signals + calibrator`` - the calibrator and the entry threshold on the signal sources'
   confidence, no ML votes: what trading *less* is worth, without any model;
 * ``logistic voter`` - the logistic baseline as the only ML voter (with the ensemble and the
   calibrator): what a plain model on the components' own features is worth;
-* ``ml`` - the configured ML components (the product);
+* ``with_ml`` - the configured ML components (the product);
 * ``always abstain`` - no trade at all: zero return, the bar every arm must clear after fees.
+
+The arms name no component: the signal sources and ML components are whatever the configuration
+(``[pipeline]``, else the profile) selects.
 
 Per arm: trade count, total net return (closed trades' net PnL over the capital of all
 symbol-windows) and net expectancy per trade (mean net PnL per trade over the initial equity, so
@@ -18,32 +21,59 @@ drawdown per window.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 import numpy as np
 
 from mlcoord.config import Settings
+from mlcoord.coordinator import DEFAULT_WEIGHT
 from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval
 from mlcoord.evaluation.voter import NAME as LOGISTIC_VOTER
+from mlcoord.pipeline import Pipeline, resolve_components
+from mlcoord.registry import PluginSet
 
-ARMS = ("technical", "technical + calibrator", "logistic voter", "ml", "always abstain")
-BACKTESTED = ("technical", "technical + calibrator", "logistic voter", "ml")
-DIFFERENCES = (("ml", "technical + calibrator"), ("ml", "logistic voter"), ("technical + calibrator", "technical"))
+SIGNALS_ONLY, SIGNALS_CALIBRATED, LOGISTIC_ARM, WITH_ML, ABSTAIN = (
+    "signals_only", "signals + calibrator", "logistic voter", "with_ml", "always abstain")
+ARMS = (SIGNALS_ONLY, SIGNALS_CALIBRATED, LOGISTIC_ARM, WITH_ML, ABSTAIN)
+BACKTESTED = (SIGNALS_ONLY, SIGNALS_CALIBRATED, LOGISTIC_ARM, WITH_ML)
+DIFFERENCES = ((WITH_ML, SIGNALS_CALIBRATED), (WITH_ML, LOGISTIC_ARM), (SIGNALS_CALIBRATED, SIGNALS_ONLY))
+#: the logistic voter's starting weight when the configuration runs no ML component to take it from
+FALLBACK_ML_WEIGHT = 0.7
 
 
-def arm_settings(settings: Settings, arm: str) -> Settings:
-    """``settings`` with the pipeline of ``arm`` (the rest, fees and sizing included, unchanged)."""
+def voter_weights(settings: Settings, plugins: PluginSet,
+                  option_changes: Optional[dict[str, dict[str, Any]]] = None) -> dict[str, float]:
+    """Starting weights for the logistic voter arm: the signal sources' vote keeps the weight the
+    configured pipeline starts it with, and the logistic voter takes the ML components' combined
+    starting weight (:data:`FALLBACK_ML_WEIGHT` when the configuration runs none).
+
+    The pipeline is the one ``settings`` selects, built as a run builds it (a component that cannot
+    load is left out as there), so the signal vote carries the pipeline's name for it (one source's
+    registered name, several joined by "+") and both weights come from
+    :func:`mlcoord.pipeline.pipeline_weights` as the coordinator reads them."""
+    pipe = Pipeline(settings, plugins, resolve_components(settings, plugins, option_changes))
+    start = pipe.coordinator.start_weights
+    ml_weight = sum(start.get(b.name, DEFAULT_WEIGHT) for b in pipe.components.ml_components) or FALLBACK_ML_WEIGHT
+    return {pipe.signal_name: start.get(pipe.signal_name, DEFAULT_WEIGHT), LOGISTIC_VOTER: ml_weight}
+
+
+def arm_settings(settings: Settings, arm: str, plugins: Optional[PluginSet] = None,
+                 option_changes: Optional[dict[str, dict[str, Any]]] = None) -> Settings:
+    """``settings`` with the pipeline of ``arm`` (the rest, fees and sizing included, unchanged).
+    The logistic voter arm needs ``plugins`` (and the run's ``option_changes``) to weigh its votes
+    like the configured pipeline's (:func:`voter_weights`)."""
     p = settings.pipeline
-    if arm == "technical":
+    if arm == SIGNALS_ONLY:
         return attrs.evolve(settings, pipeline=attrs.evolve(p, ml_components=(), calibrator=""))
-    if arm == "technical + calibrator":
+    if arm == SIGNALS_CALIBRATED:
         return attrs.evolve(settings, pipeline=attrs.evolve(p, ml_components=()))
-    if arm == "logistic voter":
-        ml_weight = sum(w for n, w in p.weights.items() if n != "technical") or 0.7
-        weights = {"technical": p.weights.get("technical", 0.3), LOGISTIC_VOTER: ml_weight}
+    if arm == LOGISTIC_ARM:
+        if plugins is None:
+            raise ValueError(f"the {LOGISTIC_ARM!r} arm needs the plugins, to weigh the votes as the pipeline does")
+        weights = voter_weights(settings, plugins, option_changes)
         return attrs.evolve(settings, pipeline=attrs.evolve(p, ml_components=(LOGISTIC_VOTER,), weights=weights))
-    if arm == "ml":
+    if arm == WITH_ML:
         return settings
     raise ValueError(f"unknown trading arm {arm!r}; arms: {', '.join(BACKTESTED)}")
 
@@ -61,7 +91,7 @@ def summarise(rows: list[dict], capital: float, boot: WeeklyBootstrap) -> dict[s
     out: dict[str, Any] = {}
     samples: dict[str, dict[str, np.ndarray]] = {}
     for arm in ARMS:
-        if arm == "always abstain":
+        if arm == ABSTAIN:
             zero = np.zeros(boot.resamples)
             samples[arm] = {"total": zero, "per_trade": np.full(boot.resamples, np.nan)}
             out[arm] = {"trades": 0, "total_return": 0.0, "total_return_ci": [0.0, 0.0],

@@ -1,6 +1,10 @@
-"""Scored predictions of one (window, symbol) task, as columns: every technical decision of the
-ML run with every component's and baseline's probability beside it (``signal_bars``), and, on
-request, every test bar with the event up (``every_bar``)."""
+"""Scored predictions of one (window, symbol) task, as columns: every BUY/SELL of the signal
+sources in the ML run with every component's and baseline's probability beside it
+(``signal_bars``), and, on request, every test bar with the event up (``every_bar``).
+
+Rows are keyed by role, never by a component's name: the signal sources' vote (the first vote of
+every decision, whatever sources the pipeline runs) is the row :data:`SIGNALS`; each ML component
+is the row of its registered name."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ from mlcoord.pipeline import resolve_components
 from mlcoord.registry import PluginSet
 
 SIGNAL_BARS, EVERY_BAR = "signal_bars", "every_bar"
+#: the row of the signal sources' vote (one source or several, as the pipeline combined them)
+SIGNALS = "signals"
 
 
 class Records:
@@ -46,18 +52,20 @@ def collect_signal_bars(result: Any, candles: Candles, w: Any, horizon: int, thr
         if not w.test_start <= d.time < w.test_end:
             continue
         i = index_of.get(d.time)
-        direction = int(d.technical.action)
-        if i is None or i + horizon >= len(close) or direction == 0:
+        if i is None or i + horizon >= len(close) or not d.votes:
+            continue
+        signals, ml_votes = d.votes[0], d.votes[1:]     # the first vote is always the signal sources'
+        direction = int(signals.action)
+        if direction == 0:
             continue
         fr = close[i + horizon] / close[i] - 1.0
         head = 0 if direction > 0 else 1
         y = float(event_happened(direction, fr, threshold))
         pc = float(clim[head][i])
         add = lambda name, p, side=direction, pc=pc, y=y: into.add(SIGNAL_BARS, name, d.time, y, p, side, pc)  # noqa
-        add("technical", d.technical.confidence)
-        for v in d.votes:
-            if v.component != "technical":
-                add(v.component, v.probability(direction))
+        add(SIGNALS, signals.confidence)
+        for v in ml_votes:
+            add(v.component, v.probability(direction))
         if d.p_signal is not None:
             add("ensemble (raw)", d.p_signal)
         for name in BASELINES:

@@ -9,15 +9,19 @@ import numpy as np
 
 from mlcoord.evaluation.baselines import NAMES as BASELINES
 from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval, intervals
-from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS
+from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS, SIGNALS
 from mlcoord.evaluation.metrics import rounded, score_row
 
 
 POPULATION_EVENTS = {
-    SIGNAL_BARS: "signal bars (technical BUY/SELL, no open position in the ML run), event in the signal's direction",
+    SIGNAL_BARS: "signal bars (the signal sources' BUY/SELL, no open position in the ML run), event in the "
+                 "signal's direction",
     EVERY_BAR: "every bar of the test windows, event up (direction +1)",
 }
-DIFFERENCES = (("ensemble (raw)", "logistic"), ("ensemble (raw)", "lstm"), ("logistic", "climatology (causal)"))
+ENSEMBLE = "ensemble (raw)"
+#: paired differences of rows, when both are in the table; the ensemble is also compared with every
+#: ML component of the run (see :func:`differences`)
+DIFFERENCES = ((ENSEMBLE, "logistic"), ("logistic", "climatology (causal)"))
 
 
 def merge(records: dict, into: dict) -> None:
@@ -29,10 +33,22 @@ def merge(records: dict, into: dict) -> None:
 
 
 def row_order(names) -> list[str]:
-    """The components (technical first, the ensemble's rows last), then the baselines."""
-    components = sorted((n for n in names if n not in BASELINES), key=lambda n: (n != "technical",
+    """The components (the signal sources' row first, the ensemble's rows last), then the baselines."""
+    components = sorted((n for n in names if n not in BASELINES), key=lambda n: (n != SIGNALS,
                                                                                  n.startswith("ensemble"), n))
     return components + [n for n in BASELINES if n in names]
+
+
+def ml_rows(names) -> list[str]:
+    """The ML components' rows: every row but the signal sources', the ensemble's and the baselines'."""
+    return [n for n in row_order(names) if n != SIGNALS and not n.startswith("ensemble") and n not in BASELINES]
+
+
+def differences(names) -> list[tuple[str, str]]:
+    """The compared pairs for a table with these rows: the ensemble against the logistic baseline
+    and against each ML component it combines, then the logistic baseline against the causal
+    climatology."""
+    return [DIFFERENCES[0], *((ENSEMBLE, n) for n in ml_rows(names)), *DIFFERENCES[1:]]
 
 
 def score_population(by_component: dict[str, dict[str, list]], boot: WeeklyBootstrap, reference: str
@@ -60,7 +76,7 @@ def score_population(by_component: dict[str, dict[str, list]], boot: WeeklyBoots
         table["always abstain"] = {"n": len(y), "accuracy": round(float(1 - y.mean()), 4) if len(y) else None,
                                    "note": "predicts 'no event' on every bar; trades nothing"}
     diffs = {}
-    for a, b in DIFFERENCES:
+    for a, b in differences(samples):
         if a in samples and b in samples:
             diffs[f"{a} - {b}"] = {
                 "auc": None if table[a]["auc"] is None or table[b]["auc"] is None

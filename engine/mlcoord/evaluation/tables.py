@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any, Optional
 
+from mlcoord.evaluation.arms import ARMS
+
 SCORE_COLUMNS = (  # (field, header, digits)
     ("auc", "AUC", 3), ("log_loss", "log-loss", 4), ("skill_vs_in_sample", "skill vs clim. in-sample", 4),
     ("skill_vs_causal", "skill vs clim. causal", 4), ("ece", "ECE 10 eq-width", 3),
     ("ece_mass15", "ECE 15 eq-mass", 3), ("brier", "Brier", 4), ("accuracy", "accuracy", 3))
-ARM_ORDER = ("technical", "technical + calibrator", "logistic voter", "ml", "always abstain")
+ARM_ORDER = ARMS
 
 
 def _num(v: Any, digits: int, pct: bool = False) -> str:

@@ -89,9 +89,9 @@ def downsample_candles(frame: pd.DataFrame, max_bars: int = MAX_CANDLES) -> tupl
 
 
 def fill_markers(result: dict[str, Any], symbol: str) -> dict[str, list[dict]]:
-    """Fills of ``symbol`` by kind: ``entry`` (first fill of a position), ``dca`` (later entry
-    fills), ``exit`` (reducing fills), ``hedge`` (hedge legs, both ways)."""
-    out: dict[str, list[dict]] = {"entry": [], "dca": [], "exit": [], "hedge": []}
+    """Fills of ``symbol`` by kind: ``entry`` (first fill of a position), ``ladder`` (later entry
+    fills of the same plan, e.g. DCA legs), ``exit`` (reducing fills), ``hedge`` (hedge legs, both ways)."""
+    out: dict[str, list[dict]] = {"entry": [], "ladder": [], "exit": [], "hedge": []}
     seen: set[str] = set()
     for f in result.get("fills", []):
         if f["symbol"] != symbol:
@@ -102,7 +102,7 @@ def fill_markers(result: dict[str, Any], symbol: str) -> dict[str, list[dict]]:
             out["exit"].append(f)
         else:
             plan = f["order_id"].rsplit(":entry:", 1)[0]   # "SYM:decision time" of the plan
-            out["dca" if plan in seen else "entry"].append(f)
+            out["ladder" if plan in seen else "entry"].append(f)
             seen.add(plan)
     return out
 

@@ -63,7 +63,7 @@ def price(result: dict[str, Any], symbol: str) -> tuple[go.Figure, str]:
     fills = an.fill_markers(result, symbol)
     _fill_trace(fig, fills["entry"], "entry", lambda f: "triangle-up" if f["side"] == 1 else "triangle-down",
                 lambda f: "#13803a" if f["side"] == 1 else "#c0392b", 11)
-    _fill_trace(fig, fills["dca"], "DCA fill", lambda f: "circle", lambda f: "#2a6fdb", 7)
+    _fill_trace(fig, fills["ladder"], "DCA fill", lambda f: "circle", lambda f: "#2a6fdb", 7)
     by_reason: dict[str, list] = {}
     for f in fills["exit"]:
         by_reason.setdefault(f["tag"] if f["tag"] in EXIT_STYLE else "other exit", []).append(f)

@@ -1,5 +1,5 @@
 """The report of a walk-forward evaluation (``mlcoord evaluate --json``): out-of-sample scores,
-reliability diagrams and technical-only against ML-enhanced trading, window by window."""
+reliability diagrams and the signal sources alone against ML-enhanced trading, window by window."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mlcoord.evaluation import tables
+from mlcoord.evaluation.arms import SIGNALS_ONLY, WITH_ML
 from mlcoord.report import charts
 from mlcoord.report.page import Page, grid, note, stat_table, table
 
@@ -70,18 +71,23 @@ def build(result: dict[str, Any], title: str = "") -> str:
 
 
 def _trading(page: Page, result: dict[str, Any]) -> None:
-    s = page.section("trading", "Technical only vs ML-enhanced trading")
+    s = page.section("trading", "Signals only vs ML-enhanced trading")
+    if result.get("mlcoord_evaluation", 1) < 2:
+        s.append(note("This file was written before evaluation schema 2 renamed the trading arms (the signal "
+                      "sources alone: signals_only, with the ML components: with_ml); run mlcoord evaluate again "
+                      "for this section."))
+        return
     summary = result.get("trading_summary", {})
-    t, m = summary.get("technical", {}), summary.get("ml", {})
-    s.append(note("The same test windows traded twice with fees: the technical pipeline alone, and with the ML "
+    t, m = summary.get(SIGNALS_ONLY, {}), summary.get(WITH_ML, {})
+    s.append(note("The same test windows traded twice with fees: the signal sources alone, and with the ML "
                   "coordinator."))
     s.append(stat_table([(label, kind, t.get(key), m.get(key)) for key, label, kind in (
         ("mean_return", "mean return per window", "pct"), ("mean_sharpe", "mean Sharpe", ""),
-        ("worst_drawdown", "worst drawdown", "pct0"), ("trades", "trades", ""))], ["", "technical", "ML"]))
+        ("worst_drawdown", "worst drawdown", "pct0"), ("trades", "trades", ""))], ["", "signals only", "with ML"]))
     rows = result.get("trading", [])
     labels = [f"w{r['window']} {r['symbol']}" for r in rows]
-    figs = [page.figure(charts.grouped(labels, {"technical": [r["technical"][key] * scale for r in rows],
-                                                "ML": [r["ml"][key] * scale for r in rows]}, axis), 320)
+    figs = [page.figure(charts.grouped(labels, {"signals only": [r[SIGNALS_ONLY][key] * scale for r in rows],
+                                                "with ML": [r[WITH_ML][key] * scale for r in rows]}, axis), 320)
             for key, scale, axis in (("return", 100, "return %"), ("sharpe", 1, "Sharpe"))]
     s.append(grid(*figs))
     if "trading_arms" in result:
@@ -89,9 +95,9 @@ def _trading(page: Page, result: dict[str, Any]) -> None:
         s.append(note(result["trading_arms"].get("definition", "")))
         s.append(table(tables.arm_rows(result["trading_arms"]), tables.ARM_HEADER,
                        ["text"] * len(tables.ARM_HEADER), scroll=True))
-    s.append(table([[r["window"], r["symbol"], r["test"][0][:10], r["test"][1][:10], r["technical"]["return"],
-                     r["ml"]["return"], r["technical"]["sharpe"], r["ml"]["sharpe"], r["technical"]["max_drawdown"],
-                     r["ml"]["max_drawdown"], r["technical"]["trades"], r["ml"]["trades"]] for r in rows],
-                   ["window", "symbol", "from", "until", "return TA", "return ML", "Sharpe TA", "Sharpe ML",
-                    "drawdown TA", "drawdown ML", "trades TA", "trades ML"],
+    stats = ("return", "sharpe", "max_drawdown", "trades")
+    s.append(table([[r["window"], r["symbol"], r["test"][0][:10], r["test"][1][:10],
+                     *(r[arm][key] for key in stats for arm in (SIGNALS_ONLY, WITH_ML))] for r in rows],
+                   ["window", "symbol", "from", "until", "return signals", "return ML", "Sharpe signals", "Sharpe ML",
+                    "drawdown signals", "drawdown ML", "trades signals", "trades ML"],
                    ["", "", "", "", "pct", "pct", "", "", "pct0", "pct0", "", ""], scroll=True, left=2))
