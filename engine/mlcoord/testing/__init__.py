@@ -22,9 +22,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from mlcoord.registry import ComponentSpec
 from mlcoord.testing import guards, learners, signals, trading  # noqa: F401  (they fill ROLE_CHECKS)
-from mlcoord.testing.core import ROLE_CHECKS, Check, ConformanceError
+from mlcoord.testing.core import ROLE_CHECKS, Check, ConformanceError, ExampleSpec
 from mlcoord.testing.fixtures import FakePortfolio, FakePosition, conformance_data
-from mlcoord.testing.registration import COMMON_CHECKS, PLUGIN_CHECKS, load_alone
+from mlcoord.testing.registration import COMMON_CHECKS, OPTIONS_CHECKS, PLUGIN_CHECKS, load_alone
 
 #: every check by the roles it applies to (plugin-wide checks under "plugin")
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -45,12 +45,15 @@ def _data_getter(data: DataSource) -> Callable[[], Any]:
 
 
 def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Check]:
-    """The checks that apply to one registered component (built with its default options).
+    """The checks that apply to one registered component: each check that builds it runs with its
+    default options and again with each option set it declares in ``register(..., examples=...)``
+    (ids ``name-check`` and ``name-check[example1]``, ...).
 
     ``data``: a MarketData (or a function returning one) to check on instead of the kit's
     3,000 bars of BTC/USDT 1h; it needs at least ~2,100 bars (truncation points 1001 and 2017).
     """
     get_data = _data_getter(data)
+    variants: list[ComponentSpec] = [spec, *(ExampleSpec.of(spec, k) for k in range(1, len(spec.examples) + 1))]
     out = []
     role_checks = [c for role in spec.roles for c in ROLE_CHECKS.get(role, ())]
     seen = set()
@@ -58,8 +61,11 @@ def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Ch
         if name in seen:      # a guard in both guard roles runs the shared checks once
             continue
         seen.add(name)
-        if applies is None or applies(spec):
-            out.append(Check(f"{spec.name}-{name}", name, spec.name, partial(fn, spec, get_data)))
+        if applies is not None and not applies(spec):
+            continue
+        for variant in variants[:1] if name in OPTIONS_CHECKS else variants:
+            suffix = f"[example{variant.example_index}]" if isinstance(variant, ExampleSpec) else ""
+            out.append(Check(f"{spec.name}-{name}{suffix}", name, spec.name, partial(fn, variant, get_data)))
     return out
 
 

@@ -16,6 +16,7 @@ from mlcoord.testing.core import (
     ConformanceError, build, call, close, expect, probability, reasons_ok, role_check, who,
 )
 from mlcoord.testing.fixtures import array_digests, private_copy
+from mlcoord.testing.state import SAVE_AT, differs, feed_trades, has_state, restored, saved_state
 
 SHORT_LENGTHS = (0, 1, 10, 60)
 #: truncation points: not multiples of 4 or 24, so the last 4h and 1d bars are unfinished
@@ -146,6 +147,17 @@ def source_no_mutation(spec, get_data) -> None:
 def _expect_unchanged(spec, before: dict[str, str], data) -> None:
     changed = [name for name, digest in array_digests(data).items() if before.get(name) != digest]
     expect(not changed, f"{who(spec)} changed its input data in place: {', '.join(changed)}; copy before modifying")
+
+
+@role_check("signal_sources", name="state_roundtrip", applies=has_state)
+def source_state_roundtrip(spec, get_data) -> None:
+    data = get_data()
+    original = build(spec)
+    prepared_series(spec, original, data.head(SAVE_AT))
+    feed_trades(spec, original, data)
+    fresh = restored(spec, saved_state(spec, original))
+    _compare_series(spec, prepared_series(spec, original, data), prepared_series(spec, fresh, data), len(data),
+                    differs(spec, "signals differently"), 0.0)
 
 
 # -- ML components ---------------------------------------------------------------------------------
