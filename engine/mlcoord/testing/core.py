@@ -172,8 +172,8 @@ def call(spec: ComponentSpec, what: str, fn: Callable, *args, **kwargs):
         if refused_write(exc):
             raise ConformanceError(
                 f"{who(spec)}: {what} wrote into what it was handed: {write_site(exc)} "
-                f"({type(exc).__name__}: {exc}); what the engine hands a plugin is read-only, so copy what you "
-                f"need to change, and ask for changes through return values (GuardAction, levels)") from exc
+                f"({type(exc).__name__}: {exc}); the engine hands plugins read-only views too: copy what you need "
+                f"to change") from exc
         raise ConformanceError(f"{who(spec)}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 

@@ -77,6 +77,9 @@ class _Walk:
     def bars(self) -> int:
         return len(self.times)
 
+    def at(self, step: int) -> str:
+        return f"step {step}" + (" of the three-symbol account" if self.multi else "")
+
     # -- the script -------------------------------------------------------------------------------
     def _open(self, k: int, side: Side, notional: float, step: int) -> None:
         price = float(self.prices[k, step])
@@ -129,8 +132,8 @@ class _Walk:
     def _closed(self, guard, trade: Trade, step: int) -> None:
         hook = getattr(guard, "on_trade_closed", None) if guard is not None else None
         if callable(hook):
-            call(self.spec, f"on_trade_closed({trade.symbol} {trade.exit_reason}, pnl {trade.pnl:+.2f}) at step "
-                            f"{step}", hook, trade, None)
+            call(self.spec, f"on_trade_closed({trade.symbol} {trade.exit_reason}, pnl {trade.pnl:+.2f}) at "
+                            f"{self.at(step)}", hook, trade, None)
 
     def _mark(self, step: int, flat: bool) -> None:
         """Prices, time, best prices, hedge legs, equity, peak and day start of ``step``."""
@@ -172,7 +175,7 @@ class _Walk:
     def _apply(self, action: GuardAction, step: int) -> None:
         """Check one action against the engine's meaning of ``symbol`` and carry it out."""
         spec, p = self.spec, self.portfolio
-        name = f"{who(spec)}: on_bar() at step {step} returned {action!r}"
+        name = f"{who(spec)}: on_bar() at {self.at(step)} returned {action!r}"
         expect(isinstance(action.reason, str) and action.reason.strip(), f"{name} without a reason")
         expect(action.symbol is None or action.symbol in p.prices,
                f"{name}: {action.symbol!r} is not a symbol of the portfolio {tuple(p.prices)}; symbol=None "
@@ -224,9 +227,10 @@ class _Walk:
             if probe and step == steps.start:
                 expect_read_only(spec, view, "the portfolio handed to the guard")
             if on_bar is not None:
-                actions = call(spec, f"on_bar() at step {step}", on_bar, view)
+                actions = call(spec, f"on_bar() at {self.at(step)}", on_bar, view)
                 expect(isinstance(actions, (list, tuple)) and all(isinstance(a, GuardAction) for a in actions),
-                       f"{who(spec)}: on_bar() at step {step} returned {actions!r:.100}, expected a list of GuardAction")
+                       f"{who(spec)}: on_bar() at {self.at(step)} returned {actions!r:.100}, expected a list of "
+                       f"GuardAction")
                 for action in actions:
                     self._apply(action, step)
                 self._cover(step)
@@ -235,11 +239,10 @@ class _Walk:
                 view = self._view(reverse)
                 for symbol in self.symbols:
                     for side in SIDES:
-                        why = call(spec, f"allow_entry({symbol!r}, {side.name}) at step {step}", guard.allow_entry,
-                                   symbol, side, view)
+                        asked = f"allow_entry({symbol!r}, {side.name}) at {self.at(step)}"
+                        why = call(spec, asked, guard.allow_entry, symbol, side, view)
                         expect(why is None or (isinstance(why, str) and why.strip()),
-                               f"{who(spec)}: allow_entry({symbol!r}, {side.name}) at step {step} returned {why!r}; "
-                               f"expected None or the reason (a non-empty str)")
+                               f"{who(spec)}: {asked} returned {why!r}; expected None or the reason (a non-empty str)")
                         answers.append(("allow_entry", step, symbol, side.name, why))
         return answers
 

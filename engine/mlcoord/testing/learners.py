@@ -10,7 +10,7 @@ import numpy as np
 from mlcoord.learning import Outcome, forward_return
 from mlcoord.model import Action, Signal
 from mlcoord.testing.core import build, call, close, expect, has_method, role_check, who
-from mlcoord.testing.signals import SIGNALS, checked_vote, prepared_voter, vote_values
+from mlcoord.testing.signals import SIGNALS, built_voter, checked_vote, expect_voted, prepared_voter, vote_values
 from mlcoord.testing.state import restored, saved_state
 
 GRID = np.linspace(0.0, 1.0, 41)
@@ -78,12 +78,13 @@ def _teach_ml(spec, component, data) -> None:
 @role_check("ml_components", name="state_roundtrip", applies=lambda spec: has_method(spec, "state", "load_state"))
 def ml_state_roundtrip(spec, get_data) -> None:
     data = get_data()
-    taught_component = build(spec)
+    taught_component, warm = built_voter(spec, data)
     _teach_ml(spec, taught_component, data.head(2000))
     restored_component = restored(spec, saved_state(spec, taught_component))
     bars = np.arange(2000, len(data), 13)
     a = vote_values(spec, prepared_voter(spec, taught_component, data), bars)
     b = vote_values(spec, prepared_voter(spec, restored_component, data), bars)
+    expect_voted(spec, a, warm, "state_roundtrip")
     for (i, d, va), (_, _, vb) in zip(a, b):
         same = (va is None and vb is None) or (
             va is not None and vb is not None and va[0] == vb[0] and all(close(x, y) for x, y in zip(va[1:], vb[1:])))

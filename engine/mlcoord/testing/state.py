@@ -66,12 +66,18 @@ def restored(spec, saved: dict, before_load: Callable[[Any], None] = lambda fres
     return fresh
 
 
+_MISSING = object()
+
+
 def _first_difference(a: Any, b: Any, path: str = "state()") -> str:
+    """Where two states part: the first key path whose values differ, and both values."""
     if isinstance(a, dict) and isinstance(b, dict):
-        for key in sorted(set(a) | set(b)):
-            if a.get(key, ...) != b.get(key, ...):
-                return _first_difference(a.get(key, "<missing>"), b.get(key, "<missing>"), f"{path}[{key!r}]")
-    return f"{path} was {a!r:.80}, is {b!r:.80}"
+        for key in sorted(set(a) | set(b), key=str):
+            x, y = a.get(key, _MISSING), b.get(key, _MISSING)
+            if x != y:
+                return _first_difference(x, y, f"{path}[{key!r}]")
+    shown = ["missing" if v is _MISSING else f"{v!r:.80}" for v in (a, b)]
+    return f"{path} was {shown[0]}, is {shown[1]}"
 
 
 def feed_trades(spec, component, data) -> None:
