@@ -70,9 +70,10 @@ class ExampleSpec(ComponentSpec):
         return cls(**fields, example=MappingProxyType(dict(spec.examples[index - 1])), example_index=index)
 
 
-def who(spec: ComponentSpec) -> str:
+def who(spec: ComponentSpec, example: bool = True) -> str:
+    """The component as failures name it (with the example option set it was built with)."""
     text = f"{ROLE_WORDS.get(spec.role, spec.role)} {spec.name!r} (plugin {spec.owner!r})"
-    if isinstance(spec, ExampleSpec):
+    if example and isinstance(spec, ExampleSpec):
         text += f" with example option set {spec.example_index} {dict(spec.example)!r}"
     return text
 
@@ -104,8 +105,9 @@ def example_options(spec: ComponentSpec, index: int):
     try:
         return structure(dict(example), spec.options, path=f"$.plugins.{spec.name}")
     except ConfigError as exc:
-        raise ConformanceError(f"{who(spec)}: example option set {index} {dict(example)!r} does not read as "
-                               f"{spec.options.__name__}: {exc}") from None
+        text = str(exc).replace(":\n  ", ": ").replace("\n  ", "; ")
+        raise ConformanceError(f"{who(spec, example=False)}: example option set {index} {dict(example)!r} does not read as "
+                               f"{spec.options.__name__}: {text}") from None
 
 
 def options_of(spec: ComponentSpec):

@@ -39,6 +39,8 @@ def conformance_data():
     from mlcoord.components import build_market_data
     cached = _cache.get("data")
     if cached is not None and fingerprint(cached[0]) == cached[1]:
+        for array in _arrays(cached[0]).values():     # a plugin may have made one writeable, and not written
+            array.flags.writeable = False
         return cached[0]
     if cached is not None:          # changed in place: the candles it came from may be changed too
         _bundled_candles.cache_clear()

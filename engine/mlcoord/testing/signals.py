@@ -224,14 +224,14 @@ def expect_voted(spec, votes, warm: int, what: str) -> None:
     if any(v is not None for i, _, v in votes if i >= warm):
         return
     bars = sorted({i for i, _, _ in votes})
-    where = f"bars {bars[0]}..{bars[-1]}" if bars else "no bars"
+    where = f"{len(bars)} bars between {bars[0]} and {bars[-1]}" if bars else "no bars"
     if warm:
         hint = f" after its declared warm-up of {warm} bars (warmup_bars)"
     else:
         hint = ("; a voter that abstains while it warms up declares it: warmup_bars = N on the component, and "
                 "the kit then checks the bars after it")
-    raise ConformanceError(f"{who(spec)}: {what} had nothing to compare: it abstained on every bar it asked ({where} "
-                           f"of {len(votes) // len(SIGNALS)} sampled){hint}")
+    raise ConformanceError(f"{who(spec)}: {what} had nothing to compare: it abstained on every bar it asked ({where})"
+                           f"{hint}")
 
 
 def ml_truncations(n: int, warm: int) -> list[int]:
@@ -249,10 +249,10 @@ def ml_output(spec, get_data) -> None:
     component, warm = built_voter(spec, data)
     votes = vote_values(spec, prepared_voter(spec, component, data), sample_bars(len(data), warm=warm))
     if not any(v is not None for i, _, v in votes if i >= warm):
-        after = f" after its declared warm-up of {warm} bars" if warm else ""
+        after = f" after its declared warm-up ({warm} of the {len(data)} bars)" if warm else f" of {len(data)} bars"
         hint = "" if warm else " (a voter that abstains while it warms up declares warmup_bars = N)"
-        raise ConformanceError(f"{who(spec)} abstained on every sampled bar{after} of {len(data)} bars of real data; "
-                               f"it cannot be checked{hint}")
+        raise ConformanceError(f"{who(spec)} abstained on every sampled bar{after} of real data; it cannot be "
+                               f"checked{hint}")
 
 
 @role_check("ml_components", name="short_data")
