@@ -218,7 +218,8 @@ class _Walk:
     def run(self, guard, steps: range, *, reverse: bool = False, probe: bool = False) -> list:
         """Walk ``steps``; the guard's answers in order: ``("on_bar", step, actions)`` and
         ``("allow_entry", step, symbol, side, reason or None)``."""
-        spec, answers = self.spec, []
+        spec = self.spec
+        answers: list[tuple] = []
         on_bar = getattr(guard, "on_bar", None) if "portfolio_watchers" in spec.roles else None
         for step in steps:
             self._script(guard, step)
