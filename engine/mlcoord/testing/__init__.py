@@ -12,6 +12,35 @@ Use it from a plugin's own tests (one pytest case per check, ids like ``volume_s
 ``plugin_checks(plugin, name=...)`` returns the :class:`Check` list itself (``check.id``, ``check()``).
 Installing mlcoord also installs the pytest plugin :mod:`mlcoord.testing.pytest_plugin` (fixtures
 ``mlcoord_market_data``, ``mlcoord_portfolio``, ``mlcoord_position``). Checks: see :data:`CHECKS`.
+
+What a component declares, and how the kit uses it:
+
+* **Example option sets** - ``register(name, factory, options=..., examples=({"window": 6}, ...))``:
+  every check that builds the component runs with the defaults and again with each set (ids
+  ``name-no_lookahead[example1]``, ...); a set that does not read as the options class (an unknown
+  option, a wrong type) fails ``name-options_examples`` naming the option. Components are built as
+  the engine builds them (:func:`mlcoord.registry.build_object`: ``context=`` when the factory asks).
+* **Warm-up** - ``warmup_bars: int`` on the built ML component: the bars at the start of the data
+  it abstains on by design. ``output`` then fails only if it also abstains on every sampled bar
+  after them, and the other vote checks must compare real votes after them (a check that compared
+  abstentions only tested nothing: it fails, and says to declare ``warmup_bars`` if that is why).
+* **State** - ``state()`` / ``load_state()`` on any component: driven for a while, its state must be
+  plain JSON (no tuple keys, numpy numbers, NaN), load into a fresh instance, give back the same
+  ``state()``, and the fresh instance must answer what follows exactly as the original. Guards are
+  restarted as a live session restarts them: a flat warm-up replay through ``on_bar`` first.
+
+What the kit hands a plugin is read-only, as in the engine: guards get the engine's
+:class:`~mlcoord.views.PortfolioSnapshot` (positions, working entries, prices, hedge triggers),
+exit managers a :class:`~mlcoord.views.PositionSnapshot`, everyone read-only arrays, frozen values
+and mappings that refuse writes (also in the private copies the no-mutation checks make). A
+plugin that writes into any of them fails, the failure naming the line that wrote
+(``portfolio.positions[0].quantity = 0``, ``data.candles.close[5] = 0``).
+
+Guards are walked over a one-symbol account and a three-symbol one (both sides, a hedge leg,
+working entries, losing stops): ``multi_symbol`` fails a guard that crashes with several symbols,
+answers differently when the same portfolio lists its positions in another order (it reads
+``positions[0]``), or uses ``GuardAction.symbol`` against the engine's meaning (a symbol the
+portfolio does not hold, a ``close_hedge`` for another symbol than the hedge it opened).
 """
 
 from __future__ import annotations
