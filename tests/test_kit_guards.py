@@ -292,13 +292,13 @@ class LiftsEquity:
 
 @pytest.mark.parametrize("factory, role, message", [
     (ZeroesAPosition, "portfolio_watchers",
-     r"on_bar\(\) at step 0 wrote into what it was handed: `portfolio.positions\[0\].quantity = 0` "
+     r"on_bar\(\) at step 0 wrote into something read-only: `portfolio.positions\[0\].quantity = 0` "
      r"\(test_kit_guards.py:\d+\) \(ReadOnlyViewError: PositionSnapshot.quantity is read-only"),
     (RepricesAndAllows, "entry_guards",
-     r"allow_entry\('BTC/USDT', LONG\) at step 0 wrote into what it was handed: "
+     r"allow_entry\('BTC/USDT', LONG\) at step 0 wrote into something read-only: "
      r"`portfolio.prices\[\"BTC/USDT\"\] = 1` .*does not support item assignment"),
     (LiftsEquity, "portfolio_watchers",
-     r"on_bar\(\) at step \d+ wrote into what it was handed: `portfolio.equity = portfolio.peak_equity` .*"
+     r"on_bar\(\) at step \d+ wrote into something read-only: `portfolio.equity = portfolio.peak_equity` .*"
      r"PortfolioSnapshot.equity is read-only"),
 ], ids=["position_quantity", "prices", "equity"])
 def test_the_kit_names_a_guards_write_into_the_portfolio(factory, role, message):

@@ -151,16 +151,16 @@ class ShrinksEquity:
 
 @pytest.mark.parametrize("role, factory, check, message", [
     ("signal_sources", CleansCandles, "output",
-     r"prepare\(\) on 3000 bars wrote into what it was handed: `data.candles.close\[5\] = 0` \(test_kit_views.py:\d+\) "
+     r"prepare\(\) on 3000 bars wrote into something read-only: `data.candles.close\[5\] = 0` \(test_kit_views.py:\d+\) "
      r"\(ValueError: assignment destination is read-only\)"),
     ("signal_sources", CleansCandles, "no_mutation", r"`data.candles.close\[5\] = 0`"),     # on the private copy
     ("ml_components", LogVolumeInPlace, "no_mutation",
-     r"wrote into what it was handed: `np.log1p\(data.candles.volume, out=data.candles.volume\)`"),
+     r"wrote into something read-only: `np.log1p\(data.candles.volume, out=data.candles.volume\)`"),
     ("exit_managers", MovesBestPrice, "output",
-     r"update\(\d+\) of a LONG opened at 0 wrote into what it was handed: `position.best_price = position.entry_price` "
+     r"update\(\d+\) of a LONG opened at 0 wrote into something read-only: `position.best_price = position.entry_price` "
      r".*PositionSnapshot.best_price is read-only"),
     ("sizers", ShrinksEquity, "output",
-     r"size\(LONG, equity 10000.0\) wrote into what it was handed: `request.equity = request.equity / 2` "
+     r"size\(LONG, equity 10000.0\) wrote into something read-only: `request.equity = request.equity / 2` "
      r"\(test_kit_views.py:\d+\) \(FrozenInstanceError"),
 ], ids=["source_output", "source_private_copy", "voter_numpy_out", "exits_position", "sizer_request"])
 def test_the_kit_names_a_plugins_write_into_what_it_was_handed(role, factory, check, message):

@@ -173,9 +173,9 @@ def call(spec: ComponentSpec, what: str, fn: Callable, *args, **kwargs):
     except Exception as exc:
         if refused_write(exc):
             raise ConformanceError(
-                f"{who(spec)}: {what} wrote into what it was handed: {write_site(exc)} "
-                f"({type(exc).__name__}: {exc}); the engine hands plugins read-only views too: copy what you need "
-                f"to change") from exc
+                f"{who(spec)}: {what} wrote into something read-only: {write_site(exc)} "
+                f"({type(exc).__name__}: {exc}); what the engine hands a plugin (portfolio, positions, market data, "
+                f"their mappings and arrays) refuses writes too: copy what you need to change") from exc
         raise ConformanceError(f"{who(spec)}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 
