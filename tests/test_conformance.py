@@ -20,6 +20,7 @@ from mlcoord.registry import discover_entry_points
 from mlcoord.testing import (
     CHECKS, ConformanceError, FakePortfolio, conformance_data, parametrize_with_checks, plugin_checks,
 )
+from mlcoord.testing.core import ROLE_CHECKS
 from mlcoord.testing.fixtures import fingerprint
 
 from fake_plugins import Components
@@ -31,11 +32,17 @@ def test_every_builtin_plugin_and_role_is_checked():
     assert set(BUILTINS) == {"technical", "dca", "exits", "risk", "hedging", "protections", "bayes", "mtf",
                              "rl_selector", "lstm", "attention"}
     checked = {c.id for name, plugin in BUILTINS.items() for c in plugin_checks(plugin, name=name)}
-    for role, names in CHECKS.items():
-        if role != "plugin":
-            assert any(i.endswith(f"-{names[-1]}") for i in checked), role
+    components = mlcoord.registry.load_plugins({}, entry_points={
+        n: ep for n, ep in discover_entry_points().items() if n in BUILTINS}).components
+    for spec in components.values():         # every unconditional check of each of its roles
+        for role in spec.roles:
+            for check, _, applies in ROLE_CHECKS.get(role, ()):
+                assert applies is not None or f"{spec.name}-{check}" in checked, (spec.name, check)
     assert {"lstm-no_lookahead", "lstm-state_roundtrip", "exits-no_lookahead", "technical-no_mutation",
-            "bayes-state_roundtrip", "hedging-output", "risk-deterministic", "dca-output"} <= checked
+            "bayes-state_roundtrip", "hedging-output", "risk-deterministic", "dca-output", "hedging-multi_symbol",
+            "hedging-state_roundtrip", "protections-multi_symbol", "protections-state_roundtrip"} <= checked
+    assert not any(i.endswith("-options_examples") or "[example" in i for i in checked)   # none declares examples
+    assert {role for role in CHECKS if role != "plugin"} == {r for s in components.values() for r in s.roles}
 
 
 @parametrize_with_checks(BUILTINS)

@@ -1,9 +1,11 @@
 """The mlcoord conformance kit over this plugin: one pytest case per check.
 
 Checks registration, hooks version, name clashes with the built-ins, options through the config
-converter, output types and ranges, empty and short data, no look-ahead, determinism and
-unmutated inputs. Keep this file when you copy the template: a plugin that passes it behaves
-inside the engine the way the engine expects.
+converter, output types and ranges, empty and short data, no look-ahead, determinism, unmutated
+and unwritten inputs, and a state round trip if a component has ``state()``. Every check that
+builds a component runs again for each option set it declares in ``register(..., examples=...)``
+(ids ending ``[example1]``). Keep this file when you copy the template: a plugin that passes it
+behaves inside the engine the way the engine expects.
 """
 
 from __future__ import annotations

@@ -12,6 +12,35 @@ Use it from a plugin's own tests (one pytest case per check, ids like ``volume_s
 ``plugin_checks(plugin, name=...)`` returns the :class:`Check` list itself (``check.id``, ``check()``).
 Installing mlcoord also installs the pytest plugin :mod:`mlcoord.testing.pytest_plugin` (fixtures
 ``mlcoord_market_data``, ``mlcoord_portfolio``, ``mlcoord_position``). Checks: see :data:`CHECKS`.
+
+What a component declares, and how the kit uses it:
+
+* **Example option sets** - ``register(name, factory, options=..., examples=({"window": 6}, ...))``:
+  every check that builds the component runs with the defaults and again with each set (ids
+  ``name-no_lookahead[example1]``, ...); a set that does not read as the options class (an unknown
+  option, a wrong type) fails ``name-options_examples`` naming the option. Components are built as
+  the engine builds them (:func:`mlcoord.registry.build_object`: ``context=`` when the factory asks).
+* **Warm-up** - ``warmup_bars: int`` on the built ML component: the bars at the start of the data
+  it abstains on by design. ``output`` then fails only if it also abstains on every sampled bar
+  after them, and the other vote checks must compare real votes after them (a check that compared
+  abstentions only tested nothing: it fails, and says to declare ``warmup_bars`` if that is why).
+* **State** - ``state()`` / ``load_state()`` on any component: driven for a while, its state must be
+  plain JSON (no tuple keys, numpy numbers, NaN), load into a fresh instance, give back the same
+  ``state()``, and the fresh instance must answer what follows exactly as the original. Guards are
+  restarted as a live session restarts them: a flat warm-up replay through ``on_bar`` first.
+
+What the kit hands a plugin is read-only, as in the engine: guards get the engine's
+:class:`~mlcoord.views.PortfolioSnapshot` (positions, working entries, prices, hedge triggers),
+exit managers a :class:`~mlcoord.views.PositionSnapshot`, everyone read-only arrays, frozen values
+and mappings that refuse writes (also in the private copies the no-mutation checks make). A
+plugin that writes into any of them fails, the failure naming the line that wrote
+(``portfolio.positions[0].quantity = 0``, ``data.candles.close[5] = 0``).
+
+Guards are walked over a one-symbol account and a three-symbol one (both sides, a hedge leg,
+working entries, losing stops): ``multi_symbol`` fails a guard that crashes with several symbols,
+answers differently when the same portfolio lists its positions in another order (it reads
+``positions[0]``), or uses ``GuardAction.symbol`` against the engine's meaning (a symbol the
+portfolio does not hold, a ``close_hedge`` for another symbol than the hedge it opened).
 """
 
 from __future__ import annotations
@@ -22,9 +51,9 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from mlcoord.registry import ComponentSpec
 from mlcoord.testing import guards, learners, signals, trading  # noqa: F401  (they fill ROLE_CHECKS)
-from mlcoord.testing.core import ROLE_CHECKS, Check, ConformanceError
+from mlcoord.testing.core import ROLE_CHECKS, Check, ConformanceError, ExampleSpec
 from mlcoord.testing.fixtures import FakePortfolio, FakePosition, conformance_data
-from mlcoord.testing.registration import COMMON_CHECKS, PLUGIN_CHECKS, load_alone
+from mlcoord.testing.registration import COMMON_CHECKS, OPTIONS_CHECKS, PLUGIN_CHECKS, load_alone
 
 #: every check by the roles it applies to (plugin-wide checks under "plugin")
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -45,12 +74,15 @@ def _data_getter(data: DataSource) -> Callable[[], Any]:
 
 
 def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Check]:
-    """The checks that apply to one registered component (built with its default options).
+    """The checks that apply to one registered component: each check that builds it runs with its
+    default options and again with each option set it declares in ``register(..., examples=...)``
+    (ids ``name-check`` and ``name-check[example1]``, ...).
 
     ``data``: a MarketData (or a function returning one) to check on instead of the kit's
     3,000 bars of BTC/USDT 1h; it needs at least ~2,100 bars (truncation points 1001 and 2017).
     """
     get_data = _data_getter(data)
+    variants: list[ComponentSpec] = [spec, *(ExampleSpec.of(spec, k) for k in range(1, len(spec.examples) + 1))]
     out = []
     role_checks = [c for role in spec.roles for c in ROLE_CHECKS.get(role, ())]
     seen = set()
@@ -58,8 +90,11 @@ def component_checks(spec: ComponentSpec, *, data: DataSource = None) -> list[Ch
         if name in seen:      # a guard in both guard roles runs the shared checks once
             continue
         seen.add(name)
-        if applies is None or applies(spec):
-            out.append(Check(f"{spec.name}-{name}", name, spec.name, partial(fn, spec, get_data)))
+        if applies is not None and not applies(spec):
+            continue
+        for variant in variants[:1] if name in OPTIONS_CHECKS else variants:
+            suffix = f"[example{variant.example_index}]" if isinstance(variant, ExampleSpec) else ""
+            out.append(Check(f"{spec.name}-{name}{suffix}", name, spec.name, partial(fn, variant, get_data)))
     return out
 
 

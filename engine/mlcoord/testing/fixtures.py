@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
-from types import MappingProxyType
-from typing import Optional, Sequence
+from typing import Mapping, Optional
 
 import attrs
 import numpy as np
+import pandas as pd
 
 from mlcoord.model import Side
+from mlcoord.views import PendingEntry, PortfolioSnapshot, PositionSnapshot  # noqa: F401  (PendingEntry: for users)
 
 SYMBOL = "BTC/USDT"
 START, BARS = 20_000, 3_000
@@ -38,6 +39,8 @@ def conformance_data():
     from mlcoord.components import build_market_data
     cached = _cache.get("data")
     if cached is not None and fingerprint(cached[0]) == cached[1]:
+        for array in _arrays(cached[0]).values():     # a plugin may have made one writeable, and not written
+            array.flags.writeable = False
         return cached[0]
     if cached is not None:          # changed in place: the candles it came from may be changed too
         _bundled_candles.cache_clear()
@@ -48,17 +51,21 @@ def conformance_data():
 
 
 def private_copy(data):
-    """A deep copy a check may hand to a component without risking the shared data."""
-    return copy.deepcopy(data)
+    """A deep copy a check may hand to a component without risking the shared data: as read-only
+    as the engine's (a deep copy of a numpy array is writeable; these are frozen again)."""
+    copied = copy.deepcopy(data)
+    object.__setattr__(copied.candles, "_frame", None)     # rebuilt on demand from the read-only arrays
+    for array in _arrays(copied).values():
+        array.flags.writeable = False
+    return copied
 
 
-def array_digests(data) -> dict[str, str]:
-    """A digest of every array a component can reach through ``data``, by name."""
+def _arrays(data) -> dict[str, np.ndarray]:
+    """Every array a component can reach through ``data``, by name."""
     arrays: dict[str, np.ndarray] = {}
     c = data.candles
     for name in ("time", "open", "high", "low", "close", "volume"):
         arrays[f"candles.{name}"] = getattr(c, name)
-    arrays["candles.frame"] = c.frame.to_numpy()
     for field in attrs.fields(type(data.context)):
         if field.name != "options":
             arrays[f"context.{field.name}"] = getattr(data.context, field.name)
@@ -69,6 +76,13 @@ def array_digests(data) -> dict[str, str]:
         arrays[f"timeframe_index[{tf}]"] = index
     if data.focus is not None:
         arrays["focus"] = data.focus
+    return arrays
+
+
+def array_digests(data) -> dict[str, str]:
+    """A digest of every array a component can reach through ``data``, by name."""
+    arrays = _arrays(data)
+    arrays["candles.frame"] = data.candles.frame.to_numpy()
     return {name: hashlib.sha256(np.ascontiguousarray(a).tobytes() + str(np.shape(a)).encode()).hexdigest()
             for name, a in arrays.items()}
 
@@ -79,7 +93,8 @@ def fingerprint(data) -> str:
 
 @attrs.define
 class FakePosition:
-    """A :class:`mlcoord.components.PositionView` the kit moves bar by bar, as the engine would."""
+    """An open position (or a hedge leg) the kit moves bar by bar, as the engine's ledger would;
+    plugins get it through :meth:`view`, never itself."""
 
     side: Side
     entry_price: float
@@ -89,121 +104,117 @@ class FakePosition:
     quantity: float = 1.0
     entries_filled: int = 1
     entries_planned: int = 1
+    hedge: bool = False
+    opened_at: int = 0
+    liquidation_price: float = 0.0
 
-    def view(self, levels=None):
-        """What the engine hands an exit manager: a snapshot that refuses writes."""
-        from mlcoord.views import PositionSnapshot
-
-        return PositionSnapshot(_PositionFields(self), levels.stop if levels else None,
-                                levels.take_profit if levels else None)
-
-
-class _PositionFields:
-    """A :class:`FakePosition` in the shape of the ledger's position."""
-
-    def __init__(self, p: FakePosition):
-        self.symbol, self.side, self.quantity, self.entry_price = p.symbol, p.side, p.quantity, p.entry_price
-        self.opened_index, self.opened_at, self.best_price = p.opened_index, 0, p.best_price
-        self.entries_filled, self.entries_planned, self.hedge, self.liquidation_price = \
-            p.entries_filled, p.entries_planned, False, 0.0
+    def view(self, levels=None) -> PositionSnapshot:
+        """What the engine hands an exit manager: the engine's snapshot, which refuses writes."""
+        return PositionSnapshot(self, levels.stop if levels else None, levels.take_profit if levels else None)
 
 
 @attrs.define
 class FakePortfolio:
-    """A :class:`mlcoord.components.PortfolioView` of one net position per symbol (quote notional)."""
+    """The account the kit moves bar by bar: positions and hedge legs (:class:`FakePosition`),
+    working entries (:class:`mlcoord.views.PendingEntry`), last prices and hedge triggers
+    (``(guard, symbol or None) -> fraction``). Plugins get :meth:`view`, the engine's own
+    :class:`~mlcoord.views.PortfolioSnapshot`: every write into it, or into what it holds, raises.
+    The figures (``drawdown``, ``exposure()``, ...) are the snapshot's, so they match the engine's."""
 
     equity: float = 10_000.0
     peak_equity: float = 10_000.0
     cash: float = 10_000.0
     day_start_equity: float = 10_000.0
     time: int = 0
-    positions: dict = attrs.field(factory=dict)     # symbol -> net notional (long > 0)
-    prices: dict = attrs.field(factory=dict)        # symbol -> last price
-    hedge: Optional[str] = None                     # "*" for a portfolio hedge, else a symbol
+    positions: list = attrs.field(factory=list)          # FakePosition, hedge legs with hedge=True
+    pending_entries: list = attrs.field(factory=list)    # PendingEntry
+    prices: dict = attrs.field(factory=dict)             # symbol -> last price (symbols() in this order)
+    hedge_triggers: dict = attrs.field(factory=dict)     # (guard, symbol or None) -> fraction
+
+    def view(self) -> PortfolioSnapshot:
+        """What the engine hands a guard: a snapshot that refuses writes."""
+        return PortfolioSnapshot(equity=self.equity, peak_equity=self.peak_equity, cash=self.cash,
+                                 day_start_equity=self.day_start_equity, time=self.time,
+                                 positions=[p.view() for p in self.positions], pending_entries=self.pending_entries,
+                                 prices=self.prices, hedge_triggers=self.hedge_triggers)
 
     @property
     def drawdown(self) -> float:
-        return 1.0 - self.equity / self.peak_equity if self.peak_equity > 0 else 0.0
+        return self.view().drawdown
 
     def open_positions(self) -> int:
-        return sum(1 for e in self.positions.values() if e)
+        return self.view().open_positions()
 
     def committed_trades(self) -> int:
-        return self.open_positions()
+        return self.view().committed_trades()
 
     def committed_exposure(self) -> float:
-        return self.gross_exposure()
+        return self.view().committed_exposure()
 
     def exposure(self, symbol: Optional[str] = None) -> float:
-        return self.positions.get(symbol, 0.0) if symbol else float(sum(self.positions.values()))
+        return self.view().exposure(symbol)
 
     def gross_exposure(self) -> float:
-        return float(sum(abs(e) for e in self.positions.values()))
+        return self.view().gross_exposure()
 
     def hedged(self, symbol: Optional[str] = None) -> bool:
-        return self.hedge is not None and (symbol is None or self.hedge in ("*", symbol))
+        return self.view().hedged(symbol)
 
     def last_price(self, symbol: str) -> float:
         return self.prices[symbol]
 
-    def symbols(self) -> Sequence[str]:
-        return tuple(sorted(self.prices))
-
-    def view(self) -> "_ReadOnlyPortfolio":
-        """What the engine hands a guard: this portfolio as a proxy that refuses writes."""
-        return _ReadOnlyPortfolio(self)
+    def symbols(self) -> tuple[str, ...]:
+        return tuple(self.prices)
 
 
-class _ReadOnlyPortfolio:
-    """A read-only face of a :class:`FakePortfolio`: attributes read through, mappings as
-    read-only proxies; every write raises :class:`~mlcoord.views.ReadOnlyViewError`."""
-
-    __slots__ = ("_of",)
-
-    def __init__(self, of: FakePortfolio):
-        object.__setattr__(self, "_of", of)
-
-    def __getattr__(self, name):
-        value = getattr(self._of, name)
-        return MappingProxyType(value) if isinstance(value, dict) else value
-
-    def __setattr__(self, name, value):
-        from mlcoord.views import ReadOnlyViewError
-
-        raise ReadOnlyViewError(f"the portfolio's {name} is read-only: guards ask for changes through GuardAction")
-
-    def __delattr__(self, name):
-        self.__setattr__(name, None)
-
-
-def expect_read_only(spec, obj, what: str) -> None:
-    """The kit tries attribute, nested and array writes on what it hands a plugin: each must raise,
-    so a plugin that writes fails here, not silently inside the engine."""
+def expect_read_only(spec, obj, what: str, depth: int = 3) -> None:
+    """The kit tries attribute, nested and array writes on what it hands a plugin (and what that
+    holds: positions, mappings, arrays): each must be refused, as the engine's views refuse them,
+    so a plugin that writes fails at the line that wrote, not silently inside the engine."""
     from mlcoord.testing.core import expect, who
 
-    leaks = []
-    names = [n for n in dir(obj) if not n.startswith("_")]
-    for name in names:
+    leaks: list[str] = []
+    _probe(obj, what, depth, leaks, set())
+    expect(not leaks, f"{who(spec)}: {what}, as the kit made it, accepts writes ({', '.join(leaks[:6])}); the "
+                      f"engine's would refuse them (a fault of the kit or of the data given to it, not of the plugin)")
+
+
+def _probe(obj, path: str, depth: int, leaks: list[str], seen: set[int]) -> None:
+    if id(obj) in seen or depth < 0 or isinstance(obj, (str, bytes, int, float, bool, type(None))):
+        return
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        if obj.size and obj.flags.writeable:
+            leaks.append(f"{path}[0] = ... (a writeable array)")
+        return
+    if isinstance(obj, list):
+        leaks.append(f"{path} is a list (a plugin could change it: use a tuple)")
+        return
+    if isinstance(obj, tuple):
+        for i, item in enumerate(obj[:3]):
+            _probe(item, f"{path}[{i}]", depth - 1, leaks, seen)
+        return
+    if isinstance(obj, Mapping):
+        for key in list(obj.keys())[:3]:
+            try:
+                obj[key] = obj[key]           # type: ignore[index]
+                leaks.append(f"{path}[{key!r}] = ...")
+            except (TypeError, AttributeError):
+                pass
+            _probe(obj[key], f"{path}[{key!r}]", depth - 1, leaks, seen)
+        return
+    if not (attrs.has(type(obj)) or hasattr(type(obj), "__slots__")):
+        return                                # e.g. a DataFrame: documented read-only, not probed
+    for name in [n for n in dir(obj) if not n.startswith("_")]:
         try:
             value = getattr(obj, name)
         except Exception:   # noqa: BLE001 - a property that needs state: not a write target
             continue
-        if callable(value):
+        if callable(value) or isinstance(value, (pd.DataFrame, pd.Series)):
             continue
         try:
             setattr(obj, name, value)
-            leaks.append(f".{name} = ...")
+            leaks.append(f"{path}.{name} = ...")
         except (AttributeError, TypeError):
             pass
-        if isinstance(value, dict) or (hasattr(value, "__setitem__") and hasattr(value, "keys")):
-            for key in list(value.keys())[:1]:
-                try:
-                    value[key] = value[key]
-                    leaks.append(f".{name}[{key!r}] = ...")
-                except (TypeError, AttributeError):
-                    pass
-        elif isinstance(value, list):
-            leaks.append(f".{name} is a list (use a tuple)")
-        elif isinstance(value, np.ndarray) and value.size and value.flags.writeable:
-            leaks.append(f".{name}[0] = ... (a writeable array)")
-    expect(not leaks, f"{who(spec)}: {what} accepts writes: {', '.join(leaks)}")
+        _probe(value, f"{path}.{name}", depth - 1, leaks, seen)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import attrs
@@ -10,8 +9,9 @@ import numpy as np
 
 from mlcoord.learning import Outcome, forward_return
 from mlcoord.model import Action, Signal
-from mlcoord.testing.core import ConformanceError, build, call, close, expect, has_method, role_check, who
-from mlcoord.testing.signals import SIGNALS, checked_vote, prepared_voter, vote_values
+from mlcoord.testing.core import build, call, close, expect, has_method, role_check, who
+from mlcoord.testing.signals import SIGNALS, built_voter, checked_vote, expect_voted, prepared_voter, vote_values
+from mlcoord.testing.state import restored, saved_state
 
 GRID = np.linspace(0.0, 1.0, 41)
 
@@ -57,25 +57,6 @@ def calibrator_deterministic(spec, get_data) -> None:
 
 
 # -- state save / load -------------------------------------------------------------------------------
-def _saved(spec, component) -> dict:
-    state = call(spec, "state()", component.state)
-    try:
-        text = json.dumps(state, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ConformanceError(f"{who(spec)}: state() is not JSON-serialisable ({exc}); it is saved to a JSON "
-                               f"state file between runs") from None
-    return json.loads(text)
-
-
-def _restored(spec, saved: dict):
-    fresh = build(spec)
-    call(spec, "load_state(state())", fresh.load_state, json.loads(json.dumps(saved)))
-    again = json.loads(json.dumps(call(spec, "state() after load_state", fresh.state), sort_keys=True,
-                                  allow_nan=False))
-    expect(again == saved, f"{who(spec)}: state() after load_state(saved) differs from the saved state")
-    return fresh
-
-
 def _teach_ml(spec, component, data) -> None:
     """Vote on a stretch of bars, then hand each vote's outcome to ``learn`` (when it has one)."""
     learn = getattr(component, "learn", None)
@@ -97,12 +78,13 @@ def _teach_ml(spec, component, data) -> None:
 @role_check("ml_components", name="state_roundtrip", applies=lambda spec: has_method(spec, "state", "load_state"))
 def ml_state_roundtrip(spec, get_data) -> None:
     data = get_data()
-    taught_component = build(spec)
+    taught_component, warm = built_voter(spec, data)
     _teach_ml(spec, taught_component, data.head(2000))
-    restored = _restored(spec, _saved(spec, taught_component))
+    restored_component = restored(spec, saved_state(spec, taught_component))
     bars = np.arange(2000, len(data), 13)
     a = vote_values(spec, prepared_voter(spec, taught_component, data), bars)
-    b = vote_values(spec, prepared_voter(spec, restored, data), bars)
+    b = vote_values(spec, prepared_voter(spec, restored_component, data), bars)
+    expect_voted(spec, a, warm, "state_roundtrip")
     for (i, d, va), (_, _, vb) in zip(a, b):
         same = (va is None and vb is None) or (
             va is not None and vb is not None and va[0] == vb[0] and all(close(x, y) for x, y in zip(va[1:], vb[1:])))
@@ -113,6 +95,5 @@ def ml_state_roundtrip(spec, get_data) -> None:
 @role_check("calibrators", name="state_roundtrip", applies=lambda spec: has_method(spec, "state", "load_state"))
 def calibrator_state_roundtrip(spec, get_data) -> None:
     original = taught(spec, build(spec))
-    restored = _restored(spec, _saved(spec, original))
-    expect(curve(spec, original) == curve(spec, restored),
+    expect(curve(spec, original) == curve(spec, restored(spec, saved_state(spec, original))),
            f"{who(spec)}: a restored instance calibrates differently from the original")

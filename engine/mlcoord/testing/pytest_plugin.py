@@ -4,7 +4,8 @@ Fixtures for plugin authors' own tests:
 
 * ``mlcoord_market_data`` - the kit's MarketData: 3,000 real BTC/USDT 1h bars (2023-01-02 to
   2023-05-07) with 4h and 1d views; read-only arrays, shared by the session;
-* ``mlcoord_portfolio`` - a fresh :class:`mlcoord.testing.FakePortfolio` (10,000 equity, flat);
+* ``mlcoord_portfolio`` - a fresh :class:`mlcoord.testing.FakePortfolio` (10,000 equity, flat): add
+  positions and prices, hand a guard its ``.view()`` (the engine's read-only snapshot);
 * ``mlcoord_position`` - a :class:`mlcoord.testing.FakePosition`: long 1 unit at the last close.
 
 Imports are deferred to the fixtures so loading the plugin costs nothing in other test runs.

@@ -11,7 +11,7 @@ import attrs
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord.hookspecs import HOOKS_VERSION
 from mlcoord.registry import ComponentSpec, check_protocol, discover_entry_points, load_plugins
-from mlcoord.testing.core import ConformanceError, build, default_options, expect, who
+from mlcoord.testing.core import ConformanceError, build, default_options, example_options, expect, who
 
 UNKNOWN_KEY = "conformance_unknown_option"
 
@@ -141,6 +141,13 @@ def check_options_refuse_bad_value(spec: ComponentSpec, data=None) -> None:
     raise ConformanceError(f"{who(spec)}: option {name!r} accepted the string 'not-a-number'")
 
 
+def check_options_examples(spec: ComponentSpec, data=None) -> None:
+    """Each declared example option set reads as the options class, as ``[plugins.NAME]`` would:
+    a typo or a wrong type in an example fails here, naming the option."""
+    for index in range(1, len(spec.examples) + 1):
+        example_options(spec, index)
+
+
 def _has_options(spec: ComponentSpec) -> bool:
     return spec.options is not None
 
@@ -157,4 +164,8 @@ COMMON_CHECKS = (
     ("options_roundtrip", check_options_roundtrip, _has_options),
     ("options_unknown_key", check_options_refuse_unknown, _has_options),
     ("options_bad_value", check_options_refuse_bad_value, _has_typed_option),
+    ("options_examples", check_options_examples, lambda spec: bool(spec.examples)),
 )
+
+#: checks of the options class alone: they run once per component, not once per example option set
+OPTIONS_CHECKS = frozenset({"options_roundtrip", "options_unknown_key", "options_bad_value", "options_examples"})

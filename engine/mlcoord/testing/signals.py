@@ -13,9 +13,10 @@ import numpy as np
 from mlcoord.components import SignalSeries
 from mlcoord.model import Action, Signal, Vote
 from mlcoord.testing.core import (
-    ConformanceError, build, call, close, expect, probability, reasons_ok, role_check, who,
+    ConformanceError, build, call, close, expect, probability, reasons_ok, role_check, warmup_bars, who,
 )
 from mlcoord.testing.fixtures import array_digests, private_copy
+from mlcoord.testing.state import SAVE_AT, differs, feed_trades, has_state, restored, saved_state
 
 SHORT_LENGTHS = (0, 1, 10, 60)
 #: truncation points: not multiples of 4 or 24, so the last 4h and 1d bars are unfinished
@@ -148,6 +149,17 @@ def _expect_unchanged(spec, before: dict[str, str], data) -> None:
     expect(not changed, f"{who(spec)} changed its input data in place: {', '.join(changed)}; copy before modifying")
 
 
+@role_check("signal_sources", name="state_roundtrip", applies=has_state)
+def source_state_roundtrip(spec, get_data) -> None:
+    data = get_data()
+    original = build(spec)
+    prepared_series(spec, original, data.head(SAVE_AT))
+    feed_trades(spec, original, data)
+    fresh = restored(spec, saved_state(spec, original))
+    _compare_series(spec, prepared_series(spec, original, data), prepared_series(spec, fresh, data), len(data),
+                    differs(spec, "signals differently"), 0.0)
+
+
 # -- ML components ---------------------------------------------------------------------------------
 def prepared_voter(spec, component, data):
     voter = call(spec, f"prepare() on {len(data)} bars", component.prepare, data)
@@ -191,16 +203,56 @@ def _compare_votes(spec, a, b, what: str, tol: float) -> None:
         expect(same, f"{who(spec)}: bar {i} ({Action(d).name} signal): {what}: {va} vs {vb}")
 
 
-def sample_bars(n: int, stride: int = 23, tail: int = 24) -> np.ndarray:
-    return np.unique(np.concatenate([np.arange(0, n, stride), np.arange(max(n - tail, 0), n)])).astype(int)
+def sample_bars(n: int, stride: int = 23, tail: int = 24, warm: int = 0) -> np.ndarray:
+    """Every ``stride``-th bar from the start and from the end of the warm-up, and the last ``tail``."""
+    return np.unique(np.concatenate([np.arange(0, n, stride), np.arange(min(warm, n), n, stride),
+                                     np.arange(max(n - tail, 0), n)])).astype(int)
+
+
+def built_voter(spec, data) -> tuple[Any, int]:
+    """A fresh ML component and the warm-up it declares (``warmup_bars``: the bars at the start of
+    the data it abstains on by design), checked to leave bars of ``data`` to vote on."""
+    component = build(spec)
+    warm = warmup_bars(spec, component)
+    expect(warm < len(data) - 100, f"{who(spec)} declares warmup_bars = {warm}, which leaves fewer than 100 of the "
+                                   f"{len(data)} bars to check it on; pass longer data (component_checks(data=...))")
+    return component, warm
+
+
+def expect_voted(spec, votes, warm: int, what: str) -> None:
+    """A check that compared abstentions only tested nothing: some bar after the warm-up must get a vote."""
+    if any(v is not None for i, _, v in votes if i >= warm):
+        return
+    bars = sorted({i for i, _, _ in votes})
+    where = f"{len(bars)} bars between {bars[0]} and {bars[-1]}" if bars else "no bars"
+    if warm:
+        hint = f" after its declared warm-up of {warm} bars (warmup_bars)"
+    else:
+        hint = ("; a voter that abstains while it warms up declares it: warmup_bars = N on the component, and "
+                "the kit then checks the bars after it")
+    raise ConformanceError(f"{who(spec)}: {what} had nothing to compare: it abstained on every bar it asked ({where})"
+                           f"{hint}")
+
+
+def ml_truncations(n: int, warm: int) -> list[int]:
+    """The fixed truncation points, plus one after the warm-up if none is (odd: not a multiple of 4)."""
+    ks = truncations(n)
+    if not any(k > warm + 40 for k in ks):
+        ks.append((warm + (n - warm) // 2) | 1)
+    return ks
 
 
 @role_check("ml_components", name="output")
 def ml_output(spec, get_data) -> None:
+    """Votes of the right types and ranges; and it votes somewhere after its warm-up."""
     data = get_data()
-    votes = vote_values(spec, prepared_voter(spec, build(spec), data), sample_bars(len(data)))
-    expect(any(v is not None for _, _, v in votes),
-           f"{who(spec)} abstained on every sampled bar of {len(data)} bars of real data; it cannot be checked")
+    component, warm = built_voter(spec, data)
+    votes = vote_values(spec, prepared_voter(spec, component, data), sample_bars(len(data), warm=warm))
+    if not any(v is not None for i, _, v in votes if i >= warm):
+        after = f" after its declared warm-up ({warm} of the {len(data)} bars)" if warm else f" of {len(data)} bars"
+        hint = "" if warm else " (a voter that abstains while it warms up declares warmup_bars = N)"
+        raise ConformanceError(f"{who(spec)} abstained on every sampled bar{after} of real data; it cannot be "
+                               f"checked{hint}")
 
 
 @role_check("ml_components", name="short_data")
@@ -213,20 +265,26 @@ def ml_short_data(spec, get_data) -> None:
 @role_check("ml_components", name="no_lookahead")
 def ml_no_lookahead(spec, get_data) -> None:
     data = get_data()
-    full = prepared_voter(spec, build(spec), data)
-    for k in truncations(len(data)):
-        bars = np.unique(np.concatenate([np.arange(k - 40, k), np.arange(60, k, 97)]))
+    component, warm = built_voter(spec, data)
+    full = prepared_voter(spec, component, data)
+    compared = []
+    for k in ml_truncations(len(data), warm):
+        bars = np.unique(np.concatenate([np.arange(k - 40, k), np.arange(60, k, 97), np.arange(warm, k, 97)]))
+        bars = bars[bars >= 0]
         part = vote_values(spec, prepared_voter(spec, build(spec), data.head(k)), bars)
         _compare_votes(spec, part, vote_values(spec, full, bars),
                        f"prepare(data.head({k})) votes differently from prepare(data): the vote uses later bars", 1e-9)
+        compared += part
+    expect_voted(spec, compared, warm, "no_lookahead")
 
 
 @role_check("ml_components", name="deterministic")
 def ml_deterministic(spec, get_data) -> None:
     data = get_data()
-    bars = sample_bars(len(data), stride=41)
-    one = build(spec)
+    one, warm = built_voter(spec, data)
+    bars = sample_bars(len(data), stride=41, warm=warm)
     a = vote_values(spec, prepared_voter(spec, one, data), bars)
+    expect_voted(spec, a, warm, "deterministic")
     _compare_votes(spec, a, vote_values(spec, prepared_voter(spec, build(spec), data), bars),
                    "two fresh instances vote differently (randomness? global state?)", 0.0)
     _compare_votes(spec, a, vote_values(spec, prepared_voter(spec, one, data), bars),
@@ -237,5 +295,7 @@ def ml_deterministic(spec, get_data) -> None:
 def ml_no_mutation(spec, get_data) -> None:
     data = private_copy(get_data())
     before = array_digests(data)
-    vote_values(spec, prepared_voter(spec, build(spec), data), sample_bars(len(data), stride=97))
+    component, warm = built_voter(spec, data)
+    votes = vote_values(spec, prepared_voter(spec, component, data), sample_bars(len(data), stride=97, warm=warm))
     _expect_unchanged(spec, before, data)
+    expect_voted(spec, votes, warm, "no_mutation")
