@@ -41,7 +41,11 @@ def test_every_builtin_plugin_and_role_is_checked():
     assert {"lstm-no_lookahead", "lstm-state_roundtrip", "exits-no_lookahead", "technical-no_mutation",
             "bayes-state_roundtrip", "hedging-output", "risk-deterministic", "dca-output", "hedging-multi_symbol",
             "hedging-state_roundtrip", "protections-multi_symbol", "protections-state_roundtrip"} <= checked
-    assert not any(i.endswith("-options_examples") or "[example" in i for i in checked)   # none declares examples
+    declared = {spec.name for spec in components.values() if spec.examples}
+    assert declared >= {"technical", "dca", "exits", "risk", "hedging", "protections", "bayes", "mtf", "rl_selector"}
+    for name in declared:                    # each declared option set runs the checks again
+        assert f"{name}-options_examples" in checked and any(i.startswith(f"{name}-") and "[example1]" in i
+                                                              for i in checked), name
     assert {role for role in CHECKS if role != "plugin"} == {r for s in components.values() for r in s.roles}
 
 

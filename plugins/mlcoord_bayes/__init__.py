@@ -185,4 +185,5 @@ class BayesCalibrator:
 @hookimpl
 def register_calibrators(register):
     register("bayes", BayesCalibrator, options=BayesOptions,
-             description="Beta posteriors over raw-confidence bins, monotone, forgetting: raw -> calibrated")
+             description="Beta posteriors over raw-confidence bins, monotone, forgetting: raw -> calibrated",
+             examples=({"per_direction": True, "bins": 5}, {"decay": 1.0, "prior_strength": 2.0}))

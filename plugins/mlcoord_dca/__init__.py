@@ -196,7 +196,8 @@ def _count_reason(c: float, n: int, o: DCAOptions) -> str:
 @hookimpl
 def register_entry_planners(register):
     register("dca", DCAPlanner, options=DCAOptions,
-             description="confidence-adaptive DCA ladder: 2 / 3 / 4 entries at >= 0.75 / >= 0.65 / below")
+             description="confidence-adaptive DCA ladder: 2 / 3 / 4 entries at >= 0.75 / >= 0.65 / below",
+             examples=({"atr_scaled_steps": True}, {"high_confidence": 0.8, "medium_confidence": 0.6}))
 
 
 __all__ = ["DCAOptions", "DCAPlanner", "Ladder", "register_entry_planners"]

@@ -27,7 +27,9 @@ MLCOORD_HOOKS_VERSION = 1
 @hookimpl
 def register_exit_managers(register):
     register("exits", ExitManager, options=ExitOptions,
-             description="ATR / confirmed-pivot stop and target, tightening trail, trend-extended target")
+             description="ATR / confirmed-pivot stop and target, tightening trail, trend-extended target",
+             examples=({"partial_take_profit": True, "trailing_stop": False}, {"atr_stop_multiplier": 3.0, "pivot_left": 3,
+                                                                               "pivot_right": 3}))
 
 
 __all__ = ["ExitManager", "ExitOptions", "PreparedExits", "register_exit_managers"]

@@ -21,4 +21,6 @@ __all__ = ["HedgingGuard", "HedgingOptions"]
 @hookimpl
 def register_portfolio_watchers(register):
     register("hedging", HedgingGuard, options=HedgingOptions,
-             description="hedge net exposure on drawdown, volatility spikes in held symbols or correlated exposure")
+             description="hedge net exposure on drawdown, volatility spikes in held symbols or correlated exposure",
+             examples=({"use_volatility": False, "use_correlation": False, "drawdown_trigger": 0.02,
+                        "drawdown_release": 0.01}, {"vol_window": 12, "vol_baseline": 120, "corr_window": 24}))

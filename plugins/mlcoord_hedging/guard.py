@@ -172,10 +172,20 @@ class HedgingGuard:
     # -- restart ---------------------------------------------------------------------------------
     def state(self) -> dict:
         """What a restarted live bot must not forget: the active triggers (so a hedge is released
-        by the same hysteresis), whether the hedge on is this guard's, and the exposures it
-        remembers for hedged symbols. Price statistics are rebuilt from the warm-up history."""
+        by the same hysteresis), whether the hedge on is this guard's, the exposures it
+        remembers for hedged symbols, and each symbol's volatility baseline with its age (the
+        baseline is refreshed every ``vol_baseline_refresh`` bars from when it was last
+        computed: without its age a restarted guard would refresh at other bars and compare
+        against another median). Prices are rebuilt from the warm-up history."""
+        baselines = {}
+        m = self._market
+        if m is not None and m.track_vol:
+            for symbol, x in m.series.items():
+                if x.baseline is not None:
+                    baselines[symbol] = [float(x.baseline), int(m.bar - x.baseline_bar)]
         return {"version": 1, "active": dict(self.active), "opened": self._opened,
-                "last_exposure": dict(self._last_exposure), "released": list(self._released)}
+                "last_exposure": dict(self._last_exposure), "released": list(self._released),
+                "baselines": baselines}
 
     def load_state(self, state: dict) -> None:
         if state.get("version") != 1:
@@ -186,6 +196,11 @@ class HedgingGuard:
         self._released = [str(r) for r in state.get("released", [])]
         self._quiet = False
         self._corr_key, self._corr_best, self._corr_age = (), None, 0
+        m = self._market
+        for symbol, (value, age) in state.get("baselines", {}).items():
+            x = m.series.get(symbol) if m is not None else None
+            if x is not None:            # the warm-up replay priced it: same baseline, same phase
+                x.baseline, x.baseline_bar = float(value), m.bar - int(age)
 
     # -- triggers -------------------------------------------------------------------------------
     def _set(self, name: str, on: bool, off: bool, fire_reason, release_reason) -> None:

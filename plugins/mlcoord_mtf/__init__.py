@@ -156,4 +156,5 @@ class MultiTimeframeFusion:
 @hookimpl
 def register_ml_components(register):
     register("mtf", MultiTimeframeFusion, options=MtfOptions,
-             description="1h/4h/1d trend views fused by an online logistic regression (River)")
+             description="1h/4h/1d trend views fused by an online logistic regression (River)",
+             examples=({"timeframes": ["4h"], "warmup_outcomes": 0}, {"ema_period": 10, "learning_rate": 0.1}))

@@ -21,11 +21,16 @@ __all__ = ["Protections", "ProtectionsOptions"]
 DESCRIPTION = "max open trades, stop cooldown, pair lock after losses, daily loss limit"
 
 
+#: option sets the conformance kit checks besides the defaults
+EXAMPLES = ({"max_open_trades": 1, "close_all_on_daily_loss": True}, {"cooldown_after_stop_hours": 0.0,
+                                                                      "pair_lock_losses": 0})
+
+
 @hookimpl
 def register_entry_guards(register):
-    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION)
+    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION, examples=EXAMPLES)
 
 
 @hookimpl
 def register_portfolio_watchers(register):
-    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION)
+    register("protections", Protections, options=ProtectionsOptions, description=DESCRIPTION, examples=EXAMPLES)

@@ -22,4 +22,5 @@ __all__ = ["RiskManager", "RiskOptions", "KellyEstimate", "kelly_estimate", "ful
 @hookimpl
 def register_sizers(register):
     register("risk", RiskManager, options=RiskOptions,
-             description="risk-per-trade sizing bounded for a full DCA fill + stop, with caps and optional Kelly")
+             description="risk-per-trade sizing bounded for a full DCA fill + stop, with caps and optional Kelly",
+             examples=({"use_kelly": True, "kelly_min_trades": 5}, {"risk_per_trade": 0.02, "max_leverage": 1.0}))

@@ -216,4 +216,5 @@ class RLSelector:
 @hookimpl
 def register_ml_components(register):
     register("rl_selector", RLSelector, options=RLSelectorOptions,
-             description="contextual bandit (discounted LinUCB) choosing trend, mean-reversion or breakout")
+             description="contextual bandit (discounted LinUCB) choosing trend, mean-reversion or breakout",
+             examples=({"alpha": 0.0, "discount": 1.0}, {"vol_rank_window": 100}))

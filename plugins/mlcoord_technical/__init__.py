@@ -116,4 +116,5 @@ class Technical:
 @hookimpl
 def register_signal_sources(register):
     register("technical", Technical, options=TechnicalOptions,
-             description="RSI, MACD, EMA trend, Bollinger, ATR and volume scored into BUY/SELL/HOLD")
+             description="RSI, MACD, EMA trend, Bollinger, ATR and volume scored into BUY/SELL/HOLD",
+             examples=({"entry_score": 1.5, "min_agreeing": 1}, {"ema_trend": 100, "use_market_context": False}))
