@@ -12,8 +12,9 @@ from mlcoord.errors import ConfigError
 from mlcoord.feature_matrix import FEATURES, feature_matrix, windows
 from mlcoord.learning import EventSpec, auc, event_labels
 from mlcoord.model import Action, Signal
-from mlcoord.nn import attention_forward, normalise, torch_model
+from mlcoord.sequence import normalise, torch_model
 from mlcoord_attention import Attention, AttentionOptions
+from mlcoord_attention.net import ATTENTION, attention_forward
 from test_lstm import synthetic   # the planted volume-spike generator
 
 SIGNAL = Signal(Action.SELL, 0.6)
@@ -64,7 +65,7 @@ def test_numpy_inference_matches_torch(tiny_model):
     c = data.candles
     matrix = normalise(feature_matrix(c.open, c.high, c.low, c.close, c.volume), model.mean, model.std)
     x = windows(matrix, np.arange(300, 700), model.window)
-    net = torch_model("attention", model.weights, len(FEATURES), component.fit_options())
+    net = torch_model(ATTENTION, model.weights, len(FEATURES), component.fit_options())
     with torch.no_grad():
         logits, attn = net.attend(torch.as_tensor(x))
     probs, weights = attention_forward(model.weights, x)

@@ -1,4 +1,4 @@
-"""The lstm plugin (and the shared machinery of mlcoord.nn): learns a planted pattern, numpy
+"""The lstm plugin (and the shared machinery of mlcoord.sequence): learns a planted pattern, numpy
 inference equals torch, batched equals one window, artifacts round-trip and are refused on
 mismatch, causal (also when walking forward), deterministic, expires, never imports torch to vote."""
 
@@ -18,8 +18,9 @@ from mlcoord.errors import ConfigError
 from mlcoord.feature_matrix import FEATURES, feature_matrix, windows
 from mlcoord.learning import EventSpec, auc, event_labels
 from mlcoord.model import Action, Signal
-from mlcoord.nn import lstm_forward, normalise, torch_model
+from mlcoord.sequence import normalise, torch_model
 from mlcoord_lstm import Lstm, LstmOptions
+from mlcoord_lstm.net import LSTM, lstm_forward
 
 SIGNAL = Signal(Action.BUY, 0.6)
 
@@ -91,7 +92,7 @@ def test_numpy_inference_matches_torch(tiny_model):
     c = data.candles
     matrix = normalise(feature_matrix(c.open, c.high, c.low, c.close, c.volume), model.mean, model.std)
     x = windows(matrix, np.arange(500, 900), model.window)
-    net = torch_model("lstm", model.weights, len(FEATURES), component.fit_options())
+    net = torch_model(LSTM, model.weights, len(FEATURES), component.fit_options())
     with torch.no_grad():
         expected = torch.sigmoid(net(torch.as_tensor(x))).numpy()
     np.testing.assert_allclose(lstm_forward(model.weights, x), expected, atol=1e-6, rtol=0)
@@ -240,10 +241,10 @@ def test_shipped_model_votes_without_importing_torch():
 def test_training_without_a_finite_validation_loss_is_a_clear_error():
     """NaN features give NaN losses: no epoch is ever the best. It was a TypeError (None[:, 0])."""
     from mlcoord.errors import DataError
-    from mlcoord.nn import FitOptions, Series, fit
+    from mlcoord.sequence import FitOptions, Series, fit
 
     n = 400
     labels = (np.arange(2 * n).reshape(n, 2) % 2).astype(float)
     series = Series(np.full((n, len(FEATURES)), np.nan), labels, np.arange(10, n))
     with pytest.raises(DataError, match="training lstm never reached a finite validation loss"):
-        fit("lstm", [series], FitOptions(window=4, hidden=2, epochs=2, batch_size=16, patience=1), horizon=1)
+        fit(LSTM, [series], FitOptions(window=4, hidden=2, epochs=2, batch_size=16, patience=1), horizon=1)

@@ -7,7 +7,8 @@ down). The reasons name the three most attended features with their weights, so 
 the artifact (torch only to train); the shipped ``models/default.npz`` was trained on the earliest
 bundled bars (BTC/USDT and ETH/USDT 1h, 2020-09-20 to 2022-03-31 23:00 UTC; ``train_default.py``
 in :mod:`mlcoord_lstm` reproduces both shipped models). Retraining schedule, expiry and drift
-warning are those of :class:`mlcoord.nn.SequenceComponent`.
+warning are those of :class:`mlcoord.sequence.SequenceComponent`; the network (torch and numpy)
+is in :mod:`mlcoord_attention.net`.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import attrs
 import numpy as np
 
 from mlcoord import hookimpl
-from mlcoord.feature_matrix import FEATURES
-from mlcoord.nn import SequenceComponent, SequenceOptions, int_at_least
+from mlcoord.sequence import FEATURES, SequenceComponent, SequenceOptions, int_at_least
+from mlcoord_attention.net import ATTENTION
 
 MLCOORD_HOOKS_VERSION = 1
 TOP_FEATURES = 3
@@ -26,14 +27,14 @@ TOP_FEATURES = 3
 @attrs.frozen
 class AttentionOptions(SequenceOptions):
     """``[plugins.attention]``: window=24 bars per feature token, hidden=16 (token size); the rest
-    is documented in :class:`mlcoord.nn.SequenceOptions`."""
+    is documented in :class:`mlcoord.sequence.SequenceOptions`."""
 
     window: int = attrs.field(default=24, validator=int_at_least(2))
     hidden: int = attrs.field(default=16, validator=int_at_least(1))
 
 
 class Attention(SequenceComponent):
-    kind = "attention"
+    family = ATTENTION
     title = "Attention"
     package = "mlcoord_attention"
     hyper_fields = ("window", "hidden")

@@ -7,7 +7,8 @@ support more: bigger ones overfit the training range without scoring better out 
 Inference runs in numpy from the artifact's weights (torch is only imported to train), and the
 shipped ``models/default.npz`` was trained on the earliest bundled bars (BTC/USDT and ETH/USDT 1h,
 2020-09-20 to 2022-03-31 23:00 UTC; ``train_default.py`` reproduces it). Retraining schedule,
-expiry and drift warning are those of :class:`mlcoord.nn.SequenceComponent`.
+expiry and drift warning are those of :class:`mlcoord.sequence.SequenceComponent`; the network
+(torch and numpy) is in :mod:`mlcoord_lstm.net`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from __future__ import annotations
 import attrs
 
 from mlcoord import hookimpl
-from mlcoord.nn import SequenceComponent, SequenceOptions, int_at_least
+from mlcoord.sequence import SequenceComponent, SequenceOptions, int_at_least
+from mlcoord_lstm.net import LSTM
 
 MLCOORD_HOOKS_VERSION = 1
 
@@ -27,7 +29,7 @@ class LstmOptions(SequenceOptions):
     feature_dropout=0.25: during training each sample loses whole feature channels with this
     probability. Without it the LSTM memorises slow features (EMA spreads, ADX) that fingerprint
     the training path instead of learning what generalises (on planted synthetic data: held-out
-    AUC 0.65 without, 0.68 with). The rest is documented in :class:`mlcoord.nn.SequenceOptions`.
+    AUC 0.65 without, 0.68 with). The rest is documented in :class:`mlcoord.sequence.SequenceOptions`.
     """
 
     window: int = attrs.field(default=48, validator=int_at_least(2))
@@ -38,7 +40,7 @@ class LstmOptions(SequenceOptions):
 
 
 class Lstm(SequenceComponent):
-    kind = "lstm"
+    family = LSTM
     title = "LSTM"
     package = "mlcoord_lstm"
     hyper_fields = ("window", "hidden", "layers")
