@@ -20,8 +20,6 @@ from mlcoord.sequence.component import (
     SequenceComponent,
     SequenceOptions,
     SequenceVoter,
-    Trainable,
-    int_at_least,
 )
 from mlcoord.sequence.family import (
     CHUNK,
@@ -43,5 +41,5 @@ __all__ = [
     "SequenceModel", "ForwardResult", "Weights", "Model", "sigmoid", "state_dict_arrays",
     "norm_stats", "normalise", "CLIP", "CHUNK", "MIN_BATCH",
     "FitOptions", "Series", "fit", "split", "torch_model", "import_torch",
-    "SequenceOptions", "SequenceComponent", "SequenceVoter", "Trainable", "int_at_least", "WARMUP", "LAZY_BLOCK",
+    "SequenceOptions", "SequenceComponent", "SequenceVoter", "WARMUP", "LAZY_BLOCK",
 ]

@@ -11,7 +11,7 @@ import math
 from collections import deque
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -19,6 +19,7 @@ import structlog
 from attrs import validators as v
 
 from mlcoord.feature_matrix import FEATURES
+from mlcoord.option_checks import fraction, integer, number
 from mlcoord.sequence.family import Model, SequenceModel
 from mlcoord.sequence.training import FitOptions, Series, fit
 
@@ -30,11 +31,6 @@ _NS_PER_DAY = 86_400 * 10**9
 WARMUP = 200            # first bars of a series are never training samples (ema200 warm-up)
 LAZY_BLOCK = 256        # windows computed together when vote() meets an uncomputed bar (one batch ~ 7 ms)
 log = structlog.get_logger("mlcoord.sequence")
-
-
-def int_at_least(lo: int):
-    """attrs validators: an int >= ``lo``."""
-    return [v.instance_of(int), v.ge(lo)]
 
 
 @attrs.frozen
@@ -58,22 +54,22 @@ class SequenceOptions:
     ``drift_accuracy`` a warning is logged once (a whole-run RunningScore is kept as well).
     """
 
-    epochs: int = attrs.field(default=30, validator=int_at_least(1))
-    batch_size: int = attrs.field(default=256, validator=int_at_least(1))
-    lr: float = attrs.field(default=3e-3, validator=[v.instance_of((int, float)), v.gt(0)])
-    weight_decay: float = attrs.field(default=1e-4, validator=[v.instance_of((int, float)), v.ge(0)])
-    patience: int = attrs.field(default=3, validator=int_at_least(1))
-    val_fraction: float = attrs.field(default=0.2, validator=[v.instance_of(float), v.gt(0), v.lt(1)])
-    stride: int = attrs.field(default=2, validator=int_at_least(1))
-    seed: int = attrs.field(default=0, validator=int_at_least(0))
-    threads: int = attrs.field(default=1, validator=int_at_least(1))
+    epochs: int = attrs.field(default=30, validator=integer(1))
+    batch_size: int = attrs.field(default=256, validator=integer(1))
+    lr: float = attrs.field(default=3e-3, validator=number(0, lo_open=True))
+    weight_decay: float = attrs.field(default=1e-4, validator=number(0))
+    patience: int = attrs.field(default=3, validator=integer(1))
+    val_fraction: float = attrs.field(default=0.2, validator=fraction(lo_open=True, hi_open=True))
+    stride: int = attrs.field(default=2, validator=integer(1))
+    seed: int = attrs.field(default=0, validator=integer(0))
+    threads: int = attrs.field(default=1, validator=integer(1))
     model_path: Optional[str] = attrs.field(default=None, validator=v.optional(v.instance_of(str)))
-    retrain_every_bars: int = attrs.field(default=0, validator=int_at_least(0))
-    train_bars: int = attrs.field(default=17_520, validator=int_at_least(1))
-    min_train_bars: int = attrs.field(default=2_000, validator=int_at_least(1))
-    max_model_age_days: float = attrs.field(default=1095.0, validator=[v.instance_of((int, float)), v.gt(0)])
-    drift_window: int = attrs.field(default=200, validator=int_at_least(1))
-    drift_accuracy: float = attrs.field(default=0.45, validator=[v.instance_of(float), v.ge(0), v.le(1)])
+    retrain_every_bars: int = attrs.field(default=0, validator=integer(0))
+    train_bars: int = attrs.field(default=17_520, validator=integer(1))
+    min_train_bars: int = attrs.field(default=2_000, validator=integer(1))
+    max_model_age_days: float = attrs.field(default=1095.0, validator=number(0, lo_open=True))
+    drift_window: int = attrs.field(default=200, validator=integer(1))
+    drift_accuracy: float = attrs.field(default=0.45, validator=fraction())
 
 
 def _iso(ns: int) -> str:
@@ -354,14 +350,3 @@ class SequenceComponent:
     @property
     def running_score(self):
         return self._score
-
-
-@runtime_checkable
-class Trainable(Protocol):
-    """An ML component with a model to train (optional): ``mlcoord train --component NAME`` and
-    the walk-forward evaluation call its ``train``; :class:`SequenceComponent` implements it."""
-
-    def train(self, datasets: Sequence[Any], out: Path,
-              progress: Optional[Callable[[dict], None]] = None) -> dict:
-        """Train on ``datasets`` (MarketData), save the artifact to ``out``; returns a report."""
-        ...
