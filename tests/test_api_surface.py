@@ -14,7 +14,7 @@ import mlcoord.api
 ROOT = Path(__file__).resolve().parents[1]
 
 #: a change here is a change to the public surface: review it as one (docs/hooks.md lists it)
-SURFACE = [
+SURFACE = sorted([
     'Action', 'CHECKS', 'Calibrator', 'Candles', 'ComponentContext', 'ConformanceError', 'ContextSeries',
     'Decision', 'EntryGuard', 'EntryLeg', 'EntryPlan', 'EntryPlanner', 'EventSpec', 'ExitLevels', 'ExitManager',
     'ExitReason', 'ExposesFeatures', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
@@ -24,7 +24,10 @@ SURFACE = [
     'Trainable', 'Vote', 'Voter', 'auc', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
     'plugin_checks', 'plugin_reason', 'river_weights', 'set_river_weights',
-]
+    # sequence-model voters (mlcoord.sequence) and the data a training script reads
+    'SequenceModel', 'SequenceComponent', 'SequenceOptions', 'SequenceVoter', 'FitOptions', 'import_torch',
+    'sigmoid', 'bundled_path', 'load_candles', 'build_market_data',
+])
 
 #: string constants in the engine equal to a built-in's name that do not name it: each says why
 NOT_A_COMPONENT = {

@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from mlcoord import features
-from mlcoord.candles import Candles
+from mlcoord.candles import Candles, load_candles
 from mlcoord.components import (
     Calibrator,
     EntryGuard,
@@ -42,8 +42,10 @@ from mlcoord.components import (
     SignalSource,
     Sizer,
     Voter,
+    build_market_data,
 )
 from mlcoord.context import ContextSeries
+from mlcoord.datasets import bundled_path
 from mlcoord.feature_matrix import FEATURES, feature_matrix
 from mlcoord.hookspecs import HOOKS_VERSION, hookimpl
 from mlcoord.learning import EventSpec, Outcome, auc, event_happened, event_labels, log_loss
@@ -71,6 +73,15 @@ from mlcoord.option_checks import flag, fraction, integer, number
 from mlcoord.protocols import ExposesFeatures, Learner, OutcomeLearner, Stateful, TradeObserver, Trainable
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
+from mlcoord.sequence import (
+    FitOptions,
+    SequenceComponent,
+    SequenceModel,
+    SequenceOptions,
+    SequenceVoter,
+    import_torch,
+    sigmoid,
+)
 from mlcoord.views import ReadOnlyViewError
 
 _KIT = ("parametrize_with_checks", "plugin_checks", "component_checks", "ConformanceError", "CHECKS")
@@ -104,6 +115,11 @@ __all__ = [
     "auc", "log_loss",
     # options and online-learning state
     "number", "fraction", "integer", "flag", "river_weights", "set_river_weights",
+    # sequence-model voters (mlcoord.sequence): a plugin brings the network, the engine the rest
+    "SequenceModel", "SequenceComponent", "SequenceOptions", "SequenceVoter", "FitOptions", "import_torch",
+    "sigmoid",
+    # data for training scripts and checks on real bars
+    "bundled_path", "load_candles", "build_market_data",
     # the conformance kit (loaded on first use)
     *_KIT,
 ]

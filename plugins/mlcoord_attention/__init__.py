@@ -16,8 +16,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mlcoord import hookimpl
-from mlcoord.sequence import FEATURES, SequenceComponent, SequenceOptions, int_at_least
+from mlcoord.api import FEATURES, SequenceComponent, SequenceOptions, SequenceVoter, hookimpl, integer
 from mlcoord_attention.net import ATTENTION
 
 MLCOORD_HOOKS_VERSION = 1
@@ -29,8 +28,8 @@ class AttentionOptions(SequenceOptions):
     """``[plugins.attention]``: window=24 bars per feature token, hidden=16 (token size); the rest
     is documented in :class:`mlcoord.sequence.SequenceOptions`."""
 
-    window: int = attrs.field(default=24, validator=int_at_least(2))
-    hidden: int = attrs.field(default=16, validator=int_at_least(1))
+    window: int = attrs.field(default=24, validator=integer(2))
+    hidden: int = attrs.field(default=16, validator=integer(1))
 
 
 class Attention(SequenceComponent):
@@ -39,7 +38,7 @@ class Attention(SequenceComponent):
     package = "mlcoord_attention"
     hyper_fields = ("window", "hidden")
 
-    def extra_reasons(self, voter, i):
+    def extra_reasons(self, voter: SequenceVoter, i: int) -> tuple[str, ...]:
         weights = voter.extra[i]
         top = np.argsort(-weights, kind="stable")[:TOP_FEATURES]
         return ("attended: " + ", ".join(f"{FEATURES[k]} {weights[k]:.2f}" for k in top),)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import attrs
 
-from mlcoord import hookimpl
-from mlcoord.sequence import SequenceComponent, SequenceOptions, int_at_least
+from mlcoord.api import SequenceComponent, SequenceOptions, fraction, hookimpl, integer
 from mlcoord_lstm.net import LSTM
 
 MLCOORD_HOOKS_VERSION = 1
@@ -32,11 +31,10 @@ class LstmOptions(SequenceOptions):
     AUC 0.65 without, 0.68 with). The rest is documented in :class:`mlcoord.sequence.SequenceOptions`.
     """
 
-    window: int = attrs.field(default=48, validator=int_at_least(2))
-    hidden: int = attrs.field(default=16, validator=int_at_least(1))
-    layers: int = attrs.field(default=1, validator=int_at_least(1))
-    feature_dropout: float = attrs.field(default=0.25, validator=[attrs.validators.instance_of(float),
-                                                                  attrs.validators.ge(0), attrs.validators.lt(1)])
+    window: int = attrs.field(default=48, validator=integer(2))
+    hidden: int = attrs.field(default=16, validator=integer(1))
+    layers: int = attrs.field(default=1, validator=integer(1))
+    feature_dropout: float = attrs.field(default=0.25, validator=fraction(hi_open=True))
 
 
 class Lstm(SequenceComponent):

@@ -7,7 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from mlcoord.sequence import FitOptions, SequenceModel, import_torch, sigmoid
+from mlcoord.api import FitOptions, SequenceModel, import_torch, sigmoid
 
 KIND = "lstm"           # the kind stored in (and checked against) this plugin's artifacts
 FORGET_BIAS = 1.0       # initial forget-gate bias

@@ -29,9 +29,7 @@ def _components():
 
 
 def load_bundled():
-    from mlcoord.datasets import bundled_path
-    from mlcoord.candles import load_candles
-    from mlcoord.components import build_market_data
+    from mlcoord.api import build_market_data, bundled_path, load_candles
     return {s: build_market_data(load_candles(bundled_path(s), symbol=s)) for s in SYMBOLS}
 
 
@@ -40,7 +38,7 @@ def cutoff_index(data) -> int:
 
 
 def out_of_sample(component, data) -> dict:
-    from mlcoord.learning import auc, event_labels, log_loss
+    from mlcoord.api import auc, event_labels, log_loss
     k = cutoff_index(data)
     voter = component.prepare(data)
     up, down = event_labels(data.candles.close, data.event)
