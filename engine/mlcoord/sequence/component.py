@@ -184,8 +184,14 @@ class SequenceComponent:
                           threads=o.threads)
 
     def model_path(self) -> Path:
+        """``model_path`` if set, else the model shipped in ``package`` (``models/default.npz``)."""
         if self.options.model_path:
             return Path(self.options.model_path).expanduser()
+        if not self.package:
+            from mlcoord.errors import ConfigError
+            raise ConfigError(f"{self.name}: model_path is not set and {type(self).__name__} ships no model "
+                              f"(no package); train one with `mlcoord train --component {self.name}` and set "
+                              f"model_path in [plugins.{self.name}]")
         return Path(str(resources.files(self.package) / "models" / "default.npz"))
 
     def extra_reasons(self, voter: SequenceVoter, i: int) -> Sequence[str]:
