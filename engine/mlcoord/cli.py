@@ -244,7 +244,7 @@ def _progress_env(progress: Optional[bool]):
 
 
 @main.command()
-@click.option("--component", required=True, help="The ML component to train, e.g. lstm or attention.")
+@click.option("--component", required=True, help="The ML component to train (one whose plugin gives it a train method).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--data", "data_files", multiple=True, help="Candle file(s); default: the bundled data.")
 @click.option("--symbol", "symbols", multiple=True, help="Symbol(s) to train on, e.g. BTC/USDT,ETH/USDT.")
