@@ -292,7 +292,7 @@ def test_config_errors_name_the_field_and_path():
 def test_registers_via_the_hook():
     calls = []
 
-    def register(name, factory, options=None, description=""):
+    def register(name, factory, options=None, description="", **declared):
         calls.append((name, factory, options, description))
 
     register_calibrators(register)

@@ -42,7 +42,7 @@ def test_every_builtin_plugin_and_role_is_checked():
             "bayes-state_roundtrip", "hedging-output", "risk-deterministic", "dca-output", "hedging-multi_symbol",
             "hedging-state_roundtrip", "protections-multi_symbol", "protections-state_roundtrip"} <= checked
     declared = {spec.name for spec in components.values() if spec.examples}
-    assert declared >= {"technical", "dca", "exits", "risk", "hedging", "protections", "bayes", "mtf", "rl_selector"}
+    assert declared == set(BUILTINS)          # every built-in declares option sets besides its defaults
     for name in declared:                    # each declared option set runs the checks again
         assert f"{name}-options_examples" in checked and any(i.startswith(f"{name}-") and "[example1]" in i
                                                               for i in checked), name

@@ -107,7 +107,7 @@ def test_options_from_config_and_round_trip():
 
 def test_registers_under_its_name():
     seen = {}
-    register_entry_planners(lambda name, factory, options=None, description="": seen.update(
+    register_entry_planners(lambda name, factory, options=None, description="", **declared: seen.update(
         {name: (factory, options, description)}))
     factory, options, description = seen["dca"]
     assert isinstance(factory(options()), DCAPlanner) and description

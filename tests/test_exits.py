@@ -247,7 +247,7 @@ def test_options_validation_and_registration():
         config.structure({"atr_stop_multiplier": -1.0}, ExitOptions, path="$.plugins.exits")
     assert config.structure(config.unstructure(OPTIONS), ExitOptions) == OPTIONS
     seen = {}
-    register_exit_managers(lambda name, factory, options=None, description="": seen.update({name: (factory, options)}))
+    register_exit_managers(lambda name, factory, options=None, description="", **declared: seen.update({name: (factory, options)}))
     factory, options = seen["exits"]
     assert isinstance(factory(options()), ExitManagerProtocol)
 

@@ -49,7 +49,7 @@ def _synthetic_voter(component, scores, labels=("1h", "4h", "1d")):
 
 def test_registers_as_ml_component():
     seen = {}
-    register_ml_components(lambda name, factory, options=None, description="": seen.update(
+    register_ml_components(lambda name, factory, options=None, description="", **declared: seen.update(
         {name: (factory, options, description)}))
     factory, options, description = seen["mtf"]
     assert isinstance(factory(options()), MLComponent) and description

@@ -62,7 +62,7 @@ def _drive(component, voter, forward):
 
 def test_registers_as_ml_component():
     seen = {}
-    register_ml_components(lambda name, factory, options=None, description="": seen.update({name: (factory, options)}))
+    register_ml_components(lambda name, factory, options=None, description="", **declared: seen.update({name: (factory, options)}))
     factory, options = seen["rl_selector"]
     assert isinstance(factory(options()), MLComponent)
     assert cattrs.structure({"alpha": 0.2}, RLSelectorOptions).alpha == 0.2

@@ -225,7 +225,7 @@ def test_prepare_timing_on_full_series(btc):
 
 def test_plugin_registration_and_options():
     registered = {}
-    register_signal_sources(lambda name, factory, options=None, description="":
+    register_signal_sources(lambda name, factory, options=None, description="", **declared:
                             registered.update({name: (factory, options, description)}))
     factory, options_cls, description = registered["technical"]
     assert options_cls is TechnicalOptions and description

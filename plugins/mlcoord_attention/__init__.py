@@ -47,4 +47,5 @@ class Attention(SequenceComponent):
 @hookimpl
 def register_ml_components(register):
     register("attention", Attention, options=AttentionOptions,
-             description="attention over feature tokens: P(up), P(down) and the features it attended to")
+             description="attention over feature tokens: P(up), P(down) and the features it attended to",
+             examples=({"drift_window": 50, "drift_accuracy": 0.4}, {"max_model_age_days": 3650.0}))

@@ -47,4 +47,5 @@ class Lstm(SequenceComponent):
 @hookimpl
 def register_ml_components(register):
     register("lstm", Lstm, options=LstmOptions,
-             description="LSTM over recent bars: P(up), P(down) of the learning event")
+             description="LSTM over recent bars: P(up), P(down) of the learning event",
+             examples=({"drift_window": 50, "drift_accuracy": 0.4}, {"max_model_age_days": 3650.0}))
