@@ -222,24 +222,25 @@ def sizer_deterministic(spec, get_data) -> None:
 
 
 # -- state save / load -------------------------------------------------------------------------------
-@role_check("entry_planners", name="state_roundtrip", applies=has_state)
-def planner_state_roundtrip(spec, get_data) -> None:
+def _answers_survive_a_restart(spec, get_data, answers, what: str) -> None:
+    """The original, fed bars and trades, and a fresh instance loaded with its ``state()`` (through
+    JSON) must answer the whole data alike."""
     data = get_data()
     original = build(spec)
-    _plans(spec, original, data.head(SAVE_AT))
+    answers(spec, original, data.head(SAVE_AT))
     feed_trades(spec, original, data)
     fresh = restored(spec, saved_state(spec, original))
-    expect(_plans(spec, original, data) == _plans(spec, fresh, data), differs(spec, "plans differently"))
+    expect(answers(spec, original, data) == answers(spec, fresh, data), differs(spec, what))
+
+
+@role_check("entry_planners", name="state_roundtrip", applies=has_state)
+def planner_state_roundtrip(spec, get_data) -> None:
+    _answers_survive_a_restart(spec, get_data, _plans, "plans differently")
 
 
 @role_check("sizers", name="state_roundtrip", applies=has_state)
 def sizer_state_roundtrip(spec, get_data) -> None:
-    data = get_data()
-    original = build(spec)
-    _sizings(spec, original, data.head(SAVE_AT))
-    feed_trades(spec, original, data)
-    fresh = restored(spec, saved_state(spec, original))
-    expect(_sizings(spec, original, data) == _sizings(spec, fresh, data), differs(spec, "sizes differently"))
+    _answers_survive_a_restart(spec, get_data, _sizings, "sizes differently")
 
 
 @role_check("exit_managers", name="state_roundtrip", applies=has_state)
