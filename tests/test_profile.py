@@ -342,3 +342,32 @@ def test_a_one_file_plugin_reaches_worker_processes_by_its_path(tmp_path):
     rebuilt = plugins_from(recipe)
     assert set(rebuilt.components) == {"contrarian"}
     assert rebuilt.components["contrarian"].display_name == "Contrarian"
+
+
+CLASHING = textwrap.dedent('''
+    from mlcoord.api import hookimpl
+
+    MLCOORD_HOOKS_VERSION = 2
+
+    class Planner:
+        def plan(self, signal, price, context):
+            raise NotImplementedError
+
+    @hookimpl
+    def register_entry_planners(register):
+        register("dca", lambda options: Planner())
+''')
+
+
+def test_a_name_clash_leaves_plugins_list_working_and_stops_a_run_naming_the_way_out(tmp_path):
+    folder = tmp_path / "clash"
+    folder.mkdir()
+    (folder / "copycat.py").write_text(CLASHING)
+    listed = CliRunner().invoke(main, ["plugins", "list", "--plugins-dir", str(folder)])
+    assert listed.exit_code == 0, listed.output
+    assert "CLASH: component name 'dca' registered twice: by plugin 'dca'" in listed.output
+    run = CliRunner().invoke(main, ["backtest", "--plugins-dir", str(folder), "--no-progress"])
+    assert run.exit_code != 0
+    assert "registered twice" in run.output and "--disable" in run.output
+    fixed = CliRunner().invoke(main, ["plugins", "list", "--plugins-dir", str(folder), "--disable", "copycat"])
+    assert "CLASH" not in fixed.output
