@@ -51,7 +51,8 @@ def test_every_public_name_resolves():
 
 def test_importing_the_surface_loads_no_front_end_and_not_the_kit():
     code = ("import sys, mlcoord.api; print(sorted(m for m in sys.modules if m.startswith(("
-            "'mlcoord.backtest', 'mlcoord.live', 'mlcoord.cli', 'mlcoord.report', 'mlcoord.testing', 'torch'))))")
+            "'mlcoord.backtest', 'mlcoord.live', 'mlcoord.cli', 'mlcoord.report', 'mlcoord.testing', 'mlcoord.sequence', "
+            "'torch'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -23,7 +23,7 @@ imported from here on first use, so a plugin's runtime does not load it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlcoord import features
 from mlcoord.candles import Candles, load_candles
@@ -73,26 +73,37 @@ from mlcoord.option_checks import flag, fraction, integer, number
 from mlcoord.protocols import ExposesFeatures, Learner, OutcomeLearner, Stateful, TradeObserver, Trainable
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
-from mlcoord.sequence import (
-    FitOptions,
-    SequenceComponent,
-    SequenceModel,
-    SequenceOptions,
-    SequenceVoter,
-    import_torch,
-    sigmoid,
-)
 from mlcoord.views import ReadOnlyViewError
 
+if TYPE_CHECKING:  # pragma: no cover - loaded on first use below; names for type checkers
+    from mlcoord.sequence import (
+        FitOptions,
+        SequenceComponent,
+        SequenceModel,
+        SequenceOptions,
+        SequenceVoter,
+        import_torch,
+        sigmoid,
+    )
+    from mlcoord.testing import CHECKS, ConformanceError, component_checks, parametrize_with_checks, plugin_checks
+
 _KIT = ("parametrize_with_checks", "plugin_checks", "component_checks", "ConformanceError", "CHECKS")
+_SEQUENCE = ("SequenceModel", "SequenceComponent", "SequenceOptions", "SequenceVoter", "FitOptions",
+             "import_torch", "sigmoid")
 
 
 def __getattr__(name: str) -> Any:
-    """The conformance kit on first use (``from mlcoord.api import parametrize_with_checks``)."""
+    """Parts only some plugins need, loaded on first use: the conformance kit
+    (``from mlcoord.api import parametrize_with_checks``) and the sequence-model helpers (only a
+    sequence-model plugin pays for importing them)."""
     if name in _KIT:
         from mlcoord import testing
 
         return getattr(testing, name)
+    if name in _SEQUENCE:
+        from mlcoord import sequence
+
+        return getattr(sequence, name)
     raise AttributeError(f"module 'mlcoord.api' has no attribute {name!r}")
 
 

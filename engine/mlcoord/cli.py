@@ -187,7 +187,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
     settings = _flagged(load_settings(config_path, overrides or None))
     disabled = disabled_plugins(settings, _csv(disable))
     factory = None
-    if progress is not False:
+    if progress or (progress is None and sys.stderr.isatty()):     # tqdm is imported only to be shown
         from tqdm import tqdm
 
         def factory(total: int):
