@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mlcoord_volume_spike
-from mlcoord import Action
-from mlcoord.backtest.run import bundled_path, run_backtest
-from mlcoord.candles import candles_from_frame, load_candles
-from mlcoord.components import SignalSource, build_market_data
+from mlcoord.api import Action, SignalSource, build_market_data, bundled_path, load_candles
+from mlcoord.backtest.run import run_backtest          # the engine itself, for the end-to-end tests
+from mlcoord.candles import candles_from_frame
 from mlcoord.config import Settings, plugin_options, structure
 from mlcoord.errors import ConfigError
 from mlcoord.registry import check_protocol, discover_entry_points, load_plugins
@@ -248,7 +247,7 @@ def test_end_to_end_backtest_with_it_selected(btc):
 
 # -- the second component: the grid entry planner ----------------------------------------------
 
-from mlcoord import MarketContext, Regime, Side, Signal  # noqa: E402
+from mlcoord.api import MarketContext, Regime, Side, Signal  # noqa: E402
 from mlcoord_volume_spike import GridOptions, GridPlanner  # noqa: E402
 
 

@@ -3,7 +3,7 @@
 Use it from a plugin's own tests (one pytest case per check, ids like ``volume_spike-no_lookahead``)::
 
     import mlcoord_myplugin
-    from mlcoord.testing import parametrize_with_checks
+    from mlcoord.api import parametrize_with_checks
 
     @parametrize_with_checks([mlcoord_myplugin])          # modules/objects, {name: plugin}, or ComponentSpecs
     def test_conformance(check):
