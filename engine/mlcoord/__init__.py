@@ -1,8 +1,8 @@
 """mlcoord: a plugin-based trading engine in which ML improves entries.
 
-This module is the public face for plugin authors: the hook marker, the domain types, the
-component protocols and the causal feature helpers. Plugins import from here (and
-``mlcoord.features``), never from ``mlcoord.backtest``, ``mlcoord.cli`` or ``mlcoord.live``.
+Plugins import from :mod:`mlcoord.api`, the one public module (its ``__all__`` is the reviewed
+surface). The names below stay importable from the package itself for plugins written before
+that module existed; new code should not rely on them.
 """
 
 from mlcoord.hookspecs import HOOKS_VERSION, hookimpl
