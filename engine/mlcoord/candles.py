@@ -9,6 +9,8 @@ from __future__ import annotations
 import gzip
 import json
 import re
+import sys
+import zlib
 from pathlib import Path
 from typing import Sequence
 
@@ -256,6 +258,17 @@ def _parse_times(raw: pd.Series | pd.Index, source: str, column: str) -> pd.Date
     return pd.DatetimeIndex(parsed, name="time").as_unit("ns")
 
 
+def _numbers(column: pd.Series, source: str, name: str) -> np.ndarray:
+    """A price or volume column as float64; text that is no number becomes NaN (reported by row).
+    Cells that are neither numbers nor text (lists, tables) are an error naming the first."""
+    try:
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        odd = next((v for v in column if not isinstance(v, (int, float, str, type(None)))), None)
+        raise CandleError(f"{source}: column '{name}' holds {type(odd).__name__} values such as "
+                          f"{odd!r:.60}; expected numbers") from None
+
+
 def _find_gaps(time_ns: np.ndarray, tf_ns: int) -> tuple[Gap, ...]:
     steps = np.diff(time_ns)
     at = np.flatnonzero(steps > tf_ns)
@@ -289,8 +302,12 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     else:
         raise CandleError(f"{source}: no time column (looked for {_TIME_ALIASES}) and the index is not "
                           f"timestamps; found columns {[str(c) for c in df.columns]}")
-    frame = pd.DataFrame({c: pd.to_numeric(df[cols[c]], errors="coerce").to_numpy(dtype=np.float64)
-                          for c in COLUMNS}, index=index)
+    for c in COLUMNS:
+        kind = df[cols[c]].dtype
+        if not (pd.api.types.is_numeric_dtype(kind) or pd.api.types.is_object_dtype(kind)
+                or pd.api.types.is_string_dtype(kind)) or pd.api.types.is_bool_dtype(kind):
+            raise CandleError(f"{source}: column '{cols[c]}' holds {kind} values; expected numbers")
+    frame = pd.DataFrame({c: _numbers(df[cols[c]], source, str(cols[c])) for c in COLUMNS}, index=index)
     repairs: list[str] = []
 
     if repair:
@@ -340,8 +357,11 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     if (bad := steps == 0).any():
         _fail(source, "duplicate timestamps (use repair=True to keep the last)", "time", t[1:][bad])
 
-    timeframe = timeframe or infer_timeframe(t)
-    tf_ns = timeframe_to_ns(timeframe)
+    try:
+        timeframe = timeframe or infer_timeframe(t)
+        tf_ns = timeframe_to_ns(timeframe)
+    except CandleError as exc:
+        raise CandleError(f"{source}: {exc}") from None
     if (bad := steps < tf_ns).any():
         _fail(source, f"a step shorter than the timeframe {timeframe}", "time", t[1:][bad])
     if (bad := steps % tf_ns != 0).any():
@@ -441,7 +461,43 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if all(_NUMBER.match(f) for f in header if f):     # no header line: Binance kline dumps
         df = pd.read_csv(path, sep=sep, skiprows=skip, header=None, decimal=decimal)
         return df.iloc[:, :6].set_axis(["time", *COLUMNS], axis=1)
+    if not any(_norm(f) in (*COLUMNS, "time") for f in header) and any(_NUMBER.match(f.strip()) for f in header):
+        raise CandleError(f"{path}: no header line: line {skip + 1} is data ({lines[skip]!r:.80}), not column "
+                          "names; add a header line such as time,open,high,low,close,volume (with the file's "
+                          "separator)")
     return pd.read_csv(path, sep=sep, skiprows=skip, decimal=decimal)
+
+
+def _json_frame(rows, path: Path) -> pd.DataFrame:
+    """freqtrade's ``[[ms, open, high, low, close, volume], ...]`` as a frame; any other shape
+    (an object, short rows, cells that are not numbers) is an error naming the first bad row."""
+    expected = "expected freqtrade's rows [[ms, open, high, low, close, volume], ...]"
+    if not isinstance(rows, list):
+        raise CandleError(f"{path}: {expected}, got a JSON {type(rows).__name__} ({rows!r:.60})")
+    for i, row in enumerate(rows):
+        if not (isinstance(row, list) and len(row) == 6
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in row)):
+            raise CandleError(f"{path}: {expected}; row {i} is {row!r:.80}")
+    return pd.DataFrame(rows, columns=["time", *COLUMNS]) if rows else pd.DataFrame()
+
+
+def _unreadable(path: Path, kind: str, exc: BaseException) -> CandleError | None:
+    """The one-line error for a file its reader could not parse (``None``: not a reading error)."""
+    if isinstance(exc, RecursionError):
+        return CandleError(f"{path}: cannot read {kind}: nested too deeply (expected rows of 6 numbers)")
+    if isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return CandleError(f"{path}: cannot read {kind}: truncated or corrupt gzip data ({exc})")
+    if isinstance(exc, UnicodeDecodeError):
+        return CandleError(f"{path}: cannot read {kind}: not UTF-8 text "
+                           f"(byte {exc.object[exc.start]:#04x} at offset {exc.start})")
+    arrow = sys.modules.get("pyarrow")
+    readable: tuple[type[BaseException], ...] = (OSError, ValueError, TypeError, KeyError, IndexError)
+    if arrow is not None:
+        readable += (arrow.ArrowException,)
+    if isinstance(exc, readable):
+        detail = " ".join(str(exc).split())[:200] or type(exc).__name__
+        return CandleError(f"{path}: cannot read {kind} (truncated or corrupt?): {detail}")
+    return None
 
 
 def load_candles(path, *, symbol: str | None = None, timeframe: str | None = None,
@@ -455,23 +511,30 @@ def load_candles(path, *, symbol: str | None = None, timeframe: str | None = Non
     path = Path(path)
     name = path.name.lower().removesuffix(".gz")
     guessed_symbol, guessed_tf = _guess_from_name(path)
+    kinds = {".json": "freqtrade JSON", ".feather": "Feather", ".parquet": "Parquet", ".csv": "CSV"}
+    kind = next((k for ext, k in kinds.items() if name.endswith(ext)), None)
+    if kind is None:
+        raise CandleError(f"{path}: unsupported file type (expected .csv, .feather, .parquet, .json, optionally .gz)")
+    if path.name.lower().endswith(".gz"):
+        kind = f"gzip-compressed {kind}"
     try:
         if name.endswith(".json"):
-            with (gzip.open(path, "rt") if path.name.lower().endswith(".gz") else open(path)) as fh:
-                rows = json.load(fh)
-            df = pd.DataFrame(rows, columns=["time", *COLUMNS]) if rows else pd.DataFrame()
+            with (gzip.open(path, "rt", encoding="utf-8") if path.name.lower().endswith(".gz")
+                  else open(path, encoding="utf-8")) as fh:
+                df = _json_frame(json.load(fh), path)
         elif name.endswith(".feather"):
             df = pd.read_feather(path)
         elif name.endswith(".parquet"):
             df = pd.read_parquet(path)
-        elif name.endswith(".csv"):
-            df = _read_csv(path)
         else:
-            raise CandleError(f"{path}: unsupported file type (expected .csv, .feather, .parquet, .json, optionally .gz)")
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, CandleError):
+            df = _read_csv(path)
+    except CandleError:
+        raise
+    except Exception as exc:
+        error = _unreadable(path, kind, exc)
+        if error is None:
             raise
-        raise CandleError(f"{path}: cannot read file: {exc}") from exc
+        raise error from None
     return candles_from_frame(df, symbol=symbol or guessed_symbol, timeframe=timeframe or guessed_tf,
                               source=str(path), repair=repair)
 
