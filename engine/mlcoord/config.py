@@ -23,7 +23,7 @@ from typing import Any, Optional
 import attrs
 import cattrs
 from cattrs.errors import IterableValidationError, IterableValidationNote
-from cattrs.gen import make_dict_structure_fn
+from cattrs.gen import make_dict_structure_fn, make_mapping_structure_fn
 from attrs import validators as v
 
 import structlog
@@ -308,6 +308,20 @@ def make_converter() -> cattrs.Converter:
         return tuple(items) if typing.get_origin(t) is tuple else items
 
     converter.register_structure_hook_func(is_sequence, structure_sequence)
+
+    def table(structure_fn):
+        """A section or mapping (``data = "x"`` where ``[data]`` belongs) says it wants a table."""
+        def structure_table(value, t):
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a table, got {value!r:.80}")
+            return structure_fn(value, t)
+        return structure_table
+
+    converter.register_structure_hook_factory(
+        attrs.has, lambda cls: table(make_dict_structure_fn(cls, converter)))
+    converter.register_structure_hook_factory(
+        lambda t: t is dict or typing.get_origin(t) is dict,
+        lambda t: table(make_mapping_structure_fn(t, converter)))
     return converter
 
 
@@ -365,6 +379,13 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} not found: {path}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text: byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}; save it as UTF-8") from None
+    except RecursionError:
+        raise ConfigError(f"{what} {path} nests arrays or tables too deeply to read") from None
+    except OSError as exc:
+        raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:

@@ -22,14 +22,30 @@ from mlcoord.model import Vote
 from mlcoord.river_state import river_weights, set_river_weights
 
 
+def _within(low: float, high: float, *, open_low: bool = False):
+    """A validator: a finite number in ``[low, high]`` (``(low, high]`` with ``open_low``), so an
+    absurd value fails when the config loads, not as a NaN confidence bars into a run."""
+    shown = f"{'(' if open_low else '['}{low:g}, {high:g}]"
+
+    def check(instance, attribute, value):
+        ok = isinstance(value, (int, float)) and math.isfinite(value) and value <= high
+        if not (ok and (value > low if open_low else value >= low)):
+            raise ValueError(f"{attribute.name} must be a number in {shown}, got {value!r}")
+    return check
+
+
 @attrs.frozen
 class EnsembleOptions:
-    """``[ensemble]``: online stacking settings (defaults stated)."""
+    """``[ensemble]``: online stacking settings (defaults stated).
 
-    learning_rate: float = attrs.field(default=0.02, validator=attrs.validators.gt(0.0))
-    l2: float = attrs.field(default=1e-4, validator=attrs.validators.ge(0.0))
-    veto_probability: float = attrs.field(default=0.40, validator=[attrs.validators.ge(0.0), attrs.validators.le(1.0)])
-    flip_margin: float = attrs.field(default=0.05, validator=attrs.validators.ge(0.0))
+    ``learning_rate`` in (0, 1] and ``l2`` in [0, 1]: their product stays at most 1, so the SGD
+    step never overshoots and the weights stay finite; ``veto_probability`` and ``flip_margin``
+    are probabilities, in [0, 1]."""
+
+    learning_rate: float = attrs.field(default=0.02, validator=_within(0.0, 1.0, open_low=True))
+    l2: float = attrs.field(default=1e-4, validator=_within(0.0, 1.0))
+    veto_probability: float = attrs.field(default=0.40, validator=_within(0.0, 1.0))
+    flip_margin: float = attrs.field(default=0.05, validator=_within(0.0, 1.0))
     adapt: bool = True
 
 
