@@ -320,6 +320,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
 
     import attrs
 
+    from mlcoord import strict_json
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.config import load_settings
     from mlcoord.evaluate import EvalOptions, WalkForward, evaluate as run_evaluation, render
@@ -345,7 +346,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     if export_path:
         click.echo(f"{result['export']['rows']:,} scored predictions written to {export_path}")
     if json_path:
-        json_path.write_text(_json.dumps(result, indent=1, default=str), encoding="utf-8")
+        json_path.write_text(strict_json.dumps(result, indent=1), encoding="utf-8")
         click.echo(f"result written to {json_path}")
     if report_path:
         from mlcoord.report import write_report
@@ -369,10 +370,9 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
 @_friendly
 def sweep(config_path, trials, storage, json_path, progress, walk_forward, executor, address, workers) -> None:
     """Search plugin options for the best Sharpe (net of fees) or calibrated log-loss; resumable."""
-    import json as _json
-
     import attrs
 
+    from mlcoord import strict_json
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.backtest.run import configured_plugins
     from mlcoord.sweep import load_sweep, render, run_sweep
@@ -391,14 +391,14 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
             table = run_walk_forward(spec, wf, raw, loaded, candles, pool, progress=progress, echo=click.echo)
         click.echo(render_wf(table))
         if json_path:
-            json_path.write_text(_json.dumps(table, indent=1, default=str), encoding="utf-8")
+            json_path.write_text(strict_json.dumps(table, indent=1), encoding="utf-8")
             click.echo(f"table written to {json_path}")
         return
     with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
         summary = run_sweep(spec, raw, loaded, candles, pool, progress=progress, echo=click.echo)
     click.echo(render(summary, spec.space))
     if json_path:
-        json_path.write_text(_json.dumps(summary, indent=1, default=str), encoding="utf-8")
+        json_path.write_text(strict_json.dumps(summary, indent=1), encoding="utf-8")
         click.echo(f"table written to {json_path}")
 
 

@@ -176,8 +176,9 @@ class BacktestResult:
 
     def write_json(self, path: Path) -> None:
         """The result file. orjson writes it ~20x faster than the standard library (0.02 s instead of
-        0.42 s for a 50,000-bar run): the file is most of a ``--json`` run's cost otherwise. Not a
-        number (a ratio with nothing to divide) is written as null, which is valid JSON."""
+        0.42 s for a 50,000-bar run): the file is most of a ``--json`` run's cost otherwise. A number
+        that is not finite (a ratio with nothing to divide, a profit factor with no losing trade)
+        is written as null, meaning undefined, as every result file does (:mod:`mlcoord.strict_json`)."""
         import orjson
 
         data = orjson.dumps(self.to_json(), default=str,
