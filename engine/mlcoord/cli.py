@@ -161,6 +161,7 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
               "(combine with --timerange to look at one).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report (charts, breakdowns, trades; opens offline).")
+@click.option("--force", is_flag=True, help="Overwrite an existing --report file.")
 @click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
 @click.option("--per-symbol", is_flag=True, help="One independent backtest per symbol (own account), "
               "run in parallel on the executor, instead of one portfolio backtest.")
@@ -168,11 +169,17 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @_plugin_flags
 @_friendly
 def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades, state_file, trace, report_path, store, per_symbol, executor, address, workers) -> None:
+             show_trades, state_file, trace, report_path, force, store, per_symbol, executor, address,
+             workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
     from mlcoord.config import load_settings
     from mlcoord.report_text import summary
+
+    if report_path:                     # before the run, not after it
+        from mlcoord.report import refuse_overwrite
+
+        refuse_overwrite(report_path, force)
 
     data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
     overrides: dict[str, Any] = {"data": data} if data else {}
@@ -205,7 +212,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
     if report_path:
         from mlcoord.report import write_report
 
-        write_report(result.to_json(), report_path)
+        write_report(result.to_json(), report_path, overwrite=force)
         click.echo(f"report written to {report_path}")
 
 
@@ -407,8 +414,9 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
 @click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
               help="HTML file to write (default: next to the first result, .html).")
 @click.option("--title", default="", help="Page title.")
+@click.option("--force", is_flag=True, help="Overwrite an existing HTML file.")
 @_friendly
-def report(results, out, title) -> None:
+def report(results, out, title, force) -> None:
     """HTML report of RESULT.json (backtest or evaluate --json); two files: side by side."""
     from mlcoord.errors import ConfigError
     from mlcoord.report import load_result, write_comparison, write_report
@@ -418,12 +426,12 @@ def report(results, out, title) -> None:
     loaded = [load_result(p) for p in results]
     if len(results) == 1:
         out = out or results[0].with_suffix(".html")
-        write_report(loaded[0], out, title)
+        write_report(loaded[0], out, title, overwrite=force)
     else:
         a, b = results
         names = (a.stem, b.stem) if a.stem != b.stem else (str(a), str(b))
         out = out or a.with_name(f"{a.stem}-vs-{b.stem}.html")
-        write_comparison(loaded[0], loaded[1], out, names)
+        write_comparison(loaded[0], loaded[1], out, names, overwrite=force)
     click.echo(f"report written to {out}")
 
 

@@ -24,6 +24,21 @@ from mlcoord.errors import ConfigError
 log = structlog.get_logger("mlcoord.learning_state")
 
 
+#: fewer bars than this left to trade after a restored state: the run says so (its statistics say little)
+MIN_BARS_AFTER_STATE = 100
+
+
+def few_bars_note(bars: int, until: Optional[int], first_bar: Optional[int]) -> Optional[str]:
+    """A warning for a run on a restored state (learnt ``until``) that trades only ``bars`` bars
+    from ``first_bar`` on; None when there are enough (or nothing was restored)."""
+    if until is None or bars >= MIN_BARS_AFTER_STATE:
+        return None
+    since = "" if first_bar is None else f" from {_iso(first_bar)}"
+    return (f"only {bars} bar(s) to trade{since} (fewer than {MIN_BARS_AFTER_STATE}): the learning state "
+            f"learnt up to {_iso(until)} and the data or --timerange ends soon after; its statistics say little. "
+            f"Use a longer --timerange, more data, or an older state")
+
+
 class StateLeakError(ConfigError):
     """A learning state that saw outcomes at or after the bars it would be used on."""
 

@@ -25,7 +25,7 @@ from mlcoord.config import Settings, unstructure
 from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
-from mlcoord.learning_state import first_traded_bar, restore as restore_learning_state
+from mlcoord.learning_state import MIN_BARS_AFTER_STATE, few_bars_note, first_traded_bar, restore as restore_learning_state
 from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import PluginSet, load_plugins
@@ -126,6 +126,9 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
                 raise ConfigError(f"timeframe {data.timeframe!r} is finer than the data's {c.timeframe!r} "
                                   f"for {c.symbol}; candles cannot be split")
             c = resample(c, data.timeframe)
+        if (start is not None and start.value > c.time[-1]) or (end is not None and end.value <= c.time[0]):
+            span = " -> ".join(pd.Timestamp(int(t), tz="UTC").strftime("%Y-%m-%d") for t in (c.time[0], c.time[-1]))
+            raise DataError(f"--timerange {data.timerange} is outside the data of {c.symbol}: {span}")
         if end is not None:
             c = c.between(None, end)
         if start is not None and cut_start:
@@ -281,8 +284,15 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     if first_traded_bar([c.time for c in candles], start_ns) is None:
         raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
                         f", before the first allowed bar {pd.Timestamp(start_ns, tz='UTC')}")
+    traded = np.unique(np.concatenate([c.time for c in candles]))
+    traded_bars = int(len(traded) - (np.searchsorted(traded, start_ns) if start_ns else 0))
+    few = few_bars_note(traded_bars, restored_until, first_traded_bar([c.time for c in candles], start_ns))
+    if few is not None:
+        log.warning("few_bars_after_learning_state", bars=traded_bars, minimum=MIN_BARS_AFTER_STATE,
+                    state_trained_until=_iso(restored_until) if restored_until is not None else None)
+        notes.append(few)
     if progress_factory:
-        times = np.unique(np.concatenate([c.time for c in candles]))
+        times = traded
         progress = progress_factory(int(len(times) - (np.searchsorted(times, start_ns) if start_ns else 0)))
     else:
         progress = None

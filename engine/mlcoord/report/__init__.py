@@ -49,14 +49,23 @@ def build_report(result: Result, title: str = "") -> str:
     return build(dict(result), title)
 
 
-def write_report(result: Result, path: Union[str, Path], title: str = "") -> Path:
+def refuse_overwrite(path: Union[str, Path], overwrite: bool) -> None:
+    """A ConfigError when ``path`` exists and may not be replaced (the CLI's ``--force``)."""
+    if not overwrite and Path(path).exists():
+        raise ConfigError(f"{path} already exists; pass --force to overwrite it, or choose another file")
+
+
+def write_report(result: Result, path: Union[str, Path], title: str = "", *, overwrite: bool = True) -> Path:
+    refuse_overwrite(path, overwrite)
     return _write(Path(path), build_report(result, title))
 
 
-def write_comparison(a: Result, b: Result, path: Union[str, Path], names: tuple[str, str] = ("A", "B")) -> Path:
+def write_comparison(a: Result, b: Result, path: Union[str, Path], names: tuple[str, str] = ("A", "B"), *,
+                     overwrite: bool = True) -> Path:
     """Two backtest results side by side: statistics compared, equity and drawdown overlaid."""
     from mlcoord.report.compare_page import build
 
+    refuse_overwrite(path, overwrite)
     for name, r in zip(names, (a, b)):
         if kind_of(r, name) != "backtest":
             raise ConfigError(f"{name}: only backtest results can be compared (got an evaluation result)")
@@ -70,4 +79,4 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-__all__ = ["build_report", "kind_of", "load_result", "write_comparison", "write_report"]
+__all__ = ["build_report", "kind_of", "load_result", "refuse_overwrite", "write_comparison", "write_report"]
