@@ -132,6 +132,25 @@ class DataConfig:
     store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
 
 
+#: ccxt constructor keys that hold credentials (refused in ``[exchange.ccxt]``)
+CREDENTIAL_KEYS = frozenset({"apikey", "secret", "password", "uid", "login", "privatekey", "walletaddress",
+                             "token", "twofa"})
+_CREDENTIAL_WORD = re.compile(r"key|secret|passw|token|passphrase", re.I)
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def is_credential_key(name: str) -> bool:
+    """A key whose value is a credential: refused in the config, never echoed in an error."""
+    return name.lower() in CREDENTIAL_KEYS or bool(_CREDENTIAL_WORD.search(name))
+
+
+def _env_name(instance, attribute, value):
+    # the value is not echoed: a key pasted here by mistake must not reach the terminal
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"{attribute.name} must name an environment variable (A-Z, 0-9, _), e.g. "
+                         f"{attribute.default}; the key itself goes into that variable or the keys file", attribute)
+
+
 @attrs.frozen
 class ExchangeConfig:
     """``[exchange]``: which exchange and account, and where its API keys come from.
@@ -143,16 +162,36 @@ class ExchangeConfig:
     ``secret_env``, ``password_env`` (these win over the file); never from the command line.
     ``rate_limit_ms``: minimum milliseconds between requests (default: ccxt's value for the
     exchange). ``timeout_ms`` (10000): per request.
+
+    ``sandbox = true``: the exchange's test network (ccxt ``set_sandbox_mode``, e.g. Binance's
+    testnet). ``[exchange.ccxt]``: passed to the ccxt constructor last (``urls``, ``options``,
+    ``headers``, ``timeout``, ``httpsProxy``...), e.g. ``urls`` at a loopback emulator; keys are
+    checked against the ccxt class when the exchange is built. It may not hold credentials (they
+    come from the environment or the keys file) nor ``urls`` with ``sandbox``.
     """
 
     id: str = "binance"
     market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
     keys_file: Optional[str] = None
-    key_env: str = "MLCOORD_API_KEY"
-    secret_env: str = "MLCOORD_API_SECRET"
-    password_env: str = "MLCOORD_API_PASSWORD"
+    key_env: str = attrs.field(default="MLCOORD_API_KEY", validator=_env_name)
+    secret_env: str = attrs.field(default="MLCOORD_API_SECRET", validator=_env_name)
+    password_env: str = attrs.field(default="MLCOORD_API_PASSWORD", validator=_env_name)
     rate_limit_ms: Optional[int] = attrs.field(default=None, validator=v.optional(_positive))
     timeout_ms: int = attrs.field(default=10_000, validator=_positive)
+    sandbox: bool = False
+    #: repr shows the keys only: headers may carry tokens
+    ccxt: dict[str, Any] = attrs.field(factory=dict, repr=lambda table: f"<keys {sorted(table)}>")
+
+    @ccxt.validator
+    def _check_ccxt(self, attribute, value):
+        for key in value:
+            if is_credential_key(str(key)):
+                raise ValueError(f"[exchange.ccxt] must not hold {key!r}: credentials come from the environment "
+                                 "(key_env, secret_env, password_env) or the keys file, never from the config",
+                                 attribute)
+        if self.sandbox and "urls" in value:
+            raise ValueError("[exchange] sandbox = true and [exchange.ccxt] urls both choose the endpoints: "
+                             "keep one", attribute)
 
 
 @attrs.frozen
@@ -259,10 +298,37 @@ def one_market(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, **{name: {**(table or {}), "market": market} for name, table in sections.items()}}
 
 
+_SECRET_LIKE = re.compile(r"^[A-Za-z0-9_\-+=]{16,}$")
+_QUOTED = re.compile(r"'([^'\s]{16,})'|" r'"([^"\s]{16,})"')
+
+
+def looks_secret(text: str) -> bool:
+    """A long token of letters and digits (an API key or secret pasted into the wrong field)."""
+    return bool(_SECRET_LIKE.match(text)) and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def shown(value: Any, limit: int = 20) -> str:
+    """``value`` for an error message; a string that may be a credential shows only its length
+    (config errors reach terminals and CI logs)."""
+    if isinstance(value, str) and (len(value) > limit or looks_secret(value.strip())):
+        return f"<redacted: {len(value)} characters>"
+    return repr(value)
+
+
+def _scrub(problem: str) -> str:
+    """A problem text without quoted secret-looking values (validators quote what they got)."""
+    head, sep, path = problem.rpartition(" @ ")
+    if sep and is_credential_key(path.rsplit(".", 1)[-1]):      # a credential-like field: no value at all
+        head = re.sub(r"got .*$", "got <redacted>", head, flags=re.S)
+        problem = f"{head} @ {path}"
+    return _QUOTED.sub(lambda m: shown(m.group(1) or m.group(2), 0) if looks_secret(m.group(1) or m.group(2))
+                       else m.group(0), problem)
+
+
 def _strict(kind: str, accept):
     def structure(value, _type):
         if not accept(value):
-            raise ValueError(f"expected {kind}, got {value!r}")
+            raise ValueError(f"expected {kind}, got {shown(value)}")
         return value
     return structure
 
@@ -365,10 +431,11 @@ def structure(data: Any, cls: type, path: str = "$"):
     try:
         return CONVERTER.structure(data, cls)
     except (cattrs.ClassValidationError, cattrs.IterableValidationError) as exc:
-        problems = [_field_path(p) for p in cattrs.transform_error(exc, path=path, format_exception=_describe)]
+        problems = [_scrub(_field_path(p))
+                    for p in cattrs.transform_error(exc, path=path, format_exception=_describe)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run in the constructor
-        raise ConfigError(f"invalid configuration: {_field_path(_describe(exc, cls) + ' @ ' + path)}") from None
+        raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, cls) + ' @ ' + path))}") from None
 
 
 def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
