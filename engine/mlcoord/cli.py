@@ -18,16 +18,69 @@ import click
 from mlcoord.errors import MlcoordError
 
 
+#: ccxt's answers to a key the exchange will not take (by class name: ccxt is imported only for live use)
+_KEY_REFUSED = ("AuthenticationError", "PermissionDenied", "AccountSuspended")
+
+
+def _key_refused(exc: BaseException) -> Optional[str]:
+    """One line for an exchange that refused the API key; its message is not repeated (a proxy
+    may echo the key back in it)."""
+    names = {c.__name__ for c in type(exc).__mro__ if c.__module__.startswith("ccxt")}
+    if not names & set(_KEY_REFUSED):
+        return None
+    first = str(exc).split(" ", 1)[0]
+    try:
+        import ccxt
+
+        who = first if first in ccxt.exchanges else "the exchange"
+    except ImportError:     # pragma: no cover - a ccxt error without ccxt
+        who = "the exchange"
+    what = "suspended the account of" if "AccountSuspended" in names else "rejected"
+    return (f"{who} {what} the API key ({type(exc).__name__}): check the key and secret, that the key is "
+            "enabled for this market (spot/futures, trading), its IP whitelist, and [exchange] sandbox "
+            "(testnet keys work only on the testnet)")
+
+
 def _friendly(fn):
-    """Known errors (bad config, bad data, broken plugin) end with a clear message and exit code 2."""
+    """Known errors (bad config, bad data, broken plugin, a refused API key) end with one clear
+    line and exit code 2; any text printed is redacted of loaded secrets."""
+    from mlcoord.logs import redact
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except MlcoordError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(redact(f"error: {exc}"), err=True)
+            sys.exit(2)
+        except Exception as exc:
+            line = _key_refused(exc)
+            if line is None:
+                raise                      # an unexpected error: the redacting excepthook prints it
+            click.echo(f"error: {line}", err=True)
             sys.exit(2)
     return wrapper
+
+
+def _redacting_excepthook(kind, value, tb) -> None:
+    """Print an unexpected error's traceback as Python would, with loaded secrets redacted (an
+    exchange's error message may quote the API key)."""
+    import traceback
+
+    from mlcoord.logs import redact
+
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, value, tb))))
+
+
+def _redacting_thread_hook(args) -> None:
+    import traceback
+
+    from mlcoord.logs import redact
+
+    if args.exc_type is not SystemExit:
+        sys.stderr.write(redact(f"Exception in thread {getattr(args.thread, 'name', '?')}:\n"
+                                + "".join(traceback.format_exception(args.exc_type, args.exc_value,
+                                                                     args.exc_traceback))))
 
 
 _frozen_at_exit = False
@@ -139,6 +192,9 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
     from mlcoord import logs
 
     logs.configure(["warning", "info", "debug"][min(verbose, 2)], json=log_json)
+    import threading
+
+    sys.excepthook, threading.excepthook = _redacting_excepthook, _redacting_thread_hook
     ctx.obj = {"verbose": verbose}
 
 
@@ -519,8 +575,9 @@ def live(config_path, disable, real_money, timeframe, cycles) -> None:
     settings = _flagged(settings)
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     credentials = check_live_start(settings, loaded, real_money=real_money)
+    # the scanner's threads each get their own instance, built from the same [exchange] (and ccxt table)
     trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
-                      timeframe=timeframe)
+                      timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials))
     click.echo(f"live: open positions {sorted(trader.portfolio.positions) or 'none'}, "
                f"active plans {len(trader.store.active_plans())}")
 

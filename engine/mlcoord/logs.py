@@ -8,23 +8,53 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import base64
 import re
 import sys
+import urllib.parse
 from typing import Any, Optional
 
 import attrs
 import structlog
 from structlog.typing import EventDict, Processor
 
-SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key)", re.I)
+SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key|authorization|cookie"
+                         r"|^ccxt$|^headers$|prox)", re.I)
 _level = logging.WARNING
 _secret_values: set[str] = set()
+_ordered: list[str] = []          # longest first, so a variant containing another goes whole
+
+
+def _variants(value: str) -> set[str]:
+    """The spellings a secret takes on its way out: as given and stripped, escaped by ``repr``
+    (a trailing newline in a header dict), URL-encoded (query strings, form bodies) and base64
+    (Basic auth headers)."""
+    found: set[str] = set()
+    for text in {value, value.strip()}:
+        if not text:
+            continue
+        found |= {text, repr(text)[1:-1], urllib.parse.quote(text), urllib.parse.quote(text, safe=""),
+                  urllib.parse.quote_plus(text)}
+        raw = text.encode()
+        found |= {base64.b64encode(raw).decode().rstrip("="), base64.urlsafe_b64encode(raw).decode().rstrip("=")}
+    return found
 
 
 def register_secret(value: str) -> None:
-    """Redact this exact value wherever it appears in any log text (API keys, passwords)."""
-    if value and len(value) >= 4:
-        _secret_values.add(value)
+    """Redact this value, in every spelling of :func:`_variants`, wherever it appears in any log
+    text or printed error (API keys, passwords)."""
+    global _ordered
+    if value and len(value.strip()) >= 4:
+        _secret_values.update(v for v in _variants(value) if len(v) >= 4)
+        _ordered = sorted(_secret_values, key=len, reverse=True)
+
+
+def redact(text: str) -> str:
+    """``text`` with every registered secret replaced by ``***``."""
+    for secret in _ordered:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def current_level() -> int:
@@ -36,10 +66,10 @@ def redact_secrets(_logger, _method, event: EventDict) -> dict[str, Any]:
     def clean(value, key=""):
         if key and SECRET_KEYS.search(key):
             return "***"
-        if isinstance(value, str) and _secret_values:
-            for secret in _secret_values:
-                value = value.replace(secret, "***")
-            return value
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, BaseException):
+            return redact(repr(value))
         if attrs.has(type(value)):
             value = attrs.asdict(value, recurse=True)
         elif dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -87,8 +117,12 @@ def configure(level: str | int = "warning", json: Optional[bool] = None, stream=
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
     ]
-    renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
+    render = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
         colors=stream.isatty())
+
+    def renderer(logger, method, event):
+        # last line of defence: a traceback or a value the processor could not see is rendered text here
+        return redact(render(logger, method, event))
     processors: list[Processor] = shared + ([] if json else [_render_decisions]) + [renderer]
     # stdlib logging (ccxt, pluggy, third-party plugins) goes through the same chain
     handler = logging.StreamHandler(stream)

@@ -53,9 +53,10 @@ def _read_keys_file(path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"keys file not found: {path} (set [exchange] keys_file)") from None
     mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        log.warning("keys_file_permissions", path=str(path), mode=oct(mode & 0o777),
-                    hint="chmod 600: other users can read the API keys")
+    if os.name == "posix" and mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # other users of the machine could read (or replace) the keys: refuse, as ssh does
+        raise ConfigError(f"keys file {path} is open to group or others (mode {oct(mode & 0o777)}): "
+                          f"run chmod 600 {path}")
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
@@ -71,8 +72,21 @@ def _pick(data: Mapping[str, Any], *names: str) -> Optional[str]:
     for name in names:
         value = data.get(name)
         if isinstance(value, str) and value.strip():
-            return value.strip()
+            return value
     return None
+
+
+def _clean(value: Optional[str], what: str) -> Optional[str]:
+    """``value`` registered for redaction as found and stripped: a pasted key often ends in a newline,
+    which ccxt would send in a header (and a log would show escaped, past the redaction)."""
+    if not value:
+        return None
+    register_secret(value)
+    stripped = value.strip()
+    if stripped != value:
+        log.warning("credential_whitespace_stripped", credential=what,
+                    note="leading or trailing whitespace removed from the value")
+    return stripped or None
 
 
 def load_credentials(config: ExchangeConfig, env: Optional[Mapping[str, str]] = None) -> Optional[Credentials]:
@@ -85,12 +99,9 @@ def load_credentials(config: ExchangeConfig, env: Optional[Mapping[str, str]] = 
     file_data: dict[str, Any] = {}
     if config.keys_file:
         file_data = _read_keys_file(Path(config.keys_file).expanduser())
-    key = env.get(config.key_env) or _pick(file_data, "api_key", "apiKey", "key")
-    secret = env.get(config.secret_env) or _pick(file_data, "secret", "api_secret", "secret_key")
-    password = env.get(config.password_env) or _pick(file_data, "password", "passphrase")
-    for value in (key, secret, password):
-        if value:
-            register_secret(value)
+    key = _clean(env.get(config.key_env) or _pick(file_data, "api_key", "apiKey", "key"), "API key")
+    secret = _clean(env.get(config.secret_env) or _pick(file_data, "secret", "api_secret", "secret_key"), "secret")
+    password = _clean(env.get(config.password_env) or _pick(file_data, "password", "passphrase"), "password")
     if not key and not secret:
         return None
     if not (key and secret):
@@ -114,9 +125,36 @@ def ccxt_options(config: ExchangeConfig, credentials: Optional[Credentials] = No
     return options
 
 
+def _settable(cls: Any) -> set[str]:
+    """What a ccxt constructor may set for ``cls``: its data attributes and ``describe()`` keys."""
+    instance = cls()
+    names = {n for n in dir(instance) if not n.startswith("_") and not callable(getattr(instance, n, None))}
+    return names | set(instance.describe())
+
+
+def check_ccxt_table(exchange_id: str, cls: Any, table: Mapping[str, Any]) -> None:
+    """Every ``[exchange.ccxt]`` key must be something ccxt's ``exchange_id`` has (a typo would
+    otherwise be set silently and ignored)."""
+    known = _settable(cls)
+    for key in table:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3)
+            raise ConfigError(f"[exchange.ccxt] {key!r}: ccxt's {exchange_id} has no such setting"
+                              + (f"; did you mean {', '.join(close)}?" if close else ""))
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``; tables merged key by key (``options`` keeps ``defaultType``)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out[key], value) if isinstance(value, Mapping) and isinstance(out.get(key), dict) else value
+    return out
+
+
 def create_exchange(config: ExchangeConfig, credentials: Optional[Credentials] = None,
                     overrides: Optional[Mapping[str, Any]] = None) -> Any:
-    """A ccxt exchange (synchronous API) for ``config``; ``overrides`` go to the constructor last."""
+    """A ccxt exchange (synchronous API) for ``config``: ``[exchange.ccxt]`` and then ``overrides``
+    go to the constructor last; ``sandbox`` switches to the exchange's test network."""
     try:
         import ccxt
     except ImportError:
@@ -125,9 +163,22 @@ def create_exchange(config: ExchangeConfig, credentials: Optional[Credentials] =
         close = difflib.get_close_matches(config.id, ccxt.exchanges, n=3)
         raise ConfigError(f"unknown exchange {config.id!r}" + (f"; did you mean {', '.join(close)}?" if close else
                                                                " (see ccxt.exchanges)"))
-    exchange = getattr(ccxt, config.id)({**ccxt_options(config, credentials), **(overrides or {})})
+    cls = getattr(ccxt, config.id)
+    table = {**config.ccxt, **(overrides or {})}
+    check_ccxt_table(config.id, cls, table)
+    exchange = cls(_merge(ccxt_options(config, credentials), table))
+    if config.sandbox:
+        if not (getattr(exchange, "urls", None) or {}).get("test"):
+            raise ConfigError(f"[exchange] sandbox = true: ccxt knows no sandbox (testnet) URL for {config.id}; "
+                              "remove sandbox or point [exchange.ccxt] urls at the test endpoints")
+        try:
+            exchange.set_sandbox_mode(True)
+        except ccxt.BaseError as exc:
+            raise ConfigError(f"[exchange] sandbox = true: {config.id} refuses it ({type(exc).__name__}: {exc})") from None
+    # the table's values may hold tokens (headers, proxy credentials): only its keys are logged
     log.info("exchange_created", exchange=config.id, market=config.market, rate_limit_ms=exchange.rateLimit,
-             keys=credentials.source if credentials else "none")
+             keys=credentials.source if credentials else "none", sandbox=config.sandbox,
+             ccxt_settings=sorted(table))
     return exchange
 
 
