@@ -10,6 +10,9 @@ margin and client-id uniqueness, and resting orders fill only when replayed real
 bundled BTC/USDT and ETH/USDT 1h bars) cross their prices. Faults (timeouts, 429, 5xx, rejections,
 partial fills, responses lost after the order was accepted) are injected on request.
 
+Pointing an mlcoord config at it: ``ccxt_table(server, "spot")`` is the ``[exchange.ccxt]`` table
+(``urls`` and the options the server needs), as written in a config file.
+
 Usage::
 
     from exchange_sim import exchange_server, futures_client, spot_client  # fixture + helpers
@@ -39,7 +42,7 @@ volume cap for resting orders (``max_volume_fraction``) and the recvWindow check
 
 Faults (``server.faults``, see :mod:`exchange_sim.faults`): ``timeout(delay)``,
 ``rate_limit(retry_after)``, ``server_error(status)``, ``reject(code, msg)``,
-``partial_fill(fraction)``, ``lose_response(mode="drop"|"500"|"unknown"|"timeout")``; each takes
+``partial_fill(fraction)``, ``auth_error(echo_key=True)``, ``lose_response(mode="drop"|"500"|"unknown"|"timeout")``; each takes
 ``endpoint=``, ``method=``, ``at_call=`` (N-th matching request), ``probability=`` (seeded) and
 ``times=``. ``server.faults.log`` lists what fired; ``server.calls`` counts requests per route.
 
@@ -57,7 +60,7 @@ take-profit and trailing orders go through Binance's algo-order API (``/fapi/v1/
 or cancel them with ``params={"trigger": True}``.
 """
 
-from .clients import futures_client, point_at, spot_client
+from .clients import ccxt_table, futures_client, point_at, sim_urls, spot_client
 from .faults import Faults, FaultRule
 from .fixtures import exchange_server
 from .markets import FUTURES_MARKETS, SPOT_MARKETS, MarketSpec
@@ -66,4 +69,4 @@ from .state import BinanceError, ExchangeState, Options
 
 __all__ = ["API_KEY", "SECRET", "FUTURES_MARKETS", "SPOT_MARKETS", "BinanceError", "ExchangeServer",
            "ExchangeState", "FaultRule", "Faults", "HeldRequest", "MarketSpec", "Options", "exchange_server",
-           "futures_client", "point_at", "spot_client"]
+           "ccxt_table", "futures_client", "point_at", "sim_urls", "spot_client"]

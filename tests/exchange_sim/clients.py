@@ -10,10 +10,29 @@ from .server import ExchangeServer
 _HOST = re.compile(r"^https://[^/]+")
 
 
+def sim_urls(server: ExchangeServer, exchange_id: str = "binance") -> dict:
+    """ccxt ``urls`` sending every Binance API family of ``exchange_id`` to the server (the URL
+    paths stay Binance's own): what ``[exchange.ccxt] urls`` says in a config."""
+    import ccxt
+
+    api = getattr(ccxt, exchange_id)().urls["api"]
+    return {"api": {k: _HOST.sub(server.url, v) for k, v in api.items() if isinstance(v, str)}}
+
+
+def ccxt_table(server: ExchangeServer, kind: str = "spot", exchange_id: str = "binance") -> dict:
+    """The ``[exchange.ccxt]`` table of a config pointed at the server: its urls, and the options
+    that keep ccxt to the endpoints the server speaks (``kind``: spot or linear)."""
+    return {"urls": sim_urls(server, exchange_id),
+            "options": {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]},
+                        "adjustForTimeDifference": False, "fetchMargins": False}}
+
+
 def point_at(exchange: Any, server: ExchangeServer) -> Any:
-    """Send every Binance API family to the server (the URL paths stay Binance's own), and map
-    errors by path the way ccxt maps them by host for the real ``api.``/``fapi.`` domains."""
-    exchange.urls["api"] = {k: _HOST.sub(server.url, v) for k, v in exchange.urls["api"].items()}
+    """Map errors by path the way ccxt maps them by host for the real ``api.``/``fapi.`` domains
+    (an exchange built with :func:`sim_urls` sends its requests to ``server`` already; an older
+    one is pointed at it here)."""
+    if not exchange.urls["api"].get("public", "").startswith(server.url):
+        exchange.urls["api"] = sim_urls(server, exchange.id)["api"]
     tables = exchange.exceptions
 
     def by_path(url: str | None, exact_or_broad: str) -> dict:
@@ -30,9 +49,10 @@ def _config(server: ExchangeServer, kind: str, timeout_ms: int, api_key: str | N
     options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]},
                "adjustForTimeDifference": False, "fetchMargins": False,
                **config.pop("options", {})}
+    exchange_id = "binanceusdm" if kind == "linear" else "binance"
     return {"apiKey": server.api_key if api_key is None else api_key,
             "secret": server.secret if secret is None else secret, "timeout": timeout_ms,
-            "enableRateLimit": False, "options": options, **config}
+            "enableRateLimit": False, "options": options, "urls": sim_urls(server, exchange_id), **config}
 
 
 def spot_client(server: ExchangeServer, *, timeout_ms: int = 500, api_key: str | None = None,

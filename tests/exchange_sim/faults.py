@@ -12,6 +12,9 @@ left at None it means once for ``at_call`` and for the plain form, unlimited wit
 - ``reject`` (order creation only): HTTP 400 with ``code``/``msg``; no order is created.
 - ``partial_fill`` (order creation only): each fill of the new order takes at most ``fraction`` of
   its quantity; a MARKET order's unfilled rest expires, a LIMIT keeps resting.
+- ``auth_error`` (signed requests only): HTTP 401 with -2015 (``AuthenticationError`` in ccxt);
+  ``echo_key=True`` (default) repeats the X-MBX-APIKEY header in the message, as a proxy in front
+  of an exchange may: what a bot prints of it must not show the key.
 - ``lost_response`` (order creation only): the order IS created, then the answer is lost:
   ``mode="drop"`` closes the connection, ``"500"`` answers -1000 UNKNOWN, ``"unknown"`` answers
   HTTP 503 with -1007 (Binance's "execution status unknown"), ``"timeout"`` answers only after
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 
 ORDER_ENDPOINTS = ("/api/v3/order", "/fapi/v1/order", "/fapi/v1/algoOrder")
 BEFORE = ("timeout", "rate_limit", "server_error", "reject")
-KINDS = (*BEFORE, "partial_fill", "lost_response")
+KINDS = (*BEFORE, "auth_error", "partial_fill", "lost_response")
 
 
 @dataclass
@@ -85,6 +88,9 @@ class Faults:
 
     def reject(self, code: int = -2010, msg: str = "New order rejected.", **when) -> FaultRule:
         return self.add("reject", code=code, msg=msg, **when)
+
+    def auth_error(self, echo_key: bool = True, **when) -> FaultRule:
+        return self.add("auth_error", echo_key=echo_key, **when)
 
     def partial_fill(self, fraction: float = 0.5, **when) -> FaultRule:
         return self.add("partial_fill", fraction=fraction, **when)

@@ -219,6 +219,10 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"})
         try:
             if (method, path) in SIGNED:
+                refused = ex.faults.pick(method, path, ("auth_error",))
+                if refused is not None:
+                    echo = f" (key {self.headers.get('X-MBX-APIKEY')})" if refused.params.get("echo_key") else ""
+                    raise BinanceError(-2015, f"Invalid API-key, IP, or permissions for action{echo}.", 401)
                 ex.authenticate(self.headers.get("X-MBX-APIKEY"), raw_query, raw_body, params)
             creating = method == "POST" and path in ORDER_ENDPOINTS
             fraction = None
