@@ -298,7 +298,7 @@ def one_market(data: dict[str, Any]) -> dict[str, Any]:
     return {**data, **{name: {**(table or {}), "market": market} for name, table in sections.items()}}
 
 
-_SECRET_LIKE = re.compile(r"^[A-Za-z0-9_\-+=]{16,}$")
+_SECRET_LIKE = re.compile(r"^[A-Za-z0-9_\-+/=]{16,}$")
 _QUOTED = re.compile(r"'([^'\s]{16,})'|" r'"([^"\s]{16,})"')
 
 

@@ -12,9 +12,10 @@ left at None it means once for ``at_call`` and for the plain form, unlimited wit
 - ``reject`` (order creation only): HTTP 400 with ``code``/``msg``; no order is created.
 - ``partial_fill`` (order creation only): each fill of the new order takes at most ``fraction`` of
   its quantity; a MARKET order's unfilled rest expires, a LIMIT keeps resting.
-- ``auth_error`` (signed requests only): HTTP 401 with -2015 (``AuthenticationError`` in ccxt);
-  ``echo_key=True`` (default) repeats the X-MBX-APIKEY header in the message, as a proxy in front
-  of an exchange may: what a bot prints of it must not show the key.
+- ``auth_error`` (signed requests only): HTTP 401 with -2015 (``AuthenticationError`` in ccxt),
+  or another ``code``/``msg``/``status``; ``echo_key=True`` (default) repeats the X-MBX-APIKEY
+  header in the message, as a proxy in front of an exchange may: what a bot prints of it must
+  not show the key.
 - ``lost_response`` (order creation only): the order IS created, then the answer is lost:
   ``mode="drop"`` closes the connection, ``"500"`` answers -1000 UNKNOWN, ``"unknown"`` answers
   HTTP 503 with -1007 (Binance's "execution status unknown"), ``"timeout"`` answers only after
@@ -89,8 +90,9 @@ class Faults:
     def reject(self, code: int = -2010, msg: str = "New order rejected.", **when) -> FaultRule:
         return self.add("reject", code=code, msg=msg, **when)
 
-    def auth_error(self, echo_key: bool = True, **when) -> FaultRule:
-        return self.add("auth_error", echo_key=echo_key, **when)
+    def auth_error(self, echo_key: bool = True, code: int = -2015, status: int = 401,
+                   msg: str = "Invalid API-key, IP, or permissions for action", **when) -> FaultRule:
+        return self.add("auth_error", echo_key=echo_key, code=code, status=status, msg=msg, **when)
 
     def partial_fill(self, fraction: float = 0.5, **when) -> FaultRule:
         return self.add("partial_fill", fraction=fraction, **when)

@@ -222,7 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
                 refused = ex.faults.pick(method, path, ("auth_error",))
                 if refused is not None:
                     echo = f" (key {self.headers.get('X-MBX-APIKEY')})" if refused.params.get("echo_key") else ""
-                    raise BinanceError(-2015, f"Invalid API-key, IP, or permissions for action{echo}.", 401)
+                    raise BinanceError(refused.params["code"], f"{refused.params['msg']}{echo}.",
+                                       refused.params["status"])
                 ex.authenticate(self.headers.get("X-MBX-APIKEY"), raw_query, raw_body, params)
             creating = method == "POST" and path in ORDER_ENDPOINTS
             fraction = None

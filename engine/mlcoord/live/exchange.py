@@ -21,7 +21,7 @@ from typing import Any, Mapping, Optional
 import attrs
 import structlog
 
-from mlcoord.config import ExchangeConfig
+from mlcoord.config import ExchangeConfig, shown
 from mlcoord.errors import ConfigError
 from mlcoord.logs import register_secret
 from mlcoord.datastore import market_symbol  # noqa: F401 (the naming rule lives with the store)
@@ -161,7 +161,7 @@ def create_exchange(config: ExchangeConfig, credentials: Optional[Credentials] =
         raise ConfigError("talking to an exchange needs ccxt: pip install 'mlcoord[exchange]'") from None
     if config.id not in ccxt.exchanges:
         close = difflib.get_close_matches(config.id, ccxt.exchanges, n=3)
-        raise ConfigError(f"unknown exchange {config.id!r}" + (f"; did you mean {', '.join(close)}?" if close else
+        raise ConfigError(f"unknown exchange {shown(config.id)}" + (f"; did you mean {', '.join(close)}?" if close else
                                                                " (see ccxt.exchanges)"))
     cls = getattr(ccxt, config.id)
     table = {**config.ccxt, **(overrides or {})}
