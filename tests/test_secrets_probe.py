@@ -107,7 +107,8 @@ def test_a_key_with_a_trailing_newline_is_stripped_and_redacted_from_the_ccxt_re
                                          (f'timeout_ms = "{SECRET}"', "timeout_ms"),
                                          (f'id = "{KEY}"', "id")])
 def test_a_key_pasted_into_the_config_is_not_echoed_by_its_error(server, tmp_path, line, field):
-    result = mlcoord([*LIVE, "--config", str(session(tmp_path, server, line + "\n"))], tmp_path, {})
+    other = {"MLCOORD_API_KEY": "0therKEY0123456789", "MLCOORD_API_SECRET": "0therSECRET0123456789"}
+    result = mlcoord([*LIVE, "--config", str(session(tmp_path, server, line + "\n"))], tmp_path, other)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
     assert f"$.exchange.{field}" in result.stderr or "unknown exchange <redacted" in result.stderr
     assert_no_leak(result, tmp_path, written_by_user={"live.toml"})
