@@ -136,3 +136,34 @@ def test_an_unexpected_error_quoting_the_key_prints_a_redacted_traceback(server,
     assert result.returncode == 1 and "Traceback" in result.stderr and "BadRequest" in result.stderr
     assert "Illegal characters found in a parameter (key ***)" in result.stderr
     assert_no_leak(result, tmp_path, written_by_user={"live.toml"})
+
+
+def test_every_spelling_of_a_registered_secret_is_redacted_on_log_lines_and_tracebacks():
+    """In process, the channels one by one: a structlog event, ccxt's stdlib debug line, a logged
+    exception's traceback (console and JSON), each spelling of the key."""
+    import io
+    import logging
+
+    import structlog
+
+    from mlcoord import logs
+
+    logs.register_secret(KEY + "\n")
+    for json in (True, False):
+        stream = io.StringIO()
+        logs.configure("debug", json=json, stream=stream)
+        try:
+            for spelling in spellings(KEY) - {KEY[:20]}:
+                structlog.get_logger("t").warning("echo", detail=f"x{spelling}y")
+                logging.getLogger("ccxt.base.exchange").debug("GET %s, Request: %s", f"/q?k={spelling}",
+                                                              {"X-MBX-APIKEY": KEY + "\n"})
+            try:
+                raise RuntimeError(f"rejected {KEY}")
+            except RuntimeError:
+                structlog.get_logger("t").exception("failed")
+                logging.getLogger("ccxt").exception("failed")
+        finally:
+            logs.configure("warning", json=True, stream=io.StringIO())
+        out = stream.getvalue()
+        assert "X-MBX-APIKEY" in out and "RuntimeError" in out and out.count("***") >= 10
+        assert not [s for s in LEAKS if s in out], out

@@ -19,7 +19,7 @@ import structlog
 from structlog.typing import EventDict, Processor
 
 SECRET_KEYS = re.compile(r"(api[_-]?key|secret|password|passphrase|token|private[_-]?key|authorization|cookie"
-                         r"|^ccxt$|^headers$|prox)", re.I)
+                         r"|^ccxt$|^headers$|^(https?|socks|wss?)?_?prox(y|ies)$)", re.I)
 _level = logging.WARNING
 _secret_values: set[str] = set()
 _ordered: list[str] = []          # longest first, so a variant containing another goes whole
