@@ -85,7 +85,7 @@ def test_a_symbol_back_after_more_than_a_window_keeps_every_bar_index():
     paper.add_history(other.slice(0, 2800))       # 1,800 missed bars, three windows
     eth = paper.books["ETH/USDT"]
     first = 1000 - 600                            # the series starts at the window it began with
-    assert eth.t == other.time[first:2800].tolist() and eth.c == other.close[first:2800].tolist()
+    assert list(eth.t) == other.time[first:2800].tolist() and list(eth.c) == other.close[first:2800].tolist()
     assert eth.offset == len(eth.t) - 600 and len(paper.history["ETH/USDT"]) <= 600 + 150
     paper.on_candles([btc.slice(2799, 2801), other.slice(2799, 2801)])
     assert len(eth.t) == 2801 - first and eth.t[-1] == int(other.time[2800]) and eth.c[-1] == float(other.close[2800])

@@ -39,6 +39,12 @@ def _fewer_gc_passes() -> Iterator[None]:
         gc.unfreeze()
 
 
+def _as_ints(times: np.ndarray, chunk: int = 1 << 16) -> Iterator[int]:
+    """The times as Python ints, converted a chunk at a time: ``times.tolist()`` at once would hold
+    an int object and a list slot per bar (~40 bytes) for the whole loop."""
+    return itertools.chain.from_iterable(times[a:a + chunk].tolist() for a in range(0, len(times), chunk))
+
+
 class Backtest(SimulatedSession):
     """One account over historical bars: :meth:`run` walks them all."""
 
@@ -59,7 +65,7 @@ class Backtest(SimulatedSession):
             self.loop.warm_up_guards(series, int(times[0]))
         step = self.loop.step
         with _fewer_gc_passes():
-            for k, (t, slot) in enumerate(zip(times.tolist(), slots)):
+            for k, (t, slot) in enumerate(zip(_as_ints(times), slots)):
                 step(t, slot)
                 if progress is not None and k % 2048 == 2047:
                     progress(2048)
