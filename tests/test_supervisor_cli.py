@@ -56,7 +56,7 @@ def test_status_reports_a_fresh_beat_ok_and_a_stale_or_missing_one_as_failure(tm
                                 "status": "ok", "pid": 123, "beats": 7}))
     out = runner.invoke(main, ["status", "--config", str(config)])
     assert out.exit_code == 0, out.output
-    assert "status ok" in out.output and "2023-11-14T22:13" in out.output and "kill switch off" in out.output
+    assert "status ok" in out.output and "2023-11-14T22:13" in out.output and f"kill switch {tmp_path / 'STOP'}: off" in out.output
     out = runner.invoke(main, ["status", "--config", str(config), "--max-age", "1"])
     assert out.exit_code == 1                      # 5 s old beat, 1 s allowed
     beat.write_text(json.dumps({"wall_time": time.time(), "status": "paused: binance down", "beats": 8}))

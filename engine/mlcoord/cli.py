@@ -624,16 +624,17 @@ def status(config_path, max_age) -> None:
     _, options = load_live_settings(config_path)
     supervisor = Supervisor(options)
     beat = supervisor.last_beat()
-    killed = supervisor.killed()
+    switch = (f"kill switch {options.kill_switch}: {'on' if supervisor.killed() else 'off'}" if options.kill_switch
+              else "no kill switch configured")
     limit = max_age if max_age is not None else 3 * options.poll_seconds + 60
     if beat is None:
-        click.echo(f"no heartbeat yet at {options.heartbeat}; kill switch {'on' if killed else 'off'}")
+        click.echo(f"no heartbeat yet at {options.heartbeat}; {switch}")
         raise SystemExit(1)
     age = _time.time() - float(beat.get("wall_time", 0.0))
     bar = beat.get("bar_time_ns")
     bar_text = iso_time(int(bar)) if bar else "none"
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
-               f"pid {beat.get('pid')}; cycles {beat.get('beats')}; kill switch {'on' if killed else 'off'}")
+               f"pid {beat.get('pid')}; cycles {beat.get('beats')}; {switch}; heartbeat {options.heartbeat}")
     if age > limit or str(beat.get("status", "")).startswith("paused"):
         raise SystemExit(1)
 

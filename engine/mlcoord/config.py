@@ -455,17 +455,47 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
+#: (section, key) whose values are paths: relative ones are relative to the config file's folder, so
+#: the bot, ``mlcoord kill`` and ``mlcoord status`` agree wherever each is started (issue 14)
+PATH_KEYS = (("engine", "profile"), ("engine", "plugins_dir"), ("data", "files"), ("data", "store"),
+             ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"))
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
+    """Every :data:`PATH_KEYS` value of ``data`` made absolute against ``folder``, in place. A
+    profile is a path only as ``*.toml`` (else a shipped profile's name); a database URL is left
+    alone except a relative ``sqlite:///`` path. Values of the wrong type stay for the converter."""
+    for section, key in PATH_KEYS:
+        table = data.get(section)
+        if not isinstance(table, dict) or key not in table:
+            continue
+        value = table[key]
+        if key == "profile" and not (isinstance(value, str) and value.endswith(".toml")):
+            continue
+        if isinstance(value, list):
+            table[key] = [_relative_to(v, folder) for v in value]
+        else:
+            table[key] = _relative_to(value, folder)
+
+
+def _relative_to(value: Any, folder: Path) -> Any:
+    if not isinstance(value, str) or not value or value == ":memory:":
+        return value
+    if "://" in value:
+        scheme, _, rest = value.partition(":///")
+        if scheme.split("+")[0] != "sqlite" or not rest or rest.startswith("/") or rest == ":memory:":
+            return value
+        return f"{scheme}:///{folder / rest}"
+    path = Path(value).expanduser()
+    return str(path) if path.is_absolute() else str(folder / path)
+
+
 def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any]] = None) -> Settings:
     """Read a TOML file (or nothing) into Settings; ``overrides`` are merged per section. A market
     in ``overrides`` (``data download --market``) replaces the file's, whichever key it used."""
     data: dict[str, Any] = read_toml(path) if path is not None else {}
-    engine = data.get("engine")
-    if path is not None and isinstance(engine, dict):             # paths relative to the config file
-        profile, folder = engine.get("profile"), engine.get("plugins_dir")
-        if isinstance(profile, str) and profile.endswith(".toml") and not Path(profile).is_absolute():
-            engine["profile"] = str(Path(path).resolve().parent / profile)
-        if isinstance(folder, str) and folder and not Path(folder).is_absolute():
-            engine["plugins_dir"] = str(Path(path).resolve().parent / folder)
+    if path is not None:             # the file's paths; command-line overrides stay as typed
+        _resolve_paths(data, Path(path).resolve().parent)
     for section, values in (overrides or {}).items():
         if isinstance(values, dict):
             if "market" in values and section in (MARKET_KEY[0], OLD_MARKET_KEY[0]):

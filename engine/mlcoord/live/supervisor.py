@@ -37,6 +37,9 @@ class LiveOptions:
     ``heartbeat``: file path (None: none). ``margin_mode``: futures "isolated" (default) or "cross".
     ``poll_seconds``: how often the loop looks for a newly closed bar (default 10).
     ``history_bars``: closed candles fetched at start for the indicators' warm-up (default 1000).
+    Read from a config file, relative ``store``, ``kill_switch`` and ``heartbeat`` paths are made
+    absolute against the file's folder (:data:`mlcoord.config.PATH_KEYS`), so the bot and the
+    ``kill``/``status`` commands agree wherever each is started.
     """
 
     store: str = "mlcoord-live.db"
