@@ -16,3 +16,11 @@ class PluginError(MlcoordError):
 
 class DataError(MlcoordError, ValueError):
     """Market data that cannot be traded on."""
+
+
+class StoreError(MlcoordError):
+    """The live store cannot be opened or cannot do what was asked; the message names the store."""
+
+
+class StoreLocked(StoreError):
+    """Another bot holds the store (one bot per store, or the two step on each other's orders)."""

@@ -56,7 +56,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
-    store = store or Store.open(options.store)
+    store = store or Store.open(options.store, exclusive=True)    # one bot per store: a second one stops here
     broker = Broker(exchange, store, market, health=health)
     scanner = None
     if getattr(options, "scan", False):

@@ -30,10 +30,11 @@ import structlog
 from sqlalchemy import Connection, Engine, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
 from mlcoord.model import Decision, Side
 from mlcoord.live import rows
-from mlcoord.live.database import StoreError, WriteScope, create_engine_for, database_url
+from mlcoord.live.database import StoreError, StoreLock, WriteScope, create_engine_for, database_url, lock_store
 from mlcoord.live.migrations import LATEST, current_version, upgrade
 from mlcoord.live.positions import CLOSED_TOLERANCE, apply_fill
 from mlcoord.live.records import (
@@ -61,12 +62,30 @@ class UnknownOrder(StoreError, LookupError):
     """A fill for an order the store has never seen: upsert the order first."""
 
 
+def _close(engine: Engine, lock: Optional[StoreLock]) -> None:
+    engine.dispose()
+    if lock is not None:
+        lock.release()
+
+
+def _cannot_open(url: URL, exc: DBAPIError) -> str:
+    """One line naming the store and what its driver said (a SQLite file that is not one says so)."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    if url.get_backend_name() == "sqlite":
+        where = url.database
+        if "not a database" in reason or "malformed" in reason:
+            return f"store {where} is not a SQLite database (or is damaged): {reason}; move it aside or fix [live] store"
+        return f"store {where} cannot be opened: {reason}"
+    return f"store {url.render_as_string(hide_password=True)} cannot be opened: {reason}"
+
+
 class Store:
     """Durable, idempotent state of a paper or live trading run. Build with :meth:`open`."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], int] = time.time_ns):
+    def __init__(self, engine: Engine, clock: Callable[[], int] = time.time_ns, lock: Optional[StoreLock] = None):
         self.engine = engine
         self.clock = clock
+        self.lock = lock         # held while the store is open (exclusive), released by close()
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._scope = WriteScope(engine)
         self._sql = _Prepared(self._insert)
@@ -76,22 +95,39 @@ class Store:
         self.text_sorts_as_python = engine.dialect.name == "sqlite"
 
     @classmethod
-    def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns) -> "Store":
+    def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns,
+             exclusive: bool = False) -> "Store":
         """Open (and create or upgrade) the database at ``url``: a path or ``sqlite:///path.db``
-        (the default backend), or ``postgresql+psycopg://user:password@host:port/dbname``."""
-        engine = create_engine_for(url if isinstance(url, URL) else database_url(url))
+        (the default backend), or ``postgresql+psycopg://user:password@host:port/dbname``.
+
+        ``exclusive`` (a trading bot): take the store's lock first and hold it until :meth:`close`
+        (:func:`~mlcoord.live.database.lock_store`), so a second bot on the same store stops
+        before it reads or writes anything. Readers open without it. A store that cannot be
+        opened (missing folder, read-only, not a database, server down) raises a StoreError
+        naming it."""
+        parsed = url if isinstance(url, URL) else database_url(url)
+        engine = create_engine_for(parsed)
+        lock = None
         try:
+            lock = lock_store(parsed) if exclusive else None
             applied = upgrade(engine, clock=clock)
+        except DBAPIError as exc:
+            _close(engine, lock)
+            raise StoreError(_cannot_open(parsed, exc)) from None
         except BaseException:
-            engine.dispose()
+            _close(engine, lock)
             raise
         log.info("store_opened", url=engine.url.render_as_string(hide_password=True), schema=LATEST,
-                 migrated=applied)
-        return cls(engine, clock)
+                 migrated=applied, exclusive=exclusive)
+        return cls(engine, clock, lock)
 
     def close(self) -> None:
-        self._scope.flush()
-        self.engine.dispose()
+        try:
+            self._scope.flush()
+            self.engine.dispose()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def __enter__(self) -> "Store":
         return self
