@@ -42,7 +42,7 @@ test: setup-test
 	@t=$$(date +%s); $(TEST_BIN)/lint-imports && echo "ci: import contracts in $$(( $$(date +%s) - t )) s"
 	@t=$$(date +%s); $(TEST_BIN)/python -m mypy && echo "ci: type check in $$(( $$(date +%s) - t )) s"
 	@t=$$(date +%s); $(TEST_BIN)/python -m pytest && echo "ci: engine tests in $$(( $$(date +%s) - t )) s"
-	@t=$$(date +%s); cd plugin-template && ../$(TEST_BIN)/python -m pytest -q tests && echo "ci: plugin template tests in $$(( $$(date +%s) - t )) s"
+	@t=$$(date +%s); cd plugin-template && $(abspath $(TEST_BIN))/python -m pytest -q tests && echo "ci: plugin template tests in $$(( $$(date +%s) - t )) s"
 	@t=$$(date +%s); MLCOORD_BIN=$(TEST_BIN) bash .ci/plugin-template-check && echo "ci: plugin template check in $$(( $$(date +%s) - t )) s"
 	@bash .ci/backtest-venv-untouched $(VENV)
 
