@@ -144,3 +144,12 @@ def test_the_heartbeat_written_names_its_resolved_path_for_status(tmp_path, monk
     assert out.exit_code == 1
     assert f"no heartbeat yet at {config.parent / 'run/beat.json'}" in out.output
     assert f"kill switch {config.parent / 'STOP'}: off" in out.output
+
+
+def test_a_wrong_typed_path_value_keeps_its_own_error(tmp_path):
+    """Only values of the right type move: ``files = "a.csv"`` is reported as written."""
+    from mlcoord.errors import ConfigError
+
+    config = _bot(tmp_path, '[data]\nfiles = "a.csv"\n')
+    with pytest.raises(ConfigError, match=r"expected a list, got 'a.csv'"):
+        load_settings(config)

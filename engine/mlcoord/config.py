@@ -472,8 +472,9 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
         value = table[key]
         if key == "profile" and not (isinstance(value, str) and value.endswith(".toml")):
             continue
-        if isinstance(value, list):
-            table[key] = [_relative_to(v, folder) for v in value]
+        if key == "files":                   # a list; anything else is left for the converter's error
+            if isinstance(value, list):
+                table[key] = [_relative_to(v, folder) for v in value]
         else:
             table[key] = _relative_to(value, folder)
 
