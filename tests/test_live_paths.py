@@ -153,3 +153,13 @@ def test_a_wrong_typed_path_value_keeps_its_own_error(tmp_path):
     config = _bot(tmp_path, '[data]\nfiles = "a.csv"\n')
     with pytest.raises(ConfigError, match=r"expected a list, got 'a.csv'"):
         load_settings(config)
+
+
+def test_the_key_file_is_found_next_to_the_config(tmp_path, monkeypatch):
+    from mlcoord.config import load_settings
+
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    (folder / "c.toml").write_text('[exchange]\nkeys_file = "keys.toml"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(folder / "c.toml").exchange.keys_file == str(folder / "keys.toml")

@@ -458,7 +458,8 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
 #: (section, key) whose values are paths: relative ones are relative to the config file's folder, so
 #: the bot, ``mlcoord kill`` and ``mlcoord status`` agree wherever each is started (issue 14)
 PATH_KEYS = (("engine", "profile"), ("engine", "plugins_dir"), ("data", "files"), ("data", "store"),
-             ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"))
+             ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"),
+             ("exchange", "keys_file"))
 
 
 def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
