@@ -16,7 +16,17 @@ import pytest
 from mlcoord.errors import StoreError
 from mlcoord.live.store import Store
 
-ENGINE_PATH = os.pathsep.join(os.path.abspath(p) for p in sys.path if p)
+def _import_roots() -> list[str]:
+    """This process's import path, plus the folders holding mlcoord and its plugins: an editable
+    install finds them through a path hook that another interpreter does not run."""
+    import mlcoord
+    import mlcoord_technical
+
+    roots = [str(Path(m.__file__).resolve().parents[1]) for m in (mlcoord, mlcoord_technical)]
+    return roots + [os.path.abspath(p) for p in sys.path if p]
+
+
+ENGINE_PATH = os.pathsep.join(_import_roots())
 NOBODY = 65534
 
 # `mlcoord live` as a user runs it, up to its store: the exchange is a stand-in that fails on use
