@@ -61,7 +61,8 @@ from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, PARTIAL_TP, SEND_TRIES, 
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
 from mlcoord.live.runner import PaperTrader
 from mlcoord.live.venue import ExchangeVenue
-from mlcoord.model import PlaceEntryPlan
+from mlcoord.model import CancelEntries, PlaceEntryPlan
+from mlcoord.model.intents import STOP_PASSED
 from mlcoord.simulation import TradingSession
 from mlcoord.live.spot import SpotAccount, spot_quote
 from mlcoord.live.trailing import ExchangeTrailing, exchange_trail, exchange_trails
@@ -190,11 +191,18 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                      take_profit=levels.take_profit)
             self.store.save_plan(attrs.evolve(plan, levels=levels, updated_at=max(self.last_time, plan.updated_at)))
 
-    def cancel_entries(self, plan: PlanRecord, reason: str) -> None:
-        """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet)."""
+    def cancel_entries(self, plan: PlanRecord, reason: str, beyond: Optional[float] = None) -> None:
+        """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet).
+        ``beyond``: only the limit legs at or beyond that stop price (the stop moved past them)."""
         tally = self.tally(plan, refresh=True)
+        passed = CancelEntries(plan.symbol, reason, beyond=None if beyond is None
+                               else self.broker.price(plan.symbol, beyond))
         for r in tally.live(ENTRY):
-            self.broker.cancel(r)
+            if passed.covers(plan.side, r.order.price, r.order.kind == OrderKind.MARKET):
+                if beyond is not None:
+                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
+                             tag=r.order.tag, price=r.order.price, stop=passed.beyond, reason=reason)
+                self.broker.cancel(r)
         tally = self.tally(plan)
         if tally.net <= EPS and not tally.live(ENTRY):
             self._close_plan(plan, tally, reason)
@@ -370,6 +378,9 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             return
         decided_close, close = float(history.close[k]), float(history.close[-1])
         price = self.broker.price(plan.symbol, close * leg.price / decided_close)
+        passed = CancelEntries(plan.symbol, STOP_PASSED, beyond=self.broker.price(plan.symbol, plan.levels.stop))
+        if passed.covers(plan.side, latest.order.price) or passed.covers(plan.side, price):
+            return                                   # the stop has passed the leg: never placed again
         qty = self.broker.amount(plan.symbol, plan.quantity * leg.fraction)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt + 1)
         log.info("entry_leg_repriced", plan=plan.plan_id, tag=tag, attempt=attempt + 1, price=price,

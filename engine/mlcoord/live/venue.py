@@ -160,6 +160,8 @@ class ExchangeVenue:
                 trader.flatten(plan, reason)
             del self._closes[symbol]
             self.partial_due.discard(symbol)
+        # cancellations first (legs a moved stop has passed): before any other order of the bar
+        self._queue.sort(key=lambda i: not isinstance(i, CancelEntries))
         while self._queue:
             intent = self._queue[0]
             try:
@@ -197,7 +199,7 @@ class ExchangeVenue:
             else:
                 trader.close_part(plan, intent.reason, intent.fraction)
         elif isinstance(intent, CancelEntries):
-            trader.cancel_entries(plan, intent.reason)
+            trader.cancel_entries(plan, intent.reason, intent.beyond)
         elif isinstance(intent, OpenHedge):
             trader.want_hedge(plan, intent.quantity)
         elif isinstance(intent, CloseHedge):
@@ -263,6 +265,14 @@ class ExchangeVenue:
         entries, hedging = set(), set()
         for plan in trader.active_plans():
             tally = trader.tally(plan, refresh=True)
+            if tally.exit_filled and tally.live(ENTRY):
+                # stopped out (or taken profit): its legs go before anything else this cycle, so
+                # none fills after the exit (the plan itself is closed by the trader's manage)
+                for r in tally.live(ENTRY):
+                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
+                             tag=r.order.tag, reason="exit filled")
+                    trader.broker.cancel(r)
+                tally = trader.tally(plan)
             self.book(plan, tally)
             for r in tally.live(ENTRY):
                 price = r.order.price or self.ledger.prices.get(plan.symbol, 0.0)
