@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Optional
 
+import attrs
 import structlog
 
 from mlcoord.coordinator import decisive_reason
@@ -144,6 +145,21 @@ class ExchangeVenue:
             self._closes[symbol] = ExitReason.TAKE_PROFIT.value
             log.info("take_profit_monitored", symbol=symbol, take_profit=levels.take_profit, high=high,
                      note="stop cancelled, selling at market")
+
+    def catch_up(self, reason: str) -> list[str]:
+        """The closes a replayed bar asked for (the loop's, the spot monitor's) carry ``reason``:
+        decided on a bar of the past, they are sent now at market. Returns what they were asked
+        for (``symbol:reason``) for the log."""
+        was = []
+        for k, intent in enumerate(self._queue):
+            if isinstance(intent, ClosePosition) and intent.reason != reason:
+                was.append(f"{intent.symbol}:{intent.reason}")
+                self._queue[k] = attrs.evolve(intent, reason=reason)
+        for symbol, why in list(self._closes.items()):
+            if why != reason:
+                was.append(f"{symbol}:{why}")
+                self._closes[symbol] = reason
+        return was
 
     # -- carrying intents out ----------------------------------------------------------------
     def execute(self) -> None:
