@@ -6,7 +6,9 @@ plan is brought up to date and protected, so a position without a stop gets one 
 entry.
 The kill switch blocks new entries (and with ``flatten_on_kill`` closes positions); the loop keeps
 running while it is on, so open positions keep their stops moving. The heartbeat is written after
-every cycle.
+every cycle. A bot that fell behind (a pause, an outage) fetches every missed bar in pages
+(:func:`fetch_since`) and replays them (:meth:`LiveTrader.on_candles`: closes with reason
+``catch_up``, entries on the newest bar only); scan mode still fetches the last few bars only.
 
 With ``[live] scan = true`` the scanner picks the symbols every cycle and fetches their candles
 concurrently (:meth:`mlcoord.live.scanner.Scanner.fetch_closed`); a symbol that drops out keeps its
