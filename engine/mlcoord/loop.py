@@ -40,6 +40,7 @@ from mlcoord.model import (
     Side,
     Trade,
 )
+from mlcoord.model.intents import STOP_PASSED
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 from mlcoord.views import PendingEntry, PortfolioMath, PositionProxy, _Frozen
 
@@ -394,6 +395,8 @@ class TradingLoop:
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
                     elif new is not old and new != old:
                         self.levels[sym] = new
+                        if new.stop != old.stop:
+                            self._cancel_passed(sym, position.side, new.stop)
                         self.submit(SetLevels(sym, new))
                         if new.stop != old.stop or new.take_profit != old.take_profit:
                             path = self._paths.get(sym)
@@ -408,6 +411,17 @@ class TradingLoop:
                 continue
             if self.may_enter is None or self.may_enter(sym):
                 self._decide(s, i, t)
+
+    def _cancel_passed(self, sym: str, side: int, stop: float) -> None:
+        """Entry legs the moved stop has passed (a long's buy legs at or below it, a short's sell
+        legs at or above it) are cancelled before the stop moves: a leg that filled there would be
+        closed by its own stop at once (issue 14). The venue cancels them before anything else."""
+        venue = self.venue
+        if not venue.has_entries(sym):
+            return
+        cancel = CancelEntries(sym, STOP_PASSED, beyond=stop)
+        if any(s == sym and cancel.covers(side, price) for s, _, _, price in venue.working_entries()):
+            self.submit(cancel)
 
     # -- entries ---------------------------------------------------------------------------
     def _decide(self, s: SymbolSeries, i: int, t: int) -> Optional[Decision]:

@@ -123,7 +123,7 @@ class SimulatedVenue:
             self.ledger.expect_plan(intent.symbol, intent.plan_id, intent.decision, len(intent.orders),
                                     intent.entry_reason)
         elif isinstance(intent, CancelEntries):
-            w.legs = []
+            w.legs = [leg for leg in w.legs if not intent.covers(w.side, leg.price, leg.market)]
         elif isinstance(intent, ClosePosition):
             w.close_reason, w.close_fraction = intent.reason, intent.fraction
             if intent.cancel_entries:

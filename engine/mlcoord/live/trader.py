@@ -61,7 +61,8 @@ from mlcoord.live.plan_orders import CLOSE, ENTRY, EPS, PARTIAL_TP, SEND_TRIES, 
 from mlcoord.live.records import OrderRecord, OrderState, PlanRecord, PlanStatus
 from mlcoord.live.runner import PaperTrader
 from mlcoord.live.venue import ExchangeVenue
-from mlcoord.model import PlaceEntryPlan
+from mlcoord.model import CancelEntries, ClosePosition, ExitReason, PlaceEntryPlan
+from mlcoord.model.intents import STOP_PASSED
 from mlcoord.simulation import TradingSession
 from mlcoord.live.spot import SpotAccount, spot_quote
 from mlcoord.live.trailing import ExchangeTrailing, exchange_trail, exchange_trails
@@ -98,6 +99,8 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         self._balances: dict[str, float] = {}          # spot: asset -> free + locked, as last fetched
         self._balance_seen: dict[str, tuple] = {}      # spot: plan id -> (entered, exited) at that fetch
         self.last_time = -1
+        self._newest: Optional[int] = None     # the newest bar of the candles being stepped
+        self._replaying = False                # stepping a bar older than that one (catch-up)
         self._start_sharing()
         broker.on_change = self._order_changed
         super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
@@ -114,7 +117,8 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                               journal, funding)
 
     def _may_enter(self, symbol: str) -> bool:
-        return not self.entries_blocked and (self.entry_symbols is None or symbol in self.entry_symbols)
+        return not self.entries_blocked and not self._replaying and \
+            (self.entry_symbols is None or symbol in self.entry_symbols)
 
     def _resume(self) -> None:
         """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
@@ -149,6 +153,19 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         return self.engine.ledger
 
     # -- the bar -------------------------------------------------------------------------------
+    def on_candles(self, candles) -> int:
+        """New closed bars stepped in time order. When more than one arrives (the bot fell behind:
+        a pause, an outage), every bar older than the newest is *replayed* (catch-up): guards and
+        exit managers see it as in a backtest, but no entry is decided on it, and any close it
+        calls for (an exit manager's, a guard's, a moved stop the replayed bars already crossed)
+        is sent now at market with reason ``catch_up``; one ``catch_up_bar`` line per bar."""
+        candles = list(candles)
+        self._newest = max((int(c.time[-1]) for c in candles if len(c)), default=None)
+        try:
+            return super().on_candles(candles)
+        finally:
+            self._newest = None
+
     def _step(self, t, fresh) -> None:
         """The exchange's fills booked first (once per cycle unless orders went out since), then
         the loop's bar, then its intents as orders."""
@@ -156,9 +173,39 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             self.venue.sync()
         if self.spot:
             self._spot_cash()
-        super()._step(t, fresh)
+        replay = self._newest is not None and t < self._newest
+        crossed = self._stops_crossed(t, fresh) if replay else []
+        self._replaying = replay
+        try:
+            super()._step(t, fresh)
+        finally:
+            self._replaying = False
+        if replay:
+            decided = self.venue.catch_up(ExitReason.CATCH_UP.value)
+            log.warning("catch_up_bar", time=t, newest=self._newest,
+                        behind=(self._newest - t) // self.timeframe_ns if self.timeframe_ns else None,
+                        symbols=sorted(fresh), stops_crossed=crossed, closes=decided)
         self.venue.execute()
         self._synced = False
+
+    def _stops_crossed(self, t, fresh) -> list[str]:
+        """A replayed bar whose range crosses the stop the loop holds (moved on an earlier replayed
+        bar, so the exchange's stop order is still the old one): the position is closed now. What
+        the exchange's own stop took is booked from its fills instead."""
+        loop, ledger = self.engine.loop, self.engine.ledger
+        crossed = []
+        for sym, c in fresh.items():
+            position, levels = ledger.positions.get(sym), loop.levels.get(sym)
+            if position is None or levels is None:
+                continue
+            j = int(np.searchsorted(c.time, t))
+            if j >= len(c) or int(c.time[j]) != t:
+                continue
+            low, high = float(c.low[j]), float(c.high[j])
+            if (position.side > 0 and low <= levels.stop) or (position.side < 0 and high >= levels.stop):
+                crossed.append(sym)
+                loop.submit(ClosePosition(sym, ExitReason.CATCH_UP.value))
+        return crossed
 
     def open_plan(self, intent: PlaceEntryPlan) -> None:
         """An entered decision as ONE journaled plan (written before any of its orders)."""
@@ -190,11 +237,18 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                      take_profit=levels.take_profit)
             self.store.save_plan(attrs.evolve(plan, levels=levels, updated_at=max(self.last_time, plan.updated_at)))
 
-    def cancel_entries(self, plan: PlanRecord, reason: str) -> None:
-        """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet)."""
+    def cancel_entries(self, plan: PlanRecord, reason: str, beyond: Optional[float] = None) -> None:
+        """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet).
+        ``beyond``: only the limit legs at or beyond that stop price (the stop moved past them)."""
         tally = self.tally(plan, refresh=True)
+        passed = CancelEntries(plan.symbol, reason, beyond=None if beyond is None
+                               else self.broker.price(plan.symbol, beyond))
         for r in tally.live(ENTRY):
-            self.broker.cancel(r)
+            if passed.covers(plan.side, r.order.price, r.order.kind == OrderKind.MARKET):
+                if beyond is not None:
+                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
+                             tag=r.order.tag, price=r.order.price, stop=passed.beyond, reason=reason)
+                self.broker.cancel(r)
         tally = self.tally(plan)
         if tally.net <= EPS and not tally.live(ENTRY):
             self._close_plan(plan, tally, reason)
@@ -370,6 +424,9 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             return
         decided_close, close = float(history.close[k]), float(history.close[-1])
         price = self.broker.price(plan.symbol, close * leg.price / decided_close)
+        passed = CancelEntries(plan.symbol, STOP_PASSED, beyond=self.broker.price(plan.symbol, plan.levels.stop))
+        if passed.covers(plan.side, latest.order.price) or passed.covers(plan.side, price):
+            return                                   # the stop has passed the leg: never placed again
         qty = self.broker.amount(plan.symbol, plan.quantity * leg.fraction)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt + 1)
         log.info("entry_leg_repriced", plan=plan.plan_id, tag=tag, attempt=attempt + 1, price=price,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterable, Optional
 
+import attrs
 import structlog
 
 from mlcoord.coordinator import decisive_reason
@@ -145,6 +146,21 @@ class ExchangeVenue:
             log.info("take_profit_monitored", symbol=symbol, take_profit=levels.take_profit, high=high,
                      note="stop cancelled, selling at market")
 
+    def catch_up(self, reason: str) -> list[str]:
+        """The closes a replayed bar asked for (the loop's, the spot monitor's) carry ``reason``:
+        decided on a bar of the past, they are sent now at market. Returns what they were asked
+        for (``symbol:reason``) for the log."""
+        was = []
+        for k, intent in enumerate(self._queue):
+            if isinstance(intent, ClosePosition) and intent.reason != reason:
+                was.append(f"{intent.symbol}:{intent.reason}")
+                self._queue[k] = attrs.evolve(intent, reason=reason)
+        for symbol, why in list(self._closes.items()):
+            if why != reason:
+                was.append(f"{symbol}:{why}")
+                self._closes[symbol] = reason
+        return was
+
     # -- carrying intents out ----------------------------------------------------------------
     def execute(self) -> None:
         """The bar's intents as orders, in the order the loop asked for them.
@@ -160,6 +176,8 @@ class ExchangeVenue:
                 trader.flatten(plan, reason)
             del self._closes[symbol]
             self.partial_due.discard(symbol)
+        # cancellations first (legs a moved stop has passed): before any other order of the bar
+        self._queue.sort(key=lambda i: not isinstance(i, CancelEntries))
         while self._queue:
             intent = self._queue[0]
             try:
@@ -197,7 +215,7 @@ class ExchangeVenue:
             else:
                 trader.close_part(plan, intent.reason, intent.fraction)
         elif isinstance(intent, CancelEntries):
-            trader.cancel_entries(plan, intent.reason)
+            trader.cancel_entries(plan, intent.reason, intent.beyond)
         elif isinstance(intent, OpenHedge):
             trader.want_hedge(plan, intent.quantity)
         elif isinstance(intent, CloseHedge):
@@ -263,6 +281,14 @@ class ExchangeVenue:
         entries, hedging = set(), set()
         for plan in trader.active_plans():
             tally = trader.tally(plan, refresh=True)
+            if tally.exit_filled and tally.live(ENTRY):
+                # stopped out (or taken profit): its legs go before anything else this cycle, so
+                # none fills after the exit (the plan itself is closed by the trader's manage)
+                for r in tally.live(ENTRY):
+                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
+                             tag=r.order.tag, reason="exit filled")
+                    trader.broker.cancel(r)
+                tally = trader.tally(plan)
             self.book(plan, tally)
             for r in tally.live(ENTRY):
                 price = r.order.price or self.ledger.prices.get(plan.symbol, 0.0)

@@ -7,7 +7,7 @@ it into orders. Every intent names the symbol it acts on and, where it closes so
 
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Union
 
 import attrs
 
@@ -55,10 +55,26 @@ class PlaceEntryPlan:
 
 @attrs.frozen
 class CancelEntries:
-    """Cancel the plan's unfilled entry orders (what is filled stays)."""
+    """Cancel the plan's unfilled entry orders (what is filled stays). ``beyond``: only the limit
+    legs the stop has passed, at or beyond that price (a long's buy legs at or below it, a short's
+    sell legs at or above it): the loop asks for it the bar a stop moves past a resting leg, so no
+    venue fills a leg its own stop would close at once (issue 14)."""
 
     symbol: str
     reason: str
+    beyond: Optional[float] = None
+
+    def covers(self, side: int, price: Optional[float], market: bool = False) -> bool:
+        """Whether a working entry leg of a ``side`` plan at ``price`` is cancelled by this intent."""
+        if self.beyond is None:
+            return True
+        if market or price is None:
+            return False
+        return price <= self.beyond if side > 0 else price >= self.beyond
+
+
+#: the reason of a :class:`CancelEntries` for legs a moved stop has passed
+STOP_PASSED = "stop_passed"
 
 
 @attrs.frozen
@@ -99,5 +115,5 @@ class ClosePosition:
 
 Intent = Union[PlaceEntryPlan, CancelEntries, SetLevels, OpenHedge, CloseHedge, ClosePosition]
 
-__all__ = ["EntryOrder", "PlaceEntryPlan", "CancelEntries", "SetLevels", "OpenHedge", "CloseHedge",
+__all__ = ["EntryOrder", "PlaceEntryPlan", "CancelEntries", "STOP_PASSED", "SetLevels", "OpenHedge", "CloseHedge",
            "ClosePosition", "Intent"]
