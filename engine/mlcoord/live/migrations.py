@@ -186,11 +186,59 @@ def _v4_trailing_callback_rate(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE orders ADD COLUMN callback_rate DOUBLE PRECISION"))
 
 
+def _v5_paper_runs(conn: Connection) -> None:
+    """Paper sessions keep their work: a summary row per session, its closed trades and its fills
+    (simulated). New tables only, so existing stores need nothing else."""
+    md = MetaData()
+    Table("paper_sessions", md,
+          Column("session_id", String(64), primary_key=True),
+          Column("started_at", BigInteger, nullable=False),
+          Column("updated_at", BigInteger, nullable=False),
+          Column("status", String(32), nullable=False),
+          Column("bars", Integer, nullable=False),
+          Column("trades", Integer, nullable=False),
+          Column("pnl", Double, nullable=False),
+          Column("equity", Double, nullable=False),
+          Column("body", Text, nullable=False))
+    Table("paper_trades", md,
+          Column("session_id", String(64), primary_key=True),
+          Column("sequence", Integer, primary_key=True, autoincrement=False),
+          Column("trade_id", String(64), nullable=False),
+          Column("symbol", String(64), nullable=False),
+          Column("side", SmallInteger, nullable=False),
+          Column("opened_at", BigInteger, nullable=False),
+          Column("closed_at", BigInteger, nullable=False),
+          Column("entry_price", Double, nullable=False),
+          Column("exit_price", Double, nullable=False),
+          Column("quantity", Double, nullable=False),
+          Column("pnl", Double, nullable=False),
+          Column("fees", Double, nullable=False),
+          Column("funding", Double, nullable=False),
+          Column("exit_reason", Text, nullable=False),
+          Column("hedge", Boolean, nullable=False),
+          Column("body", Text, nullable=False))
+    Table("paper_fills", md,
+          Column("session_id", String(64), primary_key=True),
+          Column("sequence", Integer, primary_key=True, autoincrement=False),
+          Column("order_id", String(64), nullable=False),
+          Column("symbol", String(64), nullable=False),
+          Column("side", SmallInteger, nullable=False),
+          Column("time", BigInteger, nullable=False),
+          Column("price", Double, nullable=False),
+          Column("quantity", Double, nullable=False),
+          Column("fee", Double, nullable=False),
+          Column("reduce_only", Boolean, nullable=False),
+          Column("tag", String(64), nullable=False),
+          Column("hedge", Boolean, nullable=False))
+    md.create_all(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "orders and fills", _v1_orders_and_fills),
     Migration(2, "plans, orders.plan_id, component state, decisions", _v2_plans_state_decisions),
     Migration(3, "positions built from fills", _v3_positions),
     Migration(4, "orders.callback_rate (exchange-side trailing stops)", _v4_trailing_callback_rate),
+    Migration(5, "paper sessions, their trades and fills", _v5_paper_runs),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -6,6 +6,9 @@ Waits go through a :class:`Clock`, so tests use :class:`ManualClock` (advances i
 every sleep) and never sleep for real. When the exchange stays down for ``max_attempts`` calls or
 ``max_outage`` seconds the caller gets :class:`ExchangeUnavailable`; :class:`ExchangeHealth` turns
 that into "pause trading" and back into "resume" on the next success, without crashing the bot.
+An answer that arrived but holds nothing usable (no rows, a malformed row: :class:`MalformedAnswer`)
+is retried too, at most ``RetryPolicy.malformed_attempts`` times, and never pauses trading: the
+caller reports it and carries on (the exchange is up; that one answer was bad).
 
 ccxt is imported lazily (only once an exception has to be classified), so runs that never talk
 to an exchange never import it.
@@ -81,6 +84,8 @@ class RetryPolicy:
     jitter: float = attrs.field(default=0.25, validator=[attrs.validators.ge(0), attrs.validators.le(1)])
     max_outage: float = attrs.field(default=600.0, validator=attrs.validators.gt(0))
     seed: int = 0
+    #: calls in all when the answers are malformed (:class:`MalformedAnswer`): a few, then reported
+    malformed_attempts: int = attrs.field(default=3, validator=attrs.validators.ge(1))
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """The wait after failed attempt number ``attempt`` (1-based), jitter included."""
@@ -91,7 +96,7 @@ class RetryPolicy:
 class ExchangeUnavailable(MlcoordError):
     """The exchange stayed unreachable (or kept refusing for load or maintenance): pause trading.
 
-    ``reason`` is ``network``, ``rate_limit`` or ``maintenance`` (the last failure's kind)."""
+    ``reason`` is ``network``, ``rate_limit``, ``maintenance`` or ``malformed`` (the last failure's kind)."""
 
     def __init__(self, message: str, *, reason: str, attempts: int, outage: float,
                  last_error: Optional[BaseException] = None):
@@ -99,8 +104,16 @@ class ExchangeUnavailable(MlcoordError):
         self.reason, self.attempts, self.outage, self.last_error = reason, attempts, outage, last_error
 
 
+class MalformedAnswer(MlcoordError):
+    """The exchange answered, but with nothing usable (no rows, a malformed row): retried as a
+    transient failure (reason ``malformed``), at most ``RetryPolicy.malformed_attempts`` calls."""
+
+
 def classify(exc: BaseException) -> Optional[str]:
-    """``rate_limit``, ``maintenance``, ``network`` for a transient failure, else None (do not retry)."""
+    """``rate_limit``, ``maintenance``, ``network``, ``malformed`` for a transient failure, else
+    None (do not retry)."""
+    if isinstance(exc, MalformedAnswer):
+        return "malformed"
     if isinstance(exc, (TimeoutError, ConnectionError)):
         return "network"
     try:
@@ -165,8 +178,9 @@ def retrying(call: Callable[[], T], policy: RetryPolicy = RetryPolicy(), clock: 
                 asked = retry_after(exc)
                 if asked is not None and asked > delay:
                     delay = asked
-            if attempt >= policy.max_attempts or outage + delay > policy.max_outage:
-                why = (f"{attempt} attempts" if attempt >= policy.max_attempts
+            most = policy.malformed_attempts if reason == "malformed" else policy.max_attempts
+            if attempt >= most or outage + delay > policy.max_outage:
+                why = (f"{attempt} attempts" if attempt >= most
                        else f"an outage of {outage:.0f} s (limit {policy.max_outage:.0f} s)")
                 log.error("exchange_unavailable", what=what, attempts=attempt, outage=round(outage, 3),
                           reason=reason, error=describe_error(exc))
@@ -203,11 +217,13 @@ class ExchangeHealth:
 
     def call(self, fn: Callable[[], T], *, what: str = "exchange call",
              retry_after: Optional[Callable[[BaseException], Optional[float]]] = None) -> T:
-        """``retrying(fn)``; ExchangeUnavailable pauses (and is re-raised), success resumes."""
+        """``retrying(fn)``; ExchangeUnavailable pauses (and is re-raised), success resumes. Answers
+        that stayed malformed (reason ``malformed``) are re-raised without pausing: the exchange is up."""
         try:
             result = retrying(fn, self.policy, self.clock, what=what, rng=self.rng, retry_after=retry_after)
         except ExchangeUnavailable as exc:
-            self.pause(str(exc))
+            if exc.reason != "malformed":
+                self.pause(str(exc))
             raise
         self.resume()
         return result

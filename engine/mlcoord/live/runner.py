@@ -68,6 +68,8 @@ class PaperTrader:
         self.engine.begin([self.books[s] for s in self.order])
         self.engine.warm_up_guards([self.books[s] for s in self.order])
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
+        self.interrupted = False             # run_paper: ended by Ctrl-C
+        self.summary: dict = {}              # run_paper: the session's last saved summary
 
     def _make_engine(self, journal: Journal, funding: Optional[Mapping[str, FundingSeries]]) -> TradingSession:
         """The account the bars are stepped on: a simulated one here (the live trader's is on the
@@ -113,13 +115,27 @@ class PaperTrader:
 
     def on_candles(self, candles: Iterable[Candles]) -> int:
         """Take the bars of ``candles`` newer than what was seen (closed bars only: the caller's
-        feed drops the open one) and step through them in time order; returns the steps taken."""
+        feed drops the open one) and step through them in time order; returns the steps taken.
+
+        A symbol's bars at or before the last stepped bar (they arrive late: its answer was
+        skipped while other symbols moved on) cannot be stepped any more (the loop only moves
+        forward): they join its history unstepped (:meth:`add_history`), with a warning
+        ``late_bars`` naming the symbol and the bars."""
+        from mlcoord.journal import iso_time
+
         fresh = {}
         for c in candles:
             if c.symbol not in self.history:
                 raise ValueError(f"{c.symbol} was not in the paper session's symbols {self.order}")
             known = self.history[c.symbol]
             start = int(np.searchsorted(c.time, known.time[-1], side="right")) if len(known) else 0
+            late = int(np.searchsorted(c.time, self.last_time, side="right"))
+            if start < late:
+                log.warning("late_bars", symbol=c.symbol, first=iso_time(int(c.time[start])),
+                            last=iso_time(int(c.time[late - 1])), count=late - start,
+                            note=f"{c.symbol}: bars older than the last stepped bar join the history unstepped")
+                self.add_history(c.slice(0, late))
+                start = late
             if start < len(c):
                 fresh[c.symbol] = c.slice(start, None)
         times = sorted({int(t) for c in fresh.values() for t in c.time.tolist()})
@@ -174,6 +190,10 @@ class PaperTrader:
 
 # -- the paper and live commands ---------------------------------------------------------------
 
+#: rows per candle request when ``[live] candle_page`` is not given: Binance spot's cap (futures: 1500)
+CANDLE_PAGE = 1000
+
+
 @attrs.frozen
 class LiveLoopOptions(LiveOptions):
     """``[live]`` options of the order loop on top of :class:`~mlcoord.live.supervisor.LiveOptions`.
@@ -188,7 +208,9 @@ class LiveLoopOptions(LiveOptions):
     ``trailing`` ("bot"): who trails the stop. "bot": the exit manager's trailing moves the stop
     order (cancel and replace). "exchange" (futures): the stop order stays at the plan's initial
     stop and a ``TRAILING_STOP_MARKET`` trails on the exchange, at the exit manager's trailing
-    distance (as a percent of price, within the exchange's 0.1-10 %) from its activation price."""
+    distance (as a percent of price, within the exchange's 0.1-10 %) from its activation price.
+    ``candle_page`` (1000, Binance spot's cap; futures allow 1500): rows per candle request; more
+    bars (a long history, the bars a paper session missed while paused) come page by page."""
 
     prepare_bars: int = attrs.field(default=5000, validator=attrs.validators.or_(
         attrs.validators.in_((0,)), attrs.validators.ge(500)))
@@ -196,6 +218,7 @@ class LiveLoopOptions(LiveOptions):
     scan: bool = False
     scanner: ScannerOptions = ScannerOptions()
     trailing: str = attrs.field(default="bot")
+    candle_page: int = attrs.field(default=CANDLE_PAGE, validator=attrs.validators.ge(2))
 
     @trailing.validator
     def _check_trailing(self, attribute, value):
@@ -219,18 +242,51 @@ def load_live_settings(path, overrides=None):
     return settings, options
 
 
-def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: int) -> Candles:
+def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: int, *,
+                   first_ms: Optional[int] = None, page: int = CANDLE_PAGE) -> Candles:
     """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped), checked as
     :func:`~mlcoord.candles.candles_from_frame` checks them, on the rows' arrays (a poll's few
-    rows would spend milliseconds in pandas)."""
-    from mlcoord.candles import candles_from_rows, timeframe_to_ns
-    from mlcoord.live.data import validate_ohlcv
+    rows would spend milliseconds in pandas).
 
-    rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
-    t, v = validate_ohlcv(rows, f"{exchange.id} {symbol} {timeframe}")
-    keep = t + timeframe_to_ns(timeframe) // 1_000_000 <= now_ms
-    return candles_from_rows(t[keep][-limit:], v[keep][-limit:], symbol=symbol, timeframe=timeframe,
-                             source=f"{exchange.id} {timeframe}")
+    ``first_ms``: the open time of the first bar wanted (the ``limit`` bars from it on). When the
+    bars do not fit one request of ``page`` rows (the exchange's cap), they are fetched page by
+    page from the first one forward (``fetch_ohlcv(since=..., limit=...)``); an exchange that
+    caps a page lower than asked is paged on from the last row it sent. An answer with no closed
+    row, or a malformed one, raises :class:`~mlcoord.live.retry.MalformedAnswer` (retried by the
+    caller's :class:`~mlcoord.live.retry.ExchangeHealth`)."""
+    from mlcoord.candles import candles_from_rows, timeframe_to_ns
+    from mlcoord.errors import DataError
+    from mlcoord.live.data import validate_ohlcv
+    from mlcoord.live.retry import MalformedAnswer
+
+    where = f"{exchange.id} {symbol} {timeframe}"
+    tf_ms = timeframe_to_ns(timeframe) // 1_000_000
+    try:
+        if limit + 1 <= page:
+            rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
+            t, v = validate_ohlcv(rows, where)
+            keep = t + tf_ms <= now_ms
+            t, v = t[keep][-limit:], v[keep][-limit:]
+        else:
+            since = first_ms if first_ms is not None else (now_ms // tf_ms - limit) * tf_ms
+            end = since + limit * tf_ms                    # open time after the last bar wanted
+            times, values = [], []
+            while since < end:
+                rows = exchange.fetch_ohlcv(symbol, timeframe, since=since, limit=min(page, (end - since) // tf_ms))
+                t, v = validate_ohlcv(rows, where)
+                keep = (t >= since) & (t < end) & (t + tf_ms <= now_ms)
+                if not keep.any():
+                    break
+                times.append(t[keep])
+                values.append(v[keep])
+                since = int(t[keep][-1]) + tf_ms
+            t = np.concatenate(times) if times else np.empty(0, np.int64)
+            v = np.concatenate(values) if values else np.empty((0, 5), np.float64)
+        if not len(t):
+            raise MalformedAnswer(f"{where}: no closed candle in the answer (asked for {limit})")
+        return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe}")
+    except DataError as exc:
+        raise MalformedAnswer(str(exc)) from exc
 
 
 def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
@@ -242,38 +298,80 @@ def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
 
 
 def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit: int,
-                 known: Optional[Mapping[str, int]] = None) -> list[Candles]:
+                 known: Optional[Mapping[str, int]] = None, *, page: int = CANDLE_PAGE) -> list[Candles]:
     """The last ``limit`` closed candles of every symbol (named as configured), on the exchange's clock.
 
     ``known``: symbol -> open time (ns) of the newest bar already at hand. Only the bars that can
-    have closed since are asked for (at most ``limit``), and a symbol whose next bar cannot have
-    closed yet on the exchange's clock is not asked at all (left out): its answer could hold no
-    newer closed bar. A live loop polls many times per bar, so most polls ask for no candles."""
+    have closed since are asked for (at most ``limit``, ``page`` rows a request), and a symbol
+    whose next bar cannot have closed yet on the exchange's clock is not asked at all (left out):
+    its answer could hold no newer closed bar. A live loop polls many times per bar, so most polls
+    ask for no candles. When more than ``limit`` bars closed since, the newest ``limit`` are
+    fetched and the hole before them is logged (``candles_hole``: symbol, first and last missing
+    bar, count). With ``known`` given, a symbol whose answer stayed empty or malformed after the
+    retries is left out this cycle (``candles_skipped``: symbol and cause; the next poll asks for
+    its bars again); without it (a start's history) that is raised as ExchangeUnavailable."""
     from mlcoord.candles import timeframe_to_ns
+    from mlcoord.journal import iso_time
     from mlcoord.live.exchange import exchange_now_ms
+    from mlcoord.live.retry import ExchangeUnavailable
 
     now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
     tf_ms = timeframe_to_ns(timeframe) // 1_000_000
-    wanted = {}
+    wanted, first = {}, {}
     for s in symbols:
         last = (known or {}).get(s)
+        if last is None:
+            wanted[s], first[s] = limit, None
+            continue
         # bars after ``last`` that have closed: the k-th opens at last + k tf and closes tf later
-        wanted[s] = limit if last is None else min(limit, (now - last // 1_000_000) // tf_ms - 1)
+        last_ms = last // 1_000_000
+        missing = (now - last_ms) // tf_ms - 1
+        wanted[s] = min(limit, missing)
+        first[s] = last_ms + (missing - wanted[s] + 1) * tf_ms
+        if missing > limit:
+            lost = missing - limit
+            log.warning("candles_hole", symbol=s, first=iso_time((last_ms + tf_ms) * 1_000_000),
+                        last=iso_time((last_ms + lost * tf_ms) * 1_000_000), count=lost, fetched=limit,
+                        note=f"{s}: {lost} closed bars missed (more than {limit}) are not processed")
     asked = [s for s in symbols if wanted[s] > 0]
-    found = [health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s], now),
-                         what=f"candles {s}") for s in asked]
-    return [c.as_symbol(s) for s, c in zip(asked, found)]
+    out = []
+    for s in asked:
+        try:
+            found = health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s], now,
+                                                           first_ms=first[s], page=page), what=f"candles {s}")
+        except ExchangeUnavailable as exc:
+            if known is None or exc.reason != "malformed":
+                raise
+            log.warning("candles_skipped", symbol=s, cause=str(exc),
+                        note=f"{s}: no usable candles this cycle; asked again next cycle")
+            continue
+        out.append(found.as_symbol(s))
+    return out
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
-              timeframe: str = "1h") -> PaperTrader:
+              timeframe: str = "1h", store=None, on_cycle=None) -> PaperTrader:
     """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
 
-    Every ``poll_seconds`` it asks for the newest closed bars; each new bar goes through the
-    backtest's per-bar code. Transient exchange errors pause the cycle (retried with backoff by
-    :class:`ExchangeHealth`). The kill switch ends the session; the heartbeat is written after
-    every cycle. ``cycles`` bounds the number of polls (None: run until stopped)."""
-    from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
+    Every ``poll_seconds`` it asks for the bars closed since the newest one at hand; each new bar
+    goes through the backtest's per-bar code. After a pause or an outage every missed bar is
+    replayed in order (fetched ``[live] candle_page`` rows a request; a line ``catch_up_bar`` per
+    replayed bar and a ``catch_up`` summary per symbol); beyond ``[live] history_bars`` missed
+    bars, the newest ones are processed and the hole is logged (``candles_hole``). Transient
+    exchange errors pause the cycle (retried with backoff by :class:`ExchangeHealth`); an empty or
+    malformed candle answer is retried, then that symbol waits for the next cycle
+    (``candles_skipped``). The kill switch ends the session; the heartbeat is written after every
+    cycle. ``cycles`` bounds the number of polls (None: run until stopped); ``on_cycle(trader)`` is
+    called after each.
+
+    The session's summary, closed trades and fills are saved in ``store`` (default: ``[live]
+    store``, tables ``paper_*``, opened shared: a live bot may hold the same store) after every
+    cycle with a new bar and at the end. Ctrl-C (KeyboardInterrupt) ends the session cleanly: the
+    summary is saved with status ``interrupted``, logged (``paper_summary``) and the trader
+    returned with ``interrupted`` set (``mlcoord paper`` prints it and exits with 130).
+    ``trader.summary`` holds the last summary."""
+    from mlcoord.live.retry import ExchangeHealth, SystemClock
+    from mlcoord.live.store import Store
     from mlcoord.live.supervisor import Supervisor
     from mlcoord.pipeline import build_pipeline
 
@@ -281,30 +379,122 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     health = ExchangeHealth(clock=clock)
     supervisor = Supervisor(options)
     symbols, ccxt_symbols = market_symbols(settings)
-    health.call(exchange.load_markets, what="load_markets")
-    history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
-    trader = PaperTrader(build_pipeline(settings, plugins), settings, history,
-                         prepare_bars=getattr(options, "prepare_bars", 0) or None)
-    log.info("paper_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history])
+    page = getattr(options, "candle_page", CANDLE_PAGE)
+    own_store = store is None
+    store = store if store is not None else Store.open(options.store)
+    try:
+        health.call(exchange.load_markets, what="load_markets")
+        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, page=page)
+        trader = PaperTrader(build_pipeline(settings, plugins), settings, history,
+                             prepare_bars=getattr(options, "prepare_bars", 0) or None)
+        record = _PaperRecord(store, trader, symbols, timeframe, clock)
+        log.info("paper_started", session=record.session_id, symbols=symbols, timeframe=timeframe,
+                 history_bars=[len(c) for c in history])
+        status = "stopped"
+        try:
+            status = _paper_loop(trader, record, exchange, health, supervisor, symbols, ccxt_symbols, options,
+                                 timeframe, page, clock, cycles, on_cycle)
+        except KeyboardInterrupt:
+            status = "interrupted"
+            trader.interrupted = True
+        trader.summary = record.save(status)
+        log.info("paper_summary", **trader.summary)
+        return trader
+    finally:
+        if own_store:
+            store.close()
+
+
+def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, supervisor, symbols, ccxt_symbols,
+                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle) -> str:
+    """The polls of :func:`run_paper`; returns how the session ended (``stopped``, ``killed``)."""
+    from mlcoord.live.retry import ExchangeUnavailable
+
     done = 0
     while cycles is None or done < cycles:
         done += 1
+        record.cycles = done
         if supervisor.killed():
             log.warning("kill_switch_on", path=options.kill_switch, note="paper session stopped")
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed")
-            break
+            return "killed"
         try:
-            steps = trader.on_candles(fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, 5))
+            known = {s: int(trader.history[s].time[-1]) for s in trader.order if len(trader.history[s])}
+            fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, known,
+                                 page=page)
+            _log_catch_up(fresh, known)
+            steps = trader.on_candles(fresh)
             status = "ok"
         except ExchangeUnavailable as exc:
             steps, status = 0, f"paused: {exc}"
+        record.bars += steps
         p = trader.portfolio
+        if steps:
+            record.save("running")
         supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status, equity=p.equity)
         if steps:
             log.info("paper_cycle", bars=steps, equity=round(p.equity, 2), positions=sorted(p.positions))
+        if on_cycle is not None:
+            on_cycle(trader)
         if cycles is None or done < cycles:
             clock.sleep(options.poll_seconds)
-    return trader
+    return "stopped"
+
+
+def _log_catch_up(fresh: Sequence[Candles], known: Mapping[str, int]) -> None:
+    """One line per missed bar a poll brings (``catch_up_bar``: all but the newest, which is the
+    bar a poll on time would have brought) and a ``catch_up`` line per symbol."""
+    from mlcoord.journal import iso_time
+
+    for c in fresh:
+        last = known.get(c.symbol)
+        new = [int(t) for t in c.time.tolist() if last is None or t > last]
+        if len(new) < 2:
+            continue
+        for t in new[:-1]:
+            log.info("catch_up_bar", symbol=c.symbol, bar_time=iso_time(t), bar_time_ns=t)
+        log.warning("catch_up", symbol=c.symbol, bars=len(new), replayed=len(new) - 1, first=iso_time(new[0]),
+                    last=iso_time(new[-1]), note=f"{c.symbol}: {len(new) - 1} missed bars replayed in order")
+
+
+class _PaperRecord:
+    """A paper session's record in the store: summary, closed trades, fills (:meth:`Store.save_paper_run`)."""
+
+    def __init__(self, store, trader: PaperTrader, symbols, timeframe: str, clock):
+        from mlcoord.journal import iso_time
+
+        self.store, self.trader, self.symbols, self.timeframe = store, trader, list(symbols), timeframe
+        started = int(clock.now() * 1e9)
+        base = "paper-" + iso_time(started)[:19].replace(":", "").replace("-", "")
+        taken = {s["session_id"] for s in store.paper_sessions()}
+        self.session_id = base if base not in taken else next(
+            f"{base}-{k}" for k in range(2, len(taken) + 3) if f"{base}-{k}" not in taken)
+        self.started_at, self.bars, self.cycles = started, 0, 0
+        self.save("running")
+
+    def summary(self, status: str) -> dict:
+        from mlcoord.journal import iso_time
+
+        t, ledger = self.trader, self.trader.engine.account
+        trades = t.engine.trades
+        return {"session_id": self.session_id, "status": status, "started_at": self.started_at,
+                "symbols": self.symbols, "timeframe": self.timeframe, "bars": self.bars, "cycles": self.cycles,
+                "trades": len(trades), "pnl": round(float(sum(x.pnl for x in trades)), 8),
+                "equity": round(float(ledger.equity), 8), "fills": len(t.engine.fills),
+                "open_positions": sorted({str(s) for s in t.portfolio.positions}),
+                "last_bar": iso_time(t.last_time) if t.last_time >= 0 else None}
+
+    def save(self, status: str) -> dict:
+        summary = self.summary(status)
+        self.store.save_paper_run(self.session_id, summary, self.trader.engine.trades, self.trader.engine.fills)
+        return summary
+
+
+def paper_summary_line(summary: Mapping) -> str:
+    """The one line ``mlcoord paper`` prints at the end (also on Ctrl-C)."""
+    return (f"paper session {summary['session_id']} {summary['status']}: {summary['bars']} bars processed, "
+            f"{summary['trades']} trades, PnL {summary['pnl']:+,.2f}, equity {summary['equity']:,.2f}, "
+            f"open positions {', '.join(summary['open_positions']) or 'none'}")
 
 
 def check_live_start(settings: Settings, plugins, *, real_money: bool, env=None):

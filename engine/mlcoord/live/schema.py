@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 metadata = MetaData()
 
@@ -130,4 +130,54 @@ positions = Table(
     Column("funding", Double, nullable=False),
     Column("liquidation_price", Double),
     Column("plan_id", String(64)),
+)
+
+# v5: paper sessions (simulated fills), kept apart from the live account's tables
+paper_sessions = Table(
+    "paper_sessions", metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("bars", Integer, nullable=False),
+    Column("trades", Integer, nullable=False),
+    Column("pnl", Double, nullable=False),
+    Column("equity", Double, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+paper_trades = Table(
+    "paper_trades", metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("trade_id", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("opened_at", BigInteger, nullable=False),
+    Column("closed_at", BigInteger, nullable=False),
+    Column("entry_price", Double, nullable=False),
+    Column("exit_price", Double, nullable=False),
+    Column("quantity", Double, nullable=False),
+    Column("pnl", Double, nullable=False),
+    Column("fees", Double, nullable=False),
+    Column("funding", Double, nullable=False),
+    Column("exit_reason", Text, nullable=False),
+    Column("hedge", Boolean, nullable=False),
+    Column("body", Text, nullable=False),
+)
+
+paper_fills = Table(
+    "paper_fills", metadata,
+    Column("session_id", String(64), primary_key=True),
+    Column("sequence", Integer, primary_key=True, autoincrement=False),
+    Column("order_id", String(64), nullable=False),
+    Column("symbol", String(64), nullable=False),
+    Column("side", SmallInteger, nullable=False),
+    Column("time", BigInteger, nullable=False),
+    Column("price", Double, nullable=False),
+    Column("quantity", Double, nullable=False),
+    Column("fee", Double, nullable=False),
+    Column("reduce_only", Boolean, nullable=False),
+    Column("tag", String(64), nullable=False),
+    Column("hedge", Boolean, nullable=False),
 )

@@ -9,7 +9,8 @@ a timeout never duplicates anything:
   into the stored one without ever moving it backwards (a stale "open" after "filled" is ignored);
 * fills by exchange trade id, else (client order id, sequence); recording a fill also updates its
   order's filled quantity and the position, in the same transaction, so the three never disagree;
-* plans by plan id, decisions by (symbol, bar time), plugin state by component name.
+* plans by plan id, decisions by (symbol, bar time), plugin state by component name;
+* a paper session's summary by session id, its closed trades and fills by (session id, sequence).
 
 ``with store.transaction():`` groups several writes into one commit (nested: a savepoint).
 The one exception to "committed before the method returns": inside ``store.deferring()`` (the
@@ -23,7 +24,7 @@ from __future__ import annotations
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Mapping, Optional, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import attrs
 import structlog
@@ -32,7 +33,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from mlcoord.model import Decision, Side
+from mlcoord.model import Decision, Fill, Side, Trade
 from mlcoord.live import rows
 from mlcoord.live.database import StoreError, StoreLock, WriteScope, create_engine_for, database_url, lock_store
 from mlcoord.live.migrations import LATEST, current_version, upgrade
@@ -47,7 +48,17 @@ from mlcoord.live.records import (
     PlanStatus,
     PositionRecord,
 )
-from mlcoord.live.schema import component_state, decisions, fills, orders, plans, positions
+from mlcoord.live.schema import (
+    component_state,
+    decisions,
+    fills,
+    orders,
+    paper_fills,
+    paper_sessions,
+    paper_trades,
+    plans,
+    positions,
+)
 
 log = structlog.get_logger("mlcoord.store")
 
@@ -439,6 +450,70 @@ class Store:
         with self._read() as conn:
             bodies = conn.execute(query.order_by(decisions.c.id)).scalars().all()
         return [rows.loads(b) for b in bodies]
+
+
+    # -- paper sessions (simulated fills; the live account's tables are never touched) -------------
+
+    def save_paper_run(self, session_id: str, summary: Mapping[str, Any], trades: Sequence[Trade] = (),
+                       fills: Sequence[Fill] = ()) -> None:
+        """One commit: the session's ``summary`` (``status``, ``bars``, ``trades``, ``pnl``,
+        ``equity``, ``started_at`` and anything JSON-able) replaces the stored one; ``trades`` and
+        ``fills`` are the session's whole lists so far: the ones not stored yet (by position in
+        the list) are added, so saving after every cycle and once more at the end stores each once."""
+        now = self.clock()
+        values = {"session_id": session_id, "started_at": int(summary.get("started_at", now)), "updated_at": now,
+                  "status": str(summary.get("status", "")), "bars": int(summary.get("bars", 0)),
+                  "trades": int(summary.get("trades", len(trades))), "pnl": float(summary.get("pnl", 0.0)),
+                  "equity": float(summary.get("equity", 0.0)), "body": rows.dumps(dict(summary))}
+        with self._write() as conn:
+            conn.execute(self._insert(paper_sessions).values(**values).on_conflict_do_update(
+                index_elements=["session_id"], set_={k: v for k, v in values.items() if k != "session_id"}))
+            for table, items, row in ((paper_trades, trades, _paper_trade_row), (paper_fills, fills, _paper_fill_row)):
+                stored = conn.execute(select(func.count()).select_from(table)
+                                      .where(table.c.session_id == session_id)).scalar() or 0
+                new = [dict(row(x), session_id=session_id, sequence=k) for k, x in enumerate(items) if k >= stored]
+                if new:
+                    conn.execute(self._insert(table).on_conflict_do_nothing(
+                        index_elements=["session_id", "sequence"]), new)
+
+    def paper_sessions(self) -> list[dict[str, Any]]:
+        """Every paper session's summary, oldest first (``session_id`` and ``updated_at`` added)."""
+        with self._read() as conn:
+            found = conn.execute(select(paper_sessions.c.session_id, paper_sessions.c.updated_at,
+                                        paper_sessions.c.body)
+                                 .order_by(paper_sessions.c.started_at, paper_sessions.c.session_id)).all()
+        return [dict(rows.loads(body), session_id=sid, updated_at=at) for sid, at, body in found]
+
+    def paper_trades(self, session_id: str) -> list[Trade]:
+        """The session's closed trades, in the order they closed."""
+        with self._read() as conn:
+            bodies = conn.execute(select(paper_trades.c.body).where(paper_trades.c.session_id == session_id)
+                                  .order_by(paper_trades.c.sequence)).scalars().all()
+        return [Trade(**dict(rows.loads(b), side=Side(rows.loads(b)["side"]))) for b in bodies]
+
+    def paper_fills(self, session_id: str) -> list[Fill]:
+        """The session's (simulated) fills, in order."""
+        with self._read() as conn:
+            found = conn.execute(select(paper_fills).where(paper_fills.c.session_id == session_id)
+                                 .order_by(paper_fills.c.sequence)).mappings().all()
+        return [Fill(order_id=r["order_id"], symbol=r["symbol"], side=Side(r["side"]), time=r["time"],
+                     price=r["price"], quantity=r["quantity"], fee=r["fee"], reduce_only=bool(r["reduce_only"]),
+                     tag=r["tag"], hedge=bool(r["hedge"])) for r in found]
+
+
+def _paper_trade_row(t: Trade) -> dict[str, Any]:
+    body = attrs.asdict(t)
+    body["side"] = int(t.side)
+    return {"trade_id": str(t.id)[:64], "symbol": t.symbol, "side": int(t.side), "opened_at": int(t.opened_at),
+            "closed_at": int(t.closed_at), "entry_price": float(t.entry_price), "exit_price": float(t.exit_price),
+            "quantity": float(t.quantity), "pnl": float(t.pnl), "fees": float(t.fees), "funding": float(t.funding),
+            "exit_reason": str(t.exit_reason), "hedge": bool(t.hedge), "body": rows.dumps(body)}
+
+
+def _paper_fill_row(f: Fill) -> dict[str, Any]:
+    return {"order_id": str(f.order_id)[:64], "symbol": f.symbol, "side": int(f.side), "time": int(f.time),
+            "price": float(f.price), "quantity": float(f.quantity), "fee": float(f.fee),
+            "reduce_only": bool(f.reduce_only), "tag": str(f.tag)[:64], "hedge": bool(f.hedge)}
 
 
 # The order and fill path's statements, built once: SQLAlchemy then reuses their compiled form and
