@@ -6,6 +6,7 @@ is skipped for the cycle with a warning, never the end of the bot (paper and liv
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
@@ -84,3 +85,82 @@ def test_the_missed_bars_come_page_by_page_at_the_exchange_cap(exchange_server, 
     assert _no_hole(times) and len(times) == 1 + 31
     assert calls[0] == -(-300 // 7)                # the history: 300 bars, 7 a request
     assert np.diff(calls).tolist() == [1, 5]       # a poll's one bar; then 31 bars in 5 pages
+
+
+def test_a_hole_longer_than_history_bars_is_named(exchange_server, tmp_path):
+    """More missed bars than ``[live] history_bars``: the newest ones are processed and the hole
+    before them is named (first and last missing bar, count), never silently."""
+    settings, options = load_live_settings(_config(tmp_path, history_bars=60))
+    clock = PausingClock(exchange_server, at=2, bars=101)     # 100 missed bars, 60 kept
+    with capture_logs() as logs:
+        trader = run_paper(settings, options, spot_client(exchange_server), load_plugins(), clock=clock, cycles=3)
+    [hole] = _events(logs, "candles_hole")
+    assert hole["symbol"] == "BTC/USDT" and hole["count"] == 41 and hole["fetched"] == 60
+    times = trader.engine.loop.times
+    assert len(times) == 1 + 60 and _no_hole(times[1:]) and times[1] - times[0] == 42 * HOUR
+    assert hole["first"] < hole["last"] and "41 closed bars missed" in hole["note"]
+
+
+@pytest.mark.parametrize("mode", ["empty", "malformed"])
+def test_a_bad_candle_answer_once_is_retried(exchange_server, tmp_path, mode):
+    settings, options = load_live_settings(_config(tmp_path))
+    exchange_server.faults.bad_klines(mode, at_call=2)       # the history, the first poll, then this
+    with capture_logs() as logs:
+        trader = run_paper(settings, options, spot_client(exchange_server), load_plugins(),
+                           clock=BarClock(exchange_server), health_clock=ManualClock(), cycles=6)
+    assert exchange_server.faults.log == [("bad_klines", "GET", "/api/v3/klines")]
+    [retry] = _events(logs, "exchange_retry")
+    assert retry["reason"] == "malformed" and retry["what"] == "candles BTC/USDT"
+    assert not _events(logs, "candles_skipped") and not _events(logs, "trading_paused")
+    assert len(trader.engine.loop.times) == 5 and _no_hole(trader.engine.loop.times)
+
+
+@pytest.mark.parametrize("mode", ["empty", "malformed"])
+def test_a_bad_candle_answer_that_persists_skips_the_symbol_for_the_cycle(exchange_server, tmp_path, mode):
+    """The bug: an answer with no rows (``no rows``) ended the bot. Now: retried, then the symbol
+    waits for the next cycle (a warning naming it and the cause), which catches its bar up."""
+    settings, options = load_live_settings(_config(tmp_path))
+    for k in (2, 3, 4):                                       # every attempt of the third poll
+        exchange_server.faults.bad_klines(mode, at_call=k)
+    with capture_logs() as logs:
+        trader = run_paper(settings, options, spot_client(exchange_server), load_plugins(),
+                           clock=BarClock(exchange_server), health_clock=ManualClock(), cycles=6)
+    [skipped] = _events(logs, "candles_skipped")
+    assert skipped["symbol"] == "BTC/USDT" and skipped["log_level"] == "warning"
+    assert "binance BTC/USDT 1h" in skipped["cause"] and "3 attempts" in skipped["cause"]
+    assert ("no closed candle" if mode == "empty" else "malformed OHLCV") in skipped["cause"]
+    assert not _events(logs, "trading_paused")
+    times = trader.engine.loop.times
+    assert len(times) == 5 and _no_hole(times)                # the next poll brought both bars
+    [caught] = _events(logs, "catch_up_bar")
+    assert caught["bar_time_ns"] == times[1]
+
+
+def test_the_live_session_survives_a_bad_candle_answer(exchange_server, tmp_path):
+    """``fetch_closed`` is shared: the live loop's poll skips the symbol for the cycle too."""
+    from mlcoord.live.session import run_live
+
+    settings, options = load_live_settings(live_config(tmp_path, "futures"))
+    for k in (2, 3, 4):
+        exchange_server.faults.bad_klines("empty", endpoint="/fapi/v1/klines", at_call=k)
+    with capture_logs() as logs:
+        trader = run_live(settings, options, futures_client(exchange_server), load_plugins(),
+                          clock=BarClock(exchange_server), health_clock=ManualClock(), cycles=6)
+    [skipped] = _events(logs, "candles_skipped")
+    assert skipped["symbol"] == "BTC/USDT"
+    times = trader.engine.loop.times
+    assert len(times) == 5 and _no_hole(times)
+
+
+def test_fetch_closed_pages_through_an_exchange_that_caps_pages_silently(exchange_server):
+    """An exchange sending fewer rows than asked (no error): the next page starts after its last row."""
+    exchange = spot_client(exchange_server)
+    exchange.load_markets()
+    health = ExchangeHealth(RetryPolicy(max_attempts=2), ManualClock())
+    [c] = fetch_closed(exchange, health, ["BTC/USDT"], {"BTC/USDT": "BTC/USDT"}, "1h", 20, page=10)
+    known = {"BTC/USDT": int(c.time[-1])}
+    exchange_server.advance(25)
+    exchange_server.faults.bad_klines("short", rows=4, probability=1.0)
+    [new] = fetch_closed(exchange, health, ["BTC/USDT"], {"BTC/USDT": "BTC/USDT"}, "1h", 100, known, page=10)
+    assert len(new) == 25 and int(new.time[0]) == known["BTC/USDT"] + HOUR and _no_hole(new.time)
+    assert len(exchange_server.faults.log) == 7                # 25 bars, 4 a page

@@ -20,6 +20,11 @@ left at None it means once for ``at_call`` and for the plain form, unlimited wit
   ``mode="drop"`` closes the connection, ``"500"`` answers -1000 UNKNOWN, ``"unknown"`` answers
   HTTP 503 with -1007 (Binance's "execution status unknown"), ``"timeout"`` answers only after
   ``delay`` s, when the client has given up.
+- ``bad_klines`` (klines only, ``/api/v3/klines`` and ``/fapi/v1/klines`` unless ``endpoint``):
+  the request is processed and answered HTTP 200, but ``mode="empty"`` sends no rows,
+  ``"malformed"`` sends the last row cut to two fields (ccxt then reads None prices),
+  ``"short"`` sends only the first ``rows`` rows (an exchange capping a page below the asked
+  ``limit``, silently).
 """
 
 from __future__ import annotations
@@ -29,8 +34,10 @@ import threading
 from dataclasses import dataclass, field
 
 ORDER_ENDPOINTS = ("/api/v3/order", "/fapi/v1/order", "/fapi/v1/algoOrder")
+KLINE_ENDPOINTS = ("/api/v3/klines", "/fapi/v1/klines")
 BEFORE = ("timeout", "rate_limit", "server_error", "reject")
-KINDS = (*BEFORE, "auth_error", "partial_fill", "lost_response")
+KINDS = (*BEFORE, "auth_error", "partial_fill", "lost_response", "bad_klines")
+KLINE_MODES = ("empty", "malformed", "short")
 
 
 @dataclass
@@ -50,6 +57,8 @@ class FaultRule:
         if self.endpoint is not None and path != self.endpoint:
             return False
         if self.endpoint is None and order_kind and path not in ORDER_ENDPOINTS:
+            return False
+        if self.endpoint is None and self.kind == "bad_klines" and path not in KLINE_ENDPOINTS:
             return False
         want = self.method or ("POST" if order_kind else None)
         return want is None or want == method
@@ -101,6 +110,21 @@ class Faults:
         if mode not in ("drop", "500", "unknown", "timeout"):
             raise ValueError("mode must be drop, 500, unknown or timeout")
         return self.add("lost_response", mode=mode, delay=delay, **when)
+
+    def bad_klines(self, mode: str = "empty", rows: int = 1, **when) -> FaultRule:
+        if mode not in KLINE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(KLINE_MODES)}")
+        return self.add("bad_klines", mode=mode, rows=rows, **when)
+
+    @staticmethod
+    def spoil_klines(rule: FaultRule, body: list) -> list:
+        """The klines answer ``body`` as the ``bad_klines`` rule ``rule`` sends it."""
+        mode = rule.params.get("mode", "empty")
+        if mode == "empty":
+            return []
+        if mode == "short":
+            return body[: int(rule.params.get("rows", 1))]
+        return body[:-1] + [body[-1][:2]] if body else [[0, "1"]]
 
     def clear(self) -> None:
         with self._lock:

@@ -237,6 +237,9 @@ class _Handler(BaseHTTPRequestHandler):
                     fraction = Decimal(str(partial.params.get("fraction", 0.5)))
             with ex.state.lock:
                 body = route(ex.state, params, fraction)
+            spoil = ex.faults.pick(method, path, ("bad_klines",)) if method == "GET" else None
+            if spoil is not None:
+                body = ex.faults.spoil_klines(spoil, body)
             lost = ex.faults.pick(method, path, ("lost_response",)) if creating else None
         except BinanceError as err:
             return self._send(err.status, {"code": err.code, "msg": err.msg})

@@ -350,7 +350,7 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
-              timeframe: str = "1h", store=None, on_cycle=None) -> PaperTrader:
+              timeframe: str = "1h", store=None, on_cycle=None, health_clock=None) -> PaperTrader:
     """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
 
     Every ``poll_seconds`` it asks for the bars closed since the newest one at hand; each new bar
@@ -362,7 +362,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     malformed candle answer is retried, then that symbol waits for the next cycle
     (``candles_skipped``). The kill switch ends the session; the heartbeat is written after every
     cycle. ``cycles`` bounds the number of polls (None: run until stopped); ``on_cycle(trader)`` is
-    called after each.
+    called after each; ``health_clock`` times the retry backoff (default ``clock``).
 
     The session's summary, closed trades and fills are saved in ``store`` (default: ``[live]
     store``, tables ``paper_*``, opened shared: a live bot may hold the same store) after every
@@ -376,7 +376,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     from mlcoord.pipeline import build_pipeline
 
     clock = clock or SystemClock()
-    health = ExchangeHealth(clock=clock)
+    health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
     symbols, ccxt_symbols = market_symbols(settings)
     page = getattr(options, "candle_page", CANDLE_PAGE)
