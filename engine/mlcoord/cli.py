@@ -535,10 +535,14 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
 @_plugin_flags
 @_friendly
 def paper(config_path, symbols, timeframe, disable, cycles) -> None:
-    """Paper trading: the backtest's pipeline and fill model on live closed candles (no keys, no orders)."""
+    """Paper trading: the backtest's pipeline and fill model on live closed candles (no keys, no orders).
+
+    Missed bars (a pause, an outage) are replayed in order. The session's summary, trades and
+    fills are kept in [live] store (tables paper_*). Ctrl-C ends it cleanly: the summary is
+    saved and printed, exit code 130 (0 when it stops on its own: --cycles, the kill switch)."""
     from mlcoord.backtest.run import disabled_plugins
     from mlcoord.live.exchange import create_exchange
-    from mlcoord.live.runner import load_live_settings, run_paper
+    from mlcoord.live.runner import load_live_settings, paper_summary_line, run_paper
     from mlcoord.backtest.run import configured_plugins
 
     overrides = {"data": {"symbols": _csv(symbols)}} if symbols else {}
@@ -550,6 +554,10 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     p = trader.portfolio
     click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
                f"fills {len(trader.engine.fills)}")
+    click.echo(paper_summary_line(trader.summary))
+    click.echo(f"paper: kept in {options.store} (session {trader.summary['session_id']})")
+    if trader.interrupted:
+        sys.exit(130)
 
 
 @main.command()
