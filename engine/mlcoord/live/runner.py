@@ -317,7 +317,8 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
 
     now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
     tf_ms = timeframe_to_ns(timeframe) // 1_000_000
-    wanted, first = {}, {}
+    wanted: dict[str, int] = {}
+    first: dict[str, Optional[int]] = {}
     for s in symbols:
         last = (known or {}).get(s)
         if last is None:

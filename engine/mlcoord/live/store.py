@@ -468,13 +468,21 @@ class Store:
         with self._write() as conn:
             conn.execute(self._insert(paper_sessions).values(**values).on_conflict_do_update(
                 index_elements=["session_id"], set_={k: v for k, v in values.items() if k != "session_id"}))
-            for table, items, row in ((paper_trades, trades, _paper_trade_row), (paper_fills, fills, _paper_fill_row)):
-                stored = conn.execute(select(func.count()).select_from(table)
-                                      .where(table.c.session_id == session_id)).scalar() or 0
-                new = [dict(row(x), session_id=session_id, sequence=k) for k, x in enumerate(items) if k >= stored]
-                if new:
-                    conn.execute(self._insert(table).on_conflict_do_nothing(
-                        index_elements=["session_id", "sequence"]), new)
+            n = self._paper_stored(conn, paper_trades, session_id)
+            self._add_paper(conn, paper_trades, session_id, n, [_paper_trade_row(t) for t in trades[n:]])
+            n = self._paper_stored(conn, paper_fills, session_id)
+            self._add_paper(conn, paper_fills, session_id, n, [_paper_fill_row(f) for f in fills[n:]])
+
+    def _add_paper(self, conn: Connection, table, session_id: str, first: int, new: list[dict[str, Any]]) -> None:
+        if new:
+            conn.execute(self._insert(table).on_conflict_do_nothing(index_elements=["session_id", "sequence"]),
+                         [dict(r, session_id=session_id, sequence=first + k) for k, r in enumerate(new)])
+
+    @staticmethod
+    def _paper_stored(conn: Connection, table, session_id: str) -> int:
+        """How many rows of ``table`` the session has stored (the next row's sequence)."""
+        return int(conn.execute(select(func.count()).select_from(table)
+                                .where(table.c.session_id == session_id)).scalar() or 0)
 
     def paper_sessions(self) -> list[dict[str, Any]]:
         """Every paper session's summary, oldest first (``session_id`` and ``updated_at`` added)."""
