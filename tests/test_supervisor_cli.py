@@ -17,6 +17,7 @@ def _config(tmp_path, extra=""):
 [live]
 kill_switch = "{tmp_path / 'STOP'}"
 heartbeat = "{tmp_path / 'beat.json'}"
+store = "{tmp_path / 'bot.db'}"
 poll_seconds = 60
 history_bars = 200
 """)
