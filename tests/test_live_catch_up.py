@@ -11,12 +11,13 @@ a guard trips (close_all) at bar 350."""
 
 from __future__ import annotations
 
+import attrs
+
 import numpy as np
 import pytest
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
-from mlcoord.live import session as live_session
 from mlcoord.live.records import PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
@@ -54,7 +55,6 @@ def test_a_paused_bot_replays_every_missed_bar_and_closes_with_catch_up(exchange
     from test_live_spot import PlantedSource
 
     server = exchange_server
-    monkeypatch.setattr(live_session, "CATCH_UP_PAGE", 7)       # 31 missed bars: five pages
     # a signal on every bar after the decision: none may be acted on while replaying
     signals = {SIGNAL: 1, **{k: 1 for k in range(PAUSE_AFTER + 1, PAUSE_AFTER + PAUSE + 1)}}
     wire = Tripwire()
@@ -64,6 +64,7 @@ def test_a_paused_bot_replays_every_missed_bar_and_closes_with_catch_up(exchange
         portfolio_watchers={"tripwire": lambda o: wire})})
     path = live_config(tmp_path, market=market, leverage=3 if market == "futures" else 1)
     settings, options = load_live_settings(with_pipeline(path, planted_pipeline("raiseat", watchers=["tripwire"])))
+    options = attrs.evolve(options, candle_page=7)               # 31 missed bars: five pages
     paused = {}
 
     def on_cycle(trader):

@@ -136,13 +136,7 @@ def test_a_bad_candle_answer_that_persists_skips_the_symbol_for_the_cycle(exchan
     assert caught["bar_time_ns"] == times[1]
 
 
-LIVE_FETCH_SINCE = ("the live poll (session.fetch_since, live engineers' file) validates the rows outside "
-                    "health.call: a malformed row raises DownloadError and ends the live bot; routing it through "
-                    "runner.fetch_closed(..., known, page=...) retries it and skips the symbol for the cycle")
-
-
-@pytest.mark.parametrize("mode", ["empty", pytest.param("malformed", marks=pytest.mark.xfail(
-    reason=LIVE_FETCH_SINCE, strict=True))])
+@pytest.mark.parametrize("mode", ["empty", "malformed"])
 def test_the_live_session_survives_a_bad_candle_answer(exchange_server, tmp_path, mode):
     """The live loop's poll carries on after bad candle answers and catches the bar up next cycle."""
     from mlcoord.live.session import run_live

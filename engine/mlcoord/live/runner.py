@@ -282,6 +282,8 @@ def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: in
                 since = int(t[keep][-1]) + tf_ms
             t = np.concatenate(times) if times else np.empty(0, np.int64)
             v = np.concatenate(values) if values else np.empty((0, 5), np.float64)
+            if len(times) > 1:
+                log.info("catch_up_fetched", symbol=symbol, bars=len(t), pages=len(times))
         if not len(t):
             raise MalformedAnswer(f"{where}: no closed candle in the answer (asked for {limit})")
         return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe}")

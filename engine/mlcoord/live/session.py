@@ -123,7 +123,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                         fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
                     else:
                         at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
-                        fresh = fetch_since(exchange, health, symbols, ccxt_symbols, timeframe, at_hand)
+                        fresh = fetch_since(exchange, health, symbols, ccxt_symbols, timeframe, at_hand, options)
                     closed = len(trader.engine.trades)
                     steps = trader.on_candles(fresh)
                     trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
@@ -147,52 +147,15 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     return trader
 
 
-#: bars asked for per candle request when catching up (Binance: at most 1000 on spot, 1500 on futures)
-CATCH_UP_PAGE = 1000
-
-
-def fetch_since(exchange, health, symbols, ccxt_symbols, timeframe: str, known) -> list:
-    """Every bar closed since the newest one at hand (``known``: symbol -> its open time, ns), in
-    pages of :data:`CATCH_UP_PAGE` from the first missing bar on, so a bot that fell behind by any
-    number of bars gets all of them (no hole in its history); a symbol with nothing at hand gets
-    its last few. A symbol whose next bar cannot have closed yet is not asked."""
-    from mlcoord.candles import candles_from_rows, timeframe_to_ns
-    from mlcoord.live.data import validate_ohlcv
-    from mlcoord.live.exchange import exchange_now_ms
+def fetch_since(exchange, health, symbols, ccxt_symbols, timeframe: str, known, options) -> list:
+    """Every bar closed since the newest one at hand (``known``: symbol -> its open time, ns), up to
+    ``[live] history_bars`` (a hole beyond is logged), ``[live] candle_page`` rows a request, with
+    runner's fetch (one paged fetch for paper and live): an empty or malformed answer is retried,
+    then the symbol is skipped this cycle with a warning and its bars are caught up next time."""
     from mlcoord.live.runner import fetch_closed
 
-    new = [s for s in symbols if s not in known]
-    out = fetch_closed(exchange, health, new, ccxt_symbols, timeframe, 5) if new else []
-    now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
-    tf_ms = timeframe_to_ns(timeframe) // 1_000_000
-    for s in symbols:
-        if s not in known:
-            continue
-        since = known[s] // 1_000_000 + tf_ms
-        if since + tf_ms > now:
-            continue
-        times, values = [], []
-        while since + tf_ms <= now:
-            rows = health.call(lambda since=since: exchange.fetch_ohlcv(ccxt_symbols[s], timeframe, since=since,
-                                                                        limit=CATCH_UP_PAGE), what=f"candles {s}")
-            t, v = validate_ohlcv(rows, f"{exchange.id} {ccxt_symbols[s]} {timeframe}")
-            keep = (t >= since) & (t + tf_ms <= now)
-            if not keep.any():
-                break
-            times.append(t[keep])
-            values.append(v[keep])
-            since = int(t[keep][-1]) + tf_ms
-            if len(rows) < CATCH_UP_PAGE:
-                break
-        if times:
-            import numpy as np
-
-            t_all, v_all = np.concatenate(times), np.concatenate(values)
-            if len(times) > 1 or len(t_all) > 5:
-                log.info("catch_up_fetched", symbol=s, bars=len(t_all), pages=len(times))
-            out.append(candles_from_rows(t_all, v_all, symbol=ccxt_symbols[s], timeframe=timeframe,
-                                         source=f"{exchange.id} {timeframe}").as_symbol(s))
-    return out
+    return fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, known,
+                        page=options.candle_page)
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
