@@ -340,11 +340,17 @@ class Broker:
 
     def _apply(self, record: OrderRecord, response: dict, pending: bool = False) -> OrderRecord:
         """Merge the exchange's answer into the store: state, filled quantity, new fills.
-        ``pending``: the answer to its create; the store holds it PENDING, so it tells something new."""
+        ``pending``: the answer to its create; the store holds it PENDING, so it tells something new.
+        A new fill carries its fee: the answer's, or (an order that filled while resting: its
+        answer has none) the one the order's trade list shows, read before the fill is stored."""
         status, filled, average = self._parse(record, response)
         known = None if pending else self.store.order(record.client_order_id)
         if known is not None and _same(known, status, filled):
             return known                     # nothing new: a refresh of an unchanged order writes nothing
+        before = (known or record).filled_quantity
+        charged = None
+        if filled - before > 1e-12 and average and not _answer_fee(response):
+            charged = self._trade_fees(record, response, filled)
         # the order's new filled quantity and its fill are one transaction: a crash between the two
         # would leave a filled quantity whose fill is never recorded (the next delta is zero).
         # Deferrable: in the trader's manage it commits with the next write or exchange request
@@ -364,15 +370,68 @@ class Broker:
                 price = (float(average) * filled - previous_avg * previous_qty) / delta
                 if not (math.isfinite(price) and price > 0):
                     price = float(average)
-                sequence = len(self.store.fills(record.client_order_id))
-                fee = self._fee(response, delta / filled if filled else 1.0, price)
+                earlier = self.store.fills(record.client_order_id)
+                sequence = len(earlier)
+                if charged is not None:      # the trade list's fee of what has filled, less what is booked
+                    fee = max(charged[0] - sum(f.fill.fee for f in earlier), 0.0)
+                    currency = charged[1]
+                else:
+                    fee, currency = self._fee(record, response, delta / filled if filled else 1.0, price)
                 o = record.order
                 fill = Fill(o.id, o.symbol, o.side, self._now(), price, delta, fee, o.reduce_only, o.tag, o.hedge)
-                self.store.record_fill(FillRecord(fill, sequence=sequence,
-                                                  fee_currency=(response.get("fee") or {}).get("currency") or ""))
-                log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price)
+                self.store.record_fill(FillRecord(fill, sequence=sequence, fee_currency=currency))
+                log.info("order_fill", client_id=o.id, symbol=o.symbol, tag=o.tag, quantity=delta, price=price,
+                         fee=fee, fee_currency=currency)
                 merged = self.store.order(record.client_order_id) or merged
         return merged
+
+    def _trade_fees(self, record: OrderRecord, response: dict, filled: float) -> Optional[tuple[float, str]]:
+        """The fee of the order's first ``filled`` units from its trade list (by exchange order id;
+        a triggered futures stop trades through its child order), in the quote asset (a fee in the
+        base asset at the trade's price) and the currency charged (the base asset when any trade
+        was charged in it: what a spot holding lacks). A fee in a third asset (e.g. BNB) is kept as
+        charged, in that asset, with a warning. None (logged) when the list cannot be read: the
+        fill is then booked with the answer's fee and the order's total is corrected when it is done."""
+        info = response.get("info") or {}
+        oid = str(info.get("actualOrderId") or response.get("id") or "") if isinstance(info, dict) else \
+            str(response.get("id") or "")
+        if not oid:
+            return None
+        sym = self.symbol(record.order.symbol)
+        try:
+            trades = self.call(lambda: self.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
+                               f"fetch_my_trades {sym} {oid}")
+            market = self.exchange.market(sym)
+        except Exception as exc:
+            log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid,
+                        error=f"{type(exc).__name__}: {exc}", note="booked with the order answer's fee")
+            return None
+        trades = sorted(trades or [], key=lambda t: (t.get("timestamp") or 0, str(t.get("id") or "")))
+        total, amount, currencies = 0.0, 0.0, set()
+        for t in trades:
+            qty = float(t.get("amount") or 0.0)
+            if amount >= filled * (1 - 1e-9):
+                break                        # filled since the answer: booked with the next fill
+            share = min(1.0, (filled - amount) / qty) if qty > 0 else 1.0
+            amount += qty
+            fee = t.get("fee") or {}
+            cost, currency = float(fee.get("cost") or 0.0) * share, fee.get("currency") or market["quote"]
+            currencies.add(currency)
+            if currency == market["quote"]:
+                total += cost
+            elif currency == market["base"]:
+                total += cost * float(t.get("price") or 0.0)
+            else:
+                log.warning("fee_in_other_asset", client_id=record.client_order_id, currency=currency, fee=cost,
+                            note="recorded in that asset: this cannot price it in the quote asset")
+                total += cost
+        if amount < filled * (1 - 1e-9):
+            log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid, filled=filled,
+                        listed=amount, note="the trade list lags the order: corrected when the order is done")
+            return None
+        other = currencies - {market["quote"], market["base"]}
+        currency = sorted(other)[0] if other else market["base"] if market["base"] in currencies else market["quote"]
+        return total, currency
 
     def _parse(self, record: OrderRecord, response: dict) -> tuple[OrderState, float, Any]:
         """The state, filled quantity and average price an exchange answer gives the order."""
@@ -393,18 +452,34 @@ class Broker:
             status = OrderState.PARTIALLY_FILLED
         return status, filled, average
 
-    def _fee(self, response: dict, share: float, price: float) -> float:
-        fee = response.get("fee") or {}
+    def _fee(self, record: OrderRecord, response: dict, share: float, price: float) -> tuple[float, str]:
+        """``share`` of the fee an order answer reports, in the quote asset (a base-asset fee at the
+        fill's price) and the currency charged; a third asset's (e.g. BNB) stays in that asset."""
+        fee = _answer_fee(response)
+        if fee is None:
+            return 0.0, ""                   # unknown: the order's trade list corrects it once it is done
         cost = float(fee.get("cost") or 0.0) * share
-        quote = self.exchange.market(response.get("symbol"))["quote"] if response.get("symbol") in \
-            getattr(self.exchange, "markets", {}) else None
-        return cost if fee.get("currency") in (None, quote) else cost * price   # base-currency fee in quote
+        market = self.exchange.market(self.symbol(record.order.symbol))
+        currency = str(fee.get("currency") or market["quote"])
+        if currency == market["base"]:
+            return cost * price, currency
+        if currency != market["quote"] and cost:
+            log.warning("fee_in_other_asset", client_id=record.client_order_id, currency=currency, fee=cost,
+                        note="recorded in that asset: this cannot price it in the quote asset")
+        return cost, currency
 
     def _now(self) -> int:
         try:
             return int(self.exchange.milliseconds()) * 1_000_000
         except Exception:
             return 0
+
+
+def _answer_fee(response: dict) -> Optional[dict]:
+    """The fee an order answer reports, or None when it reports none (ccxt: no ``fee``, or one
+    without a cost: the answer of an order that filled while resting)."""
+    fee = response.get("fee")
+    return fee if isinstance(fee, dict) and fee.get("cost") is not None else None
 
 
 def _same(known: OrderRecord, status: OrderState, filled: float) -> bool:

@@ -25,9 +25,9 @@ class ExchangeFees(TraderParts):
 
     def exchange_fees(self, plan: PlanRecord, filled: Sequence[OrderRecord]) -> Optional[float]:
         """The fees of the plan's filled orders in the quote asset, from the exchange's trade list
-        (one request per filled order, by its exchange id, so no time window can cut trades off):
-        order answers often carry no fee (futures orders, orders that filled while resting), so the
-        fills alone would count none. A fee in the base asset is converted at the trade's price.
+        (one request per filled order, by its exchange id, so no time window can cut trades off),
+        unless every fill of the order booked its fee already (the broker reads a fill's fee from the
+        trade list when its order answer has none: futures orders, orders that filled while resting). A fee in the base asset is converted at the trade's price.
         None (the fills' own fees are used, logged) when the trades cannot be read, or a fee is in a
         third asset (e.g. BNB) that this cannot price."""
         broker = self.broker
@@ -35,7 +35,15 @@ class ExchangeFees(TraderParts):
         market = broker.exchange.market(sym)
         total, ids = 0.0, set()
         try:
-            for r in filled:
+            for r in list(filled):
+                known = broker.store.fills(r.client_order_id)
+                if known and all(f.fee_currency for f in known) and \
+                        abs(sum(f.fill.quantity for f in known) - r.filled_quantity) <= 1e-9 * max(r.filled_quantity, 1):
+                    other = {f.fee_currency for f in known} - {market["quote"], market["base"]}
+                    if other:
+                        raise BrokerError(f"a fee in {sorted(other)[0]}, which this cannot price")
+                    total += sum(f.fill.fee for f in known)      # every fill booked its fee already
+                    continue
                 if broker.market == "futures" and r.order.kind not in (OrderKind.MARKET, OrderKind.LIMIT):
                     found = broker.lookup(r) or {}       # an algo order: its triggered order has the trades
                     child = (found.get("info") or {}).get("actualOrderId") or found.get("id")

@@ -118,7 +118,10 @@ def _spot_holdings(broker: Broker, symbols: Sequence[str], balances) -> tuple[tu
     for plan in store.active_plans():
         base = broker.base_asset(plan.symbol)
         planned.add(plan.symbol)
-        net, held = float(nets.get(plan.plan_id) or 0.0), total.get(base, 0.0)
+        # the coins the exchange kept as its fees (booked with each fill) were never held
+        fees = sum(f.fill.fee / f.fill.price for r in store.orders(plan.plan_id) if not r.order.reduce_only
+                   for f in store.fills(r.client_order_id) if f.fee_currency == base and f.fill.price > 0)
+        net, held = float(nets.get(plan.plan_id) or 0.0) - fees, total.get(base, 0.0)
         out.append((plan.plan_id, base, net, held))
         if net > 0 and held < net * (1 - SPOT_FEE_TOLERANCE):
             log.warning("spot_holding_short", plan=plan.plan_id, asset=base, plan_net=net, balance=held,
