@@ -2,7 +2,9 @@
 the process died:
 
 * every decision of the journal (``decisions`` table, keyed by symbol and bar: a bar replayed
-  after a restart is stored once), so "why did it trade?" has an answer after any crash;
+  after a restart is stored once), so "why did it trade?" has an answer after any crash; an
+  entered decision is stored earlier, with its plan, before its first order is sent
+  (:meth:`LiveTrader.open_plan`): a kill -9 in between leaves no plan without its decision;
 * the plugins' learning state (:meth:`Pipeline.state`: ensemble weights, calibration, bandit
   arms), restored before the first decision;
 * the portfolio guards' state (:meth:`Pipeline.guard_state`: cooldowns, pair locks, active hedge

@@ -221,8 +221,11 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         trailing = exchange_trail(symbol, levels, entry) if self.trailing == "exchange" else None
         plan = PlanRecord(plan_id, symbol, t, float(sizing.quantity), entry, levels, trailing=trailing, updated_at=t)
         with self.store.deferring():
-            # journaled before any of its orders: committed with the first one's journal
-            self.store.save_plan(plan, deferrable=True)
+            # journaled before any of its orders, with its decision: committed with the first one's
+            # journal (a kill -9 after that order went out must not leave the plan without it)
+            with self.store.transaction(deferrable=True):
+                self.store.save_plan(plan)
+                self.store.record_decision(decision)
             self.venue.expect(plan, decision)
             log.info("plan_opened", plan=plan_id, symbol=symbol, side=plan.side.name, quantity=plan.quantity,
                      legs=len(plan.entry.legs), stop=plan.levels.stop, take_profit=plan.levels.take_profit)
