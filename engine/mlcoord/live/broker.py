@@ -398,6 +398,7 @@ class Broker:
         if not oid:
             return None
         sym = self.symbol(record.order.symbol)
+        self.store.flush()                   # a store failure is not the trade list's: never swallowed here
         try:
             trades = self.call(lambda: self.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
                                f"fetch_my_trades {sym} {oid}")
