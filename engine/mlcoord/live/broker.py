@@ -392,6 +392,8 @@ class Broker:
         was charged in it: what a spot holding lacks). A fee in a third asset (e.g. BNB) is kept as
         charged, in that asset, with a warning. None (logged) when the list cannot be read: the
         fill is then booked with the answer's fee and the order's total is corrected when it is done."""
+        import ccxt
+
         info = response.get("info") or {}
         oid = str(info.get("actualOrderId") or response.get("id") or "") if isinstance(info, dict) else \
             str(response.get("id") or "")
@@ -403,7 +405,7 @@ class Broker:
             trades = self.call(lambda: self.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
                                f"fetch_my_trades {sym} {oid}")
             market = self.exchange.market(sym)
-        except Exception as exc:
+        except ccxt.BaseError as exc:        # an outage (ExchangeUnavailable) pauses the cycle, as elsewhere
             log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid,
                         error=f"{type(exc).__name__}: {exc}", note="booked with the order answer's fee")
             return None
