@@ -79,22 +79,27 @@ def test_plugins_and_the_template_import_only_the_public_surface():
     assert not wrong, "\n".join(wrong)
 
 
+def name_constants(paths, names: set[str]) -> list[str]:
+    """Every string constant in ``paths`` equal to one of ``names`` (less the documented exceptions)."""
+    hits = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names \
+                    and (path.name, node.value) not in NOT_A_COMPONENT:
+                hits.append(f"{path.name}:{node.lineno} {node.value!r}")
+    return hits
+
+
 def test_the_engine_never_names_a_built_in_component():
     """Defaults live in the shipped profile; the engine's code selects nothing by name."""
     names = builtin_names()
     assert {"technical", "dca", "risk", "exits", "hedging", "bayes", "lstm"} <= names
-    hits = []
-    for path in sorted((ROOT / "engine" / "mlcoord").rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names \
-                    and (path.name, node.value) not in NOT_A_COMPONENT:
-                hits.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
+    hits = name_constants(sorted((ROOT / "engine" / "mlcoord").rglob("*.py")), names)
     assert not hits, "\n".join(hits)
 
 
 def test_the_name_grep_would_catch_a_name(tmp_path):
-    """The grep above is not vacuous: the pattern it forbids is found in a planted file."""
+    """The grep above is not vacuous: the same function finds a planted selection by name."""
     planted = tmp_path / "planted.py"
-    planted.write_text('if b.name == "hedging":\n    pass\n')
-    tree = ast.parse(planted.read_text())
-    assert [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and n.value in builtin_names()] == ["hedging"]
+    planted.write_text('if b.name == "hedging":\n    pass\nrisk = {"risk": 1}\n')
+    assert name_constants([planted], builtin_names()) == ["planted.py:1 'hedging'", "planted.py:3 'risk'"]

@@ -161,7 +161,7 @@ def resolve_components(settings: Settings, plugins: PluginSet,
             log.info("options_of_disabled_plugin_ignored", plugin=name)
     known = set(plugins.components) | set(plugins.statuses) | profile.names()
     check_names([n for n in settings.plugins if n not in disabled or n in plugins.components],
-                set(plugins.components) | (profile.names() - set(plugins.components)), "component in [plugins.*]")
+                set(plugins.components) | profile.names(), "component in [plugins.*]")
     for name in settings.plugins:   # a typo in options of a component not selected still fails
         if name in plugins.components:
             plugin_options(settings, name, plugins.components[name].options)

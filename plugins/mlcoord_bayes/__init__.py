@@ -37,8 +37,6 @@ STATE_VERSION = 1
 __all__ = ["BayesOptions", "BayesCalibrator", "BinPosteriors", "pool_adjacent_violators"]
 
 
-_number = number()
-_integer = integer()
 
 
 def _decay(instance, attribute, value):
@@ -65,12 +63,12 @@ class BayesOptions:
     min_probability=0.01, max_probability=0.99: the calibrated value is clipped to this range.
     """
 
-    bins: int = attrs.field(default=10, validator=[_integer, v.ge(2), v.le(1000)])
-    prior_strength: float = attrs.field(default=10.0, validator=[_number, v.gt(0)])
-    decay: float = attrs.field(default=0.999, validator=[_number, _decay])
+    bins: int = attrs.field(default=10, validator=[integer(), v.ge(2), v.le(1000)])
+    prior_strength: float = attrs.field(default=10.0, validator=[number(), v.gt(0)])
+    decay: float = attrs.field(default=0.999, validator=[number(), _decay])
     per_direction: bool = attrs.field(default=False, validator=v.instance_of(bool))
-    min_probability: float = attrs.field(default=0.01, validator=[_number, _probability_bounds])
-    max_probability: float = attrs.field(default=0.99, validator=[_number, _probability_bounds])
+    min_probability: float = attrs.field(default=0.01, validator=[number(), _probability_bounds])
+    max_probability: float = attrs.field(default=0.99, validator=[number(), _probability_bounds])
 
 
 def _raw(raw: float) -> float:

@@ -12,18 +12,6 @@ from mlcoord.api import Decision, GuardAction, Trade, flag, fraction, integer, n
 from mlcoord_hedging.trackers import MarketReturns
 
 
-def _fraction(lo_open: bool = True):
-    return fraction(lo_open=lo_open)
-
-
-_positive_number = number(0.0, lo_open=True)
-
-
-def _bars(lo: int):
-    return integer(lo, why=" (bars)")
-
-
-_flag = flag
 _EPS = 1e-12
 
 
@@ -55,21 +43,21 @@ class HedgingOptions:
       this-many bars, and at once whenever the set of exposed symbols changes (1: every bar).
     """
 
-    hedge_fraction: float = attrs.field(default=0.5, validator=_fraction())
-    use_drawdown: bool = attrs.field(default=True, validator=_flag)
-    drawdown_trigger: float = attrs.field(default=0.10, validator=_fraction())
-    drawdown_release: float = attrs.field(default=0.05, validator=_fraction(lo_open=False))
-    use_volatility: bool = attrs.field(default=True, validator=_flag)
-    vol_window: int = attrs.field(default=24, validator=_bars(2))
-    vol_baseline: int = attrs.field(default=720, validator=_bars(2))
-    vol_trigger_ratio: float = attrs.field(default=2.5, validator=_positive_number)
-    vol_release_ratio: float = attrs.field(default=1.5, validator=_positive_number)
-    vol_baseline_refresh: int = attrs.field(default=24, validator=_bars(1))
-    use_correlation: bool = attrs.field(default=True, validator=_flag)
-    corr_window: int = attrs.field(default=72, validator=_bars(3))
-    corr_trigger: float = attrs.field(default=0.9, validator=_fraction())
-    corr_release: float = attrs.field(default=0.75, validator=_fraction(lo_open=False))
-    corr_refresh_bars: int = attrs.field(default=4, validator=_bars(1))
+    hedge_fraction: float = attrs.field(default=0.5, validator=fraction(lo_open=True))
+    use_drawdown: bool = attrs.field(default=True, validator=flag)
+    drawdown_trigger: float = attrs.field(default=0.10, validator=fraction(lo_open=True))
+    drawdown_release: float = attrs.field(default=0.05, validator=fraction())
+    use_volatility: bool = attrs.field(default=True, validator=flag)
+    vol_window: int = attrs.field(default=24, validator=integer(2, why=" (bars)"))
+    vol_baseline: int = attrs.field(default=720, validator=integer(2, why=" (bars)"))
+    vol_trigger_ratio: float = attrs.field(default=2.5, validator=number(0.0, lo_open=True))
+    vol_release_ratio: float = attrs.field(default=1.5, validator=number(0.0, lo_open=True))
+    vol_baseline_refresh: int = attrs.field(default=24, validator=integer(1, why=" (bars)"))
+    use_correlation: bool = attrs.field(default=True, validator=flag)
+    corr_window: int = attrs.field(default=72, validator=integer(3, why=" (bars)"))
+    corr_trigger: float = attrs.field(default=0.9, validator=fraction(lo_open=True))
+    corr_release: float = attrs.field(default=0.75, validator=fraction())
+    corr_refresh_bars: int = attrs.field(default=4, validator=integer(1, why=" (bars)"))
 
     def __attrs_post_init__(self):
         for trigger, release in (("drawdown_trigger", "drawdown_release"),

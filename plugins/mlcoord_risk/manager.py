@@ -13,15 +13,6 @@ from mlcoord.api import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade, 
 from mlcoord_risk.kelly import KellyEstimate, kelly_estimate
 
 
-def _number(lo: float, hi: float, *, lo_open: bool = False, why: str = ""):
-    """A finite number in [lo, hi] (``(lo, hi]`` with ``lo_open``)."""
-    return number(lo, hi, lo_open=lo_open, why=why)
-
-
-def _integer(lo: int):
-    return integer(lo)
-
-
 @attrs.frozen
 class RiskOptions:
     """Options of the ``risk`` sizer, from ``[plugins.risk]``.
@@ -44,17 +35,17 @@ class RiskOptions:
       to veto entries while f* <= 0 instead.
     """
 
-    risk_per_trade: float = attrs.field(default=0.01, validator=_number(
+    risk_per_trade: float = attrs.field(default=0.01, validator=number(
         0.0, 0.25, lo_open=True, why=" (a fraction: 0.01 is 1% of equity)"))
-    max_position_fraction: float = attrs.field(default=0.25, validator=_number(0.0, 1.0, lo_open=True))
-    max_total_exposure: float = attrs.field(default=1.0, validator=_number(0.0, 1.0, lo_open=True))
-    max_leverage: float = attrs.field(default=3.0, validator=_number(1.0, 125.0))
-    min_notional: float = attrs.field(default=10.0, validator=_number(0.0, math.inf))
+    max_position_fraction: float = attrs.field(default=0.25, validator=number(0.0, 1.0, lo_open=True))
+    max_total_exposure: float = attrs.field(default=1.0, validator=number(0.0, 1.0, lo_open=True))
+    max_leverage: float = attrs.field(default=3.0, validator=number(1.0, 125.0))
+    min_notional: float = attrs.field(default=10.0, validator=number(0.0))
     use_kelly: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    kelly_fraction: float = attrs.field(default=0.25, validator=_number(0.0, 1.0, lo_open=True))
-    kelly_min_trades: int = attrs.field(default=30, validator=_integer(2))
-    kelly_lookback: int = attrs.field(default=200, validator=_integer(0))
-    kelly_floor: float = attrs.field(default=0.0025, validator=_number(0.0, 0.25))
+    kelly_fraction: float = attrs.field(default=0.25, validator=number(0.0, 1.0, lo_open=True))
+    kelly_min_trades: int = attrs.field(default=30, validator=integer(2))
+    kelly_lookback: int = attrs.field(default=200, validator=integer(0))
+    kelly_floor: float = attrs.field(default=0.0025, validator=number(0.0, 0.25))
 
     @kelly_lookback.validator
     def _lookback_covers_min(self, attribute, value):

@@ -7,7 +7,7 @@ entry.
 The kill switch blocks new entries (and with ``flatten_on_kill`` closes positions); the loop keeps
 running while it is on, so open positions keep their stops moving. The heartbeat is written after
 every cycle. A bot that fell behind (a pause, an outage) fetches every missed bar in pages
-(:func:`fetch_since`) and replays them (:meth:`LiveTrader.on_candles`: closes with reason
+(:func:`mlcoord.live.runner.fetch_closed`) and replays them (:meth:`LiveTrader.on_candles`: closes with reason
 ``catch_up``, entries on the newest bar only); scan mode still fetches the last few bars only.
 
 With ``[live] scan = true`` the scanner picks the symbols every cycle and fetches their candles
@@ -123,7 +123,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                         fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
                     else:
                         at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
-                        fresh = fetch_since(exchange, health, symbols, ccxt_symbols, timeframe, at_hand, options)
+                        fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
+                                             at_hand, page=options.candle_page)   # every bar missed, paged
                     closed = len(trader.engine.trades)
                     steps = trader.on_candles(fresh)
                     trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
@@ -145,17 +146,6 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         if scanner is not None:
             scanner.close()
     return trader
-
-
-def fetch_since(exchange, health, symbols, ccxt_symbols, timeframe: str, known, options) -> list:
-    """Every bar closed since the newest one at hand (``known``: symbol -> its open time, ns), up to
-    ``[live] history_bars`` (a hole beyond is logged), ``[live] candle_page`` rows a request, with
-    runner's fetch (one paged fetch for paper and live): an empty or malformed answer is retried,
-    then the symbol is skipped this cycle with a warning and its bars are caught up next time."""
-    from mlcoord.live.runner import fetch_closed
-
-    return fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, known,
-                        page=options.candle_page)
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
