@@ -135,6 +135,8 @@ def _settable(cls: Any) -> set[str]:
 def check_ccxt_table(exchange_id: str, cls: Any, table: Mapping[str, Any]) -> None:
     """Every ``[exchange.ccxt]`` key must be something ccxt's ``exchange_id`` has (a typo would
     otherwise be set silently and ignored)."""
+    if not table:                        # nothing to check: no throwaway exchange built per connection
+        return
     known = _settable(cls)
     for key in table:
         if key not in known:

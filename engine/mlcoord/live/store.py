@@ -497,7 +497,7 @@ class Store:
         with self._read() as conn:
             bodies = conn.execute(select(paper_trades.c.body).where(paper_trades.c.session_id == session_id)
                                   .order_by(paper_trades.c.sequence)).scalars().all()
-        return [Trade(**dict(rows.loads(b), side=Side(rows.loads(b)["side"]))) for b in bodies]
+        return [Trade(**{**row, "side": Side(row["side"])}) for row in map(rows.loads, bodies)]
 
     def paper_fills(self, session_id: str) -> list[Fill]:
         """The session's (simulated) fills, in order."""
