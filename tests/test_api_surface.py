@@ -20,7 +20,7 @@ SURFACE = sorted([
     'ExitReason', 'ExposesFeatures', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
     'MarketContext', 'MarketData', 'Outcome', 'OutcomeLearner', 'PortfolioView', 'PortfolioWatcher',
     'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Regime', 'Side', 'Signal',
-    'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'Stateful', 'Trade', 'TradeObserver',
+    'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'SkipsFlatBars', 'Stateful', 'Trade', 'TradeObserver',
     'Trainable', 'Vote', 'Voter', 'auc', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
     'plugin_checks', 'plugin_reason', 'river_weights', 'set_river_weights',

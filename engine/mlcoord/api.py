@@ -70,7 +70,8 @@ from mlcoord.model import (
     plugin_reason,
 )
 from mlcoord.option_checks import flag, fraction, integer, number
-from mlcoord.protocols import ExposesFeatures, Learner, OutcomeLearner, Stateful, TradeObserver, Trainable
+from mlcoord.protocols import (ExposesFeatures, Learner, OutcomeLearner, SkipsFlatBars, Stateful, TradeObserver,
+                               Trainable)
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
 from mlcoord.views import ReadOnlyViewError
@@ -120,7 +121,7 @@ __all__ = [
     # component protocols (required methods) and optional ones
     "SignalSource", "MLComponent", "Voter", "Calibrator", "EntryPlanner", "Sizer", "ExitManager",
     "PositionManager", "EntryGuard", "PortfolioWatcher",
-    "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures",
+    "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures", "SkipsFlatBars",
     # causal features and learning targets
     "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "event_labels", "event_happened",
     "auc", "log_loss",

@@ -42,6 +42,7 @@ from mlcoord.model import (
 )
 from mlcoord.model.intents import STOP_PASSED
 from mlcoord.pipeline import Pipeline, PreparedSymbol
+from mlcoord.protocols import SkipsFlatBars
 from mlcoord.views import PendingEntry, PortfolioMath, PositionProxy, _Frozen
 
 
@@ -281,6 +282,10 @@ class TradingLoop:
         self.exposure_curve: array[float] = array("d")
         self._day: Optional[int] = None
         self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
+        # the watchers that take flat stretches at once; None when one of them cannot (no skipping)
+        watchers = [g.obj for g in components.portfolio_watchers]
+        self._skippers: Optional[list[SkipsFlatBars]] = (
+            watchers if all(isinstance(w, SkipsFlatBars) for w in watchers) else None)
         #: who may open a new position now (None: every symbol); a live session pauses entries
         #: (kill switch) or keeps them to the scanner's pick; exits are never paused
         self.may_enter: Optional[Callable[[str], bool]] = None
@@ -412,6 +417,50 @@ class TradingLoop:
                 continue
             if self.may_enter is None or self.may_enter(sym):
                 self._decide(s, i, t)
+
+    def skip_flat(self, times: np.ndarray, bars: Sequence[tuple[SymbolSeries, int]]) -> bool:
+        """Take the ``len(times)`` bars from ``bars`` on (every priced symbol's series and the index
+        of its bar at ``times[0]``; none of them signals in the stretch) at once, if nothing can
+        happen in them: nothing held, working or left to cover, no outcome due, and every
+        portfolio watcher able to take them in bulk (:class:`~mlcoord.protocols.SkipsFlatBars`).
+        The equity stays as it is, so the curves get the same values bar-by-bar stepping would
+        give. False (nothing done) otherwise: the caller steps them one by one."""
+        ledger, view, skippers = self.ledger, self.portfolio, self._skippers
+        if skippers is None or ledger.positions or ledger.hedges or self.venue.busy:
+            return False
+        if view._triggers and (ledger.version, self._trigger_version) != self._covered:
+            return False
+        n, prices = len(times), ledger.prices
+        if len(prices) != len(bars):
+            return False
+        for s, i in bars:
+            if s.symbol not in prices or i + n > s.next_due:
+                return False
+        for w in skippers:
+            if not w.can_skip_flat_bars(view):
+                return False
+        stamps = np.array(times, dtype=np.int64)
+        stamps.setflags(write=False)
+        closes = {}
+        for s, i in bars:
+            c = np.frombuffer(s.c[i:i + n], dtype=np.float64)      # a copy: the series may grow later
+            c.setflags(write=False)
+            closes[s.symbol] = c
+        ordered = {sym: closes[sym] for sym in view.symbols()}
+        for w in skippers:
+            w.skip_flat_bars(view, stamps, MappingProxyType(ordered))
+        equity = ledger.mark_flat()
+        self.times.frombytes(stamps.tobytes())
+        self.equity_curve.frombytes(np.full(n, equity).tobytes())
+        self.exposure_curve.frombytes(bytes(8 * n))
+        t = int(stamps[-1])
+        ledger.time = t
+        if t // DAY_NS != self._day:
+            self._day = t // DAY_NS
+            ledger.day_start_equity = equity
+        for s, i in bars:
+            prices[s.symbol] = s.c[i + n - 1]
+        return True
 
     def _cancel_passed(self, sym: str, side: int, stop: float) -> None:
         """Entry legs the moved stop has passed (a long's buy legs at or below it, a short's sell

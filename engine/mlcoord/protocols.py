@@ -67,4 +67,27 @@ class ExposesFeatures(Protocol):
     def features(self, data: Any) -> Mapping[str, Any]: ...
 
 
-__all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver", "ExposesFeatures"]
+@runtime_checkable
+class SkipsFlatBars(Protocol):
+    """A portfolio watcher that takes a stretch of *flat* bars at once.
+
+    Most of a backtest's bars pass with nothing held, no order working, no hedge to cover and no
+    entry signal; stepping them one by one costs more than everything else in a plain backtest.
+    After a bar where the portfolio was flat, a backtest asks every watcher
+    ``can_skip_flat_bars(portfolio)``: True promises that ``on_bar`` on each of the next flat bars
+    would return no action and change nothing but the prices the watcher keeps (the portfolio's
+    equity, drawdown, exposure and day-start equity cannot move while it is flat, and the day's
+    start equity only resets to that same equity). If every watcher says so, the backtest calls
+    ``skip_flat_bars(portfolio, times, closes)`` with the stretch's bar times (ns) and each priced
+    symbol's closes (read-only arrays, in ``portfolio.symbols()`` order) instead of ``on_bar`` per
+    bar; the portfolio still shows the bar before the stretch. A watcher without these methods is
+    stepped bar by bar, as paper and live sessions always are; both paths must leave the watcher
+    in the same state (the conformance kit and the engine's tests compare them)."""
+
+    def can_skip_flat_bars(self, portfolio: Any) -> bool: ...
+
+    def skip_flat_bars(self, portfolio: Any, times: Any, closes: Mapping[str, Any]) -> None: ...
+
+
+__all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver", "ExposesFeatures",
+           "SkipsFlatBars"]

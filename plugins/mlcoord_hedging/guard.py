@@ -99,6 +99,9 @@ class HedgingGuard:
         self._quiet = False
         self._dd_trigger = o.drawdown_trigger - _EPS
         self._dd_release = o.drawdown_release + _EPS
+        # the last bar found nothing held and changed nothing: the next flat bars would only add
+        # prices (a backtest may then hand them over at once, see skip_flat_bars)
+        self._flat_fixed = False
 
     # -- PortfolioGuard -------------------------------------------------------------------------
     def on_trade_closed(self, trade: Trade, decision: Optional[Decision] = None) -> None:
@@ -107,6 +110,30 @@ class HedgingGuard:
     def on_bar(self, portfolio) -> list[GuardAction]:
         """Update every trigger from the portfolio; ask for a hedge while any is active and none
         is on, and close the hedge this guard asked for once none is active."""
+        if portfolio.open_positions():
+            self._flat_fixed = False
+            return self._on_bar(portfolio)
+        before = self._signature()
+        actions = self._on_bar(portfolio)
+        self._flat_fixed = not actions and self._signature() == before
+        return actions
+
+    def can_skip_flat_bars(self, portfolio) -> bool:
+        """While the portfolio stays flat its drawdown and exposure stay put, so once a flat bar
+        changed nothing, the next ones only add prices."""
+        return self._flat_fixed
+
+    def skip_flat_bars(self, portfolio, times, closes) -> None:
+        """Record the stretch's prices as ``on_bar`` would have, bar by bar."""
+        if self._market is not None:
+            self._market.record_many(portfolio.symbols(), closes)
+
+    def _signature(self) -> tuple:
+        """Everything a flat bar may change, prices aside."""
+        return (tuple(self.active), self._opened, len(self._released), len(self._last_exposure),
+                self._corr_key, self._corr_best is None, self._quiet)
+
+    def _on_bar(self, portfolio) -> list[GuardAction]:
         o, active, market = self.options, self.active, self._market
         if o.use_drawdown:
             dd = portfolio.drawdown
@@ -182,7 +209,7 @@ class HedgingGuard:
         self._opened = bool(state["opened"])
         self._last_exposure = {str(k): float(v) for k, v in state["last_exposure"].items()}
         self._released = [str(r) for r in state.get("released", [])]
-        self._quiet = False
+        self._quiet = self._flat_fixed = False
         self._corr_key, self._corr_best, self._corr_age = (), None, 0
         m = self._market
         for symbol, (value, age) in state.get("baselines", {}).items():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from array import array
 from operator import mul
-from typing import Callable, Optional, Sequence
+from typing import Callable, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -87,6 +87,32 @@ class MarketReturns:
                 col.append(col[-1])
         if bar >= self._next_trim:
             self._next_trim = bar + self.keep
+            keep = self.keep
+            for col in self._cols:
+                if len(col) > keep:
+                    del col[:-keep]
+
+    def record_many(self, symbols: Sequence[str], closes: Mapping[str, np.ndarray]) -> None:
+        """``record`` for a stretch of bars at once: ``closes[s]`` holds every symbol's prices,
+        one per bar; the same histories and bar counter as recording them one by one."""
+        n = len(closes[symbols[0]]) if symbols else 0
+        if n == 0:
+            return
+        if symbols != self._symbols:
+            self._rebind(symbols)
+        for s, col in zip(symbols, self._cols):
+            values = np.asarray(closes[s], dtype=np.float64)
+            if col and bool(((values > 0.0) & (values < _INF)).all()):
+                col.frombytes(values.tobytes())
+            else:                                # an invalid price or no history: as ``record``
+                for p in values.tolist():
+                    if 0.0 < p < _INF:
+                        col.append(p)
+                    elif col:
+                        col.append(col[-1])
+        self.bar += n
+        if self.bar >= self._next_trim:
+            self._next_trim = self.bar + self.keep
             keep = self.keep
             for col in self._cols:
                 if len(col) > keep:

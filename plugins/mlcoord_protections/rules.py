@@ -110,6 +110,14 @@ class Protections:
             return [GuardAction("close_all", self._daily_why)]
         return []
 
+    def can_skip_flat_bars(self, portfolio) -> bool:
+        """Flat bars keep the equity and the day's start equity (a new day starts from that same
+        equity): ``on_bar`` answers as it did on this bar, unless the limit would arm now."""
+        return self._breach(portfolio) is None
+
+    def skip_flat_bars(self, portfolio, times, closes) -> None:
+        """Nothing to record: the daily limit is armed already or stays unbreached."""
+
     def allow_entry(self, symbol: str, side: Side, portfolio) -> Optional[str]:
         o, now = self.options, int(portfolio.time)
         self._check_daily(portfolio)
@@ -128,17 +136,28 @@ class Protections:
             del self._locks[symbol]
         return None
 
-    def _check_daily(self, portfolio) -> bool:
-        """True when the daily limit is breached now and was not already armed for today."""
+    def _breach(self, portfolio) -> Optional[tuple[int, float, float, float]]:
+        """(now, day start, floor, equity) when the daily limit is breached now and was not
+        already armed for today; None otherwise."""
         limit = self.options.daily_loss_limit
         now = int(portfolio.time)
         if limit <= 0 or now < self._daily_until:
-            return False
+            return None
         start = float(portfolio.day_start_equity)
         floor = start * (1.0 - limit)
         equity = float(portfolio.equity)
         if not (start > 0 and equity < floor):
+            return None
+        return now, start, floor, equity
+
+    def _check_daily(self, portfolio) -> bool:
+        """True when the daily limit is breached now and was not already armed for today (it is
+        armed now)."""
+        breach = self._breach(portfolio)
+        if breach is None:
             return False
+        now, start, floor, equity = breach
+        limit = self.options.daily_loss_limit
         self._daily_until = (now // DAY_NS + 1) * DAY_NS
         self._daily_why = (f"daily_loss_limit {limit:.1%}: equity {equity:.2f} < {floor:.2f} "
                            f"(day start {start:.2f}): no entries until {when(self._daily_until)}")

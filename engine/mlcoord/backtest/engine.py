@@ -63,15 +63,71 @@ class Backtest(SimulatedSession):
         self.begin(series)
         if start is not None and len(times):
             self.loop.warm_up_guards(series, int(times[0]))
-        step = self.loop.step
         with _fewer_gc_passes():
-            for k, (t, slot) in enumerate(zip(_as_ints(times), slots)):
-                step(t, slot)
-                if progress is not None and k % 2048 == 2047:
-                    progress(2048)
+            if self.skip_flat_bars:
+                self._walk_skipping(series, times, slots, progress)
+            else:
+                self._walk(times, slots, progress)
+        return self.finish()
+
+    #: take stretches of flat bars without a signal at once (see ``TradingLoop.skip_flat``); off,
+    #: every bar is stepped as in a paper or live session (the tests compare both)
+    skip_flat_bars = True
+    #: shorter quiet stretches are stepped: asking the watchers costs about as much as a few bars
+    MIN_SKIP = 4
+
+    def _walk(self, times: np.ndarray, slots: Iterable, progress: Optional[Callable[[int], None]]) -> None:
+        step = self.loop.step
+        for k, (t, slot) in enumerate(zip(_as_ints(times), slots)):
+            step(t, slot)
+            if progress is not None and k % 2048 == 2047:
+                progress(2048)
         if progress is not None:
             progress(len(times) % 2048)
-        return self.finish()
+
+    def _walk_skipping(self, series: Sequence[SymbolSeries], times: np.ndarray, slots: Iterable,
+                       progress: Optional[Callable[[int], None]]) -> None:
+        """Step every bar that may matter; between two of them, hand the quiet stretch (every
+        symbol has a bar and none signals) to the loop, which takes it at once when the account is
+        flat and steps it otherwise."""
+        step, n, min_skip = self.loop.step, len(times), self.MIN_SKIP
+        if len(series) == 1:            # one tuple per stepped bar, built when stepped
+            only, base = series[0], len(series[0].t) - n
+            slot_at: Callable[[int], Sequence] = lambda k: ((only, base + k),)
+        else:                           # a list per timestamp already (see _slots)
+            slot_at = (slots if isinstance(slots, list) else list(slots)).__getitem__
+        events = self._events(series, times)       # timeline positions that must be stepped
+        skip_flat = self.loop.skip_flat
+        k, e, done = 0, 0, 0
+        while k < n:
+            step(int(times[k]), slot_at(k))
+            k += 1
+            while e < len(events) and events[e] < k:
+                e += 1
+            end = int(events[e]) if e < len(events) else n
+            if end - k >= min_skip and skip_flat(times[k:end], slot_at(k)):
+                k = end
+            if progress is not None and k - done >= 2048:
+                progress(k - done)
+                done = k
+        if progress is not None and n > done:
+            progress(n - done)
+
+    @staticmethod
+    def _events(series: Sequence[SymbolSeries], times: np.ndarray) -> np.ndarray:
+        """Timeline positions where a symbol signals or a symbol has no bar: never skipped."""
+        n = len(times)
+        if n == 0:
+            return np.array([], np.int64)
+        count = np.zeros(n, np.int64)
+        signal = np.zeros(n, bool)
+        for s in series:
+            bar_times = np.frombuffer(s.t, dtype=np.int64)
+            first = int(np.searchsorted(bar_times, times[0]))
+            where = np.searchsorted(times, bar_times[first:])
+            count[where] += 1
+            signal[where] |= np.frombuffer(s.action, dtype=np.int8)[first:] != 0
+        return np.flatnonzero(signal | (count < len(series)))
 
     @staticmethod
     def _slots(series: Sequence[SymbolSeries], times: np.ndarray) -> Iterable:

@@ -259,6 +259,29 @@ class _Walk:
             call(self.spec, f"on_bar() of warm-up bar {step} (a flat account)", on_bar, flat.portfolio.view())
 
 
+    def skip_flat(self, guard, steps: range, one_by_one: int) -> bool:
+        """``steps`` as flat bars: the first ``one_by_one`` through ``on_bar``, the rest at once
+        through ``skip_flat_bars`` if the guard says it can take them (as a backtest does);
+        True if it took them."""
+        self.replay_flat(guard, range(steps.start, steps.start + one_by_one))
+        flat = _Walk(self.spec, self.symbols, self.prices, self.times, self.multi, FakePortfolio())
+        flat._mark(steps.start + one_by_one - 1, flat=True)
+        view = flat.portfolio.view()
+        rest = range(steps.start + one_by_one, steps.stop)
+        if not call(self.spec, "can_skip_flat_bars() on a flat account", guard.can_skip_flat_bars, view):
+            self.replay_flat(guard, rest)
+            return False
+        times = self.times[rest.start:rest.stop].copy()
+        times.setflags(write=False)
+        closes = {}
+        for k, sym in enumerate(self.symbols):
+            closes[sym] = self.prices[k, rest.start:rest.stop].copy()
+            closes[sym].setflags(write=False)
+        call(self.spec, f"skip_flat_bars() of flat bars {rest.start}-{rest.stop - 1}", guard.skip_flat_bars, view,
+             times, {sym: closes[sym] for sym in view.symbols()})
+        return True
+
+
 def _whole(walk: _Walk) -> range:
     return range(walk.bars)
 
@@ -312,6 +335,29 @@ def _describe(answer: tuple) -> str:
     if answer[0] == "on_bar":
         return f"on_bar() -> {list(answer[2])!r}"
     return f"allow_entry({answer[2]!r}, {answer[3]}) -> {answer[4]!r}"
+
+
+@role_check("portfolio_watchers", name="skip_flat_bars",
+            applies=lambda spec: has_method(spec, "can_skip_flat_bars", "skip_flat_bars"))
+def guard_skip_flat_bars(spec, get_data) -> None:
+    """A watcher taking flat bars at once (:class:`mlcoord.protocols.SkipsFlatBars`): flat warm-up
+    bars stepped one by one, or the first ten so and the rest through ``skip_flat_bars``, must
+    leave it answering the three-symbol walk that follows exactly alike (and, if it has
+    ``state()``, in the same state)."""
+    data = get_data()
+    walk = _Walk.new(spec, data, multi=True)
+    again = walk.fork()
+    stepped, skipping = build(spec), build(spec)
+    warm_up = range(RESTART_STEP)
+    walk.replay_flat(stepped, warm_up)
+    walk.skip_flat(skipping, warm_up, one_by_one=10)
+    if has_method(spec, "state", "load_state"):
+        a, b = saved_state(spec, stepped, " after flat bars"), saved_state(spec, skipping, " after flat bars")
+        expect(a == b, f"{who(spec)}: after {len(warm_up)} flat bars, stepped one by one its state() is {a!r:.200}; "
+                       f"taken at once through skip_flat_bars() it is {b!r:.200}")
+    for x, y in zip(walk.run(stepped, _whole(walk)), again.run(skipping, _whole(again))):
+        expect(x == y, f"{who(spec)}: step {x[1]} after {len(warm_up)} flat bars: stepped one by one it answers "
+                       f"{_describe(x)}; with the flat bars taken through skip_flat_bars() {_describe(y)}")
 
 
 @role_check("entry_guards", name="state_roundtrip", applies=lambda spec: has_method(spec, "state", "load_state"))
