@@ -98,6 +98,8 @@ class Backtest(SimulatedSession):
             slot_at = (slots if isinstance(slots, list) else list(slots)).__getitem__
         events = self._events(series, times)       # timeline positions that must be stepped
         skip_flat = self.loop.skip_flat
+        # held, hedged or working: not flat (checked here first: most bars of a busy stretch)
+        positions, hedges, busy = self.loop.ledger.positions, self.loop.ledger.hedges, self.loop.venue.busy
         k, e, done = 0, 0, 0
         while k < n:
             step(int(times[k]), slot_at(k))
@@ -105,7 +107,7 @@ class Backtest(SimulatedSession):
             while e < len(events) and events[e] < k:
                 e += 1
             end = int(events[e]) if e < len(events) else n
-            if end - k >= min_skip and skip_flat(times[k:end], slot_at(k)):
+            if end - k >= min_skip and not (positions or hedges or busy) and skip_flat(times[k:end], slot_at(k)):
                 k = end
             if progress is not None and k - done >= 2048:
                 progress(k - done)
