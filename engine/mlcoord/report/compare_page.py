@@ -15,17 +15,6 @@ from mlcoord.report.page import Page, grid, note, stat_table
 LOWER_IS_BETTER = ("max drawdown", "fees paid", "funding paid")
 
 
-def _lower_is_better(table: str) -> str:
-    """``table`` with the colours of the :data:`LOWER_IS_BETTER` rows swapped."""
-    for label in LOWER_IS_BETTER:
-        start = table.find(f'<td class="l">{html.escape(label)}</td>')
-        if start >= 0:
-            end = table.index("</tr>", start)
-            row = table[start:end].replace('"pos"', '"_"').replace('"neg"', '"pos"').replace('"_"', '"neg"')
-            table = table[:start] + row + table[end:]
-    return table
-
-
 def build(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> str:
     na, nb = names
     page = Page(f"mlcoord comparison: {na} vs {nb}",
@@ -37,7 +26,7 @@ def build(a: dict[str, Any], b: dict[str, Any], names: tuple[str, str]) -> str:
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (va, vb))
         signed = {"pct0": "pct", "price": "money"}.get(kind, kind)   # the difference shows its sign
         rows.append((label, (kind, kind, signed), va, vb, vb - va if numeric else None))
-    s.append(_lower_is_better(stat_table(rows, ["", na, nb, f"{nb} − {na}"])))
+    s.append(stat_table(rows, ["", na, nb, f"{nb} − {na}"], lower_is_better=LOWER_IS_BETTER))
     s.append(grid(*(f"<h3>{html.escape(n)}: cost model</h3>" + note(r["stats"].get("cost_model", "")) +
                     f"<h3>{html.escape(n)}: components</h3>" + components_table(r) for n, r in ((na, a), (nb, b)))))
     s = page.section("equity", "Equity and drawdown")

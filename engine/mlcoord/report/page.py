@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Collection, Iterable, Optional, Sequence
 
 import plotly.graph_objects as go
 
@@ -113,16 +113,19 @@ def table(rows: Iterable[Sequence[Any]], header: Sequence[str], kinds: Optional[
     return f'<div class="scroll">{out}</div>' if scroll else out
 
 
-def stat_table(rows: Iterable[Sequence[Any]], header: Sequence[str] = ()) -> str:
+def stat_table(rows: Iterable[Sequence[Any]], header: Sequence[str] = (),
+               lower_is_better: Collection[str] = ()) -> str:
     """Rows of (label, kind, value, value, ...): each row's values formatted by that row's kind
     (statistics differ per row, not per column), or ``kind`` a tuple with one kind per value;
-    money and percentages coloured by sign."""
+    money and percentages coloured by sign: a positive value green, or red in the rows labelled
+    in ``lower_is_better`` (a larger drawdown or more fees)."""
     cells = []
     for label, kinds, *values in rows:
         tds = []
+        good, bad = ("neg", "pos") if label in lower_is_better else ("pos", "neg")
         for v, kind in zip(values, kinds if isinstance(kinds, tuple) else [kinds] * len(values)):
             signed = kind in ("pct", "money") and isinstance(v, (int, float)) and not isinstance(v, bool) and v
-            tds.append(f'<td class="{("pos" if v > 0 else "neg") if signed else ""}">{fmt(v, kind)}</td>')
+            tds.append(f'<td class="{(good if v > 0 else bad) if signed else ""}">{fmt(v, kind)}</td>')
         cells.append(f'<tr><td class="l">{html.escape(label)}</td>{"".join(tds)}</tr>')
     head = ("<thead><tr>" + "".join(f'<th class="{"l" if j == 0 else ""}">{html.escape(h)}</th>'
                                     for j, h in enumerate(header)) + "</tr></thead>") if header else ""
