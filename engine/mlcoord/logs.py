@@ -62,7 +62,11 @@ def current_level() -> int:
 
 
 def redact_secrets(_logger, _method, event: EventDict) -> dict[str, Any]:
-    """Replace the value of any key that looks like a secret, at any depth."""
+    """Replace the value of any key that looks like a secret, at any depth, and every registered
+    secret inside values. Values are redacted here, before rendering, because a renderer may
+    escape a secret beyond recognition (JSON escapes quotes and backslashes, which ``repr`` does
+    not); the renderer's pass over its finished text is for what no processor sees (a formatted
+    traceback, a foreign logger's message). Both passes are needed, not one twice."""
     def clean(value, key=""):
         if key and SECRET_KEYS.search(key):
             return "***"
