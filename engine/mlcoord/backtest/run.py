@@ -92,6 +92,18 @@ def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Option
     return start, end
 
 
+def _one_series_per_symbol(candles: Sequence[Candles], files: Sequence[str]) -> None:
+    """Two files of one symbol would trade two books of it in one portfolio: refused."""
+    first: dict[str, int] = {}
+    for k, c in enumerate(candles):
+        if c.symbol in first:
+            j = first[c.symbol]
+            where = f"{files[j]} and {files[k]}" if len(files) == len(candles) else "two sources"
+            raise ConfigError(f"symbol {c.symbol!r} is given twice ({where}): one series per symbol "
+                              "(--data/[data] files, --symbol/[data] symbols)")
+        first[c.symbol] = k
+
+
 def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
     """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up).
 
@@ -113,6 +125,7 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
                                      data.timeframe, data.repair)
     else:
         candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair) for s in (data.symbols or [DEFAULT_SYMBOL])]
+    _one_series_per_symbol(candles, data.files)
     out = []
     start, end = parse_timerange(data.timerange)
     for c in candles:

@@ -22,6 +22,7 @@ import attrs
 from attrs import validators as v
 
 from mlcoord.files import write_atomic
+from mlcoord.option_checks import integer, number
 
 
 
@@ -37,6 +38,7 @@ class LiveOptions:
     ``heartbeat``: file path (None: none). ``margin_mode``: futures "isolated" (default) or "cross".
     ``poll_seconds``: how often the loop looks for a newly closed bar (default 10).
     ``history_bars``: closed candles fetched at start for the indicators' warm-up (default 1000).
+    Ranges: ``poll_seconds`` (0, 86400], ``history_bars`` [51, 100000].
     Read from a config file, relative ``store``, ``kill_switch`` and ``heartbeat`` paths are made
     absolute against the file's folder (:data:`mlcoord.config.PATH_KEYS`), so the bot and the
     ``kill``/``status`` commands agree wherever each is started.
@@ -48,8 +50,8 @@ class LiveOptions:
     flatten_on_kill: bool = False
     heartbeat: Optional[str] = None
     margin_mode: str = attrs.field(default="isolated", validator=v.in_(("isolated", "cross")))
-    poll_seconds: float = attrs.field(default=10.0, validator=v.gt(0))
-    history_bars: int = attrs.field(default=1000, validator=v.gt(50))
+    poll_seconds: float = attrs.field(default=10.0, validator=number(0.0, 86_400.0, lo_open=True))
+    history_bars: int = attrs.field(default=1000, validator=integer(51, 100_000))
 
 
 class Supervisor:
