@@ -8,6 +8,7 @@ import contextvars
 import functools
 import gc
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -217,7 +218,8 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
               "(combine with --timerange to look at one).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report (charts, breakdowns, trades; opens offline).")
-@click.option("--force", is_flag=True, help="Overwrite an existing --report file.")
+@click.option("--force", is_flag=True, help="Replace an existing --report file, or a --json/--state file that "
+              "is not a backtest result / learning state.")
 @click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
 @click.option("--per-symbol", is_flag=True, help="One independent backtest per symbol (own account), "
               "run in parallel on the executor, instead of one portfolio backtest.")
@@ -236,6 +238,11 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         from mlcoord.report import refuse_overwrite
 
         refuse_overwrite(report_path, force)
+    if json_path:
+        from mlcoord.files import has_json_key, refuse_to_replace
+
+        refuse_to_replace(json_path, "a backtest result (mlcoord backtest --json)", has_json_key("mlcoord_result"),
+                          force=force, option="--json")
 
     data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
     overrides: dict[str, Any] = {"data": data} if data else {}
@@ -260,7 +267,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         _backtest_per_symbol(settings, disabled, show_trades, progress, json_path or report_path,
                              _make_executor(executor, address, workers, settings))
         return
-    result = run_backtest(settings, disabled=disabled, progress_factory=factory)
+    result = run_backtest(settings, disabled=disabled, progress_factory=factory, replace_state=force)
     click.echo(summary(result, show_trades))
     if json_path:
         result.write_json(json_path)
@@ -372,12 +379,13 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Weekly-block bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and the baselines.")
+@click.option("--force", is_flag=True, help="Replace a --json file that is not an evaluation result.")
 @_executor_options
 @_plugin_flags
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
              no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar,
-             export_path, resamples, seed, executor, address, workers) -> None:
+             export_path, resamples, seed, force, executor, address, workers) -> None:
     """Walk-forward evaluation: component, baseline and ensemble scores with intervals, trading arms."""
     import json as _json
 
@@ -390,7 +398,11 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     from mlcoord.evaluation.baselines import BaselineOptions
     from mlcoord.evaluation.holdout import make_split
     from mlcoord.backtest.run import configured_plugins
+    from mlcoord.files import has_json_key, refuse_to_replace, write_atomic
 
+    if json_path:                       # before the run, not after it
+        refuse_to_replace(json_path, "an evaluation result (mlcoord evaluate --json)",
+                          has_json_key("mlcoord_evaluation"), force=force, option="--json")
     data = _data_overrides(data_files, symbols, timeframe, store=store)
     settings = _flagged(load_settings(config_path, {"data": data} if data else None))
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
@@ -409,7 +421,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     if export_path:
         click.echo(f"{result['export']['rows']:,} scored predictions written to {export_path}")
     if json_path:
-        json_path.write_text(strict_json.dumps(result, indent=1), encoding="utf-8")
+        write_atomic(json_path, strict_json.dumps(result, indent=1))
         click.echo(f"result written to {json_path}")
     if report_path:
         from mlcoord.report import write_report
@@ -438,6 +450,7 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
     from mlcoord import strict_json
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.backtest.run import configured_plugins
+    from mlcoord.files import write_atomic
     from mlcoord.sweep import load_sweep, render, run_sweep
 
     spec, settings, raw, executor_config = load_sweep(config_path)
@@ -454,14 +467,14 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
             table = run_walk_forward(spec, wf, raw, loaded, candles, pool, progress=progress, echo=click.echo)
         click.echo(render_wf(table))
         if json_path:
-            json_path.write_text(strict_json.dumps(table, indent=1), encoding="utf-8")
+            write_atomic(json_path, strict_json.dumps(table, indent=1))
             click.echo(f"table written to {json_path}")
         return
     with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
         summary = run_sweep(spec, raw, loaded, candles, pool, progress=progress, echo=click.echo)
     click.echo(render(summary, spec.space))
     if json_path:
-        json_path.write_text(strict_json.dumps(summary, indent=1), encoding="utf-8")
+        write_atomic(json_path, strict_json.dumps(summary, indent=1))
         click.echo(f"table written to {json_path}")
 
 
@@ -617,18 +630,18 @@ def kill(config_path, off, reason) -> None:
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The bot's TOML config ([live] heartbeat, kill_switch, poll_seconds).")
-@click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds "
-              "(default: 3 x poll_seconds + 60).")
+@click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds (default: 3 x poll_seconds + 60).")
 @_friendly
 def status(config_path, max_age) -> None:
     """A running bot's last heartbeat and kill-switch state, for supervisors: exits 1 when the bot
-    is silent (no beat, or an old one) or paused, 0 when it is cycling."""
+    is silent (no beat, an old one, or one dated in the future) or paused, 0 when it is cycling."""
     import time as _time
 
     from mlcoord.journal import iso_time
     from mlcoord.live.runner import load_live_settings
-    from mlcoord.live.supervisor import Supervisor
+    from mlcoord.live.supervisor import Supervisor, beat_problem
 
+    _positive_seconds(max_age, "--max-age")
     _, options = load_live_settings(config_path)
     supervisor = Supervisor(options)
     beat = supervisor.last_beat()
@@ -638,13 +651,26 @@ def status(config_path, max_age) -> None:
     if beat is None:
         click.echo(f"no heartbeat yet at {options.heartbeat}; {switch}")
         raise SystemExit(1)
-    age = _time.time() - float(beat.get("wall_time", 0.0))
+    now = _time.time()
+    age = now - float(beat["wall_time"])
     bar = beat.get("bar_time_ns")
     bar_text = iso_time(int(bar)) if bar else "none"
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
                f"pid {beat.get('pid')}; cycles {beat.get('beats')}; {switch}; heartbeat {options.heartbeat}")
-    if age > limit or str(beat.get("status", "")).startswith("paused"):
+    problem = beat_problem(beat, now, limit)
+    if problem:
+        click.echo(f"unhealthy: {problem}")
         raise SystemExit(1)
+
+
+def _positive_seconds(value: Optional[float], option: str) -> Optional[float]:
+    """A number of seconds that is finite and > 0 (``nan`` compares false with everything, so an
+    age limit of ``nan`` once made every heartbeat healthy)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        from mlcoord.errors import ConfigError
+
+        raise ConfigError(f"{option} must be a finite number of seconds > 0, got {value!r}")
+    return value
 
 
 @main.group()

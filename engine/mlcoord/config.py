@@ -63,7 +63,7 @@ def _same_market(text: str) -> str:
 
 def _no_duplicates(what: str):
     """A list whose items must differ (the same symbol twice would run two books in one portfolio)."""
-    def check(instance, attribute, value):
+    def check(instance: Any, attribute: Any, value: Any) -> None:
         seen: dict[str, str] = {}
         for item in value:
             key = _same_market(str(item)) if what == "symbol" else str(item).strip()
