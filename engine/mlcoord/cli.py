@@ -111,9 +111,12 @@ def _csv(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None, store=None) -> dict[str, Any]:
+def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None, store=None,
+                    repair_max_drop=None) -> dict[str, Any]:
     """``[data]`` values given on the command line (they win over the config file)."""
     data: dict[str, Any] = {}
+    if repair_max_drop is not None:
+        data["repair_max_drop"] = repair_max_drop
     if store:
         data["store"] = store
     if files:
@@ -127,6 +130,13 @@ def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair
     if repair:
         data["repair"] = True
     return data
+
+
+#: ``--repair-max-drop``: how much of a file ``--repair`` may drop ([data] repair_max_drop)
+_REPAIR_MAX_DROP = click.option(
+    "--repair-max-drop", "repair_max_drop", type=float, metavar="FRACTION",
+    help="With --repair: the largest share of a file's rows it may drop (default 0.01; beyond, it refuses and "
+         "lists them).")
 
 
 def _executor_options(fn):
@@ -210,6 +220,7 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full result (trades, fills, equity, decisions) as JSON.")
 @click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs).")
+@_REPAIR_MAX_DROP
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--trades", "show_trades", default=10, show_default=True, help="Trades to list in the summary.")
 @click.option("--state", "state_file", help="Learning state file (ensemble weights, calibration, bandit): "
@@ -226,8 +237,8 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @_executor_options
 @_plugin_flags
 @_friendly
-def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades, state_file, trace, report_path, force, store, per_symbol, executor, address,
+def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, repair_max_drop,
+             progress, show_trades, state_file, trace, report_path, force, store, per_symbol, executor, address,
              workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
@@ -244,7 +255,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         refuse_to_replace(json_path, "a backtest result (mlcoord backtest --json)", has_json_key("mlcoord_result"),
                           force=force, option="--json")
 
-    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store, repair_max_drop)
     overrides: dict[str, Any] = {"data": data} if data else {}
     if state_file:
         overrides["learning"] = {"state_file": state_file}
@@ -759,6 +770,7 @@ def _check_options(fn):
         click.option("--timerange", help="YYYYMMDD-YYYYMMDD, either side optional."),
         click.option("--store", help="A `mlcoord data download` store directory."),
         click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs)."),
+        _REPAIR_MAX_DROP,
         click.option("--disable", "disable", multiple=True, help="Plugins to disable, e.g. dca,hedging."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write the report as JSON."),
@@ -768,10 +780,10 @@ def _check_options(fn):
     return _plugin_flags(fn)
 
 
-def _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair):
+def _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop):
     from mlcoord.config import load_settings
 
-    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store, repair_max_drop)
     return _flagged(load_settings(config_path, {"data": data} if data else None))
 
 
@@ -780,13 +792,13 @@ def _check_settings(config_path, data_files, symbols, timeframe, timerange, stor
 @click.option("--samples", type=int, help="Bars to cut the data after (default and minimum 50).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled cuts.")
 @_friendly
-def check_lookahead(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
-                    samples, seed) -> None:
+def check_lookahead(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop, disable,
+                    json_path, samples, seed) -> None:
     """Run the pipeline on the data, then on the data cut after sampled bars: an output before a cut
     that changes is a look-ahead. Exit code 1 when one is found (or a component cannot be checked)."""
     from mlcoord.leakcheck.command import run_lookahead
 
-    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop)
     sys.exit(run_lookahead(settings, _csv(disable), samples=samples, seed=seed, json_path=json_path, echo=click.echo))
 
 
@@ -796,13 +808,13 @@ def check_lookahead(config_path, data_files, symbols, timeframe, timerange, stor
 @click.option("--window", type=int, help="Evaluation window: the data's last N bars (default 500).")
 @click.option("--tolerance", type=float, help="Largest relative difference allowed (default 0.001).")
 @_friendly
-def check_recursive(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
-                    warmups, window, tolerance) -> None:
+def check_recursive(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop, disable,
+                    json_path, warmups, window, tolerance) -> None:
     """Signal sources on the last bars after different warm-ups: values that depend on the warm-up
     beyond the tolerance are flagged (exit code 1)."""
     from mlcoord.leakcheck.command import run_recursive
 
-    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop)
     sys.exit(run_recursive(settings, _csv(disable), warmups=warmups, window=window, tolerance=tolerance,
                            json_path=json_path, echo=click.echo))
 

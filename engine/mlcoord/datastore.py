@@ -17,7 +17,7 @@ from typing import Mapping, Optional, Sequence
 import pandas as pd
 import structlog
 
-from mlcoord.candles import TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
+from mlcoord.candles import REPAIR_MAX_DROP, TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
 from mlcoord.costs import FundingSeries
 from mlcoord.errors import ConfigError, DataError
@@ -132,14 +132,14 @@ def _locate(root: Path, exchange: ExchangeConfig, symbol: str, timeframe: Option
 
 
 def load_store_candles(root, exchange: ExchangeConfig, symbols: Sequence[str], timeframe: Optional[str] = None,
-                       repair: bool = False) -> list[Candles]:
+                       repair: bool = False, repair_max_drop: float = REPAIR_MAX_DROP) -> list[Candles]:
     """Candles for ``symbols`` from a download store (named as the user typed them)."""
     out = []
     for symbol in symbols:
         market, tf, path = _locate(Path(root), exchange, symbol, timeframe)
         if market != exchange.market:
             log.info("store_other_market", symbol=symbol, market=market, configured=exchange.market)
-        out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair))
+        out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair, repair_max_drop=repair_max_drop))
     return out
 
 

@@ -112,7 +112,7 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
     ``cut_start=False`` keeps everything before the timerange's start (training uses it all)."""
     data = settings.data
     if data.files:
-        candles = [load_candles(f, repair=data.repair) for f in data.files]
+        candles = [load_candles(f, repair=data.repair, repair_max_drop=data.repair_max_drop) for f in data.files]
         if data.symbols:
             wanted = set(data.symbols)
             candles = [c for c in candles if c.symbol in wanted]
@@ -124,9 +124,10 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
         from mlcoord.datastore import load_store_candles
 
         candles = load_store_candles(data.store, settings.exchange, data.symbols or [DEFAULT_SYMBOL],
-                                     data.timeframe, data.repair)
+                                     data.timeframe, data.repair, data.repair_max_drop)
     else:
-        candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair) for s in (data.symbols or [DEFAULT_SYMBOL])]
+        candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair, repair_max_drop=data.repair_max_drop)
+                   for s in (data.symbols or [DEFAULT_SYMBOL])]
     _one_series_per_symbol(candles, data.files)
     out = []
     start, end = parse_timerange(data.timerange)
