@@ -537,15 +537,24 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
 
     API keys, if needed, come from [exchange] keys_file or the environment, never from options."""
     from mlcoord.config import load_settings
+    from mlcoord.errors import ConfigError
     from mlcoord.live.data import Downloader, parse_since
     from mlcoord.live.exchange import create_exchange, load_credentials
+    from mlcoord.live.preflight import check_market_arguments
 
-    overrides: dict[str, Any] = {"exchange": {k: v for k, v in (("id", exchange_id), ("market", market)) if v}}
+    if limit < 1:
+        raise ConfigError(f"--limit must be a whole number of candles per request >= 1, got {limit}")
+    overrides: dict[str, Any] = {"exchange": {k: v for k, v in (("id", exchange_id), ("market", market))
+                                              if v is not None}}      # --exchange "" is an error, not binance
     settings = load_settings(config_path, overrides)
-    root = store or settings.data.store or "user_data/data"
+    root = Path(store or settings.data.store or "user_data/data")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--store {root} is a file: the store is a directory (it holds one folder per exchange)")
+    since_ms = parse_since(since)
     exchange = create_exchange(settings.exchange, load_credentials(settings.exchange))
+    check_market_arguments(exchange, settings.exchange.market, _csv(symbols), _csv(timeframes))
     downloader = Downloader(exchange, root, settings.exchange.market, limit=limit)
-    for report in downloader.download(_csv(symbols), _csv(timeframes), parse_since(since), funding=not no_funding):
+    for report in downloader.download(_csv(symbols), _csv(timeframes), since_ms, funding=not no_funding):
         click.echo(report.line())
 
 
@@ -569,12 +578,17 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     from mlcoord.live.runner import load_live_settings, paper_summary_line, run_paper
     from mlcoord.backtest.run import configured_plugins
 
+    from mlcoord.live.preflight import check_market_arguments
+    from mlcoord.live.runner import market_symbols
+
     overrides = {"data": {"symbols": _csv(symbols)}} if symbols else {}
     settings, options = load_live_settings(config_path, overrides)
     settings = _flagged(settings)
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
-    trader = run_paper(settings, options, create_exchange(settings.exchange), loaded, cycles=cycles,
-                       timeframe=timeframe)
+    exchange = create_exchange(settings.exchange)
+    check_market_arguments(exchange, settings.exchange.market, market_symbols(settings)[0], [timeframe],
+                           settings.backtest.leverage)
+    trader = run_paper(settings, options, exchange, loaded, cycles=cycles, timeframe=timeframe)
     p = trader.portfolio
     click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
                f"fills {len(trader.engine.fills)}")

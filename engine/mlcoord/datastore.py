@@ -134,6 +134,9 @@ def _locate(root: Path, exchange: ExchangeConfig, symbol: str, timeframe: Option
 def load_store_candles(root, exchange: ExchangeConfig, symbols: Sequence[str], timeframe: Optional[str] = None,
                        repair: bool = False, repair_max_drop: float = REPAIR_MAX_DROP) -> list[Candles]:
     """Candles for ``symbols`` from a download store (named as the user typed them)."""
+    if not Path(root).is_dir():
+        what = "a file, not a store directory" if Path(root).exists() else "missing"
+        raise DataError(f"store {root} is {what}: name the directory `mlcoord data download --store` filled")
     out = []
     for symbol in symbols:
         market, tf, path = _locate(Path(root), exchange, symbol, timeframe)
