@@ -148,7 +148,7 @@ def test_any_options_class_may_check_itself_against_the_account():
     a third-party sizer's options get the same account settings."""
     import attrs
 
-    from mlcoord.api import AccountSettings, hookimpl, number
+    from mlcoord.api import AccountSettings, number
     from mlcoord.config import plugin_options
 
     seen: list[AccountSettings] = []
@@ -166,4 +166,3 @@ def test_any_options_class_may_check_itself_against_the_account():
     with pytest.raises(ConfigError, match=r"fee_cap must be >= fee_taker 0.002, got 0.001 @ \$\.plugins\.mine\.fee_cap"):
         plugin_options(settings, "mine", Options)
     assert seen == [AccountSettings("futures", 1.0, 0.002, 0.0002, 0.0005)]
-    assert hookimpl is not None

@@ -10,7 +10,6 @@ evaluations and the live venues read it. Files are written atomically.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -66,25 +65,9 @@ def _write_frame(frame: pd.DataFrame, fh) -> None:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` so that ``path`` is always either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            _write_frame(frame, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from mlcoord.files import write_atomic
+
+    write_atomic(path, lambda fh: _write_frame(frame, fh))
 
 
 def _read_parquet(path: Path) -> Optional[pd.DataFrame]:

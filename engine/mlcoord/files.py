@@ -8,7 +8,7 @@ import os
 import re
 import stat
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, BinaryIO, Callable, Optional, Union
 
 from mlcoord.errors import ConfigError
 
@@ -17,10 +17,12 @@ from mlcoord.errors import ConfigError
 PRIVATE = 0o600
 
 
-def write_atomic(path: Union[str, Path], data: Union[str, bytes]) -> None:
+def write_atomic(path: Union[str, Path], data: Union[str, bytes, Callable[[BinaryIO], None]]) -> None:
     """Temporary file beside ``path`` (named per process, so two writers never share one), fsync,
-    rename: a reader sees the old or the new content, never half. A new file is created 0600; a
-    replaced one keeps its mode (a user who shared it on purpose keeps it shared)."""
+    rename, fsync of the folder: a reader sees the old or the new content, never half, and the
+    rename survives a power cut. ``data``: text, bytes, or a function writing into the open
+    binary file. A new file is created 0600; a replaced one keeps its mode (a user who shared it
+    on purpose keeps it shared)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -32,13 +34,24 @@ def write_atomic(path: Union[str, Path], data: Union[str, bytes]) -> None:
     try:
         os.fchmod(fd, mode)              # a stale temporary file of a reused pid keeps no other mode
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
+            if callable(data):
+                data(fh)
+            else:
+                fh.write(data.encode("utf-8") if isinstance(data, str) else data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    try:  # make the rename itself durable
+        folder = os.open(path.parent, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def refuse_to_replace(path: Union[str, Path], kind: str, is_kind: Callable[[Path], bool], *, force: bool,
