@@ -101,7 +101,7 @@ def test_the_live_store_and_its_journal_files_are_created_private(tmp_path):
     try:
         store.flush()
         files = [p for p in tmp_path.iterdir() if p.name.startswith("bot.db")]
-        assert {p.name for p in files} >= {"bot.db"}
+        assert {p.name for p in files} >= {"bot.db", "bot.db-wal"}
         assert all(_mode(p) == 0o600 for p in files), {p.name: oct(_mode(p)) for p in files}
     finally:
         store.close()
