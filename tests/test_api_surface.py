@@ -22,7 +22,7 @@ SURFACE = sorted([
     'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Regime', 'Side', 'Signal',
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'SkipsFlatBars', 'Stateful', 'Trade', 'TradeObserver',
     'Trainable', 'Vote', 'Voter', 'auc', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
-    'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
+    'AccountSettings', 'ChecksAccount', 'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
     'plugin_checks', 'plugin_reason', 'river_weights', 'set_river_weights',
     # sequence-model voters (mlcoord.sequence) and the data a training script reads
     'SequenceModel', 'SequenceComponent', 'SequenceOptions', 'SequenceVoter', 'FitOptions', 'import_torch',

@@ -197,7 +197,7 @@ def test_repair_fixes_and_reports_every_change():
     messy = pd.concat([df.iloc[[7, 0, 4, 3, 6]], df.iloc[[1, 2, 5]], dup], ignore_index=True)
     with pytest.raises(CandleError):
         candles_from_frame(messy, symbol="X/Y")
-    c = candles_from_frame(messy, symbol="X/Y", timeframe="1h", repair=True)
+    c = candles_from_frame(messy, symbol="X/Y", timeframe="1h", repair=True, repair_max_drop=0.5)  # 3 of 9 rows
     assert len(c.repairs) == 4
     assert any("sorted" in r for r in c.repairs) and any("1 duplicate" in r for r in c.repairs)
     assert any("dropped 2 rows" in r for r in c.repairs) and any("on 1 rows" in r for r in c.repairs)

@@ -141,10 +141,10 @@ def test_a_bad_market_is_reported_where_it_was_written(tmp_path):
                                                      "$.backtest.funding_interval_hours"]),
     ("[engine]\ntrace_hooks = 1\n", ["expected true or false, got 1", "$.engine.trace_hooks"]),
     ('[engine]\ndisable = ["dca", 3]\n', ["expected a string, got 3", "$.engine.disable[1]"]),
-    ("[backtest]\nfee_taker = -0.1\n", ["fee_taker must be >= 0, got -0.1", "$.backtest"]),
-    ("[engine]\nmin_confidence = 1.5\n", ["min_confidence must be in [0, 1], got 1.5", "$.engine"]),
+    ("[backtest]\nfee_taker = -0.1\n", ["fee_taker must be a number in [0, 0.05), got -0.1", "$.backtest.fee_taker"]),
+    ("[engine]\nmin_confidence = 1.5\n", ["min_confidence must be a number in [0, 1), got 1.5", "$.engine.min_confidence"]),
     ('[backtest]\nmarket = "margin"\n', ["'market' must be in ('futures', 'spot')", "'margin'", "$.backtest"]),
-    ("[backtest]\nleverage = 0\n", ["leverage must be > 0, got 0", "$.backtest"]),
+    ("[backtest]\nleverage = 0\n", ["leverage must be a number in [1, 125], got 0.0", "$.backtest.leverage"]),
     ("[pipeline.weights]\nlstm = nan\n", ["expected a finite number, got nan", "$.pipeline"]),
 ], ids=["unknown-key", "unknown-section", "wrong-type", "float-for-int", "int-for-bool", "list-item",
         "negative-fee", "min-confidence", "market", "leverage", "nan-weight"])
@@ -161,7 +161,8 @@ def test_every_problem_is_listed_at_once():
         structure({"backtest": {"slippage": "x"}, "engine": {"min_confidence": 2.0}}, Settings)
     message = str(err.value)
     assert "expected a finite number, got 'x' @ $.backtest.slippage" in message
-    assert "min_confidence must be in [0, 1], got 2.0 @ $.engine" in message
+    assert "min_confidence must be a number in [0, 1), got 2.0" in message
+    assert "@ $.engine.min_confidence" in message
 
 
 @pytest.mark.parametrize("data, path", [

@@ -69,7 +69,7 @@ from mlcoord.model import (
     Vote,
     plugin_reason,
 )
-from mlcoord.option_checks import flag, fraction, integer, number
+from mlcoord.option_checks import AccountSettings, ChecksAccount, flag, fraction, integer, number
 from mlcoord.protocols import (ExposesFeatures, Learner, OutcomeLearner, SkipsFlatBars, Stateful, TradeObserver,
                                Trainable)
 from mlcoord.registry import ComponentContext
@@ -126,7 +126,8 @@ __all__ = [
     "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "event_labels", "event_happened",
     "auc", "log_loss",
     # options and online-learning state
-    "number", "fraction", "integer", "flag", "river_weights", "set_river_weights",
+    "number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount", "river_weights",
+    "set_river_weights",
     # sequence-model voters (mlcoord.sequence): a plugin brings the network, the engine the rest
     "SequenceModel", "SequenceComponent", "SequenceOptions", "SequenceVoter", "FitOptions", "import_torch",
     "sigmoid",

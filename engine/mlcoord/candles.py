@@ -220,6 +220,50 @@ def _unnamed_times(df: pd.DataFrame) -> bool:
     return not counter
 
 
+_TIME_OF_DAY = re.compile(r"^\s*\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?\s*$")
+_DATE_ONLY = re.compile(r"^\s*(\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})\s*$")
+
+
+def _all_match(column: pd.Series, pattern: re.Pattern) -> bool:
+    if not (pd.api.types.is_object_dtype(column) or pd.api.types.is_string_dtype(column)):
+        return False
+    values = column.dropna()
+    return len(values) > 0 and len(values) == len(column) and all(
+        isinstance(v, str) and pattern.match(v) for v in values)
+
+
+def _date_text(column: pd.Series) -> pd.Series | None:
+    """A column of dates only (text, or datetimes at midnight) as ``YYYY-MM-DD``-style text, else None."""
+    if _all_match(column, _DATE_ONLY):
+        return column.str.strip()
+    if pd.api.types.is_datetime64_any_dtype(column) and column.notna().all() and len(column):
+        days = column.dt.normalize()
+        if (days == column).all():
+            return column.dt.strftime("%Y-%m-%d")
+    return None
+
+
+def _joined_date_and_time(df: pd.DataFrame, source: str) -> pd.DataFrame:
+    """A file with the date in one column and the time of day in another (``date,time,open,...``)
+    read as one time column; otherwise every bar of a day would share the day's timestamp (a 1h
+    file once became 17 bars labelled 1d under ``--repair``). A time-of-day column with no date
+    column beside it is refused."""
+    times = [c for c in df.columns if _norm(c) == "time"]
+    clock = [c for c in times if _all_match(df[c], _TIME_OF_DAY)]
+    if not clock:
+        return df
+    dates = [(c, text) for c in times if c not in clock and (text := _date_text(df[c])) is not None]
+    if len(clock) > 1 or not dates:
+        others = [str(c) for c in times if c not in clock]
+        raise CandleError(f"{source}: column {str(clock[0])!r} holds times of day (e.g. {df[clock[0]].iloc[0]!r}) "
+                          f"without a date column beside it (found {others or 'none'} holding only dates); "
+                          "give a full timestamp, or a date column and a time column")
+    date, text = dates[0]
+    joined = text + " " + df[clock[0]].str.strip()
+    rest = df.drop(columns=[date, clock[0]])
+    return pd.concat([pd.Series(joined, name="time", index=df.index), rest], axis=1)
+
+
 def _find_columns(df: pd.DataFrame, source: str) -> tuple[dict[str, str], str | None]:
     """Map our column names to the source's (case-insensitive, aliases); the time column may be absent."""
     found: dict[str, str] = {}
@@ -276,8 +320,13 @@ def _find_gaps(time_ns: np.ndarray, tf_ns: int) -> tuple[Gap, ...]:
                      int(steps[i] // tf_ns) - 1) for i in at)
 
 
+#: the largest share of a file's rows ``repair`` drops by default (``[data] repair_max_drop``)
+REPAIR_MAX_DROP = 0.01
+
+
 def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None = None,
-                       source: str = "<frame>", repair: bool = False) -> Candles:
+                       source: str = "<frame>", repair: bool = False,
+                       repair_max_drop: float = REPAIR_MAX_DROP) -> Candles:
     """Normalise and validate any common OHLCV frame shape into :class:`Candles`.
 
     Accepts columns in any case (aliases: date/datetime/timestamp/time/open_time/"Open time"/unix, vol),
@@ -287,11 +336,15 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     ``repair=True`` (opt-in, never silent) sorts by time, drops duplicate timestamps keeping the last
     occurrence, drops rows with NaN / non-finite / non-positive prices or NaN volume, and widens
     high/low to cover open/close; each repair is recorded in ``Candles.repairs``. Negative volume,
-    bad timestamps and a step below the timeframe are never repaired.
+    bad timestamps and a step below the timeframe are never repaired. A repair never changes the
+    timeframe (it is read from the data before any row is dropped) and refuses, listing the rows,
+    to drop more than ``repair_max_drop`` of them (default 1 %): so many bad rows mean a file read
+    wrongly, not a few bad ticks.
     """
     source = f"{source} [{symbol}]"
     if df is None or len(df) == 0:
         raise CandleError(f"{source}: no rows")
+    df = _joined_date_and_time(df, source)
     cols, time_col = _find_columns(df, source)
     if time_col is None and not isinstance(df.index, pd.DatetimeIndex) and _unnamed_times(df):
         time_col = df.columns[0]        # pandas' to_csv writes the index as an unnamed first column
@@ -315,15 +368,20 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
             order = np.argsort(frame.index.asi8, kind="stable")
             repairs.append(f"sorted {int((order != np.arange(len(order))).sum())} out-of-order rows by time")
             frame = frame.iloc[order]
+        if timeframe is None and len(unique := frame.index.unique()) > 1:
+            try:                          # the data's own timeframe, before any row is dropped
+                timeframe = infer_timeframe(unique)
+            except CandleError as exc:
+                raise CandleError(f"{source}: {exc}") from None
         dup = frame.index.duplicated(keep="last")
+        p = frame[list(PRICES)].to_numpy()
+        bad = (~(np.isfinite(p) & (p > 0)).all(axis=1) | frame["volume"].isna().to_numpy()) & ~dup
+        _refuse_large_drop(source, frame.index, dup, bad, repair_max_drop)
         if dup.any():
             repairs.append(f"dropped {int(dup.sum())} duplicate-timestamp rows (kept the last occurrence)")
-            frame = frame[~dup]
-        p = frame[list(PRICES)].to_numpy()
-        bad = ~(np.isfinite(p) & (p > 0)).all(axis=1) | frame["volume"].isna().to_numpy()
         if bad.any():
             repairs.append(f"dropped {int(bad.sum())} rows with missing, non-finite or non-positive values")
-            frame = frame[~bad]
+        frame = frame[~(dup | bad)]
         hi = frame[["open", "close", "low", "high"]].max(axis=1)
         lo = frame[["open", "close", "low", "high"]].min(axis=1)
         clipped = (hi != frame["high"]) | (lo != frame["low"])
@@ -367,6 +425,24 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     if (bad := steps % tf_ns != 0).any():
         _fail(source, f"a step that is not a multiple of the timeframe {timeframe}", "time", t[1:][bad])
     return Candles(symbol, timeframe, frame, _find_gaps(t.asi8, tf_ns), tuple(repairs))
+
+
+def _refuse_large_drop(source: str, times: pd.DatetimeIndex, dup: np.ndarray, bad: np.ndarray,
+                       max_drop: float) -> None:
+    """A CandleError listing what a repair would drop, when it is more than ``max_drop`` of the rows."""
+    dropped = int(dup.sum() + bad.sum())
+    if dropped <= max_drop * len(times):
+        return
+    parts = []
+    for what, mask in (("duplicate timestamps", dup), ("missing, non-finite or non-positive values", bad)):
+        if mask.any():
+            at = times[mask].unique()
+            more = f" and {len(at) - _MAX_SHOWN} more times" if len(at) > _MAX_SHOWN else ""
+            parts.append(f"{int(mask.sum())} with {what} at {', '.join(str(t) for t in at[:_MAX_SHOWN])}{more}")
+    raise CandleError(f"{source}: repair would drop {dropped} of {len(times)} rows ({dropped / len(times):.1%}), more "
+                      f"than the {max_drop:.1%} allowed: {'; '.join(parts)}. So many usually means the file is read "
+                      "wrongly (its time column?); fix the file, or allow more with --repair-max-drop / [data] "
+                      "repair_max_drop")
 
 
 #: the last open time in ms whose ns value fits an int64 (pandas' own bound is 2262-04-11)
@@ -501,7 +577,7 @@ def _unreadable(path: Path, kind: str, exc: BaseException) -> CandleError | None
 
 
 def load_candles(path, *, symbol: str | None = None, timeframe: str | None = None,
-                 repair: bool = False) -> Candles:
+                 repair: bool = False, repair_max_drop: float = REPAIR_MAX_DROP) -> Candles:
     """Load CSV(.gz), Feather, Parquet or freqtrade JSON(.gz) ``[[ms, o, h, l, c, v], ...]`` as Candles.
 
     ``symbol`` defaults to the freqtrade-style filename ('BTC_USDT-1h.feather' -> 'BTC/USDT', else the
@@ -536,7 +612,7 @@ def load_candles(path, *, symbol: str | None = None, timeframe: str | None = Non
             raise
         raise error from None
     return candles_from_frame(df, symbol=symbol or guessed_symbol, timeframe=timeframe or guessed_tf,
-                              source=str(path), repair=repair)
+                              source=str(path), repair=repair, repair_max_drop=repair_max_drop)
 
 
 #: recent higher-timeframe candles by the base bars they were built from (immutable: shared)

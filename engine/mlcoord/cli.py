@@ -8,6 +8,7 @@ import contextvars
 import functools
 import gc
 import logging
+import math
 import os
 import sys
 from pathlib import Path
@@ -110,9 +111,12 @@ def _csv(values: tuple[str, ...]) -> list[str]:
     return [p.strip() for v in values for p in v.split(",") if p.strip()]
 
 
-def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None, store=None) -> dict[str, Any]:
+def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair=None, store=None,
+                    repair_max_drop=None) -> dict[str, Any]:
     """``[data]`` values given on the command line (they win over the config file)."""
     data: dict[str, Any] = {}
+    if repair_max_drop is not None:
+        data["repair_max_drop"] = repair_max_drop
     if store:
         data["store"] = store
     if files:
@@ -126,6 +130,13 @@ def _data_overrides(files=(), symbols=(), timeframe=None, timerange=None, repair
     if repair:
         data["repair"] = True
     return data
+
+
+#: ``--repair-max-drop``: how much of a file ``--repair`` may drop ([data] repair_max_drop)
+_REPAIR_MAX_DROP = click.option(
+    "--repair-max-drop", "repair_max_drop", type=float, metavar="FRACTION",
+    help="With --repair: the largest share of a file's rows it may drop (default 0.01; beyond, it refuses and "
+         "lists them).")
 
 
 def _executor_options(fn):
@@ -209,6 +220,7 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the full result (trades, fills, equity, decisions) as JSON.")
 @click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs).")
+@_REPAIR_MAX_DROP
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.option("--trades", "show_trades", default=10, show_default=True, help="Trades to list in the summary.")
 @click.option("--state", "state_file", help="Learning state file (ensemble weights, calibration, bandit): "
@@ -217,15 +229,16 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
               "(combine with --timerange to look at one).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report (charts, breakdowns, trades; opens offline).")
-@click.option("--force", is_flag=True, help="Overwrite an existing --report file.")
+@click.option("--force", is_flag=True, help="Replace an existing --report file, or a --json/--state file that "
+              "is not a backtest result / learning state.")
 @click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
 @click.option("--per-symbol", is_flag=True, help="One independent backtest per symbol (own account), "
               "run in parallel on the executor, instead of one portfolio backtest.")
 @_executor_options
 @_plugin_flags
 @_friendly
-def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, progress,
-             show_trades, state_file, trace, report_path, force, store, per_symbol, executor, address,
+def backtest(config_path, data_files, symbols, timeframe, timerange, disable, json_path, repair, repair_max_drop,
+             progress, show_trades, state_file, trace, report_path, force, store, per_symbol, executor, address,
              workers) -> None:
     """Backtest the pipeline on real candles and print a summary."""
     from mlcoord.backtest.run import disabled_plugins, run_backtest
@@ -236,8 +249,13 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         from mlcoord.report import refuse_overwrite
 
         refuse_overwrite(report_path, force)
+    if json_path:
+        from mlcoord.files import has_json_key, refuse_to_replace
 
-    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
+        refuse_to_replace(json_path, "a backtest result (mlcoord backtest --json)", has_json_key("mlcoord_result"),
+                          force=force, option="--json")
+
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store, repair_max_drop)
     overrides: dict[str, Any] = {"data": data} if data else {}
     if state_file:
         overrides["learning"] = {"state_file": state_file}
@@ -260,7 +278,7 @@ def backtest(config_path, data_files, symbols, timeframe, timerange, disable, js
         _backtest_per_symbol(settings, disabled, show_trades, progress, json_path or report_path,
                              _make_executor(executor, address, workers, settings))
         return
-    result = run_backtest(settings, disabled=disabled, progress_factory=factory)
+    result = run_backtest(settings, disabled=disabled, progress_factory=factory, replace_state=force)
     click.echo(summary(result, show_trades))
     if json_path:
         result.write_json(json_path)
@@ -372,12 +390,13 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Weekly-block bootstrap resamples.")
 @click.option("--seed", default=0, show_default=True, help="Seed of the bootstrap and the baselines.")
+@click.option("--force", is_flag=True, help="Replace a --json file that is not an evaluation result.")
 @_executor_options
 @_plugin_flags
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
              no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar,
-             export_path, resamples, seed, executor, address, workers) -> None:
+             export_path, resamples, seed, force, executor, address, workers) -> None:
     """Walk-forward evaluation: component, baseline and ensemble scores with intervals, trading arms."""
     import json as _json
 
@@ -390,7 +409,11 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     from mlcoord.evaluation.baselines import BaselineOptions
     from mlcoord.evaluation.holdout import make_split
     from mlcoord.backtest.run import configured_plugins
+    from mlcoord.files import has_json_key, refuse_to_replace, write_atomic
 
+    if json_path:                       # before the run, not after it
+        refuse_to_replace(json_path, "an evaluation result (mlcoord evaluate --json)",
+                          has_json_key("mlcoord_evaluation"), force=force, option="--json")
     data = _data_overrides(data_files, symbols, timeframe, store=store)
     settings = _flagged(load_settings(config_path, {"data": data} if data else None))
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
@@ -409,7 +432,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     if export_path:
         click.echo(f"{result['export']['rows']:,} scored predictions written to {export_path}")
     if json_path:
-        json_path.write_text(strict_json.dumps(result, indent=1), encoding="utf-8")
+        write_atomic(json_path, strict_json.dumps(result, indent=1))
         click.echo(f"result written to {json_path}")
     if report_path:
         from mlcoord.report import write_report
@@ -438,6 +461,7 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
     from mlcoord import strict_json
     from mlcoord.backtest.run import disabled_plugins, load_market
     from mlcoord.backtest.run import configured_plugins
+    from mlcoord.files import write_atomic
     from mlcoord.sweep import load_sweep, render, run_sweep
 
     spec, settings, raw, executor_config = load_sweep(config_path)
@@ -454,14 +478,14 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
             table = run_walk_forward(spec, wf, raw, loaded, candles, pool, progress=progress, echo=click.echo)
         click.echo(render_wf(table))
         if json_path:
-            json_path.write_text(strict_json.dumps(table, indent=1), encoding="utf-8")
+            write_atomic(json_path, strict_json.dumps(table, indent=1))
             click.echo(f"table written to {json_path}")
         return
     with _progress_env(progress), _make_executor(executor, address, workers, config=executor_config) as pool:
         summary = run_sweep(spec, raw, loaded, candles, pool, progress=progress, echo=click.echo)
     click.echo(render(summary, spec.space))
     if json_path:
-        json_path.write_text(strict_json.dumps(summary, indent=1), encoding="utf-8")
+        write_atomic(json_path, strict_json.dumps(summary, indent=1))
         click.echo(f"table written to {json_path}")
 
 
@@ -513,15 +537,24 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
 
     API keys, if needed, come from [exchange] keys_file or the environment, never from options."""
     from mlcoord.config import load_settings
+    from mlcoord.errors import ConfigError
     from mlcoord.live.data import Downloader, parse_since
     from mlcoord.live.exchange import create_exchange, load_credentials
+    from mlcoord.live.preflight import check_market_arguments
 
-    overrides: dict[str, Any] = {"exchange": {k: v for k, v in (("id", exchange_id), ("market", market)) if v}}
+    if limit < 1:
+        raise ConfigError(f"--limit must be a whole number of candles per request >= 1, got {limit}")
+    overrides: dict[str, Any] = {"exchange": {k: v for k, v in (("id", exchange_id), ("market", market))
+                                              if v is not None}}      # --exchange "" is an error, not binance
     settings = load_settings(config_path, overrides)
-    root = store or settings.data.store or "user_data/data"
+    root = Path(store or settings.data.store or "user_data/data")
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--store {root} is a file: the store is a directory (it holds one folder per exchange)")
+    since_ms = parse_since(since)
     exchange = create_exchange(settings.exchange, load_credentials(settings.exchange))
+    check_market_arguments(exchange, settings.exchange.market, _csv(symbols), _csv(timeframes))
     downloader = Downloader(exchange, root, settings.exchange.market, limit=limit)
-    for report in downloader.download(_csv(symbols), _csv(timeframes), parse_since(since), funding=not no_funding):
+    for report in downloader.download(_csv(symbols), _csv(timeframes), since_ms, funding=not no_funding):
         click.echo(report.line())
 
 
@@ -545,12 +578,17 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     from mlcoord.live.runner import load_live_settings, paper_summary_line, run_paper
     from mlcoord.backtest.run import configured_plugins
 
+    from mlcoord.live.preflight import check_market_arguments
+    from mlcoord.live.runner import market_symbols
+
     overrides = {"data": {"symbols": _csv(symbols)}} if symbols else {}
     settings, options = load_live_settings(config_path, overrides)
     settings = _flagged(settings)
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
-    trader = run_paper(settings, options, create_exchange(settings.exchange), loaded, cycles=cycles,
-                       timeframe=timeframe)
+    exchange = create_exchange(settings.exchange)
+    check_market_arguments(exchange, settings.exchange.market, market_symbols(settings)[0], [timeframe],
+                           settings.backtest.leverage)
+    trader = run_paper(settings, options, exchange, loaded, cycles=cycles, timeframe=timeframe)
     p = trader.portfolio
     click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
                f"fills {len(trader.engine.fills)}")
@@ -617,18 +655,18 @@ def kill(config_path, off, reason) -> None:
 @main.command()
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The bot's TOML config ([live] heartbeat, kill_switch, poll_seconds).")
-@click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds "
-              "(default: 3 x poll_seconds + 60).")
+@click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds (default: 3 x poll_seconds + 60).")
 @_friendly
 def status(config_path, max_age) -> None:
     """A running bot's last heartbeat and kill-switch state, for supervisors: exits 1 when the bot
-    is silent (no beat, or an old one) or paused, 0 when it is cycling."""
+    is silent (no beat, an old one, or one dated in the future) or paused, 0 when it is cycling."""
     import time as _time
 
     from mlcoord.journal import iso_time
     from mlcoord.live.runner import load_live_settings
-    from mlcoord.live.supervisor import Supervisor
+    from mlcoord.live.supervisor import Supervisor, beat_problem
 
+    _positive_seconds(max_age, "--max-age")
     _, options = load_live_settings(config_path)
     supervisor = Supervisor(options)
     beat = supervisor.last_beat()
@@ -638,13 +676,26 @@ def status(config_path, max_age) -> None:
     if beat is None:
         click.echo(f"no heartbeat yet at {options.heartbeat}; {switch}")
         raise SystemExit(1)
-    age = _time.time() - float(beat.get("wall_time", 0.0))
+    now = _time.time()
+    age = now - float(beat["wall_time"])
     bar = beat.get("bar_time_ns")
     bar_text = iso_time(int(bar)) if bar else "none"
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
                f"pid {beat.get('pid')}; cycles {beat.get('beats')}; {switch}; heartbeat {options.heartbeat}")
-    if age > limit or str(beat.get("status", "")).startswith("paused"):
+    problem = beat_problem(beat, now, limit)
+    if problem:
+        click.echo(f"unhealthy: {problem}")
         raise SystemExit(1)
+
+
+def _positive_seconds(value: Optional[float], option: str) -> Optional[float]:
+    """A number of seconds that is finite and > 0 (``nan`` compares false with everything, so an
+    age limit of ``nan`` once made every heartbeat healthy)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        from mlcoord.errors import ConfigError
+
+        raise ConfigError(f"{option} must be a finite number of seconds > 0, got {value!r}")
+    return value
 
 
 @main.group()
@@ -733,6 +784,7 @@ def _check_options(fn):
         click.option("--timerange", help="YYYYMMDD-YYYYMMDD, either side optional."),
         click.option("--store", help="A `mlcoord data download` store directory."),
         click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs)."),
+        _REPAIR_MAX_DROP,
         click.option("--disable", "disable", multiple=True, help="Plugins to disable, e.g. dca,hedging."),
         click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
                      help="Write the report as JSON."),
@@ -742,10 +794,10 @@ def _check_options(fn):
     return _plugin_flags(fn)
 
 
-def _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair):
+def _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop):
     from mlcoord.config import load_settings
 
-    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store)
+    data = _data_overrides(data_files, symbols, timeframe, timerange, repair, store, repair_max_drop)
     return _flagged(load_settings(config_path, {"data": data} if data else None))
 
 
@@ -754,13 +806,13 @@ def _check_settings(config_path, data_files, symbols, timeframe, timerange, stor
 @click.option("--samples", type=int, help="Bars to cut the data after (default and minimum 50).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampled cuts.")
 @_friendly
-def check_lookahead(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
-                    samples, seed) -> None:
+def check_lookahead(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop, disable,
+                    json_path, samples, seed) -> None:
     """Run the pipeline on the data, then on the data cut after sampled bars: an output before a cut
     that changes is a look-ahead. Exit code 1 when one is found (or a component cannot be checked)."""
     from mlcoord.leakcheck.command import run_lookahead
 
-    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop)
     sys.exit(run_lookahead(settings, _csv(disable), samples=samples, seed=seed, json_path=json_path, echo=click.echo))
 
 
@@ -770,13 +822,13 @@ def check_lookahead(config_path, data_files, symbols, timeframe, timerange, stor
 @click.option("--window", type=int, help="Evaluation window: the data's last N bars (default 500).")
 @click.option("--tolerance", type=float, help="Largest relative difference allowed (default 0.001).")
 @_friendly
-def check_recursive(config_path, data_files, symbols, timeframe, timerange, store, repair, disable, json_path,
-                    warmups, window, tolerance) -> None:
+def check_recursive(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop, disable,
+                    json_path, warmups, window, tolerance) -> None:
     """Signal sources on the last bars after different warm-ups: values that depend on the warm-up
     beyond the tolerance are flagged (exit code 1)."""
     from mlcoord.leakcheck.command import run_recursive
 
-    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair)
+    settings = _check_settings(config_path, data_files, symbols, timeframe, timerange, store, repair, repair_max_drop)
     sys.exit(run_recursive(settings, _csv(disable), warmups=warmups, window=window, tolerance=tolerance,
                            json_path=json_path, echo=click.echo))
 

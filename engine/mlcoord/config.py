@@ -32,6 +32,7 @@ from mlcoord.ensemble import EnsembleOptions
 from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.learning import EventSpec
+from mlcoord.option_checks import AccountSettings, ChecksAccount, integer, number
 
 log = structlog.get_logger("mlcoord.config")
 
@@ -43,19 +44,34 @@ DEFAULT_MARKET = "futures"
 MARKET_KEY, OLD_MARKET_KEY = ("exchange", "market"), ("backtest", "market")
 
 
-def _fraction(instance, attribute, value):
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1], got {value!r}", attribute)
+#: the largest leverage an exchange offers (Binance USD-M: 125x on BTC); a symbol's own limit,
+#: when the exchange or ``[instruments]`` gives one, is checked where it is known
+MAX_LEVERAGE = 125.0
+#: fees and slippage are fractions of notional: 5 % or more is a typo (``0.5`` for 0.5 %)
+COST_LIMIT = 0.05
+#: funding per event is a fraction of notional: 1 % or more per event is a typo
+FUNDING_LIMIT = 0.01
+_PERCENT = " (a fraction: 0.0005 is 0.05 %)"
 
 
-def _non_negative(instance, attribute, value):
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}", attribute)
+def _same_market(text: str) -> str:
+    """``BTC/USDT``, ``btc/usdt`` and the perpetual's ``BTC/USDT:USDT`` name one market here."""
+    key = text.strip().upper()
+    pair, _, settle = key.partition(":")
+    return pair if settle and pair.endswith("/" + settle) else key
 
 
-def _positive(instance, attribute, value):
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}", attribute)
+def _no_duplicates(what: str):
+    """A list whose items must differ (the same symbol twice would run two books in one portfolio)."""
+    def check(instance: Any, attribute: Any, value: Any) -> None:
+        seen: dict[str, str] = {}
+        for item in value:
+            key = _same_market(str(item)) if what == "symbol" else str(item).strip()
+            if key in seen:
+                raise ValueError(f"{attribute.name} must not name the same {what} twice, got {seen[key]!r} "
+                                 f"and {item!r}", attribute)
+            seen[key] = item
+    return check
 
 
 @attrs.frozen
@@ -78,9 +94,14 @@ class EngineConfig:
     enable: tuple[str, ...] = ()
     profile: str = "default"
     plugins_dir: Optional[str] = None
-    min_confidence: float = attrs.field(default=0.55, validator=_fraction)
+    min_confidence: float = attrs.field(default=0.55, validator=number(
+        0.0, 1.0, hi_open=True, why=" (at 1 nothing would ever be traded)"))
     trace_hooks: bool = False
-    vote_timeout_ms: float = attrs.field(default=0.0, validator=_non_negative)
+    vote_timeout_ms: float = attrs.field(default=0.0, validator=number(0.0, 60_000.0))
+
+
+#: ensemble weights are relative (normalised): a larger one is a typo
+MAX_WEIGHT = 1000.0
 
 
 @attrs.frozen
@@ -115,20 +136,26 @@ class PipelineConfig:
     @weights.validator
     def _check_weights(self, attribute, value):
         for name, weight in value.items():
-            if not (math.isfinite(weight) and weight >= 0):
-                raise ValueError(f"weight of {name!r} must be a finite number >= 0, got {weight!r}")
+            if not (math.isfinite(weight) and 0 <= weight <= MAX_WEIGHT):
+                raise ValueError(f"weight of {name!r} must be a number in [0, {MAX_WEIGHT:g}], got {weight!r}")
 
 
 @attrs.frozen
 class DataConfig:
-    """``[data]``: candles to trade. No files means the bundled dataset."""
+    """``[data]``: candles to trade. No files means the bundled dataset.
 
-    files: tuple[str, ...] = ()
-    symbols: tuple[str, ...] = ()
+    ``symbols`` and ``files`` name each symbol or file once. ``repair`` (false): apply the
+    documented repairs (:func:`mlcoord.candles.candles_from_frame`); ``repair_max_drop`` (0.01,
+    in [0, 0.5]): the largest share of a file's rows a repair may drop, beyond which it refuses
+    and lists the rows it would drop."""
+
+    files: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("file"))
+    symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
     timeframe: Optional[str] = None
-    higher_timeframes: tuple[str, ...] = ("4h", "1d")
+    higher_timeframes: tuple[str, ...] = attrs.field(default=("4h", "1d"), validator=_no_duplicates("timeframe"))
     timerange: Optional[str] = None
     repair: bool = False
+    repair_max_drop: float = attrs.field(default=0.01, validator=number(0.0, 0.5))
     store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
 
 
@@ -151,6 +178,11 @@ def _env_name(instance, attribute, value):
                          f"{attribute.default}; the key itself goes into that variable or the keys file", attribute)
 
 
+def _exchange_id(instance, attribute, value):
+    if not value.strip():        # an empty --exchange must not silently mean the default exchange
+        raise ValueError(f"{attribute.name} must name a ccxt exchange, e.g. \"binance\", got {value!r}", attribute)
+
+
 @attrs.frozen
 class ExchangeConfig:
     """``[exchange]``: which exchange and account, and where its API keys come from.
@@ -170,14 +202,14 @@ class ExchangeConfig:
     come from the environment or the keys file) nor ``urls`` with ``sandbox``.
     """
 
-    id: str = "binance"
+    id: str = attrs.field(default="binance", validator=_exchange_id)
     market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
     keys_file: Optional[str] = None
     key_env: str = attrs.field(default="MLCOORD_API_KEY", validator=_env_name)
     secret_env: str = attrs.field(default="MLCOORD_API_SECRET", validator=_env_name)
     password_env: str = attrs.field(default="MLCOORD_API_PASSWORD", validator=_env_name)
-    rate_limit_ms: Optional[int] = attrs.field(default=None, validator=v.optional(_positive))
-    timeout_ms: int = attrs.field(default=10_000, validator=_positive)
+    rate_limit_ms: Optional[int] = attrs.field(default=None, validator=v.optional(integer(1, 60_000)))
+    timeout_ms: int = attrs.field(default=10_000, validator=integer(100, 600_000))
     sandbox: bool = False
     #: repr shows the keys only: headers may carry tokens
     ccxt: dict[str, Any] = attrs.field(factory=dict, repr=lambda table: f"<keys {sorted(table)}>")
@@ -202,34 +234,49 @@ class BacktestConfig:
     price on market and stop fills; funding 0.01 % per 8 h (longs pay shorts) when no funding
     series is given; maintenance margin 0.5 % for the liquidation price.
 
+    Plausible ranges (outside them the config is refused, naming the key and the range):
+    ``initial_equity`` (0, 1e12]; ``leverage`` [1, 125] (the exchange's own limit and the sizer's
+    ``max_leverage`` are checked too); ``fee_taker``, ``fee_maker``, ``slippage`` [0, 0.05);
+    ``funding_rate`` (-0.01, 0.01) per event; ``funding_interval_hours`` [1, 24];
+    ``maintenance_margin`` [0, 0.5) and below 1 / leverage (or every position is liquidated when
+    it opens); ``seed`` [0, 2**32 - 1].
+
     ``market`` mirrors ``[exchange] market`` (the loader puts the one value in both sections);
     writing it here is the old spelling.
     """
 
-    initial_equity: float = attrs.field(default=10_000.0, validator=_positive)
+    initial_equity: float = attrs.field(default=10_000.0, validator=number(0.0, 1e12, lo_open=True))
     market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
-    leverage: float = attrs.field(default=1.0, validator=_positive)
-    fee_taker: float = attrs.field(default=0.0005, validator=_non_negative)
-    fee_maker: float = attrs.field(default=0.0002, validator=_non_negative)
-    slippage: float = attrs.field(default=0.0005, validator=_non_negative)
-    funding_rate: float = 0.0001
-    funding_interval_hours: int = attrs.field(default=8, validator=_positive)
-    maintenance_margin: float = attrs.field(default=0.005, validator=_fraction)
-    seed: int = 0
+    leverage: float = attrs.field(default=1.0, validator=number(1.0, MAX_LEVERAGE))
+    fee_taker: float = attrs.field(default=0.0005, validator=number(0.0, COST_LIMIT, hi_open=True, why=_PERCENT))
+    fee_maker: float = attrs.field(default=0.0002, validator=number(0.0, COST_LIMIT, hi_open=True, why=_PERCENT))
+    slippage: float = attrs.field(default=0.0005, validator=number(0.0, COST_LIMIT, hi_open=True, why=_PERCENT))
+    funding_rate: float = attrs.field(default=0.0001, validator=number(
+        -FUNDING_LIMIT, FUNDING_LIMIT, lo_open=True, hi_open=True, why=" per funding event (0.0001 is 0.01 %)"))
+    funding_interval_hours: int = attrs.field(default=8, validator=integer(1, 24))
+    maintenance_margin: float = attrs.field(default=0.005, validator=number(0.0, 0.5, hi_open=True))
+    seed: int = attrs.field(default=0, validator=integer(0, 2**32 - 1))
+
+    @maintenance_margin.validator
+    def _below_initial_margin(self, attribute, value):
+        if isinstance(self.leverage, (int, float)) and self.leverage > 0 and value >= 1.0 / self.leverage:
+            raise ValueError(f"maintenance_margin must be below 1 / leverage = {1.0 / self.leverage:g} (the initial "
+                             f"margin at leverage {self.leverage:g}), got {value!r}: every position would be "
+                             "liquidated as it opens", attribute)
 
 
 @attrs.frozen
 class LearningConfig:
     """``[learning]``: the event ML probabilities refer to, and where learning state persists.
 
-    ``horizon`` bars (default 24) and ``threshold`` (default 0.002 = taker fees 2 x 0.05 % plus
-    slippage 2 x 0.05 %): see :mod:`mlcoord.learning`. ``state_file``: a JSON file from which
+    ``horizon`` bars (default 24, in [1, 10000]) and ``threshold`` (default 0.002 = taker fees
+    2 x 0.05 % plus slippage 2 x 0.05 %, in [0, 0.5)): see :mod:`mlcoord.learning`. ``state_file``: a JSON file from which
     ensemble weights, calibration and bandit state are restored at start and saved at the end
     (default: none, every run starts from the configured weights).
     """
 
-    horizon: int = attrs.field(default=24, validator=_positive)
-    threshold: float = attrs.field(default=0.002, validator=_non_negative)
+    horizon: int = attrs.field(default=24, validator=integer(1, 10_000))
+    threshold: float = attrs.field(default=0.002, validator=number(0.0, 0.5, hi_open=True))
     state_file: Optional[str] = None
 
     @property
@@ -240,13 +287,14 @@ class LearningConfig:
 @attrs.frozen
 class InstrumentConfig:
     """``[instruments."BTC/USDT"]``: the exchange's rules for a symbol the data store does not know
-    (``mlcoord data download`` stores them from the exchange). Zero means no rule."""
+    (``mlcoord data download`` stores them from the exchange). Zero means no rule; sizes are
+    finite numbers >= 0, ``max_leverage`` in [1, 125]."""
 
-    tick_size: float = 0.0
-    lot_size: float = 0.0
-    min_quantity: float = 0.0
-    min_notional: float = 0.0
-    max_leverage: Optional[float] = None
+    tick_size: float = attrs.field(default=0.0, validator=number(0.0))
+    lot_size: float = attrs.field(default=0.0, validator=number(0.0))
+    min_quantity: float = attrs.field(default=0.0, validator=number(0.0))
+    min_notional: float = attrs.field(default=0.0, validator=number(0.0))
+    max_leverage: Optional[float] = attrs.field(default=None, validator=v.optional(number(1.0, MAX_LEVERAGE)))
 
 
 @attrs.frozen
@@ -510,8 +558,15 @@ def load_settings(path: Optional[Path] = None, overrides: Optional[dict[str, Any
     return structure(data, Settings)
 
 
+def account_settings(settings: Settings) -> AccountSettings:
+    """What options classes check their values against (:class:`mlcoord.option_checks.ChecksAccount`)."""
+    b = settings.backtest
+    return AccountSettings(settings.exchange.market, b.leverage, b.fee_taker, b.fee_maker, b.slippage)
+
+
 def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
-    """The typed options of component ``name`` from ``[plugins.NAME]`` (defaults if absent)."""
+    """The typed options of component ``name`` from ``[plugins.NAME]`` (defaults if absent),
+    checked against the account's settings when the options class asks (``check_account``)."""
     raw = settings.plugins.get(name, {})
     if options_cls is None:
         if raw:
@@ -519,7 +574,15 @@ def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
         return None
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a table, got {raw!r} @ $.plugins.{name}")
-    return structure(raw, options_cls, path=f"$.plugins.{name}")
+    path = f"$.plugins.{name}"
+    options = structure(raw, options_cls, path=path)
+    if isinstance(options, ChecksAccount):
+        try:
+            options.check_account(account_settings(settings))
+        except ValueError as exc:
+            raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, options_cls) + ' @ ' + path))}"
+                              ) from None
+    return options
 
 
 def unstructure(obj: Any) -> Any:

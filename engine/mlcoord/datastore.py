@@ -10,14 +10,13 @@ evaluations and the live venues read it. Files are written atomically.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 import pandas as pd
 import structlog
 
-from mlcoord.candles import TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
+from mlcoord.candles import REPAIR_MAX_DROP, TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
 from mlcoord.costs import FundingSeries
 from mlcoord.errors import ConfigError, DataError
@@ -66,25 +65,9 @@ def _write_frame(frame: pd.DataFrame, fh) -> None:
 
 def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
     """Write ``frame`` to ``path`` so that ``path`` is always either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            _write_frame(frame, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from mlcoord.files import write_atomic
+
+    write_atomic(path, lambda fh: _write_frame(frame, fh))
 
 
 def _read_parquet(path: Path) -> Optional[pd.DataFrame]:
@@ -132,14 +115,17 @@ def _locate(root: Path, exchange: ExchangeConfig, symbol: str, timeframe: Option
 
 
 def load_store_candles(root, exchange: ExchangeConfig, symbols: Sequence[str], timeframe: Optional[str] = None,
-                       repair: bool = False) -> list[Candles]:
+                       repair: bool = False, repair_max_drop: float = REPAIR_MAX_DROP) -> list[Candles]:
     """Candles for ``symbols`` from a download store (named as the user typed them)."""
+    if not Path(root).is_dir():
+        what = "a file, not a store directory" if Path(root).exists() else "missing"
+        raise DataError(f"store {root} is {what}: name the directory `mlcoord data download --store` filled")
     out = []
     for symbol in symbols:
         market, tf, path = _locate(Path(root), exchange, symbol, timeframe)
         if market != exchange.market:
             log.info("store_other_market", symbol=symbol, market=market, configured=exchange.market)
-        out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair))
+        out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair, repair_max_drop=repair_max_drop))
     return out
 
 

@@ -43,6 +43,7 @@ import numpy as np
 import structlog
 
 from mlcoord.errors import ConfigError
+from mlcoord.option_checks import integer
 
 log = structlog.get_logger("mlcoord.executors")
 
@@ -75,12 +76,13 @@ def dask_worker_env(folder: Path) -> dict[str, str]:
 class ExecutorConfig:
     """``[executor]``: ``kind`` (``local``), ``address`` of a Dask scheduler (``tcp://HOST:8786``;
     required for ``dask``), ``workers`` of the local pool (default: the machine's cores),
-    ``max_pool_restarts`` (3): how often a local pool whose worker died is rebuilt in one run."""
+    ``max_pool_restarts`` (3): how often a local pool whose worker died is rebuilt in one run.
+    Ranges: ``workers`` [1, 1024], ``max_pool_restarts`` [0, 100]."""
 
     kind: str = attrs.field(default="local", validator=attrs.validators.in_(KINDS))
     address: Optional[str] = None
-    workers: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
-    max_pool_restarts: int = attrs.field(default=3, validator=attrs.validators.ge(0))
+    workers: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(integer(1, 1024)))
+    max_pool_restarts: int = attrs.field(default=3, validator=integer(0, 100))
 
 
 def choose_executor(kind: Optional[str] = None, address: Optional[str] = None,

@@ -61,6 +61,19 @@ def first_traded_bar(times: Sequence[np.ndarray], start_ns: Optional[int]) -> Op
     return min(firsts) if firsts else None
 
 
+#: keys every saved learning state has (``trained_until`` since state version 2)
+STATE_KEYS = ("version", "components")
+
+
+def is_state_file(path: Path) -> bool:
+    """Whether ``path`` holds a learning state (:meth:`Pipeline.state`'s JSON): what ``--state``
+    may read and replace. A backtest result or any other file is not one."""
+    from mlcoord.files import json_object
+
+    data = json_object(Path(path))
+    return data is not None and all(k in data for k in STATE_KEYS) and isinstance(data["components"], dict)
+
+
 def read_state(path: Path) -> dict[str, Any]:
     try:
         state = json.loads(Path(path).read_text(encoding="utf-8"))

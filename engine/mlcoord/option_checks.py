@@ -13,9 +13,33 @@ taken for a number.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Protocol, runtime_checkable
+
+import attrs
 
 Validator = Callable[[Any, Any, Any], None]
+
+
+@attrs.frozen
+class AccountSettings:
+    """The engine's account settings (``[exchange] market``, ``[backtest]`` leverage and costs):
+    what an options class may check its own values against when the config is read."""
+
+    market: str
+    leverage: float
+    fee_taker: float
+    fee_maker: float
+    slippage: float
+
+
+@runtime_checkable
+class ChecksAccount(Protocol):
+    """An options class whose values must agree with the account's settings: the engine calls
+    ``check_account`` when it reads ``[plugins.NAME]``; a ValueError naming the option first
+    (``max_leverage must be >= ...``) stops the run with that option's key path. A contradiction
+    is an error at start rather than a run that silently vetoes every entry."""
+
+    def check_account(self, account: AccountSettings) -> None: ...
 
 
 def _real(value: Any) -> bool:
@@ -69,4 +93,4 @@ def _range(what: str, lo: Any, hi: Any, lo_open: bool, hi_open: bool) -> str:
     return what
 
 
-__all__ = ["number", "fraction", "integer", "flag"]
+__all__ = ["number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount"]

@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 
 import attrs
 
-from mlcoord.api import Decision, EntryLeg, Side, Sizing, SizingRequest, Trade, integer, number
+from mlcoord.api import AccountSettings, Decision, EntryLeg, Side, Sizing, SizingRequest, Trade, integer, number
 
 from mlcoord_risk.kelly import KellyEstimate, kelly_estimate
 
@@ -22,7 +22,8 @@ class RiskOptions:
     * ``max_position_fraction`` (0.25): position notional at full fill <= this x equity x leverage.
     * ``max_total_exposure`` (1.0): committed exposure (positions net of their hedge legs, plus
       working entry orders) + new notional <= this x equity x leverage.
-    * ``max_leverage`` (3.0): a request with more leverage is vetoed.
+    * ``max_leverage`` (3.0): a request with more leverage is vetoed; a config whose ``[backtest]
+      leverage`` is above it is refused at start.
     * ``min_notional`` (10.0, quote): a sized position smaller than this is vetoed (exchange dust).
     * ``use_kelly`` (false): scale risk down by fractional Kelly from this sizer's own trade history.
     * ``kelly_fraction`` (0.25): the fraction of the Kelly bet used.
@@ -46,6 +47,14 @@ class RiskOptions:
     kelly_min_trades: int = attrs.field(default=30, validator=integer(2))
     kelly_lookback: int = attrs.field(default=200, validator=integer(0))
     kelly_floor: float = attrs.field(default=0.0025, validator=number(0.0, 0.25))
+
+    def check_account(self, account: AccountSettings) -> None:
+        """A leverage above ``max_leverage`` would veto every entry (a year of ``vetoed:risk``, no
+        trade, exit 0): refused when the config is read instead."""
+        if account.leverage > self.max_leverage:
+            raise ValueError(f"max_leverage must be >= the account's leverage {account.leverage:g} ([backtest] "
+                             f"leverage), got {self.max_leverage:g}: every entry would be vetoed; raise "
+                             "max_leverage or lower the leverage")
 
     @kelly_lookback.validator
     def _lookback_covers_min(self, attribute, value):

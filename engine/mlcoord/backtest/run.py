@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import structlog
 
-from mlcoord.files import write_atomic
+from mlcoord.files import refuse_to_replace, write_atomic
 from mlcoord.backtest.engine import Backtest, RawResult
 from mlcoord.simulation import instruments_for
 from mlcoord.backtest.plain import iso as _iso, iso_times, rounded
@@ -25,7 +25,9 @@ from mlcoord.config import Settings, unstructure
 from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.journal import Journal, decision_to_dict
-from mlcoord.learning_state import MIN_BARS_AFTER_STATE, few_bars_note, first_traded_bar, restore as restore_learning_state
+from mlcoord.learning_state import (
+    MIN_BARS_AFTER_STATE, few_bars_note, first_traded_bar, is_state_file, restore as restore_learning_state,
+)
 from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import PluginSet, load_plugins
@@ -92,13 +94,25 @@ def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Option
     return start, end
 
 
+def _one_series_per_symbol(candles: Sequence[Candles], files: Sequence[str]) -> None:
+    """Two files of one symbol would trade two books of it in one portfolio: refused."""
+    first: dict[str, int] = {}
+    for k, c in enumerate(candles):
+        if c.symbol in first:
+            j = first[c.symbol]
+            where = f"{files[j]} and {files[k]}" if len(files) == len(candles) else "two sources"
+            raise ConfigError(f"symbol {c.symbol!r} is given twice ({where}): one series per symbol "
+                              "(--data/[data] files, --symbol/[data] symbols)")
+        first[c.symbol] = k
+
+
 def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
     """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up).
 
     ``cut_start=False`` keeps everything before the timerange's start (training uses it all)."""
     data = settings.data
     if data.files:
-        candles = [load_candles(f, repair=data.repair) for f in data.files]
+        candles = [load_candles(f, repair=data.repair, repair_max_drop=data.repair_max_drop) for f in data.files]
         if data.symbols:
             wanted = set(data.symbols)
             candles = [c for c in candles if c.symbol in wanted]
@@ -110,9 +124,11 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
         from mlcoord.datastore import load_store_candles
 
         candles = load_store_candles(data.store, settings.exchange, data.symbols or [DEFAULT_SYMBOL],
-                                     data.timeframe, data.repair)
+                                     data.timeframe, data.repair, data.repair_max_drop)
     else:
-        candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair) for s in (data.symbols or [DEFAULT_SYMBOL])]
+        candles = [load_candles(bundled_path(s), symbol=s, repair=data.repair, repair_max_drop=data.repair_max_drop)
+                   for s in (data.symbols or [DEFAULT_SYMBOL])]
+    _one_series_per_symbol(candles, data.files)
     out = []
     start, end = parse_timerange(data.timerange)
     for c in candles:
@@ -186,19 +202,7 @@ class BacktestResult:
 
         data = orjson.dumps(self.to_json(), default=str,
                             option=orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS)
-        _write_atomic_bytes(Path(path), data)
-
-
-def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    """:func:`mlcoord.files.write_atomic` for bytes (same temporary file, fsync, rename): orjson
-    gives UTF-8 bytes, and decoding a 10 MB result to text to have it encoded back costs ~15 ms."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+        write_atomic(Path(path), data)      # bytes as orjson gives them: no decode and encode again
 
 
 def _candles_json(c: Candles, traded, traded_iso: list[str]) -> dict[str, list]:
@@ -243,18 +247,26 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
                  candles: Optional[Sequence[Candles]] = None,
                  progress_factory: Optional[Callable[[int], Any]] = None,
                  option_changes: Optional[dict[str, dict[str, Any]]] = None,
-                 start: Optional[int] = None) -> BacktestResult:
+                 start: Optional[int] = None, replace_state: bool = False) -> BacktestResult:
     """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps); ``start``
-    (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts."""
+    (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts.
+
+    ``[learning] state_file`` is restored at start and saved at the end; an existing file there
+    that is not a learning state is refused before anything runs (a mistyped ``--state`` once
+    replaced a 118 KB backtest result), unless ``replace_state`` (``--force``): then it is
+    neither read nor kept."""
     t0 = _time.perf_counter()
+    state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
+    if state_file is not None:
+        refuse_to_replace(state_file, "a learning state (saved by --state)", is_state_file, force=replace_state,
+                          option="learning state file")
     plugins = plugins if plugins is not None else configured_plugins(settings, disabled)
     pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
-    state_file = Path(settings.learning.state_file) if settings.learning.state_file else None
     start = pd.Timestamp(int(start), tz="UTC") if start is not None else parse_timerange(settings.data.timerange)[0]
     notes = leave_out_models_covering(pipeline, candles, start.value if start is not None else None)
-    if state_file is not None and state_file.exists():   # never used at or before what it learnt from
+    if state_file is not None and is_state_file(state_file):   # never used at or before what it learnt from
         first = _after_training(start.value if start is not None else None, pipeline.trained_until())
         restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
     restored_until = pipeline.learned_until

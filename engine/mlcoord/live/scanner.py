@@ -31,6 +31,7 @@ import structlog
 
 from mlcoord.candles import Candles, candles_from_rows, timeframe_to_ns
 from mlcoord.errors import DataError
+from mlcoord.option_checks import integer, number
 from mlcoord.live.data import MS, validate_ohlcv
 from mlcoord.live.exchange import exchange_now_ms
 from mlcoord.live.retry import Clock, RetryPolicy, SystemClock, retry_after_header, retrying
@@ -47,18 +48,19 @@ class ScannerOptions:
     """``top_n`` (20) pairs by 24 h quote volume in ``quote`` (USDT) with at least ``min_quote_volume``
     (1e6); ``whitelist`` (empty = any) and ``blacklist`` hold symbols or glob patterns;
     ``exclude_leveraged`` (True) and ``exclude_stablecoins`` (True); ``timeframes`` fetched per
-    pair each cycle (1h, 4h, 1d), ``candles`` (500) bars each; ``workers`` (4) threads."""
+    pair each cycle (1h, 4h, 1d), ``candles`` (500) bars each; ``workers`` (4) threads. Ranges:
+    ``top_n`` [1, 1000], ``min_quote_volume`` [0, 1e12], ``candles`` [2, 5000], ``workers`` [1, 32]."""
 
-    top_n: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    top_n: int = attrs.field(default=20, validator=integer(1, 1000))
     quote: str = "USDT"
-    min_quote_volume: float = attrs.field(default=1e6, validator=attrs.validators.ge(0))
+    min_quote_volume: float = attrs.field(default=1e6, validator=number(0.0, 1e12))
     whitelist: tuple[str, ...] = ()
     blacklist: tuple[str, ...] = ()
     exclude_leveraged: bool = True
     exclude_stablecoins: bool = True
     timeframes: tuple[str, ...] = ("1h", "4h", "1d")
-    candles: int = attrs.field(default=500, validator=attrs.validators.ge(2))
-    workers: int = attrs.field(default=4, validator=[attrs.validators.ge(1), attrs.validators.le(32)])
+    candles: int = attrs.field(default=500, validator=integer(2, 5000))
+    workers: int = attrs.field(default=4, validator=integer(1, 32))
 
     def __attrs_post_init__(self) -> None:
         for tf in self.timeframes:

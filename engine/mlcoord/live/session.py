@@ -35,7 +35,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     or spot: ``[exchange] market``).
 
     Start: the pipeline is built first (the hedging guard on spot stops here, before the account
-    is touched; so does a spot config with leverage), broker setup (futures: hedge mode, leverage,
+    is touched; so does a spot config with leverage), the symbols, timeframe and leverage are
+    checked against the exchange's markets (:mod:`mlcoord.live.preflight`), broker setup (futures: hedge mode, leverage,
     margin mode), reconciliation, every active plan protected before anything else. Then per poll: kill switch, new closed bars through
     :class:`LiveTrader`, every plan managed, heartbeat. ``cycles`` bounds the polls; ``on_cycle(trader)``
     is called after each (tests check invariants there). ``health_clock`` times the retry backoff
@@ -45,6 +46,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     entries. ``history``: closed candles per symbol already at hand (e.g. from the data store,
     named as configured) instead of the last ``history_bars`` fetched at start."""
     from mlcoord.candles import timeframe_to_ns
+    from mlcoord.live.preflight import check_market_arguments
     from mlcoord.live.reconcile import reconcile
     from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
     from mlcoord.live.runner import fetch_closed, market_symbols
@@ -73,6 +75,9 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         ccxt_symbols = {s: broker.symbol(s) for s in symbols}
     else:
         symbols, ccxt_symbols = market_symbols(settings)
+    # symbols, timeframe and leverage against the exchange (reads only) before the account is touched
+    check_market_arguments(exchange, market, symbols, [timeframe], settings.backtest.leverage, health=health,
+                           whole_leverage=True)
     broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
     found = reconcile(broker, symbols, options.unknown_orders)
     if history is None:

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -22,6 +23,7 @@ import attrs
 from attrs import validators as v
 
 from mlcoord.files import write_atomic
+from mlcoord.option_checks import integer, number
 
 
 
@@ -37,6 +39,7 @@ class LiveOptions:
     ``heartbeat``: file path (None: none). ``margin_mode``: futures "isolated" (default) or "cross".
     ``poll_seconds``: how often the loop looks for a newly closed bar (default 10).
     ``history_bars``: closed candles fetched at start for the indicators' warm-up (default 1000).
+    Ranges: ``poll_seconds`` (0, 86400], ``history_bars`` [51, 100000].
     Read from a config file, relative ``store``, ``kill_switch`` and ``heartbeat`` paths are made
     absolute against the file's folder (:data:`mlcoord.config.PATH_KEYS`), so the bot and the
     ``kill``/``status`` commands agree wherever each is started.
@@ -48,8 +51,44 @@ class LiveOptions:
     flatten_on_kill: bool = False
     heartbeat: Optional[str] = None
     margin_mode: str = attrs.field(default="isolated", validator=v.in_(("isolated", "cross")))
-    poll_seconds: float = attrs.field(default=10.0, validator=v.gt(0))
-    history_bars: int = attrs.field(default=1000, validator=v.gt(50))
+    poll_seconds: float = attrs.field(default=10.0, validator=number(0.0, 86_400.0, lo_open=True))
+    history_bars: int = attrs.field(default=1000, validator=integer(51, 100_000))
+
+
+#: seconds a heartbeat's time may lie ahead of this machine's clock (two hosts' clocks differ a
+#: little); further ahead, the beat cannot be trusted to say the bot is alive
+CLOCK_SKEW_SECONDS = 30.0
+
+
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _malformed(beat: Any) -> Optional[str]:
+    """What is wrong with a heartbeat's content (None: a beat the bot could have written)."""
+    if not isinstance(beat, dict):
+        return f"expected a JSON object, got {type(beat).__name__}"
+    if not _real(beat.get("wall_time")):
+        return f"wall_time must be a finite number of seconds, got {beat.get('wall_time')!r:.40}"
+    bar = beat.get("bar_time_ns")
+    if bar is not None and (isinstance(bar, bool) or not isinstance(bar, int)):
+        return f"bar_time_ns must be an integer or null, got {bar!r:.40}"
+    return None
+
+
+def beat_problem(beat: dict, now: float, max_age: float, skew: float = CLOCK_SKEW_SECONDS) -> Optional[str]:
+    """Why a valid heartbeat (see :meth:`Supervisor.last_beat`) says the bot is not healthy at
+    ``now``, else None: too old, from the future beyond ``skew`` (a clock gone wrong, or a file
+    not written by the bot), or paused."""
+    age = now - float(beat["wall_time"])
+    if age > max_age:
+        return f"the last cycle is {age:.0f} s old (limit {max_age:.0f} s)"
+    if age < -skew:
+        return (f"the heartbeat's time lies {-age:.0f} s in the future (tolerance {skew:.0f} s): a clock is "
+                "wrong, or the bot did not write it")
+    if str(beat.get("status", "")).startswith("paused"):
+        return f"the bot is {beat.get('status')}"
+    return None
 
 
 class Supervisor:
@@ -84,7 +123,10 @@ class Supervisor:
 
         if not self.options.kill_switch:
             raise ConfigError("no kill switch configured: set [live] kill_switch = \"PATH\" in the bot's config")
-        return Path(self.options.kill_switch)
+        path = Path(self.options.kill_switch)
+        if path.is_dir():
+            raise ConfigError(f"kill switch {path} is a directory: [live] kill_switch must name a file, e.g. {path / 'STOP'}")
+        return path
 
     def last_beat(self) -> Optional[dict]:
         """The heartbeat file's content (None if there is none yet)."""
@@ -92,12 +134,20 @@ class Supervisor:
 
         if not self.options.heartbeat:
             raise ConfigError("no heartbeat configured: set [live] heartbeat = \"PATH\" in the bot's config")
+        path = Path(self.options.heartbeat)
+        if path.is_dir():
+            raise ConfigError(f"heartbeat {path} is a directory: [live] heartbeat must name a file, e.g. "
+                              f"{path / 'heartbeat.json'}")
         try:
-            return json.loads(Path(self.options.heartbeat).read_text(encoding="utf-8"))
+            beat = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             return None
-        except ValueError as exc:
-            raise ConfigError(f"heartbeat file {self.options.heartbeat} is not JSON: {exc}") from None
+        except (ValueError, OSError) as exc:    # not JSON, not UTF-8, unreadable
+            raise ConfigError(f"heartbeat file {path} is not JSON: {exc}") from None
+        problem = _malformed(beat)
+        if problem:
+            raise ConfigError(f"heartbeat file {path} is malformed: {problem}")
+        return beat
 
     def beat(self, *, wall_time: float, bar_time: Optional[int], status: str, **extra: Any) -> None:
         """Write the heartbeat file (atomically); a no-op without one configured."""
