@@ -136,6 +136,11 @@ def test_a_session_paused_for_30_bars_processes_every_bar_once(tmp_path, mode, m
     assert plan.decision_time == bar(SIGNAL) and plan.status == PlanStatus.CLOSED
     trade = next(t for t in trader.engine.trades if not t.hedge)
     assert trade.exit_reason == "catch_up"
+    # dated as a backtest dates a market close asked on that bar: the next bar; spot's dust (the
+    # exchange takes its fee in the base asset) is written off with it, never before the close
+    assert trade.closed_at == bar(STOP_CROSSED + 1)
+    fills = [f.time for f in trader.engine.fills]
+    assert fills == sorted(fills)
     orders = trader.plan_orders(plan.plan_id)
     [close] = [r for r in orders if r.order.tag == "close"]
     assert close.filled_quantity > 0 and close.order.kind.value == "market"
