@@ -11,8 +11,8 @@ bar 2980 (2021-01-22 10:00 UTC); history index = bundled bar - 2680:
 * the bot steps 300-304, then is away for 30 bars (305-334) and comes back with 335 the newest;
 * inside the pause the trailing stop moves up from 308 on (the exchange's stop stays at 30588:
   no bar of the pause reaches it, nor the take profit), the drawdown (2.1 %) passes the hedging
-  guard's 1.5 % at 312, the day's loss passes the protections' 0.6 % on 2021-01-23 (from 316),
-  and bar 324 crosses the trailed stop;
+  guard's 1.5 % at 312, the loss of the day that starts at 314 (2021-01-23) passes the
+  protections' 1 % at 316 (1.9 %), and bar 324 crosses the trailed stop;
 * a BUY is planted on every bar of the pause and on the newest one: no entry may be decided on a
   replayed bar.
 
@@ -52,7 +52,7 @@ use_correlation = false
 drawdown_trigger = 0.015
 drawdown_release = 0.0075
 [plugins.protections]
-daily_loss_limit = 0.006
+daily_loss_limit = 0.01
 max_open_trades = 0
 cooldown_after_stop_hours = 0
 pair_lock_losses = 0
@@ -144,7 +144,8 @@ def test_a_session_paused_for_30_bars_processes_every_bar_once(tmp_path, mode, m
     orders = trader.plan_orders(plan.plan_id)
     [close] = [r for r in orders if r.order.tag == "close"]
     assert close.filled_quantity > 0 and close.order.kind.value == "market"
-    assert all(r.filled_quantity == 0 for r in orders if r.order.tag.startswith("stop"))   # the exchange's stop never hit
+    exits = [r for r in orders if r.order.tag in ("stop", "take_profit")]
+    assert exits and all(r.filled_quantity == 0 for r in exits)        # the exchange's never triggered
     backtest_decisions = {d.time: d for d in raw.decisions}
     if market == "futures":
         # the hedging guard fired on its replayed bar, as in the backtest; its hedge was opened at
@@ -159,17 +160,17 @@ def test_a_session_paused_for_30_bars_processes_every_bar_once(tmp_path, mode, m
         assert leg.exit_reason == "hedged position closed" and leg.closed_at == trade.closed_at
         assert decisions[-1][1] == "entered"                             # the newest bar may enter
     else:
-        # spot: the protections' daily loss limit, passed inside the pause, vetoes the newest bar's
-        # entry as it does in the backtest
+        # spot: the protections' daily loss limit, passed on a replayed bar (the day began inside
+        # the pause), vetoes the newest bar's entry as it does in the backtest
         newest = trader.store.decision("BTC/USDT", bar(NEWEST))
         assert newest["outcome"] == "vetoed:protections" == backtest_decisions[bar(NEWEST)].outcome
         assert newest["veto"].startswith("daily_loss_limit")
 
 
 def _paper_is_history(trader, raw, options, first):
-    """Paper replays the pause as history: every fill and trade is the backtest's, the stop filled
-    at its price on the bar that crossed it, the hedge opened on the bar after the guard's; the
-    store holds the session's every bar, trade and fill."""
+    """Paper replays the pause as history: every fill and trade is the backtest's (the stop filled
+    as ``trailing_stop`` at its price on the bar that crossed it, the hedge opened on the bar after
+    the guard's); the store holds the session's every bar, trade and fill."""
     assert _fill_rows(trader.engine.fills, first) == _fill_rows(raw.fills[:len(trader.engine.fills)], first)
     assert list(trader.engine.trades) == list(raw.trades[:len(trader.engine.trades)])
     hedge = next(t for t in trader.engine.trades if t.hedge)
@@ -179,3 +180,4 @@ def _paper_is_history(trader, raw, options, first):
         assert session["bars"] == len(trader.engine.loop.times)
         assert session["last_bar"] == iso_time(trader.engine.loop.times[-1])
         assert store.paper_trades(session["session_id"]) == list(trader.engine.trades)
+        assert store.paper_fills(session["session_id"]) == list(trader.engine.fills)
