@@ -29,6 +29,7 @@ from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
+from mlcoord.live.feed import CANDLE_PAGE, bars_wanted, closed_candles
 from mlcoord.live.scanner import ScannerOptions
 from mlcoord.live.supervisor import LiveOptions
 from mlcoord.pipeline import Pipeline, PreparedSymbol
@@ -190,10 +191,6 @@ class PaperTrader:
 
 # -- the paper and live commands ---------------------------------------------------------------
 
-#: rows per candle request when ``[live] candle_page`` is not given: Binance spot's cap (futures: 1500)
-CANDLE_PAGE = 1000
-
-
 @attrs.frozen
 class LiveLoopOptions(LiveOptions):
     """``[live]`` options of the order loop on top of :class:`~mlcoord.live.supervisor.LiveOptions`.
@@ -242,55 +239,6 @@ def load_live_settings(path, overrides=None):
     return settings, options
 
 
-def closed_candles(exchange, symbol: str, timeframe: str, limit: int, now_ms: int, *,
-                   first_ms: Optional[int] = None, page: int = CANDLE_PAGE) -> Candles:
-    """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped), checked as
-    :func:`~mlcoord.candles.candles_from_frame` checks them, on the rows' arrays (a poll's few
-    rows would spend milliseconds in pandas).
-
-    ``first_ms``: the open time of the first bar wanted (the ``limit`` bars from it on). When the
-    bars do not fit one request of ``page`` rows (the exchange's cap), they are fetched page by
-    page from the first one forward (``fetch_ohlcv(since=..., limit=...)``); an exchange that
-    caps a page lower than asked is paged on from the last row it sent. An answer with no closed
-    row, or a malformed one, raises :class:`~mlcoord.live.retry.MalformedAnswer` (retried by the
-    caller's :class:`~mlcoord.live.retry.ExchangeHealth`)."""
-    from mlcoord.candles import candles_from_rows, timeframe_to_ns
-    from mlcoord.errors import DataError
-    from mlcoord.live.data import validate_ohlcv
-    from mlcoord.live.retry import MalformedAnswer
-
-    where = f"{exchange.id} {symbol} {timeframe}"
-    tf_ms = timeframe_to_ns(timeframe) // 1_000_000
-    try:
-        if limit + 1 <= page:
-            rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
-            t, v = validate_ohlcv(rows, where)
-            keep = t + tf_ms <= now_ms
-            t, v = t[keep][-limit:], v[keep][-limit:]
-        else:
-            since = first_ms if first_ms is not None else (now_ms // tf_ms - limit) * tf_ms
-            end = since + limit * tf_ms                    # open time after the last bar wanted
-            times, values = [], []
-            while since < end:
-                rows = exchange.fetch_ohlcv(symbol, timeframe, since=since, limit=min(page, (end - since) // tf_ms))
-                t, v = validate_ohlcv(rows, where)
-                keep = (t >= since) & (t < end) & (t + tf_ms <= now_ms)
-                if not keep.any():
-                    break
-                times.append(t[keep])
-                values.append(v[keep])
-                since = int(t[keep][-1]) + tf_ms
-            t = np.concatenate(times) if times else np.empty(0, np.int64)
-            v = np.concatenate(values) if values else np.empty((0, 5), np.float64)
-            if len(times) > 1:
-                log.info("catch_up_fetched", symbol=symbol, bars=len(t), pages=len(times))
-        if not len(t):
-            raise MalformedAnswer(f"{where}: no closed candle in the answer (asked for {limit})")
-        return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe}")
-    except DataError as exc:
-        raise MalformedAnswer(str(exc)) from exc
-
-
 def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
     """The configured symbols and their ccxt symbols on the configured market."""
     from mlcoord.live.exchange import market_symbol
@@ -312,36 +260,18 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
     bar, count). With ``known`` given, a symbol whose answer stayed empty or malformed after the
     retries is left out this cycle (``candles_skipped``: symbol and cause; the next poll asks for
     its bars again); without it (a start's history) that is raised as ExchangeUnavailable."""
-    from mlcoord.candles import timeframe_to_ns
-    from mlcoord.journal import iso_time
     from mlcoord.live.exchange import exchange_now_ms
     from mlcoord.live.retry import ExchangeUnavailable
 
     now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
-    tf_ms = timeframe_to_ns(timeframe) // 1_000_000
-    wanted: dict[str, int] = {}
-    first: dict[str, Optional[int]] = {}
-    for s in symbols:
-        last = (known or {}).get(s)
-        if last is None:
-            wanted[s], first[s] = limit, None
-            continue
-        # bars after ``last`` that have closed: the k-th opens at last + k tf and closes tf later
-        last_ms = last // 1_000_000
-        missing = (now - last_ms) // tf_ms - 1
-        wanted[s] = min(limit, missing)
-        first[s] = last_ms + (missing - wanted[s] + 1) * tf_ms
-        if missing > limit:
-            lost = missing - limit
-            log.warning("candles_hole", symbol=s, first=iso_time((last_ms + tf_ms) * 1_000_000),
-                        last=iso_time((last_ms + lost * tf_ms) * 1_000_000), count=lost, fetched=limit,
-                        note=f"{s}: {lost} closed bars missed (more than {limit}) are not processed")
-    asked = [s for s in symbols if wanted[s] > 0]
+    wanted = bars_wanted(symbols, known, now, timeframe, limit)
+    asked = [s for s in symbols if wanted[s].count > 0]
     out = []
     for s in asked:
         try:
-            found = health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s], now,
-                                                           first_ms=first[s], page=page), what=f"candles {s}")
+            found = health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s].count, now,
+                                                           first_ms=wanted[s].first_ms, page=page),
+                                what=f"candles {s}")
         except ExchangeUnavailable as exc:
             if known is None or exc.reason != "malformed":
                 raise

@@ -11,8 +11,8 @@ engine is synchronous, so threads give the I/O overlap without a second, asyncio
 a ccxt instance is not thread-safe (one HTTP session, one rate limiter), hence one per thread.
 Each instance's own rate limiter would let ``workers`` threads together exceed the exchange's
 limit, so each instance is given ``workers x`` the base ``rateLimit``: the aggregate request
-rate stays the exchange's. A pair whose response is malformed is reported in
-:attr:`ScanResult.errors` and left out of that cycle; an exchange that stays down raises
+rate stays the exchange's. A pair whose response stays malformed after the retries is reported
+in :attr:`ScanResult.errors` and left out of that cycle; an exchange that stays down raises
 :class:`~mlcoord.live.retry.ExchangeUnavailable` (the caller pauses trading).
 """
 
@@ -29,12 +29,12 @@ import attrs
 import numpy as np
 import structlog
 
-from mlcoord.candles import Candles, candles_from_rows, timeframe_to_ns
+from mlcoord.candles import Candles, timeframe_to_ns
 from mlcoord.errors import DataError
 from mlcoord.option_checks import integer, number
-from mlcoord.live.data import MS, validate_ohlcv
 from mlcoord.live.exchange import exchange_now_ms
-from mlcoord.live.retry import Clock, RetryPolicy, SystemClock, retry_after_header, retrying
+from mlcoord.live.feed import CANDLE_PAGE, BarsWanted, closed_candles
+from mlcoord.live.retry import Clock, ExchangeUnavailable, RetryPolicy, SystemClock, retry_after_header, retrying
 
 log = structlog.get_logger("mlcoord.live.scanner")
 
@@ -118,6 +118,10 @@ def rank_pairs(tickers: Mapping[str, Mapping[str, Any]], markets: Mapping[str, M
     return out[: options.top_n]
 
 
+class PairFailed(DataError):
+    """One pair's candles stayed empty or malformed after the retries: it is left out of the cycle."""
+
+
 @attrs.frozen
 class ScanResult:
     """One cycle: the chosen pairs (best first), their candles and the pairs that failed, with why."""
@@ -172,49 +176,58 @@ class Scanner:
         log.info("scanner_pairs", pairs=[s for s, _ in ranked], candidates=len(tickers))
         return [s for s, _ in ranked]
 
-    def _fetch(self, symbol: str, timeframe: str, now_ms: int, limit: Optional[int] = None) -> Candles:
+    def _fetch(self, symbol: str, timeframe: str, now_ms: int, wanted: BarsWanted, page: int) -> Candles:
+        """The bars ``wanted`` of one pair (:func:`~mlcoord.live.feed.closed_candles`: closed only,
+        page by page), on this worker's ccxt instance. An answer that stays empty or malformed
+        after the retries raises :class:`PairFailed`."""
         exchange, rng = self._thread_exchange()
-        tf_ms = timeframe_to_ns(timeframe) // MS
-        limit = limit or self.options.candles
-        rows = self._call(exchange, lambda: exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1),
-                          f"fetch_ohlcv {symbol} {timeframe}", rng)
-        t, v = validate_ohlcv(rows, f"{exchange.id} {symbol} {timeframe}")
-        closed = t + tf_ms <= now_ms  # the still-open candle would change under the decision
-        t, v = t[closed][-limit:], v[closed][-limit:]
-        if not len(t):
-            raise DataError(f"{exchange.id} {symbol} {timeframe}: no closed candle in the response")
-        return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe} scan")
+        try:
+            return self._call(exchange, lambda: closed_candles(exchange, symbol, timeframe, wanted.count, now_ms,
+                                                               first_ms=wanted.first_ms, page=page),
+                              f"fetch_ohlcv {symbol} {timeframe}", rng)
+        except ExchangeUnavailable as exc:
+            if exc.reason != "malformed":
+                raise
+            raise PairFailed(str(exc)) from exc
+
+    def _now_ms(self, now_ms: Optional[int]) -> int:
+        if now_ms is not None:
+            return now_ms
+        rng = random.Random(self.policy.seed)
+        return int(self._call(self.exchange, lambda: exchange_now_ms(self.exchange), "fetch_time", rng))
 
     def fetch(self, symbols: Sequence[str], now_ms: Optional[int] = None) -> ScanResult:
         """Closed candles of every (symbol, timeframe), fetched concurrently within the rate limit."""
-        rng = random.Random(self.policy.seed)
-        if now_ms is None:
-            now_ms = int(self._call(self.exchange, lambda: exchange_now_ms(self.exchange), "fetch_time", rng))
-        jobs = {(s, tf): self._pool.submit(self._fetch, s, tf, now_ms)
+        now_ms = self._now_ms(now_ms)
+        wanted = BarsWanted(self.options.candles)
+        jobs = {(s, tf): self._pool.submit(self._fetch, s, tf, now_ms, wanted, CANDLE_PAGE)
                 for s in symbols for tf in self.options.timeframes}
         candles, errors = {}, {}
         for key, future in jobs.items():
             try:
                 candles[key] = future.result()
-            except DataError as exc:  # this pair's data is bad: skip it this cycle, keep the others
+            except PairFailed as exc:  # this pair's data is bad: skip it this cycle, keep the others
                 errors[key] = str(exc)
                 log.warning("scan_pair_failed", symbol=key[0], timeframe=key[1], error=str(exc))
         return ScanResult(tuple(symbols), candles, errors, now_ms)
 
     def fetch_closed(self, symbols: Sequence[str], timeframe: str, limit: int,
                      now_ms: Optional[int] = None) -> dict[str, Candles]:
-        """The last ``limit`` closed candles of one timeframe for every symbol, fetched concurrently
-        (the live loop's per-cycle fetch in scan mode, where the symbol list is long). A symbol whose
-        response is malformed is logged and left out of the answer; the others are kept."""
-        rng = random.Random(self.policy.seed)
-        if now_ms is None:
-            now_ms = int(self._call(self.exchange, lambda: exchange_now_ms(self.exchange), "fetch_time", rng))
-        jobs = {s: self._pool.submit(self._fetch, s, timeframe, now_ms, limit) for s in symbols}
+        """The last ``limit`` closed candles of one timeframe for every symbol (see :meth:`fetch_bars`)."""
+        return self.fetch_bars({s: BarsWanted(limit) for s in symbols}, timeframe, self._now_ms(now_ms))
+
+    def fetch_bars(self, wanted: Mapping[str, BarsWanted], timeframe: str, now_ms: int, *,
+                   page: int = CANDLE_PAGE) -> dict[str, Candles]:
+        """The closed bars ``wanted`` of one timeframe per symbol (the live loop's poll in scan mode,
+        where the symbol list is long: every bar missed since the last poll,
+        :func:`~mlcoord.live.feed.bars_wanted`), fetched concurrently, ``page`` rows a request. A
+        symbol whose answer stays malformed is logged and left out of the answer; the others are kept."""
+        jobs = {s: self._pool.submit(self._fetch, s, timeframe, now_ms, w, page) for s, w in wanted.items()}
         out = {}
         for symbol, future in jobs.items():
             try:
                 out[symbol] = future.result()
-            except DataError as exc:
+            except PairFailed as exc:
                 log.warning("scan_pair_failed", symbol=symbol, timeframe=timeframe, error=str(exc))
         return out
 

@@ -7,11 +7,11 @@ entry.
 The kill switch blocks new entries (and with ``flatten_on_kill`` closes positions); the loop keeps
 running while it is on, so open positions keep their stops moving. The heartbeat is written after
 every cycle. A bot that fell behind (a pause, an outage) fetches every missed bar in pages
-(:func:`mlcoord.live.runner.fetch_closed`) and replays them (:meth:`LiveTrader.on_candles`: closes with reason
-``catch_up``, entries on the newest bar only); scan mode still fetches the last few bars only.
+(:func:`mlcoord.live.runner.fetch_closed`; in scan mode through the scanner's threads) and replays
+them (:meth:`LiveTrader.on_candles`: closes with reason ``catch_up``, entries on the newest bar only).
 
 With ``[live] scan = true`` the scanner picks the symbols every cycle and fetches their candles
-concurrently (:meth:`mlcoord.live.scanner.Scanner.fetch_closed`); a symbol that drops out keeps its
+concurrently (:meth:`mlcoord.live.scanner.Scanner.fetch_bars`); a symbol that drops out keeps its
 bars and stops while its plan is active, with no new entry.
 """
 
@@ -124,10 +124,10 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                     if scanner is not None:
                         symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
                         ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                    at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
                     if scanner is not None:           # many pairs: their requests overlap
-                        fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
+                        fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe, options, at_hand)
                     else:
-                        at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
                         fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
                                              at_hand, page=options.candle_page)   # every bar missed, paged
                     closed = len(trader.engine.trades)
@@ -153,15 +153,21 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     return trader
 
 
-def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
-    """This cycle's newest closed bars of every symbol through the scanner's worker threads; a
-    symbol whose answer was malformed is left out this cycle (its plan keeps its exchange stop)."""
-    from mlcoord.candles import Candles
+def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str, options, at_hand) -> list:
+    """Every bar of every symbol closed since the newest at hand (``at_hand``: symbol -> its open
+    time), as :func:`~mlcoord.live.runner.fetch_closed` asks for them (at most ``[live]
+    history_bars``, the hole before them named; ``[live] candle_page`` rows a request), through the
+    scanner's worker threads. A symbol whose answer stayed malformed is left out this cycle (its
+    plan keeps its exchange stop; the next poll asks for its bars again)."""
+    from mlcoord.live.exchange import exchange_now_ms
+    from mlcoord.live.feed import bars_wanted
 
-    by_ccxt = health.call(lambda: scanner.fetch_closed([ccxt_symbols[s] for s in symbols], timeframe, 5),
+    now = health.call(lambda: exchange_now_ms(scanner.exchange), what="fetch_time")
+    wanted = bars_wanted(symbols, at_hand, now, timeframe, options.history_bars)
+    asked = {ccxt_symbols[s]: w for s, w in wanted.items() if w.count > 0}
+    by_ccxt = health.call(lambda: scanner.fetch_bars(asked, timeframe, now, page=options.candle_page),
                           what="candles (scanner)")
-    return [Candles(s, by_ccxt[ccxt_symbols[s]].timeframe, by_ccxt[ccxt_symbols[s]].frame)
-            for s in symbols if ccxt_symbols[s] in by_ccxt]
+    return [by_ccxt[ccxt_symbols[s]].as_symbol(s) for s in symbols if ccxt_symbols[s] in by_ccxt]
 
 
 def _scan(scanner, health) -> list[str]:

@@ -425,9 +425,12 @@ class ExchangeVenue:
 
     def plan_closed(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         """A plan closed: its last fills booked; what the ledger still holds of it (dust below the
-        exchange's minimum, a position the exchange closed by itself) written off at the last close."""
+        exchange's minimum, a position the exchange closed by itself) written off at the last close,
+        dated as the closing fills are (the bar in progress: a trade never closes before its last
+        fill)."""
         self.book(plan, tally, final=True)
         ledger = self.ledger
+        now = max(self.trader.last_time + self.trader.timeframe_ns, plan.decision_time)
         for book, hedge in ((ledger.positions, False), (ledger.hedges, True)):
             position = book.get(plan.symbol)
             if position is None:
@@ -438,7 +441,7 @@ class ExchangeVenue:
             log.info("position_written_off", plan=plan.plan_id, symbol=plan.symbol, hedge=hedge,
                      quantity=position.quantity, price=price, reason=reason)
             ledger.apply(Fill(f"{plan.plan_id}:{WRITTEN_OFF}:{int(hedge)}", plan.symbol, position.side,
-                              max(self.trader.last_time, plan.decision_time), price, position.quantity, 0.0, True,
+                              now, price, position.quantity, 0.0, True,
                               reason if not hedge else ExitReason.HEDGED_POSITION_CLOSED.value, hedge),
                          self._bar_index(plan.symbol))
 
