@@ -280,7 +280,8 @@ class TradingLoop:
         self.equity_curve: array[float] = array("d")
         self.exposure_curve: array[float] = array("d")
         self._day: Optional[int] = None
-        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
+        self._guards = [(g.name, pipeline.call_budget.timed(g.name, g.obj.on_bar))
+                        for g in components.portfolio_watchers]
         #: who may open a new position now (None: every symbol); a live session pauses entries
         #: (kill switch) or keeps them to the scanner's pick; exits are never paused
         self.may_enter: Optional[Callable[[str], bool]] = None
