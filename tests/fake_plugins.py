@@ -199,7 +199,7 @@ class BrokenExits:
 class Components:
     """One plugin registering any fakes by role: ``Components(signal_sources={"x": factory})``.
 
-    Roles: ``signal_sources``, ``ml_components``, ``exit_managers``, ``entry_planners``,
+    Roles: ``signal_sources``, ``ml_components``, ``calibrators``, ``exit_managers``, ``entry_planners``,
     ``sizers``, ``entry_guards``, ``portfolio_watchers``, and ``portfolio_guards`` (a fake guard
     playing both guard roles: the same factory in both hooks is one component)."""
 
@@ -218,6 +218,10 @@ class Components:
     @mlcoord.hookimpl
     def register_ml_components(self, register):
         self._register(register, "ml_components")
+
+    @mlcoord.hookimpl
+    def register_calibrators(self, register):
+        self._register(register, "calibrators")
 
     @mlcoord.hookimpl
     def register_exit_managers(self, register):

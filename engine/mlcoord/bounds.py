@@ -138,7 +138,7 @@ def checked_vote(vote: Any, name: str, label: str = "") -> Vote:
     changes: dict[str, Any] = {"component": name, "display_name": label or name}
     for field in ("confidence", "p_up", "p_down"):
         value = getattr(vote, field)
-        if value is not None:
+        if value is not None or field == "confidence":
             p = probability(value, f"vote {field}")
             if p is not value:
                 changes[field] = p

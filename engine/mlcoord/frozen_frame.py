@@ -78,9 +78,16 @@ class ReadOnlyFrame(pd.DataFrame):
         locals()[_name] = _refuse
     del _name
 
+    def __reduce__(self):              # pickled (to another process), it arrives as a plain copy
+        return self.copy().__reduce__()
+
     @property
     def attrs(self) -> dict:
         return FrozenDict(super().attrs)
+
+    @attrs.setter
+    def attrs(self, value: Any) -> None:
+        _refuse(self)
 
     @property
     def loc(self) -> Any:
