@@ -155,7 +155,9 @@ def checked_plan(plan: Any, side: Side, price: float) -> EntryPlan:
     """An entry plan on the signal's side, its legs' prices finite and on the entry side of the
     market (a long buys at or below ``price``, a short sells at or above: a leg on the other side
     fills at once, and the stop the exit manager puts beyond it would be on the wrong side of the
-    market), fractions in [0, 1] summing to 1, and an expiry in bars (an integer >= 0)."""
+    market), a market leg at ``price`` itself (it fills at the next open; sizing and the stop are
+    computed from its price), fractions in [0, 1] summing to 1, and an expiry in bars (an integer
+    >= 0)."""
     _expect(plan, EntryPlan)
     if plan.side is not side:
         raise ComponentFailure(f"planned a {getattr(plan.side, 'name', plan.side)!r} entry for a {side.name} signal")
@@ -167,6 +169,9 @@ def checked_plan(plan: Any, side: Side, price: float) -> EntryPlan:
         _expect(leg, EntryLeg, f"leg {k} is a")
         at = positive(leg.price, f"leg {k} price")
         total += probability(leg.fraction, f"leg {k} fraction")
+        if leg.market is not False and abs(at - price) > price * _PRICE_SLACK:
+            raise ComponentFailure(f"market leg {k} at {at:g} is not at the market price {price:g} (a market leg fills "
+                                   "at the next open)")
         if (at > price * (1 + _PRICE_SLACK)) if side is Side.LONG else (at < price * (1 - _PRICE_SLACK)):
             where = "above" if side is Side.LONG else "below"
             raise ComponentFailure(f"{side.name.lower()} leg {k} at {at:g} is {where} the market {price:g}: an entry "
