@@ -199,7 +199,7 @@ class BrokenExits:
 class Components:
     """One plugin registering any fakes by role: ``Components(signal_sources={"x": factory})``.
 
-    Roles: ``signal_sources``, ``ml_components``, ``calibrators``, ``exit_managers``, ``entry_planners``,
+    Roles: ``signal_sources``, ``ml_components``, ``exit_managers``, ``entry_planners``,
     ``sizers``, ``entry_guards``, ``portfolio_watchers``, and ``portfolio_guards`` (a fake guard
     playing both guard roles: the same factory in both hooks is one component)."""
 
@@ -220,10 +220,6 @@ class Components:
         self._register(register, "ml_components")
 
     @mlcoord.hookimpl
-    def register_calibrators(self, register):
-        self._register(register, "calibrators")
-
-    @mlcoord.hookimpl
     def register_exit_managers(self, register):
         self._register(register, "exit_managers")
 
@@ -242,6 +238,14 @@ class Components:
     @mlcoord.hookimpl
     def register_portfolio_watchers(self, register):
         self._register(register, "portfolio_watchers", "portfolio_guards")
+
+
+class AllRoles(Components):
+    """:class:`Components` that registers calibrators too (``calibrators={...}``)."""
+
+    @mlcoord.hookimpl
+    def register_calibrators(self, register):
+        self._register(register, "calibrators")
 
 
 def always_guard_action(kind: str = "open_hedge", fraction: float = 5.0):

@@ -44,7 +44,7 @@ def run_with(candles, pipeline=None, **by_role):
     """A backtest of the built-ins plus the fakes (``[engine] enable``); returns the result and the
     ``component_failed`` events."""
     eps = {n: ep for n, ep in discover_entry_points().items() if n in BUILTINS}
-    plugins = load_plugins({}, entry_points=eps, extra_plugins={"fakes": fake_plugins.Components(**by_role)})
+    plugins = load_plugins({}, entry_points=eps, extra_plugins={"fakes": fake_plugins.AllRoles(**by_role)})
     settings = structure({"pipeline": pipeline or {}, "engine": {"enable": ["fakes"]}}, Settings)
     with structlog.testing.capture_logs() as logs:
         result = run_backtest(settings, plugins=plugins, candles=[candles])

@@ -478,7 +478,7 @@ def run(candles, component: str, cls: type, *, budget: bool = False):
     by_role: dict[str, dict[str, Any]] = {"signal_sources": {"pulse": Pulse}}
     for name, factory in factories.items():
         by_role.setdefault(ROLE_OF[name], {})[name] = factory
-    plugins = load_plugins({}, entry_points={}, extra_plugins={"probe": fake_plugins.Components(**by_role)})
+    plugins = load_plugins({}, entry_points={}, extra_plugins={"probe": fake_plugins.AllRoles(**by_role)})
     engine = {"vote_timeout_ms": 50, "call_timeout_ms": 50} if budget else {}
     settings = structure({**CONFIG, "engine": engine}, Settings)
     with structlog.testing.capture_logs() as logs:
