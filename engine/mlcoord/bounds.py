@@ -256,7 +256,7 @@ def checked_sizing(sizing: Any, request: SizingRequest) -> tuple[Sizing, Optiona
     fits (no room at all is a veto)."""
     _expect(sizing, Sizing)
     quantity = number(sizing.quantity, "quantity")
-    risk = number(sizing.risk, "risk")
+    risk = number(sizing.risk, "sizing risk")
     if quantity < 0 or risk < 0:
         raise ComponentFailure(f"quantity {quantity!r} / risk {risk!r} is negative")
     if sizing.veto is not None:
