@@ -91,6 +91,17 @@ def test_workers_are_daemons_and_carry_the_callers_context():
     assert budget._workers["x"].thread.daemon              # a call that never returns cannot block the exit
 
 
+def test_an_idle_worker_ends_and_the_next_call_starts_one():
+    budget = Budget(100, wait=finished, idle=0.0)
+    assert budget.call("x", lambda: 1) == 1
+    worker = budget._workers["x"]
+    thread = worker.thread
+    if thread is not None:
+        thread.join(30)
+    assert worker.thread is None and (thread is None or not thread.is_alive())
+    assert [budget.call("x", lambda k=k: k) for k in range(50)] == list(range(50))   # no call lost in between
+
+
 def test_no_budget_calls_plainly():
     fn = lambda: threading.current_thread()   # noqa: E731
     assert Budget(0).timed("x", fn) is fn and not Budget(0)

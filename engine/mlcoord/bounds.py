@@ -75,6 +75,8 @@ def _text(value: Any, what: str) -> str:
 
 
 def _reasons(value: Any, what: str) -> tuple[str, ...]:
+    if type(value) is tuple and all(type(r) is str for r in value):      # the common case, one pass
+        return value
     if isinstance(value, str) or not isinstance(value, (tuple, list)):
         raise ComponentFailure(f"{what} {value!r:.60} is not a list of texts")
     for r in value:

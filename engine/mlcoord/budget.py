@@ -10,7 +10,8 @@ Python cannot stop a thread. The late call runs on until it returns; its answer 
 Until then the component is *busy*: every further call to it fails at once without being made
 (so a hung plugin costs one budget, not one per bar, and never runs twice at the same time on
 two threads). When the late call returns, the component is called again as usual. The worker is
-a daemon thread: a call that never returns does not keep the process from exiting.
+a daemon thread: a call that never returns does not keep the process from exiting; an idle one
+ends after a minute.
 
 Budgets are off in backtests unless set (a deadline would make two runs of the same data differ
 with the machine's load) and on by default in paper and live trading
@@ -28,6 +29,8 @@ from mlcoord.bounds import ComponentFailure
 
 #: the budget of a per-bar plugin call in paper and live trading when the config sets none (ms)
 LIVE_BUDGET_MS = 5000.0
+#: a component's worker thread ends after this long without a call (seconds)
+IDLE_SECONDS = 60.0
 
 Wait = Callable[[threading.Event, float], bool]
 
@@ -61,17 +64,36 @@ class _Call:
 
 
 class _Worker:
-    """One daemon thread running one component's calls, one at a time."""
+    """One daemon thread running one component's calls, one at a time. It ends after ``idle``
+    seconds without a call (a pipeline dropped leaves no thread behind) and starts again on the
+    next one."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, idle: float):
+        self.name, self.idle = f"mlcoord-plugin-{name}", idle
         self.jobs: queue.SimpleQueue[_Call] = queue.SimpleQueue()
         self.last: Optional[_Call] = None
-        self.thread = threading.Thread(target=self._serve, name=f"mlcoord-plugin-{name}", daemon=True)
-        self.thread.start()
+        self.lock = threading.Lock()
+        self.thread: Optional[threading.Thread] = None
+
+    def submit(self, job: _Call) -> None:
+        with self.lock:
+            self.last = job
+            self.jobs.put(job)
+            if self.thread is None:
+                self.thread = threading.Thread(target=self._serve, name=self.name, daemon=True)
+                self.thread.start()
 
     def _serve(self) -> None:
         while True:
-            self.jobs.get().run()
+            try:
+                job = self.jobs.get(timeout=self.idle)
+            except queue.Empty:
+                with self.lock:           # no call slipped in between: this thread may end
+                    if self.jobs.empty():
+                        self.thread = None
+                        return
+                continue
+            job.run()
 
     @property
     def busy(self) -> bool:
@@ -81,10 +103,11 @@ class _Worker:
 class Budget:
     """Runs plugin calls under a deadline of ``ms`` milliseconds (0: plainly, no thread)."""
 
-    def __init__(self, ms: float, wait: Optional[Wait] = None):
+    def __init__(self, ms: float, wait: Optional[Wait] = None, idle: float = IDLE_SECONDS):
         self.ms = float(ms)
         self.seconds = self.ms / 1000.0
         self.wait = wait
+        self.idle = idle
         self._workers: dict[str, _Worker] = {}
 
     def __bool__(self) -> bool:
@@ -99,12 +122,11 @@ class Budget:
     def call(self, component: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         worker = self._workers.get(component)
         if worker is None:
-            worker = self._workers[component] = _Worker(component)
+            worker = self._workers[component] = _Worker(component, self.idle)
         elif worker.busy:
             raise CallTimeout(f"skipped: its call that ran over the {self.ms:g} ms budget has not returned yet")
         job = _Call(fn, args, kwargs)
-        worker.last = job
-        worker.jobs.put(job)
+        worker.submit(job)
         if not (self.wait or wait_for)(job.done, self.seconds):
             raise CallTimeout(f"ran over its {self.ms:g} ms budget: left out, the call goes on in its thread "
                               "(Python cannot stop it) and the component is skipped until it returns")
