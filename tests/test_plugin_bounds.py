@@ -79,6 +79,7 @@ def test_a_sizer_asking_for_a_million_btc_is_cut_to_what_the_account_carries(sho
         assert d.sizing.reasons[-1].startswith("engine: quantity 1e+06 cut to ")
     assert result.raw.errors["huge.size"] == len(entered)
     assert failures[0]["component"] == "huge" and failures[0]["note"] == "cut down to what the account can carry"
+    assert failures[0]["plugin"] == "fakes"                          # the plugin that registered it
 
 
 def test_the_cut_keeps_full_fill_notional_within_equity_times_leverage_less_exposure():

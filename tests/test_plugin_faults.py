@@ -520,6 +520,7 @@ def test_a_fault_changes_nothing_but_what_the_engine_promises(candles, component
             assert summary(result) == summary(run(candles, component, fallback())[0])
         return
     assert failures, "a refusal that is not logged"
+    assert all(e["plugin"] == "probe" for e in failures)                # ... and its plugin
     assert set(result.raw.errors) == {f"{component}.{e['call']}" for e in failures}
     if fault == "slow":
         assert "ran over its 50 ms budget" in failures[0]["error"] and not GATE.opened.is_set()

@@ -53,12 +53,14 @@ ROLE_OF = {
 
 
 class Guarded:
-    """Counts and logs component failures (first few in full, then only counted)."""
+    """Counts and logs component failures (first few in full, then only counted), each under the
+    component's name and, when ``owners`` (component -> plugin) knows it, its plugin's."""
 
     LOG_FIRST = 3
 
-    def __init__(self):
+    def __init__(self, owners: Optional[dict[str, str]] = None) -> None:
         self.counts: dict[str, int] = {}
+        self.owners = owners or {}
 
     def failed(self, component: str, call: str, error: BaseException | str, *,
                note: str = "left out of this decision", **where: Any) -> None:
@@ -68,6 +70,8 @@ class Guarded:
         self.counts[key] = n
         if n <= self.LOG_FIRST:
             text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            if component in self.owners:
+                where = {"plugin": self.owners[component], **where}
             log.error("component_failed", component=component, call=call, error=text,
                       occurrence=n, note=note if n < self.LOG_FIRST
                       else f"{note}; further failures of this call are only counted", **where)
@@ -388,7 +392,7 @@ class Pipeline:
         self.labels = {b.name: b.display_name for b in components.all()}
         self.coordinator = Coordinator(weights, settings.ensemble)
         self.event = settings.learning.event
-        self.errors = Guarded()
+        self.errors = Guarded({b.name: b.spec.owner for b in components.all()})
         self.market = settings.backtest.market
         #: time (ns) of the newest bar whose price entered an outcome the learners saw (this run or
         #: a restored state): learning state is never used on bars at or before it
