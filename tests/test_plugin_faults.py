@@ -32,7 +32,7 @@ from mlcoord.backtest.run import run_backtest
 from mlcoord.components import SignalSeries
 from mlcoord.config import Settings, structure
 from mlcoord.errors import PluginError
-from mlcoord.model import Action, EntryLeg, EntryPlan, ExitLevels, GuardAction, Side, Sizing, Vote
+from mlcoord.model import Action, EntryLeg, EntryPlan, ExitLevels, GuardAction, Sizing, Vote
 from mlcoord.registry import load_plugins
 
 BARS = 400

@@ -5,8 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import attrs
-
 from mlcoord.bounds import checked_levels, checked_plan, checked_sizing, checked_update
 from mlcoord.model import (
     Action, EntryLeg, EntryPlan, ExitLevels, PositionExit, Side, Signal, Sizing, SizingRequest,
