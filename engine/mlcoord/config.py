@@ -73,7 +73,7 @@ class EngineConfig:
 
     Time budgets (see :mod:`mlcoord.budget`): ``vote_timeout_ms`` for each ML vote,
     ``call_timeout_ms`` for every other per-bar plugin call (portfolio watchers, exit updates and
-    initial levels, calibration, planning, entry checks, sizing, learning feedback). A call over
+    initial levels, signal reasons, calibration, planning, entry checks, sizing, learning feedback). A call over
     its budget is interrupted (the engine stops waiting) and its component left out of that
     decision. Unset (default): none in backtests, which keeps runs deterministic, and 5000 ms in
     paper and live trading; 0 turns a budget off.

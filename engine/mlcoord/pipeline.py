@@ -449,7 +449,7 @@ class Pipeline:
         for name, series in sym.sources:
             if int(series.action[i]) != 0:
                 try:
-                    said = checked_reasons(series.explain(i))
+                    said = checked_reasons(self.call_budget.timed(name, series.explain)(i))
                     reasons.extend(f"{name}: {r}" for r in said) if prefix else reasons.extend(said)
                 except Exception as exc:
                     self.errors.failed(name, "explain", exc, symbol=sym.data.symbol)
