@@ -52,8 +52,16 @@ def frame_access(candles) -> None:
     t0 = time.perf_counter()
     fresh.frame
     first = time.perf_counter() - t0
+    frame = fresh.frame
+    t0 = time.perf_counter()
+    for _ in range(20):
+        frame["close"].rolling(20).mean()
+    rolling = (time.perf_counter() - t0) / 20
     print(f"  data.candles.frame on {len(fresh):,} bars: first access {first * 1e3:.2f} ms, later "
-          f"{per_call_us(lambda: fresh.frame, 2000):.2f} us; type {type(fresh.frame).__name__}")
+          f"{per_call_us(lambda: fresh.frame, 2000):.2f} us; type {type(frame).__name__}; "
+          f"frame['close'].rolling(20).mean() {rolling * 1e3:.2f} ms; frame.iloc[i, 3] "
+          f"{per_call_us(lambda: frame.iloc[100, 3], 5000):.2f} us; frame.loc[t, 'close'] "
+          f"{per_call_us(lambda: frame.loc[frame.index[100], 'close'], 5000):.2f} us")
 
 
 def checks() -> None:

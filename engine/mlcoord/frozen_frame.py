@@ -64,6 +64,16 @@ class ReadOnlyFrame(pd.DataFrame):
     def _from_arrays(cls, *args: Any, **kwargs: Any) -> pd.DataFrame:   # rolling/transpose results: plain
         return pd.DataFrame._from_arrays(*args, **kwargs)
 
+    # pandas' fast paths for a plain DataFrame's results (a subclass's went through an extra copy
+    # of every column read: frame.loc[t, "close"] took twice as long)
+    def _constructor_from_mgr(self, mgr: Any, axes: Any) -> pd.DataFrame:
+        return pd.DataFrame._from_mgr(mgr, axes=axes)
+
+    def _constructor_sliced_from_mgr(self, mgr: Any, axes: Any) -> pd.Series:
+        series = pd.Series._from_mgr(mgr, axes)
+        object.__setattr__(series, "_name", None)       # as pandas does: the caller names it
+        return series
+
     def __setattr__(self, name: str, value: Any) -> None:
         # pandas sets private attributes while it builds a frame and caches; those stay allowed
         # (``_mgr`` only once). A public name would be a column or an axis.
