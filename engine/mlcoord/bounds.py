@@ -23,6 +23,7 @@ from typing import Any, Optional, Union
 import attrs
 import numpy as np
 
+from mlcoord.components import SignalSeries
 from mlcoord.errors import PluginError
 from mlcoord.model import (
     Action, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Sizing, SizingRequest, Vote,
@@ -93,8 +94,6 @@ def _expect(obj: Any, cls: type, call: str = "returned") -> None:
 def checked_series(series: Any, n: int) -> Any:
     """A signal source's ``SignalSeries``: one action in {-1, 0, 1} and one confidence per bar,
     numbers (no bool or text arrays); a BUY/SELL bar's confidence in [0, 1]."""
-    from mlcoord.components import SignalSeries     # components imports the model, as this module does
-
     _expect(series, SignalSeries)
     action, confidence = np.asarray(series.action), np.asarray(series.confidence)
     for name, values in (("action", action), ("confidence", confidence)):
@@ -119,9 +118,11 @@ def checked_reasons(said: Any) -> tuple[str, ...]:
     """``explain(i)``'s answer: texts (one text alone is one reason, not its characters)."""
     if isinstance(said, str):
         return (said,)
-    if not isinstance(said, (tuple, list)):
-        raise ComponentFailure(f"explain returned {type(said).__name__}, expected a list of texts")
-    return _reasons(tuple(said), "reason")
+    try:
+        said = tuple(said)
+    except TypeError:
+        raise ComponentFailure(f"explain returned {type(said).__name__}, expected a list of texts") from None
+    return _reasons(said, "reason")
 
 
 def checked_voter(voter: Any) -> Any:
