@@ -85,9 +85,14 @@ class EngineConfig:
     ``*.py`` files load as one-file plugins (relative to the config file).
 
     ``min_confidence`` (default 0.55): a BUY/SELL whose calibrated confidence is below it is not
-    traded (recorded as ``below_threshold``). ``vote_timeout_ms`` (default 0 = no limit): an ML
-    vote that takes longer is discarded as timed out (0 in backtests keeps runs deterministic;
-    live trading sets a budget).
+    traded (recorded as ``below_threshold``).
+
+    Time budgets (see :mod:`mlcoord.budget`): ``vote_timeout_ms`` for each ML vote,
+    ``call_timeout_ms`` for every other per-bar plugin call (portfolio watchers, exit updates and
+    initial levels, signal reasons, calibration, planning, entry checks, sizing, learning feedback). A call over
+    its budget is interrupted (the engine stops waiting) and its component left out of that
+    decision. Unset (default): none in backtests, which keeps runs deterministic, and 5000 ms in
+    paper and live trading; 0 turns a budget off.
     """
 
     disable: tuple[str, ...] = ()
@@ -97,7 +102,9 @@ class EngineConfig:
     min_confidence: float = attrs.field(default=0.55, validator=number(
         0.0, 1.0, hi_open=True, why=" (at 1 nothing would ever be traded)"))
     trace_hooks: bool = False
-    vote_timeout_ms: float = attrs.field(default=0.0, validator=number(0.0, 60_000.0))
+    # None: off in a backtest (deterministic), the live default in paper and live sessions
+    vote_timeout_ms: Optional[float] = attrs.field(default=None, validator=v.optional(number(0.0, 60_000.0)))
+    call_timeout_ms: Optional[float] = attrs.field(default=None, validator=v.optional(number(0.0, 60_000.0)))
 
 
 #: ensemble weights are relative (normalised): a larger one is a typo

@@ -281,8 +281,10 @@ class TradingLoop:
         self.equity_curve: array[float] = array("d")
         self.exposure_curve: array[float] = array("d")
         self._day: Optional[int] = None
-        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
-        # the watchers that take flat stretches at once; None when one of them cannot (no skipping)
+        self._guards = [(g.name, pipeline.call_budget.timed(g.name, g.obj.on_bar))
+                        for g in components.portfolio_watchers]
+        # the watchers that take flat stretches at once (a backtest's speed, never timed: a
+        # backtest has no budget unless one is set); None when one of them cannot (no skipping)
         watchers = [g.obj for g in components.portfolio_watchers]
         self._skippers: Optional[list[SkipsFlatBars]] = (
             watchers if all(isinstance(w, SkipsFlatBars) for w in watchers) else None)

@@ -312,8 +312,9 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     raw = backtest.run(prepared, progress=progress.update if progress else None, start=start_ns)
     if progress:
         progress.close()
-    if state_file is not None:
+    if state_file is not None:   # a component whose state() fails is left out of it, and said so
         write_atomic(state_file, json.dumps(pipeline.state(), indent=1, sort_keys=True))
+        notes.extend(pipeline.state_problems)
     t3 = _time.perf_counter()
     stats = compute_stats(raw)
     ensemble = pipeline.coordinator.active

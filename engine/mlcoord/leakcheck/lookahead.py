@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 
 from mlcoord.backtest.run import parse_timerange
+from mlcoord.bounds import checked_levels
 from mlcoord.candles import Candles
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord.leakcheck.report import SCHEMA_VERSION, ComponentLookahead, Difference, LookaheadReport, SymbolRun
@@ -37,7 +38,6 @@ from mlcoord.leakcheck.runs import Run, check_settings, new_pipeline, prepare, w
 from mlcoord.leakcheck.values import ABSTAINED, Raised, plain, same, same_arrays
 from mlcoord.model import Action, PositionExit, Side, Vote
 from mlcoord.model_coverage import leave_out_models_covering
-from mlcoord.pipeline import check_levels
 from mlcoord.registry import PluginSet
 from mlcoord.testing.fixtures import FakePortfolio, FakePosition
 from mlcoord.testing.trading import SIDES, ladder
@@ -187,7 +187,7 @@ def _path(run: Run, i: int, side: Side, end: int) -> list[Any]:
     plan = ladder(side, price)
     try:
         levels = sym.positions.initial(i, side, plan)
-        check_levels(levels, side, plan.worst_price)
+        checked_levels(levels, side, plan, price)
     except Exception as exc:
         return [Raised.of(exc)]
     out: list[Any] = [levels]

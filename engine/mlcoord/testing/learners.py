@@ -7,9 +7,10 @@ import math
 import attrs
 import numpy as np
 
+from mlcoord.bounds import checked_probability
 from mlcoord.learning import Outcome, forward_return
 from mlcoord.model import Action, Signal
-from mlcoord.testing.core import build, call, close, expect, has_method, role_check, who
+from mlcoord.testing.core import build, call, close, engine_accepts, expect, has_method, role_check, who
 from mlcoord.testing.signals import SIGNALS, built_voter, checked_vote, expect_voted, prepared_voter, vote_values
 from mlcoord.testing.state import restored, saved_state
 
@@ -33,7 +34,7 @@ def curve(spec, calibrator) -> list[float]:
                      Signal(signal.action, float(raw), signal.reasons, signal.source))
             expect(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1,
                    f"{who(spec)}: calibrate({raw:.3f}) for a {signal.action.name} returned {p!r}, not in [0, 1]")
-            out.append(float(p))
+            out.append(engine_accepts(spec, f"calibrate({raw:.3f})", checked_probability, p))
     return out
 
 
