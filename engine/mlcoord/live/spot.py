@@ -85,9 +85,19 @@ class SpotAccount(TraderParts):
         return max(min(entered - exited - fees, self._balances.get(base, 0.0)), 0.0)
 
     def _fetch_balances(self) -> dict[str, float]:
+        self._fetch_balance()
+        return self._balances
+
+    def _fetch_balance(self) -> dict:
         balance = self.broker.call(self.broker.exchange.fetch_balance, "fetch_balance")
         self._balances = {a: float(v or 0.0) for a, v in (balance.get("total") or {}).items()}
-        return self._balances
+        return balance
+
+    def _free(self, symbol: str) -> float:
+        """The account's free balance of ``symbol``'s base asset (what no order locks), read now:
+        whether a new stop can be placed before the old one, which locks what it covers, goes."""
+        free = self._fetch_balance().get("free") or {}
+        return float(free.get(self.broker.base_asset(symbol)) or 0.0)
 
     def _spot_cash(self) -> None:
         """Spot: the engine keeps the backtest's margin-style books (equity = cash + unrealised PnL),

@@ -17,9 +17,11 @@ follow from the stored plan alone, so a restart resumes exactly where the proces
   limit leg older than that is cancelled and placed again (next attempt's client id) at the plan's
   offset from the current close (a leg with a partial fill keeps its price);
 * once a fill exists: a STOP_MARKET and a TAKE_PROFIT_MARKET (closing side, hedge-mode position
-  side) for the filled quantity. They are replaced (cancel, then place with the next attempt's
-  client id) when the filled quantity grows or the exit manager moves the stop (it only tightens);
-  a stop the exchange refuses (e.g. it would trigger at once) closes the position at market;
+  side) for the filled quantity. They are replaced (the next attempt's client id) when the filled
+  quantity grows or the exit manager moves the stop (it only tightens), without leaving the
+  position bare: an atomic cancel-replace on spot where the symbol allows it, the new order
+  before the old one's cancel on futures (:mod:`mlcoord.live.exit_moves`); a stop the exchange
+  refuses (e.g. it would trigger at once) closes the position at market;
 * the exit manager's optional partial take profit: once per plan, ``partial_fraction`` of what is
   held; a TAKE_PROFIT_MARKET on futures (resized while the ladder fills), sold by the bot on spot
   when a closed bar reaches it; the stop and take profit then cover the rest;
@@ -40,7 +42,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
   peak): :mod:`mlcoord.live.memory`;
 * ``mlcoord live`` itself (start-up, reconciliation, kill switch, heartbeat, scan mode):
   :func:`mlcoord.live.session.run_live`;
-* the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`.
+* the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`;
+* placing and moving exit orders: :mod:`mlcoord.live.exit_moves`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import structlog
 
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.cycle import CycleShare
+from mlcoord.live.exit_moves import ExitMoves
 from mlcoord.live.fees import ExchangeFees
 from mlcoord.live.futures_marks import FUNDING, FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
@@ -71,7 +75,7 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
+class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
     """The paper trader's loop on the exchange venue (:class:`~mlcoord.live.venue.ExchangeVenue`)
     instead of the simulated one (futures in hedge mode, or spot)."""
 
@@ -436,22 +440,6 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
                  previous_price=latest.order.price, replaced=latest.client_order_id)
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.LIMIT, qty, price, now, tag=tag,
                           expires_at=expiry), plan)
-
-    def _ensure_exit(self, plan: PlanRecord, tally: Tally, tag: str, level: float, qty: float):
-        price = self.broker.price(plan.symbol, level)
-        live = tally.live(tag)
-        if len(live) == 1 and live[0].order.price == price and abs(live[0].order.quantity - qty) <= EPS:
-            return live[0]
-        for r in live:                       # replace: cancel first, then place the next attempt
-            if self.broker.cancel(r).filled_quantity > 0:
-                return None                  # it filled meanwhile: the plan is exiting
-        attempt = self._next_attempt(plan, tag)
-        cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
-        order = Order(cid, plan.symbol, plan.side, OrderKind.STOP, qty, price, self.last_time, reduce_only=True,
-                      tag=tag)
-        log.info("exit_order", plan=plan.plan_id, tag=tag, attempt=attempt, price=price, quantity=qty,
-                 replaced=[r.client_order_id for r in live])
-        return self._place(order, plan)
 
     def _next_attempt(self, plan: PlanRecord, tag: str) -> int:
         """The first attempt whose client id the store does not hold. The plan's own orders are
