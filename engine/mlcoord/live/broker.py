@@ -182,6 +182,10 @@ class Broker:
             return self._apply(record, found)
         return self._send(record)
 
+    def amend(self, record: OrderRecord, quantity: float) -> OrderRecord:
+        """A journaled order not sent yet, resized (what it sells changed before it went out)."""
+        return self.store.upsert_order(attrs.evolve(record, order=attrs.evolve(record.order, quantity=quantity)))
+
     def withdraw(self, record: OrderRecord, reason: str) -> OrderRecord:
         """A journaled order that will never be sent (what it was for is gone): REJECTED, so no
         restart sends it."""

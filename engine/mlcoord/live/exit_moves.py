@@ -22,7 +22,7 @@ the store, so a restart recognises it), and the error stops the bot.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Callable, Optional
 
 import structlog
 
@@ -101,22 +101,40 @@ class ExitMoves(TraderParts):
 
     def _cancel_first(self, plan: PlanRecord, live: list[OrderRecord], order: Order) -> Optional[OrderRecord]:
         """Cancel, then place; the new order journaled before the cancel."""
-        record, new = self.broker.journal(order, plan.plan_id)
-        try:
+        def cancel() -> float:
             for r in live:
                 if self.broker.cancel(r).filled_quantity > EPS:
-                    self.broker.withdraw(record, f"not sent: {r.client_order_id}, which it was to replace, filled")
-                    return None
+                    return 0.0                 # it filled meanwhile: the plan is exiting
+            return order.quantity
+        return self._journal_then(plan, order, cancel)
+
+    def _journal_then(self, plan: PlanRecord, order: Order, clear: Callable[[], float]) -> Optional[OrderRecord]:
+        """``order`` journaled, then ``clear()`` run (it cancels what ``order`` takes over from, or
+        what locks the coins it sells, and returns the quantity ``order`` is to have now; 0: it is
+        withdrawn, never sent), then ``order`` sent. A store that fails after the journal, while
+        ``clear`` runs or before ``order`` goes out, still sends it (journaled, it is recognised by
+        its client id after the restart): what ``clear`` cancelled is never left without it."""
+        record, new = self.broker.journal(order, plan.plan_id)
+        sent = None
+        try:
+            qty = clear()
+            if qty <= EPS:
+                self.broker.withdraw(record, "not sent: the order it was to follow filled")
+                return None
+            if abs(qty - order.quantity) > EPS:
+                record = self.broker.amend(record, qty)
+            sent = self.broker.sent
+            return self.broker.send(record, new)
         except StoreError as exc:
-            self._send_regardless(record, new, exc)
+            if sent is None or self.broker.sent == sent:      # it has not gone out yet
+                self._send_regardless(record, new, exc)
             raise
-        return self.broker.send(record, new)
 
     def _send_regardless(self, record: OrderRecord, new: bool, failure: StoreError) -> None:
-        """The store failed while the old exit order was being cancelled (it may be gone): its
-        replacement, journaled, still goes out. What the store cannot record of it is resolved by
-        its client id after the restart."""
-        log.error("exit_order_sent_despite_store_failure", client_id=record.client_order_id, tag=record.order.tag,
+        """The store failed after ``record`` was journaled and what it follows was (maybe)
+        cancelled: it still goes out. What the store cannot record of it is resolved by its
+        client id after the restart."""
+        log.error("order_sent_despite_store_failure", client_id=record.client_order_id, tag=record.order.tag,
                   error=str(failure))
         try:
             self.broker.send(record, new)

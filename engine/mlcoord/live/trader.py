@@ -360,9 +360,9 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
             self._ensure_exit(plan, tally, PARTIAL_TP, levels.partial_take_profit, part)
 
     def take_partial(self, plan: PlanRecord) -> None:
-        """Spot: the partial take profit's level was reached on a closed bar: the stop is released
-        (it locks the coins), the part sold at market (one client id per plan: never twice), and
-        the next :meth:`manage` protects the rest."""
+        """Spot: the partial take profit's level was reached on a closed bar: the stop is resized
+        to the rest (it locks the coins; :meth:`_shrink_stop`), then the part sold at market (one
+        client id per plan: never twice)."""
         tally = self.tally(plan, refresh=True)
         levels = plan.levels
         if tally.partial_taken or any(r.order.tag == PARTIAL_TP and r.state != OrderState.REJECTED
@@ -371,10 +371,11 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         part = self._closable(plan.symbol, tally.net * levels.partial_fraction)
         if part <= 0 or self._closable(plan.symbol, tally.net - part) <= 0:
             return
-        tally = self._release_stops(plan, tally)
+        if not self._shrink_stop(plan, tally, part):
+            return
         cid = self.broker.client_id(plan.symbol, plan.decision_time, PARTIAL_TP, 0)
         log.info("partial_take_profit_monitored", plan=plan.plan_id, level=levels.partial_take_profit,
-                 quantity=part, note="stop released, part sold at market")
+                 quantity=part, note="stop resized to the rest, part sold at market")
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, part, None, self.last_time,
                           reduce_only=True, tag=PARTIAL_TP), plan)
 
@@ -469,7 +470,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         """An exit manager closes ``fraction`` of the plan's position itself (``PositionExit``): a
         reduce-only market order; the stop and take profit are resized to the rest by :meth:`manage`
         (a stop still sized for more only reduces what is held). Spot: the stop locks the coins, so
-        it is released first, the part sold at market and the rest protected again at once; a rest
+        it is resized to the rest first (:meth:`_shrink_stop`), then the part sold at market; a rest
         below the minimum order closes the whole position."""
         tally = self.tally(plan, refresh=True)
         qty = self._closable(plan.symbol, tally.net * fraction)
@@ -480,16 +481,23 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
             return self.flatten(plan, reason)
         tag = f"{CLOSE}:part"
         self.venue.note_reason(plan, tag, reason)
-        if self.spot:
-            tally = self._release_stops(plan, tally)
-            qty = self._closable(plan.symbol, tally.net * fraction)
+        if self.spot and not self._shrink_stop(plan, tally, qty):
+            return
         attempt = self._next_attempt(plan, tag)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
         log.info("plan_partial_close", plan=plan.plan_id, reason=reason, quantity=qty, held=tally.net)
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, qty, None, self.last_time, reduce_only=True,
                           tag=tag), plan)
         if self.spot:
-            self.manage(plan)              # the rest protected again before anything else
+            self.manage(plan)              # a sale that failed: the stop covers what is held again
+
+    def _shrink_stop(self, plan: PlanRecord, tally: Tally, part: float) -> bool:
+        """Spot, before ``part`` of the holding is sold: the stop (which locks the coins) resized
+        to the rest, as any stop move (atomic where the market allows it), so the rest is never
+        without a stop and the part is free to sell. False: the stop filled meanwhile (the plan is
+        exiting: nothing is sold)."""
+        rest = self._closable(plan.symbol, tally.net - part)
+        return self._ensure_exit(plan, tally, STOP, plan.levels.stop, rest) is not None
 
     def flatten_all(self, reason: str) -> None:
         for plan in self.store.active_plans():
@@ -498,14 +506,15 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
     def _finish(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         """Entries cancelled, the rest closed at market; the stop is cancelled only once flat, so a
         close that fills partly (or is refused) leaves the position protected. On spot the stop locks
-        the coins, so it is cancelled first; a close that fails gets a new stop for what is left."""
+        the coins, so it is cancelled first, the sale journaled before (:meth:`_sell_after_release`);
+        a close that fails gets a new stop for what is left."""
         for r in tally.live(ENTRY):
             self.broker.cancel(r)
         tally = self.tally(plan)
         reason = self._exit_reason(plan, tally, reason)
         self.venue.note_reason(plan, CLOSE, reason)
         if self.spot:
-            tally = self._release_stops(plan, tally)
+            tally = self._sell_after_release(plan, tally)
         for _ in range(SEND_TRIES):
             qty = self._closable(plan.symbol, tally.net) if tally.net > EPS else 0.0
             if qty <= 0:
