@@ -83,7 +83,7 @@ class Broker:
         self.health = health or ExchangeHealth()
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset
-        self.sent = 0            # create-order requests that went out (for tests and logs)
+        self.sent = 0            # create-order requests sent (for tests, logs, and whether an order went out)
         self.changes = 0         # create and cancel requests that went out: what may move other orders
         self.on_change: Optional[Callable[[str], None]] = None    # told the symbol of each of them
 
@@ -229,9 +229,9 @@ class Broker:
         last: Optional[BaseException] = None
         for _ in range(MAX_SENDS):
             try:
+                self.store.flush()
                 self.sent += 1
                 self._changed(order.symbol)
-                self.store.flush()
                 response = self._edit(old, order)
             except ccxt.BadResponse as exc:        # ccxt's mapping of -2021/-2022 (an OperationFailed)
                 data = _replace_failure(exc)
@@ -319,9 +319,9 @@ class Broker:
         last: Optional[BaseException] = None
         for _ in range(MAX_SENDS):
             try:
+                self.store.flush()            # nothing deferred may wait on an exchange request
                 self.sent += 1
                 self._changed(order.symbol)
-                self.store.flush()            # nothing deferred may wait on an exchange request
                 response = self._create(order)
                 return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
