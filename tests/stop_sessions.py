@@ -53,22 +53,24 @@ def server_for(market: str, cancel_replace: bool = True, **options) -> ExchangeS
     return ExchangeServer(spot_markets=spot, futures_markets=FUTURES_MARKETS, **options)
 
 
-def session_config(tmp_path, market: str):
+def session_config(tmp_path, market: str, entry_planner: str = ""):
+    """The session's config (``entry_planner`` "dca": a ladder of limit legs, filling on later bars)."""
     path = live_config(tmp_path, market=market, leverage=1 if market == "spot" else 3)
     text = path.read_text()
     head, _, rest = text.partition("[pipeline]\n")
     body = "\n".join(line for line in rest.split("\n")
                      if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
-    path.write_text(head + "[pipeline]\n" + planted_pipeline("ratchet") + "\n" + body)
+    path.write_text(head + "[pipeline]\n" + planted_pipeline("ratchet", entry_planner=entry_planner) + "\n" + body)
     return path
 
 
 def plugins(signals: Optional[dict] = None):
-    """The session's plugins: the built-ins its pipeline uses (the risk sizer; the exits plugin,
-    essential) and the planted ones (a bot process starts faster without the ML plugins)."""
+    """The session's plugins: the built-ins its pipeline may use (the risk sizer; the exits plugin,
+    essential; the DCA planner) and the planted ones (a bot process starts faster without the ML
+    plugins)."""
     from mlcoord.registry import discover_entry_points, load_plugins
 
-    used = {name: ep for name, ep in discover_entry_points().items() if name in ("risk", "exits")}
+    used = {name: ep for name, ep in discover_entry_points().items() if name in ("risk", "exits", "dca")}
     return load_plugins(entry_points=used, extra_plugins={"stops": components(signals)})
 
 
@@ -77,14 +79,15 @@ def client_for(server: ExchangeServer, market: str, timeout_ms: int = 500):
 
 
 def run_session(server: ExchangeServer, tmp_path, market: str, cycles: int, *,
-                on_cycle: Optional[Callable] = None, health_clock=None, signals: Optional[dict] = None):
+                on_cycle: Optional[Callable] = None, health_clock=None, signals: Optional[dict] = None,
+                entry_planner: str = ""):
     """``cycles`` polls of a live session on ``server``; returns the trader and its log events."""
     from structlog.testing import capture_logs
 
     from mlcoord.live.runner import load_live_settings
     from mlcoord.live.session import run_live
 
-    settings, options = load_live_settings(session_config(tmp_path, market))
+    settings, options = load_live_settings(session_config(tmp_path, market, entry_planner))
     with capture_logs() as logs:
         trader = run_live(settings, options, client_for(server, market),
                           plugins(signals),
