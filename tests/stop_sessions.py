@@ -18,6 +18,7 @@ import attrs
 from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, futures_client, spot_client
 from fake_plugins import Components
 from live_helpers import BarClock, live_config, planted_pipeline
+from mlcoord.errors import StoreError
 from mlcoord.live.retry import ManualClock
 from mlcoord.model import ExitLevels
 
@@ -87,12 +88,21 @@ def run_session(server: ExchangeServer, tmp_path, market: str, cycles: int, *,
     from mlcoord.live.runner import load_live_settings
     from mlcoord.live.session import run_live
 
+    from mlcoord.live.store import Store
+
     settings, options = load_live_settings(session_config(tmp_path, market, entry_planner))
-    with capture_logs() as logs:
-        trader = run_live(settings, options, client_for(server, market),
-                          plugins(signals),
-                          clock=BarClock(server), health_clock=health_clock or ManualClock(), cycles=cycles,
-                          on_cycle=on_cycle)
+    store = Store.open(options.store, exclusive=True)
+    try:
+        with capture_logs() as logs:
+            trader = run_live(settings, options, client_for(server, market), plugins(signals),
+                              clock=BarClock(server), health_clock=health_clock or ManualClock(), cycles=cycles,
+                              on_cycle=on_cycle, store=store)
+    except BaseException:
+        try:
+            store.close()               # as the bot's process ending would: the restart takes the lock
+        except StoreError:
+            pass                        # a store that failed: its lock is released all the same
+        raise
     return trader, logs
 
 

@@ -17,12 +17,10 @@ bars and stops while its plan is active, with no new entry.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Optional, Sequence
 
 import structlog
 
-from mlcoord.errors import StoreError
 from mlcoord.live.broker import Broker, BrokerError
 from mlcoord.live.memory import SessionMemory
 from mlcoord.live.spot import for_market
@@ -60,101 +58,94 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
-    opened = store is None
     store = store or Store.open(options.store, exclusive=True)    # one bot per store: a second one stops here
-    try:
-        broker = Broker(exchange, store, market, health=health)
-        scanner = None
-        if getattr(options, "scan", False):
-            from mlcoord.live.scanner import Scanner
+    broker = Broker(exchange, store, market, health=health)
+    scanner = None
+    if getattr(options, "scan", False):
+        from mlcoord.live.scanner import Scanner
 
-            scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
-                              clock=health_clock or clock)
-            picked = _scan(scanner, health)
-            symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
-            if not symbols:
-                raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
-            ccxt_symbols = {s: broker.symbol(s) for s in symbols}
-        else:
-            symbols, ccxt_symbols = market_symbols(settings)
-        broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
-        found = reconcile(broker, symbols, options.unknown_orders)
-        if history is None:
-            history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
-        else:
-            given = {c.symbol: c for c in history}
-            missing = [s for s in symbols if s not in given]
-            if missing:
-                raise BrokerError(f"history given for {sorted(given)}, but not for {missing}")
-            history = [given[s] for s in symbols]
-        trader = LiveTrader(pipeline, settings, history, broker,
-                            timeframe_ns=timeframe_to_ns(timeframe),
-                            reprice_after_bars=getattr(options, "reprice_after_bars", 0),
-                            margin_mode=getattr(options, "margin_mode", "isolated"),
-                            trailing=getattr(options, "trailing", "bot"),
-                            prepare_bars=getattr(options, "prepare_bars", 0) or None)
+        scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
+                          clock=health_clock or clock)
+        picked = _scan(scanner, health)
+        symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
+        if not symbols:
+            raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
+        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+    else:
+        symbols, ccxt_symbols = market_symbols(settings)
+    broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
+    found = reconcile(broker, symbols, options.unknown_orders)
+    if history is None:
+        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars)
+    else:
+        given = {c.symbol: c for c in history}
+        missing = [s for s in symbols if s not in given]
+        if missing:
+            raise BrokerError(f"history given for {sorted(given)}, but not for {missing}")
+        history = [given[s] for s in symbols]
+    trader = LiveTrader(pipeline, settings, history, broker,
+                        timeframe_ns=timeframe_to_ns(timeframe),
+                        reprice_after_bars=getattr(options, "reprice_after_bars", 0),
+                        margin_mode=getattr(options, "margin_mode", "isolated"),
+                        trailing=getattr(options, "trailing", "bot"),
+                        prepare_bars=getattr(options, "prepare_bars", 0) or None)
+    if scanner is not None:
+        trader.entry_symbols = set(picked)
+    trader.sync_wallet(reset_peak=True)
+    memory = SessionMemory(store)
+    restored = memory.restore(trader)
+    if restored:
+        log.info("session_state_restored", **restored)
+    for plan in found.unprotected:
+        log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
+                    note="placing its stop before any new entry")
+    trader.manage_all()
+    log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
+             active_plans=len(store.active_plans()))
+    done = 0
+    try:
+        while cycles is None or done < cycles:
+            done += 1
+            status = "ok"
+            try:
+                with trader.cycle():     # the plans' order refreshes are shared within it
+                    trader.entries_blocked = supervisor.killed()
+                    if trader.entries_blocked:
+                        status = "killed"
+                        log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
+                        if options.flatten_on_kill:
+                            trader.flatten_all("kill switch")
+                    trader.sync_wallet()
+                    if scanner is not None:
+                        symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
+                        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                    if scanner is not None:           # many pairs: their requests overlap
+                        fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
+                    else:
+                        at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
+                        fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
+                                             at_hand, page=options.candle_page)   # every bar missed, paged
+                    closed = len(trader.engine.trades)
+                    steps = trader.on_candles(fresh)
+                    trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
+                    trader.manage_all()
+                    if steps or len(trader.engine.trades) != closed:    # a bar, or a trade fed back
+                        memory.save(trader)
+            except ExchangeUnavailable as exc:
+                steps, status = 0, f"paused: {exc}"
+            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
+                            equity=trader.portfolio.equity)
+            if steps:
+                log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
+                         plans=len(store.active_plans()))
+            if on_cycle is not None:
+                on_cycle(trader)
+            if cycles is None or done < cycles:
+                clock.sleep(options.poll_seconds)
+    finally:
         if scanner is not None:
-            trader.entry_symbols = set(picked)
-        trader.sync_wallet(reset_peak=True)
-        memory = SessionMemory(store)
-        restored = memory.restore(trader)
-        if restored:
-            log.info("session_state_restored", **restored)
-        for plan in found.unprotected:
-            log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
-                        note="placing its stop before any new entry")
-        trader.manage_all()
-        log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
-                 active_plans=len(store.active_plans()))
-        done = 0
-        try:
-            while cycles is None or done < cycles:
-                done += 1
-                status = "ok"
-                try:
-                    with trader.cycle():     # the plans' order refreshes are shared within it
-                        trader.entries_blocked = supervisor.killed()
-                        if trader.entries_blocked:
-                            status = "killed"
-                            log.warning("kill_switch_on", path=options.kill_switch, flatten=options.flatten_on_kill)
-                            if options.flatten_on_kill:
-                                trader.flatten_all("kill switch")
-                        trader.sync_wallet()
-                        if scanner is not None:
-                            symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe)
-                            ccxt_symbols = {s: broker.symbol(s) for s in symbols}
-                        if scanner is not None:           # many pairs: their requests overlap
-                            fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe)
-                        else:
-                            at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
-                            fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
-                                                 at_hand, page=options.candle_page)   # every bar missed, paged
-                        closed = len(trader.engine.trades)
-                        steps = trader.on_candles(fresh)
-                        trader.mark_futures(new_bar=steps > 0)   # liquidation prices, funding, vanished positions
-                        trader.manage_all()
-                        if steps or len(trader.engine.trades) != closed:    # a bar, or a trade fed back
-                            memory.save(trader)
-                except ExchangeUnavailable as exc:
-                    steps, status = 0, f"paused: {exc}"
-                supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
-                                equity=trader.portfolio.equity)
-                if steps:
-                    log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
-                             plans=len(store.active_plans()))
-                if on_cycle is not None:
-                    on_cycle(trader)
-                if cycles is None or done < cycles:
-                    clock.sleep(options.poll_seconds)
-        finally:
-            if scanner is not None:
-                scanner.close()
-        return trader
-    except BaseException:
-        if opened:             # the store and its lock go with the session (a restart may open them)
-            with contextlib.suppress(StoreError):
-                store.close()
-        raise
+            scanner.close()
+    return trader
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str) -> list:
