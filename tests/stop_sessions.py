@@ -17,7 +17,7 @@ import attrs
 
 from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, futures_client, spot_client
 from fake_plugins import Components
-from live_helpers import BarClock, live_config, planted_pipeline
+from live_helpers import BarClock, live_config, planted_pipeline, with_pipeline
 from mlcoord.errors import StoreError
 from mlcoord.live.retry import ManualClock
 from mlcoord.model import ExitLevels
@@ -56,13 +56,8 @@ def server_for(market: str, cancel_replace: bool = True, **options) -> ExchangeS
 
 def session_config(tmp_path, market: str, entry_planner: str = ""):
     """The session's config (``entry_planner`` "dca": a ladder of limit legs, filling on later bars)."""
-    path = live_config(tmp_path, market=market, leverage=1 if market == "spot" else 3)
-    text = path.read_text()
-    head, _, rest = text.partition("[pipeline]\n")
-    body = "\n".join(line for line in rest.split("\n")
-                     if not line.startswith(("signal_sources", "entry_guards", "portfolio_watchers")))
-    path.write_text(head + "[pipeline]\n" + planted_pipeline("ratchet", entry_planner=entry_planner) + "\n" + body)
-    return path
+    return with_pipeline(live_config(tmp_path, market=market, leverage=1 if market == "spot" else 3),
+                         planted_pipeline("ratchet", entry_planner=entry_planner))
 
 
 def plugins(signals: Optional[dict] = None):

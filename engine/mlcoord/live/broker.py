@@ -18,7 +18,9 @@ take profits are ``STOP_MARKET`` / ``TAKE_PROFIT_MARKET`` algo orders in hedge m
 (``positionSide``; hedge mode forbids ``reduceOnly``: closing is implied by the side). A trailing
 stop (:attr:`OrderKind.TRAILING_STOP`) is a futures ``TRAILING_STOP_MARKET`` algo order: ccxt's
 ``trailingPercent`` becomes Binance's ``callbackRate`` (percent: ``Order.callback_rate`` x 100) and
-``trailingTriggerPrice`` its ``activatePrice`` (``Order.price``, None: trails at once).
+``trailingTriggerPrice`` its ``activatePrice`` (``Order.price``, None: trails at once). A spot
+stop is moved in one request where the symbol allows it: ``POST /api/v3/order/cancelReplace``
+through ccxt's ``edit_order`` (:meth:`Broker.replace`), its new order journaled first as any other.
 """
 
 from __future__ import annotations
