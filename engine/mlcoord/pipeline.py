@@ -10,7 +10,7 @@ budget when one is set (:mod:`mlcoord.budget`).
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 import numpy as np
@@ -75,6 +75,10 @@ class Guarded:
             log.error("component_failed", component=component, call=call, error=text,
                       occurrence=n, note=note if n < self.LOG_FIRST
                       else f"{note}; further failures of this call are only counted", **where)
+
+
+#: told (component name, exception) when a saved state cannot be restored and is set aside
+RestoreFailed = Callable[[str, Exception], None]
 
 
 @attrs.define
@@ -667,16 +671,26 @@ class Pipeline:
                     self.state_problems.append(problem)
         return out
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any], on_error: Optional[RestoreFailed] = None) -> None:
         """Restore :meth:`state`. Whether it may be used on the bars to come is the caller's check
-        (:func:`mlcoord.learning_state.restore`): ``learned_until`` says what it has seen."""
+        (:func:`mlcoord.learning_state.restore`): ``learned_until`` says what it has seen.
+        ``on_error(name, exc)``: a component (or the ensemble) that cannot restore its part is put
+        back as it was and reported there, instead of failing the whole restore."""
         until = state.get("trained_until")
         self.learned_until = None if until is None else int(until)
         if "ensemble" in state:
-            names = list(state["ensemble"].get("weights", {}))
-            self.coordinator.ensemble(names).load_state(state["ensemble"])
+            try:
+                names = list(state["ensemble"].get("weights", {}))
+                ensemble = self.coordinator.ensemble(names)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error("ensemble", exc)
+            else:
+                self._restore_one("ensemble", ensemble, state["ensemble"], on_error)
         guards = {id(b.obj) for b in self.components.guards}
-        self._restore([b for b in self.components.all() if id(b.obj) not in guards], state.get("components", {}))
+        self._restore([b for b in self.components.all() if id(b.obj) not in guards], state.get("components", {}),
+                      on_error)
 
     def guard_state(self) -> dict[str, Any]:
         """What the portfolio guards must not forget across a live bot's restart (cooldowns, pair
@@ -684,20 +698,34 @@ class Pipeline:
         (a backtest's locks would lie in another run's future)."""
         return {"version": 1, "guards": self._states(self.components.guards)}
 
-    def load_guard_state(self, state: dict[str, Any]) -> None:
-        self._restore(self.components.guards, state.get("guards", {}))
+    def load_guard_state(self, state: dict[str, Any], on_error: Optional[RestoreFailed] = None) -> None:
+        self._restore(self.components.guards, state.get("guards", {}), on_error)
 
-    @staticmethod
-    def _restore(built: list[Built], saved_by_name: dict[str, Any]) -> None:
+    @classmethod
+    def _restore(cls, built: list[Built], saved_by_name: dict[str, Any],
+                 on_error: Optional[RestoreFailed] = None) -> None:
         for b in built:
             saved = saved_by_name.get(b.name)
-            fn = getattr(b.obj, "load_state", None)
-            if saved is not None and fn is not None:
-                try:
-                    fn(saved)
-                except Exception as exc:
-                    raise PluginError(f"component {b.name!r} could not restore its saved state: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            if saved is not None:
+                cls._restore_one(b.name, b.obj, saved, on_error)
+
+    @staticmethod
+    def _restore_one(name: str, obj: Any, saved: Any, on_error: Optional[RestoreFailed]) -> None:
+        """``obj.load_state(saved)``; on failure, with ``on_error``, ``obj`` gets back the state it
+        had (a half-applied state is worse than none) and ``on_error`` is told."""
+        load = getattr(obj, "load_state", None)
+        if load is None:
+            return
+        before = obj.state() if on_error is not None and callable(getattr(obj, "state", None)) else None
+        try:
+            load(saved)
+        except Exception as exc:
+            if on_error is None:
+                raise PluginError(f"component {name!r} could not restore its saved state: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            if before is not None:
+                load(before)
+            on_error(name, exc)
 
     def trade_closed(self, trade: Trade, decision: Optional[Decision]) -> None:
         for b in self.components.all():

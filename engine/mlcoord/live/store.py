@@ -481,6 +481,13 @@ class Store:
                                 .where(component_state.c.component == component)).scalar()
         return None if body is None else rows.loads(body)
 
+    def load_raw_state(self, component: str) -> Optional[str]:
+        """The saved text of ``component``'s state as stored, parsed or not (to set aside a row
+        that is not JSON)."""
+        with self._read() as conn:
+            return conn.execute(select(component_state.c.body)
+                                .where(component_state.c.component == component)).scalar()
+
     def record_decision(self, decision: Union[Mapping[str, Any], Decision]) -> bool:
         """Store one journal entry (``mlcoord.journal.decision_to_dict`` output, or a Decision).
         Keyed by (symbol, time): replaying a bar after a restart stores it once; returns False then."""
