@@ -270,7 +270,8 @@ class LearningConfig:
     """``[learning]``: the event ML probabilities refer to, and where learning state persists.
 
     ``horizon`` bars (default 24, in [1, 10000]) and ``threshold`` (default 0.002 = taker fees
-    2 x 0.05 % plus slippage 2 x 0.05 %, in [0, 0.5)): see :mod:`mlcoord.learning`. ``state_file``: a JSON file from which
+    2 x 0.05 % plus slippage 2 x 0.05 %, in [0, 0.5)): see :mod:`mlcoord.learning`; ``horizon`` is
+    also the time barrier of the trade label (:mod:`mlcoord.trade_label`). ``state_file``: a JSON file from which
     ensemble weights, calibration and bandit state are restored at start and saved at the end
     (default: none, every run starts from the configured weights).
     """

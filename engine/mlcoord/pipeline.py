@@ -23,7 +23,8 @@ from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord import trace
 from mlcoord.journal import iso_time
-from mlcoord.learning import Outcome, event_happened
+from mlcoord.learning import Outcome, TradeLabel, event_happened
+from mlcoord.trade_label import direct_plan
 from mlcoord.trace import Traced
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
@@ -587,6 +588,13 @@ class Pipeline:
             self.errors.failed(manager.name, "initial", exc, symbol=sym.data.symbol, bar=i)
             return None
 
+    def label_levels(self, sym: PreparedSymbol, i: int) -> tuple[Optional[ExitLevels], Optional[ExitLevels]]:
+        """The exit manager's initial levels for a direct long and a direct short at bar ``i``'s
+        close: the barriers of that bar's trade labels (:mod:`mlcoord.trade_label`)."""
+        price = float(sym.data.candles.close[i])
+        return (self._initial_levels(sym, i, Side.LONG, direct_plan(Side.LONG, price)),
+                self._initial_levels(sym, i, Side.SHORT, direct_plan(Side.SHORT, price)))
+
     def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels
                       ) -> Union[ExitLevels, PositionExit]:
         """Per-bar exit update; the stop may only tighten, whatever the plugin says. A
@@ -610,13 +618,15 @@ class Pipeline:
         return new
 
     # -- feedback ----------------------------------------------------------------------
-    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float) -> None:
-        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator."""
+    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float,
+              trade: tuple[Optional[TradeLabel], Optional[TradeLabel]] = (None, None)) -> None:
+        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator.
+        ``trade``: the long and short trade labels of the decision bar, resolved by now."""
         direction = int(decision.technical.action)
         judged = int(decision.signal.action) or direction
         hit = event_happened(judged, forward_return, self.event.threshold)
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
-                          decision.raw_confidence, decision.confidence, decision.votes)
+                          decision.raw_confidence, decision.confidence, decision.votes, *trade)
         self._note_learned(symbol, index, decision.time)
         try:
             self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
