@@ -6,8 +6,9 @@ Usage: python benchmarks/bench_trade_label.py [--bars 50000] [--runs 5]
 
 Two parts, timed separately (median of ``--runs``): the exit manager's initial levels for a
 direct long and short at every bar (plugin code, one call per bar and side) and the vectorised
-barrier resolution (:func:`mlcoord.trade_label.trade_labels`), against a bar-by-bar Python
-replay of the barriers on the same levels (run once) for scale.
+barrier resolution (:func:`mlcoord.trade_label.trade_labels`), against labelling bar by bar as
+the trading loop labels one decision (:func:`mlcoord.trade_label.resolve_trade`, run once, long
+side) for scale.
 """
 
 from __future__ import annotations
@@ -20,30 +21,23 @@ import numpy as np
 
 from mlcoord.api import bundled_path, build_market_data, load_candles
 from mlcoord.config import BacktestConfig
-from mlcoord.trade_label import hypothetical_levels, trade_labels
+from mlcoord.costs import CostModel
+from mlcoord.trade_label import hypothetical_levels, resolve_trade, trade_labels
 from mlcoord.model import Side
 from mlcoord_exits import ExitManager
 
 
-def replay(o, h, l, c, side, stop, tp, horizon, fee, slip):
-    """The same labels, one bar and one step at a time (the scale to beat)."""
-    n = len(c)
-    win = np.full(n, np.nan)
-    for t in range(n - 1):
-        if not np.isfinite(stop[t]):
-            continue
-        entry = o[t + 1] * (1 + side * slip)
-        for j in range(t + 1, min(t + horizon, n - 1) + 1):
-            if (side > 0 and l[j] <= stop[t]) or (side < 0 and h[j] >= stop[t]):
-                price = (min(stop[t], o[j]) if side > 0 else max(stop[t], o[j])) * (1 - side * slip)
-            elif np.isfinite(tp[t]) and ((side > 0 and h[j] >= tp[t]) or (side < 0 and l[j] <= tp[t])):
-                price = max(tp[t], o[j]) if side > 0 else min(tp[t], o[j])
-            elif j == t + horizon:
-                price = c[j] * (1 - side * slip)
-            else:
-                continue
-            win[t] = float(side * (price - entry) - fee * (entry + price) > 0)
-            break
+def replay(candles, side, stop, tp, horizon, costs):
+    """The same labels, one bar at a time as the trading loop labels a decision (resolve_trade)."""
+    o, h, l, c = (x.tolist() for x in (candles.open, candles.high, candles.low, candles.close))
+    win = np.full(len(c), np.nan)
+    for t in range(len(c)):
+        if np.isfinite(stop[t]):
+            end = t + horizon + 1
+            found = resolve_trade(o[t:end], h[t:end], l[t:end], c[t:end], side, stop[t],
+                                  None if np.isnan(tp[t]) else tp[t], horizon, costs)
+            if found is not None:
+                win[t] = float(found[0] > 0)
     return win
 
 
@@ -69,14 +63,14 @@ def main() -> None:
         level_times.append(t1 - t0)
         label_times.append(t2 - t1)
     t0 = time.perf_counter()
-    slow = replay(candles.open, candles.high, candles.low, candles.close, 1, *levels[Side.LONG], args.horizon,
-                  costs.fee_taker, costs.slippage)
+    slow = replay(candles, 1, *levels[Side.LONG], args.horizon, CostModel.from_config(costs))
     replay_time = time.perf_counter() - t0
-    assert np.array_equal(np.isnan(slow), np.isnan(labels[Side.LONG].win))
+    same = np.isnan(slow) == np.isnan(labels[Side.LONG].win)
+    assert same.all() and np.array_equal(slow[~np.isnan(slow)], labels[Side.LONG].win[~np.isnan(slow)])
     print(f"{len(candles):,} bars x 2 sides, horizon {args.horizon}, median of {args.runs}:")
     print(f"  exit manager initial levels   {statistics.median(level_times):.3f} s")
     print(f"  vectorised barriers           {statistics.median(label_times) * 1000:.1f} ms")
-    print(f"  bar-by-bar replay (long only) {replay_time:.2f} s")
+    print(f"  bar by bar, long side only     {replay_time:.2f} s ({replay_time / len(candles) * 1e6:.1f} us a bar)")
     for s in (Side.LONG, Side.SHORT):
         w = labels[s].win
         print(f"  {s.name.lower():<5} win rate {np.nanmean(w):.3f} over {int(np.isfinite(w).sum()):,} labelled bars")

@@ -15,32 +15,13 @@ from mlcoord.learning import TradeLabel
 from mlcoord.loop import feed_due_outcomes
 from mlcoord.model import Side
 from mlcoord.trade_label import (STOP, TAKE_PROFIT, TIME, UNRESOLVED, direct_plan, history_trade_labels,
-                                 trade_labels)
+                                 resolve_trade, trade_labels)
 from mlcoord_exits import ExitManager
 from pipelines import enabled_extras
 from test_ml_pipeline import FakeML, plugins_with
 
 COSTS = CostModel.from_config(BacktestConfig())
 FEE, SLIP = COSTS.fee_taker, COSTS.slippage
-
-
-def replay(o, h, l, c, t, side, stop, tp, horizon):
-    """One trade bar by bar with the simulated venue's own price rules (mlcoord.costs)."""
-    if t + 1 >= len(c) or not np.isfinite(stop):
-        return None
-    entry = COSTS.market_entry(o[t + 1], side)
-    for j in range(t + 1, min(t + horizon, len(c) - 1) + 1):
-        if (side > 0 and l[j] <= stop) or (side < 0 and h[j] >= stop):
-            price, barrier = COSTS.stop_exit(stop, o[j], side), STOP
-        elif np.isfinite(tp) and ((side > 0 and h[j] >= tp) or (side < 0 and l[j] <= tp)):
-            price, barrier = COSTS.limit_exit(tp, o[j], side), TAKE_PROFIT
-        elif j == t + horizon:
-            price, barrier = COSTS.market_exit(c[j], side), TIME
-        else:
-            continue
-        pnl = side * (price - entry) - FEE * (entry + price)
-        return pnl / entry, barrier, j
-    return None
 
 
 def random_bars(n, seed):
@@ -53,7 +34,9 @@ def random_bars(n, seed):
 
 
 @pytest.mark.parametrize("side", [1, -1])
-def test_vectorised_labels_equal_a_bar_by_bar_replay_with_the_cost_model(side):
+def test_vectorised_labels_equal_the_loops_bar_by_bar_replay_with_the_cost_model(side):
+    """The history labels (numpy, every bar at once) equal the trading loop's per-decision labels,
+    which replay the bars with the simulated venue's own fill rules (mlcoord.costs.CostModel)."""
     o, h, l, c = random_bars(600, seed=3 + side)
     rng = np.random.default_rng(7)
     bars = np.arange(len(c))
@@ -64,12 +47,14 @@ def test_vectorised_labels_equal_a_bar_by_bar_replay_with_the_cost_model(side):
     found = trade_labels(o, h, l, c, bars, side, stop, tp, 12, FEE, SLIP)
     kinds = set()
     for t in bars:
-        expected = replay(o, h, l, c, t, side, stop[t], tp[t], 12)
+        window = slice(t, t + 13)
+        expected = None if np.isnan(stop[t]) else resolve_trade(
+            o[window], h[window], l[window], c[window], side, stop[t], None if np.isnan(tp[t]) else tp[t], 12, COSTS)
         if expected is None:
             assert found.barrier[t] == UNRESOLVED and np.isnan(found.win[t]) and found.resolved[t] == -1
             continue
         net, barrier, j = expected
-        assert (found.barrier[t], found.resolved[t]) == (barrier, j)
+        assert (found.barrier[t], found.resolved[t]) == (barrier, t + j)
         assert found.net_return[t] == pytest.approx(net, abs=1e-12)
         assert found.win[t] == float(net > 0)
         kinds.add(barrier)
@@ -153,15 +138,16 @@ def test_feed_due_outcomes_hands_the_labels_over_at_the_horizon_and_not_before(s
     learner = Learner()
     s = Series(candles, [(index + 24, index, None, levels)])
     for i in range(index, index + 24):
-        feed_due_outcomes(learner, s, i, 24, FEE, SLIP)
+        feed_due_outcomes(learner, s, i, 24, COSTS)
         assert learner.fed == [], f"fed at bar {i}, before the horizon closed at {index + 24}"
-    feed_due_outcomes(learner, s, index + 24, 24, FEE, SLIP)
+    feed_due_outcomes(learner, s, index + 24, 24, COSTS)
     [(fed_index, (up, down))] = learner.fed
     assert fed_index == index
     for label, side in ((up, 1), (down, -1)):
         assert isinstance(label, TradeLabel) and label.side == side
         assert label.resolved_index == full[side].resolved[index] <= index + 24
-        assert label.net_return == full[side].net_return[index] and label.win == bool(full[side].win[index])
+        assert label.net_return == pytest.approx(full[side].net_return[index], abs=1e-14)
+        assert label.win == bool(full[side].win[index])
 
 
 def test_learners_get_the_engine_label_of_both_sides_in_a_backtest(short_candles):
@@ -181,7 +167,8 @@ def test_learners_get_the_engine_label_of_both_sides_in_a_backtest(short_candles
             label = o.trade(side)
             assert label is not None and label.side == side
             assert label.resolved_index <= o.index + 12
-            assert (label.net_return, label.resolved_index) == (full[side].net_return[k], full[side].resolved[k])
+            assert label.resolved_index == full[side].resolved[k]
+            assert label.net_return == pytest.approx(full[side].net_return[k], abs=1e-14)
     last = good.outcomes[len(good.outcomes) // 2]
     cut = FakeML("good")
     plugins = plugins_with(good=cut)

@@ -85,7 +85,10 @@ class EngineConfig:
     ``*.py`` files load as one-file plugins (relative to the config file).
 
     ``min_confidence`` (default 0.55): a BUY/SELL whose calibrated confidence is below it is not
-    traded (recorded as ``below_threshold``). ``vote_timeout_ms`` (default 0 = no limit): an ML
+    traded (recorded as ``below_threshold``). ``min_expected_return`` (default 0, in [-1, 1]): an
+    entry whose expected net return (:mod:`mlcoord.expected_return`: calibrated probability, the
+    plan's reward and risk, round-trip costs; a fraction of the average entry price) is not above
+    it is not traded (``below_expected_return``). ``vote_timeout_ms`` (default 0 = no limit): an ML
     vote that takes longer is discarded as timed out (0 in backtests keeps runs deterministic;
     live trading sets a budget).
     """
@@ -96,6 +99,7 @@ class EngineConfig:
     plugins_dir: Optional[str] = None
     min_confidence: float = attrs.field(default=0.55, validator=number(
         0.0, 1.0, hi_open=True, why=" (at 1 nothing would ever be traded)"))
+    min_expected_return: float = attrs.field(default=0.0, validator=number(-1.0, 1.0))
     trace_hooks: bool = False
     vote_timeout_ms: float = attrs.field(default=0.0, validator=number(0.0, 60_000.0))
 

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 import numpy as np
 
 from mlcoord.coordinator import decisive_reason
-from mlcoord.costs import DAY_NS
+from mlcoord.costs import DAY_NS, CostModel
 from mlcoord.journal import Journal
 from mlcoord.ledger import Ledger, Position
 from mlcoord.model import (
@@ -138,10 +138,10 @@ def replay_flat_bars(series: Sequence, until: Optional[int], account, view, guar
     return len(times)
 
 
-def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int, fee: float = 0.0, slippage: float = 0.0) -> None:
+def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int, costs: CostModel) -> None:
     """Outcomes whose horizon closed at bar ``i`` of series ``s`` (``pending``/``next_due`` and the
     bars ``o``/``h``/``l``/``c``): known now, fed to the learners now, never earlier. The trade
-    labels are computed here from the bars up to the due one (``fee``: taker fee, ``slippage``)."""
+    labels are computed here, from the bars up to the due one, with the venue's fill rules."""
     due: list[Pending] = []
     keep: list[Pending] = []
     for item in s.pending:
@@ -150,7 +150,7 @@ def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int, fee: float = 
     s.next_due = min((item[0] for item in keep), default=1 << 62)
     c = s.c
     for _, index, decision, levels in due:
-        labels = decision_trade_labels(s.o, s.h, s.l, c, index, horizon, levels, fee, slippage)
+        labels = decision_trade_labels(s.o, s.h, s.l, c, index, horizon, levels, costs)
         pipeline.learn(s.symbol, index, decision, c[index + horizon] / c[index] - 1.0, labels)
 
 
@@ -265,8 +265,10 @@ class TradingLoop:
 
     def __init__(self, pipeline: Pipeline, ledger: Ledger, venue: Venue, journal: Optional[Journal] = None, *,
                  market: str = "futures", leverage: float = 1.0, fee_rate: float = 0.0, slippage: float = 0.0,
-                 horizon: int = 1):
+                 horizon: int = 1, costs: Optional[CostModel] = None):
         self.pipeline, self.ledger, self.venue = pipeline, ledger, venue
+        #: the fill rules the trade labels use (the venue's; by default taker fee and slippage only)
+        self.costs = costs or CostModel(fee_rate, fee_rate, slippage, 0.0, DAY_NS, market, leverage, 0.0)
         self.journal = journal or Journal()
         self.market, self.leverage, self.fee_rate, self.slippage = market, leverage, fee_rate, slippage
         self.horizon = horizon
@@ -398,7 +400,7 @@ class TradingLoop:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
-                feed_due_outcomes(pipeline, s, i, self.horizon, self.fee_rate, self.slippage)
+                feed_due_outcomes(pipeline, s, i, self.horizon, self.costs)
             sym = s.symbol
             position = positions.get(sym)
             if position is not None:

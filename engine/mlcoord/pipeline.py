@@ -21,6 +21,7 @@ from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
 from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
+from mlcoord.expected_return import expected_return
 from mlcoord import trace
 from mlcoord.journal import iso_time
 from mlcoord.learning import Outcome, TradeLabel, event_happened
@@ -387,6 +388,7 @@ class Pipeline:
         self.plugins = plugins
         self.components = components
         self.threshold = settings.engine.min_confidence
+        self.min_expected_return = settings.engine.min_expected_return
         self.vote_budget = settings.engine.vote_timeout_ms / 1000.0
         self.tracing = settings.engine.trace_hooks
         sources = components.signal_sources
@@ -533,6 +535,13 @@ class Pipeline:
         if levels is None:
             return made("vetoed:exit_manager", plan=plan,
                         veto=f"exit manager {self.components.exit_manager.name} gave no valid stop")
+        expected = expected_return(plan, levels, combined.confidence, fee_taker=fee_rate, slippage=slippage,
+                                   fee_maker=self.settings.backtest.fee_maker, minimum=self.min_expected_return)
+        if expected is not None:
+            signal = attrs.evolve(signal, reasons=(*signal.reasons, expected.describe()))    # made() reads it
+            if not expected.passed:
+                return made("below_expected_return", plan=plan, levels=levels, expected_return=expected,
+                            veto=expected.refusal())
         for guard in self.components.entry_guards:
             try:
                 reason = guard.obj.allow_entry(data.symbol, side, portfolio)
@@ -540,7 +549,8 @@ class Pipeline:
                 self.errors.failed(guard.name, "allow_entry", exc, symbol=data.symbol)
                 reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
             if reason:
-                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason))
+                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason),
+                            expected_return=expected)
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
             equity=portfolio.equity, exposure=portfolio.committed_exposure(),
@@ -558,8 +568,8 @@ class Pipeline:
             sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
         if not sizing.approved:
             return made(f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
-                        veto=sizing.veto or "zero quantity")
-        return made("entered", plan=plan, levels=levels, sizing=sizing)
+                        veto=sizing.veto or "zero quantity", expected_return=expected)
+        return made("entered", plan=plan, levels=levels, sizing=sizing, expected_return=expected)
 
     def _plan(self, signal: Signal, price: float, context, side: Side) -> EntryPlan:
         planner = self.components.entry_planner

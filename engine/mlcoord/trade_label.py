@@ -32,6 +32,7 @@ from typing import Any, Optional
 import attrs
 import numpy as np
 
+from mlcoord.costs import CostModel
 from mlcoord.learning import TradeLabel
 from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Side
 
@@ -157,21 +158,46 @@ def history_trade_labels(positions: Any, candles: Any, horizon: int, fee: float,
     return out
 
 
+def resolve_trade(open_: Any, high: Any, low: Any, close: Any, side: int, stop: float,
+                  take_profit: Optional[float], horizon: int, costs: CostModel) -> Optional[tuple[float, int, int]]:
+    """One trade decided at bar 0 of the given bars, bar by bar with the simulated venue's own fill
+    rules (``costs``): (net return, barrier code, resolving bar) or None while unresolved. The
+    trading loop labels each decision this way (microseconds, where one small numpy call per step
+    costs more); :func:`trade_labels` is the same rule vectorised over a history, and the tests
+    hold the two equal."""
+    n = len(close)
+    if n < 2:
+        return None
+    entry = costs.market_entry(open_[1], side)
+    for j in range(1, min(horizon, n - 1) + 1):
+        if (side > 0 and low[j] <= stop) or (side < 0 and high[j] >= stop):
+            price, barrier = costs.stop_exit(stop, open_[j], side), STOP
+        elif take_profit is not None and ((side > 0 and high[j] >= take_profit) or
+                                          (side < 0 and low[j] <= take_profit)):
+            price, barrier = costs.limit_exit(take_profit, open_[j], side), TAKE_PROFIT
+        elif j == horizon:
+            price, barrier = costs.market_exit(close[j], side), TIME
+        else:
+            continue
+        return (side * (price - entry) - costs.fee_taker * (entry + price)) / entry, barrier, j
+    return None
+
+
 def decision_trade_labels(open_: Any, high: Any, low: Any, close: Any, index: int, horizon: int,
-                          levels: tuple[Optional[ExitLevels], Optional[ExitLevels]], fee: float, slippage: float
+                          levels: tuple[Optional[ExitLevels], Optional[ExitLevels]], costs: CostModel
                           ) -> tuple[Optional[TradeLabel], Optional[TradeLabel]]:
     """The long and short labels of a decision at bar ``index`` (``levels``: each side's initial
     levels, None where the exit manager gave none), read from bars ``index .. index + horizon``
     only: the trading loop calls it at bar ``index + horizon``, when both have resolved."""
     end = index + horizon + 1
-    o, h, l, c = (np.asarray(a[index:end], dtype=np.float64) for a in (open_, high, low, close))
+    o, h, l, c = open_[index:end], high[index:end], low[index:end], close[index:end]
     out: list[Optional[TradeLabel]] = []
     for side, level in zip((1, -1), levels):
-        if level is None:
+        found = None if level is None else resolve_trade(o, h, l, c, side, level.stop, level.take_profit, horizon,
+                                                         costs)
+        if level is None or found is None:
             out.append(None)
             continue
-        tp = np.nan if level.take_profit is None else level.take_profit
-        found = trade_labels(o, h, l, c, (0,), side, level.stop, tp, horizon, fee, slippage)
-        label = found.label(0, side, level.stop, level.take_profit)
-        out.append(None if label is None else attrs.evolve(label, resolved_index=index + label.resolved_index))
+        net, barrier, j = found
+        out.append(TradeLabel(side, net > 0, net, BARRIER_NAMES[barrier], index + j, level.stop, level.take_profit))
     return out[0], out[1]
