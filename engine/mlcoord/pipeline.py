@@ -26,9 +26,11 @@ from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
 from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
+from mlcoord.expected_return import expected_return
 from mlcoord import trace
 from mlcoord.journal import iso_time
-from mlcoord.learning import Outcome, event_happened
+from mlcoord.learning import Outcome, TradeLabel, event_happened
+from mlcoord.trade_label import direct_plan
 from mlcoord.trace import Traced
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
@@ -379,6 +381,7 @@ class Pipeline:
         self.plugins = plugins
         self.components = components
         self.threshold = settings.engine.min_confidence
+        self.min_expected_return = settings.engine.min_expected_return
         #: time budgets of votes and of the other per-bar calls (off in backtests unless set)
         self.vote_budget = Budget(budget_ms(settings.engine.vote_timeout_ms, live))
         self.call_budget = Budget(budget_ms(settings.engine.call_timeout_ms, live))
@@ -526,6 +529,13 @@ class Pipeline:
         if levels is None:
             return made("vetoed:exit_manager", plan=plan,
                         veto=f"exit manager {self.components.exit_manager.name} gave no valid stop")
+        expected = expected_return(plan, levels, combined.confidence, fee_taker=fee_rate, slippage=slippage,
+                                   fee_maker=self.settings.backtest.fee_maker, minimum=self.min_expected_return)
+        if expected is not None:
+            signal = attrs.evolve(signal, reasons=(*signal.reasons, expected.describe()))    # made() reads it
+            if not expected.passed:
+                return made("below_expected_return", plan=plan, levels=levels, expected_return=expected,
+                            veto=expected.refusal())
         for guard in self.components.entry_guards:
             try:
                 reason = checked_verdict(self.call_budget.timed(guard.name, guard.obj.allow_entry)(
@@ -534,7 +544,8 @@ class Pipeline:
                 self.errors.failed(guard.name, "allow_entry", exc, note="entry refused to be safe", symbol=data.symbol)
                 reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
             if reason:
-                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason))
+                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason),
+                            expected_return=expected)
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
             equity=portfolio.equity, exposure=portfolio.committed_exposure(),
@@ -551,8 +562,8 @@ class Pipeline:
             sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
         if not sizing.approved:
             return made(f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
-                        veto=sizing.veto or "zero quantity")
-        return made("entered", plan=plan, levels=levels, sizing=sizing)
+                        veto=sizing.veto or "zero quantity", expected_return=expected)
+        return made("entered", plan=plan, levels=levels, sizing=sizing, expected_return=expected)
 
     def _plan(self, signal: Signal, price: float, context, side: Side) -> EntryPlan:
         planner = self.components.entry_planner
@@ -577,6 +588,13 @@ class Pipeline:
             self.errors.failed(manager.name, "initial", exc, note="entry vetoed", symbol=sym.data.symbol, bar=i)
             return None
 
+    def label_levels(self, sym: PreparedSymbol, i: int) -> tuple[Optional[ExitLevels], Optional[ExitLevels]]:
+        """The exit manager's initial levels for a direct long and a direct short at bar ``i``'s
+        close: the barriers of that bar's trade labels (:mod:`mlcoord.trade_label`)."""
+        price = float(sym.data.candles.close[i])
+        return (self._initial_levels(sym, i, Side.LONG, direct_plan(Side.LONG, price), price),
+                self._initial_levels(sym, i, Side.SHORT, direct_plan(Side.SHORT, price), price))
+
     def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels
                       ) -> Union[ExitLevels, PositionExit]:
         """Per-bar exit update; the stop may only tighten, whatever the plugin says. A
@@ -594,13 +612,15 @@ class Pipeline:
         return new
 
     # -- feedback ----------------------------------------------------------------------
-    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float) -> None:
-        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator."""
+    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float,
+              trade: tuple[Optional[TradeLabel], Optional[TradeLabel]] = (None, None)) -> None:
+        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator.
+        ``trade``: the long and short trade labels of the decision bar, resolved by now."""
         direction = int(decision.technical.action)
         judged = int(decision.signal.action) or direction
         hit = event_happened(judged, forward_return, self.event.threshold)
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
-                          decision.raw_confidence, decision.confidence, decision.votes)
+                          decision.raw_confidence, decision.confidence, decision.votes, *trade)
         self._note_learned(symbol, index, decision.time)
         try:
             self.coordinator.learn(decision.votes, forward_return, self.event.threshold)

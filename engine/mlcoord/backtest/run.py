@@ -322,7 +322,10 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         raw=raw, stats=stats, breakdowns=breakdowns(raw), components=pipeline.components.describe(),
         learning={"event": event.describe(), "horizon": event.horizon, "threshold": event.threshold,
                   "component_scores": ensemble.score_table() if ensemble else {},
+                  # the share of absolute coefficients (old readers); the signed ones say what is faded
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
+                  "ensemble_coefficients": ensemble.coefficients(sorted(ensemble.scores)) if ensemble else {},
+                  "ensemble_intercept": ensemble.intercept if ensemble else None,
                   "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None,
                   "state_trained_until": _iso(restored_until) if restored_until is not None else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},

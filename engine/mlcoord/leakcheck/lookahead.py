@@ -60,12 +60,13 @@ class _BarDecision:
 
 
 def _vote_value(v: Vote) -> tuple:
-    return (v.action, v.confidence, v.p_up, v.p_down, v.weight)
+    return (v.action, v.confidence, v.p_up, v.p_down, v.weight, v.coefficient, v.contribution)
 
 
 def _vote_plain(value: Any) -> Any:
     if isinstance(value, tuple):
-        return dict(zip(("action", "confidence", "p_up", "p_down", "weight"), plain(value)))
+        return dict(zip(("action", "confidence", "p_up", "p_down", "weight", "coefficient", "contribution"),
+                        plain(value)))
     return plain(value)
 
 
