@@ -27,6 +27,8 @@ SURFACE = sorted([
     # sequence-model voters (mlcoord.sequence) and the data a training script reads
     'SequenceModel', 'SequenceComponent', 'SequenceOptions', 'SequenceVoter', 'FitOptions', 'import_torch',
     'sigmoid', 'bundled_path', 'load_candles', 'build_market_data',
+    # market inputs and the features beyond a symbol's own candles (issue 16)
+    'MarketInputs', 'FundingSeries', 'MARKET_FEATURES', 'ALL_FEATURES', 'feature_table', 'available_features',
 ])
 
 #: string constants in the engine equal to a built-in's name that do not name it: each says why

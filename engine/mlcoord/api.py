@@ -46,9 +46,12 @@ from mlcoord.components import (
 )
 from mlcoord.context import ContextSeries
 from mlcoord.datasets import bundled_path
-from mlcoord.feature_matrix import FEATURES, feature_matrix
+from mlcoord.feature_matrix import (ALL_FEATURES, FEATURES, MARKET_FEATURES, available_features, feature_matrix,
+                                    feature_table)
+from mlcoord.funding import FundingSeries
 from mlcoord.hookspecs import HOOKS_VERSION, hookimpl
 from mlcoord.learning import EventSpec, Outcome, TradeLabel, auc, event_happened, event_labels, log_loss
+from mlcoord.market_inputs import MarketInputs
 from mlcoord.model import (
     Action,
     Decision,
@@ -112,7 +115,8 @@ __all__ = [
     # hooks
     "hookimpl", "HOOKS_VERSION", "ComponentContext",
     # what components receive
-    "MarketData", "Candles", "ContextSeries", "PortfolioView", "PositionView", "ReadOnlyViewError",
+    "MarketData", "Candles", "ContextSeries", "MarketInputs", "FundingSeries", "PortfolioView", "PositionView",
+    "ReadOnlyViewError",
     # what components return
     "SignalSeries", "Signal", "Vote", "EntryLeg", "EntryPlan", "ExitLevels", "PositionExit", "Sizing",
     "SizingRequest", "GuardAction", "GuardActionKind", "ExitReason", "plugin_reason",
@@ -123,7 +127,8 @@ __all__ = [
     "PositionManager", "EntryGuard", "PortfolioWatcher",
     "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures", "SkipsFlatBars",
     # causal features and learning targets
-    "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "TradeLabel", "event_labels", "event_happened",
+    "features", "FEATURES", "feature_matrix", "MARKET_FEATURES", "ALL_FEATURES", "feature_table", "available_features",
+    "EventSpec", "Outcome", "TradeLabel", "event_labels", "event_happened",
     "auc", "log_loss",
     # options and online-learning state
     "number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount", "river_weights",

@@ -338,9 +338,9 @@ def _progress_env(progress: Optional[bool]):
 def train(component, config_path, data_files, symbols, timerange, out, progress) -> None:
     """Train an ML component's model on a chosen history (chronological split, early stopping)."""
     from mlcoord.backtest.run import configured_plugins, disabled_plugins, load_market
-    from mlcoord.components import build_market_data
     from mlcoord.config import load_settings
     from mlcoord.errors import ConfigError
+    from mlcoord.market_sources import market_datasets
     from mlcoord.pipeline import build_component
     from mlcoord.protocols import Trainable
     from mlcoord.registry import check_names
@@ -352,9 +352,7 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
     built = build_component(settings, loaded.components[component])
     if not isinstance(built.obj, Trainable):
         raise ConfigError(f"component {component!r} has no model to train (no train(datasets, out, progress) method)")
-    candles = load_market(settings, cut_start=False)
-    datasets = [build_market_data(c, settings.data.higher_timeframes, event=settings.learning.event)
-                for c in candles]
+    datasets = market_datasets(settings, load_market(settings, cut_start=False))
     with _progress_env(progress):
         report = built.obj.train(datasets, out, None)
     for key, value in report.items():

@@ -18,6 +18,7 @@ import numpy as np
 from mlcoord.candles import Candles, higher_timeframe_index
 from mlcoord.context import ContextSeries
 from mlcoord.learning import EventSpec, Outcome
+from mlcoord.market_inputs import MarketInputs
 from mlcoord.model import (
     Action,
     Decision,
@@ -49,6 +50,9 @@ class MarketData:
     ``timeframes`` maps e.g. ``"4h"`` to candles built from completed base bars only, and
     ``timeframe_index[tf][i]`` is the last higher bar complete at the close of base bar ``i``
     (-1 if none), so a component indexing through it cannot see an unfinished 4h or 1d bar.
+    ``inputs`` (:class:`~mlcoord.market_inputs.MarketInputs`) holds what else the run has for the
+    symbol (funding, spot and perpetual prices, other symbols' candles), each possibly absent;
+    :func:`mlcoord.feature_matrix.feature_table` reads them causally.
     """
 
     candles: Candles
@@ -59,6 +63,7 @@ class MarketData:
     #: bars where votes may be asked (the non-HOLD signal bars), so a voter can batch its work;
     #: None means any bar. A hint only: answers must not depend on it.
     focus: Optional[np.ndarray] = None
+    inputs: MarketInputs = attrs.field(factory=MarketInputs, kw_only=True)
 
     def __attrs_post_init__(self) -> None:
         # what every plugin is handed: mappings and arrays that refuse writes (a plugin that wrote
@@ -89,12 +94,14 @@ class MarketData:
             frames[tf] = higher.slice(0, end, own=True)
             index[tf] = self.timeframe_index[tf][:k]
         focus = None if self.focus is None else self.focus[self.focus < k]
-        return MarketData(candles, context, frames, index, self.event, focus)
+        inputs = self.inputs.until(int(candles.time[-1]) + candles.timeframe_ns if k else -(1 << 62))
+        return MarketData(candles, context, frames, index, self.event, focus, inputs=inputs)
 
 
 def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_options=None,
-                      event: Optional[EventSpec] = None) -> MarketData:
-    """Context plus higher timeframes resampled from completed base bars only."""
+                      event: Optional[EventSpec] = None, inputs: Optional[MarketInputs] = None) -> MarketData:
+    """Context plus higher timeframes resampled from completed base bars only; ``inputs``: the
+    symbol's other series (none by default)."""
     from mlcoord.candles import resample, timeframe_to_ns
     from mlcoord.context import ContextOptions, market_context
 
@@ -106,7 +113,7 @@ def build_market_data(candles: Candles, timeframes: Sequence[str] = (), context_
         higher = resample(candles, tf)
         frames[tf] = higher
         index[tf] = higher_timeframe_index(candles, higher)
-    return MarketData(candles, context, frames, index, event or EventSpec())
+    return MarketData(candles, context, frames, index, event or EventSpec(), inputs=inputs or MarketInputs())
 
 
 @attrs.frozen(eq=False)

@@ -152,13 +152,31 @@ class PipelineConfig:
 
 
 @attrs.frozen
+class InputFiles:
+    """``[data.inputs."BTC/USDT"]``: files of a symbol's other series, read by the features of
+    ``mlcoord.feature_matrix`` (each optional; a store's files are used where none is named).
+    ``funding``: funding events (a ``data download`` store file, freqtrade's ``-funding_rate``
+    file, or CSV/Parquet/Feather with a time and a rate column); ``spot``, ``perpetual``,
+    ``mark``: the asset's spot, perpetual and mark-price candles (for the basis); ``candles``: a
+    ``[data] context_symbols`` symbol's own candles."""
+
+    funding: Optional[str] = None
+    spot: Optional[str] = None
+    perpetual: Optional[str] = None
+    mark: Optional[str] = None
+    candles: Optional[str] = None
+
+
+@attrs.frozen
 class DataConfig:
     """``[data]``: candles to trade. No files means the bundled dataset.
 
     ``symbols`` and ``files`` name each symbol or file once. ``repair`` (false): apply the
     documented repairs (:func:`mlcoord.candles.candles_from_frame`); ``repair_max_drop`` (0.01,
     in [0, 0.5]): the largest share of a file's rows a repair may drop, beyond which it refuses
-    and lists the rows it would drop."""
+    and lists the rows it would drop. ``context_symbols``: symbols read (from ``inputs``, the
+    store or the bundled data) but never traded, for cross-asset features; ``inputs``: files of
+    each symbol's other series (:class:`InputFiles`)."""
 
     files: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("file"))
     symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
@@ -168,6 +186,8 @@ class DataConfig:
     repair: bool = False
     repair_max_drop: float = attrs.field(default=0.01, validator=number(0.0, 0.5))
     store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
+    context_symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
+    inputs: dict[str, InputFiles] = attrs.field(factory=dict)
 
 
 #: ccxt constructor keys that hold credentials (refused in ``[exchange.ccxt]``)
@@ -518,7 +538,7 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
 #: (section, key) whose values are paths: relative ones are relative to the config file's folder, so
 #: the bot, ``mlcoord kill`` and ``mlcoord status`` agree wherever each is started (issue 14)
 PATH_KEYS = (("engine", "profile"), ("engine", "plugins_dir"), ("data", "files"), ("data", "store"),
-             ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"),
+             ("data", "inputs"), ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"),
              ("exchange", "keys_file"))
 
 
@@ -536,6 +556,10 @@ def _resolve_paths(data: dict[str, Any], folder: Path) -> None:
         if key == "files":                   # a list; anything else is left for the converter's error
             if isinstance(value, list):
                 table[key] = [_relative_to(v, folder) for v in value]
+        elif key == "inputs":                # [data.inputs."SYM"]: a table of paths per symbol
+            for files in (value.values() if isinstance(value, dict) else ()):
+                if isinstance(files, dict):
+                    files.update({k: _relative_to(v, folder) for k, v in files.items()})
         else:
             table[key] = _relative_to(value, folder)
 

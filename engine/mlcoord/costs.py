@@ -17,35 +17,10 @@ import attrs
 import numpy as np
 
 from mlcoord.config import BacktestConfig
+from mlcoord.funding import FundingSeries
 
 HOUR_NS = 3_600_000_000_000
 DAY_NS = 24 * HOUR_NS
-
-
-@attrs.frozen(eq=False)
-class FundingSeries:
-    """A perpetual's funding history: ``time`` (int64 ns, increasing) and ``rate`` per event.
-
-    Exchanges stamp funding a few ms after the hour; times are rounded to the second so a
-    payment at 08:00:00.003 falls on the 08:00 bar. Outside ``[time[0], time[-1]]`` the series
-    says nothing and the constant rate applies."""
-
-    time: np.ndarray = attrs.field(converter=lambda t: (np.asarray(t, np.int64) + 500_000_000)
-                                   // 1_000_000_000 * 1_000_000_000)
-    rate: np.ndarray = attrs.field(converter=lambda r: np.asarray(r, np.float64))
-    _cum: np.ndarray = attrs.field(init=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        if self.time.shape != self.rate.shape or self.time.ndim != 1 or not len(self.time):
-            raise ValueError("funding series needs equally long, non-empty time and rate arrays")
-        if (np.diff(self.time) <= 0).any() or not np.isfinite(self.rate).all():
-            raise ValueError("funding series times must increase and rates be finite")
-        object.__setattr__(self, "_cum", np.concatenate([[0.0], np.cumsum(self.rate)]))
-
-    def total(self, start: int, end: int) -> float:
-        """Sum of the rates of funding events in ``(start, end]``."""
-        a, b = np.searchsorted(self.time, (start, end), side="right")
-        return float(self._cum[b] - self._cum[a])
 
 
 @attrs.frozen

@@ -1,9 +1,9 @@
 """The local data store: downloaded candles, funding rates and instrument rules, as files.
 
 Layout: ``STORE/<exchange>/<market>/<BASE>_<QUOTE>[_<SETTLE>]-<timeframe>.parquet`` (freqtrade's
-names, so :func:`mlcoord.candles.load_candles` reads a file on its own), ``...-funding.parquet``
-for a perpetual's funding history and ``instruments.json`` for the exchange's tick, lot and
-minimum order rules. ``mlcoord data download`` (:mod:`mlcoord.live.data`) writes it; backtests,
+names, so :func:`mlcoord.candles.load_candles` reads a file on its own),
+``...-<timeframe>-mark.parquet`` for a perpetual's mark prices, ``...-funding.parquet`` for its
+funding history and ``instruments.json`` for the exchange's tick, lot and minimum order rules. ``mlcoord data download`` (:mod:`mlcoord.live.data`) writes it; backtests,
 evaluations and the live venues read it. Files are written atomically.
 """
 
@@ -18,7 +18,7 @@ import structlog
 
 from mlcoord.candles import REPAIR_MAX_DROP, TIMEFRAMES, Candles, candles_from_frame, load_candles, timeframe_to_ns
 from mlcoord.config import ExchangeConfig
-from mlcoord.costs import FundingSeries
+from mlcoord.funding import FundingSeries
 from mlcoord.errors import ConfigError, DataError
 from mlcoord.model.instruments import Instrument
 
@@ -56,6 +56,11 @@ def candles_path(root, exchange_id: str, market: str, symbol: str, timeframe: st
 
 def funding_path(root, exchange_id: str, market: str, symbol: str) -> Path:
     return Path(root) / exchange_id / market / f"{file_stem(symbol)}-funding.parquet"
+
+
+def mark_path(root, exchange_id: str, symbol: str, timeframe: str) -> Path:
+    """A perpetual's mark-price candles (freqtrade's ``-mark`` suffix), beside its trade candles."""
+    return Path(root) / exchange_id / "futures" / f"{file_stem(symbol)}-{timeframe}-mark.parquet"
 
 
 def _write_frame(frame: pd.DataFrame, fh) -> None:
@@ -127,6 +132,24 @@ def load_store_candles(root, exchange: ExchangeConfig, symbols: Sequence[str], t
             log.info("store_other_market", symbol=symbol, market=market, configured=exchange.market)
         out.append(load_candles(path, symbol=symbol, timeframe=tf, repair=repair, repair_max_drop=repair_max_drop))
     return out
+
+
+def load_store_series(root, exchange: ExchangeConfig, market: str, symbol: str, timeframe: str,
+                      mark: bool = False) -> Optional[Candles]:
+    """``symbol``'s stored candles on ``market`` (``mark``: its perpetual's mark prices) in
+    ``timeframe``, resampled from the coarsest finer stored timeframe that divides it when that
+    one is not stored; None when nothing usable is stored (a feature input, never required)."""
+    from mlcoord.candles import resample
+
+    sym = market_symbol(symbol, market)
+    wanted = timeframe_to_ns(timeframe)
+    for tf in sorted((tf for tf in TIMEFRAMES if wanted % timeframe_to_ns(tf) == 0), key=timeframe_to_ns,
+                     reverse=True):
+        path = mark_path(root, exchange.id, sym, tf) if mark else candles_path(root, exchange.id, market, sym, tf)
+        if path.exists():
+            c = load_candles(path, symbol=symbol, timeframe=tf)
+            return c if tf == timeframe or not len(c) else resample(c, timeframe)
+    return None
 
 
 def load_store_funding(root, exchange: ExchangeConfig, symbols: Sequence[str]) -> dict[str, FundingSeries]:

@@ -30,7 +30,7 @@ import pickle
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -39,7 +39,8 @@ import structlog
 
 from mlcoord.backtest.run import BacktestResult, run_backtest
 from mlcoord.candles import Candles
-from mlcoord.components import build_market_data
+from mlcoord.market_inputs import MarketInputs
+from mlcoord.market_sources import load_inputs, market_datasets
 from mlcoord.config import Settings
 from mlcoord.errors import ConfigError
 from mlcoord.evaluation import arms as arms_mod
@@ -123,14 +124,16 @@ def _between(c: Candles, start: int, end: int) -> Candles:
 
 
 def train_models(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], window: Window,
-                 folder: Path) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+                 folder: Path, inputs: Optional[Mapping[str, MarketInputs]] = None
+                 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """Train every trainable ML component on the window's training range; returns option
-    changes pointing each at its new artifact, and the training reports."""
+    changes pointing each at its new artifact, and the training reports. ``inputs``: each
+    symbol's market inputs (cut at the training range's end, as the data is)."""
     changes, reports = {}, {}
     components = resolve_components(settings, plugins)
-    parts = [_between(c, window.train_start, window.fit_start) for c in candles]
-    datasets = [build_market_data(p, settings.data.higher_timeframes, event=settings.learning.event)
-                for p in parts if len(p) > max(WARMUP, settings.learning.horizon * 4)]
+    parts = [p for p in (_between(c, window.train_start, window.fit_start) for c in candles)
+             if len(p) > max(WARMUP, settings.learning.horizon * 4)]
+    datasets = market_datasets(settings, parts, inputs or {})
     for built in components.ml_components:
         if not hasattr(built.obj, "train") or not datasets:
             continue
@@ -173,6 +176,7 @@ class EvalJob:
     candles: tuple[Candles, ...]
     windows: tuple[Window, ...]
     options: EvalOptions = EvalOptions()
+    inputs: Mapping[str, MarketInputs] = attrs.field(factory=dict)   # each symbol's market inputs
 
 
 def _job_plugins(job: EvalJob) -> PluginSet:
@@ -188,7 +192,8 @@ def _voter_plugins(job: EvalJob) -> PluginSet:
 def train_window_task(job: EvalJob, k: int) -> dict[str, Any]:
     """Task: train window ``k``'s models; returns each artifact as bytes (workers share no disk)."""
     with tempfile.TemporaryDirectory(prefix="mlcoord-train-") as tmp:
-        changes, reports = train_models(job.settings, _job_plugins(job), job.candles, job.windows[k], Path(tmp))
+        changes, reports = train_models(job.settings, _job_plugins(job), job.candles, job.windows[k], Path(tmp),
+                                        job.inputs)
         blobs = {name: Path(c["model_path"]).read_bytes() for name, c in changes.items()}
     return {"models": blobs, "reports": reports}
 
@@ -233,16 +238,17 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
     fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
     fitted = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
     runs = {}
+    inputs = {c.symbol: job.inputs.get(c.symbol, MarketInputs())}
     for arm in arms_mod.BACKTESTED if job.options.all_arms else (arms_mod.SIGNALS_ONLY, arms_mod.WITH_ML):
         voter = arm == arms_mod.LOGISTIC_ARM
         runs[arm] = run_backtest(arms_mod.arm_settings(fitted, arm, plugins, changes),
                                  plugins=_voter_plugins(job) if voter else plugins,
-                                 candles=[part], option_changes=voter_changes if voter else changes)
+                                 candles=[part], option_changes=voter_changes if voter else changes, inputs=inputs)
     records = Records(c.symbol, w.index)
     event = settings.learning.event
     collect_signal_bars(runs[arms_mod.WITH_ML], part, w, event.horizon, event.threshold, base, records)
     if job.options.every_bar:
-        collect_every_bar(fitted, plugins, changes, part, w, base, records)
+        collect_every_bar(fitted, plugins, changes, part, w, base, records, inputs[c.symbol])
     arms = {arm: {**_segment_stats(r, w.test_start), "trades": arms_mod.trades_of(r, w.test_start)}
             for arm, r in runs.items()}
     row = {"window": w.index, "symbol": c.symbol,
@@ -284,7 +290,8 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                           f"{wf.fit_bars} + a quarter of test {wf.test_bars}) with the test windows there")
     executor = executor or InlineExecutor()
     recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
-    job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows), options))
+    job = executor.share(EvalJob(settings, recipe, tuple(candles), tuple(windows), options,
+                                 load_inputs(settings, candles)))
     failed: list[str] = []
     models: dict[int, dict[str, bytes]] = {}
     baselines: dict[int, bytes] = {}

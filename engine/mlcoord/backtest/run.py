@@ -20,7 +20,8 @@ from mlcoord.simulation import instruments_for
 from mlcoord.backtest.plain import iso as _iso, iso_times, rounded
 from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
-from mlcoord.components import build_market_data
+from mlcoord.market_inputs import MarketInputs
+from mlcoord.market_sources import market_datasets
 from mlcoord.config import Settings, unstructure
 from mlcoord.datasets import BUNDLED, DEFAULT_SYMBOL, bundled_path  # noqa: F401 (re-exported)
 from mlcoord.errors import ConfigError, DataError
@@ -247,9 +248,11 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
                  candles: Optional[Sequence[Candles]] = None,
                  progress_factory: Optional[Callable[[int], Any]] = None,
                  option_changes: Optional[dict[str, dict[str, Any]]] = None,
-                 start: Optional[int] = None, replace_state: bool = False) -> BacktestResult:
+                 start: Optional[int] = None, replace_state: bool = False,
+                 inputs: Optional[Mapping[str, MarketInputs]] = None) -> BacktestResult:
     """Run one backtest. ``plugins``/``candles`` may be given directly (tests, sweeps); ``start``
     (ns) overrides the timerange's start to the bar (earlier bars only warm up), for walk-forward parts.
+    ``inputs``: each symbol's market inputs (None: :func:`mlcoord.market_sources.load_inputs`).
 
     ``[learning] state_file`` is restored at start and saved at the end; an existing file there
     that is not a learning state is refused before anything runs (a mistyped ``--state`` once
@@ -271,8 +274,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
     restored_until = pipeline.learned_until
     event = settings.learning.event
-    prepared = [pipeline.prepare(build_market_data(c, settings.data.higher_timeframes, event=event))
-                for c in candles]
+    prepared = [pipeline.prepare(data) for data in market_datasets(settings, candles, inputs)]
     funding = None
     if settings.data.store and settings.backtest.market == "futures":  # recorded funding rates, when stored
         from mlcoord.datastore import load_store_funding
@@ -348,17 +350,20 @@ def symbol_backtest_task(shared: tuple, j: int) -> BacktestResult:
     """Task: symbol ``j`` backtested alone (its own account); see :func:`run_per_symbol`."""
     from mlcoord.executors import PluginRecipe, plugins_from
 
-    settings, plugins, candles = shared
+    settings, plugins, candles, inputs = shared
     plugins = plugins_from(plugins) if isinstance(plugins, PluginRecipe) else plugins
-    return run_backtest(settings, plugins=plugins, candles=[candles[j]])
+    return run_backtest(settings, plugins=plugins, candles=[candles[j]], inputs=inputs)
 
 
 def run_per_symbol(settings: Settings, plugins: PluginSet, candles: Sequence[Candles], executor: Any,
                    progress: Optional[bool] = None) -> list[Any]:
     """One independent backtest per symbol, in parallel on ``executor`` (a portfolio backtest,
-    with one account shared by all symbols, is sequential by nature); a TaskResult per symbol."""
+    with one account shared by all symbols, is sequential by nature); a TaskResult per symbol.
+    Each symbol's features still see the others (its market inputs are loaded for all of them)."""
     from mlcoord.executors import PluginRecipe, Task
+    from mlcoord.market_sources import load_inputs
 
     recipe = plugins if executor.kind == "inline" else PluginRecipe.of(plugins)
     tasks = [Task(f"bt-{c.symbol}", symbol_backtest_task, (j,), {"symbol": c.symbol}) for j, c in enumerate(candles)]
-    return executor.run(tasks, (settings, recipe, tuple(candles)), desc="backtests", progress=progress)
+    shared = (settings, recipe, tuple(candles), load_inputs(settings, candles))
+    return executor.run(tasks, shared, desc="backtests", progress=progress)

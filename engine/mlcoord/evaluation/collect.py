@@ -8,7 +8,7 @@ is the row of its registered name."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.evaluation.baselines import NAMES as BASELINES
 from mlcoord.learning import event_happened
+from mlcoord.market_inputs import MarketInputs
 from mlcoord.model import Action, Signal
 from mlcoord.pipeline import Guarded, resolve_components
 from mlcoord.registry import PluginSet
@@ -80,7 +81,8 @@ def collect_signal_bars(result: Any, candles: Candles, w: Any, horizon: int, thr
 
 
 def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, part: Candles, w: Any,
-                       base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
+                       base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records,
+                       inputs: Optional[MarketInputs] = None) -> None:
     """Every test bar, event up: the baselines and the ML components whose votes do not depend on
     online learning (those with a trained model); the online learners and the ensemble only vote
     on signal bars inside the backtest, so they are not in this table."""
@@ -90,7 +92,8 @@ def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, par
     if hi <= lo:
         return
     fr = part.close[event.horizon:] / part.close[:-event.horizon] - 1.0
-    data = build_market_data(part, settings.data.higher_timeframes, event=event)
+    data = build_market_data(part, settings.data.higher_timeframes, event=event,
+                             inputs=None if inputs is None else inputs.until(int(part.time[-1]) + part.timeframe_ns))
     voters = []
     for built in resolve_components(settings, plugins, changes).ml_components:
         if hasattr(built.obj, "train"):

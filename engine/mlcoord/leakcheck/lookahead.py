@@ -24,7 +24,7 @@ bars, and a few short exit-level paths per cut: well under a minute for 20,000 b
 from __future__ import annotations
 
 import time as _time
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -36,6 +36,8 @@ from mlcoord.errors import ConfigError, PluginError
 from mlcoord.leakcheck.report import SCHEMA_VERSION, ComponentLookahead, Difference, LookaheadReport, SymbolRun
 from mlcoord.leakcheck.runs import Run, check_settings, new_pipeline, prepare, when
 from mlcoord.leakcheck.values import ABSTAINED, Raised, plain, same, same_arrays
+from mlcoord.market_inputs import MarketInputs
+from mlcoord.market_sources import load_inputs
 from mlcoord.model import Action, PositionExit, Side, Vote
 from mlcoord.model_coverage import leave_out_models_covering
 from mlcoord.registry import PluginSet
@@ -228,14 +230,15 @@ class _SymbolCheck:
     """The full run of one symbol and its comparison with every truncated run."""
 
     def __init__(self, settings, plugins: PluginSet, candles: Candles, samples: int, seed: int,
-                 start_ns: Optional[int]):
+                 start_ns: Optional[int], inputs: Optional[MarketInputs] = None):
         self.settings, self.plugins, self.candles, self.seed = settings, plugins, candles, seed
+        self.inputs = inputs
         self.symbol = candles.symbol
         pipeline = new_pipeline(settings, plugins)
         before = [b.name for b in pipeline.components.ml_components]
         self.notes = [f"{self.symbol}: {n}" for n in leave_out_models_covering(pipeline, [candles], start_ns)]
         self.left_out = frozenset(before) - {b.name for b in pipeline.components.ml_components}
-        full = self.full = prepare(pipeline, settings, candles)
+        full = self.full = prepare(pipeline, settings, candles, inputs)
         if full.failure is not None or full.sym is None:
             raise PluginError(f"the pipeline cannot run on the full data of {self.symbol}: {full.failure}")
         sym = full.sym
@@ -281,7 +284,7 @@ class _SymbolCheck:
         for t in self.trackers():
             t.start_cut()
         run = prepare(new_pipeline(self.settings, self.plugins, self.left_out), self.settings,
-                      self.candles.slice(0, k, own=True))
+                      self.candles.slice(0, k, own=True), self.inputs)
         cut_time = when(self.candles, k - 1)
         if run.failure is not None or run.sym is None:
             self.exits.found(Difference(k, cut_time, None, None, "prepare", "prepared", plain(run.failure)))
@@ -401,17 +404,20 @@ def check_options(samples: Any, seed: Any) -> None:
 
 
 def check_lookahead(settings, plugins: PluginSet, candles: Sequence[Candles], *, samples: int = MIN_SAMPLES,
-                    seed: int = 0, progress: Optional[Callable[[int, int], None]] = None) -> LookaheadReport:
+                    seed: int = 0, progress: Optional[Callable[[int, int], None]] = None,
+                    inputs: Optional[Mapping[str, MarketInputs]] = None) -> LookaheadReport:
     """Run the configured pipeline on ``candles`` in full and cut after sampled bars; compare (see
-    the module docstring). ``progress(done, total)`` is called after every truncated run."""
+    the module docstring). ``progress(done, total)`` is called after every truncated run.
+    ``inputs``: each symbol's market inputs, cut with the data (None: the configured ones)."""
     check_options(samples, seed)
     if not candles:
         raise ConfigError("no candles to check")
     started = _time.perf_counter()
     settings = check_settings(settings)
     start = parse_timerange(settings.data.timerange)[0]
-    checks = [_SymbolCheck(settings, plugins, c, samples, seed, start.value if start is not None else None)
-              for c in candles]
+    inputs = load_inputs(settings, candles) if inputs is None else inputs
+    checks = [_SymbolCheck(settings, plugins, c, samples, seed, start.value if start is not None else None,
+                           inputs.get(c.symbol)) for c in candles]
     total, done = sum(len(s.cuts) for s in checks), 0
     for s in checks:
         for k in s.cuts:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import time as _time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -30,6 +30,8 @@ from mlcoord.leakcheck.report import (
 )
 from mlcoord.leakcheck.runs import check_settings, market_data, when
 from mlcoord.leakcheck.values import Raised, same_arrays
+from mlcoord.market_inputs import MarketInputs
+from mlcoord.market_sources import load_inputs
 from mlcoord.pipeline import combine_sources, resolve_components
 from mlcoord.registry import PluginSet
 
@@ -41,11 +43,11 @@ FEATURES_METHOD = "features"
 COMBINED = "signals (combined)"
 
 
-def _series(settings, plugins: PluginSet, candles: Candles) -> tuple[dict[tuple[str, str], np.ndarray],
-                                                                    dict[str, str]]:
+def _series(settings, plugins: PluginSet, candles: Candles, inputs: Optional[MarketInputs] = None
+            ) -> tuple[dict[tuple[str, str], np.ndarray], dict[str, str]]:
     """Every source's series (and exposed features) on ``candles``, from freshly built components:
     (source, series) -> float values; source -> why it failed."""
-    data = market_data(settings, candles)
+    data = market_data(settings, candles, inputs)
     n = len(data)
     out: dict[tuple[str, str], np.ndarray] = {}
     failed: dict[str, str] = {}
@@ -129,15 +131,18 @@ def check_options(warmups: Sequence[Any], window: Any, tolerance: Any) -> None:
 
 def check_recursive(settings, plugins: PluginSet, candles: Sequence[Candles], *,
                     warmups: Sequence[int] = DEFAULT_WARMUPS, window: int = DEFAULT_WINDOW,
-                    tolerance: float = DEFAULT_TOLERANCE) -> RecursiveReport:
+                    tolerance: float = DEFAULT_TOLERANCE,
+                    inputs: Optional[Mapping[str, MarketInputs]] = None) -> RecursiveReport:
     """Run the signal sources on the last ``window`` bars of each series after each warm-up and
-    after every earlier bar; compare (see the module docstring)."""
+    after every earlier bar; compare (see the module docstring). ``inputs``: each symbol's market
+    inputs (None: the configured ones)."""
     check_options(warmups, window, tolerance)
     if not candles:
         raise ConfigError("no candles to check")
     started = _time.perf_counter()
     settings = check_settings(settings)
     windows, results, notes = [], [], []
+    inputs = load_inputs(settings, candles) if inputs is None else inputs
     for c in candles:
         n = len(c)
         start = n - window
@@ -149,10 +154,10 @@ def check_recursive(settings, plugins: PluginSet, candles: Sequence[Candles], *,
         if skipped:
             notes.append(f"{c.symbol}: warm-up(s) {', '.join(map(str, skipped))} not tested: only {start} bars "
                          f"precede the evaluation window")
-        reference, ref_failed = _series(settings, plugins, c)
+        reference, ref_failed = _series(settings, plugins, c, inputs.get(c.symbol))
         for name, why in ref_failed.items():
             notes.append(f"{c.symbol}: {name} fails with every bar of history ({why}); the backtest runs without it")
-        runs = {w: _series(settings, plugins, c.slice(start - w, n, own=True)) for w in tested}
+        runs = {w: _series(settings, plugins, c.slice(start - w, n, own=True), inputs.get(c.symbol)) for w in tested}
         for (component, series), ref in reference.items():
             per_warmup = []
             for w in tested:

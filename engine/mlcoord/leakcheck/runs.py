@@ -13,10 +13,12 @@ from typing import Any, Optional
 import attrs
 
 from mlcoord.candles import Candles
-from mlcoord.components import MarketData, build_market_data
+from mlcoord.components import MarketData
 from mlcoord.config import Settings
 from mlcoord.journal import iso_time
 from mlcoord.leakcheck.values import Raised
+from mlcoord.market_inputs import MarketInputs
+from mlcoord.market_sources import market_datasets
 from mlcoord.pipeline import Guarded, Pipeline, PreparedSymbol, build_pipeline
 from mlcoord.registry import PluginSet
 
@@ -27,10 +29,11 @@ def check_settings(settings: Settings) -> Settings:
                                                       call_timeout_ms=0.0))
 
 
-def market_data(settings: Settings, candles: Candles) -> MarketData:
+def market_data(settings: Settings, candles: Candles, inputs: Optional[MarketInputs] = None) -> MarketData:
     """Context and higher timeframes rebuilt from ``candles`` alone, as the backtest builds them:
-    on cut data the last higher-timeframe bar is the unfinished one a live bot would see."""
-    return build_market_data(candles, settings.data.higher_timeframes, event=settings.learning.event)
+    on cut data the last higher-timeframe bar is the unfinished one a live bot would see, and the
+    market ``inputs`` (funding, other symbols...) are cut at the last bar's close."""
+    return market_datasets(settings, [candles], {candles.symbol: inputs} if inputs is not None else {})[0]
 
 
 def when(candles: Candles, i: int) -> str:
@@ -81,11 +84,11 @@ def new_pipeline(settings: Settings, plugins: PluginSet, left_out: frozenset[str
     return pipeline
 
 
-def prepare(pipeline: Pipeline, settings: Settings, candles: Candles) -> Run:
+def prepare(pipeline: Pipeline, settings: Settings, candles: Candles, inputs: Optional[MarketInputs] = None) -> Run:
     errors = pipeline.errors
     assert isinstance(errors, Recorder)
     try:
-        sym = pipeline.prepare(market_data(settings, candles))
+        sym = pipeline.prepare(market_data(settings, candles, inputs))
     except Exception as exc:
         return Run(pipeline, errors, None, Raised.of(exc))
     return Run(pipeline, errors, sym)
