@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mlcoord.api import Action, ExitLevels, Side, SignalSeries, Vote, hookimpl
+from mlcoord.api import Action, ExitLevels, Side, SignalSeries, Vote, feature_table, hookimpl
 from mlcoord.api import features as ft
 
 MLCOORD_HOOKS_VERSION = 2
@@ -180,8 +180,34 @@ class ShortWindowSource:
         return {"zscore20": self._z(data)}
 
 
+class BtcLeadSource:
+    """Control: follows BTC's last 1-bar return, read through ``feature_table`` (aligned by close
+    time, so a symbol's bar sees only BTC bars closed by its own close)."""
+
+    def __init__(self, options=None):
+        pass
+
+    def prepare(self, data):
+        return _series(feature_table(data, ["btc_ret_1"])[:, 0], 0.004, 20.0, "btc return")
+
+
+class BtcPeekSource:
+    """Planted leak: BTC's return over the *next* bar, read from the raw peer candles by the
+    symbol's bar index + 1 (clamped): an input series indexed like the symbol's own bars."""
+
+    def __init__(self, options=None):
+        pass
+
+    def prepare(self, data):
+        btc = data.inputs.peers["BTC/USDT"]
+        j = np.clip(np.searchsorted(btc.time, data.candles.time) + 1, 1, len(btc) - 1)
+        return _series(np.log(btc.close[j] / btc.close[j - 1]), 0.004, 20.0, "btc next return")
+
+
 @hookimpl
 def register_signal_sources(register):
+    register("btc_lead", BtcLeadSource, description="control: BTC's last return (feature_table)")
+    register("btc_peek", BtcPeekSource, description="planted leak: BTC's next bar by index")
     register("next_bar", NextBarSource, description="planted leak: shift(-1)")
     register("whole_z", WholeSeriesZSource, description="planted leak: whole-series normalisation")
     register("honest", HonestSource, description="control: causal RSI")

@@ -529,9 +529,13 @@ def data() -> None:
 @click.option("--store", help="Store directory (default: [data] store, else ./user_data/data).")
 @click.option("--limit", default=1000, show_default=True, help="Candles per request.")
 @click.option("--no-funding", is_flag=True, help="Skip funding-rate history (futures).")
+@click.option("--mark", is_flag=True, help="Also the perpetuals' mark-price candles (futures).")
 @_friendly
-def data_download(config_path, exchange_id, market, symbols, timeframes, since, store, limit, no_funding) -> None:
-    """Fetch candles (and perpetual funding rates) through ccxt; a second run fetches only what is new.
+def data_download(config_path, exchange_id, market, symbols, timeframes, since, store, limit, no_funding,
+                  mark) -> None:
+    """Fetch candles (and perpetual funding rates, and with --mark mark prices) through ccxt; a
+    second run fetches only what is new. The funding, basis and cross-asset features read the store
+    (download --market spot and --market futures into the same --store for the basis).
 
     API keys, if needed, come from [exchange] keys_file or the environment, never from options."""
     from mlcoord.config import load_settings
@@ -548,11 +552,13 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
     root = Path(store or settings.data.store or "user_data/data")
     if root.exists() and not root.is_dir():
         raise ConfigError(f"--store {root} is a file: the store is a directory (it holds one folder per exchange)")
+    if mark and settings.exchange.market != "futures":
+        raise ConfigError("--mark downloads a perpetual's mark prices: use it with --market futures")
     since_ms = parse_since(since)
     exchange = create_exchange(settings.exchange, load_credentials(settings.exchange))
     check_market_arguments(exchange, settings.exchange.market, _csv(symbols), _csv(timeframes))
     downloader = Downloader(exchange, root, settings.exchange.market, limit=limit)
-    for report in downloader.download(_csv(symbols), _csv(timeframes), since_ms, funding=not no_funding):
+    for report in downloader.download(_csv(symbols), _csv(timeframes), since_ms, funding=not no_funding, mark=mark):
         click.echo(report.line())
 
 

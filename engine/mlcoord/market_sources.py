@@ -73,7 +73,9 @@ def load_funding(path) -> FundingSeries:
     bad = np.flatnonzero(~np.isfinite(rates) | (np.abs(rates) >= _MAX_RATE))
     if bad.size:
         i = int(bad[0])
-        raise FundingFileError(f"funding file {path}: row {i}: {rate_col} {frame[rate_col].iloc[i]!r} is not a "
+        value = frame[rate_col].iloc[i]
+        value = value.item() if isinstance(value, np.generic) else value
+        raise FundingFileError(f"funding file {path}: row {i}: {rate_col} {value!r} is not a "
                                f"funding rate (a finite fraction per event, below 1 in size)")
     series_times = (times + 500_000_000) // 1_000_000_000 * 1_000_000_000
     bad = np.flatnonzero(np.diff(series_times) <= 0)

@@ -29,7 +29,8 @@ RATE_LIMITS = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "interv
 
 
 # --- route handlers: (state, params, fill_fraction) -> JSON ------------------------------------
-def _klines(futures: bool):
+def _klines(futures: bool, mark: bool = False):
+    """Klines; ``mark``: the mark-price klines, which Binance sends with a volume of 0."""
     def handler(st: ExchangeState, p: dict, _):
         markets = st.futures_markets if futures else st.spot_markets
         if p.get("symbol") not in markets:
@@ -41,8 +42,9 @@ def _klines(futures: bool):
         if not 1 <= limit <= (1500 if futures else 1000):
             raise BinanceError(-1130, "Invalid data sent for a parameter.")
         start, end = p.get("startTime"), p.get("endTime")
-        return st.klines(p["symbol"], minutes * 60_000, int(start) if start else None,
+        rows = st.klines(p["symbol"], minutes * 60_000, int(start) if start else None,
                          int(end) if end else None, limit)
+        return [[*r[:5], "0", r[6], "0", *r[8:]] for r in rows] if mark else rows
     return handler
 
 
@@ -102,7 +104,7 @@ PUBLIC = {
     ("GET", "/fapi/v1/time"): lambda st, p, _: {"serverTime": st.now_ms},
     ("GET", "/fapi/v1/exchangeInfo"): _exchange_info(True),
     ("GET", "/fapi/v1/klines"): _klines(True),
-    ("GET", "/fapi/v1/markPriceKlines"): _klines(True),
+    ("GET", "/fapi/v1/markPriceKlines"): _klines(True, mark=True),
     ("GET", "/fapi/v1/ticker/24hr"): _tickers(True),
     ("GET", "/fapi/v1/premiumIndex"): _premium_index,
     ("GET", "/fapi/v1/fundingRate"): lambda st, p, _: st.futures.funding_history(p),

@@ -1,8 +1,9 @@
 """Downloading candles and funding rates through ccxt into a local Parquet store.
 
 Layout: ``STORE/<exchange>/<market>/<BASE>_<QUOTE>[_<SETTLE>]-<timeframe>.parquet`` (freqtrade's
-names, so :func:`mlcoord.candles.load_candles` reads a file on its own) and
-``...-funding.parquet`` for a perpetual's funding history.
+names, so :func:`mlcoord.candles.load_candles` reads a file on its own),
+``...-<timeframe>-mark.parquet`` for a perpetual's mark-price candles (``--mark``) and
+``...-funding.parquet`` for its funding history.
 
 * Pagination: ``fetch_ohlcv(since, limit)`` from the last row received until the exchange's
   current time; ccxt's ``enableRateLimit`` spaces the requests.
@@ -34,7 +35,7 @@ import structlog
 from mlcoord.candles import candles_from_frame, rows_frame, timeframe_to_ns
 from mlcoord.errors import DataError
 from mlcoord.datastore import (
-    MS, DownloadError, _read_parquet, _stored_frame, candles_path, funding_path, read_stored,
+    MS, DownloadError, _read_parquet, _stored_frame, candles_path, funding_path, mark_path, read_stored,
     save_store_instruments, write_parquet_atomic,
 )
 from mlcoord.live.exchange import exchange_now_ms, market_symbol
@@ -171,14 +172,20 @@ class Downloader:
         return wanted
 
     # candles
-    def _fetch_range(self, symbol: str, timeframe: str, since: int, until: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Closed candles with open time in [since, until) ms, page by page. Returns times, values, rows fetched."""
+    def _fetch_range(self, symbol: str, timeframe: str, since: int, until: int,
+                     mark: bool = False) -> tuple[np.ndarray, np.ndarray, int]:
+        """Closed candles with open time in [since, until) ms, page by page (``mark``: the
+        perpetual's mark-price candles). Returns times, values, rows fetched."""
         tf_ms = timeframe_to_ns(timeframe) // MS
-        where = f"{self.exchange_id} {symbol} {timeframe}"
+        where = f"{self.exchange_id} {symbol} {timeframe}{' mark' if mark else ''}"
+        fetch, name = ((self.exchange.fetch_mark_ohlcv, "fetch_mark_ohlcv") if mark
+                       else (self.exchange.fetch_ohlcv, "fetch_ohlcv"))
         times, values, fetched = [], [], 0
         while since < until:
-            rows = self.call(partial(self.exchange.fetch_ohlcv, symbol, timeframe, since=since, limit=self.limit),
-                             f"fetch_ohlcv {symbol} {timeframe}")
+            rows = self.call(partial(fetch, symbol, timeframe, since=since, limit=self.limit),
+                             f"{name} {symbol} {timeframe}")
+            if mark:    # mark prices have no volume: some exchanges send 0, others nothing
+                rows = _zero_missing_volume(rows)
             t, v = validate_ohlcv(rows, f"{where} (page since {pd.Timestamp(since, unit='ms', tz='UTC')})")
             fetched += len(t)
             keep = t >= since  # some exchanges start a page before `since`
@@ -194,22 +201,29 @@ class Downloader:
         keep = t < until
         return t[keep], v[keep], fetched
 
-    def candles(self, symbol: str, timeframe: str, since_ms: int, now_ms: Optional[int] = None) -> DownloadReport:
-        """Bring one (symbol, timeframe) file up to date from ``since_ms`` (or its last stored candle)."""
+    def candles(self, symbol: str, timeframe: str, since_ms: int, now_ms: Optional[int] = None,
+                mark: bool = False) -> DownloadReport:
+        """Bring one (symbol, timeframe) file up to date from ``since_ms`` (or its last stored
+        candle); ``mark``: the perpetual's mark-price candles (futures only)."""
         timeframe_to_ns(timeframe)
+        if mark and self.market != "futures":
+            raise DataError(f"{self.exchange_id}: mark prices are a perpetual's; download them with --market futures")
         symbol = self.resolve(symbol)
         start_requests = self.requests
         now_ms = self.now_ms() if now_ms is None else now_ms
         tf_ms = timeframe_to_ns(timeframe) // MS
         closed_until = now_ms - tf_ms + 1  # open time <= now - tf: the candle has closed
-        path = candles_path(self.root, self.exchange_id, self.market, symbol, timeframe)
+        path = (mark_path(self.root, self.exchange_id, symbol, timeframe) if mark
+                else candles_path(self.root, self.exchange_id, self.market, symbol, timeframe))
+        fetch_range = partial(self._fetch_range, mark=mark)
+        label = f"{timeframe} mark" if mark else timeframe
         stored = read_stored(path, symbol, timeframe)
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         fetched = 0
         if stored is not None and len(stored):
             first_ms, last_ms = int(stored.time[0] // MS), int(stored.time[-1] // MS)
             if since_ms < first_ms:  # back-fill the head the store does not have
-                t, v, n = self._fetch_range(symbol, timeframe, since_ms, first_ms)
+                t, v, n = fetch_range(symbol, timeframe, since_ms, first_ms)
                 parts.append((t, v))
                 fetched += n
             parts.append((stored.time // MS, np.column_stack([stored.open, stored.high, stored.low, stored.close,
@@ -217,27 +231,27 @@ class Downloader:
             # from the last stored candle (re-fetched: the exchange may have corrected it), but only
             # when a newer one can have closed since: an up-to-date file costs no request
             if last_ms + tf_ms < closed_until:
-                t, v, n = self._fetch_range(symbol, timeframe, last_ms, closed_until)
+                t, v, n = fetch_range(symbol, timeframe, last_ms, closed_until)
             else:
                 t, v, n = np.empty(0, np.int64), np.empty((0, 5)), 0
         else:
-            t, v, n = self._fetch_range(symbol, timeframe, since_ms, closed_until)
+            t, v, n = fetch_range(symbol, timeframe, since_ms, closed_until)
         parts.append((t, v))
         fetched += n
         merged = _merge(parts)
         before = 0 if stored is None else len(stored)
         if not len(merged):
-            log.warning("no_candles", exchange=self.exchange_id, symbol=symbol, timeframe=timeframe,
+            log.warning("no_candles", exchange=self.exchange_id, symbol=symbol, timeframe=label,
                         since=pd.Timestamp(since_ms, unit="ms", tz="UTC").isoformat())
-            return DownloadReport(symbol, timeframe, path, fetched, 0, before, self.requests - start_requests)
+            return DownloadReport(symbol, label, path, fetched, 0, before, self.requests - start_requests)
         candles = candles_from_frame(merged, symbol=symbol, timeframe=timeframe,
-                                     source=f"{self.exchange_id} {self.market} {timeframe} download")
+                                     source=f"{self.exchange_id} {self.market} {label} download")
         if stored is None or not candles.frame.equals(stored.frame):
             write_parquet_atomic(_stored_frame(candles), path)
-        report = DownloadReport(symbol, timeframe, path, fetched, len(candles) - before, len(candles),
+        report = DownloadReport(symbol, label, path, fetched, len(candles) - before, len(candles),
                                 self.requests - start_requests, candles.frame.index[0], candles.frame.index[-1])
         log.info("candles_downloaded", exchange=self.exchange_id, market=self.market, symbol=symbol,
-                 timeframe=timeframe, fetched=fetched, added=report.added, stored=report.stored,
+                 timeframe=label, fetched=fetched, added=report.added, stored=report.stored,
                  requests=report.requests, gaps=len(candles.gaps))
         return report
 
@@ -278,28 +292,45 @@ class Downloader:
         return DownloadReport(symbol, "funding", path, fetched, added, len(t), self.requests - start_requests, *span)
 
     def download(self, symbols: Sequence[str], timeframes: Sequence[str], since_ms: int,
-                 funding: bool = True, progress: Optional[bool] = None) -> list[DownloadReport]:
-        """Every (symbol, timeframe), plus funding history on futures; one clock reading per call.
+                 funding: bool = True, progress: Optional[bool] = None, mark: bool = False) -> list[DownloadReport]:
+        """Every (symbol, timeframe), plus funding history on futures and, with ``mark``, the
+        perpetuals' mark-price candles; one clock reading per call.
 
         ``progress``: a bar with rate and time left (None: only on a terminal)."""
         from tqdm import tqdm
 
         now_ms = self.now_ms()
-        jobs: list[tuple[str, Optional[str]]] = [(s, tf) for s in symbols for tf in timeframes]   # None: funding
+        has = getattr(self.exchange, "has", {}) or {}
+        if mark and self.market != "futures":
+            raise DataError(f"{self.exchange_id}: mark prices are a perpetual's; download them with --market futures")
+        if mark and not has.get("fetchMarkOHLCV"):
+            raise DataError(f"{self.exchange_id}: ccxt cannot fetch its mark-price candles (no fetchMarkOHLCV); "
+                            f"leave out --mark")
+        # (symbol, timeframe, kind): kind "" candles, "mark" mark prices, "funding" (no timeframe)
+        jobs: list[tuple[str, str, str]] = [(s, tf, "") for s in symbols for tf in timeframes]
+        jobs += [(s, tf, "mark") for s in symbols for tf in timeframes] if mark else []
         with_funding = funding and self.market == "futures"
-        if with_funding and not (getattr(self.exchange, "has", {}) or {}).get("fetchFundingRateHistory"):
+        if with_funding and not has.get("fetchFundingRateHistory"):
             log.warning("no_funding_history", exchange=self.exchange_id)
             with_funding = False
-        jobs += [(s, None) for s in symbols] if with_funding else []
+        jobs += [(s, "", "funding") for s in symbols] if with_funding else []
         reports = []
         with tqdm(total=len(jobs), unit="file", desc="download", leave=False,
                   disable=None if progress is None else not progress) as bar:
-            for symbol, timeframe in jobs:
-                bar.set_postfix_str(f"{symbol} {timeframe or 'funding'}")
-                reports.append(self.candles(symbol, timeframe, since_ms, now_ms) if timeframe
-                               else self.funding(symbol, since_ms, now_ms))
+            for symbol, timeframe, kind in jobs:
+                bar.set_postfix_str(f"{symbol} {timeframe} {kind}".strip())
+                reports.append(self.funding(symbol, since_ms, now_ms) if kind == "funding"
+                               else self.candles(symbol, timeframe, since_ms, now_ms, mark=kind == "mark"))
                 bar.update()
         return reports
+
+
+def _zero_missing_volume(rows: Any) -> Any:
+    """Mark-price rows with a missing volume (None) given volume 0; anything else as it came."""
+    if not isinstance(rows, (list, tuple)):
+        return rows
+    return [[*row[:5], 0.0] if isinstance(row, (list, tuple)) and len(row) == 6 and row[5] is None else row
+            for row in rows]
 
 
 def _merge(parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
