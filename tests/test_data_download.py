@@ -10,16 +10,19 @@ from __future__ import annotations
 import math
 import os
 
+import attrs
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
 from mlcoord.costs import HOUR_NS, CostModel, FundingSeries
 from mlcoord.candles import CandleError, resample
+from mlcoord.cli import main as cli_main
 from mlcoord.config import BacktestConfig, ExchangeConfig, load_settings
+from mlcoord.errors import DataError
 from mlcoord import datastore as data_mod   # the store writes the files
 from mlcoord.datastore import (DownloadError, candles_path, funding_path, load_store_candles, load_store_funding,
-                               read_stored)
+                               mark_path, read_stored)
 from mlcoord.live.data import Downloader, parse_since
 from mlcoord.live.retry import ExchangeUnavailable, ManualClock, RetryPolicy
 from exchange_sim import ExchangeServer, exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
@@ -51,7 +54,7 @@ class FakeExchange:
         self.markets = markets or {s: {"symbol": s, "base": s.split("/")[0], "quote": s.split("/")[1].split(":")[0],
                                        "type": "swap" if ":" in s else "spot", "active": True, "linear": True}
                                    for s in candles}
-        self.has = {"fetchTime": True, "fetchFundingRateHistory": bool(funding)}
+        self.has = {"fetchTime": True, "fetchFundingRateHistory": bool(funding), "fetchMarkOHLCV": True}
         self.calls: list[tuple] = []
         self.faults: list[BaseException] = []
         self.corrupt = None
@@ -87,6 +90,12 @@ class FakeExchange:
         hi = min(lo + (limit or 500), visible)
         rows = [[int(t[i]), *map(float, v[i])] for i in range(lo, hi)]
         return self.corrupt(rows) if self.corrupt else rows
+
+    def fetch_mark_ohlcv(self, symbol, timeframe, since=None, limit=None):
+        """The trade candles' prices at a 0.1 % premium and no volume (None), as some exchanges send."""
+        rows = self.fetch_ohlcv(symbol, timeframe, since, limit)
+        self.calls[-1] = ("fetch_mark_ohlcv", *self.calls[-1][1:])
+        return [[t, o * 1.001, h * 1.001, l * 1.001, c * 1.001, None] for t, o, h, l, c, _ in rows]
 
     def fetch_funding_rate_history(self, symbol, since=None, limit=None):
         self._request("fetch_funding_rate_history", symbol, since, limit)
@@ -297,6 +306,36 @@ def test_funding_history_is_paginated_incremental_and_stored(tmp_path, source):
     assert (series.time % 10**9 == 0).all()  # rounded to the second: 08:00:00.003 pays on the 08:00 bar
 
 
+def test_mark_prices_are_stored_beside_the_perpetual_and_incremental(tmp_path, source):
+    ex = FakeExchange({"BTC/USDT:USDT": source}, bar_ms(source, 600))
+    dl = downloader(ex, tmp_path, market="futures", limit=250)
+    reports = dl.download(["BTC/USDT"], ["1h"], bar_ms(source, 0), funding=False, mark=True)
+    assert [r.timeframe for r in reports] == ["1h", "1h mark"] and reports[1].stored == 600
+    assert reports[1].path == mark_path(tmp_path, "fake", "BTC/USDT:USDT", "1h")
+    assert reports[1].path.name == "BTC_USDT_USDT-1h-mark.parquet"
+    mark = read_stored(reports[1].path, "BTC/USDT", "1h")
+    np.testing.assert_allclose(mark.close, source.close[:600] * 1.001)
+    assert (mark.volume == 0).all() and ex.count("fetch_mark_ohlcv") == 3
+    ex.now += 5 * H_MS
+    ex.calls.clear()
+    assert dl.download(["BTC/USDT"], ["1h"], bar_ms(source, 0), funding=False, mark=True)[1].added == 5
+    assert ex.count("fetch_mark_ohlcv") == 1
+
+
+def test_mark_prices_need_futures_and_an_exchange_that_has_them(tmp_path, source):
+    ex = FakeExchange({"BTC/USDT": source}, bar_ms(source, 100))
+    with pytest.raises(DataError, match="mark prices are a perpetual's; download them with --market futures"):
+        downloader(ex, tmp_path).download(["BTC/USDT"], ["1h"], 0, mark=True)
+    ex.has["fetchMarkOHLCV"] = False
+    with pytest.raises(DataError, match=r"no fetchMarkOHLCV\); leave out --mark"):
+        downloader(ex, tmp_path, market="futures").download(["BTC/USDT"], ["1h"], 0, mark=True)
+    assert not ex.calls and not any(tmp_path.iterdir())
+    result = CliRunner().invoke(cli_main, ["data", "download", "--market", "spot", "--mark", "--symbols", "BTC/USDT",
+                                           "--store", str(tmp_path / "s")])
+    assert result.exit_code == 2 and "--mark downloads a perpetual's mark prices: use it with --market futures" \
+        in result.output
+
+
 def test_malformed_funding_is_refused(tmp_path, source):
     ex = FakeExchange({"BTC/USDT:USDT": source}, bar_ms(source, 500),
                       funding={"BTC/USDT:USDT": (np.array([bar_ms(source, 8)], np.int64), np.array([np.nan]))})
@@ -434,6 +473,43 @@ def test_server_futures_candles_and_funding_history(tmp_path, btc_candles):
         times_ms = load_store_funding(tmp_path, ExchangeConfig(id="binanceusdm", market="futures"),
                                       ["BTC/USDT"])["BTC/USDT"].time // MS_NS
         assert server.calls[("GET", "/fapi/v1/fundingRate")] - pages == 1 + (times_ms[-1] < server.now_ms)
+
+
+def test_server_spot_and_perpetual_store_feeds_the_basis_and_funding_features(tmp_path, btc_candles):
+    """One store, both markets (Binance's one exchange id; ccxt's ``binance`` with defaultType
+    future speaks /fapi): spot candles, perpetual candles, mark prices and funding, then a
+    backtest's MarketData carries them and the features read them."""
+    from mlcoord.config import Settings
+    from mlcoord.feature_matrix import available_features, feature_table
+    from mlcoord.market_sources import market_datasets
+
+    def rate(symbol, time_ms):
+        return 0.0001 * (1 + (time_ms // (8 * H_MS)) % 3)
+
+    with ExchangeServer(funding_rate=rate) as server:
+        since = bar_ms(btc_candles, 0)
+        downloader(spot_client(server), tmp_path).download(["BTC/USDT"], ["1h"], since)
+        perpetual = spot_client(server, options={"defaultType": "future", "fetchMarkets": {"types": ["linear"]}})
+        reports = downloader(perpetual, tmp_path, market="futures").download(["BTC/USDT"], ["1h"], since, mark=True)
+        assert [r.timeframe for r in reports] == ["1h", "1h mark", "funding"]
+        assert server.calls[("GET", "/fapi/v1/markPriceKlines")] == 2      # two pages of 500 closed bars
+        assert reports[1].stored == reports[0].stored == 1000
+
+    exchange = ExchangeConfig(id="binance", market="futures")
+    settings = Settings(data=attrs.evolve(Settings().data, store=str(tmp_path)), exchange=exchange,
+                        backtest=attrs.evolve(Settings().backtest, market="futures"))
+    [data] = market_datasets(settings, load_store_candles(tmp_path, exchange, ["BTC/USDT"], "1h"))
+    i = data.inputs
+    assert len(i.spot) == len(i.perpetual) == len(i.mark) == 1000 and len(i.funding) == 126   # every 8 h
+    assert (i.mark.volume == 0).all()
+    assert {"funding_rate", "funding_24h", "basis"} <= set(available_features(data))
+    table = feature_table(data, ["basis", "funding_rate", "funding_24h"])
+    assert (table[:, 0] == 0).all()                # the emulator's perpetual trades at its spot price
+    close_ms = (data.candles.time + data.candles.timeframe_ns) // MS_NS
+    last_event = close_ms // (8 * H_MS) * (8 * H_MS)
+    known = close_ms >= int(i.funding.time[0] // MS_NS)
+    np.testing.assert_allclose(table[known, 1], [rate("", int(t)) for t in last_event[known]], rtol=1e-6)
+    assert np.isfinite(table[known, 2][24:]).all()
 
 
 def test_server_faults_are_retried_with_backoff_then_exchange_unavailable(tmp_path, exchange_server, btc_candles):

@@ -299,13 +299,13 @@ class Downloader:
         ``progress``: a bar with rate and time left (None: only on a terminal)."""
         from tqdm import tqdm
 
-        now_ms = self.now_ms()
         has = getattr(self.exchange, "has", {}) or {}
         if mark and self.market != "futures":
             raise DataError(f"{self.exchange_id}: mark prices are a perpetual's; download them with --market futures")
         if mark and not has.get("fetchMarkOHLCV"):
             raise DataError(f"{self.exchange_id}: ccxt cannot fetch its mark-price candles (no fetchMarkOHLCV); "
                             f"leave out --mark")
+        now_ms = self.now_ms()
         # (symbol, timeframe, kind): kind "" candles, "mark" mark prices, "funding" (no timeframe)
         jobs: list[tuple[str, str, str]] = [(s, tf, "") for s in symbols for tf in timeframes]
         jobs += [(s, tf, "mark") for s in symbols for tf in timeframes] if mark else []
