@@ -107,6 +107,16 @@ class LooksAhead(Momentum):
         return np.append(close[1:], np.nan) / close - 1.0
 
 
+class PeeksAtAPeer(Momentum):
+    """Reads the kit's peer (``data.inputs.peers``) one bar ahead, by index: a cross-asset leak."""
+
+    def prepare(self, data):
+        peer = next(iter(data.inputs.peers.values())).close
+        ahead = peer[np.minimum(np.arange(len(data)) + 1, len(peer) - 1)] / peer[:len(data)] - 1.0
+        action = np.where(ahead > 0.002, 1, np.where(ahead < -0.002, -1, 0)).astype(np.int8)
+        return SignalSeries(action, np.where(action != 0, 0.7, 0.0), lambda i: (f"peer next {ahead[i]:+.4f}",))
+
+
 class MutatesInput(Momentum):
     """'Cleans' the candles in place."""
 
@@ -144,11 +154,12 @@ def checks_of(plugin, name="fake"):
 
 @pytest.mark.parametrize("factory, failing, message, passing", [
     (LooksAhead, "no_lookahead", "uses later bars", "deterministic"),
+    (PeeksAtAPeer, "no_lookahead", "uses later bars", "deterministic"),     # head(k) cuts data.inputs too
     (MutatesInput, "no_mutation", "changed its input data in place: candles.close", "no_lookahead"),
     (Random, "deterministic", "two fresh instances disagree", "output"),
     (Overconfident, "output", "confidence 1.5 at bar", "registers"),
     (Unexplained, "output", "needs at least one non-empty reason", "options_roundtrip"),
-], ids=["looks_ahead", "mutates_input", "random", "confidence_1.5", "no_reasons"])
+], ids=["looks_ahead", "peeks_at_a_peer", "mutates_input", "random", "confidence_1.5", "no_reasons"])
 def test_kit_catches_a_broken_signal_source(factory, failing, message, passing):
     checks = checks_of(FakePlugin("signal_sources", factory))
     with pytest.raises(ConformanceError, match=message):

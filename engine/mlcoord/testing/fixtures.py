@@ -1,8 +1,10 @@
 """What the conformance checks feed components: real candles, fake portfolio and position views.
 
 The data is a fixed 3,000-bar slice of the bundled BTC/USDT 1h candles (2023-01-02 to 2023-05-07),
-with 4h and 1d views: real prices (gaps, trends, ranges) keep the checks honest, and a slice
-keeps them fast. It lies within the shipped ML models' validity, so ML voters do vote on it.
+with 4h and 1d views and the bundled ETH/USDT bars of the same hours as a peer (``data.inputs``,
+so a component reading other symbols is checked too; no funding: the bundled data has none):
+real prices (gaps, trends, ranges) keep the checks honest, and a slice keeps them fast. It lies
+within the shipped ML models' validity, so ML voters do vote on it.
 """
 
 from __future__ import annotations
@@ -24,11 +26,14 @@ START, BARS = 20_000, 3_000
 TIMEFRAMES = ("4h", "1d")
 
 
-@functools.lru_cache(maxsize=1)
-def _bundled_candles():
+PEER = "ETH/USDT"
+
+
+@functools.lru_cache(maxsize=2)
+def _bundled_candles(symbol: str = SYMBOL):
     from mlcoord.candles import load_candles
     from mlcoord.datasets import bundled_path
-    return load_candles(bundled_path(SYMBOL), symbol=SYMBOL)
+    return load_candles(bundled_path(symbol), symbol=symbol)
 
 
 _cache: dict[str, tuple] = {}
@@ -45,7 +50,10 @@ def conformance_data():
     if cached is not None:          # changed in place: the candles it came from may be changed too
         _bundled_candles.cache_clear()
     # bars of their own: a plugin that changes them in place must not reach the cached candles
-    data = build_market_data(_bundled_candles().slice(START, START + BARS, own=True), TIMEFRAMES)
+    from mlcoord.market_inputs import MarketInputs
+    peer = _bundled_candles(PEER).slice(START, START + BARS, own=True)
+    data = build_market_data(_bundled_candles().slice(START, START + BARS, own=True), TIMEFRAMES,
+                             inputs=MarketInputs(peers={PEER: peer}))
     _cache["data"] = (data, fingerprint(data))
     return data
 
@@ -54,7 +62,8 @@ def private_copy(data):
     """A deep copy a check may hand to a component without risking the shared data: as read-only
     as the engine's (a deep copy of a numpy array is writeable; these are frozen again)."""
     copied = copy.deepcopy(data)
-    object.__setattr__(copied.candles, "_frame", None)     # rebuilt on demand from the read-only arrays
+    for c in (copied.candles, *_input_candles(copied).values()):
+        object.__setattr__(c, "_frame", None)              # rebuilt on demand from the read-only arrays
     for array in _arrays(copied).values():
         array.flags.writeable = False
     return copied
@@ -76,7 +85,19 @@ def _arrays(data) -> dict[str, np.ndarray]:
         arrays[f"timeframe_index[{tf}]"] = index
     if data.focus is not None:
         arrays["focus"] = data.focus
+    for where, c in _input_candles(data).items():
+        for name in ("time", "open", "high", "low", "close", "volume"):
+            arrays[f"{where}.{name}"] = getattr(c, name)
+    if data.inputs.funding is not None:
+        arrays["inputs.funding.time"], arrays["inputs.funding.rate"] = data.inputs.funding.time, data.inputs.funding.rate
     return arrays
+
+
+def _input_candles(data) -> dict:
+    """The candles in ``data.inputs`` by where they are (``inputs.spot``, ``inputs.peers[ETH/USDT]``...)."""
+    i = data.inputs
+    found = {f"inputs.{k}": getattr(i, k) for k in ("spot", "perpetual", "mark") if getattr(i, k) is not None}
+    return {**found, **{f"inputs.peers[{s}]": c for s, c in i.peers.items()}}
 
 
 def array_digests(data) -> dict[str, str]:
