@@ -407,6 +407,19 @@ def test_store_missing_symbol_says_what_is_stored(tmp_path, source):
         load_store_candles(tmp_path, ExchangeConfig(id="fake"), ["BTC/USDT"], "1m")
 
 
+def test_a_spot_only_store_gives_the_spot_series_and_no_funding_or_basis(tmp_path, source):
+    from mlcoord.config import Settings
+    from mlcoord.feature_matrix import available_features
+    from mlcoord.market_sources import market_datasets
+
+    downloader(fake_for(source, 300), tmp_path).candles("BTC/USDT", "1h", 0)
+    settings = Settings(data=attrs.evolve(Settings().data, store=str(tmp_path)), exchange=ExchangeConfig(id="fake"))
+    [data] = market_datasets(settings, load_store_candles(tmp_path, settings.exchange, ["BTC/USDT"], "1h"))
+    i = data.inputs
+    assert len(i.spot) == 300 and i.funding is None and i.perpetual is None and i.mark is None
+    assert not {"funding_rate", "funding_24h", "basis"} & set(available_features(data))
+
+
 def test_parse_since():
     assert parse_since("2021-01-01") == parse_since("20210101") == 1609459200000
     with pytest.raises(Exception, match="2021-01-01"):

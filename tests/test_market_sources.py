@@ -99,6 +99,10 @@ def test_inputs_for_a_symbol_the_run_does_not_have_are_an_error(eth):
     settings = structure({"data": {"inputs": {"ETH/USTD": {"funding": "f.csv"}}}}, Settings)
     with pytest.raises(ConfigError, match=r'\[data.inputs."ETH/USTD"\]: .* neither traded nor .*\(traded: ETH/USDT'):
         load_inputs(settings, [eth])
+    # a sweep backtests the configured symbols one at a time: another data file's symbol is no typo
+    files = structure({"data": {"files": ["a/ETH_USDT-1h.feather", "a/XRP_USDT-1h.feather"],
+                                "inputs": {"XRP/USDT": {"perpetual": "x.feather"}}}}, Settings)
+    assert load_inputs(files, [eth])["ETH/USDT"].perpetual is None
 
 
 def test_a_context_symbol_with_no_candles_anywhere_is_an_error(eth):

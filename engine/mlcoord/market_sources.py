@@ -145,11 +145,25 @@ def _context_candles(settings: Settings, symbol: str, timeframe: str) -> Candles
                       f"[data.inputs.\"{symbol}\"] candles, or a store with [data] store")
 
 
+def _configured_symbols(settings: Settings) -> set[str]:
+    """The symbols a run of ``settings`` may trade, without reading a file: ``[data] symbols``, the
+    symbols the data files' names give, or the bundled default (a sweep backtests them one by one)."""
+    from mlcoord.candles import _guess_from_name
+    from mlcoord.datasets import DEFAULT_SYMBOL
+
+    d = settings.data
+    if d.symbols:
+        return set(d.symbols)
+    if d.files:
+        return {_guess_from_name(Path(f))[0] for f in d.files}
+    return {DEFAULT_SYMBOL}
+
+
 def load_inputs(settings: Settings, candles: Sequence[Candles]) -> dict[str, MarketInputs]:
     """Each traded symbol's :class:`MarketInputs`: its own series (files, then the store) and its
     peers (the other traded symbols and ``[data] context_symbols``)."""
     d = settings.data
-    known = {c.symbol for c in candles} | set(d.symbols) | set(d.context_symbols)
+    known = {c.symbol for c in candles} | set(d.context_symbols) | _configured_symbols(settings)
     unknown = sorted(set(d.inputs) - known)
     if unknown:
         raise ConfigError(f"[data.inputs.\"{unknown[0]}\"]: {unknown[0]!r} is neither traded nor in [data] "
