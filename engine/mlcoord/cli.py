@@ -606,24 +606,39 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
               help="Required: without it nothing is sent (use `mlcoord paper` for a dry run).")
 @click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
 @click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
+@click.option("--adopt", is_flag=True,
+              help="Take over positions, balances and orders the exchange holds and the store does not know "
+                   "(positions get the exit manager's stop and take profit).")
+@click.option("--ignore", "ignore", multiple=True, metavar="SYMBOL",
+              help="Leave SYMBOL's unknown positions and orders alone and do not trade it this session (repeatable).")
 @_plugin_flags
 @_friendly
-def live(config_path, disable, real_money, timeframe, cycles) -> None:
+def live(config_path, disable, real_money, timeframe, cycles, adopt, ignore) -> None:
     """Live trading with real orders ([exchange] market: USD-M futures in hedge mode, or spot). Keys
-    come from the environment or [exchange] keys_file only."""
+    come from the environment or [exchange] keys_file only.
+
+    At start the bot refuses to trade next to positions, balances or open orders on its symbols
+    that its store ([live] store, next to the config file by default) has no record of, until you
+    choose: --adopt takes them over, --ignore SYMBOL leaves that symbol alone."""
     from mlcoord.backtest.run import disabled_plugins
+    from mlcoord.errors import ConfigError
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import check_live_start, load_live_settings
     from mlcoord.live.session import run_live
     from mlcoord.backtest.run import configured_plugins
 
+    if config_path is None:
+        raise ConfigError("mlcoord live needs --config FILE: the bot's store (its positions, orders and plans) "
+                          "is kept next to that file (or at its [live] store), never in whatever folder the bot "
+                          "happens to be started from")
     settings, options = load_live_settings(config_path)
     settings = _flagged(settings)
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     credentials = check_live_start(settings, loaded, real_money=real_money)
     # the scanner's threads each get their own instance, built from the same [exchange] (and ccxt table)
     trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
-                      timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials))
+                      timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials),
+                      adopt=adopt, ignore=_csv(ignore))
     click.echo(f"live: open positions {sorted(trader.portfolio.positions) or 'none'}, "
                f"active plans {len(trader.store.active_plans())}")
 
@@ -680,8 +695,10 @@ def status(config_path, max_age) -> None:
     age = now - float(beat["wall_time"])
     bar = beat.get("bar_time_ns")
     bar_text = iso_time(int(bar)) if bar else "none"
+    bad = beat.get("bad_bars")
+    bad_text = f"; bad bars left out {bad}" if isinstance(bad, int) and not isinstance(bad, bool) else ""
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
-               f"pid {beat.get('pid')}; cycles {beat.get('beats')}; {switch}; heartbeat {options.heartbeat}")
+               f"pid {beat.get('pid')}; cycles {beat.get('beats')}{bad_text}; {switch}; heartbeat {options.heartbeat}")
     problem = beat_problem(beat, now, limit)
     if problem:
         click.echo(f"unhealthy: {problem}")

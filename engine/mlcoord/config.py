@@ -31,6 +31,7 @@ import structlog
 from mlcoord.ensemble import EnsembleOptions
 from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
+from mlcoord.jumps import MAX_JUMP_ATR
 from mlcoord.learning import EventSpec
 from mlcoord.option_checks import AccountSettings, ChecksAccount, integer, number
 
@@ -147,7 +148,11 @@ class DataConfig:
     ``symbols`` and ``files`` name each symbol or file once. ``repair`` (false): apply the
     documented repairs (:func:`mlcoord.candles.candles_from_frame`); ``repair_max_drop`` (0.01,
     in [0, 0.5]): the largest share of a file's rows a repair may drop, beyond which it refuses
-    and lists the rows it would drop."""
+    and lists the rows it would drop. ``max_jump_atr`` (50, in [0, 10000]; 0: off): a bar whose high,
+    low or close lies further than this many ATRs (and 5 %) from the last plausible close is
+    implausible (:mod:`mlcoord.jumps`): a backtest warns (``candles_implausible``, the data is
+    not changed), paper and live trading leave the bar out and pause the symbol's entries until
+    a sound bar (:mod:`mlcoord.live.bar_screen`)."""
 
     files: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("file"))
     symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
@@ -156,6 +161,7 @@ class DataConfig:
     timerange: Optional[str] = None
     repair: bool = False
     repair_max_drop: float = attrs.field(default=0.01, validator=number(0.0, 0.5))
+    max_jump_atr: float = attrs.field(default=MAX_JUMP_ATR, validator=number(0.0, 10_000.0))
     store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
 
 
