@@ -181,12 +181,12 @@ class Scanner:
                screen: Optional[BarScreen] = None, name: Optional[str] = None) -> Candles:
         """The bars ``wanted`` of one pair (:func:`~mlcoord.live.feed.closed_candles`: closed only,
         page by page), on this worker's ccxt instance. An answer that stays empty or malformed
-        after the retries raises :class:`PairFailed`, unless it has sound rows: they are used, and
-        the bad ones reported to ``screen`` under ``name`` (the symbol as the session names it)."""
+        after the retries raises :class:`PairFailed`, unless a live loop's ``screen`` is given and
+        the answer has sound rows: they are used, and the bad ones reported to ``screen`` under
+        ``name`` (the symbol as the session names it)."""
         exchange, rng = self._thread_exchange()
-        screen = screen if screen is not None else BarScreen(0)
         name = name or symbol
-        skip = screen.known(name)
+        skip = screen.known(name) if screen is not None else frozenset()
         try:
             return self._call(exchange, lambda: closed_candles(exchange, symbol, timeframe, wanted.count, now_ms,
                                                                first_ms=wanted.first_ms, page=page, skip=skip),
@@ -195,6 +195,8 @@ class Scanner:
             if exc.reason != "malformed":
                 raise
             sound, bad = salvage(exc)
+            if screen is None:
+                raise PairFailed(str(exc)) from exc
             screen.report(name, bad, sound)
             if sound is None:
                 raise PairFailed(str(exc)) from exc

@@ -91,11 +91,18 @@ def survey(broker: Broker, symbols: Sequence[str], *, orders: bool = True) -> tu
 
 
 def _futures_positions(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
-    """Positions that are neither an active plan's own (by symbol and side) nor its hedge leg."""
+    """Positions that are neither an active plan's own (by symbol and side) nor its hedge leg (the
+    opposite side of a plan with hedge orders). An active plan accounts for its side whatever its
+    recorded fills say: a bot killed before it recorded a fill has the fill on the exchange only,
+    and reconciliation reads it back."""
     named = {broker.symbol(s): s for s in symbols}
     rows = broker.call(lambda: broker.exchange.fetch_positions(list(named)), "fetch_positions") or []
-    active = {p.plan_id for p in broker.store.active_plans()}
-    ours = {(broker.symbol(p.symbol), p.side.name.lower()) for p in broker.store.positions() if p.plan_id in active}
+    ours = set()
+    for p in broker.store.active_plans():
+        sym = broker.symbol(p.symbol)
+        ours.add((sym, p.side.name.lower()))
+        if p.hedge is not None or any(r.order.hedge for r in broker.store.orders(p.plan_id)):
+            ours.add((sym, p.side.opposite.name.lower()))
     out = []
     for r in rows:
         contracts = float(r.get("contracts") or 0.0)
@@ -109,7 +116,9 @@ def _futures_positions(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
 
 
 def _spot_balances(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
-    """Base-asset balances beyond what the symbol's active plans hold, above dust."""
+    """Base-asset balances beyond what the symbol's active plans may hold (their fills, or their
+    whole planned quantity: fills not yet recorded by a bot killed before it read them), above
+    dust."""
     from mlcoord.live.reconcile import spot_plan_nets
 
     balance = broker.call(broker.exchange.fetch_balance, "fetch_balance")
@@ -119,7 +128,8 @@ def _spot_balances(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
     for symbol in symbols:
         base = broker.base_asset(symbol)
         held = float(total.get(base) or 0.0)
-        planned = sum(nets.get(p.plan_id, 0.0) for p in broker.store.active_plans() if p.symbol == symbol)
+        planned = sum(max(nets.get(p.plan_id, 0.0), p.quantity) for p in broker.store.active_plans()
+                      if p.symbol == symbol)
         extra = broker.amount(symbol, held - planned)
         if extra <= 0:
             continue
