@@ -70,66 +70,75 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
+    own_store = store is None
     store = store or Store.open(options.store, exclusive=True)    # one bot per store: a second one stops here
-    where = store_location(store)
-    log.info("live_store", store=where, new=not store.plans() and not store.orders(),
-             note="positions, orders and plans are kept here; a bot started on another store does not know them")
-    broker = Broker(exchange, store, market, health=health)
-    ignore = list(dict.fromkeys(ignore))
     scanner = None
-    if getattr(options, "scan", False):
-        from mlcoord.live.scanner import Scanner
+    try:                     # a start that fails releases the store it opened (and the scanner's threads)
+        where = store_location(store)
+        log.info("live_store", store=where, new=not store.plans() and not store.orders(),
+                 note="positions, orders and plans are kept here; a bot started on another store does not know them")
+        broker = Broker(exchange, store, market, health=health)
+        ignore = list(dict.fromkeys(ignore))
+        if getattr(options, "scan", False):
+            from mlcoord.live.scanner import Scanner
 
-        scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
-                          clock=health_clock or clock)
-        picked = _scan(scanner, health, ignore)
-        symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
-        if not symbols:
-            raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
-    else:
-        symbols = market_symbols(settings)[0]
-    # symbols, timeframe and leverage against the exchange (reads only) before the account is touched
-    check_market_arguments(exchange, market, symbols, [timeframe], settings.backtest.leverage, health=health,
-                           whole_leverage=True)
-    # what the exchange holds that the store does not know: refused, adopted or ignored (reads only)
-    broker.call(exchange.load_markets, "load_markets")
-    unknown = survey(broker, symbols, orders=options.unknown_orders == "refuse")
-    symbols = resolve(unknown, symbols, adopt=adopt, ignore=ignore, store_name=where,
-                      active_symbols={p.symbol for p in store.active_plans()}, scan=scanner is not None)
-    ccxt_symbols = {s: broker.symbol(s) for s in symbols}
-    adopting = sorted({u.symbol for u in unknown if adopt and u.kind != "order" and u.symbol in symbols})
-    broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
-    found = reconcile(broker, symbols, "adopt" if adopt else options.unknown_orders, adopting)
-    screen = BarScreen(settings.data.max_jump_atr, timeframe_to_ns(timeframe))
-    if history is None:
-        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, screen=screen)
-    else:
-        given = {c.symbol: c for c in history}
-        missing = [s for s in symbols if s not in given]
-        if missing:
-            raise BrokerError(f"history given for {sorted(given)}, but not for {missing}")
-        history = [given[s] for s in symbols]
-    trader = LiveTrader(pipeline, settings, history, broker,
-                        timeframe_ns=timeframe_to_ns(timeframe),
-                        reprice_after_bars=getattr(options, "reprice_after_bars", 0),
-                        margin_mode=getattr(options, "margin_mode", "isolated"),
-                        trailing=getattr(options, "trailing", "bot"),
-                        prepare_bars=getattr(options, "prepare_bars", 0) or None, screen=screen)
-    if scanner is not None:
-        trader.entry_symbols = set(picked) - set(ignore)
-    trader.sync_wallet(reset_peak=True)
-    memory = SessionMemory(store)
-    restored = memory.restore(trader)
-    if restored:
-        log.info("session_state_restored", **restored)
-    if adopting:
-        adopt_positions(trader, [u for u in unknown if u.symbol in adopting])
-    for plan in found.unprotected:
-        log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
-                    note="placing its stop before any new entry")
-    trader.manage_all()
-    log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
-             active_plans=len(store.active_plans()))
+            scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
+                              clock=health_clock or clock)
+            picked = _scan(scanner, health, ignore)
+            symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
+            if not symbols:
+                raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
+        else:
+            symbols = market_symbols(settings)[0]
+        # symbols, timeframe and leverage against the exchange (reads only) before the account is touched
+        check_market_arguments(exchange, market, symbols, [timeframe], settings.backtest.leverage, health=health,
+                               whole_leverage=True)
+        # what the exchange holds that the store does not know: refused, adopted or ignored (reads only)
+        broker.call(exchange.load_markets, "load_markets")
+        unknown = survey(broker, symbols, orders=options.unknown_orders == "refuse")
+        symbols = resolve(unknown, symbols, adopt=adopt, ignore=ignore, store_name=where,
+                          active_symbols={p.symbol for p in store.active_plans()}, scan=scanner is not None)
+        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+        adopting = sorted({u.symbol for u in unknown if adopt and u.kind != "order" and u.symbol in symbols})
+        broker.setup(symbols, settings.backtest.leverage, options.margin_mode)
+        found = reconcile(broker, symbols, "adopt" if adopt else options.unknown_orders, adopting)
+        screen = BarScreen(settings.data.max_jump_atr, timeframe_to_ns(timeframe))
+        if history is None:
+            history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
+                                   screen=screen)
+        else:
+            given = {c.symbol: c for c in history}
+            missing = [s for s in symbols if s not in given]
+            if missing:
+                raise BrokerError(f"history given for {sorted(given)}, but not for {missing}")
+            history = [given[s] for s in symbols]
+        trader = LiveTrader(pipeline, settings, history, broker,
+                            timeframe_ns=timeframe_to_ns(timeframe),
+                            reprice_after_bars=getattr(options, "reprice_after_bars", 0),
+                            margin_mode=getattr(options, "margin_mode", "isolated"),
+                            trailing=getattr(options, "trailing", "bot"),
+                            prepare_bars=getattr(options, "prepare_bars", 0) or None, screen=screen)
+        if scanner is not None:
+            trader.entry_symbols = set(picked) - set(ignore)
+        trader.sync_wallet(reset_peak=True)
+        memory = SessionMemory(store)
+        restored = memory.restore(trader)
+        if restored:
+            log.info("session_state_restored", **restored)
+        if adopting:
+            adopt_positions(trader, [u for u in unknown if u.symbol in adopting])
+        for plan in found.unprotected:
+            log.warning("position_without_stop", plan=plan.plan_id, symbol=plan.symbol, stop=plan.levels.stop,
+                        note="placing its stop before any new entry")
+        trader.manage_all()
+        log.info("live_started", symbols=symbols, timeframe=timeframe, history_bars=[len(c) for c in history],
+                 active_plans=len(store.active_plans()))
+    except BaseException:
+        if scanner is not None:
+            scanner.close()
+        if own_store:
+            store.close()
+        raise
     done = 0
     try:
         while cycles is None or done < cycles:
