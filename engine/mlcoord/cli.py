@@ -593,7 +593,8 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
                f"fills {len(trader.engine.fills)}")
     click.echo(paper_summary_line(trader.summary))
-    click.echo(f"paper: kept in {options.store} (session {trader.summary['session_id']})")
+    kept = options.store if "://" in options.store else str(Path(options.store).expanduser().resolve())
+    click.echo(f"paper: kept in {kept} (session {trader.summary['session_id']})")
     if trader.interrupted:
         sys.exit(130)
 
