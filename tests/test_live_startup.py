@@ -16,7 +16,6 @@ from structlog.testing import capture_logs
 from exchange_sim import ExchangeServer, ccxt_table, futures_client, spot_client
 from live_helpers import BarClock, live_config
 from mlcoord.cli import main
-from mlcoord.live.records import PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.session import run_live
@@ -175,6 +174,18 @@ def test_spot_coins_the_store_does_not_account_for(tmp_path):
             pytest.approx(adopted["stop"], rel=1e-4)
 
 
+def test_two_unknown_positions_of_one_symbol_are_not_half_adopted(server, tmp_path):
+    ex = _open_long(server)
+    ex.create_order("BTC/USDT:USDT", "market", "sell", 0.05, None, {"positionSide": "SHORT"})
+    with pytest.raises(Exception, match="one plan per symbol") as err:
+        _run(server, tmp_path, adopt=True)
+    assert "LONG 0.094" in str(err.value) and "SHORT 0.05" in str(err.value)
+    store = Store.open(tmp_path / "live.db")
+    assert store.plans() == [] and store.orders() == []          # nothing journaled, nothing sent
+    store.close()
+    assert _algos(server) == []
+
+
 def test_ignore_needs_a_traded_symbol_without_an_active_plan(server, tmp_path):
     with pytest.raises(Exception, match=r"--ignore SOL/USDT: not a traded symbol \(BTC/USDT\)"):
         _run(server, tmp_path, ignore=["SOL/USDT"])
@@ -212,4 +223,3 @@ def test_the_cli_refuses_in_one_line_and_needs_a_config(server, tmp_path):
     assert "active plans 1" in out.output and [a[0] for a in _algos(server)].count("STOP_MARKET") == 1
     out = runner.invoke(main, live)
     assert out.exit_code == 2 and "error: mlcoord live needs --config FILE" in out.output
-    assert PlanStatus.ACTIVE

@@ -1,6 +1,8 @@
 """``mlcoord live``: the session around :class:`mlcoord.live.trader.LiveTrader` (:func:`run_live`).
 
-At start: reconciliation (:func:`mlcoord.live.reconcile.reconcile`), the session's memory
+At start: the store's location logged (``live_store``), the start-up survey (what the exchange
+holds that the store does not know: refused, adopted or ignored, :mod:`mlcoord.live.startup`),
+reconciliation (:func:`mlcoord.live.reconcile.reconcile`), the session's memory
 (decisions, learning and guard state, equity peak: :mod:`mlcoord.live.memory`), then every active
 plan is brought up to date and protected, so a position without a stop gets one before any new
 entry.
@@ -75,7 +77,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     scanner = None
     try:                     # a start that fails releases the store it opened (and the scanner's threads)
         where = store_location(store)
-        log.info("live_store", store=where, new=not store.plans() and not store.orders(),
+        log.info("live_store", store=where, new=_never_used(store),
                  note="positions, orders and plans are kept here; a bot started on another store does not know them")
         broker = Broker(exchange, store, market, health=health)
         ignore = list(dict.fromkeys(ignore))
@@ -195,6 +197,17 @@ def store_location(store) -> str:
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         return str(Path(url.database).expanduser().resolve())
     return url.render_as_string(hide_password=True)
+
+
+def _never_used(store) -> bool:
+    """Whether ``store`` has never held a plan or an order (two one-row reads, whatever its size)."""
+    from sqlalchemy import select
+
+    from mlcoord.live.schema import orders, plans
+
+    with store.engine.connect() as conn:
+        return all(conn.execute(select(key).limit(1)).first() is None
+                   for key in (plans.c.plan_id, orders.c.client_order_id))
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str, options, at_hand, screen=None) -> list:

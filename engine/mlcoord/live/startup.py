@@ -169,6 +169,13 @@ def resolve(found: Sequence[Unknown], symbols: Sequence[str], *, adopt: bool, ig
             f"to take it over (positions get the exit manager's stop and take profit, orders are tracked), "
             f"or with {' '.join(f'--ignore {s}' for s in names)} to leave it alone and not trade "
             f"{'that symbol' if len(names) == 1 else 'those symbols'}")
+    if adopt:                    # one plan per symbol: what cannot be adopted stops the start before any change
+        for s in sorted({u.symbol for u in open_}):
+            held_here = [u.line() for u in open_ if u.symbol == s and u.kind != "order"]
+            if len(held_here) > 1 or (held_here and s in held):
+                way = "close what is not its own by hand" + ("" if s in held else f", or start with --ignore {s}")
+                raise BrokerError(f"cannot adopt {'; '.join(held_here)}: the bot keeps one plan per symbol"
+                                  f"{' and has an active one on ' + s if s in held else ''}; {way}")
     traded = [s for s in symbols if s not in ignore]
     if not traded:
         raise BrokerError(f"nothing left to trade: every symbol is ignored ({', '.join(ignore)})")
@@ -194,9 +201,9 @@ def _adopt(trader, u: Unknown) -> Optional[str]:
     book = trader.books.get(u.symbol)
     if book is None or u.side is None:
         raise BrokerError(f"cannot adopt {u.line()}: the symbol is not traded this session")
-    if any(p.symbol == u.symbol for p in store.active_plans()):
+    if any(p.symbol == u.symbol for p in store.active_plans()):      # resolve() stops this before any change
         raise BrokerError(f"cannot adopt {u.line()}: the store has an active plan on {u.symbol} (one plan per "
-                          f"symbol); close the position by hand, or start with --ignore {u.symbol}")
+                          "symbol); close the position by hand")
     prepared = book.prepared
     candles = prepared.data.candles
     i, t, close = len(candles) - 1, int(candles.time[-1]), float(candles.close[-1])
