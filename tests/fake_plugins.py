@@ -240,6 +240,14 @@ class Components:
         self._register(register, "portfolio_watchers", "portfolio_guards")
 
 
+class AllRoles(Components):
+    """:class:`Components` that registers calibrators too (``calibrators={...}``)."""
+
+    @mlcoord.hookimpl
+    def register_calibrators(self, register):
+        self._register(register, "calibrators")
+
+
 def always_guard_action(kind: str = "open_hedge", fraction: float = 5.0):
     """A GuardAction nobody validated the fraction of."""
     return GuardAction(kind, "test", None, fraction)

@@ -18,6 +18,7 @@ from mlcoord.registry import load_plugins
 #: (section, key, a value below the range, a value above it, the range as the error states it)
 RANGES = [
     ("engine", "min_confidence", -0.1, 1.0, "[0, 1)"),
+    ("engine", "min_expected_return", -1.5, 1.01, "[-1, 1]"),
     ("engine", "vote_timeout_ms", -1.0, 60_001.0, "[0, 60000]"),
     ("data", "repair_max_drop", -0.01, 0.6, "[0, 0.5]"),
     ("data", "max_jump_atr", -1.0, 10_001.0, "[0, 10000]"),

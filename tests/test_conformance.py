@@ -313,6 +313,65 @@ def test_kit_catches_broken_trading_components(role, factory, message):
         checks_of(FakePlugin(role, factory))["output"]()
 
 
+# -- answers the engine refuses at run time (issue 15): the kit says so before a run does ----------------
+def _sneaky(value, **fields):
+    for name, v in fields.items():
+        object.__setattr__(value, name, v)     # past the value class's own checks
+    return value
+
+
+class NanTrailingExits(StopOnWrongSide):
+    def prepare(self, data):
+        class Levels:
+            def initial(self, i, side, plan):
+                return ExitLevels(plan.worst_price * (1 - 0.02 * side), reasons=("2% stop",))
+
+            def update(self, i, position, levels):
+                return _sneaky(ExitLevels(levels.stop, reasons=("trail",)), stop=float("nan"))
+        return Levels()
+
+
+class BoolSizer(NegativeSizer):
+    def size(self, request):
+        return _sneaky(Sizing(quantity=1.0, reasons=("one",)), quantity=True)
+
+
+class OffMarketPlanner(WrongSidePlanner):
+    def plan(self, signal, price, context):
+        side = signal.action.side
+        return EntryPlan(side, (EntryLeg(price * (1 - 0.01 * side), 1.0, market=True),), reasons=("market, I hope",))
+
+
+class NotAnActionVoter(Voter):
+    def prepare(self, data):
+        inner = super().prepare(data)
+
+        class Prepared:
+            def vote(self, i, signal=None):
+                return _sneaky(inner.vote(i, signal), action=5)
+        return Prepared()
+
+
+class NanCloseAllGuard(SilentGuard):
+    def on_bar(self, portfolio):
+        return [_sneaky(mlcoord.GuardAction("close_all", "panic"), fraction=float("nan"))]
+
+
+@pytest.mark.parametrize("role, factory, message", [
+    ("exit_managers", NanTrailingExits, "update.* the engine refuses this answer at run time: stop nan is not a "
+                                        "finite number"),
+    ("sizers", BoolSizer, "the engine refuses this answer at run time: quantity True is a bool, not a number"),
+    ("entry_planners", OffMarketPlanner, "the engine refuses this answer at run time: market leg 1 at .* is not at "
+                                         "the market price"),
+    ("ml_components", NotAnActionVoter, "the engine refuses this answer at run time: vote action 5 is not an Action"),
+    ("portfolio_guards", NanCloseAllGuard, "the engine refuses this answer at run time: guard action fraction nan"),
+], ids=["nan_stop_update", "bool_quantity", "market_leg_off_the_price", "vote_action_not_an_action",
+        "nan_guard_fraction"])
+def test_kit_fails_what_the_engine_would_refuse(role, factory, message):
+    with pytest.raises(ConformanceError, match=message):
+        checks_of(FakePlugin(role, factory))["output"]()
+
+
 def test_kit_catches_plugin_level_mistakes():
     class Unversioned(FakePlugin):
         MLCOORD_HOOKS_VERSION = None

@@ -384,3 +384,103 @@ def test_a_held_request_waits_unanswered_until_released(exchange_server, process
     caller.join(10)
     assert failed and not caller.is_alive()                  # dropped unanswered
     assert advance() == exchange_server.now_ms               # later requests are served again
+
+
+# --- cancel-replace (spot) and stop coverage --------------------------------------------------------
+
+def _stop_params(cid, old, stop, mode="STOP_ON_FAILURE", **extra):
+    return {"stopPrice": stop, "newClientOrderId": cid, "cancelOrigClientOrderId": old,
+            "cancelReplaceMode": mode, **extra}
+
+
+def _replace_error(exc) -> dict:
+    text = str(exc)
+    return json.loads(text[text.index("{"):])
+
+
+def test_cancel_replace_swaps_a_stop_on_the_coins_it_locked(exchange_server, spot):
+    """Binance's POST /api/v3/order/cancelReplace: the cancel releases the coins, the new order
+    locks them, in one request; the exchange is never without a stop."""
+    assert spot.market(BTC)["info"]["cancelReplaceAllowed"] is True
+    spot.create_order(BTC, "market", "buy", 0.02)
+    held = float(exchange_server.state.spot.free("BTC"))
+    price = float(exchange_server.state.price("BTCUSDT"))
+    stop = tick_floor(price * 0.95)
+    spot.create_order(BTC, "STOP_LOSS_LIMIT", "sell", held, tick_floor(stop * 0.99), {"stopPrice": stop,
+                                                                                      "clientOrderId": "s0"})
+    new = spot.edit_order(None, BTC, "STOP_LOSS_LIMIT", "sell", held, tick_floor(stop * 1.0),
+                          _stop_params("s1", "s0", tick_floor(stop * 1.01), cancelRestrictions="ONLY_NEW"))
+    assert new["clientOrderId"] == "s1" and new["status"] == "open"
+    assert spot.fetch_order(None, BTC, {"origClientOrderId": "s0"})["status"] == "canceled"
+    assert spot.fetch_balance()["BTC"]["used"] == pytest.approx(held)          # the coins carried over
+    gaps = exchange_server.state.coverage.all()
+    assert [g.kind for g in gaps] == ["fill"] and gaps[0].cause == "POST /api/v3/order"   # only the entry's
+    # STOP_ON_FAILURE: the cancel fails (s0 is gone), so the new order is not attempted (HTTP 400, -2022)
+    with pytest.raises(ccxt.BadResponse) as failed:
+        spot.edit_order(None, BTC, "STOP_LOSS_LIMIT", "sell", held, tick_floor(stop), _stop_params("s2", "s0", stop))
+    assert _replace_error(failed.value) == {"code": -2022, "msg": "Order cancel-replace failed.", "data": {
+        "cancelResult": "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+        "cancelResponse": {"code": -2011, "msg": "Unknown order sent."}, "newOrderResponse": None}}
+    # the cancel succeeds, the new order is refused (it would trigger at once): HTTP 409, -2021; s1 stays cancelled
+    with pytest.raises(ccxt.BadResponse) as partly:
+        spot.edit_order(None, BTC, "STOP_LOSS_LIMIT", "sell", held, tick_floor(price * 1.5),
+                        _stop_params("s3", "s1", tick_floor(price * 1.5)))
+    body = _replace_error(partly.value)
+    assert body["code"] == -2021 and body["data"]["cancelResult"] == "SUCCESS"
+    assert body["data"]["cancelResponse"]["status"] == "CANCELED"
+    assert body["data"]["newOrderResult"] == "FAILURE" and body["data"]["newOrderResponse"]["code"] == -2010
+    assert spot.fetch_order(None, BTC, {"origClientOrderId": "s1"})["status"] == "canceled"
+    assert [g.kind for g in exchange_server.state.coverage.all()] == ["fill", "stop"]   # now it is bare
+    assert exchange_server.state.coverage.open
+
+
+def test_cancel_replace_modes_restrictions_filters_and_markets():
+    import dataclasses
+
+    from exchange_sim import SPOT_MARKETS
+
+    with ExchangeServer() as server:
+        spot = spot_client(server)
+        spot.load_markets()
+        spot.create_order(BTC, "limit", "buy", 0.01, 9_000, {"clientOrderId": "b0"})
+        # ALLOW_FAILURE: the new order is placed although the cancel failed (HTTP 409, -2021)
+        with pytest.raises(ccxt.BadResponse) as allowed:
+            spot.edit_order(None, BTC, "limit", "buy", 0.01, 9_100, {"newClientOrderId": "b1",
+                            "cancelOrigClientOrderId": "nope", "cancelReplaceMode": "ALLOW_FAILURE"})
+        data = _replace_error(allowed.value)["data"]
+        assert (data["cancelResult"], data["newOrderResult"]) == ("FAILURE", "SUCCESS")
+        assert {o["clientOrderId"] for o in spot.fetch_open_orders(BTC)} == {"b0", "b1"}
+        # cancelRestrictions ONLY_PARTIALLY_FILLED refuses to cancel a NEW order
+        with pytest.raises(ccxt.BadResponse, match="cancel restrictions"):
+            spot.edit_order(None, BTC, "limit", "buy", 0.01, 9_200, {"newClientOrderId": "b2",
+                            "cancelOrigClientOrderId": "b0", "cancelReplaceMode": "STOP_ON_FAILURE",
+                            "cancelRestrictions": "ONLY_PARTIALLY_FILLED"})
+        # filters are checked before anything is cancelled: a plain error, b0 untouched
+        with pytest.raises(ccxt.BadRequest, match="NOTIONAL"):
+            spot.edit_order(None, BTC, "limit", "buy", 0.0001, 9_200, {"newClientOrderId": "b3",
+                            "cancelOrigClientOrderId": "b0", "cancelReplaceMode": "STOP_ON_FAILURE"})
+        assert spot.fetch_order(None, BTC, {"origClientOrderId": "b0"})["status"] == "open"
+    closed = tuple(dataclasses.replace(m, cancel_replace_allowed=False) for m in SPOT_MARKETS)
+    with ExchangeServer(spot_markets=closed) as server:
+        spot = spot_client(server)
+        spot.load_markets()
+        assert spot.market(BTC)["info"]["cancelReplaceAllowed"] is False
+        spot.create_order(BTC, "limit", "buy", 0.01, 9_000, {"clientOrderId": "b0"})
+        with pytest.raises(ccxt.ExchangeError, match="not supported for this symbol"):
+            spot.edit_order(None, BTC, "limit", "buy", 0.01, 9_100, {"newClientOrderId": "b1",
+                            "cancelOrigClientOrderId": "b0", "cancelReplaceMode": "STOP_ON_FAILURE"})
+        assert spot.fetch_order(None, BTC, {"origClientOrderId": "b0"})["status"] == "open"
+
+
+def test_hold_a_request_of_one_path(exchange_server, spot):
+    held = exchange_server.hold_request(1, path="/api/v3/order", method="DELETE", processed=True)
+    spot.create_order(BTC, "limit", "buy", 0.01, 9_000, {"clientOrderId": "h0"})   # not counted
+    assert not held.reached.is_set()
+    import threading
+    caller = threading.Thread(target=lambda: pytest.raises(ccxt.NetworkError, spot.cancel_order, None, BTC,
+                                                           {"origClientOrderId": "h0"}))
+    caller.start()
+    assert held.reached.wait(10) and held.request == ("DELETE", "/api/v3/order")
+    held.release()
+    caller.join(10)
+    assert exchange_server.state.spot.by_client["h0"].status == "CANCELED"          # processed, answer lost

@@ -12,9 +12,12 @@ from typing import Optional
 
 import attrs
 import pytest
+from click.testing import CliRunner
 
 from mlcoord import Decision, Side, Trade, hookimpl
 from mlcoord.backtest.run import run_backtest
+from mlcoord.cli import main
+from mlcoord.errors import PluginError
 from mlcoord.config import Settings, structure
 from mlcoord.pipeline import Components
 from mlcoord.registry import discover_entry_points, load_plugins
@@ -132,9 +135,25 @@ def test_on_startup_is_called_once_with_settings_and_components_before_the_first
     assert [g.name for g in components.portfolio_watchers] == ["hedging", "protections", "refuse"]
 
 
-def test_on_startup_that_raises_stops_the_run(short_candles):
-    with pytest.raises(RuntimeError, match="cache directory missing"):
+def test_on_startup_that_raises_stops_the_run_with_an_error_naming_the_plugin(short_candles):
+    """Issue 15: it ended in a bare traceback that named no plugin."""
+    with pytest.raises(PluginError) as err:
         run(short_candles.slice(0, 800), {}, failing=FailingStartup())
+    assert str(err.value) == ("plugin 'failing' failed at start-up (on_startup): RuntimeError: "
+                              "cache directory missing")
+
+
+def test_on_startup_that_raises_is_a_one_line_cli_error(tmp_path):
+    plugin = tmp_path / "plugins" / "brokenstart.py"
+    plugin.parent.mkdir()
+    plugin.write_text("from mlcoord.api import hookimpl\nMLCOORD_HOOKS_VERSION = 2\n\n"
+                      "@hookimpl\ndef on_startup(settings):\n    raise OSError('cache directory missing')\n")
+    result = CliRunner().invoke(main, ["backtest", "--plugins-dir", str(plugin.parent), "--enable", "brokenstart",
+                                       "--timerange", "20240101-20240103", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert ("error: plugin 'brokenstart' failed at start-up (on_startup): OSError: cache directory missing"
+            in result.stderr)
 
 
 # -- on_trade_closed -----------------------------------------------------------------------------
@@ -162,7 +181,8 @@ def test_on_trade_closed_that_raises_does_not_stop_the_run(short_candles, spied)
     _, _, _, plain = spied
     _, result = run(short_candles, {}, spy=Spy(), failing=FailingObserver())
     assert result.raw.trades == plain.raw.trades
-    assert result.raw.errors.get("plugins.on_trade_closed") == len([t for t in plain.raw.trades if not t.hedge])
+    # counted under the plugin's own name (issue 15: it was "plugins", naming none)
+    assert result.raw.errors.get("failing.on_trade_closed") == len([t for t in plain.raw.trades if not t.hedge])
 
 
 # -- register_entry_guards / register_portfolio_watchers -------------------------------------------------------------------

@@ -143,3 +143,36 @@ def test_a_cycles_decisions_and_state_are_saved_in_one_commit(tmp_path):
     assert len(store.decisions()) == 10 and store.load_state(ACCOUNT)["bar_time"] == 7
     trader.engine.journal.decisions.append({"symbol": "S0/USDT", "time": iso_time(7_200_000_000_000)})
     assert memory.save(trader) == 1 and len(store.decisions()) == 11
+
+
+def test_a_garbage_saved_state_is_set_aside_not_fatal(exchange_server, tmp_path):
+    """Issue 14: a learning-state row that is not JSON, a guard's state its load_state refuses and
+    an account row with a missing figure end in a warning each; the rows are kept aside for a
+    look, the refused guard starts as a fresh one would, the rest restores and the bot trades on."""
+    from sqlalchemy import update
+
+    from mlcoord.live.schema import component_state
+
+    server = exchange_server
+    settings, options = load_live_settings(live_config(tmp_path))
+    trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                      health_clock=ManualClock(), cycles=3)
+    store = trader.store
+    guards = store.load_state(GUARDS)
+    assert "protections" in guards["guards"]
+    with store.engine.begin() as conn:
+        conn.execute(update(component_state).where(component_state.c.component == PIPELINE)
+                     .values(body='{"components": {"bayes": [1, 2'))                  # cut off mid-write
+    store.save_state(GUARDS, {**guards, "guards": {**guards["guards"], "protections": {"version": 99}}})
+    store.save_state(ACCOUNT, {"day": 3})                                             # no peak
+    with capture_logs() as logs:
+        again = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+                         health_clock=ManualClock(), cycles=2, store=store)
+    aside = {(e["state"], e["component"]) for e in logs if e["event"] == "saved_state_set_aside"}
+    assert aside == {(PIPELINE, "all"), (GUARDS, "protections"), (ACCOUNT, "all")}
+    assert store.load_state(f"{PIPELINE}.set_aside")["body"] == '{"components": {"bayes": [1, 2'
+    assert store.load_state(f"{GUARDS}.set_aside")["component"] == "protections"
+    fresh = _guards(again)["protections"].state()
+    assert fresh["version"] == 1 and fresh["locks"] == {}
+    assert again.last_time > trader.last_time                                         # it traded on
+    assert store.load_state(PIPELINE) is not None and "components" in store.load_state(PIPELINE)

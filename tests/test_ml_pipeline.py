@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -28,8 +27,6 @@ class Voter:
             raise RuntimeError("model exploded")
         if b == "nan":
             return Vote("x", Action.BUY, 0.6, p_up=float("nan"), p_down=0.2)
-        if b == "slow":
-            time.sleep(0.02)
         if b == "nonsense":
             return "BUY!"
         return Vote("x", Action.BUY, 0.9, p_up=0.9, p_down=0.05, reasons=("always bullish",))
@@ -87,13 +84,6 @@ def test_a_failing_ml_component_is_left_out_and_the_technical_signal_stands(shor
     for d in decisions:                       # nothing from the broken component got in
         assert [v.component for v in d.votes] == ["technical"]
         assert d.signal.action == d.technical.action
-
-
-def test_a_slow_vote_is_discarded_when_a_budget_is_set(short_candles):
-    slow = FakeML("slow")
-    result = run(short_candles.slice(0, 1200), plugins_with(slow=slow), engine={"vote_timeout_ms": 5.0})
-    assert result.raw.errors.get("slow.vote", 0) > 0
-    assert all(len(d.votes) == 1 for d in result.raw.decisions)
 
 
 def test_one_failing_component_does_not_take_the_others_down(short_candles):

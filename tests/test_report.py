@@ -72,9 +72,37 @@ def test_report_has_every_section(default_run):
     for key in SECTIONS:
         assert f'<section id="{key}">' in html, key
     for text in ("Cost model", "Per pair", "Per month", "Per entry reason", "Per DCA band", "Per exit reason",
-                 "stop (trailing path)", "take profit", "DCA fill", "Component weights over time",
+                 "stop (trailing path)", "take profit", "DCA fill", "Component coefficients over time",
+                 "final coefficient", "Expected net return",
                  "Running accuracy", "before calibration", "after calibration", "perfectly calibrated"):
         assert text in html, text
+
+
+def test_votes_carry_signed_coefficients_and_old_result_files_still_build(default_run):
+    """Issue 16: the result file has each vote's signed coefficient and contribution, the final
+    coefficients and the intercept (the old share of absolute coefficients stays beside them); a
+    file written before them still builds its report, with the old weights chart."""
+    data, _, _ = default_run
+    learning = data["learning"]
+    coefficients, weights = learning["ensemble_coefficients"], learning["ensemble_weights"]
+    assert set(coefficients) == set(weights) and isinstance(learning["ensemble_intercept"], float)
+    total = sum(abs(c) for c in coefficients.values())
+    for name, c in coefficients.items():
+        assert weights[name] == pytest.approx(abs(c) / total)
+    voted = [v for d in data["decisions"] if len(d["votes"]) > 1 for v in d["votes"]]
+    assert voted and all(v["faded"] == (v["coefficient"] < 0) for v in voted)
+    old = json.loads(json.dumps(data))
+    for key in ("ensemble_coefficients", "ensemble_intercept"):
+        del old["learning"][key]
+    del old["breakdowns"]["expected_return"]
+    for d in old["decisions"]:
+        d.pop("expected_return", None)
+        for v in d["votes"]:
+            for key in ("coefficient", "contribution", "faded"):
+                v.pop(key, None)
+    html = build_report(old)
+    assert "Component weights over time" in html and "final weight" in html
+    assert "Component coefficients over time" not in html
 
 
 def test_report_is_deterministic(default_run):

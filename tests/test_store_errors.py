@@ -135,3 +135,12 @@ def test_a_read_only_store_file(shared_dir):
     else:
         done = _live(shared_dir, "live.db")
     _one_error_line(done, str(shared_dir / "live.db"), "read-only")
+
+
+def test_an_unreachable_postgresql_server(tmp_path):
+    url = "postgresql://bot:hunter2@127.0.0.1:1/mlcoord"        # nothing listens on port 1
+    with pytest.raises(StoreError, match="cannot be opened: .*Connection refused"):
+        Store.open(url, exclusive=True)
+    line = _one_error_line(_live(tmp_path, url), "store postgresql+psycopg://bot:***@127.0.0.1:1/mlcoord",
+                           "Connection refused")
+    assert "hunter2" not in line

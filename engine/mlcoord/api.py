@@ -48,7 +48,7 @@ from mlcoord.context import ContextSeries
 from mlcoord.datasets import bundled_path
 from mlcoord.feature_matrix import FEATURES, feature_matrix
 from mlcoord.hookspecs import HOOKS_VERSION, hookimpl
-from mlcoord.learning import EventSpec, Outcome, auc, event_happened, event_labels, log_loss
+from mlcoord.learning import EventSpec, Outcome, TradeLabel, auc, event_happened, event_labels, log_loss
 from mlcoord.model import (
     Action,
     Decision,
@@ -123,7 +123,7 @@ __all__ = [
     "PositionManager", "EntryGuard", "PortfolioWatcher",
     "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures", "SkipsFlatBars",
     # causal features and learning targets
-    "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "event_labels", "event_happened",
+    "features", "FEATURES", "feature_matrix", "EventSpec", "Outcome", "TradeLabel", "event_labels", "event_happened",
     "auc", "log_loss",
     # options and online-learning state
     "number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount", "river_weights",

@@ -29,6 +29,7 @@ _WEEK_ORIGIN_NS = 4 * 86400 * 10**9  # 1970-01-05 was a Monday: weekly buckets o
 
 
 from mlcoord.errors import DataError  # noqa: E402  (CandleError is a DataError)
+from mlcoord.frozen_frame import ReadOnlyFrame  # noqa: E402
 from mlcoord.prefix_cache import PrefixCache  # noqa: E402
 
 class CandleError(DataError):
@@ -77,10 +78,10 @@ class Candles:
     """A validated, immutable OHLCV series. Build it with :func:`load_candles` / :func:`candles_from_frame`.
 
     The constructor re-checks only the cheap structural invariants; the numpy views (``time`` as int64
-    ns since epoch, ``open`` .. ``volume`` float64) are computed once and are read-only. Treat
-    ``frame`` as read-only too: the views would not follow changes to it. Candles made from checked
-    bars (a slice, a join, a live poll, a resample) hold only the arrays: ``frame`` is built from them
-    on first use, so the per-bar work of a live session never pays for a DataFrame.
+    ns since epoch, ``open`` .. ``volume`` float64) are computed once and are read-only. Candles hold
+    only these arrays: ``frame`` is built over them on first use (so the per-bar work of a live
+    session never pays for a DataFrame) as a :class:`~mlcoord.frozen_frame.ReadOnlyFrame`, which
+    refuses writes: every plugin and the engine share it.
     """
 
     symbol: str
@@ -107,6 +108,7 @@ class Candles:
         object.__setattr__(self, "time", _readonly(idx.as_unit("ns").asi8.copy()))
         for c in COLUMNS:
             object.__setattr__(self, c, _readonly(f[c].to_numpy(dtype=np.float64, copy=True)))
+        object.__setattr__(self, "_frame", None)    # the caller's frame stays the caller's: ours is built over the arrays
 
     @classmethod
     def _checked(cls, symbol: str, timeframe: str, time: np.ndarray, columns: Sequence[np.ndarray],
@@ -121,12 +123,19 @@ class Candles:
 
     @property
     def frame(self) -> pd.DataFrame:
-        """The bars as a DataFrame (float64 :data:`COLUMNS`, UTC index 'time')."""
+        """The bars as a read-only DataFrame (float64 :data:`COLUMNS`, UTC index 'time') over the
+        arrays: a write raises :class:`~mlcoord.frozen_frame.FrozenFrameError`; ``frame.copy()``
+        is a DataFrame of one's own."""
         if self._frame is None:
             index = pd.DatetimeIndex(pd.to_datetime(self.time, utc=True), name="time").as_unit("ns")
-            object.__setattr__(self, "_frame", pd.DataFrame({c: getattr(self, c) for c in COLUMNS},
-                                                            index=index, copy=True))
+            object.__setattr__(self, "_frame", ReadOnlyFrame({c: getattr(self, c) for c in COLUMNS},
+                                                             index=index, copy=False))
         return self._frame
+
+    def __reduce__(self):
+        """Pickled (to an executor's worker process) as the arrays alone, read-only again on arrival
+        (pickle does not keep numpy's flag) and without the frame, which is rebuilt on demand."""
+        return _unpickled, (self.symbol, self.timeframe, self.time, self._columns(), self.gaps, self.repairs)
 
     def _columns(self) -> tuple[np.ndarray, ...]:
         return self.open, self.high, self.low, self.close, self.volume
@@ -137,14 +146,6 @@ class Candles:
     @property
     def timeframe_ns(self) -> int:
         return timeframe_to_ns(self.timeframe)
-
-    def _subset(self, frame: pd.DataFrame) -> Candles:
-        if frame.empty:
-            gaps: tuple[Gap, ...] = ()
-        else:
-            lo, hi = frame.index[0], frame.index[-1]
-            gaps = tuple(g for g in self.gaps if g.start >= lo and g.end <= hi)
-        return Candles(self.symbol, self.timeframe, frame, gaps, self.repairs)
 
     def slice(self, start: int | None, stop: int | None, *, own: bool = False) -> Candles:
         """Bars ``[start:stop]`` by position (Python slice rules); ``slice(0, k + 1)`` is all bar k's close may see.
@@ -193,12 +194,14 @@ class Candles:
 
     def between(self, start: pd.Timestamp | None, end: pd.Timestamp | None) -> Candles:
         """Bars with open time in ``[start, end)``; ``None`` leaves that side open, naive times are UTC."""
-        mask = np.ones(len(self), dtype=bool)
-        if start is not None:
-            mask &= self.time >= _utc_ns(start)
-        if end is not None:
-            mask &= self.time < _utc_ns(end)
-        return self._subset(self.frame[mask])
+        lo = 0 if start is None else int(np.searchsorted(self.time, _utc_ns(start), "left"))
+        hi = len(self) if end is None else int(np.searchsorted(self.time, _utc_ns(end), "left"))
+        return self.slice(lo, max(lo, hi))
+
+
+def _unpickled(symbol: str, timeframe: str, time: np.ndarray, columns: Sequence[np.ndarray], gaps: tuple[Gap, ...],
+               repairs: tuple[str, ...]) -> Candles:
+    return Candles._checked(symbol, timeframe, _readonly(time), [_readonly(a) for a in columns], gaps, repairs)
 
 
 def _utc_ns(ts) -> int:

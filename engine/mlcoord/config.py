@@ -86,9 +86,17 @@ class EngineConfig:
     ``*.py`` files load as one-file plugins (relative to the config file).
 
     ``min_confidence`` (default 0.55): a BUY/SELL whose calibrated confidence is below it is not
-    traded (recorded as ``below_threshold``). ``vote_timeout_ms`` (default 0 = no limit): an ML
-    vote that takes longer is discarded as timed out (0 in backtests keeps runs deterministic;
-    live trading sets a budget).
+    traded (recorded as ``below_threshold``). ``min_expected_return`` (default 0, in [-1, 1]): an
+    entry whose expected net return (:mod:`mlcoord.expected_return`: calibrated probability, the
+    plan's reward and risk, round-trip costs; a fraction of the average entry price) is not above
+    it is not traded (``below_expected_return``).
+
+    Time budgets (see :mod:`mlcoord.budget`): ``vote_timeout_ms`` for each ML vote,
+    ``call_timeout_ms`` for every other per-bar plugin call (portfolio watchers, exit updates and
+    initial levels, signal reasons, calibration, planning, entry checks, sizing, learning feedback). A call over
+    its budget is interrupted (the engine stops waiting) and its component left out of that
+    decision. Unset (default): none in backtests, which keeps runs deterministic, and 5000 ms in
+    paper and live trading; 0 turns a budget off.
     """
 
     disable: tuple[str, ...] = ()
@@ -97,8 +105,11 @@ class EngineConfig:
     plugins_dir: Optional[str] = None
     min_confidence: float = attrs.field(default=0.55, validator=number(
         0.0, 1.0, hi_open=True, why=" (at 1 nothing would ever be traded)"))
+    min_expected_return: float = attrs.field(default=0.0, validator=number(-1.0, 1.0))
     trace_hooks: bool = False
-    vote_timeout_ms: float = attrs.field(default=0.0, validator=number(0.0, 60_000.0))
+    # None: off in a backtest (deterministic), the live default in paper and live sessions
+    vote_timeout_ms: Optional[float] = attrs.field(default=None, validator=v.optional(number(0.0, 60_000.0)))
+    call_timeout_ms: Optional[float] = attrs.field(default=None, validator=v.optional(number(0.0, 60_000.0)))
 
 
 #: ensemble weights are relative (normalised): a larger one is a typo
@@ -276,7 +287,8 @@ class LearningConfig:
     """``[learning]``: the event ML probabilities refer to, and where learning state persists.
 
     ``horizon`` bars (default 24, in [1, 10000]) and ``threshold`` (default 0.002 = taker fees
-    2 x 0.05 % plus slippage 2 x 0.05 %, in [0, 0.5)): see :mod:`mlcoord.learning`. ``state_file``: a JSON file from which
+    2 x 0.05 % plus slippage 2 x 0.05 %, in [0, 0.5)): see :mod:`mlcoord.learning`; ``horizon`` is
+    also the time barrier of the trade label (:mod:`mlcoord.trade_label`). ``state_file``: a JSON file from which
     ensemble weights, calibration and bandit state are restored at start and saved at the end
     (default: none, every run starts from the configured weights).
     """

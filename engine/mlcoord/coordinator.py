@@ -72,8 +72,6 @@ class Coordinator:
         else:
             votes = (tech_vote,) + tuple(ml_votes)
             ensemble = self.ensemble([v.component for v in votes])
-            shown = ensemble.weights([v.component for v in votes])
-            votes = tuple(attrs.evolve(v, weight=round(shown[v.component], 6)) for v in votes)
             d = int(technical.action)
             p_signal, p_opposite = ensemble.predict(votes, d), ensemble.predict(votes, -d)
             opts = self.options
@@ -87,7 +85,8 @@ class Coordinator:
             else:
                 action, raw = technical.action, p_signal
                 note = f"ensemble confirmed technical {technical.action.name}: P={p_signal:.2f}"
-            reasons = (note,) + technical.reasons
+            votes, explained = _signed(ensemble, votes, int(action) or d)
+            reasons = (note, explained) + technical.reasons
             final = Signal(action, min(max(raw, 0.0), 1.0), reasons, "coordinator")
         confidence = final.confidence
         if calibrate is not None and final.action != Action.HOLD:
@@ -99,6 +98,23 @@ class Coordinator:
     def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
         if self._ensemble is not None and len(votes) > 1:
             self._ensemble.learn(votes, forward_return, threshold)
+
+
+def _signed(ensemble: Ensemble, votes: tuple[Vote, ...], direction: int) -> tuple[tuple[Vote, ...], str]:
+    """The votes with their ensemble figures for ``direction`` (the one the raw confidence is
+    about): the share of absolute coefficients (``weight``, the old display), the signed
+    coefficient and the contribution to the log-odds; and that sum in words."""
+    shown = ensemble.weights([v.component for v in votes])
+    parts = ensemble.contributions(votes, direction)
+    votes = tuple(attrs.evolve(v, weight=round(shown[v.component], 6), coefficient=round(parts[v.component][0], 6),
+                               contribution=round(parts[v.component][1], 6)) for v in votes)
+    total = ensemble.intercept + sum(c for _, c in parts.values())
+    faded = [v.display_name or v.component for v in votes if v.faded]
+    text = (f"ensemble log-odds of {Action(direction).name} {total:+.3f} = intercept {ensemble.intercept:+.3f} "
+            + " ".join(f"{'+' if (v.contribution or 0.0) >= 0 else '-'} {v.display_name or v.component} "
+                       f"{abs(v.contribution or 0.0):.3f}" for v in votes)
+            + (f"; faded (negative coefficient): {', '.join(faded)}" if faded else ""))
+    return votes, text
 
 
 _NUMBERS = re.compile(r"\[[^\]]*\]|\([^)]*\)|(?<![\w.])[-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?%?x?(?![\w.-])")

@@ -6,8 +6,11 @@ It starts as the product's weighted log-odds pool (technical 0.30, lstm 0.25, mt
 rl_selector 0.15, attention 0.10: with equal inputs it returns that input) and learns online
 from every outcome once its horizon has closed. A constant learning rate keeps it forgetting, so
 after a regime change weights move again instead of freezing on one expert (River's
-``EWARegressor`` never forgets). A component that keeps being wrong loses weight; its displayed
-weight is its share of the absolute coefficients.
+``EWARegressor`` never forgets). A component that keeps being wrong loses weight, and one that is
+reliably wrong gets a *negative* coefficient: the ensemble fades it. Decisions therefore show each
+contributor's signed coefficient and its contribution (coefficient x its log-odds) to the
+ensemble's log-odds (:meth:`Ensemble.contributions`); the older "weight", each contributor's
+share of the absolute coefficients, hides that sign and is kept only for old result readers.
 """
 
 from __future__ import annotations
@@ -92,6 +95,21 @@ class Ensemble:
         raw = {n: abs(w.get(n, 0.0)) for n in names}
         total = sum(raw.values())
         return {n: (v / total if total else 1.0 / len(names)) for n, v in raw.items()}
+
+    @property
+    def intercept(self) -> float:
+        return float(self.model.intercept)
+
+    def coefficients(self, names: Sequence[str]) -> dict[str, float]:
+        """Each contributor's signed coefficient (0 for one the model has not seen)."""
+        w = self.model.weights
+        return {n: float(w.get(n, 0.0)) for n in names}
+
+    def contributions(self, votes: Sequence[Vote], direction: int) -> dict[str, tuple[float, float]]:
+        """Per contributor: (coefficient, coefficient x its log-odds for ``direction``). Their sum
+        plus :attr:`intercept` is the log-odds of :meth:`predict`."""
+        w = self.model.weights
+        return {n: (float(w.get(n, 0.0)), float(w.get(n, 0.0)) * x) for n, x in self.features(votes, direction).items()}
 
     def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
         """Both directions' events are known once the horizon closed: learn from each."""

@@ -24,3 +24,9 @@ class StoreError(MlcoordError):
 
 class StoreLocked(StoreError):
     """Another bot holds the store (one bot per store, or the two step on each other's orders)."""
+
+
+class StoreFailure(StoreError):
+    """The store failed while in use (disk full, file removed or damaged, database down): no
+    order may go out unjournaled, so the bot stops; the message names the store and the OS or
+    database error."""

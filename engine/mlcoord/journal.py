@@ -31,7 +31,21 @@ def _vote_dict(v: Vote) -> dict[str, Any]:
         out["p_up"] = round(v.p_up, 6)
     if v.p_down is not None:
         out["p_down"] = round(v.p_down, 6)
+    if v.coefficient is not None:
+        out["coefficient"] = v.coefficient
+        out["contribution"] = v.contribution
+        out["faded"] = v.faded
     return out
+
+
+def vote_weight_text(vote: Mapping[str, Any]) -> str:
+    """How a vote's ensemble figure reads: the signed coefficient (and "faded" when negative) and
+    the contribution to the log-odds; a vote from a file without them shows its old weight."""
+    coefficient = vote.get("coefficient")
+    if coefficient is None:
+        return f"weight {vote['weight']:.2f}"
+    return (f"coef {coefficient:+.3f}{' (faded)' if coefficient < 0 else ''}, "
+            f"contribution {vote.get('contribution') or 0.0:+.3f}")
 
 
 def decision_to_dict(d: Decision) -> dict[str, Any]:
@@ -58,6 +72,11 @@ def decision_to_dict(d: Decision) -> dict[str, Any]:
     if d.sizing is not None:
         out["sizing"] = {"quantity": d.sizing.quantity, "risk": d.sizing.risk, "reasons": list(d.sizing.reasons),
                          "veto": d.sizing.veto}
+    if d.expected_return is not None:
+        e = d.expected_return
+        out["expected_return"] = {"value": round(e.value, 8), "probability": round(e.probability, 6),
+                                  "reward": round(e.reward, 8), "risk": round(e.risk, 8), "costs": round(e.costs, 8),
+                                  "minimum": e.minimum, "text": e.describe()}
     if d.veto:
         out["veto"] = d.veto
     return out
@@ -99,8 +118,10 @@ def render_decision(event: Mapping[str, Any]) -> str:
         mark = _DIGITS[n] if n < len(_DIGITS) else f"{n + 1}."
         name = vote.get("display_name") or vote["component"]
         reasons = "; ".join(vote["reasons"][:3])
-        lines.append(f"{mark}  {name}: {vote['signal']} (conf: {vote['confidence']:.0%}, weight {vote['weight']:.2f})"
+        lines.append(f"{mark}  {name}: {vote['signal']} (conf: {vote['confidence']:.0%}, {vote_weight_text(vote)})"
                      f"{'  - ' + reasons if reasons else ''}")
+    if len(votes) > 1 and any(v.get("coefficient") is not None for v in votes):
+        lines.append(f"🧮 {'; '.join(event.get('reasons', [])[:2])}")    # the ensemble's verdict and its sum
     lines.append(f"🎯 UNIFIED SIGNAL: {event.get('signal')}  ({event.get('outcome')})")
     lines.append(f"💪 UNIFIED CONFIDENCE: {event.get('raw_confidence', 0):.0%}")
     calibrator = event.get("calibrator")
@@ -115,6 +136,9 @@ def render_decision(event: Mapping[str, Any]) -> str:
     if levels:
         tp = f"{levels['take_profit']:.2f}" if levels.get("take_profit") else "none"
         lines.append(f"   stop {levels['stop']:.2f}, take profit {tp}")
+    expected = event.get("expected_return")
+    if expected:
+        lines.append(f"   {expected['text']}")
     sizing = event.get("sizing")
     if sizing and not sizing.get("veto"):
         lines.append(f"   size {sizing['quantity']:.6g}, risk {sizing['risk']:.2f}")

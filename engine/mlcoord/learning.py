@@ -67,8 +67,27 @@ def trainable_until(k: int, spec: EventSpec) -> int:
 
 
 @attrs.frozen
+class TradeLabel:
+    """The trade label of one side of a decision bar (see :mod:`mlcoord.trade_label`): did a direct
+    entry with the exit manager's initial stop and take profit close positive net of fees and
+    slippage, within the event's horizon?"""
+
+    side: int                   # +1 long / -1 short
+    win: bool                   # net_return > 0
+    net_return: float           # relative to the entry notional, fees and slippage paid
+    barrier: str                # "stop", "take_profit" or "time": what ended the trade
+    resolved_index: int         # the bar at which the label became known
+    stop: float
+    take_profit: Optional[float]
+
+
+@attrs.frozen
 class Outcome:
-    """A decision's result once its horizon has closed: what every learner is fed."""
+    """A decision's result once its horizon has closed: what every learner is fed.
+
+    ``hit`` is the learning event (the move of :class:`EventSpec` in ``direction``); ``trade_up`` /
+    ``trade_down`` are the trade labels of a long / short entered at the decision bar (None when
+    the exit manager gave no levels there). A learner may learn either."""
 
     symbol: str
     index: int                  # the decision bar
@@ -79,6 +98,12 @@ class Outcome:
     raw_confidence: float
     confidence: float
     votes: tuple[Vote, ...] = ()
+    trade_up: Optional[TradeLabel] = None
+    trade_down: Optional[TradeLabel] = None
+
+    def trade(self, direction: int) -> Optional[TradeLabel]:
+        """The trade label of ``direction`` (+1 long, -1 short)."""
+        return self.trade_up if direction > 0 else self.trade_down
 
 
 # -- scoring -----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 import numpy as np
 
 from mlcoord.coordinator import decisive_reason
-from mlcoord.costs import DAY_NS
+from mlcoord.costs import DAY_NS, CostModel
 from mlcoord.journal import Journal
 from mlcoord.ledger import Ledger, Position
 from mlcoord.model import (
@@ -43,6 +43,7 @@ from mlcoord.model import (
 from mlcoord.model.intents import STOP_PASSED
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 from mlcoord.protocols import SkipsFlatBars
+from mlcoord.trade_label import decision_trade_labels
 from mlcoord.views import PendingEntry, PortfolioMath, PositionProxy, _Frozen
 
 
@@ -61,6 +62,11 @@ class Venue(Protocol):
     version: int
 
 
+#: a decision waiting for its outcome: (due index, decision index, decision, the long and short
+#: trade labels' levels)
+Pending = tuple[int, int, Decision, tuple[Optional[ExitLevels], Optional[ExitLevels]]]
+
+
 class SymbolSeries:
     """One symbol's bars as flat typed arrays (scalar access a few ns slower than a list's, which
     the 50,000-bar loop does not show, at 8 bytes per value instead of a list slot and a float
@@ -74,7 +80,7 @@ class SymbolSeries:
     def __init__(self, prepared: PreparedSymbol):
         self.prepared = prepared
         self.symbol = prepared.data.candles.symbol
-        self.pending: list[tuple[int, int, Decision]] = []   # (due index, decision index, decision)
+        self.pending: list[Pending] = []     # (due index, decision index, decision, label levels)
         self.next_due = 1 << 62
         self.t: array[int] = array("q")
         self.o: array[float] = array("d")
@@ -132,18 +138,20 @@ def replay_flat_bars(series: Sequence, until: Optional[int], account, view, guar
     return len(times)
 
 
-def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int) -> None:
-    """Outcomes whose horizon closed at bar ``i`` of series ``s`` (``pending``/``next_due``/``c``):
-    known now, fed to the learners now, never earlier."""
-    due: list[tuple[int, int, Decision]] = []
-    keep: list[tuple[int, int, Decision]] = []
+def feed_due_outcomes(pipeline: Pipeline, s, i: int, horizon: int, costs: CostModel) -> None:
+    """Outcomes whose horizon closed at bar ``i`` of series ``s`` (``pending``/``next_due`` and the
+    bars ``o``/``h``/``l``/``c``): known now, fed to the learners now, never earlier. The trade
+    labels are computed here, from the bars up to the due one, with the venue's fill rules."""
+    due: list[Pending] = []
+    keep: list[Pending] = []
     for item in s.pending:
         (due if item[0] <= i else keep).append(item)
     s.pending = keep
     s.next_due = min((item[0] for item in keep), default=1 << 62)
     c = s.c
-    for _, index, decision in due:
-        pipeline.learn(s.symbol, index, decision, c[index + horizon] / c[index] - 1.0)
+    for _, index, decision, levels in due:
+        labels = decision_trade_labels(s.o, s.h, s.l, c, index, horizon, levels, costs)
+        pipeline.learn(s.symbol, index, decision, c[index + horizon] / c[index] - 1.0, labels)
 
 
 def hedge_fraction(triggers: Mapping[tuple[str, Optional[str]], float], symbol: str) -> Optional[float]:
@@ -257,8 +265,10 @@ class TradingLoop:
 
     def __init__(self, pipeline: Pipeline, ledger: Ledger, venue: Venue, journal: Optional[Journal] = None, *,
                  market: str = "futures", leverage: float = 1.0, fee_rate: float = 0.0, slippage: float = 0.0,
-                 horizon: int = 1):
+                 horizon: int = 1, costs: Optional[CostModel] = None):
         self.pipeline, self.ledger, self.venue = pipeline, ledger, venue
+        #: the fill rules the trade labels use (the venue's; by default taker fee and slippage only)
+        self.costs = costs or CostModel(fee_rate, fee_rate, slippage, 0.0, DAY_NS, market, leverage, 0.0)
         self.journal = journal or Journal()
         self.market, self.leverage, self.fee_rate, self.slippage = market, leverage, fee_rate, slippage
         self.horizon = horizon
@@ -281,8 +291,10 @@ class TradingLoop:
         self.equity_curve: array[float] = array("d")
         self.exposure_curve: array[float] = array("d")
         self._day: Optional[int] = None
-        self._guards = [(g.name, g.obj.on_bar) for g in components.portfolio_watchers]
-        # the watchers that take flat stretches at once; None when one of them cannot (no skipping)
+        self._guards = [(g.name, pipeline.call_budget.timed(g.name, g.obj.on_bar))
+                        for g in components.portfolio_watchers]
+        # the watchers that take flat stretches at once (a backtest's speed, never timed: a
+        # backtest has no budget unless one is set); None when one of them cannot (no skipping)
         watchers = [g.obj for g in components.portfolio_watchers]
         self._skippers: Optional[list[SkipsFlatBars]] = (
             watchers if all(isinstance(w, SkipsFlatBars) for w in watchers) else None)
@@ -390,7 +402,7 @@ class TradingLoop:
             self._cover_hedges()
         for s, i in slot:
             if i >= s.next_due:
-                feed_due_outcomes(pipeline, s, i, self.horizon)
+                feed_due_outcomes(pipeline, s, i, self.horizon, self.costs)
             sym = s.symbol
             position = positions.get(sym)
             if position is not None:
@@ -480,7 +492,7 @@ class TradingLoop:
         self.journal.record(decision)
         if self.learning:
             due = i + self.horizon
-            s.pending.append((due, i, decision))
+            s.pending.append((due, i, decision, self.pipeline.label_levels(s.prepared, i - s.offset)))
             s.next_due = min(s.next_due, due)
         if decision.outcome != "entered":
             return decision

@@ -3,32 +3,40 @@
 signal sources -> coordinator (ML votes, only when not HOLD) -> calibration -> threshold ->
 entry planner -> exit manager's initial levels -> guards' entry checks -> sizer. Every call into
 plugin code goes through :class:`Guarded`: an exception or a nonsense answer becomes a logged,
-typed error and that component is left out of the decision (the engine carries on).
+typed error and that component is left out of the decision (the engine carries on). Every answer
+passes the engine's own bounds first (:mod:`mlcoord.bounds`), and per-bar calls run under a time
+budget when one is set (:mod:`mlcoord.budget`).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
-import time
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import attrs
 import numpy as np
 import structlog
 
+from mlcoord.bounds import (
+    ComponentFailure, checked_guard_actions, checked_levels, checked_plan, checked_probability, checked_reasons,
+    checked_series, checked_sizing, checked_state, checked_trained_until, checked_update, checked_verdict,
+    checked_vote, checked_voter,
+)
+from mlcoord.budget import Budget, budget_ms
 from mlcoord.components import MarketData, SignalSeries
 from mlcoord.config import Settings, plugin_options
 from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
+from mlcoord.expected_return import expected_return
 from mlcoord import trace
 from mlcoord.journal import iso_time
-from mlcoord.learning import Outcome, event_happened
+from mlcoord.learning import Outcome, TradeLabel, event_happened
+from mlcoord.trade_label import direct_plan
 from mlcoord.trace import Traced
 from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
     Trade, Vote, plugin_reason,
 )
+from mlcoord.observers import call_observers, observers
 from mlcoord.profile import LIST_ROLES, ROLE_LABELS, SINGLE_ROLES, Profile, load_profile
 from mlcoord.registry import ComponentSpec, PluginSet, build_object, check_names, check_protocol
 
@@ -46,27 +54,33 @@ ROLE_OF = {
 }
 
 
-class ComponentFailure(PluginError):
-    """A component raised or returned nonsense during a call."""
-
-
 class Guarded:
-    """Counts and logs component failures (first few in full, then only counted)."""
+    """Counts and logs component failures (first few in full, then only counted), each under the
+    component's name and, when ``owners`` (component -> plugin) knows it, its plugin's."""
 
     LOG_FIRST = 3
 
-    def __init__(self):
+    def __init__(self, owners: Optional[dict[str, str]] = None) -> None:
         self.counts: dict[str, int] = {}
+        self.owners = owners or {}
 
-    def failed(self, component: str, call: str, error: BaseException | str, **where: Any) -> None:
+    def failed(self, component: str, call: str, error: BaseException | str, *,
+               note: str = "left out of this decision", **where: Any) -> None:
+        """``note`` says what the engine did instead (default: the component was left out)."""
         key = f"{component}.{call}"
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
         if n <= self.LOG_FIRST:
             text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+            if component in self.owners:
+                where = {"plugin": self.owners[component], **where}
             log.error("component_failed", component=component, call=call, error=text,
-                      occurrence=n, note="left out of this decision" if n < self.LOG_FIRST
-                      else "further failures of this call are only counted", **where)
+                      occurrence=n, note=note if n < self.LOG_FIRST
+                      else f"{note}; further failures of this call are only counted", **where)
+
+
+#: told (component name, exception) when a saved state cannot be restored and is set aside
+RestoreFailed = Callable[[str, Exception], None]
 
 
 @attrs.define
@@ -327,30 +341,11 @@ class PreparedOnFirstVote:
     def vote(self, i: int, signal=None):
         if self._voter is None and not self._failed:
             try:
-                self._voter = self._built.obj.prepare(self._data)
+                self._voter = checked_voter(self._built.obj.prepare(self._data))
             except Exception as exc:
                 self._failed = True
                 self._errors.failed(self._built.name, "prepare", exc, symbol=self._data.symbol)
         return None if self._failed else self._voter.vote(i, signal)
-
-
-def validate_series(name: str, series: Any, n: int) -> SignalSeries:
-    """A signal source must return one finite action/confidence per bar."""
-    if not isinstance(series, SignalSeries):
-        raise ComponentFailure(f"returned {type(series).__name__}, expected SignalSeries")
-    action = np.asarray(series.action)
-    confidence = np.asarray(series.confidence, dtype=float)
-    if len(action) != n or len(confidence) != n:
-        raise ComponentFailure(f"returned {len(action)} actions / {len(confidence)} confidences for {n} bars")
-    bad = ~np.isin(action, (-1, 0, 1))
-    if bad.any():
-        raise ComponentFailure(f"action {action[bad][0].item()!r} at bar {int(np.argmax(bad))} is not -1, 0 or 1")
-    live = action != 0
-    bad = live & ~((confidence >= 0) & (confidence <= 1))
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise ComponentFailure(f"confidence {float(confidence[i])!r} at bar {i} is not in [0, 1]")
-    return series
 
 
 def combine_sources(sources: Sequence[tuple[str, SignalSeries]], n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -381,12 +376,18 @@ def combine_sources(sources: Sequence[tuple[str, SignalSeries]], n: int) -> tupl
 class Pipeline:
     """Resolved components plus the decision logic shared by backtest and live runs."""
 
-    def __init__(self, settings: Settings, plugins: PluginSet, components: Components):
+    def __init__(self, settings: Settings, plugins: PluginSet, components: Components, *, live: bool = False):
         self.settings = settings
         self.plugins = plugins
         self.components = components
         self.threshold = settings.engine.min_confidence
-        self.vote_budget = settings.engine.vote_timeout_ms / 1000.0
+        self.min_expected_return = settings.engine.min_expected_return
+        #: time budgets of votes and of the other per-bar calls (off in backtests unless set)
+        self.vote_budget = Budget(budget_ms(settings.engine.vote_timeout_ms, live))
+        self.call_budget = Budget(budget_ms(settings.engine.call_timeout_ms, live))
+        self._trade_observers = observers(plugins.manager, "on_trade_closed")
+        #: problems met saving the learning state (a component left out of it), for the run's notes
+        self.state_problems: list[str] = []
         self.tracing = settings.engine.trace_hooks
         sources = components.signal_sources
         #: the signal sources' vote: one source's own name, several joined by "+"
@@ -398,7 +399,7 @@ class Pipeline:
         self.labels = {b.name: b.display_name for b in components.all()}
         self.coordinator = Coordinator(weights, settings.ensemble)
         self.event = settings.learning.event
-        self.errors = Guarded()
+        self.errors = Guarded({b.name: b.spec.owner for b in components.all()})
         self.market = settings.backtest.market
         #: time (ns) of the newest bar whose price entered an outcome the learners saw (this run or
         #: a restored state): learning state is never used on bars at or before it
@@ -415,7 +416,7 @@ class Pipeline:
         sources = []
         for b in self.components.signal_sources:
             try:
-                sources.append((b.name, validate_series(b.name, b.obj.prepare(data), n)))
+                sources.append((b.name, checked_series(b.obj.prepare(data), n)))
             except Exception as exc:
                 self.errors.failed(b.name, "prepare", exc, symbol=data.symbol)
         if self.components.signal_sources and not sources:
@@ -433,13 +434,17 @@ class Pipeline:
                 voters.append((b.name, PreparedOnFirstVote(b, focused, self.errors)))
                 continue
             try:
-                voters.append((b.name, b.obj.prepare(focused)))
+                voters.append((b.name, checked_voter(b.obj.prepare(focused))))
             except Exception as exc:
                 self.errors.failed(b.name, "prepare", exc, symbol=data.symbol)
+        manager = self.components.exit_manager
         try:
-            positions = self.components.exit_manager.obj.prepare(data)
+            positions = manager.obj.prepare(data)
+            if not (callable(getattr(positions, "initial", None)) and callable(getattr(positions, "update", None))):
+                raise ComponentFailure(f"prepare returned {type(positions).__name__}, which lacks initial(i, side, "
+                                       "plan) and update(i, position, levels)")
         except Exception as exc:
-            raise PluginError(f"exit manager {self.components.exit_manager.name!r} failed to prepare "
+            raise PluginError(f"exit manager {manager.name!r} failed to prepare "
                               f"{data.symbol}: {type(exc).__name__}: {exc}; no entries can be protected") from exc
         return PreparedSymbol(data, action, confidence, sources, voters, positions)
 
@@ -451,7 +456,7 @@ class Pipeline:
         for name, series in sym.sources:
             if int(series.action[i]) != 0:
                 try:
-                    said = series.explain(i)
+                    said = checked_reasons(self.call_budget.timed(name, series.explain)(i))
                     reasons.extend(f"{name}: {r}" for r in said) if prefix else reasons.extend(said)
                 except Exception as exc:
                     self.errors.failed(name, "explain", exc, symbol=sym.data.symbol)
@@ -463,11 +468,7 @@ class Pipeline:
         budget = self.vote_budget
         for name, voter in sym.voters:
             try:
-                started = time.perf_counter() if budget else 0.0
-                vote = voter.vote(i, signal)
-                if budget and time.perf_counter() - started > budget:
-                    raise ComponentFailure(f"timed out: took {(time.perf_counter() - started) * 1000:.0f} ms, "
-                                           f"budget {budget * 1000:.0f} ms")
+                vote = budget.call(name, voter.vote, i, signal) if budget else voter.vote(i, signal)
                 if vote is None:
                     continue
                 votes.append(checked_vote(vote, name, self.labels.get(name, "")))
@@ -480,14 +481,10 @@ class Pipeline:
         if cal is None:
             return raw
         try:
-            value = float(cal.obj.calibrate(raw, signal))
+            return checked_probability(self.call_budget.timed(cal.name, cal.obj.calibrate)(raw, signal))
         except Exception as exc:
-            self.errors.failed(cal.name, "calibrate", exc)
+            self.errors.failed(cal.name, "calibrate", exc, note="the raw confidence is used")
             return raw
-        if not 0.0 <= value <= 1.0:
-            self.errors.failed(cal.name, "calibrate", f"returned {value!r}, outside [0, 1]")
-            return raw
-        return value
 
     def decide(self, sym: PreparedSymbol, i: int, portfolio: Any, *, time: int,
                leverage: float, fee_rate: float, slippage: float) -> Decision:
@@ -528,18 +525,27 @@ class Pipeline:
         price = float(data.candles.close[i])
         context = data.context.at(i)
         plan = self._plan(signal, price, context, side)
-        levels = self._initial_levels(sym, i, side, plan)
+        levels = self._initial_levels(sym, i, side, plan, price)
         if levels is None:
             return made("vetoed:exit_manager", plan=plan,
                         veto=f"exit manager {self.components.exit_manager.name} gave no valid stop")
+        expected = expected_return(plan, levels, combined.confidence, fee_taker=fee_rate, slippage=slippage,
+                                   fee_maker=self.settings.backtest.fee_maker, minimum=self.min_expected_return)
+        if expected is not None:
+            signal = attrs.evolve(signal, reasons=(*signal.reasons, expected.describe()))    # made() reads it
+            if not expected.passed:
+                return made("below_expected_return", plan=plan, levels=levels, expected_return=expected,
+                            veto=expected.refusal())
         for guard in self.components.entry_guards:
             try:
-                reason = guard.obj.allow_entry(data.symbol, side, portfolio)
+                reason = checked_verdict(self.call_budget.timed(guard.name, guard.obj.allow_entry)(
+                    data.symbol, side, portfolio))
             except Exception as exc:
-                self.errors.failed(guard.name, "allow_entry", exc, symbol=data.symbol)
+                self.errors.failed(guard.name, "allow_entry", exc, note="entry refused to be safe", symbol=data.symbol)
                 reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
             if reason:
-                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason))
+                return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason),
+                            expected_return=expected)
         request = SizingRequest(
             symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
             equity=portfolio.equity, exposure=portfolio.committed_exposure(),
@@ -547,82 +553,81 @@ class Pipeline:
             fee_rate=fee_rate, slippage=slippage, leverage=leverage, context=context)
         sizer = self.components.sizer
         try:
-            sizing = sizer.obj.size(request)
-            if not isinstance(sizing, Sizing):
-                raise ComponentFailure(f"returned {type(sizing).__name__}, expected Sizing")
-            if not (math.isfinite(sizing.quantity) and sizing.quantity >= 0):
-                raise ComponentFailure(f"returned quantity {sizing.quantity!r}")
+            sizing, cut = checked_sizing(self.call_budget.timed(sizer.name, sizer.obj.size)(request), request)
+            if cut is not None:
+                self.errors.failed(sizer.name, "size", cut, note="cut down to what the account can carry",
+                                   symbol=data.symbol)
         except Exception as exc:
-            self.errors.failed(sizer.name, "size", exc, symbol=data.symbol)
+            self.errors.failed(sizer.name, "size", exc, note="entry vetoed", symbol=data.symbol)
             sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
         if not sizing.approved:
             return made(f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,
-                        veto=sizing.veto or "zero quantity")
-        return made("entered", plan=plan, levels=levels, sizing=sizing)
+                        veto=sizing.veto or "zero quantity", expected_return=expected)
+        return made("entered", plan=plan, levels=levels, sizing=sizing, expected_return=expected)
 
     def _plan(self, signal: Signal, price: float, context, side: Side) -> EntryPlan:
         planner = self.components.entry_planner
         if planner is not None:
             try:
-                plan = planner.obj.plan(signal, price, context)
-                if not isinstance(plan, EntryPlan):
-                    raise ComponentFailure(f"returned {type(plan).__name__}, expected EntryPlan")
-                if plan.side != side:
-                    raise ComponentFailure(f"planned a {plan.side.name} entry for a {signal.action.name} signal")
-                return plan
+                return checked_plan(self.call_budget.timed(planner.name, planner.obj.plan)(signal, price, context),
+                                    side, price)
             except Exception as exc:
-                self.errors.failed(planner.name, "plan", exc)
+                self.errors.failed(planner.name, "plan", exc, note="direct entry instead")
                 return EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner="direct",
                                  reasons=(f"planner {planner.name} failed; direct entry",))
         return EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner="direct",
                          reasons=("no entry planner: direct entry",))
 
-    def initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan) -> Optional[ExitLevels]:
-        """The exit manager's levels for a position entered by ``plan`` at bar ``i``, checked as an
-        entry's are (None, logged, when the manager fails): also what a live bot gives a position it
-        takes over at start (``mlcoord live --adopt``)."""
-        return self._initial_levels(sym, i, side, plan)
+    def initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan, price: float
+                       ) -> Optional[ExitLevels]:
+        """The exit manager's levels for a position entered by ``plan`` at bar ``i`` (the market at
+        ``price``), checked as an entry's are (None, logged, when the manager fails): also what a
+        live bot gives a position it takes over at start (``mlcoord live --adopt``)."""
+        return self._initial_levels(sym, i, side, plan, price)
 
-    def _initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan) -> Optional[ExitLevels]:
+    def _initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan, price: float
+                        ) -> Optional[ExitLevels]:
         manager = self.components.exit_manager
         try:
-            levels = sym.positions.initial(i, side, plan)
-            check_levels(levels, side, plan.worst_price)
-            return levels
+            return checked_levels(self.call_budget.timed(manager.name, sym.positions.initial)(i, side, plan),
+                                  side, plan, price)
         except Exception as exc:
-            self.errors.failed(manager.name, "initial", exc, symbol=sym.data.symbol, bar=i)
+            self.errors.failed(manager.name, "initial", exc, note="entry vetoed", symbol=sym.data.symbol, bar=i)
             return None
+
+    def label_levels(self, sym: PreparedSymbol, i: int) -> tuple[Optional[ExitLevels], Optional[ExitLevels]]:
+        """The exit manager's initial levels for a direct long and a direct short at bar ``i``'s
+        close: the barriers of that bar's trade labels (:mod:`mlcoord.trade_label`)."""
+        price = float(sym.data.candles.close[i])
+        return (self._initial_levels(sym, i, Side.LONG, direct_plan(Side.LONG, price), price),
+                self._initial_levels(sym, i, Side.SHORT, direct_plan(Side.SHORT, price), price))
 
     def update_levels(self, sym: PreparedSymbol, i: int, position: Any, levels: ExitLevels
                       ) -> Union[ExitLevels, PositionExit]:
         """Per-bar exit update; the stop may only tighten, whatever the plugin says. A
         :class:`PositionExit` (the manager closes the position itself) comes back with its reason
         namespaced by the manager's name."""
+        manager = self.components.exit_manager
         try:
-            new = sym.positions.update(i, position, levels)
-            if new is levels:
-                return levels
-            if isinstance(new, PositionExit):
-                return attrs.evolve(new, reason=plugin_reason(self.components.exit_manager.name, new.reason))
-            if not isinstance(new, ExitLevels):
-                raise ComponentFailure(f"returned {type(new).__name__}, expected ExitLevels or PositionExit")
+            new = checked_update(self.call_budget.timed(manager.name, sym.positions.update)(i, position, levels),
+                                 levels, position.side)
         except Exception as exc:
-            self.errors.failed(self.components.exit_manager.name, "update", exc, symbol=sym.data.symbol, bar=i)
+            self.errors.failed(manager.name, "update", exc, note="the levels stay", symbol=sym.data.symbol, bar=i)
             return levels
-        if position.side == Side.LONG and new.stop < levels.stop:
-            new = attrs.evolve(new, stop=levels.stop)
-        elif position.side == Side.SHORT and new.stop > levels.stop:
-            new = attrs.evolve(new, stop=levels.stop)
+        if isinstance(new, PositionExit):
+            return attrs.evolve(new, reason=plugin_reason(manager.name, new.reason))
         return new
 
     # -- feedback ----------------------------------------------------------------------
-    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float) -> None:
-        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator."""
+    def learn(self, symbol: str, index: int, decision: Decision, forward_return: float,
+              trade: tuple[Optional[TradeLabel], Optional[TradeLabel]] = (None, None)) -> None:
+        """A decision's horizon has closed: feed the ensemble, the ML components, the calibrator.
+        ``trade``: the long and short trade labels of the decision bar, resolved by now."""
         direction = int(decision.technical.action)
         judged = int(decision.signal.action) or direction
         hit = event_happened(judged, forward_return, self.event.threshold)
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
-                          decision.raw_confidence, decision.confidence, decision.votes)
+                          decision.raw_confidence, decision.confidence, decision.votes, *trade)
         self._note_learned(symbol, index, decision.time)
         try:
             self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
@@ -632,13 +637,13 @@ class Pipeline:
             learn = getattr(b.obj, "learn", None)
             if learn is not None:
                 try:
-                    learn(outcome)
+                    self.call_budget.timed(b.name, learn)(outcome)
                 except Exception as exc:
                     self.errors.failed(b.name, "learn", exc, symbol=symbol)
         cal = self.components.calibrator
         if cal is not None and decision.signal.action != Action.HOLD:
             try:
-                cal.obj.learn(decision.raw_confidence, hit, judged)
+                self.call_budget.timed(cal.name, cal.obj.learn)(decision.raw_confidence, hit, judged)
             except Exception as exc:
                 self.errors.failed(cal.name, "learn", exc)
 
@@ -656,12 +661,12 @@ class Pipeline:
             fn = getattr(b.obj, "trained_until", None)
             if fn is not None:
                 try:
-                    t = fn()
+                    t = checked_trained_until(fn())
                 except Exception as exc:
                     self.errors.failed(b.name, "trained_until", exc)
                     continue
                 if t is not None:
-                    times.append(int(t))
+                    times.append(t)
         return max(times) if times else None
 
     def state(self) -> dict[str, Any]:
@@ -672,48 +677,82 @@ class Pipeline:
         if self.coordinator.active is not None:
             out["ensemble"] = self.coordinator.active.state()
         guards = {id(b.obj) for b in self.components.guards}
-        for b in self.components.all():
-            fn = getattr(b.obj, "state", None)
-            if fn is not None and id(b.obj) not in guards:
-                out["components"][b.name] = fn()
+        out["components"] = self._states([b for b in self.components.all() if id(b.obj) not in guards])
         return out
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def _states(self, built: list[Built]) -> dict[str, Any]:
+        """Each component's ``state()``; one that raises or is not plain JSON is left out of the
+        saved state (logged, and noted in :attr:`state_problems`), the others are saved."""
+        out: dict[str, Any] = {}
+        for b in built:
+            fn = getattr(b.obj, "state", None)
+            if fn is None:
+                continue
+            try:
+                out[b.name] = checked_state(fn())
+            except Exception as exc:
+                self.errors.failed(b.name, "state", exc, note="its learning state is not saved")
+                problem = (f"component {b.name!r} (plugin {b.spec.owner!r}): state() failed, its state was not saved: "
+                           f"{type(exc).__name__}: {exc}")
+                if problem not in self.state_problems:
+                    self.state_problems.append(problem)
+        return out
+
+    def load_state(self, state: dict[str, Any], on_error: Optional[RestoreFailed] = None) -> None:
         """Restore :meth:`state`. Whether it may be used on the bars to come is the caller's check
-        (:func:`mlcoord.learning_state.restore`): ``learned_until`` says what it has seen."""
+        (:func:`mlcoord.learning_state.restore`): ``learned_until`` says what it has seen.
+        ``on_error(name, exc)``: a component (or the ensemble) that cannot restore its part is put
+        back as it was and reported there, instead of failing the whole restore."""
         until = state.get("trained_until")
         self.learned_until = None if until is None else int(until)
         if "ensemble" in state:
-            names = list(state["ensemble"].get("weights", {}))
-            self.coordinator.ensemble(names).load_state(state["ensemble"])
+            try:
+                names = list(state["ensemble"].get("weights", {}))
+                ensemble = self.coordinator.ensemble(names)
+            except Exception as exc:
+                if on_error is None:
+                    raise
+                on_error("ensemble", exc)
+            else:
+                self._restore_one("ensemble", ensemble, state["ensemble"], on_error)
         guards = {id(b.obj) for b in self.components.guards}
-        self._restore([b for b in self.components.all() if id(b.obj) not in guards], state.get("components", {}))
+        self._restore([b for b in self.components.all() if id(b.obj) not in guards], state.get("components", {}),
+                      on_error)
 
     def guard_state(self) -> dict[str, Any]:
         """What the portfolio guards must not forget across a live bot's restart (cooldowns, pair
         locks, active hedge triggers): stored by the live loop after every cycle, not by backtests
         (a backtest's locks would lie in another run's future)."""
-        out: dict[str, Any] = {"version": 1, "guards": {}}
-        for b in self.components.guards:
-            fn = getattr(b.obj, "state", None)
-            if fn is not None:
-                out["guards"][b.name] = fn()
-        return out
+        return {"version": 1, "guards": self._states(self.components.guards)}
 
-    def load_guard_state(self, state: dict[str, Any]) -> None:
-        self._restore(self.components.guards, state.get("guards", {}))
+    def load_guard_state(self, state: dict[str, Any], on_error: Optional[RestoreFailed] = None) -> None:
+        self._restore(self.components.guards, state.get("guards", {}), on_error)
 
-    @staticmethod
-    def _restore(built: list[Built], saved_by_name: dict[str, Any]) -> None:
+    @classmethod
+    def _restore(cls, built: list[Built], saved_by_name: dict[str, Any],
+                 on_error: Optional[RestoreFailed] = None) -> None:
         for b in built:
             saved = saved_by_name.get(b.name)
-            fn = getattr(b.obj, "load_state", None)
-            if saved is not None and fn is not None:
-                try:
-                    fn(saved)
-                except Exception as exc:
-                    raise PluginError(f"component {b.name!r} could not restore its saved state: "
-                                      f"{type(exc).__name__}: {exc}") from exc
+            if saved is not None:
+                cls._restore_one(b.name, b.obj, saved, on_error)
+
+    @staticmethod
+    def _restore_one(name: str, obj: Any, saved: Any, on_error: Optional[RestoreFailed]) -> None:
+        """``obj.load_state(saved)``; on failure, with ``on_error``, ``obj`` gets back the state it
+        had (a half-applied state is worse than none) and ``on_error`` is told."""
+        load = getattr(obj, "load_state", None)
+        if load is None:
+            return
+        before = obj.state() if on_error is not None and callable(getattr(obj, "state", None)) else None
+        try:
+            load(saved)
+        except Exception as exc:
+            if on_error is None:
+                raise PluginError(f"component {name!r} could not restore its saved state: "
+                                  f"{type(exc).__name__}: {exc}") from exc
+            if before is not None:
+                load(before)
+            on_error(name, exc)
 
     def trade_closed(self, trade: Trade, decision: Optional[Decision]) -> None:
         for b in self.components.all():
@@ -721,49 +760,22 @@ class Pipeline:
             if hook is None:
                 continue
             try:
-                hook(trade, decision)
+                self.call_budget.timed(b.name, hook)(trade, decision)
             except Exception as exc:
                 self.errors.failed(b.name, "on_trade_closed", exc)
-        try:
-            self.plugins.hook.on_trade_closed(trade=trade, decision=decision)
-        except Exception as exc:
-            self.errors.failed("plugins", "on_trade_closed", exc)
+        for name, call in self._trade_observers:
+            try:
+                self.call_budget.timed(f"plugin {name}", call)(trade=trade, decision=decision)
+            except Exception as exc:
+                self.errors.failed(name, "on_trade_closed", exc)
 
     def checked_guard_actions(self, guard: str, result: Any) -> list[GuardAction]:
-        """A guard's answer must be a list of GuardAction; anything else is logged and ignored."""
-        if not isinstance(result, (list, tuple)) or not all(isinstance(a, GuardAction) for a in result):
-            self.errors.failed(guard, "on_bar", f"returned {result!r:.80}, expected a list of GuardAction")
+        """A watcher's actions (:func:`mlcoord.bounds.checked_guard_actions`); nonsense is logged, ignored."""
+        try:
+            return checked_guard_actions(result)
+        except ComponentFailure as exc:
+            self.errors.failed(guard, "on_bar", exc, note="its actions are ignored")
             return []
-        return list(result)
-
-
-def checked_vote(vote: Any, name: str, label: str = "") -> Vote:
-    """A vote must be a Vote with finite probabilities in [0, 1] (any real number type, numpy's
-    included; not a bool); it is stamped with its component's registered and display names."""
-    if not isinstance(vote, Vote):
-        raise ComponentFailure(f"returned {type(vote).__name__}, expected Vote")
-    changes: dict[str, Any] = {"component": name, "display_name": label or name}
-    for field in ("confidence", "p_up", "p_down"):
-        value = getattr(vote, field)
-        if value is None:
-            continue
-        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise ComponentFailure(f"vote {field} {value!r} is a {type(value).__name__}, not a probability "
-                                   "(a number in [0, 1])")
-        if not 0.0 <= float(value) <= 1.0:
-            raise ComponentFailure(f"vote {field} {value!r} is not a probability in [0, 1]")
-        if type(value) is not float:
-            changes[field] = float(value)
-    return attrs.evolve(vote, **changes)
-
-
-def check_levels(levels: Any, side: Side, worst_price: float) -> None:
-    if not isinstance(levels, ExitLevels):
-        raise ComponentFailure(f"returned {type(levels).__name__}, expected ExitLevels")
-    if side == Side.LONG and not levels.stop < worst_price:
-        raise ComponentFailure(f"long stop {levels.stop} is not below the entry {worst_price}")
-    if side == Side.SHORT and not levels.stop > worst_price:
-        raise ComponentFailure(f"short stop {levels.stop} is not above the entry {worst_price}")
 
 
 def trace_hooks(plugins: PluginSet) -> None:
@@ -778,14 +790,18 @@ def trace_hooks(plugins: PluginSet) -> None:
 
 
 def build_pipeline(settings: Settings, plugins: PluginSet,
-                   option_changes: Optional[dict[str, dict[str, Any]]] = None, *, strict: bool = False) -> Pipeline:
-    """The pipeline a run uses; ``strict`` (live trading) refuses to skip a configured component."""
+                   option_changes: Optional[dict[str, dict[str, Any]]] = None, *, strict: bool = False,
+                   live: bool = False) -> Pipeline:
+    """The pipeline a run uses; ``strict`` (live trading) refuses to skip a configured component;
+    ``live`` (paper and live trading) gives plugin calls the live time budgets by default.
+    A plugin whose ``on_startup`` raises stops the run with an error naming it."""
     if settings.engine.trace_hooks:
         trace_hooks(plugins)
     components = resolve_components(settings, plugins, option_changes, strict=strict)
     if settings.engine.trace_hooks:
         for built in components.all():
             built.obj = Traced(built.obj, built.name, built.spec.owner, built.spec.role)
-    pipeline = Pipeline(settings, plugins, components)
-    plugins.hook.on_startup(settings=settings, components=components)
+    pipeline = Pipeline(settings, plugins, components, live=live)
+    for name, exc in call_observers(observers(plugins.manager, "on_startup"), settings=settings, components=components):
+        raise PluginError(f"plugin {name!r} failed at start-up (on_startup): {type(exc).__name__}: {exc}") from exc
     return pipeline

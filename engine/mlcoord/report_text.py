@@ -9,6 +9,13 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.2f}%"
 
 
+def _expected_line(figures) -> list[str]:
+    if not figures or not figures["decisions"]:
+        return []
+    return [f"  exp. return   {figures['decisions']} planned decisions: min {figures['min'] * 100:+.3f}%, median "
+            f"{figures['median'] * 100:+.3f}%, max {figures['max'] * 100:+.3f}%; {figures['refused']} refused"]
+
+
 def summary(result, show_trades: int = 10) -> str:
     s, b = result.stats, result.breakdowns
     lines = [
@@ -26,6 +33,7 @@ def summary(result, show_trades: int = 10) -> str:
         f"  cost model    {s['cost_model']}",
         "",
         "  decisions     " + ", ".join(f"{k} {v}" for k, v in b["decision_outcomes"].items()),
+        *_expected_line(b.get("expected_return")),
         "  DCA bands     " + ", ".join(f"{k}: {v['plans']} plans, {v['entries_filled']}/{v['entries_planned']} legs filled"
                                        for k, v in b["per_dca_band"].items()),
         "  confidence    " + " ".join(f"{k}:{v}" for k, v in b["confidence_histogram"].items() if v),
@@ -46,13 +54,14 @@ def summary(result, show_trades: int = 10) -> str:
                          f"{t.entry_price:>10.2f} -> {t.exit_price:>10.2f}  {t.pnl:>+9.2f}  {t.exit_reason}")
     scores = result.learning.get("component_scores") or {}
     if scores:
-        weights = result.learning.get("ensemble_weights", {})
+        coefficients = result.learning.get("ensemble_coefficients", {})
         lines.append(f"  learning      {result.learning['event']}")
         for name, sc in scores.items():
             acc = f"{sc['accuracy'] * 100:.1f}%" if sc["accuracy"] is not None else "n/a"
             loss = f"{sc['log_loss']:.3f}" if sc["log_loss"] is not None else "n/a"
-            lines.append(f"    {name:<12} weight {weights.get(name, 0):.2f}  accuracy {acc}  log-loss {loss}"
-                         f"  ({sc['outcomes']} outcomes)")
+            coef = coefficients.get(name, 0.0)
+            lines.append(f"    {name:<12} coef {coef:+.3f}{' (faded)' if coef < 0 else '        '}  accuracy {acc}"
+                         f"  log-loss {loss}  ({sc['outcomes']} outcomes)")
     if result.raw.errors:
         lines.append("  component failures (left out of those decisions): " +
                      ", ".join(f"{k} x{v}" for k, v in result.raw.errors.items()))

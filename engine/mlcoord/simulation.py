@@ -57,7 +57,7 @@ class TradingSession:
         self.venue = venue(self.costs, self.ledger)
         self.loop = TradingLoop(pipeline, self.ledger, self.venue, journal, market=self.costs.market,
                                 leverage=self.costs.leverage, fee_rate=self.costs.fee_taker,
-                                slippage=self.costs.slippage, horizon=settings.learning.horizon)
+                                slippage=self.costs.slippage, horizon=settings.learning.horizon, costs=self.costs)
         self.journal = self.loop.journal
 
     @property

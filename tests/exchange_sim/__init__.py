@@ -47,8 +47,16 @@ Faults (``server.faults``, see :mod:`exchange_sim.faults`): ``timeout(delay)``,
 ``times=``. ``server.faults.log`` lists what fired; ``server.calls`` counts requests per route.
 
 Killing a client at an exact point: ``held = server.hold_request(nth, after_advances=a,
-processed=False|True)`` holds the ``nth`` request after ``a`` clock advances (before or after the
-exchange processed it); kill the client once ``held.reached`` is set, then ``held.release()``.
+processed=False|True, path=None, method=None)`` holds the ``nth`` request (of ``path`` and
+``method`` if given) after ``a`` clock advances (before or after the exchange processed it); kill
+the client once ``held.reached`` is set, then ``held.release()``.
+
+Spot cancel-replace (``POST /api/v3/order/cancelReplace``, ccxt's ``edit_order`` on spot) follows
+Binance's documented semantics (``cancelReplaceMode``, ``cancelRestrictions``, -2021/-2022 with
+``data``); a market allows it when its ``MarketSpec.cancel_replace_allowed`` (default True, as
+Binance's BTCUSDT and ETHUSDT; exchangeInfo ``cancelReplaceAllowed``). ``server.state.coverage``
+(:mod:`exchange_sim.coverage`) records every time a held position had no resting stop: the
+stop-less window a bot leaves, from the exchange's side.
 
 ccxt mapping notes (what a bot sees): 429 -> ``DDoSProtection``; 5xx HTML -> ``ExchangeNotAvailable``;
 timeout -> ``RequestTimeout``; dropped connection -> ``NetworkError``; -1022 -> ``AuthenticationError``;

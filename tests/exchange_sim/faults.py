@@ -33,7 +33,7 @@ import random
 import threading
 from dataclasses import dataclass, field
 
-ORDER_ENDPOINTS = ("/api/v3/order", "/fapi/v1/order", "/fapi/v1/algoOrder")
+ORDER_ENDPOINTS = ("/api/v3/order", "/api/v3/order/cancelReplace", "/fapi/v1/order", "/fapi/v1/algoOrder")
 KLINE_ENDPOINTS = ("/api/v3/klines", "/fapi/v1/klines")
 BEFORE = ("timeout", "rate_limit", "server_error", "reject")
 KINDS = (*BEFORE, "auth_error", "partial_fill", "lost_response", "bad_klines")

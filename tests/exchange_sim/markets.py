@@ -42,6 +42,9 @@ class MarketSpec:
     min_qty: Decimal | None = None  # defaults to one step
     max_qty: Decimal = Decimal(9000)
     maint_margin_ratio: Decimal = Decimal("0.004")  # futures only: first leverage bracket
+    # spot only: POST /api/v3/order/cancelReplace accepted (exchangeInfo ``cancelReplaceAllowed``;
+    # true for Binance's BTCUSDT and ETHUSDT); False tests a bot's fallback
+    cancel_replace_allowed: bool = True
 
     @property
     def base(self) -> str:
@@ -145,7 +148,7 @@ def spot_symbol_info(spec: MarketSpec) -> dict:
             "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
                            "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
             "icebergAllowed": True, "ocoAllowed": True, "quoteOrderQtyMarketAllowed": True,
-            "allowTrailingStop": False, "cancelReplaceAllowed": False, "isSpotTradingAllowed": True,
+            "allowTrailingStop": False, "cancelReplaceAllowed": spec.cancel_replace_allowed, "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": False, "filters": exchange_filters(spec, futures=False),
             "permissions": [], "permissionSets": [["SPOT"]],
             "defaultSelfTradePreventionMode": "EXPIRE_MAKER",

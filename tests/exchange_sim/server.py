@@ -112,6 +112,7 @@ SIGNED = {
     ("POST", "/api/v3/order"): lambda st, p, f: st.spot.create(p, f),
     ("GET", "/api/v3/order"): lambda st, p, _: st.spot.get(p),
     ("DELETE", "/api/v3/order"): lambda st, p, _: st.spot.cancel(p),
+    ("POST", "/api/v3/order/cancelReplace"): lambda st, p, f: st.spot.cancel_replace(p, f),
     ("GET", "/api/v3/openOrders"): _open_orders,
     ("DELETE", "/api/v3/openOrders"): lambda st, p, _: st.spot.cancel_all(p),
     ("GET", "/api/v3/allOrders"): lambda st, p, _: st.spot.all_orders(p),
@@ -148,10 +149,12 @@ class HeldRequest:
     :meth:`ExchangeServer.hold_request`): while it waits, the test kills the client at an exact,
     repeatable point of its conversation with the exchange, whatever the machine's load."""
 
-    def __init__(self, nth: int, after_advances: int, processed: bool) -> None:
+    def __init__(self, nth: int, after_advances: int, processed: bool, path: str | None = None,
+                 method: str | None = None) -> None:
         if nth < 1 or after_advances < 0:
             raise ValueError(f"nth must be >= 1 and after_advances >= 0, got {nth} and {after_advances}")
         self.nth, self.after_advances, self.processed = nth, after_advances, processed
+        self.path, self.method = path, method     # count only these requests (None: any)
         self.advances = self.seen = 0
         self.request: tuple[str, str] | None = None   # (method, path) of the held request
         self.reached = threading.Event()
@@ -163,6 +166,8 @@ class HeldRequest:
             return False
         if self.advances < self.after_advances:
             self.advances += path == "/__control/advance"
+            return False
+        if (self.path is not None and path != self.path) or (self.method is not None and method != self.method):
             return False
         self.seen += 1
         if self.seen == self.nth:
@@ -236,13 +241,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if partial is not None:
                     fraction = Decimal(str(partial.params.get("fraction", 0.5)))
             with ex.state.lock:
-                body = route(ex.state, params, fraction)
+                try:
+                    body = route(ex.state, params, fraction)
+                finally:
+                    if (method, path) in SIGNED:
+                        ex.state.coverage.observe(f"{method} {path}")
             spoil = ex.faults.pick(method, path, ("bad_klines",)) if method == "GET" else None
             if spoil is not None:
                 body = ex.faults.spoil_klines(spoil, body)
             lost = ex.faults.pick(method, path, ("lost_response",)) if creating else None
         except BinanceError as err:
-            return self._send(err.status, {"code": err.code, "msg": err.msg})
+            return self._send(err.status, err.body())
         except Exception as err:  # a simulator bug: answer like Binance, keep it for the test
             ex.errors.append(f"{method} {path}: {traceback.format_exc()}")
             return self._send(500, {"code": -1000, "msg": f"internal simulator error: {err!r}"})
@@ -387,14 +396,16 @@ class ExchangeServer:
     def now_ms(self) -> int:
         return self.state.now_ms
 
-    def hold_request(self, nth: int, *, after_advances: int = 0, processed: bool = False) -> HeldRequest:
-        """Hold the ``nth`` request (1-based, any route, control routes included) that arrives after
+    def hold_request(self, nth: int, *, after_advances: int = 0, processed: bool = False, path: str | None = None,
+                     method: str | None = None) -> HeldRequest:
+        """Hold the ``nth`` request (1-based, any route, control routes included; ``path`` and
+        ``method``: only those count) that arrives after
         ``after_advances`` ``/__control/advance`` requests from now: unprocessed (``processed=False``:
         the exchange never sees it) or processed with its answer held (the exchange acted, the
         client never learns it). Its ``reached`` event is set while it is held; the connection is
         dropped unanswered once :meth:`HeldRequest.release` is called. One hold at a time: a new
         one replaces (and releases) the previous one."""
-        held = HeldRequest(nth, after_advances, processed)
+        held = HeldRequest(nth, after_advances, processed, path, method)
         with self._held_lock:
             previous, self._held = self._held, held
         if previous is not None:

@@ -42,6 +42,11 @@ class SpotAccount:
 
     # --- requests -------------------------------------------------------------------------------
     def create(self, params: dict, fill_fraction: Decimal | None = None) -> dict:
+        return self._submit(self._checked(params), fill_fraction)
+
+    def _checked(self, params: dict) -> tuple:
+        """A new order's parameters and filters checked (nothing changes yet): Binance evaluates
+        these before a cancel-replace cancels anything."""
         st = self.state
         spec = market_of(st.spot_markets, params)
         side, otype = need(params, "side"), need(params, "type")
@@ -49,9 +54,6 @@ class SpotAccount:
             raise BinanceError(-1102, "Param 'side' was malformed.")
         if otype not in TYPES:
             raise BinanceError(-1116, "Invalid orderType.")
-        client_id = params.get("newClientOrderId") or f"sim_{st.next_id()}"
-        if is_duplicate(self.by_client, client_id, st.options.duplicate_client_ids):
-            raise BinanceError(-2010, "Duplicate order sent.")
         now_price = st.price(spec.id)
         price = decimal_param(params, "price", required=otype in LIMIT_TYPES)
         stop = decimal_param(params, "stopPrice", required=otype in STOP_TYPES)
@@ -70,6 +72,17 @@ class SpotAccount:
             failure = "PRICE_FILTER"
         if failure:
             raise BinanceError(-1013, f"Filter failure: {failure}")
+        return spec, side, otype, price, stop, tif, qty, params.get("newClientOrderId")
+
+    def _submit(self, checked: tuple, fill_fraction: Decimal | None) -> dict:
+        """A checked new order to the matching engine: client id, balance, fills."""
+        st = self.state
+        spec, side, otype, price, stop, tif, qty, client_id = checked
+        client_id = client_id or f"sim_{st.next_id()}"
+        if is_duplicate(self.by_client, client_id, st.options.duplicate_client_ids):
+            raise BinanceError(-2010, "Duplicate order sent.")
+        now_price = st.price(spec.id)
+        ref = stop if stop is not None else now_price
         order = Order(st.next_id(), client_id, spec.id, side, otype, qty, price, stop, st.now_ms,
                       time_in_force=tif or "GTC", update_time=st.now_ms, fill_fraction=fill_fraction)
         if otype == "LIMIT_MAKER" and crosses_limit(side, price, now_price, now_price):
@@ -86,6 +99,62 @@ class SpotAccount:
         if tif in ("IOC", "FOK") and otype == "LIMIT":
             self._finish(order, "EXPIRED")
         return self.order_json(order, full=True)
+
+    def cancel_replace(self, params: dict, fill_fraction: Decimal | None = None) -> dict:
+        """``POST /api/v3/order/cancelReplace``: cancel an order and place a new one on the same
+        symbol in one request, as Binance documents it. The new order's parameters and filters are
+        checked first (a failure there changes nothing: a plain error). Then the cancel (by
+        ``cancelOrderId`` and/or ``cancelOrigClientOrderId``; ``cancelRestrictions`` ONLY_NEW or
+        ONLY_PARTIALLY_FILLED): its funds are released before the new order locks its own, so a
+        stop can be swapped for another on the coins it held. ``cancelReplaceMode``
+        STOP_ON_FAILURE: a failed cancel means the new order is not attempted (HTTP 400, -2022);
+        ALLOW_FAILURE: it is attempted anyway. One side failing is HTTP 409, -2021; both, 400,
+        -2022; each error's ``data`` holds cancelResult, newOrderResult, cancelResponse and
+        newOrderResponse (the failed side's as ``{"code", "msg"}``). A cancelled order stays
+        cancelled whatever happens to the new one."""
+        spec = market_of(self.state.spot_markets, params)
+        mode = need(params, "cancelReplaceMode")
+        if mode not in ("STOP_ON_FAILURE", "ALLOW_FAILURE"):
+            raise BinanceError(-1102, "Param 'cancelReplaceMode' was malformed.")
+        restriction = params.get("cancelRestrictions") or None
+        if restriction not in (None, "ONLY_NEW", "ONLY_PARTIALLY_FILLED"):
+            raise BinanceError(-1145, "cancelRestrictions has to be either ONLY_NEW or ONLY_PARTIALLY_FILLED.")
+        if not spec.cancel_replace_allowed:
+            raise BinanceError(-2010, "Order cancel-replace is not supported for this symbol.")
+        if not (params.get("cancelOrderId") or params.get("cancelOrigClientOrderId")):
+            raise BinanceError(-1102, "Param 'cancelOrderId' or 'cancelOrigClientOrderId' must be sent, but "
+                                      "both were empty/null!")
+        checked = self._checked({k: v for k, v in params.items() if not k.startswith("cancel")})
+        try:
+            cancelled = self._cancel_for_replace(params, restriction)
+            cancel_ok = True
+        except BinanceError as err:
+            cancelled, cancel_ok = {"code": err.code, "msg": err.msg}, False
+        data: dict = {"cancelResult": "SUCCESS" if cancel_ok else "FAILURE", "newOrderResult": "NOT_ATTEMPTED",
+                      "cancelResponse": cancelled, "newOrderResponse": None}
+        if not cancel_ok and mode == "STOP_ON_FAILURE":
+            raise BinanceError(-2022, "Order cancel-replace failed.", 400, data)
+        try:
+            data["newOrderResponse"], data["newOrderResult"] = self._submit(checked, fill_fraction), "SUCCESS"
+        except BinanceError as err:
+            data["newOrderResponse"], data["newOrderResult"] = {"code": err.code, "msg": err.msg}, "FAILURE"
+        new_ok = data["newOrderResult"] == "SUCCESS"
+        if cancel_ok and new_ok:
+            return data
+        if cancel_ok or new_ok:
+            raise BinanceError(-2021, "Order cancel-replace partially failed.", 409, data)
+        raise BinanceError(-2022, "Order cancel-replace failed.", 400, data)
+
+    def _cancel_for_replace(self, params: dict, restriction: str | None) -> dict:
+        by_id, by_client = params.get("cancelOrderId"), params.get("cancelOrigClientOrderId")
+        order = lookup(self.orders, self.by_client,
+                       {"symbol": params["symbol"], "orderId": by_id, "origClientOrderId": by_client}, open_only=True)
+        if by_id and by_client and order.client_id != by_client:
+            raise BinanceError(-2011, "Unknown order sent.")
+        if restriction is not None and order.status != restriction.removeprefix("ONLY_"):
+            raise BinanceError(-2011, "Order was not canceled due to cancel restrictions.")
+        return self.cancel({"symbol": params["symbol"], "orderId": order.order_id,
+                            "newClientOrderId": params.get("cancelNewClientOrderId")})
 
     def get(self, params: dict) -> dict:
         order = lookup(self.orders, self.by_client, params)

@@ -15,17 +15,22 @@ from typing import Callable
 
 import numpy as np
 
+from .coverage import StopCoverage
 from .markets import FUTURES_MARKETS, HOUR_MS, SPOT_MARKETS, MarketSpec, Series, bundled_series, dec
 
 FUNDING_INTERVAL_MS = 8 * HOUR_MS
 
 
 class BinanceError(Exception):
-    """A Binance error response: HTTP status plus the ``{"code": ..., "msg": ...}`` body."""
+    """A Binance error response: HTTP status plus the ``{"code": ..., "msg": ...}`` body (and its
+    ``data``, which a partly failed cancel-replace carries)."""
 
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+    def __init__(self, code: int, msg: str, status: int = 400, data: dict | None = None) -> None:
         super().__init__(f"{code} {msg}")
-        self.code, self.msg, self.status = code, msg, status
+        self.code, self.msg, self.status, self.data = code, msg, status, data
+
+    def body(self) -> dict:
+        return {"code": self.code, "msg": self.msg} | ({} if self.data is None else {"data": self.data})
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,7 @@ class ExchangeState:
         self._ids = 0
         self.spot = SpotAccount(self, spot_balances or {"USDT": 10_000})
         self.futures = FuturesAccount(self, dec(futures_wallet))
+        self.coverage = StopCoverage(self)    # when a holding had no resting stop
 
     @staticmethod
     def _start_time(series: Series, start) -> int:
@@ -186,6 +192,7 @@ class ExchangeState:
                 self.now_ms += self.step_ms
                 if self.now_ms % FUNDING_INTERVAL_MS == 0:
                     self.futures.apply_funding(self.now_ms)
+                self.coverage.observe("bar", at_ms=self.now_ms - self.step_ms)
             return self.now_ms
 
     def volume_cap(self, bar: Bar) -> Decimal | None:

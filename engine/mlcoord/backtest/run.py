@@ -337,8 +337,9 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     raw = backtest.run(prepared, progress=progress.update if progress else None, start=start_ns)
     if progress:
         progress.close()
-    if state_file is not None:
+    if state_file is not None:   # a component whose state() fails is left out of it, and said so
         write_atomic(state_file, json.dumps(pipeline.state(), indent=1, sort_keys=True))
+        notes.extend(pipeline.state_problems)
     t3 = _time.perf_counter()
     stats = compute_stats(raw)
     ensemble = pipeline.coordinator.active
@@ -346,7 +347,10 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
         raw=raw, stats=stats, breakdowns=breakdowns(raw), components=pipeline.components.describe(),
         learning={"event": event.describe(), "horizon": event.horizon, "threshold": event.threshold,
                   "component_scores": ensemble.score_table() if ensemble else {},
+                  # the share of absolute coefficients (old readers); the signed ones say what is faded
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
+                  "ensemble_coefficients": ensemble.coefficients(sorted(ensemble.scores)) if ensemble else {},
+                  "ensemble_intercept": ensemble.intercept if ensemble else None,
                   "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None,
                   "state_trained_until": _iso(restored_until) if restored_until is not None else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},

@@ -105,4 +105,15 @@ def breakdowns(raw: RawResult) -> dict[str, Any]:
         "confidence_histogram": {f"{lo:.2f}-{hi:.2f}": int(c) for lo, hi, c in
                                  zip(CONFIDENCE_BINS[:-1], CONFIDENCE_BINS[1:], counts)},
         "decision_outcomes": dict(sorted(outcomes.items())),
+        "expected_return": expected_returns(raw.decisions),
     }
+
+
+def expected_returns(decisions) -> dict[str, Any]:
+    """The cost-aware entry's figures (decisions that reached a plan with levels): how many, how
+    many it refused, and their spread (fractions of the average entry price)."""
+    values = np.array([d.expected_return.value for d in decisions if d.expected_return is not None])
+    refused = sum(1 for d in decisions if d.expected_return is not None and not d.expected_return.passed)
+    spread = {k: float(f(values)) if len(values) else None for k, f in (("min", np.min), ("median", np.median),
+                                                                         ("max", np.max))}
+    return {"decisions": int(len(values)), "refused": refused, **spread}

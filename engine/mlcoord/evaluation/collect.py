@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from mlcoord.bounds import ComponentFailure, checked_vote
 from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.evaluation.baselines import NAMES as BASELINES
 from mlcoord.learning import event_happened
 from mlcoord.model import Action, Signal
-from mlcoord.pipeline import resolve_components
+from mlcoord.pipeline import Guarded, resolve_components
 from mlcoord.registry import PluginSet
 
 SIGNAL_BARS, EVERY_BAR = "signal_bars", "every_bar"
@@ -95,6 +96,7 @@ def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, par
         if hasattr(built.obj, "train"):
             voters.append((built.name, built.obj.prepare(data)))
     buy = Signal(Action.BUY, 0.5, (), "evaluate")
+    refused = Guarded()
     clim = base["climatology (causal)"][0]
     for i in range(int(lo), hi):
         t, y, pc = int(part.time[i]), float(event_happened(1, fr[i], event.threshold)), float(clim[i])
@@ -102,5 +104,11 @@ def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, par
             into.add(EVERY_BAR, name, t, y, float(base[name][0][i]), 1, pc)
         for name, voter in voters:
             v = voter.vote(i, buy)
-            if v is not None:
-                into.add(EVERY_BAR, name, t, y, v.probability(1), 1, pc)
+            if v is None:
+                continue
+            try:
+                v = checked_vote(v, name)           # what the engine refuses is not scored either
+            except ComponentFailure as exc:
+                refused.failed(name, "vote", exc, note="not scored", bar=i)
+                continue
+            into.add(EVERY_BAR, name, t, y, v.probability(1), 1, pc)

@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 
 from mlcoord.backtest.run import parse_timerange
+from mlcoord.bounds import checked_levels
 from mlcoord.candles import Candles
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord.leakcheck.report import SCHEMA_VERSION, ComponentLookahead, Difference, LookaheadReport, SymbolRun
@@ -37,7 +38,6 @@ from mlcoord.leakcheck.runs import Run, check_settings, new_pipeline, prepare, w
 from mlcoord.leakcheck.values import ABSTAINED, Raised, plain, same, same_arrays
 from mlcoord.model import Action, PositionExit, Side, Vote
 from mlcoord.model_coverage import leave_out_models_covering
-from mlcoord.pipeline import check_levels
 from mlcoord.registry import PluginSet
 from mlcoord.testing.fixtures import FakePortfolio, FakePosition
 from mlcoord.testing.trading import SIDES, ladder
@@ -60,12 +60,13 @@ class _BarDecision:
 
 
 def _vote_value(v: Vote) -> tuple:
-    return (v.action, v.confidence, v.p_up, v.p_down, v.weight)
+    return (v.action, v.confidence, v.p_up, v.p_down, v.weight, v.coefficient, v.contribution)
 
 
 def _vote_plain(value: Any) -> Any:
     if isinstance(value, tuple):
-        return dict(zip(("action", "confidence", "p_up", "p_down", "weight"), plain(value)))
+        return dict(zip(("action", "confidence", "p_up", "p_down", "weight", "coefficient", "contribution"),
+                        plain(value)))
     return plain(value)
 
 
@@ -187,7 +188,7 @@ def _path(run: Run, i: int, side: Side, end: int) -> list[Any]:
     plan = ladder(side, price)
     try:
         levels = sym.positions.initial(i, side, plan)
-        check_levels(levels, side, plan.worst_price)
+        checked_levels(levels, side, plan, price)
     except Exception as exc:
         return [Raised.of(exc)]
     out: list[Any] = [levels]

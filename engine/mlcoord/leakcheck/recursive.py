@@ -22,6 +22,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from mlcoord.bounds import checked_series
 from mlcoord.candles import Candles
 from mlcoord.errors import ConfigError
 from mlcoord.leakcheck.report import (
@@ -29,7 +30,7 @@ from mlcoord.leakcheck.report import (
 )
 from mlcoord.leakcheck.runs import check_settings, market_data, when
 from mlcoord.leakcheck.values import Raised, same_arrays
-from mlcoord.pipeline import combine_sources, resolve_components, validate_series
+from mlcoord.pipeline import combine_sources, resolve_components
 from mlcoord.registry import PluginSet
 
 DEFAULT_WARMUPS = (100, 200, 500, 1000)
@@ -52,7 +53,7 @@ def _series(settings, plugins: PluginSet, candles: Candles) -> tuple[dict[tuple[
     sources = resolve_components(settings, plugins).signal_sources
     for b in sources:
         try:
-            series = validate_series(b.name, b.obj.prepare(data), n)
+            series = checked_series(b.obj.prepare(data), n)
         except Exception as exc:
             failed[b.name] = f"prepare {Raised.of(exc)}"
             continue

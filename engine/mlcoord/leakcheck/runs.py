@@ -23,7 +23,8 @@ from mlcoord.registry import PluginSet
 
 def check_settings(settings: Settings) -> Settings:
     """The settings a check runs with: hook tracing off (it would log every call of every run)."""
-    return attrs.evolve(settings, engine=attrs.evolve(settings.engine, trace_hooks=False))
+    return attrs.evolve(settings, engine=attrs.evolve(settings.engine, trace_hooks=False, vote_timeout_ms=0.0,
+                                                      call_timeout_ms=0.0))
 
 
 def market_data(settings: Settings, candles: Candles) -> MarketData:
@@ -70,14 +71,13 @@ class Run:
 
 def new_pipeline(settings: Settings, plugins: PluginSet, left_out: frozenset[str] = frozenset()) -> Pipeline:
     """A pipeline with components of its own, the ML components in ``left_out`` removed (those the
-    backtest leaves out because their model saw every bar). Vote time budgets are off: a slow
-    vote must not make two runs differ."""
+    backtest leaves out because their model saw every bar). Time budgets are off
+    (:func:`check_settings`): a slow call must not make two runs differ."""
     pipeline = build_pipeline(settings, plugins)
     if left_out:
         pipeline.components.ml_components[:] = [b for b in pipeline.components.ml_components
                                                 if b.name not in left_out]
     pipeline.errors = Recorder()
-    pipeline.vote_budget = 0.0
     return pipeline
 
 

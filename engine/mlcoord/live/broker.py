@@ -18,11 +18,14 @@ take profits are ``STOP_MARKET`` / ``TAKE_PROFIT_MARKET`` algo orders in hedge m
 (``positionSide``; hedge mode forbids ``reduceOnly``: closing is implied by the side). A trailing
 stop (:attr:`OrderKind.TRAILING_STOP`) is a futures ``TRAILING_STOP_MARKET`` algo order: ccxt's
 ``trailingPercent`` becomes Binance's ``callbackRate`` (percent: ``Order.callback_rate`` x 100) and
-``trailingTriggerPrice`` its ``activatePrice`` (``Order.price``, None: trails at once).
+``trailingTriggerPrice`` its ``activatePrice`` (``Order.price``, None: trails at once). A spot
+stop is moved in one request where the symbol allows it: ``POST /api/v3/order/cancelReplace``
+through ccxt's ``edit_order`` (:meth:`Broker.replace`), its new order journaled first as any other.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -82,7 +85,7 @@ class Broker:
         self.health = health or ExchangeHealth()
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset
-        self.sent = 0            # create-order requests that went out (for tests and logs)
+        self.sent = 0            # create-order requests sent (for tests, logs, and whether an order went out)
         self.changes = 0         # create and cancel requests that went out: what may move other orders
         self.on_change: Optional[Callable[[str], None]] = None    # told the symbol of each of them
 
@@ -153,20 +156,163 @@ class Broker:
     # -- placing ------------------------------------------------------------------------------
     def place(self, order: Order, plan_id: Optional[str] = None) -> OrderRecord:
         """Send ``order`` (``order.id`` is its client id) unless the store says it went already."""
+        record, new = self.journal(order, plan_id)
+        return self.send(record, new)
+
+    def journal(self, order: Order, plan_id: Optional[str] = None) -> tuple[OrderRecord, bool]:
+        """``order`` written to the store PENDING, committed, before anything is sent (a store
+        that fails here stops it unsent). Returns the stored record and whether this call wrote
+        it (False: journaled earlier, e.g. before a restart: :meth:`send` asks the exchange first)."""
         if order.kind == OrderKind.TRAILING_STOP and self.market != "futures":
             raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
         for field in _REQUIRED.get(order.kind, ()):
             _required(order, field)                                              # the same
         record = OrderRecord(order, plan_id, OrderState.PENDING, updated_at=order.created_at)
         stored = self.store.journal_order(record)          # journaled before it is sent
-        if stored is None:
+        return (record, True) if stored is None else (stored, False)
+
+    def send(self, record: OrderRecord, new: bool = False) -> OrderRecord:
+        """A journaled order to the exchange: ``new`` (just journaled by :meth:`journal`) is sent;
+        an earlier journal is looked up by its client id first (sent only if the exchange lacks
+        it); one already resolved is returned as stored."""
+        if new:
             return self._send(record)
-        if stored.state != OrderState.PENDING:
-            return stored
-        found = self.lookup(stored)
+        if record.state != OrderState.PENDING:
+            return record
+        found = self.lookup(record)
         if found is not None:
-            return self._apply(stored, found)
-        return self._send(stored)
+            return self._apply(record, found)
+        return self._send(record)
+
+    def amend(self, record: OrderRecord, quantity: float) -> OrderRecord:
+        """A journaled order not sent yet, resized (what it sells changed before it went out)."""
+        return self.store.upsert_order(attrs.evolve(record, order=attrs.evolve(record.order, quantity=quantity)))
+
+    def withdraw(self, record: OrderRecord, reason: str) -> OrderRecord:
+        """A journaled order that will never be sent (what it was for is gone): REJECTED, so no
+        restart sends it."""
+        log.info("order_withdrawn", client_id=record.client_order_id, tag=record.order.tag, reason=reason)
+        return self.store.upsert_order(attrs.evolve(record, state=OrderState.REJECTED, reason=reason))
+
+    # -- atomic replacement (Binance spot order/cancelReplace) ----------------------------------
+    def can_cancel_replace(self, symbol: str) -> bool:
+        """The market takes an atomic cancel-and-place (Binance spot exchangeInfo
+        ``cancelReplaceAllowed``); per symbol, as the exchange says."""
+        if self.market != "spot":
+            return False
+        info = self.exchange.market(self.symbol(symbol)).get("info") or {}
+        return str(info.get("cancelReplaceAllowed", "")).lower() == "true"
+
+    def replace(self, old: OrderRecord, order: Order, plan_id: Optional[str] = None) -> OrderRecord:
+        """Cancel the untouched stop ``old`` and place ``order`` in one request (Binance
+        ``POST /api/v3/order/cancelReplace`` through ccxt's ``edit_order``: ``cancelReplaceMode``
+        STOP_ON_FAILURE, ``cancelRestrictions`` ONLY_NEW), so the exchange is never without one of
+        them and the coins ``old`` locked carry over. ``order`` is journaled first, as by
+        :meth:`place`. Outcomes: both done; the cancel refused (``old`` filled meanwhile or is
+        gone: the new order was not attempted; ``old`` is read back, and ``order`` is withdrawn if
+        ``old`` has filled, else placed on its own); the cancel done and ``order`` refused
+        (REJECTED: the caller handles a refused stop); the request refused as a whole (filters:
+        REJECTED, ``old`` untouched). An answer lost is resolved by both client ids. Returns
+        ``order``'s record; ``old``'s is in the store."""
+        record, new = self.journal(order, plan_id)
+        if not new:                            # journaled before (a restart): resolved by its id first
+            if record.state != OrderState.PENDING:
+                return record
+            found = self.lookup(record)
+            if found is not None:
+                self.refresh(old)
+                return self._apply(record, found)
+        return self._replace(old, record)
+
+    def _replace(self, old: OrderRecord, record: OrderRecord) -> OrderRecord:
+        import ccxt
+
+        order = record.order
+        last: Optional[BaseException] = None
+        for _ in range(MAX_SENDS):
+            try:
+                self.store.flush()
+                self.sent += 1
+                self._changed(order.symbol)
+                response = self._edit(old, order)
+            except ccxt.BadResponse as exc:        # ccxt's mapping of -2021/-2022 (an OperationFailed)
+                data = _replace_failure(exc)
+                if data is not None:
+                    return self._replace_failed(old, record, data)
+                last = exc
+            except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429: did it land?
+                last = exc
+            except ccxt.ExchangeError as exc:      # refused as a whole (checked before the cancel)
+                if isinstance(exc, ccxt.AuthenticationError):
+                    raise
+                log.warning("order_rejected", client_id=order.id, symbol=order.symbol, tag=order.tag,
+                            error=describe_error(exc), note=f"{old.client_order_id} stays")
+                return self._rejected(record, describe_error(exc))
+            else:
+                # ONLY_NEW: the order it cancelled was untouched, so it ends cancelled with nothing filled
+                self._apply(old, {"status": "canceled", "filled": 0.0, "id": old.exchange_order_id})
+                return self._apply(record, response, pending=True)
+            found = self.lookup(record)
+            if found is not None:
+                log.info("order_adopted_after_error", client_id=order.id, error=describe_error(last))
+                self.refresh(old)
+                return self._apply(record, found)
+            now = self.refresh(old)
+            if now.state != OrderState.OPEN or now.filled_quantity > 0:
+                return self._unreplaced(now, record)     # the cancel happened without the new order
+            log.warning("order_resend", client_id=order.id, error=describe_error(last), replaces=old.client_order_id)
+        log.error("order_unresolved", client_id=order.id, note="stays PENDING; resolved by its client id later",
+                  error=describe_error(last) if last else "")
+        return self.store.order(order.id) or record
+
+    def _edit(self, old: OrderRecord, order: Order) -> dict:
+        """The cancel-replace request, as ccxt's ``edit_order`` builds it for a spot stop."""
+        sym = self.symbol(order.symbol)
+        stop = self.price(order.symbol, _required(order, "price"))
+        side = "sell" if order.side == Side.LONG else "buy"
+        offset = self.stop_limit_offset if side == "buy" else -self.stop_limit_offset
+        params = {"stopPrice": stop, "newClientOrderId": order.id, "cancelOrigClientOrderId": old.client_order_id,
+                  "cancelReplaceMode": "STOP_ON_FAILURE", "cancelRestrictions": "ONLY_NEW"}
+        return self.exchange.edit_order(None, sym, "STOP_LOSS_LIMIT", side, float(order.quantity),
+                                        self.price(order.symbol, stop * (1 + offset)), params)
+
+    def _replace_failed(self, old: OrderRecord, record: OrderRecord, data: dict) -> OrderRecord:
+        """A cancel-replace that failed in part (-2021) or whole (-2022), as its ``data`` says."""
+        if str(data.get("cancelResult")).upper() == "SUCCESS":
+            cancelled = data.get("cancelResponse") or {}
+            self._apply(old, self.exchange.parse_order(cancelled, self.exchange.market(self.symbol(old.order.symbol))))
+            reason = _error_text(data.get("newOrderResponse"))
+            log.warning("order_rejected", client_id=record.client_order_id, symbol=record.order.symbol,
+                        tag=record.order.tag, error=reason, note=f"{old.client_order_id} was cancelled")
+            return self._rejected(record, reason)
+        return self._unreplaced(self.refresh(old), record)
+
+    def _unreplaced(self, old: OrderRecord, record: OrderRecord) -> OrderRecord:
+        """The cancel of ``old`` failed, so ``record`` was not attempted: withdrawn when ``old``
+        has filled (the position is closing) or still works; placed on its own when ``old`` is
+        gone without a fill (there is nothing to replace)."""
+        if old.filled_quantity > 0 or not old.state.terminal:
+            return self.withdraw(record, f"not sent: {old.client_order_id}, which it was to replace, is "
+                                         f"{old.state.value} (filled {old.filled_quantity:g})")
+        return self._send(record)
+
+    def _replaced_by(self, record: OrderRecord) -> Optional[OrderRecord]:
+        """The stop a PENDING spot stop was journaled to replace (a restart between the journal and
+        the cancel-replace): its plan's one other working stop of the same role, untouched. On a
+        market with cancel-replace two stops of one role coexist only this way, so the replacement
+        is finished as it was begun, never sent on its own while the old stop locks the coins."""
+        o = record.order
+        if o.kind != OrderKind.STOP or record.plan_id is None or not self.can_cancel_replace(o.symbol):
+            return None
+        others = [r for r in self.store.orders(record.plan_id) if r.order.tag == o.tag
+                  and r.client_order_id != record.client_order_id and not r.state.terminal]
+        if len(others) == 1 and others[0].state == OrderState.OPEN and others[0].filled_quantity <= 0:
+            return others[0]
+        return None
+
+    def _rejected(self, record: OrderRecord, reason: str) -> OrderRecord:
+        return self.store.upsert_order(OrderRecord(record.order, record.plan_id, OrderState.REJECTED,
+                                                   updated_at=record.order.created_at, reason=reason))
 
     def _send(self, record: OrderRecord) -> OrderRecord:
         import ccxt
@@ -175,9 +321,9 @@ class Broker:
         last: Optional[BaseException] = None
         for _ in range(MAX_SENDS):
             try:
+                self.store.flush()            # nothing deferred may wait on an exchange request
                 self.sent += 1
                 self._changed(order.symbol)
-                self.store.flush()            # nothing deferred may wait on an exchange request
                 response = self._create(order)
                 return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
@@ -190,9 +336,7 @@ class Broker:
                     raise
                 log.warning("order_rejected", client_id=order.id, symbol=order.symbol, tag=order.tag,
                             error=describe_error(exc))
-                return self.store.upsert_order(OrderRecord(order, record.plan_id, OrderState.REJECTED,
-                                                           updated_at=order.created_at,
-                                                           reason=describe_error(exc)))
+                return self._rejected(record, describe_error(exc))
             found = self.lookup(record)
             if found is not None:
                 log.info("order_adopted_after_error", client_id=order.id, error=describe_error(last))
@@ -274,7 +418,8 @@ class Broker:
         found = self.lookup(record)
         if found is None:
             if record.state == OrderState.PENDING:   # never reached the exchange: send it now
-                return self._send(record)
+                replaced = self._replaced_by(record)
+                return self._send(record) if replaced is None else self._replace(replaced, record)
             log.warning("order_missing_on_exchange", client_id=record.client_order_id)
             return self.store.upsert_order(attrs.evolve(record, state=OrderState.EXPIRED,
                                                         reason="not found on the exchange"))
@@ -476,6 +621,28 @@ class Broker:
             return int(self.exchange.milliseconds()) * 1_000_000
         except Exception:
             return 0
+
+
+def _replace_failure(exc: Exception) -> Optional[dict]:
+    """The ``data`` of a cancel-replace error answer (-2021 partly, -2022 wholly failed: what
+    happened to each side), from the body ccxt quotes in the error; None if it is not one."""
+    text = str(exc)
+    start = text.find("{")
+    if start < 0:
+        return None
+    try:
+        body = json.loads(text[start:])
+    except ValueError:
+        return None
+    data = body.get("data") if isinstance(body, dict) and body.get("code") in (-2021, -2022) else None
+    return data if isinstance(data, dict) and "cancelResult" in data else None
+
+
+def _error_text(answer: Any) -> str:
+    """An exchange's ``{"code", "msg"}`` as one line."""
+    if isinstance(answer, dict) and "msg" in answer:
+        return f"{answer.get('code')} {answer['msg']}"
+    return str(answer)
 
 
 def _answer_fee(response: dict) -> Optional[dict]:

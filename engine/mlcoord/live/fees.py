@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import structlog
 
+from mlcoord.errors import StoreError
 from mlcoord.live.broker import BrokerError
 from mlcoord.live.records import OrderRecord, PlanRecord
 from mlcoord.live.trader_parts import TraderParts
@@ -64,6 +65,8 @@ class ExchangeFees(TraderParts):
                         total += cost * float(t["price"])
                     else:
                         raise BrokerError(f"a fee in {currency}, which this cannot price")
+        except StoreError:
+            raise                            # the store's failure stops the bot; not an unreadable trade list
         except Exception as exc:
             log.warning("trade_fees_unavailable", plan=plan.plan_id, error=f"{type(exc).__name__}: {exc}",
                         note="using the fees the order answers reported")

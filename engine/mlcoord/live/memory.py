@@ -18,7 +18,7 @@ change it), restored once at start.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import structlog
 
@@ -42,27 +42,59 @@ class SessionMemory:
         found, for the start-up log."""
         found: dict[str, Any] = {}
         pipeline, portfolio = trader.pipeline, trader.engine.ledger
-        learned = self.store.load_state(PIPELINE)
+        learned = self._load(PIPELINE)
         if learned:
-            pipeline.load_state(learned)
+            pipeline.load_state(learned, on_error=lambda name, exc: self._set_aside(PIPELINE, learned, name, exc))
             found["learning_state"] = sorted(learned.get("components", {})) + (
                 ["ensemble"] if "ensemble" in learned else [])
-        guards = self.store.load_state(GUARDS)
+        guards = self._load(GUARDS)
         if guards:
-            pipeline.load_guard_state(guards)
+            pipeline.load_guard_state(guards, on_error=lambda name, exc: self._set_aside(GUARDS, guards, name, exc))
             found["guard_state"] = sorted(guards.get("guards", {}))
-        account = self.store.load_state(ACCOUNT)
+        account = self._load(ACCOUNT)
         if account:
-            peak = float(account["peak_equity"])
+            try:
+                peak = float(account["peak_equity"])
+                day = int(account["day"]) if account.get("day") is not None else None
+                day_start = float(account["day_start_equity"]) if day is not None else None
+            except (KeyError, TypeError, ValueError) as exc:
+                self._set_aside(ACCOUNT, account, None, exc)
+                peak, day, day_start = 0.0, None, None
             if peak > portfolio.equity:
                 portfolio.restore_peak(peak)
                 found["peak_equity"] = peak
-            day = int(account["day"]) if account.get("day") is not None else None
-            if day is not None and day == trader.last_time // DAY_NS:
-                trader.engine.loop.continue_day(day, float(account["day_start_equity"]))
+            if day is not None and day_start is not None and day == trader.last_time // DAY_NS:
+                trader.engine.loop.continue_day(day, day_start)
                 found["day_start_equity"] = portfolio.day_start_equity
         self._recorded = len(trader.engine.journal.decisions)
         return found
+
+    def _load(self, key: str) -> Optional[dict[str, Any]]:
+        """The saved row ``key``; a row that is not a JSON table is set aside (kept under another
+        key, for a look) and the bot starts without it: lost learning is a warning, not an outage.
+        A store that cannot be read at all still fails (:class:`~mlcoord.errors.StoreFailure`)."""
+        try:
+            value = self.store.load_state(key)
+        except ValueError as exc:          # json.JSONDecodeError
+            self._set_aside(key, self.store.load_raw_state(key), None, exc)
+            return None
+        if value is not None and not isinstance(value, dict):
+            self._set_aside(key, value, None, TypeError(f"expected a table, got {type(value).__name__}"))
+            return None
+        return value
+
+    def _set_aside(self, key: str, body: Any, component: Optional[str], exc: Exception) -> None:
+        """Keep an unusable saved state under ``<key>.set_aside`` and say what starts fresh."""
+        aside = f"{key}.set_aside"
+        try:
+            self.store.save_state(aside, {"body": body if isinstance(body, (dict, list, str)) else repr(body),
+                                          "component": component, "error": f"{type(exc).__name__}: {exc}"})
+        except TypeError:
+            self.store.save_state(aside, {"body": repr(body), "component": component,
+                                          "error": f"{type(exc).__name__}: {exc}"})
+        log.warning("saved_state_set_aside", state=key, component=component or "all",
+                    error=f"{type(exc).__name__}: {exc}"[:300], kept_as=aside,
+                    note=f"{component or key} starts without its saved state")
 
     def save(self, trader) -> int:
         """After a cycle: new decisions, then the state, in one transaction (one commit, one fsync,

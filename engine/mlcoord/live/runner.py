@@ -369,7 +369,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
         health.call(exchange.load_markets, what="load_markets")
         history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, page=page,
                                screen=screen)
-        trader = PaperTrader(build_pipeline(settings, plugins), settings, history,
+        trader = PaperTrader(build_pipeline(settings, plugins, live=True), settings, history,
                              prepare_bars=getattr(options, "prepare_bars", 0) or None, screen=screen)
         record = _PaperRecord(store, trader, symbols, timeframe, clock)
         log.info("paper_started", session=record.session_id, symbols=symbols, timeframe=timeframe,

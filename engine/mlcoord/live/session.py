@@ -68,7 +68,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
 
     settings = for_market(settings)
     market = settings.exchange.market
-    pipeline = build_pipeline(settings, plugins, strict=True)   # real orders: never short of a component
+    pipeline = build_pipeline(settings, plugins, strict=True, live=True)   # real orders: never short of a component
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)

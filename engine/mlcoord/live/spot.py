@@ -12,8 +12,10 @@ are plain sells of the coins the plan holds. What differs from futures:
   :meth:`mlcoord.live.venue.ExchangeVenue.monitor_spot`). A stop limit that triggered
   but did not fill (the price gapped below its limit) is seen after the bar: a bar that closes
   below the stop while the plan still holds coins closes it at market (``stop_limit_not_filled``);
-* before any closing sell the stop is cancelled (it locks the coins); a sell that fails or fills
-  partly gets a new stop for what is left;
+* before a closing sell of the whole holding the stop is cancelled (it locks the coins), the sale
+  journaled first; before a sale of part of it the stop is resized to the rest (atomically where
+  the symbol allows cancel-replace); a sell that fails or fills partly gets a new stop for what is
+  left;
 * the quantity held is what the fills bought less the fees Binance took in the base asset (as the
   fills report them), capped by the account's free + locked balance of that asset; a remainder
   below the market's minimum amount or notional counts as flat (dust stays in the account);
@@ -31,9 +33,9 @@ from typing import Optional, Sequence
 import structlog
 
 from mlcoord.live.broker import Broker, not_yet_supported
-from mlcoord.live.plan_orders import EPS, Tally
+from mlcoord.live.plan_orders import CLOSE, EPS, Tally
 from mlcoord.live.records import PlanRecord
-from mlcoord.model import OrderKind
+from mlcoord.model import Order, OrderKind
 from mlcoord.live.trader_parts import TraderParts
 
 log = structlog.get_logger("mlcoord.live.spot")
@@ -52,6 +54,26 @@ class SpotAccount(TraderParts):
         if live:
             log.info("spot_stop_released", plan=plan.plan_id, client_ids=[r.client_order_id for r in live])
         return self.tally(plan) if live else tally
+
+    def _sell_after_release(self, plan: PlanRecord, tally: Tally) -> Tally:
+        """Spot, closing the position: the stop released and the holding sold at market, the sale
+        journaled before the stop is cancelled, so a store failing in between still sends it (the
+        coins are never left with neither). Returns the tally after (the sale may have failed:
+        the caller tries again and protects what is left)."""
+        live = [r for r in tally.orders if r.order.kind == OrderKind.STOP and not r.state.terminal]
+        qty = self._closable(plan.symbol, tally.net) if tally.net > EPS else 0.0
+        if not live or qty <= 0:
+            return self._release_stops(plan, tally)
+        attempt = self._next_attempt(plan, CLOSE)
+        order = Order(self.broker.client_id(plan.symbol, plan.decision_time, CLOSE, attempt), plan.symbol,
+                      plan.side, OrderKind.MARKET, qty, None, self.last_time, reduce_only=True, tag=CLOSE)
+
+        def release() -> float:
+            after = self._release_stops(plan, tally)
+            return self._closable(plan.symbol, after.net) if after.net > EPS else 0.0
+
+        self._journal_then(plan, order, release)
+        return self.tally(plan, refresh=True)
 
     def _closable(self, symbol: str, quantity: float) -> float:
         """``quantity`` rounded as a closing order carries it; 0.0 when it is dust (below the minimum
@@ -85,9 +107,19 @@ class SpotAccount(TraderParts):
         return max(min(entered - exited - fees, self._balances.get(base, 0.0)), 0.0)
 
     def _fetch_balances(self) -> dict[str, float]:
+        self._fetch_balance()
+        return self._balances
+
+    def _fetch_balance(self) -> dict:
         balance = self.broker.call(self.broker.exchange.fetch_balance, "fetch_balance")
         self._balances = {a: float(v or 0.0) for a, v in (balance.get("total") or {}).items()}
-        return self._balances
+        return balance
+
+    def _free(self, symbol: str) -> float:
+        """The account's free balance of ``symbol``'s base asset (what no order locks), read now:
+        whether a new stop can be placed before the old one, which locks what it covers, goes."""
+        free = self._fetch_balance().get("free") or {}
+        return float(free.get(self.broker.base_asset(symbol)) or 0.0)
 
     def _spot_cash(self) -> None:
         """Spot: the engine keeps the backtest's margin-style books (equity = cash + unrealised PnL),

@@ -209,7 +209,7 @@ def _adopt(trader, u: Unknown) -> Optional[str]:
     i, t, close = len(candles) - 1, int(candles.time[-1]), float(candles.close[-1])
     entry = EntryPlan(u.side, (EntryLeg(close, 1.0, market=True),), planner="adopted",
                       reasons=(f"adopted at start: {u.kind} {u.detail}",))
-    levels = trader.pipeline.initial_levels(prepared, i, u.side, entry)
+    levels = trader.pipeline.initial_levels(prepared, i, u.side, entry, close)
     if levels is None:
         raise BrokerError(f"cannot adopt {u.line()}: the exit manager gave it no stop (see the log); close it by "
                           f"hand or start with --ignore {u.symbol}")

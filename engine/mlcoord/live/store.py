@@ -21,6 +21,7 @@ order's journal is still committed before it is sent.
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
+from mlcoord.errors import StoreFailure
 from mlcoord.model import Decision, Fill, Side, Trade
 from mlcoord.live import rows
 from mlcoord.live.database import StoreError, StoreLock, WriteScope, create_engine_for, database_url, lock_store
@@ -90,8 +92,26 @@ def _cannot_open(url: URL, exc: DBAPIError) -> str:
     return f"store {url.render_as_string(hide_password=True)} cannot be opened: {reason}"
 
 
+def _os_reason(exc: BaseException) -> str:
+    """What the OS or the database said, in one line (``No space left on device (ENOSPC)``)."""
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig if exc.orig is not None else exc
+        if isinstance(orig, OSError):
+            return _os_reason(orig)
+        return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror or os.strerror(exc.errno)} ({errno.errorcode.get(exc.errno, exc.errno)})"
+    return f"{type(exc).__name__}: {exc}"
+
+
 class Store:
-    """Durable, idempotent state of a paper or live trading run. Build with :meth:`open`."""
+    """Durable, idempotent state of a paper or live trading run. Build with :meth:`open`.
+
+    A store that fails while in use (a write or commit refused: disk full, a file removed or made
+    read-only, a database gone) raises :class:`~mlcoord.errors.StoreFailure`, one line naming the
+    store and the OS or database error. Every order is journaled (committed) before it is sent,
+    so an order whose journal failed never went out; the bot stops there (the CLI prints the line),
+    and a restart once the store is fixed recognises every journaled order by its client id."""
 
     def __init__(self, engine: Engine, clock: Callable[[], int] = time.time_ns, lock: Optional[StoreLock] = None):
         self.engine = engine
@@ -134,11 +154,34 @@ class Store:
 
     def close(self) -> None:
         try:
-            self._scope.flush()
+            with self._guarded("commit"):
+                self._scope.flush()
             self.engine.dispose()
         finally:
             if self.lock is not None:
                 self.lock.release()
+
+    @property
+    def where(self) -> str:
+        """The store as its error messages name it (a SQLite file's path; a URL without password)."""
+        url = self.engine.url
+        if url.get_backend_name() == "sqlite" and url.database:
+            return url.database
+        return url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _guarded(self, what: str) -> Iterator[None]:
+        """The database's or the OS's error in ``what`` as a :class:`StoreFailure` naming the store."""
+        try:
+            yield
+        except (DBAPIError, OSError) as exc:
+            raise self._failure(exc, what) from exc
+
+    def _failure(self, exc: BaseException, what: str) -> StoreFailure:
+        return StoreFailure(f"store {self.where}: {what} failed: {_os_reason(exc)}. No order is sent unless "
+                            "journaled there first, so the bot stops; the stops already placed stay on the "
+                            "exchange. Fix the store (free disk space, restore the file or the database) and "
+                            "restart: the journaled orders are recognised by their client ids, none is sent twice")
 
     def __enter__(self) -> "Store":
         return self
@@ -159,19 +202,39 @@ class Store:
         ``deferrable``: inside :meth:`deferring`, committed with the next write instead."""
         self.writes += 1
         try:
-            with self._scope.write(deferrable=deferrable):
+            with self._own_errors(self._scope.write(deferrable=deferrable)):
                 yield self
         finally:
             self.writes += 1       # committed or rolled back: reads made inside may be gone
 
-    def deferring(self):
+    @contextmanager
+    def deferring(self) -> Iterator[None]:
         """A scope in which ``transaction(deferrable=True)`` blocks commit with the next write, at
         :meth:`flush` or when the scope ends (:class:`~mlcoord.live.database.WriteScope`)."""
-        return self._scope.deferring()
+        with self._own_errors(self._scope.deferring()):
+            yield
+
+    @contextmanager
+    def _own_errors(self, scope) -> Iterator[None]:
+        """Inside ``scope`` (a write block, a deferring scope): a failure of its commit or rollback
+        is the store's (:class:`StoreFailure`); what the caller's block raises passes as it is."""
+        raised: Optional[BaseException] = None
+        try:
+            with scope:
+                try:
+                    yield
+                except BaseException as exc:
+                    raised = exc
+                    raise
+        except (DBAPIError, OSError) as exc:
+            if exc is raised:
+                raise
+            raise self._failure(exc, "commit") from exc
 
     def flush(self) -> None:
         """Commit what a deferrable block left open (before an exchange request)."""
-        self._scope.flush()
+        with self._guarded("commit"):
+            self._scope.flush()
 
     @contextmanager
     def _write(self, deferrable: bool = False) -> Iterator[Connection]:
@@ -179,7 +242,7 @@ class Store:
         new one committed when the block ends (with what a deferrable block left open)."""
         self.writes += 1
         try:
-            with self._scope.write(deferrable=deferrable) as conn:
+            with self._guarded("write"), self._scope.write(deferrable=deferrable) as conn:
                 yield conn
         finally:
             self.writes += 1
@@ -187,11 +250,12 @@ class Store:
     @contextmanager
     def _read(self) -> Iterator[Connection]:
         conn = self._scope.conn
-        if conn is not None:
-            yield conn
-            return
-        with self.engine.connect() as conn:
-            yield conn
+        with self._guarded("read"):
+            if conn is not None:
+                yield conn
+                return
+            with self.engine.connect() as conn:
+                yield conn
 
     # -- orders -------------------------------------------------------------------------------
 
@@ -214,7 +278,8 @@ class Store:
         merged = _merge_order(stored, report)
         if merged != stored:
             self.writes += 1
-            conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
+            with self._guarded("write"):
+                conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
         return merged
 
     def upsert_order(self, record: OrderRecord) -> OrderRecord:
@@ -415,6 +480,13 @@ class Store:
             body = conn.execute(select(component_state.c.body)
                                 .where(component_state.c.component == component)).scalar()
         return None if body is None else rows.loads(body)
+
+    def load_raw_state(self, component: str) -> Optional[str]:
+        """The saved text of ``component``'s state as stored, parsed or not (to set aside a row
+        that is not JSON)."""
+        with self._read() as conn:
+            return conn.execute(select(component_state.c.body)
+                                .where(component_state.c.component == component)).scalar()
 
     def record_decision(self, decision: Union[Mapping[str, Any], Decision]) -> bool:
         """Store one journal entry (``mlcoord.journal.decision_to_dict`` output, or a Decision).

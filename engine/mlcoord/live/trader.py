@@ -17,9 +17,11 @@ follow from the stored plan alone, so a restart resumes exactly where the proces
   limit leg older than that is cancelled and placed again (next attempt's client id) at the plan's
   offset from the current close (a leg with a partial fill keeps its price);
 * once a fill exists: a STOP_MARKET and a TAKE_PROFIT_MARKET (closing side, hedge-mode position
-  side) for the filled quantity. They are replaced (cancel, then place with the next attempt's
-  client id) when the filled quantity grows or the exit manager moves the stop (it only tightens);
-  a stop the exchange refuses (e.g. it would trigger at once) closes the position at market;
+  side) for the filled quantity. They are replaced (the next attempt's client id) when the filled
+  quantity grows or the exit manager moves the stop (it only tightens), without leaving the
+  position bare: an atomic cancel-replace on spot where the symbol allows it, the new order
+  before the old one's cancel on futures (:mod:`mlcoord.live.exit_moves`); a stop the exchange
+  refuses (e.g. it would trigger at once) closes the position at market;
 * the exit manager's optional partial take profit: once per plan, ``partial_fraction`` of what is
   held; a TAKE_PROFIT_MARKET on futures (resized while the ladder fills), sold by the bot on spot
   when a closed bar reaches it; the stop and take profit then cover the rest;
@@ -40,7 +42,8 @@ The rest of the loop has a module each (the mixins :class:`LiveTrader` is made o
   peak): :mod:`mlcoord.live.memory`;
 * ``mlcoord live`` itself (start-up, reconciliation, kill switch, heartbeat, scan mode):
   :func:`mlcoord.live.session.run_live`;
-* the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`.
+* the plan's order tags and :class:`~mlcoord.live.plan_orders.Tally`: :mod:`mlcoord.live.plan_orders`;
+* placing and moving exit orders: :mod:`mlcoord.live.exit_moves`.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ import structlog
 
 from mlcoord.live.broker import Broker, BrokerError, not_yet_supported
 from mlcoord.live.cycle import CycleShare
+from mlcoord.live.exit_moves import ExitMoves
 from mlcoord.live.fees import ExchangeFees
 from mlcoord.live.futures_marks import FUNDING, FuturesMarks
 from mlcoord.live.hedge_legs import HedgeLegs
@@ -71,7 +75,7 @@ from mlcoord.model import Order, OrderKind, Side
 log = structlog.get_logger("mlcoord.live.trader")
 
 
-class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
+class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMarks, ExchangeFees, PaperTrader):
     """The paper trader's loop on the exchange venue (:class:`~mlcoord.live.venue.ExchangeVenue`)
     instead of the simulated one (futures in hedge mode, or spot)."""
 
@@ -356,9 +360,9 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             self._ensure_exit(plan, tally, PARTIAL_TP, levels.partial_take_profit, part)
 
     def take_partial(self, plan: PlanRecord) -> None:
-        """Spot: the partial take profit's level was reached on a closed bar: the stop is released
-        (it locks the coins), the part sold at market (one client id per plan: never twice), and
-        the next :meth:`manage` protects the rest."""
+        """Spot: the partial take profit's level was reached on a closed bar: the stop is resized
+        to the rest (it locks the coins; :meth:`_shrink_stop`), then the part sold at market (one
+        client id per plan: never twice)."""
         tally = self.tally(plan, refresh=True)
         levels = plan.levels
         if tally.partial_taken or any(r.order.tag == PARTIAL_TP and r.state != OrderState.REJECTED
@@ -367,10 +371,11 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         part = self._closable(plan.symbol, tally.net * levels.partial_fraction)
         if part <= 0 or self._closable(plan.symbol, tally.net - part) <= 0:
             return
-        tally = self._release_stops(plan, tally)
+        if not self._shrink_stop(plan, tally, part):
+            return
         cid = self.broker.client_id(plan.symbol, plan.decision_time, PARTIAL_TP, 0)
         log.info("partial_take_profit_monitored", plan=plan.plan_id, level=levels.partial_take_profit,
-                 quantity=part, note="stop released, part sold at market")
+                 quantity=part, note="stop resized to the rest, part sold at market")
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, part, None, self.last_time,
                           reduce_only=True, tag=PARTIAL_TP), plan)
 
@@ -437,22 +442,6 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.LIMIT, qty, price, now, tag=tag,
                           expires_at=expiry), plan)
 
-    def _ensure_exit(self, plan: PlanRecord, tally: Tally, tag: str, level: float, qty: float):
-        price = self.broker.price(plan.symbol, level)
-        live = tally.live(tag)
-        if len(live) == 1 and live[0].order.price == price and abs(live[0].order.quantity - qty) <= EPS:
-            return live[0]
-        for r in live:                       # replace: cancel first, then place the next attempt
-            if self.broker.cancel(r).filled_quantity > 0:
-                return None                  # it filled meanwhile: the plan is exiting
-        attempt = self._next_attempt(plan, tag)
-        cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
-        order = Order(cid, plan.symbol, plan.side, OrderKind.STOP, qty, price, self.last_time, reduce_only=True,
-                      tag=tag)
-        log.info("exit_order", plan=plan.plan_id, tag=tag, attempt=attempt, price=price, quantity=qty,
-                 replaced=[r.client_order_id for r in live])
-        return self._place(order, plan)
-
     def _next_attempt(self, plan: PlanRecord, tag: str) -> int:
         """The first attempt whose client id the store does not hold. The plan's own orders are
         known without asking; only the first id not among them is looked up (an order under it
@@ -481,7 +470,7 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
         """An exit manager closes ``fraction`` of the plan's position itself (``PositionExit``): a
         reduce-only market order; the stop and take profit are resized to the rest by :meth:`manage`
         (a stop still sized for more only reduces what is held). Spot: the stop locks the coins, so
-        it is released first, the part sold at market and the rest protected again at once; a rest
+        it is resized to the rest first (:meth:`_shrink_stop`), then the part sold at market; a rest
         below the minimum order closes the whole position."""
         tally = self.tally(plan, refresh=True)
         qty = self._closable(plan.symbol, tally.net * fraction)
@@ -492,16 +481,23 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
             return self.flatten(plan, reason)
         tag = f"{CLOSE}:part"
         self.venue.note_reason(plan, tag, reason)
-        if self.spot:
-            tally = self._release_stops(plan, tally)
-            qty = self._closable(plan.symbol, tally.net * fraction)
+        if self.spot and not self._shrink_stop(plan, tally, qty):
+            return
         attempt = self._next_attempt(plan, tag)
         cid = self.broker.client_id(plan.symbol, plan.decision_time, tag, attempt)
         log.info("plan_partial_close", plan=plan.plan_id, reason=reason, quantity=qty, held=tally.net)
         self._place(Order(cid, plan.symbol, plan.side, OrderKind.MARKET, qty, None, self.last_time, reduce_only=True,
                           tag=tag), plan)
         if self.spot:
-            self.manage(plan)              # the rest protected again before anything else
+            self.manage(plan)              # a sale that failed: the stop covers what is held again
+
+    def _shrink_stop(self, plan: PlanRecord, tally: Tally, part: float) -> bool:
+        """Spot, before ``part`` of the holding is sold: the stop (which locks the coins) resized
+        to the rest, as any stop move (atomic where the market allows it), so the rest is never
+        without a stop and the part is free to sell. False: the stop filled meanwhile (the plan is
+        exiting: nothing is sold)."""
+        rest = self._closable(plan.symbol, tally.net - part)
+        return self._ensure_exit(plan, tally, STOP, plan.levels.stop, rest) is not None
 
     def flatten_all(self, reason: str) -> None:
         for plan in self.store.active_plans():
@@ -510,14 +506,15 @@ class LiveTrader(CycleShare, SpotAccount, HedgeLegs, ExchangeTrailing, FuturesMa
     def _finish(self, plan: PlanRecord, tally: Tally, reason: str) -> None:
         """Entries cancelled, the rest closed at market; the stop is cancelled only once flat, so a
         close that fills partly (or is refused) leaves the position protected. On spot the stop locks
-        the coins, so it is cancelled first; a close that fails gets a new stop for what is left."""
+        the coins, so it is cancelled first, the sale journaled before (:meth:`_sell_after_release`);
+        a close that fails gets a new stop for what is left."""
         for r in tally.live(ENTRY):
             self.broker.cancel(r)
         tally = self.tally(plan)
         reason = self._exit_reason(plan, tally, reason)
         self.venue.note_reason(plan, CLOSE, reason)
         if self.spot:
-            tally = self._release_stops(plan, tally)
+            tally = self._sell_after_release(plan, tally)
         for _ in range(SEND_TRIES):
             qty = self._closable(plan.symbol, tally.net) if tally.net > EPS else 0.0
             if qty <= 0:

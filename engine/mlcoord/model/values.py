@@ -119,7 +119,10 @@ class Signal:
 
 @attrs.frozen
 class Vote:
-    """One contributor to a decision: what it said, how sure, with which weight, and why."""
+    """One contributor to a decision: what it said, how sure, with which weight, and why.
+
+    ``weight`` is the share of the ensemble's absolute coefficients (kept for old readers; it
+    hides the sign); ``coefficient`` and ``contribution`` are the signed figures."""
 
     component: str
     action: Action = attrs.field(converter=Action)
@@ -131,6 +134,15 @@ class Vote:
     p_down: Optional[float] = attrs.field(default=None, converter=_optional_real, validator=_optional_unit_interval)
     #: how decision blocks name the component (the engine stamps it with ``component``)
     display_name: str = ""
+    #: the ensemble's coefficient on this contributor's log-odds (negative: the ensemble fades it)
+    #: and coefficient x this vote's log-odds for the judged direction; None without an ensemble
+    coefficient: Optional[float] = None
+    contribution: Optional[float] = None
+
+    @property
+    def faded(self) -> bool:
+        """The ensemble learned to bet against this contributor (a negative coefficient)."""
+        return self.coefficient is not None and self.coefficient < 0
 
     def probability(self, direction: int) -> float:
         """P(event in ``direction``): the component's own if given, else read from its vote."""
@@ -366,6 +378,35 @@ class PortfolioState:
 
 
 @attrs.frozen
+class ExpectedReturn:
+    """The cost-aware entry's figure (see :mod:`mlcoord.expected_return`), fractions of the plan's
+    average entry price: ``value = probability * reward - (1 - probability) * risk - costs``. An
+    entry needs ``value > minimum`` (``[engine] min_expected_return``)."""
+
+    value: float
+    probability: float
+    reward: float
+    risk: float
+    costs: float
+    minimum: float
+
+    @property
+    def passed(self) -> bool:
+        return self.value > self.minimum
+
+    def refusal(self) -> str:
+        """Why an entry below the minimum is refused (the decision's veto)."""
+        return (f"expected net return {self.value * 100:+.3f}% is not above [engine] min_expected_return "
+                f"{self.minimum * 100:+.3f}%")
+
+    def describe(self) -> str:
+        q = 1.0 - self.probability
+        return (f"expected net return {self.value * 100:+.3f}% = {self.probability:.2f} x reward "
+                f"{self.reward * 100:.3f}% - {q:.2f} x risk {self.risk * 100:.3f}% - costs {self.costs * 100:.3f}% "
+                f"({'above' if self.passed else 'not above'} the minimum {self.minimum * 100:+.3f}%)")
+
+
+@attrs.frozen
 class Decision:
     """Everything that went into one entry decision: the journal's unit."""
 
@@ -384,6 +425,7 @@ class Decision:
     veto: Optional[str] = None
     p_signal: Optional[float] = None  # the ensemble's P(event in the technical direction), with ML
     calibrator: str = ""              # the display name of the calibrator that mapped it ("" = none)
+    expected_return: Optional[ExpectedReturn] = None   # once a plan has levels (cost-aware entry)
 
 
 @attrs.frozen
@@ -409,5 +451,5 @@ __all__ = [
     "Action", "Side", "Regime", "MarketContext", "Signal", "Vote", "EntryLeg", "EntryPlan", "ExitLevels",
     "PositionExit",
     "SizingRequest", "Sizing", "OrderKind", "OrderStatus", "Order", "Fill", "Trade", "PositionState",
-    "PortfolioState", "Decision", "GuardAction",
+    "PortfolioState", "ExpectedReturn", "Decision", "GuardAction",
 ]

@@ -146,17 +146,25 @@ def vote_probability(vote: dict[str, Any], direction: int) -> float:
     return float(vote["confidence"]) if action == direction else 1.0 - float(vote["confidence"])
 
 
-def weights_over_time(result: dict[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Each contributor's ensemble weight at every decision it voted in."""
+def weights_over_time(result: dict[str, Any], key: str = "weight") -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each contributor's ensemble figure ``key`` ("weight": share of absolute coefficients;
+    "coefficient": the signed one) at every decision it voted in with that figure."""
     series: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     for d in result.get("decisions", []):
         if len(d.get("votes", ())) < 2:
             continue
         for v in d["votes"]:
+            if v.get(key) is None:
+                continue
             xs, ys = series[v["component"]]
             xs.append(d["time"])
-            ys.append(v["weight"])
+            ys.append(v[key])
     return {k: (to_ns(x), np.asarray(y, float)) for k, (x, y) in sorted(series.items())}
+
+
+def has_coefficients(result: dict[str, Any]) -> bool:
+    """Votes carry signed coefficients (result files from issue 16 on; older ones only the weight)."""
+    return any(v.get("coefficient") is not None for d in result.get("decisions", []) for v in d.get("votes", ()))
 
 
 def outcomes(result: dict[str, Any]) -> list[dict[str, Any]]:

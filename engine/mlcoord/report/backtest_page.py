@@ -78,10 +78,21 @@ def _breakdowns(page: Page, result: dict[str, Any]) -> None:
              for k, v in b["per_dca_band"].items()]
     s.append(grid("<h3>Per DCA band</h3>" + table(bands, ["band", "plans", "legs planned", "legs filled", "fill rate"],
                                                   ["", "", "", "", "pct0"]),
-                  "<h3>Decisions</h3>" + table(b["decision_outcomes"].items(), ["outcome", "decisions"])))
+                  "<h3>Decisions</h3>" + table(b["decision_outcomes"].items(), ["outcome", "decisions"])
+                  + _expected_return(b.get("expected_return"))))
     s.append("<h3>Per entry reason</h3>" + table(group_rows(b["per_entry_reason"]), GROUP_HEADER,
                                                    ["wrap", "", "money", "pct0"]))
     s.append("<h3>Per month</h3>" + table(group_rows(b["per_month"]), GROUP_HEADER, GROUP_KINDS, scroll=True))
+
+
+def _expected_return(figures: Any) -> str:
+    """The cost-aware entry's figures (absent from result files before issue 16)."""
+    if not figures or not figures["decisions"]:
+        return ""
+    return note(f"Expected net return (p x reward - (1 - p) x risk - costs, on the average entry) of the "
+                f"{figures['decisions']:,} decisions with a plan and levels: min {figures['min'] * 100:+.3f}%, median "
+                f"{figures['median'] * 100:+.3f}%, max {figures['max'] * 100:+.3f}%; {figures['refused']:,} refused "
+                f"by [engine] min_expected_return.")
 
 
 def _trades(page: Page, result: dict[str, Any]) -> None:
@@ -105,12 +116,27 @@ def _learning(page: Page, result: dict[str, Any]) -> None:
                   f"Models trained until {learning.get('trained_until') or 'n/a'}."))
     scores = learning.get("component_scores", {})
     weights = learning.get("ensemble_weights", {})
-    if scores:
+    coefficients = learning.get("ensemble_coefficients")
+    if scores and coefficients is not None:
+        s.append(table([[k, coefficients.get(k), "faded" if (coefficients.get(k) or 0.0) < 0 else "",
+                         weights.get(k), v["outcomes"], v["accuracy"], v["log_loss"]] for k, v in scores.items()],
+                       ["component", "final coefficient", "", "share of |coefficients|", "outcomes", "accuracy",
+                        "log-loss"], ["", "", "", "", "", "pct0", ""]))
+        s.append(note(f"The ensemble's log-odds are the intercept ({learning.get('ensemble_intercept') or 0.0:+.3f}) "
+                      "plus each coefficient times its contributor's log-odds: a negative coefficient means the "
+                      "ensemble learned to bet against (fade) that contributor."))
+    elif scores:
         s.append(table([[k, weights.get(k), v["outcomes"], v["accuracy"], v["log_loss"]] for k, v in scores.items()],
                        ["component", "final weight", "outcomes", "accuracy", "log-loss"], ["", "", "", "pct0", ""]))
-    s.append("<h3>Component weights over time</h3>" + note("Each contributor's share of the ensemble's "
-             "absolute coefficients at every decision (what the votes carried)."))
-    s.append(page.figure(charts.lines(an.weights_over_time(result), "", "weight"), 340))
+    if an.has_coefficients(result):
+        s.append("<h3>Component coefficients over time</h3>" + note(
+            "Each contributor's signed ensemble coefficient at every decision; below 0 the ensemble fades it."))
+        s.append(page.figure(charts.lines(an.weights_over_time(result, "coefficient"), "", "coefficient"), 340))
+    else:
+        s.append("<h3>Component weights over time</h3>" + note(
+            "Each contributor's share of the ensemble's absolute coefficients at every decision (this result "
+            "file predates signed coefficients: the share hides whether a contributor is faded)."))
+        s.append(page.figure(charts.lines(an.weights_over_time(result), "", "weight"), 340))
     acc = an.running_accuracy(result, resolved)
     s.append("<h3>Running accuracy</h3>" + note("Share of predictions on the right side of 1/2, both "
              "directions of every decision, plotted when the outcome became known (horizon closed)."))

@@ -179,6 +179,18 @@ def call(spec: ComponentSpec, what: str, fn: Callable, *args, **kwargs):
         raise ConformanceError(f"{who(spec)}: {what} raised {type(exc).__name__}: {exc}") from exc
 
 
+def engine_accepts(spec: ComponentSpec, what: str, bound: Callable, *args: Any) -> Any:
+    """``bound(*args)``, one of the engine's own checks of a plugin answer (:mod:`mlcoord.bounds`):
+    an answer the engine would refuse at run time (and leave the component out of the decision
+    for) fails here, with the engine's reason. Returns what the engine makes of the answer."""
+    from mlcoord.bounds import ComponentFailure
+
+    try:
+        return bound(*args)
+    except ComponentFailure as exc:
+        raise ConformanceError(f"{who(spec)}: {what}: the engine refuses this answer at run time: {exc}") from None
+
+
 def has_method(spec: ComponentSpec, *names: str) -> bool:
     """Whether the component defines ``names`` (looked up on the class when the factory is one)."""
     target = spec.factory

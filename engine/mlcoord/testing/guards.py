@@ -19,8 +19,9 @@ from typing import Any, Optional
 import attrs
 import numpy as np
 
+from mlcoord.bounds import checked_guard_actions, checked_verdict
 from mlcoord.model import GuardAction, Side, Trade
-from mlcoord.testing.core import build, call, expect, has_method, role_check, who
+from mlcoord.testing.core import build, call, engine_accepts, expect, has_method, role_check, who
 from mlcoord.testing.fixtures import FakePortfolio, FakePosition, PendingEntry, expect_read_only
 from mlcoord.testing.state import restored, saved_state
 
@@ -232,6 +233,7 @@ class _Walk:
                 expect(isinstance(actions, (list, tuple)) and all(isinstance(a, GuardAction) for a in actions),
                        f"{who(spec)}: on_bar() at {self.at(step)} returned {actions!r:.100}, expected a list of "
                        f"GuardAction")
+                engine_accepts(spec, f"on_bar() at {self.at(step)}", checked_guard_actions, actions)
                 for action in actions:
                     self._apply(action, step)
                 self._cover(step)
@@ -244,6 +246,7 @@ class _Walk:
                         why = call(spec, asked, guard.allow_entry, symbol, side, view)
                         expect(why is None or (isinstance(why, str) and why.strip()),
                                f"{who(spec)}: {asked} returned {why!r}; expected None or the reason (a non-empty str)")
+                        engine_accepts(spec, asked, checked_verdict, why)
                         answers.append(("allow_entry", step, symbol, side.name, why))
         return answers
 

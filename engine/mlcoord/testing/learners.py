@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+from typing import Callable, Optional
 
 import attrs
 import numpy as np
 
-from mlcoord.learning import Outcome, forward_return
+from mlcoord.bounds import checked_probability
+from mlcoord.config import BacktestConfig
+from mlcoord.learning import Outcome, TradeLabel, forward_return
+from mlcoord.trade_label import trade_labels
 from mlcoord.model import Action, Signal
-from mlcoord.testing.core import build, call, close, expect, has_method, role_check, who
+from mlcoord.testing.core import build, call, close, engine_accepts, expect, has_method, role_check, who
 from mlcoord.testing.signals import SIGNALS, built_voter, checked_vote, expect_voted, prepared_voter, vote_values
 from mlcoord.testing.state import restored, saved_state
 
@@ -33,7 +37,7 @@ def curve(spec, calibrator) -> list[float]:
                      Signal(signal.action, float(raw), signal.reasons, signal.source))
             expect(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1,
                    f"{who(spec)}: calibrate({raw:.3f}) for a {signal.action.name} returned {p!r}, not in [0, 1]")
-            out.append(float(p))
+            out.append(engine_accepts(spec, f"calibrate({raw:.3f})", checked_probability, p))
     return out
 
 
@@ -63,6 +67,7 @@ def _teach_ml(spec, component, data) -> None:
     voter = prepared_voter(spec, component, data)
     event, c = data.event, data.candles
     fwd = forward_return(c.close, event.horizon)
+    labels = kit_trade_labels(c, event.horizon)
     for i in range(100, len(data) - event.horizon, 7):
         d = 1 if c.close[i] >= c.close[i - 24] else -1
         signal = SIGNALS[0] if d > 0 else SIGNALS[1]
@@ -71,8 +76,26 @@ def _teach_ml(spec, component, data) -> None:
             continue
         votes = () if vote is None else (attrs.evolve(vote, component=spec.name),)
         outcome = Outcome(data.symbol, i, int(c.time[i]), d, float(fwd[i]), bool(d * fwd[i] >= event.threshold),
-                          signal.confidence, signal.confidence, votes)
+                          signal.confidence, signal.confidence, votes, *labels(i))
         call(spec, f"learn(outcome of bar {i})", learn, outcome)
+
+
+def kit_trade_labels(c, horizon: int, stop: float = 0.01, take_profit: float = 0.015
+                     ) -> Callable[[int], tuple[Optional[TradeLabel], Optional[TradeLabel]]]:
+    """Bar -> its long and short trade labels, for the kit's outcomes: fixed barriers (stop 1 %,
+    take profit 1.5 % from the close) stand in for an exit manager, the costs are the defaults'."""
+    costs = BacktestConfig()
+    bars = np.arange(len(c))
+    sides = []
+    for side in (1, -1):
+        stops, tps = c.close * (1 - side * stop), c.close * (1 + side * take_profit)
+        sides.append((side, stops, tps, trade_labels(c.open, c.high, c.low, c.close, bars, side, stops, tps, horizon,
+                                                     costs.fee_taker, costs.slippage)))
+
+    def at(i: int) -> tuple[Optional[TradeLabel], Optional[TradeLabel]]:
+        up, down = (found.label(i, side, float(stops[i]), float(tps[i])) for side, stops, tps, found in sides)
+        return up, down
+    return at
 
 
 @role_check("ml_components", name="state_roundtrip", applies=lambda spec: has_method(spec, "state", "load_state"))

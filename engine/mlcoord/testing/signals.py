@@ -10,10 +10,12 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from mlcoord import bounds
+from mlcoord.bounds import checked_series
 from mlcoord.components import SignalSeries
 from mlcoord.model import Action, Signal, Vote
 from mlcoord.testing.core import (
-    ConformanceError, build, call, close, expect, probability, reasons_ok, role_check, warmup_bars, who,
+    ConformanceError, build, call, close, engine_accepts, expect, probability, reasons_ok, role_check, warmup_bars, who,
 )
 from mlcoord.testing.fixtures import array_digests, private_copy
 from mlcoord.testing.state import SAVE_AT, differs, feed_trades, has_state, restored, saved_state
@@ -52,7 +54,7 @@ def prepared_series(spec, source, data) -> SignalSeries:
         i = int(np.argmax(bad))
         raise ConformanceError(f"{who(spec)}: confidence {float(conf[i])!r} at bar {i} ({Action(int(action[i])).name}) "
                                f"is not in [0, 1]")
-    return series
+    return engine_accepts(spec, f"prepare() on {n} bars", checked_series, series, n)
 
 
 def explained(spec, series: SignalSeries, i: int) -> tuple[str, ...]:
@@ -180,6 +182,7 @@ def checked_vote(spec, voter, i: int, signal: Signal) -> Optional[Vote]:
         else:
             ok = value is None or probability(value)
         expect(ok, f"{who(spec)}: vote({i}) has {field}={value!r}, not a probability in [0, 1]")
+    engine_accepts(spec, f"vote({i})", bounds.checked_vote, vote, spec.name)
     if vote.action != Action.HOLD:
         expect(reasons_ok(vote.reasons), f"{who(spec)}: vote({i}) says {vote.action.name} without reasons")
     return vote

@@ -5,12 +5,11 @@ from __future__ import annotations
 import itertools
 import math
 
-import attrs
-
+from mlcoord.bounds import checked_levels, checked_plan, checked_sizing, checked_update
 from mlcoord.model import (
     Action, EntryLeg, EntryPlan, ExitLevels, PositionExit, Side, Signal, Sizing, SizingRequest,
 )
-from mlcoord.testing.core import build, call, close, expect, reasons_ok, role_check, who
+from mlcoord.testing.core import build, call, close, engine_accepts, expect, reasons_ok, role_check, who
 from mlcoord.testing.fixtures import FakePosition, array_digests, expect_read_only, private_copy
 from mlcoord.testing.signals import SHORT_LENGTHS, _expect_unchanged, truncations
 from mlcoord.testing.state import SAVE_AT, differs, feed_trades, has_state, restored, saved_state
@@ -41,7 +40,8 @@ def _plans(spec, planner, data) -> list[EntryPlan]:
             expect(isinstance(plan.expires_after_bars, int) and plan.expires_after_bars >= 1,
                    f"{who(spec)}: expires_after_bars={plan.expires_after_bars!r}, expected an integer >= 1")
             expect(reasons_ok(plan.reasons), f"{who(spec)}: a plan without reasons ({plan.reasons!r})")
-            plans.append(plan)
+            plans.append(engine_accepts(spec, f"plan({action.name} {confidence}, {price}) at bar {i}", checked_plan,
+                                        plan, side, price))
     return plans
 
 
@@ -86,7 +86,7 @@ def _initial(spec, manager, i: int, side: Side, price: float) -> ExitLevels:
         expect(levels.take_profit is None or levels.take_profit < average,
                f"{who(spec)}: bar {i}: short take profit {levels.take_profit} is not below the average entry {average}")
     expect(reasons_ok(levels.reasons), f"{who(spec)}: initial levels without reasons ({levels.reasons!r})")
-    return levels
+    return engine_accepts(spec, f"initial({i}, {side.name})", checked_levels, levels, side, plan, price)
 
 
 def _trajectory(spec, manager, data, i: int, side: Side, end: int) -> list[ExitLevels]:
@@ -104,11 +104,12 @@ def _trajectory(spec, manager, data, i: int, side: Side, end: int) -> list[ExitL
         answer = call(spec, f"update({j}) of a {side.name} opened at {i}", manager.update, j, view, levels)
         if j == i + 1:
             expect_read_only(spec, view, f"the position handed to update({j})")
+        asked = f"update({j}) of a {side.name} opened at {i}"
         if isinstance(answer, PositionExit):     # the manager closes the position itself: the path ends
+            engine_accepts(spec, asked, checked_update, answer, levels, side)
             break
         new = _levels(spec, answer, f"update({j})")
-        tighter = new.stop >= levels.stop if side is Side.LONG else new.stop <= levels.stop
-        levels = new if tighter else attrs.evolve(new, stop=levels.stop)     # what the engine enforces
+        levels = engine_accepts(spec, asked, checked_update, new, levels, side)   # the stop only tightens
         out.append(new)
     return out
 
@@ -205,6 +206,8 @@ def _sizings(spec, sizer, data) -> list[Sizing]:
             expect(q == 0, f"{who(spec)}: vetoed ({sizing.veto!r}) yet quantity {q}; a veto trades nothing")
         else:
             expect(reasons_ok(sizing.reasons), f"{who(spec)}: an approved size without reasons")
+        # refused answers fail; a size beyond what the account carries is only cut down by the engine
+        engine_accepts(spec, f"size({request.side.name}, equity {request.equity})", checked_sizing, sizing, request)
         out.append(sizing)
     return out
 

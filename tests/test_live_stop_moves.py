@@ -1,0 +1,170 @@
+"""A moved stop never leaves the position bare: Binance spot's atomic cancel-replace where the
+symbol allows it, the new stop before the old one's cancel on futures, cancel-then-place as the
+spot fallback (its window measured); through exchange faults and kill -9 in the middle of a move,
+with never two stops nor a client id placed twice after the restart.
+
+The stop-less window is the exchange's own account (:mod:`exchange_sim.coverage`): a gap of kind
+``stop`` is a time a held position had no resting stop because one was taken away."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from live_helpers import live_config  # noqa: F401 (the helpers' import path, as the other tests)
+from mlcoord.live.records import OrderState
+from stop_sessions import (ENTRY, duplicate_client_ids, run_session, server_for, session_config, window_figures,
+                           working_stops)
+
+ROOT = Path(__file__).resolve().parents[1]
+PATHS = {  # (market, cancel_replace) -> how a stop moves
+    ("spot", True): "cancel_replace", ("spot", False): "cancel_first", ("futures", True): "place_first"}
+CASES = [pytest.param(m, c, id=PATHS[m, c]) for m, c in PATHS]
+SERVER_STATE = {"NEW": OrderState.OPEN, "CANCELED": OrderState.CANCELLED}
+
+
+def _one_stop_at_the_plan_level(server, trader, market):
+    """Exactly one working stop, for what is held, at the plan's (moved) level; the store agrees."""
+    plan, = trader.store.active_plans()
+    stops = working_stops(server, market)
+    assert len(stops) == 1, [(o.client_id, o.stop_price) for o in stops]
+    assert float(stops[0].stop_price) == trader.broker.price(plan.symbol, plan.levels.stop)
+    stored = [r for r in trader.store.orders(plan.plan_id) if r.order.tag == "stop" and not r.state.terminal]
+    assert [r.client_order_id for r in stored] == [stops[0].client_id]
+    assert not [r for r in trader.store.orders() if r.state == OrderState.PENDING]
+    assert not duplicate_client_ids(server)
+
+
+@pytest.mark.parametrize("market, cancel_replace", CASES)
+def test_every_bar_moves_the_stop_without_a_bare_position(tmp_path, market, cancel_replace):
+    with server_for(market, cancel_replace) as server:
+        assert server.state.spot_markets["BTCUSDT"].cancel_replace_allowed is cancel_replace
+        per_cycle = []
+        trader, logs = run_session(server, tmp_path, market, 10,
+                                   on_cycle=lambda t: per_cycle.append(len(working_stops(server, market))))
+        moves = [e for e in logs if e["event"] == "exit_order" and e["tag"] == "stop" and e["replaced"]]
+        assert len(moves) >= 6 and {e["how"] for e in moves} == {PATHS[market, cancel_replace]}
+        assert per_cycle[-7:] == [1] * 7                 # never two at the end of a cycle
+        _one_stop_at_the_plan_level(server, trader, market)
+        window = window_figures(server)
+        if cancel_replace or market == "futures":
+            assert window["stop"]["gaps"] == 0, window          # the smoke check: no window at all
+            assert server.calls[("POST", "/api/v3/order/cancelReplace")] == (len(moves) if market == "spot" else 0)
+        else:                                            # the fallback: one bare request per move
+            assert window["stop"]["gaps"] == len(moves) and window["stop"]["max_requests"] == 1, window
+            assert server.calls[("POST", "/api/v3/order/cancelReplace")] == 0
+        assert window["fill"]["gaps"] == 1 and window["fill"]["max_bars"] == 0, window   # the market entry's stop: same cycle
+        print(f"{PATHS[market, cancel_replace]}: moves={len(moves)} window={window}")
+
+
+# the fault hits the 3rd stop move (the 1st stop is placed on the entry's bar)
+FAULTS = [
+    pytest.param("spot", True, "rate_limit", "/api/v3/order/cancelReplace", "POST", 2, id="replace-429"),
+    pytest.param("spot", True, "lost_response", "/api/v3/order/cancelReplace", "POST", 2, id="replace-lost"),
+    pytest.param("spot", True, "timeout", "/api/v3/order/cancelReplace", "POST", 2, id="replace-timeout"),
+    pytest.param("spot", False, "rate_limit", "/api/v3/order", "DELETE", 2, id="fallback-cancel-429"),
+    pytest.param("spot", False, "rate_limit", "/api/v3/order", "POST", 4, id="fallback-place-429"),
+    pytest.param("futures", True, "rate_limit", "/fapi/v1/algoOrder", "DELETE", 2, id="futures-cancel-429"),
+    pytest.param("futures", True, "lost_response", "/fapi/v1/algoOrder", "POST", 4, id="futures-place-lost"),
+]
+
+
+@pytest.mark.parametrize("market, cancel_replace, kind, endpoint, method, at_call", FAULTS)
+def test_a_stop_move_through_an_exchange_fault(tmp_path, market, cancel_replace, kind, endpoint, method, at_call):
+    with server_for(market, cancel_replace) as server:
+        params = {"delay": 0.7} if kind == "timeout" else {}
+        server.faults.add(kind, endpoint=endpoint, method=method, at_call=at_call, **params)
+        trader, logs = run_session(server, tmp_path, market, 8)
+        assert server.faults.log == [(kind, method, endpoint)]
+        _one_stop_at_the_plan_level(server, trader, market)
+        placed = {r.client_order_id for r in trader.store.orders() if r.state != OrderState.REJECTED}
+        on_server = {o.client_id for o in (server.state.spot.orders.values() if market == "spot"
+                                           else [*server.state.futures.orders.values(),
+                                                 *server.state.futures.algos.values()])}
+        assert placed == on_server
+        window = window_figures(server)["stop"]
+        if market == "futures" or cancel_replace:
+            assert window["gaps"] == 0, window
+        else:
+            assert window["max_requests"] <= 3, window      # the cancel, then the place (and its lookup)
+        print(f"{kind} {method} {endpoint}: window={window}")
+
+
+# -- kill -9 in the middle of a stop move, then a restart -------------------------------------------
+
+KILLS = [  # the held request is the 2nd move's; processed: the exchange acted, the answer never came
+    pytest.param("spot", True, "/api/v3/order/cancelReplace", "POST", False, id="replace-unsent"),
+    pytest.param("spot", True, "/api/v3/order/cancelReplace", "POST", True, id="replace-answer-lost"),
+    pytest.param("spot", False, "/api/v3/order", "DELETE", True, id="fallback-after-cancel"),
+    pytest.param("futures", True, "/fapi/v1/algoOrder", "DELETE", False, id="futures-before-cancel"),
+]
+
+
+@pytest.mark.parametrize("market, cancel_replace, path, method, processed", KILLS)
+def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, path, method, processed):
+    config = session_config(tmp_path, market)
+    with server_for(market, cancel_replace) as server:
+        # the move on the 4th live bar (ENTRY is the 2nd): 2 bars of history fetches and polls before
+        held = server.hold_request(2, after_advances=ENTRY - 300 + 1, processed=processed,
+                                   path=path, method=method)
+        child = _spawn(server.url, config, market, cancel_replace, 50)
+        deadline = time.monotonic() + 120
+        while not held.reached.wait(0.05):
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the child never made the held request"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stderr.close()
+        held.release()
+        killed_at, killed_wall = server.now_ms, time.monotonic()
+        trader, _ = run_session(server, tmp_path, market, 1)        # the restart (in this process)
+        store = trader.store
+        plan, = store.active_plans()
+        stops = working_stops(server, market)
+        assert len(stops) == 1, [(o.client_id, o.stop_price) for o in stops]
+        assert [r.client_order_id for r in store.orders(plan.plan_id)
+                if r.order.tag == "stop" and not r.state.terminal] == [stops[0].client_id]
+        assert not duplicate_client_ids(server)
+        assert not [r for r in store.orders() if r.state == OrderState.PENDING]
+        assert not [r for r in store.orders() if r.state == OrderState.REJECTED]     # nothing sent in vain
+        orders = server.state.spot.orders if market == "spot" else server.state.futures.algos
+        on_server = {o.client_id: o.status for o in orders.values() if o.type in ("STOP_LOSS_LIMIT", "STOP_MARKET")}
+        stored = {r.client_order_id: r.state for r in store.orders() if r.order.tag == "stop"}
+        assert stored == {c: SERVER_STATE[s] for c, s in on_server.items()}     # the store and the exchange agree
+        gaps = [g for g in server.state.coverage.all() if g.kind == "stop"]
+        if market == "futures" or cancel_replace:
+            assert not gaps, gaps
+        else:       # the old stop was cancelled when the bot died: bare until the restart placed the new one
+            across, = [g for g in gaps if g.start_wall < killed_wall < g.end_wall]
+            assert across.end_ms == killed_at, across          # the restart's first order, before any bar
+            assert all(g.requests <= 1 for g in gaps if g is not across), gaps
+
+
+def _spawn(url: str, config: Path, market: str, cancel_replace: bool, cycles: int) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("engine", "plugins", "tests"))}
+    return subprocess.Popen([sys.executable, str(Path(__file__)), url, str(config), market, str(cycles)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(config.parent))
+
+
+def child(url: str, config: str, market: str, cycles: int) -> None:
+    """The bot, in its own process: the session of :mod:`stop_sessions` on the server at ``url``."""
+    from mlcoord.live.retry import ManualClock
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.session import run_live
+    from stop_sessions import client_for, plugins
+    from test_crash_restart import HttpBarClock, _Where
+
+    settings, options = load_live_settings(config)
+    run_live(settings, options, client_for(_Where(url), market, timeout_ms=60_000),
+             plugins(),
+             clock=HttpBarClock(url), health_clock=ManualClock(), cycles=cycles)
+
+
+if __name__ == "__main__":
+    child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
