@@ -90,7 +90,7 @@ class ControlChannel:
         before = loop.may_enter
 
         def may_enter(symbol: str) -> bool:
-            if self.paused or self.locked(symbol):
+            if self.paused or self.stopped or self.locked(symbol):
                 return False
             return before is None or before(symbol)
 
@@ -143,7 +143,8 @@ class ControlChannel:
             return "entries paused (exits still managed)" if self.paused else "entries resumed"
         if kind in ("stop", "start"):
             self.stopped = kind == "stop"
-            return "stopped: no bar is stepped until start" if self.stopped else "started"
+            return ("stopped: no new entry (a paper session steps no bar) until start" if self.stopped
+                    else "started")
         if kind == "kill_on":
             path = supervisor.engage(f"api: {c.user}", wall_time=self.clock())
             return f"kill switch on ({path})"

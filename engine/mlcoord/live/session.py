@@ -17,6 +17,7 @@ bars and stops while its plan is active, with no new entry.
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Sequence
 
 import structlog
@@ -30,7 +31,8 @@ log = structlog.get_logger("mlcoord.live.session")
 
 
 def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
-             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None, history=None) -> LiveTrader:
+             timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None, history=None,
+             channel=None) -> LiveTrader:
     """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures in hedge mode,
     or spot: ``[exchange] market``).
 
@@ -44,7 +46,9 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     (``make_exchange`` builds its ccxt instances; default: ``exchange`` itself); symbols with an
     active plan stay in the loop (bars, exit updates, stops) until the plan closes, without new
     entries. ``history``: closed candles per symbol already at hand (e.g. from the data store,
-    named as configured) instead of the last ``history_bars`` fetched at start."""
+    named as configured) instead of the last ``history_bars`` fetched at start. ``channel``: the
+    API's :class:`~mlcoord.live.controls.ControlChannel`, its controls applied at the start of
+    every cycle (on live, "stop" blocks entries only: open plans stay managed)."""
     from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.preflight import check_market_arguments
     from mlcoord.live.reconcile import reconcile
@@ -112,8 +116,11 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         while cycles is None or done < cycles:
             done += 1
             status = "ok"
+            started = time.perf_counter()
             try:
                 with trader.cycle():     # the plans' order refreshes are shared within it
+                    if channel is not None:
+                        channel.apply(trader, supervisor)
                     trader.entries_blocked = supervisor.killed()
                     if trader.entries_blocked:
                         status = "killed"
@@ -140,6 +147,10 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                 steps, status = 0, f"paused: {exc}"
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
                             equity=trader.portfolio.equity)
+            if channel is not None:
+                channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started,
+                                   killed=trader.entries_blocked, extra={"mode": "live", "exchange_pauses": sum(
+                                       1 for e in health.events if e.paused)})
             if steps:
                 log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
                          plans=len(store.active_plans()))

@@ -52,7 +52,7 @@ class ApiServer:
     def __init__(self, app, sock: socket.socket, api: ApiConfig, context):
         import uvicorn
 
-        self.context = context
+        self.app, self.context = app, context
         self.sock = sock
         self.port = int(sock.getsockname()[1])
         self.host = str(sock.getsockname()[0])
