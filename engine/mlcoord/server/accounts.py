@@ -6,6 +6,7 @@ bytes) and kept in ``api_secrets`` (a SQLite store is created 0600). Neither is 
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 import secrets
@@ -23,6 +24,8 @@ from mlcoord.live.schema import api_audit, api_secrets, api_users
 #: admin also reloads the config and reads the audit log
 ROLES = ("viewer", "trader", "admin")
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+#: how long a verified password is taken without hashing it again (see :meth:`Accounts.verify`)
+VERIFIED_SECONDS = 60.0
 #: a password shorter than this is refused
 MIN_PASSWORD = 10
 
@@ -52,6 +55,8 @@ class Accounts:
         self.engine = store.engine
         self.clock = clock
         self._hash = _hasher()
+        self._cache_key = secrets.token_bytes(32)      # this process's only: digests mean nothing elsewhere
+        self._verified: dict[bytes, float] = {}
 
     # -- users --------------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: str) -> None:
@@ -93,18 +98,35 @@ class Accounts:
 
     def verify(self, username: str, password: str) -> Optional[User]:
         """The user when ``password`` is theirs, else None (an unknown user costs a hash too, so
-        timing does not tell which usernames exist)."""
+        timing does not tell which usernames exist).
+
+        A password verified in the last :data:`VERIFIED_SECONDS` against the same stored hash is
+        not hashed again: HTTP Basic sends it with every request, and an argon2 hash per request
+        (~50 ms of both cores) would take the trading thread's CPU. Only a keyed digest is kept,
+        and a changed password or a removed user is seen at once (the stored hash is in the key)."""
         from argon2.exceptions import InvalidHashError, VerificationError
 
         with self.engine.connect() as conn:
             row = conn.execute(select(api_users.c.role, api_users.c.password_hash)
                                .where(api_users.c.username == username)).first()
-        stored = row[1] if row is not None else _DUMMY.get(self._hash)
+        if row is None:
+            stored = _DUMMY.get(self._hash)
+        else:
+            stored = row[1]
+            digest = hmac.new(self._cache_key, f"{username}\0{password}\0{stored}".encode(), "sha256").digest()
+            now = time.monotonic()
+            if self._verified.get(digest, 0.0) > now:
+                return User(username, row[0])
         try:
             self._hash.verify(stored, password)
         except (VerificationError, InvalidHashError):
             return None
-        return User(username, row[0]) if row is not None else None
+        if row is None:
+            return None
+        if len(self._verified) > 1000:
+            self._verified.clear()
+        self._verified[digest] = now + VERIFIED_SECONDS
+        return User(username, row[0])
 
     # -- the signing key ----------------------------------------------------------------------
     def signing_key(self) -> str:
@@ -125,7 +147,9 @@ class Accounts:
                 time=now, username=user.username, role=user.role, action=action,
                 params=json.dumps(params, sort_keys=True, default=str), address=address, result=result,
                 updated_at=now))
-            return int(row.inserted_primary_key[0])
+            key = row.inserted_primary_key
+            assert key is not None, "an insert has a primary key"
+            return int(key[0])
 
     def audit_result(self, audit_id: int, result: str) -> None:
         with write_transaction(self.engine) as conn:

@@ -103,7 +103,7 @@ class ServerContext:
             if role_rank(user.role) < role_rank(role):
                 raise HTTPException(403, f"the {user.role} role may not do this (needs {role})")
             return user
-        dependency.role = role              # type: ignore[attr-defined]   (read by the route test)
+        setattr(dependency, "role", role)        # the route test reads which role a route needs
         return dependency
 
     def control(self, request: Request, user: User, kind: str, params: dict[str, Any], **fields: Any) -> JSONResponse:
@@ -378,8 +378,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
         try:
             while True:
                 event = await client.queue.get()
-                if event is None:            # dropped: too slow
-                    await websocket.close(code=1013)
+                if event is None:            # dropped: too slow (1013), or the server stops (1001)
+                    await websocket.close(code=1013 if client.dropped else 1001)
                     return
                 await websocket.send_json(event)
         except WebSocketDisconnect:

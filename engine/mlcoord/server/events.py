@@ -47,13 +47,24 @@ class EventHub:
             except asyncio.QueueFull:
                 self.drop(client)
 
-    def drop(self, client: Client) -> None:
+    def drop(self, client: Client, *, slow: bool = True) -> None:
+        """End ``client``'s stream (its handler closes the socket: 1013 when it was too slow, 1001
+        when the server stops)."""
         self.clients.discard(client)
-        client.dropped = True
-        self.dropped += 1
+        client.dropped = slow
+        self.dropped += slow
         while not client.queue.empty():        # room for the closing sentinel
             client.queue.get_nowait()
         client.queue.put_nowait(None)
+
+    def close(self) -> None:
+        """Any thread: end every client's stream (the server is stopping)."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(lambda: [self.drop(c, slow=False) for c in list(self.clients)])
+            except RuntimeError:
+                pass
 
     def connect(self) -> Client:
         if self.loop is None:

@@ -74,6 +74,7 @@ class ApiServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        self.context.hub.close()
         self.server.should_exit = True
         self.thread.join(timeout)
         self.sock.close()
