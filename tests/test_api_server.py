@@ -401,3 +401,22 @@ def test_a_backtest_imports_no_server_module(tmp_path):
             "'starlette', 'jwt', 'argon2', 'prometheus_client'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_mlcoord_paper_serves_the_api_when_enabled(tmp_path):
+    """``[api] enabled``: the paper command opens the store, serves the API while it runs and
+    stops it at the end (the session's own store: its summary is there)."""
+    from click.testing import CliRunner
+
+    from exchange_sim import ccxt_table
+    from mlcoord.cli import main
+    from test_exchange_overrides import ccxt_lines
+
+    with ExchangeServer() as exchange:
+        config = live_config(tmp_path, "spot", leverage=None, history_bars=300,
+                             extra='[api]\nenabled = true\nlisten = "127.0.0.1:0"\n' + ccxt_lines(ccxt_table(exchange)))
+        out = CliRunner().invoke(main, ["paper", "--config", str(config), "--cycles", "1"])
+    assert out.exit_code == 0, out.output + out.stderr
+    assert "api: serving http://127.0.0.1:" in out.stderr and "api_no_users" in out.stderr
+    with Store.open(tmp_path / "live.db") as store:
+        assert len(store.paper_sessions()) == 1
