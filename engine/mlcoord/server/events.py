@@ -62,9 +62,13 @@ class EventHub:
         loop = self.loop
         if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(lambda: [self.drop(c, slow=False) for c in list(self.clients)])
+                loop.call_soon_threadsafe(self._close_all)
             except RuntimeError:
                 pass
+
+    def _close_all(self) -> None:
+        for client in list(self.clients):
+            self.drop(client, slow=False)
 
     def connect(self) -> Client:
         if self.loop is None:
