@@ -331,7 +331,7 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
-              timeframe: str = "1h", store=None, on_cycle=None, health_clock=None) -> PaperTrader:
+              timeframe: str = "1h", store=None, on_cycle=None, health_clock=None, channel=None) -> PaperTrader:
     """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
 
     Every ``poll_seconds`` it asks for the bars closed since the newest one at hand; each new bar
@@ -350,7 +350,9 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     cycle with a new bar and at the end. Ctrl-C (KeyboardInterrupt) ends the session cleanly: the
     summary is saved with status ``interrupted``, logged (``paper_summary``) and the trader
     returned with ``interrupted`` set (``mlcoord paper`` prints it and exits with 130).
-    ``trader.summary`` holds the last summary."""
+    ``trader.summary`` holds the last summary. ``channel``: a
+    :class:`~mlcoord.live.controls.ControlChannel` (the API's): its controls are applied at the
+    start of every cycle, its snapshot and events published at the end."""
     from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.retry import ExchangeHealth, SystemClock
     from mlcoord.live.store import Store
@@ -377,7 +379,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
         status = "stopped"
         try:
             status = _paper_loop(trader, record, exchange, health, supervisor, symbols, ccxt_symbols, options,
-                                 timeframe, page, clock, cycles, on_cycle)
+                                 timeframe, page, clock, cycles, on_cycle, channel)
         except KeyboardInterrupt:
             status = "interrupted"
             trader.interrupted = True
@@ -390,14 +392,26 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
 
 
 def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, supervisor, symbols, ccxt_symbols,
-                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle) -> str:
+                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle, channel=None) -> str:
     """The polls of :func:`run_paper`; returns how the session ended (``stopped``, ``killed``)."""
+    import time
+
     from mlcoord.live.retry import ExchangeUnavailable
 
     done = 0
     while cycles is None or done < cycles:
         done += 1
         record.cycles = done
+        started = time.perf_counter()
+        if channel is not None:
+            channel.apply(trader, supervisor)
+            if channel.stopped:       # stopped through the API: nothing stepped, missed bars replayed at start
+                supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="stopped (api)")
+                channel.cycle_done(trader, status="stopped (api)", seconds=time.perf_counter() - started,
+                                   killed=False)
+                if cycles is None or done < cycles:
+                    clock.sleep(options.poll_seconds)
+                continue
         if supervisor.killed():
             log.warning("kill_switch_on", path=options.kill_switch, note="paper session stopped")
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed",
@@ -420,6 +434,10 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
                         bad_bars=trader.screen.dropped)
         if steps:
             log.info("paper_cycle", bars=steps, equity=round(p.equity, 2), positions=sorted(p.positions))
+        if channel is not None:
+            channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started, killed=False,
+                               extra={"session_id": record.session_id, "mode": "paper",
+                                      "exchange_pauses": sum(1 for e in health.events if e.paused)})
         if on_cycle is not None:
             on_cycle(trader)
         if cycles is None or done < cycles:

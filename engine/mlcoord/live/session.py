@@ -19,6 +19,7 @@ bars and stops while its plan is active, with no new entry.
 
 from __future__ import annotations
 
+import time
 from typing import Optional, Sequence
 
 import structlog
@@ -33,7 +34,7 @@ log = structlog.get_logger("mlcoord.live.session")
 
 def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=None, cycles: Optional[int] = None,
              timeframe: str = "1h", store=None, on_cycle=None, make_exchange=None, history=None,
-             adopt: bool = False, ignore: Sequence[str] = ()) -> LiveTrader:
+             adopt: bool = False, ignore: Sequence[str] = (), channel=None) -> LiveTrader:
     """``mlcoord live``: closed candles and real orders on ``exchange`` (USD-M futures in hedge mode,
     or spot: ``[exchange] market``).
 
@@ -54,7 +55,9 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     next to them unless ``adopt`` (take them over: positions get the exit manager's stop and take
     profit) or their symbol is in ``ignore`` (left alone and not traded this session). Bars the
     exchange sends malformed or implausible are left out (:mod:`mlcoord.live.bar_screen`): the
-    symbol's entries wait for a sound bar, its stops and exits go on."""
+    symbol's entries wait for a sound bar, its stops and exits go on. ``channel``: the API's
+    :class:`~mlcoord.live.controls.ControlChannel`, its controls applied at the start of every cycle
+    (on live, "stop" blocks entries only: open plans stay managed)."""
     from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.preflight import check_market_arguments
     from mlcoord.live.reconcile import reconcile
@@ -146,8 +149,11 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         while cycles is None or done < cycles:
             done += 1
             status = "ok"
+            started = time.perf_counter()
             try:
                 with trader.cycle():     # the plans' order refreshes are shared within it
+                    if channel is not None:
+                        channel.apply(trader, supervisor)
                     trader.entries_blocked = supervisor.killed()
                     if trader.entries_blocked:
                         status = "killed"
@@ -175,6 +181,10 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                 steps, status = 0, f"paused: {exc}"
             supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status,
                             equity=trader.portfolio.equity, bad_bars=screen.dropped)
+            if channel is not None:
+                channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started,
+                                   killed=trader.entries_blocked, extra={"mode": "live", "exchange_pauses": sum(
+                                       1 for e in health.events if e.paused)})
             if steps:
                 log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
                          plans=len(store.active_plans()))
