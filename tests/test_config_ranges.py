@@ -21,6 +21,7 @@ RANGES = [
     ("engine", "min_expected_return", -1.5, 1.01, "[-1, 1]"),
     ("engine", "vote_timeout_ms", -1.0, 60_001.0, "[0, 60000]"),
     ("data", "repair_max_drop", -0.01, 0.6, "[0, 0.5]"),
+    ("data", "max_jump_atr", -1.0, 10_001.0, "[0, 10000]"),
     ("backtest", "initial_equity", 0.0, 1e13, "(0, 1e+12]"),
     ("backtest", "leverage", 1e-9, 1000.0, "[1, 125]"),
     ("backtest", "fee_taker", -0.0001, 0.5, "[0, 0.05)"),

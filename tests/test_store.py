@@ -298,7 +298,7 @@ def test_v1_database_upgrades_to_current(db_url):
     assert {"plans", "positions"}.isdisjoint(inspect(engine).get_table_names())
     engine.dispose()
     with Store.open(db_url) as s:
-        assert s.schema_version() == LATEST == 5
+        assert s.schema_version() == LATEST == 6
         assert s.order("old1").plan_id is None and s.order("old1").state is OrderState.FILLED
         (pos,) = s.positions()                   # v3 rebuilt the position from the v1 fills
         assert (pos.quantity, pos.entry_price, pos.realised_pnl) == (1.0, 100.0, pytest.approx(10.0))

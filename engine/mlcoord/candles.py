@@ -178,6 +178,15 @@ class Candles:
                                 [_readonly(np.concatenate(pair)) for pair in zip(self._columns(), newer._columns())],
                                 self.gaps, self.repairs)
 
+    def dropping(self, positions: Sequence[int]) -> Candles:
+        """These bars less the ones at ``positions`` (bars a live session leaves out as
+        implausible: :mod:`mlcoord.jumps`); the holes they leave are gaps."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[np.asarray(positions, dtype=np.int64)] = False
+        time = _readonly(self.time[keep])
+        return Candles._checked(self.symbol, self.timeframe, time, [_readonly(a[keep]) for a in self._columns()],
+                                _find_gaps(time, self.timeframe_ns), self.repairs)
+
     def as_symbol(self, symbol: str) -> Candles:
         """The same bars named ``symbol`` (an exchange's name for them -> the configured one), as
         ``Candles(symbol, timeframe, frame)`` makes them: gaps and repairs are not carried."""

@@ -592,12 +592,15 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     exchange = create_exchange(settings.exchange)
     check_market_arguments(exchange, settings.exchange.market, market_symbols(settings)[0], [timeframe],
                            settings.backtest.leverage)
-    trader = run_paper(settings, options, exchange, loaded, cycles=cycles, timeframe=timeframe)
+    with _api_for(settings, options, exclusive=False) as (store, channel):
+        trader = run_paper(settings, options, exchange, loaded, cycles=cycles, timeframe=timeframe, store=store,
+                           channel=channel)
     p = trader.portfolio
     click.echo(f"paper: equity {p.equity:,.2f}, open positions {sorted(p.positions) or 'none'}, "
                f"fills {len(trader.engine.fills)}")
     click.echo(paper_summary_line(trader.summary))
-    click.echo(f"paper: kept in {options.store} (session {trader.summary['session_id']})")
+    kept = options.store if "://" in options.store else str(Path(options.store).expanduser().resolve())
+    click.echo(f"paper: kept in {kept} (session {trader.summary['session_id']})")
     if trader.interrupted:
         sys.exit(130)
 
@@ -610,24 +613,40 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
               help="Required: without it nothing is sent (use `mlcoord paper` for a dry run).")
 @click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
 @click.option("--cycles", type=int, help="Stop after N polls (default: run until stopped).")
+@click.option("--adopt", is_flag=True,
+              help="Take over positions, balances and orders the exchange holds and the store does not know "
+                   "(positions get the exit manager's stop and take profit).")
+@click.option("--ignore", "ignore", multiple=True, metavar="SYMBOL",
+              help="Leave SYMBOL's unknown positions and orders alone and do not trade it this session (repeatable).")
 @_plugin_flags
 @_friendly
-def live(config_path, disable, real_money, timeframe, cycles) -> None:
+def live(config_path, disable, real_money, timeframe, cycles, adopt, ignore) -> None:
     """Live trading with real orders ([exchange] market: USD-M futures in hedge mode, or spot). Keys
-    come from the environment or [exchange] keys_file only."""
+    come from the environment or [exchange] keys_file only.
+
+    At start the bot refuses to trade next to positions, balances or open orders on its symbols
+    that its store ([live] store, next to the config file by default) has no record of, until you
+    choose: --adopt takes them over, --ignore SYMBOL leaves that symbol alone."""
     from mlcoord.backtest.run import disabled_plugins
+    from mlcoord.errors import ConfigError
     from mlcoord.live.exchange import create_exchange
     from mlcoord.live.runner import check_live_start, load_live_settings
     from mlcoord.live.session import run_live
     from mlcoord.backtest.run import configured_plugins
 
+    if config_path is None:
+        raise ConfigError("mlcoord live needs --config FILE: the bot's store (its positions, orders and plans) "
+                          "is kept next to that file (or at its [live] store), never in whatever folder the bot "
+                          "happens to be started from")
     settings, options = load_live_settings(config_path)
     settings = _flagged(settings)
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     credentials = check_live_start(settings, loaded, real_money=real_money)
     # the scanner's threads each get their own instance, built from the same [exchange] (and ccxt table)
-    trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
-                      timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials))
+    with _api_for(settings, options, exclusive=True) as (store, channel):
+        trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
+                          timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials),
+                          store=store, channel=channel, adopt=adopt, ignore=_csv(ignore))
     click.echo(f"live: open positions {sorted(trader.portfolio.positions) or 'none'}, "
                f"active plans {len(trader.store.active_plans())}")
 
@@ -684,12 +703,155 @@ def status(config_path, max_age) -> None:
     age = now - float(beat["wall_time"])
     bar = beat.get("bar_time_ns")
     bar_text = iso_time(int(bar)) if bar else "none"
+    bad = beat.get("bad_bars")
+    bad_text = f"; bad bars left out {bad}" if isinstance(bad, int) and not isinstance(bad, bool) else ""
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "
-               f"pid {beat.get('pid')}; cycles {beat.get('beats')}; {switch}; heartbeat {options.heartbeat}")
+               f"pid {beat.get('pid')}; cycles {beat.get('beats')}{bad_text}; {switch}; heartbeat {options.heartbeat}")
     problem = beat_problem(beat, now, limit)
     if problem:
         click.echo(f"unhealthy: {problem}")
         raise SystemExit(1)
+
+
+@contextlib.contextmanager
+def _api_for(settings, options, *, exclusive: bool):
+    """With ``[api] enabled``: the bot's store opened here, the API served from it in a thread and
+    the session's control channel; yields (store, channel), both None without the API."""
+    if not settings.api.enabled:
+        yield None, None
+        return
+    from mlcoord.live.controls import ControlChannel
+    from mlcoord.live.store import Store
+
+    _need_api_extra()
+    from mlcoord.server.run import start_api
+
+    store = Store.open(options.store, exclusive=exclusive)
+    try:
+        channel = ControlChannel()
+        server = start_api(settings, options, store, channel)
+        click.echo(f"api: serving {server.url}/api/v1", err=True)
+        try:
+            yield store, channel
+        finally:
+            server.stop()
+    finally:
+        store.close()
+
+
+def _need_api_extra() -> None:
+    import importlib.util
+
+    from mlcoord.errors import ConfigError
+
+    missing = [m for m in ("fastapi", "uvicorn", "argon2", "jwt", "prometheus_client")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f"the API needs its extra (missing {', '.join(missing)}): pip install 'mlcoord[api]'")
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The bot's TOML config ([live] store, [api]).")
+@_friendly
+def serve(config_path) -> None:
+    """Serve the API of a bot's store (read-only: controls go to the bot's own API, [api] enabled).
+
+    Serves health and metrics at once; every other route needs a user (`mlcoord api user add`).
+    Runs until stopped (Ctrl-C)."""
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.store import Store
+
+    _need_api_extra()
+    from mlcoord.server.run import start_api
+
+    settings, options = load_live_settings(config_path)
+    with Store.open(options.store) as store:
+        server = start_api(settings, options, store, None)
+        click.echo(f"serving {server.url}/api/v1 (read-only, store {options.store})", err=False)
+        sys.stdout.flush()
+        try:
+            while server.thread.is_alive():
+                server.thread.join(1.0)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+
+
+@main.group()
+def api() -> None:
+    """The bot's HTTP API: users and roles (see `mlcoord serve` and [api] in the README)."""
+
+
+@api.group("user")
+def api_user() -> None:
+    """API users: viewer (reads), trader (also controls), admin (also reload and the audit log)."""
+
+
+def _accounts(config_path):
+    from mlcoord.live.runner import load_live_settings
+    from mlcoord.live.store import Store
+
+    _need_api_extra()
+    from mlcoord.server.accounts import Accounts
+
+    _, options = load_live_settings(config_path)
+    store = Store.open(options.store)
+    return store, Accounts(store)
+
+
+_CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+                              required=True, help="The bot's TOML config ([live] store holds the users).")
+
+
+@api_user.command("add")
+@click.argument("username")
+@click.option("--role", type=click.Choice(["viewer", "trader", "admin"]), default="viewer", show_default=True)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (scripts).")
+@_CONFIG_OPTION
+@_friendly
+def api_user_add(username, role, password_stdin, config_path) -> None:
+    """Add USERNAME (or change their password and role). The password is asked for (never an argument)."""
+    from mlcoord.logs import register_secret
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("password", hide_input=True, confirmation_prompt=True)
+    register_secret(password)
+    store, accounts = _accounts(config_path)
+    with store:
+        accounts.add_user(username, password, role)
+    click.echo(f"api user {username}: {role}")
+
+
+@api_user.command("remove")
+@click.argument("username")
+@_CONFIG_OPTION
+@_friendly
+def api_user_remove(username, config_path) -> None:
+    """Remove USERNAME: their tokens stop working at once."""
+    store, accounts = _accounts(config_path)
+    with store:
+        gone = accounts.remove_user(username)
+    click.echo(f"api user {username}: {'removed' if gone else 'not found'}")
+    if not gone:
+        raise SystemExit(1)
+
+
+@api_user.command("list")
+@_CONFIG_OPTION
+@_friendly
+def api_user_list(config_path) -> None:
+    """Every API user and their role."""
+    store, accounts = _accounts(config_path)
+    with store:
+        users = accounts.users()
+    for u in users:
+        click.echo(f"{u.username}\t{u.role}")
+    if not users:
+        click.echo("no API user (only public routes are served)")
 
 
 def _positive_seconds(value: Optional[float], option: str) -> Optional[float]:

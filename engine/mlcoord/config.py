@@ -31,6 +31,7 @@ import structlog
 from mlcoord.ensemble import EnsembleOptions
 from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
+from mlcoord.jumps import MAX_JUMP_ATR
 from mlcoord.learning import EventSpec
 from mlcoord.option_checks import AccountSettings, ChecksAccount, integer, number
 
@@ -174,9 +175,13 @@ class DataConfig:
     ``symbols`` and ``files`` name each symbol or file once. ``repair`` (false): apply the
     documented repairs (:func:`mlcoord.candles.candles_from_frame`); ``repair_max_drop`` (0.01,
     in [0, 0.5]): the largest share of a file's rows a repair may drop, beyond which it refuses
-    and lists the rows it would drop. ``context_symbols``: symbols read (from ``inputs``, the
-    store or the bundled data) but never traded, for cross-asset features; ``inputs``: files of
-    each symbol's other series (:class:`InputFiles`)."""
+    and lists the rows it would drop. ``max_jump_atr`` (50, in [0, 10000]; 0: off): a bar whose high,
+    low or close lies further than this many ATRs (and 5 %) from the last plausible close is
+    implausible (:mod:`mlcoord.jumps`): a backtest warns (``candles_implausible``, the data is
+    not changed), paper and live trading leave the bar out and pause the symbol's entries until
+    a sound bar (:mod:`mlcoord.live.bar_screen`). ``context_symbols``: symbols read (from
+    ``inputs``, the store or the bundled data) but never traded, for cross-asset features;
+    ``inputs``: files of each symbol's other series (:class:`InputFiles`)."""
 
     files: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("file"))
     symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
@@ -185,6 +190,7 @@ class DataConfig:
     timerange: Optional[str] = None
     repair: bool = False
     repair_max_drop: float = attrs.field(default=0.01, validator=number(0.0, 0.5))
+    max_jump_atr: float = attrs.field(default=MAX_JUMP_ATR, validator=number(0.0, 10_000.0))
     store: Optional[str] = None  # a `mlcoord data download` store: candles found by symbol and timeframe
     context_symbols: tuple[str, ...] = attrs.field(default=(), validator=_no_duplicates("symbol"))
     inputs: dict[str, InputFiles] = attrs.field(factory=dict)
@@ -212,6 +218,55 @@ def _env_name(instance, attribute, value):
 def _exchange_id(instance, attribute, value):
     if not value.strip():        # an empty --exchange must not silently mean the default exchange
         raise ValueError(f"{attribute.name} must name a ccxt exchange, e.g. \"binance\", got {value!r}", attribute)
+
+
+@attrs.frozen
+class ApiConfig:
+    """``[api]``: the bot's HTTP API (``mlcoord[api]``, see :mod:`mlcoord.server`).
+
+    ``enabled`` (False): ``mlcoord paper``/``live`` serve it while they run (``mlcoord serve``
+    serves a store whatever it says). ``listen`` ("127.0.0.1:8080"): host and port; any address
+    but loopback needs ``tls_cert`` and ``tls_key`` (PEM files) unless ``insecure_remote`` is
+    true, which logs a warning at every start. ``cors_origins``: origins a browser dashboard may
+    call from (none by default). ``token_ttl_minutes`` (15, range [1, 1440]): an access token's
+    life (a refresh token lives ``refresh_ttl_hours``, 24, range [1, 720]). ``docs``: serve the
+    OpenAPI pages (off). ``allow_force_enter``: allow the force-enter control (off).
+    ``login_attempts`` (5, range [1, 100]) failed logins per ``login_window_seconds`` (60,
+    range [1, 86400]) and address, then 429 until the window passes.
+    """
+
+    enabled: bool = False
+    listen: str = attrs.field(default="127.0.0.1:8080")
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+    cors_origins: tuple[str, ...] = ()
+    token_ttl_minutes: int = attrs.field(default=15, validator=integer(1, 1440))
+    refresh_ttl_hours: int = attrs.field(default=24, validator=integer(1, 720))
+    insecure_remote: bool = False
+    docs: bool = False
+    allow_force_enter: bool = False
+    login_attempts: int = attrs.field(default=5, validator=integer(1, 100))
+    login_window_seconds: float = attrs.field(default=60.0, validator=number(1.0, 86_400.0))
+
+    @listen.validator
+    def _check_listen(self, attribute, value):
+        split_listen(value)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError(f"tls_cert and tls_key go together, got tls_cert={self.tls_cert!r} and "
+                             f"tls_key={self.tls_key!r}")
+
+
+def split_listen(value: Any) -> tuple[str, int]:
+    """``"host:port"`` (``"[::1]:8080"`` for IPv6) as (host, port); a ValueError naming the value
+    otherwise. Port 0 asks the system for a free one (tests)."""
+    text = str(value) if isinstance(value, str) else ""
+    host, sep, port = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f'listen must be "host:port" with a port in [0, 65535], got {value!r}')
+    return host, int(port)
 
 
 @attrs.frozen
@@ -344,6 +399,7 @@ class Settings:
     #: when those commands start, so one config file serves backtests and live runs
     live: dict[str, Any] = attrs.field(factory=dict)
     exchange: ExchangeConfig = ExchangeConfig()
+    api: ApiConfig = ApiConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     instruments: dict[str, InstrumentConfig] = attrs.field(factory=dict)
 
@@ -538,8 +594,8 @@ def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
 #: (section, key) whose values are paths: relative ones are relative to the config file's folder, so
 #: the bot, ``mlcoord kill`` and ``mlcoord status`` agree wherever each is started (issue 14)
 PATH_KEYS = (("engine", "profile"), ("engine", "plugins_dir"), ("data", "files"), ("data", "store"),
-             ("data", "inputs"), ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"), ("live", "store"),
-             ("exchange", "keys_file"))
+             ("data", "inputs"), ("learning", "state_file"), ("live", "kill_switch"), ("live", "heartbeat"),
+             ("live", "store"), ("exchange", "keys_file"), ("api", "tls_cert"), ("api", "tls_key"))
 
 
 def _resolve_paths(data: dict[str, Any], folder: Path) -> None:

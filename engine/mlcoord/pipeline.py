@@ -578,6 +578,13 @@ class Pipeline:
         return EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner="direct",
                          reasons=("no entry planner: direct entry",))
 
+    def initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan, price: float
+                       ) -> Optional[ExitLevels]:
+        """The exit manager's levels for a position entered by ``plan`` at bar ``i`` (the market at
+        ``price``), checked as an entry's are (None, logged, when the manager fails): also what a
+        live bot gives a position it takes over at start (``mlcoord live --adopt``)."""
+        return self._initial_levels(sym, i, side, plan, price)
+
     def _initial_levels(self, sym: PreparedSymbol, i: int, side: Side, plan: EntryPlan, price: float
                         ) -> Optional[ExitLevels]:
         manager = self.components.exit_manager

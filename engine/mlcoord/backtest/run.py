@@ -107,6 +107,29 @@ def _one_series_per_symbol(candles: Sequence[Candles], files: Sequence[str]) -> 
         first[c.symbol] = k
 
 
+#: implausible bars named one per line; more are counted in one line
+IMPLAUSIBLE_SHOWN = 10
+
+
+def warn_implausible(candles: Candles, max_jump_atr: float) -> int:
+    """One ``candles_implausible`` warning per implausible bar of ``candles`` (:mod:`mlcoord.jumps`;
+    a jump the next bar confirms is a real move, not named); the data is not changed, so the
+    result is what the file says. Returns how many were found."""
+    from mlcoord.journal import iso_time
+    from mlcoord.jumps import find_jumps
+
+    jumps = [j for j in find_jumps(candles, max_jump_atr) if not j.confirmed]
+    for j in jumps[:IMPLAUSIBLE_SHOWN]:
+        log.warning("candles_implausible", symbol=candles.symbol, bar_time=iso_time(j.time), column=j.column,
+                    value=j.value, reference=j.reference, atrs=round(j.atrs, 1), max_jump_atr=max_jump_atr,
+                    action="kept", note=f"{candles.symbol}: {j.describe()}; a backtest keeps its data as it is: "
+                                        "check the file (live trading leaves such a bar out; [data] max_jump_atr)")
+    if len(jumps) > IMPLAUSIBLE_SHOWN:
+        log.warning("candles_implausible", symbol=candles.symbol, count=len(jumps),
+                    note=f"{len(jumps) - IMPLAUSIBLE_SHOWN} more implausible bars not named")
+    return len(jumps)
+
+
 def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
     """The candles a run trades, validated, resampled and cut to the timerange (plus warm-up).
 
@@ -138,6 +161,8 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
         if c.gaps:
             log.warning("candle_gaps", symbol=c.symbol, gaps=len(c.gaps), missing_bars=sum(g.missing for g in c.gaps),
                         largest=str(max(c.gaps, key=lambda g: g.missing).start))
+        if data.max_jump_atr > 0:
+            warn_implausible(c, data.max_jump_atr)
         if data.timeframe and data.timeframe != c.timeframe:
             if timeframe_to_ns(data.timeframe) < c.timeframe_ns:
                 raise ConfigError(f"timeframe {data.timeframe!r} is finer than the data's {c.timeframe!r} "

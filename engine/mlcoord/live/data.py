@@ -57,6 +57,23 @@ def _finite(x: Any) -> Optional[float]:
     return float(x) if _number(x) and math.isfinite(x) else None
 
 
+def ohlcv_row_problem(row: Any) -> Optional[str]:
+    """What is wrong with one ``[ms, o, h, l, c, v]`` row on its own (None: nothing): its shape,
+    a value that is not a finite number, a timestamp that is not whole ms since 1970, a price that
+    is not positive, a negative volume. (High against low is :func:`mlcoord.candles`' check.)"""
+    if not isinstance(row, (list, tuple)) or len(row) != 6:
+        return "wrong shape (expected [timestamp, open, high, low, close, volume])"
+    if not all(_number(x) for x in row):
+        return "a missing or non-numeric value"
+    if not all(math.isfinite(x) for x in row):
+        return "NaN or infinite value"
+    if row[0] != int(row[0]) or row[0] < 0:
+        return "timestamp is not a whole number of ms since 1970"
+    if min(row[1:5]) <= 0 or row[5] < 0:
+        return "negative or zero price, or negative volume"
+    return None
+
+
 def validate_ohlcv(rows: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     """``[[ms, o, h, l, c, v], ...]`` -> (int64 ms, float (n, 5)); refuses anything else, naming the row."""
     if not isinstance(rows, (list, tuple)):
@@ -66,16 +83,9 @@ def validate_ohlcv(rows: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     for i, row in enumerate(rows):
         def bad(what: str) -> DownloadError:
             return DownloadError(f"{where}: malformed OHLCV response, row {i}: {what}: {row!r}")
-        if not isinstance(row, (list, tuple)) or len(row) != 6:
-            raise bad("wrong shape (expected [timestamp, open, high, low, close, volume])")
-        if not all(_number(x) for x in row):
-            raise bad("a missing or non-numeric value")
-        if not all(math.isfinite(x) for x in row):
-            raise bad("NaN or infinite value")
-        if row[0] != int(row[0]) or row[0] < 0:
-            raise bad("timestamp is not a whole number of ms since 1970")
-        if min(row[1:5]) <= 0 or row[5] < 0:
-            raise bad("negative or zero price, or negative volume")
+        problem = ohlcv_row_problem(row)
+        if problem is not None:
+            raise bad(problem)
         times[i] = int(row[0])
         values[i] = row[1:]
         if i and times[i] <= times[i - 1]:

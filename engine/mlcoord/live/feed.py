@@ -63,7 +63,7 @@ def bars_wanted(symbols: Sequence[str], known: Optional[Mapping[str, int]], now_
 
 
 def closed_candles(exchange: Any, symbol: str, timeframe: str, limit: int, now_ms: int, *,
-                   first_ms: Optional[int] = None, page: int = CANDLE_PAGE) -> Candles:
+                   first_ms: Optional[int] = None, page: int = CANDLE_PAGE, skip: frozenset = frozenset()) -> Candles:
     """The last ``limit`` closed candles of ``symbol`` (the still-open one dropped), checked as
     :func:`~mlcoord.candles.candles_from_frame` checks them, on the rows' arrays (a poll's few
     rows would spend milliseconds in pandas).
@@ -72,19 +72,23 @@ def closed_candles(exchange: Any, symbol: str, timeframe: str, limit: int, now_m
     bars do not fit one request of ``page`` rows (the exchange's cap), they are fetched page by
     page from the first one forward (``fetch_ohlcv(since=..., limit=...)``); an exchange that
     caps a page lower than asked is paged on from the last row it sent. An answer with no closed
-    row, or a malformed one, raises :class:`~mlcoord.live.retry.MalformedAnswer` (retried by the
-    caller)."""
+    row raises :class:`~mlcoord.live.retry.MalformedAnswer` (retried by the caller); so does one
+    with a bad closed row (:func:`~mlcoord.live.bar_screen.screen_rows`), with the sound rows
+    attached as ``usable`` for the caller to take once the retries are spent
+    (:func:`~mlcoord.live.bar_screen.salvage`). ``skip``: open times (ms) of bad rows already
+    reported, left out without a retry."""
     from mlcoord.candles import candles_from_rows, timeframe_to_ns
     from mlcoord.errors import DataError
-    from mlcoord.live.data import validate_ohlcv
+    from mlcoord.live.bar_screen import screen_rows
     from mlcoord.live.retry import MalformedAnswer
 
     where = f"{exchange.id} {symbol} {timeframe}"
     tf_ms = timeframe_to_ns(timeframe) // 1_000_000
+    bad: list = []
     try:
         if limit + 1 <= page:
             rows = exchange.fetch_ohlcv(symbol, timeframe, limit=limit + 1)
-            t, v = validate_ohlcv(rows, where)
+            t, v, bad = screen_rows(rows, where, tf_ms, skip)
             keep = t + tf_ms <= now_ms
             t, v = t[keep][-limit:], v[keep][-limit:]
         else:
@@ -93,9 +97,13 @@ def closed_candles(exchange: Any, symbol: str, timeframe: str, limit: int, now_m
             times, values = [], []
             while since < end:
                 rows = exchange.fetch_ohlcv(symbol, timeframe, since=since, limit=min(page, (end - since) // tf_ms))
-                t, v = validate_ohlcv(rows, where)
+                t, v, found = screen_rows(rows, where, tf_ms, skip)
+                bad += found
                 keep = (t >= since) & (t < end) & (t + tf_ms <= now_ms)
                 if not keep.any():
+                    if found and len(rows) >= min(page, (end - since) // tf_ms):   # a page of bad rows only
+                        since += len(rows) * tf_ms
+                        continue
                     break
                 times.append(t[keep])
                 values.append(v[keep])
@@ -104,8 +112,13 @@ def closed_candles(exchange: Any, symbol: str, timeframe: str, limit: int, now_m
             v = np.concatenate(values) if values else np.empty((0, 5), np.float64)
             if len(times) > 1:
                 log.info("catch_up_fetched", symbol=symbol, bars=len(t), pages=len(times))
+        bad = [b for b in bad if b.time_ms is None or b.time_ms + tf_ms <= now_ms]   # the open bar is not judged
         if not len(t):
-            raise MalformedAnswer(f"{where}: no closed candle in the answer (asked for {limit})")
-        return candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe}")
+            raise MalformedAnswer(f"{where}: no closed candle in the answer (asked for {limit})", bad=tuple(bad))
+        candles = candles_from_rows(t, v, symbol=symbol, timeframe=timeframe, source=f"{exchange.id} {timeframe}")
     except DataError as exc:
         raise MalformedAnswer(str(exc)) from exc
+    if bad:
+        raise MalformedAnswer(f"{where}: {len(bad)} bad row(s), the first: {bad[0].reason}", usable=candles,
+                              bad=tuple(bad))
+    return candles

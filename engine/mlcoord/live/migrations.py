@@ -233,12 +233,40 @@ def _v5_paper_runs(conn: Connection) -> None:
     md.create_all(conn, checkfirst=True)
 
 
+def _v6_api_users_audit(conn: Connection) -> None:
+    """The API's users (argon2 hashes), its audit log and its token signing key (issue 17)."""
+    md = MetaData()
+    Table("api_users", md,
+          Column("username", String(64), primary_key=True),
+          Column("role", String(16), nullable=False),
+          Column("password_hash", Text, nullable=False),
+          Column("created_at", BigInteger, nullable=False),
+          Column("updated_at", BigInteger, nullable=False))
+    Table("api_audit", md,
+          Column("id", Integer, primary_key=True, autoincrement=True),
+          Column("time", BigInteger, nullable=False),
+          Column("username", String(64), nullable=False),
+          Column("role", String(16), nullable=False),
+          Column("action", String(64), nullable=False),
+          Column("params", Text, nullable=False),
+          Column("address", String(128), nullable=False),
+          Column("result", Text, nullable=False),
+          Column("updated_at", BigInteger, nullable=False),
+          Index("ix_api_audit_time", "time"))
+    Table("api_secrets", md,
+          Column("name", String(64), primary_key=True),
+          Column("value", Text, nullable=False),
+          Column("created_at", BigInteger, nullable=False))
+    md.create_all(conn, checkfirst=True)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "orders and fills", _v1_orders_and_fills),
     Migration(2, "plans, orders.plan_id, component state, decisions", _v2_plans_state_decisions),
     Migration(3, "positions built from fills", _v3_positions),
     Migration(4, "orders.callback_rate (exchange-side trailing stops)", _v4_trailing_callback_rate),
     Migration(5, "paper sessions, their trades and fills", _v5_paper_runs),
+    Migration(6, "API users, audit log and signing key", _v6_api_users_audit),
 )
 LATEST = MIGRATIONS[-1].version
 

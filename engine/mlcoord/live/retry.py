@@ -106,7 +106,15 @@ class ExchangeUnavailable(MlcoordError):
 
 class MalformedAnswer(MlcoordError):
     """The exchange answered, but with nothing usable (no rows, a malformed row): retried as a
-    transient failure (reason ``malformed``), at most ``RetryPolicy.malformed_attempts`` calls."""
+    transient failure (reason ``malformed``), at most ``RetryPolicy.malformed_attempts`` calls.
+
+    ``usable``: what of the answer is sound (e.g. the candles less their bad rows), which the
+    caller may take once the retries are spent (the exchange keeps sending the bad rows);
+    ``bad``: what was left out (:class:`mlcoord.live.bar_screen.BadRow`)."""
+
+    def __init__(self, message: str, *, usable: Any = None, bad: tuple = ()):
+        super().__init__(message)
+        self.usable, self.bad = usable, tuple(bad)
 
 
 def classify(exc: BaseException) -> Optional[str]:

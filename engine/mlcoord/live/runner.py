@@ -29,6 +29,7 @@ from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.journal import Journal
+from mlcoord.live.bar_screen import BarScreen
 from mlcoord.live.feed import CANDLE_PAGE, bars_wanted, closed_candles
 from mlcoord.live.scanner import ScannerOptions
 from mlcoord.live.supervisor import LiveOptions
@@ -54,14 +55,18 @@ class PaperTrader:
 
     def __init__(self, pipeline: Pipeline, settings: Settings, history: Sequence[Candles],
                  journal: Optional[Journal] = None, funding: Optional[Mapping[str, FundingSeries]] = None,
-                 *, prepare_bars: Optional[int] = None):
+                 *, prepare_bars: Optional[int] = None, screen: Optional[BarScreen] = None):
         if not history:
             raise ValueError("paper trading needs at least one symbol's candle history")
         if prepare_bars is not None and prepare_bars < 2:
             raise ValueError(f"prepare_bars must be at least 2 (or None: the whole history), got {prepare_bars!r}")
         self.pipeline, self.settings = pipeline, settings
         self.prepare_bars = prepare_bars
+        #: bars left out (malformed, implausible) and the symbols whose entries wait for a sound bar
+        self.screen = screen if screen is not None else BarScreen(settings.data.max_jump_atr, history[0].timeframe_ns)
+        history = [self.screen.clean_history(c) for c in history]
         self.engine = self._make_engine(journal or Journal(), funding)
+        self.engine.loop.may_enter = self._may_enter
         self.history = {c.symbol: self._kept(c) for c in history}
         self.order = [c.symbol for c in history]
         series = self.engine.series_class
@@ -71,6 +76,10 @@ class PaperTrader:
         self.last_time = max(int(c.time[-1]) for c in history if len(c)) if any(len(c) for c in history) else -1
         self.interrupted = False             # run_paper: ended by Ctrl-C
         self.summary: dict = {}              # run_paper: the session's last saved summary
+
+    def _may_enter(self, symbol: str) -> bool:
+        """No entry on a symbol whose newest bar was left out (:class:`BarScreen`)."""
+        return not self.screen.paused(symbol)
 
     def _make_engine(self, journal: Journal, funding: Optional[Mapping[str, FundingSeries]]) -> TradingSession:
         """The account the bars are stepped on: a simulated one here (the live trader's is on the
@@ -115,6 +124,15 @@ class PaperTrader:
         return self.engine.account
 
     def on_candles(self, candles: Iterable[Candles]) -> int:
+        """:meth:`_step_bars` of ``candles`` once :meth:`screened`."""
+        return self._step_bars(self.screened(candles))
+
+    def screened(self, candles: Iterable[Candles]) -> list[Candles]:
+        """``candles`` less their implausible new bars (:meth:`BarScreen.admit`: logged, counted,
+        the symbol's entries paused until a sound bar)."""
+        return [self.screen.admit(c, self.history[c.symbol]) if c.symbol in self.history else c for c in candles]
+
+    def _step_bars(self, candles: Iterable[Candles]) -> int:
         """Take the bars of ``candles`` newer than what was seen (closed bars only: the caller's
         feed drops the open one) and step through them in time order; returns the steps taken.
 
@@ -135,7 +153,7 @@ class PaperTrader:
                 log.warning("late_bars", symbol=c.symbol, first=iso_time(int(c.time[start])),
                             last=iso_time(int(c.time[late - 1])), count=late - start,
                             note=f"{c.symbol}: bars older than the last stepped bar join the history unstepped")
-                self.add_history(c.slice(0, late))
+                self._add_history(c.slice(0, late))
                 start = late
             if start < len(c):
                 fresh[c.symbol] = c.slice(start, None)
@@ -148,7 +166,12 @@ class PaperTrader:
         """Bars of ``candles`` up to the last stepped bar join the symbol's history without being
         stepped (no decision on the past): a symbol the scanner picks mid-session, or one coming
         back after cycles without it (its missed bars fill the gap). Later bars go through
-        :meth:`on_candles` as usual."""
+        :meth:`on_candles` as usual. Implausible bars are left out first (:class:`BarScreen`)."""
+        known = self.history.get(candles.symbol)
+        self._add_history(self.screen.admit(candles, known) if known is not None
+                          else self.screen.clean_history(candles))
+
+    def _add_history(self, candles: Candles) -> None:
         sym = candles.symbol
         upto = candles.slice(0, int(np.searchsorted(candles.time, self.last_time, side="right")))
         if sym in self.history:
@@ -231,11 +254,20 @@ TRAILING_MODES = ("bot", "exchange")
 def load_live_settings(path, overrides=None):
     """Settings (the backtest's loader: same errors for a missing file, bad TOML or a bad value,
     and the same market, ``[exchange] market``, so a config backtests what it trades) plus the
-    ``[live]`` table as :class:`LiveLoopOptions`."""
+    ``[live]`` table as :class:`LiveLoopOptions`. A config file without ``[live] store`` keeps the
+    store next to itself (``mlcoord-live.db`` in its folder), as a relative ``store`` would: the
+    bot finds the same store wherever it is started from."""
     from mlcoord.config import load_settings, structure
 
+    from pathlib import Path
+
+    from mlcoord.live.supervisor import DEFAULT_STORE
+
     settings = load_settings(path, overrides)
-    options = structure(dict(settings.live), LiveLoopOptions, path="$.live")
+    live = dict(settings.live)
+    if path is not None and "store" not in live:      # the default store lives next to the config too
+        live["store"] = str(Path(path).resolve().parent / DEFAULT_STORE)
+    options = structure(live, LiveLoopOptions, path="$.live")
     return settings, options
 
 
@@ -248,7 +280,8 @@ def market_symbols(settings: Settings) -> tuple[list[str], dict[str, str]]:
 
 
 def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit: int,
-                 known: Optional[Mapping[str, int]] = None, *, page: int = CANDLE_PAGE) -> list[Candles]:
+                 known: Optional[Mapping[str, int]] = None, *, page: int = CANDLE_PAGE,
+                 screen: Optional[BarScreen] = None) -> list[Candles]:
     """The last ``limit`` closed candles of every symbol (named as configured), on the exchange's clock.
 
     ``known``: symbol -> open time (ns) of the newest bar already at hand. Only the bars that can
@@ -259,31 +292,46 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
     fetched and the hole before them is logged (``candles_hole``: symbol, first and last missing
     bar, count). With ``known`` given, a symbol whose answer stayed empty or malformed after the
     retries is left out this cycle (``candles_skipped``: symbol and cause; the next poll asks for
-    its bars again); without it (a start's history) that is raised as ExchangeUnavailable."""
+    its bars again); without it (a start's history) that is raised as ExchangeUnavailable. An
+    answer whose bad rows stay bad through the retries (the exchange's own data is wrong) is used
+    without them: they are reported to ``screen`` (:class:`~mlcoord.live.bar_screen.BarScreen`:
+    logged once, counted, the symbol's entries paused), which also leaves them out quietly next
+    time instead of retrying."""
+    from mlcoord.live.bar_screen import salvage
     from mlcoord.live.exchange import exchange_now_ms
     from mlcoord.live.retry import ExchangeUnavailable
+
+    screen = screen if screen is not None else BarScreen(0)
+    known = screen.at_hand(dict(known)) if known is not None else None
 
     now = health.call(lambda: exchange_now_ms(exchange), what="fetch_time")
     wanted = bars_wanted(symbols, known, now, timeframe, limit)
     asked = [s for s in symbols if wanted[s].count > 0]
     out = []
     for s in asked:
+        skip = screen.known(s)
         try:
             found = health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s].count, now,
-                                                           first_ms=wanted[s].first_ms, page=page),
+                                                           first_ms=wanted[s].first_ms, page=page, skip=skip),
                                 what=f"candles {s}")
         except ExchangeUnavailable as exc:
-            if known is None or exc.reason != "malformed":
+            sound, bad = salvage(exc)
+            screen.report(s, bad, sound)        # never asked for again, nor retried
+            if sound is not None:
+                found = sound
+            elif known is None or exc.reason != "malformed":
                 raise
-            log.warning("candles_skipped", symbol=s, cause=str(exc),
-                        note=f"{s}: no usable candles this cycle; asked again next cycle")
-            continue
+            else:
+                if not bad:
+                    log.warning("candles_skipped", symbol=s, cause=str(exc),
+                                note=f"{s}: no usable candles this cycle; asked again next cycle")
+                continue
         out.append(found.as_symbol(s))
     return out
 
 
 def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cycles: Optional[int] = None,
-              timeframe: str = "1h", store=None, on_cycle=None, health_clock=None) -> PaperTrader:
+              timeframe: str = "1h", store=None, on_cycle=None, health_clock=None, channel=None) -> PaperTrader:
     """``mlcoord paper``: closed candles from ``exchange`` (public data, no keys), simulated fills.
 
     Every ``poll_seconds`` it asks for the bars closed since the newest one at hand; each new bar
@@ -302,7 +350,10 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     cycle with a new bar and at the end. Ctrl-C (KeyboardInterrupt) ends the session cleanly: the
     summary is saved with status ``interrupted``, logged (``paper_summary``) and the trader
     returned with ``interrupted`` set (``mlcoord paper`` prints it and exits with 130).
-    ``trader.summary`` holds the last summary."""
+    ``trader.summary`` holds the last summary. ``channel``: a
+    :class:`~mlcoord.live.controls.ControlChannel` (the API's): its controls are applied at the
+    start of every cycle, its snapshot and events published at the end."""
+    from mlcoord.candles import timeframe_to_ns
     from mlcoord.live.retry import ExchangeHealth, SystemClock
     from mlcoord.live.store import Store
     from mlcoord.live.supervisor import Supervisor
@@ -315,18 +366,20 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     page = getattr(options, "candle_page", CANDLE_PAGE)
     own_store = store is None
     store = store if store is not None else Store.open(options.store)
+    screen = BarScreen(settings.data.max_jump_atr, timeframe_to_ns(timeframe))
     try:
         health.call(exchange.load_markets, what="load_markets")
-        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, page=page)
+        history = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, page=page,
+                               screen=screen)
         trader = PaperTrader(build_pipeline(settings, plugins, live=True), settings, history,
-                             prepare_bars=getattr(options, "prepare_bars", 0) or None)
+                             prepare_bars=getattr(options, "prepare_bars", 0) or None, screen=screen)
         record = _PaperRecord(store, trader, symbols, timeframe, clock)
         log.info("paper_started", session=record.session_id, symbols=symbols, timeframe=timeframe,
                  history_bars=[len(c) for c in history])
         status = "stopped"
         try:
             status = _paper_loop(trader, record, exchange, health, supervisor, symbols, ccxt_symbols, options,
-                                 timeframe, page, clock, cycles, on_cycle)
+                                 timeframe, page, clock, cycles, on_cycle, channel)
         except KeyboardInterrupt:
             status = "interrupted"
             trader.interrupted = True
@@ -339,22 +392,35 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
 
 
 def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, supervisor, symbols, ccxt_symbols,
-                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle) -> str:
+                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle, channel=None) -> str:
     """The polls of :func:`run_paper`; returns how the session ended (``stopped``, ``killed``)."""
+    import time
+
     from mlcoord.live.retry import ExchangeUnavailable
 
     done = 0
     while cycles is None or done < cycles:
         done += 1
         record.cycles = done
+        started = time.perf_counter()
+        if channel is not None:
+            channel.apply(trader, supervisor)
+            if channel.stopped:       # stopped through the API: nothing stepped, missed bars replayed at start
+                supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="stopped (api)")
+                channel.cycle_done(trader, status="stopped (api)", seconds=time.perf_counter() - started,
+                                   killed=False)
+                if cycles is None or done < cycles:
+                    clock.sleep(options.poll_seconds)
+                continue
         if supervisor.killed():
             log.warning("kill_switch_on", path=options.kill_switch, note="paper session stopped")
-            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed")
+            supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status="killed",
+                            bad_bars=trader.screen.dropped)
             return "killed"
         try:
             known = {s: int(trader.history[s].time[-1]) for s in trader.order if len(trader.history[s])}
             fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, known,
-                                 page=page)
+                                 page=page, screen=trader.screen)
             _log_catch_up(fresh, known)
             steps = trader.on_candles(fresh)
             status = "ok"
@@ -364,9 +430,14 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
         p = trader.portfolio
         if steps:
             record.save("running")
-        supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status, equity=p.equity)
+        supervisor.beat(wall_time=clock.now(), bar_time=trader.last_time, status=status, equity=p.equity,
+                        bad_bars=trader.screen.dropped)
         if steps:
             log.info("paper_cycle", bars=steps, equity=round(p.equity, 2), positions=sorted(p.positions))
+        if channel is not None:
+            channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started, killed=False,
+                               extra={"session_id": record.session_id, "mode": "paper",
+                                      "exchange_pauses": sum(1 for e in health.events if e.paused)})
         if on_cycle is not None:
             on_cycle(trader)
         if cycles is None or done < cycles:

@@ -32,6 +32,7 @@ import structlog
 from mlcoord.candles import Candles, timeframe_to_ns
 from mlcoord.errors import DataError
 from mlcoord.option_checks import integer, number
+from mlcoord.live.bar_screen import BarScreen, salvage
 from mlcoord.live.exchange import exchange_now_ms
 from mlcoord.live.feed import CANDLE_PAGE, BarsWanted, closed_candles
 from mlcoord.live.retry import Clock, ExchangeUnavailable, RetryPolicy, SystemClock, retry_after_header, retrying
@@ -176,19 +177,30 @@ class Scanner:
         log.info("scanner_pairs", pairs=[s for s, _ in ranked], candidates=len(tickers))
         return [s for s, _ in ranked]
 
-    def _fetch(self, symbol: str, timeframe: str, now_ms: int, wanted: BarsWanted, page: int) -> Candles:
+    def _fetch(self, symbol: str, timeframe: str, now_ms: int, wanted: BarsWanted, page: int,
+               screen: Optional[BarScreen] = None, name: Optional[str] = None) -> Candles:
         """The bars ``wanted`` of one pair (:func:`~mlcoord.live.feed.closed_candles`: closed only,
         page by page), on this worker's ccxt instance. An answer that stays empty or malformed
-        after the retries raises :class:`PairFailed`."""
+        after the retries raises :class:`PairFailed`, unless a live loop's ``screen`` is given and
+        the answer has sound rows: they are used, and the bad ones reported to ``screen`` under
+        ``name`` (the symbol as the session names it)."""
         exchange, rng = self._thread_exchange()
+        name = name or symbol
+        skip = screen.known(name) if screen is not None else frozenset()
         try:
             return self._call(exchange, lambda: closed_candles(exchange, symbol, timeframe, wanted.count, now_ms,
-                                                               first_ms=wanted.first_ms, page=page),
+                                                               first_ms=wanted.first_ms, page=page, skip=skip),
                               f"fetch_ohlcv {symbol} {timeframe}", rng)
         except ExchangeUnavailable as exc:
             if exc.reason != "malformed":
                 raise
-            raise PairFailed(str(exc)) from exc
+            sound, bad = salvage(exc)
+            if screen is None:
+                raise PairFailed(str(exc)) from exc
+            screen.report(name, bad, sound)
+            if sound is None:
+                raise PairFailed(str(exc)) from exc
+            return sound
 
     def _now_ms(self, now_ms: Optional[int]) -> int:
         if now_ms is not None:
@@ -217,12 +229,17 @@ class Scanner:
         return self.fetch_bars({s: BarsWanted(limit) for s in symbols}, timeframe, self._now_ms(now_ms))
 
     def fetch_bars(self, wanted: Mapping[str, BarsWanted], timeframe: str, now_ms: int, *,
-                   page: int = CANDLE_PAGE) -> dict[str, Candles]:
+                   page: int = CANDLE_PAGE, screen: Optional[BarScreen] = None,
+                   names: Optional[Mapping[str, str]] = None) -> dict[str, Candles]:
         """The closed bars ``wanted`` of one timeframe per symbol (the live loop's poll in scan mode,
         where the symbol list is long: every bar missed since the last poll,
         :func:`~mlcoord.live.feed.bars_wanted`), fetched concurrently, ``page`` rows a request. A
-        symbol whose answer stays malformed is logged and left out of the answer; the others are kept."""
-        jobs = {s: self._pool.submit(self._fetch, s, timeframe, now_ms, w, page) for s, w in wanted.items()}
+        symbol whose answer stays malformed is logged and left out of the answer; the others are
+        kept. Bad rows of an answer that has sound ones go to ``screen`` (``names``: ccxt symbol ->
+        the session's name for it)."""
+        names = names or {}
+        jobs = {s: self._pool.submit(self._fetch, s, timeframe, now_ms, w, page, screen, names.get(s))
+                for s, w in wanted.items()}
         out = {}
         for symbol, future in jobs.items():
             try:

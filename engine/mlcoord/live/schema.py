@@ -26,7 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 metadata = MetaData()
 
@@ -180,4 +180,35 @@ paper_fills = Table(
     Column("reduce_only", Boolean, nullable=False),
     Column("tag", String(64), nullable=False),
     Column("hedge", Boolean, nullable=False),
+)
+
+# v6: the API (mlcoord.server)
+api_users = Table(
+    "api_users", metadata,
+    Column("username", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+api_audit = Table(
+    "api_audit", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", BigInteger, nullable=False),
+    Column("username", String(64), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("address", String(128), nullable=False),
+    Column("result", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_api_audit_time", "time"),
+)
+
+api_secrets = Table(
+    "api_secrets", metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
 )

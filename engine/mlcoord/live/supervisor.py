@@ -27,14 +27,20 @@ from mlcoord.option_checks import integer, number
 
 
 
+#: ``[live] store`` when the config names none: a SQLite file next to the config file
+DEFAULT_STORE = "mlcoord-live.db"
+
+
 @attrs.frozen
 class LiveOptions:
     """``[live]`` options of every live session (defaults stated here); the order loop's own are
     :class:`mlcoord.live.runner.LiveLoopOptions`, read by :func:`mlcoord.live.runner.load_live_settings`.
 
-    ``store``: database URL or SQLite path of the persistence store (default ``mlcoord-live.db``).
-    ``unknown_orders``: what reconciliation does with open orders the store does not know
-    ("cancel", the default, or "adopt"). ``kill_switch``: file path (None: no kill switch).
+    ``store``: database URL or SQLite path of the persistence store (default ``mlcoord-live.db``
+    next to the config file). ``unknown_orders``: what a live start does with open orders on the
+    traded symbols that the store does not know: "refuse" (the default: the bot does not start
+    until ``--adopt`` or ``--ignore SYMBOL``, :mod:`mlcoord.live.startup`), "cancel" or "adopt"
+    (stored and tracked). ``kill_switch``: file path (None: no kill switch).
     ``flatten_on_kill``: also close positions while the kill switch is on (default False).
     ``heartbeat``: file path (None: none). ``margin_mode``: futures "isolated" (default) or "cross".
     ``poll_seconds``: how often the loop looks for a newly closed bar (default 10).
@@ -42,11 +48,11 @@ class LiveOptions:
     Ranges: ``poll_seconds`` (0, 86400], ``history_bars`` [51, 100000].
     Read from a config file, relative ``store``, ``kill_switch`` and ``heartbeat`` paths are made
     absolute against the file's folder (:data:`mlcoord.config.PATH_KEYS`), so the bot and the
-    ``kill``/``status`` commands agree wherever each is started.
+    ``kill``/``status`` commands agree wherever each is started; so is the default store.
     """
 
-    store: str = "mlcoord-live.db"
-    unknown_orders: str = attrs.field(default="cancel", validator=v.in_(("cancel", "adopt")))
+    store: str = DEFAULT_STORE
+    unknown_orders: str = attrs.field(default="refuse", validator=v.in_(("refuse", "cancel", "adopt")))
     kill_switch: Optional[str] = None
     flatten_on_kill: bool = False
     heartbeat: Optional[str] = None

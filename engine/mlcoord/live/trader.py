@@ -81,7 +81,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
 
     def __init__(self, pipeline, settings, history, broker: Broker, *, timeframe_ns: int, journal=None,
                  reprice_after_bars: int = 0, margin_mode: str = "isolated", trailing: str = "bot",
-                 prepare_bars: Optional[int] = None):
+                 prepare_bars: Optional[int] = None, screen=None):
         from mlcoord.live.runner import TRAILING_MODES
 
         if trailing not in TRAILING_MODES:
@@ -107,7 +107,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         self._replaying = False                # stepping a bar older than that one (catch-up)
         self._start_sharing()
         broker.on_change = self._order_changed
-        super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars)
+        super().__init__(pipeline, settings, history, journal, prepare_bars=prepare_bars, screen=screen)
         self.venue: ExchangeVenue = self.engine.venue
         self.venue.loop = self.engine.loop
         self.engine.loop.may_enter = self._may_enter
@@ -122,7 +122,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
 
     def _may_enter(self, symbol: str) -> bool:
         return not self.entries_blocked and not self._replaying and \
-            (self.entry_symbols is None or symbol in self.entry_symbols)
+            (self.entry_symbols is None or symbol in self.entry_symbols) and PaperTrader._may_enter(self, symbol)
 
     def _resume(self) -> None:
         """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
@@ -163,10 +163,10 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         exit managers see it as in a backtest, but no entry is decided on it, and any close it
         calls for (an exit manager's, a guard's, a moved stop the replayed bars already crossed)
         is sent now at market with reason ``catch_up``; one ``catch_up_bar`` line per bar."""
-        candles = list(candles)
+        candles = self.screened(candles)         # implausible bars left out before the newest is known
         self._newest = max((int(c.time[-1]) for c in candles if len(c)), default=None)
         try:
-            return super().on_candles(candles)
+            return self._step_bars(candles)
         finally:
             self._newest = None
 

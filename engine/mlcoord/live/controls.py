@@ -1,0 +1,247 @@
+"""Controls from outside the trading thread (the API), applied by the loop as intents.
+
+The API's thread never calls the trader: it puts a :class:`Control` on a :class:`ControlChannel`
+(thread-safe) and the paper or live session applies what is queued at the start of its next cycle,
+in the trading thread, as the loop's own intents (a forced exit is a
+:class:`~mlcoord.model.ClosePosition` with reason ``api:force_exit``, so the trade's exit reason
+says who closed it). After each cycle the session publishes a snapshot (plain data, replaced
+whole, so a reader in another thread never sees half of one) and the cycle's events; that is
+everything the API reads of a running bot. Nothing here imports the server or its framework.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+import time
+from typing import Any, Callable, Optional
+
+import attrs
+import structlog
+
+from mlcoord.model import CancelEntries, ClosePosition
+
+log = structlog.get_logger("mlcoord.live.controls")
+
+#: the exit reason of a position closed through the API
+FORCE_EXIT_REASON = "api:force_exit"
+#: what a control may ask for
+CONTROL_KINDS = ("force_exit", "pause", "resume", "stop", "start", "kill_on", "kill_off", "cancel_entries",
+                 "lock_add", "lock_remove")
+#: decisions the API can show (older ones are in the store's journal on live)
+RECENT_DECISIONS = 1000
+
+
+@attrs.frozen
+class Control:
+    """One request of a user: ``kind`` (:data:`CONTROL_KINDS`), on ``symbol`` (None: every
+    symbol, where that applies), ``fraction`` of a position (force exit), ``until`` (a lock's end,
+    wall-clock seconds; None: until removed). ``audit_id`` is its audit row (its result goes there)."""
+
+    kind: str = attrs.field(validator=attrs.validators.in_(CONTROL_KINDS))
+    symbol: Optional[str] = None
+    fraction: float = 1.0
+    until: Optional[float] = None
+    user: str = ""
+    audit_id: int = 0
+
+
+Sink = Callable[[dict[str, Any]], None]
+
+
+class ControlChannel:
+    """The bridge between one running session and its API (see the module's docstring).
+
+    ``events``: callables given every event (a dict with ``type``), in the trading thread; they
+    must not block (the server's hub only hands the event to its own loop). ``results``: called
+    with (control, result text) once a control is applied. ``clock``: wall-clock seconds (locks)."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.time):
+        self._queue: "queue.SimpleQueue[Control]" = queue.SimpleQueue()
+        self.clock = clock
+        self.paused = False          # no new entries; exits still managed
+        self.stopped = False         # no bar stepped at all (the exchange's stops stay on live)
+        self.locks: dict[str, Optional[float]] = {}     # symbol -> until (None: until removed)
+        self.snapshot: dict[str, Any] = {"running": False}
+        self.events: list[Sink] = []
+        self.results: list[Callable[[Control, str], None]] = []
+        self._seen = {"fills": 0, "trades": 0, "decisions": 0}
+        #: closed trades as plain data (append-only: a reader in another thread copies a slice)
+        self.trades: list[dict[str, Any]] = []
+        #: the latest decisions as plain data
+        self.decisions: "collections.deque[dict[str, Any]]" = collections.deque(maxlen=RECENT_DECISIONS)
+        self._installed: Optional[int] = None
+
+    # -- the API's side (any thread) -----------------------------------------------------------
+    def submit(self, control: Control) -> None:
+        self._queue.put(control)
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    # -- the trading thread's side -------------------------------------------------------------
+    def install(self, trader) -> None:
+        """Hook the loop once: entries pass the channel's pause and locks (then whatever decided
+        before), guard actions become events."""
+        loop = trader.engine.loop
+        if self._installed == id(loop):
+            return
+        self._installed = id(loop)
+        before = loop.may_enter
+
+        def may_enter(symbol: str) -> bool:
+            if self.paused or self.stopped or self.locked(symbol):
+                return False
+            return before is None or before(symbol)
+
+        loop.may_enter = may_enter
+        journal, guard = loop.journal, loop.journal.guard
+
+        def guard_seen(name, action, portfolio) -> None:
+            guard(name, action, portfolio)
+            self.emit({"type": "guard_action", "guard": name, "action": str(action.kind), "symbol": action.symbol,
+                       "reason": action.reason})
+
+        journal.guard = guard_seen
+
+    def locked(self, symbol: str) -> bool:
+        if symbol not in self.locks:
+            return False
+        until = self.locks[symbol]
+        if until is not None and until <= self.clock():
+            del self.locks[symbol]
+            return False
+        return True
+
+    def apply(self, trader, supervisor) -> list[tuple[Control, str]]:
+        """Every queued control, in order, as intents on ``trader``'s loop (or a switch of the
+        channel's own state); each result goes to :attr:`results` and out as a ``control`` event."""
+        self.install(trader)
+        done = []
+        while True:
+            try:
+                control = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            try:
+                result = self._apply(control, trader, supervisor)
+            except Exception as exc:     # a refused control never stops trading
+                result = f"failed: {type(exc).__name__}: {exc}"
+            log.info("api_control_applied", kind=control.kind, symbol=control.symbol, user=control.user,
+                     result=result)
+            for hook in self.results:
+                hook(control, result)
+            self.emit({"type": "control", "kind": control.kind, "symbol": control.symbol, "user": control.user,
+                       "result": result})
+            done.append((control, result))
+        return done
+
+    def _apply(self, c: Control, trader, supervisor) -> str:
+        kind = c.kind
+        if kind in ("pause", "resume"):
+            self.paused = kind == "pause"
+            return "entries paused (exits still managed)" if self.paused else "entries resumed"
+        if kind in ("stop", "start"):
+            self.stopped = kind == "stop"
+            return ("stopped: no new entry (a paper session steps no bar) until start" if self.stopped
+                    else "started")
+        if kind == "kill_on":
+            path = supervisor.engage(f"api: {c.user}", wall_time=self.clock())
+            return f"kill switch on ({path})"
+        if kind == "kill_off":
+            return "kill switch off" if supervisor.release() else "kill switch was not on"
+        if kind == "lock_add":
+            assert c.symbol is not None
+            self.locks[c.symbol] = c.until
+            return f"{c.symbol} locked" + ("" if c.until is None else f" until {c.until:.0f}")
+        if kind == "lock_remove":
+            assert c.symbol is not None
+            return f"{c.symbol} unlocked" if self.locks.pop(c.symbol, "no") != "no" else f"{c.symbol} was not locked"
+        loop = trader.engine.loop
+        ledger, venue = loop.ledger, loop.venue
+        symbols = [c.symbol] if c.symbol is not None else [s.symbol for s in loop.series]
+        acted = []
+        for sym in symbols:
+            if kind == "force_exit" and sym in ledger.positions:
+                loop.submit(ClosePosition(sym, FORCE_EXIT_REASON, c.fraction, cancel_entries=c.fraction >= 1.0))
+                acted.append(f"close {c.fraction:g} of {sym}")
+            elif venue.has_entries(sym) and (kind == "cancel_entries" or c.fraction >= 1.0):
+                loop.submit(CancelEntries(sym, FORCE_EXIT_REASON if kind == "force_exit" else "api:cancel_entries"))
+                acted.append(f"cancel entries of {sym}")
+        if not acted:
+            return f"nothing to do: no {'position' if kind == 'force_exit' else 'working entry'} on " \
+                   f"{c.symbol or 'any symbol'}"
+        return "intents submitted: " + "; ".join(acted)
+
+    def emit(self, event: dict[str, Any]) -> None:
+        for sink in self.events:
+            try:
+                sink(event)
+            except Exception as exc:   # a broken listener never stops trading
+                log.warning("api_event_dropped", cause=repr(exc))
+
+    def cycle_done(self, trader, *, status: str, seconds: float, killed: bool, extra: Optional[dict] = None) -> None:
+        """After a cycle: the cycle's new fills, trades and decisions as events, and a fresh
+        snapshot (built here, in the trading thread, so readers never touch the trader)."""
+        from mlcoord.journal import decision_to_dict
+
+        engine = trader.engine
+        ledger, loop = engine.ledger, engine.loop
+        seen = self._seen
+        for t in ledger.trades[seen["trades"]:]:
+            row = trade_dict(t)
+            self.trades.append(row)
+            self.emit({"type": "trade_closed", **row})
+        for d in loop.journal.decisions[seen["decisions"]:]:
+            row = decision_to_dict(d)
+            self.decisions.append(row)
+            self.emit({"type": "decision", **row})
+        if self.events:
+            for f in ledger.fills[seen["fills"]:]:
+                self.emit({"type": "fill", "symbol": f.symbol, "side": int(f.side), "price": f.price,
+                           "quantity": f.quantity, "tag": f.tag, "time": f.time, "hedge": f.hedge})
+            if status != "ok":
+                self.emit({"type": "warning", "status": status})
+        seen.update(fills=len(ledger.fills), trades=len(ledger.trades), decisions=len(loop.journal.decisions))
+        self.snapshot = build_snapshot(trader, self, status=status, seconds=seconds, killed=killed,
+                                       now=self.clock(), extra=extra or {})
+        self.emit({"type": "cycle", "status": status, "equity": self.snapshot["equity"],
+                   "seconds": round(seconds, 6)})
+
+
+def trade_dict(t) -> dict[str, Any]:
+    return {"id": t.id, "symbol": t.symbol, "side": int(t.side), "opened_at": t.opened_at, "closed_at": t.closed_at,
+            "entry_price": t.entry_price, "exit_price": t.exit_price, "quantity": t.quantity, "pnl": t.pnl,
+            "fees": t.fees, "funding": t.funding, "exit_reason": t.exit_reason, "entry_reason": t.entry_reason,
+            "entries_planned": t.entries_planned, "entries_filled": t.entries_filled,
+            "confidence": t.confidence, "hedge": t.hedge}
+
+
+def build_snapshot(trader, channel: ControlChannel, *, status: str, seconds: float, killed: bool, now: float,
+                   extra: dict) -> dict[str, Any]:
+    """What the API shows of a running session, as plain data."""
+    engine = trader.engine
+    ledger, loop = engine.ledger, engine.loop
+    positions = []
+    for book, hedge in ((ledger.positions, False), (ledger.hedges, True)):
+        for sym, p in book.items():
+            price = ledger.prices.get(sym, p.entry_price)
+            levels = None if hedge else loop.levels.get(sym)
+            positions.append({
+                "symbol": sym, "side": int(p.side), "hedge": hedge, "quantity": p.quantity,
+                "entry_price": p.entry_price, "price": price, "plan_id": p.plan_id,
+                "unrealised_pnl": (price - p.entry_price) * p.quantity * int(p.side),
+                "entries_filled": p.entries_filled, "entries_planned": p.entries_planned,
+                "stop": None if levels is None else levels.stop,
+                "take_profit": None if levels is None else levels.take_profit,
+                "opened_at": p.opened_at})
+    entries = [{"symbol": s, "side": side, "quantity": q, "price": price}
+               for s, side, q, price in loop.venue.working_entries()]
+    errors = dict(getattr(loop.pipeline.errors, "counts", {}) or {})
+    return {"running": True, "status": status, "paused": channel.paused, "stopped": channel.stopped,
+            "kill_switch": killed, "last_cycle_wall": now, "last_cycle_seconds": seconds,
+            "last_bar_ns": int(trader.last_time), "equity": float(ledger.equity), "cash": float(ledger.cash),
+            "exposure": float(ledger.gross_exposure()), "positions": positions, "working_entries": entries,
+            "trades": len(ledger.trades), "symbols": list(trader.order),
+            "locks": {s: u for s, u in channel.locks.items()},
+            "component_failures": {str(k): int(v) for k, v in errors.items()}, **extra}
