@@ -27,7 +27,7 @@ TORCH ?= torch==2.13.0
 # every extra, so the whole suite runs: ML training, ccxt, PostgreSQL, Dask, Optuna, scikit-learn
 setup-test: $(TEST_BIN)/python
 	$(TEST_BIN)/pip install -q $(TORCH)
-	$(TEST_BIN)/pip install -q -e '.[test,typecheck,ml,exchange,postgres,dask,sweep,evaluate,api]'
+	$(TEST_BIN)/pip install -q -e '.[test,typecheck,ml,exchange,postgres,dask,sweep,evaluate,api,gbm]'
 	$(TEST_BIN)/pip install -q -e plugin-template
 
 setup-typecheck: $(TEST_BIN)/python

@@ -30,7 +30,7 @@ BUILTINS = {name: ep.load() for name, ep in discover_entry_points().items() if e
 
 def test_every_builtin_plugin_and_role_is_checked():
     assert set(BUILTINS) == {"technical", "dca", "exits", "risk", "hedging", "protections", "bayes", "mtf",
-                             "rl_selector", "lstm", "attention"}
+                             "rl_selector", "lstm", "attention", "gbm"}
     checked = {c.id for name, plugin in BUILTINS.items() for c in plugin_checks(plugin, name=name)}
     components = mlcoord.registry.load_plugins({}, entry_points={
         n: ep for n, ep in discover_entry_points().items() if n in BUILTINS}).components

@@ -77,6 +77,7 @@ from mlcoord.protocols import (ExposesFeatures, Learner, OutcomeLearner, SkipsFl
                                Trainable)
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
+from mlcoord.trade_label import trade_labels
 from mlcoord.views import ReadOnlyViewError
 
 if TYPE_CHECKING:  # pragma: no cover - loaded on first use below; names for type checkers
@@ -128,7 +129,7 @@ __all__ = [
     "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures", "SkipsFlatBars",
     # causal features and learning targets
     "features", "FEATURES", "feature_matrix", "MARKET_FEATURES", "ALL_FEATURES", "feature_table", "available_features",
-    "EventSpec", "Outcome", "TradeLabel", "event_labels", "event_happened",
+    "EventSpec", "Outcome", "TradeLabel", "trade_labels", "event_labels", "event_happened",
     "auc", "log_loss",
     # options and online-learning state
     "number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount", "river_weights",
