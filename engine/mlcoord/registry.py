@@ -46,7 +46,7 @@ REGISTER_HOOKS = {
 GUARD_ROLES = ("entry_guards", "portfolio_watchers")
 
 #: what to tell a user when a plugin's import fails for a missing module
-EXTRA_FOR_MODULE = {"torch": "ml", "river": "ml", "ccxt": "exchange", "lightgbm": "gbm"}
+EXTRA_FOR_MODULE = {"torch": "ml", "river": "ml", "ccxt": "exchange"}
 
 
 @attrs.frozen
