@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 
@@ -57,15 +56,27 @@ def test_a_model_is_trained_only_on_labels_resolved_by_its_block_start(btc):
     np.testing.assert_array_equal(full[:1201], cut)
 
 
-def test_without_lightgbm_the_plugin_fails_to_load_with_how_to_enable_it(monkeypatch):
-    from mlcoord.registry import _failure_hint
+def test_without_lightgbm_the_plugin_loads_and_an_enabled_gbm_is_refused_saying_how(monkeypatch, short_candles):
+    """Off by default: a user without lightgbm who never enables gbm hears nothing of it; one who
+    enables it is stopped by an error naming the component and the extra to install."""
+    from structlog.testing import capture_logs
+
+    from mlcoord.backtest.run import run_backtest
+    from mlcoord.config import Settings, structure
+    from mlcoord.errors import PluginError
+    from mlcoord.pipeline import build_pipeline
+    from mlcoord.registry import load_plugins
 
     monkeypatch.setitem(sys.modules, "lightgbm", None)        # import lightgbm -> ModuleNotFoundError
-    for name in [m for m in sys.modules if m.startswith("mlcoord_gbm")]:
-        monkeypatch.delitem(sys.modules, name)
-    with pytest.raises(ModuleNotFoundError, match=r"pip install 'mlcoord\[gbm\]' and run with --enable gbm") as exc:
-        importlib.import_module("mlcoord_gbm")
-    assert _failure_hint(exc.value) == "install the missing module with: pip install lightgbm"
+    with capture_logs() as logs:
+        plugins = load_plugins()
+        run_backtest(Settings(), plugins=plugins, candles=[short_candles.slice(0, 300)])
+    assert plugins.statuses["gbm"].enabled
+    assert not [e for e in logs if "lightgbm" in str(e)]
+    enabled = structure({"engine": {"enable": ["gbm"]}}, Settings)
+    for strict in (False, True):
+        with pytest.raises(PluginError, match=r"component 'gbm' .*pip install 'mlcoord\[gbm\]'"):
+            build_pipeline(enabled, plugins, strict=strict)
 
 
 def test_a_backtest_with_enable_gbm_gets_its_votes(tmp_path):

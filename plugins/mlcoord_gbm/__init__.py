@@ -1,7 +1,8 @@
 """Gradient-boosted trees (LightGBM) on the feature table, predicting the engine's trade label.
 
-Off by default: ``pip install 'mlcoord[gbm]'`` and ``--enable gbm``. Without lightgbm the plugin
-fails to load and the engine skips it with a message naming that extra.
+Off by default: ``pip install 'mlcoord[gbm]'`` and ``--enable gbm``. The plugin loads without
+lightgbm (nobody who leaves it off is warned about it); enabled without lightgbm, the run stops
+with an error naming the component and that extra.
 
 **What its numbers are.** ``p_up`` is P(a long entered at this bar closes positive net of costs),
 ``p_down`` the same for a short: the trade label of :mod:`mlcoord.trade_label` (triple barrier,
@@ -28,7 +29,7 @@ import numpy as np
 
 from mlcoord.api import (Action, Vote, available_features, feature_table, features, fraction, hookimpl, integer,
                          number, trade_labels)
-from mlcoord_gbm.booster import Fit, fit
+from mlcoord_gbm.booster import Fit, fit, lightgbm
 
 MLCOORD_HOOKS_VERSION = 1
 WARMUP = 200       # the first bars never train (ema200 warm-up)
@@ -112,6 +113,7 @@ class Gbm:
     """The ``gbm`` ML component: see the module docstring."""
 
     def __init__(self, options: GbmOptions = GbmOptions(), context: Any = None):
+        lightgbm()                       # enabled without lightgbm: say so now, not at the first fit
         self.options = options
         self.name = context.name if context is not None else "gbm"
         self._models: dict[tuple, Fit] = {}

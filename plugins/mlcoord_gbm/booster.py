@@ -12,13 +12,18 @@ from typing import Any
 import attrs
 import numpy as np
 
-try:
-    import lightgbm
-except ModuleNotFoundError as exc:  # the plugin fails to load; the engine skips it with this message
-    raise ModuleNotFoundError("the gbm plugin needs lightgbm: pip install 'mlcoord[gbm]' and run with --enable gbm",
-                              name="lightgbm") from exc
-
 from mlcoord_gbm.purged_cv import purged_folds
+
+
+def lightgbm() -> Any:
+    """The lightgbm module, imported when the component is built (it is off by default: a user
+    who never enables it never needs lightgbm, and gets no warning about it)."""
+    try:
+        import lightgbm as module
+    except ModuleNotFoundError as exc:
+        raise ModuleNotFoundError("the gbm component needs lightgbm: pip install 'mlcoord[gbm]' "
+                                  "(it runs with --enable gbm)", name="lightgbm") from exc
+    return module
 
 
 @attrs.frozen
@@ -45,17 +50,18 @@ def fit(x: np.ndarray, y: np.ndarray, decided: np.ndarray, resolved: np.ndarray,
         patience: int = 10) -> Fit:
     """Rounds = the mean best iteration over the purged folds (early stopping on each validation
     fold), then one booster on every sample with that many rounds."""
+    lgb = lightgbm()
     p = params(leaves, learning_rate, min_child_samples, seed)
     best, losses = [], []
     for train, val in purged_folds(decided, resolved, folds, embargo, min_train=4 * min_child_samples):
         if len(np.unique(y[train])) < 2 or len(np.unique(y[val])) < 2:
             continue
-        dtrain = lightgbm.Dataset(x[train], y[train], params={"verbosity": -1}, free_raw_data=False)
-        dval = lightgbm.Dataset(x[val], y[val], reference=dtrain)
-        booster = lightgbm.train(p, dtrain, max_rounds, valid_sets=[dval],
-                                 callbacks=[lightgbm.early_stopping(patience, verbose=False)])
+        dtrain = lgb.Dataset(x[train], y[train], params={"verbosity": -1}, free_raw_data=False)
+        dval = lgb.Dataset(x[val], y[val], reference=dtrain)
+        booster = lgb.train(p, dtrain, max_rounds, valid_sets=[dval],
+                                 callbacks=[lgb.early_stopping(patience, verbose=False)])
         best.append(max(1, booster.best_iteration))
         losses.append(float(booster.best_score["valid_0"]["binary_logloss"]))
     rounds = int(round(float(np.mean(best)))) if best else 1
-    booster = lightgbm.train(p, lightgbm.Dataset(x, y, params={"verbosity": -1}), rounds)
+    booster = lgb.train(p, lgb.Dataset(x, y, params={"verbosity": -1}), rounds)
     return Fit(booster, rounds, float(np.mean(losses)) if losses else float("nan"))
