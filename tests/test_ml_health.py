@@ -52,3 +52,13 @@ def test_a_reference_round_trips_and_a_malformed_one_names_its_field():
         ReliabilityCounts.from_dict({**c.to_dict(), "hits": [0.0] * 9})
     with pytest.raises(ValueError, match="calibration_reference.count"):
         ReliabilityCounts.from_dict({**c.to_dict(), "count": [-1] + [0] * 9})
+
+
+def test_a_backtest_saves_its_reliability_as_the_reference_with_the_learning_state(short_candles, tmp_path):
+    from test_learning_state import learn_on
+
+    learner, saved, _ = learn_on(short_candles, tmp_path / "state.json")
+    reference = ReliabilityCounts.from_dict(saved["calibration_reference"])
+    judged = [o for o in learner.outcomes if o.direction != 0]
+    assert judged and reference.n == len(judged)
+    assert reference.rows() == counts((o.confidence, o.hit) for o in judged).rows()
