@@ -133,7 +133,9 @@ def bot(tmp_path_factory):
                 accounts.add_user(name, password, ROLES[name])
             b.wall, b.monotonic = WallClock(), Monotonic()
             channel = ControlChannel()
-            b.server = start_api(settings, options, store, channel, clock=b.wall, monotonic=b.monotonic)
+            b.settings, b.next_settings = settings, None      # reload reads b.next_settings (None: unchanged)
+            b.server = start_api(settings, options, store, channel, clock=b.wall, monotonic=b.monotonic,
+                                 load_config=lambda: b.next_settings or settings)
             b.http = b.client()
             b.app = b.server.app
             ws_done = threading.Event()
@@ -161,6 +163,8 @@ def bot(tmp_path_factory):
             b.audit = b.http.get("/api/v1/audit", headers=b.auth("ada")).json()["audit"]
             b.trades = b.http.get("/api/v1/trades", headers=b.auth("vera")).json()
             b.metrics = b.http.get("/metrics").text
+            b.ml = b.http.get("/api/v1/ml", headers=b.auth("vera")).json()
+            b.outcomes = channel.ml.observed
             b.hashes = [h for (h,) in store.engine.connect().exec_driver_sql(
                 "SELECT password_hash FROM api_users").all()]
             b.key = accounts.signing_key()
@@ -302,14 +306,15 @@ def test_login_rate_limiting_holds_until_the_window_passes(bot):
     assert http.get("/api/v1/status", auth=("tom", PASSWORDS["tom"])).status_code == 200
 
 
-def test_read_routes_answer_and_unbuilt_ones_say_not_yet(bot):
+def test_read_routes_answer_and_the_log_tail_is_for_traders(bot):
     http, auth = bot.http, bot.auth("vera")
     for path in ("status", "positions", "orders", "trades", "profit", "performance", "balance", "locks",
-                 "decisions", "dca", "version", "me"):
+                 "decisions", "dca", "version", "me", "ml"):
         assert http.get(f"/api/v1/{path}", headers=auth).status_code == 200, path
-    for path in ("ml", "logs"):
-        r = http.get(f"/api/v1/{path}", headers=auth)
-        assert r.status_code == 501 and r.json()["detail"].startswith("not yet"), path
+    assert http.get("/api/v1/logs", headers=auth).status_code == 403          # a viewer reads no log
+    tail = http.get("/api/v1/logs?limit=5&level=warning", headers=bot.auth("tom"))
+    assert tail.status_code == 200 and isinstance(tail.json()["lines"], list)
+    assert http.get("/api/v1/logs?level=loud", headers=bot.auth("tom")).status_code == 422
     assert http.get("/api/v1/openapi.json").status_code == 404 and http.get("/api/docs").status_code == 404
     assert "mlcoord_equity" in bot.metrics and "mlcoord_cycle_seconds_bucket" in bot.metrics
     assert 'mlcoord_bot_running 1.0' in bot.metrics
@@ -420,3 +425,99 @@ def test_mlcoord_paper_serves_the_api_when_enabled(tmp_path):
     assert "api: serving http://127.0.0.1:" in out.stderr and "api_no_users" in out.stderr
     with Store.open(tmp_path / "live.db") as store:
         assert len(store.paper_sessions()) == 1
+
+
+def test_ml_health_shows_each_contributor_and_the_live_reliability_without_a_reference(bot):
+    ml = bot.ml
+    assert ml["running"] is True and bot.outcomes > 0, ml
+    assert ml["outcomes_seen"] == bot.outcomes
+    rows = {r["component"]: r for r in ml["components"]}
+    assert rows, ml
+    for row in rows.values():
+        if row["outcomes"]:
+            assert 0.0 <= row["accuracy"] <= 1.0 and row["log_loss"] > 0.0
+    # no ML component in this config, so no ensemble: no coefficient is made up
+    assert all(r["coefficient"] is None for r in rows.values())
+    live = ml["reliability"]["live"]
+    assert len(live) == 10 and sum(b["count"] for b in live) == min(bot.outcomes, ml["window"])
+    assert ml["reliability"]["reference"] == "none" and ml["drift"]["state"] == "no reference"
+    assert "mlcoord_calibration_drift_alert 0.0" in bot.metrics and "mlcoord_ml_accuracy{" in bot.metrics
+
+
+def test_reload_names_the_keys_that_need_a_restart_and_is_audited(bot):
+    import attrs
+
+    http, admin = bot.http, bot.auth("ada")
+    assert http.post("/api/v1/reload", headers=bot.auth("tom")).status_code == 403
+    same = http.post("/api/v1/reload", headers=admin)
+    assert same.status_code == 200 and same.json()["detail"].startswith("nothing to reload")
+    s = bot.settings
+    bot.next_settings = attrs.evolve(s, engine=attrs.evolve(s.engine, min_confidence=0.77),
+                                     data=attrs.evolve(s.data, symbols=["ETH/USDT"]))
+    try:
+        restart = http.post("/api/v1/reload", headers=admin)
+        assert restart.status_code == 409, restart.text
+        assert restart.json()["restart_required"] == ["engine.min_confidence"]
+        assert restart.json()["reloadable"] == ["data.symbols"]
+        bot.next_settings = attrs.evolve(s, data=attrs.evolve(s.data, symbols=["ETH/USDT"]))
+        later = http.post("/api/v1/reload", headers=admin)
+        assert later.status_code == 501 and "data.symbols" in later.json()["detail"]
+    finally:
+        bot.next_settings = None
+    rows = [r for r in http.get("/api/v1/audit", headers=admin).json()["audit"] if r["action"] == "reload"]
+    assert [r["result"].split(":")[0] for r in rows[:3]] == ["not yet", "restart required", "nothing to reload"]
+    assert all(r["username"] == "ada" for r in rows)
+
+
+def test_the_log_tail_keeps_redacted_lines_and_streams_warnings():
+    import io
+
+    import structlog
+
+    from mlcoord.logs import add_tap, configure, register_secret, remove_tap
+    from mlcoord.server.logtail import LogTail
+
+    register_secret("tail-secret-0042")
+    published: list[dict] = []
+    tail = LogTail(size=3, publish=published.append)
+    old, root = structlog.get_config(), logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    configure("info", json=True, stream=io.StringIO())
+    add_tap(tail)
+    try:
+        log = structlog.get_logger("t")
+        log.info("first", n=1)
+        log.warning("careful", note="key tail-secret-0042 leaked", password="hunter2hunter2")
+        logging.getLogger("foreign").error("stdlib %s", "tail-secret-0042")
+        log.debug("below the level")
+        for k in range(3):
+            log.info("more", k=k)
+    finally:
+        remove_tap(tail)
+        structlog.configure(**old)
+        root.handlers, root.level = handlers, level
+    assert [r["event"] for r in tail.tail(10)] == ["more"] * 3           # bounded: the newest 3
+    assert [e["event"] for e in published] == ["careful", "stdlib ***"]
+    text = json.dumps(published)
+    assert "tail-secret-0042" not in text and "hunter2" not in text
+    assert all(e["type"] == "warning" for e in published)
+
+
+def test_exchange_retries_are_counted_and_exported():
+    from mlcoord.live.retry import ExchangeHealth, ManualClock
+    from mlcoord.server.metrics import BotMetrics
+
+    calls = iter([TimeoutError("slow"), ConnectionError("reset"), "ok"])
+
+    def flaky():
+        got = next(calls)
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    health = ExchangeHealth(clock=ManualClock())
+    assert health.call(flaky) == "ok" and health.retries == {"network": 2}
+    from prometheus_client import generate_latest
+
+    metrics = BotMetrics(lambda: {"running": True, "exchange_retries": dict(health.retries)}, dict)
+    assert 'mlcoord_exchange_retries_total{reason="network"} 2.0' in generate_latest(metrics.registry).decode()

@@ -191,6 +191,16 @@ def _flagged(settings):
     return with_plugin_flags(settings, enable, plugins_dir)
 
 
+def _reloader(config_path, overrides):
+    """The API's ``reload``: the settings read again as this command read them (its plugin flags
+    captured here: the server's thread does not see this context's variables)."""
+    from mlcoord.backtest.run import with_plugin_flags
+    from mlcoord.live.runner import load_live_settings
+
+    enable, plugins_dir = _PLUGIN_FLAGS.get()
+    return lambda: with_plugin_flags(load_live_settings(config_path, overrides)[0], enable, plugins_dir)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="mlcoord")
 @click.option("-v", "--verbose", count=True, help="-v: every decision as a block; -vv: debug.")
@@ -592,7 +602,8 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
     exchange = create_exchange(settings.exchange)
     check_market_arguments(exchange, settings.exchange.market, market_symbols(settings)[0], [timeframe],
                            settings.backtest.leverage)
-    with _api_for(settings, options, exclusive=False) as (store, channel):
+    with _api_for(settings, options, exclusive=False,
+                  load_config=_reloader(config_path, overrides)) as (store, channel):
         trader = run_paper(settings, options, exchange, loaded, cycles=cycles, timeframe=timeframe, store=store,
                            channel=channel)
     p = trader.portfolio
@@ -643,7 +654,8 @@ def live(config_path, disable, real_money, timeframe, cycles, adopt, ignore) -> 
     loaded = configured_plugins(settings, disabled_plugins(settings, _csv(disable)))
     credentials = check_live_start(settings, loaded, real_money=real_money)
     # the scanner's threads each get their own instance, built from the same [exchange] (and ccxt table)
-    with _api_for(settings, options, exclusive=True) as (store, channel):
+    with _api_for(settings, options, exclusive=True,
+                  load_config=_reloader(config_path, None)) as (store, channel):
         trader = run_live(settings, options, create_exchange(settings.exchange, credentials), loaded, cycles=cycles,
                           timeframe=timeframe, make_exchange=lambda: create_exchange(settings.exchange, credentials),
                           store=store, channel=channel, adopt=adopt, ignore=_csv(ignore))
@@ -714,7 +726,7 @@ def status(config_path, max_age) -> None:
 
 
 @contextlib.contextmanager
-def _api_for(settings, options, *, exclusive: bool):
+def _api_for(settings, options, *, exclusive: bool, load_config=None):
     """With ``[api] enabled``: the bot's store opened here, the API served from it in a thread and
     the session's control channel; yields (store, channel), both None without the API."""
     if not settings.api.enabled:
@@ -729,7 +741,7 @@ def _api_for(settings, options, *, exclusive: bool):
     store = Store.open(options.store, exclusive=exclusive)
     try:
         channel = ControlChannel()
-        server = start_api(settings, options, store, channel)
+        server = start_api(settings, options, store, channel, load_config=load_config)
         click.echo(f"api: serving {server.url}/api/v1", err=True)
         try:
             yield store, channel

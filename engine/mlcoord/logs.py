@@ -12,7 +12,7 @@ import base64
 import re
 import sys
 import urllib.parse
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import attrs
 import structlog
@@ -102,6 +102,29 @@ def _render_decisions(_logger, _method, event: EventDict) -> EventDict:
 _last: dict[str, Any] = {}
 
 
+#: callables given every log event that passes the level, redacted: ``fn(level, event)``
+_taps: list[Callable[[str, dict[str, Any]], None]] = []
+
+
+def add_tap(fn: Callable[[str, dict[str, Any]], None]) -> None:
+    """Hand ``fn`` every event (structlog's and stdlib's) after redaction (the API's log tail)."""
+    _taps.append(fn)
+
+
+def remove_tap(fn: Callable[[str, dict[str, Any]], None]) -> None:
+    if fn in _taps:
+        _taps.remove(fn)
+
+
+def _tap(_logger, method: str, event: EventDict) -> EventDict:
+    for fn in list(_taps):
+        try:
+            fn(method, dict(event))
+        except Exception:      # a broken tap never breaks logging
+            pass
+    return event
+
+
 def set_level(level: str | int) -> None:
     """Change the level, keeping the output format and stream of the last :func:`configure`."""
     configure(level, **_last)
@@ -120,6 +143,7 @@ def configure(level: str | int = "warning", json: Optional[bool] = None, stream=
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_secrets,
+        _tap,
     ]
     render = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(
         colors=stream.isatty())

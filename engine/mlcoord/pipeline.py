@@ -30,6 +30,7 @@ from mlcoord.expected_return import expected_return
 from mlcoord import trace
 from mlcoord.journal import iso_time
 from mlcoord.learning import Outcome, TradeLabel, event_happened
+from mlcoord.ml_health import ReliabilityCounts
 from mlcoord.trade_label import direct_plan
 from mlcoord.trace import Traced
 from mlcoord.model import (
@@ -405,6 +406,13 @@ class Pipeline:
         #: a restored state): learning state is never used on bars at or before it
         self.learned_until: Optional[int] = None
         self._bar_times: dict[str, np.ndarray] = {}
+        #: called with every :class:`~mlcoord.learning.Outcome` learned (the API's ML health)
+        self.outcome_listeners: list[Callable[[Outcome], None]] = []
+        #: reliability of the decisions' confidence over every outcome learned (restored state
+        #: included): saved with the learning state as the reference live calibration is compared to
+        self.calibration = ReliabilityCounts()
+        #: the reference restored with a learning state (None: the state had none)
+        self.calibration_reference: Optional[ReliabilityCounts] = None
 
     # -- prepare once per series --------------------------------------------------------
     def prepare(self, data: MarketData, since: Optional[int] = None) -> PreparedSymbol:
@@ -629,6 +637,13 @@ class Pipeline:
         outcome = Outcome(symbol, index, decision.time, judged, forward_return, hit,
                           decision.raw_confidence, decision.confidence, decision.votes, *trade)
         self._note_learned(symbol, index, decision.time)
+        if judged:
+            self.calibration.add(decision.confidence, hit)
+        for listener in self.outcome_listeners:
+            try:
+                listener(outcome)
+            except Exception as exc:     # an observer never stops learning
+                self.errors.failed("outcome_listener", "observe", exc)
         try:
             self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
         except Exception as exc:
@@ -654,6 +669,17 @@ class Pipeline:
         until = int(times[k]) if times is not None and 0 <= k < len(times) else int(decided_at)
         self.learned_until = until if self.learned_until is None else max(self.learned_until, until)
 
+    def ml_contributors(self) -> list[str]:
+        """The names of the ML components (the ensemble also weighs the signal sources' vote)."""
+        return [b.name for b in self.components.ml_components]
+
+    def ensemble_coefficients(self) -> dict[str, float]:
+        """Each contributor's signed ensemble coefficient ({} before the first ML vote)."""
+        ensemble = self.coordinator.active
+        if ensemble is None:
+            return {}
+        return ensemble.coefficients(sorted(set(ensemble.model.weights) | set(self.ml_contributors())))
+
     def trained_until(self) -> Optional[int]:
         """The latest training-data time of any ML component (a backtest's stats start after it)."""
         times = []
@@ -676,6 +702,8 @@ class Pipeline:
         out: dict[str, Any] = {"version": STATE_VERSION, "components": {}, "trained_until": self.learned_until}
         if self.coordinator.active is not None:
             out["ensemble"] = self.coordinator.active.state()
+        if self.calibration.n:
+            out["calibration_reference"] = self.calibration.to_dict()
         guards = {id(b.obj) for b in self.components.guards}
         out["components"] = self._states([b for b in self.components.all() if id(b.obj) not in guards])
         return out
@@ -705,6 +733,14 @@ class Pipeline:
         back as it was and reported there, instead of failing the whole restore."""
         until = state.get("trained_until")
         self.learned_until = None if until is None else int(until)
+        if "calibration_reference" in state:
+            try:
+                self.calibration_reference = ReliabilityCounts.from_dict(state["calibration_reference"])
+                self.calibration = ReliabilityCounts.from_dict(state["calibration_reference"])
+            except ValueError as exc:
+                if on_error is None:
+                    raise
+                on_error("calibration_reference", exc)
         if "ensemble" in state:
             try:
                 names = list(state["ensemble"].get("weights", {}))

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional
 import attrs
 import structlog
 
+from mlcoord.ml_health import MlHealth
 from mlcoord.model import CancelEntries, ClosePosition
 
 log = structlog.get_logger("mlcoord.live.controls")
@@ -71,6 +72,11 @@ class ControlChannel:
         #: the latest decisions as plain data
         self.decisions: "collections.deque[dict[str, Any]]" = collections.deque(maxlen=RECENT_DECISIONS)
         self._installed: Optional[int] = None
+        #: realised outcomes of the session's decisions (the API's ML health), fed by the pipeline
+        self.ml = MlHealth()
+        self._ml_seen = -1
+        #: the pipeline's components by role (names only), once installed
+        self.components: dict[str, Any] = {}
 
     # -- the API's side (any thread) -----------------------------------------------------------
     def submit(self, control: Control) -> None:
@@ -103,6 +109,8 @@ class ControlChannel:
                        "reason": action.reason})
 
         journal.guard = guard_seen
+        loop.pipeline.outcome_listeners.append(self.ml.observe)
+        self.components = loop.pipeline.components.describe()
 
     def locked(self, symbol: str) -> bool:
         if symbol not in self.locks:
@@ -203,8 +211,15 @@ class ControlChannel:
             if status != "ok":
                 self.emit({"type": "warning", "status": status})
         seen.update(fills=len(ledger.fills), trades=len(ledger.trades), decisions=len(loop.journal.decisions))
+        if self._ml_seen != self.ml.observed or "ml" not in self.snapshot:    # rebuilt only on new outcomes
+            self._ml_seen = self.ml.observed
+            pipeline = loop.pipeline
+            ml = self.ml.report(pipeline.ensemble_coefficients(), pipeline.ml_contributors(),
+                                pipeline.calibration_reference)
+        else:
+            ml = self.snapshot["ml"]
         self.snapshot = build_snapshot(trader, self, status=status, seconds=seconds, killed=killed,
-                                       now=self.clock(), extra=extra or {})
+                                       now=self.clock(), extra={"ml": ml, **(extra or {})})
         self.emit({"type": "cycle", "status": status, "equity": self.snapshot["equity"],
                    "seconds": round(seconds, 6)})
 

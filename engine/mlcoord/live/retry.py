@@ -162,12 +162,14 @@ def describe_error(exc: BaseException) -> str:
 
 def retrying(call: Callable[[], T], policy: RetryPolicy = RetryPolicy(), clock: Clock = SystemClock(), *,
              what: str = "exchange call", rng: Optional[random.Random] = None,
-             retry_after: Optional[Callable[[BaseException], Optional[float]]] = None) -> T:
+             retry_after: Optional[Callable[[BaseException], Optional[float]]] = None,
+             on_retry: Optional[Callable[[str], None]] = None) -> T:
     """``call()``, retried on transient exchange failures; raises :class:`ExchangeUnavailable` at the end.
 
     Each retry logs a warning ``exchange_retry`` with ``what``, ``attempt``, ``delay``, ``reason``
     and ``error``. ``rng`` defaults to ``random.Random(policy.seed)``; share one across calls to
     keep drawing fresh jitter. Non-transient errors propagate unchanged on the first attempt.
+    ``on_retry(reason)`` is told of each retry (the API's retry counter).
     """
     rng = rng if rng is not None else random.Random(policy.seed)
     start = clock.now()
@@ -197,6 +199,8 @@ def retrying(call: Callable[[], T], policy: RetryPolicy = RetryPolicy(), clock: 
                                           attempts=attempt, outage=outage, last_error=exc) from exc
             log.warning("exchange_retry", what=what, attempt=attempt, delay=round(delay, 3), reason=reason,
                         error=describe_error(exc))
+            if on_retry is not None:
+                on_retry(reason)
             clock.sleep(delay)
 
 
@@ -222,13 +226,19 @@ class ExchangeHealth:
         self.reason = ""
         self.since: Optional[float] = None
         self.events: list[HealthEvent] = []
+        #: retries made, by reason (``rate_limit``, ``network``, ...): exported by the API's metrics
+        self.retries: dict[str, int] = {}
+
+    def _retried(self, reason: str) -> None:
+        self.retries[reason] = self.retries.get(reason, 0) + 1
 
     def call(self, fn: Callable[[], T], *, what: str = "exchange call",
              retry_after: Optional[Callable[[BaseException], Optional[float]]] = None) -> T:
         """``retrying(fn)``; ExchangeUnavailable pauses (and is re-raised), success resumes. Answers
         that stayed malformed (reason ``malformed``) are re-raised without pausing: the exchange is up."""
         try:
-            result = retrying(fn, self.policy, self.clock, what=what, rng=self.rng, retry_after=retry_after)
+            result = retrying(fn, self.policy, self.clock, what=what, rng=self.rng, retry_after=retry_after,
+                              on_retry=self._retried)
         except ExchangeUnavailable as exc:
             if exc.reason != "malformed":
                 self.pause(str(exc))

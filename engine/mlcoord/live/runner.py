@@ -437,7 +437,8 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
         if channel is not None:
             channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started, killed=False,
                                extra={"session_id": record.session_id, "mode": "paper",
-                                      "exchange_pauses": sum(1 for e in health.events if e.paused)})
+                                      "exchange_pauses": sum(1 for e in health.events if e.paused),
+                                      "exchange_retries": dict(health.retries)})
         if on_cycle is not None:
             on_cycle(trader)
         if cycles is None or done < cycles:

@@ -184,7 +184,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
             if channel is not None:
                 channel.cycle_done(trader, status=status, seconds=time.perf_counter() - started,
                                    killed=trader.entries_blocked, extra={"mode": "live", "exchange_pauses": sum(
-                                       1 for e in health.events if e.paused)})
+                                       1 for e in health.events if e.paused), "exchange_retries": dict(health.retries)})
             if steps:
                 log.info("live_cycle", bars=steps, positions=sorted(trader.portfolio.positions),
                          plans=len(store.active_plans()))

@@ -56,6 +56,11 @@ class ServerContext:
     metrics: BotMetrics
     loopback: bool
     version: str = ""
+    #: the log tail (None: not installed)
+    logs: Optional[Any] = None
+    #: the running bot's settings, and a reader of its config file as it is now (reload)
+    settings: Optional[Any] = None
+    load_config: Optional[Callable[[], Any]] = None
 
     @property
     def channel(self) -> Optional[ControlChannel]:
@@ -122,6 +127,35 @@ class ServerContext:
         return JSONResponse({"control_id": audit_id, "status": "queued",
                              "detail": "applied by the trading loop at the start of its next cycle"},
                             status_code=202)
+
+
+def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONResponse:
+    """Read the config file again and name the keys that differ: keys outside the reloadable set
+    answer 409 "restart required"; reloadable ones are not applied yet (501). Audited."""
+    from mlcoord.config import unstructure
+    from mlcoord.errors import MlcoordError
+    from mlcoord.server.reload import differing, reloadable_prefixes, split
+
+    address = client_address(request)
+
+    def answer(result: str, code: int, **body: Any) -> JSONResponse:
+        ctx.accounts.audit(user, "reload", {}, address, result)
+        return JSONResponse({"detail": result, **body}, status_code=code)
+
+    if ctx.channel is None or ctx.load_config is None or ctx.settings is None:
+        return answer("refused: read-only (no bot runs in this process)", 409)
+    try:
+        new = ctx.load_config()
+    except MlcoordError as exc:
+        return answer(f"refused: the config file does not load: {exc}", 422)
+    keys = differing(unstructure(ctx.settings), unstructure(new))
+    ok, restart = split(keys, reloadable_prefixes(ctx.channel.components))
+    if restart:
+        return answer("restart required: " + ", ".join(restart), 409, restart_required=restart, reloadable=ok)
+    if ok:
+        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(ok))
+        return not_yet("applying reloadable keys at the next cycle (" + ", ".join(ok) + "); restart the bot")
+    return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
 
 
 def client_address(request) -> str:
@@ -295,12 +329,21 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return {"bands": dca_bands(reader.trades())}
 
     @app.get(f"{PREFIX}/ml")
-    def ml(user: User = viewer):
-        return not_yet("ML health (ensemble weights, rolling accuracy and log-loss, calibration drift)")
+    def ml(user: User = viewer) -> dict:
+        found = reader.snapshot().get("ml")
+        if found is None:
+            return {"running": False, "components": [], "reliability": {"live": [], "reference": "none"},
+                    "drift": {"state": "no data"},
+                    "note": "ML health is measured by a running bot from its realised outcomes"}
+        return {"running": True, **found}
 
+    # -- trader: logs (they name users, addresses, positions: not for a read-only observer) -----
     @app.get(f"{PREFIX}/logs")
-    def logs(user: User = viewer):
-        return not_yet("log tail")
+    def logs(user: User = trader, limit: int = Query(200, ge=1, le=1000),
+             level: str = Query("debug", pattern="^(debug|info|warning|error|critical)$")) -> dict:
+        if ctx.logs is None:
+            return {"lines": [], "note": "no log tail in this process"}
+        return {"lines": ctx.logs.tail(limit, level)}
 
     # -- trader: controls -----------------------------------------------------------------------
     @app.post(f"{PREFIX}/start")
@@ -351,8 +394,7 @@ def create_app(ctx: ServerContext) -> FastAPI:
     # -- admin ----------------------------------------------------------------------------------
     @app.post(f"{PREFIX}/reload")
     def reload(request: Request, user: User = admin):
-        ctx.accounts.audit(user, "reload", {}, client_address(request), "not yet: restart required")
-        return not_yet("config reload (restart the bot to apply a new config)")
+        return reload_config(ctx, request, user)
 
     @app.get(f"{PREFIX}/audit")
     def audit(user: User = admin, limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict:

@@ -2,8 +2,8 @@
 
 Gauges are read from the session's latest snapshot when Prometheus scrapes, so the trading
 thread does nothing for them; the cycle-latency histogram is observed from the ``cycle`` event.
-Calibration drift is not exported yet: the live reliability diagram against a model's saved
-reference is not built (the ``/api/v1/ml`` route says so).
+Calibration drift (live ECE minus the reference's, see :mod:`mlcoord.ml_health`) and each ML
+contributor's coefficient and rolling accuracy come from the snapshot's ``ml`` part.
 """
 
 from __future__ import annotations
@@ -51,11 +51,44 @@ class _SnapshotCollector(Collector):
         c = CounterMetricFamily("mlcoord_exchange_pauses", "Times trading paused on exchange errors (after retries)")
         c.add_metric([], float(snap.get("exchange_pauses", 0)))
         yield c
+        c = CounterMetricFamily("mlcoord_exchange_retries", "Exchange calls retried, by reason", labels=["reason"])
+        for reason, n in sorted((snap.get("exchange_retries") or {}).items()):
+            c.add_metric([reason], float(n))
+        yield c
+        yield from _ml_metrics(snap.get("ml") or {})
         c = CounterMetricFamily("mlcoord_component_failures", "Plugin component failures by component and call",
                                 labels=["key"])
         for key, n in sorted((snap.get("component_failures") or {}).items()):
             c.add_metric([key], float(n))
         yield c
+
+
+def _ml_metrics(ml: dict[str, Any]) -> Iterator[Metric]:
+    drift = ml.get("drift") or {}
+    g = GaugeMetricFamily("mlcoord_calibration_drift",
+                          "Live ECE minus the reference's ECE (absent without a reference or enough outcomes)")
+    if drift.get("difference") is not None:
+        g.add_metric([], float(drift["difference"]))
+    yield g
+    g = GaugeMetricFamily("mlcoord_calibration_drift_alert", "1 while the calibration drift rule alerts")
+    g.add_metric([], 1.0 if drift.get("state") == "alert" else 0.0)
+    yield g
+    g = GaugeMetricFamily("mlcoord_calibration_ece", "Expected calibration error of the decisions' confidence",
+                          labels=["which"])
+    for which in ("live", "reference"):
+        if drift.get(f"ece_{which}") is not None:
+            g.add_metric([which], float(drift[f"ece_{which}"]))
+    yield g
+    coef = GaugeMetricFamily("mlcoord_ml_coefficient", "Signed ensemble coefficient per contributor",
+                             labels=["component"])
+    acc = GaugeMetricFamily("mlcoord_ml_accuracy", "Rolling accuracy of a contributor's votes", labels=["component"])
+    for row in ml.get("components", ()):
+        if row.get("coefficient") is not None:
+            coef.add_metric([row["component"]], float(row["coefficient"]))
+        if row.get("accuracy") is not None:
+            acc.add_metric([row["component"]], float(row["accuracy"]))
+    yield coef
+    yield acc
 
 
 class BotMetrics:

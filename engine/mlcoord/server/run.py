@@ -74,6 +74,10 @@ class ApiServer:
         return self
 
     def stop(self, timeout: float = 5.0) -> None:
+        from mlcoord.logs import remove_tap
+
+        if self.context.logs is not None:
+            remove_tap(self.context.logs)
         self.context.hub.close()
         self.server.should_exit = True
         self.thread.join(timeout)
@@ -95,18 +99,20 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def start_api(settings, options, store, channel: Optional[ControlChannel] = None, *, clock=None,
-              monotonic=None) -> ApiServer:
+              monotonic=None, load_config=None) -> ApiServer:
     """Serve the API of the bot whose store is ``store`` (``options``: its ``[live]``); with
     ``channel`` the bot runs in this process and takes controls, without it the server is
-    read-only. ``clock`` (wall seconds, tokens) and ``monotonic`` (login limits) are injectable."""
+    read-only. ``clock`` (wall seconds, tokens) and ``monotonic`` (login limits) are injectable.
+    ``load_config()``: the bot's settings read again from its config file (``reload``; None: no reload)."""
     import time
 
     from mlcoord import __version__
-    from mlcoord.logs import register_secret
+    from mlcoord.logs import add_tap, register_secret
     from mlcoord.server.accounts import Accounts
     from mlcoord.server.app import ServerContext, create_app
     from mlcoord.server.auth import LoginLimiter, Tokens
     from mlcoord.server.events import EventHub
+    from mlcoord.server.logtail import LogTail
     from mlcoord.server.metrics import BotMetrics
     from mlcoord.server.readers import BotReader
 
@@ -124,9 +130,12 @@ def start_api(settings, options, store, channel: Optional[ControlChannel] = None
         channel.events += [hub.publish, metrics.on_event]
         channel.results.append(lambda control, result: accounts.audit_result(control.audit_id, result)
                                if control.audit_id else None)
+    tail = LogTail(publish=hub.publish)
     context = ServerContext(api, accounts, tokens,
                             LoginLimiter(api.login_attempts, api.login_window_seconds, monotonic or time.monotonic),
-                            reader, hub, metrics, loopback, __version__)
+                            reader, hub, metrics, loopback, __version__, logs=tail,
+                            settings=settings, load_config=load_config)
+    add_tap(tail)
     server = ApiServer(create_app(context), _bind(host, port), api, context).start()
     users = accounts.user_count()
     log.info("api_started", url=server.url, read_only=channel is None, users=users, docs=api.docs)
