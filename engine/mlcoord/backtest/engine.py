@@ -14,6 +14,7 @@ from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
+from mlcoord.candles import union_times
 from mlcoord.loop import SymbolSeries
 from mlcoord.pipeline import PreparedSymbol
 from mlcoord.results import RawResult
@@ -55,8 +56,7 @@ class Backtest(SimulatedSession):
         if len(prepared) == 1:          # validated candles: already sorted and unique
             times = np.asarray(prepared[0].data.candles.time)
         else:
-            times = np.unique(np.concatenate([p.data.candles.time for p in prepared])) if prepared \
-                else np.array([], np.int64)
+            times = union_times([p.data.candles.time for p in prepared])
         if start is not None:
             times = times[np.searchsorted(times, start):]
         slots = self._slots(series, times)
