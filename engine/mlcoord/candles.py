@@ -59,6 +59,16 @@ def infer_timeframe(index: pd.DatetimeIndex) -> str:
     return _NS_TO_TF[step]
 
 
+def union_times(times: Sequence[np.ndarray]) -> np.ndarray:
+    """The distinct times of ``times``, sorted: what ``np.unique(np.concatenate(times))`` gives,
+    by a sort. numpy 2's ``unique`` hashes first and costs ~25x a sort on 50,000 bar times
+    (6 ms of a 0.9 s backtest)."""
+    joined = np.sort(np.concatenate(times)) if len(times) else np.zeros(0, np.int64)
+    if len(joined) > 1:
+        joined = joined[np.concatenate(([True], joined[1:] != joined[:-1]))]
+    return joined
+
+
 @attrs.frozen
 class Gap:
     """Missing bars between two present ones (reported, not an error: exchanges have outages)."""

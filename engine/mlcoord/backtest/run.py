@@ -19,7 +19,7 @@ from mlcoord.backtest.engine import Backtest, RawResult
 from mlcoord.simulation import instruments_for
 from mlcoord.backtest.plain import iso as _iso, iso_times, rounded
 from mlcoord.backtest.stats import breakdowns, compute_stats
-from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
+from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns, union_times
 from mlcoord.market_inputs import MarketInputs
 from mlcoord.market_sources import market_datasets
 from mlcoord.config import Settings, unstructure
@@ -323,7 +323,7 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     if first_traded_bar([c.time for c in candles], start_ns) is None:
         raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
                         f", before the first allowed bar {pd.Timestamp(start_ns, tz='UTC')}")
-    traded = np.unique(np.concatenate([c.time for c in candles]))
+    traded = union_times([c.time for c in candles])
     traded_bars = int(len(traded) - (np.searchsorted(traded, start_ns) if start_ns else 0))
     few = few_bars_note(traded_bars, restored_until, first_traded_bar([c.time for c in candles], start_ns))
     if few is not None:
