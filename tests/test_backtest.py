@@ -204,7 +204,14 @@ def test_real_data_pipeline_trades_both_sides_over_all_dca_bands(btc):
     result = default_run(btc.slice(0, 12000))
     sides = {t.side for t in result.raw.trades if not t.hedge}
     assert sides == {Side.LONG, Side.SHORT}
-    assert set(result.breakdowns["per_dca_band"]) == {"2 entries", "3 entries", "4 entries"}
+    bands = result.breakdowns["per_dca_band"]
+    assert set(bands) == {"2 entries", "3 entries", "4 entries"}
+    main = [t for t in result.raw.trades if not t.hedge]
+    for k, band in bands.items():     # each band's trades and realised win rate, from the trades themselves
+        mine = [t for t in main if f"{t.entries_planned} entries" == k]
+        assert band["trades"] == len(mine) > 0
+        assert band["win_rate"] == pytest.approx(sum(t.pnl > 0 for t in mine) / len(mine))
+        assert band["pnl"] == pytest.approx(sum(t.pnl for t in mine), abs=1e-5)
     entered = [d for d in result.raw.decisions if d.outcome == "entered"]
     for d in entered:   # DCA, exits and sizing all saw the same decision
         assert len(d.plan.legs) == {True: 2, False: 3 if d.confidence >= 0.65 else 4}[d.confidence >= 0.75]

@@ -35,7 +35,7 @@ def summary(result, show_trades: int = 10) -> str:
         "  decisions     " + ", ".join(f"{k} {v}" for k, v in b["decision_outcomes"].items()),
         *_expected_line(b.get("expected_return")),
         "  DCA bands     " + ", ".join(f"{k}: {v['plans']} plans, {v['entries_filled']}/{v['entries_planned']} legs filled"
-                                       for k, v in b["per_dca_band"].items()),
+                                       + _band_trades(v) for k, v in b["per_dca_band"].items()),
         "  confidence    " + " ".join(f"{k}:{v}" for k, v in b["confidence_histogram"].items() if v),
         "  exits         " + ", ".join(f"{k} {v['trades']} ({v['pnl']:+.0f})" for k, v in b["per_exit_reason"].items()),
     ]
@@ -68,3 +68,10 @@ def summary(result, show_trades: int = 10) -> str:
     lines.append(f"  time: load {result.elapsed['load']:.2f}s, prepare {result.elapsed['prepare']:.2f}s, "
                  f"loop {result.elapsed['loop']:.2f}s")
     return "\n".join(lines)
+
+
+def _band_trades(band: dict) -> str:
+    """The band's closed trades and realised win rate (absent from result files before them)."""
+    if not band.get("trades"):
+        return ""
+    return f", {band['trades']} trades won {band['win_rate'] * 100:.0f}%"

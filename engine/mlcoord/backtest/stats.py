@@ -85,12 +85,21 @@ def compute_stats(raw: RawResult) -> dict[str, Any]:
 def breakdowns(raw: RawResult) -> dict[str, Any]:
     trades = [t for t in raw.trades if not t.hedge]
     month = lambda t: iso(t.closed_at)[:7]  # noqa: E731  ("%Y-%m" without a Timestamp per trade)
-    bands: dict[str, dict[str, int]] = defaultdict(lambda: {"plans": 0, "entries_planned": 0, "entries_filled": 0})
+    bands: dict[str, dict[str, Any]] = defaultdict(lambda: {"plans": 0, "entries_planned": 0, "entries_filled": 0,
+                                                            "trades": 0, "wins": 0, "pnl": 0.0})
     for plan in raw.plans:
         b = bands[plan["band"]]
         b["plans"] += 1
         b["entries_planned"] += plan["planned"]
         b["entries_filled"] += plan["filled"]
+    for t in trades:        # a trade's band: the entries its plan had (the DCA rule's output)
+        b = bands[f"{t.entries_planned} entries"]
+        b["trades"] += 1
+        b["wins"] += t.pnl > 0
+        b["pnl"] += t.pnl
+    for b in bands.values():
+        b["pnl"] = round(b["pnl"], 6)
+        b["win_rate"] = round(b["wins"] / b["trades"], 6) if b["trades"] else None
     confidences = [d.confidence for d in raw.decisions if d.signal.action != 0]
     counts, _ = np.histogram(confidences, bins=CONFIDENCE_BINS) if confidences else (np.zeros(10, int), None)
     outcomes: dict[str, int] = defaultdict(int)

@@ -74,10 +74,12 @@ def _breakdowns(page: Page, result: dict[str, Any]) -> None:
     s.append(grid("<h3>Per pair</h3>" + table(group_rows(b["per_pair"]), GROUP_HEADER, GROUP_KINDS),
                   "<h3>Per exit reason</h3>" + table(group_rows(b["per_exit_reason"]), GROUP_HEADER, GROUP_KINDS)))
     bands = [[k, v["plans"], v["entries_planned"], v["entries_filled"],
-              v["entries_filled"] / v["entries_planned"] if v["entries_planned"] else None]
+              v["entries_filled"] / v["entries_planned"] if v["entries_planned"] else None,
+              v.get("trades"), v.get("win_rate"), v.get("pnl")]
              for k, v in b["per_dca_band"].items()]
-    s.append(grid("<h3>Per DCA band</h3>" + table(bands, ["band", "plans", "legs planned", "legs filled", "fill rate"],
-                                                  ["", "", "", "", "pct0"]),
+    s.append(grid("<h3>Per DCA band</h3>" + table(bands, ["band", "plans", "legs planned", "legs filled", "fill rate",
+                                                          "trades", "win rate", "PnL"],
+                                                  ["", "", "", "", "pct0", "", "pct0", "money"]),
                   "<h3>Decisions</h3>" + table(b["decision_outcomes"].items(), ["outcome", "decisions"])
                   + _expected_return(b.get("expected_return"))))
     s.append("<h3>Per entry reason</h3>" + table(group_rows(b["per_entry_reason"]), GROUP_HEADER,
