@@ -84,6 +84,7 @@ class Bot:
         self.events: list[dict] = []
         self.forced: dict = {}
         self.checks: dict = {}
+        self.locks: list = []       # the lock scenario's steps (see _lock_steps)
 
     def client(self) -> httpx.Client:
         def keep(response):
@@ -149,6 +150,7 @@ def bot(tmp_path_factory):
                     assert ws_done.wait(10)
                 if not b.checks:
                     b.checks = _security_checks(b)
+                _lock_steps(b, trader)
                 positions = [p for p in trader.portfolio.positions if not p.startswith("~")]
                 if positions and not b.forced:
                     symbol = positions[0]
@@ -175,6 +177,26 @@ def bot(tmp_path_factory):
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def _lock_steps(b: Bot, trader) -> None:
+    """Cycle by cycle: plant a lock in the protections guard (through its state, as a restart
+    would), read it through ``/locks`` and remove it through the API, read ``/locks`` again."""
+    from mlcoord.api import ExposesLocks
+
+    step = len(b.locks)
+    if step == 0:
+        [guard] = [g.obj for g in trader.engine.loop.pipeline.components.guards if isinstance(g.obj, ExposesLocks)]
+        state = guard.state()
+        state["locks"]["DOGE/USDT"] = [int(trader.last_time) + 48 * 3_600_000_000_000, "test: planted"]
+        guard.load_state(state)
+        b.locks.append(None)
+    elif step == 1:
+        listed = b.http.get("/api/v1/locks", headers=b.auth("vera")).json()
+        removed = b.http.delete("/api/v1/locks/DOGE/USDT", headers=b.auth("tom"))
+        b.locks.append((listed, removed.json()["control_id"]))
+    elif step == 2:
+        b.locks.append(b.http.get("/api/v1/locks", headers=b.auth("vera")).json())
 
 
 def _routes(app):
@@ -262,6 +284,29 @@ def test_a_forced_exit_closes_the_position_through_the_loop_and_is_audited(bot):
     kinds = {e["type"] for e in bot.events}
     assert {"cycle", "decision", "fill", "trade_closed", "control"} <= kinds, kinds
     assert any(e["type"] == "trade_closed" and e["exit_reason"] == "api:force_exit" for e in bot.events)
+
+
+def test_locks_lists_a_guards_own_locks_and_the_api_lifts_them_through_the_loop(bot):
+    _, (listed, control_id), after = bot.locks
+    assert listed["guard_locks"]["protections"]["DOGE/USDT"]["why"] == "test: planted"
+    assert "DOGE/USDT" not in listed["locks"]           # not an API lock
+    assert "DOGE/USDT" not in after["guard_locks"].get("protections", {})
+    [row] = [r for r in bot.audit if r["id"] == control_id]
+    assert (row["username"], row["action"], row["result"]) == ("tom", "lock_remove", "DOGE/USDT unlocked (protections)")
+
+
+def test_the_websocket_streams_order_events_of_the_paper_session(bot):
+    by_type: dict = {}
+    for e in bot.events:
+        by_type.setdefault(e["type"], []).append(e)
+    assert by_type.get("order_placed") and by_type.get("order_filled"), sorted(by_type)
+    placed = [e["order_id"] for e in by_type["order_placed"]]
+    order = [e["type"] for e in bot.events]
+    for e in by_type["order_filled"]:     # placed first, in an earlier (or the same) cycle's events
+        assert e["order_id"] in placed and e["average_price"] > 0
+        assert bot.events.index(e) > order.index("order_placed")
+    fills = {(e["symbol"], e["time"]) for e in by_type["fill"]}
+    assert len(by_type["order_filled"]) <= len(fills)
 
 
 def test_expired_tampered_and_misused_tokens_are_refused(bot):
@@ -521,3 +566,28 @@ def test_exchange_retries_are_counted_and_exported():
 
     metrics = BotMetrics(lambda: {"running": True, "exchange_retries": dict(health.retries)}, dict)
     assert 'mlcoord_exchange_retries_total{reason="network"} 2.0' in generate_latest(metrics.registry).decode()
+
+
+def test_a_live_stores_order_journal_becomes_order_events_once_per_change(tmp_path):
+    """Live: each order written new or changed reaches the channel's listener (as the session
+    installs it), sent as events after the cycle; an unchanged report adds none."""
+    import attrs
+
+    from mlcoord.live.records import OrderRecord, OrderState
+    from mlcoord.model import Order, OrderKind, Side
+
+    channel = ControlChannel()
+    with Store.open(tmp_path / "o.db") as store:
+        store.order_listeners.append(channel.order_changed)
+        o = Order(id="c1", symbol="BTC/USDT", side=Side.LONG, kind=OrderKind.LIMIT, quantity=1.0, price=100.0,
+                  created_at=1, tag="entry:1/1")
+        assert store.journal_order(OrderRecord(o, plan_id="p1")) is None
+        opened = OrderRecord(o, plan_id="p1", state=OrderState.OPEN, exchange_order_id="x1")
+        store.upsert_order(opened)
+        store.upsert_order(opened)                        # nothing new: no event
+        store.upsert_order(attrs.evolve(opened, state=OrderState.FILLED, filled_quantity=1.0, average_price=99.5))
+        store.journal_order(OrderRecord(attrs.evolve(o, id="c2"), state=OrderState.REJECTED, reason="filters"))
+    got = channel._order_events
+    assert [(e["type"], e["order_id"]) for e in got] == [
+        ("order_placed", "c1"), ("order_accepted", "c1"), ("order_filled", "c1"), ("order_rejected", "c2")]
+    assert got[2]["average_price"] == 99.5 and got[3]["reason"] == "filters"

@@ -21,6 +21,8 @@ import structlog
 
 from mlcoord.ml_health import MlHealth
 from mlcoord.model import CancelEntries, ClosePosition
+from mlcoord.protocols import ExposesLocks, ReleasesLocks
+from mlcoord.simulated import SimulatedVenue
 
 log = structlog.get_logger("mlcoord.live.controls")
 
@@ -29,6 +31,10 @@ FORCE_EXIT_REASON = "api:force_exit"
 #: what a control may ask for
 CONTROL_KINDS = ("force_exit", "pause", "resume", "stop", "start", "kill_on", "kill_off", "cancel_entries",
                  "lock_add", "lock_remove")
+#: the websocket event of an order journaled in each state (live)
+ORDER_EVENTS = {"pending": "order_placed", "open": "order_accepted", "partially_filled": "order_partially_filled",
+                "filled": "order_filled", "cancelled": "order_cancelled", "expired": "order_cancelled",
+                "rejected": "order_rejected"}
 #: decisions the API can show (older ones are in the store's journal on live)
 RECENT_DECISIONS = 1000
 
@@ -77,6 +83,11 @@ class ControlChannel:
         self._ml_seen = -1
         #: the pipeline's components by role (names only), once installed
         self.components: dict[str, Any] = {}
+        #: order events of the cycle (live: from the store's order journal), sent after it
+        self._order_events: list[dict[str, Any]] = []
+        #: a paper session's working entry orders at the last cycle's end: id -> event fields
+        self._working: dict[str, dict[str, Any]] = {}
+        self._refused_seen = 0
 
     # -- the API's side (any thread) -----------------------------------------------------------
     def submit(self, control: Control) -> None:
@@ -111,6 +122,46 @@ class ControlChannel:
         journal.guard = guard_seen
         loop.pipeline.outcome_listeners.append(self.ml.observe)
         self.components = loop.pipeline.components.describe()
+
+    def order_changed(self, record) -> None:
+        """A store's order listener (live): the order written new or changed, as an event kept
+        for the end of the cycle (the trading thread's; nothing goes to a socket from here)."""
+        o = record.order
+        self._order_events.append({
+            "type": ORDER_EVENTS.get(record.state.value, "order_" + record.state.value), "order_id": o.id,
+            "symbol": o.symbol, "side": int(o.side), "kind": str(o.kind.value), "tag": o.tag,
+            "quantity": o.quantity, "price": o.price, "filled_quantity": record.filled_quantity,
+            "average_price": record.average_price, "reduce_only": o.reduce_only, "hedge": o.hedge,
+            "plan_id": record.plan_id, "reason": record.reason})
+
+    def _simulated_orders(self, venue, fills) -> list[dict[str, Any]]:
+        """A paper session's entry orders, from the simulated venue's working legs compared with
+        the last cycle's: new ones placed, gone ones filled (a fill of theirs this cycle) or
+        cancelled (cancelled, expired or replaced); refused ones rejected."""
+        out: list[dict[str, Any]] = []
+        filled = {f.order_id: f for f in fills if not f.reduce_only and not f.hedge}
+        now = {oid: {"order_id": oid, "symbol": sym, "side": int(side), "kind": "market" if market else "limit",
+                     "tag": tag, "quantity": qty, "price": None if market else price}
+               for oid, sym, side, qty, price, market, tag in venue.working_orders()}
+        before = self._working
+        for oid, row in now.items():
+            if oid not in before:
+                out.append({"type": "order_placed", **row})
+        for oid, row in before.items():
+            if oid not in now:
+                fill = filled.get(oid)
+                out.append({"type": "order_filled", **row, "average_price": fill.price} if fill is not None
+                           else {"type": "order_cancelled", **row})
+        for oid, f in filled.items():          # placed and filled within the cycle (several bars stepped)
+            if oid not in before and oid not in now:
+                row = {"order_id": oid, "symbol": f.symbol, "side": int(f.side), "tag": f.tag,
+                       "quantity": f.quantity}
+                out += [{"type": "order_placed", **row}, {"type": "order_filled", **row, "average_price": f.price}]
+        for symbol, oid, why in venue.refused[self._refused_seen:]:
+            out.append({"type": "order_rejected", "order_id": oid, "symbol": symbol, "reason": why})
+        self._refused_seen = len(venue.refused)
+        self._working = now
+        return out
 
     def locked(self, symbol: str) -> bool:
         if symbol not in self.locks:
@@ -164,7 +215,7 @@ class ControlChannel:
             return f"{c.symbol} locked" + ("" if c.until is None else f" until {c.until:.0f}")
         if kind == "lock_remove":
             assert c.symbol is not None
-            return f"{c.symbol} unlocked" if self.locks.pop(c.symbol, "no") != "no" else f"{c.symbol} was not locked"
+            return self._unlock(c.symbol, trader)
         loop = trader.engine.loop
         ledger, venue = loop.ledger, loop.venue
         symbols = [c.symbol] if c.symbol is not None else [s.symbol for s in loop.series]
@@ -180,6 +231,25 @@ class ControlChannel:
             return f"nothing to do: no {'position' if kind == 'force_exit' else 'working entry'} on " \
                    f"{c.symbol or 'any symbol'}"
         return "intents submitted: " + "; ".join(acted)
+
+    def _unlock(self, symbol: str, trader) -> str:
+        """The API's own lock on ``symbol``, and every guard's that lets it go
+        (:class:`~mlcoord.protocols.ReleasesLocks`); a guard's lock it cannot lift is named."""
+        lifted = ["api"] if self.locks.pop(symbol, "no") != "no" else []
+        kept = []
+        for b in trader.engine.loop.pipeline.components.guards:
+            if not isinstance(b.obj, ExposesLocks) or symbol not in b.obj.locks():
+                continue
+            if isinstance(b.obj, ReleasesLocks) and b.obj.unlock(symbol):
+                lifted.append(b.name)
+            else:
+                kept.append(b.name)
+        if not lifted and not kept:
+            return f"{symbol} was not locked"
+        out = f"{symbol} unlocked ({', '.join(lifted)})" if lifted else f"{symbol} not unlocked"
+        if kept:
+            out += f"; still locked by {', '.join(kept)} (it cannot lift its locks early)"
+        return out
 
     def emit(self, event: dict[str, Any]) -> None:
         for sink in self.events:
@@ -204,6 +274,11 @@ class ControlChannel:
             row = decision_to_dict(d)
             self.decisions.append(row)
             self.emit({"type": "decision", **row})
+        orders, self._order_events = self._order_events, []
+        if isinstance(loop.venue, SimulatedVenue):
+            orders += self._simulated_orders(loop.venue, ledger.fills[seen["fills"]:])
+        for event in orders:
+            self.emit(event)
         if self.events:
             for f in ledger.fills[seen["fills"]:]:
                 self.emit({"type": "fill", "symbol": f.symbol, "side": int(f.side), "price": f.price,
@@ -230,6 +305,19 @@ def trade_dict(t) -> dict[str, Any]:
             "fees": t.fees, "funding": t.funding, "exit_reason": t.exit_reason, "entry_reason": t.entry_reason,
             "entries_planned": t.entries_planned, "entries_filled": t.entries_filled,
             "confidence": t.confidence, "hedge": t.hedge}
+
+
+def guard_locks(guards, now_ns: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each guard's own locks still in force at ``now_ns`` (bar time), by guard name, for the guards
+    implementing :class:`~mlcoord.protocols.ExposesLocks` (never by plugin name)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for b in guards:
+        if isinstance(b.obj, ExposesLocks):
+            found = {pair: {"until_ns": int(until), "why": str(why)}
+                     for pair, (until, why) in b.obj.locks().items() if int(until) > now_ns}
+            if found:
+                out[b.name] = found
+    return out
 
 
 def build_snapshot(trader, channel: ControlChannel, *, status: str, seconds: float, killed: bool, now: float,
@@ -259,4 +347,5 @@ def build_snapshot(trader, channel: ControlChannel, *, status: str, seconds: flo
             "exposure": float(ledger.gross_exposure()), "positions": positions, "working_entries": entries,
             "trades": len(ledger.trades), "symbols": list(trader.order),
             "locks": {s: u for s, u in channel.locks.items()},
+            "guard_locks": guard_locks(loop.pipeline.components.guards, int(trader.last_time)),
             "component_failures": {str(k): int(v) for k, v in errors.items()}, **extra}

@@ -315,8 +315,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.get(f"{PREFIX}/locks")
     def locks(user: User = viewer) -> dict:
-        return {"locks": reader.snapshot().get("locks", {}),
-                "note": "pair locks set through the API; a protection plugin's own locks are not listed yet"}
+        snap = reader.snapshot()
+        return {"locks": snap.get("locks", {}), "guard_locks": snap.get("guard_locks", {}),
+                "note": "locks: set through the API (until: wall-clock seconds, null: until removed); "
+                        "guard_locks: each guard's own, by guard (until_ns: bar time; '*': every pair)"}
 
     @app.get(f"{PREFIX}/decisions")
     def decisions(user: User = viewer, symbol: Optional[str] = None,
