@@ -85,6 +85,7 @@ class Bot:
         self.forced: dict = {}
         self.checks: dict = {}
         self.locks: list = []       # the lock scenario's steps (see _lock_steps)
+        self.reloads: list = []     # the reload scenario's (see _reload_steps)
 
     def client(self) -> httpx.Client:
         def keep(response):
@@ -136,7 +137,7 @@ def bot(tmp_path_factory):
             channel = ControlChannel()
             b.settings, b.next_settings = settings, None      # reload reads b.next_settings (None: unchanged)
             b.server = start_api(settings, options, store, channel, clock=b.wall, monotonic=b.monotonic,
-                                 load_config=lambda: b.next_settings or settings)
+                                 load_config=lambda: b.next_settings or b.settings)
             b.http = b.client()
             b.app = b.server.app
             ws_done = threading.Event()
@@ -151,6 +152,7 @@ def bot(tmp_path_factory):
                 if not b.checks:
                     b.checks = _security_checks(b)
                 _lock_steps(b, trader)
+                _reload_steps(b, trader)
                 positions = [p for p in trader.portfolio.positions if not p.startswith("~")]
                 if positions and not b.forced:
                     symbol = positions[0]
@@ -197,6 +199,28 @@ def _lock_steps(b: Bot, trader) -> None:
         b.locks.append((listed, removed.json()["control_id"]))
     elif step == 2:
         b.locks.append(b.http.get("/api/v1/locks", headers=b.auth("vera")).json())
+
+
+def _reload_steps(b: Bot, trader) -> None:
+    """Cycle by cycle: reload new options of the exit manager and the protections guard (refused:
+    the exit manager cannot take them in place), then of the guard alone (queued), then read the
+    guard's options and the audit row the loop's result went to."""
+    import attrs
+
+    step, admin, s = len(b.reloads), b.auth("ada"), b.settings
+    guard = trader.engine.loop.pipeline.components.entry_guards[0]
+    if step == 0:
+        guarded = {**s.plugins, "protections": {**s.plugins.get("protections", {}), "max_open_trades": 4}}
+        b.next_settings = attrs.evolve(s, plugins={**guarded, "exits": {"atr_stop_multiplier": 3.5}})
+        refused = b.http.post("/api/v1/reload", headers=admin)
+        b.next_settings = attrs.evolve(s, plugins=guarded)
+        queued = b.http.post("/api/v1/reload", headers=admin)
+        b.reloads.append((guard.obj.options.max_open_trades, refused.status_code, refused.json(),
+                          queued.status_code, queued.json()))
+    elif step == 1:
+        b.reloads.append((guard.name, guard.obj.options.max_open_trades))
+        b.settings, b.next_settings = b.next_settings, None
+        b.reloads.append(b.http.post("/api/v1/reload", headers=admin).json())     # now the running config
 
 
 def _routes(app):
@@ -487,6 +511,18 @@ def test_ml_health_shows_each_contributor_and_the_live_reliability_without_a_ref
     assert len(live) == 10 and sum(b["count"] for b in live) == min(bot.outcomes, ml["window"])
     assert ml["reliability"]["reference"] == "none" and ml["drift"]["state"] == "no reference"
     assert "mlcoord_calibration_drift_alert 0.0" in bot.metrics and "mlcoord_ml_accuracy{" in bot.metrics
+
+
+def test_reload_applies_a_guards_new_options_through_the_loop_and_refuses_the_rest(bot):
+    (before, refused_code, refused, queued_code, queued), (name, after), again = bot.reloads
+    assert refused_code == 409 and refused["restart_required"] == ["plugins.exits.atr_stop_multiplier"], refused
+    assert "exits: cannot take new options in place" in refused["detail"]
+    assert queued_code == 202, queued
+    assert (name, before, after) == ("protections", 3, 4)
+    assert again["detail"].startswith("nothing to reload")
+    [row] = [r for r in bot.audit if r["id"] == queued["control_id"]]
+    assert (row["username"], row["action"], row["params"]) == ("ada", "reload", {"components": ["protections"]})
+    assert row["result"] == "reloaded: options of protections"
 
 
 def test_reload_names_the_keys_that_need_a_restart_and_is_audited(bot):

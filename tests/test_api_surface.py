@@ -19,7 +19,7 @@ SURFACE = sorted([
     'Decision', 'EntryGuard', 'EntryLeg', 'EntryPlan', 'EntryPlanner', 'EventSpec', 'ExitLevels', 'ExitManager',
     'ExitReason', 'ExposesFeatures', 'ExposesLocks', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
     'MarketContext', 'MarketData', 'Outcome', 'OutcomeLearner', 'PortfolioView', 'PortfolioWatcher',
-    'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Regime', 'ReleasesLocks', 'Side', 'Signal',
+    'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Reconfigurable', 'Regime', 'ReleasesLocks', 'Side', 'Signal',
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'SkipsFlatBars', 'Stateful', 'Trade', 'TradeObserver',
     'TradeLabel', 'Trainable', 'Vote', 'Voter', 'auc', 'trade_labels', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'AccountSettings', 'ChecksAccount', 'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',

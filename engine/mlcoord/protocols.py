@@ -106,5 +106,15 @@ class ReleasesLocks(Protocol):
     def unlock(self, pair: str) -> bool: ...
 
 
+@runtime_checkable
+class Reconfigurable(Protocol):
+    """A component taking new options in place, keeping what it learned or holds (a running bot's
+    config reload, ``POST /api/v1/reload``): ``reconfigure(options)`` gets the options object its
+    factory would get from the new ``[plugins.NAME]`` table. Without it, a change of its options
+    needs a restart."""
+
+    def reconfigure(self, options: Any) -> None: ...
+
+
 __all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver", "ExposesFeatures",
-           "SkipsFlatBars", "ExposesLocks", "ReleasesLocks"]
+           "SkipsFlatBars", "ExposesLocks", "ReleasesLocks", "Reconfigurable"]

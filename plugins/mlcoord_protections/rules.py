@@ -100,6 +100,13 @@ class Protections:
         would arm again at once while equity is below the floor."""
         return self._locks.pop(pair, None) is not None
 
+    def reconfigure(self, options: ProtectionsOptions) -> None:
+        """New options from a config reload: locks, recent losses and an armed daily limit stay
+        (a shorter cooldown applies to the next lock, not to one already set)."""
+        if not isinstance(options, ProtectionsOptions):
+            raise TypeError(f"protections options must be ProtectionsOptions, not {type(options).__name__}")
+        self.options = options
+
     # -- restart ---------------------------------------------------------------------------------
     def state(self) -> dict:
         """Locks, recent losses and the armed daily limit: a restart must not lift a cooldown."""

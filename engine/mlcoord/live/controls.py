@@ -21,7 +21,7 @@ import structlog
 
 from mlcoord.ml_health import MlHealth
 from mlcoord.model import CancelEntries, ClosePosition
-from mlcoord.protocols import ExposesLocks, ReleasesLocks
+from mlcoord.protocols import ExposesLocks, Reconfigurable, ReleasesLocks
 from mlcoord.simulated import SimulatedVenue
 
 log = structlog.get_logger("mlcoord.live.controls")
@@ -30,7 +30,7 @@ log = structlog.get_logger("mlcoord.live.controls")
 FORCE_EXIT_REASON = "api:force_exit"
 #: what a control may ask for
 CONTROL_KINDS = ("force_exit", "pause", "resume", "stop", "start", "kill_on", "kill_off", "cancel_entries",
-                 "lock_add", "lock_remove")
+                 "lock_add", "lock_remove", "reload")
 #: the websocket event of an order journaled in each state (live)
 ORDER_EVENTS = {"pending": "order_placed", "open": "order_accepted", "partially_filled": "order_partially_filled",
                 "filled": "order_filled", "cancelled": "order_cancelled", "expired": "order_cancelled",
@@ -51,6 +51,8 @@ class Control:
     until: Optional[float] = None
     user: str = ""
     audit_id: int = 0
+    #: ``reload``: (the new settings, names of the components whose options change)
+    payload: Any = attrs.field(default=None, eq=False, repr=False)
 
 
 Sink = Callable[[dict[str, Any]], None]
@@ -83,6 +85,8 @@ class ControlChannel:
         self._ml_seen = -1
         #: the pipeline's components by role (names only), once installed
         self.components: dict[str, Any] = {}
+        #: guards and exit manager that take new options in place (names; see ``Reconfigurable``)
+        self.reconfigurable: frozenset[str] = frozenset()
         #: order events of the cycle (live: from the store's order journal), sent after it
         self._order_events: list[dict[str, Any]] = []
         #: a paper session's working entry orders at the last cycle's end: id -> event fields
@@ -122,6 +126,8 @@ class ControlChannel:
         journal.guard = guard_seen
         loop.pipeline.outcome_listeners.append(self.ml.observe)
         self.components = loop.pipeline.components.describe()
+        self.reconfigurable = frozenset(b.name for b in _reloadable(loop.pipeline.components)
+                                        if isinstance(b.obj, Reconfigurable))
 
     def order_changed(self, record) -> None:
         """A store's order listener (live): the order written new or changed, as an event kept
@@ -213,6 +219,8 @@ class ControlChannel:
             assert c.symbol is not None
             self.locks[c.symbol] = c.until
             return f"{c.symbol} locked" + ("" if c.until is None else f" until {c.until:.0f}")
+        if kind == "reload":
+            return self._reconfigure(c.payload, trader)
         if kind == "lock_remove":
             assert c.symbol is not None
             return self._unlock(c.symbol, trader)
@@ -231,6 +239,20 @@ class ControlChannel:
             return f"nothing to do: no {'position' if kind == 'force_exit' else 'working entry'} on " \
                    f"{c.symbol or 'any symbol'}"
         return "intents submitted: " + "; ".join(acted)
+
+    def _reconfigure(self, payload, trader) -> str:
+        """New options, from the reloaded settings, for the named guards and exit manager (typed
+        and checked by the config's own reader, as at start)."""
+        from mlcoord.config import plugin_options
+
+        settings, names = payload
+        chosen: dict[str, Any] = {}
+        for b in _reloadable(trader.engine.loop.pipeline.components):
+            if b.name in names and b.name not in chosen:      # every option set read before any is applied
+                chosen[b.name] = (b, plugin_options(settings, b.spec.name, b.spec.options))
+        for b, options in chosen.values():
+            b.obj.reconfigure(options)
+        return "reloaded: options of " + ", ".join(chosen) if chosen else "nothing reloaded"
 
     def _unlock(self, symbol: str, trader) -> str:
         """The API's own lock on ``symbol``, and every guard's that lets it go
@@ -297,6 +319,11 @@ class ControlChannel:
                                        now=self.clock(), extra={"ml": ml, **(extra or {})})
         self.emit({"type": "cycle", "status": status, "equity": self.snapshot["equity"],
                    "seconds": round(seconds, 6)})
+
+
+def _reloadable(components) -> list:
+    """The components whose options a reload may change: guards and the exit manager."""
+    return [*components.guards, components.exit_manager]
 
 
 def trade_dict(t) -> dict[str, Any]:

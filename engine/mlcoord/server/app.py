@@ -130,8 +130,11 @@ class ServerContext:
 
 
 def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONResponse:
-    """Read the config file again and name the keys that differ: keys outside the reloadable set
-    answer 409 "restart required"; reloadable ones are not applied yet (501). Audited."""
+    """Read the config file again and name the keys that differ: keys outside the reloadable set,
+    and options of a component that cannot take them in place (``Reconfigurable``), answer 409
+    "restart required"; symbols and scan settings are not applied yet (501); new options of guards
+    and the exit manager are queued for the loop (202), which applies them between two cycles.
+    Audited (the audit row's result is the loop's)."""
     from mlcoord.config import unstructure
     from mlcoord.errors import MlcoordError
     from mlcoord.server.reload import differing, reloadable_prefixes, split
@@ -150,11 +153,21 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
         return answer(f"refused: the config file does not load: {exc}", 422)
     keys = differing(unstructure(ctx.settings), unstructure(new))
     ok, restart = split(keys, reloadable_prefixes(ctx.channel.components))
+    channel = ctx.channel
+    names = sorted({k.split(".")[1] for k in ok if k.startswith("plugins.")})
+    fixed = [k for k in ok if k.startswith("plugins.") and k.split(".")[1] not in channel.reconfigurable]
+    restart += fixed
     if restart:
-        return answer("restart required: " + ", ".join(restart), 409, restart_required=restart, reloadable=ok)
-    if ok:
-        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(ok))
-        return not_yet("applying reloadable keys at the next cycle (" + ", ".join(ok) + "); restart the bot")
+        why = "restart required: " + ", ".join(restart)
+        if fixed:
+            why += f" ({', '.join(sorted({k.split('.')[1] for k in fixed}))}: cannot take new options in place)"
+        return answer(why, 409, restart_required=restart, reloadable=[k for k in ok if k not in fixed])
+    other = [k for k in ok if not k.startswith("plugins.")]
+    if other:
+        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(other))
+        return not_yet("applying " + ", ".join(other) + " at the next cycle; restart the bot")
+    if names:
+        return ctx.control(request, user, "reload", {"components": names}, payload=(new, names))
     return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
 
 
