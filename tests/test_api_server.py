@@ -86,6 +86,7 @@ class Bot:
         self.checks: dict = {}
         self.locks: list = []       # the lock scenario's steps (see _lock_steps)
         self.reloads: list = []     # the reload scenario's (see _reload_steps)
+        self.entered: list = []     # the force-enter scenario's (see _force_enter_steps)
 
     def client(self) -> httpx.Client:
         def keep(response):
@@ -153,6 +154,7 @@ def bot(tmp_path_factory):
                     b.checks = _security_checks(b)
                 _lock_steps(b, trader)
                 _reload_steps(b, trader)
+                _force_enter_steps(b, trader)
                 positions = [p for p in trader.portfolio.positions if not p.startswith("~")]
                 if positions and not b.forced:
                     symbol = positions[0]
@@ -221,6 +223,32 @@ def _reload_steps(b: Bot, trader) -> None:
         b.reloads.append((guard.name, guard.obj.options.max_open_trades))
         b.settings, b.next_settings = b.next_settings, None
         b.reloads.append(b.http.post("/api/v1/reload", headers=admin).json())     # now the running config
+
+
+def _force_enter_steps(b: Bot, trader) -> None:
+    """Once the forced exit has closed its position and nothing is held or working: force-enter
+    refused while ``allow_force_enter`` is off and for a viewer, queued for the trader once on;
+    a cycle later, what the loop did (the audit row, the decision, the position)."""
+    import attrs
+
+    step, ctx, sym = len(b.entered), b.server.context, "BTC/USDT"
+    if step == 0:
+        if "after" not in b.forced or sym in trader.engine.ledger.positions or \
+                trader.engine.loop.venue.has_entries(sym):
+            return
+        body = {"symbol": sym}
+        off = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json=body).status_code
+        ctx.api = attrs.evolve(ctx.api, allow_force_enter=True)
+        viewer = b.http.post("/api/v1/force-enter", headers=b.auth("vera"), json=body).status_code
+        bad = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json={"symbol": sym, "side": "up"}).status_code
+        queued = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json=body)
+        b.entered.append((off, viewer, bad, queued.status_code, queued.json()))
+    elif step == 1:
+        ctx.api = attrs.evolve(ctx.api, allow_force_enter=False)
+        viewer = b.auth("vera")
+        b.entered.append((b.http.get("/api/v1/decisions", headers=viewer, params={"symbol": sym}).json(),
+                          b.http.get("/api/v1/positions", headers=viewer).json(),
+                          {s: p.quantity for s, p in trader.engine.ledger.positions.items()}))
 
 
 def _routes(app):
@@ -331,6 +359,21 @@ def test_the_websocket_streams_order_events_of_the_paper_session(bot):
         assert bot.events.index(e) > order.index("order_placed")
     fills = {(e["symbol"], e["time"]) for e in by_type["fill"]}
     assert len(by_type["order_filled"]) <= len(fills)
+
+
+def test_force_enter_places_a_checked_market_plan_through_the_loop_when_allowed(bot):
+    (off, viewer, bad, code, queued), (decisions, positions, held) = bot.entered
+    assert (off, viewer, bad, code) == (403, 403, 422, 202), queued
+    [row] = [r for r in bot.audit if r["id"] == queued["control_id"]]
+    assert (row["username"], row["role"], row["action"]) == ("tom", "trader", "force_enter")
+    assert row["result"].startswith("entered: BTC/USDT long at market, quantity "), row
+    assert any(r["action"] == "force_enter" and r["result"] == "refused: allow_force_enter off" for r in bot.audit)
+    forced = [d for d in decisions["decisions"] if d["reasons"] == ["api:force_enter"]]
+    assert [d["outcome"] for d in forced] == ["entered"], forced
+    d = forced[0]
+    assert d["plan"]["legs"][0]["market"] and d["levels"]["stop"] > 0 and d["sizing"]["quantity"] > 0
+    [p] = [p for p in positions["positions"] if p["symbol"] == "BTC/USDT" and not p["hedge"]]
+    assert p["plan_id"].endswith(":api") and held["BTC/USDT"] == p["quantity"] > 0
 
 
 def test_expired_tampered_and_misused_tokens_are_refused(bot):

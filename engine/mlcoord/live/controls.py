@@ -20,7 +20,7 @@ import attrs
 import structlog
 
 from mlcoord.ml_health import MlHealth
-from mlcoord.model import CancelEntries, ClosePosition
+from mlcoord.model import CancelEntries, ClosePosition, Side
 from mlcoord.protocols import ExposesLocks, Reconfigurable, ReleasesLocks
 from mlcoord.simulated import SimulatedVenue
 
@@ -30,7 +30,7 @@ log = structlog.get_logger("mlcoord.live.controls")
 FORCE_EXIT_REASON = "api:force_exit"
 #: what a control may ask for
 CONTROL_KINDS = ("force_exit", "pause", "resume", "stop", "start", "kill_on", "kill_off", "cancel_entries",
-                 "lock_add", "lock_remove", "reload")
+                 "lock_add", "lock_remove", "reload", "force_enter")
 #: the websocket event of an order journaled in each state (live)
 ORDER_EVENTS = {"pending": "order_placed", "open": "order_accepted", "partially_filled": "order_partially_filled",
                 "filled": "order_filled", "cancelled": "order_cancelled", "expired": "order_cancelled",
@@ -51,7 +51,8 @@ class Control:
     until: Optional[float] = None
     user: str = ""
     audit_id: int = 0
-    #: ``reload``: (the new settings, names of the components whose options change)
+    #: ``reload``: (the new settings, names of the components whose options change); ``force_enter``:
+    #: the side (1 long, -1 short)
     payload: Any = attrs.field(default=None, eq=False, repr=False)
 
 
@@ -221,6 +222,9 @@ class ControlChannel:
             return f"{c.symbol} locked" + ("" if c.until is None else f" until {c.until:.0f}")
         if kind == "reload":
             return self._reconfigure(c.payload, trader)
+        if kind == "force_enter":
+            assert c.symbol is not None
+            return self._force_enter(c.symbol, Side(c.payload), trader, supervisor)
         if kind == "lock_remove":
             assert c.symbol is not None
             return self._unlock(c.symbol, trader)
@@ -239,6 +243,24 @@ class ControlChannel:
             return f"nothing to do: no {'position' if kind == 'force_exit' else 'working entry'} on " \
                    f"{c.symbol or 'any symbol'}"
         return "intents submitted: " + "; ".join(acted)
+
+    def _force_enter(self, symbol: str, side: Side, trader, supervisor) -> str:
+        """A market entry through the loop (:meth:`~mlcoord.loop.TradingLoop.force_enter`), unless
+        entries are blocked (kill switch, pause, stop, a lock: the loop's own entry gate)."""
+        loop = trader.engine.loop
+        if supervisor.killed():
+            return "refused: the kill switch is on"
+        if loop.may_enter is not None and not loop.may_enter(symbol):
+            return f"refused: entries on {symbol} are blocked (paused, stopped or locked)"
+        try:
+            d = loop.force_enter(symbol, side)
+        except ValueError as exc:
+            return f"refused: {exc}"
+        if d.outcome != "entered":
+            return f"refused: {d.outcome}" + (f": {d.veto}" if d.veto else "")
+        assert d.sizing is not None and d.levels is not None
+        return (f"entered: {symbol} {side.name.lower()} at market, quantity {d.sizing.quantity:g}, "
+                f"stop {d.levels.stop:g}")
 
     def _reconfigure(self, payload, trader) -> str:
         """New options, from the reloaded settings, for the named guards and exit manager (typed

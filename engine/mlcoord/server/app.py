@@ -12,7 +12,7 @@ the result, filled in when the loop has applied it). Nothing here calls the trad
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import attrs
 import structlog
@@ -204,6 +204,11 @@ class ForceExit(BaseModel):
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)
 
 
+class ForceEnter(BaseModel):
+    symbol: str = Field(min_length=1, max_length=64)
+    side: Literal["long", "short"] = "long"
+
+
 class SymbolBody(BaseModel):
     symbol: str = Field(min_length=1, max_length=64)
 
@@ -383,11 +388,13 @@ def create_app(ctx: ServerContext) -> FastAPI:
                            fraction=body.fraction)
 
     @app.post(f"{PREFIX}/force-enter")
-    def force_enter(request: Request, user: User = trader):
+    def force_enter(body: ForceEnter, request: Request, user: User = trader):
         if not ctx.api.allow_force_enter:
-            ctx.accounts.audit(user, "force_enter", {}, client_address(request), "refused: allow_force_enter off")
+            ctx.accounts.audit(user, "force_enter", body.model_dump(), client_address(request),
+                               "refused: allow_force_enter off")
             raise HTTPException(403, "force-enter is off: set [api] allow_force_enter = true")
-        return not_yet("force-enter")
+        return ctx.control(request, user, "force_enter", body.model_dump(), symbol=body.symbol,
+                           payload=1 if body.side == "long" else -1)
 
     @app.post(f"{PREFIX}/orders/cancel")
     def cancel_entries(body: SymbolBody, request: Request, user: User = trader):
