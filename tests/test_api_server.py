@@ -670,3 +670,44 @@ def test_a_live_stores_order_journal_becomes_order_events_once_per_change(tmp_pa
     assert [(e["type"], e["order_id"]) for e in got] == [
         ("order_placed", "c1"), ("order_accepted", "c1"), ("order_filled", "c1"), ("order_rejected", "c2")]
     assert got[2]["average_price"] == 99.5 and got[3]["reason"] == "filters"
+
+
+def test_force_enter_is_refused_while_entries_are_blocked_and_names_the_loops_refusal():
+    """The kill switch, the loop's entry gate (the API's pause and locks, the session's own) and
+    the loop's refusal come back as the control's result; nothing is entered around them."""
+    from types import SimpleNamespace
+
+    from mlcoord.live.controls import Control
+
+    entered: list = []
+
+    def force_enter(symbol, side):
+        if symbol == "NEW/USDT":
+            raise ValueError(f"symbol {symbol!r} is not traded by this session")
+        entered.append((symbol, side))
+        return SimpleNamespace(outcome="vetoed:protections", veto="max_open_trades 3 reached")
+
+    loop = SimpleNamespace(may_enter=None, force_enter=force_enter)
+    trader = SimpleNamespace(engine=SimpleNamespace(loop=loop))
+    channel, killed = ControlChannel(), [True]
+    supervisor = SimpleNamespace(killed=lambda: killed[0])
+    results = []
+    channel.results.append(lambda c, r: results.append(r))
+    channel.install = lambda trader: None          # the fake loop has no journal or pipeline to hook
+    enter = Control("force_enter", symbol="BTC/USDT", payload=1)
+    channel.submit(enter)
+    channel.apply(trader, supervisor)
+    killed[0] = False
+    channel.paused = True
+    loop.may_enter = lambda symbol: not channel.paused
+    channel.submit(enter)
+    channel.apply(trader, supervisor)
+    channel.paused = False
+    for control in (enter, Control("force_enter", symbol="NEW/USDT", payload=-1)):
+        channel.submit(control)
+    channel.apply(trader, supervisor)
+    assert results == ["refused: the kill switch is on",
+                       "refused: entries on BTC/USDT are blocked (paused, stopped or locked)",
+                       "refused: vetoed:protections: max_open_trades 3 reached",
+                       "refused: symbol 'NEW/USDT' is not traded by this session"]
+    assert entered == [("BTC/USDT", 1)]
