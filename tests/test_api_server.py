@@ -84,6 +84,9 @@ class Bot:
         self.events: list[dict] = []
         self.forced: dict = {}
         self.checks: dict = {}
+        self.locks: list = []       # the lock scenario's steps (see _lock_steps)
+        self.reloads: list = []     # the reload scenario's (see _reload_steps)
+        self.entered: list = []     # the force-enter scenario's (see _force_enter_steps)
 
     def client(self) -> httpx.Client:
         def keep(response):
@@ -135,7 +138,7 @@ def bot(tmp_path_factory):
             channel = ControlChannel()
             b.settings, b.next_settings = settings, None      # reload reads b.next_settings (None: unchanged)
             b.server = start_api(settings, options, store, channel, clock=b.wall, monotonic=b.monotonic,
-                                 load_config=lambda: b.next_settings or settings)
+                                 load_config=lambda: b.next_settings or b.settings)
             b.http = b.client()
             b.app = b.server.app
             ws_done = threading.Event()
@@ -149,6 +152,9 @@ def bot(tmp_path_factory):
                     assert ws_done.wait(10)
                 if not b.checks:
                     b.checks = _security_checks(b)
+                _lock_steps(b, trader)
+                _reload_steps(b, trader)
+                _force_enter_steps(b, trader)
                 positions = [p for p in trader.portfolio.positions if not p.startswith("~")]
                 if positions and not b.forced:
                     symbol = positions[0]
@@ -175,6 +181,74 @@ def bot(tmp_path_factory):
     finally:
         root.removeHandler(handler)
         root.setLevel(old_level)
+
+
+def _lock_steps(b: Bot, trader) -> None:
+    """Cycle by cycle: plant a lock in the protections guard (through its state, as a restart
+    would), read it through ``/locks`` and remove it through the API, read ``/locks`` again."""
+    from mlcoord.api import ExposesLocks
+
+    step = len(b.locks)
+    if step == 0:
+        [guard] = [g.obj for g in trader.engine.loop.pipeline.components.guards if isinstance(g.obj, ExposesLocks)]
+        state = guard.state()
+        state["locks"]["DOGE/USDT"] = [int(trader.last_time) + 48 * 3_600_000_000_000, "test: planted"]
+        guard.load_state(state)
+        b.locks.append(None)
+    elif step == 1:
+        listed = b.http.get("/api/v1/locks", headers=b.auth("vera")).json()
+        removed = b.http.delete("/api/v1/locks/DOGE/USDT", headers=b.auth("tom"))
+        b.locks.append((listed, removed.json()["control_id"]))
+    elif step == 2:
+        b.locks.append(b.http.get("/api/v1/locks", headers=b.auth("vera")).json())
+
+
+def _reload_steps(b: Bot, trader) -> None:
+    """Cycle by cycle: reload new options of the exit manager and the protections guard (refused:
+    the exit manager cannot take them in place), then of the guard alone (queued), then read the
+    guard's options and the audit row the loop's result went to."""
+    import attrs
+
+    step, admin, s = len(b.reloads), b.auth("ada"), b.settings
+    guard = trader.engine.loop.pipeline.components.entry_guards[0]
+    if step == 0:
+        guarded = {**s.plugins, "protections": {**s.plugins.get("protections", {}), "max_open_trades": 4}}
+        b.next_settings = attrs.evolve(s, plugins={**guarded, "exits": {"atr_stop_multiplier": 3.5}})
+        refused = b.http.post("/api/v1/reload", headers=admin)
+        b.next_settings = attrs.evolve(s, plugins=guarded)
+        queued = b.http.post("/api/v1/reload", headers=admin)
+        b.reloads.append((guard.obj.options.max_open_trades, refused.status_code, refused.json(),
+                          queued.status_code, queued.json()))
+    elif step == 1:
+        b.reloads.append((guard.name, guard.obj.options.max_open_trades))
+        b.settings, b.next_settings = b.next_settings, None
+        b.reloads.append(b.http.post("/api/v1/reload", headers=admin).json())     # now the running config
+
+
+def _force_enter_steps(b: Bot, trader) -> None:
+    """Once the forced exit has closed its position and nothing is held or working: force-enter
+    refused while ``allow_force_enter`` is off and for a viewer, queued for the trader once on;
+    a cycle later, what the loop did (the audit row, the decision, the position)."""
+    import attrs
+
+    step, ctx, sym = len(b.entered), b.server.context, "BTC/USDT"
+    if step == 0:
+        if "after" not in b.forced or sym in trader.engine.ledger.positions or \
+                trader.engine.loop.venue.has_entries(sym):
+            return
+        body = {"symbol": sym}
+        off = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json=body).status_code
+        ctx.api = attrs.evolve(ctx.api, allow_force_enter=True)
+        viewer = b.http.post("/api/v1/force-enter", headers=b.auth("vera"), json=body).status_code
+        bad = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json={"symbol": sym, "side": "up"}).status_code
+        queued = b.http.post("/api/v1/force-enter", headers=b.auth("tom"), json=body)
+        b.entered.append((off, viewer, bad, queued.status_code, queued.json()))
+    elif step == 1:
+        ctx.api = attrs.evolve(ctx.api, allow_force_enter=False)
+        viewer = b.auth("vera")
+        b.entered.append((b.http.get("/api/v1/decisions", headers=viewer, params={"symbol": sym}).json(),
+                          b.http.get("/api/v1/positions", headers=viewer).json(),
+                          {s: p.quantity for s, p in trader.engine.ledger.positions.items()}))
 
 
 def _routes(app):
@@ -262,6 +336,44 @@ def test_a_forced_exit_closes_the_position_through_the_loop_and_is_audited(bot):
     kinds = {e["type"] for e in bot.events}
     assert {"cycle", "decision", "fill", "trade_closed", "control"} <= kinds, kinds
     assert any(e["type"] == "trade_closed" and e["exit_reason"] == "api:force_exit" for e in bot.events)
+
+
+def test_locks_lists_a_guards_own_locks_and_the_api_lifts_them_through_the_loop(bot):
+    _, (listed, control_id), after = bot.locks
+    assert listed["guard_locks"]["protections"]["DOGE/USDT"]["why"] == "test: planted"
+    assert "DOGE/USDT" not in listed["locks"]           # not an API lock
+    assert "DOGE/USDT" not in after["guard_locks"].get("protections", {})
+    [row] = [r for r in bot.audit if r["id"] == control_id]
+    assert (row["username"], row["action"], row["result"]) == ("tom", "lock_remove", "DOGE/USDT unlocked (protections)")
+
+
+def test_the_websocket_streams_order_events_of_the_paper_session(bot):
+    by_type: dict = {}
+    for e in bot.events:
+        by_type.setdefault(e["type"], []).append(e)
+    assert by_type.get("order_placed") and by_type.get("order_filled"), sorted(by_type)
+    placed = [e["order_id"] for e in by_type["order_placed"]]
+    order = [e["type"] for e in bot.events]
+    for e in by_type["order_filled"]:     # placed first, in an earlier (or the same) cycle's events
+        assert e["order_id"] in placed and e["average_price"] > 0
+        assert bot.events.index(e) > order.index("order_placed")
+    fills = {(e["symbol"], e["time"]) for e in by_type["fill"]}
+    assert len(by_type["order_filled"]) <= len(fills)
+
+
+def test_force_enter_places_a_checked_market_plan_through_the_loop_when_allowed(bot):
+    (off, viewer, bad, code, queued), (decisions, positions, held) = bot.entered
+    assert (off, viewer, bad, code) == (403, 403, 422, 202), queued
+    [row] = [r for r in bot.audit if r["id"] == queued["control_id"]]
+    assert (row["username"], row["role"], row["action"]) == ("tom", "trader", "force_enter")
+    assert row["result"].startswith("entered: BTC/USDT long at market, quantity "), row
+    assert any(r["action"] == "force_enter" and r["result"] == "refused: allow_force_enter off" for r in bot.audit)
+    forced = [d for d in decisions["decisions"] if d["reasons"] == ["api:force_enter"]]
+    assert [d["outcome"] for d in forced] == ["entered"], forced
+    d = forced[0]
+    assert d["plan"]["legs"][0]["market"] and d["levels"]["stop"] > 0 and d["sizing"]["quantity"] > 0
+    [p] = [p for p in positions["positions"] if p["symbol"] == "BTC/USDT" and not p["hedge"]]
+    assert p["plan_id"].endswith(":api") and held["BTC/USDT"] == p["quantity"] > 0
 
 
 def test_expired_tampered_and_misused_tokens_are_refused(bot):
@@ -444,6 +556,18 @@ def test_ml_health_shows_each_contributor_and_the_live_reliability_without_a_ref
     assert "mlcoord_calibration_drift_alert 0.0" in bot.metrics and "mlcoord_ml_accuracy{" in bot.metrics
 
 
+def test_reload_applies_a_guards_new_options_through_the_loop_and_refuses_the_rest(bot):
+    (before, refused_code, refused, queued_code, queued), (name, after), again = bot.reloads
+    assert refused_code == 409 and refused["restart_required"] == ["plugins.exits.atr_stop_multiplier"], refused
+    assert "exits: cannot take new options in place" in refused["detail"]
+    assert queued_code == 202, queued
+    assert (name, before, after) == ("protections", 3, 4)
+    assert again["detail"].startswith("nothing to reload")
+    [row] = [r for r in bot.audit if r["id"] == queued["control_id"]]
+    assert (row["username"], row["action"], row["params"]) == ("ada", "reload", {"components": ["protections"]})
+    assert row["result"] == "reloaded: options of protections"
+
+
 def test_reload_names_the_keys_that_need_a_restart_and_is_audited(bot):
     import attrs
 
@@ -521,3 +645,69 @@ def test_exchange_retries_are_counted_and_exported():
 
     metrics = BotMetrics(lambda: {"running": True, "exchange_retries": dict(health.retries)}, dict)
     assert 'mlcoord_exchange_retries_total{reason="network"} 2.0' in generate_latest(metrics.registry).decode()
+
+
+def test_a_live_stores_order_journal_becomes_order_events_once_per_change(tmp_path):
+    """Live: each order written new or changed reaches the channel's listener (as the session
+    installs it), sent as events after the cycle; an unchanged report adds none."""
+    import attrs
+
+    from mlcoord.live.records import OrderRecord, OrderState
+    from mlcoord.model import Order, OrderKind, Side
+
+    channel = ControlChannel()
+    with Store.open(tmp_path / "o.db") as store:
+        store.order_listeners.append(channel.order_changed)
+        o = Order(id="c1", symbol="BTC/USDT", side=Side.LONG, kind=OrderKind.LIMIT, quantity=1.0, price=100.0,
+                  created_at=1, tag="entry:1/1")
+        assert store.journal_order(OrderRecord(o, plan_id="p1")) is None
+        opened = OrderRecord(o, plan_id="p1", state=OrderState.OPEN, exchange_order_id="x1")
+        store.upsert_order(opened)
+        store.upsert_order(opened)                        # nothing new: no event
+        store.upsert_order(attrs.evolve(opened, state=OrderState.FILLED, filled_quantity=1.0, average_price=99.5))
+        store.journal_order(OrderRecord(attrs.evolve(o, id="c2"), state=OrderState.REJECTED, reason="filters"))
+    got = channel._order_events
+    assert [(e["type"], e["order_id"]) for e in got] == [
+        ("order_placed", "c1"), ("order_accepted", "c1"), ("order_filled", "c1"), ("order_rejected", "c2")]
+    assert got[2]["average_price"] == 99.5 and got[3]["reason"] == "filters"
+
+
+def test_force_enter_is_refused_while_entries_are_blocked_and_names_the_loops_refusal():
+    """The kill switch, the loop's entry gate (the API's pause and locks, the session's own) and
+    the loop's refusal come back as the control's result; nothing is entered around them."""
+    from types import SimpleNamespace
+
+    from mlcoord.live.controls import Control
+
+    entered: list = []
+
+    def force_enter(symbol, side):
+        if symbol == "NEW/USDT":
+            raise ValueError(f"symbol {symbol!r} is not traded by this session")
+        entered.append((symbol, side))
+        return SimpleNamespace(outcome="vetoed:protections", veto="max_open_trades 3 reached")
+
+    loop = SimpleNamespace(may_enter=None, force_enter=force_enter)
+    trader = SimpleNamespace(engine=SimpleNamespace(loop=loop))
+    channel, killed = ControlChannel(), [True]
+    supervisor = SimpleNamespace(killed=lambda: killed[0])
+    results = []
+    channel.results.append(lambda c, r: results.append(r))
+    channel.install = lambda trader: None          # the fake loop has no journal or pipeline to hook
+    enter = Control("force_enter", symbol="BTC/USDT", payload=1)
+    channel.submit(enter)
+    channel.apply(trader, supervisor)
+    killed[0] = False
+    channel.paused = True
+    loop.may_enter = lambda symbol: not channel.paused
+    channel.submit(enter)
+    channel.apply(trader, supervisor)
+    channel.paused = False
+    for control in (enter, Control("force_enter", symbol="NEW/USDT", payload=-1)):
+        channel.submit(control)
+    channel.apply(trader, supervisor)
+    assert results == ["refused: the kill switch is on",
+                       "refused: entries on BTC/USDT are blocked (paused, stopped or locked)",
+                       "refused: vetoed:protections: max_open_trades 3 reached",
+                       "refused: symbol 'NEW/USDT' is not traded by this session"]
+    assert entered == [("BTC/USDT", 1)]

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SURFACE = sorted([
     'Action', 'CHECKS', 'Calibrator', 'Candles', 'ComponentContext', 'ConformanceError', 'ContextSeries',
     'Decision', 'EntryGuard', 'EntryLeg', 'EntryPlan', 'EntryPlanner', 'EventSpec', 'ExitLevels', 'ExitManager',
-    'ExitReason', 'ExposesFeatures', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
+    'ExitReason', 'ExposesFeatures', 'ExposesLocks', 'FEATURES', 'GuardAction', 'GuardActionKind', 'HOOKS_VERSION', 'Learner', 'MLComponent',
     'MarketContext', 'MarketData', 'Outcome', 'OutcomeLearner', 'PortfolioView', 'PortfolioWatcher',
-    'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Regime', 'Side', 'Signal',
+    'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Reconfigurable', 'Regime', 'ReleasesLocks', 'Side', 'Signal',
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'SkipsFlatBars', 'Stateful', 'Trade', 'TradeObserver',
     'TradeLabel', 'Trainable', 'Vote', 'Voter', 'auc', 'trade_labels', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'AccountSettings', 'ChecksAccount', 'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',

@@ -530,6 +530,25 @@ def test_cooldown_after_stop_locks_the_pair_and_expires():
     assert guard.allow_entry("BTC/USDT", Side.LONG, at(0.5)) is None
 
 
+def test_protections_shows_its_locks_lifts_a_pair_lock_and_takes_new_options_in_place():
+    from mlcoord.api import ExposesLocks, Reconfigurable, ReleasesLocks
+
+    guard = Protections()
+    assert isinstance(guard, ExposesLocks) and isinstance(guard, ReleasesLocks) and isinstance(guard, Reconfigurable)
+    guard.on_trade_closed(trade(exit_reason="stop_loss", closed_at=T0 + HOUR, pnl=5.0), None)
+    p = at(2, equity=9_600.0)
+    guard.on_bar(p)                                                          # arms the daily limit
+    locks = guard.locks()
+    assert set(locks) == {"BTC/USDT", "*"} and locks["BTC/USDT"][0] == T0 + 7 * HOUR
+    assert locks["*"][1].startswith("daily_loss_limit") and locks["*"][0] == T0 + 24 * HOUR
+    guard.reconfigure(ProtectionsOptions(max_open_trades=1))                # the locks stay
+    assert guard.options.max_open_trades == 1 and set(guard.locks()) == {"BTC/USDT", "*"}
+    with pytest.raises(TypeError, match="ProtectionsOptions"):
+        guard.reconfigure({"max_open_trades": 2})
+    assert guard.unlock("BTC/USDT") and not guard.unlock("BTC/USDT") and not guard.unlock("*")
+    assert set(guard.locks()) == {"*"}
+
+
 def test_pair_lock_after_losses_within_the_window():
     guard = Protections()
     guard.on_trade_closed(trade(exit_reason="signal", closed_at=T0), None)

@@ -73,8 +73,8 @@ from mlcoord.model import (
     plugin_reason,
 )
 from mlcoord.option_checks import AccountSettings, ChecksAccount, flag, fraction, integer, number
-from mlcoord.protocols import (ExposesFeatures, Learner, OutcomeLearner, SkipsFlatBars, Stateful, TradeObserver,
-                               Trainable)
+from mlcoord.protocols import (ExposesFeatures, ExposesLocks, Learner, OutcomeLearner, Reconfigurable, ReleasesLocks,
+                               SkipsFlatBars, Stateful, TradeObserver, Trainable)
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
 from mlcoord.trade_label import trade_labels
@@ -127,6 +127,7 @@ __all__ = [
     "SignalSource", "MLComponent", "Voter", "Calibrator", "EntryPlanner", "Sizer", "ExitManager",
     "PositionManager", "EntryGuard", "PortfolioWatcher",
     "Stateful", "Learner", "OutcomeLearner", "TradeObserver", "Trainable", "ExposesFeatures", "SkipsFlatBars",
+    "ExposesLocks", "ReleasesLocks", "Reconfigurable",
     # causal features and learning targets
     "features", "FEATURES", "feature_matrix", "MARKET_FEATURES", "ALL_FEATURES", "feature_table", "available_features",
     "EventSpec", "Outcome", "TradeLabel", "trade_labels", "event_labels", "event_happened",

@@ -494,14 +494,42 @@ class TradingLoop:
             due = i + self.horizon
             s.pending.append((due, i, decision, self.pipeline.label_levels(s.prepared, i - s.offset)))
             s.next_due = min(s.next_due, due)
-        if decision.outcome != "entered":
-            return decision
+        if decision.outcome == "entered":
+            self._place(s, i, t, decision, f"{s.symbol}:{t}", decisive_reason(decision.technical))
+        return decision
+
+    def force_enter(self, symbol: str, side: Side) -> Decision:
+        """An operator's market entry on ``symbol`` at the last bar stepped (the API's force-enter,
+        applied between two cycles): decided by :meth:`Pipeline.force_decide` (levels, guards,
+        sizer as for any entry), journaled, and placed as a decided entry's plan would be. Not
+        learned from: it is no model's decision. ``ValueError``: the symbol cannot take one."""
+        from bisect import bisect_right
+
+        from mlcoord.pipeline import FORCE_ENTER_REASON
+
+        s = next((x for x in self.series if x.symbol == symbol), None)
+        if s is None:
+            raise ValueError(f"symbol {symbol!r} is not traded by this session")
+        if symbol in self.ledger.positions or self.venue.has_entries(symbol):
+            raise ValueError(f"{symbol} already has a position or working entry orders")
+        t = int(self.ledger.time)
+        i = bisect_right(s.t, t) - 1
+        if i < s.offset or s.t[i] != t:
+            raise ValueError(f"{symbol} has no bar at the last step ({t}) to enter on")
+        decision = self.pipeline.force_decide(s.prepared, i - s.offset, self.portfolio, side, time=t,
+                                              leverage=self.leverage, fee_rate=self.fee_rate, slippage=self.slippage)
+        self.journal.record(decision)
+        if decision.outcome == "entered":
+            self._place(s, i, t, decision, f"{symbol}:{t}:api", FORCE_ENTER_REASON)
+        return decision
+
+    def _place(self, s: SymbolSeries, i: int, t: int, decision: Decision, plan_id: str, entry_reason: str) -> None:
+        """An entered decision's plan, as orders on the venue."""
         plan, sizing, levels = decision.plan, decision.sizing, decision.levels
         assert plan is not None and sizing is not None and levels is not None, "an entered decision has all three"
         qty = sizing.quantity
         n = len(plan.legs)
         sym = s.symbol
-        plan_id = f"{sym}:{t}"
         orders = tuple(EntryOrder(f"{plan_id}:entry:{j + 1}", leg.price, qty * leg.fraction, leg.market,
                                   f"entry:{j + 1}/{n}") for j, leg in enumerate(plan.legs))
         record = {"symbol": sym, "time": t, "band": f"{n} entries", "planned": n, "filled": 0,
@@ -510,8 +538,7 @@ class TradingLoop:
         self._plan_records[plan_id] = record
         self.levels[sym] = levels
         self.submit(PlaceEntryPlan(sym, plan_id, plan.side, orders, levels, decision, i, t,
-                                   plan.expires_after_bars, decisive_reason(decision.technical)))
-        return decision
+                                   plan.expires_after_bars, entry_reason))
 
     # -- guards ----------------------------------------------------------------------------
     def _guard_action(self, guard: str, action) -> None:

@@ -41,6 +41,9 @@ from mlcoord.observers import call_observers, observers
 from mlcoord.profile import LIST_ROLES, ROLE_LABELS, SINGLE_ROLES, Profile, load_profile
 from mlcoord.registry import ComponentSpec, PluginSet, build_object, check_names, check_protocol
 
+#: the reason of an operator's forced entry (the decision's signal, the plan, the trade's entry reason)
+FORCE_ENTER_REASON = "api:force_enter"
+
 log = structlog.get_logger("mlcoord.pipeline")
 
 #: 2: the state carries ``trained_until`` (ns of the newest bar its outcomes saw, or None)
@@ -544,18 +547,54 @@ class Pipeline:
             if not expected.passed:
                 return made("below_expected_return", plan=plan, levels=levels, expected_return=expected,
                             veto=expected.refusal())
+        return self._checked_entry(made, data.symbol, side, plan, levels, expected, portfolio, context,
+                                   combined.confidence, fee_rate=fee_rate, slippage=slippage, leverage=leverage)
+
+    def force_decide(self, sym: PreparedSymbol, i: int, portfolio: Any, side: Side, *, time: int,
+                     leverage: float, fee_rate: float, slippage: float) -> Decision:
+        """An operator's market entry at bar ``i`` (the API's force-enter, reason
+        :data:`FORCE_ENTER_REASON`): no signal source or vote is asked, but the exit manager's
+        levels, every entry guard and the sizer (with its bounds and risk caps) decide as for any
+        entry. Its confidence is the entry threshold (a confidence-scaled sizer gives the smallest
+        size an entry can have); the expected-return filter, a judgement of the strategy's own
+        signal, is not applied."""
+        data = sym.data
+        confidence = min(max(float(self.threshold), 0.0), 1.0)
+        action = Action.BUY if side == Side.LONG else Action.SELL
+        signal = Signal(action, confidence, (FORCE_ENTER_REASON,), source=FORCE_ENTER_REASON)
+        price = float(data.candles.close[i])
+        plan = EntryPlan(side, (EntryLeg(price, 1.0, market=True),), planner=FORCE_ENTER_REASON,
+                         reasons=(FORCE_ENTER_REASON,))
+
+        def made(outcome: str, **found: Any) -> Decision:
+            return Decision(time=time, symbol=data.symbol, signal=signal, technical=signal, votes=(),
+                            raw_confidence=confidence, confidence=confidence, threshold=self.threshold,
+                            outcome=outcome, **found)
+        if self.market == "spot" and side == Side.SHORT:
+            return made("no_short_on_spot", plan=plan)
+        levels = self._initial_levels(sym, i, side, plan, price)
+        if levels is None:
+            return made("vetoed:exit_manager", plan=plan,
+                        veto=f"exit manager {self.components.exit_manager.name} gave no valid stop")
+        return self._checked_entry(made, data.symbol, side, plan, levels, None, portfolio, data.context.at(i),
+                                   confidence, fee_rate=fee_rate, slippage=slippage, leverage=leverage)
+
+    def _checked_entry(self, made: Callable[..., Decision], symbol: str, side: Side, plan: EntryPlan,
+                       levels: ExitLevels, expected: Any, portfolio: Any, context: Any, confidence: float, *,
+                       fee_rate: float, slippage: float, leverage: float) -> Decision:
+        """The entry guards, then the sizer: the checks every entry passes once it has levels."""
         for guard in self.components.entry_guards:
             try:
                 reason = checked_verdict(self.call_budget.timed(guard.name, guard.obj.allow_entry)(
-                    data.symbol, side, portfolio))
+                    symbol, side, portfolio))
             except Exception as exc:
-                self.errors.failed(guard.name, "allow_entry", exc, note="entry refused to be safe", symbol=data.symbol)
+                self.errors.failed(guard.name, "allow_entry", exc, note="entry refused to be safe", symbol=symbol)
                 reason = f"guard {guard.name} failed ({type(exc).__name__}), entry refused to be safe"
             if reason:
                 return made(f"vetoed:{guard.name}", plan=plan, levels=levels, veto=str(reason),
                             expected_return=expected)
         request = SizingRequest(
-            symbol=data.symbol, side=side, plan=plan, stop=levels.stop, confidence=combined.confidence,
+            symbol=symbol, side=side, plan=plan, stop=levels.stop, confidence=confidence,
             equity=portfolio.equity, exposure=portfolio.committed_exposure(),
             open_positions=portfolio.committed_trades(),
             fee_rate=fee_rate, slippage=slippage, leverage=leverage, context=context)
@@ -564,9 +603,9 @@ class Pipeline:
             sizing, cut = checked_sizing(self.call_budget.timed(sizer.name, sizer.obj.size)(request), request)
             if cut is not None:
                 self.errors.failed(sizer.name, "size", cut, note="cut down to what the account can carry",
-                                   symbol=data.symbol)
+                                   symbol=symbol)
         except Exception as exc:
-            self.errors.failed(sizer.name, "size", exc, note="entry vetoed", symbol=data.symbol)
+            self.errors.failed(sizer.name, "size", exc, note="entry vetoed", symbol=symbol)
             sizing = Sizing(veto=f"sizer {sizer.name} failed: {type(exc).__name__}: {exc}")
         if not sizing.approved:
             return made(f"vetoed:{sizer.name}", plan=plan, levels=levels, sizing=sizing,

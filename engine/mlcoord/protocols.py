@@ -89,5 +89,32 @@ class SkipsFlatBars(Protocol):
     def skip_flat_bars(self, portfolio: Any, times: Any, closes: Mapping[str, Any]) -> None: ...
 
 
+@runtime_checkable
+class ExposesLocks(Protocol):
+    """A guard showing the pairs it refuses entries on (the API's ``/locks``): pair -> (until ns,
+    why); ``*`` stands for every pair (a daily loss limit, say)."""
+
+    def locks(self) -> Mapping[str, tuple[int, str]]: ...
+
+
+@runtime_checkable
+class ReleasesLocks(Protocol):
+    """A guard letting an operator lift one of its locks early (``DELETE /api/v1/locks/PAIR``):
+    ``unlock(pair)`` returns True if a lock was lifted. Without it, a guard's own locks are
+    listed but only lapse by themselves."""
+
+    def unlock(self, pair: str) -> bool: ...
+
+
+@runtime_checkable
+class Reconfigurable(Protocol):
+    """A component taking new options in place, keeping what it learned or holds (a running bot's
+    config reload, ``POST /api/v1/reload``): ``reconfigure(options)`` gets the options object its
+    factory would get from the new ``[plugins.NAME]`` table. Without it, a change of its options
+    needs a restart."""
+
+    def reconfigure(self, options: Any) -> None: ...
+
+
 __all__ = ["Stateful", "OutcomeLearner", "Learner", "Trainable", "TradeObserver", "ExposesFeatures",
-           "SkipsFlatBars"]
+           "SkipsFlatBars", "ExposesLocks", "ReleasesLocks", "Reconfigurable"]

@@ -163,6 +163,13 @@ class SimulatedVenue:
             for leg in w.legs:
                 yield symbol, w.side, leg.quantity, leg.price
 
+    def working_orders(self):
+        """(order id, symbol, side, quantity, price, market, tag) of every unfilled entry order: what
+        a paper session's API reports as placed, and later as filled or cancelled."""
+        for symbol, w in self._working.items():
+            for leg in w.legs:
+                yield leg.order_id, symbol, w.side, leg.quantity, leg.price, leg.market, leg.tag
+
     def hedge_pending(self, symbol: str) -> bool:
         w = self._working.get(symbol)
         return bool(w is not None and w.hedge_open)

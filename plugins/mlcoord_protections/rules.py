@@ -86,6 +86,27 @@ class Protections:
         if current is None or until > current[0]:   # the longest lock wins
             self._locks[pair] = (until, why)
 
+    # -- the API (ExposesLocks, ReleasesLocks) ---------------------------------------------------
+    def locks(self) -> dict[str, tuple[int, str]]:
+        """Pair locks not yet known to have lapsed (a lapsed one is dropped at the pair's next entry
+        check), and the armed daily loss limit as ``*``."""
+        out = dict(self._locks)
+        if self._daily_until:
+            out["*"] = (self._daily_until, self._daily_why)
+        return out
+
+    def unlock(self, pair: str) -> bool:
+        """Lift a pair's lock early (an operator's call). The daily loss limit (``*``) stays: it
+        would arm again at once while equity is below the floor."""
+        return self._locks.pop(pair, None) is not None
+
+    def reconfigure(self, options: ProtectionsOptions) -> None:
+        """New options from a config reload: locks, recent losses and an armed daily limit stay
+        (a shorter cooldown applies to the next lock, not to one already set)."""
+        if not isinstance(options, ProtectionsOptions):
+            raise TypeError(f"protections options must be ProtectionsOptions, not {type(options).__name__}")
+        self.options = options
+
     # -- restart ---------------------------------------------------------------------------------
     def state(self) -> dict:
         """Locks, recent losses and the armed daily limit: a restart must not lift a cooldown."""

@@ -20,7 +20,9 @@ import attrs
 import structlog
 
 from mlcoord.ml_health import MlHealth
-from mlcoord.model import CancelEntries, ClosePosition
+from mlcoord.model import CancelEntries, ClosePosition, Side
+from mlcoord.protocols import ExposesLocks, Reconfigurable, ReleasesLocks
+from mlcoord.simulated import SimulatedVenue
 
 log = structlog.get_logger("mlcoord.live.controls")
 
@@ -28,7 +30,11 @@ log = structlog.get_logger("mlcoord.live.controls")
 FORCE_EXIT_REASON = "api:force_exit"
 #: what a control may ask for
 CONTROL_KINDS = ("force_exit", "pause", "resume", "stop", "start", "kill_on", "kill_off", "cancel_entries",
-                 "lock_add", "lock_remove")
+                 "lock_add", "lock_remove", "reload", "force_enter")
+#: the websocket event of an order journaled in each state (live)
+ORDER_EVENTS = {"pending": "order_placed", "open": "order_accepted", "partially_filled": "order_partially_filled",
+                "filled": "order_filled", "cancelled": "order_cancelled", "expired": "order_cancelled",
+                "rejected": "order_rejected"}
 #: decisions the API can show (older ones are in the store's journal on live)
 RECENT_DECISIONS = 1000
 
@@ -45,6 +51,9 @@ class Control:
     until: Optional[float] = None
     user: str = ""
     audit_id: int = 0
+    #: ``reload``: (the new settings, names of the components whose options change); ``force_enter``:
+    #: the side (1 long, -1 short)
+    payload: Any = attrs.field(default=None, eq=False, repr=False)
 
 
 Sink = Callable[[dict[str, Any]], None]
@@ -77,6 +86,13 @@ class ControlChannel:
         self._ml_seen = -1
         #: the pipeline's components by role (names only), once installed
         self.components: dict[str, Any] = {}
+        #: guards and exit manager that take new options in place (names; see ``Reconfigurable``)
+        self.reconfigurable: frozenset[str] = frozenset()
+        #: order events of the cycle (live: from the store's order journal), sent after it
+        self._order_events: list[dict[str, Any]] = []
+        #: a paper session's working entry orders at the last cycle's end: id -> event fields
+        self._working: dict[str, dict[str, Any]] = {}
+        self._refused_seen = 0
 
     # -- the API's side (any thread) -----------------------------------------------------------
     def submit(self, control: Control) -> None:
@@ -111,6 +127,48 @@ class ControlChannel:
         journal.guard = guard_seen
         loop.pipeline.outcome_listeners.append(self.ml.observe)
         self.components = loop.pipeline.components.describe()
+        self.reconfigurable = frozenset(b.name for b in _reloadable(loop.pipeline.components)
+                                        if isinstance(b.obj, Reconfigurable))
+
+    def order_changed(self, record) -> None:
+        """A store's order listener (live): the order written new or changed, as an event kept
+        for the end of the cycle (the trading thread's; nothing goes to a socket from here)."""
+        o = record.order
+        self._order_events.append({
+            "type": ORDER_EVENTS.get(record.state.value, "order_" + record.state.value), "order_id": o.id,
+            "symbol": o.symbol, "side": int(o.side), "kind": str(o.kind.value), "tag": o.tag,
+            "quantity": o.quantity, "price": o.price, "filled_quantity": record.filled_quantity,
+            "average_price": record.average_price, "reduce_only": o.reduce_only, "hedge": o.hedge,
+            "plan_id": record.plan_id, "reason": record.reason})
+
+    def _simulated_orders(self, venue, fills) -> list[dict[str, Any]]:
+        """A paper session's entry orders, from the simulated venue's working legs compared with
+        the last cycle's: new ones placed, gone ones filled (a fill of theirs this cycle) or
+        cancelled (cancelled, expired or replaced); refused ones rejected."""
+        out: list[dict[str, Any]] = []
+        filled = {f.order_id: f for f in fills if not f.reduce_only and not f.hedge}
+        now = {oid: {"order_id": oid, "symbol": sym, "side": int(side), "kind": "market" if market else "limit",
+                     "tag": tag, "quantity": qty, "price": None if market else price}
+               for oid, sym, side, qty, price, market, tag in venue.working_orders()}
+        before = self._working
+        for oid, row in now.items():
+            if oid not in before:
+                out.append({"type": "order_placed", **row})
+        for oid, row in before.items():
+            if oid not in now:
+                fill = filled.get(oid)
+                out.append({"type": "order_filled", **row, "average_price": fill.price} if fill is not None
+                           else {"type": "order_cancelled", **row})
+        for oid, f in filled.items():          # placed and filled within the cycle (several bars stepped)
+            if oid not in before and oid not in now:
+                row = {"order_id": oid, "symbol": f.symbol, "side": int(f.side), "tag": f.tag,
+                       "quantity": f.quantity}
+                out += [{"type": "order_placed", **row}, {"type": "order_filled", **row, "average_price": f.price}]
+        for symbol, oid, why in venue.refused[self._refused_seen:]:
+            out.append({"type": "order_rejected", "order_id": oid, "symbol": symbol, "reason": why})
+        self._refused_seen = len(venue.refused)
+        self._working = now
+        return out
 
     def locked(self, symbol: str) -> bool:
         if symbol not in self.locks:
@@ -162,9 +220,14 @@ class ControlChannel:
             assert c.symbol is not None
             self.locks[c.symbol] = c.until
             return f"{c.symbol} locked" + ("" if c.until is None else f" until {c.until:.0f}")
+        if kind == "reload":
+            return self._reconfigure(c.payload, trader)
+        if kind == "force_enter":
+            assert c.symbol is not None
+            return self._force_enter(c.symbol, Side(c.payload), trader, supervisor)
         if kind == "lock_remove":
             assert c.symbol is not None
-            return f"{c.symbol} unlocked" if self.locks.pop(c.symbol, "no") != "no" else f"{c.symbol} was not locked"
+            return self._unlock(c.symbol, trader)
         loop = trader.engine.loop
         ledger, venue = loop.ledger, loop.venue
         symbols = [c.symbol] if c.symbol is not None else [s.symbol for s in loop.series]
@@ -180,6 +243,57 @@ class ControlChannel:
             return f"nothing to do: no {'position' if kind == 'force_exit' else 'working entry'} on " \
                    f"{c.symbol or 'any symbol'}"
         return "intents submitted: " + "; ".join(acted)
+
+    def _force_enter(self, symbol: str, side: Side, trader, supervisor) -> str:
+        """A market entry through the loop (:meth:`~mlcoord.loop.TradingLoop.force_enter`), unless
+        entries are blocked (kill switch, pause, stop, a lock: the loop's own entry gate)."""
+        loop = trader.engine.loop
+        if supervisor.killed():
+            return "refused: the kill switch is on"
+        if loop.may_enter is not None and not loop.may_enter(symbol):
+            return f"refused: entries on {symbol} are blocked (paused, stopped or locked)"
+        try:
+            d = loop.force_enter(symbol, side)
+        except ValueError as exc:
+            return f"refused: {exc}"
+        if d.outcome != "entered":
+            return f"refused: {d.outcome}" + (f": {d.veto}" if d.veto else "")
+        assert d.sizing is not None and d.levels is not None
+        return (f"entered: {symbol} {side.name.lower()} at market, quantity {d.sizing.quantity:g}, "
+                f"stop {d.levels.stop:g}")
+
+    def _reconfigure(self, payload, trader) -> str:
+        """New options, from the reloaded settings, for the named guards and exit manager (typed
+        and checked by the config's own reader, as at start)."""
+        from mlcoord.config import plugin_options
+
+        settings, names = payload
+        chosen: dict[str, Any] = {}
+        for b in _reloadable(trader.engine.loop.pipeline.components):
+            if b.name in names and b.name not in chosen:      # every option set read before any is applied
+                chosen[b.name] = (b, plugin_options(settings, b.spec.name, b.spec.options))
+        for b, options in chosen.values():
+            b.obj.reconfigure(options)
+        return "reloaded: options of " + ", ".join(chosen) if chosen else "nothing reloaded"
+
+    def _unlock(self, symbol: str, trader) -> str:
+        """The API's own lock on ``symbol``, and every guard's that lets it go
+        (:class:`~mlcoord.protocols.ReleasesLocks`); a guard's lock it cannot lift is named."""
+        lifted = ["api"] if self.locks.pop(symbol, "no") != "no" else []
+        kept = []
+        for b in trader.engine.loop.pipeline.components.guards:
+            if not isinstance(b.obj, ExposesLocks) or symbol not in b.obj.locks():
+                continue
+            if isinstance(b.obj, ReleasesLocks) and b.obj.unlock(symbol):
+                lifted.append(b.name)
+            else:
+                kept.append(b.name)
+        if not lifted and not kept:
+            return f"{symbol} was not locked"
+        out = f"{symbol} unlocked ({', '.join(lifted)})" if lifted else f"{symbol} not unlocked"
+        if kept:
+            out += f"; still locked by {', '.join(kept)} (it cannot lift its locks early)"
+        return out
 
     def emit(self, event: dict[str, Any]) -> None:
         for sink in self.events:
@@ -204,6 +318,11 @@ class ControlChannel:
             row = decision_to_dict(d)
             self.decisions.append(row)
             self.emit({"type": "decision", **row})
+        orders, self._order_events = self._order_events, []
+        if isinstance(loop.venue, SimulatedVenue):
+            orders += self._simulated_orders(loop.venue, ledger.fills[seen["fills"]:])
+        for event in orders:
+            self.emit(event)
         if self.events:
             for f in ledger.fills[seen["fills"]:]:
                 self.emit({"type": "fill", "symbol": f.symbol, "side": int(f.side), "price": f.price,
@@ -224,12 +343,30 @@ class ControlChannel:
                    "seconds": round(seconds, 6)})
 
 
+def _reloadable(components) -> list:
+    """The components whose options a reload may change: guards and the exit manager."""
+    return [*components.guards, components.exit_manager]
+
+
 def trade_dict(t) -> dict[str, Any]:
     return {"id": t.id, "symbol": t.symbol, "side": int(t.side), "opened_at": t.opened_at, "closed_at": t.closed_at,
             "entry_price": t.entry_price, "exit_price": t.exit_price, "quantity": t.quantity, "pnl": t.pnl,
             "fees": t.fees, "funding": t.funding, "exit_reason": t.exit_reason, "entry_reason": t.entry_reason,
             "entries_planned": t.entries_planned, "entries_filled": t.entries_filled,
             "confidence": t.confidence, "hedge": t.hedge}
+
+
+def guard_locks(guards, now_ns: int) -> dict[str, dict[str, dict[str, Any]]]:
+    """Each guard's own locks still in force at ``now_ns`` (bar time), by guard name, for the guards
+    implementing :class:`~mlcoord.protocols.ExposesLocks` (never by plugin name)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for b in guards:
+        if isinstance(b.obj, ExposesLocks):
+            found = {pair: {"until_ns": int(until), "why": str(why)}
+                     for pair, (until, why) in b.obj.locks().items() if int(until) > now_ns}
+            if found:
+                out[b.name] = found
+    return out
 
 
 def build_snapshot(trader, channel: ControlChannel, *, status: str, seconds: float, killed: bool, now: float,
@@ -259,4 +396,5 @@ def build_snapshot(trader, channel: ControlChannel, *, status: str, seconds: flo
             "exposure": float(ledger.gross_exposure()), "positions": positions, "working_entries": entries,
             "trades": len(ledger.trades), "symbols": list(trader.order),
             "locks": {s: u for s, u in channel.locks.items()},
+            "guard_locks": guard_locks(loop.pipeline.components.guards, int(trader.last_time)),
             "component_failures": {str(k): int(v) for k, v in errors.items()}, **extra}

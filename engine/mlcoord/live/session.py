@@ -145,6 +145,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
             store.close()
         raise
     done = 0
+    if channel is not None:           # orders journaled become the API's order events after each cycle
+        store.order_listeners.append(channel.order_changed)
     try:
         while cycles is None or done < cycles:
             done += 1
@@ -193,6 +195,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
             if cycles is None or done < cycles:
                 clock.sleep(options.poll_seconds)
     finally:
+        if channel is not None:
+            store.order_listeners.remove(channel.order_changed)
         if scanner is not None:
             scanner.close()
     return trader

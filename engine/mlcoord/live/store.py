@@ -124,6 +124,9 @@ class Store:
         #: ORDER BY on text gives Python's string order (SQLite's BINARY collation; PostgreSQL's
         #: depends on the database's locale)
         self.text_sorts_as_python = engine.dialect.name == "sqlite"
+        #: called with each order written new or changed (the writer's thread, after the write):
+        #: a running bot's API turns them into order events
+        self.order_listeners: list[Callable[[OrderRecord], None]] = []
 
     @classmethod
     def open(cls, url: Union[str, os.PathLike, URL], *, clock: Callable[[], int] = time.time_ns,
@@ -264,9 +267,14 @@ class Store:
         stored under its client id, left as it is. One INSERT for a new order (no read first);
         an order already stored costs the INSERT attempt and a read, in one transaction."""
         with self._write() as conn:
-            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
-                return None
-            return rows.order_record(conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one())
+            if conn.execute(self._sql.new_order, rows.order_values(record)).first() is None:
+                return rows.order_record(conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one())
+        self._order_changed(record)
+        return None
+
+    def _order_changed(self, record: OrderRecord) -> None:
+        for listener in self.order_listeners:
+            listener(record)
 
     def merge_order(self, stored: OrderRecord, report: OrderRecord) -> OrderRecord:
         """:meth:`upsert_order` of ``report`` into ``stored``, the order as this transaction read it
@@ -280,6 +288,7 @@ class Store:
             self.writes += 1
             with self._guarded("write"):
                 conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
+            self._order_changed(merged)
         return merged
 
     def upsert_order(self, record: OrderRecord) -> OrderRecord:
@@ -294,13 +303,19 @@ class Store:
         """
         with self._write() as conn:
             if conn.execute(self._sql.new_order, rows.order_values(record)).first() is not None:
-                return record
-            row = conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one()
-            stored = rows.order_record(row)
-            merged = _merge_order(stored, record)
-            if merged != stored:
-                conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
-            return merged
+                merged = stored = None
+            else:
+                row = conn.execute(_ORDER_LOCKED, {"cid": record.client_order_id}).mappings().one()
+                stored = rows.order_record(row)
+                merged = _merge_order(stored, record)
+                if merged != stored:
+                    conn.execute(_UPDATE_ORDER, _keyed(rows.order_values(merged)))
+        if merged is None:
+            self._order_changed(record)
+            return record
+        if merged != stored:
+            self._order_changed(merged)
+        return merged
 
     def order(self, client_order_id: str, *, for_update: bool = False) -> Optional[OrderRecord]:
         """The stored order; ``for_update``: locked until the current transaction ends (PostgreSQL;

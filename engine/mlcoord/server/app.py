@@ -12,7 +12,7 @@ the result, filled in when the loop has applied it). Nothing here calls the trad
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Literal, Optional
 
 import attrs
 import structlog
@@ -130,8 +130,11 @@ class ServerContext:
 
 
 def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONResponse:
-    """Read the config file again and name the keys that differ: keys outside the reloadable set
-    answer 409 "restart required"; reloadable ones are not applied yet (501). Audited."""
+    """Read the config file again and name the keys that differ: keys outside the reloadable set,
+    and options of a component that cannot take them in place (``Reconfigurable``), answer 409
+    "restart required"; symbols and scan settings are not applied yet (501); new options of guards
+    and the exit manager are queued for the loop (202), which applies them between two cycles.
+    Audited (the audit row's result is the loop's)."""
     from mlcoord.config import unstructure
     from mlcoord.errors import MlcoordError
     from mlcoord.server.reload import differing, reloadable_prefixes, split
@@ -150,11 +153,21 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
         return answer(f"refused: the config file does not load: {exc}", 422)
     keys = differing(unstructure(ctx.settings), unstructure(new))
     ok, restart = split(keys, reloadable_prefixes(ctx.channel.components))
+    channel = ctx.channel
+    names = sorted({k.split(".")[1] for k in ok if k.startswith("plugins.")})
+    fixed = [k for k in ok if k.startswith("plugins.") and k.split(".")[1] not in channel.reconfigurable]
+    restart += fixed
     if restart:
-        return answer("restart required: " + ", ".join(restart), 409, restart_required=restart, reloadable=ok)
-    if ok:
-        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(ok))
-        return not_yet("applying reloadable keys at the next cycle (" + ", ".join(ok) + "); restart the bot")
+        why = "restart required: " + ", ".join(restart)
+        if fixed:
+            why += f" ({', '.join(sorted({k.split('.')[1] for k in fixed}))}: cannot take new options in place)"
+        return answer(why, 409, restart_required=restart, reloadable=[k for k in ok if k not in fixed])
+    other = [k for k in ok if not k.startswith("plugins.")]
+    if other:
+        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(other))
+        return not_yet("applying " + ", ".join(other) + " at the next cycle; restart the bot")
+    if names:
+        return ctx.control(request, user, "reload", {"components": names}, payload=(new, names))
     return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
 
 
@@ -189,6 +202,11 @@ class Refresh(BaseModel):
 class ForceExit(BaseModel):
     symbol: Optional[str] = Field(default=None, max_length=64, description="None: every open position")
     fraction: float = Field(default=1.0, gt=0.0, le=1.0)
+
+
+class ForceEnter(BaseModel):
+    symbol: str = Field(min_length=1, max_length=64)
+    side: Literal["long", "short"] = "long"
 
 
 class SymbolBody(BaseModel):
@@ -315,8 +333,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
     @app.get(f"{PREFIX}/locks")
     def locks(user: User = viewer) -> dict:
-        return {"locks": reader.snapshot().get("locks", {}),
-                "note": "pair locks set through the API; a protection plugin's own locks are not listed yet"}
+        snap = reader.snapshot()
+        return {"locks": snap.get("locks", {}), "guard_locks": snap.get("guard_locks", {}),
+                "note": "locks: set through the API (until: wall-clock seconds, null: until removed); "
+                        "guard_locks: each guard's own, by guard (until_ns: bar time; '*': every pair)"}
 
     @app.get(f"{PREFIX}/decisions")
     def decisions(user: User = viewer, symbol: Optional[str] = None,
@@ -368,11 +388,13 @@ def create_app(ctx: ServerContext) -> FastAPI:
                            fraction=body.fraction)
 
     @app.post(f"{PREFIX}/force-enter")
-    def force_enter(request: Request, user: User = trader):
+    def force_enter(body: ForceEnter, request: Request, user: User = trader):
         if not ctx.api.allow_force_enter:
-            ctx.accounts.audit(user, "force_enter", {}, client_address(request), "refused: allow_force_enter off")
+            ctx.accounts.audit(user, "force_enter", body.model_dump(), client_address(request),
+                               "refused: allow_force_enter off")
             raise HTTPException(403, "force-enter is off: set [api] allow_force_enter = true")
-        return not_yet("force-enter")
+        return ctx.control(request, user, "force_enter", body.model_dump(), symbol=body.symbol,
+                           payload=1 if body.side == "long" else -1)
 
     @app.post(f"{PREFIX}/orders/cancel")
     def cancel_entries(body: SymbolBody, request: Request, user: User = trader):

@@ -98,6 +98,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _reloaded(context, control, result: str) -> None:
+    """A reload the loop applied: the running bot's settings are the reloaded ones from now on
+    (the next reload compares with them)."""
+    if control.kind == "reload" and result.startswith("reloaded"):
+        context.settings = control.payload[0]
+
+
 def start_api(settings, options, store, channel: Optional[ControlChannel] = None, *, clock=None,
               monotonic=None, load_config=None) -> ApiServer:
     """Serve the API of the bot whose store is ``store`` (``options``: its ``[live]``); with
@@ -126,15 +133,16 @@ def start_api(settings, options, store, channel: Optional[ControlChannel] = None
     reader = BotReader(store, options, channel)
     hub = EventHub()
     metrics = BotMetrics(reader.snapshot, reader.orders_by_state)
-    if channel is not None:
-        channel.events += [hub.publish, metrics.on_event]
-        channel.results.append(lambda control, result: accounts.audit_result(control.audit_id, result)
-                               if control.audit_id else None)
     tail = LogTail(publish=hub.publish)
     context = ServerContext(api, accounts, tokens,
                             LoginLimiter(api.login_attempts, api.login_window_seconds, monotonic or time.monotonic),
                             reader, hub, metrics, loopback, __version__, logs=tail,
                             settings=settings, load_config=load_config)
+    if channel is not None:
+        channel.events += [hub.publish, metrics.on_event]
+        channel.results.append(lambda control, result: accounts.audit_result(control.audit_id, result)
+                               if control.audit_id else None)
+        channel.results.append(lambda control, result: _reloaded(context, control, result))
     add_tap(tail)
     server = ApiServer(create_app(context), _bind(host, port), api, context).start()
     users = accounts.user_count()
