@@ -516,6 +516,14 @@ class TradingLoop:
         i = bisect_right(s.t, t) - 1
         if i < s.offset or s.t[i] != t:
             raise ValueError(f"{symbol} has no bar at the last step ({t}) to enter on")
+        # one decision per symbol and bar: a live store keys decisions by both, and a second one
+        # at the same bar would not be stored, leaving its plan without the decision behind it
+        for d in reversed(self.journal.decisions):
+            if d.time < t:
+                break
+            if d.symbol == symbol and d.time == t:
+                raise ValueError(f"{symbol} was already decided on this bar ({d.outcome}): force-enter after "
+                                 "the next bar closes")
         decision = self.pipeline.force_decide(s.prepared, i - s.offset, self.portfolio, side, time=t,
                                               leverage=self.leverage, fee_rate=self.fee_rate, slippage=self.slippage)
         self.journal.record(decision)
