@@ -115,4 +115,3 @@ def test_a_watcher_without_the_protocol_sees_every_bar(monkeypatch, tmp_path, sh
     monkeypatch.setattr(Backtest, "skip_flat_bars", True)
     result = run_backtest(settings, plugins=plugins, candles=[short_candles])
     assert seen == [int(t) for t in result.raw.times]
-
