@@ -39,6 +39,7 @@ from mlcoord.live.plan_orders import PARTIAL_TP, TAKE_PROFIT
 from mlcoord.live.records import FillRecord, OrderRecord, OrderState
 from mlcoord.live.retry import ExchangeHealth, describe_error
 from mlcoord.live.store import Store
+from mlcoord.live.trade_fee import fee_in_quote, trade_list_fee, warn_unpriced
 from mlcoord.model import Fill, Order, OrderKind, Side
 
 log = structlog.get_logger("mlcoord.live.broker")
@@ -554,25 +555,11 @@ class Broker:
             log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid,
                         error=f"{type(exc).__name__}: {exc}", note="booked with the order answer's fee")
             return None
-        trades = sorted(trades or [], key=lambda t: (t.get("timestamp") or 0, str(t.get("id") or "")))
-        total, amount, currencies = 0.0, 0.0, set()
-        for t in trades:
-            qty = float(t.get("amount") or 0.0)
-            if amount >= filled * (1 - 1e-9):
-                break                        # filled since the answer: booked with the next fill
-            share = min(1.0, (filled - amount) / qty) if qty > 0 else 1.0
-            amount += qty
-            fee = t.get("fee") or {}
-            cost, currency = float(fee.get("cost") or 0.0) * share, fee.get("currency") or market["quote"]
-            currencies.add(currency)
-            if currency == market["quote"]:
-                total += cost
-            elif currency == market["base"]:
-                total += cost * float(t.get("price") or 0.0)
-            else:
-                log.warning("fee_in_other_asset", client_id=record.client_order_id, currency=currency, fee=cost,
-                            note="recorded in that asset: this cannot price it in the quote asset")
-                total += cost
+        listed = trade_list_fee(trades or [], market, filled)
+        for currency, cost in sorted(listed.other.items()):
+            warn_unpriced(record.client_order_id, currency, cost)
+        total = listed.in_quote + sum(listed.other.values())
+        amount, currencies = listed.amount, listed.currencies
         if amount < filled * (1 - 1e-9):
             log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid, filled=filled,
                         listed=amount, note="the trade list lags the order: corrected when the order is done")
@@ -609,12 +596,10 @@ class Broker:
         cost = float(fee.get("cost") or 0.0) * share
         market = self.exchange.market(self.symbol(record.order.symbol))
         currency = str(fee.get("currency") or market["quote"])
-        if currency == market["base"]:
-            return cost * price, currency
-        if currency != market["quote"] and cost:
-            log.warning("fee_in_other_asset", client_id=record.client_order_id, currency=currency, fee=cost,
-                        note="recorded in that asset: this cannot price it in the quote asset")
-        return cost, currency
+        priced = fee_in_quote(cost, currency, price, market)
+        if priced is None and cost:
+            warn_unpriced(record.client_order_id, currency, cost)
+        return (cost if priced is None else priced), currency
 
     def _now(self) -> int:
         try:

@@ -15,6 +15,7 @@ import structlog
 from mlcoord.errors import StoreError
 from mlcoord.live.broker import BrokerError
 from mlcoord.live.records import OrderRecord, PlanRecord
+from mlcoord.live.trade_fee import trade_list_fee
 from mlcoord.live.trader_parts import TraderParts
 from mlcoord.model import OrderKind
 
@@ -56,15 +57,11 @@ class ExchangeFees(TraderParts):
             for oid in sorted(ids):
                 trades = broker.call(lambda oid=oid: broker.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
                                      f"fetch_my_trades {sym} {oid}")
-                for t in trades:
-                    fee = t.get("fee") or {}
-                    cost, currency = float(fee.get("cost") or 0.0), fee.get("currency")
-                    if not cost or currency == market["quote"]:
-                        total += cost
-                    elif currency == market["base"]:
-                        total += cost * float(t["price"])
-                    else:
-                        raise BrokerError(f"a fee in {currency}, which this cannot price")
+                listed = trade_list_fee(trades, market)
+                unpriced = sorted(c for c, cost in listed.other.items() if cost)
+                if unpriced:
+                    raise BrokerError(f"a fee in {unpriced[0]}, which this cannot price")
+                total += listed.in_quote
         except StoreError:
             raise                            # the store's failure stops the bot; not an unreadable trade list
         except Exception as exc:
