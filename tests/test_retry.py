@@ -17,7 +17,7 @@ from mlcoord import logs
 from mlcoord.config import ExchangeConfig
 from mlcoord.errors import ConfigError
 from mlcoord.live.exchange import create_exchange, load_credentials, market_symbol
-from mlcoord.live.retry import (ExchangeHealth, ExchangeUnavailable, ManualClock, RetryPolicy, classify,
+from mlcoord.live.retry import (ExchangeHealth, ExchangeUnavailable, MalformedAnswer, ManualClock, RetryPolicy, classify,
                                 retry_after_header, retrying)
 
 
@@ -236,3 +236,13 @@ def test_keys_used_against_the_loopback_exchange_stay_out_of_logs(tmp_path, exch
     assert "/api/v3/account" in out and "X-MBX-APIKEY" in out  # the request was logged...
     assert exchange_server.api_key not in out and exchange_server.secret not in out  # ...redacted
 
+
+
+def test_an_answer_that_stays_malformed_is_raised_as_what_it_is_without_pausing():
+    """The exchange is up: the caller gets the MalformedAnswer and its sound part, not an outage."""
+    health = ExchangeHealth(RetryPolicy(malformed_attempts=2, jitter=0), ManualClock())
+    flaky = Flaky(*[MalformedAnswer("bad row", usable="sound part", bad=("row",))] * 2)
+    with pytest.raises(MalformedAnswer, match="after 2 attempts") as info:
+        health.call(flaky, what="candles BTC/USDT")
+    assert flaky.calls == 2 and (info.value.usable, info.value.bad) == ("sound part", ("row",))
+    assert not health.paused and health.retries == {"malformed": 1}

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from typing import Any, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -32,6 +32,9 @@ import structlog
 
 from mlcoord.candles import Candles
 from mlcoord.jumps import MAX_JUMP_ATR, Jump, JumpFilter
+
+if TYPE_CHECKING:
+    from mlcoord.live.retry import MalformedAnswer
 
 log = structlog.get_logger("mlcoord.live.bar_screen")
 
@@ -96,17 +99,11 @@ def screen_rows(rows: Any, where: str, tf_ms: int,
     return (np.asarray(times, np.int64), np.asarray(values, np.float64).reshape(-1, 5), bad)
 
 
-def salvage(exc: BaseException) -> tuple[Optional[Candles], tuple[BadRow, ...]]:
-    """The sound part of an answer that stayed malformed through the retries (an
-    :class:`~mlcoord.live.retry.ExchangeUnavailable` whose last error is a MalformedAnswer; None
-    when nothing is usable) and its bad rows."""
-    from mlcoord.live.retry import MalformedAnswer
-
-    last = getattr(exc, "last_error", None)
-    if not isinstance(last, MalformedAnswer):
-        return None, ()
-    usable = last.usable if isinstance(last.usable, Candles) and len(last.usable) else None
-    return usable, last.bad
+def salvage(exc: MalformedAnswer) -> tuple[Optional[Candles], tuple[BadRow, ...]]:
+    """The sound part of an answer that stayed malformed through the retries (None when nothing
+    is usable) and its bad rows."""
+    usable = exc.usable if isinstance(exc.usable, Candles) and len(exc.usable) else None
+    return usable, exc.bad
 
 
 class BarScreen:

@@ -96,7 +96,9 @@ class RetryPolicy:
 class ExchangeUnavailable(MlcoordError):
     """The exchange stayed unreachable (or kept refusing for load or maintenance): pause trading.
 
-    ``reason`` is ``network``, ``rate_limit``, ``maintenance`` or ``malformed`` (the last failure's kind)."""
+    ``reason`` is ``network``, ``rate_limit``, ``maintenance`` (the last failure's kind), or
+    ``malformed`` when a start cannot do without an answer that stayed malformed
+    (:func:`mlcoord.live.runner.fetch_closed`)."""
 
     def __init__(self, message: str, *, reason: str, attempts: int, outage: float,
                  last_error: Optional[BaseException] = None):
@@ -106,7 +108,8 @@ class ExchangeUnavailable(MlcoordError):
 
 class MalformedAnswer(MlcoordError):
     """The exchange answered, but with nothing usable (no rows, a malformed row): retried as a
-    transient failure (reason ``malformed``), at most ``RetryPolicy.malformed_attempts`` calls.
+    transient failure (reason ``malformed``), at most ``RetryPolicy.malformed_attempts`` calls, then
+    raised again by :func:`retrying` (not wrapped: the exchange is up, nothing pauses).
 
     ``usable``: what of the answer is sound (e.g. the candles less their bad rows), which the
     caller may take once the retries are spent (the exchange keeps sending the bad rows);
@@ -164,7 +167,8 @@ def retrying(call: Callable[[], T], policy: RetryPolicy = RetryPolicy(), clock: 
              what: str = "exchange call", rng: Optional[random.Random] = None,
              retry_after: Optional[Callable[[BaseException], Optional[float]]] = None,
              on_retry: Optional[Callable[[str], None]] = None) -> T:
-    """``call()``, retried on transient exchange failures; raises :class:`ExchangeUnavailable` at the end.
+    """``call()``, retried on transient exchange failures; raises :class:`ExchangeUnavailable` at the end
+    (:class:`MalformedAnswer`, with the last answer's sound part, when the answers stayed malformed).
 
     Each retry logs a warning ``exchange_retry`` with ``what``, ``attempt``, ``delay``, ``reason``
     and ``error``. ``rng`` defaults to ``random.Random(policy.seed)``; share one across calls to
@@ -194,9 +198,13 @@ def retrying(call: Callable[[], T], policy: RetryPolicy = RetryPolicy(), clock: 
                        else f"an outage of {outage:.0f} s (limit {policy.max_outage:.0f} s)")
                 log.error("exchange_unavailable", what=what, attempts=attempt, outage=round(outage, 3),
                           reason=reason, error=describe_error(exc))
-                raise ExchangeUnavailable(f"{what}: exchange unavailable ({reason}) after {why}; "
-                                          f"last error: {describe_error(exc)}", reason=reason,
-                                          attempts=attempt, outage=outage, last_error=exc) from exc
+                message = f"{what}: exchange unavailable ({reason}) after {why}; last error: {describe_error(exc)}"
+                if isinstance(exc, MalformedAnswer):
+                    # the exchange is up, its answer is bad: raised as what it is (nothing pauses),
+                    # with its sound part, so no caller has to unwrap it
+                    raise MalformedAnswer(message, usable=exc.usable, bad=exc.bad) from exc
+                raise ExchangeUnavailable(message, reason=reason, attempts=attempt, outage=outage,
+                                          last_error=exc) from exc
             log.warning("exchange_retry", what=what, attempt=attempt, delay=round(delay, 3), reason=reason,
                         error=describe_error(exc))
             if on_retry is not None:
@@ -235,13 +243,12 @@ class ExchangeHealth:
     def call(self, fn: Callable[[], T], *, what: str = "exchange call",
              retry_after: Optional[Callable[[BaseException], Optional[float]]] = None) -> T:
         """``retrying(fn)``; ExchangeUnavailable pauses (and is re-raised), success resumes. Answers
-        that stayed malformed (reason ``malformed``) are re-raised without pausing: the exchange is up."""
+        that stayed malformed raise :class:`MalformedAnswer` without pausing: the exchange is up."""
         try:
             result = retrying(fn, self.policy, self.clock, what=what, rng=self.rng, retry_after=retry_after,
                               on_retry=self._retried)
         except ExchangeUnavailable as exc:
-            if exc.reason != "malformed":
-                self.pause(str(exc))
+            self.pause(str(exc))
             raise
         self.resume()
         return result

@@ -299,7 +299,7 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
     time instead of retrying."""
     from mlcoord.live.bar_screen import salvage
     from mlcoord.live.exchange import exchange_now_ms
-    from mlcoord.live.retry import ExchangeUnavailable
+    from mlcoord.live.retry import ExchangeUnavailable, MalformedAnswer
 
     screen = screen if screen is not None else BarScreen(0)
     known = screen.at_hand(dict(known)) if known is not None else None
@@ -314,13 +314,14 @@ def fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe: str, limit:
             found = health.call(lambda s=s: closed_candles(exchange, ccxt_symbols[s], timeframe, wanted[s].count, now,
                                                            first_ms=wanted[s].first_ms, page=page, skip=skip),
                                 what=f"candles {s}")
-        except ExchangeUnavailable as exc:
+        except MalformedAnswer as exc:
             sound, bad = salvage(exc)
             screen.report(s, bad, sound)        # never asked for again, nor retried
             if sound is not None:
                 found = sound
-            elif known is None or exc.reason != "malformed":
-                raise
+            elif known is None:                 # a start cannot do without the symbol's history
+                raise ExchangeUnavailable(str(exc), reason="malformed", attempts=0, outage=0.0,
+                                          last_error=exc) from exc
             else:
                 if not bad:
                     log.warning("candles_skipped", symbol=s, cause=str(exc),

@@ -35,7 +35,7 @@ from mlcoord.option_checks import integer, number
 from mlcoord.live.bar_screen import BarScreen, salvage
 from mlcoord.live.exchange import exchange_now_ms
 from mlcoord.live.feed import CANDLE_PAGE, BarsWanted, closed_candles
-from mlcoord.live.retry import Clock, ExchangeUnavailable, RetryPolicy, SystemClock, retry_after_header, retrying
+from mlcoord.live.retry import Clock, MalformedAnswer, RetryPolicy, SystemClock, retry_after_header, retrying
 
 log = structlog.get_logger("mlcoord.live.scanner")
 
@@ -191,9 +191,7 @@ class Scanner:
             return self._call(exchange, lambda: closed_candles(exchange, symbol, timeframe, wanted.count, now_ms,
                                                                first_ms=wanted.first_ms, page=page, skip=skip),
                               f"fetch_ohlcv {symbol} {timeframe}", rng)
-        except ExchangeUnavailable as exc:
-            if exc.reason != "malformed":
-                raise
+        except MalformedAnswer as exc:
             sound, bad = salvage(exc)
             if screen is None:
                 raise PairFailed(str(exc)) from exc
