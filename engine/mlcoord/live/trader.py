@@ -247,18 +247,23 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
     def cancel_entries(self, plan: PlanRecord, reason: str, beyond: Optional[float] = None) -> None:
         """The plan's working entry legs cancelled (a guard's close-all with nothing filled yet).
         ``beyond``: only the limit legs at or beyond that stop price (the stop moved past them)."""
-        tally = self.tally(plan, refresh=True)
         passed = CancelEntries(plan.symbol, reason, beyond=None if beyond is None
                                else self.broker.price(plan.symbol, beyond))
-        for r in tally.live(ENTRY):
-            if passed.covers(plan.side, r.order.price, r.order.kind == OrderKind.MARKET):
-                if beyond is not None:
-                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
-                             tag=r.order.tag, price=r.order.price, stop=passed.beyond, reason=reason)
-                self.broker.cancel(r)
-        tally = self.tally(plan)
+        tally = self.cancel_legs(plan, self.tally(plan, refresh=True), reason, passed)
         if tally.net <= EPS and not tally.live(ENTRY):
             self._close_plan(plan, tally, reason)
+
+    def cancel_legs(self, plan: PlanRecord, tally: Tally, reason: str,
+                    passed: Optional[CancelEntries] = None) -> Tally:
+        """The one loop that cancels a plan's working entry legs (all, or those ``passed`` covers),
+        each logged (``entry_leg_cancelled``), for a guard, a moved stop and a filled exit
+        (:meth:`mlcoord.live.venue.ExchangeVenue.sync`) alike; the plan's tally afterwards."""
+        for r in tally.live(ENTRY):
+            if passed is None or passed.covers(plan.side, r.order.price, r.order.kind == OrderKind.MARKET):
+                log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id, tag=r.order.tag,
+                         price=r.order.price, stop=None if passed is None else passed.beyond, reason=reason)
+                self.broker.cancel(r)
+        return self.tally(plan)
 
     # -- plans ---------------------------------------------------------------------------------
     def tally(self, plan: PlanRecord, refresh: bool = False) -> Tally:

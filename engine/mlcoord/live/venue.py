@@ -284,11 +284,7 @@ class ExchangeVenue:
             if tally.exit_filled and tally.live(ENTRY):
                 # stopped out (or taken profit): its legs go before anything else this cycle, so
                 # none fills after the exit (the plan itself is closed by the trader's manage)
-                for r in tally.live(ENTRY):
-                    log.info("entry_leg_cancelled", plan=plan.plan_id, client_id=r.client_order_id,
-                             tag=r.order.tag, reason="exit filled")
-                    trader.broker.cancel(r)
-                tally = trader.tally(plan)
+                tally = trader.cancel_legs(plan, tally, "exit filled")
             self.book(plan, tally)
             for r in tally.live(ENTRY):
                 price = r.order.price or self.ledger.prices.get(plan.symbol, 0.0)
