@@ -37,5 +37,6 @@ def test_force_enter_refuses_a_bar_already_decided(short_candles):
         if expect_refused:
             with pytest.raises(ValueError, match="already decided on this bar"):
                 loop.force_enter("BTC/USDT", Side.LONG)
-        elif "BTC/USDT" not in loop.ledger.positions and not loop.venue.has_entries("BTC/USDT"):
+        else:       # the run closed everything at its last bar: nothing stands in the way
+            assert "BTC/USDT" not in loop.ledger.positions and not loop.venue.has_entries("BTC/USDT")
             assert loop.force_enter("BTC/USDT", Side.LONG).time == cut
