@@ -171,7 +171,8 @@ def test_a_garbage_saved_state_is_set_aside_not_fatal(exchange_server, tmp_path)
     aside = {(e["state"], e["component"]) for e in logs if e["event"] == "saved_state_set_aside"}
     assert aside == {(PIPELINE, "all"), (GUARDS, "protections"), (ACCOUNT, "all")}
     assert store.load_state(f"{PIPELINE}.set_aside")["body"] == '{"components": {"bayes": [1, 2'
-    assert store.load_state(f"{GUARDS}.set_aside")["component"] == "protections"
+    kept = store.load_state(f"{GUARDS}.set_aside.protections")                   # the refused part only
+    assert kept["body"] == {"version": 99} and kept["error"] == "ValueError: protections state version 99 is not 1"
     fresh = _guards(again)["protections"].state()
     assert fresh["version"] == 1 and fresh["locks"] == {}
     assert again.last_time > trader.last_time                                         # it traded on

@@ -44,12 +44,15 @@ class SessionMemory:
         pipeline, portfolio = trader.pipeline, trader.engine.ledger
         learned = self._load(PIPELINE)
         if learned:
-            pipeline.load_state(learned, on_error=lambda name, exc: self._set_aside(PIPELINE, learned, name, exc))
+            pipeline.load_state(learned, on_error=lambda name, exc: self._set_aside(
+                PIPELINE, learned.get(name) if name == "ensemble" else learned.get("components", {}).get(name),
+                name, exc))
             found["learning_state"] = sorted(learned.get("components", {})) + (
                 ["ensemble"] if "ensemble" in learned else [])
         guards = self._load(GUARDS)
         if guards:
-            pipeline.load_guard_state(guards, on_error=lambda name, exc: self._set_aside(GUARDS, guards, name, exc))
+            pipeline.load_guard_state(guards, on_error=lambda name, exc: self._set_aside(
+                GUARDS, guards.get("guards", {}).get(name), name, exc))
             found["guard_state"] = sorted(guards.get("guards", {}))
         account = self._load(ACCOUNT)
         if account:
@@ -84,14 +87,12 @@ class SessionMemory:
         return value
 
     def _set_aside(self, key: str, body: Any, component: Optional[str], exc: Exception) -> None:
-        """Keep an unusable saved state under ``<key>.set_aside`` and say what starts fresh."""
-        aside = f"{key}.set_aside"
-        try:
-            self.store.save_state(aside, {"body": body if isinstance(body, (dict, list, str)) else repr(body),
-                                          "component": component, "error": f"{type(exc).__name__}: {exc}"})
-        except TypeError:
-            self.store.save_state(aside, {"body": repr(body), "component": component,
-                                          "error": f"{type(exc).__name__}: {exc}"})
+        """Keep an unusable saved state (the whole row, or the one component's part of it) under
+        ``<key>.set_aside[.<component>]`` and say what starts fresh. ``body`` is what the store
+        read back: JSON-able, or the raw text of a row that was not JSON."""
+        aside = f"{key}.set_aside" + (f".{component}" if component else "")
+        self.store.save_state(aside, {"body": body, "component": component,
+                                      "error": f"{type(exc).__name__}: {exc}"})
         log.warning("saved_state_set_aside", state=key, component=component or "all",
                     error=f"{type(exc).__name__}: {exc}"[:300], kept_as=aside,
                     note=f"{component or key} starts without its saved state")
