@@ -27,12 +27,10 @@ class EventHub:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.clients: set[Client] = set()
         self.dropped = 0            # clients dropped for being slow
-        self.published = 0
 
     def publish(self, event: dict[str, Any]) -> None:
         """Any thread: hand ``event`` to every connected client."""
         loop = self.loop
-        self.published += 1
         if loop is None or not self.clients or loop.is_closed():
             return
         try:
