@@ -38,7 +38,7 @@ import pandas as pd
 import structlog
 
 from mlcoord.backtest.run import BacktestResult, run_backtest
-from mlcoord.candles import Candles
+from mlcoord.candles import Candles, union_times
 from mlcoord.market_inputs import MarketInputs
 from mlcoord.market_sources import load_inputs, market_datasets
 from mlcoord.config import Settings
@@ -275,7 +275,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
         raise ConfigError("a run on the holdout part must be recorded: give holdout_log (--holdout-log)")
     if split is not None and split.part == "development":
         candles = development_candles(candles, split)
-    times = np.unique(np.concatenate([c.time for c in candles]))
+    times = union_times([c.time for c in candles])
     holdout_from = split.holdout_from if split is not None and split.part == "holdout" else None
     if holdout_from is None:
         from mlcoord.window_sizes import check_window_sizes

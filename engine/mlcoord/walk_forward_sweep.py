@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mlcoord.backtest.run import WARMUP_BARS
-from mlcoord.candles import Candles
+from mlcoord.candles import Candles, union_times
 from mlcoord.errors import ConfigError
 from mlcoord.executors import Executor, PluginRecipe, Task, failures, plugins_from
 
@@ -164,7 +164,7 @@ def run_walk_forward(spec: Any, wf: WalkForwardSpec, raw: dict[str, Any], plugin
     if spec.objective != "sharpe":
         raise ConfigError(f"sweep --walk-forward: objective {spec.objective!r} is not supported yet; "
                           f"walk-forward optimisation uses objective = \"sharpe\"")
-    times = np.unique(np.concatenate([c.time for c in candles]))
+    times = union_times([c.time for c in candles])
     check_fits(len(times), wf)
     windows = plan(times, wf)
     echo(f"walk-forward: {len(windows)} windows x {spec.trials} trials, studies in memory "

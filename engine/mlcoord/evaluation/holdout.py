@@ -21,7 +21,7 @@ import attrs
 import numpy as np
 import pandas as pd
 
-from mlcoord.candles import Candles
+from mlcoord.candles import Candles, union_times
 from mlcoord.errors import ConfigError
 
 PARTS = ("development", "holdout")
@@ -47,7 +47,7 @@ def make_split(candles: Sequence[Candles], holdout_from: Optional[str] = None, p
     """The split of ``candles``' common time axis; clear errors for a bad date or part."""
     if part not in PARTS:
         raise ConfigError(f"part {part!r} is not one of {', '.join(PARTS)}")
-    times = np.unique(np.concatenate([c.time for c in candles])) if candles else np.zeros(0, np.int64)
+    times = union_times([c.time for c in candles])
     if not len(times):
         raise ConfigError("no candles to split into development and holdout parts")
     if holdout_from is None:
