@@ -86,12 +86,9 @@ class SessionMemory:
     def _set_aside(self, key: str, body: Any, component: Optional[str], exc: Exception) -> None:
         """Keep an unusable saved state under ``<key>.set_aside`` and say what starts fresh."""
         aside = f"{key}.set_aside"
-        try:
-            self.store.save_state(aside, {"body": body if isinstance(body, (dict, list, str)) else repr(body),
-                                          "component": component, "error": f"{type(exc).__name__}: {exc}"})
-        except TypeError:
-            self.store.save_state(aside, {"body": repr(body), "component": component,
-                                          "error": f"{type(exc).__name__}: {exc}"})
+        # ``body`` came out of the store's JSON (or is its raw text): it always saves as JSON again
+        self.store.save_state(aside, {"body": body if isinstance(body, (dict, list, str)) else repr(body),
+                                      "component": component, "error": f"{type(exc).__name__}: {exc}"})
         log.warning("saved_state_set_aside", state=key, component=component or "all",
                     error=f"{type(exc).__name__}: {exc}"[:300], kept_as=aside,
                     note=f"{component or key} starts without its saved state")
