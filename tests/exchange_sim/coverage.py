@@ -111,7 +111,7 @@ class StopCoverage:
     def summary(self, step_ms: int, kind: str | None = None) -> dict:
         """Counts and spans of the gaps of ``kind`` ("fill", "stop"; None: all), the open ones
         ending now."""
-        now, now_ms = time.monotonic(), self.state.now_ms
+        now, now_ms = self.clock(), self.state.now_ms
         picked = [g for g in self.all() if kind is None or g.kind == kind]
         seconds = [g.seconds(now) for g in picked]
         return {"gaps": len(picked), "max_seconds": max(seconds, default=0.0), "total_seconds": sum(seconds),

@@ -124,12 +124,12 @@ def _spot_balances(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
     balance = broker.call(broker.exchange.fetch_balance, "fetch_balance")
     total = balance.get("total") or {}
     nets = spot_plan_nets(broker)
+    active = broker.store.active_plans()          # one read, not one per symbol
     out = []
     for symbol in symbols:
         base = broker.base_asset(symbol)
         held = float(total.get(base) or 0.0)
-        planned = sum(max(nets.get(p.plan_id, 0.0), p.quantity) for p in broker.store.active_plans()
-                      if p.symbol == symbol)
+        planned = sum(max(nets.get(p.plan_id, 0.0), p.quantity) for p in active if p.symbol == symbol)
         extra = broker.amount(symbol, held - planned)
         if extra <= 0:
             continue
