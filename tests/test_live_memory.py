@@ -176,4 +176,5 @@ def test_a_garbage_saved_state_is_set_aside_not_fatal(exchange_server, tmp_path)
     fresh = _guards(again)["protections"].state()
     assert fresh["version"] == 1 and fresh["locks"] == {}
     assert again.last_time > trader.last_time                                         # it traded on
-    assert store.load_state(PIPELINE) is not None and "components" in store.load_state(PIPELINE)
+    restored = [e for e in logs if e["event"] == "session_state_restored"]
+    assert restored and "peak_equity" not in restored[0] and "day_start_equity" not in restored[0]
