@@ -1,7 +1,7 @@
 """Issue 15: time budgets that bite. ``vote_timeout_ms`` was checked after the call returned (a 5 s
 vote held the loop 5 s) and live trading had no budget at all.
 
-No test here waits for a deadline: a slow plugin blocks on a :class:`Gate` the test opens, and the
+No test here waits for a deadline: a slow plugin blocks on a :class:`fake_plugins.Gate` the test opens, and the
 budget's wait is replaced by one that answers "over budget" as soon as the plugin is stuck.
 """
 
@@ -23,33 +23,7 @@ from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import discover_entry_points, load_plugins
 
 from conftest import BUILTINS
-
-
-class Gate:
-    """A plugin call that blocks until the test opens the gate (never longer than ``limit`` s)."""
-
-    def __init__(self, limit: float = 30.0):
-        self.entered, self.opened, self.returned = threading.Event(), threading.Event(), threading.Event()
-        self.limit = limit
-        self.left = False
-
-    def block(self, answer=None):
-        self.entered.set()
-        self.opened.wait(self.limit)
-        self.returned.set()
-        return answer
-
-    def wait(self, done: threading.Event, seconds: float) -> bool:
-        """The budget's wait: over budget the moment the gated call is stuck (the engine calls one
-        plugin at a time, so the wait under way then is the gated call's); every other call is
-        waited for until it is done."""
-        if self.left:
-            return done.wait(30)
-        while not done.wait(0.001):
-            if self.entered.is_set():
-                self.left = True
-                return False
-        return True
+from fake_plugins import Gate
 
 
 def finished(done, seconds):
