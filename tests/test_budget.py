@@ -46,7 +46,7 @@ def test_a_stuck_call_is_left_then_skipped_until_it_returns():
         budget.call("slow", gate.block, "late answer")
     assert not gate.returned.is_set()                          # the caller did not wait for it
     calls = []
-    with pytest.raises(CallTimeout, match="skipped: its call that ran over the 100 ms budget has not returned yet"):
+    with pytest.raises(CallTimeout, match="skipped: its call that ran over its budget has not returned yet"):
         budget.call("slow", calls.append, 1)
     assert calls == []                                          # never run twice at once
     assert budget.call("other", lambda: "fine") == "fine"      # other components are not held up
@@ -56,6 +56,24 @@ def test_a_stuck_call_is_left_then_skipped_until_it_returns():
     budget.wait = finished
     assert budget.call("slow", lambda: "back") == "back"       # returned: called as usual again
 
+
+def test_a_component_stuck_under_one_budget_is_busy_under_the_other():
+    """A vote still running (vote budget) is not joined by a learn call (call budget) on a second
+    thread: the pipeline's two budgets share one worker per component."""
+    gate = Gate()
+    votes = Budget(100, wait=gate.wait)
+    calls = Budget(100, wait=finished, workers=votes._workers)
+    with pytest.raises(CallTimeout):
+        votes.call("ml", gate.block)
+    learned = []
+    with pytest.raises(CallTimeout, match="has not returned yet"):
+        calls.call("ml", learned.append, 1)
+    assert learned == []
+    gate.opened.set()
+    assert gate.returned.wait(30)
+    votes._workers["ml"].last.done.wait(30)
+    calls.call("ml", learned.append, 1)
+    assert learned == [1]
 
 def test_workers_are_daemons_and_carry_the_callers_context():
     var = contextvars.ContextVar("symbol")
