@@ -7,6 +7,8 @@ sizer); the other fakes are plugin classes, registered as instances via
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 import mlcoord
@@ -251,3 +253,30 @@ class AllRoles(Components):
 def always_guard_action(kind: str = "open_hedge", fraction: float = 5.0):
     """A GuardAction nobody validated the fraction of."""
     return GuardAction(kind, "test", None, fraction)
+
+
+class Gate:
+    """A plugin call that blocks until the test opens the gate (never longer than ``limit`` s)."""
+
+    def __init__(self, limit: float = 30.0):
+        self.entered, self.opened, self.returned = threading.Event(), threading.Event(), threading.Event()
+        self.limit = limit
+        self.left = False
+
+    def block(self, answer=None):
+        self.entered.set()
+        self.opened.wait(self.limit)
+        self.returned.set()
+        return answer
+
+    def wait(self, done: threading.Event, seconds: float) -> bool:
+        """The budget's wait: over budget the moment the gated call is stuck (the engine calls one
+        plugin at a time, so the wait under way then is the gated call's); every other call is
+        waited for until it is done."""
+        if self.left:
+            return done.wait(30)
+        while not done.wait(0.001):
+            if self.entered.is_set():
+                self.left = True
+                return False
+        return True

@@ -1,7 +1,7 @@
 """Issue 15: time budgets that bite. ``vote_timeout_ms`` was checked after the call returned (a 5 s
 vote held the loop 5 s) and live trading had no budget at all.
 
-No test here waits for a deadline: a slow plugin blocks on a :class:`Gate` the test opens, and the
+No test here waits for a deadline: a slow plugin blocks on a :class:`fake_plugins.Gate` the test opens, and the
 budget's wait is replaced by one that answers "over budget" as soon as the plugin is stuck.
 """
 
@@ -23,33 +23,7 @@ from mlcoord.pipeline import build_pipeline
 from mlcoord.registry import discover_entry_points, load_plugins
 
 from conftest import BUILTINS
-
-
-class Gate:
-    """A plugin call that blocks until the test opens the gate (never longer than ``limit`` s)."""
-
-    def __init__(self, limit: float = 30.0):
-        self.entered, self.opened, self.returned = threading.Event(), threading.Event(), threading.Event()
-        self.limit = limit
-        self.left = False
-
-    def block(self, answer=None):
-        self.entered.set()
-        self.opened.wait(self.limit)
-        self.returned.set()
-        return answer
-
-    def wait(self, done: threading.Event, seconds: float) -> bool:
-        """The budget's wait: over budget the moment the gated call is stuck (the engine calls one
-        plugin at a time, so the wait under way then is the gated call's); every other call is
-        waited for until it is done."""
-        if self.left:
-            return done.wait(30)
-        while not done.wait(0.001):
-            if self.entered.is_set():
-                self.left = True
-                return False
-        return True
+from fake_plugins import Gate
 
 
 def finished(done, seconds):
@@ -72,7 +46,7 @@ def test_a_stuck_call_is_left_then_skipped_until_it_returns():
         budget.call("slow", gate.block, "late answer")
     assert not gate.returned.is_set()                          # the caller did not wait for it
     calls = []
-    with pytest.raises(CallTimeout, match="skipped: its call that ran over the 100 ms budget has not returned yet"):
+    with pytest.raises(CallTimeout, match="skipped: its call that ran over its budget has not returned yet"):
         budget.call("slow", calls.append, 1)
     assert calls == []                                          # never run twice at once
     assert budget.call("other", lambda: "fine") == "fine"      # other components are not held up
@@ -82,6 +56,24 @@ def test_a_stuck_call_is_left_then_skipped_until_it_returns():
     budget.wait = finished
     assert budget.call("slow", lambda: "back") == "back"       # returned: called as usual again
 
+
+def test_a_component_stuck_under_one_budget_is_busy_under_the_other():
+    """A vote still running (vote budget) is not joined by a learn call (call budget) on a second
+    thread: the pipeline's two budgets share one worker per component."""
+    gate = Gate()
+    votes = Budget(100, wait=gate.wait)
+    calls = Budget(100, wait=finished, workers=votes._workers)
+    with pytest.raises(CallTimeout):
+        votes.call("ml", gate.block)
+    learned = []
+    with pytest.raises(CallTimeout, match="has not returned yet"):
+        calls.call("ml", learned.append, 1)
+    assert learned == []
+    gate.opened.set()
+    assert gate.returned.wait(30)
+    votes._workers["ml"].last.done.wait(30)
+    calls.call("ml", learned.append, 1)
+    assert learned == [1]
 
 def test_workers_are_daemons_and_carry_the_callers_context():
     var = contextvars.ContextVar("symbol")

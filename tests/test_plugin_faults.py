@@ -27,6 +27,7 @@ import pytest
 import structlog
 
 import fake_plugins
+from fake_plugins import Gate
 from mlcoord import budget as budget_module
 from mlcoord.backtest.run import run_backtest
 from mlcoord.components import SignalSeries
@@ -214,26 +215,6 @@ def sneaky(value, **fields):
 
 def boom(*args):
     raise RuntimeError("plugin bug")
-
-
-class Gate:
-    """A call that blocks until the test opens the gate (see tests/test_budget.py)."""
-
-    def __init__(self):
-        self.entered, self.opened, self.left = threading.Event(), threading.Event(), False
-
-    def block(self, *args):
-        self.entered.set()
-        self.opened.wait(30)
-
-    def wait(self, done, seconds):
-        if self.left:
-            return done.wait(30)
-        while not done.wait(0.001):
-            if self.entered.is_set():
-                self.left = True
-                return False
-        return True
 
 
 GATE: Gate = Gate()

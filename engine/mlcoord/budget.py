@@ -101,14 +101,17 @@ class _Worker:
 
 
 class Budget:
-    """Runs plugin calls under a deadline of ``ms`` milliseconds (0: plainly, no thread)."""
+    """Runs plugin calls under a deadline of ``ms`` milliseconds (0: plainly, no thread).
+    ``workers``: shared with another budget (a component's votes and its other calls), so a
+    component whose call under one budget is still running is busy under the other too."""
 
-    def __init__(self, ms: float, wait: Optional[Wait] = None, idle: float = IDLE_SECONDS):
+    def __init__(self, ms: float, wait: Optional[Wait] = None, idle: float = IDLE_SECONDS,
+                 workers: Optional[dict[str, _Worker]] = None):
         self.ms = float(ms)
         self.seconds = self.ms / 1000.0
         self.wait = wait
         self.idle = idle
-        self._workers: dict[str, _Worker] = {}
+        self._workers: dict[str, _Worker] = {} if workers is None else workers
 
     def __bool__(self) -> bool:
         return self.seconds > 0
@@ -124,7 +127,7 @@ class Budget:
         if worker is None:
             worker = self._workers[component] = _Worker(component, self.idle)
         elif worker.busy:
-            raise CallTimeout(f"skipped: its call that ran over the {self.ms:g} ms budget has not returned yet")
+            raise CallTimeout("skipped: its call that ran over its budget has not returned yet")
         job = _Call(fn, args, kwargs)
         worker.submit(job)
         if not (self.wait or wait_for)(job.done, self.seconds):

@@ -14,6 +14,7 @@ config and plugins give the same run.
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_right
 from types import MappingProxyType
 from typing import Callable, Iterable, Mapping, Optional, Protocol, Sequence
 
@@ -41,7 +42,7 @@ from mlcoord.model import (
     Trade,
 )
 from mlcoord.model.intents import STOP_PASSED
-from mlcoord.pipeline import Pipeline, PreparedSymbol
+from mlcoord.pipeline import FORCE_ENTER_REASON, Pipeline, PreparedSymbol
 from mlcoord.protocols import SkipsFlatBars
 from mlcoord.trade_label import decision_trade_labels
 from mlcoord.views import PendingEntry, PortfolioMath, PositionProxy, _Frozen
@@ -503,10 +504,6 @@ class TradingLoop:
         applied between two cycles): decided by :meth:`Pipeline.force_decide` (levels, guards,
         sizer as for any entry), journaled, and placed as a decided entry's plan would be. Not
         learned from: it is no model's decision. ``ValueError``: the symbol cannot take one."""
-        from bisect import bisect_right
-
-        from mlcoord.pipeline import FORCE_ENTER_REASON
-
         s = next((x for x in self.series if x.symbol == symbol), None)
         if s is None:
             raise ValueError(f"symbol {symbol!r} is not traded by this session")

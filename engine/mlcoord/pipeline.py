@@ -387,8 +387,10 @@ class Pipeline:
         self.threshold = settings.engine.min_confidence
         self.min_expected_return = settings.engine.min_expected_return
         #: time budgets of votes and of the other per-bar calls (off in backtests unless set)
+        #: one worker per component for both: a component whose vote still runs is not called
+        #: on another thread to learn
         self.vote_budget = Budget(budget_ms(settings.engine.vote_timeout_ms, live))
-        self.call_budget = Budget(budget_ms(settings.engine.call_timeout_ms, live))
+        self.call_budget = Budget(budget_ms(settings.engine.call_timeout_ms, live), workers=self.vote_budget._workers)
         self._trade_observers = observers(plugins.manager, "on_trade_closed")
         #: problems met saving the learning state (a component left out of it), for the run's notes
         self.state_problems: list[str] = []

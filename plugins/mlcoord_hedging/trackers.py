@@ -86,11 +86,7 @@ class MarketReturns:
             elif col:                        # no valid price: a zero return
                 col.append(col[-1])
         if bar >= self._next_trim:
-            self._next_trim = bar + self.keep
-            keep = self.keep
-            for col in self._cols:
-                if len(col) > keep:
-                    del col[:-keep]
+            self._trim()
 
     def record_many(self, symbols: Sequence[str], closes: Mapping[str, np.ndarray]) -> None:
         """``record`` for a stretch of bars at once: ``closes[s]`` holds every symbol's prices,
@@ -112,11 +108,15 @@ class MarketReturns:
                         col.append(col[-1])
         self.bar += n
         if self.bar >= self._next_trim:
-            self._next_trim = self.bar + self.keep
-            keep = self.keep
-            for col in self._cols:
-                if len(col) > keep:
-                    del col[:-keep]
+            self._trim()
+
+    def _trim(self) -> None:
+        """Drop the prices older than ``keep`` bars (called once every ``keep`` bars or so)."""
+        self._next_trim = self.bar + self.keep
+        keep = self.keep
+        for col in self._cols:
+            if len(col) > keep:
+                del col[:-keep]
 
     def _rebind(self, symbols: Sequence[str]) -> None:
         """The priced symbols changed: those priced last bar keep their history, others start."""
