@@ -454,14 +454,15 @@ class TradingLoop:
                 return False
         stamps = np.array(times, dtype=np.int64)
         stamps.setflags(write=False)
+        at = {s.symbol: (s, i) for s, i in bars}
         closes = {}
-        for s, i in bars:
+        for sym in view.symbols():                                 # the order the watchers know
+            s, i = at[sym]
             c = np.frombuffer(s.c[i:i + n], dtype=np.float64)      # a copy: the series may grow later
             c.setflags(write=False)
-            closes[s.symbol] = c
-        ordered = {sym: closes[sym] for sym in view.symbols()}
+            closes[sym] = c
         for w in skippers:
-            w.skip_flat_bars(view, stamps, MappingProxyType(ordered))
+            w.skip_flat_bars(view, stamps, MappingProxyType(closes))
         equity = ledger.mark_flat()
         self.times.frombytes(stamps.tobytes())
         self.equity_curve.frombytes(np.full(n, equity).tobytes())
