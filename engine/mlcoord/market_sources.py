@@ -21,7 +21,7 @@ from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns
 from mlcoord.components import MarketData, build_market_data
 from mlcoord.config import InputFiles, Settings
 from mlcoord.errors import ConfigError, DataError
-from mlcoord.funding import FundingSeries
+from mlcoord.funding import FundingSeries, _times as rounded_times
 from mlcoord.market_inputs import MarketInputs
 
 log = structlog.get_logger("mlcoord.market_sources")
@@ -77,7 +77,7 @@ def load_funding(path) -> FundingSeries:
         value = value.item() if isinstance(value, np.generic) else value
         raise FundingFileError(f"funding file {path}: row {i}: {rate_col} {value!r} is not a "
                                f"funding rate (a finite fraction per event, below 1 in size)")
-    series_times = (times + 500_000_000) // 1_000_000_000 * 1_000_000_000
+    series_times = rounded_times(times)              # the rounding FundingSeries applies
     bad = np.flatnonzero(np.diff(series_times) <= 0)
     if bad.size:
         i = int(bad[0]) + 1

@@ -22,6 +22,7 @@ has; NaN is left to LightGBM).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Optional
 
 import attrs
@@ -87,8 +88,12 @@ def training_set(data: Any, table: np.ndarray, cut: int, options: GbmOptions, ho
 
 
 def fingerprint(data: Any, end: int) -> bytes:
+    """A digest of the first ``end`` bars (a cache key of 32 bytes, not a copy of the prefix)."""
     c = data.candles
-    return b"".join(np.ascontiguousarray(a[:end]).tobytes() for a in (c.time, c.open, c.high, c.low, c.close))
+    digest = hashlib.sha256()
+    for a in (c.time, c.open, c.high, c.low, c.close):
+        digest.update(np.ascontiguousarray(a[:end]).tobytes())
+    return digest.digest()
 
 
 class GbmVoter:
