@@ -184,3 +184,22 @@ def test_outcome_without_labels_still_builds_positionally():
 
     o = Outcome("X", 1, 2, 1, 0.01, True, 0.6, 0.6)
     assert o.trade(1) is None and o.trade(-1) is None
+
+
+def test_an_exit_manager_that_raises_leaves_bars_unlabelled_and_says_so():
+    """A plugin bug in ``initial`` must not pass silently as "no label": the bars stay NaN and one
+    warning names the count and the first error."""
+    from structlog.testing import capture_logs
+
+    from mlcoord.model import Side
+    from mlcoord.trade_label import hypothetical_levels
+
+    class Broken:
+        def initial(self, i, side, plan):
+            raise RuntimeError(f"broken at {i}")
+
+    with capture_logs() as logs:
+        stops, tps = hypothetical_levels(Broken(), [100.0, 101.0, 102.0], Side.LONG, [0, 2])
+    assert np.isnan(stops).all() and np.isnan(tps).all()
+    [warning] = [e for e in logs if e["event"] == "trade_label_levels_failed"]
+    assert warning["bars"] == 2 and warning["first_bar"] == 0 and "broken at 0" in warning["error"]

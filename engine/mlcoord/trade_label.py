@@ -31,6 +31,7 @@ from typing import Any, Optional
 
 import attrs
 import numpy as np
+import structlog
 
 from mlcoord.costs import CostModel
 from mlcoord.learning import TradeLabel
@@ -39,6 +40,8 @@ from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Side
 #: barrier codes of :class:`TradeLabels` (``UNRESOLVED``: not known inside the data)
 UNRESOLVED, STOP, TAKE_PROFIT, TIME = 0, 1, 2, 3
 BARRIER_NAMES = {STOP: "stop", TAKE_PROFIT: "take_profit", TIME: "time"}
+
+log = structlog.get_logger("mlcoord.trade_label")
 
 
 @attrs.frozen(eq=False)
@@ -129,18 +132,24 @@ def hypothetical_levels(positions: Any, close: Any, side: Side, bars: Any) -> tu
     bars = np.asarray(bars, dtype=np.int64)
     stops, tps = np.full(len(bars), np.nan), np.full(len(bars), np.nan)
     s = int(side)
+    failed: list[tuple[int, Exception]] = []
     for k, i in enumerate(bars.tolist()):
         price = float(close[i])
         try:
             levels = positions.initial(i, side, direct_plan(side, price))
             stop = float(levels.stop)
-        except Exception:
+        except Exception as exc:
+            failed.append((i, exc))
             continue
         if not (np.isfinite(stop) and s * (price - stop) > 0):
             continue
         stops[k] = stop
         if levels.take_profit is not None:
             tps[k] = float(levels.take_profit)
+    if failed:                   # a plugin bug must not pass as "unlabelled bars"
+        first_bar, first_error = failed[0]
+        log.warning("trade_label_levels_failed", side=side.name, bars=len(failed), first_bar=first_bar,
+                    error=f"{type(first_error).__name__}: {first_error}"[:300], note="those bars stay unlabelled")
     return stops, tps
 
 
