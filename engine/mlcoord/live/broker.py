@@ -39,7 +39,7 @@ from mlcoord.live.plan_orders import PARTIAL_TP, TAKE_PROFIT
 from mlcoord.live.records import FillRecord, OrderRecord, OrderState
 from mlcoord.live.retry import ExchangeHealth, describe_error
 from mlcoord.live.store import Store
-from mlcoord.live.trade_fee import fee_in_quote, trade_list_fee, warn_unpriced
+from mlcoord.live.trade_fee import fee_in_quote, order_fee, trade_list_fee, warn_unpriced
 from mlcoord.model import Fill, Order, OrderKind, Side
 
 log = structlog.get_logger("mlcoord.live.broker")
@@ -558,15 +558,11 @@ class Broker:
         listed = trade_list_fee(trades or [], market, filled)
         for currency, cost in sorted(listed.other.items()):
             warn_unpriced(record.client_order_id, currency, cost)
-        total = listed.in_quote + sum(listed.other.values())
-        amount, currencies = listed.amount, listed.currencies
-        if amount < filled * (1 - 1e-9):
+        if listed.amount < filled * (1 - 1e-9):
             log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid, filled=filled,
-                        listed=amount, note="the trade list lags the order: corrected when the order is done")
+                        listed=listed.amount, note="the trade list lags the order: corrected when the order is done")
             return None
-        other = currencies - {market["quote"], market["base"]}
-        currency = sorted(other)[0] if other else market["base"] if market["base"] in currencies else market["quote"]
-        return total, currency
+        return order_fee(listed, market)
 
     def _parse(self, record: OrderRecord, response: dict) -> tuple[OrderState, float, Any]:
         """The state, filled quantity and average price an exchange answer gives the order."""

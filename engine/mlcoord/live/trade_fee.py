@@ -60,6 +60,18 @@ def trade_list_fee(trades: Sequence[Mapping[str, Any]], market: Mapping[str, Any
     return TradeListFee(total, other, frozenset(currencies), amount)
 
 
+def order_fee(listed: TradeListFee, market: Mapping[str, Any]) -> tuple[float, str]:
+    """One fee and the asset it is booked in, for a fill counted from a trade list: the quote-asset
+    total (labelled with the base asset when any trade was charged in it: what a spot holding
+    lacks), or, when every fee was charged in a third asset, that fee as charged. A list charged
+    partly in the quote or base asset and partly in a third one books the priced part: adding BNB to
+    USDT into one number would be neither (the third-asset part is warned about as unpriced)."""
+    if listed.other and not listed.in_quote:
+        currency = sorted(listed.other)[0]
+        return sum(listed.other.values()), currency
+    return listed.in_quote, market["base"] if market["base"] in listed.currencies else market["quote"]
+
+
 def warn_unpriced(client_id: str, currency: str, cost: float) -> None:
     """The one warning for a fee booked in a third asset (its cost is kept in that asset)."""
     log.warning("fee_in_other_asset", client_id=client_id, currency=currency, fee=cost,
