@@ -215,6 +215,17 @@ def _env_name(instance, attribute, value):
                          f"{attribute.default}; the key itself goes into that variable or the keys file", attribute)
 
 
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+def _origins(instance, attribute, value):
+    """Each an origin (scheme, host, optional port): it goes into the dashboard's CSP header."""
+    for item in value:
+        if not _ORIGIN.match(str(item)):
+            raise ValueError(f"{attribute.name} must list origins like \"https://bot2.example:8080\" (no path), "
+                             f"got {item!r}", attribute)
+
+
 def _exchange_id(instance, attribute, value):
     if not value.strip():        # an empty --exchange must not silently mean the default exchange
         raise ValueError(f"{attribute.name} must name a ccxt exchange, e.g. \"binance\", got {value!r}", attribute)
@@ -231,6 +242,8 @@ class ApiConfig:
     call from (none by default). ``token_ttl_minutes`` (15, range [1, 1440]): an access token's
     life (a refresh token lives ``refresh_ttl_hours``, 24, range [1, 720]). ``docs``: serve the
     OpenAPI pages (off). ``allow_force_enter``: allow the force-enter control (off).
+    ``dashboard_origins``: other bots' API origins the dashboard served here may call (its CSP's
+    ``connect-src``; none by default: it talks to this bot only).
     ``login_attempts`` (5, range [1, 100]) failed logins per ``login_window_seconds`` (60,
     range [1, 86400]) and address, then 429 until the window passes.
     """
@@ -245,6 +258,7 @@ class ApiConfig:
     insecure_remote: bool = False
     docs: bool = False
     allow_force_enter: bool = False
+    dashboard_origins: tuple[str, ...] = attrs.field(default=(), validator=_origins)
     login_attempts: int = attrs.field(default=5, validator=integer(1, 100))
     login_window_seconds: float = attrs.field(default=60.0, validator=number(1.0, 86_400.0))
 

@@ -37,6 +37,8 @@ ORDER_EVENTS = {"pending": "order_placed", "open": "order_accepted", "partially_
                 "rejected": "order_rejected"}
 #: decisions the API can show (older ones are in the store's journal on live)
 RECENT_DECISIONS = 1000
+#: equity points kept for the API (one per cycle that stepped a new bar): ~2 years of 1h bars
+EQUITY_POINTS = 20_000
 
 
 @attrs.frozen
@@ -80,6 +82,8 @@ class ControlChannel:
         self.trades: list[dict[str, Any]] = []
         #: the latest decisions as plain data
         self.decisions: "collections.deque[dict[str, Any]]" = collections.deque(maxlen=RECENT_DECISIONS)
+        #: (bar time ns, equity) at the end of each cycle with a new bar (the dashboard's equity curve)
+        self.equity: "collections.deque[tuple[int, float]]" = collections.deque(maxlen=EQUITY_POINTS)
         self._installed: Optional[int] = None
         #: realised outcomes of the session's decisions (the API's ML health), fed by the pipeline
         self.ml = MlHealth()
@@ -339,7 +343,10 @@ class ControlChannel:
             ml = self.snapshot["ml"]
         self.snapshot = build_snapshot(trader, self, status=status, seconds=seconds, killed=killed,
                                        now=self.clock(), extra={"ml": ml, **(extra or {})})
-        self.emit({"type": "cycle", "status": status, "equity": self.snapshot["equity"],
+        bar, equity = self.snapshot["last_bar_ns"], self.snapshot["equity"]
+        if not self.equity or self.equity[-1][0] != bar:
+            self.equity.append((bar, equity))
+        self.emit({"type": "cycle", "status": status, "equity": equity, "time": bar,
                    "seconds": round(seconds, 6)})
 
 

@@ -62,9 +62,13 @@ def equity_curve(result: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.nda
     """(time ns, equity, drawdown as a fraction of the running peak)."""
     t = to_ns(result["equity"]["time"])
     eq = np.asarray(result["equity"]["value"], dtype=float)
+    return t, eq, drawdown(eq)
+
+
+def drawdown(eq: np.ndarray) -> np.ndarray:
+    """Each point's drawdown as a fraction of the running peak (0 where the peak is not positive)."""
     peak = np.maximum.accumulate(eq) if len(eq) else eq
-    dd = np.where(peak > 0, 1.0 - eq / np.where(peak > 0, peak, 1.0), 0.0)
-    return t, eq, dd
+    return np.where(peak > 0, 1.0 - eq / np.where(peak > 0, peak, 1.0), 0.0)
 
 
 # -- candles and what happened on them ---------------------------------------------------------

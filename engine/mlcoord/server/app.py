@@ -26,13 +26,16 @@ from mlcoord.server.accounts import Accounts, User, role_rank
 from mlcoord.server.auth import ACCESS, REFRESH, WEBSOCKET, LoginLimiter, TokenError, Tokens
 from mlcoord.server.events import EventHub
 from mlcoord.server.metrics import BotMetrics
-from mlcoord.server.readers import BotReader, dca_bands, filtered, performance, profit
+from mlcoord.server.readers import BotReader, dca_bands, equity_curve, filtered, performance, profit
+from mlcoord.server.static import SecurityHeaders, asset
 
 log = structlog.get_logger("mlcoord.server")
 
 PREFIX = "/api/v1"
 #: routes anyone may call (``/metrics`` too when the server listens on loopback only)
 PUBLIC = frozenset({f"{PREFIX}/ping", f"{PREFIX}/health", f"{PREFIX}/auth/login", f"{PREFIX}/auth/refresh"})
+#: the dashboard's files (public: HTML, JS and CSS only, no data; see :mod:`mlcoord.server.static`)
+STATIC = frozenset({"/", "/dashboard/{name:path}"})
 NOT_YET = 501
 
 
@@ -231,8 +234,18 @@ def create_app(ctx: ServerContext) -> FastAPI:
 
         app.add_middleware(CORSMiddleware, allow_origins=list(ctx.api.cors_origins), allow_credentials=True,
                            allow_methods=["GET", "POST", "DELETE"], allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(SecurityHeaders, origins=ctx.api.dashboard_origins)
     viewer, trader, admin = (Depends(ctx.require(r)) for r in ("viewer", "trader", "admin"))
     reader = ctx.reader
+
+    # -- public: the dashboard's files (its data comes from the routes below, with a token) -----
+    @app.get("/", include_in_schema=False)
+    def dashboard():
+        return asset("index.html")
+
+    @app.get("/dashboard/{name:path}", include_in_schema=False)
+    def dashboard_file(name: str):
+        return asset(name)
 
     # -- public ---------------------------------------------------------------------------------
     @app.get(f"{PREFIX}/ping")
@@ -337,6 +350,10 @@ def create_app(ctx: ServerContext) -> FastAPI:
         return {"locks": snap.get("locks", {}), "guard_locks": snap.get("guard_locks", {}),
                 "note": "locks: set through the API (until: wall-clock seconds, null: until removed); "
                         "guard_locks: each guard's own, by guard (until_ns: bar time; '*': every pair)"}
+
+    @app.get(f"{PREFIX}/equity")
+    def equity(user: User = viewer) -> dict:
+        return equity_curve(reader)
 
     @app.get(f"{PREFIX}/decisions")
     def decisions(user: User = viewer, symbol: Optional[str] = None,

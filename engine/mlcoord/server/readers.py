@@ -62,6 +62,20 @@ class BotReader:
             return list(self.channel.decisions)
         return self.store.decisions()
 
+    def equity(self) -> tuple[list[tuple[int, float]], str]:
+        """(bar time ns, equity) points and where they come from: a running bot's cycles, or, attached
+        to a store, the latest paper session's closed trades (realised P&L only, from its start)."""
+        if self.channel is not None:
+            return list(self.channel.equity), "cycles"
+        trades = sorted(self.trades(), key=lambda t: t["closed_at"])
+        end = self.snapshot().get("equity")
+        start = (float(end) - sum(t["pnl"] for t in trades)) if end is not None else 0.0
+        points, running = [], start
+        for t in trades:
+            running += t["pnl"]
+            points.append((int(t["closed_at"]), running))
+        return points, "closed trades"
+
     def orders_by_state(self) -> dict[str, int]:
         with self.store.engine.connect() as conn:
             found = conn.execute(select(orders_table.c.state, func.count()).group_by(orders_table.c.state)).all()
@@ -78,6 +92,25 @@ class BotReader:
         return {"status": snap.get("status") or "no cycle yet", "running": bool(snap.get("running")),
                 "last_cycle_age_seconds": None if last is None else round(now - float(last), 3),
                 "read_only": self.read_only}
+
+
+def equity_curve(reader: BotReader, max_points: int = 4000) -> dict[str, Any]:
+    """The equity points with their drawdown from the running peak, thinned to ``max_points``
+    keeping each bucket's extremes (as the report does), and the maximum drawdown of all points."""
+    import numpy as np
+
+    from mlcoord.report.analysis import decimate, drawdown
+
+    points, source = reader.equity()
+    t = np.asarray([p[0] for p in points], dtype=np.int64)
+    eq = np.asarray([p[1] for p in points], dtype=float)
+    dd = drawdown(eq)
+    worst = float(dd.max()) if len(dd) else 0.0
+    t_eq, eq_kept = decimate(t, eq, max_points)
+    t_dd, dd_kept = decimate(t, dd, max_points)
+    return {"source": source, "points": len(points), "max_drawdown": worst,
+            "equity": {"time_ns": t_eq.tolist(), "value": eq_kept.tolist()},
+            "drawdown": {"time_ns": t_dd.tolist(), "value": dd_kept.tolist()}}
 
 
 def filtered(trades: list[dict[str, Any]], symbol: Optional[str], reason: Optional[str]) -> list[dict[str, Any]]:
