@@ -34,7 +34,7 @@ pytest.importorskip("fastapi")     # the api extra ([test] CI installs it: make 
 from fastapi.routing import APIRoute, APIWebSocketRoute  # noqa: E402
 
 from mlcoord.server.accounts import Accounts  # noqa: E402
-from mlcoord.server.app import PUBLIC  # noqa: E402
+from mlcoord.server.app import PUBLIC, STATIC  # noqa: E402
 from mlcoord.server.events import EventHub  # noqa: E402
 from mlcoord.server.run import check_listen, start_api  # noqa: E402
 
@@ -255,11 +255,13 @@ def _routes(app):
     """(method, path with sample parameters, route) for every route of the application."""
     out = []
     for route in app.routes:
-        path = route.path.replace("{symbol:path}", "BTC/USDT")
+        path = route.path.replace("{symbol:path}", "BTC/USDT").replace("{name:path}", "app.js")
         if isinstance(route, APIRoute):
             out += [(m, path, route) for m in sorted(route.methods)]
         elif isinstance(route, APIWebSocketRoute):
             out.append(("WS", path, route))
+        else:       # a mount (static files, a sub-application) would escape the checks below
+            raise AssertionError(f"route {route.path!r} ({type(route).__name__}) is not enumerable")
     return out
 
 
@@ -298,17 +300,20 @@ def test_every_route_refuses_anonymous_calls_but_the_declared_public_ones(bot):
     anonymous = bot.checks["anonymous"]
     routes = _routes(bot.app)
     assert len(routes) >= 30 and len(anonymous) >= len(routes)
+    static = {p.replace("{name:path}", "app.js") for p in STATIC}
     for key, code in anonymous.items():
         method, path = key[:2]
         if path in PUBLIC or path == "/metrics":     # /metrics: public because the server listens on loopback
             assert code != 401, key
+        elif path in static:       # the dashboard's own files (HTML, JS, CSS), never data: public by design
+            assert method == "GET" and code == 200, key
         elif method == "WS":
             assert code == 403, key                   # the handshake refused: no valid websocket token
         else:
             assert code == 401, key
     # every non-public route declares a role (a route added without one fails here)
     for method, path, route in routes:
-        if path not in PUBLIC and path != "/metrics" and method != "WS":
+        if path not in PUBLIC and path not in static and path != "/metrics" and method != "WS":
             assert _role(route) in RANK, (method, path)
 
 

@@ -1,4 +1,4 @@
-// Building the page from data without innerHTML: every value becomes a text node, so nothing a
+// Building the page from data without parsing markup: every value becomes a text node, so nothing a
 // bot sends (a symbol, a reason, a username) can run as markup.
 
 /** An element: h("td", {class: "num"}, "1.5", otherNode). Attributes starting with "on" are listeners. */
