@@ -58,7 +58,7 @@ class Browser:
         context = self.browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.set_default_timeout(WAIT)
-        page.on("console", lambda m: self.errors.append(f"{user}: {m.text} {m.location}") if m.type == "error" else None)
+        page.on("console", lambda m: self.errors.append(f"{user}: {m.text} ({m.location['url']})") if m.type == "error" else None)
         page.on("pageerror", lambda e: self.errors.append(f"{user}: {e}"))
         page.on("request", lambda r: self.requests.append(r.url))
         page.goto(self.url + "/")
@@ -187,6 +187,7 @@ def _viewer(seen: dict, browser: Browser) -> None:
         seen["viewer_controls"][name] = page.locator("button.control, .control").count()
         if name == "equity":
             sync_api.expect(page.locator("#equity-chart[data-drawn='1'] .main-svg").first).to_be_attached()
+            seen["equity_points"] = int(page.locator(".card", has_text="points").locator(".value").inner_text())
             browser.shot(page, "equity")
         if name == "overview":
             browser.shot(page, "overview")
@@ -218,6 +219,7 @@ def test_a_trader_force_exits_an_open_position_with_confirmation_and_sees_the_cl
 def test_a_viewer_finds_no_control_on_any_page(session):
     assert session["viewer_controls"] == {name: 0 for name in PAGES}
     assert "Controls" not in session["viewer_links"] and "Audit" not in session["viewer_links"]
+    assert session["equity_points"] >= 3          # one per cycle with a new bar
     assert session["viewer_at_controls"].endswith("#/overview")
 
 

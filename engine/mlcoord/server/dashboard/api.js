@@ -44,6 +44,7 @@ export class BotClient {
   constructor(bot, {onLoggedOut = () => {}} = {}) {
     this.bot = bot;
     this.access = null;
+    this.expires = 0;
     this.role = bot.role || "viewer";
     this.onLoggedOut = onLoggedOut;
     this.socket = null;
@@ -70,19 +71,25 @@ export class BotClient {
       throw new ApiError(401, "the session expired: log in again");
     }
     const body = await answer(r);
-    this.access = body.access_token;
+    this.setAccess(body.access_token, body.expires_in);
     this.role = body.role;
     return body;
   }
 
+  /** Keep an access token; it is renewed 30 s before it expires (not after a refused call). */
+  setAccess(token, seconds) {
+    this.access = token;
+    this.expires = Date.now() + (seconds - 30) * 1000;
+  }
+
   async request(method, path, body) {
-    if (!this.access) await this.refresh();
+    if (!this.access || Date.now() >= this.expires) await this.refresh();
     const send = () => call(`${this.base}${path}`, {
       method, headers: {"Authorization": `Bearer ${this.access}`, ...(body ? {"Content-Type": "application/json"} : {})},
       body: body ? JSON.stringify(body) : undefined,
     });
     let r = await send();
-    if (r.status === 401) {       // the access token expired: once more with a fresh one
+    if (r.status === 401) {       // the token was refused all the same (a clock off): once more with a fresh one
       await this.refresh();
       r = await send();
     }

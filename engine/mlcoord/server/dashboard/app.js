@@ -40,9 +40,9 @@ function activeClient() {
   return clients.get(id) || clients.values().next().value || null;
 }
 
-function clientFor(bot, access = null) {
+function clientFor(bot, login = null) {
   const client = new BotClient(bot, {onLoggedOut: expired});
-  client.access = access;
+  if (login) client.setAccess(login.access_token, login.expires_in);
   clients.set(bot.id, client);
   activity.set(bot.id, activity.get(bot.id) || []);
   client.subscribe(onEvent);
@@ -132,12 +132,12 @@ function select_(id) {
   render();
 }
 
-function added(bot, access) {
+function added(bot, login) {
   const old = clients.get(bot.id);
   if (old) old.close();
   upsertBot(bot);
   setActiveBot(bot.id);
-  clientFor(bot, access);
+  clientFor(bot, login);
   renderBar();
   location.hash = "#/overview";
   render();

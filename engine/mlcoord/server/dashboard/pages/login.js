@@ -27,7 +27,7 @@ export const page = {
         const answer = await login(url, username, String(data.get("password")));
         form.reset();
         ctx.added({id: botId(url, username), name: String(data.get("name") || "") || url, url, username,
-          role: answer.role, refresh_token: answer.refresh_token}, answer.access_token);
+          role: answer.role, refresh_token: answer.refresh_token}, answer);
       } catch (exc) {
         error.textContent = exc.status === 0 && url !== location.origin
           ? `${exc.message} (is ${url} listed in this server's [api] dashboard_origins, and this dashboard's origin ` +

@@ -4,12 +4,14 @@ import {h, money, num, pct, section, sign, side, table, time} from "../dom.js";
 
 const PAGE = 50;
 let offset = 0;
+let offsetOf = null;        // the bot the offset is of (another bot starts at its newest trades)
 
 export const page = {
   path: "trades", title: "Trades", events: ["trade_closed"],
 
   async render(ctx) {
     const {client} = ctx;
+    if (offsetOf !== client.bot.id) [offset, offsetOf] = [0, client.bot.id];
     const [found, profit, perf] = await Promise.all([
       client.get("/trades", {limit: PAGE, offset}), client.get("/profit"), client.get("/performance")]);
     const pager = h("p", {class: "pager"},
