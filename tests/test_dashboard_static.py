@@ -77,7 +77,7 @@ def test_every_dashboard_file_is_served_and_data_still_needs_a_user(server):
 
 @pytest.mark.parametrize("name", ["../static.py", "../accounts.py", "pages/../../app.py", "/etc/passwd",
                                   "../../config.py", "pages", "vendor", "index.htm", "app.js.map",
-                                  "../dashboard/app.js/../../run.py"])
+                                  "../dashboard/app.js/../../run.py", "app\x00.js", "x" * 5000 + ".js"])
 def test_nothing_outside_the_dashboards_files_is_served(name):
     with pytest.raises(HTTPException) as info:
         asset(name)

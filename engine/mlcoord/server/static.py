@@ -68,11 +68,15 @@ def asset(name: str) -> Union[FileResponse, HTMLResponse]:
     suffix, a folder, a path leaving the folder)."""
     if name == "index.html":
         return _index()
-    path = _borrowed(name) if name in BORROWED else (DASHBOARD / name).resolve()
-    suffix = path.suffix.lower()
-    inside = name in BORROWED or DASHBOARD.resolve() in path.parents
-    if not inside or suffix not in TYPES or not path.is_file():
+    try:
+        path = _borrowed(name) if name in BORROWED else (DASHBOARD / name).resolve()
+        inside = name in BORROWED or DASHBOARD.resolve() in path.parents
+        found = inside and path.suffix.lower() in TYPES and path.is_file()
+    except (ValueError, OSError):       # a NUL byte, a name too long
+        found = False
+    if not found:
         raise HTTPException(404, "no such dashboard file")
+    suffix = path.suffix.lower()
     cache = "no-cache" if suffix in (".html", ".js", ".css") else "max-age=86400"   # revalidated: a new version shows
     return FileResponse(path, media_type=TYPES[suffix], headers={"Cache-Control": cache})
 
