@@ -79,16 +79,18 @@ function onEvent(event, client) {
   if (event.type === "_connection" && page.everyBot) schedule(300);
 }
 
-/** Render again after ``delay`` ms (events in a burst make one render). */
+/** Render again after ``delay`` ms: the events of a burst make one render, and a steady stream
+ *  never postpones it (a render already due is kept). ``delay`` 0: now, whatever is due. */
 function schedule(delay = 0) {
+  if (delay > 0 && timer) return;
   clearTimeout(timer);
-  timer = setTimeout(render, delay);
+  timer = setTimeout(() => { timer = null; render(); }, delay);
 }
 
 let barTimer = null;
 function scheduleBar() {
-  clearTimeout(barTimer);
-  barTimer = setTimeout(renderBar, 200);
+  if (barTimer) return;
+  barTimer = setTimeout(() => { barTimer = null; renderBar(); }, 200);
 }
 
 async function renderBar() {
