@@ -96,7 +96,6 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         self.timeframe_ns = int(timeframe_ns)
         self.reprice_after_bars = int(reprice_after_bars)
         self.entries_blocked = False
-        self.entry_symbols: Optional[set] = None     # the scanner's pick (None: every symbol)
         self.margin_mode = margin_mode
         self.trailing = trailing
         self.spot = broker.market == "spot"
@@ -121,8 +120,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
                               journal, funding)
 
     def _may_enter(self, symbol: str) -> bool:
-        return not self.entries_blocked and not self._replaying and \
-            (self.entry_symbols is None or symbol in self.entry_symbols) and PaperTrader._may_enter(self, symbol)
+        return not self.entries_blocked and not self._replaying and PaperTrader._may_enter(self, symbol)
 
     def _resume(self) -> None:
         """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
