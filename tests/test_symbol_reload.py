@@ -173,3 +173,17 @@ def test_live_reload_refuses_a_symbol_the_exchange_holds_unknown_to_the_store(ex
     assert "--adopt" in refused
     assert seen["symbols"] == ["BTC/USDT"] and "ETH/USDT" not in trader.history
     assert "ETHUSDT" not in exchange_server.state.futures.leverage       # the account untouched
+
+
+def test_paper_refuses_the_scanner_instead_of_ignoring_it(exchange_server, tmp_path):
+    """The bug: ``[live] scan = true`` in a paper session was silently ignored (it traded
+    [data] symbols as if the scanner were off)."""
+    import pytest
+
+    from mlcoord.errors import MlcoordError
+
+    settings, options = load_live_settings(live_config(tmp_path, "spot", leverage=None, history_bars=100,
+                                                       extra="scan = true"))
+    with pytest.raises(MlcoordError, match=r"not yet supported: the market scanner in paper sessions"):
+        run_paper(settings, options, spot_client(exchange_server), load_plugins(),
+                  clock=BarClock(exchange_server), cycles=1)

@@ -364,6 +364,11 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     from mlcoord.live.supervisor import Supervisor
     from mlcoord.pipeline import build_pipeline
 
+    if getattr(options, "scan", False):
+        from mlcoord.live.broker import not_yet_supported
+
+        raise not_yet_supported("the market scanner in paper sessions ([live] scan = true): a paper session "
+                                "trades [data] symbols; set scan = false (the scanner runs on live)")
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)

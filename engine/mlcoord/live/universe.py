@@ -176,12 +176,15 @@ class LiveUniverse(Universe):
         except MlcoordError as exc:
             return f"refused: {exc}"
         if not options.scan:
-            if self.scanner is None:
+            was = self.scanner
+            if was is None:
                 return "reloaded: scanner options (used once [live] scan is on)"
+            self.scanner = None            # [data] symbols from now on, unless they are refused
             done = self.set_symbols(_configured(settings))
             if done.startswith("refused"):
+                self.scanner = was
                 return done
-            self._close_scanner()
+            was.close()
             return "reloaded: scanner off; " + done[len("reloaded: "):]
         if self.make_scanner is None:
             return "refused: this session cannot start a scanner (restart required)"
@@ -195,12 +198,6 @@ class LiveUniverse(Universe):
             was.close()
         self.refresh()
         return (f"reloaded: scanner {'options' if was is not None else 'on'}; trading {', '.join(self.symbols)}")
-
-    def _close_scanner(self) -> None:
-        if self.scanner is not None:
-            self.scanner.close()
-            self.scanner = None
-            self.trader.entry_symbols = set(self.wanted)
 
     def close(self) -> None:
         if self.scanner is not None:
