@@ -160,7 +160,8 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         a pause, an outage), every bar older than the newest is *replayed* (catch-up): guards and
         exit managers see it as in a backtest, but no entry is decided on it, and any close it
         calls for (an exit manager's, a guard's, a moved stop the replayed bars already crossed)
-        is sent now at market with reason ``catch_up``; one ``catch_up_bar`` line per bar."""
+        is sent now at market with reason ``catch_up:`` and its own (``catch_up:trailing_stop``); one
+        ``catch_up_bar`` line per bar."""
         candles = self.screened(candles)         # implausible bars left out before the newest is known
         self._newest = max((int(c.time[-1]) for c in candles if len(c)), default=None)
         try:
@@ -206,7 +207,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
             low, high = float(c.low[j]), float(c.high[j])
             if (position.side > 0 and low <= levels.stop) or (position.side < 0 and high >= levels.stop):
                 crossed.append(sym)
-                loop.submit(ClosePosition(sym, ExitReason.CATCH_UP.value))
+                loop.submit(ClosePosition(sym, self.venue.stop_reason(position, levels.stop)))
         return crossed
 
     def open_plan(self, intent: PlaceEntryPlan) -> None:
