@@ -81,8 +81,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     store = store or Store.open(options.store, exclusive=True)    # one bot per store: a second one stops here
     scanner = None
     try:                     # a start that fails releases the store it opened (and the scanner's threads)
-        where = store_location(store)
-        log.info("live_store", store=where, new=_never_used(store),
+        where = store.where
+        log.info("live_store", store=where, new=store.never_used(),
                  note="positions, orders and plans are kept here; a bot started on another store does not know them")
         broker = Broker(exchange, store, market, health=health)
         ignore = list(dict.fromkeys(ignore))
@@ -206,28 +206,6 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
             store.order_listeners.remove(channel.order_changed)
         universe.close()
     return trader
-
-
-def store_location(store) -> str:
-    """Where ``store`` is, as one absolute name: a SQLite file's resolved path, else the database
-    URL without its password."""
-    from pathlib import Path
-
-    url = store.engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return str(Path(url.database).expanduser().resolve())
-    return url.render_as_string(hide_password=True)
-
-
-def _never_used(store) -> bool:
-    """Whether ``store`` has never held a plan or an order (two one-row reads, whatever its size)."""
-    from sqlalchemy import select
-
-    from mlcoord.live.schema import orders, plans
-
-    with store.engine.connect() as conn:
-        return all(conn.execute(select(key).limit(1)).first() is None
-                   for key in (plans.c.plan_id, orders.c.client_order_id))
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str, options, at_hand, screen=None) -> list:
