@@ -82,7 +82,7 @@ def test_paper_symbols_added_then_removed_keep_the_held_position_managed(exchang
     btc_trades = [t for t in trader.engine.trades if t.symbol == "BTC/USDT"]
     assert btc_trades and btc_trades[-1].exit_reason == "api:force_exit"
     _, after_bars = seen["after_exit"]
-    assert channel.universe.symbols == ["ETH/USDT"]
+    assert channel.universe.symbols == ["ETH/USDT"] and trader.summary["symbols"] == ["ETH/USDT"]
     assert seen["later"] == after_bars                                   # flat and taken out: no longer fetched
     assert [e for e in logs if e["event"] == "universe_symbols_left"][0]["symbols"] == ["BTC/USDT"]
 

@@ -432,7 +432,7 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
                             bad_bars=trader.screen.dropped)
             return "killed"
         try:
-            symbols = universe.refresh()      # [data] symbols, and those still held after a reload took them out
+            symbols = record.symbols = universe.refresh()   # [data] symbols, and those held after a reload took them out
             known = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
             fresh = fetch_closed(exchange, health, symbols, universe.ccxt_symbols, timeframe, options.history_bars, known,
                                  page=page, screen=trader.screen)
