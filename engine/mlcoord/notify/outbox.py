@@ -78,7 +78,7 @@ class Outbox:
         self._items: collections.deque[Any] = collections.deque()
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self.wait = wait or self._stopping.wait
+        self.wait = wait if wait is not None else self._stopping.wait
         self._thread: Optional[threading.Thread] = None
 
     @property
