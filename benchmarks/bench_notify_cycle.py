@@ -105,7 +105,7 @@ def main() -> None:
                 took.append(time.perf_counter() - t)
                 k += 1
             health = notifier.health()
-            notifier.stop()
+            notifier.close()
             store.close()
         return took, spent, health
 

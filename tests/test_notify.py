@@ -226,6 +226,26 @@ def test_telegram_commands_by_role_through_the_control_channel_and_audit(tmp_pat
     assert unknown == [{"event": "notify_telegram_unknown_chat", "chat_id": str(STRANGER), "log_level": "info",
                         "note": "ignored: not in [notify.telegram] chats"}]
     assert all(TOKEN not in repr(e) for e in logs) and TOKEN not in repr(n.health())
+    n.close()
+    store.close()
+
+
+def test_log_warnings_are_notified_through_the_api_s_log_tail(tmp_path):
+    store = Store.open(str(tmp_path / "live.db"))
+    with Receiver() as hook:
+        n = start_notify(settings(webhook=True), None, store, ControlChannel(), env=env(webhook=hook.url),
+                         threads=False, wait=Waits())
+        tap = n._tap
+        tap("info", {"event": "cycle_done"})
+        tap("warning", {"event": "candles_skipped", "symbol": "BTC/USDT", "token": TOKEN})
+        tap("warning", {"event": "notify_failed", "channel": "webhook"})
+        n.close()
+        n.run_pending()
+    assert [(b["type"], b["payload"]["event"]) for b in hook.bodies] == [("warning", "candles_skipped")]
+    assert TOKEN not in repr(hook.bodies)
+    from mlcoord.logs import _taps
+
+    assert tap not in _taps
     store.close()
 
 

@@ -116,7 +116,7 @@ def test_telegram_force_exit_and_notifications_with_a_paper_bot(tmp_path):
             assert TOKEN not in http.get("/api/v1/health").text
         finally:
             server.stop()
-            notifier.stop()
+            notifier.close()
             store.close()
 
 
@@ -144,5 +144,5 @@ def test_trading_goes_on_unchanged_with_every_channel_down(tmp_path):
             assert health["channels"]["webhook"]["state"] == "failing"
             assert health["channels"]["telegram"]["poll_errors"] > 0 or health["channels"]["telegram"]["queued"] > 0
         finally:
-            notifier.stop()
+            notifier.close()
             store.close()

@@ -757,7 +757,7 @@ def _api_for(settings, options, *, exclusive: bool, load_config=None):
         if server is not None:
             server.stop()
         if notifier is not None:
-            notifier.stop()
+            notifier.close()
         store.close()
 
 

@@ -71,6 +71,7 @@ class Notifier:
         self.config = config
         self.outboxes: tuple[Outbox, ...] = ()
         self._lock = threading.Lock()
+        self._tap: Optional[Any] = None
         self._build(config, carry={})
 
     def _build(self, config: NotifyConfig, carry: dict[str, tuple[Outbox, list[Any]]]) -> None:
@@ -140,6 +141,24 @@ class Notifier:
         log.info("notify_started", channels=[b.name for b in self.outboxes])
         return self
 
+    def tap_warnings(self) -> None:
+        """Log records at warning and above become ``warning`` events, as the websocket's (the
+        API's :class:`~mlcoord.server.logtail.LogTail`, here keeping no lines), until :meth:`close`."""
+        from mlcoord.logs import add_tap
+        from mlcoord.server.logtail import LogTail
+
+        self._tap = LogTail(size=1, publish=self.on_event, min_level="warning")
+        add_tap(self._tap)
+
+    def close(self) -> None:
+        """Stop for good: the log tap removed, the workers stopped."""
+        from mlcoord.logs import remove_tap
+
+        if self._tap is not None:
+            remove_tap(self._tap)
+            self._tap = None
+        self.stop()
+
     def stop(self) -> None:
         for box in self.outboxes:
             if isinstance(box.sender, TelegramChannel):
@@ -185,6 +204,7 @@ def start_notify(settings, options, store, channel, *, env: Optional[Mapping[str
     commands = Commands(BotReader(store, options, channel), accounts, channel)
     notifier = Notifier(settings.notify, env=env, commands=commands, clock=clock, wait=wait, threads=threads)
     commands.health = notifier.health
+    notifier.tap_warnings()
     record_results(channel, accounts)
     channel.events.append(notifier.on_event)
     channel.results.append(notifier.on_result)
