@@ -96,6 +96,9 @@ class ControlChannel:
         self._working: dict[str, dict[str, Any]] = {}
         self._refused_seen = 0
         self._drift_state: Optional[str] = None
+        #: the session's traded symbols (:mod:`mlcoord.live.universe`), set by the session: a reload of
+        #: ``[data] symbols`` or the scanner's settings goes there
+        self.universe: Any = None
 
     # -- the API's side (any thread) -----------------------------------------------------------
     def submit(self, control: Control) -> None:
@@ -266,11 +269,24 @@ class ControlChannel:
                 f"stop {d.levels.stop:g}")
 
     def _reconfigure(self, payload, trader) -> str:
-        """New options, from the reloaded settings, for the named guards and exit manager (typed
-        and checked by the config's own reader, as at start)."""
+        """The reloaded settings applied: the traded symbols or the scanner's settings
+        (:attr:`universe`), then new options for the named guards and exit manager (typed and
+        checked by the config's own reader, as at start)."""
+        settings, names, symbol_keys = payload
+        said = []
+        if symbol_keys:           # first: refused, it refuses the whole reload (nothing half applied)
+            if self.universe is None:
+                return "refused: this session cannot change its symbols in place (restart required)"
+            said.append(self.universe.reload(settings, symbol_keys))
+            if not said[-1].startswith("reloaded"):
+                return said[-1]
+        if names:
+            said.append(self._reconfigure_components(settings, names, trader))
+        return "; ".join(said)
+
+    def _reconfigure_components(self, settings, names, trader) -> str:
         from mlcoord.config import plugin_options
 
-        settings, names = payload
         chosen: dict[str, Any] = {}
         for b in _reloadable(trader.engine.loop.pipeline.components):
             if b.name in names and b.name not in chosen:      # every option set read before any is applied

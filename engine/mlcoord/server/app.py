@@ -33,12 +33,6 @@ log = structlog.get_logger("mlcoord.server")
 PREFIX = "/api/v1"
 #: routes anyone may call (``/metrics`` too when the server listens on loopback only)
 PUBLIC = frozenset({f"{PREFIX}/ping", f"{PREFIX}/health", f"{PREFIX}/auth/login", f"{PREFIX}/auth/refresh"})
-NOT_YET = 501
-
-
-def not_yet(what: str) -> JSONResponse:
-    """A route whose feature is not built: says so, never answers with made-up data."""
-    return JSONResponse({"detail": f"not yet: {what}"}, status_code=NOT_YET)
 
 
 @attrs.define
@@ -134,9 +128,10 @@ class ServerContext:
 def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONResponse:
     """Read the config file again and name the keys that differ: keys outside the reloadable set,
     and options of a component that cannot take them in place (``Reconfigurable``), answer 409
-    "restart required"; symbols and scan settings are not applied yet (501); new options of guards
-    and the exit manager are queued for the loop (202), which applies them between two cycles;
-    notification settings are applied at once by the notifier (200). Audited (the audit row's
+    "restart required"; new symbols, scanner settings and options of guards and the exit manager
+    are queued for the loop (202), which applies them between two cycles
+    (:mod:`mlcoord.live.universe` for the symbols: a refused change leaves the bot as it was).
+    Notification settings are applied at once by the notifier (200). Audited (the audit row's
     result is the loop's)."""
     from mlcoord.config import unstructure
     from mlcoord.errors import MlcoordError
@@ -172,12 +167,12 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
         if not ok or code != 200:
             return answer(done, code, reloaded=notify if code == 200 else [])
         ctx.accounts.audit(user, "reload", {"keys": notify}, address, done)
-    other = [k for k in ok if not k.startswith("plugins.")]
-    if other:
-        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(other))
-        return not_yet("applying " + ", ".join(other) + " at the next cycle; restart the bot")
-    if names:
-        return ctx.control(request, user, "reload", {"components": names}, payload=(new, names))
+    symbol_keys = [k for k in ok if not k.startswith("plugins.")]
+    if names or symbol_keys:
+        params: dict[str, Any] = {"components": names} if names else {}
+        if symbol_keys:
+            params["keys"] = symbol_keys
+        return ctx.control(request, user, "reload", params, payload=(new, names, symbol_keys))
     return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
 
 
