@@ -75,6 +75,8 @@ class ControlChannel:
         self.snapshot: dict[str, Any] = {"running": False}
         self.events: list[Sink] = []
         self.results: list[Callable[[Control, str], None]] = []
+        #: the audit log's result hook is in ``results`` (installed once, by the API or Telegram)
+        self.audit_results = False
         self._seen = {"fills": 0, "trades": 0, "decisions": 0}
         #: closed trades as plain data (append-only: a reader in another thread copies a slice)
         self.trades: list[dict[str, Any]] = []
@@ -93,6 +95,7 @@ class ControlChannel:
         #: a paper session's working entry orders at the last cycle's end: id -> event fields
         self._working: dict[str, dict[str, Any]] = {}
         self._refused_seen = 0
+        self._drift_state: Optional[str] = None
         #: the session's traded symbols (:mod:`mlcoord.live.universe`), set by the session: a reload of
         #: ``[data] symbols`` or the scanner's settings goes there
         self.universe: Any = None
@@ -311,6 +314,14 @@ class ControlChannel:
             out += f"; still locked by {', '.join(kept)} (it cannot lift its locks early)"
         return out
 
+    def _drift_changed(self, drift: dict[str, Any]) -> None:
+        """A ``drift_alert`` event when the calibration drift rule starts or stops alerting (the
+        websocket's and the notifications'; :mod:`mlcoord.ml_health` judges it)."""
+        state = drift.get("state")
+        if state != self._drift_state and "alert" in (state, self._drift_state):
+            self.emit({"type": "drift_alert", **drift, "previous": self._drift_state})
+        self._drift_state = state
+
     def emit(self, event: dict[str, Any]) -> None:
         for sink in self.events:
             try:
@@ -351,6 +362,7 @@ class ControlChannel:
             pipeline = loop.pipeline
             ml = self.ml.report(pipeline.ensemble_coefficients(), pipeline.ml_contributors(),
                                 pipeline.calibration_reference)
+            self._drift_changed(ml.get("drift") or {})
         else:
             ml = self.snapshot["ml"]
         self.snapshot = build_snapshot(trader, self, status=status, seconds=seconds, killed=killed,

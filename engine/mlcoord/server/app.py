@@ -55,6 +55,8 @@ class ServerContext:
     #: the running bot's settings, and a reader of its config file as it is now (reload)
     settings: Optional[Any] = None
     load_config: Optional[Callable[[], Any]] = None
+    #: the bot's notifier (health, metrics, reload of ``[notify]``); None: no notifications
+    notifier: Optional[Any] = None
 
     @property
     def channel(self) -> Optional[ControlChannel]:
@@ -129,10 +131,11 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
     "restart required"; new symbols, scanner settings and options of guards and the exit manager
     are queued for the loop (202), which applies them between two cycles
     (:mod:`mlcoord.live.universe` for the symbols: a refused change leaves the bot as it was).
-    Audited (the audit row's result is the loop's)."""
+    Notification settings are applied at once by the notifier (200). Audited (the audit row's
+    result is the loop's)."""
     from mlcoord.config import unstructure
     from mlcoord.errors import MlcoordError
-    from mlcoord.server.reload import differing, reloadable_prefixes, split
+    from mlcoord.server.reload import differing, is_notify, reloadable_prefixes, split
 
     address = client_address(request)
 
@@ -157,6 +160,13 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
         if fixed:
             why += f" ({', '.join(sorted({k.split('.')[1] for k in fixed}))}: cannot take new options in place)"
         return answer(why, 409, restart_required=restart, reloadable=[k for k in ok if k not in fixed])
+    notify = [k for k in ok if is_notify(k)]
+    if notify:
+        ok = [k for k in ok if not is_notify(k)]
+        done, code = _reload_notify(ctx, new)
+        if not ok or code != 200:
+            return answer(done, code, reloaded=notify if code == 200 else [])
+        ctx.accounts.audit(user, "reload", {"keys": notify}, address, done)
     symbol_keys = [k for k in ok if not k.startswith("plugins.")]
     if names or symbol_keys:
         params: dict[str, Any] = {"components": names} if names else {}
@@ -164,6 +174,21 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
             params["keys"] = symbol_keys
         return ctx.control(request, user, "reload", params, payload=(new, names, symbol_keys))
     return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
+
+
+def _reload_notify(ctx: ServerContext, new: Any) -> tuple[str, int]:
+    """``[notify]`` changed: the notifier takes the new settings at once (its own threads; no
+    trading state), or says why not."""
+    from mlcoord.errors import ConfigError
+
+    if ctx.notifier is None or ctx.settings is None:
+        return "restart required: notify (no notifier runs in this process)", 409
+    try:
+        ctx.notifier.reconfigure(new.notify)
+    except ConfigError as exc:
+        return f"refused: {exc}", 422
+    ctx.settings = attrs.evolve(ctx.settings, notify=new.notify)
+    return "reloaded: notification settings", 200
 
 
 def client_address(request) -> str:
@@ -237,6 +262,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.get(f"{PREFIX}/health")
     def health() -> dict:
         out = reader.health()
+        if ctx.notifier is not None:
+            out["notify"] = ctx.notifier.health()
         if ctx.accounts.user_count() == 0:
             out["note"] = "no API user exists: only public routes are served"
         return out
