@@ -589,12 +589,13 @@ def test_reload_names_the_keys_that_need_a_restart_and_is_audited(bot):
         assert restart.json()["restart_required"] == ["engine.min_confidence"]
         assert restart.json()["reloadable"] == ["data.symbols"]
         bot.next_settings = attrs.evolve(s, data=attrs.evolve(s.data, symbols=["ETH/USDT"]))
-        later = http.post("/api/v1/reload", headers=admin)
-        assert later.status_code == 501 and "data.symbols" in later.json()["detail"]
+        later = http.post("/api/v1/reload", headers=admin)      # the loop applies it (tests/test_symbol_reload.py)
+        assert later.status_code == 202 and later.json()["status"] == "queued"
     finally:
         bot.next_settings = None
     rows = [r for r in http.get("/api/v1/audit", headers=admin).json()["audit"] if r["action"] == "reload"]
-    assert [r["result"].split(":")[0] for r in rows[:3]] == ["not yet", "restart required", "nothing to reload"]
+    assert [r["result"].split(":")[0] for r in rows[:3]] == ["queued", "restart required", "nothing to reload"]
+    assert rows[0]["params"] == {"keys": ["data.symbols"]}
     assert all(r["username"] == "ada" for r in rows)
 
 

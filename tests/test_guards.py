@@ -530,6 +530,18 @@ def test_cooldown_after_stop_locks_the_pair_and_expires():
     assert guard.allow_entry("BTC/USDT", Side.LONG, at(0.5)) is None
 
 
+def test_a_stop_closed_late_by_catch_up_still_starts_the_cooldown():
+    """The bug: a stop the replayed bars crossed (live catch-up) closed with reason ``catch_up``,
+    so the protections guard did not see a stop and let the pair trade again at once."""
+    guard = Protections()
+    guard.on_trade_closed(trade(exit_reason="catch_up:stop_loss", closed_at=T0 + HOUR, pnl=-5.0), None)
+    assert guard.allow_entry("BTC/USDT", Side.LONG, at(3)).startswith(
+        "cooldown_after_stop: BTC/USDT stopped out (catch_up:stop_loss)")
+    other = Protections()
+    other.on_trade_closed(trade(exit_reason="catch_up:take_profit", closed_at=T0 + HOUR, pnl=5.0), None)
+    assert other.allow_entry("BTC/USDT", Side.LONG, at(3)) is None
+
+
 def test_protections_shows_its_locks_lifts_a_pair_lock_and_takes_new_options_in_place():
     from mlcoord.api import ExposesLocks, Reconfigurable, ReleasesLocks
 

@@ -237,3 +237,42 @@ def test_previous_range_excludes_the_current_bar(btc):
     assert all(got[i] == high[i - 20:i].max() for i in range(20, 500))
     low = np.asarray(btc.candles.low[:500], float)
     assert all(_previous_extreme(low, 20, np.min)[i] == low[i - 20:i].min() for i in range(20, 500))
+
+
+def _label(side: int, net: float):
+    from mlcoord.learning import TradeLabel
+    return TradeLabel(side, net > 0, net, "stop" if net <= 0 else "take_profit", 24, 100.0, 103.0)
+
+
+def _learned_mean(component, outcome, arm_direction=1):
+    """Vote once on a one-bar series whose only active arm is trend (``arm_direction``), learn
+    ``outcome`` for it; the trend arm's estimated mean reward afterwards."""
+    directions = np.array([[arm_direction, 0, 0]], dtype=np.int8)
+    x = _context(Regime.RANGING)[None, :]
+    voter = RLVoter(component, "SYN/USDT", np.array([0], dtype=np.int64), directions, x, np.full(1, 0.5), 0.002,
+                    DELAY * HOUR)
+    voter.vote(0, None)
+    component.learn(outcome)
+    return float(component.bandit.scores(x[0])[0][TREND])
+
+
+def test_the_arm_is_rewarded_by_its_trade_label_not_the_move():
+    """The move reached the event (+1 % > 0.2 %) but the arm's long trade was stopped out net of
+    costs: the trade label's reward is negative, the seed's move reward positive (issue 16)."""
+    outcome = Outcome("SYN/USDT", 0, 0, 1, 0.01, True, 0.5, 0.5, (), _label(1, -0.012), _label(-1, 0.004))
+    assert _learned_mean(RLSelector(), outcome) < 0
+    assert _learned_mean(RLSelector(RLSelectorOptions(reward="move")), outcome) > 0
+    # a short arm reads the short side's label
+    assert _learned_mean(RLSelector(), outcome, arm_direction=-1) > 0
+    component = RLSelector()
+    assert component.outcome_reward(outcome, 1, 0.002) == pytest.approx(-0.012 / 0.03)
+    assert component.outcome_reward(outcome, -1, 0.002) == pytest.approx(0.004 / 0.03)
+
+
+def test_without_a_trade_label_the_move_rewards_and_an_unknown_reward_is_refused():
+    outcome = Outcome("SYN/USDT", 0, 0, 1, 0.01, True, 0.5, 0.5)
+    component = RLSelector()
+    assert component.outcome_reward(outcome, 1, 0.002) == component.reward(1, 0.01, 0.002)
+    assert component.outcome_reward(Outcome("S", 0, 0, 1, float("nan"), False, .5, .5), 1, 0.002) is None
+    with pytest.raises(ValueError, match="reward"):
+        RLSelectorOptions(reward="pnl")

@@ -24,6 +24,7 @@ from mlcoord_technical import Technical, TechnicalOptions, register_signal_sourc
 
 BTC = bundled_path("BTC/USDT")
 BANDS = ((0.0, 0.65), (0.65, 0.75), (0.75, 1.0 + 1e-12))   # the DCA strategy's confidence bands
+STRENGTH = TechnicalOptions(confidence="strength")           # the seed's strength confidence
 
 @pytest.fixture(scope="module")
 def btc():
@@ -83,7 +84,8 @@ def test_buy_and_sell_both_occur_on_real_btc(series):
     assert buys > 0 and sells > 0
 
 
-def test_signals_are_selective_and_confidence_spans_dca_bands(series):
+def test_signals_are_selective_and_strength_confidence_spans_dca_bands(btc):
+    series = Technical(STRENGTH).prepare(btc)
     active = series.action != 0
     share_active = active.mean()
     conf = series.confidence[active]
@@ -126,7 +128,7 @@ def test_high_volatility_regime_only_damps_confidence(btc, series):
 
 
 def test_sharp_dip_in_long_uptrend_gives_buy():
-    s = Technical(TechnicalOptions()).prepare(_trend_then_shock(+1))
+    s = Technical(STRENGTH).prepare(_trend_then_shock(+1))
     assert not np.any(s.action[:400] == -1)
     dip = s.action[400:]
     assert np.any(dip == 1) and not np.any(dip == -1)
@@ -137,7 +139,7 @@ def test_sharp_dip_in_long_uptrend_gives_buy():
 
 
 def test_sharp_rally_in_long_downtrend_gives_sell():
-    s = Technical(TechnicalOptions()).prepare(_trend_then_shock(-1))
+    s = Technical(STRENGTH).prepare(_trend_then_shock(-1))
     assert not np.any(s.action[:400] == 1)
     rally = s.action[400:]
     assert np.any(rally == -1) and not np.any(rally == 1)
@@ -148,11 +150,11 @@ def test_sharp_rally_in_long_downtrend_gives_sell():
 
 
 def test_stronger_shock_volume_gives_higher_confidence():
-    """Same path, the shock on 3x vs 1x volume: volume confirmation raises the score."""
+    """Same path, the shock on 3x vs 1x volume: volume confirmation raises the strength score."""
     data = _trend_then_shock(+1)
     c = data.candles
     quiet = _market(c.close, np.full(len(c), 1000.0))
-    loud_s, quiet_s = Technical().prepare(data), Technical().prepare(quiet)
+    loud_s, quiet_s = Technical(STRENGTH).prepare(data), Technical(STRENGTH).prepare(quiet)
     both = (loud_s.action == 1) & (quiet_s.action == 1)
     assert both.any()
     assert np.all(loud_s.confidence[both] >= quiet_s.confidence[both])

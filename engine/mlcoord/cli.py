@@ -727,27 +727,37 @@ def status(config_path, max_age) -> None:
 
 @contextlib.contextmanager
 def _api_for(settings, options, *, exclusive: bool, load_config=None):
-    """With ``[api] enabled``: the bot's store opened here, the API served from it in a thread and
-    the session's control channel; yields (store, channel), both None without the API."""
-    if not settings.api.enabled:
+    """With ``[api] enabled`` or a ``[notify.*]`` channel: the bot's store opened here, the
+    session's control channel, the notifier (subscribed to the channel's events) and the API served
+    in a thread; yields (store, channel), both None with neither."""
+    if not settings.api.enabled and not settings.notify.enabled:
         yield None, None
         return
     from mlcoord.live.controls import ControlChannel
     from mlcoord.live.store import Store
 
-    _need_api_extra()
-    from mlcoord.server.run import start_api
+    if settings.api.enabled:
+        _need_api_extra()
 
     store = Store.open(options.store, exclusive=exclusive)
+    notifier = server = None
     try:
         channel = ControlChannel()
-        server = start_api(settings, options, store, channel, load_config=load_config)
-        click.echo(f"api: serving {server.url}/api/v1", err=True)
-        try:
-            yield store, channel
-        finally:
-            server.stop()
+        if settings.notify.enabled:
+            from mlcoord.notify.service import start_notify
+
+            notifier = start_notify(settings, options, store, channel)
+        if settings.api.enabled:
+            from mlcoord.server.run import start_api
+
+            server = start_api(settings, options, store, channel, load_config=load_config, notifier=notifier)
+            click.echo(f"api: serving {server.url}/api/v1", err=True)
+        yield store, channel
     finally:
+        if server is not None:
+            server.stop()
+        if notifier is not None:
+            notifier.close()
         store.close()
 
 

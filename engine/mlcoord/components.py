@@ -217,7 +217,9 @@ class Calibrator(Protocol):
 
     def learn(self, raw: float, hit: bool, direction: int) -> None:
         """Outcome feedback: the event a past ``raw`` confidence predicted in ``direction``
-        (+1 / -1) did (not) happen."""
+        (+1 / -1) did (not) happen. A calibrator may instead define ``learn_outcome(outcome)``
+        (the whole :class:`~mlcoord.learning.Outcome`, trade labels included: its
+        ``raw_confidence`` and ``direction`` are the decision's); the engine then calls that."""
 
 
 @runtime_checkable

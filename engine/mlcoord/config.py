@@ -33,7 +33,8 @@ from mlcoord.executors import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.jumps import MAX_JUMP_ATR
 from mlcoord.learning import EventSpec
-from mlcoord.option_checks import AccountSettings, ChecksAccount, integer, number
+from mlcoord.notify.settings import NotifyConfig
+from mlcoord.option_checks import AccountSettings, ChecksAccount, env_name, integer, number
 
 log = structlog.get_logger("mlcoord.config")
 
@@ -200,19 +201,11 @@ class DataConfig:
 CREDENTIAL_KEYS = frozenset({"apikey", "secret", "password", "uid", "login", "privatekey", "walletaddress",
                              "token", "twofa"})
 _CREDENTIAL_WORD = re.compile(r"key|secret|passw|token|passphrase", re.I)
-_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 
 
 def is_credential_key(name: str) -> bool:
     """A key whose value is a credential: refused in the config, never echoed in an error."""
     return name.lower() in CREDENTIAL_KEYS or bool(_CREDENTIAL_WORD.search(name))
-
-
-def _env_name(instance, attribute, value):
-    # the value is not echoed: a key pasted here by mistake must not reach the terminal
-    if not _ENV_NAME.match(value):
-        raise ValueError(f"{attribute.name} must name an environment variable (A-Z, 0-9, _), e.g. "
-                         f"{attribute.default}; the key itself goes into that variable or the keys file", attribute)
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
@@ -305,9 +298,9 @@ class ExchangeConfig:
     id: str = attrs.field(default="binance", validator=_exchange_id)
     market: str = attrs.field(default=DEFAULT_MARKET, validator=v.in_(MARKETS))
     keys_file: Optional[str] = None
-    key_env: str = attrs.field(default="MLCOORD_API_KEY", validator=_env_name)
-    secret_env: str = attrs.field(default="MLCOORD_API_SECRET", validator=_env_name)
-    password_env: str = attrs.field(default="MLCOORD_API_PASSWORD", validator=_env_name)
+    key_env: str = attrs.field(default="MLCOORD_API_KEY", validator=env_name)
+    secret_env: str = attrs.field(default="MLCOORD_API_SECRET", validator=env_name)
+    password_env: str = attrs.field(default="MLCOORD_API_PASSWORD", validator=env_name)
     rate_limit_ms: Optional[int] = attrs.field(default=None, validator=v.optional(integer(1, 60_000)))
     timeout_ms: int = attrs.field(default=10_000, validator=integer(100, 600_000))
     sandbox: bool = False
@@ -414,6 +407,7 @@ class Settings:
     live: dict[str, Any] = attrs.field(factory=dict)
     exchange: ExchangeConfig = ExchangeConfig()
     api: ApiConfig = ApiConfig()
+    notify: NotifyConfig = NotifyConfig()
     plugins: dict[str, dict[str, Any]] = attrs.field(factory=dict)
     instruments: dict[str, InstrumentConfig] = attrs.field(factory=dict)
 

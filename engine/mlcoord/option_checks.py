@@ -13,6 +13,7 @@ taken for a number.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Callable, Optional, Protocol, runtime_checkable
 
 import attrs
@@ -40,6 +41,18 @@ class ChecksAccount(Protocol):
     is an error at start rather than a run that silently vetoes every entry."""
 
     def check_account(self, account: AccountSettings) -> None: ...
+
+
+_ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+
+
+def env_name(instance: Any, attribute: Any, value: Any) -> None:
+    """The name of an environment variable holding a credential (never the credential itself).
+    The value is not echoed: a key pasted here by mistake must not reach the terminal."""
+    if not isinstance(value, str) or not _ENV_NAME.match(value):
+        raise ValueError(f"{attribute.name} must name an environment variable (A-Z, 0-9, _), e.g. "
+                         f"{attribute.default}; the secret itself goes into that variable (exchange keys: or the keys file)",
+                         attribute)
 
 
 def _real(value: Any) -> bool:

@@ -698,8 +698,14 @@ class Pipeline:
                     self.errors.failed(b.name, "learn", exc, symbol=symbol)
         cal = self.components.calibrator
         if cal is not None and decision.signal.action != Action.HOLD:
+            # a calibrator with the optional learn_outcome(outcome) sees the whole outcome (the
+            # trade labels too); the others get (raw, hit, direction)
+            by_outcome = getattr(cal.obj, "learn_outcome", None)
             try:
-                self.call_budget.timed(cal.name, cal.obj.learn)(decision.raw_confidence, hit, judged)
+                if by_outcome is not None:
+                    self.call_budget.timed(cal.name, by_outcome)(outcome)
+                else:
+                    self.call_budget.timed(cal.name, cal.obj.learn)(decision.raw_confidence, hit, judged)
             except Exception as exc:
                 self.errors.failed(cal.name, "learn", exc)
 

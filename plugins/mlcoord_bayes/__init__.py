@@ -18,6 +18,17 @@ the direction in ``learn(raw, hit, direction=+1/-1)`` (the engine's ``Outcome.di
 each table forgets only over its own outcomes, and a HOLD signal (no event) gets the clipped
 raw value back. Pooled is the default: half the data per table doubles the noise, and a
 directional bias is better fixed in the signal than hidden in the calibrator.
+
+**What it is fitted to** (``target``). ``"event"`` (the default): the learning event, from every
+BUY/SELL decision's outcome. ``"trade_label"``: where trades happen, the decision's trade label in
+its direction (``Outcome.trade(direction).win``: would a direct entry with the exits' initial
+levels have closed positive net of costs?), so the calibrated value is P(the trade wins), the
+probability the cost-aware entry's expected return asks for; an outcome without a label is not
+learnt. The engine hands the whole outcome to ``learn_outcome``. With a trade-label target the
+identity prior is far off (raw 0.5 .. 0.7 against a base rate near 0.40), so ``prior_rate``
+centres every bin's prior on one rate instead: 0.40 is the trade label's base rate on the
+technical signal bars of the five roshan7869 1h series' development parts (9,842 bars, 0.398;
+``benchmarks/derive_technical_confidence.py``). Measured in ``benchmarks/calibration_trade_label.py``.
 """
 
 from __future__ import annotations
@@ -33,6 +44,7 @@ from mlcoord_bayes.posterior import BinPosteriors, pool_adjacent_violators
 
 MLCOORD_HOOKS_VERSION = 1
 STATE_VERSION = 1
+TARGETS = ("event", "trade_label")
 
 __all__ = ["BayesOptions", "BayesCalibrator", "BinPosteriors", "pool_adjacent_violators"]
 
@@ -61,6 +73,10 @@ class BayesOptions:
     outcomes (about 1000); 1.0 never forgets.
     per_direction=False: separate BUY and SELL posteriors (needs the direction in ``learn``).
     min_probability=0.01, max_probability=0.99: the calibrated value is clipped to this range.
+    target="event": what the calibrated value is the probability of: the learning event, or
+    "trade_label" (the decision's trade label in its direction; see the module docstring).
+    prior_rate=None: every bin's prior centred on its bin centre (calibrated = raw before any
+    outcome); a rate in (0, 1) centres every bin's prior on it (0.40 suits ``target = "trade_label"``).
     """
 
     bins: int = attrs.field(default=10, validator=[integer(), v.ge(2), v.le(1000)])
@@ -69,6 +85,9 @@ class BayesOptions:
     per_direction: bool = attrs.field(default=False, validator=v.instance_of(bool))
     min_probability: float = attrs.field(default=0.01, validator=[number(), _probability_bounds])
     max_probability: float = attrs.field(default=0.99, validator=[number(), _probability_bounds])
+    target: str = attrs.field(default="event", validator=v.in_(TARGETS))
+    prior_rate: Optional[float] = attrs.field(default=None, validator=v.optional([number(0, 1, lo_open=True,
+                                                                                         hi_open=True)]))
 
 
 def _raw(raw: float) -> float:
@@ -94,7 +113,7 @@ class BayesCalibrator:
     def __init__(self, options: BayesOptions = BayesOptions()):
         self.options = options
         keys = ("buy", "sell") if options.per_direction else ("all",)
-        self.tables = {key: BinPosteriors(options.bins, options.prior_strength, options.decay)
+        self.tables = {key: BinPosteriors(options.bins, options.prior_strength, options.decay, options.prior_rate)
                        for key in keys}
         self.outcomes = 0
 
@@ -127,6 +146,17 @@ class BayesCalibrator:
         raw = _raw(raw)
         self._table(direction, learning=True).learn(raw, bool(hit))
         self.outcomes += 1
+
+    def learn_outcome(self, outcome: Any) -> None:
+        """A decision's outcome (the engine's call): its event, or with ``target = "trade_label"``
+        its trade label in the decision's direction (no label: nothing learnt)."""
+        if self.options.target == "trade_label":
+            trade = outcome.trade(outcome.direction)
+            if trade is None:
+                return
+            self.learn(outcome.raw_confidence, trade.win, outcome.direction)
+        else:
+            self.learn(outcome.raw_confidence, outcome.hit, outcome.direction)
 
     def describe(self, raw: float, signal: Optional[Signal] = None) -> str:
         """'raw 0.72 -> calibrated 0.70 (bin 0.70-0.80: 41.0 hits / 63.0, Beta(48.2, 24.8))'."""
@@ -173,8 +203,8 @@ class BayesCalibrator:
         outcomes = state.get("outcomes")
         if isinstance(outcomes, bool) or not isinstance(outcomes, int) or outcomes < 0:
             raise ValueError(f"bayes state: outcomes must be a non-negative integer, got {outcomes!r}")
-        fresh = {key: BinPosteriors(self.options.bins, self.options.prior_strength, self.options.decay)
-                 for key in self.tables}
+        fresh = {key: BinPosteriors(self.options.bins, self.options.prior_strength, self.options.decay,
+                                    self.options.prior_rate) for key in self.tables}
         for key, table in fresh.items():
             table.load_state(tables[key], where=f"bayes state.tables.{key}")
         self.tables, self.outcomes = fresh, outcomes

@@ -44,10 +44,11 @@ class BinPosteriors:
     beyond the first and last knots). With no data every knot is ``(c_k, c_k)``: the identity.
     """
 
-    __slots__ = ("bins", "prior_strength", "decay", "hits", "trials", "raw_sum", "_knots", "_values")
+    __slots__ = ("bins", "prior_strength", "decay", "prior_rate", "hits", "trials", "raw_sum", "_knots", "_values")
 
-    def __init__(self, bins: int, prior_strength: float, decay: float):
+    def __init__(self, bins: int, prior_strength: float, decay: float, prior_rate: float | None = None):
         self.bins, self.prior_strength, self.decay = bins, float(prior_strength), float(decay)
+        self.prior_rate = prior_rate      # None: each bin's prior is centred on its bin centre
         self.hits = [0.0] * bins
         self.trials = [0.0] * bins
         self.raw_sum = [0.0] * bins
@@ -58,12 +59,16 @@ class BinPosteriors:
     def centre(self, k: int) -> float:
         return (k + 0.5) / self.bins
 
+    def prior_mean(self, k: int) -> float:
+        """Bin ``k``'s prior hit rate: its centre (identity), or the fixed ``prior_rate``."""
+        return self.centre(k) if self.prior_rate is None else self.prior_rate
+
     def bin_of(self, raw: float) -> int:
         return min(int(raw * self.bins), self.bins - 1)
 
     def beta(self, k: int) -> tuple[float, float]:
         """The posterior ``Beta(a, b)`` of bin ``k``."""
-        s, c = self.prior_strength, self.centre(k)
+        s, c = self.prior_strength, self.prior_mean(k)
         return s * c + self.hits[k], s * (1.0 - c) + self.trials[k] - self.hits[k]
 
     def learn(self, raw: float, hit: bool) -> None:
@@ -89,7 +94,7 @@ class BinPosteriors:
                 c, n = self.centre(k), self.trials[k]
                 weight = s + n
                 knots.append((s * c + self.raw_sum[k]) / weight)
-                means.append((s * c + self.hits[k]) / weight)
+                means.append((s * self.prior_mean(k) + self.hits[k]) / weight)
                 weights.append(weight)
             self._values = pool_adjacent_violators(means, weights)
             self._knots = knots

@@ -67,7 +67,8 @@ class Protections:
         if trade.hedge:
             return
         o, pair, t = self.options, trade.symbol, int(trade.closed_at)
-        if o.cooldown_after_stop_hours > 0 and trade.exit_reason.startswith("stop"):
+        # "catch_up:stop_loss": a stop a live bot's replayed bars crossed, closed late (still a stop)
+        if o.cooldown_after_stop_hours > 0 and trade.exit_reason.rpartition(":")[2].startswith("stop"):
             self._lock(pair, t + round(o.cooldown_after_stop_hours * HOUR_NS),
                        f"cooldown_after_stop: {pair} stopped out ({trade.exit_reason}) at {when(t)}")
         if o.pair_lock_losses > 0 and trade.pnl < 0:

@@ -8,15 +8,21 @@ trend strength (ADX / 100) and a constant 1.0. A discounted disjoint LinUCB
 (:mod:`mlcoord_rl_selector.linucb`) picks, among the arms that have a view at that bar, the
 one with the highest upper confidence bound, and the vote is that arm's direction.
 
-**Reward** (from ``learn(outcome)``, once the horizon closed): the forward return in the
-chosen arm's direction minus the cost threshold, over ``reward_scale``, clipped to [-1, 1]:
-``r = clip((d * forward_return - threshold) / reward_scale)``. So ``r > 0`` exactly when the
-event of ``data.event`` happened in the arm's direction. ``Outcome.forward_return`` is read as
-the raw ``close[t+H] / close[t] - 1`` (as :func:`mlcoord.learning.forward_return` gives it).
+**Reward** (from ``learn(outcome)``, once the horizon closed), ``reward = "trade_label"`` (the
+default): the chosen arm's trade, the engine's trade label in the arm's direction
+(``Outcome.trade(d)``: a direct entry with the configured exit manager's initial stop and take
+profit, net of fees and slippage), as ``r = clip(net_return / reward_scale)``, so ``r > 0``
+exactly when that trade closed positive; an outcome without a label there (the exit manager gave
+no levels) falls back to the move reward. ``reward = "move"`` (the seed's): the forward return in
+the arm's direction minus the cost threshold, ``r = clip((d * forward_return - threshold) /
+reward_scale)``, so ``r > 0`` exactly when the event of ``data.event`` happened in the arm's
+direction. Both clip to [-1, 1]. ``Outcome.forward_return`` is read as the raw
+``close[t+H] / close[t] - 1`` (as :func:`mlcoord.learning.forward_return` gives it).
 
 **Probability**: with ``m`` the chosen arm's estimated mean reward in this context (the UCB
 bonus left out: exploration is not evidence) and ``s`` the discounted std of its past rewards,
-P(event in the arm's direction) = P(r > 0) = ``Phi(m / s)`` and P(event against it) =
+P(r > 0) = ``Phi(m / s)`` (with the trade-label reward: P(the arm's trade wins); with the move
+reward: P(event in the arm's direction)) and P(the same against it) =
 ``Phi((-2 * threshold / reward_scale - m) / s)`` (a normal approximation), both kept within
 [1 - ``max_confidence``, ``max_confidence``].
 
@@ -25,7 +31,9 @@ without one has nothing to trust (and learning zero rewards for its quiet bars w
 rarely-firing arm such as breakout); when no arm has a view the component abstains. Choices
 are remembered per (symbol, bar time), which stays valid across the rolling windows of a live
 run, and dropped when their outcome arrives. Closed trades are not used: their PnL depends on
-exits and sizing, not on the arm, while the horizon outcome measures the arm's call itself.
+exits, DCA and sizing, not on the arm, while the trade label prices the arm's call with the
+exits' barriers and the costs alone. Measured on the development part
+(``benchmarks/bandit_hit_rate.py``): see the README.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ MLCOORD_HOOKS_VERSION = 1
 
 _period = [v.instance_of(int), v.ge(1)]
 _number = v.instance_of((int, float))
+REWARDS = ("trade_label", "move")
 CONTEXT = tuple(f"regime_{r.name.lower()}" for r in Regime) + ("vol_pct", "trend_strength", "bias")
 
 
@@ -65,6 +74,8 @@ class RLSelectorOptions:
     the mean-reversion arm.
     breakout_bars=20, breakout_volume=1.2, breakout_hold=3: the breakout arm.
     max_pending=50000: choices remembered until their outcome arrives (oldest dropped beyond).
+    reward="trade_label": what an arm is rewarded by: its trade label, or "move" (the seed's horizon
+    move net of the cost threshold).
     """
 
     alpha: float = attrs.field(default=0.5, validator=[_number, v.ge(0)])
@@ -88,6 +99,7 @@ class RLSelectorOptions:
     breakout_volume: float = attrs.field(default=1.2, validator=[_number, v.ge(0)])
     breakout_hold: int = attrs.field(default=3, validator=_period)
     max_pending: int = attrs.field(default=50_000, validator=_period)
+    reward: str = attrs.field(default="trade_label", validator=v.in_(REWARDS))
 
 
 def _normal_cdf(z: float) -> float:
@@ -139,7 +151,8 @@ class RLVoter:
         reasons = (
             f"regime {regime}, vol {_vol_word(self.vol_pct[i])}: chose {ARMS[arm]} "
             f"(UCB {ucb[arm]:.3f} vs {others}); {ARMS[arm]} says {action.name}",
-            f"P({action.name} move)={p_with:.2f} from mean reward {mean[arm]:+.3f} "
+            f"P({action.name} {'trade wins' if o.reward == 'trade_label' else 'move'})={p_with:.2f} "
+            f"from mean reward {mean[arm]:+.3f} "
             f"(sd {sd:.2f}, {int(bandit.rewards[arm])} rewards for this arm)",
         )
         return Vote("rl_selector", action, p_with, reasons=reasons, p_up=p_up, p_down=p_down)
@@ -179,16 +192,30 @@ class RLSelector:
             del self._pending[next(iter(self._pending))]
 
     def reward(self, direction: int, forward_return: float, threshold: float) -> float:
+        """The move reward (``reward = "move"``, and the fallback without a trade label)."""
         r = (direction * forward_return - threshold) / self.options.reward_scale
         return min(max(r, -1.0), 1.0)
+
+    def outcome_reward(self, outcome, direction: int, threshold: float) -> Optional[float]:
+        """The chosen arm's reward from ``outcome`` (None: nothing to learn from)."""
+        if self.options.reward == "trade_label":
+            trade = outcome.trade(direction) if hasattr(outcome, "trade") else None
+            if trade is not None and math.isfinite(trade.net_return):
+                return min(max(trade.net_return / self.options.reward_scale, -1.0), 1.0)
+        if not math.isfinite(outcome.forward_return):
+            return None
+        return self.reward(direction, float(outcome.forward_return), threshold)
 
     def learn(self, outcome) -> None:
         """Reward the arm chosen at the outcome's bar (if this component chose one there)."""
         entry = self._pending.pop((outcome.symbol, int(outcome.time)), None)
-        if entry is None or not math.isfinite(outcome.forward_return):
+        if entry is None:
             return
         arm, d, x, threshold, horizon_ns = entry
-        self.bandit.update(arm, x, self.reward(d, float(outcome.forward_return), threshold))
+        r = self.outcome_reward(outcome, d, threshold)
+        if r is None:
+            return
+        self.bandit.update(arm, x, r)
         until = int(outcome.time) + horizon_ns
         self._learned_until = until if self._learned_until is None else max(self._learned_until, until)
 

@@ -60,6 +60,11 @@ class TechnicalOptions:
     entry_score=2.25: net score needed for BUY/SELL: the score that puts BUY/SELL on 4.5% of the
     bars of the development part of BTC/USDT 1h is 2.247 (``benchmarks/derive_constants.py``).
     use_market_context=True: also damp confidence in the HIGH_VOLATILITY regime of ``data.context``.
+    confidence="strength": the seed's strength score (0.5 .. 0.95 from the net score, agreement and
+    opposition; it ranks the trade label no better than a coin); "trade_label": the fitted
+    probability that a trade in the signal's direction wins (:mod:`mlcoord_technical.confidence`:
+    it ranks better, but stays below 0.5, so under ``min_confidence = 0.55`` a technical-only
+    pipeline enters nothing; hence not the default yet).
     """
 
     rsi_period: int = attrs.field(default=14, validator=_period)
@@ -82,6 +87,7 @@ class TechnicalOptions:
     min_agreeing: int = attrs.field(default=2, validator=[v.instance_of(int), v.ge(1), v.le(5)])
     entry_score: float = attrs.field(default=2.25, validator=_positive)
     use_market_context: bool = attrs.field(default=True, validator=v.instance_of(bool))
+    confidence: str = attrs.field(default="strength", validator=v.in_(scoring.CONFIDENCES))
 
 
 class Technical:

@@ -47,6 +47,10 @@ import attrs
 import numpy as np
 
 from mlcoord.api import features
+from mlcoord_technical import confidence as fitted_confidence
+
+#: what a signal's confidence is: the seed's strength score, or the fitted P(trade wins)
+CONFIDENCES = ("strength", "trade_label")
 
 AGREE_LEVEL = 0.5           # an indicator agrees with a score of at least this size
 OPPOSITION_PENALTY = 0.05   # confidence lost per point of score against the net direction
@@ -176,11 +180,12 @@ def score(close, high, low, volume, options, high_volatility=None) -> Scores:
     volatile = np.nan_to_num(atr_ratio) > o.atr_max_ratio
     if high_volatility is not None:
         volatile = volatile | np.asarray(high_volatility, dtype=bool)
-    conf = shape_confidence(np.maximum(np.abs(net) - o.entry_score, 0.0), np.maximum(agreeing - o.min_agreeing, 0),
-                            opposing, volatile)
-    confidence = np.where(enter, conf, 0.0)
-
-    return Scores(close, rsi, line, sig, hist, cross.astype(np.int8), ema_f, ema_s, ema_t, pb,
-                  atr_pct, atr_ratio, vr, vfactor, s_rsi, s_macd, s_trend, s_bb, net,
-                  agreeing.astype(np.int8), opposing, volatile, action,
-                  confidence.astype(np.float64))
+    out = Scores(close, rsi, line, sig, hist, cross.astype(np.int8), ema_f, ema_s, ema_t, pb,
+                 atr_pct, atr_ratio, vr, vfactor, s_rsi, s_macd, s_trend, s_bb, net,
+                 agreeing.astype(np.int8), opposing, volatile, action, np.zeros(n))
+    if getattr(o, "confidence", "strength") == "strength":
+        conf = shape_confidence(np.maximum(np.abs(net) - o.entry_score, 0.0),
+                                np.maximum(agreeing - o.min_agreeing, 0), opposing, volatile)
+    else:
+        conf = fitted_confidence.fitted(out)
+    return attrs.evolve(out, confidence=np.where(enter, conf, 0.0).astype(np.float64))

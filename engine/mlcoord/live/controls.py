@@ -77,6 +77,8 @@ class ControlChannel:
         self.snapshot: dict[str, Any] = {"running": False}
         self.events: list[Sink] = []
         self.results: list[Callable[[Control, str], None]] = []
+        #: the audit log's result hook is in ``results`` (installed once, by the API or Telegram)
+        self.audit_results = False
         self._seen = {"fills": 0, "trades": 0, "decisions": 0}
         #: closed trades as plain data (append-only: a reader in another thread copies a slice)
         self.trades: list[dict[str, Any]] = []
@@ -97,6 +99,10 @@ class ControlChannel:
         #: a paper session's working entry orders at the last cycle's end: id -> event fields
         self._working: dict[str, dict[str, Any]] = {}
         self._refused_seen = 0
+        self._drift_state: Optional[str] = None
+        #: the session's traded symbols (:mod:`mlcoord.live.universe`), set by the session: a reload of
+        #: ``[data] symbols`` or the scanner's settings goes there
+        self.universe: Any = None
 
     # -- the API's side (any thread) -----------------------------------------------------------
     def submit(self, control: Control) -> None:
@@ -267,11 +273,24 @@ class ControlChannel:
                 f"stop {d.levels.stop:g}")
 
     def _reconfigure(self, payload, trader) -> str:
-        """New options, from the reloaded settings, for the named guards and exit manager (typed
-        and checked by the config's own reader, as at start)."""
+        """The reloaded settings applied: the traded symbols or the scanner's settings
+        (:attr:`universe`), then new options for the named guards and exit manager (typed and
+        checked by the config's own reader, as at start)."""
+        settings, names, symbol_keys = payload
+        said = []
+        if symbol_keys:           # first: refused, it refuses the whole reload (nothing half applied)
+            if self.universe is None:
+                return "refused: this session cannot change its symbols in place (restart required)"
+            said.append(self.universe.reload(settings, symbol_keys))
+            if not said[-1].startswith("reloaded"):
+                return said[-1]
+        if names:
+            said.append(self._reconfigure_components(settings, names, trader))
+        return "; ".join(said)
+
+    def _reconfigure_components(self, settings, names, trader) -> str:
         from mlcoord.config import plugin_options
 
-        settings, names = payload
         chosen: dict[str, Any] = {}
         for b in _reloadable(trader.engine.loop.pipeline.components):
             if b.name in names and b.name not in chosen:      # every option set read before any is applied
@@ -298,6 +317,14 @@ class ControlChannel:
         if kept:
             out += f"; still locked by {', '.join(kept)} (it cannot lift its locks early)"
         return out
+
+    def _drift_changed(self, drift: dict[str, Any]) -> None:
+        """A ``drift_alert`` event when the calibration drift rule starts or stops alerting (the
+        websocket's and the notifications'; :mod:`mlcoord.ml_health` judges it)."""
+        state = drift.get("state")
+        if state != self._drift_state and "alert" in (state, self._drift_state):
+            self.emit({"type": "drift_alert", **drift, "previous": self._drift_state})
+        self._drift_state = state
 
     def emit(self, event: dict[str, Any]) -> None:
         for sink in self.events:
@@ -339,6 +366,7 @@ class ControlChannel:
             pipeline = loop.pipeline
             ml = self.ml.report(pipeline.ensemble_coefficients(), pipeline.ml_contributors(),
                                 pipeline.calibration_reference)
+            self._drift_changed(ml.get("drift") or {})
         else:
             ml = self.snapshot["ml"]
         self.snapshot = build_snapshot(trader, self, status=status, seconds=seconds, killed=killed,

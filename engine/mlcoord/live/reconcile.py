@@ -127,15 +127,8 @@ SPOT_FEE_TOLERANCE = 0.01
 def spot_plan_nets(broker: Broker) -> dict[str, float]:
     """Each active spot plan's coins as its fills say: bought less sold, less the coins the
     exchange kept as its fees (booked with each fill: never held)."""
-    from sqlalchemy import case, func, select
-
-    from mlcoord.live.schema import orders
-
     store = broker.store
-    signed = case((orders.c.reduce_only.is_(True), -orders.c.filled_quantity), else_=orders.c.filled_quantity)
-    with store.engine.connect() as conn:
-        nets = dict(conn.execute(select(orders.c.plan_id, func.sum(signed)).where(orders.c.plan_id.is_not(None))
-                                 .group_by(orders.c.plan_id)).all())
+    nets = store.filled_nets()
     out = {}
     for plan in store.active_plans():
         base = broker.base_asset(plan.symbol)

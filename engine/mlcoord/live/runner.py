@@ -33,6 +33,7 @@ from mlcoord.live.bar_screen import BarScreen
 from mlcoord.live.feed import CANDLE_PAGE, bars_wanted, closed_candles
 from mlcoord.live.scanner import ScannerOptions
 from mlcoord.live.supervisor import LiveOptions
+from mlcoord.live.universe import Universe
 from mlcoord.pipeline import Pipeline, PreparedSymbol
 
 log = structlog.get_logger("mlcoord.live.runner")
@@ -62,6 +63,8 @@ class PaperTrader:
             raise ValueError(f"prepare_bars must be at least 2 (or None: the whole history), got {prepare_bars!r}")
         self.pipeline, self.settings = pipeline, settings
         self.prepare_bars = prepare_bars
+        #: the symbols that may get new entries (None: every one); the others are only managed
+        self.entry_symbols: Optional[set] = None
         #: bars left out (malformed, implausible) and the symbols whose entries wait for a sound bar
         self.screen = screen if screen is not None else BarScreen(settings.data.max_jump_atr, history[0].timeframe_ns)
         history = [self.screen.clean_history(c) for c in history]
@@ -78,8 +81,9 @@ class PaperTrader:
         self.summary: dict = {}              # run_paper: the session's last saved summary
 
     def _may_enter(self, symbol: str) -> bool:
-        """No entry on a symbol whose newest bar was left out (:class:`BarScreen`)."""
-        return not self.screen.paused(symbol)
+        """No entry on a symbol taken out of the traded ones (:attr:`entry_symbols`), nor on one
+        whose newest bar was left out (:class:`BarScreen`)."""
+        return (self.entry_symbols is None or symbol in self.entry_symbols) and not self.screen.paused(symbol)
 
     def _make_engine(self, journal: Journal, funding: Optional[Mapping[str, FundingSeries]]) -> TradingSession:
         """The account the bars are stepped on: a simulated one here (the live trader's is on the
@@ -360,6 +364,11 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
     from mlcoord.live.supervisor import Supervisor
     from mlcoord.pipeline import build_pipeline
 
+    if getattr(options, "scan", False):
+        from mlcoord.live.broker import not_yet_supported
+
+        raise not_yet_supported("the market scanner in paper sessions ([live] scan = true): a paper session "
+                                "trades [data] symbols; set scan = false (the scanner runs on live)")
     clock = clock or SystemClock()
     health = ExchangeHealth(clock=health_clock or clock)
     supervisor = Supervisor(options)
@@ -377,9 +386,14 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
         record = _PaperRecord(store, trader, symbols, timeframe, clock)
         log.info("paper_started", session=record.session_id, symbols=symbols, timeframe=timeframe,
                  history_bars=[len(c) for c in history])
+        universe = Universe(trader, symbols, exchange=exchange, health=health, market=settings.exchange.market,
+                            timeframe=timeframe, history_bars=options.history_bars, page=page,
+                            leverage=settings.backtest.leverage)
+        if channel is not None:
+            channel.universe = universe
         status = "stopped"
         try:
-            status = _paper_loop(trader, record, exchange, health, supervisor, symbols, ccxt_symbols, options,
+            status = _paper_loop(trader, record, exchange, health, supervisor, universe, options,
                                  timeframe, page, clock, cycles, on_cycle, channel)
         except KeyboardInterrupt:
             status = "interrupted"
@@ -392,8 +406,7 @@ def run_paper(settings: Settings, options, exchange, plugins, *, clock=None, cyc
             store.close()
 
 
-def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, supervisor, symbols, ccxt_symbols,
-                options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle, channel=None) -> str:
+def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, supervisor, universe, options, timeframe: str, page: int, clock, cycles: Optional[int], on_cycle, channel=None) -> str:
     """The polls of :func:`run_paper`; returns how the session ended (``stopped``, ``killed``)."""
     import time
 
@@ -419,8 +432,9 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
                             bad_bars=trader.screen.dropped)
             return "killed"
         try:
-            known = {s: int(trader.history[s].time[-1]) for s in trader.order if len(trader.history[s])}
-            fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars, known,
+            symbols = record.symbols = universe.refresh()   # [data] symbols, and those held after a reload took them out
+            known = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
+            fresh = fetch_closed(exchange, health, symbols, universe.ccxt_symbols, timeframe, options.history_bars, known,
                                  page=page, screen=trader.screen)
             _log_catch_up(fresh, known)
             steps = trader.on_candles(fresh)

@@ -28,6 +28,7 @@ from mlcoord.live.broker import Broker, BrokerError
 from mlcoord.live.memory import SessionMemory
 from mlcoord.live.spot import for_market
 from mlcoord.live.trader import LiveTrader
+from mlcoord.live.universe import LiveUniverse
 
 log = structlog.get_logger("mlcoord.live.session")
 
@@ -64,6 +65,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     from mlcoord.live.retry import ExchangeHealth, ExchangeUnavailable, SystemClock
     from mlcoord.live.bar_screen import BarScreen
     from mlcoord.live.runner import fetch_closed, market_symbols
+    from mlcoord.live.scanner import Scanner
     from mlcoord.live.startup import adopt_positions, resolve, survey
     from mlcoord.live.store import Store
     from mlcoord.live.supervisor import Supervisor
@@ -79,17 +81,15 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     store = store or Store.open(options.store, exclusive=True)    # one bot per store: a second one stops here
     scanner = None
     try:                     # a start that fails releases the store it opened (and the scanner's threads)
-        where = store_location(store)
-        log.info("live_store", store=where, new=_never_used(store),
+        where = store.where
+        log.info("live_store", store=where, new=store.never_used(),
                  note="positions, orders and plans are kept here; a bot started on another store does not know them")
         broker = Broker(exchange, store, market, health=health)
         ignore = list(dict.fromkeys(ignore))
         if getattr(options, "scan", False):
-            from mlcoord.live.scanner import Scanner
-
             scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,
                               clock=health_clock or clock)
-            picked = _scan(scanner, health, ignore)
+            picked = scanner_pick(scanner, health, ignore)
             symbols = picked + sorted({p.symbol for p in store.active_plans()} - set(picked))
             if not symbols:
                 raise BrokerError("the scanner found no pair to trade (see [live.scanner] filters)")
@@ -123,8 +123,15 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                             margin_mode=getattr(options, "margin_mode", "isolated"),
                             trailing=getattr(options, "trailing", "bot"),
                             prepare_bars=getattr(options, "prepare_bars", 0) or None, screen=screen)
-        if scanner is not None:
-            trader.entry_symbols = set(picked) - set(ignore)
+        universe = LiveUniverse(trader, picked if scanner is not None else symbols, scanner=scanner,
+                                make_scanner=lambda opts: Scanner(make_exchange or (lambda: exchange), opts, market,
+                                                                  clock=health_clock or clock),
+                                ignore=ignore, margin_mode=options.margin_mode, unknown_orders=options.unknown_orders,
+                                exchange=exchange, health=health, market=market, timeframe=timeframe,
+                                history_bars=options.history_bars, page=options.candle_page,
+                                leverage=settings.backtest.leverage)
+        universe.symbols = list(symbols)
+        trader.entry_symbols = set(universe.wanted)
         trader.sync_wallet(reset_peak=True)
         memory = SessionMemory(store)
         restored = memory.restore(trader)
@@ -147,6 +154,7 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     done = 0
     if channel is not None:           # orders journaled become the API's order events after each cycle
         store.order_listeners.append(channel.order_changed)
+        channel.universe = universe
     try:
         while cycles is None or done < cycles:
             done += 1
@@ -163,13 +171,12 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
                         if options.flatten_on_kill:
                             trader.flatten_all("kill switch")
                     trader.sync_wallet()
-                    if scanner is not None:
-                        symbols = _rescan(scanner, health, trader, symbols, settings, options, timeframe, ignore)
-                        ccxt_symbols = {s: broker.symbol(s) for s in symbols}
+                    symbols = universe.refresh()     # the scanner's pick or [data] symbols, and those held
+                    ccxt_symbols = universe.ccxt_symbols
                     at_hand = {s: int(trader.history[s].time[-1]) for s in symbols if len(trader.history[s])}
-                    if scanner is not None:           # many pairs: their requests overlap
-                        fresh = _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe, options, at_hand,
-                                            screen)
+                    if universe.scanner is not None:           # many pairs: their requests overlap
+                        fresh = _scan_fetch(universe.scanner, health, symbols, ccxt_symbols, timeframe, options,
+                                            at_hand, screen)
                     else:
                         fresh = fetch_closed(exchange, health, symbols, ccxt_symbols, timeframe, options.history_bars,
                                              at_hand, page=options.candle_page, screen=screen)   # every bar missed
@@ -197,31 +204,8 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
     finally:
         if channel is not None:
             store.order_listeners.remove(channel.order_changed)
-        if scanner is not None:
-            scanner.close()
+        universe.close()
     return trader
-
-
-def store_location(store) -> str:
-    """Where ``store`` is, as one absolute name: a SQLite file's resolved path, else the database
-    URL without its password."""
-    from pathlib import Path
-
-    url = store.engine.url
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        return str(Path(url.database).expanduser().resolve())
-    return url.render_as_string(hide_password=True)
-
-
-def _never_used(store) -> bool:
-    """Whether ``store`` has never held a plan or an order (two one-row reads, whatever its size)."""
-    from sqlalchemy import select
-
-    from mlcoord.live.schema import orders, plans
-
-    with store.engine.connect() as conn:
-        return all(conn.execute(select(key).limit(1)).first() is None
-                   for key in (plans.c.plan_id, orders.c.client_order_id))
 
 
 def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str, options, at_hand, screen=None) -> list:
@@ -244,7 +228,7 @@ def _scan_fetch(scanner, health, symbols, ccxt_symbols, timeframe: str, options,
     return [by_ccxt[ccxt_symbols[s]].as_symbol(s) for s in symbols if ccxt_symbols[s] in by_ccxt]
 
 
-def _scan(scanner, health, ignore: Sequence[str] = ()) -> list[str]:
+def scanner_pick(scanner, health, ignore: Sequence[str] = ()) -> list[str]:
     """The scanner's pick, named as in ``[data] symbols`` (``BTC/USDT:USDT`` -> ``BTC/USDT``),
     less the ``ignore`` d symbols (``--ignore``)."""
     picked = health.call(scanner.pick, what="scanner pick")
@@ -255,27 +239,3 @@ def _scan(scanner, health, ignore: Sequence[str] = ()) -> list[str]:
         if name not in ignore:
             out.append(name)
     return out
-
-
-def _rescan(scanner, health, trader: LiveTrader, current: Sequence[str], settings, options, timeframe: str,
-            ignore: Sequence[str] = ()):
-    """This cycle's symbols: the scanner's pick plus every symbol with an active plan. A symbol new
-    to the session gets its leverage set and its warm-up history; one back after an absence gets
-    the bars it missed (history only, never stepped)."""
-    from mlcoord.live.runner import fetch_closed
-
-    picked = _scan(scanner, health, ignore)
-    held = sorted({p.symbol for p in trader.store.active_plans()} - set(picked))
-    symbols = picked + held
-    trader.entry_symbols = set(picked)
-    catch_up = [s for s in symbols if s not in current]
-    if catch_up:
-        broker = trader.broker
-        broker.setup_symbols([s for s in catch_up if s not in trader.history], settings.backtest.leverage,
-                             options.margin_mode)
-        found = fetch_closed(broker.exchange, health, catch_up, {s: broker.symbol(s) for s in catch_up},
-                             timeframe, options.history_bars, screen=trader.screen)
-        for c in found:
-            trader.add_history(c)
-        log.info("scanner_symbols", picked=picked, managed_only=held, added=catch_up)
-    return symbols

@@ -166,11 +166,20 @@ class Store:
 
     @property
     def where(self) -> str:
-        """The store as its error messages name it (a SQLite file's path; a URL without password)."""
+        """The store as one absolute name, for logs and error messages: a SQLite file's resolved
+        path, else the database URL without its password."""
+        from pathlib import Path
+
         url = self.engine.url
-        if url.get_backend_name() == "sqlite" and url.database:
-            return url.database
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return str(Path(url.database).expanduser().resolve())
         return url.render_as_string(hide_password=True)
+
+    def never_used(self) -> bool:
+        """Whether the store has never held a plan or an order (two one-row reads, whatever its size)."""
+        with self.engine.connect() as conn:
+            return all(conn.execute(select(key).limit(1)).first() is None
+                       for key in (plans.c.plan_id, orders.c.client_order_id))
 
     @contextmanager
     def _guarded(self, what: str) -> Iterator[None]:
@@ -323,6 +332,14 @@ class Store:
         with self._read() as conn:
             row = conn.execute(_ORDER_LOCKED if for_update else _ORDER, {"cid": client_order_id}).mappings().first()
         return None if row is None else rows.order_record(row)
+
+    def filled_nets(self) -> dict[str, float]:
+        """Each plan's filled quantity, entries less reduce-only orders (one grouped read)."""
+        signed = case((orders.c.reduce_only.is_(True), -orders.c.filled_quantity), else_=orders.c.filled_quantity)
+        with self._guarded("read"), self.engine.connect() as conn:
+            rows_ = conn.execute(select(orders.c.plan_id, func.sum(signed)).where(orders.c.plan_id.is_not(None))
+                                 .group_by(orders.c.plan_id)).all()
+        return {plan_id: float(net or 0.0) for plan_id, net in rows_}
 
     def orders(self, plan_id: Optional[str] = None) -> list[OrderRecord]:
         """Every stored order (or a plan's), oldest first."""

@@ -96,7 +96,6 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         self.timeframe_ns = int(timeframe_ns)
         self.reprice_after_bars = int(reprice_after_bars)
         self.entries_blocked = False
-        self.entry_symbols: Optional[set] = None     # the scanner's pick (None: every symbol)
         self.margin_mode = margin_mode
         self.trailing = trailing
         self.spot = broker.market == "spot"
@@ -121,8 +120,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
                               journal, funding)
 
     def _may_enter(self, symbol: str) -> bool:
-        return not self.entries_blocked and not self._replaying and \
-            (self.entry_symbols is None or symbol in self.entry_symbols) and PaperTrader._may_enter(self, symbol)
+        return not self.entries_blocked and not self._replaying and PaperTrader._may_enter(self, symbol)
 
     def _resume(self) -> None:
         """Plans journaled by an earlier session: their positions rebuilt in the ledger from their
@@ -162,7 +160,8 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
         a pause, an outage), every bar older than the newest is *replayed* (catch-up): guards and
         exit managers see it as in a backtest, but no entry is decided on it, and any close it
         calls for (an exit manager's, a guard's, a moved stop the replayed bars already crossed)
-        is sent now at market with reason ``catch_up``; one ``catch_up_bar`` line per bar."""
+        is sent now at market with reason ``catch_up:`` and its own (``catch_up:trailing_stop``); one
+        ``catch_up_bar`` line per bar."""
         candles = self.screened(candles)         # implausible bars left out before the newest is known
         self._newest = max((int(c.time[-1]) for c in candles if len(c)), default=None)
         try:
@@ -208,7 +207,7 @@ class LiveTrader(CycleShare, ExitMoves, SpotAccount, HedgeLegs, ExchangeTrailing
             low, high = float(c.low[j]), float(c.high[j])
             if (position.side > 0 and low <= levels.stop) or (position.side < 0 and high >= levels.stop):
                 crossed.append(sym)
-                loop.submit(ClosePosition(sym, ExitReason.CATCH_UP.value))
+                loop.submit(ClosePosition(sym, self.venue.stop_reason(position, levels.stop)))
         return crossed
 
     def open_plan(self, intent: PlaceEntryPlan) -> None:

@@ -133,8 +133,7 @@ class ExchangeVenue:
             return
         close = self.trader.books[symbol].c[i]
         if close < levels.stop:
-            moved = levels.stop != self._initial_stops.get(position.plan_id, levels.stop)
-            self._closes[symbol] = (ExitReason.TRAILING_STOP if moved else ExitReason.STOP_LOSS).value
+            self._closes[symbol] = self.stop_reason(position, levels.stop)
             log.warning("stop_limit_not_filled", symbol=symbol, stop=levels.stop, close=close, held=position.quantity,
                         note="the bar closed below the stop: closing at market")
             return
@@ -146,19 +145,26 @@ class ExchangeVenue:
             log.info("take_profit_monitored", symbol=symbol, take_profit=levels.take_profit, high=high,
                      note="stop cancelled, selling at market")
 
+    def stop_reason(self, position, stop: float) -> str:
+        """``stop_loss`` at the plan's initial stop, ``trailing_stop`` once it moved (the backtest's rule)."""
+        moved = stop != self._initial_stops.get(position.plan_id, stop)
+        return (ExitReason.TRAILING_STOP if moved else ExitReason.STOP_LOSS).value
+
     def catch_up(self, reason: str) -> list[str]:
-        """The closes a replayed bar asked for (the loop's, the spot monitor's) carry ``reason``:
-        decided on a bar of the past, they are sent now at market. Returns what they were asked
-        for (``symbol:reason``) for the log."""
+        """The closes a replayed bar asked for (the loop's, the spot monitor's) carry ``reason``
+        before their own (``catch_up:trailing_stop``): decided on a bar of the past, they are sent
+        now at market, and a guard still sees why (a stop starts the protections' cooldown).
+        Returns what they were asked for (``symbol:reason``) for the log."""
         was = []
+        late = reason + ":"
         for k, intent in enumerate(self._queue):
-            if isinstance(intent, ClosePosition) and intent.reason != reason:
+            if isinstance(intent, ClosePosition) and not intent.reason.startswith(late):
                 was.append(f"{intent.symbol}:{intent.reason}")
-                self._queue[k] = attrs.evolve(intent, reason=reason)
+                self._queue[k] = attrs.evolve(intent, reason=late + intent.reason)
         for symbol, why in list(self._closes.items()):
-            if why != reason:
+            if not why.startswith(late):
                 was.append(f"{symbol}:{why}")
-                self._closes[symbol] = reason
+                self._closes[symbol] = late + why
         return was
 
     # -- carrying intents out ----------------------------------------------------------------

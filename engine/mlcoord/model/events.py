@@ -24,7 +24,8 @@ class ExitReason(str, enum.Enum):
     SELL_SIGNAL = "sell_signal"             # spot: a SELL signal closes the long
     END_OF_DATA = "end_of_data"             # a backtest closes what is open at its last bar
     HEDGED_POSITION_CLOSED = "hedged position closed"   # a hedge leg never outlives its position
-    CATCH_UP = "catch_up"                   # live: a close decided on a bar replayed after an outage, sent at once
+    CATCH_UP = "catch_up"                   # live: a close decided on a bar replayed after an outage, sent at
+    #                                         once: "catch_up:" + its own reason ("catch_up:trailing_stop")
 
     def __str__(self) -> str:
         return self.value

@@ -54,9 +54,15 @@ class Accounts:
     def __init__(self, store, clock: Callable[[], int] = time.time_ns):
         self.engine = store.engine
         self.clock = clock
-        self._hash = _hasher()
+        self._hasher: Any = None       # made on first use: the audit log needs no password hashing
         self._cache_key = secrets.token_bytes(32)      # this process's only: digests mean nothing elsewhere
         self._verified: dict[bytes, float] = {}
+
+    @property
+    def _hash(self):
+        if self._hasher is None:
+            self._hasher = _hasher()
+        return self._hasher
 
     # -- users --------------------------------------------------------------------------------
     def add_user(self, username: str, password: str, role: str) -> None:
@@ -162,6 +168,16 @@ class Accounts:
             found = conn.execute(select(api_audit).order_by(api_audit.c.id.desc())
                                  .limit(limit).offset(offset)).mappings().all()
         return [dict(r, params=json.loads(r["params"])) for r in found]
+
+
+def record_results(channel, accounts: Accounts) -> None:
+    """Write each applied control's result into its audit row, once per channel whoever queued it
+    (the API, Telegram): both may run, the hook is installed by the first."""
+    if getattr(channel, "audit_results", False):
+        return
+    channel.audit_results = True
+    channel.results.append(lambda control, result: accounts.audit_result(control.audit_id, result)
+                           if control.audit_id else None)
 
 
 class _Dummy:

@@ -36,12 +36,6 @@ PREFIX = "/api/v1"
 PUBLIC = frozenset({f"{PREFIX}/ping", f"{PREFIX}/health", f"{PREFIX}/auth/login", f"{PREFIX}/auth/refresh"})
 #: the dashboard's files (public: HTML, JS and CSS only, no data; see :mod:`mlcoord.server.static`)
 STATIC = frozenset({"/", "/dashboard/{name:path}"})
-NOT_YET = 501
-
-
-def not_yet(what: str) -> JSONResponse:
-    """A route whose feature is not built: says so, never answers with made-up data."""
-    return JSONResponse({"detail": f"not yet: {what}"}, status_code=NOT_YET)
 
 
 @attrs.define
@@ -64,6 +58,8 @@ class ServerContext:
     #: the running bot's settings, and a reader of its config file as it is now (reload)
     settings: Optional[Any] = None
     load_config: Optional[Callable[[], Any]] = None
+    #: the bot's notifier (health, metrics, reload of ``[notify]``); None: no notifications
+    notifier: Optional[Any] = None
 
     @property
     def channel(self) -> Optional[ControlChannel]:
@@ -135,12 +131,14 @@ class ServerContext:
 def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONResponse:
     """Read the config file again and name the keys that differ: keys outside the reloadable set,
     and options of a component that cannot take them in place (``Reconfigurable``), answer 409
-    "restart required"; symbols and scan settings are not applied yet (501); new options of guards
-    and the exit manager are queued for the loop (202), which applies them between two cycles.
-    Audited (the audit row's result is the loop's)."""
+    "restart required"; new symbols, scanner settings and options of guards and the exit manager
+    are queued for the loop (202), which applies them between two cycles
+    (:mod:`mlcoord.live.universe` for the symbols: a refused change leaves the bot as it was).
+    Notification settings are applied at once by the notifier (200). Audited (the audit row's
+    result is the loop's)."""
     from mlcoord.config import unstructure
     from mlcoord.errors import MlcoordError
-    from mlcoord.server.reload import differing, reloadable_prefixes, split
+    from mlcoord.server.reload import differing, is_notify, reloadable_prefixes, split
 
     address = client_address(request)
 
@@ -165,13 +163,35 @@ def reload_config(ctx: ServerContext, request: Request, user: User) -> JSONRespo
         if fixed:
             why += f" ({', '.join(sorted({k.split('.')[1] for k in fixed}))}: cannot take new options in place)"
         return answer(why, 409, restart_required=restart, reloadable=[k for k in ok if k not in fixed])
-    other = [k for k in ok if not k.startswith("plugins.")]
-    if other:
-        ctx.accounts.audit(user, "reload", {}, address, "not yet: applying " + ", ".join(other))
-        return not_yet("applying " + ", ".join(other) + " at the next cycle; restart the bot")
-    if names:
-        return ctx.control(request, user, "reload", {"components": names}, payload=(new, names))
+    notify = [k for k in ok if is_notify(k)]
+    if notify:
+        ok = [k for k in ok if not is_notify(k)]
+        done, code = _reload_notify(ctx, new)
+        if not ok or code != 200:
+            return answer(done, code, reloaded=notify if code == 200 else [])
+        ctx.accounts.audit(user, "reload", {"keys": notify}, address, done)
+    symbol_keys = [k for k in ok if not k.startswith("plugins.")]
+    if names or symbol_keys:
+        params: dict[str, Any] = {"components": names} if names else {}
+        if symbol_keys:
+            params["keys"] = symbol_keys
+        return ctx.control(request, user, "reload", params, payload=(new, names, symbol_keys))
     return answer("nothing to reload: the config file matches the running bot", 200, reloadable=[])
+
+
+def _reload_notify(ctx: ServerContext, new: Any) -> tuple[str, int]:
+    """``[notify]`` changed: the notifier takes the new settings at once (its own threads; no
+    trading state), or says why not."""
+    from mlcoord.errors import ConfigError
+
+    if ctx.notifier is None or ctx.settings is None:
+        return "restart required: notify (no notifier runs in this process)", 409
+    try:
+        ctx.notifier.reconfigure(new.notify)
+    except ConfigError as exc:
+        return f"refused: {exc}", 422
+    ctx.settings = attrs.evolve(ctx.settings, notify=new.notify)
+    return "reloaded: notification settings", 200
 
 
 def client_address(request) -> str:
@@ -255,6 +275,8 @@ def create_app(ctx: ServerContext) -> FastAPI:
     @app.get(f"{PREFIX}/health")
     def health() -> dict:
         out = reader.health()
+        if ctx.notifier is not None:
+            out["notify"] = ctx.notifier.health()
         if ctx.accounts.user_count() == 0:
             out["note"] = "no API user exists: only public routes are served"
         return out

@@ -21,13 +21,17 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "exce
 
 
 class LogTail:
-    def __init__(self, size: int = TAIL, publish: Optional[Callable[[dict[str, Any]], None]] = None):
+    def __init__(self, size: int = TAIL, publish: Optional[Callable[[dict[str, Any]], None]] = None,
+                 min_level: str = "debug"):
         self.lines: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
         self.publish = publish
+        self.floor = LEVELS[min_level]       # records below it are not kept (the notifier's tap: warnings only)
         self._lock = threading.Lock()
 
     def __call__(self, method: str, event: dict[str, Any]) -> None:
         level = str(event.pop("level", method) or method).lower()
+        if LEVELS.get(level, 0) < self.floor:
+            return
         text = redact(json.dumps(event, default=str, sort_keys=True))
         row = {"level": level, "time": event.get("timestamp"), "event": redact(str(event.get("event", ""))),
                "line": text}

@@ -4,7 +4,8 @@ whether they could be reloaded.
 Reloadable (issue 17): the symbols and the scan settings (``data.symbols``, ``live.scan``,
 ``live.scanner.*``), the guards' and the exit manager's options (``plugins.NAME.*`` of the
 components the pipeline uses in those roles, found through the pipeline's description, never by
-plugin name), and notification settings (none exist yet). Any other difference needs a restart.
+plugin name), and notification settings (``notify.*``, applied at once by the notifier: they hold
+no trading state). Any other difference needs a restart.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 #: config keys (dotted prefixes) that are reloadable whatever the plugins
-RELOADABLE = ("data.symbols", "live.scan", "live.scanner")
+RELOADABLE = ("data.symbols", "live.scan", "live.scanner", "notify")
 #: the pipeline's roles whose components' options are reloadable
 RELOADABLE_ROLES = ("entry_guards", "portfolio_watchers", "exit_manager")
 
@@ -42,6 +43,10 @@ def reloadable_prefixes(described: Mapping[str, Any]) -> tuple[str, ...]:
         found = described.get(role)
         names += [found] if isinstance(found, str) else list(found or ())
     return RELOADABLE + tuple(f"plugins.{n}" for n in names)
+
+
+def is_notify(key: str) -> bool:
+    return key == "notify" or key.startswith("notify.")
 
 
 def split(keys: Iterable[str], prefixes: tuple[str, ...]) -> tuple[list[str], list[str]]:

@@ -106,16 +106,17 @@ def _reloaded(context, control, result: str) -> None:
 
 
 def start_api(settings, options, store, channel: Optional[ControlChannel] = None, *, clock=None,
-              monotonic=None, load_config=None) -> ApiServer:
+              monotonic=None, load_config=None, notifier=None) -> ApiServer:
     """Serve the API of the bot whose store is ``store`` (``options``: its ``[live]``); with
     ``channel`` the bot runs in this process and takes controls, without it the server is
     read-only. ``clock`` (wall seconds, tokens) and ``monotonic`` (login limits) are injectable.
-    ``load_config()``: the bot's settings read again from its config file (``reload``; None: no reload)."""
+    ``load_config()``: the bot's settings read again from its config file (``reload``; None: no reload).
+    ``notifier``: the bot's :class:`~mlcoord.notify.service.Notifier` (health, metrics, reload)."""
     import time
 
     from mlcoord import __version__
     from mlcoord.logs import add_tap, register_secret
-    from mlcoord.server.accounts import Accounts
+    from mlcoord.server.accounts import Accounts, record_results
     from mlcoord.server.app import ServerContext, create_app
     from mlcoord.server.auth import LoginLimiter, Tokens
     from mlcoord.server.events import EventHub
@@ -137,11 +138,14 @@ def start_api(settings, options, store, channel: Optional[ControlChannel] = None
     context = ServerContext(api, accounts, tokens,
                             LoginLimiter(api.login_attempts, api.login_window_seconds, monotonic or time.monotonic),
                             reader, hub, metrics, loopback, __version__, logs=tail,
-                            settings=settings, load_config=load_config)
+                            settings=settings, load_config=load_config, notifier=notifier)
+    if notifier is not None:
+        from mlcoord.notify.metrics import NotifyCollector
+
+        metrics.registry.register(NotifyCollector(notifier))
     if channel is not None:
         channel.events += [hub.publish, metrics.on_event]
-        channel.results.append(lambda control, result: accounts.audit_result(control.audit_id, result)
-                               if control.audit_id else None)
+        record_results(channel, accounts)
         channel.results.append(lambda control, result: _reloaded(context, control, result))
     add_tap(tail)
     server = ApiServer(create_app(context), _bind(host, port), api, context).start()
