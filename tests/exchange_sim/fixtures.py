@@ -15,3 +15,14 @@ def exchange_server():
     with ExchangeServer() as server:
         yield server
     assert not server.errors, "exchange simulator bug:\n" + "\n".join(server.errors)
+
+
+@pytest.fixture
+def bybit_server():
+    """A fresh Bybit v5 emulator (the same accounts and candles, Bybit's markets, fees and rules)."""
+    from .bybit import BYBIT_LINEAR_MARKETS, BYBIT_SPOT_MARKETS, bybit_options
+
+    with ExchangeServer(dialect="bybit", spot_markets=BYBIT_SPOT_MARKETS, futures_markets=BYBIT_LINEAR_MARKETS,
+                        options=bybit_options()) as server:
+        yield server
+    assert not server.errors, "exchange simulator bug:\n" + "\n".join(server.errors)
