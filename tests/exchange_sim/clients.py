@@ -90,3 +90,11 @@ def bybit_client(server: ExchangeServer, kind: str = "spot", *, timeout_ms: int 
     return ccxt.bybit({"apiKey": server.api_key if api_key is None else api_key,
                        "secret": server.secret if secret is None else secret, "timeout": timeout_ms,
                        "enableRateLimit": False, "options": options, "urls": sim_urls(server, "bybit"), **config})
+
+
+def venue_client(server: ExchangeServer, market: str = "spot", *, timeout_ms: int = 500, **config) -> Any:
+    """The ccxt object a bot would use on ``server``'s exchange for ``market`` (spot or futures)."""
+    if server.dialect.name == "bybit":
+        return bybit_client(server, "spot" if market == "spot" else "linear", timeout_ms=timeout_ms, **config)
+    make = spot_client if market == "spot" else futures_client
+    return make(server, timeout_ms=timeout_ms, **config)
