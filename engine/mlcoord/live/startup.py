@@ -107,7 +107,7 @@ def _futures_positions(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
     out = []
     for r in rows:
         contracts = float(r.get("contracts") or 0.0)
-        sym, side = r.get("symbol"), str(r.get("side") or "").lower()
+        sym, side = str(r.get("symbol") or ""), str(r.get("side") or "").lower()
         if not contracts or sym not in named or (sym, side) in ours:
             continue
         entry = float(r.get("entryPrice") or 0.0) or None
