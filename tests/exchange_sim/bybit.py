@@ -212,6 +212,15 @@ def _funding_history(st, p: dict, _):
                                             "fundingRateTimestamp": str(r["fundingTime"])} for r in reversed(rows)]}
 
 
+def _risk_limit(st, p, _):
+    """One risk tier per linear symbol: the maintenance margin the liquidation price uses."""
+    _category(p, ("linear",))
+    return {"category": "linear", "list": [
+        {"id": 1, "symbol": s.id, "riskLimitValue": "2000000", "maintenanceMargin": str(s.maint_margin_ratio),
+         "initialMargin": "0.01", "isLowestRisk": 1, "maxLeverage": "100.00", "mmDeduction": ""}
+        for s in st.futures_markets.values() if not p.get("symbol") or s.id == p["symbol"]], "nextPageCursor": ""}
+
+
 # -- account ----------------------------------------------------------------------------------------
 def _query_api(st, p, _):
     return {"id": "1", "note": "sim", "apiKey": "***", "readOnly": 0, "secret": "", "type": 1,
@@ -586,6 +595,7 @@ PUBLIC = {
     ("GET", "/v5/market/kline"): _kline,
     ("GET", "/v5/market/tickers"): _tickers,
     ("GET", "/v5/market/funding/history"): _funding_history,
+    ("GET", "/v5/market/risk-limit"): _risk_limit,
 }
 SIGNED = {
     ("GET", "/v5/user/query-api"): _query_api,
