@@ -580,3 +580,22 @@ def test_an_unreadable_stored_file_is_a_clear_error_not_a_name_error(tmp_path):
     path.write_bytes(b"not a parquet file")
     with pytest.raises(DownloadError, match="unreadable"):
         load_store_funding(tmp_path, ExchangeConfig(id="fake", market="futures"), ["BTC/USDT"])
+
+
+def test_bybit_download_candles_and_funding_history(tmp_path, btc_candles):
+    """``data download`` on Bybit (the loopback v5 emulator): the same closed candles, funding every 8 h."""
+    from exchange_sim import bybit_client, bybit_exchange_server
+
+    with bybit_exchange_server() as server:
+        perp = bybit_client(server, "linear", timeout_ms=3000)
+        dl = downloader(perp, tmp_path, market="futures", limit=200)
+        reports = dl.download(["BTC/USDT"], ["1h"], bar_ms(btc_candles, 0))
+        assert [r.symbol for r in reports] == ["BTC/USDT:USDT"] * 2
+        stored = read_stored(reports[0].path, "BTC/USDT", "1h")
+        np.testing.assert_array_equal(stored.time, btc_candles.time[:1000])
+        np.testing.assert_allclose(stored.close, btc_candles.close[:1000], rtol=1e-12)
+        series = load_store_funding(tmp_path, ExchangeConfig(id="bybit", market="futures"), ["BTC/USDT"])["BTC/USDT"]
+        times_ms = series.time // MS_NS
+        assert len(times_ms) >= 125 and (np.diff(times_ms) == 8 * H_MS).all() and times_ms[-1] <= server.now_ms
+        np.testing.assert_allclose(series.rate, 0.0001)
+        assert not server.errors

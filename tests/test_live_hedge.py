@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from structlog.testing import capture_logs
 
-from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from exchange_sim import exchange_server, futures_client, venue_client, venue_server  # noqa: F401 (fixture)
 from mlcoord.live.broker import Broker
 from mlcoord.live.records import OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
@@ -212,8 +212,9 @@ def _hedge_orders_on_server(account):
     return [o.client_id for o in account.orders.values() if o.position_side == "SHORT" and o.side == "SELL"]
 
 
-def test_restart_mid_hedge_neither_opens_it_again_nor_loses_it(exchange_server, tmp_path):
-    server = exchange_server
+def test_restart_mid_hedge_neither_opens_it_again_nor_loses_it(venue_server, tmp_path):
+    """Both hedge-mode legs survive a restart (nautilus#4738), on Binance and Bybit."""
+    server = venue_server
     account = server.state.futures
     settings, options = load_live_settings(hedge_config(tmp_path))
     held = {}
@@ -227,7 +228,7 @@ def test_restart_mid_hedge_neither_opens_it_again_nor_loses_it(exchange_server, 
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+        run_live(settings, options, venue_client(server, "futures"), load_plugins(), clock=BarClock(server),
                  health_clock=ManualClock(), cycles=60, on_cycle=stop_when_hedged)
     assert held and abs(held["amount"]) == Decimal(str(held["quantity"]))
     store = Store.open(options.store)
@@ -245,7 +246,7 @@ def test_restart_mid_hedge_neither_opens_it_again_nor_loses_it(exchange_server, 
             first["engine"] = leg.quantity if leg is not None else None
 
     with capture_logs() as logs:
-        trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+        trader = run_live(settings, options, venue_client(server, "futures"), load_plugins(), clock=BarClock(server),
                           health_clock=ManualClock(), cycles=30, store=store, on_cycle=check)
     # the first cycle after the restart: the same leg, journaled, held once, seen by the engine
     assert first["hedge"] is not None and first["hedge"].quantity == held["quantity"]

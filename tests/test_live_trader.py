@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
+from exchange_sim import exchange_server, futures_client, venue_client, venue_server  # noqa: F401 (fixture)
 from mlcoord.live.records import OrderState, PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
@@ -33,8 +33,9 @@ def stops_cover_positions(account):
     return missing
 
 
-def test_live_futures_ladders_stops_and_take_profits(exchange_server, tmp_path):
-    server = exchange_server
+def test_live_futures_ladders_stops_and_take_profits(venue_server, tmp_path):
+    """300 bars with partial fills and rejections, on Binance and Bybit."""
+    server = venue_server
     faults = server.faults
     faults.partial_fill(fraction=0.5, probability=0.15)
     faults.reject(probability=0.05)
@@ -52,7 +53,7 @@ def test_live_futures_ladders_stops_and_take_profits(exchange_server, tmp_path):
         assert all(n == 1 for n in live_stops.values()), live_stops   # replaced, never duplicated
         checks.append(trader.last_time)
 
-    trader = run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+    trader = run_live(settings, options, venue_client(server, "futures"), load_plugins(), clock=BarClock(server),
                       health_clock=ManualClock(), cycles=300, on_cycle=check)
     assert len(checks) == 300
     store = trader.store

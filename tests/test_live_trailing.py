@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import ccxt
 import pytest
 
-from exchange_sim import ExchangeServer, exchange_server, futures_client, spot_client  # noqa: F401
+from exchange_sim import ExchangeServer, bybit_server, exchange_server, futures_client, spot_client  # noqa: F401
 from exchange_sim.markets import bundled_series
 from mlcoord.errors import ConfigError, MlcoordError
 from mlcoord.live.broker import Broker
@@ -321,3 +321,17 @@ def test_exit_manager_exposes_its_trail_without_changing_its_levels():
     moved = prepared.update(i + 1, Held(), levels)
     assert moved.stop > levels.stop
     assert (moved.trail_distance, moved.trail_activation) == (levels.trail_distance, levels.trail_activation)
+
+
+def test_exchange_trailing_on_bybit_is_refused_at_start(bybit_server, tmp_path):
+    """Bybit has no trailing stop *order* (only a position-wide trailing distance): a session asking
+    for exchange-side trailing stops there stops before touching the account, naming the fallback."""
+    from exchange_sim import venue_client
+    from mlcoord.live.broker import BrokerError
+
+    settings, options = load_live_settings(live_config(tmp_path, extra='trailing = "exchange"'))
+    with pytest.raises(BrokerError, match=r'bybit has no exchange-side trailing .*trailing = "bot"'):
+        run_live(settings, options, venue_client(bybit_server, "futures"), load_plugins(), clock=BarClock(bybit_server),
+                 health_clock=ManualClock(), cycles=1)
+    assert bybit_server.calls[("POST", "/v5/order/create")] == 0
+    assert bybit_server.calls[("POST", "/v5/position/switch-mode")] == 0

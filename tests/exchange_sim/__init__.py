@@ -68,13 +68,15 @@ take-profit and trailing orders go through Binance's algo-order API (``/fapi/v1/
 or cancel them with ``params={"trigger": True}``.
 """
 
-from .clients import ccxt_table, futures_client, point_at, sim_urls, spot_client
+from .bybit import BYBIT_LINEAR_MARKETS, BYBIT_SPOT_MARKETS, bybit_options
+from .clients import bybit_client, venue_client, ccxt_table, futures_client, point_at, sim_urls, spot_client
 from .faults import Faults, FaultRule
-from .fixtures import exchange_server
+from .fixtures import bybit_exchange_server, bybit_server, exchange_server, venue_server
 from .markets import FUTURES_MARKETS, SPOT_MARKETS, MarketSpec
 from .server import API_KEY, SECRET, ExchangeServer, HeldRequest
 from .state import BinanceError, ExchangeState, Options
 
-__all__ = ["API_KEY", "SECRET", "FUTURES_MARKETS", "SPOT_MARKETS", "BinanceError", "ExchangeServer",
+__all__ = ["API_KEY", "SECRET", "BYBIT_LINEAR_MARKETS", "BYBIT_SPOT_MARKETS", "bybit_client", "bybit_options",
+           "bybit_exchange_server", "bybit_server", "venue_client", "venue_server", "FUTURES_MARKETS", "SPOT_MARKETS", "BinanceError", "ExchangeServer",
            "ExchangeState", "FaultRule", "Faults", "HeldRequest", "MarketSpec", "Options", "exchange_server",
            "ccxt_table", "futures_client", "point_at", "sim_urls", "spot_client"]

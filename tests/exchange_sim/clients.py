@@ -19,12 +19,15 @@ def sim_urls(server: ExchangeServer, exchange_id: str = "binance") -> dict:
     return {"api": {k: _HOST.sub(server.url, v) for k, v in api.items() if isinstance(v, str)}}
 
 
-def ccxt_table(server: ExchangeServer, kind: str = "spot", exchange_id: str = "binance") -> dict:
+def ccxt_table(server: ExchangeServer, kind: str = "spot", exchange_id: str | None = None) -> dict:
     """The ``[exchange.ccxt]`` table of a config pointed at the server: its urls, and the options
-    that keep ccxt to the endpoints the server speaks (``kind``: spot or linear)."""
-    return {"urls": sim_urls(server, exchange_id),
-            "options": {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]},
-                        "adjustForTimeDifference": False, "fetchMargins": False}}
+    that keep ccxt to the endpoints the server speaks (``kind``: spot or linear; the exchange id
+    defaults to the server's dialect)."""
+    exchange_id = exchange_id or server.dialect.name
+    options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]}, "adjustForTimeDifference": False}
+    if exchange_id.startswith("binance"):
+        options["fetchMargins"] = False
+    return {"urls": sim_urls(server, exchange_id), "options": options}
 
 
 def point_at(exchange: Any, server: ExchangeServer) -> Any:
@@ -73,3 +76,25 @@ def futures_client(server: ExchangeServer, *, timeout_ms: int = 500, api_key: st
 
     cls = (accxt if asyncio else ccxt).binanceusdm
     return point_at(cls(_config(server, "linear", timeout_ms, api_key, secret, config)), server)
+
+
+def bybit_client(server: ExchangeServer, kind: str = "spot", *, timeout_ms: int = 500, api_key: str | None = None,
+                 secret: str | None = None, **config) -> Any:
+    """A ``ccxt.bybit`` object (``kind``: spot or linear) talking to a Bybit-dialect ``server``."""
+    import ccxt
+
+    if server.dialect.name != "bybit":
+        raise ValueError(f"bybit_client needs a server with the bybit dialect, got {server.dialect.name}")
+    options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]}, "adjustForTimeDifference": False,
+               "defaultType": "spot" if kind == "spot" else "swap", **config.pop("options", {})}
+    return ccxt.bybit({"apiKey": server.api_key if api_key is None else api_key,
+                       "secret": server.secret if secret is None else secret, "timeout": timeout_ms,
+                       "enableRateLimit": False, "options": options, "urls": sim_urls(server, "bybit"), **config})
+
+
+def venue_client(server: ExchangeServer, market: str = "spot", *, timeout_ms: int = 500, **config) -> Any:
+    """The ccxt object a bot would use on ``server``'s exchange for ``market`` (spot or futures)."""
+    if server.dialect.name == "bybit":
+        return bybit_client(server, "spot" if market == "spot" else "linear", timeout_ms=timeout_ms, **config)
+    make = spot_client if market == "spot" else futures_client
+    return make(server, timeout_ms=timeout_ms, **config)

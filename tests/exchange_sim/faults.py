@@ -52,13 +52,14 @@ class FaultRule:
     seen: int = 0
     fired: int = 0
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, order_endpoints: tuple[str, ...] = ORDER_ENDPOINTS,
+                kline_endpoints: tuple[str, ...] = KLINE_ENDPOINTS) -> bool:
         order_kind = self.kind in ("reject", "partial_fill", "lost_response")
         if self.endpoint is not None and path != self.endpoint:
             return False
-        if self.endpoint is None and order_kind and path not in ORDER_ENDPOINTS:
+        if self.endpoint is None and order_kind and path not in order_endpoints:
             return False
-        if self.endpoint is None and self.kind == "bad_klines" and path not in KLINE_ENDPOINTS:
+        if self.endpoint is None and self.kind == "bad_klines" and path not in kline_endpoints:
             return False
         want = self.method or ("POST" if order_kind else None)
         return want is None or want == method
@@ -67,7 +68,9 @@ class FaultRule:
 class Faults:
     """The fault plan of one server. Thread-safe; ``log`` lists ``(kind, method, path)`` fired."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, order_endpoints: tuple[str, ...] = ORDER_ENDPOINTS,
+                 kline_endpoints: tuple[str, ...] = KLINE_ENDPOINTS) -> None:
+        self.order_endpoints, self.kline_endpoints = order_endpoints, kline_endpoints
         self._rules: list[FaultRule] = []
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -96,12 +99,16 @@ class Faults:
     def server_error(self, status: int = 503, **when) -> FaultRule:
         return self.add("server_error", status=status, **when)
 
-    def reject(self, code: int = -2010, msg: str = "New order rejected.", **when) -> FaultRule:
-        return self.add("reject", code=code, msg=msg, **when)
+    def reject(self, code: int | None = None, msg: str | None = None, **when) -> FaultRule:
+        """Refuse an order (default: the dialect's, Binance -2010 "New order rejected.")."""
+        given = {k: v for k, v in (("code", code), ("msg", msg)) if v is not None}
+        return self.add("reject", **given, **when)
 
-    def auth_error(self, echo_key: bool = True, code: int = -2015, status: int = 401,
-                   msg: str = "Invalid API-key, IP, or permissions for action", **when) -> FaultRule:
-        return self.add("auth_error", echo_key=echo_key, code=code, status=status, msg=msg, **when)
+    def auth_error(self, echo_key: bool = True, code: int | None = None, status: int | None = None,
+                   msg: str | None = None, **when) -> FaultRule:
+        """Refuse a signed request (default: the dialect's, Binance HTTP 401 -2015)."""
+        given = {k: v for k, v in (("code", code), ("status", status), ("msg", msg)) if v is not None}
+        return self.add("auth_error", echo_key=echo_key, **given, **when)
 
     def partial_fill(self, fraction: float = 0.5, **when) -> FaultRule:
         return self.add("partial_fill", fraction=fraction, **when)
@@ -135,7 +142,7 @@ class Faults:
         with self._lock:
             chosen = None
             for rule in self._rules:
-                if rule.kind not in kinds or not rule.matches(method, path):
+                if rule.kind not in kinds or not rule.matches(method, path, self.order_endpoints, self.kline_endpoints):
                     continue
                 index = rule.seen
                 rule.seen += 1

@@ -16,7 +16,8 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from .faults import ORDER_ENDPOINTS, Faults
+from .dialect import Answer, Dialect
+from .faults import KLINE_ENDPOINTS, ORDER_ENDPOINTS, Faults
 from .markets import futures_symbol_info, spot_symbol_info
 from .state import BinanceError, ExchangeState
 
@@ -146,6 +147,31 @@ SIGNED = {
 }
 
 
+def _binance_auth(server, headers, method, raw_query, raw_body, params) -> None:
+    server.authenticate(headers.get("X-MBX-APIKEY"), raw_query, raw_body, params)
+
+
+def _binance_error(err: BinanceError) -> Answer:
+    return Answer(err.status, err.body())
+
+
+BINANCE = Dialect(
+    name="binance", public=PUBLIC, signed=SIGNED, order_endpoints=ORDER_ENDPOINTS,
+    kline_endpoints=KLINE_ENDPOINTS, key_header="X-MBX-APIKEY", authenticate=_binance_auth,
+    parse_body=lambda raw: dict(parse_qsl(raw, keep_blank_values=True)), error=_binance_error,
+    ok=lambda result, now_ms: result,
+    rate_limited=lambda retry, now_ms: Answer(429, {
+        "code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) is 6000 requests per minute. "
+                              "Please use the websocket for live updates to avoid bans."}, {"Retry-After": str(retry)}),
+    lost=lambda mode: Answer(500, {"code": -1000, "msg": "An unknown error occurred while processing the request."})
+    if mode == "500" else Answer(503, {"code": -1007, "msg": "Timeout waiting for response from backend server. "
+                                       "Send status unknown; execution status unknown."}),
+    usage_headers=lambda now_ms: {"X-MBX-USED-WEIGHT-1M": "1"},
+    reject=(-2010, "New order rejected."),
+    auth_error=(-2015, "Invalid API-key, IP, or permissions for action", 401),
+)
+
+
 class HeldRequest:
     """A request the server holds unanswered until :meth:`release` (see
     :meth:`ExchangeServer.hold_request`): while it waits, the test kills the client at an exact,
@@ -207,11 +233,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _handle(self, method: str) -> None:
         ex = self.server.exchange
+        d = ex.dialect
         url = urlsplit(self.path)
         path, raw_query = url.path, url.query
         raw_body = self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode()
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
-        params.update(parse_qsl(raw_body, keep_blank_values=True))
+        params.update(d.parse_body(raw_body))
         ex.calls[(method, path)] += 1
         self._held = ex.held_request(method, path)
         if self._held is not None and not self._held.processed:   # never reaches the exchange
@@ -221,42 +248,44 @@ class _Handler(BaseHTTPRequestHandler):
         fault = ex.faults.pick(method, path, ("timeout", "rate_limit", "server_error"))
         if fault is not None:
             return self._before_fault(fault)
-        route = SIGNED.get((method, path)) or PUBLIC.get((method, path))
+        route = d.signed.get((method, path)) or d.public.get((method, path))
         if route is None:
             return self._send(404, {"code": -5000, "msg": f"Path {path}, Method {method} is invalid"})
         try:
-            if (method, path) in SIGNED:
+            if (method, path) in d.signed:
                 refused = ex.faults.pick(method, path, ("auth_error",))
                 if refused is not None:
-                    echo = f" (key {self.headers.get('X-MBX-APIKEY')})" if refused.params.get("echo_key") else ""
-                    raise BinanceError(refused.params["code"], f"{refused.params['msg']}{echo}.",
-                                       refused.params["status"])
-                ex.authenticate(self.headers.get("X-MBX-APIKEY"), raw_query, raw_body, params)
-            creating = method == "POST" and path in ORDER_ENDPOINTS
+                    code, msg, status = d.auth_error
+                    p = refused.params
+                    echo = f" (key {self.headers.get(d.key_header)})" if p.get("echo_key") else ""
+                    raise BinanceError(p.get("code", code), f"{p.get('msg', msg)}{echo}.", p.get("status", status))
+                d.authenticate(ex, self.headers, method, raw_query, raw_body, params)
+            creating = method == "POST" and path in d.order_endpoints
             fraction = None
             if creating:
                 reject = ex.faults.pick(method, path, ("reject",))
                 if reject is not None:
-                    raise BinanceError(reject.params.get("code", -2010),
-                                       reject.params.get("msg", "New order rejected."))
+                    raise BinanceError(reject.params.get("code", d.reject[0]), reject.params.get("msg", d.reject[1]))
                 partial = ex.faults.pick(method, path, ("partial_fill",))
                 if partial is not None:
                     fraction = Decimal(str(partial.params.get("fraction", 0.5)))
             with ex.state.lock:
                 try:
-                    body = route(ex.state, params, fraction)
+                    body = d.ok(route(ex.state, params, fraction), ex.state.now_ms)
                 finally:
-                    if (method, path) in SIGNED:
+                    if (method, path) in d.signed:
                         ex.state.coverage.observe(f"{method} {path}")
             spoil = ex.faults.pick(method, path, ("bad_klines",)) if method == "GET" else None
             if spoil is not None:
                 body = ex.faults.spoil_klines(spoil, body)
             lost = ex.faults.pick(method, path, ("lost_response",)) if creating else None
         except BinanceError as err:
-            return self._send(err.status, err.body())
-        except Exception as err:  # a simulator bug: answer like Binance, keep it for the test
+            answer = d.error(err)
+            return self._send(answer.status, answer.body, answer.headers)
+        except Exception as err:  # a simulator bug: answer like the exchange, keep it for the test
             ex.errors.append(f"{method} {path}: {traceback.format_exc()}")
-            return self._send(500, {"code": -1000, "msg": f"internal simulator error: {err!r}"})
+            answer = d.error(BinanceError(-1000, f"internal simulator error: {err!r}", 500))
+            return self._send(500, answer.body)
         if lost is not None:
             return self._lost(lost, body)
         self._send(200, body)
@@ -265,11 +294,10 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "timeout":
             time.sleep(fault.params.get("delay", 1.0))
             return self._drop()
+        ex = self.server.exchange
         if fault.kind == "rate_limit":
-            retry = str(fault.params.get("retry_after", 1))
-            return self._send(429, {"code": -1003, "msg": "Too many requests; current limit of IP(127.0.0.1) "
-                                    "is 6000 requests per minute. Please use the websocket for live "
-                                    "updates to avoid bans."}, {"Retry-After": retry})
+            answer = ex.dialect.rate_limited(int(fault.params.get("retry_after", 1)), ex.state.now_ms)
+            return self._send(answer.status, answer.body, answer.headers)
         status = int(fault.params.get("status", 503))
         self._send(status, f"<html><body><h1>{status} Service Unavailable</h1></body></html>",
                    content_type="text/html")
@@ -278,12 +306,9 @@ class _Handler(BaseHTTPRequestHandler):
         mode = fault.params.get("mode", "drop")
         if mode == "drop":
             return self._drop()
-        if mode == "500":
-            return self._send(500, {"code": -1000, "msg": "An unknown error occurred while processing "
-                                                          "the request."})
-        if mode == "unknown":
-            return self._send(503, {"code": -1007, "msg": "Timeout waiting for response from backend "
-                                    "server. Send status unknown; execution status unknown."})
+        if mode in ("500", "unknown"):
+            answer = self.server.exchange.dialect.lost(mode)
+            return self._send(answer.status, answer.body, answer.headers)
         time.sleep(fault.params.get("delay", 1.0))
         self._send(200, body)
 
@@ -315,12 +340,12 @@ class _Handler(BaseHTTPRequestHandler):
         if self._hold():
             return self._drop()
         data = (body if isinstance(body, str) else json.dumps(body)).encode()
+        ex = self.server.exchange
         try:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("X-MBX-USED-WEIGHT-1M", "1")
-            for key, value in (headers or {}).items():
+            for key, value in {**ex.dialect.usage_headers(ex.state.now_ms), **(headers or {})}.items():
                 self.send_header(key, value)
             self.end_headers()
             self.wfile.write(data)
@@ -351,9 +376,11 @@ class ExchangeServer:
     """A Binance look-alike on ``127.0.0.1:<ephemeral port>``; see the package docstring."""
 
     def __init__(self, state: ExchangeState | None = None, *, api_key: str = API_KEY,
-                 secret: str = SECRET, seed: int = 0, **state_options) -> None:
+                 secret: str = SECRET, seed: int = 0, dialect: Dialect | str = "binance",
+                 **state_options) -> None:
+        self.dialect = _dialect(dialect)
         self.state = state or ExchangeState(**state_options)
-        self.faults = Faults(seed)
+        self.faults = Faults(seed, self.dialect.order_endpoints, self.dialect.kline_endpoints)
         self.api_key, self.secret = api_key, secret
         self.calls: Counter = Counter()
         self.errors: list[str] = []  # tracebacks of simulator bugs (answered as HTTP 500)
@@ -451,3 +478,16 @@ class ExchangeServer:
 def _strip_signature(raw: str) -> str:
     parts = [kv for kv in raw.split("&") if kv and not kv.startswith("signature=")]
     return "&".join(parts)
+
+
+def _dialect(dialect: Dialect | str) -> Dialect:
+    """A dialect by name (``binance``, ``bybit``) or as given."""
+    if isinstance(dialect, Dialect):
+        return dialect
+    if dialect == "binance":
+        return BINANCE
+    if dialect == "bybit":
+        from .bybit import BYBIT
+
+        return BYBIT
+    raise ValueError(f"unknown exchange dialect {dialect!r}; expected binance or bybit")

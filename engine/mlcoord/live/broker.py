@@ -33,6 +33,7 @@ import attrs
 import structlog
 
 from mlcoord.errors import MlcoordError
+from mlcoord.live.dialects import dialect_for, trigger_direction
 from mlcoord.live.exchange import market_symbol
 from mlcoord.live.ids import client_order_id
 from mlcoord.live.plan_orders import PARTIAL_TP, TAKE_PROFIT
@@ -83,6 +84,7 @@ class Broker:
         if market not in ("spot", "futures"):
             raise BrokerError(f"market must be spot or futures, got {market!r}")
         self.exchange, self.store, self.market = exchange, store, market
+        self.dialect = dialect_for(exchange)          # how this exchange writes what the broker does
         self.health = health or ExchangeHealth()
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset
@@ -98,6 +100,19 @@ class Broker:
             return
         self._tolerant(lambda: self.exchange.set_position_mode(True), "set_position_mode")
         self.setup_symbols(symbols, leverage, margin_mode)
+        if self.dialect.verify_hedge_mode:
+            self.verify_hedge_mode(symbols)
+
+    def verify_hedge_mode(self, symbols) -> None:
+        """The account really is in hedge mode: every position row of ``symbols`` is one side's
+        (an exchange that kept one-way mode would net a hedge leg into the position it hedges)."""
+        field, long_, short = self.dialect.position_side
+        rows = self.fetch_positions([self.symbol(s) for s in symbols])
+        one_way = sorted({str(r.get("symbol")) for r in rows or []
+                          if (r.get("info") or {}).get(field) not in (long_, short, str(long_), str(short))})
+        if one_way:
+            raise BrokerError(f"{self.dialect.name}: hedge mode was set but {', '.join(one_way)} still show one-way "
+                              f"positions ({field}); switch the account to hedge mode (both sides) and restart")
 
     def setup_symbols(self, symbols, leverage: float, margin_mode: str = "isolated") -> None:
         """Futures: margin mode and leverage of each symbol, set explicitly (also for a symbol the
@@ -107,18 +122,29 @@ class Broker:
         for s in symbols:
             sym = self.symbol(s)
             self._tolerant(lambda: self.exchange.set_margin_mode(margin_mode, sym), f"set_margin_mode {sym}")
-            self.call(lambda: self.exchange.set_leverage(int(round(leverage)), sym), f"set_leverage {sym}")
+            self._tolerant(lambda: self.exchange.set_leverage(int(round(leverage)), sym), f"set_leverage {sym}")
 
     def _tolerant(self, fn, what: str) -> None:
-        """A setting that is already in place is an error on Binance ("No need to change"): fine."""
+        """A setting that is already in place is an error on some exchanges (Binance "No need to
+        change", Bybit "... not modified"): fine."""
         import ccxt
 
         try:
             self.call(fn, what)
         except ccxt.ExchangeError as exc:
-            if "no need" not in str(exc).lower():
+            if not any(word in str(exc).lower() for word in self.dialect.already_set):
                 raise
             log.info("exchange_setting_already_set", what=what)
+
+    def fetch_positions(self, symbols: Sequence[str]) -> list[dict]:
+        """ccxt's positions of ``symbols`` (exchange symbols), one request per symbol where the
+        exchange takes one at a time."""
+        if not self.dialect.positions_one_symbol:
+            return list(self.call(lambda: self.exchange.fetch_positions(list(symbols)), "fetch_positions") or [])
+        rows: list[dict] = []
+        for sym in symbols:
+            rows += self.call(lambda s=sym: self.exchange.fetch_positions([s]), f"fetch_positions {sym}") or []
+        return rows
 
     def call(self, fn, what: str):
         """An exchange request, once the store has committed what it holds (a deferred answer)."""
@@ -166,6 +192,8 @@ class Broker:
         it (False: journaled earlier, e.g. before a restart: :meth:`send` asks the exchange first)."""
         if order.kind == OrderKind.TRAILING_STOP and self.market != "futures":
             raise not_yet_supported("exchange-side trailing stops on spot")     # before anything is stored
+        if order.kind == OrderKind.TRAILING_STOP and not self.dialect.trailing_orders:
+            raise not_yet_supported(f"exchange-side trailing stop orders on {self.dialect.name}")
         for field in _REQUIRED.get(order.kind, ()):
             _required(order, field)                                              # the same
         record = OrderRecord(order, plan_id, OrderState.PENDING, updated_at=order.created_at)
@@ -326,6 +354,8 @@ class Broker:
                 self.sent += 1
                 self._changed(order.symbol)
                 response = self._create(order)
+                if not self.dialect.answer_has_state:      # ids only: what the order did is read back
+                    response = self.lookup(record) or response
                 return self._apply(record, response, pending=True)
             except ccxt.OperationFailed as exc:    # timeouts, lost answers, 5xx, 429, -1000: did it land?
                 last = exc
@@ -354,7 +384,12 @@ class Broker:
         params: dict[str, Any] = {"clientOrderId": order.id}
         amount = float(order.quantity)
         if self.market == "futures":
-            params["positionSide"] = "LONG" if order.side == Side.LONG else "SHORT"
+            if self.dialect.hedge_style == "positionSide":
+                params["positionSide"] = "LONG" if order.side == Side.LONG else "SHORT"
+            else:                          # ccxt's hedged flag: positionIdx from the side and reduceOnly
+                params["hedged"] = True
+                if closing:
+                    params["reduceOnly"] = True
         # spot has no reduceOnly or position side: a closing order is a plain sell of the held coins
         # (the trader sizes it to what the account holds and cancels the stop that locks them first)
         if order.kind == OrderKind.MARKET:
@@ -366,15 +401,18 @@ class Broker:
         stop = self.price(order.symbol, _required(order, "price"))
         take_profit = order.tag.startswith((TAKE_PROFIT, PARTIAL_TP))
         if self.market == "futures":
+            if self.dialect.stop_style == "trigger_direction":
+                params.update(triggerPrice=stop, triggerDirection=trigger_direction(order.side == Side.LONG, take_profit))
+                return self.exchange.create_order(sym, "market", side, amount, None, params)
             params["stopPrice"] = stop
             kind = "TAKE_PROFIT_MARKET" if take_profit else "STOP_MARKET"
             return self.exchange.create_order(sym, kind, side, amount, None, params)
         if take_profit:
             raise not_yet_supported("take-profit orders on spot (the bot monitors the take profit)")
         offset = self.stop_limit_offset if side == "buy" else -self.stop_limit_offset
-        params["stopPrice"] = stop
-        return self.exchange.create_order(sym, "STOP_LOSS_LIMIT", side, amount,
-                                          self.price(order.symbol, stop * (1 + offset)), params)
+        kind, trigger = self.dialect.spot_stop
+        params[trigger] = stop
+        return self.exchange.create_order(sym, kind, side, amount, self.price(order.symbol, stop * (1 + offset)), params)
 
     def _trailing_stop(self, order: Order, sym: str, side: str, amount: float, params: dict) -> dict:
         """Futures ``TRAILING_STOP_MARKET``: closes when price falls (rises, for a short) by the
@@ -399,10 +437,12 @@ class Broker:
 
         sym = self.symbol(record.order.symbol)
         cid = record.client_order_id
-        algo = self.market == "futures" and record.order.kind in ALGO_KINDS
+        if self.dialect.lookup == "listing":
+            return self._listed(record, sym, cid)
+        algo = self._algo(record)
         if not (algo and algo_only):
             try:
-                return self.call(lambda: self.exchange.fetch_order(None, sym, {"origClientOrderId": cid}),
+                return self.call(lambda: self.exchange.fetch_order(None, sym, {self.dialect.lookup_key: cid}),
                                  f"fetch_order {cid}")
             except ccxt.OrderNotFound:
                 pass
@@ -413,6 +453,28 @@ class Broker:
             except ccxt.OrderNotFound:
                 pass
         return None
+
+    def _listed(self, record: OrderRecord, sym: str, cid: str) -> Optional[dict]:
+        """An order found by client id in the open-orders listing (Bybit's realtime list, which
+        also shows recently closed orders asked for by id), else in the order history."""
+        params: dict[str, Any] = {self.dialect.lookup_key: cid}
+        if self._in_trigger_book(record):
+            params["trigger"] = True
+        for fetch, what in ((self.exchange.fetch_open_orders, "fetch_open_orders"),
+                            (self.exchange.fetch_closed_orders, "fetch_closed_orders")):
+            rows = self.call(lambda f=fetch: f(sym, None, None, dict(params)), f"{what} {cid}") or []
+            mine = [r for r in rows if str(r.get("clientOrderId") or "") == cid]
+            if mine:
+                return mine[0]
+        return None
+
+    def _algo(self, record: OrderRecord) -> bool:
+        """A Binance futures algo order (its own id and endpoint)."""
+        return self.dialect.algo_orders and self.market == "futures" and record.order.kind in ALGO_KINDS
+
+    def _in_trigger_book(self, record: OrderRecord) -> bool:
+        """A conditional order the exchange lists and cancels with ``{"trigger": True}``."""
+        return self.market in self.dialect.trigger_book and record.order.kind in ALGO_KINDS
 
     def refresh(self, record: OrderRecord) -> OrderRecord:
         """Bring one stored live order up to date (state and fills) from the exchange."""
@@ -446,9 +508,8 @@ class Broker:
         groups: dict[tuple[str, bool], int] = {}
         for r in records:
             if r.state in (OrderState.OPEN, OrderState.PARTIALLY_FILLED) and r.exchange_order_id:
-                algo = self.market == "futures" and r.order.kind in ALGO_KINDS
-                key = (self.symbol(r.order.symbol), algo)
-                groups[key] = groups.get(key, 0) + (2 if algo else 1)
+                key = (self.symbol(r.order.symbol), self._in_trigger_book(r))
+                groups[key] = groups.get(key, 0) + (2 if self._algo(r) else 1)
         out: dict[str, dict] = {}
         for (sym, algo), cost in sorted(groups.items()):
             if cost < 2:
@@ -467,8 +528,10 @@ class Broker:
             return record
         sym = self.symbol(record.order.symbol)
         cid = record.client_order_id
-        futures_stop = self.market == "futures" and record.order.kind in ALGO_KINDS
-        params = {"trigger": True, "clientAlgoId": cid} if futures_stop else {"origClientOrderId": cid}
+        futures_stop = self._algo(record)
+        params: dict[str, Any] = {"trigger": True, "clientAlgoId": cid} if futures_stop else {self.dialect.cancel_key: cid}
+        if not futures_stop and self._in_trigger_book(record):
+            params["trigger"] = True
         self._changed(record.order.symbol)
         try:
             answer = self.call(lambda: self.exchange.cancel_order(None, sym, params), f"cancel_order {cid}")
@@ -570,7 +633,10 @@ class Broker:
         filled = float(response.get("filled") or 0.0)
         average = response.get("average")
         info = response.get("info") or {}
-        if self.market == "futures" and record.order.kind in ALGO_KINDS and "algoId" in info:
+        field, meaning = self.dialect.info_status
+        if field and str(info.get(field)) in meaning:      # the exchange's own status says more than ccxt's
+            status = _STATES[meaning[str(info[field])]]
+        if self._algo(record) and "algoId" in info:
             # an algo (conditional) order: once triggered, its child order carries the fills
             filled = float(info.get("executedQty") or 0.0)
             average = float(info.get("avgPrice") or 0.0) or None

@@ -43,7 +43,7 @@ class FuturesMarks(TraderParts):
             return
         broker = self.broker
         symbols = sorted({broker.symbol(p.symbol) for p in plans})
-        rows = broker.call(lambda: broker.exchange.fetch_positions(symbols), "fetch_positions")
+        rows = broker.fetch_positions(symbols)
         held = {}
         for row in rows or []:
             side = str(row.get("side") or "").lower()

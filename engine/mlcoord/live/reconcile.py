@@ -72,7 +72,7 @@ def reconcile(broker: Broker, symbols: Sequence[str], unknown_orders: str = "can
                                                exchange_order_id=str(o["id"])))
                 adopted.append(order.id)
             elif unknown_orders == "cancel":
-                params = {"trigger": True} if o.get("triggerPrice") and broker.market == "futures" else {}
+                params = {"trigger": True} if o.get("triggerPrice") and broker.market in broker.dialect.trigger_book else {}
                 broker.call(lambda: broker.exchange.cancel_order(o["id"], sym, params), f"cancel_order {o['id']}")
                 cancelled.append(cid or str(o["id"]))
             log.warning("unknown_exchange_order", symbol=symbol, client_id=cid, own_format=is_own_order(cid),
@@ -98,7 +98,9 @@ def _adopted_order(broker: Broker, symbol: str, cid: str, o: dict) -> Order:
     kind = OrderKind.STOP if trigger else OrderKind.LIMIT if o.get("price") else OrderKind.MARKET
     price = float(trigger or o.get("price") or 0.0) or None
     buy = o.get("side") == "buy"
-    held = str((o.get("info") or {}).get("positionSide") or "").upper() if broker.market == "futures" else ""
+    field, long_, short = broker.dialect.position_side
+    raw = (o.get("info") or {}).get(field) if broker.market == "futures" else None
+    held = "LONG" if raw in (long_, str(long_)) else "SHORT" if raw in (short, str(short)) else ""
     if held in ("LONG", "SHORT"):
         side = Side.LONG if held == "LONG" else Side.SHORT
         closing = buy != (side == Side.LONG)
@@ -110,8 +112,7 @@ def _adopted_order(broker: Broker, symbol: str, cid: str, o: dict) -> Order:
 
 def _exchange_positions(broker: Broker, symbols: Sequence[str]) -> tuple[tuple[str, str, float], ...]:
     if broker.market == "futures":
-        rows = broker.call(lambda: broker.exchange.fetch_positions([broker.symbol(s) for s in symbols]),
-                           "fetch_positions")
+        rows = broker.fetch_positions([broker.symbol(s) for s in symbols])
         return tuple((r["symbol"], str(r.get("side")), float(r.get("contracts") or 0.0))
                      for r in rows if float(r.get("contracts") or 0.0))
     balance = broker.call(broker.exchange.fetch_balance, "fetch_balance")

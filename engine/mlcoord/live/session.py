@@ -85,6 +85,10 @@ def run_live(settings, options, exchange, plugins, *, clock=None, health_clock=N
         log.info("live_store", store=where, new=store.never_used(),
                  note="positions, orders and plans are kept here; a bot started on another store does not know them")
         broker = Broker(exchange, store, market, health=health)
+        if getattr(options, "trailing", "bot") == "exchange" and not broker.dialect.trailing_orders:
+            raise BrokerError(f"[live] trailing = \"exchange\": {broker.dialect.name} has no exchange-side trailing "
+                              "stop order (Bybit trails a whole position by a price distance); use trailing = \"bot\", "
+                              "which moves the stop order itself")
         ignore = list(dict.fromkeys(ignore))
         if getattr(options, "scan", False):
             scanner = Scanner(make_exchange or (lambda: exchange), options.scanner, market,

@@ -62,11 +62,12 @@ class Unknown:
 
 
 def open_exchange_orders(broker: Broker, symbol: str) -> list[dict]:
-    """The exchange's open orders of ``symbol``: regular ones and, on futures, conditional (algo)
-    ones (stops, take profits, trailing stops), which a plain listing does not show."""
+    """The exchange's open orders of ``symbol``: regular ones and, where the exchange keeps them in
+    a book of their own (Binance futures algo orders, Bybit spot stop orders), conditional ones
+    (stops, take profits, trailing stops), which a plain listing does not show."""
     sym = broker.symbol(symbol)
     found = list(broker.call(lambda: broker.exchange.fetch_open_orders(sym), f"fetch_open_orders {sym}") or [])
-    if broker.market == "futures":
+    if broker.market in broker.dialect.trigger_book:
         found += broker.call(lambda: broker.exchange.fetch_open_orders(sym, None, None, {"trigger": True}),
                              f"fetch_open_orders {sym} (algo)") or []
     return found
@@ -96,7 +97,7 @@ def _futures_positions(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
     recorded fills say: a bot killed before it recorded a fill has the fill on the exchange only,
     and reconciliation reads it back."""
     named = {broker.symbol(s): s for s in symbols}
-    rows = broker.call(lambda: broker.exchange.fetch_positions(list(named)), "fetch_positions") or []
+    rows = broker.fetch_positions(list(named))
     ours = set()
     for p in broker.store.active_plans():
         sym = broker.symbol(p.symbol)
@@ -106,7 +107,7 @@ def _futures_positions(broker: Broker, symbols: Sequence[str]) -> list[Unknown]:
     out = []
     for r in rows:
         contracts = float(r.get("contracts") or 0.0)
-        sym, side = r.get("symbol"), str(r.get("side") or "").lower()
+        sym, side = str(r.get("symbol") or ""), str(r.get("side") or "").lower()
         if not contracts or sym not in named or (sym, side) in ours:
             continue
         entry = float(r.get("entryPrice") or 0.0) or None

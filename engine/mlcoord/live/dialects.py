@@ -1,0 +1,79 @@
+"""How each exchange expresses what the broker does, as data: where conditional orders live, how
+an order is found and cancelled by its client id, how a stop or take profit and a hedge-mode
+order are written, which "already set" answers are harmless, what an exchange cannot do.
+
+The broker, reconciliation and start-up read the dialect of ``exchange.id``; an exchange without
+one gets Binance's (the dialect every other exchange was driven with before), so adding an
+exchange is a table entry here plus a test against its emulator, never an ``if`` in the broker.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import attrs
+
+#: a ccxt order answer's ``info`` status that ccxt maps too coarsely, and the unified status it means
+_BYBIT_STATUS = {"PartiallyFilledCanceled": "expired", "Deactivated": "canceled", "Rejected": "rejected"}
+
+
+@attrs.frozen
+class Dialect:
+    """One exchange's order dialect (ccxt 4.5 parameter names)."""
+
+    name: str
+    #: markets whose conditional orders are a separate book, listed and cancelled with ``{"trigger": True}``
+    trigger_book: tuple[str, ...]
+    #: futures stops are Binance algo orders (own id ``clientAlgoId``, a child order carries the fills)
+    algo_orders: bool
+    #: "fetch_order": ``fetch_order(None, sym, {lookup_key: cid})``; "listing": open then closed
+    #: orders filtered by ``lookup_key`` (Bybit's ``orderLinkId``: open and recent closed orders)
+    lookup: str
+    lookup_key: str
+    cancel_key: str
+    #: words of an answer that says a setting is already in place (a harmless refusal)
+    already_set: tuple[str, ...]
+    #: hedge mode: ``positionSide`` per order (Binance) or ccxt's ``hedged`` flag (Bybit's positionIdx)
+    hedge_style: str
+    #: futures stops: Binance ``STOP_MARKET``/``TAKE_PROFIT_MARKET`` + stopPrice, or a market order
+    #: with ``triggerPrice`` and ``triggerDirection`` (Bybit)
+    stop_style: str
+    #: exchange-side trailing stops as an order (``TRAILING_STOP_MARKET``)
+    trailing_orders: bool
+    #: spot stop-limit: the ccxt order type and the parameter naming its trigger
+    spot_stop: tuple[str, str] = ("STOP_LOSS_LIMIT", "stopPrice")
+    #: after setting hedge mode at start, read the positions back and refuse a one-way account
+    verify_hedge_mode: bool = False
+    #: a create answer carries the order's state and fills (Binance); Bybit's carries its ids only,
+    #: so the order is read back at once (a market order's fill is then known as on Binance)
+    answer_has_state: bool = True
+    #: ccxt's fetch_positions takes one symbol per call (Bybit)
+    positions_one_symbol: bool = False
+    #: the ``info`` field holding the exchange's own order status, and what some values mean
+    info_status: tuple[str, Mapping[str, str]] = ("", {})
+    #: the ``info`` field of a position's (or order's) hedge side, and its values for long and short
+    position_side: tuple[str, Any, Any] = ("positionSide", "LONG", "SHORT")
+
+
+BINANCE = Dialect("binance", trigger_book=("futures",), algo_orders=True, lookup="fetch_order",
+                  lookup_key="origClientOrderId", cancel_key="origClientOrderId", already_set=("no need",),
+                  hedge_style="positionSide", stop_style="binance", trailing_orders=True)
+BYBIT = Dialect("bybit", trigger_book=("spot",), algo_orders=False, lookup="listing", lookup_key="orderLinkId",
+                cancel_key="orderLinkId", already_set=("not modified",), hedge_style="hedged",
+                stop_style="trigger_direction", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
+                verify_hedge_mode=True, answer_has_state=False,
+                positions_one_symbol=True,
+                info_status=("orderStatus", _BYBIT_STATUS), position_side=("positionIdx", 1, 2))
+
+DIALECTS = {"binance": BINANCE, "binanceusdm": BINANCE, "bybit": BYBIT}
+
+
+def dialect_for(exchange: Any) -> Dialect:
+    """The dialect of a ccxt exchange object (by its ``id``; Binance's for one without its own)."""
+    return DIALECTS.get(str(getattr(exchange, "id", "") or ""), BINANCE)
+
+
+def trigger_direction(closes_long: bool, take_profit: bool) -> str:
+    """ccxt's ``triggerDirection`` of a closing conditional order: a long's stop triggers on a fall
+    and its take profit on a rise, a short's the other way round."""
+    return "ascending" if closes_long == take_profit else "descending"
