@@ -16,7 +16,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mlcoord.api import FEATURES, SequenceComponent, SequenceOptions, SequenceVoter, hookimpl, integer
+from mlcoord.api import SequenceComponent, SequenceOptions, SequenceVoter, hookimpl, integer
 from mlcoord_attention.net import ATTENTION
 
 MLCOORD_HOOKS_VERSION = 1
@@ -41,7 +41,8 @@ class Attention(SequenceComponent):
     def extra_reasons(self, voter: SequenceVoter, i: int) -> tuple[str, ...]:
         weights = voter.extra[i]
         top = np.argsort(-weights, kind="stable")[:TOP_FEATURES]
-        return ("attended: " + ", ".join(f"{FEATURES[k]} {weights[k]:.2f}" for k in top),)
+        names = self.model_inputs()
+        return ("attended: " + ", ".join(f"{names[k]} {weights[k]:.2f}" for k in top),)
 
 
 @hookimpl

@@ -17,6 +17,7 @@ import numpy as np
 from attrs import validators as v
 
 from mlcoord.feature_matrix import windows
+from mlcoord.sequence.sided import align
 
 CLIP = 5.0              # normalised features are clipped to +-CLIP standard deviations
 CHUNK = 2048            # windows per numpy batch: bounds memory (CHUNK * window * features floats)
@@ -68,14 +69,19 @@ class SequenceModel:
     export_weights: Callable[[Any], dict[str, np.ndarray]] = attrs.field(default=state_dict_arrays,
                                                                         validator=v.is_callable())
 
-    def forward(self, weights: Weights, x: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """``numpy_forward`` with its output checked: a wrong shape is named, not broadcast."""
+    def forward(self, weights: Weights, x: np.ndarray, sided: bool = False
+                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """``numpy_forward`` with its output checked: a wrong shape is named, not broadcast.
+        ``sided``: the network reads side-aligned windows and its first column is P(the trade
+        wins); a family that ignores ``FitOptions.outputs`` and gives two columns still works."""
         out = self.numpy_forward(weights, x)
         probs, extra = out if isinstance(out, tuple) else (out, None)
         probs = np.asarray(probs)
-        if probs.shape != (len(x), 2):
+        if sided and probs.ndim == 2 and len(probs) == len(x) and probs.shape[1] in (1, 2):
+            probs = probs[:, :1]
+        elif probs.shape != (len(x), 2):
             raise ValueError(f"{self.kind} numpy_forward returned probabilities of shape {probs.shape}, "
-                             f"expected {(len(x), 2)}")
+                             f"expected {(len(x), 1 if sided else 2)}")
         if extra is not None:
             extra = np.asarray(extra)
             if extra.ndim != 2 or len(extra) != len(x):
@@ -107,6 +113,7 @@ class Model:
     std: np.ndarray
     window: int
     trained_until: int          # ns time of the last bar whose data the model saw
+    sided: bool = False         # direction as an input (:mod:`mlcoord.sequence.sided`)
 
     @property
     def kind(self) -> str:
@@ -129,9 +136,19 @@ class Model:
             n = len(x)
             if n < MIN_BATCH:     # BLAS takes other paths for 1-4 rows: pad, so a bar's number
                 x = np.concatenate([x, np.repeat(x[-1:], MIN_BATCH - n, axis=0)])   # never depends on its batch
-            p, extra = self.family.forward(self.weights, x)
-            probs.append(p[:n])
-            extras.append(None if extra is None else extra[:n])
+            if not self.sided:
+                p, extra = self.family.forward(self.weights, x)
+                probs.append(p[:n])
+                extras.append(None if extra is None else extra[:n])
+                continue
+            m = len(x)            # both sides in one pass: [long windows; short windows]
+            side = np.concatenate([np.ones(m), -np.ones(m)])
+            p, extra = self.family.forward(self.weights, align(np.concatenate([x, x]), side), sided=True)
+            pair = np.column_stack([p[:n, 0], p[m:m + n, 0]])
+            probs.append(pair)
+            if extra is not None:     # the extras of the side the vote takes
+                extra = np.where((pair[:, 0] >= pair[:, 1])[:, None], extra[:n], extra[m:m + n])
+            extras.append(extra)
         extra = None if extras[0] is None else np.concatenate([e for e in extras if e is not None])
         return np.concatenate(probs), extra
 
