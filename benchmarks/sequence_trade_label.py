@@ -96,7 +96,8 @@ def run_window(parts, window, setup, folder):
     from mlcoord.feature_matrix import feature_matrix
     from mlcoord.sequence.sided import signs
 
-    train = [build_market_data(_between(c, window.train_start, window.fit_start)) for c in parts]
+    train = [build_market_data(p) for p in (_between(c, window.train_start, window.fit_start) for c in parts)
+             if len(p) > 600]     # as ``train_models``: a series needs more than its warm-up
     full = [build_market_data(_between(c, 0, window.test_end)) for c in parts]
     rows = [signal_rows(d, window.test_start, window.test_end) for d in full]
     out = {"time": np.concatenate([d.candles.time[r[0]] for d, r in zip(full, rows)]),
@@ -130,7 +131,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--symbols", default="BTC,ETH,SOL,XRP,ADA")
     parser.add_argument("--setup", choices=("new", "old", "both"), default="new")
-    parser.add_argument("--windows", type=int, default=None, help="the newest N windows (default: all)")
+    parser.add_argument("--windows", type=int, default=6, help="the newest N windows (6: evaluate's)")
     args = parser.parse_args()
 
     from mlcoord.api import auc
