@@ -41,11 +41,18 @@ TARGETS = ("trade_label", "event")
 class SequenceOptions:
     """Options shared by windowed model voters (each plugin adds window, hidden, layers).
 
+    target="trade_label": the model takes the direction as an input and predicts P(this trade
+    wins) for each side (:mod:`mlcoord.sequence.sided`; ``p_up`` / ``p_down`` = P(a long / short
+    entered at this bar closes positive net of costs), barriers ``stop_atr``=2.0 ATR(14),
+    ``reward_risk``=1.5, ``fee``=0.0005, ``slippage``=0.0005, time barrier ``[learning] horizon``);
+    "event": the seed's two heads, P(the ``[learning]`` move up / down).
     Training (``mlcoord train`` and walk-forward retraining): epochs=30 (maximum; early stopping
-    after ``patience``=3 epochs without a better validation log-loss), batch_size=256, lr=3e-3
-    (AdamW), weight_decay=1e-4, val_fraction=0.2 (the *later* part of each series validates;
-    chronological, with a ``horizon``-bar purge between the parts), stride=2 (every 2nd training
-    bar: neighbouring windows are near duplicates), seed=0, threads=1 (torch threads).
+    after ``patience``=4 epochs without a better validation log-loss, never before
+    ``min_epochs``=5; the best epoch is kept), batch_size=256, lr=1e-3 (AdamW; at 3e-3 the
+    seed's models were best after epoch 1-2 in every window), weight_decay=1e-4,
+    val_fraction=0.2 (the *later* part of each series validates; chronological, with a
+    ``horizon``-bar purge between the parts), stride=2 (every 2nd training bar: neighbouring
+    windows are near duplicates), seed=0, threads=1 (torch threads).
     model_path=None: the artifact to vote with; None is the model shipped in the plugin package.
     retrain_every_bars=0: off. When > 0, ``prepare`` walks forward instead: bars in block
     ``[k*N, (k+1)*N)`` are scored by a model trained on the trailing ``train_bars``=17520 bars whose
