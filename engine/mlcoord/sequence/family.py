@@ -141,13 +141,17 @@ class Model:
                 probs.append(p[:n])
                 extras.append(None if extra is None else extra[:n])
                 continue
-            m = len(x)            # both sides in one pass: [long windows; short windows]
-            side = np.concatenate([np.ones(m), -np.ones(m)])
-            p, extra = self.family.forward(self.weights, align(np.concatenate([x, x]), side), sided=True)
-            pair = np.column_stack([p[:n, 0], p[m:m + n, 0]])
+            # one pass per side, each batch starting at row 0 (as an unsided batch does). Open:
+            # check-lookahead still sees P(short) differ in the last bit between a full and a cut
+            # run on a few bars (tests/test_check_lookahead.py fails; issue 16, branch seq16)
+            ones = np.ones(len(x))
+            p_long, e_long = self.family.forward(self.weights, align(x, ones), sided=True)
+            p_short, e_short = self.family.forward(self.weights, align(x, -ones), sided=True)
+            pair = np.column_stack([p_long[:n, 0], p_short[:n, 0]])
             probs.append(pair)
-            if extra is not None:     # the extras of the side the vote takes
-                extra = np.where((pair[:, 0] >= pair[:, 1])[:, None], extra[:n], extra[m:m + n])
+            extra = None
+            if e_long is not None and e_short is not None:     # the extras of the side the vote takes
+                extra = np.where((pair[:, 0] >= pair[:, 1])[:, None], e_long[:n], e_short[:n])
             extras.append(extra)
         extra = None if extras[0] is None else np.concatenate([e for e in extras if e is not None])
         return np.concatenate(probs), extra
