@@ -146,7 +146,7 @@ def test_train_refuses_a_component_without_a_model():
 def test_a_family_forward_of_the_wrong_shape_is_named():
     family = SequenceModel("broken", lambda n, o: None, lambda w, x: np.zeros((len(x), 3)))
     model = Model(family, {}, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), 4, 0)
-    with pytest.raises(ValueError, match=r"broken numpy_forward returned probabilities of shape \(8, 3\)"):
+    with pytest.raises(ValueError, match=r"broken numpy_forward returned probabilities of shape \(16, 3\)"):
         model.predict(np.zeros((20, len(FEATURES))), np.array([10]))
     with pytest.raises(ValueError, match="identifier string"):
         SequenceModel("not a kind", lambda n, o: None, lambda w, x: x)

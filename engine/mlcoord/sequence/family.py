@@ -21,9 +21,10 @@ from mlcoord.sequence.sided import align
 
 CLIP = 5.0              # normalised features are clipped to +-CLIP standard deviations
 CHUNK = 2048            # windows per numpy batch: bounds memory (CHUNK * window * features floats)
-#: the fewest windows one forward pass takes (smaller batches are padded): numpy's matrix products
-#: give a row the same bits in any batch of at least this many rows, not in batches of 1-4
-MIN_BATCH = 8
+#: a forward pass takes whole blocks of this many windows (the last one padded): numpy's matrix
+#: products (OpenBLAS) take other kernels for a batch's leftover rows, which changed a window's last
+#: bit with its batch's length, so a bar's probability depended on how many bars came with it
+MIN_BATCH = 16
 
 Weights = Mapping[str, np.ndarray]
 #: what a numpy forward returns: ``(n, 2)`` [P(up), P(down)], or that plus an ``(n, k)`` array of
@@ -134,16 +135,15 @@ class Model:
         for a in range(0, len(index), chunk):
             x = _windows_from(rows, index[a:a + chunk] - lo, self.window, lo)
             n = len(x)
-            if n < MIN_BATCH:     # BLAS takes other paths for 1-4 rows: pad, so a bar's number
-                x = np.concatenate([x, np.repeat(x[-1:], MIN_BATCH - n, axis=0)])   # never depends on its batch
+            padded = -(-n // MIN_BATCH) * MIN_BATCH
+            if padded > n:        # BLAS takes other paths for a batch's last few rows: pad to whole
+                x = np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)])   # blocks, so a bar's number never depends on its batch
             if not self.sided:
                 p, extra = self.family.forward(self.weights, x)
                 probs.append(p[:n])
                 extras.append(None if extra is None else extra[:n])
                 continue
-            # one pass per side, each batch starting at row 0 (as an unsided batch does). Open:
-            # check-lookahead still sees P(short) differ in the last bit between a full and a cut
-            # run on a few bars (tests/test_check_lookahead.py fails; issue 16, branch seq16)
+            # one pass per side, each batch starting at row 0 (as an unsided batch does)
             ones = np.ones(len(x))
             p_long, e_long = self.family.forward(self.weights, align(x, ones), sided=True)
             p_short, e_short = self.family.forward(self.weights, align(x, -ones), sided=True)
