@@ -18,7 +18,7 @@ from mlcoord_attention.net import ATTENTION, attention_forward
 from test_lstm import synthetic   # the planted volume-spike generator
 
 SIGNAL = Signal(Action.SELL, 0.6)
-TINY = dict(window=8, hidden=4, epochs=2, stride=4, patience=1)
+TINY = dict(window=8, hidden=4, epochs=2, stride=4, patience=1, target="event")   # the two-headed event model
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,8 @@ def tiny_model(tmp_path_factory):
 def test_learns_planted_pattern_and_attends_to_it(tmp_path):
     data = synthetic(40_000)
     k = 30_000
-    opts = AttentionOptions(hidden=8, epochs=10, stride=1, patience=10, model_path=str(tmp_path / "m.npz"))
+    opts = AttentionOptions(hidden=8, epochs=10, stride=1, patience=10, lr=3e-3, target="event",
+                            model_path=str(tmp_path / "m.npz"))
     Attention(opts).train([data.head(k)], tmp_path / "m.npz")
     up, down = event_labels(data.candles.close, data.event)
     idx = np.arange(k, len(data) - data.event.horizon)
@@ -48,7 +49,7 @@ def test_learns_planted_pattern_and_attends_to_it(tmp_path):
 
 def test_pure_noise_claims_no_confidence(tmp_path):
     data = synthetic(12_000, seed=5, planted=False)
-    opts = AttentionOptions(hidden=8, epochs=4, stride=2, model_path=str(tmp_path / "m.npz"))
+    opts = AttentionOptions(hidden=8, epochs=4, stride=2, lr=3e-3, target="event", model_path=str(tmp_path / "m.npz"))
     Attention(opts).train([data.head(9000)], tmp_path / "m.npz")
     up, down = event_labels(data.candles.close, data.event)
     p = Attention(opts).prepare(data).probabilities(np.arange(9000, len(data) - 24))

@@ -48,7 +48,7 @@ def synthetic(n, seed=1, jump=0.025, rate=0.04, planted=True):
     return build_market_data(candles_from_frame(frame, symbol="SYN/USDT", timeframe="1h"))
 
 
-TINY = dict(window=16, hidden=4, epochs=2, stride=4, patience=1)
+TINY = dict(window=16, hidden=4, epochs=2, stride=4, patience=1, target="event")   # the two-headed event model
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +62,8 @@ def tiny_model(tmp_path_factory):
 def test_learns_planted_pattern(tmp_path):
     data = synthetic(60_000)
     k = 45_000
-    opts = LstmOptions(hidden=8, epochs=8, stride=1, patience=8, model_path=str(tmp_path / "m.npz"))
+    opts = LstmOptions(hidden=8, epochs=8, stride=1, patience=8, lr=3e-3, target="event",
+                       model_path=str(tmp_path / "m.npz"))
     report = Lstm(opts).train([data.head(k)], tmp_path / "m.npz")
     assert report["epochs_run"] >= 1 and report["seconds_per_epoch"] > 0
     up, down = event_labels(data.candles.close, data.event)
@@ -74,7 +75,7 @@ def test_learns_planted_pattern(tmp_path):
 
 def test_pure_noise_claims_no_confidence(tmp_path):
     data = synthetic(12_000, seed=5, planted=False)
-    opts = LstmOptions(hidden=8, epochs=4, stride=2, model_path=str(tmp_path / "m.npz"))
+    opts = LstmOptions(hidden=8, epochs=4, stride=2, lr=3e-3, target="event", model_path=str(tmp_path / "m.npz"))
     Lstm(opts).train([data.head(9000)], tmp_path / "m.npz")
     up, down = event_labels(data.candles.close, data.event)
     idx = np.arange(9000, len(data) - 24)

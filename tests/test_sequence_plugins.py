@@ -26,6 +26,7 @@ from mlcoord.model import Action, Signal
 from mlcoord.pipeline import build_component
 from mlcoord.registry import load_plugins
 from mlcoord.sequence import FEATURES, Model, SequenceModel, feature_matrix, normalise, torch_model, windows
+from mlcoord.sequence.sided import align
 from mlcoord_lstm import Lstm, LstmOptions
 
 TRAIN_RANGE = "20220101-20220401"        # the GRU trains on bundled BTC/USDT 1h up to 2022-04-01
@@ -113,7 +114,7 @@ def test_the_gru_plugin_votes_in_a_backtest(btc, gru_dir, gru_artifact):
     result = run_backtest(settings, candles=[candles])
     gru_votes = [v for d in result.raw.decisions for v in d.votes if v.component == "gru"]
     assert len(gru_votes) > 0 and not result.raw.errors
-    assert all(v.reasons[0].startswith("GRU(8 bars): P(up ") for v in gru_votes)
+    assert all(v.reasons[0].startswith("GRU(8 bars): P(long wins)=") for v in gru_votes)
     assert len({(v.p_up, v.p_down) for v in gru_votes}) > 1                 # a model, not a constant
 
 
@@ -125,15 +126,16 @@ def test_gru_numpy_inference_matches_torch(btc, gru_artifact):
     assert model.kind == "gru" and set(model.weights) >= {"gru.weight_ih_l0", "head.weight"}
     matrix = feature_matrix(c.open, c.high, c.low, c.close, c.volume)
     bars = np.arange(100, 400)
-    x = windows(normalise(matrix, model.mean, model.std), bars, model.window)
-    net = torch_model(gru_plugin.GRU, model.weights, len(FEATURES), component.fit_options())
+    # the default target: the long side's aligned windows (its network keeps two logits; the first counts)
+    x = align(windows(normalise(matrix, model.mean, model.std), bars, model.window), np.ones(len(bars)))
+    net = torch_model(gru_plugin.GRU, model.weights, len(FEATURES) + 1, component.fit_options())
     import torch
     with torch.no_grad():
         expected = torch.sigmoid(net(torch.as_tensor(x))).numpy()
     got = gru_plugin.gru_forward(model.weights, x)
     np.testing.assert_allclose(got, expected, atol=NUMPY_TORCH_ATOL, rtol=0)
-    np.testing.assert_array_equal(model.predict(matrix, bars)[0], got)     # the voter's path: the same numbers
-    assert got.std(axis=0).min() > 0
+    np.testing.assert_array_equal(model.predict(matrix, bars)[0][:, 0], got[:, 0])   # the voter's path: the same numbers
+    assert got[:, 0].std() > 0
 
 
 def test_train_refuses_a_component_without_a_model():
@@ -144,7 +146,7 @@ def test_train_refuses_a_component_without_a_model():
 def test_a_family_forward_of_the_wrong_shape_is_named():
     family = SequenceModel("broken", lambda n, o: None, lambda w, x: np.zeros((len(x), 3)))
     model = Model(family, {}, np.zeros(len(FEATURES)), np.ones(len(FEATURES)), 4, 0)
-    with pytest.raises(ValueError, match=r"broken numpy_forward returned probabilities of shape \(8, 3\)"):
+    with pytest.raises(ValueError, match=r"broken numpy_forward returned probabilities of shape \(16, 3\)"):
         model.predict(np.zeros((20, len(FEATURES))), np.array([10]))
     with pytest.raises(ValueError, match="identifier string"):
         SequenceModel("not a kind", lambda n, o: None, lambda w, x: x)

@@ -24,6 +24,9 @@ FEATURES = (
     "bollinger_pct_b", "ema20_50", "ema50_200", "adx", "volume_ratio",
 )
 ALL_FEATURES: tuple[str, ...] = FEATURES + MARKET_FEATURES
+#: the :data:`FEATURES` whose sign flips with the direction of a trade (returns, centred
+#: oscillators, EMA spreads); the rest (volatility, ATR, ADX, volume) are the same for both sides
+DIRECTIONAL = ("ret_1", "ret_4", "ret_24", "rsi", "macd_hist_atr", "bollinger_pct_b", "ema20_50", "ema50_200")
 
 
 def feature_matrix(open_, high, low, close, volume) -> np.ndarray:

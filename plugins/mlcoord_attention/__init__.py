@@ -1,8 +1,9 @@
 """Attention weighting: a small attention model that says which features its vote rests on.
 
 Each feature's last ``window`` bars become one token; a learned query attends over the feature
-tokens (softmax), and the attended mix gives two probabilities of the ``[learning]`` event (up,
-down). The reasons name the three most attended features with their weights, so a user sees
+tokens (softmax), and the attended mix gives P(this trade wins), once for a long and once for a
+short (the window aligned with the side, plus a ``side`` token: ``target = "trade_label"``, the
+default; ``"event"``: the seed's P(move up) / P(move down)). The reasons name the three most attended features with their weights, so a user sees
 *why* it voted ("attended: rsi 0.31, ret_24 0.22, atr_pct 0.14"). Inference runs in numpy from
 the artifact (torch only to train); the shipped ``models/default.npz`` was trained on the earliest
 bundled bars (BTC/USDT and ETH/USDT 1h, 2020-09-20 to 2022-03-31 23:00 UTC; ``train_default.py``
@@ -16,7 +17,7 @@ from __future__ import annotations
 import attrs
 import numpy as np
 
-from mlcoord.api import FEATURES, SequenceComponent, SequenceOptions, SequenceVoter, hookimpl, integer
+from mlcoord.api import SequenceComponent, SequenceOptions, SequenceVoter, hookimpl, integer
 from mlcoord_attention.net import ATTENTION
 
 MLCOORD_HOOKS_VERSION = 1
@@ -41,7 +42,8 @@ class Attention(SequenceComponent):
     def extra_reasons(self, voter: SequenceVoter, i: int) -> tuple[str, ...]:
         weights = voter.extra[i]
         top = np.argsort(-weights, kind="stable")[:TOP_FEATURES]
-        return ("attended: " + ", ".join(f"{FEATURES[k]} {weights[k]:.2f}" for k in top),)
+        names = self.model_inputs()
+        return ("attended: " + ", ".join(f"{names[k]} {weights[k]:.2f}" for k in top),)
 
 
 @hookimpl

@@ -40,7 +40,7 @@ def build_attention(n_features: int, opts: FitOptions) -> Any:
             self.feature_embedding = nn.Parameter(0.1 * torch.randn(n_features, opts.hidden))
             self.query = nn.Parameter(0.1 * torch.randn(opts.hidden))
             self.feature_bias = nn.Parameter(torch.zeros(n_features))
-            self.head = nn.Linear(opts.hidden, 2)
+            self.head = nn.Linear(opts.hidden, opts.outputs)
 
         def attend(self, x):
             tokens = torch.tanh(self.embed(x.transpose(1, 2)) + self.feature_embedding)   # (n, f, d)

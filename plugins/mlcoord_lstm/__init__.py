@@ -1,7 +1,10 @@
 """Deep-learning predictor: an LSTM over the last ``window`` bars of causal features.
 
-It votes on every non-HOLD signal with two probabilities of the ``[learning]`` event: that price
-moves up by the threshold within ``horizon`` bars, and that it moves down. The model is small
+It votes on every non-HOLD signal with two probabilities of the engine's trade label: that a
+long entered at this bar closes positive net of costs, and that a short does; one network
+answers both, reading the window aligned with the side plus the side itself (``target =
+"trade_label"``, :mod:`mlcoord.sequence.sided`; ``target = "event"``: the seed's P(move up) /
+P(move down) heads). The model is small
 (1 layer, 16 units, 48 bars) because it must vote fast and an hourly crypto series does not
 support more: bigger ones overfit the training range without scoring better out of sample.
 Inference runs in numpy from the artifact's weights (torch is only imported to train), and the

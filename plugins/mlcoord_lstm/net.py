@@ -52,7 +52,7 @@ def build_lstm(n_features: int, opts: FitOptions) -> Any:
         def __init__(self):
             super().__init__()
             self.lstm = nn.LSTM(n_features, opts.hidden, num_layers=opts.layers, batch_first=True)
-            self.head = nn.Linear(opts.hidden, 2)
+            self.head = nn.Linear(opts.hidden, opts.outputs)
             self.drop = nn.Dropout1d(opts.feature_dropout)   # whole feature channels, training only
             with torch.no_grad():   # forget-gate bias 1 (Jozefowicz et al. 2015): remember across the window
                 for name, p in self.lstm.named_parameters():

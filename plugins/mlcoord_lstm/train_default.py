@@ -4,7 +4,8 @@ Trains ``lstm`` and ``attention`` with their default options (seed 0, 1 thread: 
 on the earliest part of the bundled 1h data, BTC/USDT and ETH/USDT from 2020-09-20 up to
 2022-03-31 23:00 UTC (labels need the close 24 bars later, so the last 24 bars only feed
 features), writes ``models/default.npz`` into each plugin package, and scores each model out of
-sample on 2022-04-01 -> 2025-09-19, BTC and ETH separately (AUC of P(up) and P(down)).
+sample on 2022-04-01 -> 2025-09-19, BTC and ETH separately (AUC of both columns on the model's
+target: P(long wins) / P(short wins) for the default trade label).
 Set ``MALLOC_MMAP_THRESHOLD_=1000000000 MALLOC_TRIM_THRESHOLD_=1000000000`` before starting.
 """
 
@@ -38,12 +39,15 @@ def cutoff_index(data) -> int:
 
 
 def out_of_sample(component, data) -> dict:
-    from mlcoord.api import auc, event_labels, log_loss
+    """AUC and log-loss of both columns on the bars after the cutoff, on the component's own
+    target (trade label: long wins / short wins; event: up / down)."""
+    from mlcoord.api import auc, log_loss
     k = cutoff_index(data)
     voter = component.prepare(data)
-    up, down = event_labels(data.candles.close, data.event)
+    labels = component.labels(data.candles, len(data) - 1, data.event)
+    up, down = labels[:, 0], labels[:, 1]
     idx = np.arange(k, len(data))
-    idx = idx[~np.isnan(up[idx])]
+    idx = idx[np.isfinite(up[idx]) & np.isfinite(down[idx])]
     p = voter.probabilities(idx)
     return {"bars": int(len(idx)), "auc_up": auc(up[idx], p[:, 0]), "auc_down": auc(down[idx], p[:, 1]),
             "log_loss_up": log_loss(up[idx], p[:, 0]), "log_loss_down": log_loss(down[idx], p[:, 1]),

@@ -62,11 +62,14 @@ def build(result: dict[str, Any], title: str = "") -> str:
                    ["window", "models train from", "online fit from", "test from", "test until"]))
     training = [t for t in result.get("training", []) if len(t) > 1]
     if training:
-        rows = [[t["window"], name, r.get("epochs_run"), r.get("best_val_log_loss"), r.get("val_auc_up"),
-                 r.get("val_auc_down"), r.get("seconds")]
+        # a trade-label model reports val_auc_long / _short, an event model val_auc_up / _down
+        rows = [[t["window"], name, r.get("epochs_run"), r.get("best_epoch"), r.get("best_val_log_loss"),
+                 r.get("val_auc_up", r.get("val_auc_long")), r.get("val_auc_down", r.get("val_auc_short")),
+                 r.get("seconds")]
                 for t in training for name, r in t.items() if name != "window" and isinstance(r, dict)]
-        s.append("<h3>Training per window</h3>" + table(rows, ["window", "component", "epochs", "val log-loss",
-                                                             "val AUC up", "val AUC down", "seconds"], left=2))
+        s.append("<h3>Training per window</h3>" + table(rows, ["window", "component", "epochs", "best epoch",
+                                                             "val log-loss", "val AUC up / long",
+                                                             "val AUC down / short", "seconds"], left=2))
     return page.html()
 
 

@@ -21,6 +21,7 @@ from attrs import validators as v
 from mlcoord.feature_matrix import FEATURES
 from mlcoord.option_checks import fraction, integer, number
 from mlcoord.sequence.family import Model, SequenceModel
+from mlcoord.sequence.sided import INPUTS, Barriers, trade_label_matrix
 from mlcoord.sequence.training import FitOptions, Series, fit
 
 if TYPE_CHECKING:
@@ -31,17 +32,27 @@ _NS_PER_DAY = 86_400 * 10**9
 WARMUP = 200            # first bars of a series are never training samples (ema200 warm-up)
 LAZY_BLOCK = 256        # windows computed together when vote() meets an uncomputed bar (one batch ~ 7 ms)
 log = structlog.get_logger("mlcoord.sequence")
+#: what a model predicts: "trade_label" (direction as an input, P(this trade wins)) or "event"
+#: (two heads, P(the [learning] move up / down))
+TARGETS = ("trade_label", "event")
 
 
 @attrs.frozen
 class SequenceOptions:
     """Options shared by windowed model voters (each plugin adds window, hidden, layers).
 
+    target="trade_label": the model takes the direction as an input and predicts P(this trade
+    wins) for each side (:mod:`mlcoord.sequence.sided`; ``p_up`` / ``p_down`` = P(a long / short
+    entered at this bar closes positive net of costs), barriers ``stop_atr``=2.0 ATR(14),
+    ``reward_risk``=1.5, ``fee``=0.0005, ``slippage``=0.0005, time barrier ``[learning] horizon``);
+    "event": the seed's two heads, P(the ``[learning]`` move up / down).
     Training (``mlcoord train`` and walk-forward retraining): epochs=30 (maximum; early stopping
-    after ``patience``=3 epochs without a better validation log-loss), batch_size=256, lr=3e-3
-    (AdamW), weight_decay=1e-4, val_fraction=0.2 (the *later* part of each series validates;
-    chronological, with a ``horizon``-bar purge between the parts), stride=2 (every 2nd training
-    bar: neighbouring windows are near duplicates), seed=0, threads=1 (torch threads).
+    after ``patience``=4 epochs without a better validation log-loss, never before
+    ``min_epochs``=5; the best epoch is kept), batch_size=256, lr=1e-3 (AdamW; at 3e-3 the
+    seed's models were best after epoch 1-2 in every window), weight_decay=1e-4,
+    val_fraction=0.2 (the *later* part of each series validates; chronological, with a
+    ``horizon``-bar purge between the parts), stride=2 (every 2nd training bar: neighbouring
+    windows are near duplicates), seed=0, threads=1 (torch threads).
     model_path=None: the artifact to vote with; None is the model shipped in the plugin package.
     retrain_every_bars=0: off. When > 0, ``prepare`` walks forward instead: bars in block
     ``[k*N, (k+1)*N)`` are scored by a model trained on the trailing ``train_bars``=17520 bars whose
@@ -56,9 +67,9 @@ class SequenceOptions:
 
     epochs: int = attrs.field(default=30, validator=integer(1))
     batch_size: int = attrs.field(default=256, validator=integer(1))
-    lr: float = attrs.field(default=3e-3, validator=number(0, lo_open=True))
+    lr: float = attrs.field(default=1e-3, validator=number(0, lo_open=True))
     weight_decay: float = attrs.field(default=1e-4, validator=number(0))
-    patience: int = attrs.field(default=3, validator=integer(1))
+    patience: int = attrs.field(default=4, validator=integer(1))
     val_fraction: float = attrs.field(default=0.2, validator=fraction(lo_open=True, hi_open=True))
     stride: int = attrs.field(default=2, validator=integer(1))
     seed: int = attrs.field(default=0, validator=integer(0))
@@ -70,6 +81,16 @@ class SequenceOptions:
     max_model_age_days: float = attrs.field(default=1095.0, validator=number(0, lo_open=True))
     drift_window: int = attrs.field(default=200, validator=integer(1))
     drift_accuracy: float = attrs.field(default=0.45, validator=fraction())
+    target: str = attrs.field(default="trade_label", validator=v.in_(TARGETS))
+    min_epochs: int = attrs.field(default=5, validator=integer(1))
+    stop_atr: float = attrs.field(default=2.0, validator=number(0, lo_open=True))
+    reward_risk: float = attrs.field(default=1.5, validator=number(0, lo_open=True))
+    fee: float = attrs.field(default=0.0005, validator=fraction(hi_open=True))
+    slippage: float = attrs.field(default=0.0005, validator=fraction(hi_open=True))
+
+    @property
+    def barriers(self) -> Barriers:
+        return Barriers(self.stop_atr, self.reward_risk, self.fee, self.slippage)
 
 
 def _iso(ns: int) -> str:
@@ -93,8 +114,13 @@ class SequenceVoter:
         self.extra: Optional[np.ndarray] = None
         self.done = self.segment < 0
         event = data.event
-        self._head = (f"{component.title}({component.options.window} bars): "
-                      f"P(up {event.threshold * 100:g}%/{event.horizon} bars)=")
+        if component.options.target == "trade_label":
+            self._head = f"{component.title}({component.options.window} bars): P(long wins)="
+            self._down = "P(short wins)"
+        else:
+            self._head = (f"{component.title}({component.options.window} bars): "
+                          f"P(up {event.threshold * 100:g}%/{event.horizon} bars)=")
+            self._down = "P(down)"
         focus = getattr(data, "focus", None)
         if focus is not None and len(focus):      # batch every bar the engine may ask about
             self._compute(np.asarray(focus, dtype=np.int64))
@@ -128,7 +154,7 @@ class SequenceVoter:
         if not (p_up == p_up and p_down == p_down):      # abstain (no model for this bar)
             return None
         p_up, p_down = float(p_up), float(p_down)
-        reasons = (f"{self._head}{p_up:.2f}, P(down)={p_down:.2f}",
+        reasons = (f"{self._head}{p_up:.2f}, {self._down}={p_down:.2f}",
                    *self.component.extra_reasons(self, i))
         up = p_up >= p_down
         return Vote(self.component.name, Action.BUY if up else Action.SELL, p_up if up else p_down,
@@ -173,7 +199,12 @@ class SequenceComponent:
 
     # -- configuration ----------------------------------------------------------------------
     def hyper(self) -> dict:
-        return {f: getattr(self.options, f) for f in self.hyper_fields}
+        """Options an artifact must match: the network's and what it predicts."""
+        out = {f: getattr(self.options, f) for f in self.hyper_fields}
+        out["target"] = self.options.target
+        if self.sided:
+            out.update(attrs.asdict(self.options.barriers))
+        return out
 
     def fit_options(self) -> FitOptions:
         o = self.options
@@ -181,7 +212,22 @@ class SequenceComponent:
                           feature_dropout=float(getattr(o, "feature_dropout", 0.0)), epochs=o.epochs,
                           batch_size=o.batch_size, lr=float(o.lr), weight_decay=float(o.weight_decay),
                           patience=o.patience, val_fraction=o.val_fraction, stride=o.stride, seed=o.seed,
-                          threads=o.threads)
+                          threads=o.threads, min_epochs=o.min_epochs, sided=self.sided,
+                          outputs=1 if self.sided else 2)
+
+    @property
+    def sided(self) -> bool:
+        """True when the model takes the direction as an input and predicts the trade label."""
+        return self.options.target == "trade_label"
+
+    def labels(self, candles, cut: int, event) -> np.ndarray:
+        """``(cut + 1, 2)`` training labels of bars ``0..cut`` known at bar ``cut`` (NaN while
+        unknown): [long wins, short wins] for the trade label, else [event up, event down]."""
+        from mlcoord.learning import event_labels
+        if self.sided:
+            return trade_label_matrix(candles, cut, event.horizon, self.options.barriers)
+        up, down = event_labels(candles.close[:cut + 1], event)
+        return np.column_stack([up, down])
 
     def model_path(self) -> Path:
         """``model_path`` if set, else the model shipped in ``package`` (``models/default.npz``)."""
@@ -197,6 +243,10 @@ class SequenceComponent:
     def extra_reasons(self, voter: SequenceVoter, i: int) -> Sequence[str]:
         return ()
 
+    def model_inputs(self) -> tuple[str, ...]:
+        """The names of the network's input channels, in order (``side`` last when sided)."""
+        return INPUTS if self.sided else FEATURES
+
     # -- the shipped / configured model ------------------------------------------------------
     def _read_artifact(self) -> tuple[dict, dict, Path]:
         if self._artifact is None:
@@ -210,11 +260,12 @@ class SequenceComponent:
         """The configured artifact as a :class:`Model`, refused if it does not fit ``event`` or the options."""
         from mlcoord.artifacts import check_compatible
         arrays, meta, path = self._read_artifact()
+        meta = {"target": "event", **meta}        # artifacts older than the target option
         check_compatible(meta, path, kind=self.kind, features=FEATURES, horizon=event.horizon,
                          threshold=event.threshold, **self.hyper())
         weights = {k[2:]: v.astype(np.float64) for k, v in arrays.items() if k.startswith("w.")}
         return Model(self.family, weights, arrays["norm_mean"], arrays["norm_std"], self.options.window,
-                     int(meta["data_last_time"]))
+                     int(meta["data_last_time"]), self.sided)
 
     def trained_until(self) -> Optional[int]:
         """Last bar time (ns) the configured model saw; None when walking forward (never in-sample)."""
@@ -248,7 +299,7 @@ class SequenceComponent:
 
     def _walk_forward_segments(self, data, matrix) -> list[tuple[int, int, Model]]:
         from mlcoord.artifacts import data_hash
-        from mlcoord.learning import event_labels, trainable_until
+        from mlcoord.learning import trainable_until
         o, c, event = self.options, data.candles, data.event
         segments = []
         for start in range(0, len(data), o.retrain_every_bars):
@@ -261,13 +312,12 @@ class SequenceComponent:
                              c.close[:start + 1], c.volume[:start + 1]))
             model = self._walk_forward.get(key)
             if model is None:
-                up, down = event_labels(c.close[:start + 1], event)
-                labels = np.column_stack([up, down])
+                labels = self.labels(c, start, event)
                 samples = np.arange(first, last_label + 1)
                 weights, mean, std, _ = fit(self.family, [Series(matrix[:last_label + 1], labels, samples)],
                                             self.fit_options(), event.horizon,
                                             desc=f"{self.name} {data.symbol} block {start}")
-                model = Model(self.family, weights, mean, std, o.window, int(c.time[start]))
+                model = Model(self.family, weights, mean, std, o.window, int(c.time[start]), self.sided)
                 self._walk_forward[key] = model
             segments.append((start, min(start + o.retrain_every_bars, len(data)), model))
         return segments
@@ -282,7 +332,6 @@ class SequenceComponent:
         from mlcoord.artifacts import data_hash, save_artifact
         from mlcoord.errors import ConfigError
         from mlcoord.feature_matrix import feature_matrix
-        from mlcoord.learning import event_labels
         if not datasets:
             raise ConfigError(f"{self.name}: no data to train on")
         event = datasets[0].event
@@ -291,9 +340,8 @@ class SequenceComponent:
         series, hashes = [], []
         for d in datasets:
             c = d.candles
-            up, down = event_labels(c.close, event)
-            labels = np.column_stack([up, down])
-            samples = np.flatnonzero(~np.isnan(up))
+            labels = self.labels(c, len(d) - 1, event)
+            samples = np.flatnonzero(~np.isnan(labels).all(axis=1))
             series.append(Series(feature_matrix(c.open, c.high, c.low, c.close, c.volume), labels,
                                  samples[samples >= WARMUP]))
             hashes.append(data_hash(c.time, c.close))
@@ -326,10 +374,17 @@ class SequenceComponent:
         if mine is None:
             return
         p = mine.probability(outcome.direction)
+        if self.sided:           # its number is P(the trade wins): score it on the trade label
+            trade = outcome.trade(outcome.direction)
+            if trade is None:
+                return
+            hit = bool(trade.win)
+        else:
+            hit = bool(outcome.hit)
         if self._score is None:
             self._score = RunningScore()
-        self._score.update(p, bool(outcome.hit))
-        self._recent.append(int((p >= 0.5) == bool(outcome.hit)))
+        self._score.update(p, hit)
+        self._recent.append(int((p >= 0.5) == hit))
         o = self.options
         if len(self._recent) == o.drift_window and not self._drift_warned:
             recent = sum(self._recent) / len(self._recent)

@@ -17,12 +17,14 @@ import numpy as np
 from attrs import validators as v
 
 from mlcoord.feature_matrix import windows
+from mlcoord.sequence.sided import align
 
 CLIP = 5.0              # normalised features are clipped to +-CLIP standard deviations
 CHUNK = 2048            # windows per numpy batch: bounds memory (CHUNK * window * features floats)
-#: the fewest windows one forward pass takes (smaller batches are padded): numpy's matrix products
-#: give a row the same bits in any batch of at least this many rows, not in batches of 1-4
-MIN_BATCH = 8
+#: a forward pass takes whole blocks of this many windows (the last one padded): numpy's matrix
+#: products (OpenBLAS) take other kernels for a batch's leftover rows, which changed a window's last
+#: bit with its batch's length, so a bar's probability depended on how many bars came with it
+MIN_BATCH = 16
 
 Weights = Mapping[str, np.ndarray]
 #: what a numpy forward returns: ``(n, 2)`` [P(up), P(down)], or that plus an ``(n, k)`` array of
@@ -68,14 +70,19 @@ class SequenceModel:
     export_weights: Callable[[Any], dict[str, np.ndarray]] = attrs.field(default=state_dict_arrays,
                                                                         validator=v.is_callable())
 
-    def forward(self, weights: Weights, x: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
-        """``numpy_forward`` with its output checked: a wrong shape is named, not broadcast."""
+    def forward(self, weights: Weights, x: np.ndarray, sided: bool = False
+                ) -> tuple[np.ndarray, Optional[np.ndarray]]:
+        """``numpy_forward`` with its output checked: a wrong shape is named, not broadcast.
+        ``sided``: the network reads side-aligned windows and its first column is P(the trade
+        wins); a family that ignores ``FitOptions.outputs`` and gives two columns still works."""
         out = self.numpy_forward(weights, x)
         probs, extra = out if isinstance(out, tuple) else (out, None)
         probs = np.asarray(probs)
-        if probs.shape != (len(x), 2):
+        if sided and probs.ndim == 2 and len(probs) == len(x) and probs.shape[1] in (1, 2):
+            probs = probs[:, :1]
+        elif probs.shape != (len(x), 2):
             raise ValueError(f"{self.kind} numpy_forward returned probabilities of shape {probs.shape}, "
-                             f"expected {(len(x), 2)}")
+                             f"expected {(len(x), 1 if sided else 2)}")
         if extra is not None:
             extra = np.asarray(extra)
             if extra.ndim != 2 or len(extra) != len(x):
@@ -107,6 +114,7 @@ class Model:
     std: np.ndarray
     window: int
     trained_until: int          # ns time of the last bar whose data the model saw
+    sided: bool = False         # direction as an input (:mod:`mlcoord.sequence.sided`)
 
     @property
     def kind(self) -> str:
@@ -127,11 +135,24 @@ class Model:
         for a in range(0, len(index), chunk):
             x = _windows_from(rows, index[a:a + chunk] - lo, self.window, lo)
             n = len(x)
-            if n < MIN_BATCH:     # BLAS takes other paths for 1-4 rows: pad, so a bar's number
-                x = np.concatenate([x, np.repeat(x[-1:], MIN_BATCH - n, axis=0)])   # never depends on its batch
-            p, extra = self.family.forward(self.weights, x)
-            probs.append(p[:n])
-            extras.append(None if extra is None else extra[:n])
+            padded = -(-n // MIN_BATCH) * MIN_BATCH
+            if padded > n:        # BLAS takes other paths for a batch's last few rows: pad to whole
+                x = np.concatenate([x, np.repeat(x[-1:], padded - n, axis=0)])   # blocks, so a bar's number never depends on its batch
+            if not self.sided:
+                p, extra = self.family.forward(self.weights, x)
+                probs.append(p[:n])
+                extras.append(None if extra is None else extra[:n])
+                continue
+            # one pass per side, each batch starting at row 0 (as an unsided batch does)
+            ones = np.ones(len(x))
+            p_long, e_long = self.family.forward(self.weights, align(x, ones), sided=True)
+            p_short, e_short = self.family.forward(self.weights, align(x, -ones), sided=True)
+            pair = np.column_stack([p_long[:n, 0], p_short[:n, 0]])
+            probs.append(pair)
+            extra = None
+            if e_long is not None and e_short is not None:     # the extras of the side the vote takes
+                extra = np.where((pair[:, 0] >= pair[:, 1])[:, None], e_long[:n], e_short[:n])
+            extras.append(extra)
         extra = None if extras[0] is None else np.concatenate([e for e in extras if e is not None])
         return np.concatenate(probs), extra
 
