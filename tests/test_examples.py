@@ -124,7 +124,7 @@ def test_conservative_is_long_only_unhedged_and_risks_half():
     decisions = non_hold(journal)
     assert {d["outcome"] for d in decisions if d["signal"] == "SELL"} <= {"no_short_on_spot", "hold"}
     assert any(d["outcome"] == "no_short_on_spot" for d in decisions)
-    assert all(d["threshold"] == 0.60 for d in decisions)
+    assert all(d["threshold"] == 0.55 for d in decisions)
     entered = [d for d in decisions if d["outcome"] == "entered"]
     assert entered and all(d["sizing"]["risk"] <= 0.005 * 10_000 * 1.2 for d in entered)
     assert journal["trades"] and all(t["side"] == Side.LONG and not t["hedge"] for t in journal["trades"])
