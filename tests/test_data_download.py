@@ -599,3 +599,23 @@ def test_bybit_download_candles_and_funding_history(tmp_path, btc_candles):
         assert len(times_ms) >= 125 and (np.diff(times_ms) == 8 * H_MS).all() and times_ms[-1] <= server.now_ms
         np.testing.assert_allclose(series.rate, 0.0001)
         assert not server.errors
+
+
+def test_okx_download_candles_and_funding_history(tmp_path, btc_candles):
+    """``data download`` on OKX (the loopback v5 emulator: candles newest first, paged with
+    ``after``/``before``; funding history of the swap): the same closed candles, funding every 8 h."""
+    from exchange_sim import okx_client, okx_exchange_server
+
+    with okx_exchange_server() as server:
+        perp = okx_client(server, "swap", timeout_ms=3000)
+        dl = downloader(perp, tmp_path, market="futures", limit=100)
+        reports = dl.download(["BTC/USDT"], ["1h"], bar_ms(btc_candles, 0))
+        assert [r.symbol for r in reports] == ["BTC/USDT:USDT"] * 2
+        stored = read_stored(reports[0].path, "BTC/USDT", "1h")
+        np.testing.assert_array_equal(stored.time, btc_candles.time[:1000])
+        np.testing.assert_allclose(stored.close, btc_candles.close[:1000], rtol=1e-12)
+        series = load_store_funding(tmp_path, ExchangeConfig(id="okx", market="futures"), ["BTC/USDT"])["BTC/USDT"]
+        times_ms = series.time // MS_NS
+        assert len(times_ms) >= 125 and (np.diff(times_ms) == 8 * H_MS).all() and times_ms[-1] <= server.now_ms
+        np.testing.assert_allclose(series.rate, 0.0001)
+        assert not server.errors

@@ -24,6 +24,8 @@ def ccxt_table(server: ExchangeServer, kind: str = "spot", exchange_id: str | No
     that keep ccxt to the endpoints the server speaks (``kind``: spot or linear; the exchange id
     defaults to the server's dialect)."""
     exchange_id = exchange_id or server.dialect.name
+    if exchange_id == "okx" and kind == "linear":
+        kind = "swap"                      # OKX's USDT perpetuals are ccxt's market type "swap"
     options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]}, "adjustForTimeDifference": False}
     if exchange_id.startswith("binance"):
         options["fetchMargins"] = False
@@ -92,8 +94,28 @@ def bybit_client(server: ExchangeServer, kind: str = "spot", *, timeout_ms: int 
                        "enableRateLimit": False, "options": options, "urls": sim_urls(server, "bybit"), **config})
 
 
+def okx_client(server: ExchangeServer, kind: str = "spot", *, timeout_ms: int = 500, api_key: str | None = None,
+               secret: str | None = None, password: str | None = None, **config) -> Any:
+    """A ``ccxt.okx`` object (``kind``: spot or swap) talking to an OKX-dialect ``server`` (with the
+    emulator's passphrase unless ``password`` says otherwise)."""
+    import ccxt
+
+    from .okx import PASSPHRASE
+
+    if server.dialect.name != "okx":
+        raise ValueError(f"okx_client needs a server with the okx dialect, got {server.dialect.name}")
+    options = {"fetchCurrencies": False, "fetchMarkets": {"types": [kind]}, "adjustForTimeDifference": False,
+               "defaultType": kind, **config.pop("options", {})}
+    return ccxt.okx({"apiKey": server.api_key if api_key is None else api_key,
+                     "secret": server.secret if secret is None else secret,
+                     "password": PASSPHRASE if password is None else password, "timeout": timeout_ms,
+                     "enableRateLimit": False, "options": options, "urls": sim_urls(server, "okx"), **config})
+
+
 def venue_client(server: ExchangeServer, market: str = "spot", *, timeout_ms: int = 500, **config) -> Any:
     """The ccxt object a bot would use on ``server``'s exchange for ``market`` (spot or futures)."""
+    if server.dialect.name == "okx":
+        return okx_client(server, "spot" if market == "spot" else "swap", timeout_ms=timeout_ms, **config)
     if server.dialect.name == "bybit":
         return bybit_client(server, "spot" if market == "spot" else "linear", timeout_ms=timeout_ms, **config)
     make = spot_client if market == "spot" else futures_client

@@ -40,3 +40,4 @@ class Dialect:
     usage_headers: Callable[[int], dict]      # headers every answer carries (now ms)
     reject: tuple[int, str]                   # the default injected rejection
     auth_error: tuple[int, str, int]          # the default injected auth error (code, msg, status)
+    signs_path: bool = False                  # authenticate also takes ``path=`` (OKX signs the request path)

@@ -33,9 +33,34 @@ def bybit_server():
     assert not server.errors, "exchange simulator bug:\n" + "\n".join(server.errors)
 
 
+def okx_exchange_server(**options) -> ExchangeServer:
+    """An OKX v5 emulator (the same accounts and candles; OKX's markets, fees and rules), not started."""
+    from .okx import OKX_SPOT_MARKETS, OKX_SWAP_MARKETS, okx_options
+
+    return ExchangeServer(dialect="okx", spot_markets=OKX_SPOT_MARKETS, futures_markets=OKX_SWAP_MARKETS,
+                          options=okx_options(), **options)
+
+
+@pytest.fixture
+def okx_server():
+    """A fresh OKX v5 emulator, stopped after the test (which fails if the emulator raised)."""
+    with okx_exchange_server() as server:
+        yield server
+    assert not server.errors, "exchange simulator bug:\n" + "\n".join(server.errors)
+
+
+def venue_exchange_server(name: str, **options) -> ExchangeServer:
+    """The emulator of exchange ``name`` (binance, bybit or okx), not started."""
+    make = {"binance": ExchangeServer, "bybit": bybit_exchange_server, "okx": okx_exchange_server}
+    if name not in make:
+        raise ValueError(f"no emulator for exchange {name!r}; expected one of {', '.join(make)}")
+    return make[name](**options)
+
+
 @pytest.fixture(params=["binance", "bybit"])
 def venue_server(request):
-    """Each exchange in turn (``server.dialect.name`` says which): a suite parametrised over venues."""
-    with (ExchangeServer() if request.param == "binance" else bybit_exchange_server()) as server:
+    """Each exchange in turn (``server.dialect.name`` says which): a suite parametrised over venues
+    (``@pytest.mark.parametrize("venue_server", [..., "okx"], indirect=True)`` adds OKX)."""
+    with venue_exchange_server(request.param) as server:
         yield server
     assert not server.errors, "exchange simulator bug:\n" + "\n".join(server.errors)

@@ -259,7 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
                     p = refused.params
                     echo = f" (key {self.headers.get(d.key_header)})" if p.get("echo_key") else ""
                     raise BinanceError(p.get("code", code), f"{p.get('msg', msg)}{echo}.", p.get("status", status))
-                d.authenticate(ex, self.headers, method, raw_query, raw_body, params)
+                d.authenticate(ex, self.headers, method, raw_query, raw_body, params,
+                               **({"path": path} if d.signs_path else {}))
             creating = method == "POST" and path in d.order_endpoints
             fraction = None
             if creating:
@@ -490,4 +491,8 @@ def _dialect(dialect: Dialect | str) -> Dialect:
         from .bybit import BYBIT
 
         return BYBIT
-    raise ValueError(f"unknown exchange dialect {dialect!r}; expected binance or bybit")
+    if dialect == "okx":
+        from .okx import OKX
+
+        return OKX
+    raise ValueError(f"unknown exchange dialect {dialect!r}; expected binance, bybit or okx")

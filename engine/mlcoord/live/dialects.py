@@ -53,6 +53,8 @@ class Dialect:
     info_status: tuple[str, Mapping[str, str]] = ("", {})
     #: the ``info`` field of a position's (or order's) hedge side, and its values for long and short
     position_side: tuple[str, Any, Any] = ("positionSide", "LONG", "SHORT")
+    #: what the engine cannot do on this exchange yet: a broker refuses to start, naming it ("": nothing)
+    not_yet: str = ""
 
 
 BINANCE = Dialect("binance", trigger_book=("futures",), algo_orders=True, lookup="fetch_order",
@@ -65,7 +67,18 @@ BYBIT = Dialect("bybit", trigger_book=("spot",), algo_orders=False, lookup="list
                 positions_one_symbol=True,
                 info_status=("orderStatus", _BYBIT_STATUS), position_side=("positionIdx", 1, 2))
 
-DIALECTS = {"binance": BINANCE, "binanceusdm": BINANCE, "bybit": BYBIT}
+#: OKX v5 as far as it is known (tests/exchange_sim/okx.py): stops are algo orders in their own book with
+#: an ``algoClOrdId`` (ccxt's clientOrderId stays None on them) whose fills are on the order they place
+#: (``ordId``), and swap sizes are contracts (``contractSize``). The broker handles neither yet, so it
+#: refuses to start on OKX rather than size orders wrongly or take its own stops for manual ones.
+OKX = Dialect("okx", trigger_book=("spot", "futures"), algo_orders=True, lookup="fetch_order",
+              lookup_key="clientOrderId", cancel_key="clientOrderId", already_set=(), hedge_style="hedged",
+              stop_style="trigger", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
+              verify_hedge_mode=True, answer_has_state=False, position_side=("posSide", "long", "short"),
+              not_yet="live trading on okx (swap sizes in contracts, stops as algo orders identified by "
+                      "algoClOrdId); okx works for data download")
+
+DIALECTS = {"binance": BINANCE, "binanceusdm": BINANCE, "bybit": BYBIT, "okx": OKX}
 
 
 def dialect_for(exchange: Any) -> Dialect:

@@ -166,6 +166,10 @@ def create_exchange(config: ExchangeConfig, credentials: Optional[Credentials] =
         raise ConfigError(f"unknown exchange {shown(config.id)}" + (f"; did you mean {', '.join(close)}?" if close else
                                                                " (see ccxt.exchanges)"))
     cls = getattr(ccxt, config.id)
+    if credentials is not None and not credentials.password and (cls().requiredCredentials or {}).get("password"):
+        # OKX (and a few others) sign with a passphrase too: say so now, not as an auth error mid-session
+        raise ConfigError(f"{config.id} needs an API passphrase as well as the key and secret: set "
+                          f"{config.password_env} or add password to the keys file")
     table = {**config.ccxt, **(overrides or {})}
     check_ccxt_table(config.id, cls, table)
     exchange = cls(_merge(ccxt_options(config, credentials), table))
