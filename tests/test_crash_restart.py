@@ -77,7 +77,7 @@ def _all_orders(store):
 
 #: (exchange, kills): Bybit's run takes fewer kills (half of its loop kills next to a position):
 #: the same code paths at about a third of the CI time
-VENUES = [("binance", None), ("bybit", 6)]
+VENUES = [("binance", None), ("bybit", 5)]
 
 
 @pytest.mark.parametrize("seed", [SEED])
