@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchange_sim import exchange_server, venue_client, venue_server  # noqa: F401 (fixture)
+from exchange_sim import venue_client, venue_server  # noqa: F401 (fixture)
 from mlcoord.live.plan_orders import PARTIAL_TP, STOP
 from mlcoord.live.records import OrderState
 from mlcoord.live.retry import ManualClock
