@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import attrs
 
-from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, futures_client, spot_client
+from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, bybit_exchange_server, venue_client
 from fake_plugins import Components
 from live_helpers import BarClock, live_config, planted_pipeline, with_pipeline
 from mlcoord.errors import StoreError
@@ -48,8 +48,10 @@ def components(signals: Optional[dict] = None) -> Components:
                       exit_managers={"ratchet": lambda o: Ratchet()})
 
 
-def server_for(market: str, cancel_replace: bool = True, **options) -> ExchangeServer:
-    """A loopback exchange; spot symbols allow cancel-replace or not."""
+def server_for(market: str, cancel_replace: bool = True, venue: str = "binance", **options) -> ExchangeServer:
+    """A loopback exchange; Binance's spot symbols allow cancel-replace or not (Bybit has none)."""
+    if venue == "bybit":
+        return bybit_exchange_server(**options)
     spot = tuple(dataclasses.replace(m, cancel_replace_allowed=cancel_replace) for m in SPOT_MARKETS)
     return ExchangeServer(spot_markets=spot, futures_markets=FUTURES_MARKETS, **options)
 
@@ -71,7 +73,7 @@ def plugins(signals: Optional[dict] = None):
 
 
 def client_for(server: ExchangeServer, market: str, timeout_ms: int = 500):
-    return (spot_client if market == "spot" else futures_client)(server, timeout_ms=timeout_ms)
+    return venue_client(server, market, timeout_ms=timeout_ms)
 
 
 def run_session(server: ExchangeServer, tmp_path, market: str, cycles: int, *,

@@ -582,9 +582,11 @@ def test_an_unreadable_stored_file_is_a_clear_error_not_a_name_error(tmp_path):
         load_store_funding(tmp_path, ExchangeConfig(id="fake", market="futures"), ["BTC/USDT"])
 
 
-def test_bybit_download_candles_and_funding_history(tmp_path, btc_candles):
-    """``data download`` on Bybit (the loopback v5 emulator): the same closed candles, funding every 8 h."""
-    from exchange_sim import bybit_client, bybit_exchange_server
+def test_bybit_download_candles_funding_history_and_instrument_rules(tmp_path, btc_candles):
+    """``data download`` on Bybit (the loopback v5 emulator): the same closed candles, funding every
+    8 h, and Bybit's own tick, lot and minimum order per market beside them, as on Binance."""
+    from exchange_sim import BYBIT_LINEAR_MARKETS, BYBIT_SPOT_MARKETS, bybit_client, bybit_exchange_server
+    from mlcoord.datastore import load_store_instruments
 
     with bybit_exchange_server() as server:
         perp = bybit_client(server, "linear", timeout_ms=3000)
@@ -598,7 +600,14 @@ def test_bybit_download_candles_and_funding_history(tmp_path, btc_candles):
         times_ms = series.time // MS_NS
         assert len(times_ms) >= 125 and (np.diff(times_ms) == 8 * H_MS).all() and times_ms[-1] <= server.now_ms
         np.testing.assert_allclose(series.rate, 0.0001)
+        spot = bybit_client(server, "spot", timeout_ms=3000)
+        downloader(spot, tmp_path, limit=1000).download(["BTC/USDT"], ["1h"], bar_ms(btc_candles, 900))
         assert not server.errors
+    for market, spec in (("futures", BYBIT_LINEAR_MARKETS[0]), ("spot", BYBIT_SPOT_MARKETS[0])):
+        rules = load_store_instruments(tmp_path, ExchangeConfig(id="bybit", market=market), ["BTC/USDT"])["BTC/USDT"]
+        assert rules.source == "exchange", market
+        assert (rules.tick_size, rules.lot_size, rules.min_quantity, rules.min_notional) == \
+            (float(spec.tick), float(spec.step), float(spec.lot_min), float(spec.min_notional)), (market, rules)
 
 
 def test_okx_download_candles_and_funding_history(tmp_path, btc_candles):

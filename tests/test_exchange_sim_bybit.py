@@ -147,7 +147,8 @@ def test_faults_speak_bybit(bybit_server):
     bybit_server.faults.partial_fill(0.5)
     ex.create_order(LINEAR, "market", "buy", 0.02, None, {"clientOrderId": "mc-half", "hedged": True})
     half = _by_link(ex, LINEAR, "mc-half")
-    assert half["filled"] == 0.01 and half["info"]["orderStatus"] == "PartiallyFilledCanceled"
+    # derivatives: "Cancelled" with the executed qty (PartiallyFilledCanceled is spot's alone)
+    assert half["filled"] == 0.01 and half["info"]["orderStatus"] == "Cancelled" and half["status"] == "canceled"
     bybit_server.faults.server_error(503, endpoint="/v5/position/list")
     with pytest.raises(ccxt.ExchangeNotAvailable):
         ex.fetch_positions([LINEAR])

@@ -1,12 +1,13 @@
-"""The exit manager's partial take profit in the live loop, against the loopback Binance: on
-futures an exchange TAKE_PROFIT_MARKET for ``partial_fraction`` of the position, on spot sold by
-the bot when a closed bar reaches it; taken once per plan, the rest keeps a stop sized to it."""
+"""The exit manager's partial take profit in the live loop, against the loopback Binance and Bybit:
+on futures an exchange take-profit order for ``partial_fraction`` of the position (Binance
+TAKE_PROFIT_MARKET, Bybit a conditional market order), on spot sold by the bot when a closed bar
+reaches it; taken once per plan, the rest keeps a stop sized to it."""
 
 from __future__ import annotations
 
 import pytest
 
-from exchange_sim import exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
+from exchange_sim import venue_client, venue_server  # noqa: F401 (fixture)
 from mlcoord.live.plan_orders import PARTIAL_TP, STOP
 from mlcoord.live.records import OrderState
 from mlcoord.live.retry import ManualClock
@@ -32,14 +33,20 @@ def _partials(trader):
     return out
 
 
-@pytest.mark.parametrize("market", ["futures", "spot"])
-def test_partial_take_profit_is_taken_once_and_the_rest_stays_protected(exchange_server, tmp_path, market):
-    server = exchange_server
+#: Bybit futures only: its take profit is a conditional order of its own; a spot partial is a market
+#: sell by the bot, which the Bybit spot session (test_live_spot) runs already
+CASES = [("binance", "futures"), ("binance", "spot"), ("bybit", "futures")]
+
+
+@pytest.mark.parametrize(("venue_server", "market"), CASES, indirect=["venue_server"], ids=["-".join(c) for c in CASES])
+def test_partial_take_profit_is_taken_once_and_the_rest_stays_protected(venue_server, tmp_path, market):
+    server = venue_server
+    client = venue_client(server, market)
     if market == "futures":
-        config, client = live_config(tmp_path, extra=PARTIAL), futures_client(server)
+        config = live_config(tmp_path, extra=PARTIAL)
         uncovered = lambda: stops_cover_positions(server.state.futures)            # noqa: E731
     else:
-        config, client = spot_config(tmp_path, extra=PARTIAL), spot_client(server)
+        config = spot_config(tmp_path, extra=PARTIAL)
         uncovered = lambda: spot_stops_cover_holdings(server)                       # noqa: E731
     settings, options = load_live_settings(config)
     trader = run_live(settings, options, client, load_plugins(), clock=BarClock(server),
@@ -67,6 +74,6 @@ def test_partial_take_profit_is_taken_once_and_the_rest_stays_protected(exchange
     ids = [o.client_id for o in (server.state.futures.orders.values() if market == "futures"
                                  else server.state.spot.orders.values())]
     assert len(ids) == len(set(ids))
-    print(f"{market}: partial take profits {len(taken)} of {len(trader.store.plans())} plans, "
+    print(f"{server.dialect.name} {market}: partial take profits {len(taken)} of {len(trader.store.plans())} plans, "
           f"stop re-sized after {len(resized)}")
 

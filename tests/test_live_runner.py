@@ -8,7 +8,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from exchange_sim import exchange_server, futures_client, spot_client  # noqa: F401 (fixture)
+from exchange_sim import exchange_server, futures_client, spot_client, venue_client, venue_server  # noqa: F401 (fixture)
 from mlcoord.cli import main
 from mlcoord.errors import ConfigError
 from mlcoord.live.broker import Broker
@@ -107,8 +107,9 @@ def test_bad_live_option_is_a_clear_error(tmp_path):
 
 
 @pytest.mark.parametrize("policy", ["cancel", "adopt"])
-def test_reconcile_unknown_orders_and_pending(exchange_server, tmp_path, policy):
-    exchange = spot_client(exchange_server)
+def test_reconcile_unknown_orders_and_pending(venue_server, tmp_path, policy):
+    """An order placed by hand is cancelled or adopted, per policy, on Binance and Bybit."""
+    exchange = venue_client(venue_server, "spot")
     store = Store.open(f"sqlite:///{tmp_path / 'r.db'}")
     broker = Broker(exchange, store, "spot", health=ExchangeHealth(RetryPolicy(max_outage=1e9), ManualClock()))
     broker.setup(["BTC/USDT"], leverage=1)
@@ -117,7 +118,7 @@ def test_reconcile_unknown_orders_and_pending(exchange_server, tmp_path, policy)
     found = reconcile(broker, ["BTC/USDT"], policy)
     if policy == "cancel":
         assert found.cancelled == ("manual1",)
-        assert exchange.fetch_order(manual["id"], "BTC/USDT")["status"] == "canceled"
+        assert venue_server.state.spot.orders[int(manual["id"])].status == "CANCELED"
     else:
         assert found.adopted == ("manual1",) and store.order("manual1").state == OrderState.OPEN
     assert found.exchange_positions and found.unprotected == ()

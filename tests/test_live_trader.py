@@ -133,10 +133,28 @@ def _closed(store):
     return [p for p in (rows.plan_record(b) for b in bodies) if p.status != PlanStatus.ACTIVE]
 
 
-def test_restart_gives_an_unprotected_position_its_stop_first(exchange_server, tmp_path):
-    """A plan whose stop was lost (cancelled behind the bot's back) gets a new stop at start,
-    before the loop's first bar."""
-    server = exchange_server
+def _lose_stops(account, how: str) -> list[str]:
+    """The open stops disappear while the bot is down: cancelled by hand or expired (the exchange
+    still reports them, closed), or gone (the exchange no longer knows them at all: Bybit lists
+    closed orders for a limited time, freqtrade#9587)."""
+    lost = []
+    for algo in list(account.algos.values()):
+        if algo.is_open:
+            lost.append(algo.client_id)
+            if how == "gone":
+                del account.algos[algo.order_id]
+                account.algo_by_client.pop(algo.client_id, None)
+            else:
+                algo.status = "CANCELED" if how == "cancelled" else "EXPIRED"
+    return lost
+
+
+@pytest.mark.parametrize("how", ["cancelled", "expired", "gone"])
+def test_restart_gives_an_unprotected_position_its_stop_first(venue_server, tmp_path, how):
+    """A plan whose stop was lost behind the bot's back (cancelled, expired, or unknown to the
+    exchange: freqtrade#9587) gets a new stop at start, before the loop's first bar; on Binance
+    and Bybit."""
+    server = venue_server
     settings, options = load_live_settings(live_config(tmp_path))
     held = {}
 
@@ -146,20 +164,23 @@ def test_restart_gives_an_unprotected_position_its_stop_first(exchange_server, t
             raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+        run_live(settings, options, venue_client(server, "futures"), load_plugins(), clock=BarClock(server),
                  health_clock=ManualClock(), cycles=200, on_cycle=stop_when_holding)
-    for algo in server.state.futures.algos.values():      # the stop disappears while the bot is down
-        if algo.is_open:
-            algo.status = "CANCELED"
-    assert stops_cover_positions(server.state.futures)
+    lost = _lose_stops(server.state.futures, how)
+    assert lost and stops_cover_positions(server.state.futures)
     store = Store.open(options.store)
     starts = []
-    run_live(settings, options, futures_client(server), load_plugins(), clock=BarClock(server),
+    run_live(settings, options, venue_client(server, "futures"), load_plugins(), clock=BarClock(server),
              health_clock=ManualClock(), cycles=1, store=store,
              on_cycle=lambda t: starts.append(stops_cover_positions(server.state.futures)))
     assert starts == [[]]
     stops = [r for r in _plan_orders(store, held["plan"]) if r.order.tag == "stop"]
     assert len(stops) >= 2 and sum(not r.state.terminal for r in stops) <= 1
+    # the lost stop is closed in the store as the exchange (or its silence) says
+    want = {"cancelled": OrderState.CANCELLED, "expired": OrderState.EXPIRED, "gone": OrderState.EXPIRED}[how]
+    if how == "expired" and server.dialect.name == "bybit":
+        want = OrderState.CANCELLED     # Bybit has one word for a stop closed untriggered: Deactivated
+    assert {store.order(cid).state for cid in lost} == {want}
 
 
 def _plan_orders(store, plan_id):

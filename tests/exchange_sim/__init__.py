@@ -47,9 +47,10 @@ Faults (``server.faults``, see :mod:`exchange_sim.faults`): ``timeout(delay)``,
 ``times=``. ``server.faults.log`` lists what fired; ``server.calls`` counts requests per route.
 
 Killing a client at an exact point: ``held = server.hold_request(nth, after_advances=a,
-processed=False|True, path=None, method=None)`` holds the ``nth`` request (of ``path`` and
-``method`` if given) after ``a`` clock advances (before or after the exchange processed it); kill
-the client once ``held.reached`` is set, then ``held.release()``.
+processed=False|True, path=None, method=None, when=None)`` holds the ``nth`` request (of ``path``
+and ``method`` if given, made while ``when()`` is true if given: e.g. while a position is open)
+after ``a`` clock advances (before or after the exchange processed it); kill the client once
+``held.reached`` is set, then ``held.release()``.
 
 Spot cancel-replace (``POST /api/v3/order/cancelReplace``, ccxt's ``edit_order`` on spot) follows
 Binance's documented semantics (``cancelReplaceMode``, ``cancelRestrictions``, -2021/-2022 with

@@ -49,12 +49,14 @@ def linear_instrument(spec: MarketSpec, launch_ms: int) -> dict:
             "isPreListing": False}
 
 
-def order_status(o: Order, conditional: bool, child: Order | None = None) -> str:
-    """Bybit's orderStatus of ``o`` (a conditional order's from its child once triggered)."""
+def order_status(o: Order, conditional: bool, child: Order | None = None, category: str = "linear") -> str:
+    """Bybit's orderStatus of ``o`` (a conditional order's from its child once triggered). Only
+    spot says ``PartiallyFilledCanceled``; a derivatives order cancelled after a partial fill is
+    ``Cancelled`` with its executed qty (Bybit's v5 enum page)."""
     if conditional and not o.triggered:
         return {"NEW": "Untriggered", "CANCELED": "Deactivated"}.get(o.status, "Deactivated")
     src = child if child is not None else o
-    if src.status in ("EXPIRED", "CANCELED") and src.executed > 0:
+    if category == "spot" and src.status in ("EXPIRED", "CANCELED") and src.executed > 0:
         return "PartiallyFilledCanceled"
     return {"NEW": "New", "PARTIALLY_FILLED": "PartiallyFilled", "FILLED": "Filled", "CANCELED": "Cancelled",
             "EXPIRED": "Cancelled", "FINISHED": "Filled", "REJECTED": "Rejected"}.get(src.status, "New")
@@ -67,7 +69,7 @@ def order_json(o: Order, category: str, *, conditional: bool, child: Order | Non
     executed, value = src.executed, src.cum_quote
     fee = sum((t["fee"] for t in src.trades), ZERO)
     market = o.price is None or (o.type in ("MARKET", "STOP_MARKET", "TAKE_PROFIT_MARKET", "STOP_LOSS", "TAKE_PROFIT"))
-    status = order_status(o, conditional, child)
+    status = order_status(o, conditional, child, category)
     leaves = ZERO if status in ("Filled", "Cancelled", "PartiallyFilledCanceled", "Deactivated", "Rejected") \
         else o.qty - executed
     stop_type = "Stop" if conditional else ""

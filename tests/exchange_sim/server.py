@@ -14,6 +14,7 @@ import traceback
 from collections import Counter
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from .dialect import Answer, Dialect
@@ -178,11 +179,12 @@ class HeldRequest:
     repeatable point of its conversation with the exchange, whatever the machine's load."""
 
     def __init__(self, nth: int, after_advances: int, processed: bool, path: str | None = None,
-                 method: str | None = None) -> None:
+                 method: str | None = None, when: Callable[[], bool] | None = None) -> None:
         if nth < 1 or after_advances < 0:
             raise ValueError(f"nth must be >= 1 and after_advances >= 0, got {nth} and {after_advances}")
         self.nth, self.after_advances, self.processed = nth, after_advances, processed
         self.path, self.method = path, method     # count only these requests (None: any)
+        self.when = when                          # ... and only while this holds (None: always)
         self.advances = self.seen = 0
         self.request: tuple[str, str] | None = None   # (method, path) of the held request
         self.reached = threading.Event()
@@ -196,6 +198,8 @@ class HeldRequest:
             self.advances += path == "/__control/advance"
             return False
         if (self.path is not None and path != self.path) or (self.method is not None and method != self.method):
+            return False
+        if self.when is not None and not self.when():
             return False
         self.seen += 1
         if self.seen == self.nth:
@@ -427,15 +431,16 @@ class ExchangeServer:
         return self.state.now_ms
 
     def hold_request(self, nth: int, *, after_advances: int = 0, processed: bool = False, path: str | None = None,
-                     method: str | None = None) -> HeldRequest:
+                     method: str | None = None, when: Callable[[], bool] | None = None) -> HeldRequest:
         """Hold the ``nth`` request (1-based, any route, control routes included; ``path`` and
-        ``method``: only those count) that arrives after
+        ``method``: only those count; ``when``: only those arriving while it returns True, e.g.
+        while a position is open) that arrives after
         ``after_advances`` ``/__control/advance`` requests from now: unprocessed (``processed=False``:
         the exchange never sees it) or processed with its answer held (the exchange acted, the
         client never learns it). Its ``reached`` event is set while it is held; the connection is
         dropped unanswered once :meth:`HeldRequest.release` is called. One hold at a time: a new
         one replaces (and releases) the previous one."""
-        held = HeldRequest(nth, after_advances, processed, path, method)
+        held = HeldRequest(nth, after_advances, processed, path, method, when)
         with self._held_lock:
             previous, self._held = self._held, held
         if previous is not None:
