@@ -1,7 +1,7 @@
 """The live loop on the loopback exchange trades as the backtest does with every ML component
 voting (the default pipeline).
 
-The bot runs against the loopback Binance USD-M server (a real ccxt client, the exchange venue,
+The bot runs against the loopback Binance USD-M and Bybit linear servers (a real ccxt client, the exchange venue,
 the broker and the store), inside the shipped models' validity (trained until 2022-04-01, voting
 until 2025-03-31); its session's own ledger, folded from the exchange's fills, is compared trade
 by trade with a backtest of the same candles that applies the exchange's instrument rules. Every
@@ -10,10 +10,14 @@ ML component must have voted in both runs, or the comparison would say nothing a
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+import attrs
+
 import pytest
 from structlog.testing import capture_logs
 
-from exchange_sim import ExchangeServer, futures_client
+from exchange_sim import venue_client, venue_exchange_server
 from live_helpers import BarClock, backtest_of_session, live_config
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
@@ -30,16 +34,25 @@ def _votes(decisions):
     return {v.component for d in decisions for v in d.votes if v.component in ML}
 
 
-def test_live_trades_equal_the_backtests_with_every_ml_component_voting(tmp_path):
+@pytest.mark.parametrize("venue", ["binance", "bybit"])
+def test_live_trades_equal_the_backtests_with_every_ml_component_voting(tmp_path, venue):
     path = live_config(tmp_path, history_bars=WARM_UP)
     text = path.read_text().replace("ml_components = []\n", "").replace('signal_sources = ["technical"]\n', "")
     path.write_text(text)
     settings, options = load_live_settings(path)
     plugins = load_plugins()
-    with ExchangeServer(start="2023-03-01") as server, capture_logs():
-        trader = run_live(settings, options, futures_client(server), plugins, clock=BarClock(server),
+    with venue_exchange_server(venue, start="2023-03-01") as server, capture_logs():
+        if venue == "bybit":      # its unified wallet shows the emulator's spot book too: the backtest's 10,000 only
+            server.state.spot.balances["USDT"] = [Decimal(0), Decimal(0)]
+        client = venue_client(server, "futures")
+        market = client.load_markets()["BTC/USDT:USDT"]
+        # both runs at the account's fee rates (Bybit's /v5/account/fee-rate: taker 0.055 %; the
+        # Binance emulator has no commission route: its rates are ccxt's market defaults)
+        fee = client.fetch_trading_fee("BTC/USDT:USDT") if venue == "bybit" else market
+        settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, fee_taker=float(fee["taker"]),
+                                                                  fee_maker=float(fee["maker"])))
+        trader = run_live(settings, options, venue_client(server, "futures"), plugins, clock=BarClock(server),
                           health_clock=ManualClock(), cycles=200)
-        market = futures_client(server).load_markets()["BTC/USDT:USDT"]
     assert not server.errors
     rules = Instruments({"BTC/USDT": instrument_from_ccxt("BTC/USDT", market)})
     raw, start = backtest_of_session(trader, settings, options, plugins, instruments=rules)

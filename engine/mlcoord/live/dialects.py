@@ -55,6 +55,21 @@ class Dialect:
     position_side: tuple[str, Any, Any] = ("positionSide", "LONG", "SHORT")
     #: what the engine cannot do on this exchange yet: a broker refuses to start, naming it ("": nothing)
     not_yet: str = ""
+    #: a funding event's amount *received* (negative: paid): ccxt's ``amount`` as it is (Binance's
+    #: income), or ``sign`` x the ``info`` field named (Bybit's ``execFee``, positive when paid: ccxt
+    #: passes it through unsigned, ccxt#26404; read from ``info`` so a ccxt fix cannot flip it twice)
+    funding_received: tuple[str, float] = ("", 1.0)
+
+    def received_funding(self, event: Mapping[str, Any]) -> Any:
+        """What a ccxt funding-history event says was received (None when it says nothing)."""
+        field, sign = self.funding_received
+        if not field:
+            return event.get("amount")
+        raw = (event.get("info") or {}).get(field)
+        try:
+            return sign * float(raw) if raw is not None else None
+        except (TypeError, ValueError):
+            return None
 
 
 BINANCE = Dialect("binance", trigger_book=("futures",), algo_orders=True, lookup="fetch_order",
@@ -65,7 +80,8 @@ BYBIT = Dialect("bybit", trigger_book=("spot",), algo_orders=False, lookup="list
                 stop_style="trigger_direction", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
                 verify_hedge_mode=True, answer_has_state=False,
                 positions_one_symbol=True,
-                info_status=("orderStatus", _BYBIT_STATUS), position_side=("positionIdx", 1, 2))
+                info_status=("orderStatus", _BYBIT_STATUS), position_side=("positionIdx", 1, 2),
+                funding_received=("execFee", -1.0))
 
 #: OKX v5 as far as it is known (tests/exchange_sim/okx.py): stops are algo orders in their own book with
 #: an ``algoClOrdId`` (ccxt's clientOrderId stays None on them) whose fills are on the order they place

@@ -109,7 +109,7 @@ class FuturesMarks(TraderParts):
                 events = broker.call(lambda s=sym, t=since: broker.exchange.fetch_funding_history(s, t),
                                      f"fetch_funding_history {sym}")
             for e in events or []:
-                amount, when = _number(e.get("amount")), e.get("timestamp")
+                amount, when = _number(broker.dialect.received_funding(e)), e.get("timestamp")
                 if amount is None or when is None or int(when) < since:
                     continue
                 paid[plan.plan_id] = paid.get(plan.plan_id, 0.0) - amount    # income < 0: paid
