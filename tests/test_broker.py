@@ -47,8 +47,12 @@ def _check_accounted(server, store, broker, market):
         assert abs(sum(f.fill.quantity for f in store.fills(cid)) - float(o.executed)) < 1e-9, cid
         want = {"NEW": OrderState.OPEN, "PARTIALLY_FILLED": OrderState.PARTIALLY_FILLED, "FILLED": OrderState.FILLED,
                 "CANCELED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED}[o.status]
+        # Bybit spot answers one status, PartiallyFilledCanceled, for a partly filled order cancelled
+        # by the bot or by the exchange (an IOC's rest): the dialect books it expired with its fills
+        either = server.dialect.name == "bybit" and market == "spot" and o.status == "CANCELED" and o.executed > 0
         assert r.state == want or (want == OrderState.EXPIRED and r.state == OrderState.PARTIALLY_FILLED
-                                   and o.executed > 0), (cid, o.status, r.state)
+                                   and o.executed > 0) or (either and r.state == OrderState.EXPIRED), \
+            (cid, o.status, r.state)
     return ours
 
 
