@@ -16,6 +16,9 @@ from mlcoord.model import Order, OrderKind, Side
 
 T0 = 1_600_000_000_000_000_000
 
+#: the exchanges these live tests run on (their emulators)
+VENUES = ["binance", "bybit", "okx"]
+
 
 def _broker(server, tmp_path, market="spot", name="store"):
     exchange = venue_client(server, market, timeout_ms=250)
@@ -46,8 +49,9 @@ def _check_accounted(server, store, broker, market):
         assert abs(sum(f.fill.quantity for f in store.fills(cid)) - float(o.executed)) < 1e-9, cid
         want = {"NEW": OrderState.OPEN, "PARTIALLY_FILLED": OrderState.PARTIALLY_FILLED, "FILLED": OrderState.FILLED,
                 "CANCELED": OrderState.CANCELLED, "EXPIRED": OrderState.EXPIRED}[o.status]
-        assert r.state == want or (want == OrderState.EXPIRED and r.state == OrderState.PARTIALLY_FILLED
-                                   and o.executed > 0), (cid, o.status, r.state)
+        # a market order's unfilled rest: expired on Binance and Bybit, "canceled" on OKX (its own word)
+        assert r.state == want or (want == OrderState.EXPIRED and o.executed > 0 and r.state in (
+            OrderState.PARTIALLY_FILLED, OrderState.CANCELLED)), (cid, o.status, r.state)
     return ours
 
 
@@ -59,8 +63,10 @@ def _all_orders(store):
         return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
 
 
+@pytest.mark.parametrize("venue_server", VENUES, indirect=True)
 def test_500_orders_under_faults_are_each_placed_once(venue_server, tmp_path):
-    """On Binance 520 orders, on Bybit 100 (the same paths; CI time)."""
+    """On Binance 520 orders, on Bybit 100, on OKX 200 (the same paths; CI time; OKX needs more for a
+    market order to meet a partial fill with this seed)."""
     server = venue_server
     broker, store = _broker(server, tmp_path)
     faults = server.faults
@@ -73,7 +79,7 @@ def test_500_orders_under_faults_are_each_placed_once(venue_server, tmp_path):
         faults.lose_response(mode=mode, probability=0.03)
     faults.lose_response(mode="timeout", delay=0.3, probability=0.02)
     rng = random.Random(7)
-    n = 520 if server.dialect.name == "binance" else 100
+    n = {"binance": 520, "bybit": 100}.get(server.dialect.name, 200)
     for k in range(n):
         sym = rng.choice(["BTC/USDT", "ETH/USDT"])
         if k % 20 == 0:
@@ -106,6 +112,7 @@ def test_500_orders_under_faults_are_each_placed_once(venue_server, tmp_path):
     print(f"orders={n} rejected={rejected} faults={len(server.faults.log)} sends={broker.sent}")
 
 
+@pytest.mark.parametrize("venue_server", VENUES, indirect=True)
 def test_restart_with_pending_order_adopts_it(venue_server, tmp_path):
     """Journaled, sent, answer lost, process died: the restarted broker adopts, never re-sends."""
     server = venue_server
@@ -124,6 +131,7 @@ def test_restart_with_pending_order_adopts_it(venue_server, tmp_path):
     assert list(_server_orders(server, "spot")) == [order.id]
 
 
+@pytest.mark.parametrize("venue_server", VENUES, indirect=True)
 def test_futures_hedge_mode_stop_and_take_profit(venue_server, tmp_path):
     server = venue_server
     broker, store = _broker(server, tmp_path, "futures")

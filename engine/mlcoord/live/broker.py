@@ -442,6 +442,8 @@ class Broker:
         if self.dialect.algo_client_field and self._in_trigger_book(OrderRecord(order)):
             params = {self.dialect.algo_client_field: order.id}     # an algo order's own client id (OKX)
         amount = float(f"{float(order.quantity) / self.unit(sym):.12g}")     # contracts on a contract market
+        if self.market == "spot":
+            params.update(self.dialect.spot_order_params)                # amounts in the base asset
         if self.market == "futures" and self.dialect.margin_per_order:
             params["marginMode"] = self.margin_mode                      # OKX tdMode
         if self.market == "futures":

@@ -62,6 +62,9 @@ class Dialect:
     #: what a listing of the conditional book adds to ``{"trigger": True}``, per market (OKX lists one
     #: algo ``ordType`` at a time: spot stops are ``trigger`` orders, swap stops ``conditional`` ones)
     trigger_listing: Mapping[str, Mapping[str, str]] = {}
+    #: parameters of every spot order (OKX ``tgtCcy`` base_ccy: ccxt's default makes a market buy's
+    #: amount the quote asset to spend, which would size it in USDT)
+    spot_order_params: Mapping[str, str] = {}
     #: the fills endpoint's parameter selecting one order's trades
     trades_order_key: str = "orderId"
     #: margin mode is no symbol setting but each order's (OKX ``tdMode``), set with the leverage
@@ -93,6 +96,7 @@ OKX = Dialect("okx", trigger_book=("spot", "futures"), algo_orders=False, lookup
               verify_hedge_mode=True, answer_has_state=False, position_side=("posSide", "long", "short"),
               algo_client_field="algoClOrdId", algo_child="ordId", trades_order_key="ordId",
               trigger_listing={"spot": {"ordType": "trigger"}, "futures": {"ordType": "conditional"}},
+              spot_order_params={"tgtCcy": "base_ccy"},
               margin_per_order=True, position_mode_query=True)
 
 DIALECTS = {"binance": BINANCE, "binanceusdm": BINANCE, "bybit": BYBIT, "okx": OKX}
