@@ -38,6 +38,9 @@ drawdown_trigger = 0.002
 drawdown_release = 0.001
 """
 
+#: the exchanges these live tests run on (their emulators)
+VENUES = ["binance", "bybit", "okx"]
+
 
 def hedge_config(tmp_path, extra=""):
     path = live_config(tmp_path, extra=extra)
@@ -212,6 +215,7 @@ def _hedge_orders_on_server(account):
     return [o.client_id for o in account.orders.values() if o.position_side == "SHORT" and o.side == "SELL"]
 
 
+@pytest.mark.parametrize("venue_server", VENUES, indirect=True)
 def test_restart_mid_hedge_neither_opens_it_again_nor_loses_it(venue_server, tmp_path):
     """Both hedge-mode legs survive a restart (nautilus#4738), on Binance and Bybit."""
     server = venue_server

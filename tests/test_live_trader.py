@@ -19,6 +19,9 @@ from mlcoord.live.store import Store
 from mlcoord.registry import load_plugins
 from live_helpers import BarClock, live_config
 
+#: the exchanges these live tests run on (their emulators)
+VENUES = ["binance", "bybit", "okx"]
+
 
 def stops_cover_positions(account):
     """Every non-zero position on the server has an open reduce-only (closing-side) stop."""
@@ -33,6 +36,7 @@ def stops_cover_positions(account):
     return missing
 
 
+@pytest.mark.parametrize("venue_server", VENUES, indirect=True)
 def test_live_futures_ladders_stops_and_take_profits(venue_server, tmp_path):
     """300 bars with partial fills and rejections, on Binance and Bybit."""
     server = venue_server

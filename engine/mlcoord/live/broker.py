@@ -42,6 +42,7 @@ from mlcoord.live.retry import ExchangeHealth, describe_error
 from mlcoord.live.store import Store
 from mlcoord.live.trade_fee import fee_in_quote, order_fee, trade_list_fee, warn_unpriced
 from mlcoord.model import Fill, Order, OrderKind, Side
+from mlcoord.model.instruments import contract_size, in_units
 
 log = structlog.get_logger("mlcoord.live.broker")
 
@@ -90,6 +91,7 @@ class Broker:
         self.health = health or ExchangeHealth()
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset
+        self.margin_mode = "isolated"     # futures: what setup set (sent per order where the dialect wants it)
         self.sent = 0            # create-order requests sent (for tests, logs, and whether an order went out)
         self.changes = 0         # create and cancel requests that went out: what may move other orders
         self.on_change: Optional[Callable[[str], None]] = None    # told the symbol of each of them
@@ -106,8 +108,16 @@ class Broker:
             self.verify_hedge_mode(symbols)
 
     def verify_hedge_mode(self, symbols) -> None:
-        """The account really is in hedge mode: every position row of ``symbols`` is one side's
-        (an exchange that kept one-way mode would net a hedge leg into the position it hedges)."""
+        """The account really is in hedge mode: the exchange says so where it can be asked
+        (OKX ``posMode``), else every position row of ``symbols`` is one side's (an exchange that
+        kept one-way mode would net a hedge leg into the position it hedges)."""
+        if self.dialect.position_mode_query:
+            mode = self.call(self.exchange.fetch_position_mode, "fetch_position_mode") or {}
+            if mode.get("hedged") is not True:
+                raise BrokerError(f"{self.dialect.name}: hedge mode was set but the account reports position mode "
+                                  f"{(mode.get('info') or {}).get('posMode', mode.get('hedged'))!r}; switch it to "
+                                  f"long/short (hedge) mode and restart")
+            return
         field, long_, short = self.dialect.position_side
         rows = self.fetch_positions([self.symbol(s) for s in symbols])
         one_way = sorted({str(r.get("symbol")) for r in rows or []
@@ -121,10 +131,18 @@ class Broker:
         scanner adds mid-session, before its first order)."""
         if self.market != "futures":
             return
+        self.margin_mode = margin_mode
+        lever = int(round(leverage))
         for s in symbols:
             sym = self.symbol(s)
+            if self.dialect.margin_per_order:      # OKX: the mode goes with the leverage, per side if isolated
+                for side in (("long", "short") if margin_mode == "isolated" else ("",)):
+                    params = {"marginMode": margin_mode, **({"posSide": side} if side else {})}
+                    self._tolerant(lambda p=params: self.exchange.set_leverage(lever, sym, p),
+                                   f"set_leverage {sym} {margin_mode} {side}".rstrip())
+                continue
             self._tolerant(lambda: self.exchange.set_margin_mode(margin_mode, sym), f"set_margin_mode {sym}")
-            self._tolerant(lambda: self.exchange.set_leverage(int(round(leverage)), sym), f"set_leverage {sym}")
+            self._tolerant(lambda: self.exchange.set_leverage(lever, sym), f"set_leverage {sym}")
 
     def _tolerant(self, fn, what: str) -> None:
         """A setting that is already in place is an error on some exchanges (Binance "No need to
@@ -140,13 +158,40 @@ class Broker:
 
     def fetch_positions(self, symbols: Sequence[str]) -> list[dict]:
         """ccxt's positions of ``symbols`` (exchange symbols), one request per symbol where the
-        exchange takes one at a time."""
-        if not self.dialect.positions_one_symbol:
-            return list(self.call(lambda: self.exchange.fetch_positions(list(symbols)), "fetch_positions") or [])
+        exchange takes one at a time; ``contracts`` in coins (x the contract size)."""
         rows: list[dict] = []
-        for sym in symbols:
-            rows += self.call(lambda s=sym: self.exchange.fetch_positions([s]), f"fetch_positions {sym}") or []
-        return rows
+        if not self.dialect.positions_one_symbol:
+            rows = list(self.call(lambda: self.exchange.fetch_positions(list(symbols)), "fetch_positions") or [])
+        else:
+            for sym in symbols:
+                rows += self.call(lambda s=sym: self.exchange.fetch_positions([s]), f"fetch_positions {sym}") or []
+        return [{**r, "contracts": self.coins(str(r["symbol"]), r.get("contracts"))}
+                if r.get("contracts") and r.get("symbol") else r for r in rows]
+
+    def in_coins(self, sym: str, row: dict) -> dict:
+        """A ccxt order row of exchange symbol ``sym`` as the engine reads it: ``amount`` and
+        ``filled`` in coins, ``clientOrderId`` where the dialect keeps a conditional order's."""
+        out = {**row, "clientOrderId": self.client_id_of(row)}
+        for key in ("amount", "filled"):
+            if row.get(key) is not None:
+                out[key] = self.coins(sym, row[key])
+        return out
+
+    def client_id_of(self, row: dict) -> str:
+        """The client id of a ccxt order row (a conditional order's may be in ``info`` only: OKX)."""
+        info = row.get("info") or {}
+        field = self.dialect.algo_client_field
+        return str(row.get("clientOrderId") or (info.get(field) if field and isinstance(info, dict) else "") or "")
+
+    def trigger_listing(self) -> dict[str, Any]:
+        """The parameters listing this market's conditional (trigger) book."""
+        return {"trigger": True, **self.dialect.trigger_listing.get(self.market, {})}
+
+    def order_trades(self, sym: str, oid: str) -> list[dict]:
+        """ccxt's trades of exchange order ``oid`` (amounts as ccxt gives them)."""
+        key = self.dialect.trades_order_key
+        return list(self.call(lambda: self.exchange.fetch_my_trades(sym, None, None, {key: oid}),
+                              f"fetch_my_trades {sym} {oid}") or [])
 
     def call(self, fn, what: str):
         """An exchange request, once the store has committed what it holds (a deferred answer)."""
@@ -161,15 +206,25 @@ class Broker:
 
     # -- sizes --------------------------------------------------------------------------------
     def amount(self, symbol: str, quantity: float) -> float:
-        """``quantity`` rounded down to the step size (0.0 below the minimum)."""
+        """``quantity`` (coins) rounded down to the step size (0.0 below the minimum); on a
+        contract market the step and minimum are in contracts, the answer in coins again."""
         sym = self.symbol(symbol)
+        unit = self.unit(sym)
         try:
             # a sum of fills (0.093 + 0.078 = 0.17099999999999999) must not round down a whole step
-            q = float(self.exchange.amount_to_precision(sym, float(quantity) * (1 + 1e-9)))
+            q = float(self.exchange.amount_to_precision(sym, float(quantity) / unit * (1 + 1e-9)))
         except Exception:   # ccxt raises below the minimum amount
             return 0.0
         minimum = (self.exchange.market(sym).get("limits", {}).get("amount", {}) or {}).get("min") or 0.0
-        return q if q >= minimum else 0.0
+        return in_units(q, unit) if q >= minimum else 0.0
+
+    def unit(self, sym: str) -> float:
+        """Coins per ccxt amount of exchange symbol ``sym`` (a contract's size; 1 on spot)."""
+        return contract_size(self.exchange.market(sym))
+
+    def coins(self, sym: str, amount: Any) -> float:
+        """A ccxt amount of ``sym`` (an order's, a trade's, a position's contracts) in coins."""
+        return in_units(float(amount or 0.0), self.unit(sym))
 
     def price(self, symbol: str, price: float) -> float:
         return float(self.exchange.price_to_precision(self.symbol(symbol), float(price)))
@@ -384,7 +439,13 @@ class Broker:
         closing = order.reduce_only
         side = "buy" if (order.side == Side.LONG) != closing else "sell"
         params: dict[str, Any] = {"clientOrderId": order.id}
-        amount = float(order.quantity)
+        if self.dialect.algo_client_field and self._in_trigger_book(OrderRecord(order)):
+            params = {self.dialect.algo_client_field: order.id}     # an algo order's own client id (OKX)
+        amount = float(f"{float(order.quantity) / self.unit(sym):.12g}")     # contracts on a contract market
+        if self.market == "spot":
+            params.update(self.dialect.spot_order_params)                # amounts in the base asset
+        if self.market == "futures" and self.dialect.margin_per_order:
+            params["marginMode"] = self.margin_mode                      # OKX tdMode
         if self.market == "futures":
             if self.dialect.hedge_style == "positionSide":
                 params["positionSide"] = "LONG" if order.side == Side.LONG else "SHORT"
@@ -403,6 +464,9 @@ class Broker:
         stop = self.price(order.symbol, _required(order, "price"))
         take_profit = order.tag.startswith((TAKE_PROFIT, PARTIAL_TP))
         if self.market == "futures":
+            if self.dialect.stop_style == "conditional":    # OKX: a stop-loss or take-profit algo, at market
+                params["takeProfitPrice" if take_profit else "stopLossPrice"] = stop
+                return self.exchange.create_order(sym, "market", side, amount, None, params)
             if self.dialect.stop_style == "trigger_direction":
                 params.update(triggerPrice=stop, triggerDirection=trigger_direction(order.side == Side.LONG, take_profit))
                 return self.exchange.create_order(sym, "market", side, amount, None, params)
@@ -443,11 +507,15 @@ class Broker:
             return self._listed(record, sym, cid)
         algo = self._algo(record)
         if not (algo and algo_only):
+            params: dict[str, Any] = {self.dialect.lookup_key: cid}
+            if not algo and self._in_trigger_book(record):
+                params["trigger"] = True               # its own book (OKX algo orders)
             try:
-                return self.call(lambda: self.exchange.fetch_order(None, sym, {self.dialect.lookup_key: cid}),
-                                 f"fetch_order {cid}")
+                found = self.call(lambda: self.exchange.fetch_order(None, sym, params), f"fetch_order {cid}")
             except ccxt.OrderNotFound:
-                pass
+                found = None
+            if found is not None:
+                return self._child(record, found)
         if algo:
             try:
                 return self.call(lambda: self.exchange.fetch_order(None, sym, {"trigger": True, "clientAlgoId": cid}),
@@ -455,6 +523,23 @@ class Broker:
             except ccxt.OrderNotFound:
                 pass
         return None
+
+    def _child(self, record: OrderRecord, found: dict) -> dict:
+        """A triggered conditional order's answer replaced by the regular order it placed, which
+        holds the fills (OKX: the algo's ``ordId``); any other answer as it is."""
+        import ccxt
+
+        field = self.dialect.algo_child
+        info = found.get("info") or {}
+        child = str(info.get(field) or "") if field and self._in_trigger_book(record) else ""
+        if not child:
+            return found
+        sym = self.symbol(record.order.symbol)
+        try:
+            return self.call(lambda: self.exchange.fetch_order(child, sym),
+                             f"fetch_order {child} (of {record.client_order_id})")
+        except ccxt.OrderNotFound:    # not listed yet: the algo's own answer until it is
+            return found
 
     def _listed(self, record: OrderRecord, sym: str, cid: str) -> Optional[dict]:
         """An order found by client id in the open-orders listing (Bybit's realtime list, which
@@ -465,7 +550,7 @@ class Broker:
         for fetch, what in ((self.exchange.fetch_open_orders, "fetch_open_orders"),
                             (self.exchange.fetch_closed_orders, "fetch_closed_orders")):
             rows = self.call(lambda f=fetch: f(sym, None, None, dict(params)), f"{what} {cid}") or []
-            mine = [r for r in rows if str(r.get("clientOrderId") or "") == cid]
+            mine = [r for r in rows if self.client_id_of(r) == cid]
             if mine:
                 return mine[0]
         return None
@@ -516,10 +601,10 @@ class Broker:
         for (sym, algo), cost in sorted(groups.items()):
             if cost < 2:
                 continue
-            params = {"trigger": True} if algo else {}
+            params = self.trigger_listing() if algo else {}
             rows = self.call(lambda s=sym, p=params: self.exchange.fetch_open_orders(s, None, None, p),
                              f"fetch_open_orders {sym}{' (algo)' if algo else ''}")
-            out.update({str(row.get("clientOrderId")): row for row in rows or [] if row.get("clientOrderId")})
+            out.update({self.client_id_of(row): row for row in rows or [] if self.client_id_of(row)})
         return out
 
     def cancel(self, record: OrderRecord) -> OrderRecord:
@@ -613,8 +698,7 @@ class Broker:
         sym = self.symbol(record.order.symbol)
         self.store.flush()                   # a store failure is not the trade list's: never swallowed here
         try:
-            trades = self.call(lambda: self.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
-                               f"fetch_my_trades {sym} {oid}")
+            trades = self.order_trades(sym, oid)
             market = self.exchange.market(sym)
         except ccxt.BaseError as exc:        # an outage (ExchangeUnavailable) pauses the cycle, as elsewhere
             log.warning("fill_fee_unavailable", client_id=record.client_order_id, order=oid,
@@ -632,7 +716,7 @@ class Broker:
     def _parse(self, record: OrderRecord, response: dict) -> tuple[OrderState, float, Any]:
         """The state, filled quantity and average price an exchange answer gives the order."""
         status = _STATES.get(str(response.get("status") or "open").lower(), OrderState.OPEN)
-        filled = float(response.get("filled") or 0.0)
+        filled = self.coins(self.symbol(record.order.symbol), response.get("filled"))
         average = response.get("average")
         info = response.get("info") or {}
         field, meaning = self.dialect.info_status

@@ -53,6 +53,25 @@ class Dialect:
     info_status: tuple[str, Mapping[str, str]] = ("", {})
     #: the ``info`` field of a position's (or order's) hedge side, and its values for long and short
     position_side: tuple[str, Any, Any] = ("positionSide", "LONG", "SHORT")
+    #: a conditional order's client id is this parameter on create and this ``info`` field on answers
+    #: (OKX ``algoClOrdId``: ccxt's clientOrderId stays None on algo orders); "": ccxt's clientOrderId
+    algo_client_field: str = ""
+    #: the ``info`` field of a triggered conditional order naming the regular order that holds its
+    #: fills (OKX ``ordId``); "": the answer itself carries them
+    algo_child: str = ""
+    #: what a listing of the conditional book adds to ``{"trigger": True}``, per market (OKX lists one
+    #: algo ``ordType`` at a time: spot stops are ``trigger`` orders, swap stops ``conditional`` ones)
+    trigger_listing: Mapping[str, Mapping[str, str]] = {}
+    #: parameters of every spot order (OKX ``tgtCcy`` base_ccy: ccxt's default makes a market buy's
+    #: amount the quote asset to spend, which would size it in USDT)
+    spot_order_params: Mapping[str, str] = {}
+    #: the fills endpoint's parameter selecting one order's trades
+    trades_order_key: str = "orderId"
+    #: margin mode is no symbol setting but each order's (OKX ``tdMode``), set with the leverage
+    #: (per position side in isolated margin)
+    margin_per_order: bool = False
+    #: the account's position mode is read back with ccxt's fetch_position_mode (not inferred from positions)
+    position_mode_query: bool = False
     #: what the engine cannot do on this exchange yet: a broker refuses to start, naming it ("": nothing)
     not_yet: str = ""
     #: a funding event's amount *received* (negative: paid): ccxt's ``amount`` as it is (Binance's
@@ -83,16 +102,18 @@ BYBIT = Dialect("bybit", trigger_book=("spot",), algo_orders=False, lookup="list
                 info_status=("orderStatus", _BYBIT_STATUS), position_side=("positionIdx", 1, 2),
                 funding_received=("execFee", -1.0))
 
-#: OKX v5 as far as it is known (tests/exchange_sim/okx.py): stops are algo orders in their own book with
-#: an ``algoClOrdId`` (ccxt's clientOrderId stays None on them) whose fills are on the order they place
-#: (``ordId``), and swap sizes are contracts (``contractSize``). The broker handles neither yet, so it
-#: refuses to start on OKX rather than size orders wrongly or take its own stops for manual ones.
-OKX = Dialect("okx", trigger_book=("spot", "futures"), algo_orders=True, lookup="fetch_order",
+#: OKX v5 (tests/exchange_sim/okx.py): stops are algo orders in their own book with an ``algoClOrdId``
+#: whose fills are on the regular order they place (``ordId``); futures stops and take profits are
+#: ``conditional`` (stop-loss / take-profit trigger, market); swap sizes are contracts (ccxt's
+#: ``contractSize``, converted by the broker); no trailing stop order the emulator proves.
+OKX = Dialect("okx", trigger_book=("spot", "futures"), algo_orders=False, lookup="fetch_order",
               lookup_key="clientOrderId", cancel_key="clientOrderId", already_set=(), hedge_style="hedged",
-              stop_style="trigger", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
+              stop_style="conditional", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
               verify_hedge_mode=True, answer_has_state=False, position_side=("posSide", "long", "short"),
-              not_yet="live trading on okx (swap sizes in contracts, stops as algo orders identified by "
-                      "algoClOrdId); okx works for data download")
+              algo_client_field="algoClOrdId", algo_child="ordId", trades_order_key="ordId",
+              trigger_listing={"spot": {"ordType": "trigger"}, "futures": {"ordType": "conditional"}},
+              spot_order_params={"tgtCcy": "base_ccy"},
+              margin_per_order=True, position_mode_query=True)
 
 DIALECTS = {"binance": BINANCE, "binanceusdm": BINANCE, "bybit": BYBIT, "okx": OKX}
 

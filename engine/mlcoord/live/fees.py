@@ -55,8 +55,7 @@ class ExchangeFees(TraderParts):
             if "" in ids:
                 raise BrokerError("a filled order has no exchange id")
             for oid in sorted(ids):
-                trades = broker.call(lambda oid=oid: broker.exchange.fetch_my_trades(sym, None, None, {"orderId": oid}),
-                                     f"fetch_my_trades {sym} {oid}")
+                trades = broker.order_trades(sym, oid)
                 listed = trade_list_fee(trades, market)
                 unpriced = sorted(c for c, cost in listed.other.items() if cost)
                 if unpriced:

@@ -63,14 +63,15 @@ class Unknown:
 
 def open_exchange_orders(broker: Broker, symbol: str) -> list[dict]:
     """The exchange's open orders of ``symbol``: regular ones and, where the exchange keeps them in
-    a book of their own (Binance futures algo orders, Bybit spot stop orders), conditional ones
-    (stops, take profits, trailing stops), which a plain listing does not show."""
+    a book of their own (Binance futures algo orders, Bybit spot stop orders, OKX algo orders),
+    conditional ones (stops, take profits, trailing stops), which a plain listing does not show.
+    Amounts in coins and client ids as :meth:`Broker.in_coins` reads them."""
     sym = broker.symbol(symbol)
     found = list(broker.call(lambda: broker.exchange.fetch_open_orders(sym), f"fetch_open_orders {sym}") or [])
     if broker.market in broker.dialect.trigger_book:
-        found += broker.call(lambda: broker.exchange.fetch_open_orders(sym, None, None, {"trigger": True}),
+        found += broker.call(lambda: broker.exchange.fetch_open_orders(sym, None, None, broker.trigger_listing()),
                              f"fetch_open_orders {sym} (algo)") or []
-    return found
+    return [broker.in_coins(sym, o) for o in found]     # amounts in coins, an algo order's client id read
 
 
 def survey(broker: Broker, symbols: Sequence[str], *, orders: bool = True) -> tuple[Unknown, ...]:

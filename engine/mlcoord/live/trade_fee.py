@@ -15,6 +15,8 @@ from typing import Any, Mapping, Optional, Sequence
 import attrs
 import structlog
 
+from mlcoord.model.instruments import contract_size, in_units
+
 log = structlog.get_logger("mlcoord.live.broker")
 
 
@@ -42,9 +44,10 @@ def trade_list_fee(trades: Sequence[Mapping[str, Any]], market: Mapping[str, Any
     """The fee of ccxt ``trades`` in time order; with ``filled``, of only their first ``filled``
     units (a trade that crosses it counts pro rata: the rest fills a later booking)."""
     ordered = sorted(trades, key=lambda t: (t.get("timestamp") or 0, str(t.get("id") or "")))
+    unit = contract_size(market)
     total, amount, other, currencies = 0.0, 0.0, dict[str, float](), set[str]()
     for t in ordered:
-        qty = float(t.get("amount") or 0.0)
+        qty = in_units(t.get("amount") or 0.0, unit)     # contracts on a contract market: coins here
         if filled is not None and amount >= filled * (1 - 1e-9):
             break
         share = min(1.0, (filled - amount) / qty) if filled is not None and qty > 0 else 1.0

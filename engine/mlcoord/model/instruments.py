@@ -81,11 +81,34 @@ class Instrument:
 DECIMAL_PLACES, TICK_SIZE = 2, 4
 
 
+def contract_size(market: Mapping[str, Any]) -> float:
+    """Coins per unit of a ccxt amount on ``market``: a contract market's ``contractSize`` (OKX's
+    BTC-USDT-SWAP: 0.01 BTC), 1 on spot and where a contract is one coin (Binance, Bybit). The
+    engine counts coins; ccxt's amounts, fills, trades and positions of a contract market count
+    contracts, so every amount crossing that boundary goes through this."""
+    size = market.get("contractSize") if market.get("contract") else None
+    try:
+        value = float(size) if size is not None else 1.0
+    except (TypeError, ValueError):
+        raise ValueError(f"market {market.get('symbol')!r}: contractSize must be a number, got {size!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"market {market.get('symbol')!r}: contractSize must be > 0, got {size!r}")
+    return value
+
+
+def in_units(amount: float, unit: float) -> float:
+    """``amount`` x ``unit`` without the float residue a product of decimal steps leaves
+    (5 contracts x 0.01 BTC is 0.05 BTC, not 0.05000000000000001)."""
+    return float(f"{float(amount) * unit:.12g}")
+
+
 def instrument_from_ccxt(symbol: str, market: Mapping[str, Any], precision_mode: int = TICK_SIZE) -> Instrument:
     """An :class:`Instrument` from a ccxt market: ``precision`` (steps in ccxt's TICK_SIZE mode,
-    digits in DECIMAL_PLACES mode: ``exchange.precisionMode`` says which) and ``limits``."""
+    digits in DECIMAL_PLACES mode: ``exchange.precisionMode`` says which) and ``limits``; a
+    contract market's lot and minimum amount in coins (x :func:`contract_size`)."""
     precision = market.get("precision") or {}
     limits = market.get("limits") or {}
+    coins = contract_size(market)
 
     def step(value) -> float:
         if value is None:
@@ -94,8 +117,8 @@ def instrument_from_ccxt(symbol: str, market: Mapping[str, Any], precision_mode:
         return 10.0 ** -value if precision_mode == DECIMAL_PLACES else value
 
     leverage = (limits.get("leverage") or {}).get("max")
-    return Instrument(symbol, tick_size=step(precision.get("price")), lot_size=step(precision.get("amount")),
-                      min_quantity=float((limits.get("amount") or {}).get("min") or 0.0),
+    return Instrument(symbol, tick_size=step(precision.get("price")), lot_size=in_units(step(precision.get("amount")), coins),
+                      min_quantity=in_units((limits.get("amount") or {}).get("min") or 0.0, coins),
                       min_notional=float((limits.get("cost") or {}).get("min") or 0.0),
                       max_leverage=float(leverage) if leverage else None, source="exchange")
 
