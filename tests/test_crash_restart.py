@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from exchange_sim import ExchangeServer, bybit_exchange_server
+from exchange_sim import venue_exchange_server
 from mlcoord.live.records import OrderState
 from mlcoord.live.runner import load_live_settings
 from mlcoord.live.store import Store
@@ -75,11 +75,12 @@ def _all_orders(store):
         return [rows.order_record(r) for r in conn.execute(select(orders)).mappings().all()]
 
 
-#: (exchange, kills): Bybit's run takes fewer kills (half of its loop kills next to a position):
+#: (exchange, kills): Bybit's and OKX's runs take fewer kills (half of its loop kills next to a position):
 #: the same code paths at about a third of the CI time. ``MLCOORD_FULL_RUNS=1`` runs the issue's
 #: full version instead: 20 kills on each exchange (a script's run, not CI's)
 FULL_RUNS = os.environ.get("MLCOORD_FULL_RUNS") == "1"
-VENUES = [("binance", 20), ("bybit", 20)] if FULL_RUNS else [("binance", None), ("bybit", 5)]
+VENUES = ([("binance", 20), ("bybit", 20), ("okx", 20)] if FULL_RUNS
+          else [("binance", None), ("bybit", 5), ("okx", 5)])
 
 
 @pytest.mark.parametrize("seed", [SEED])
@@ -88,7 +89,7 @@ def test_kill_9_at_random_points_and_restart(tmp_path, seed, venue, kills):
     points = kill_points(seed, kills, holding=kills is not None)
     kills = len(points)
     config = live_config(tmp_path)
-    with (ExchangeServer(seed=seed) if venue == "binance" else bybit_exchange_server(seed=seed)) as server:
+    with venue_exchange_server(venue, seed=seed) as server:
         def position_open() -> bool:
             return any(p.amt for p in server.state.futures.positions.values())
 
