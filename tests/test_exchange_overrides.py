@@ -110,7 +110,8 @@ def test_mlcoord_data_download_reaches_the_loopback_exchange_through_the_config(
     assert exchange_server.calls[("GET", "/api/v3/klines")] >= 1 and "BTC/USDT" in result.output
 
 
-def test_one_live_config_runs_on_binance_and_bybit_by_its_exchange_id(venue_server, tmp_path):
+@pytest.mark.parametrize("venue_server", ["binance", "bybit", "okx"], indirect=True)
+def test_one_live_config_runs_on_binance_bybit_and_okx_by_its_exchange_id(venue_server, tmp_path):
     """Issue 19: the same futures config, ``[exchange] id`` set to the venue (and its
     ``[exchange.ccxt] urls`` pointing at the loopback emulator, which a real account would not
     need), runs ``mlcoord live`` end to end: hedge mode and leverage set, history fetched, bars
@@ -121,13 +122,15 @@ def test_one_live_config_runs_on_binance_and_bybit_by_its_exchange_id(venue_serv
     path = live_config(tmp_path, "futures", history_bars=300, poll_seconds=60)
     text = path.read_text().replace('[exchange]\n', f'[exchange]\nid = "{server.dialect.name}"\n')
     path.write_text(text + ccxt_lines(ccxt_table(server, "linear")))
-    env = {"MLCOORD_API_KEY": API_KEY, "MLCOORD_API_SECRET": SECRET}
+    from exchange_sim import PASSPHRASE
+
+    env = {"MLCOORD_API_KEY": API_KEY, "MLCOORD_API_SECRET": SECRET, "MLCOORD_API_PASSWORD": PASSPHRASE}
     result = CliRunner(env=env).invoke(main, ["live", "--config", str(path), "--cycles", "2",
                                               "--i-understand-this-is-real-money"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert not server.errors
     routes = {route for _, route in server.calls}
-    own = "/fapi/" if server.dialect.name == "binance" else "/v5/"
+    own = {"binance": "/fapi/", "bybit": "/v5/", "okx": "/api/v5/"}[server.dialect.name]
     assert routes and all(own in route for route in routes), sorted(routes)
-    assert any("kline" in route for route in routes)
-    assert server.state.futures.leverage.get("BTCUSDT") == 3          # the config's leverage, set at start
+    assert any("kline" in route or "candles" in route for route in routes)      # the history was fetched
+    assert 3 in {server.state.futures.leverage.get(k) for k in ("BTCUSDT", "BTC-USDT-SWAP")}   # set at start

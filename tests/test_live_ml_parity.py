@@ -34,7 +34,7 @@ def _votes(decisions):
     return {v.component for d in decisions for v in d.votes if v.component in ML}
 
 
-@pytest.mark.parametrize("venue", ["binance", "bybit"])
+@pytest.mark.parametrize("venue", ["binance", "bybit", "okx"])
 def test_live_trades_equal_the_backtests_with_every_ml_component_voting(tmp_path, venue):
     path = live_config(tmp_path, history_bars=WARM_UP)
     text = path.read_text().replace("ml_components = []\n", "").replace('signal_sources = ["technical"]\n', "")
@@ -46,9 +46,9 @@ def test_live_trades_equal_the_backtests_with_every_ml_component_voting(tmp_path
             server.state.spot.balances["USDT"] = [Decimal(0), Decimal(0)]
         client = venue_client(server, "futures")
         market = client.load_markets()["BTC/USDT:USDT"]
-        # both runs at the account's fee rates (Bybit's /v5/account/fee-rate: taker 0.055 %; the
-        # Binance emulator has no commission route: its rates are ccxt's market defaults)
-        fee = client.fetch_trading_fee("BTC/USDT:USDT") if venue == "bybit" else market
+        # both runs at the account's fee rates (Bybit's /v5/account/fee-rate: taker 0.055 %; OKX's
+        # trade-fee; the Binance emulator has no commission route: its rates are ccxt's market defaults)
+        fee = client.fetch_trading_fee("BTC/USDT:USDT") if venue != "binance" else market
         settings = attrs.evolve(settings, backtest=attrs.evolve(settings.backtest, fee_taker=float(fee["taker"]),
                                                                   fee_maker=float(fee["maker"])))
         trader = run_live(settings, options, venue_client(server, "futures"), plugins, clock=BarClock(server),
