@@ -98,7 +98,8 @@ class MarketReturns:
             self._rebind(symbols)
         for s, col in zip(symbols, self._cols):
             values = np.asarray(closes[s], dtype=np.float64)
-            if col and bool(((values > 0.0) & (values < _INF)).all()):
+            # every price valid: two reductions (a nan makes both comparisons False)
+            if col and values.min() > 0.0 and values.max() < _INF:
                 col.frombytes(values.tobytes())
             else:                                # an invalid price or no history: as ``record``
                 for p in values.tolist():
@@ -169,17 +170,17 @@ class MarketReturns:
             # is that function of q's median elements: select on q, transform two scalars.
             q, new = x.sq_dev, self.bar - x.sq_dev_bar
             if q is not None and new < n:    # only the windows since: keep the older ones
-                q = np.concatenate((q[len(q) - (n - new):],
-                                    _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
+                q = np.concatenate((q[len(q) - (n - new):], _rolling_sq_dev_short(p[-(new + w):], w)
+                                    if new <= _SHORT else _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
             else:
                 q = _rolling_sq_dev(np.frombuffer(p[-(n + w):]), w)
             x.sq_dev, x.sq_dev_bar = q, self.bar
             h = n // 2
+            part = np.partition(q, h)        # q[h] in place, everything before it <= it
             if n % 2:
-                x.baseline = _vol_of(float(np.partition(q, h)[h]), w)
-            else:
-                lo, hi = np.partition(q, (h - 1, h))[h - 1:h + 1]
-                x.baseline = 0.5 * (_vol_of(float(lo), w) + _vol_of(float(hi), w))
+                x.baseline = _vol_of(float(part[h]), w)
+            else:                            # the other middle element: the largest before it
+                x.baseline = 0.5 * (_vol_of(float(part[:h].max()), w) + _vol_of(float(part[h]), w))
             x.baseline_bar = self.bar
         return x.baseline
 
@@ -230,6 +231,29 @@ def _vol_of(q: float, w: int) -> float:
     """Sample std of ``w`` returns whose squared deviations sum to ``q`` (as ``vol`` computes it)."""
     var = q / (w - 1)
     return math.sqrt(var) if var > 0.0 else 0.0
+
+
+#: up to this many new windows, :func:`_rolling_sq_dev_short` (plain floats) beats numpy's calls
+_SHORT = 64
+
+
+def _rolling_sq_dev_short(prices: Sequence[float], w: int) -> np.ndarray:
+    """:func:`_rolling_sq_dev` for a few windows, with the same operations in the same order
+    (cumulative sums added one by one from 0.0, as ``np.cumsum`` adds): the same floats, without
+    a dozen numpy calls on a few dozen values (a refresh every ``refresh`` bars computes ~24)."""
+    c1, c2 = [0.0], [0.0]
+    s1 = s2 = 0.0
+    for a, b in zip(prices, prices[1:]):
+        r = b / a - 1.0
+        s1 += r
+        s2 += r * r
+        c1.append(s1)
+        c2.append(s2)
+    out = []
+    for k in range(w, len(c1)):
+        s = c1[k] - c1[k - w]
+        out.append((c2[k] - c2[k - w]) - s * s / w)
+    return np.array(out, dtype=np.float64)
 
 
 def _rolling_sq_dev(prices: np.ndarray, w: int) -> np.ndarray:
