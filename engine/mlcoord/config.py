@@ -511,19 +511,25 @@ def make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook_func(is_sequence, structure_sequence)
 
-    def table(structure_fn):
-        """A section or mapping (``data = "x"`` where ``[data]`` belongs) says it wants a table."""
+    def table(make: typing.Callable[[], typing.Callable]):
+        """A section or mapping (``data = "x"`` where ``[data]`` belongs) says it wants a table.
+        Its structure function is generated when a table of its kind first comes (generating one
+        compiles code, about 1 ms a class, and most runs give few sections)."""
+        made: list[typing.Callable] = []
+
         def structure_table(value, t):
             if not isinstance(value, dict):
                 raise ValueError(f"expected a table, got {value!r:.80}")
-            return structure_fn(value, t)
+            if not made:
+                made.append(make())
+            return made[0](value, t)
         return structure_table
 
     converter.register_structure_hook_factory(
-        attrs.has, lambda cls: table(make_dict_structure_fn(cls, converter)))
+        attrs.has, lambda cls: table(lambda: make_dict_structure_fn(cls, converter)))
     converter.register_structure_hook_factory(
         lambda t: t is dict or typing.get_origin(t) is dict,
-        lambda t: table(make_mapping_structure_fn(t, converter)))
+        lambda t: table(lambda: make_mapping_structure_fn(t, converter)))
     return converter
 
 
