@@ -49,7 +49,6 @@ from mlcoord.model import (
     OpenHedge,
     PlaceEntryPlan,
     SetLevels,
-    Side,
 )
 from mlcoord.model.instruments import Instrument, Instruments
 
