@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import math
-from array import array
 from typing import Optional
 
 import attrs
@@ -435,20 +434,24 @@ def test_market_returns_lazy_reads_match_numpy_whenever_asked():
     assert checked > 100
 
 
-def test_rolling_sq_dev_short_gives_numpys_floats_bit_for_bit():
-    """The baseline's refresh computes its few new windows with plain floats: the same
-    operations in the same order as the numpy version, so the same median, bit for bit (a
-    backtest's hedges must not move by a rounding)."""
-    from mlcoord_hedging.trackers import _rolling_sq_dev, _rolling_sq_dev_short
+def test_rolling_sq_dev_gives_two_cumsums_floats_bit_for_bit():
+    """The windows' squared deviations come from one two-row cumulative sum: the same floats, bit
+    for bit, as summing the returns and their squares separately (a backtest's hedges must not
+    move by a rounding when the baseline's arithmetic is rearranged for speed)."""
+    from mlcoord_hedging.trackers import _rolling_sq_dev
+
+    def separately(prices, w):
+        r = prices[1:] / prices[:-1] - 1.0
+        c1, c2 = np.concatenate(([0.0], np.cumsum(r))), np.concatenate(([0.0], np.cumsum(r * r)))
+        s = c1[w:] - c1[:-w]
+        return (c2[w:] - c2[:-w]) - s * s / w
 
     rng = np.random.default_rng(11)
     for w in (2, 5, 24):
-        for n in (1, 7, 24, 64):
+        for n in (1, 7, 24, 744):
             prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n + w)))
             prices[rng.integers(0, n + w, 2)] = prices[0]          # some flat bars: zero returns
-            exact = _rolling_sq_dev(prices, w)
-            short = _rolling_sq_dev_short(array("d", prices.tolist()), w)
-            assert short.dtype == np.float64 and short.tobytes() == exact.tobytes()
+            assert _rolling_sq_dev(prices, w).tobytes() == separately(prices, w).tobytes()
 
 
 def test_market_returns_baseline_median_of_an_even_count_is_the_mean_of_both_middles():

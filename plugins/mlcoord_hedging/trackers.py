@@ -170,8 +170,7 @@ class MarketReturns:
             # is that function of q's median elements: select on q, transform two scalars.
             q, new = x.sq_dev, self.bar - x.sq_dev_bar
             if q is not None and new < n:    # only the windows since: keep the older ones
-                q = np.concatenate((q[len(q) - (n - new):], _rolling_sq_dev_short(p[-(new + w):], w)
-                                    if new <= _SHORT else _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
+                q = np.concatenate((q[len(q) - (n - new):], _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
             else:
                 q = _rolling_sq_dev(np.frombuffer(p[-(n + w):]), w)
             x.sq_dev, x.sq_dev_bar = q, self.bar
@@ -233,42 +232,21 @@ def _vol_of(q: float, w: int) -> float:
     return math.sqrt(var) if var > 0.0 else 0.0
 
 
-#: up to this many new windows, :func:`_rolling_sq_dev_short` (plain floats) beats numpy's calls
-_SHORT = 64
-
-
-def _rolling_sq_dev_short(prices: Sequence[float], w: int) -> np.ndarray:
-    """:func:`_rolling_sq_dev` for a few windows, with the same operations in the same order
-    (cumulative sums added one by one from 0.0, as ``np.cumsum`` adds): the same floats, without
-    a dozen numpy calls on a few dozen values (a refresh every ``refresh`` bars computes ~24)."""
-    c1, c2 = [0.0], [0.0]
-    s1 = s2 = 0.0
-    for a, b in zip(prices, prices[1:]):
-        r = b / a - 1.0
-        s1 += r
-        s2 += r * r
-        c1.append(s1)
-        c2.append(s2)
-    out = []
-    for k in range(w, len(c1)):
-        s = c1[k] - c1[k - w]
-        out.append((c2[k] - c2[k - w]) - s * s / w)
-    return np.array(out, dtype=np.float64)
-
-
 def _rolling_sq_dev(prices: np.ndarray, w: int) -> np.ndarray:
     """Sum of squared deviations from the mean, sum(r**2) - sum(r)**2 / w, of every ``w``-return
-    window of ``prices`` (len(prices) - w values), from cumulative sums of the returns."""
-    r = prices[1:] / prices[:-1]
+    window of ``prices`` (len(prices) - w values), from cumulative sums of the returns. The sums
+    of r and of r**2 are the two rows of one array (each row summed in order from 0.0, as two
+    separate ``cumsum`` would): half the numpy calls, the same floats."""
+    m = len(prices)
+    c = np.empty((2, m))
+    c[:, 0] = 0.0
+    r = c[0, 1:]
+    np.divide(prices[1:], prices[:-1], out=r)
     r -= 1.0
-    m = len(r) + 1
-    c1, c2 = np.empty(m), np.empty(m)
-    c1[0] = c2[0] = 0.0
-    np.cumsum(r, out=c1[1:])
-    r *= r
-    np.cumsum(r, out=c2[1:])
-    s = c1[w:] - c1[:-w]
-    q = c2[w:] - c2[:-w]
+    np.multiply(r, r, out=c[1, 1:])
+    np.cumsum(c, axis=1, out=c)
+    d = c[:, w:] - c[:, :-w]
+    s, q = d[0], d[1]
     s *= s
     s /= w
     q -= s
