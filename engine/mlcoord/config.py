@@ -568,6 +568,11 @@ def _field_path(problem: str) -> str:
     return f"{message} @ {path}.{name}" if path else f"{message} ({name})"
 
 
+def _invalid(exc: BaseException, cls: type, path: str) -> ConfigError:
+    """A validator's error (raised in the constructor) as one line with the field's path."""
+    return ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, cls) + ' @ ' + path))}")
+
+
 def structure(data: Any, cls: type, path: str = "$"):
     """Structure ``data`` into ``cls`` or raise a ConfigError listing every problem with its path."""
     try:
@@ -577,7 +582,7 @@ def structure(data: Any, cls: type, path: str = "$"):
                     for p in cattrs.transform_error(exc, path=path, format_exception=_describe)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run in the constructor
-        raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, cls) + ' @ ' + path))}") from None
+        raise _invalid(exc, cls, path) from None
 
 
 def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
@@ -662,6 +667,19 @@ def account_settings(settings: Settings) -> AccountSettings:
     return AccountSettings(settings.exchange.market, b.leverage, b.fee_taker, b.fee_maker, b.slippage)
 
 
+_DEFAULTS_ONLY: dict[type, bool] = {}
+
+
+def _defaults_only(cls: type) -> bool:
+    """An attrs class whose every init field has a default: structuring ``{}`` is ``cls()``
+    (most plugins run on their defaults; generating the structure function costs ~1 ms)."""
+    known = _DEFAULTS_ONLY.get(cls)
+    if known is None:
+        known = _DEFAULTS_ONLY[cls] = attrs.has(cls) and all(
+            a.default is not attrs.NOTHING for a in attrs.fields(cls) if a.init)
+    return known
+
+
 def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
     """The typed options of component ``name`` from ``[plugins.NAME]`` (defaults if absent),
     checked against the account's settings when the options class asks (``check_account``)."""
@@ -673,13 +691,19 @@ def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a table, got {raw!r} @ $.plugins.{name}")
     path = f"$.plugins.{name}"
-    options = structure(raw, options_cls, path=path)
+    options = None
+    if not raw and _defaults_only(options_cls):
+        try:        # what structuring {} gives, without generating a structure function for it
+            options = options_cls()
+        except (ValueError, TypeError):     # a default its validator refuses: reported as below
+            options = None
+    if options is None:
+        options = structure(raw, options_cls, path=path)
     if isinstance(options, ChecksAccount):
         try:
             options.check_account(account_settings(settings))
         except ValueError as exc:
-            raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, options_cls) + ' @ ' + path))}"
-                              ) from None
+            raise _invalid(exc, options_cls, path) from None
     return options
 
 
