@@ -29,7 +29,7 @@ from attrs import validators as v
 import structlog
 
 from mlcoord.ensemble import EnsembleOptions
-from mlcoord.executors import ExecutorConfig
+from mlcoord.executor_config import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.jumps import MAX_JUMP_ATR
 from mlcoord.learning import EventSpec
