@@ -297,3 +297,35 @@ def test_secret_inside_an_options_object_is_not_printed():
     logs.configure("info", json=True, stream=stream)
     structlog.get_logger("t").warning("startup", credentials=ExchangeCredentials("binance", SECRETS[0]))
     assert SECRETS[0] not in stream.getvalue()
+
+
+@attrs.frozen
+class _DefaultFails:
+    level: float = attrs.field(default=-1.0, validator=attrs.validators.ge(0.0))
+
+
+@attrs.frozen
+class _Required:
+    level: float
+    other: int = 2
+
+
+def test_options_of_an_absent_section_are_what_structuring_an_empty_table_gives():
+    """A plugin without its ``[plugins.NAME]`` table gets ``cls()`` without a structure function
+    being generated for it: the same options as structuring ``{}``, and the same errors (a
+    default its own validator refuses; a required field still goes through the converter)."""
+    from mlcoord_exits import ExitOptions
+    from mlcoord_hedging import HedgingOptions
+    from mlcoord_protections import ProtectionsOptions
+    from mlcoord_risk.manager import RiskOptions
+    from mlcoord_technical import TechnicalOptions
+
+    settings = Settings()
+    for cls in (DCAOptions, ExitOptions, HedgingOptions, ProtectionsOptions, RiskOptions, TechnicalOptions):
+        assert plugin_options(settings, "absent", cls) == structure({}, cls, path="$.plugins.absent")
+    for cls in (_DefaultFails, _Required):
+        with pytest.raises(ConfigError) as direct:
+            plugin_options(settings, "absent", cls)
+        with pytest.raises(ConfigError) as structured:
+            structure({}, cls, path="$.plugins.absent")
+        assert str(direct.value) == str(structured.value) and "$.plugins.absent" in str(direct.value)

@@ -200,6 +200,22 @@ def test_take_profit_extension_rule(btc, exits):
         assert exits.update(i, FakePosition(Side.SHORT, close, i - 1, close), short) is short  # momentum is up
 
 
+def test_moved_levels_carry_every_other_field(btc, exits):
+    """``update`` builds the moved levels field by field (``attrs.evolve`` costs a third more): every
+    field it does not move, a field added to ExitLevels later included, is the old levels'."""
+    ctx = btc.context
+    i = int(np.flatnonzero((ctx.trend_strength > 0.35) & (ctx.momentum > 0.01))[100])
+    close, atr = float(ctx.close[i]), float(ctx.atr[i])
+    values = {"stop": close - 3 * atr, "take_profit": close + 0.5 * atr, "partial_take_profit": close + 0.25 * atr,
+              "partial_fraction": 0.4, "reasons": ("old",), "trail_distance": 2 * atr, "trail_activation": close + atr}
+    assert set(values) == {f.name for f in attrs.fields(ExitLevels)}, "a new ExitLevels field: give it a value here"
+    levels = ExitLevels(**values)
+    best = close + 10 * atr                              # far in profit: the stop trails too
+    new = exits.update(i, FakePosition(Side.LONG, close - 5 * atr, i - 50, best), levels)
+    assert new.stop > levels.stop and new.take_profit > levels.take_profit
+    assert new == attrs.evolve(levels, stop=new.stop, take_profit=new.take_profit, reasons=new.reasons)
+
+
 def test_update_keeps_levels_during_atr_warm_up(btc_small):
     manager = ExitManager(OPTIONS).prepare(btc_small)
     levels = manager.initial(3, Side.LONG, single_leg(Side.LONG, float(btc_small.candles.close[3])))

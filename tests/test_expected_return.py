@@ -4,13 +4,14 @@ the figure, and every decision with a plan and levels shows it in its reasons.""
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from mlcoord.backtest.run import run_backtest
 from mlcoord.config import Settings, structure
 from mlcoord.expected_return import expected_return, round_trip_costs
 from mlcoord.journal import decision_to_dict, render_decision
-from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Side
+from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Side, Signal
 from mlcoord.registry import discover_entry_points, load_plugins
 
 TECHNICAL = ("technical", "dca", "exits", "risk", "hedging", "protections")
@@ -55,8 +56,13 @@ def test_below_the_minimum_the_entry_is_refused_with_the_figure(short_candles):
     planned = [d for d in base.raw.decisions if d.levels is not None]
     entered = [d for d in planned if d.outcome == "entered"]
     assert entered, "the technical pipeline enters on these bars"
+    # the pipeline appends the figure by building the Signal field by field: every field is carried
+    assert [f.name for f in attrs.fields(Signal)] == ["action", "confidence", "reasons", "source"]
+    unplanned = {d.signal.source for d in base.raw.decisions if d.levels is None}
     for d in planned:                                   # the figure is in every planned decision's reasons
         assert d.expected_return is not None and d.expected_return.describe() in d.signal.reasons
+        assert d.signal.reasons[-1] == d.expected_return.describe() and d.signal.source in unplanned
+        assert (d.signal.action, d.signal.confidence) == (d.technical.action, d.confidence)
         assert d.expected_return.probability == d.confidence and d.expected_return.passed
     values = sorted(d.expected_return.value for d in entered)
     cut = values[len(values) // 2]                      # refuse the lower half

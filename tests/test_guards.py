@@ -434,6 +434,51 @@ def test_market_returns_lazy_reads_match_numpy_whenever_asked():
     assert checked > 100
 
 
+def test_rolling_sq_dev_gives_two_cumsums_floats_bit_for_bit():
+    """The windows' squared deviations come from one two-row cumulative sum: the same floats, bit
+    for bit, as summing the returns and their squares separately (a backtest's hedges must not
+    move by a rounding when the baseline's arithmetic is rearranged for speed)."""
+    from mlcoord_hedging.trackers import _rolling_sq_dev
+
+    def separately(prices, w):
+        r = prices[1:] / prices[:-1] - 1.0
+        c1, c2 = np.concatenate(([0.0], np.cumsum(r))), np.concatenate(([0.0], np.cumsum(r * r)))
+        s = c1[w:] - c1[:-w]
+        return (c2[w:] - c2[:-w]) - s * s / w
+
+    rng = np.random.default_rng(11)
+    for w in (2, 5, 24):
+        for n in (1, 7, 24, 744):
+            prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n + w)))
+            prices[rng.integers(0, n + w, 2)] = prices[0]          # some flat bars: zero returns
+            assert _rolling_sq_dev(prices, w).tobytes() == separately(prices, w).tobytes()
+
+
+def test_market_returns_baseline_median_of_an_even_count_is_the_mean_of_both_middles():
+    tracker = MarketReturns(3, 8, 100)
+    moves = [0.01, -0.02, 0.03, 0.0, 0.05, -0.01, 0.02, -0.04, 0.01, 0.06, -0.03]
+    price = 100.0
+    for r in [0.0, *moves]:
+        price *= 1 + r
+        tracker.record(["A"], {"A": price}.__getitem__)
+    rets = np.array(moves)
+    vols = sorted(float(np.std(rets[k - 3:k], ddof=1)) for k in range(len(rets) - 7, len(rets) + 1))
+    assert tracker.baseline("A") == pytest.approx(0.5 * (vols[3] + vols[4]), rel=1e-12)
+
+
+def test_market_returns_record_many_repeats_the_last_price_over_invalid_ones():
+    """A stretch with a nan, a zero or an infinite price is recorded as ``record`` would."""
+    stretch = np.array([101.0, np.nan, 102.0, 0.0, np.inf, 103.0])
+    one, many = MarketReturns(2, 4, 2), MarketReturns(2, 4, 2)
+    for tracker in (one, many):
+        tracker.record(["A"], {"A": 100.0}.__getitem__)
+    for p in stretch.tolist():
+        one.record(["A"], {"A": p}.__getitem__)
+    many.record_many(["A"], {"A": stretch})
+    assert list(many.series["A"].prices) == list(one.series["A"].prices) == [100, 101, 101, 102, 102, 102, 103]
+    assert many.bar == one.bar
+
+
 def test_market_returns_baseline_refresh_and_lost_history():
     tracker = MarketReturns(4, 20, 6)
     price = {"A": 100.0, "B": 50.0}

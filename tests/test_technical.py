@@ -61,6 +61,26 @@ def _trend_then_shock(direction: int):
 # --------------------------------------------------------------------------- real data
 
 
+def test_reasons_list_the_readings_strongest_first_ties_in_indicator_order(series):
+    """Every signal bar's reasons: the indicator readings (the lines ending in a score) sorted by
+    the score they show in the signal's direction, ties in RSI, MACD, trend, Bollinger order,
+    then the verdict, volume and ATR lines; readings that score nothing show no line."""
+    import re
+
+    order = ("RSI", "MACD", "price", "close")
+    bars = np.flatnonzero(series.action)
+    for i in bars[:: max(1, len(bars) // 400)].tolist():
+        side = int(series.action[i])
+        reasons = list(series.explain(i))
+        head = next(k for k, r in enumerate(reasons) if r.startswith(("BUY:", "SELL:")))
+        readings = reasons[:head]
+        assert reasons[head + 1].startswith("volume") and reasons[head + 2].startswith("ATR")
+        shown = [float(re.search(r"\[([+-]\d+\.\d)\]$", r).group(1)) for r in readings]
+        assert all(x != 0.0 or r.startswith("price") for x, r in zip(shown, readings))
+        keys = [(-side * x, order.index(r.split(" ", 1)[0])) for x, r in zip(shown, readings)]
+        assert keys == sorted(keys), (i, readings)
+
+
 def test_generates_valid_signals_on_real_btc(btc, series):
     assert len(series) == len(btc) == 43_803
     assert series.action.dtype == np.int8

@@ -4,10 +4,12 @@ were flattened for speed: one call per field)."""
 from __future__ import annotations
 
 import math
+import re
 
+import numpy as np
 import pytest
 
-from mlcoord.model import EntryLeg, ExitLevels, Signal, Vote
+from mlcoord.model import Action, EntryLeg, ExitLevels, Side, Signal, Vote
 
 ODD = [0, 1, 0.0, 1.0, 0.5, 1e-300, -0.0, -1e-9, 1.0000001, 2, 37.5, 1e308, math.inf, -math.inf, math.nan,
        True, False, None, "0.5", 10 ** 400]
@@ -84,3 +86,20 @@ def test_numpy_probabilities_are_numbers():
     assert type(vote.p_up) is float and type(vote.p_down) is float
     assert Signal(1, np.float16(0.5)).confidence == 0.5
     assert outcome(lambda: Vote("x", 1, np.bool_(True))) == f"got the bool {np.bool_(True)!r}, expected a number"
+
+
+@pytest.mark.parametrize("value", [1, -1, 0, 2, Action.BUY, Side.SHORT, np.int64(1), np.int8(-1), True, 1.0, "x",
+                                   None, 0.5])
+def test_the_action_and_side_converters_are_the_enums_calls(value):
+    """Signal, Vote and EntryPlan convert with ``action_of``/``side_of`` (a fast path for members
+    and ints): the same member, or the same error, as ``Action(value)`` / ``Side(value)``."""
+    from mlcoord.model.values import action_of, side_of
+
+    for enum_, convert in ((Action, action_of), (Side, side_of)):
+        try:
+            expected = enum_(value)
+        except Exception as exc:
+            with pytest.raises(type(exc), match=re.escape(str(exc))):
+                convert(value)
+        else:
+            assert convert(value) is expected

@@ -19,6 +19,11 @@ import click
 from mlcoord.errors import MlcoordError
 
 
+#: the type of every file option: one instance (click's Path looks up its translated names, which
+#: costs filesystem calls, each time one is made)
+_FILE = click.Path(dir_okay=False, path_type=Path)
+
+
 #: ccxt's answers to a key the exchange will not take (by class name: ccxt is imported only for live use)
 _KEY_REFUSED = ("AuthenticationError", "PermissionDenied", "AccountSuspended")
 
@@ -220,14 +225,14 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file.")
+@click.option("--config", "config_path", type=_FILE, help="TOML config file.")
 @click.option("--data", "data_files", multiple=True, help="Candle file(s): CSV, Feather, Parquet, JSON. "
               "Repeat or separate with commas. Default: the bundled BTC/USDT 1h data.")
 @click.option("--symbol", "symbols", multiple=True, help="Symbol(s) to trade, e.g. BTC/USDT,ETH/USDT.")
 @click.option("--timeframe", help="Trade on this timeframe (resampled from completed base bars).")
 @click.option("--timerange", help="YYYYMMDD-YYYYMMDD, either side optional.")
 @click.option("--disable", "disable", multiple=True, help="Plugins to disable, e.g. dca,hedging.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=_FILE,
               help="Write the full result (trades, fills, equity, decisions) as JSON.")
 @click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs).")
 @_REPAIR_MAX_DROP
@@ -237,7 +242,7 @@ def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
               "restored at start, saved at the end.")
 @click.option("--trace", is_flag=True, help="Log which plugin answered which call, for every decision "
               "(combine with --timerange to look at one).")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--report", "report_path", type=_FILE,
               help="Write a self-contained HTML report (charts, breakdowns, trades; opens offline).")
 @click.option("--force", is_flag=True, help="Replace an existing --report file, or a --json/--state file that "
               "is not a backtest result / learning state.")
@@ -336,11 +341,11 @@ def _progress_env(progress: Optional[bool]):
 
 @main.command()
 @click.option("--component", required=True, help="The ML component to train (one whose plugin gives it a train method).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=_FILE)
 @click.option("--data", "data_files", multiple=True, help="Candle file(s); default: the bundled data.")
 @click.option("--symbol", "symbols", multiple=True, help="Symbol(s) to train on, e.g. BTC/USDT,ETH/USDT.")
 @click.option("--timerange", help="Training history, YYYYMMDD-YYYYMMDD (labels past its end are not used).")
-@click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", "out", required=True, type=_FILE,
               help="Where to write the model artifact (.npz).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar per epoch (default: on a terminal).")
 @_plugin_flags
@@ -371,7 +376,7 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=_FILE)
 @click.option("--data", "data_files", multiple=True, help="Candle file(s); default: the bundled data.")
 @click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT.")
 @click.option("--timeframe", help="Evaluate on this timeframe (resampled from completed base bars).")
@@ -381,8 +386,8 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @click.option("--test-bars", default=4_380, show_default=True, help="Bars scored per window.")
 @click.option("--windows", type=int, help="Only the last N windows.")
 @click.option("--no-retrain", is_flag=True, help="Use the configured models instead of retraining per window.")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write all results as JSON.")
-@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--json", "json_path", type=_FILE, help="Write all results as JSON.")
+@click.option("--report", "report_path", type=_FILE,
               help="Write a self-contained HTML report (scores, reliability, technical vs ML trading).")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--store", help="A `mlcoord data download` store directory: candles by --symbol/--timeframe.")
@@ -391,9 +396,9 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @click.option("--part", type=click.Choice(["development", "holdout"]), default="development", show_default=True,
               help="Score the development part (reads no holdout bar) or the holdout part (the run is logged).")
 @click.option("--holdout-log", "holdout_log", default="benchmarks/holdout-log.csv", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="CSV every holdout run is appended to.")
+              type=_FILE, help="CSV every holdout run is appended to.")
 @click.option("--every-bar", is_flag=True, help="Add a second table scoring every bar (event up), not only signal bars.")
-@click.option("--export", "export_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--export", "export_path", type=_FILE,
               help="Write every scored prediction to this Parquet file (e.g. decisions.parquet).")
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
               help="Weekly-block bootstrap resamples.")
@@ -450,11 +455,11 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
 
 
 @main.command()
-@click.option("--config", "config_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", required=True, type=_FILE,
               help="sweep.toml: a config plus [sweep] (objective, trials, storage, [sweep.space]).")
 @click.option("--trials", type=int, help="Complete trials wanted (overrides [sweep] trials).")
 @click.option("--storage", help="Optuna storage, e.g. sqlite:///sweep.db (overrides [sweep] storage).")
-@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the table as JSON.")
+@click.option("--json", "json_path", type=_FILE, help="Write the table as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: on a terminal).")
 @click.option("--walk-forward", "walk_forward", is_flag=True, help="Optimise on each window's in-sample part, "
               "score the best set on the next out-of-sample part ([sweep.walk_forward] sizes); report the "
@@ -499,7 +504,7 @@ def sweep(config_path, trials, storage, json_path, progress, walk_forward, execu
 
 @main.command()
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("-o", "--out", "out", type=_FILE,
               help="HTML file to write (default: next to the first result, .html).")
 @click.option("--title", default="", help="Page title.")
 @click.option("--force", is_flag=True, help="Overwrite an existing HTML file.")
@@ -529,7 +534,7 @@ def data() -> None:
 
 
 @data.command("download")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=_FILE,
               help="TOML config ([exchange] id, market, keys; [data] store).")
 @click.option("--exchange", "exchange_id", help="ccxt exchange id (default: [exchange] id, binance).")
 @click.option("--market", type=click.Choice(["spot", "futures"]), help="Spot or USD-M perpetuals (default: [exchange] market).")
@@ -573,7 +578,7 @@ def data_download(config_path, exchange_id, market, symbols, timeframes, since, 
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=_FILE,
               help="TOML config ([exchange], [data] symbols, [live] kill_switch/heartbeat/poll_seconds).")
 @click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT.")
 @click.option("--timeframe", default="1h", show_default=True, help="Bar timeframe traded.")
@@ -617,7 +622,7 @@ def paper(config_path, symbols, timeframe, disable, cycles) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_path", type=_FILE,
               help="TOML config ([exchange] with keys_file or key env names, [live]).")
 @click.option("--disable", "disable", multiple=True, help="Plugins to disable.")
 @click.option("--i-understand-this-is-real-money", "real_money", is_flag=True,
@@ -664,7 +669,7 @@ def live(config_path, disable, real_money, timeframe, cycles, adopt, ignore) -> 
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--config", "config_path", type=_FILE, required=True,
               help="The bot's TOML config ([live] kill_switch).")
 @click.option("--off", is_flag=True, help="Remove the kill switch (new entries allowed again).")
 @click.option("--reason", default="mlcoord kill", show_default=True, help="Recorded in the kill-switch file.")
@@ -688,7 +693,7 @@ def kill(config_path, off, reason) -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--config", "config_path", type=_FILE, required=True,
               help="The bot's TOML config ([live] heartbeat, kill_switch, poll_seconds).")
 @click.option("--max-age", type=float, help="Exit 1 if the last cycle is older than this many seconds (default: 3 x poll_seconds + 60).")
 @_friendly
@@ -773,7 +778,7 @@ def _need_api_extra() -> None:
 
 
 @main.command()
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--config", "config_path", type=_FILE, required=True,
               help="The bot's TOML config ([live] store, [api]).")
 @_friendly
 def serve(config_path) -> None:
@@ -823,7 +828,7 @@ def _accounts(config_path):
     return store, Accounts(store)
 
 
-_CONFIG_OPTION = click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+_CONFIG_OPTION = click.option("--config", "config_path", type=_FILE,
                               required=True, help="The bot's TOML config ([live] store holds the users).")
 
 
@@ -892,7 +897,7 @@ def plugins() -> None:
 
 
 @plugins.command("list")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--config", "config_path", type=_FILE)
 @click.option("--disable", "disable", multiple=True)
 @_plugin_flags
 @_friendly
@@ -965,7 +970,7 @@ def check() -> None:
 def _check_options(fn):
     """``mlcoord backtest``'s data and plugin options plus ``--json``, for the ``check`` commands."""
     options = [
-        click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), help="TOML config file."),
+        click.option("--config", "config_path", type=_FILE, help="TOML config file."),
         click.option("--data", "data_files", multiple=True, help="Candle file(s), as for backtest (default: bundled)."),
         click.option("--symbol", "symbols", multiple=True, help="Symbol(s), e.g. BTC/USDT,ETH/USDT."),
         click.option("--timeframe", help="Check on this timeframe (resampled from completed base bars)."),
@@ -974,7 +979,7 @@ def _check_options(fn):
         click.option("--repair", is_flag=True, default=None, help="Repair malformed candles (documented repairs)."),
         _REPAIR_MAX_DROP,
         click.option("--disable", "disable", multiple=True, help="Plugins to disable, e.g. dca,hedging."),
-        click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+        click.option("--json", "json_path", type=_FILE,
                      help="Write the report as JSON."),
     ]
     for option in reversed(options):

@@ -29,7 +29,7 @@ from attrs import validators as v
 import structlog
 
 from mlcoord.ensemble import EnsembleOptions
-from mlcoord.executors import ExecutorConfig
+from mlcoord.executor_config import ExecutorConfig
 from mlcoord.errors import ConfigError
 from mlcoord.jumps import MAX_JUMP_ATR
 from mlcoord.learning import EventSpec
@@ -519,19 +519,25 @@ def make_converter() -> cattrs.Converter:
 
     converter.register_structure_hook_func(is_sequence, structure_sequence)
 
-    def table(structure_fn):
-        """A section or mapping (``data = "x"`` where ``[data]`` belongs) says it wants a table."""
+    def table(make: typing.Callable[[], typing.Callable]):
+        """A section or mapping (``data = "x"`` where ``[data]`` belongs) says it wants a table.
+        Its structure function is generated when a table of its kind first comes (generating one
+        compiles code, about 1 ms a class, and most runs give few sections)."""
+        made: list[typing.Callable] = []
+
         def structure_table(value, t):
             if not isinstance(value, dict):
                 raise ValueError(f"expected a table, got {value!r:.80}")
-            return structure_fn(value, t)
+            if not made:
+                made.append(make())
+            return made[0](value, t)
         return structure_table
 
     converter.register_structure_hook_factory(
-        attrs.has, lambda cls: table(make_dict_structure_fn(cls, converter)))
+        attrs.has, lambda cls: table(lambda: make_dict_structure_fn(cls, converter)))
     converter.register_structure_hook_factory(
         lambda t: t is dict or typing.get_origin(t) is dict,
-        lambda t: table(make_mapping_structure_fn(t, converter)))
+        lambda t: table(lambda: make_mapping_structure_fn(t, converter)))
     return converter
 
 
@@ -570,6 +576,11 @@ def _field_path(problem: str) -> str:
     return f"{message} @ {path}.{name}" if path else f"{message} ({name})"
 
 
+def _invalid(exc: BaseException, cls: type, path: str) -> ConfigError:
+    """A validator's error (raised in the constructor) as one line with the field's path."""
+    return ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, cls) + ' @ ' + path))}")
+
+
 def structure(data: Any, cls: type, path: str = "$"):
     """Structure ``data`` into ``cls`` or raise a ConfigError listing every problem with its path."""
     try:
@@ -579,7 +590,7 @@ def structure(data: Any, cls: type, path: str = "$"):
                     for p in cattrs.transform_error(exc, path=path, format_exception=_describe)]
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None
     except (ValueError, TypeError) as exc:  # attrs validators run in the constructor
-        raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, cls) + ' @ ' + path))}") from None
+        raise _invalid(exc, cls, path) from None
 
 
 def read_toml(path: Path | str, what: str = "config file") -> dict[str, Any]:
@@ -664,6 +675,19 @@ def account_settings(settings: Settings) -> AccountSettings:
     return AccountSettings(settings.exchange.market, b.leverage, b.fee_taker, b.fee_maker, b.slippage)
 
 
+_DEFAULTS_ONLY: dict[type, bool] = {}
+
+
+def _defaults_only(cls: type) -> bool:
+    """An attrs class whose every init field has a default: structuring ``{}`` is ``cls()``
+    (most plugins run on their defaults; generating the structure function costs ~1 ms)."""
+    known = _DEFAULTS_ONLY.get(cls)
+    if known is None:
+        known = _DEFAULTS_ONLY[cls] = attrs.has(cls) and all(
+            a.default is not attrs.NOTHING for a in attrs.fields(cls) if a.init)
+    return known
+
+
 def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
     """The typed options of component ``name`` from ``[plugins.NAME]`` (defaults if absent),
     checked against the account's settings when the options class asks (``check_account``)."""
@@ -675,13 +699,19 @@ def plugin_options(settings: Settings, name: str, options_cls: Optional[type]):
     if not isinstance(raw, dict):
         raise ConfigError(f"expected a table, got {raw!r} @ $.plugins.{name}")
     path = f"$.plugins.{name}"
-    options = structure(raw, options_cls, path=path)
+    options = None
+    if not raw and _defaults_only(options_cls):
+        try:        # what structuring {} gives, without generating a structure function for it
+            options = options_cls()
+        except (ValueError, TypeError):     # a default its validator refuses: reported as below
+            options = None
+    if options is None:
+        options = structure(raw, options_cls, path=path)
     if isinstance(options, ChecksAccount):
         try:
             options.check_account(account_settings(settings))
         except ValueError as exc:
-            raise ConfigError(f"invalid configuration: {_scrub(_field_path(_describe(exc, options_cls) + ' @ ' + path))}"
-                              ) from None
+            raise _invalid(exc, options_cls, path) from None
     return options
 
 

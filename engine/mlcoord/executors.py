@@ -43,14 +43,13 @@ import numpy as np
 import structlog
 
 from mlcoord.errors import ConfigError
-from mlcoord.option_checks import integer
+from mlcoord.executor_config import KINDS, ExecutorConfig  # noqa: F401 (re-exported)
 
 log = structlog.get_logger("mlcoord.executors")
 
 ENV_EXECUTOR = "MLCOORD_EXECUTOR"
 ENV_ADDRESS = "MLCOORD_DASK_ADDRESS"
 ENV_WORKERS = "MLCOORD_WORKERS"
-KINDS = ("local", "dask", "inline")
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
                "VECLIB_MAXIMUM_THREADS")
 #: Dask's nanny sets MALLOC_TRIM_THRESHOLD_=65536 in workers; it made pandas backtests 3x slower here
@@ -70,19 +69,6 @@ def dask_worker_env(folder: Path) -> dict[str, str]:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "mlcoord.yaml").write_text(DASK_WORKER_YAML, encoding="utf-8")
     return {"DASK_CONFIG": str(folder)}
-
-
-@attrs.frozen
-class ExecutorConfig:
-    """``[executor]``: ``kind`` (``local``), ``address`` of a Dask scheduler (``tcp://HOST:8786``;
-    required for ``dask``), ``workers`` of the local pool (default: the machine's cores),
-    ``max_pool_restarts`` (3): how often a local pool whose worker died is rebuilt in one run.
-    Ranges: ``workers`` [1, 1024], ``max_pool_restarts`` [0, 100]."""
-
-    kind: str = attrs.field(default="local", validator=attrs.validators.in_(KINDS))
-    address: Optional[str] = None
-    workers: Optional[int] = attrs.field(default=None, validator=attrs.validators.optional(integer(1, 1024)))
-    max_pool_restarts: int = attrs.field(default=3, validator=integer(0, 100))
 
 
 def choose_executor(kind: Optional[str] = None, address: Optional[str] = None,

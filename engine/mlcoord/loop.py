@@ -412,7 +412,9 @@ class TradingLoop:
                     new = pipeline.update_levels(s.prepared, i - s.offset, self.views[(sym, False)], old)
                     if isinstance(new, PositionExit):
                         self.submit(ClosePosition(sym, new.reason, new.fraction, cancel_entries=new.fraction >= 1.0))
-                    elif new is not old and new != old:
+                    # a moved stop or target differs already: the full comparison only when neither moved
+                    elif new is not old and (new.stop != old.stop or new.take_profit != old.take_profit
+                                             or new != old):
                         self.levels[sym] = new
                         if new.stop != old.stop:
                             self._cancel_passed(sym, position.side, new.stop)

@@ -105,10 +105,10 @@ def _spot_name(symbol: str) -> str:
 
 def _own_inputs(settings: Settings, c: Candles) -> tuple[Optional[FundingSeries], dict[str, Optional[Candles]]]:
     """The funding and the spot, perpetual and mark candles of ``c``'s symbol (files, then store)."""
-    from mlcoord.datastore import load_store_funding, load_store_series
-
     files = settings.data.inputs.get(c.symbol, InputFiles())
     store, exchange = settings.data.store, settings.exchange
+    if store:       # only then: most runs read files
+        from mlcoord.datastore import load_store_funding, load_store_series
     funding = load_funding(files.funding) if files.funding else None
     if funding is None and store:
         funding = load_store_funding(store, exchange, [c.symbol]).get(c.symbol)

@@ -37,6 +37,7 @@ from mlcoord.model import (
     Action, Decision, EntryLeg, EntryPlan, ExitLevels, GuardAction, PositionExit, Side, Signal, Sizing, SizingRequest,
     Trade, Vote, plugin_reason,
 )
+from mlcoord.model.values import action_of
 from mlcoord.observers import call_observers, observers
 from mlcoord.profile import LIST_ROLES, ROLE_LABELS, SINGLE_ROLES, Profile, load_profile
 from mlcoord.registry import ComponentSpec, PluginSet, build_object, check_names, check_protocol
@@ -463,7 +464,7 @@ class Pipeline:
 
     # -- decide per bar ----------------------------------------------------------------
     def technical_signal(self, sym: PreparedSymbol, i: int) -> Signal:
-        action = Action(int(sym.action[i]))
+        action = action_of(int(sym.action[i]))
         reasons: list[str] = []
         prefix = len(sym.sources) > 1
         for name, series in sym.sources:
@@ -545,7 +546,8 @@ class Pipeline:
         expected = expected_return(plan, levels, combined.confidence, fee_taker=fee_rate, slippage=slippage,
                                    fee_maker=self.settings.backtest.fee_maker, minimum=self.min_expected_return)
         if expected is not None:
-            signal = attrs.evolve(signal, reasons=(*signal.reasons, expected.describe()))    # made() reads it
+            # made() reads it; ``attrs.evolve`` spelled out (a test checks every field is carried)
+            signal = Signal(signal.action, signal.confidence, (*signal.reasons, expected.describe()), signal.source)
             if not expected.passed:
                 return made("below_expected_return", plan=plan, levels=levels, expected_return=expected,
                             veto=expected.refusal())

@@ -36,6 +36,7 @@ import structlog
 
 from mlcoord.costs import CostModel
 from mlcoord.ledger import Ledger, Position
+from mlcoord.model.values import side_of
 from mlcoord.model import (
     CancelEntries,
     CloseHedge,
@@ -48,7 +49,6 @@ from mlcoord.model import (
     OpenHedge,
     PlaceEntryPlan,
     SetLevels,
-    Side,
 )
 from mlcoord.model.instruments import Instrument, Instruments
 
@@ -224,7 +224,7 @@ class SimulatedVenue:
                   t: int, o: float) -> None:
         """Hold a hedge leg of ``quantity`` against ``position``: open it, or resize it at market."""
         costs = self.costs
-        side = Side(-position.side)
+        side = side_of(-position.side)
         held = hedge.quantity if hedge is not None else 0.0
         if quantity > held:
             price = costs.market_entry(o, side)
@@ -269,7 +269,7 @@ class SimulatedVenue:
             else:
                 remaining.append(leg)
                 continue
-            ledger.apply(Fill(leg.order_id, symbol, Side(side), t, price, leg.quantity, price * leg.quantity * fee,
+            ledger.apply(Fill(leg.order_id, symbol, side_of(side), t, price, leg.quantity, price * leg.quantity * fee,
                               False, leg.tag, False), i)
         w.legs = remaining
         return ledger.positions.get(symbol)

@@ -98,7 +98,8 @@ class MarketReturns:
             self._rebind(symbols)
         for s, col in zip(symbols, self._cols):
             values = np.asarray(closes[s], dtype=np.float64)
-            if col and bool(((values > 0.0) & (values < _INF)).all()):
+            # every price valid: two reductions (a nan makes both comparisons False)
+            if col and values.min() > 0.0 and values.max() < _INF:
                 col.frombytes(values.tobytes())
             else:                                # an invalid price or no history: as ``record``
                 for p in values.tolist():
@@ -169,17 +170,16 @@ class MarketReturns:
             # is that function of q's median elements: select on q, transform two scalars.
             q, new = x.sq_dev, self.bar - x.sq_dev_bar
             if q is not None and new < n:    # only the windows since: keep the older ones
-                q = np.concatenate((q[len(q) - (n - new):],
-                                    _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
+                q = np.concatenate((q[len(q) - (n - new):], _rolling_sq_dev(np.frombuffer(p[-(new + w):]), w)))
             else:
                 q = _rolling_sq_dev(np.frombuffer(p[-(n + w):]), w)
             x.sq_dev, x.sq_dev_bar = q, self.bar
             h = n // 2
+            part = np.partition(q, h)        # q[h] in place, everything before it <= it
             if n % 2:
-                x.baseline = _vol_of(float(np.partition(q, h)[h]), w)
-            else:
-                lo, hi = np.partition(q, (h - 1, h))[h - 1:h + 1]
-                x.baseline = 0.5 * (_vol_of(float(lo), w) + _vol_of(float(hi), w))
+                x.baseline = _vol_of(float(part[h]), w)
+            else:                            # the other middle element: the largest before it
+                x.baseline = 0.5 * (_vol_of(float(part[:h].max()), w) + _vol_of(float(part[h]), w))
             x.baseline_bar = self.bar
         return x.baseline
 
@@ -234,17 +234,19 @@ def _vol_of(q: float, w: int) -> float:
 
 def _rolling_sq_dev(prices: np.ndarray, w: int) -> np.ndarray:
     """Sum of squared deviations from the mean, sum(r**2) - sum(r)**2 / w, of every ``w``-return
-    window of ``prices`` (len(prices) - w values), from cumulative sums of the returns."""
-    r = prices[1:] / prices[:-1]
+    window of ``prices`` (len(prices) - w values), from cumulative sums of the returns. The sums
+    of r and of r**2 are the two rows of one array (each row summed in order from 0.0, as two
+    separate ``cumsum`` would): half the numpy calls, the same floats."""
+    m = len(prices)
+    c = np.empty((2, m))
+    c[:, 0] = 0.0
+    r = c[0, 1:]
+    np.divide(prices[1:], prices[:-1], out=r)
     r -= 1.0
-    m = len(r) + 1
-    c1, c2 = np.empty(m), np.empty(m)
-    c1[0] = c2[0] = 0.0
-    np.cumsum(r, out=c1[1:])
-    r *= r
-    np.cumsum(r, out=c2[1:])
-    s = c1[w:] - c1[:-w]
-    q = c2[w:] - c2[:-w]
+    np.multiply(r, r, out=c[1, 1:])
+    np.cumsum(c, axis=1, out=c)
+    d = c[:, w:] - c[:, :-w]
+    s, q = d[0], d[1]
     s *= s
     s /= w
     q -= s

@@ -13,32 +13,34 @@ def _pts(x: float) -> str:
     return f"[{x:+.1f}]"
 
 
-def _rsi(s: Scores, i: int, o) -> list[str]:
-    v, pts = float(s.rsi[i]), float(s.s_rsi[i])
+def _rsi(s: Scores, i: int, o, pts: float) -> list[str]:
     if pts > 0:
+        v = float(s.rsi[i])
         depth = "deeply oversold" if v < o.rsi_oversold - 10 else "oversold"
         return [f"RSI {v:.1f} {depth} (<{o.rsi_oversold:g}) {_pts(pts)}"]
     if pts < 0:
+        v = float(s.rsi[i])
         depth = "deeply overbought" if v > o.rsi_overbought + 10 else "overbought"
         return [f"RSI {v:.1f} {depth} (>{o.rsi_overbought:g}) {_pts(pts)}"]
     return []
 
 
-def _macd(s: Scores, i: int) -> list[str]:
-    pts, cross, hist = float(s.s_macd[i]), int(s.macd_cross[i]), float(s.macd_hist[i])
+def _macd(s: Scores, i: int, pts: float) -> list[str]:
+    cross = int(s.macd_cross[i])
     if cross:
         side = "above" if cross > 0 else "below"
-        return [f"MACD crossed {side} signal (histogram {hist:+.4g}) {_pts(pts)}"]
+        return [f"MACD crossed {side} signal (histogram {float(s.macd_hist[i]):+.4g}) {_pts(pts)}"]
     if abs(pts) >= 0.05:
         way = "rising" if pts > 0 else "falling"
-        return [f"MACD histogram {way} ({float(s.macd_hist[i - 1]):+.4g} -> {hist:+.4g}) {_pts(pts)}"]
+        return [f"MACD histogram {way} ({float(s.macd_hist[i - 1]):+.4g} -> {float(s.macd_hist[i]):+.4g}) "
+                f"{_pts(pts)}"]
     return []
 
 
-def _trend(s: Scores, i: int, o) -> list[str]:
-    c, f, m, t = (float(a[i]) for a in (s.close, s.ema_fast, s.ema_slow, s.ema_trend))
-    pts = float(s.s_trend[i])
-    label = {1.5: "uptrend", -1.5: "downtrend"}.get(pts, "leaning up" if pts > 0 else "leaning down")
+def _trend(s: Scores, i: int, o, pts: float) -> list[str]:
+    c, f, m, t = float(s.close[i]), float(s.ema_fast[i]), float(s.ema_slow[i]), float(s.ema_trend[i])
+    label = ("uptrend" if pts == 1.5 else "downtrend" if pts == -1.5 else
+             "leaning up" if pts > 0 else "leaning down")
     if c > f > m > t:
         text = f"price above EMA{o.ema_fast} > EMA{o.ema_slow} > EMA{o.ema_trend}"
     elif c < f < m < t:
@@ -50,13 +52,12 @@ def _trend(s: Scores, i: int, o) -> list[str]:
     return [f"{text} ({label}) {_pts(pts)}"]
 
 
-def _bollinger(s: Scores, i: int) -> list[str]:
-    pb, pts = float(s.percent_b[i]), float(s.s_bb[i])
+def _bollinger(s: Scores, i: int, pts: float) -> list[str]:
     if pts == 0:
         return []
     band = "lower" if pts > 0 else "upper"
     where = "near" if abs(pts) < 1 else ("below" if pts > 0 else "above")
-    return [f"close {where} {band} Bollinger band (%b {pb:+.2f}) {_pts(pts)}"]
+    return [f"close {where} {band} Bollinger band (%b {float(s.percent_b[i]):+.2f}) {_pts(pts)}"]
 
 
 def _volume(s: Scores, i: int, o) -> list[str]:
@@ -68,9 +69,9 @@ def _volume(s: Scores, i: int, o) -> list[str]:
 
 
 def _volatility(s: Scores, i: int, o, regime_damped: bool) -> list[str]:
-    out = [f"ATR {100 * float(s.atr_pct[i]):.2f}% of price, {float(s.atr_ratio[i]):.1f}x its "
-           f"{o.atr_baseline}-bar average"]
-    if float(s.atr_ratio[i]) > o.atr_max_ratio:
+    ratio = float(s.atr_ratio[i])
+    out = [f"ATR {100 * float(s.atr_pct[i]):.2f}% of price, {ratio:.1f}x its {o.atr_baseline}-bar average"]
+    if ratio > o.atr_max_ratio:
         out[0] += f" (above {o.atr_max_ratio:g}x: volatile, confidence damped)"
     if regime_damped:
         out.append("HIGH_VOLATILITY regime: confidence damped")
@@ -88,10 +89,17 @@ def explain(s: Scores, i: int, options, regime_damped: bool) -> list[str]:
     head = (f"{'BUY' if side > 0 else 'SELL'}: net score {float(s.net[i]):+.2f} "
             f"(entry {options.entry_score:g}), {int(s.agreeing[i])} agreeing, "
             f"score against {float(s.opposing[i]):.1f}, confidence {float(s.confidence[i]):.2f}")
-    scored = [(float(s.s_rsi[i]), _rsi(s, i, options)), (float(s.s_macd[i]), _macd(s, i)),
-              (float(s.s_trend[i]), _trend(s, i, options)), (float(s.s_bb[i]), _bollinger(s, i))]
+    rsi, macd, trend, bb = float(s.s_rsi[i]), float(s.s_macd[i]), float(s.s_trend[i]), float(s.s_bb[i])
     # strongest in the signal's direction first, by the score each line shows (one decimal); a
-    # stable sort keeps the order above for ties
-    scored.sort(key=lambda item: -side * round(item[0], 1))
+    # stable sort keeps the order below for ties. Readings without a line are left out first:
+    # the lines' order is the same, without rounding scores that show nothing.
+    scored = [(-side * round(pts, 1), lines) for pts, lines in
+              ((rsi, _rsi(s, i, options, rsi)), (macd, _macd(s, i, macd)), (trend, _trend(s, i, options, trend)),
+               (bb, _bollinger(s, i, bb))) if lines]
+    scored.sort(key=_first)
     readings = [line for _, lines in scored for line in lines]
     return [*readings, head, *_volume(s, i, options), *_volatility(s, i, options, regime_damped)]
+
+
+def _first(item: tuple) -> float:
+    return item[0]

@@ -130,7 +130,9 @@ class Backtest(SimulatedSession):
         for s in series:
             bar_times = np.frombuffer(s.t, dtype=np.int64)
             first = int(np.searchsorted(bar_times, times[0]))
-            where = np.searchsorted(times, bar_times[first:])
+            mine = bar_times[first:]
+            # a symbol with a bar at every time (one symbol always): its bars are the timeline
+            where = slice(None) if len(mine) == n and (mine == times).all() else np.searchsorted(times, mine)
             count[where] += 1
             signal[where] |= np.frombuffer(s.action, dtype=np.int8)[first:] != 0
         return np.flatnonzero(signal | (count < len(series)))
