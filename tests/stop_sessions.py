@@ -15,7 +15,7 @@ from typing import Callable, Optional
 
 import attrs
 
-from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, bybit_exchange_server, venue_client
+from exchange_sim import FUTURES_MARKETS, SPOT_MARKETS, ExchangeServer, venue_client, venue_exchange_server
 from fake_plugins import Components
 from live_helpers import BarClock, live_config, planted_pipeline, with_pipeline
 from mlcoord.errors import StoreError
@@ -49,9 +49,9 @@ def components(signals: Optional[dict] = None) -> Components:
 
 
 def server_for(market: str, cancel_replace: bool = True, venue: str = "binance", **options) -> ExchangeServer:
-    """A loopback exchange; Binance's spot symbols allow cancel-replace or not (Bybit has none)."""
-    if venue == "bybit":
-        return bybit_exchange_server(**options)
+    """A loopback exchange; Binance's spot symbols allow cancel-replace or not (Bybit and OKX have none)."""
+    if venue != "binance":
+        return venue_exchange_server(venue, **options)
     spot = tuple(dataclasses.replace(m, cancel_replace_allowed=cancel_replace) for m in SPOT_MARKETS)
     return ExchangeServer(spot_markets=spot, futures_markets=FUTURES_MARKETS, **options)
 

@@ -125,7 +125,7 @@ def test_one_live_config_runs_on_binance_bybit_and_okx_by_its_exchange_id(venue_
     from exchange_sim import PASSPHRASE
 
     env = {"MLCOORD_API_KEY": API_KEY, "MLCOORD_API_SECRET": SECRET, "MLCOORD_API_PASSWORD": PASSPHRASE}
-    result = CliRunner(env=env).invoke(main, ["live", "--config", str(path), "--cycles", "2",
+    result = CliRunner(env=env).invoke(main, ["live", "--config", str(path), "--cycles", "1",
                                               "--i-understand-this-is-real-money"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert not server.errors

@@ -35,7 +35,7 @@ def _partials(trader):
 
 #: Bybit futures only: its take profit is a conditional order of its own; a spot partial is a market
 #: sell by the bot, which the Bybit spot session (test_live_spot) runs already
-CASES = [("binance", "futures"), ("binance", "spot"), ("bybit", "futures")]
+CASES = [("binance", "futures"), ("binance", "spot"), ("bybit", "futures"), ("okx", "futures")]
 
 
 @pytest.mark.parametrize(("venue_server", "market"), CASES, indirect=["venue_server"], ids=["-".join(c) for c in CASES])

@@ -182,8 +182,8 @@ def test_restart_gives_an_unprotected_position_its_stop_first(venue_server, tmp_
     assert len(stops) >= 2 and sum(not r.state.terminal for r in stops) <= 1
     # the lost stop is closed in the store as the exchange (or its silence) says
     want = {"cancelled": OrderState.CANCELLED, "expired": OrderState.EXPIRED, "gone": OrderState.EXPIRED}[how]
-    if how == "expired" and server.dialect.name == "bybit":
-        want = OrderState.CANCELLED     # Bybit has one word for a stop closed untriggered: Deactivated
+    if how == "expired" and server.dialect.name in ("bybit", "okx"):
+        want = OrderState.CANCELLED     # one word for a stop closed untriggered: Bybit's Deactivated, OKX's canceled
     assert {store.order(cid).state for cid in lost} == {want}
 
 

@@ -57,7 +57,7 @@ def venue_exchange_server(name: str, **options) -> ExchangeServer:
     return make[name](**options)
 
 
-@pytest.fixture(params=["binance", "bybit"])
+@pytest.fixture(params=["binance", "bybit", "okx"])
 def venue_server(request):
     """Each exchange in turn (``server.dialect.name`` says which): a suite parametrised over venues
     (``@pytest.mark.parametrize("venue_server", [..., "okx"], indirect=True)`` adds OKX)."""
