@@ -78,6 +78,9 @@ class Dialect:
     #: income), or ``sign`` x the ``info`` field named (Bybit's ``execFee``, positive when paid: ccxt
     #: passes it through unsigned, ccxt#26404; read from ``info`` so a ccxt fix cannot flip it twice)
     funding_received: tuple[str, float] = ("", 1.0)
+    #: the most candles one request may ask for, below ``[live] candle_page`` (OKX's
+    #: history-candles: 100; ccxt passes a larger limit through, and OKX refuses it with 51000)
+    candle_page: int = 1_000_000
 
     def received_funding(self, event: Mapping[str, Any]) -> Any:
         """What a ccxt funding-history event says was received (None when it says nothing)."""
@@ -110,6 +113,7 @@ OKX = Dialect("okx", trigger_book=("spot", "futures"), algo_orders=False, lookup
               lookup_key="clientOrderId", cancel_key="clientOrderId", already_set=(), hedge_style="hedged",
               stop_style="conditional", trailing_orders=False, spot_stop=("limit", "triggerPrice"),
               verify_hedge_mode=True, answer_has_state=False, position_side=("posSide", "long", "short"),
+              candle_page=100,
               algo_client_field="algoClOrdId", algo_child="ordId", trades_order_key="ordId",
               trigger_listing={"spot": {"ordType": "trigger"}, "futures": {"ordType": "conditional"}},
               spot_order_params={"tgtCcy": "base_ccy"},

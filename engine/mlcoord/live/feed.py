@@ -82,7 +82,10 @@ def closed_candles(exchange: Any, symbol: str, timeframe: str, limit: int, now_m
     from mlcoord.live.bar_screen import screen_rows
     from mlcoord.live.retry import MalformedAnswer
 
+    from mlcoord.live.dialects import dialect_for
+
     where = f"{exchange.id} {symbol} {timeframe}"
+    page = min(page, dialect_for(exchange).candle_page)     # the exchange's own cap per request
     tf_ms = timeframe_to_ns(timeframe) // 1_000_000
     bad: list = []
     try:
