@@ -48,23 +48,26 @@ class Universe:
         self.ccxt_symbols: dict[str, str] = {s: self._ccxt(s) for s in self.symbols}
 
     # -- every cycle ---------------------------------------------------------------------------
-    def held(self) -> set[str]:
-        """Symbols with a position or a working entry (they stay in the loop until flat)."""
+    def held(self, symbols: Sequence[str]) -> set[str]:
+        """Those of ``symbols`` with a position or a working entry (they stay until flat)."""
         loop = self.trader.engine.loop
-        return {s for s in list(loop.ledger.positions) + [b.symbol for b in loop.series]
-                if not s.startswith("~") and (s in loop.ledger.positions or loop.venue.has_entries(s))}
+        return {s for s in symbols if s in loop.ledger.positions or loop.venue.has_entries(s)}
 
     def refresh(self) -> list[str]:
-        """This cycle's symbols: the wanted ones, then any still held (no new entry on those)."""
-        held = sorted((self.held() - set(self.wanted)) & set(self.trader.history))
-        symbols = self.wanted + held
-        gone = [s for s in self.symbols if s not in symbols]
+        """This cycle's symbols: the wanted ones, then those a reload took out that are still held
+        (no new entry on those). Nothing is asked while no symbol is on its way out."""
+        wanted = set(self.wanted)
+        leaving = [s for s in self.symbols if s not in wanted]
+        still = self.held(leaving) if leaving else set()
+        gone = [s for s in leaving if s not in still]
         if gone:
             log.info("universe_symbols_left", symbols=gone, note="flat now: no longer fetched or traded")
-        self.symbols = symbols
-        self.ccxt_symbols = {s: self._ccxt(s) for s in symbols}
-        self.trader.entry_symbols = set(self.wanted)
-        return symbols
+        symbols = self.wanted + [s for s in leaving if s in still]
+        if symbols != self.symbols:
+            self.symbols = symbols
+            self.ccxt_symbols = {s: self._ccxt(s) for s in symbols}
+        self.trader.entry_symbols = wanted
+        return self.symbols
 
     # -- a reload (the trading thread, at a cycle's start) -------------------------------------
     def reload(self, settings, keys: Sequence[str]) -> str:
@@ -127,8 +130,10 @@ class LiveUniverse(Universe):
         self.ignore = list(ignore)
         self.margin_mode, self.unknown_orders = margin_mode, unknown_orders
 
-    def held(self) -> set[str]:
-        return {p.symbol for p in self.trader.store.active_plans()}
+    def held(self, symbols: Optional[Sequence[str]] = None) -> set[str]:
+        """Symbols with an active plan in the store (of ``symbols`` only, if given)."""
+        active = {p.symbol for p in self.trader.store.active_plans()}
+        return active if symbols is None else active & set(symbols)
 
     def refresh(self) -> list[str]:
         """This cycle's symbols: the scanner's pick plus every symbol with an active plan (or, with
