@@ -20,14 +20,6 @@ from mlcoord.live.feed import CANDLE_PAGE
 
 log = structlog.get_logger("mlcoord.live.universe")
 
-#: the config keys a universe takes in place (the rest of a reload goes elsewhere)
-UNIVERSE_KEYS = ("data.symbols", "live.scan", "live.scanner")
-
-
-def universe_keys(keys: Sequence[str]) -> list[str]:
-    return [k for k in keys if any(k == p or k.startswith(p + ".") for p in UNIVERSE_KEYS)]
-
-
 class Universe:
     """The configured symbols of a session (paper; live without the scanner: :class:`LiveUniverse`).
 
