@@ -94,3 +94,55 @@ def test_ml_votes_can_confirm_flip_and_veto():
     assert veto.signal.action == Action.HOLD and "vetoed" in veto.signal.reasons[0]
     assert [v.component for v in veto.votes] == ["technical", "lstm"]
     assert sum(v.weight for v in veto.votes) == pytest.approx(1.0)
+
+
+def _label(side, win):
+    from mlcoord.learning import TradeLabel
+    return TradeLabel(side, win, 0.01 if win else -0.01, "time", 0, 0.0, None)
+
+
+def test_trade_label_target_learns_the_trade_outcome_not_the_move():
+    """Component "a" knows whether the trade wins, "b" knows the 24-bar move; the two disagree. An
+    ensemble with target = "trade_label" must move weight to "a", the event ensemble to "b"."""
+    rng = np.random.default_rng(5)
+    by_trade = Ensemble({"a": 0.5, "b": 0.5}, EnsembleOptions(learning_rate=0.05, target="trade_label"))
+    by_event = Ensemble({"a": 0.5, "b": 0.5}, EnsembleOptions(learning_rate=0.05))
+    for _ in range(1500):
+        up = rng.random() < 0.5                  # the move
+        long_wins = rng.random() < 0.5           # the trade label, independent of the move
+        fr = 0.01 if up else -0.01
+        qa = float(np.clip((0.75 if long_wins else 0.25) + rng.normal(0, 0.1), 0.01, 0.99))
+        qb = float(np.clip((0.75 if up else 0.25) + rng.normal(0, 0.1), 0.01, 0.99))
+        votes = [Vote("a", Action.BUY, qa, p_up=qa, p_down=1 - qa), Vote("b", Action.BUY, qb, p_up=qb, p_down=1 - qb)]
+        labels = (_label(1, long_wins), _label(-1, not long_wins))
+        by_trade.learn(votes, fr, THRESHOLD, labels)
+        by_event.learn(votes, fr, THRESHOLD, labels)
+    assert by_trade.weights(["a", "b"])["a"] > 0.75
+    assert by_event.weights(["a", "b"])["b"] > 0.75
+
+
+def test_trade_label_target_skips_a_side_without_a_label():
+    ens = Ensemble({"a": 0.5, "b": 0.5}, EnsembleOptions(target="trade_label"))
+    votes = [Vote("a", Action.BUY, 0.7, p_up=0.7, p_down=0.3), Vote("b", Action.BUY, 0.6, p_up=0.6, p_down=0.4)]
+    before = dict(ens.model.weights)
+    ens.learn(votes, 0.05, THRESHOLD, (None, None))      # no exit levels: nothing to learn
+    assert dict(ens.model.weights) == before and "a" not in ens.scores
+    ens.learn(votes, 0.05, THRESHOLD, (_label(1, True), None))
+    assert ens.scores["a"].n == 1                         # the long side only
+
+
+def test_a_state_learnt_on_another_target_is_refused_naming_both():
+    event = Ensemble({"a": 0.5, "b": 0.5})
+    state = json.loads(json.dumps(event.state()))
+    trade = Ensemble({"a": 0.5, "b": 0.5}, EnsembleOptions(target="trade_label"))
+    with pytest.raises(ValueError, match="'event'.*'trade_label'"):
+        trade.load_state(state)
+    del state["target"]                                   # a state written before the option: the event
+    with pytest.raises(ValueError, match="'event'"):
+        trade.load_state(state)
+    Ensemble({"a": 0.5, "b": 0.5}).load_state(state)
+
+
+def test_an_unknown_target_is_refused_naming_it():
+    with pytest.raises(ValueError, match="target.*'trades'"):
+        EnsembleOptions(target="trades")

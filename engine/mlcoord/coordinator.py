@@ -16,6 +16,7 @@ from typing import Mapping, Optional, Sequence
 import attrs
 
 from mlcoord.ensemble import Ensemble, EnsembleOptions
+from mlcoord.learning import TradeLabel
 from mlcoord.model import Action, Signal, Vote
 
 DEFAULT_WEIGHT = 0.10
@@ -95,9 +96,10 @@ class Coordinator:
             final = attrs.evolve(final, confidence=confidence)
         return Combined(final, votes, raw, confidence, note, p_signal)
 
-    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
+    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float,
+              trade: tuple[Optional[TradeLabel], Optional[TradeLabel]] = (None, None)) -> None:
         if self._ensemble is not None and len(votes) > 1:
-            self._ensemble.learn(votes, forward_return, threshold)
+            self._ensemble.learn(votes, forward_return, threshold, trade)
 
 
 def _signed(ensemble: Ensemble, votes: tuple[Vote, ...], direction: int) -> tuple[tuple[Vote, ...], str]:

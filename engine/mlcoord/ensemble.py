@@ -20,7 +20,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import attrs
 
-from mlcoord.learning import RunningScore, event_happened
+from mlcoord.learning import RunningScore, TradeLabel, event_happened
 from mlcoord.model import Vote
 from mlcoord.river_state import river_weights, set_river_weights
 
@@ -37,6 +37,13 @@ def _within(low: float, high: float, *, open_low: bool = False):
     return check
 
 
+def _one_of(*choices: str):
+    def check(instance, attribute, value):
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return check
+
+
 @attrs.frozen
 class EnsembleOptions:
     """``[ensemble]``: online stacking settings (defaults stated).
@@ -50,6 +57,10 @@ class EnsembleOptions:
     veto_probability: float = attrs.field(default=0.40, validator=_within(0.0, 1.0))
     flip_margin: float = attrs.field(default=0.05, validator=_within(0.0, 1.0))
     adapt: bool = True
+    #: what the ensemble learns, so what its probability is: ``"event"`` (the 24-bar move of
+    #: ``[learning]``) or ``"trade_label"`` (the decision bar's trade label per side: did a direct
+    #: entry with the configured exits close positive net of costs?)
+    target: str = attrs.field(default="event", validator=_one_of("event", "trade_label"))
 
 
 def _logit(p: float) -> float:
@@ -111,10 +122,19 @@ class Ensemble:
         w = self.model.weights
         return {n: (float(w.get(n, 0.0)), float(w.get(n, 0.0)) * x) for n, x in self.features(votes, direction).items()}
 
-    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float) -> None:
-        """Both directions' events are known once the horizon closed: learn from each."""
-        for direction in (1, -1):
-            hit = event_happened(direction, forward_return, threshold)
+    def learn(self, votes: Sequence[Vote], forward_return: float, threshold: float,
+              trade: tuple[Optional[TradeLabel], Optional[TradeLabel]] = (None, None)) -> None:
+        """Both directions' outcomes are known once the horizon closed: learn from each. With
+        ``target = "trade_label"`` the outcome of a direction is its trade label (``trade``: long,
+        short); a side without one (no exit levels there) teaches nothing."""
+        by_trade = self.options.target == "trade_label"
+        for direction, label in ((1, trade[0]), (-1, trade[1])):
+            if by_trade:
+                if label is None:
+                    continue
+                hit = bool(label.win)
+            else:
+                hit = event_happened(direction, forward_return, threshold)
             for v in votes:
                 self.scores.setdefault(v.component, RunningScore()).update(v.probability(direction), hit)
             if self.options.adapt:
@@ -123,11 +143,16 @@ class Ensemble:
 
     # -- persistence ---------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
-        return {"weights": river_weights(self.model),
+        return {"target": self.options.target, "weights": river_weights(self.model),
                 "intercept": float(self.model.intercept), "updates": self.updates,
                 "scores": {k: [s.n, s.correct, s.loss] for k, s in self.scores.items()}}
 
     def load_state(self, state: Mapping[str, Any]) -> None:
+        saved = state.get("target", "event")            # states before the option learnt the event
+        if saved != self.options.target:
+            raise ValueError(f"the saved ensemble learnt target {saved!r}, [ensemble] target is "
+                             f"{self.options.target!r}: its weights predict another probability "
+                             f"(start without the state file, or set target = {saved!r})")
         self._set_weights(state["weights"])
         self.model.intercept = float(state.get("intercept", 0.0))
         self.updates = int(state.get("updates", 0))

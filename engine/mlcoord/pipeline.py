@@ -688,7 +688,7 @@ class Pipeline:
             except Exception as exc:     # an observer never stops learning
                 self.errors.failed("outcome_listener", "observe", exc)
         try:
-            self.coordinator.learn(decision.votes, forward_return, self.event.threshold)
+            self.coordinator.learn(decision.votes, forward_return, self.event.threshold, trade)
         except Exception as exc:
             self.errors.failed("ensemble", "learn", exc)
         for b in self.components.ml_components:
