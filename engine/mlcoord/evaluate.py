@@ -8,7 +8,8 @@ For window ``k`` with test range ``[a, b)``:
 2. the online learners (ensemble, mtf, rl_selector, bayes) start fresh and learn, online, from
    ``a - fit`` on, so by ``a`` they have been fitted on data before the window only, and the
    models they learn from are out of sample there too;
-3. every bar of ``[a, b)`` is scored: votes against the learning event, trading from ``a``.
+3. every bar of ``[a, b)`` is scored: votes against the learning event (``label = "event"``) or
+   the engine's trade label (``"trade"``, :mod:`mlcoord.evaluation.labels`), trading from ``a``.
 
 No bar is ever scored by a model trained on it.
 
@@ -19,7 +20,9 @@ The result (``--json``) carries its schema version under ``mlcoord_evaluation``
 ``ml``, ``always abstain``), as are each ``trading`` row's per-window stats (``signals_only`` and
 ``with_ml``, were ``technical`` and ``ml``) and ``trading_summary``; the signal sources' score row
 is ``signals`` (was ``technical``), and the paired differences compare ``ensemble (raw)`` with every
-ML component of the run.
+ML component of the run. Schema 3 adds ``populations.<pop>.label`` (``event`` or ``trade``) and,
+for the trade label, ``barriers``: a schema-2 reader would take trade-label scores for event
+scores; files without ``label`` scored the event.
 """
 
 from __future__ import annotations
@@ -49,6 +52,7 @@ from mlcoord.evaluation.bootstrap import WeeklyBootstrap
 from mlcoord.evaluation.collect import (EVERY_BAR, SIGNAL_BARS, SIGNALS, Records, collect_every_bar,
                                        collect_signal_bars)
 from mlcoord.evaluation.export import write_decisions
+from mlcoord.evaluation.labels import EVENT, Labeller, causal_climatology, check_label
 from mlcoord.evaluation.holdout import (Split, append_log, config_hash, current_commit, development_candles,
                                        log_rows)
 from mlcoord.evaluation.scoring import POPULATION_EVENTS, merge, score_population
@@ -60,10 +64,11 @@ from mlcoord.registry import PluginSet
 
 log = structlog.get_logger("mlcoord.evaluate")
 WARMUP = 600
-#: the result's schema: 2 = arms, per-window stats and the signal row keyed by role
+#: the result's schema: 3 = each population says which label it scored (``label``: event or
+#: trade; absent: event); 2 = arms, per-window stats and the signal row keyed by role
 #: (``signals_only``, ``signals + calibrator``, ``with_ml``, ``signals``), never by a component's
 #: name (schema 1, no ``mlcoord_evaluation`` key: ``technical``, ``technical + calibrator``, ``ml``)
-EVALUATION_SCHEMA = 2
+EVALUATION_SCHEMA = 3
 
 
 @attrs.frozen
@@ -85,6 +90,7 @@ class EvalOptions:
     seed: int = 0
     every_bar: bool = False         # also the second table: every bar, event up
     all_arms: bool = True           # False: trade only signals_only and with_ml (e.g. a sweep needing scores only)
+    label: str = attrs.field(default=EVENT, validator=check_label)   # what is scored: "event" or "trade"
     baselines: BaselineOptions = BaselineOptions()
 
 
@@ -198,11 +204,19 @@ def train_window_task(job: EvalJob, k: int) -> dict[str, Any]:
     return {"models": blobs, "reports": reports}
 
 
-def baselines_window_task(job: EvalJob, k: int) -> bytes:
-    """Task: fit window ``k``'s baselines on its training part (the bars its models train on)."""
+def _labeller(job: EvalJob, changes: Optional[dict[str, dict[str, Any]]] = None) -> Labeller:
+    return Labeller(job.options.label, job.settings, _job_plugins(job), job.inputs, changes)
+
+
+def baselines_window_task(job: EvalJob, k: int) -> dict[str, bytes]:
+    """Task: fit window ``k``'s baselines on its training part (the bars its models train on):
+    ``scored`` on the scored label, ``voter`` (the logistic voter's trading arm) on the event
+    whatever is scored, so the trading arms do not depend on the label."""
     w = job.windows[k]
-    return pickle.dumps(fit_baselines(job.candles, w.train_start, w.fit_start, job.settings.learning.event,
-                                      job.options.baselines))
+    fit = lambda labels=None: pickle.dumps(fit_baselines(job.candles, w.train_start, w.fit_start,  # noqa: E731
+                                                         job.settings.learning.event, job.options.baselines, labels))
+    event = fit()
+    return {"scored": event if job.options.label == EVENT else fit(_labeller(job)), "voter": event}
 
 
 _MODEL_DIR: list[tempfile.TemporaryDirectory] = []
@@ -223,7 +237,7 @@ def _materialise(blobs: dict[str, bytes], k: int, suffix: str = ".npz") -> dict[
     return changes
 
 
-def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]], dict[int, bytes]]], k: int,
+def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]], dict[int, dict[str, bytes]]]], k: int,
                        j: int) -> Optional[dict[str, Any]]:
     """Task: score window ``k`` on symbol ``j`` and trade it in every arm; pure."""
     job, (models, baselines) = shared
@@ -233,8 +247,11 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
     if len(part) < WARMUP:
         return None
     changes = _materialise(models.get(k, {}), k)
-    voter_changes = _materialise({LOGISTIC_VOTER: baselines[k]}, k, ".pkl")
-    base = pickle.loads(baselines[k]).predict(part)
+    voter_changes = _materialise({LOGISTIC_VOTER: baselines[k]["voter"]}, k, ".pkl")
+    base = pickle.loads(baselines[k]["scored"]).predict(part)
+    labels = _labeller(job, changes)(part)
+    if job.options.label != EVENT:      # the trade label's causal climatology: labels known by each bar
+        base["climatology (causal)"] = causal_climatology(labels, settings.learning.horizon)
     fit_from = pd.Timestamp(w.fit_start, tz="UTC").strftime("%Y%m%d")
     fitted = attrs.evolve(settings, data=attrs.evolve(settings.data, timerange=f"{fit_from}-"))
     runs = {}
@@ -245,10 +262,9 @@ def window_symbol_task(shared: tuple[EvalJob, tuple[dict[int, dict[str, bytes]],
                                  plugins=_voter_plugins(job) if voter else plugins,
                                  candles=[part], option_changes=voter_changes if voter else changes, inputs=inputs)
     records = Records(c.symbol, w.index)
-    event = settings.learning.event
-    collect_signal_bars(runs[arms_mod.WITH_ML], part, w, event.horizon, event.threshold, base, records)
+    collect_signal_bars(runs[arms_mod.WITH_ML], part, w, labels, base, records)
     if job.options.every_bar:
-        collect_every_bar(fitted, plugins, changes, part, w, base, records, inputs[c.symbol])
+        collect_every_bar(fitted, plugins, changes, part, w, labels, base, records, inputs[c.symbol])
     arms = {arm: {**_segment_stats(r, w.test_start), "trades": arms_mod.trades_of(r, w.test_start)}
             for arm, r in runs.items()}
     row = {"window": w.index, "symbol": c.symbol,
@@ -294,7 +310,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                                  load_inputs(settings, candles)))
     failed: list[str] = []
     models: dict[int, dict[str, bytes]] = {}
-    baselines: dict[int, bytes] = {}
+    baselines: dict[int, dict[str, bytes]] = {}
     trained_reports = [{"window": w.index} for w in windows]
     try:
         tasks = [Task(f"baselines-w{w.index}", baselines_window_task, (k,), {"window": w.index, "phase": "baselines"})
@@ -308,7 +324,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
                 failed.append(r.describe())
             elif r.labels["phase"] == "baselines":
                 baselines[k] = r.value
-                trained_reports[k]["baselines"] = pickle.loads(r.value).describe()
+                trained_reports[k]["baselines"] = pickle.loads(r.value["scored"]).describe()
             else:
                 models[k] = r.value["models"]
                 trained_reports[k].update(r.value["reports"])
@@ -341,9 +357,11 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
     boot = WeeklyBootstrap(np.concatenate(week_times) if week_times else np.zeros(0, np.int64),
                            options.resamples, options.seed)
     populations = {}
+    labeller = Labeller(options.label, settings, plugins, {})
+    scored = {"label": options.label, **({} if options.label == EVENT else {"barriers": labeller.describe()})}
     for population, reference in ((SIGNAL_BARS, SIGNALS), (EVERY_BAR, "climatology (causal)")):
         if population in records:
-            populations[population] = {"event": POPULATION_EVENTS[population],
+            populations[population] = {"event": POPULATION_EVENTS[options.label][population], **scored,
                                        **score_population(records[population], boot, reference)}
     signal = records.get(SIGNAL_BARS, {})
     diagrams = {name: reliability(signal[name]["y"], signal[name]["p"])
@@ -361,7 +379,7 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
             "symbols": [c.symbol for c in candles],
             "split": None if split is None else {"holdout_from": pd.Timestamp(split.holdout_from, tz="UTC").isoformat(),
                                                  "part": split.part, "chosen_by": split.chosen_by},
-            "config_hash": config_hash(_plain_settings(settings), attrs.asdict(wf), attrs.asdict(options),
+            "config_hash": config_hash(_plain_settings(settings), attrs.asdict(wf), _hashed(options),
                                        None if split is None else attrs.asdict(split), [c.symbol for c in candles]),
             "bootstrap": {"resamples": options.resamples, "seed": options.seed, "block": "calendar week (UTC)",
                           "weeks": int(len(boot.weeks)), "level": 0.95},
@@ -370,12 +388,17 @@ def evaluate(settings: Settings, plugins: PluginSet, candles: Sequence[Candles],
             "trading_arms": arms_mod.summarise(trading, settings.backtest.initial_equity, boot),
             "training": trained_reports, "settings": attrs.asdict(wf), "failures": failed}
     if export is not None:
-        result["export"] = {"path": str(export), "rows": write_decisions(records, Path(export))}
+        result["export"] = {"path": str(export), "rows": write_decisions(records, Path(export), options.label)}
     if split is not None and split.part == "holdout":
         assert holdout_log is not None      # checked at the start: a holdout run must be recorded
         run_at = pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
         append_log(Path(holdout_log), log_rows(result, current_commit(), run_at))
     return result
+
+
+def _hashed(options: EvalOptions) -> dict[str, Any]:
+    """The options as hashed: an event run keeps the hash it had before ``label`` existed."""
+    return attrs.asdict(options, filter=lambda a, v: not (a.name == "label" and v == EVENT))
 
 
 def _plain_settings(settings: Settings) -> Any:

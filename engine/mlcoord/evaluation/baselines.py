@@ -4,7 +4,9 @@ Every baseline gives, for each bar, the probability of the learning event up and
 LSTM's two heads), so it is scored like a component: at a signal bar in direction ``d`` its
 probability is the head of ``d``. All read :func:`mlcoord.feature_matrix.feature_matrix`, the
 matrix the learned components read, and are fitted on the window's training part only
-(``[train_start, fit_start)``, labels whose horizon closed before ``fit_start``; no look-ahead):
+(``[train_start, fit_start)``, labels whose horizon closed before ``fit_start``; no look-ahead),
+on the scored label: the event by default, or the trade label (``labels``, an
+:class:`~mlcoord.evaluation.labels.Labeller`: P(a long / short entered at the bar wins)):
 
 * ``climatology (causal)`` - the training part's frequency of the event up / down;
 * ``logistic`` - standardised features, L2 logistic regression, ``C`` chosen by time-series
@@ -21,7 +23,7 @@ see :mod:`mlcoord.evaluation.metrics` and :mod:`mlcoord.evaluation.arms`.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import attrs
 import numpy as np
@@ -34,6 +36,8 @@ from mlcoord.learning import EventSpec, event_labels
 NAMES = ("climatology (causal)", "logistic", "gradient boosting", "fade 24h")
 FEATURE_WARMUP = 200            # bars before the slowest feature (EMA 200) means anything
 RET_24 = FEATURES.index("ret_24")
+#: per bar of a series: (up / long, down / short) labels, NaN where not known inside it
+LabelsOf = Callable[[Candles], tuple[np.ndarray, np.ndarray]]
 
 
 @attrs.frozen
@@ -88,10 +92,11 @@ def features_of(candles: Candles) -> np.ndarray:
     return feature_matrix(c.open, c.high, c.low, c.close, c.volume).astype(float)
 
 
-def training_set(candles: Sequence[Candles], start: int, end: int, event: EventSpec
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def training_set(candles: Sequence[Candles], start: int, end: int, event: EventSpec,
+                 labels: Optional[LabelsOf] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Rows of ``[start, end)`` of every symbol whose label is known before ``end``, by time:
-    (features, up labels, down labels, times)."""
+    (features, up labels, down labels, times). ``labels`` (default: the event's) reads the
+    series cut at ``end``, so no label resolved at or after it is used (purged)."""
     xs, ups, downs, times = [], [], [], []
     for c in candles:
         k_end = int(np.searchsorted(c.time, end))
@@ -100,9 +105,9 @@ def training_set(candles: Sequence[Candles], start: int, end: int, event: EventS
             continue
         head = c.slice(0, k_end)                     # nothing at or after ``end`` is read
         x = features_of(head)
-        up, down = event_labels(head.close, event)
+        up, down = event_labels(head.close, event) if labels is None else labels(head)
         rows = np.arange(k_start, k_end)
-        rows = rows[~np.isnan(up[rows])]
+        rows = rows[~np.isnan(up[rows]) & ~np.isnan(down[rows])]
         xs.append(x[rows])
         ups.append(up[rows])
         downs.append(down[rows])
@@ -119,9 +124,10 @@ def training_set(candles: Sequence[Candles], start: int, end: int, event: EventS
 
 
 def fit_baselines(candles: Sequence[Candles], start: int, end: int, event: EventSpec,
-                  options: BaselineOptions = BaselineOptions()) -> BaselineModels:
-    """Fit every baseline on ``[start, end)`` (the window's training part)."""
-    x, up, down, _ = training_set(candles, start, end, event)
+                  options: BaselineOptions = BaselineOptions(), labels: Optional[LabelsOf] = None) -> BaselineModels:
+    """Fit every baseline on ``[start, end)`` (the window's training part), on ``labels``
+    (default: the event)."""
+    x, up, down, _ = training_set(candles, start, end, event, labels)
     gap = event.horizon * max(len(candles), 1)      # rows of one horizon across the pooled symbols
     logistic, chosen, boosting, fade = [], [], [], []
     scale = float(np.std(x[:, RET_24])) or 1.0

@@ -1,6 +1,7 @@
 """Scored predictions of one (window, symbol) task, as columns: every BUY/SELL of the signal
 sources in the ML run with every component's and baseline's probability beside it
-(``signal_bars``), and, on request, every test bar with the event up (``every_bar``).
+(``signal_bars``), and, on request, every test bar judged up / long (``every_bar``), against the
+run's label (:mod:`mlcoord.evaluation.labels`: the event or the trade label).
 
 Rows are keyed by role, never by a component's name: the signal sources' vote (the first vote of
 every decision, whatever sources the pipeline runs) is the row :data:`SIGNALS`; each ML component
@@ -17,7 +18,6 @@ from mlcoord.candles import Candles
 from mlcoord.components import build_market_data
 from mlcoord.config import Settings
 from mlcoord.evaluation.baselines import NAMES as BASELINES
-from mlcoord.learning import event_happened
 from mlcoord.market_inputs import MarketInputs
 from mlcoord.model import Action, Signal
 from mlcoord.pipeline import Guarded, resolve_components
@@ -43,26 +43,27 @@ class Records:
             cols[key].append(value)
 
 
-def collect_signal_bars(result: Any, candles: Candles, w: Any, horizon: int, threshold: float,
-             base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
-    """Score every decision of the test part whose horizon lies inside the data, with every
+def collect_signal_bars(result: Any, candles: Candles, w: Any, labels: tuple[np.ndarray, np.ndarray],
+                        base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records) -> None:
+    """Score every decision of the test part whose label is known inside the data (``labels``:
+    per bar of ``candles``, the up / long and down / short label, NaN where unknown), with every
     baseline beside it (same bar, same direction)."""
-    close = candles.close
     index_of = {int(t): i for i, t in enumerate(candles.time)}
     clim = base["climatology (causal)"]
     for d in result.raw.decisions:
         if not w.test_start <= d.time < w.test_end:
             continue
         i = index_of.get(d.time)
-        if i is None or i + horizon >= len(close) or not d.votes:
+        if i is None or not d.votes:
             continue
         signals, ml_votes = d.votes[0], d.votes[1:]     # the first vote is always the signal sources'
         direction = int(signals.action)
         if direction == 0:
             continue
-        fr = close[i + horizon] / close[i] - 1.0
         head = 0 if direction > 0 else 1
-        y = float(event_happened(direction, fr, threshold))
+        y = float(labels[head][i])
+        if y != y:                      # not known inside the data: not scored
+            continue
         pc = float(clim[head][i])
         add = lambda name, p, side=direction, pc=pc, y=y: into.add(SIGNAL_BARS, name, d.time, y, p, side, pc)  # noqa
         add(SIGNALS, signals.confidence)
@@ -74,16 +75,18 @@ def collect_signal_bars(result: Any, candles: Candles, w: Any, horizon: int, thr
             add(name, float(base[name][head][i]))
         if d.signal.action != Action.HOLD:
             final = int(d.signal.action)
-            y_final = float(event_happened(final, fr, threshold))
+            y_final = float(labels[0 if final > 0 else 1][i])
             pc_final = float(clim[0 if final > 0 else 1][i])
-            add("ensemble (final, raw)", d.raw_confidence, final, pc_final, y_final)
-            add("ensemble (final, calibrated)", d.confidence, final, pc_final, y_final)
+            if y_final == y_final:
+                add("ensemble (final, raw)", d.raw_confidence, final, pc_final, y_final)
+                add("ensemble (final, calibrated)", d.confidence, final, pc_final, y_final)
 
 
 def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, part: Candles, w: Any,
-                       base: dict[str, tuple[np.ndarray, np.ndarray]], into: Records,
-                       inputs: Optional[MarketInputs] = None) -> None:
-    """Every test bar, event up: the baselines and the ML components whose votes do not depend on
+                      labels: tuple[np.ndarray, np.ndarray], base: dict[str, tuple[np.ndarray, np.ndarray]],
+                      into: Records, inputs: Optional[MarketInputs] = None) -> None:
+    """Every test bar, the up / long label (``labels[0]``; a bar whose label is not known inside
+    the data is not scored): the baselines and the ML components whose votes do not depend on
     online learning (those with a trained model); the online learners and the ensemble only vote
     on signal bars inside the backtest, so they are not in this table."""
     event = settings.learning.event
@@ -91,7 +94,6 @@ def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, par
     hi = min(int(hi), len(part) - event.horizon)
     if hi <= lo:
         return
-    fr = part.close[event.horizon:] / part.close[:-event.horizon] - 1.0
     data = build_market_data(part, settings.data.higher_timeframes, event=event,
                              inputs=None if inputs is None else inputs.until(int(part.time[-1]) + part.timeframe_ns))
     voters = []
@@ -102,7 +104,9 @@ def collect_every_bar(settings: Settings, plugins: PluginSet, changes: dict, par
     refused = Guarded()
     clim = base["climatology (causal)"][0]
     for i in range(int(lo), hi):
-        t, y, pc = int(part.time[i]), float(event_happened(1, fr[i], event.threshold)), float(clim[i])
+        t, y, pc = int(part.time[i]), float(labels[0][i]), float(clim[i])
+        if y != y:
+            continue
         for name in BASELINES:
             into.add(EVERY_BAR, name, t, y, float(base[name][0][i]), 1, pc)
         for name, voter in voters:

@@ -6,6 +6,8 @@ begin, never a hard-coded date): the ``development`` part (the default) reads no
 after it, the ``holdout`` part scores test windows from it on (models still train on the bars
 before). Every holdout run appends its commit, config hash and figures to the holdout log
 (``benchmarks/holdout-log.csv`` in the repository), so each look at the holdout is on record.
+A population scored on the trade label is logged as ``<population>@trade`` (``signal_bars@trade``),
+the event's under its plain name, as before the label could be chosen.
 """
 
 from __future__ import annotations
@@ -93,7 +95,9 @@ def log_rows(result: dict[str, Any], commit: str, run_at: str) -> list[dict[str,
             "holdout_from": result["split"]["holdout_from"], "symbols": " ".join(result["symbols"]),
             "windows": len(result["windows"])}
     out = []
-    for population, table in result["populations"].items():
+    for name, table in result["populations"].items():
+        label = table.get("label", "event")          # files before evaluation schema 3 scored the event
+        population = name if label == "event" else f"{name}@{label}"
         for row, s in table["scores"].items():
             for metric in LOGGED_SCORES:
                 if metric in s:

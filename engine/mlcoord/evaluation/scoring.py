@@ -10,13 +10,22 @@ import numpy as np
 from mlcoord.evaluation.baselines import NAMES as BASELINES
 from mlcoord.evaluation.bootstrap import WeeklyBootstrap, interval, intervals
 from mlcoord.evaluation.collect import EVERY_BAR, SIGNAL_BARS, SIGNALS
+from mlcoord.evaluation.labels import EVENT, TRADE
 from mlcoord.evaluation.metrics import rounded, score_row
 
 
+#: what each population scores, by label (:mod:`mlcoord.evaluation.labels`)
 POPULATION_EVENTS = {
-    SIGNAL_BARS: "signal bars (the signal sources' BUY/SELL, no open position in the ML run), event in the "
-                 "signal's direction",
-    EVERY_BAR: "every bar of the test windows, event up (direction +1)",
+    EVENT: {
+        SIGNAL_BARS: "signal bars (the signal sources' BUY/SELL, no open position in the ML run), event in the "
+                     "signal's direction",
+        EVERY_BAR: "every bar of the test windows, event up (direction +1)",
+    },
+    TRADE: {
+        SIGNAL_BARS: "signal bars (the signal sources' BUY/SELL, no open position in the ML run), trade label in "
+                     "the signal's direction (the ensemble's final rows: in the final decision's direction)",
+        EVERY_BAR: "every bar of the test windows, the long side's trade label",
+    },
 }
 ENSEMBLE = "ensemble (raw)"
 #: paired differences of rows, when both are in the table; the ensemble is also compared with every

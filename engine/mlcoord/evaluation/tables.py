@@ -68,6 +68,14 @@ def _difference_lines(diffs: dict) -> list[str]:
             f"{_num(d['skill_vs_causal'], 4)}{_ci(d['skill_vs_causal_ci'], 4)}" for name, d in diffs.items()]
 
 
+def label_of(pop: dict) -> str:
+    """What a population scored, for its heading: ``event label`` or ``trade label (exits, horizon 24)``
+    (files before evaluation schema 3 scored the event)."""
+    label = pop.get("label", "event")
+    b = pop.get("barriers") or {}
+    return f"{label} label" + (f" ({b['exit_manager']} barriers, horizon {b['horizon']})" if "exit_manager" in b else "")
+
+
 def _header(result: dict) -> list[str]:
     split = result.get("split")
     b = result.get("bootstrap", {})
@@ -85,7 +93,7 @@ def _header(result: dict) -> list[str]:
 def render_text(result: dict[str, Any]) -> str:
     lines = _header(result)
     for name, pop in result.get("populations", {}).items():
-        lines += ["", f"scored: {name} - {pop['event']}"]
+        lines += ["", f"scored: {name} ({label_of(pop)}) - {pop['event']}"]
         rows = [["row", "n"] + [h for _, h, _ in SCORE_COLUMNS]] + score_rows(pop["scores"])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
@@ -112,7 +120,7 @@ def render_markdown(result: dict[str, Any]) -> str:
     """The README's tables (every population, the differences, the trading arms)."""
     lines = []
     for name, pop in result.get("populations", {}).items():
-        lines += [f"Scored: **{name.replace('_', ' ')}** — {pop['event']}.", ""]
+        lines += [f"Scored: **{name.replace('_', ' ')}**, {label_of(pop)} — {pop['event']}.", ""]
         lines += _md(["row", "n"] + [h for _, h, _ in SCORE_COLUMNS], score_rows(pop["scores"]))
         diffs = _difference_lines(pop.get("differences", {}))
         if diffs:

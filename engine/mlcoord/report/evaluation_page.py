@@ -36,7 +36,8 @@ def build(result: dict[str, Any], title: str = "") -> str:
         s.append(note(f"Brackets: 95 % weekly-block bootstrap intervals ({boot.get('resamples')} resamples of "
                       f"{boot.get('weeks')} weeks, symbols resampled together)."))
         for name, pop in populations.items():
-            s.append(f"<h3>{html.escape(name.replace('_', ' '))}: {html.escape(pop['event'])}</h3>")
+            s.append(f"<h3>{html.escape(name.replace('_', ' '))}, {html.escape(tables.label_of(pop))}: "
+                     f"{html.escape(pop['event'])}</h3>")
             header = ["row", "n"] + [h for _, h, _ in tables.SCORE_COLUMNS]
             s.append(table(tables.score_rows(pop["scores"]), header, ["text"] * len(header), scroll=True))
     else:
