@@ -397,7 +397,10 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
               help="Score the development part (reads no holdout bar) or the holdout part (the run is logged).")
 @click.option("--holdout-log", "holdout_log", default="benchmarks/holdout-log.csv", show_default=True,
               type=_FILE, help="CSV every holdout run is appended to.")
-@click.option("--every-bar", is_flag=True, help="Add a second table scoring every bar (event up), not only signal bars.")
+@click.option("--every-bar", is_flag=True, help="Add a second table scoring every bar (up / long), not only signal bars.")
+@click.option("--label", type=click.Choice(["event", "trade"]), default="event", show_default=True,
+              help="What predictions are scored against: the learning event, or the trade label (the configured "
+                   "exit manager's barriers and [learning] horizon, net of fees and slippage).")
 @click.option("--export", "export_path", type=_FILE,
               help="Write every scored prediction to this Parquet file (e.g. decisions.parquet).")
 @click.option("--resamples", default=1000, show_default=True, type=click.IntRange(min=1),
@@ -408,7 +411,7 @@ def train(component, config_path, data_files, symbols, timerange, out, progress)
 @_plugin_flags
 @_friendly
 def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, fit_bars, test_bars, windows,
-             no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar,
+             no_retrain, json_path, report_path, progress, store, holdout_from, part, holdout_log, every_bar, label,
              export_path, resamples, seed, force, executor, address, workers) -> None:
     """Walk-forward evaluation: component, baseline and ensemble scores with intervals, trading arms."""
     import json as _json
@@ -433,7 +436,7 @@ def evaluate(config_path, data_files, symbols, timeframe, disable, train_bars, f
     candles = load_market(settings, cut_start=False)
     wf = WalkForward(train_bars, fit_bars, test_bars, windows, not no_retrain)
     split = make_split(candles, holdout_from, part)
-    options = EvalOptions(resamples=resamples, seed=seed, every_bar=every_bar,
+    options = EvalOptions(resamples=resamples, seed=seed, every_bar=every_bar, label=label,
                           baselines=attrs.evolve(BaselineOptions(), seed=seed))
     with _progress_env(progress), _make_executor(executor, address, workers, settings) as pool:
         result = run_evaluation(settings, loaded, candles, wf, executor=pool, show_progress=progress,
