@@ -55,7 +55,7 @@ def smoke(tmp_path_factory):
 def test_smoke_evaluation_scores_every_component_out_of_sample(smoke):
     result, btc = smoke
     scores = result["scores"]
-    assert result["mlcoord_evaluation"] == 2
+    assert result["mlcoord_evaluation"] == 3
     for name in (SIGNALS, "lstm", "attention", "mtf", "rl_selector", "ensemble (raw)"):
         assert name in scores, sorted(scores)
         assert scores[name]["n"] > 20
@@ -131,8 +131,8 @@ def test_export_round_trips_to_the_tables_figures(smoke):
 
     result, _ = smoke
     frame = pd.read_parquet(result["export"]["path"])
-    assert list(frame.columns) == ["time", "symbol", "window", "population", "component", "probability", "outcome",
-                                   "side", "climatology_causal"]
+    assert list(frame.columns) == ["time", "symbol", "window", "population", "label", "component", "probability",
+                                   "outcome", "side", "climatology_causal"]
     assert len(frame) == result["export"]["rows"]
     assert set(frame["side"]) <= {-1, 1} and set(frame["outcome"]) <= {0, 1}
     for population, table in result["populations"].items():
