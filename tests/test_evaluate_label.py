@@ -21,7 +21,7 @@ from mlcoord.evaluation.labels import TRADE, Labeller, causal_climatology
 from mlcoord.evaluation.tables import render_markdown
 from mlcoord.learning import event_happened
 from mlcoord.market_sources import market_datasets
-from mlcoord.pipeline import resolve_components
+from mlcoord.pipeline import Pipeline, resolve_components
 from mlcoord.registry import discover_entry_points, load_plugins
 from mlcoord.trade_label import history_trade_labels
 
@@ -46,13 +46,23 @@ def btc():
 
 @pytest.fixture(scope="module")
 def runs(btc, plugins, tmp_path_factory):
-    """One small walk-forward per label on the same bars, with the shipped models."""
+    """One small walk-forward per label on the same bars, with the shipped models; ``learnt``: the
+    trade labels the trading loop handed to the learners, by decision time."""
     wf = WalkForward(train_bars=2000, fit_bars=1000, test_bars=1400, windows=1, retrain=False)
-    out = {}
-    for label in ("event", TRADE):
-        export = tmp_path_factory.mktemp(label) / "decisions.parquet"
-        result = evaluate(Settings(), plugins, [btc], wf, options=attrs.evolve(OPTIONS, label=label), export=export)
-        out[label] = result, pd.read_parquet(export)
+    out, learnt = {}, {}
+    real = Pipeline.learn
+
+    def learn(self, symbol, index, decision, forward_return, trade=(None, None)):
+        learnt.setdefault(decision.time, set()).add(tuple(None if t is None else float(t.win) for t in trade))
+        return real(self, symbol, index, decision, forward_return, trade)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Pipeline, "learn", learn)
+        for label in ("event", TRADE):
+            export = tmp_path_factory.mktemp(label) / "decisions.parquet"
+            result = evaluate(Settings(), plugins, [btc], wf, options=attrs.evolve(OPTIONS, label=label), export=export)
+            out[label] = result, pd.read_parquet(export)
+    out["learnt"] = learnt
     return out
 
 
@@ -85,11 +95,15 @@ def test_trade_label_y_is_history_trade_labels_in_the_decisions_direction(btc, p
             known = labels[int(side)].win[: i - HORIZON + 1]            # labels handed over by bar i
             assert pc == pytest.approx(np.nanmean(known), abs=1e-12)
     assert set(frame[frame["population"] == "every_bar"]["side"]) == {1}
+    learnt = runs["learnt"]                 # what the trading loop handed to the learners
+    for t, side, y in zip(signal["time"], signal["side"], signal["outcome"]):
+        (long_win, short_win), = learnt[pd.Timestamp(t).value]
+        assert y == (long_win if side > 0 else short_win), (t, side)
     pop = result["populations"]["signal_bars"]
     assert pop["label"] == "trade" and pop["barriers"]["exit_manager"] == "exits"
     assert pop["barriers"]["horizon"] == HORIZON and pop["barriers"]["options"]["atr_stop_multiplier"] == 2.0
     assert pop["scores"]["climatology (causal)"]["skill_vs_causal"] == 0.0
-    assert "scored: signal_bars (trade label (exits barriers, horizon 24))" in render(result)
+    assert "scored: signal_bars, trade label (exits barriers, horizon 24) - signal bars" in render(result)
     assert "**signal bars**, trade label (exits barriers, horizon 24)" in render_markdown(result)
 
 

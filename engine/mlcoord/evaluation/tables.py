@@ -93,7 +93,7 @@ def _header(result: dict) -> list[str]:
 def render_text(result: dict[str, Any]) -> str:
     lines = _header(result)
     for name, pop in result.get("populations", {}).items():
-        lines += ["", f"scored: {name} ({label_of(pop)}) - {pop['event']}"]
+        lines += ["", f"scored: {name}, {label_of(pop)} - {pop['event']}"]
         rows = [["row", "n"] + [h for _, h, _ in SCORE_COLUMNS]] + score_rows(pop["scores"])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines += ["  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
