@@ -79,8 +79,9 @@ def label_of(pop: dict) -> str:
 def _header(result: dict) -> list[str]:
     split = result.get("split")
     b = result.get("bootstrap", {})
+    scored = sorted({pop.get("label", "event") for pop in result.get("populations", {}).values()})
     lines = [f"walk-forward: {len(result['windows'])} windows of {', '.join(result.get('symbols', []))}; "
-             f"event: {result['event']}"]
+             f"event: {result['event']}" + ("" if scored in ([], ["event"]) else f"; scored: {', '.join(scored)} label")]
     if split:
         lines.append(f"part: {split['part']} (holdout from {split['holdout_from'][:10]}, {split['chosen_by']}); "
                      f"config hash {result.get('config_hash')}")

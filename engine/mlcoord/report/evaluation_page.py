@@ -51,8 +51,10 @@ def build(result: dict[str, Any], title: str = "") -> str:
             "AUC": [scores[n].get("auc") for n in names]}, "score"), 320))
     s = page.section("calibration", "Reliability of the ensemble's confidence")
     diagrams = result.get("reliability", {})
-    s.append(note("Traded-direction decisions: predicted probability of the event against how often it "
-                  "happened, before (raw) and after calibration; marker size grows with the bin's count."))
+    labels = {pop.get("label", "event") for pop in (populations or {}).values()}
+    what = "the trade won (trade label)" if labels == {"trade"} else "the event happened"
+    s.append(note(f"Traded-direction decisions: predicted probability against how often {what}, before (raw) "
+                  "and after calibration; marker size grows with the bin's count."))
     named = {"before calibration": diagrams.get("ensemble (final, raw)"),
              "after calibration": diagrams.get("ensemble (final, calibrated)")}
     s.append(page.figure(charts.reliability({k: v for k, v in named.items() if v}), 420))
