@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
 TIMERANGE = "20240101-20240301"
 ML_PLUGINS = ("lstm", "attention", "mtf", "rl_selector", "bayes")
-TESTED = {"technical-only.toml", "replace-dca.toml", "replace-signal-source.toml", "conservative.toml"}
+TESTED = {"technical-only.toml", "replace-dca.toml", "replace-signal-source.toml", "conservative.toml",
+          "trade-label.toml"}
 
 
 def template_plugin():
@@ -37,9 +38,9 @@ def template_plugin():
         return importlib.import_module("mlcoord_volume_spike")
 
 
-def run_example(name: str, with_template: bool = False) -> dict:
+def run_example(name: str, with_template: bool = False, timerange: str = TIMERANGE) -> dict:
     """The example's backtest as its ``--json`` output."""
-    settings = load_settings(EXAMPLES / name, {"data": {"timerange": TIMERANGE}})
+    settings = load_settings(EXAMPLES / name, {"data": {"timerange": timerange}})
     builtins = {n: ep for n, ep in discover_entry_points().items()
                 if getattr(ep.dist, "name", "") == "mlcoord"}
     extra = {"volume_spike": template_plugin()} if with_template else {}
@@ -128,3 +129,21 @@ def test_conservative_is_long_only_unhedged_and_risks_half():
     entered = [d for d in decisions if d["outcome"] == "entered"]
     assert entered and all(d["sizing"]["risk"] <= 0.005 * 10_000 * 1.2 for d in entered)
     assert journal["trades"] and all(t["side"] == Side.LONG and not t["hedge"] for t in journal["trades"])
+
+
+def test_trade_label_lets_the_expected_return_decide_and_plans_four_entries():
+    # its own Run line's range: a calibrator starting from the 0.40 prior needs outcomes before
+    # P(trade wins) clears the expected return's break-even (none in two months)
+    journal = run_example("trade-label.toml", timerange="20230101-20240301")
+    decisions = non_hold(journal)
+    assert all(d["threshold"] == 0.40 for d in decisions)
+    planned = [d for d in decisions if d.get("expected_return") is not None]
+    assert planned, "no decision reached the cost-aware entry"
+    # the expected return decided: some plans were refused by it, every entry passed it
+    assert any(d["outcome"] == "below_expected_return" for d in planned)
+    entered = [d for d in planned if d["outcome"] == "entered"]
+    assert entered and all(d["expected_return"]["value"] > 0.0 for d in entered)
+    assert all(d["expected_return"]["value"] <= 0.0 for d in planned if d["outcome"] == "below_expected_return")
+    # P(trade wins) stays near the trade label's base rate: no plan reaches the 3- or 2-entry bands
+    assert all(d["confidence"] < 0.65 for d in entered)
+    assert all(len(d["plan"]["legs"]) == 4 for d in entered)
