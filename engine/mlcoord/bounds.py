@@ -188,8 +188,24 @@ def checked_plan(plan: Any, side: Side, price: float) -> EntryPlan:
     return plan
 
 
+def _plain_level(x: Any) -> bool:
+    """A float price in (0, inf) or None: what an exit manager almost always answers."""
+    return x is None or (type(x) is float and 0.0 < x < _INF)
+
+
+_INF = math.inf
+
+
 def _levels_numbers(levels: ExitLevels) -> None:
     """Every level of ``levels`` is a finite number (NaN compares false with everything)."""
+    stop, fraction, reasons = levels.stop, levels.partial_fraction, levels.reasons
+    # the common answer in one pass (this runs for every new and moved level); anything else,
+    # including every refusal, goes through the checks below and their messages
+    if (type(stop) is float and 0.0 < stop < _INF and _plain_level(levels.take_profit)
+            and _plain_level(levels.partial_take_profit) and type(fraction) is float and 0.0 <= fraction <= 1.0
+            and _plain_level(levels.trail_distance) and _plain_level(levels.trail_activation)
+            and type(reasons) is tuple and all(type(r) is str for r in reasons)):
+        return
     positive(levels.stop, "stop")
     _optional_positive(levels.take_profit, "take profit")
     _optional_positive(levels.partial_take_profit, "partial take profit")
