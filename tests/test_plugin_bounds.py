@@ -193,6 +193,35 @@ def test_the_levels_fast_path_accepts_and_refuses_what_the_full_checks_do():
     assert checked == 6 * len(odd) + 6
 
 
+def test_the_plan_legs_fast_path_accepts_and_refuses_what_the_full_checks_do():
+    """A leg's plain float price and fraction pass in one comparison each (speed); every other
+    value gets the number checks' verdict and message."""
+    from mlcoord import bounds
+
+    odd = [None, 100.0, 99.0, 0.5, 1.0, 0.0, -1.0, 100, True, np.float64(99.0), np.float64(0.5), float("nan"),
+           float("inf"), "99"]
+    for field in ("price", "fraction"):
+        for value in odd:
+            leg = sneaky(EntryLeg(99.0, 1.0), **{field: value})
+            plan = sneaky(EntryPlan(Side.LONG, (EntryLeg(99.0, 1.0),), planner="t"), legs=(leg,))
+            try:
+                expected = None
+                at = bounds.positive(leg.price, "leg 1 price")
+                total = bounds.probability(leg.fraction, "leg 1 fraction")
+                if at > 100.0 * (1 + 1e-9):
+                    expected = f"long leg 1 at {at:g} is above the market 100: an entry leg is on the buy side of the price"
+                elif abs(total - 1.0) > 1e-6:
+                    expected = f"leg fractions sum to {total:.6f}, not 1"
+            except ComponentFailure as exc:
+                expected = str(exc)
+            try:
+                checked_plan(plan, Side.LONG, 100.0)
+                got = None
+            except ComponentFailure as exc:
+                got = str(exc)
+            assert got == expected, (field, value)
+
+
 def test_an_update_only_tightens_and_a_position_exit_is_checked():
     old = ExitLevels(stop=95.0, take_profit=110.0)
     assert checked_update(old, old, Side.LONG) is old
