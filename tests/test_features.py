@@ -232,6 +232,34 @@ def test_equal_lows_are_not_a_strict_pivot():
     assert np.isnan(support).all()
 
 
+def test_pivots_equal_the_sliding_window_definition_with_ties_nans_and_extensions():
+    """Each window's other bars are compared through whole-array minima (for speed): the pivots
+    are those of the sliding-window definition, with ties (not strict), NaN (never a pivot nor
+    beaten) and a computation that starts late (a kept prefix extended), bit for bit."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    def reference(x, left, right, start, before):
+        span = left + right + 1
+        first = max(start - span + 1, 0)
+        w = sliding_window_view(x[first:], span)
+        others = np.minimum(w[:, :left].min(axis=1), w[:, left + 1:].min(axis=1))
+        pivots = np.flatnonzero(w[:, left] < others) + first + left
+        latest = np.full(len(x), -1)
+        latest[pivots + right] = pivots
+        latest = np.maximum.accumulate(latest)
+        out = np.where(latest >= 0, x[latest], before)
+        out[:start] = np.nan
+        return out
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.normal(100, 3, 3000), 0)            # rounded: many equal neighbours
+    x[rng.integers(0, len(x), 40)] = np.nan
+    for left, right in ((1, 1), (2, 3), (5, 5), (3, 1)):
+        for start, before in ((0, np.nan), (1200, 97.0), (2990, np.nan)):
+            got = ft._confirmed_from(x, left, right, start, before)
+            assert got.tobytes() == reference(x, left, right, start, before).tobytes()
+
+
 # --------------------------------------------------------------------------- market context
 
 

@@ -158,6 +158,70 @@ def test_an_update_with_a_level_that_is_not_a_finite_number_is_refused(field, va
         checked_update(sneaky(ExitLevels(stop=96.0, take_profit=110.0), **{field: value}), old, Side.LONG)
 
 
+def test_the_levels_fast_path_accepts_and_refuses_what_the_full_checks_do():
+    """Plain answers pass in one expression (speed); every other value must get the full checks'
+    verdict and message, field by field."""
+    from mlcoord import bounds
+
+    def full(levels):
+        bounds.positive(levels.stop, "stop")
+        bounds._optional_positive(levels.take_profit, "take profit")
+        bounds._optional_positive(levels.partial_take_profit, "partial take profit")
+        bounds.probability(levels.partial_fraction, "partial fraction")
+        bounds._optional_positive(levels.trail_distance, "trail distance")
+        bounds._optional_positive(levels.trail_activation, "trail activation")
+        bounds._reasons(levels.reasons, "level reasons")
+
+    def verdict(check, levels):
+        try:
+            check(levels)
+        except ComponentFailure as exc:
+            return str(exc)
+        return None
+
+    odd = [None, 1.5, 0.5, 1.0, 0.0, -0.0, -1.0, 2, True, np.float64(3.0), np.float64("nan"), float("nan"),
+           float("inf"), -float("inf"), "95", 1e308, 5e-324]
+    fields = {"stop": odd, "take_profit": odd, "partial_take_profit": odd, "partial_fraction": odd,
+              "trail_distance": odd, "trail_activation": odd,
+              "reasons": [(), ("a", "b"), ["a"], ("a", 1), "ab", None]}
+    checked = 0
+    for field, values in fields.items():
+        for value in values:
+            levels = sneaky(ExitLevels(stop=96.0, take_profit=110.0, partial_fraction=0.5), **{field: value})
+            assert verdict(bounds._levels_numbers, levels) == verdict(full, levels), (field, value)
+            checked += 1
+    assert checked == 6 * len(odd) + 6
+
+
+def test_the_plan_legs_fast_path_accepts_and_refuses_what_the_full_checks_do():
+    """A leg's plain float price and fraction pass in one comparison each (speed); every other
+    value gets the number checks' verdict and message."""
+    from mlcoord import bounds
+
+    odd = [None, 100.0, 99.0, 0.5, 1.0, 0.0, -1.0, 100, True, np.float64(99.0), np.float64(0.5), float("nan"),
+           float("inf"), "99"]
+    for field in ("price", "fraction"):
+        for value in odd:
+            leg = sneaky(EntryLeg(99.0, 1.0), **{field: value})
+            plan = sneaky(EntryPlan(Side.LONG, (EntryLeg(99.0, 1.0),), planner="t"), legs=(leg,))
+            try:
+                expected = None
+                at = bounds.positive(leg.price, "leg 1 price")
+                total = bounds.probability(leg.fraction, "leg 1 fraction")
+                if at > 100.0 * (1 + 1e-9):
+                    expected = f"long leg 1 at {at:g} is above the market 100: an entry leg is on the buy side of the price"
+                elif abs(total - 1.0) > 1e-6:
+                    expected = f"leg fractions sum to {total:.6f}, not 1"
+            except ComponentFailure as exc:
+                expected = str(exc)
+            try:
+                checked_plan(plan, Side.LONG, 100.0)
+                got = None
+            except ComponentFailure as exc:
+                got = str(exc)
+            assert got == expected, (field, value)
+
+
 def test_an_update_only_tightens_and_a_position_exit_is_checked():
     old = ExitLevels(stop=95.0, take_profit=110.0)
     assert checked_update(old, old, Side.LONG) is old

@@ -33,6 +33,7 @@ from mlcoord.model.events import GuardActionKind
 _GUARD_KINDS = frozenset(k.value for k in GuardActionKind)
 #: relative slack for "at or below the price": a leg at ``price * (1 - 0.0)`` is at the price
 _PRICE_SLACK = 1e-9
+_INF = math.inf
 
 
 class ComponentFailure(PluginError):
@@ -170,8 +171,13 @@ def checked_plan(plan: Any, side: Side, price: float) -> EntryPlan:
     total = 0.0
     for k, leg in enumerate(legs, 1):
         _expect(leg, EntryLeg, f"leg {k} is a")
-        at = positive(leg.price, f"leg {k} price")
-        total += probability(leg.fraction, f"leg {k} fraction")
+        at, fraction = leg.price, leg.fraction
+        # plain floats in one comparison each; anything else through the checks and their messages
+        if not (type(at) is float and 0.0 < at < _INF):
+            at = positive(at, f"leg {k} price")
+        if not (type(fraction) is float and 0.0 <= fraction <= 1.0):
+            fraction = probability(fraction, f"leg {k} fraction")
+        total += fraction
         if leg.market is not False and abs(at - price) > price * _PRICE_SLACK:
             raise ComponentFailure(f"market leg {k} at {at:g} is not at the market price {price:g} (a market leg fills "
                                    "at the next open)")
@@ -188,8 +194,22 @@ def checked_plan(plan: Any, side: Side, price: float) -> EntryPlan:
     return plan
 
 
+def _plain_level(x: Any) -> bool:
+    """A float price in (0, inf) or None: what an exit manager almost always answers."""
+    return x is None or (type(x) is float and 0.0 < x < _INF)
+
+
+
 def _levels_numbers(levels: ExitLevels) -> None:
     """Every level of ``levels`` is a finite number (NaN compares false with everything)."""
+    stop, fraction, reasons = levels.stop, levels.partial_fraction, levels.reasons
+    # the common answer in one pass (this runs for every new and moved level); anything else,
+    # including every refusal, goes through the checks below and their messages
+    if (type(stop) is float and 0.0 < stop < _INF and _plain_level(levels.take_profit)
+            and _plain_level(levels.partial_take_profit) and type(fraction) is float and 0.0 <= fraction <= 1.0
+            and _plain_level(levels.trail_distance) and _plain_level(levels.trail_activation)
+            and type(reasons) is tuple and all(type(r) is str for r in reasons)):
+        return
     positive(levels.stop, "stop")
     _optional_positive(levels.take_profit, "take profit")
     _optional_positive(levels.partial_take_profit, "partial take profit")

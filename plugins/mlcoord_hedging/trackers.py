@@ -175,11 +175,14 @@ class MarketReturns:
                 q = _rolling_sq_dev(np.frombuffer(p[-(n + w):]), w)
             x.sq_dev, x.sq_dev_bar = q, self.bar
             h = n // 2
-            part = np.partition(q, h)        # q[h] in place, everything before it <= it
+            # q[h] in place, everything before it <= it (np.partition's copy and method, without
+            # its Python wrapper: 805 refreshes a run; the same for the maximum below)
+            part = q.copy()
+            part.partition(h)
             if n % 2:
                 x.baseline = _vol_of(float(part[h]), w)
             else:                            # the other middle element: the largest before it
-                x.baseline = 0.5 * (_vol_of(float(part[:h].max()), w) + _vol_of(float(part[h]), w))
+                x.baseline = 0.5 * (_vol_of(float(np.maximum.reduce(part[:h])), w) + _vol_of(float(part[h]), w))
             x.baseline_bar = self.bar
         return x.baseline
 
@@ -244,7 +247,7 @@ def _rolling_sq_dev(prices: np.ndarray, w: int) -> np.ndarray:
     np.divide(prices[1:], prices[:-1], out=r)
     r -= 1.0
     np.multiply(r, r, out=c[1, 1:])
-    np.cumsum(c, axis=1, out=c)
+    c.cumsum(axis=1, out=c)                  # the method: np.cumsum's wrapper costs more here
     d = c[:, w:] - c[:, :-w]
     s, q = d[0], d[1]
     s *= s
