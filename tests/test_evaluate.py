@@ -116,9 +116,14 @@ def test_every_row_has_its_baselines_n_and_intervals(smoke):
         ci = row["ci"]["log_loss"]
         assert ci[0] <= ci[1], name
     assert list(rows)[0] == SIGNALS         # the signal sources' row first, whatever the sources are named
-    assert list(signal["differences"]) == [     # the ensemble against the logistic baseline and each ML component
-        "ensemble (raw) - logistic", *(f"ensemble (raw) - {n}" for n in ("attention", "lstm", "mtf", "rl_selector")),
+    ml = ("attention", "lstm", "mtf", "rl_selector")
+    assert list(signal["differences"]) == [     # each ensemble row against the logistic baseline and each ML component
+        "ensemble (raw) - logistic", *(f"ensemble (raw) - {n}" for n in ml),
+        "ensemble (final, calibrated) - logistic", *(f"ensemble (final, calibrated) - {n}" for n in ml),
         "logistic - climatology (causal)"]
+    final = signal["differences"]["ensemble (final, calibrated) - lstm"]
+    assert final["auc"] == pytest.approx(rows["ensemble (final, calibrated)"]["auc"] - rows["lstm"]["auc"], abs=2e-4)
+    assert final["auc_ci"][0] <= final["auc_ci"][1]
     assert rows["climatology (in-sample)"]["skill_vs_in_sample"] == pytest.approx(0.0, abs=1e-4)
     assert rows["climatology (causal)"]["skill_vs_causal"] == pytest.approx(0.0, abs=1e-4)
     every = result["populations"]["every_bar"]

@@ -22,7 +22,9 @@ The result (``--json``) carries its schema version under ``mlcoord_evaluation``
 is ``signals`` (was ``technical``), and the paired differences compare ``ensemble (raw)`` with every
 ML component of the run. Schema 3 adds ``populations.<pop>.label`` (``event`` or ``trade``) and,
 for the trade label, ``barriers``: a schema-2 reader would take trade-label scores for event
-scores; files without ``label`` scored the event.
+scores; files without ``label`` scored the event. Since schema 3 the differences also compare
+``ensemble (final, calibrated)`` (what the engine trades on) with the logistic baseline and every
+ML component (added keys; no existing one changed).
 """
 
 from __future__ import annotations
