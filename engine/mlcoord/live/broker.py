@@ -86,8 +86,6 @@ class Broker:
             raise BrokerError(f"market must be spot or futures, got {market!r}")
         self.exchange, self.store, self.market = exchange, store, market
         self.dialect = dialect_for(exchange)          # how this exchange writes what the broker does
-        if self.dialect.not_yet:                      # before any request: never half-works on a venue
-            raise not_yet_supported(self.dialect.not_yet)
         self.health = health or ExchangeHealth()
         self.namespace = namespace
         self.stop_limit_offset = stop_limit_offset

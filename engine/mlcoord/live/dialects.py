@@ -72,8 +72,6 @@ class Dialect:
     margin_per_order: bool = False
     #: the account's position mode is read back with ccxt's fetch_position_mode (not inferred from positions)
     position_mode_query: bool = False
-    #: what the engine cannot do on this exchange yet: a broker refuses to start, naming it ("": nothing)
-    not_yet: str = ""
     #: a funding event's amount *received* (negative: paid): ccxt's ``amount`` as it is (Binance's
     #: income), or ``sign`` x the ``info`` field named (Bybit's ``execFee``, positive when paid: ccxt
     #: passes it through unsigned, ccxt#26404; read from ``info`` so a ccxt fix cannot flip it twice)
