@@ -21,7 +21,7 @@ SURFACE = sorted([
     'MarketContext', 'MarketData', 'Outcome', 'OutcomeLearner', 'PortfolioView', 'PortfolioWatcher',
     'PositionExit', 'PositionManager', 'PositionView', 'ReadOnlyViewError', 'Reconfigurable', 'Regime', 'ReleasesLocks', 'Side', 'Signal',
     'SignalSeries', 'SignalSource', 'Sizer', 'Sizing', 'SizingRequest', 'SkipsFlatBars', 'Stateful', 'Trade', 'TradeObserver',
-    'TradeLabel', 'Trainable', 'Vote', 'Voter', 'auc', 'trade_labels', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
+    'TradeLabel', 'Trainable', 'Vote', 'Voter', 'auc', 'trade_labels', 'atr_trade_labels', 'component_checks', 'event_happened', 'event_labels', 'feature_matrix',
     'AccountSettings', 'ChecksAccount', 'features', 'flag', 'fraction', 'hookimpl', 'integer', 'log_loss', 'number', 'parametrize_with_checks',
     'plugin_checks', 'plugin_reason', 'river_weights', 'set_river_weights',
     # sequence-model voters (mlcoord.sequence) and the data a training script reads

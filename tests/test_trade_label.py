@@ -203,3 +203,31 @@ def test_an_exit_manager_that_raises_leaves_bars_unlabelled_and_says_so():
     assert np.isnan(stops).all() and np.isnan(tps).all()
     [warning] = [e for e in logs if e["event"] == "trade_label_levels_failed"]
     assert warning["bars"] == 2 and warning["first_bar"] == 0 and "broken at 0" in warning["error"]
+
+
+def test_atr_trade_labels_are_the_atr_barriers_and_read_only_the_prefix_given():
+    """The ATR-barrier label gbm and the sided sequence models learn: a stop ``stop_atr`` ATR(14)
+    from the close and a take profit ``reward_risk`` times that risk, computed from the bars given."""
+    from mlcoord import features
+    from mlcoord.trade_label import atr_trade_labels, trade_labels
+
+    rng = np.random.default_rng(3)
+    c = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 600)))
+    o = np.r_[c[0], c[:-1]]
+    h, l = np.maximum(o, c) * 1.004, np.minimum(o, c) * 0.996
+    bars = np.arange(20, 560)
+    risk = 2.0 * features.atr(h, l, c, 14)
+    for side in (1, -1):
+        got = atr_trade_labels(o, h, l, c, bars, side, 2.0, 1.5, 24, 0.0005, 0.0005)
+        want = trade_labels(o, h, l, c, bars, side, c[bars] - side * risk[bars], c[bars] + side * 1.5 * risk[bars],
+                            24, 0.0005, 0.0005)
+        np.testing.assert_array_equal(got.win, want.win)
+        np.testing.assert_array_equal(got.resolved, want.resolved)
+        assert np.isfinite(got.win).sum() > 400
+    # a label known within a prefix is the same whatever follows it
+    cut = 300
+    head = atr_trade_labels(o[:cut], h[:cut], l[:cut], c[:cut], np.arange(20, cut), 1, 2.0, 1.5, 24, 0.0005, 0.0005)
+    full = atr_trade_labels(o, h, l, c, np.arange(20, cut), 1, 2.0, 1.5, 24, 0.0005, 0.0005)
+    known = head.resolved >= 0
+    assert known.sum() > 200
+    np.testing.assert_array_equal(head.win[known], full.win[known])

@@ -77,7 +77,7 @@ from mlcoord.protocols import (ExposesFeatures, ExposesLocks, Learner, OutcomeLe
                                SkipsFlatBars, Stateful, TradeObserver, Trainable)
 from mlcoord.registry import ComponentContext
 from mlcoord.river_state import river_weights, set_river_weights
-from mlcoord.trade_label import trade_labels
+from mlcoord.trade_label import atr_trade_labels, trade_labels
 from mlcoord.views import ReadOnlyViewError
 
 if TYPE_CHECKING:  # pragma: no cover - loaded on first use below; names for type checkers
@@ -130,7 +130,7 @@ __all__ = [
     "ExposesLocks", "ReleasesLocks", "Reconfigurable",
     # causal features and learning targets
     "features", "FEATURES", "feature_matrix", "MARKET_FEATURES", "ALL_FEATURES", "feature_table", "available_features",
-    "EventSpec", "Outcome", "TradeLabel", "trade_labels", "event_labels", "event_happened",
+    "EventSpec", "Outcome", "TradeLabel", "trade_labels", "atr_trade_labels", "event_labels", "event_happened",
     "auc", "log_loss",
     # options and online-learning state
     "number", "fraction", "integer", "flag", "AccountSettings", "ChecksAccount", "river_weights",

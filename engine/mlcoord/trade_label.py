@@ -33,6 +33,7 @@ import attrs
 import numpy as np
 import structlog
 
+from mlcoord import features
 from mlcoord.costs import CostModel
 from mlcoord.learning import TradeLabel
 from mlcoord.model import EntryLeg, EntryPlan, ExitLevels, Side
@@ -116,6 +117,20 @@ def trade_labels(open_: Any, high: Any, low: Any, close: Any, bars: Any, side: i
     net = np.where(known, net, np.nan)
     win = np.where(known, (net > 0).astype(np.float64), np.nan)
     return TradeLabels(win, net, resolved, barrier)
+
+
+def atr_trade_labels(open_: Any, high: Any, low: Any, close: Any, bars: Any, side: int, stop_atr: float,
+                     reward_risk: float, horizon: int, fee: float, slippage: float) -> TradeLabels:
+    """:func:`trade_labels` with ATR barriers, the label a model learns when it cannot see the
+    configured exit manager: a stop ``stop_atr`` ATR(14) from the decision bar's close, a take
+    profit ``reward_risk`` times that risk beyond it. The ATR reads the arrays given, so pass only
+    the bars known at the time (a prefix)."""
+    h, l, c = (np.asarray(a, dtype=np.float64) for a in (high, low, close))
+    bars = np.asarray(bars, dtype=np.int64)
+    risk = stop_atr * features.atr(h, l, c, 14)[bars]
+    at = c[bars]
+    return trade_labels(open_, h, l, c, bars, side, at - side * risk, at + side * reward_risk * risk, horizon,
+                        fee, slippage)
 
 
 def direct_plan(side: Side, price: float) -> EntryPlan:

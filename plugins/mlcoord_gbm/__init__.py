@@ -28,8 +28,8 @@ from typing import Any, Optional
 import attrs
 import numpy as np
 
-from mlcoord.api import (Action, Vote, available_features, feature_table, features, fraction, hookimpl, integer,
-                         number, trade_labels)
+from mlcoord.api import (Action, Vote, atr_trade_labels, available_features, feature_table, fraction,
+                         hookimpl, integer, number)
 from mlcoord_gbm.booster import Fit, fit, lightgbm
 
 MLCOORD_HOOKS_VERSION = 1
@@ -70,13 +70,11 @@ def training_set(data: Any, table: np.ndarray, cut: int, options: GbmOptions, ho
     c = data.candles
     end = cut + 1
     o, h, l, cl = c.open[:end], c.high[:end], c.low[:end], c.close[:end]
-    risk = options.stop_atr * features.atr(h, l, cl, 14)
     bars = np.arange(max(WARMUP, end - options.train_bars), end)
     xs, ys, ds, rs = [], [], [], []
     for side in (1, -1):
-        stop = cl[bars] - side * risk[bars]
-        tp = cl[bars] + side * options.reward_risk * risk[bars]
-        lab = trade_labels(o, h, l, cl, bars, side, stop, tp, horizon, options.fee, options.slippage)
+        lab = atr_trade_labels(o, h, l, cl, bars, side, options.stop_atr, options.reward_risk, horizon, options.fee,
+                               options.slippage)
         known = (lab.resolved >= 0) & (lab.resolved <= cut)
         xs.append(np.column_stack([table[bars[known]], np.full(int(known.sum()), side, dtype=np.float32)]))
         ys.append(lab.win[known])

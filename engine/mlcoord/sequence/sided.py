@@ -17,9 +17,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from mlcoord import features as ft
 from mlcoord.feature_matrix import DIRECTIONAL, FEATURES
-from mlcoord.trade_label import trade_labels
+from mlcoord.trade_label import atr_trade_labels
 
 SIDE_INPUT = "side"
 INPUTS = FEATURES + (SIDE_INPUT,)          # the inputs a sided model reads, in order
@@ -67,14 +66,10 @@ def trade_label_matrix(candles: Any, cut: int, horizon: int, barriers: Barriers)
     """``(cut + 1, 2)`` [long wins, short wins] of bars ``0..cut`` known at the close of bar
     ``cut`` (NaN while unresolved), computed from bars ``0..cut`` only."""
     end = cut + 1
-    o, h, l, c = (np.asarray(a[:end], dtype=np.float64) for a in
-                  (candles.open, candles.high, candles.low, candles.close))
-    risk = barriers.stop_atr * ft.atr(h, l, c, 14)
+    o, h, l, c = (a[:end] for a in (candles.open, candles.high, candles.low, candles.close))
     bars = np.arange(end)
     out = np.full((end, 2), np.nan)
     for k, side in enumerate((1, -1)):
-        stop = c - side * risk
-        tp = c + side * barriers.reward_risk * risk
-        lab = trade_labels(o, h, l, c, bars, side, stop, tp, horizon, barriers.fee, barriers.slippage)
-        out[:, k] = lab.win
+        out[:, k] = atr_trade_labels(o, h, l, c, bars, side, barriers.stop_atr, barriers.reward_risk, horizon,
+                                     barriers.fee, barriers.slippage).win
     return out
