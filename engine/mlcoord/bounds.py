@@ -199,7 +199,6 @@ def _plain_level(x: Any) -> bool:
     return x is None or (type(x) is float and 0.0 < x < _INF)
 
 
-
 def _levels_numbers(levels: ExitLevels) -> None:
     """Every level of ``levels`` is a finite number (NaN compares false with everything)."""
     stop, fraction, reasons = levels.stop, levels.partial_fraction, levels.reasons

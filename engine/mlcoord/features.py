@@ -395,7 +395,8 @@ def _confirmed_from(x: np.ndarray, left: int, right: int, start: int, before: fl
     m = len(x) - first - span + 1                          # window s covers bars first+s .. +span-1
     # the lowest of each window's other bars, one whole-array minimum per offset: a reduction
     # along the short rows of a sliding window view costs ~40x more (numpy's per-row overhead);
-    # a minimum is exact in any order, and NaN propagates either way
+    # a minimum is exact in any order, and NaN propagates either way. Offset 0 starts it: it is
+    # never the pivot's own bar, since ``left`` >= 1 (``confirmed_pivots`` checks it)
     others = x[first:first + m].copy()
     for k in range(1, span):
         if k != left:
