@@ -8,20 +8,9 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from exchange_sim import bybit_client, bybit_server  # noqa: F401 (fixture)
+from exchange_sim import bybit_client, bybit_server, missing_fields  # noqa: F401 (fixture)
 
 LINEAR, SPOT = "BTC/USDT:USDT", "BTC/USDT"
-
-
-def _missing(structure: dict, fields: tuple[str, ...]) -> list[str]:
-    out = []
-    for name in fields:
-        value = structure
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            out.append(name)
-    return out
 
 
 def _by_link(ex, symbol: str, cid: str) -> dict:
@@ -46,7 +35,7 @@ def test_every_unified_structure_has_its_required_fields(bybit_server):
                      "limits.amount.min", "limits.amount.max", "active")
     for ex in (linear, spot):
         for m in ex.markets.values():
-            assert not _missing(m, market_fields), (m["symbol"], _missing(m, market_fields))
+            assert not missing_fields(m, market_fields), (m["symbol"], missing_fields(m, market_fields))
     assert spot.markets[SPOT]["limits"]["cost"]["min"] == 1.0
     assert linear.markets[LINEAR]["contractSize"] == 1 and linear.markets[LINEAR]["settle"] == "USDT"
     price = linear.fetch_ticker(LINEAR)["last"]
@@ -62,28 +51,28 @@ def test_every_unified_structure_has_its_required_fields(bybit_server):
     orders += linear.fetch_closed_orders(LINEAR)
     assert {o["clientOrderId"] for o in orders} == {"mc-entry", "mc-leg", "mc-stop"}
     for o in orders:
-        assert not _missing(o, order_fields), (o["clientOrderId"], _missing(o, order_fields))
+        assert not missing_fields(o, order_fields), (o["clientOrderId"], missing_fields(o, order_fields))
     stop = next(o for o in orders if o["clientOrderId"] == "mc-stop")
     assert stop["triggerPrice"] == round(price * 0.95, 1) and stop["reduceOnly"] is True
     trade_fields = ("id", "order", "timestamp", "symbol", "side", "price", "amount", "cost", "fee.cost",
                     "fee.currency", "takerOrMaker")
     trades = linear.fetch_my_trades(LINEAR)
-    assert trades and all(not _missing(t, trade_fields) for t in trades)
+    assert trades and all(not missing_fields(t, trade_fields) for t in trades)
     # not marginMode: a unified account's is account-wide (/v5/account/info), ccxt leaves it None; not
     # liquidationPrice: Bybit sends "" when cross margin cannot liquidate the position (as here)
     position_fields = ("symbol", "side", "contracts", "entryPrice", "markPrice", "notional", "leverage",
                        "unrealizedPnl", "timestamp", "hedged", "initialMargin")
     held = [p for p in linear.fetch_positions([LINEAR]) if p["contracts"]]
-    assert len(held) == 1 and not _missing(held[0], position_fields), _missing(held[0], position_fields)
+    assert len(held) == 1 and not missing_fields(held[0], position_fields), missing_fields(held[0], position_fields)
     assert held[0]["side"] == "long" and held[0]["hedged"] is True
     rates = linear.fetch_funding_rate_history(LINEAR, limit=5)
-    assert rates and all(not _missing(r, ("symbol", "fundingRate", "timestamp")) for r in rates)
+    assert rates and all(not missing_fields(r, ("symbol", "fundingRate", "timestamp")) for r in rates)
     paid = linear.fetch_funding_history(LINEAR)
-    assert paid and all(not _missing(f, ("symbol", "code", "amount", "timestamp", "id")) for f in paid)
+    assert paid and all(not missing_fields(f, ("symbol", "code", "amount", "timestamp", "id")) for f in paid)
     fee = linear.fetch_trading_fee(LINEAR)
     assert (fee["maker"], fee["taker"]) == (0.0002, 0.00055)
     balance = linear.fetch_balance()
-    assert not _missing(balance, ("USDT.free", "USDT.used", "USDT.total"))
+    assert not missing_fields(balance, ("USDT.free", "USDT.used", "USDT.total"))
     candles = spot.fetch_ohlcv(SPOT, "1h", limit=5)
     assert len(candles) == 5 and candles[0][0] < candles[-1][0] and all(None not in c for c in candles)
 

@@ -9,20 +9,9 @@ from __future__ import annotations
 import ccxt
 import pytest
 
-from exchange_sim import okx_client, okx_server  # noqa: F401 (fixture)
+from exchange_sim import okx_client, okx_server, missing_fields  # noqa: F401 (fixture)
 
 SWAP, SPOT = "BTC/USDT:USDT", "BTC/USDT"
-
-
-def _missing(structure: dict, fields: tuple[str, ...]) -> list[str]:
-    out = []
-    for name in fields:
-        value = structure
-        for part in name.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
-        if value is None:
-            out.append(name)
-    return out
 
 
 def _hedged(server):
@@ -48,7 +37,7 @@ def test_every_unified_structure_has_its_required_fields(okx_server):
                      "limits.amount.min", "limits.amount.max", "active")
     for ex in (swap, spot):
         for m in ex.markets.values():
-            assert not _missing(m, market_fields), (m["symbol"], _missing(m, market_fields))
+            assert not missing_fields(m, market_fields), (m["symbol"], missing_fields(m, market_fields))
     assert swap.markets[SWAP]["contractSize"] == 0.01 and swap.markets[SWAP]["settle"] == "USDT"
     assert swap.markets["ETH/USDT:USDT"]["contractSize"] == 0.1
     price = swap.fetch_ticker(SWAP)["last"]
@@ -63,32 +52,32 @@ def test_every_unified_structure_has_its_required_fields(okx_server):
     stops = swap.fetch_open_orders(SWAP, None, None, {"trigger": True})
     assert [s["info"]["algoClOrdId"] for s in stops] == ["mcstop"]
     for o in orders:
-        assert not _missing(o, order_fields), (o["id"], _missing(o, order_fields))
+        assert not missing_fields(o, order_fields), (o["id"], missing_fields(o, order_fields))
     # an algo order has no fills of its own (OKX lists no accFillSz for it): the order it places does
     algo_fields = tuple(f for f in order_fields if f not in ("filled", "remaining"))
-    assert not _missing(stops[0], algo_fields), _missing(stops[0], algo_fields)
+    assert not missing_fields(stops[0], algo_fields), missing_fields(stops[0], algo_fields)
     assert stops[0]["triggerPrice"] == round(price * 0.95, 1) and stops[0]["clientOrderId"] is None
     assert stops[0]["info"]["posSide"] == "long" and stops[0]["side"] == "sell"
     trade_fields = ("id", "order", "timestamp", "symbol", "side", "price", "amount", "cost", "fee.cost",
                     "fee.currency", "takerOrMaker")
     trades = swap.fetch_my_trades(SWAP)
-    assert trades and all(not _missing(t, trade_fields) for t in trades)
+    assert trades and all(not missing_fields(t, trade_fields) for t in trades)
     assert trades[0]["amount"] == 1.0                                      # contracts
     position_fields = ("symbol", "side", "contracts", "contractSize", "entryPrice", "markPrice", "notional",
                        "leverage", "unrealizedPnl", "timestamp", "hedged", "marginMode", "initialMargin")
     held = swap.fetch_positions([SWAP])
-    assert len(held) == 1 and not _missing(held[0], position_fields), _missing(held[0], position_fields)
+    assert len(held) == 1 and not missing_fields(held[0], position_fields), missing_fields(held[0], position_fields)
     assert (held[0]["side"], held[0]["contracts"], held[0]["hedged"]) == ("long", 1.0, True)
     assert float(okx_server.state.futures.positions[("BTCUSDT", "LONG")].amt) == pytest.approx(held[0]["contractSize"])
     rates = swap.fetch_funding_rate_history(SWAP, limit=5)
-    assert rates and all(not _missing(r, ("symbol", "fundingRate", "timestamp")) for r in rates)
-    assert not _missing(swap.fetch_funding_rate(SWAP), ("symbol", "fundingRate", "fundingTimestamp"))
+    assert rates and all(not missing_fields(r, ("symbol", "fundingRate", "timestamp")) for r in rates)
+    assert not missing_fields(swap.fetch_funding_rate(SWAP), ("symbol", "fundingRate", "fundingTimestamp"))
     paid = swap.fetch_funding_history(SWAP)
-    assert paid and all(not _missing(f, ("symbol", "code", "amount", "timestamp", "id")) for f in paid)
+    assert paid and all(not missing_fields(f, ("symbol", "code", "amount", "timestamp", "id")) for f in paid)
     fee = swap.fetch_trading_fee(SWAP)
     assert (fee["maker"], fee["taker"]) == (0.0002, 0.0005)
     balance = swap.fetch_balance()
-    assert not _missing(balance, ("USDT.free", "USDT.used", "USDT.total"))
+    assert not missing_fields(balance, ("USDT.free", "USDT.used", "USDT.total"))
     assert swap.fetch_position_mode(SWAP)["hedged"] is True
     candles = spot.fetch_ohlcv(SPOT, "1h", limit=5)
     assert len(candles) == 5 and candles[0][0] < candles[-1][0] and all(None not in c for c in candles)

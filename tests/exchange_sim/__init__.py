@@ -70,7 +70,8 @@ or cancel them with ``params={"trigger": True}``.
 """
 
 from .bybit import BYBIT_LINEAR_MARKETS, BYBIT_SPOT_MARKETS, bybit_options
-from .clients import bybit_client, okx_client, venue_client, ccxt_table, futures_client, point_at, sim_urls, spot_client
+from .clients import (bybit_client, okx_client, venue_client, ccxt_table, futures_client, missing_fields, point_at,
+                      sim_urls, spot_client)
 from .faults import Faults, FaultRule
 from .fixtures import (bybit_exchange_server, bybit_server, exchange_server, okx_exchange_server, okx_server,
                        venue_exchange_server, venue_server)
@@ -79,7 +80,7 @@ from .markets import FUTURES_MARKETS, SPOT_MARKETS, MarketSpec
 from .server import API_KEY, SECRET, ExchangeServer, HeldRequest
 from .state import BinanceError, ExchangeState, Options
 
-__all__ = ["API_KEY", "SECRET", "OKX_SPOT_MARKETS", "OKX_SWAP_MARKETS", "PASSPHRASE", "okx_client", "okx_options",
+__all__ = ["API_KEY", "SECRET", "missing_fields", "OKX_SPOT_MARKETS", "OKX_SWAP_MARKETS", "PASSPHRASE", "okx_client", "okx_options",
            "okx_exchange_server", "okx_server", "venue_exchange_server", "BYBIT_LINEAR_MARKETS", "BYBIT_SPOT_MARKETS", "bybit_client", "bybit_options",
            "bybit_exchange_server", "bybit_server", "venue_client", "venue_server", "FUTURES_MARKETS", "SPOT_MARKETS", "BinanceError", "ExchangeServer",
            "ExchangeState", "FaultRule", "Faults", "HeldRequest", "MarketSpec", "Options", "exchange_server",

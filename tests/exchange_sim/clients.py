@@ -120,3 +120,16 @@ def venue_client(server: ExchangeServer, market: str = "spot", *, timeout_ms: in
         return bybit_client(server, "spot" if market == "spot" else "linear", timeout_ms=timeout_ms, **config)
     make = spot_client if market == "spot" else futures_client
     return make(server, timeout_ms=timeout_ms, **config)
+
+
+def missing_fields(structure: dict, fields: tuple[str, ...]) -> list[str]:
+    """The dotted ``fields`` (``"USDT.free"``) a ccxt unified structure lacks or leaves None: what
+    the emulator tests check against ccxt's manual."""
+    out = []
+    for name in fields:
+        value: Any = structure
+        for part in name.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            out.append(name)
+    return out
