@@ -37,13 +37,6 @@ def _within(low: float, high: float, *, open_low: bool = False):
     return check
 
 
-def _one_of(*choices: str):
-    def check(instance, attribute, value):
-        if value not in choices:
-            raise ValueError(f"{attribute.name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return check
-
-
 @attrs.frozen
 class EnsembleOptions:
     """``[ensemble]``: online stacking settings (defaults stated).
@@ -60,7 +53,7 @@ class EnsembleOptions:
     #: what the ensemble learns, so what its probability is: ``"event"`` (the 24-bar move of
     #: ``[learning]``) or ``"trade_label"`` (the decision bar's trade label per side: did a direct
     #: entry with the configured exits close positive net of costs?)
-    target: str = attrs.field(default="event", validator=_one_of("event", "trade_label"))
+    target: str = attrs.field(default="event", validator=attrs.validators.in_(("event", "trade_label")))
 
 
 def _logit(p: float) -> float:
