@@ -90,6 +90,8 @@ def _redacting_thread_hook(args) -> None:
 
 
 _frozen_at_exit = False
+#: set when a one-shot command (a backtest) starts: its process may end without the teardown
+_one_shot = False
 
 
 @contextlib.contextmanager
@@ -214,6 +216,8 @@ def _reloader(config_path, overrides):
 def main(ctx: click.Context, verbose: int, log_json: Optional[bool]) -> None:
     """mlcoord: ML improves entries; exits, sizing and hedging stay independent."""
     if ctx.invoked_subcommand == "backtest":      # from here until the command is done
+        global _one_shot
+        _one_shot = True
         ctx.with_resource(_one_shot_collector())
     from mlcoord import logs
 
@@ -1029,5 +1033,37 @@ def check_recursive(config_path, data_files, symbols, timeframe, timerange, stor
                            json_path=json_path, echo=click.echo))
 
 
+def run() -> None:
+    """The console script: :func:`main` in click's standalone mode. A one-shot command (a
+    backtest) ends without the interpreter's teardown, which frees every module, candle array and
+    decision one by one (about 0.03 s of a 50,000-bar backtest, for a process that is ending):
+    the exit handlers run, the output is flushed, and the process exits with the command's code.
+    Other commands, an unexpected error, or a thread still running end as Python ends them."""
+    global _one_shot
+    _one_shot = False
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code
+        import threading
+
+        if not (_one_shot and (code is None or type(code) is int) and threading.active_count() == 1):
+            raise
+        _end_now(code or 0)
+
+
+def _end_now(code: int) -> None:
+    """What the interpreter's exit does that matters once a command has finished (``atexit``
+    handlers, among them logging's and every ``weakref.finalize``; flushing the output) without
+    freeing the heap object by object."""
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except Exception:              # a closed pipe, say: Python's own exit reports it as usual
+        raise SystemExit(code) from None
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
