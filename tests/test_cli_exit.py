@@ -63,3 +63,4 @@ def test_other_commands_end_as_python_ends_them(monkeypatch):
     with pytest.raises(SystemExit) as ended:
         cli.run()
     assert ended.value.code == 0
+    assert cli._one_shot_console is False          # a later in-process command restores the collector

@@ -92,6 +92,8 @@ def _redacting_thread_hook(args) -> None:
 _frozen_at_exit = False
 #: set when a one-shot command (a backtest) starts: its process may end without the teardown
 _one_shot = False
+#: the console script (:func:`run`) is running the command: the process ends with it
+_one_shot_console = False
 
 
 @contextlib.contextmanager
@@ -110,7 +112,9 @@ def _one_shot_collector():
     try:
         yield
     finally:
-        if enabled:
+        # not for the console script, which ends now: the first pass would walk every object
+        # the command allocated
+        if enabled and not _one_shot_console:
             gc.enable()
 
 
@@ -1039,8 +1043,8 @@ def run() -> None:
     decision one by one (about 0.03 s of a 50,000-bar backtest, for a process that is ending):
     the exit handlers run, the output is flushed, and the process exits with the command's code.
     Other commands, an unexpected error, or a thread still running end as Python ends them."""
-    global _one_shot
-    _one_shot = False
+    global _one_shot, _one_shot_console
+    _one_shot, _one_shot_console = False, True
     try:
         main()
     except SystemExit as exc:
@@ -1050,6 +1054,8 @@ def run() -> None:
         if not (_one_shot and (code is None or type(code) is int) and threading.active_count() == 1):
             raise
         _end_now(code or 0)
+    finally:                       # still here (in a caller's process): the collector as it was
+        _one_shot_console = False
 
 
 def _end_now(code: int) -> None:
