@@ -1,5 +1,8 @@
 """Words for one bar's signal, built from the stored score arrays only when asked.
 
+Values are read with ``ndarray.item``: a Python number directly, without a numpy scalar between
+(the arrays are float64, the counts int8).
+
 Each indicator reading that contributed to the bar is one line ending in its signed score
 (``[+1.3]``), so a user can see which readings carried the signal and which fought it.
 """
@@ -15,30 +18,30 @@ def _pts(x: float) -> str:
 
 def _rsi(s: Scores, i: int, o, pts: float) -> list[str]:
     if pts > 0:
-        v = float(s.rsi[i])
+        v = s.rsi.item(i)
         depth = "deeply oversold" if v < o.rsi_oversold - 10 else "oversold"
         return [f"RSI {v:.1f} {depth} (<{o.rsi_oversold:g}) {_pts(pts)}"]
     if pts < 0:
-        v = float(s.rsi[i])
+        v = s.rsi.item(i)
         depth = "deeply overbought" if v > o.rsi_overbought + 10 else "overbought"
         return [f"RSI {v:.1f} {depth} (>{o.rsi_overbought:g}) {_pts(pts)}"]
     return []
 
 
 def _macd(s: Scores, i: int, pts: float) -> list[str]:
-    cross = int(s.macd_cross[i])
+    cross = s.macd_cross.item(i)
     if cross:
         side = "above" if cross > 0 else "below"
-        return [f"MACD crossed {side} signal (histogram {float(s.macd_hist[i]):+.4g}) {_pts(pts)}"]
+        return [f"MACD crossed {side} signal (histogram {s.macd_hist.item(i):+.4g}) {_pts(pts)}"]
     if abs(pts) >= 0.05:
         way = "rising" if pts > 0 else "falling"
-        return [f"MACD histogram {way} ({float(s.macd_hist[i - 1]):+.4g} -> {float(s.macd_hist[i]):+.4g}) "
+        return [f"MACD histogram {way} ({s.macd_hist.item(i - 1):+.4g} -> {s.macd_hist.item(i):+.4g}) "
                 f"{_pts(pts)}"]
     return []
 
 
 def _trend(s: Scores, i: int, o, pts: float) -> list[str]:
-    c, f, m, t = float(s.close[i]), float(s.ema_fast[i]), float(s.ema_slow[i]), float(s.ema_trend[i])
+    c, f, m, t = s.close.item(i), s.ema_fast.item(i), s.ema_slow.item(i), s.ema_trend.item(i)
     label = ("uptrend" if pts == 1.5 else "downtrend" if pts == -1.5 else
              "leaning up" if pts > 0 else "leaning down")
     if c > f > m > t:
@@ -57,11 +60,11 @@ def _bollinger(s: Scores, i: int, pts: float) -> list[str]:
         return []
     band = "lower" if pts > 0 else "upper"
     where = "near" if abs(pts) < 1 else ("below" if pts > 0 else "above")
-    return [f"close {where} {band} Bollinger band (%b {float(s.percent_b[i]):+.2f}) {_pts(pts)}"]
+    return [f"close {where} {band} Bollinger band (%b {s.percent_b.item(i):+.2f}) {_pts(pts)}"]
 
 
 def _volume(s: Scores, i: int, o) -> list[str]:
-    vr, k = float(s.volume_ratio[i]), float(s.volume_factor[i])
+    vr, k = s.volume_ratio.item(i), s.volume_factor.item(i)
     if vr != vr:  # NaN: no volume in the whole window
         return ["volume n/a (no volume in the average window)"]
     word = "confirms" if k > 1 else ("thin, damps" if k < 1 else "neutral")
@@ -69,8 +72,8 @@ def _volume(s: Scores, i: int, o) -> list[str]:
 
 
 def _volatility(s: Scores, i: int, o, regime_damped: bool) -> list[str]:
-    ratio = float(s.atr_ratio[i])
-    out = [f"ATR {100 * float(s.atr_pct[i]):.2f}% of price, {ratio:.1f}x its {o.atr_baseline}-bar average"]
+    ratio = s.atr_ratio.item(i)
+    out = [f"ATR {100 * s.atr_pct.item(i):.2f}% of price, {ratio:.1f}x its {o.atr_baseline}-bar average"]
     if ratio > o.atr_max_ratio:
         out[0] += f" (above {o.atr_max_ratio:g}x: volatile, confidence damped)"
     if regime_damped:
@@ -83,13 +86,13 @@ def explain(s: Scores, i: int, options, regime_damped: bool) -> list[str]:
 
     The first reason is the headline: the reading that carried the signal most.
     """
-    side = int(s.action[i])
+    side = s.action.item(i)
     if side == 0:
         return []
-    head = (f"{'BUY' if side > 0 else 'SELL'}: net score {float(s.net[i]):+.2f} "
-            f"(entry {options.entry_score:g}), {int(s.agreeing[i])} agreeing, "
-            f"score against {float(s.opposing[i]):.1f}, confidence {float(s.confidence[i]):.2f}")
-    rsi, macd, trend, bb = float(s.s_rsi[i]), float(s.s_macd[i]), float(s.s_trend[i]), float(s.s_bb[i])
+    head = (f"{'BUY' if side > 0 else 'SELL'}: net score {s.net.item(i):+.2f} "
+            f"(entry {options.entry_score:g}), {s.agreeing.item(i)} agreeing, "
+            f"score against {s.opposing.item(i):.1f}, confidence {s.confidence.item(i):.2f}")
+    rsi, macd, trend, bb = s.s_rsi.item(i), s.s_macd.item(i), s.s_trend.item(i), s.s_bb.item(i)
     # strongest in the signal's direction first, by the score each line shows (one decimal); a
     # stable sort keeps the order below for ties. Readings without a line are left out first:
     # the lines' order is the same, without rounding scores that show nothing.
