@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -281,3 +282,31 @@ def test_update_is_cheap(btc, exits):
         levels = exits.update(t, pos, levels)
     per_call = (time.perf_counter() - t0) / bars
     assert per_call < 20e-6, f"{per_call * 1e6:.1f} us per update"
+
+
+def _nearest_scanning(events, i, ref, direction, limit, lookback):
+    """The definition: walk back from the newest pivot confirmed at or before ``i``."""
+    bars, levels = events
+    best, best_gap = None, float("inf")
+    k = max((j for j, b in enumerate(bars) if b <= i), default=-1)
+    while k >= 0 and bars[k] > i - lookback:
+        gap = direction * (levels[k] - ref)
+        if 0.0 < gap <= limit and gap < best_gap:
+            best, best_gap = levels[k], gap
+        k -= 1
+    return best
+
+
+def test_nearest_level_is_the_scanning_definition(exits):
+    """The window's slice gives the level a newest-first scan gives, limits included."""
+    rng = np.random.default_rng(5)
+    lookback = exits.options.pivot_lookback_bars
+    for events in (exits._supports, exits._resistances):
+        bars = events[0]
+        for _ in range(400):
+            i = int(rng.integers(0, bars[-1] + 50))
+            ref = float(rng.choice(events[1])) * float(rng.uniform(0.97, 1.03))
+            for direction in (-1, 1):
+                limit = float(rng.choice([math.inf, ref * 0.02]))
+                assert exits._nearest(events, i, ref, direction, limit) == \
+                    _nearest_scanning(events, i, ref, direction, limit, lookback)

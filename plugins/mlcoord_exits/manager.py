@@ -95,14 +95,13 @@ class PreparedExits:
         """Nearest level confirmed in ``(i - lookback, i]`` lying ``direction``-wards of ``ref``,
         at most ``limit`` away (direction -1: below ``ref``, +1: above)."""
         bars, levels = events
-        oldest = i - self.options.pivot_lookback_bars
+        # the window's levels, newest first (the first of equal gaps wins), as one slice
+        first, last = bisect_right(bars, i - self.options.pivot_lookback_bars), bisect_right(bars, i)
         best, best_gap = None, math.inf
-        k = bisect_right(bars, i) - 1
-        while k >= 0 and bars[k] > oldest:
-            gap = direction * (levels[k] - ref)
+        for level in reversed(levels[first:last]):
+            gap = direction * (level - ref)
             if 0.0 < gap <= limit and gap < best_gap:
-                best, best_gap = levels[k], gap
-            k -= 1
+                best, best_gap = level, gap
         return best
 
     def atr_at(self, i: int) -> tuple[float, bool]:
