@@ -9,7 +9,7 @@ import pytest
 
 from mlcoord.evaluation.bootstrap import WEEK_NS, WeeklyBootstrap, interval, week_of
 from mlcoord.evaluation.metrics import ece_equal_mass, score_row
-from mlcoord.learning import expected_calibration_error
+from mlcoord.learning import auc, expected_calibration_error
 
 HOUR = 3_600_000_000_000
 
@@ -80,6 +80,20 @@ def test_weekly_blocks_widen_the_interval_when_outcomes_move_together_within_a_w
     hours = interval(WeeklyBootstrap(np.arange(len(t)) * WEEK_NS, 400, 0).scores(
         np.arange(len(t)) * WEEK_NS, y, p)["skill_vs_in_sample"])      # every row its own block
     assert blocks[1] - blocks[0] > 2 * (hours[1] - hours[0])
+
+
+def test_bootstrap_auc_of_a_raw_score_is_the_auc_of_the_drawn_weeks_rows_repeated():
+    t, y, p = _sample()
+    raw = np.round(np.log(p / (1 - p)) * 3, 0)                # not a probability: negative, > 1, tied
+    boot = WeeklyBootstrap(t, resamples=4, seed=5)
+    boot.counts[0] = 1.0                                     # draw 0: every week exactly once
+    draws = boot.auc(t, y, raw)
+    assert draws[0] == pytest.approx(auc(y, raw), abs=1e-12)
+    for b in (1, 2, 3):                                      # a draw: each row as often as its week
+        times = boot.counts[b][boot.index(t)].astype(int)
+        assert draws[b] == pytest.approx(auc(np.repeat(y, times), np.repeat(raw, times)), abs=1e-12)
+    assert len(set(np.round(draws[1:], 12))) == 3            # the draws differ
+    assert np.allclose(boot.auc(t, y, p), boot.scores(t, y, p)["auc"])
 
 
 def test_bad_bootstrap_input_is_a_clear_error():

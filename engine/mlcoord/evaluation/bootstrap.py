@@ -76,6 +76,11 @@ class WeeklyBootstrap:
         out["auc"] = self._auc(k, y >= 0.5, p)
         return out
 
+    def auc(self, times_ns, y, scores) -> np.ndarray:
+        """(B,) samples of the AUC alone: ``scores`` may be any ranking score (a raw feature too),
+        where :meth:`scores` would treat them as probabilities."""
+        return self._auc(self.index(times_ns), np.asarray(y, float) >= 0.5, np.asarray(scores, float))
+
     def _ece(self, k, y, p, which, bins, n) -> np.ndarray:
         cell = k * bins + which
         size = len(self.weeks) * bins
