@@ -5,7 +5,9 @@ journaled order is recognised by its client id and none is placed twice.
 
 The disk fills at three points of the order path: at an order's journal (its commit fails: the
 order never goes out), right after a journal committed (the order goes out, its answer cannot be
-stored), and in the middle of a stop move, for each way a stop moves."""
+stored), and in the middle of a stop move, for each way a stop moves on each venue (Binance's
+three; Bybit's and OKX's cancel-first on spot and place-first on futures: neither has an atomic
+cancel-replace)."""
 
 from __future__ import annotations
 
@@ -17,10 +19,11 @@ from sqlalchemy import event
 
 from mlcoord.errors import StoreFailure
 from mlcoord.live.database import WriteScope
+from mlcoord.live.exit_moves import ExitMoves
 from mlcoord.live.records import OrderRecord, OrderState
 from mlcoord.live.store import Store
 from stop_sessions import duplicate_client_ids, run_session, server_for, working_stops
-from test_live_stop_moves import SERVER_STATE
+from test_live_stop_moves import PATHS, SERVER_STATE
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 
@@ -71,33 +74,55 @@ def _is(tag: str, attempt_at_least: int = 0):
     return which
 
 
+def _moves(monkeypatch) -> list[str]:
+    """How each exit order went out, in order ("new", or a move's path): the failing move's path
+    is the one its case names."""
+    made: list[str] = []
+    real = ExitMoves._move_kind
+
+    def move_kind(trader, *args):
+        made.append(real(trader, *args))
+        return made[-1]
+
+    monkeypatch.setattr(ExitMoves, "_move_kind", move_kind)
+    return made
+
+
 POINTS = [
-    pytest.param("spot", True, "entry", 0, True, id="entry-journal"),
-    pytest.param("spot", True, "entry", 0, False, id="entry-after-journal"),
-    pytest.param("spot", True, "stop", 2, True, id="replace-journal"),
-    pytest.param("spot", True, "stop", 2, False, id="replace-after-journal"),
+    pytest.param("spot", True, "binance", "entry", 0, True, id="entry-journal"),
+    pytest.param("spot", True, "binance", "entry", 0, False, id="entry-after-journal"),
+    pytest.param("spot", True, "binance", "stop", 2, True, id="replace-journal"),
+    pytest.param("spot", True, "binance", "stop", 2, False, id="replace-after-journal"),
     # the known gap: the old stop was cancelled before the new one was journaled
-    pytest.param("spot", False, "stop", 2, True, id="fallback-journal"),
-    pytest.param("spot", False, "stop", 2, False, id="fallback-after-journal"),
-    pytest.param("futures", True, "stop", 2, False, id="futures-after-journal"),
-]
+    pytest.param("spot", False, "binance", "stop", 2, True, id="fallback-journal"),
+    pytest.param("spot", False, "binance", "stop", 2, False, id="fallback-after-journal"),
+    pytest.param("futures", True, "binance", "stop", 2, True, id="futures-journal"),
+    pytest.param("futures", True, "binance", "stop", 2, False, id="futures-after-journal"),
+] + [   # Bybit and OKX (no cancel-replace): the stop moves on spot and futures, as test_live_stop_moves.CASES
+    pytest.param(market, market == "futures", venue, "stop", 2, before,
+                 id=f"{venue}-{PATHS[market, market == 'futures']}-{point}")
+    for venue in ("bybit", "okx") for market in ("spot", "futures")
+    for point, before in (("journal", True), ("after-journal", False))]
 
 
-@pytest.mark.parametrize("market, cancel_replace, tag, nth, before", POINTS)
+@pytest.mark.parametrize("market, cancel_replace, venue, tag, nth, before", POINTS)
 def test_a_full_disk_stops_the_bot_and_the_restart_places_nothing_twice(tmp_path, monkeypatch, market,
-                                                                         cancel_replace, tag, nth, before):
+                                                                         cancel_replace, venue, tag, nth, before):
     disk = DiskFull(monkeypatch)
     disk.at_journal(monkeypatch, _is(tag, nth), before=before)
-    with server_for(market, cancel_replace) as server:
+    moves = _moves(monkeypatch)
+    with server_for(market, cancel_replace, venue) as server:
         with pytest.raises(StoreFailure) as failed:
             run_session(server, tmp_path, market, 8)
         message = str(failed.value)
         assert message.startswith(f"store {tmp_path / 'live.db'}: ") and f"{NO_SPACE} (ENOSPC)" in message
         assert "\n" not in message
         if tag == "stop":                      # the position keeps a stop on the exchange
+            assert moves[-1] == PATHS[market, cancel_replace], moves     # the move failed on its case's path
             assert not server.state.coverage.open, server.state.coverage.open
-            # futures place the new stop first: the old one stays with it until the restart
-            assert len(working_stops(server, market)) == (2 if market == "futures" else 1)
+            # futures place the new stop first: the old one stays with it until the restart (unless the
+            # new one's journal failed: it never went out)
+            assert len(working_stops(server, market)) == (2 if market == "futures" and not before else 1)
         disk.full = False                      # space freed: the restart
         trader, _ = run_session(server, tmp_path, market, 2)
         store = trader.store
