@@ -142,30 +142,62 @@ def test_a_stop_move_through_an_exchange_fault(tmp_path, market, cancel_replace,
 # -- kill -9 in the middle of a stop move, then a restart -------------------------------------------
 
 KILLS = [  # the held request is the 2nd move's; processed: the exchange acted, the answer never came
-    pytest.param("spot", True, "/api/v3/order/cancelReplace", "POST", False, id="replace-unsent"),
-    pytest.param("spot", True, "/api/v3/order/cancelReplace", "POST", True, id="replace-answer-lost"),
-    pytest.param("spot", False, "/api/v3/order", "DELETE", True, id="fallback-after-cancel"),
-    pytest.param("futures", True, "/fapi/v1/algoOrder", "DELETE", False, id="futures-before-cancel"),
-]
+    pytest.param("spot", True, "binance", "/api/v3/order/cancelReplace", "POST", False, id="replace-unsent"),
+    pytest.param("spot", True, "binance", "/api/v3/order/cancelReplace", "POST", True, id="replace-answer-lost"),
+    pytest.param("spot", False, "binance", "/api/v3/order", "DELETE", True, id="fallback-after-cancel"),
+    pytest.param("futures", True, "binance", "/fapi/v1/algoOrder", "DELETE", False, id="futures-before-cancel"),
+] + [  # Bybit and OKX: spot (cancel-first) killed once the old stop is gone, by its cancel's answer lost or
+    # before the new one's placement reached the exchange; futures (place-first) with two stops resting, the
+    # new one's answer lost, or the old one's cancel never sent
+    pytest.param(market, market == "futures", venue, ENDPOINTS[venue, request], "POST", processed,
+                 id=f"{venue}-{PATHS[market, market == 'futures']}-{request}-{'answer-lost' if processed else 'unsent'}")
+    for venue in ("bybit", "okx")
+    for market, request, processed in (("spot", "cancel", True), ("spot", "place", False),
+                                       ("futures", "place", True), ("futures", "cancel", False))]
 
 
-@pytest.mark.parametrize("market, cancel_replace, path, method, processed", KILLS)
-def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, path, method, processed):
+def _exits_placed(server, market: str) -> bool:
+    """Whether the entry's exit orders were placed (a stop; on futures its take profit too): from then
+    on a stop's placement or cancel is a move's."""
+    if market == "spot":
+        return any(o.type == "STOP_LOSS_LIMIT" for o in list(server.state.spot.orders.values()))
+    return {"STOP_MARKET", "TAKE_PROFIT_MARKET"} <= {a.type for a in list(server.state.futures.algos.values())}
+
+
+def _stops_at_the_kill(market: str, cancel_replace: bool, method: str, path: str, processed: bool) -> int:
+    """How many stops rest when the child dies (0: spot's cancel-first, the old one gone, the new one not
+    placed; 2: futures' place-first, both): where the kill landed in the move."""
+    if cancel_replace and market == "spot":
+        return 1
+    cancel = method == "DELETE" or path.endswith(("/cancel", "/cancel-algos"))
+    done = processed if cancel else not processed     # the cancel acted, or the placement did not
+    if market == "spot":
+        return 0 if done else 1
+    return 1 if done else 2
+
+
+@pytest.mark.parametrize("market, cancel_replace, venue, path, method, processed", KILLS)
+def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, venue, path, method, processed):
     config = session_config(tmp_path, market)
-    with server_for(market, cancel_replace) as server:
-        # the move on the 4th live bar (ENTRY is the 2nd): 2 bars of history fetches and polls before
+    with server_for(market, cancel_replace, venue) as server:
+        # the 2nd move (on the 4th live bar: ENTRY is the 2nd): 2 bars of history fetches and polls before,
+        # and only requests once the entry's exits rest count (Bybit's order/create also places the entry)
         held = server.hold_request(2, after_advances=ENTRY - 300 + 1, processed=processed,
-                                   path=path, method=method)
-        child = _spawn(server.url, config, market, cancel_replace, 50)
+                                   path=path, method=method, when=lambda: _exits_placed(server, market))
+        child = _spawn(server.url, config, market, venue, 50)
         deadline = time.monotonic() + 120
         while not held.reached.wait(0.05):
             assert child.poll() is None, child.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the child never made the held request"
+        stops_at_kill = len(working_stops(server, market))
         child.send_signal(signal.SIGKILL)
         child.wait()
         child.stderr.close()
         held.release()
         killed_at, killed_wall = server.now_ms, time.monotonic()
+        expected = _stops_at_the_kill(market, cancel_replace, method, path, processed)
+        assert stops_at_kill == expected, (stops_at_kill, expected)      # the kill landed mid move
+        bare = expected == 0
         trader, _ = run_session(server, tmp_path, market, 1)        # the restart (in this process)
         store = trader.store
         plan, = store.active_plans()
@@ -176,26 +208,30 @@ def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, pat
         assert not duplicate_client_ids(server)
         assert not [r for r in store.orders() if r.state == OrderState.PENDING]
         assert not [r for r in store.orders() if r.state == OrderState.REJECTED]     # nothing sent in vain
+        _store_and_server_agree(server, trader, market)
         orders = server.state.spot.orders if market == "spot" else server.state.futures.algos
         on_server = {o.client_id: o.status for o in orders.values() if o.type in ("STOP_LOSS_LIMIT", "STOP_MARKET")}
         stored = {r.client_order_id: r.state for r in store.orders() if r.order.tag == "stop"}
         assert stored == {c: SERVER_STATE[s] for c, s in on_server.items()}     # the store and the exchange agree
         gaps = [g for g in server.state.coverage.all() if g.kind == "stop"]
-        if market == "futures" or cancel_replace:
+        if not bare and (market == "futures" or cancel_replace):
             assert not gaps, gaps
-        else:       # the old stop was cancelled when the bot died: bare until the restart placed the new one
+        if bare:    # the old stop was cancelled when the bot died: bare until the restart placed the new one
             across, = [g for g in gaps if g.start_wall < killed_wall < g.end_wall]
             assert across.end_ms == killed_at, across          # the restart's first order, before any bar
-            assert all(g.requests <= 1 for g in gaps if g is not across), gaps
+            gaps = [g for g in gaps if g is not across]
+        # the other moves' windows: cancel-first's usual one (Bybit and OKX read the old stop's end back)
+        assert all(g.requests <= (1 if venue == "binance" else 2) for g in gaps), gaps
 
 
-def _spawn(url: str, config: Path, market: str, cancel_replace: bool, cycles: int) -> subprocess.Popen:
+def _spawn(url: str, config: Path, market: str, venue: str, cycles: int) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("engine", "plugins", "tests"))}
-    return subprocess.Popen([sys.executable, str(Path(__file__)), url, str(config), market, str(cycles)], env=env,
+    return subprocess.Popen([sys.executable, str(Path(__file__)), url, str(config), market, venue, str(cycles)],
+                            env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=str(config.parent))
 
 
-def child(url: str, config: str, market: str, cycles: int) -> None:
+def child(url: str, config: str, market: str, venue: str, cycles: int) -> None:
     """The bot, in its own process: the session of :mod:`stop_sessions` on the server at ``url``."""
     from mlcoord.live.retry import ManualClock
     from mlcoord.live.runner import load_live_settings
@@ -204,10 +240,10 @@ def child(url: str, config: str, market: str, cycles: int) -> None:
     from test_crash_restart import HttpBarClock, _Where
 
     settings, options = load_live_settings(config)
-    run_live(settings, options, client_for(_Where(url), market, timeout_ms=60_000),
+    run_live(settings, options, client_for(_Where(url, venue), market, timeout_ms=60_000),
              plugins(),
              clock=HttpBarClock(url), health_clock=ManualClock(), cycles=cycles)
 
 
 if __name__ == "__main__":
-    child(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]))
+    child(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
