@@ -1,7 +1,8 @@
 """A moved stop never leaves the position bare: Binance spot's atomic cancel-replace where the
 symbol allows it, the new stop before the old one's cancel on futures, cancel-then-place as the
-spot fallback (its window measured); through exchange faults and kill -9 in the middle of a move,
-with never two stops nor a client id placed twice after the restart.
+spot fallback (its window measured; Bybit and OKX have no cancel-replace: spot moves cancel-first,
+futures place-first); through exchange faults and kill -9 in the middle of a move, on all three
+venues, with never two stops nor a client id placed twice after the restart.
 
 The stop-less window is the exchange's own account (:mod:`exchange_sim.coverage`): a gap of kind
 ``stop`` is a time a held position had no resting stop because one was taken away."""
@@ -148,12 +149,14 @@ KILLS = [  # the held request is the 2nd move's; processed: the exchange acted, 
     pytest.param("futures", True, "binance", "/fapi/v1/algoOrder", "DELETE", False, id="futures-before-cancel"),
 ] + [  # Bybit and OKX: spot (cancel-first) killed once the old stop is gone, by its cancel's answer lost or
     # before the new one's placement reached the exchange; futures (place-first) with two stops resting, the
-    # new one's answer lost, or the old one's cancel never sent
+    # new one's answer lost, or the old one's cancel never sent; and each path's other request acted on by
+    # the exchange, its answer lost (the restart must recognise the new stop, or the old one's end)
     pytest.param(market, market == "futures", venue, ENDPOINTS[venue, request], "POST", processed,
                  id=f"{venue}-{PATHS[market, market == 'futures']}-{request}-{'answer-lost' if processed else 'unsent'}")
     for venue in ("bybit", "okx")
-    for market, request, processed in (("spot", "cancel", True), ("spot", "place", False),
-                                       ("futures", "place", True), ("futures", "cancel", False))]
+    for market, request, processed in (("spot", "cancel", True), ("spot", "place", False), ("spot", "place", True),
+                                       ("futures", "place", True), ("futures", "cancel", False),
+                                       ("futures", "cancel", True))]
 
 
 def _exits_placed(server, market: str) -> bool:
