@@ -810,23 +810,3 @@ def test_guards_see_the_warm_up_bars_in_paper_trading_and_in_a_backtest_with_a_s
     first = int(np.searchsorted(btc.time, result.raw.times[0]))
     assert first == 480                                      # 2020-09-20 + 20 days of warm-up bars
     assert calls == [int(t) for t in btc.time]               # the warm-up bars first, then every stepped one
-
-
-def test_vol_and_baseline_reads_what_vol_and_baseline_give_bar_by_bar():
-    """The guard's one call per exposed bar: the same numbers as the two reads, refreshes included
-    (a twin tracker asked with the two reads on the same bars)."""
-    rng = np.random.default_rng(11)
-    prices = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 600)))
-    both, apart = MarketReturns(5, 40, 7), MarketReturns(5, 40, 7)
-    asked = sorted(set(rng.choice(600, 250, replace=False).tolist()) | set(range(300, 340)))
-    seen = 0
-    for t, p in enumerate(prices.tolist()):
-        for tracker in (both, apart):
-            tracker.record(["A"], {"A": p}.__getitem__)
-        if t in asked:
-            got = both.vol_and_baseline("A")
-            assert got == (apart.vol("A"), apart.baseline("A"))
-            seen += got[1] is not None
-    assert seen > 200
-    assert both.vol_and_baseline("B") == (None, None)
-    assert MarketReturns(5, 40, 7, track_vol=False).vol_and_baseline("A") == (None, None)

@@ -255,16 +255,11 @@ class HedgingGuard:
 
     def _volatility(self, exposed: dict[str, float]) -> None:
         o, m = self.options, self._market
-        if len(exposed) == 1:                      # most bars: one symbol held, no list to build
-            s, e = next(iter(exposed.items()))
-            vol, base = m.vol_and_baseline(s)
-            held = [(s, e, vol, base)] if vol is not None and base else []
-        else:
-            held = []                              # (symbol, exposure, vol, baseline)
-            for s, e in exposed.items():
-                vol, base = m.vol_and_baseline(s)
-                if vol is not None and base:
-                    held.append((s, e, vol, base))
+        held = []                                  # (symbol, exposure, vol, baseline)
+        for s, e in exposed.items():
+            vol, base = m.vol(s), m.baseline(s)
+            if vol is not None and base:
+                held.append((s, e, vol, base))
         if not held:
             self._set("volatility", False, True, None,
                       lambda: "volatility baseline unavailable for the exposed symbols")

@@ -156,17 +156,6 @@ class MarketReturns:
         x.vol_bar = bar
         return x.vol
 
-    def vol_and_baseline(self, symbol: str) -> tuple[Optional[float], Optional[float]]:
-        """``(vol(symbol), baseline(symbol))``, asked together every exposed bar: the baseline
-        between two refreshes is read without a second call."""
-        x = self.series.get(symbol)
-        if x is None or not self.track_vol:
-            return None, None
-        vol = x.vol if x.vol_bar == self.bar else self.vol(symbol)
-        if x.baseline is not None and self.bar - x.baseline_bar < self.refresh:
-            return vol, x.baseline
-        return vol, self.baseline(symbol)
-
     def baseline(self, symbol: str) -> Optional[float]:
         """Median of the symbol's vol over the last ``baseline`` bars (None while too short)."""
         x = self.series.get(symbol)
