@@ -19,6 +19,9 @@ def _script(argv: list[str], before: str = "") -> subprocess.CompletedProcess:
         import atexit, sys, threading, time
         from mlcoord.cli import run
         atexit.register(lambda: print("exit handler ran", flush=True))
+        import os
+        _exit = os._exit
+        os._exit = lambda code: (print(f"ended without teardown: {{code}}", flush=True), _exit(code))
         {before}
         sys.argv = {["mlcoord", *argv]!r}
         run()
@@ -32,8 +35,8 @@ def test_a_backtest_runs_the_exit_handlers_and_flushes_its_output():
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "not reached" not in out
-    # the summary (buffered: stdout is a pipe) comes out whole, then the exit handler
-    assert out.rstrip().endswith("exit handler ran")
+    # the summary (buffered: stdout is a pipe) comes out whole, then the exit handler, then the end
+    assert out.rstrip().endswith("exit handler ran\nended without teardown: 0")
     assert "trades" in out.lower() and len(out.splitlines()) > 5
 
 
@@ -43,7 +46,7 @@ def test_a_failed_backtest_keeps_its_exit_code_and_message(tmp_path):
     done = _script(["backtest", "--data", str(bad), "--no-progress"])
     assert done.returncode == 2
     assert "error:" in done.stderr and "close" in done.stderr
-    assert done.stdout.rstrip().endswith("exit handler ran")
+    assert done.stdout.rstrip().endswith("exit handler ran\nended without teardown: 2")
 
 
 def test_a_running_thread_is_waited_for():
@@ -53,6 +56,7 @@ def test_a_running_thread_is_waited_for():
     assert done.returncode == 0, done.stderr
     assert "thread finished" in done.stdout
     assert "exit handler ran" in done.stdout
+    assert "ended without teardown" not in done.stdout     # Python's own exit, which joins threads
 
 
 def test_other_commands_end_as_python_ends_them(monkeypatch):
