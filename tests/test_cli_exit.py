@@ -16,7 +16,7 @@ FAST = ["--timerange", "20240101-20240201", "--no-progress", "--disable", "bayes
 
 def _script(argv: list[str], before: str = "") -> subprocess.CompletedProcess:
     code = textwrap.dedent(f"""
-        import atexit, sys, threading, time
+        import atexit, sys, threading
         from mlcoord.cli import run
         atexit.register(lambda: print("exit handler ran", flush=True))
         import os
@@ -50,7 +50,9 @@ def test_a_failed_backtest_keeps_its_exit_code_and_message(tmp_path):
 
 
 def test_a_running_thread_is_waited_for():
-    thread = ("threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished', flush=True)))"
+    # alive until the main thread has finished (Python's exit marks it so before joining the
+    # others): still running when the command ends, however fast the machine
+    thread = ("threading.Thread(target=lambda: (threading.main_thread().join(), print('thread finished', flush=True)))"
               ".start()")
     done = _script(["backtest", *FAST], before=thread)
     assert done.returncode == 0, done.stderr
