@@ -97,6 +97,24 @@ def test_each_status_names_its_distribution_read_once_per_distribution():
         [("pkg-a", "1.0"), ("pkg-a", "1.0"), ("pkg-b", "2.5"), ("", "")]
     assert all(statuses[n].enabled for n in eps)
     assert (a.reads, b.reads) == (2, 2)
+
+    class ParsedDist:
+        """Like ``importlib.metadata``'s: ``metadata`` parses the file on every read."""
+        def __init__(self, name, version):
+            self._fields, self.parses = {"Name": name, "Version": version}, 0
+
+        @property
+        def metadata(self):
+            self.parses += 1
+            return dict(self._fields)
+
+    c = ParsedDist("pkg-c", "0.3")
+    for name in ("four", "five"):
+        eps[name] = FakeEntryPoint(name, fake_plugins.Components())
+        eps[name].dist = c
+    statuses = load_plugins({}, entry_points=eps).statuses
+    assert [(statuses[n].distribution, statuses[n].version) for n in ("four", "five")] == [("pkg-c", "0.3")] * 2
+    assert c.parses == 1
     real = load_plugins({}).statuses
     assert {real[n].distribution for n in BUILTINS} == {"mlcoord"} and all(real[n].version for n in BUILTINS)
 

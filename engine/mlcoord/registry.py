@@ -233,10 +233,17 @@ def _failure_hint(exc: BaseException) -> str:
 
 def _distribution(dist: Any, described: dict[int, tuple[Any, str, str]]) -> tuple[str, str]:
     """A distribution's name and version, read once per distribution: every entry point of one
-    package shares its distribution, and each read parses its metadata file again."""
+    package shares its distribution. Both come from one parse of its metadata when it has one
+    (``importlib.metadata``'s ``name`` and ``version`` each parse the whole file, README
+    included), else from its ``name`` and ``version``."""
     seen = described.get(id(dist))
     if seen is None or seen[0] is not dist:
-        seen = described[id(dist)] = (dist, getattr(dist, "name", "") or "", getattr(dist, "version", "") or "")
+        metadata = getattr(dist, "metadata", None)
+        if metadata is not None:
+            name, version = metadata["Name"], metadata["Version"]
+        else:
+            name, version = getattr(dist, "name", ""), getattr(dist, "version", "")
+        seen = described[id(dist)] = (dist, name or "", version or "")
     return seen[1], seen[2]
 
 
