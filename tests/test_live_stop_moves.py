@@ -78,13 +78,18 @@ ENDPOINTS = {("bybit", "place"): "/v5/order/create", ("bybit", "cancel"): "/v5/o
 #: order/create also carries the entry, then the first stop; OKX's order-algo the first stop only)
 THIRD_MOVE = {("bybit", "place"): 4, ("bybit", "cancel"): 2, ("okx", "place"): 3, ("okx", "cancel"): 2}
 FAULT_KINDS = {"lost": ("lost_response", {"mode": "drop"}), "5xx": ("server_error", {}),
-               "429": ("rate_limit", {})}
+               "429": ("rate_limit", {}),
+               # a real ccxt RequestTimeout (the client gives up after 500 ms): the request never reached
+               # the exchange, or it did and the order rests while the answer comes too late
+               "timeout": ("timeout", {"delay": 0.7}), "late": ("lost_response", {"mode": "timeout", "delay": 0.7})}
 #: Bybit and OKX: spot moves cancel-first, futures place-first; each path through an answer lost on
-#: the new stop's placement, a 5xx on the old one's cancel, and a rate limit (spot's placement,
-#: futures' cancel: the request each path makes while it holds one stop or none)
+#: the new stop's placement, a 5xx on the old one's cancel, a rate limit (spot's placement,
+#: futures' cancel: the request each path makes while it holds one stop or none), and a time-out
+#: past the client's on the placement (unsent, or acted on and answered late) and on the cancel
 VENUE_FAULTS = [(venue, market, fault, request) for venue in ("bybit", "okx") for market, rate_limited in
                 (("spot", "place"), ("futures", "cancel"))
-                for fault, request in (("lost", "place"), ("5xx", "cancel"), ("429", rate_limited))]
+                for fault, request in (("lost", "place"), ("5xx", "cancel"), ("429", rate_limited),
+                                       ("timeout", "place"), ("late", "place"), ("timeout", "cancel"))]
 
 # the fault hits the 3rd stop move (the 1st stop is placed on the entry's bar)
 FAULTS = [
@@ -145,6 +150,9 @@ def test_a_stop_move_through_an_exchange_fault(tmp_path, market, cancel_replace,
 KILLS = [  # the held request is the 2nd move's; processed: the exchange acted, the answer never came
     pytest.param("spot", True, "binance", "/api/v3/order/cancelReplace", "POST", False, id="replace-unsent"),
     pytest.param("spot", True, "binance", "/api/v3/order/cancelReplace", "POST", True, id="replace-answer-lost"),
+    # the new stop journaled, the old one's cancel never sent: the restart finishes the move (a
+    # regression: it sent the new stop alone, refused for the coins the old one locks)
+    pytest.param("spot", False, "binance", "/api/v3/order", "DELETE", False, id="fallback-before-cancel"),
     pytest.param("spot", False, "binance", "/api/v3/order", "DELETE", True, id="fallback-after-cancel"),
     pytest.param("futures", True, "binance", "/fapi/v1/algoOrder", "DELETE", False, id="futures-before-cancel"),
 ] + [  # Bybit and OKX: spot (cancel-first) killed once the old stop is gone, by its cancel's answer lost or
@@ -154,9 +162,10 @@ KILLS = [  # the held request is the 2nd move's; processed: the exchange acted, 
     pytest.param(market, market == "futures", venue, ENDPOINTS[venue, request], "POST", processed,
                  id=f"{venue}-{PATHS[market, market == 'futures']}-{request}-{'answer-lost' if processed else 'unsent'}")
     for venue in ("bybit", "okx")
-    for market, request, processed in (("spot", "cancel", True), ("spot", "place", False), ("spot", "place", True),
-                                       ("futures", "place", True), ("futures", "cancel", False),
-                                       ("futures", "cancel", True))]
+    for market, request, processed in (("spot", "cancel", False), ("spot", "cancel", True),
+                                       ("spot", "place", False), ("spot", "place", True),
+                                       ("futures", "place", False), ("futures", "place", True),
+                                       ("futures", "cancel", False), ("futures", "cancel", True))]
 
 
 def _exits_placed(server, market: str) -> bool:

@@ -382,11 +382,12 @@ class Broker:
 
     def _replaced_by(self, record: OrderRecord) -> Optional[OrderRecord]:
         """The stop a PENDING spot stop was journaled to replace (a restart between the journal and
-        the cancel-replace): its plan's one other working stop of the same role, untouched. On a
-        market with cancel-replace two stops of one role coexist only this way, so the replacement
-        is finished as it was begun, never sent on its own while the old stop locks the coins."""
+        the cancel-replace, or the cancel of a cancel-then-place move): its plan's one other working
+        stop of the same role, untouched. The replacement is finished as it was begun, never sent
+        on its own while the old stop locks the coins (the exchange refuses it: insufficient
+        balance)."""
         o = record.order
-        if o.kind != OrderKind.STOP or record.plan_id is None or not self.can_cancel_replace(o.symbol):
+        if o.kind != OrderKind.STOP or record.plan_id is None or self.market != "spot":
             return None
         others = [r for r in self.store.orders(record.plan_id) if r.order.tag == o.tag
                   and r.client_order_id != record.client_order_id and not r.state.terminal]
@@ -567,7 +568,12 @@ class Broker:
         if found is None:
             if record.state == OrderState.PENDING:   # never reached the exchange: send it now
                 replaced = self._replaced_by(record)
-                return self._send(record) if replaced is None else self._replace(replaced, record)
+                if replaced is None:
+                    return self._send(record)
+                if self.can_cancel_replace(record.order.symbol):
+                    return self._replace(replaced, record)
+                # cancel, then place: withdrawn if the old stop filled meanwhile or will not go
+                return self._unreplaced(self.cancel(replaced), record)
             log.warning("order_missing_on_exchange", client_id=record.client_order_id)
             return self.store.upsert_order(attrs.evolve(record, state=OrderState.EXPIRED,
                                                         reason="not found on the exchange"))
