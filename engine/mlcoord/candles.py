@@ -50,12 +50,14 @@ def infer_timeframe(index: pd.DatetimeIndex) -> str:
     """Most common step between consecutive timestamps (robust to gaps), as a timeframe string."""
     steps = np.diff(np.asarray(index.as_unit("ns").asi8))
     if steps.size == 0:
-        raise CandleError("cannot infer the timeframe from fewer than 2 bars; pass timeframe=")
+        raise CandleError("cannot infer the timeframe from fewer than 2 bars; name it (a file named like "
+                          "BTC_USDT-1h.csv, or timeframe= in Python)")
     values, counts = np.unique(steps, return_counts=True)
     step = int(values[np.argmax(counts)])
     if step not in _NS_TO_TF:
         raise CandleError(f"most common bar step {pd.Timedelta(step)} is not a known timeframe "
-                          f"({', '.join(TIMEFRAMES)}); pass timeframe= explicitly")
+                          f"({', '.join(TIMEFRAMES)}); name it if the data has one (a file named like BTC_USDT-1h.csv, "
+                          "or timeframe= in Python)")
     return _NS_TO_TF[step]
 
 
@@ -355,7 +357,8 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     the timestamp as a column or as the index, epoch s/ms/us/ns or ISO strings / datetimes (naive = UTC).
     Extra columns are dropped. Any problem raises :class:`CandleError` naming ``source``, column and rows.
 
-    ``repair=True`` (opt-in, never silent) sorts by time, drops duplicate timestamps keeping the last
+    A file whose every timestamp is before the previous one (newest first) is read in time order,
+    recorded in ``Candles.repairs`` like a repair. ``repair=True`` (opt-in, never silent) sorts by time, drops duplicate timestamps keeping the last
     occurrence, drops rows with NaN / non-finite / non-positive prices or NaN volume, and widens
     high/low to cover open/close; each repair is recorded in ``Candles.repairs``. Negative volume,
     bad timestamps and a step below the timeframe are never repaired. A repair never changes the
@@ -384,6 +387,11 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
             raise CandleError(f"{source}: column '{cols[c]}' holds {kind} values; expected numbers")
     frame = pd.DataFrame({c: _numbers(df[cols[c]], source, str(cols[c])) for c in COLUMNS}, index=index)
     repairs: list[str] = []
+    if len(frame) > 1 and (np.diff(frame.index.asi8) < 0).all():
+        # newest first (CryptoDataDownload's exports, many exchange dumps): a layout, not a defect,
+        # so it is read in time order without ``repair``, and said
+        frame = frame.iloc[::-1]
+        repairs.append(f"read the {len(frame)} rows, newest first in the file, in time order")
 
     if repair:
         if not frame.index.is_monotonic_increasing:
@@ -433,9 +441,9 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
         _fail(source, "low above open/close/high", "low", t[bad], l[bad])
     steps = np.diff(t.asi8)
     if (bad := steps < 0).any():
-        _fail(source, "out-of-order timestamps (use repair=True to sort)", "time", t[1:][bad])
+        _fail(source, "out-of-order timestamps (sort them with --repair, [data] repair = true or repair=True)", "time", t[1:][bad])
     if (bad := steps == 0).any():
-        _fail(source, "duplicate timestamps (use repair=True to keep the last)", "time", t[1:][bad])
+        _fail(source, "duplicate timestamps (keep the last with --repair, [data] repair = true or repair=True)", "time", t[1:][bad])
 
     try:
         timeframe = timeframe or infer_timeframe(t)
