@@ -10,6 +10,7 @@ The stop-less window is the exchange's own account (:mod:`exchange_sim.coverage`
 from __future__ import annotations
 
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -234,6 +235,56 @@ def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, ven
             gaps = [g for g in gaps if g is not across]
         # the other moves' windows: cancel-first's usual one (Bybit and OKX read the old stop's end back)
         assert all(g.requests <= (1 if venue == "binance" else 2) for g in gaps), gaps
+
+
+# -- kill -9 at seeded random requests of a moving-stop session, then a restart ---------------------
+
+#: the requests that place and cancel a stop, by venue and market
+STOP_REQUESTS = {("binance", "spot"): [("POST", "/api/v3/order"), ("DELETE", "/api/v3/order")],
+                 ("binance", "futures"): [("POST", "/fapi/v1/algoOrder"), ("DELETE", "/fapi/v1/algoOrder")],
+                 **{(venue, market): [("POST", ENDPOINTS[venue, "place"]), ("POST", ENDPOINTS[venue, "cancel"])]
+                    for venue in ("bybit", "okx") for market in ("spot", "futures")}}
+#: seeds per (venue, market) in CI; ``MLCOORD_FULL_RUNS=1`` runs 20 (a script's run, see the README)
+SOAK_SEEDS = 20 if os.environ.get("MLCOORD_FULL_RUNS") == "1" else 2
+SOAK = [pytest.param(venue, market, seed, id=f"{venue}-{market}-{seed}")
+        for venue in ("binance", "bybit", "okx") for market in ("spot", "futures") for seed in range(SOAK_SEEDS)]
+
+
+@pytest.mark.parametrize("venue, market, seed", SOAK)
+def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_path, venue, market, seed):
+    """Where the kill lands is drawn from the seed: any request (history, balance, order, cancel,
+    lookup) of the 1st to 4th bar after the entry's exits rest, unsent or acted on with its answer
+    lost. Spot on Binance without cancel-replace (cancel-first, as Bybit's and OKX's spot): the
+    path a kill hurts most. After the restart: one stop at the plan's level, the store and the
+    exchange agree both ways, no client id twice, nothing PENDING and nothing refused."""
+    rng = random.Random(f"{venue}-{market}-{seed}")
+    after, processed = rng.randint(0, 3), rng.random() < 0.5
+    if rng.random() < 0.75:          # a stop's placement or cancel: where a move can be cut in two
+        method, path = rng.choice(STOP_REQUESTS[venue, market])
+        nth = rng.randint(1, 2)
+    else:                            # any request of the bar
+        method = path = None
+        nth = rng.randint(1, 8)
+    config = session_config(tmp_path, market)
+    with server_for(market, False, venue) as server:
+        held = server.hold_request(nth, after_advances=ENTRY - 300 + after, processed=processed, path=path,
+                                   method=method, when=lambda: _exits_placed(server, market))
+        child = _spawn(server.url, config, market, venue, 50)
+        deadline = time.monotonic() + 120
+        while not held.reached.wait(0.05):
+            assert child.poll() is None, child.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the child never made the held request"
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stderr.close()
+        held.release()
+        trader, _ = run_session(server, tmp_path, market, 2)           # the restart, two bars
+        _one_stop_at_the_plan_level(server, trader, market)
+        _store_and_server_agree(server, trader, market)
+        refused = [(r.client_order_id, r.reason) for r in trader.store.orders() if r.state == OrderState.REJECTED]
+        assert not refused, refused                                     # nothing sent in vain
+        print(f"{venue} {market} seed {seed}: killed at {held.request} (after {after} bars, {nth}. request, "
+              f"{'acted on' if processed else 'unsent'})")
 
 
 def _spawn(url: str, config: Path, market: str, venue: str, cycles: int) -> subprocess.Popen:
