@@ -244,20 +244,22 @@ STOP_REQUESTS = {("binance", "spot"): [("POST", "/api/v3/order"), ("DELETE", "/a
                  ("binance", "futures"): [("POST", "/fapi/v1/algoOrder"), ("DELETE", "/fapi/v1/algoOrder")],
                  **{(venue, market): [("POST", ENDPOINTS[venue, "place"]), ("POST", ENDPOINTS[venue, "cancel"])]
                     for venue in ("bybit", "okx") for market in ("spot", "futures")}}
-#: seeds per (venue, market) in CI; ``MLCOORD_FULL_RUNS=1`` runs 20 (a script's run, see the README)
-SOAK_SEEDS = 20 if os.environ.get("MLCOORD_FULL_RUNS") == "1" else 2
-SOAK = [pytest.param(venue, market, seed, id=f"{venue}-{market}-{seed}")
-        for venue in ("binance", "bybit", "okx") for market in ("spot", "futures") for seed in range(SOAK_SEEDS)]
+#: seeds per (venue, market, entry) in CI; ``MLCOORD_FULL_RUNS=1`` runs 20 (a script's run, see the README)
+SOAK_SEEDS = 20 if os.environ.get("MLCOORD_FULL_RUNS") == "1" else 1
+SOAK = [pytest.param(venue, market, planner, seed, id=f"{venue}-{market}-{planner or 'market'}-{seed}")
+        for venue in ("binance", "bybit", "okx") for market in ("spot", "futures") for planner in ("", "dca")
+        for seed in range(SOAK_SEEDS)]
 
 
-@pytest.mark.parametrize("venue, market, seed", SOAK)
-def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_path, venue, market, seed):
+@pytest.mark.parametrize("venue, market, planner, seed", SOAK)
+def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_path, venue, market, planner, seed):
     """Where the kill lands is drawn from the seed: any request (history, balance, order, cancel,
     lookup) of the 1st to 4th bar after the entry's exits rest, unsent or acted on with its answer
     lost. Spot on Binance without cancel-replace (cancel-first, as Bybit's and OKX's spot): the
-    path a kill hurts most. After the restart: one stop at the plan's level, the store and the
+    path a kill hurts most. The entry is one market order, or a DCA ladder of limit legs filling on
+    later bars (each fill resizes the stop: more moves). After the restart: one stop at the plan's level, the store and the
     exchange agree both ways, no client id twice, nothing PENDING and nothing refused."""
-    rng = random.Random(f"{venue}-{market}-{seed}")
+    rng = random.Random(f"{venue}-{market}-{planner}-{seed}")
     after, processed = rng.randint(0, 3), rng.random() < 0.5
     if rng.random() < 0.75:          # a stop's placement or cancel: where a move can be cut in two
         method, path = rng.choice(STOP_REQUESTS[venue, market])
@@ -265,7 +267,7 @@ def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_pat
     else:                            # any request of the bar
         method = path = None
         nth = rng.randint(1, 8)
-    config = session_config(tmp_path, market)
+    config = session_config(tmp_path, market, planner)
     with server_for(market, False, venue) as server:
         held = server.hold_request(nth, after_advances=ENTRY - 300 + after, processed=processed, path=path,
                                    method=method, when=lambda: _exits_placed(server, market))
@@ -278,12 +280,12 @@ def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_pat
         child.wait()
         child.stderr.close()
         held.release()
-        trader, _ = run_session(server, tmp_path, market, 2)           # the restart, two bars
+        trader, _ = run_session(server, tmp_path, market, 2, entry_planner=planner)   # the restart, two bars
         _one_stop_at_the_plan_level(server, trader, market)
         _store_and_server_agree(server, trader, market)
         refused = [(r.client_order_id, r.reason) for r in trader.store.orders() if r.state == OrderState.REJECTED]
         assert not refused, refused                                     # nothing sent in vain
-        print(f"{venue} {market} seed {seed}: killed at {held.request} (after {after} bars, {nth}. request, "
+        print(f"{venue} {market} {planner or 'market'} seed {seed}: killed at {held.request} (after {after} bars, {nth}. request, "
               f"{'acted on' if processed else 'unsent'})")
 
 
