@@ -350,6 +350,15 @@ def test_an_entry_guard_answers_none_or_a_reason(answer, message):
         checked_verdict(answer)
 
 
+def test_a_hedge_of_nothing_or_of_an_untraded_symbol_is_refused():
+    with pytest.raises(ComponentFailure, match="fraction 0 hedges nothing"):
+        checked_guard_actions([GuardAction("open_hedge", "x")])
+    with pytest.raises(ComponentFailure, match="'DOGE/USDT', which this run does not trade"):
+        checked_guard_actions([GuardAction("open_hedge", "x", "DOGE/USDT", 0.5)], symbols={"BTC/USDT"})
+    ok = [GuardAction("open_hedge", "x", "BTC/USDT", 0.5), GuardAction("close_hedge", "x", "DOGE/USDT")]
+    assert checked_guard_actions(ok, symbols={"BTC/USDT"}) == ok       # a release of nothing is harmless
+
+
 def test_a_guard_action_that_skipped_validation_is_refused():
     good = GuardAction("open_hedge", "volatile", None, 0.5)
     assert checked_guard_actions((good,)) == [good]

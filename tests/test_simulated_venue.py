@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 import pandas as pd
 import pytest
+import structlog
 from hypothesis import given, settings, strategies as st
 
 from mlcoord import hookimpl
@@ -208,6 +209,29 @@ def test_a_guard_hedging_one_symbol_hedges_that_symbol_only():
     raw = run([frame(bars, "BTC/USDT"), frame(bars, "ETH/USDT")], plugin)
     hedged = {f.symbol for f in raw.fills if f.hedge and not f.reduce_only}
     assert hedged == {"ETH/USDT"}
+
+
+def test_a_hedge_asked_for_an_untraded_symbol_or_of_nothing_is_refused_and_marks_nothing_hedged():
+    """An ``open_hedge`` for a symbol the run does not trade, or of fraction 0 (GuardAction's
+    default), hedges nothing; taken as a trigger it made ``portfolio.hedged()`` true for good, so
+    a watcher that hedges only while nothing is hedged (the built-in one) never hedged again."""
+    seen = []
+
+    class Watching(Guard):
+        def on_bar(self, portfolio):
+            seen.append(((portfolio.time - T0) // H, portfolio.hedged()))
+            return super().on_bar(portfolio)
+
+    bars = FLAT + [(100, 100.5, 99.5, 100)] * 6
+    guard = Watching({5: [GuardAction("open_hedge", "a symbol nobody trades", symbol="DOGE/USDT", fraction=0.5)],
+                      6: [GuardAction("open_hedge", "of nothing")]})
+    with structlog.testing.capture_logs() as logs:
+        raw = run([frame(bars)], Planted({"TEST/USDT": {4: 1}}, levels=Levels(90.0, 110.0), guard=guard))
+    assert [h for bar, h in seen if bar > 5] and not any(h for bar, h in seen if bar > 5)
+    assert not [f for f in raw.fills if f.hedge]
+    refused = [e["error"] for e in logs if e["event"] == "component_failed" and e["call"] == "on_bar"]
+    assert len(refused) == 2 and "'DOGE/USDT', which this run does not trade" in refused[0], refused
+    assert "fraction 0 hedges nothing" in refused[1], refused
 
 
 def test_the_hedge_leg_follows_what_is_held():

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from typing import Any, Optional, Union
+from typing import Any, Collection, Optional, Union
 
 import attrs
 import numpy as np
@@ -304,9 +304,11 @@ def checked_sizing(sizing: Any, request: SizingRequest) -> tuple[Sizing, Optiona
 
 
 # -- guards ----------------------------------------------------------------------------------------
-def checked_guard_actions(result: Any) -> list[GuardAction]:
+def checked_guard_actions(result: Any, symbols: Optional[Collection[str]] = None) -> list[GuardAction]:
     """A portfolio watcher's answer: a list (or tuple) of GuardAction, each of a known kind, a
-    text reason, a symbol that is None or a text and a fraction in [0, 1]."""
+    text reason, a symbol that is None or a text and a fraction in [0, 1]. An ``open_hedge``
+    hedges more than nothing, and a symbol it names is one of ``symbols`` (the run's, when
+    given): either would hedge nothing, yet count as a hedge asked for (``portfolio.hedged()``)."""
     if not isinstance(result, (list, tuple)):
         raise ComponentFailure(f"returned {result!r:.80}, expected a list of GuardAction")
     for action in result:
@@ -318,6 +320,13 @@ def checked_guard_actions(result: Any) -> list[GuardAction]:
         if action.symbol is not None:
             _text(action.symbol, "guard action symbol")
         probability(action.fraction, "guard action fraction")
+        if action.kind == GuardActionKind.OPEN_HEDGE:
+            if not action.fraction > 0:
+                raise ComponentFailure("open_hedge of fraction 0 hedges nothing (GuardAction's fraction "
+                                       "defaults to 0); close_hedge releases a hedge")
+            if symbols is not None and action.symbol is not None and action.symbol not in symbols:
+                raise ComponentFailure(f"open_hedge for {action.symbol!r}, which this run does not trade "
+                                       f"(trades: {', '.join(sorted(symbols))})")
     return list(result)
 
 

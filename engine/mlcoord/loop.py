@@ -396,7 +396,7 @@ class TradingLoop:
                 pipeline.errors.failed(guard_name, "on_bar", exc)
                 continue
             if actions:
-                for action in pipeline.checked_guard_actions(guard_name, actions):
+                for action in pipeline.checked_guard_actions(guard_name, actions, [s.symbol for s in self.series]):
                     self._guard_action(guard_name, action)
         # only when something held, wanted or pending changed since the last look
         if view._triggers and (ledger.version, self._trigger_version) != self._covered:

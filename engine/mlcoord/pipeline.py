@@ -10,7 +10,7 @@ budget when one is set (:mod:`mlcoord.budget`).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Collection, Optional, Sequence, Union
 
 import attrs
 import numpy as np
@@ -854,10 +854,12 @@ class Pipeline:
             except Exception as exc:
                 self.errors.failed(name, "on_trade_closed", exc)
 
-    def checked_guard_actions(self, guard: str, result: Any) -> list[GuardAction]:
-        """A watcher's actions (:func:`mlcoord.bounds.checked_guard_actions`); nonsense is logged, ignored."""
+    def checked_guard_actions(self, guard: str, result: Any, symbols: Optional[Collection[str]] = None
+                              ) -> list[GuardAction]:
+        """A watcher's actions (:func:`mlcoord.bounds.checked_guard_actions`, against the run's
+        ``symbols``); nonsense is logged, ignored."""
         try:
-            return checked_guard_actions(result)
+            return checked_guard_actions(result, symbols)
         except ComponentFailure as exc:
             self.errors.failed(guard, "on_bar", exc, note="its actions are ignored")
             return []
