@@ -197,16 +197,9 @@ def test_kill_9_in_a_stop_move_and_restart(tmp_path, market, cancel_replace, ven
         # and only requests once the entry's exits rest count (Bybit's order/create also places the entry)
         held = server.hold_request(2, after_advances=ENTRY - 300 + 1, processed=processed,
                                    path=path, method=method, when=lambda: _exits_placed(server, market))
-        child = _spawn(server.url, config, market, venue, 50)
-        deadline = time.monotonic() + 120
-        while not held.reached.wait(0.05):
-            assert child.poll() is None, child.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the child never made the held request"
+        child = _bot_at_the_held_request(server, config, market, venue, held)
         stops_at_kill = len(working_stops(server, market))
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stderr.close()
-        held.release()
+        _kill(child, held)
         killed_at, killed_wall = server.now_ms, time.monotonic()
         expected = _stops_at_the_kill(market, cancel_replace, method, path, processed)
         assert stops_at_kill == expected, (stops_at_kill, expected)      # the kill landed mid move
@@ -271,15 +264,7 @@ def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_pat
     with server_for(market, False, venue) as server:
         held = server.hold_request(nth, after_advances=ENTRY - 300 + after, processed=processed, path=path,
                                    method=method, when=lambda: _exits_placed(server, market))
-        child = _spawn(server.url, config, market, venue, 50)
-        deadline = time.monotonic() + 120
-        while not held.reached.wait(0.05):
-            assert child.poll() is None, child.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "the child never made the held request"
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        child.stderr.close()
-        held.release()
+        _kill(_bot_at_the_held_request(server, config, market, venue, held), held)
         trader, _ = run_session(server, tmp_path, market, 2, entry_planner=planner)   # the restart, two bars
         _one_stop_at_the_plan_level(server, trader, market)
         _store_and_server_agree(server, trader, market)
@@ -287,6 +272,24 @@ def test_kill_9_at_a_seeded_request_of_a_moving_stop_session_and_restart(tmp_pat
         assert not refused, refused                                     # nothing sent in vain
         print(f"{venue} {market} {planner or 'market'} seed {seed}: killed at {held.request} (after {after} bars, {nth}. request, "
               f"{'acted on' if processed else 'unsent'})")
+
+
+def _bot_at_the_held_request(server, config: Path, market: str, venue: str, held) -> subprocess.Popen:
+    """The bot started in its own process, once it waits for the ``held`` request."""
+    child = _spawn(server.url, config, market, venue, 50)
+    deadline = time.monotonic() + 120
+    while not held.reached.wait(0.05):
+        assert child.poll() is None, child.stderr.read().decode()[-3000:]
+        assert time.monotonic() < deadline, "the child never made the held request"
+    return child
+
+
+def _kill(child: subprocess.Popen, held) -> None:
+    """kill -9, then the held request's connection dropped unanswered."""
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    held.release()
 
 
 def _spawn(url: str, config: Path, market: str, venue: str, cycles: int) -> subprocess.Popen:

@@ -56,8 +56,8 @@ def infer_timeframe(index: pd.DatetimeIndex) -> str:
     step = int(values[np.argmax(counts)])
     if step not in _NS_TO_TF:
         raise CandleError(f"most common bar step {pd.Timedelta(step)} is not a known timeframe "
-                          f"({', '.join(TIMEFRAMES)}); name it if the data has one (a file named like BTC_USDT-1h.csv, "
-                          "or timeframe= in Python)")
+                          f"({', '.join(TIMEFRAMES)}); name it if the data has one (a file named like "
+                          "BTC_USDT-1h.csv, or timeframe= in Python)")
     return _NS_TO_TF[step]
 
 
@@ -358,9 +358,9 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
     Extra columns are dropped. Any problem raises :class:`CandleError` naming ``source``, column and rows.
 
     A file whose every timestamp is before the previous one (newest first) is read in time order,
-    recorded in ``Candles.repairs`` like a repair. ``repair=True`` (opt-in, never silent) sorts by time, drops duplicate timestamps keeping the last
-    occurrence, drops rows with NaN / non-finite / non-positive prices or NaN volume, and widens
-    high/low to cover open/close; each repair is recorded in ``Candles.repairs``. Negative volume,
+    recorded in ``Candles.repairs`` like a repair. ``repair=True`` (opt-in, never silent) sorts by
+    time, drops duplicate timestamps keeping the last occurrence, drops rows with NaN / non-finite /
+    non-positive prices or NaN volume, and widens high/low to cover open/close; each repair is recorded in ``Candles.repairs``. Negative volume,
     bad timestamps and a step below the timeframe are never repaired. A repair never changes the
     timeframe (it is read from the data before any row is dropped) and refuses, listing the rows,
     to drop more than ``repair_max_drop`` of them (default 1 %): so many bad rows mean a file read
@@ -441,9 +441,11 @@ def candles_from_frame(df: pd.DataFrame, *, symbol: str, timeframe: str | None =
         _fail(source, "low above open/close/high", "low", t[bad], l[bad])
     steps = np.diff(t.asi8)
     if (bad := steps < 0).any():
-        _fail(source, "out-of-order timestamps (sort them with --repair, [data] repair = true or repair=True)", "time", t[1:][bad])
+        _fail(source, "out-of-order timestamps (sort them with --repair, [data] repair = true or repair=True)",
+              "time", t[1:][bad])
     if (bad := steps == 0).any():
-        _fail(source, "duplicate timestamps (keep the last with --repair, [data] repair = true or repair=True)", "time", t[1:][bad])
+        _fail(source, "duplicate timestamps (keep the last with --repair, [data] repair = true or repair=True)",
+              "time", t[1:][bad])
 
     try:
         timeframe = timeframe or infer_timeframe(t)

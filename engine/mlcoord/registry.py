@@ -240,7 +240,7 @@ def _distribution(dist: Any, described: dict[int, tuple[Any, str, str]]) -> tupl
     if seen is None or seen[0] is not dist:
         metadata = getattr(dist, "metadata", None)
         if metadata is not None:
-            name, version = metadata["Name"], metadata["Version"]
+            name, version = metadata.get("Name"), metadata.get("Version")    # a broken one may lack them
         else:
             name, version = getattr(dist, "name", ""), getattr(dist, "version", "")
         seen = described[id(dist)] = (dist, name or "", version or "")

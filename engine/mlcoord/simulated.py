@@ -182,11 +182,7 @@ class SimulatedVenue:
         position = ledger.positions.get(symbol)
         hedge = ledger.hedges.get(symbol)
         previous = w.prev_time
-        step = self._funding_step
-        # without a recorded series, funding is due only when a ``step`` boundary was crossed:
-        # most bars cross none, and asking the cost model costs more than this test
-        if previous is not None and (position is not None or hedge is not None) and step and \
-                (previous // step != t // step or symbol in costs.funding):
+        if previous is not None and (position is not None or hedge is not None) and self._funding_step:
             rate = costs.funding_between(symbol, previous, t)
             if rate:
                 for p in (position, hedge):
