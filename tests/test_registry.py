@@ -115,6 +115,11 @@ def test_each_status_names_its_distribution_read_once_per_distribution():
     statuses = load_plugins({}, entry_points=eps).statuses
     assert [(statuses[n].distribution, statuses[n].version) for n in ("four", "five")] == [("pkg-c", "0.3")] * 2
     assert c.parses == 1
+    broken = ParsedDist("x", "1")
+    broken._fields = {}                     # metadata without Name or Version: named "", not a crash
+    eps["six"] = FakeEntryPoint("six", fake_plugins.Components())
+    eps["six"].dist = broken
+    assert load_plugins({}, entry_points=eps).statuses["six"].distribution == ""
     real = load_plugins({}).statuses
     assert {real[n].distribution for n in BUILTINS} == {"mlcoord"} and all(real[n].version for n in BUILTINS)
 
