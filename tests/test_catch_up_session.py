@@ -30,7 +30,7 @@ from structlog.testing import capture_logs
 from exchange_sim import ExchangeServer, futures_client, spot_client
 from fake_plugins import Components
 from live_helpers import BarClock, backtest_of_session, live_config, with_pipeline
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.live.records import PlanStatus
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings, run_paper
@@ -127,7 +127,7 @@ def test_a_session_paused_for_30_bars_processes_every_bar_once(tmp_path, mode, m
     # no entry decided on a replayed bar (a BUY on each): the deciding bar and the newest only
     assert [t for t, _ in decisions] == [bar(SIGNAL), bar(NEWEST)]
     assert [(d["time"], d["outcome"]) for d in trader.store.decisions()] == [
-        (iso_time(t), outcome) for t, outcome in decisions]             # the store holds each once
+        (iso(t), outcome) for t, outcome in decisions]             # the store holds each once
     assert trader.store.load_state("account")["bar_time"] == bar(NEWEST + 1)
     # the stop the replayed bars crossed: closed now at market, reason catch_up, on the backtest's bar
     [crossed] = [e for e in replayed if e["stops_crossed"]]
@@ -150,10 +150,10 @@ def test_a_session_paused_for_30_bars_processes_every_bar_once(tmp_path, mode, m
     if market == "futures":
         # the hedging guard fired on its replayed bar, as in the backtest; its hedge was opened at
         # market after that bar and closed with the position
-        [guard] = [e for e in _events(logs, "guard_action") if e["time"] < iso_time(bar(NEWEST))]
+        [guard] = [e for e in _events(logs, "guard_action") if e["time"] < iso(bar(NEWEST))]
         hedge = next(t for t in raw.trades if t.hedge)
         assert guard["action"] == "open_hedge" and guard["guard"] == "hedging"
-        assert guard["time"] == iso_time(bar(HEDGE_AT)) == iso_time(hedge.opened_at - TF)
+        assert guard["time"] == iso(bar(HEDGE_AT)) == iso(hedge.opened_at - TF)
         [opened] = [r for r in orders if r.order.tag.startswith("hedge:open")]
         assert opened.filled_quantity > 0 and opened.order.hedge
         [leg] = [t for t in trader.engine.trades if t.hedge]
@@ -178,6 +178,6 @@ def _paper_is_history(trader, raw, options, first):
     with Store.open(options.store) as store:
         [session] = store.paper_sessions()
         assert session["bars"] == len(trader.engine.loop.times)
-        assert session["last_bar"] == iso_time(trader.engine.loop.times[-1])
+        assert session["last_bar"] == iso(trader.engine.loop.times[-1])
         assert store.paper_trades(session["session_id"]) == list(trader.engine.trades)
         assert store.paper_fills(session["session_id"]) == list(trader.engine.fills)

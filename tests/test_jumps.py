@@ -14,7 +14,7 @@ from mlcoord.backtest.run import load_market
 from mlcoord.candles import candles_from_frame, load_candles
 from mlcoord.config import load_settings
 from mlcoord.datasets import bundled_path
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.jumps import JumpFilter, find_jumps
 
 
@@ -53,7 +53,7 @@ def test_a_bad_tick_is_flagged_and_the_next_bar_is_not(btc):
     [jump] = find_jumps(bad)
     assert (jump.index, jump.column, jump.value, jump.confirmed) == (20_000, "high", 1e300, False)
     assert jump.reference == btc.close[19_999] and jump.time == int(btc.time[20_000])
-    assert "1e+300" in jump.describe() and iso_time(jump.time) in jump.describe()
+    assert "1e+300" in jump.describe() and iso(jump.time) in jump.describe()
     low = _with(btc, 30_000, low=btc.low[30_000] / 10, close=btc.close[30_000] / 10 * 1.01)
     assert [(j.index, j.column) for j in find_jumps(low)] == [(30_000, "low")]
 
@@ -87,7 +87,7 @@ def test_a_backtest_warns_naming_the_bar_and_keeps_its_data(btc, tmp_path):
     with capture_logs() as logs:
         [loaded] = load_market(settings)
     [warning] = [e for e in logs if e["event"] == "candles_implausible"]
-    assert warning["log_level"] == "warning" and warning["bar_time"] == iso_time(int(btc.time[20_000]))
+    assert warning["log_level"] == "warning" and warning["bar_time"] == iso(int(btc.time[20_000]))
     assert warning["column"] == "high" and warning["value"] == 1e300 and warning["action"] == "kept"
     assert loaded.high[20_000] == 1e300                # the data is what the file says
     off = load_settings(None, {"data": {"files": [str(path)], "max_jump_atr": 0}})

@@ -21,7 +21,7 @@ from exchange_sim import ExchangeServer, futures_client
 from exchange_sim.state import ExchangeState
 from fake_plugins import Components
 from live_helpers import BarClock, live_config, planted_pipeline, with_pipeline
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.live.bar_screen import screen_rows
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import PaperTrader, load_live_settings
@@ -90,10 +90,10 @@ def test_a_bad_bar_with_a_position_open_and_after_a_restart(tmp_path, bad_bar, m
         times = trader.engine.loop.times
         assert bad_ns not in times and times[-1] > bad_ns + 2 * H_MS * 1_000_000   # stepped on past it
         [dropped] = _events(logs, event)                          # once, however often it was sent
-        assert dropped["symbol"] == "BTC/USDT" and dropped["bar_time"] == iso_time(bad_ns)
+        assert dropped["symbol"] == "BTC/USDT" and dropped["bar_time"] == iso(bad_ns)
         [paused] = _events(logs, "entries_paused")
         [resumed] = _events(logs, "entries_resumed")
-        assert paused["bar_time"] == iso_time(bad_ns) and resumed["bar_time"] == iso_time(bad_ns + H_MS * 10**6)
+        assert paused["bar_time"] == iso(bad_ns) and resumed["bar_time"] == iso(bad_ns + H_MS * 10**6)
         assert json.loads((tmp_path / "beat.json").read_text())["bad_bars"] == 1
         assert not server.errors
 
@@ -103,7 +103,7 @@ def test_a_bad_bar_with_a_position_open_and_after_a_restart(tmp_path, bad_bar, m
                               health_clock=ManualClock(), cycles=3, on_cycle=on_cycle)
         trader.store.close()
         [dropped] = _events(logs, event)
-        assert dropped["bar_time"] == iso_time(bad_ns) and not _events(logs, "entries_paused")
+        assert dropped["bar_time"] == iso(bad_ns) and not _events(logs, "entries_paused")
         assert bad_ns not in trader.history["BTC/USDT"].time and len(trader.engine.loop.times) == 2  # 1st poll: none new
 
 

@@ -8,7 +8,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from exchange_sim import exchange_server, futures_client  # noqa: F401 (fixture)
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.live.memory import ACCOUNT, GUARDS, PIPELINE
 from mlcoord.live.retry import ManualClock
 from mlcoord.live.runner import load_live_settings
@@ -33,7 +33,7 @@ def test_decisions_and_state_are_stored_every_cycle_and_restored_after_a_crash(e
         decisions = trader.engine.journal.decisions
         stored = store.decisions()
         assert len(stored) == len(decisions)                         # every decision, once, as it was made
-        assert [(d["symbol"], d["time"]) for d in stored] == [(d.symbol, iso_time(d.time)) for d in decisions]
+        assert [(d["symbol"], d["time"]) for d in stored] == [(d.symbol, iso(d.time)) for d in decisions]
         if store.load_state(ACCOUNT) is None:                        # saved from the first stepped bar on
             assert len(trader.history["BTC/USDT"]) == 300 and not decisions     # no bar stepped yet
             return
@@ -129,7 +129,7 @@ def test_a_cycles_decisions_and_state_are_saved_in_one_commit(tmp_path):
     store = Store.open(tmp_path / "live.db")
     commits = []
     event.listen(store.engine, "commit", lambda conn: commits.append(1))
-    decisions = [{"symbol": f"S{k}/USDT", "time": iso_time(3_600_000_000_000), "outcome": "hold"} for k in range(10)]
+    decisions = [{"symbol": f"S{k}/USDT", "time": iso(3_600_000_000_000), "outcome": "hold"} for k in range(10)]
     trader = _Trader(list(decisions))
     memory = SessionMemory(store)
     trader.pipeline.fail = True
@@ -141,7 +141,7 @@ def test_a_cycles_decisions_and_state_are_saved_in_one_commit(tmp_path):
     assert memory.save(trader) == 10
     assert len(commits) == 1
     assert len(store.decisions()) == 10 and store.load_state(ACCOUNT)["bar_time"] == 7
-    trader.engine.journal.decisions.append({"symbol": "S0/USDT", "time": iso_time(7_200_000_000_000)})
+    trader.engine.journal.decisions.append({"symbol": "S0/USDT", "time": iso(7_200_000_000_000)})
     assert memory.save(trader) == 1 and len(store.decisions()) == 11
 
 

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlcoord.backtest.plain import iso, iso_times, rounded
+from mlcoord.backtest.plain import rounded
+from mlcoord.times import iso, iso_times
 from mlcoord.backtest.run import _iso_of, _plain, run_backtest
 from mlcoord.config import Settings, unstructure
 

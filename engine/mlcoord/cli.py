@@ -713,7 +713,7 @@ def status(config_path, max_age) -> None:
     is silent (no beat, an old one, or one dated in the future) or paused, 0 when it is cycling."""
     import time as _time
 
-    from mlcoord.journal import iso_time
+    from mlcoord.times import iso
     from mlcoord.live.runner import load_live_settings
     from mlcoord.live.supervisor import Supervisor, beat_problem
 
@@ -730,7 +730,7 @@ def status(config_path, max_age) -> None:
     now = _time.time()
     age = now - float(beat["wall_time"])
     bar = beat.get("bar_time_ns")
-    bar_text = iso_time(int(bar)) if bar else "none"
+    bar_text = iso(int(bar)) if bar else "none"
     bad = beat.get("bad_bars")
     bad_text = f"; bad bars left out {bad}" if isinstance(bad, int) and not isinstance(bad, bool) else ""
     click.echo(f"status {beat.get('status')}; last cycle {age:.0f} s ago (limit {limit:.0f} s); last bar {bar_text}; "

@@ -10,18 +10,13 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-import pandas as pd
 import structlog
 
 from mlcoord import logs
 from mlcoord.model import Decision, GuardAction, Vote
+from mlcoord.times import iso
 
 log = structlog.get_logger("mlcoord.decisions")
-
-
-def iso_time(ns: int) -> str:
-    """ISO-8601 UTC text of a bar time in ns."""
-    return pd.Timestamp(ns, unit="ns", tz="UTC").isoformat()
 
 
 def _vote_dict(v: Vote) -> dict[str, Any]:
@@ -51,7 +46,7 @@ def vote_weight_text(vote: Mapping[str, Any]) -> str:
 def decision_to_dict(d: Decision) -> dict[str, Any]:
     """Plain data for JSON and logs."""
     out: dict[str, Any] = {
-        "time": iso_time(d.time), "symbol": d.symbol, "outcome": d.outcome,
+        "time": iso(d.time), "symbol": d.symbol, "outcome": d.outcome,
         "signal": d.signal.action.name, "technical_signal": d.technical.action.name,
         "raw_confidence": round(d.raw_confidence, 6), "confidence": round(d.confidence, 6),
         "threshold": d.threshold,
@@ -97,7 +92,7 @@ class Journal:
 
     def guard(self, guard: str, action: GuardAction, portfolio: Any) -> None:
         log.info("guard_action", guard=guard, action=action.kind, reason=action.reason, symbol=action.symbol,
-                    fraction=action.fraction, time=iso_time(portfolio.time), equity=round(portfolio.equity, 2),
+                    fraction=action.fraction, time=iso(portfolio.time), equity=round(portfolio.equity, 2),
                     drawdown=round(portfolio.drawdown, 4))
 
 

@@ -58,9 +58,9 @@ class Jump:
     confirmed: bool = False
 
     def describe(self) -> str:
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
-        return (f"{iso_time(self.time)}: {self.column} {self.value:.10g} is {self.atrs:.3g} ATRs from the "
+        return (f"{iso(self.time)}: {self.column} {self.value:.10g} is {self.atrs:.3g} ATRs from the "
                 f"last plausible close {self.reference:.10g}")
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
-import pandas as pd
 import structlog
 
 from mlcoord.errors import ConfigError
+from mlcoord.times import iso, next_day
 
 log = structlog.get_logger("mlcoord.learning_state")
 
@@ -33,9 +33,9 @@ def few_bars_note(bars: int, until: Optional[int], first_bar: Optional[int]) -> 
     from ``first_bar`` on; None when there are enough (or nothing was restored)."""
     if until is None or bars >= MIN_BARS_AFTER_STATE:
         return None
-    since = "" if first_bar is None else f" from {_iso(first_bar)}"
+    since = "" if first_bar is None else f" from {iso(first_bar)}"
     return (f"only {bars} bar(s) to trade{since} (fewer than {MIN_BARS_AFTER_STATE}): the learning state "
-            f"learnt up to {_iso(until)} and the data or --timerange ends soon after; its statistics say little. "
+            f"learnt up to {iso(until)} and the data or --timerange ends soon after; its statistics say little. "
             f"Use a longer --timerange, more data, or an older state")
 
 
@@ -43,12 +43,6 @@ class StateLeakError(ConfigError):
     """A learning state that saw outcomes at or after the bars it would be used on."""
 
 
-def _iso(ns: int) -> str:
-    return pd.Timestamp(int(ns), tz="UTC").isoformat()
-
-
-def _next_day(ns: int) -> str:
-    return (pd.Timestamp(int(ns), tz="UTC").normalize() + pd.Timedelta(days=1)).strftime("%Y%m%d")
 
 
 def first_traded_bar(times: Sequence[np.ndarray], start_ns: Optional[int]) -> Optional[int]:
@@ -98,10 +92,10 @@ def check_usable(state: dict[str, Any], path: Path, first_bar: Optional[int]) ->
         raise ConfigError(f"learning state {str(path)!r}: trained_until must be a time in ns or null, got {until!r}")
     if first_bar is not None and until >= first_bar:
         raise StateLeakError(
-            f"learning state {str(path)!r} learnt from outcomes up to {_iso(until)}, but this backtest trades "
-            f"from {_iso(first_bar)}: restoring it would use the future. Start the backtest after "
-            f"{_iso(until)} (--timerange {_next_day(until)}- or later), use a "
-            f"state saved by a run that ended before {_iso(first_bar)}, or drop --state")
+            f"learning state {str(path)!r} learnt from outcomes up to {iso(until)}, but this backtest trades "
+            f"from {iso(first_bar)}: restoring it would use the future. Start the backtest after "
+            f"{iso(until)} (--timerange {next_day(until)}- or later), use a "
+            f"state saved by a run that ended before {iso(first_bar)}, or drop --state")
     return until
 
 
@@ -110,4 +104,4 @@ def restore(pipeline: Any, path: Path, first_bar: Optional[int]) -> None:
     state = read_state(path)
     until = check_usable(state, path, first_bar)
     pipeline.load_state(state)
-    log.info("learning_state_restored", path=str(path), trained_until=None if until is None else _iso(until))
+    log.info("learning_state_restored", path=str(path), trained_until=None if until is None else iso(until))

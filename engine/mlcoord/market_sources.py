@@ -55,7 +55,7 @@ def load_funding(path) -> FundingSeries:
     ``-funding_rate`` file (``date``, the rate in ``open``) or any CSV/Parquet/Feather with a time
     column (``time``/``timestamp``/``date``/``fundingTime``: epoch or ISO, UTC) and a rate column
     (``rate``/``fundingRate``/``funding_rate``), one row per event, as a fraction per event."""
-    from mlcoord.candles import _parse_times
+    from mlcoord.candle_frames import _parse_times
 
     path = Path(path)
     frame = _read_frame(path)

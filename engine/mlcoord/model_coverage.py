@@ -12,14 +12,13 @@ from __future__ import annotations
 from typing import Any, Optional, Sequence
 
 import attrs
-import pandas as pd
 import structlog
+
+from mlcoord.times import iso
 
 log = structlog.get_logger("mlcoord.model_coverage")
 
 
-def _iso(ns: int) -> str:
-    return pd.Timestamp(int(ns), tz="UTC").isoformat()
 
 
 def _retrain_hint(built: Any) -> str:
@@ -48,12 +47,12 @@ def leave_out_models_covering(pipeline: Any, candles: Sequence[Any], start_ns: O
         if until is None or int(until) < last:
             kept.append(built)
             continue
-        note = (f"{built.name}: its model was trained on data until {_iso(until)}, which covers every bar of this "
-                f"backtest ({_iso(first)} -> {_iso(last)}); left out, so the technical signal trades without it. "
-                f"To use it, train it on data before {_iso(first)} (`mlcoord train --component {built.name}`)"
+        note = (f"{built.name}: its model was trained on data until {iso(until)}, which covers every bar of this "
+                f"backtest ({iso(first)} -> {iso(last)}); left out, so the technical signal trades without it. "
+                f"To use it, train it on data before {iso(first)} (`mlcoord train --component {built.name}`)"
                 f"{_retrain_hint(built)}")
-        log.warning("ml_model_covers_the_data", component=built.name, trained_until=_iso(until),
-                    data_start=_iso(first), data_end=_iso(last), action="left out of this backtest")
+        log.warning("ml_model_covers_the_data", component=built.name, trained_until=iso(until),
+                    data_start=iso(first), data_end=iso(last), action="left out of this backtest")
         notes.append(note)
     if notes:
         pipeline.components.ml_components[:] = kept

@@ -28,7 +28,7 @@ from mlcoord.coordinator import DEFAULT_WEIGHT, Coordinator
 from mlcoord.errors import ConfigError, PluginError
 from mlcoord.expected_return import expected_return
 from mlcoord import trace
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.learning import Outcome, TradeLabel, event_happened
 from mlcoord.ml_health import ReliabilityCounts
 from mlcoord.trade_label import direct_plan
@@ -510,7 +510,7 @@ class Pipeline:
                                         slippage=slippage)
             finally:
                 calls = trace.stop()
-            log.info("hook_trace", symbol=sym.data.symbol, time=iso_time(decision.time), outcome=decision.outcome,
+            log.info("hook_trace", symbol=sym.data.symbol, time=iso(decision.time), outcome=decision.outcome,
                      calls=calls)
             return decision
         return self._decide(sym, i, portfolio, time=time, leverage=leverage, fee_rate=fee_rate, slippage=slippage)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from mlcoord.times import strftime
 
 
 def _pct(x: float) -> str:
@@ -49,7 +49,7 @@ def summary(result, show_trades: int = 10) -> str:
     if trades:
         lines.append(f"  last {len(trades)} trades:")
         for t in trades:
-            opened = pd.Timestamp(t.opened_at, tz="UTC").strftime("%Y-%m-%d %H:%M")
+            opened = strftime(t.opened_at, "%Y-%m-%d %H:%M")
             lines.append(f"    {opened} {t.symbol} {t.side.name:<5} {t.entries_filled}/{t.entries_planned} legs "
                          f"{t.entry_price:>10.2f} -> {t.exit_price:>10.2f}  {t.pnl:>+9.2f}  {t.exit_reason}")
     scores = result.learning.get("component_scores") or {}

@@ -1,34 +1,10 @@
-"""Plain JSON values of a result: ISO times and rounded floats, exactly as ``pd.Timestamp(t,
-tz="UTC").isoformat()`` and ``round(x, digits)`` give them, but without a pandas object or a
-Python call per value (a 50,000-bar result has ~70,000 times and 50,000 equity values)."""
+"""Plain JSON values of a result: rounded floats, exactly as ``round(x, digits)`` gives them,
+but without a Python call per value (a 50,000-bar result has 50,000 equity values). Times are
+:mod:`mlcoord.times`'s."""
 
 from __future__ import annotations
 
-import datetime as _dt
-
 import numpy as np
-import pandas as pd
-
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-_SECOND = 1_000_000_000
-
-
-def iso(ns: int) -> str:
-    """``pd.Timestamp(ns, tz="UTC").isoformat()``; whole seconds (every bar time) without pandas."""
-    ns = int(ns)
-    if ns % _SECOND:
-        return pd.Timestamp(ns, tz="UTC").isoformat()
-    return (_EPOCH + _dt.timedelta(seconds=ns // _SECOND)).isoformat()
-
-
-def iso_times(times) -> list[str]:
-    """:func:`iso` of every time (ns), vectorised: whole-second times (all candle and equity
-    times) in one numpy call, anything finer one by one."""
-    ns = np.asarray(times, dtype=np.int64)
-    if len(ns) and not (ns % _SECOND).any():
-        text = np.datetime_as_string(ns.astype("datetime64[ns]"), unit="s")
-        return [t + "+00:00" for t in text.tolist()]
-    return [iso(t) for t in ns.tolist()]
 
 
 def rounded(values, digits: int) -> list[float]:

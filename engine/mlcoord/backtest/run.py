@@ -11,13 +11,13 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import attrs
 import numpy as np
-import pandas as pd
 import structlog
 
 from mlcoord.files import refuse_to_replace, write_atomic
 from mlcoord.backtest.engine import Backtest, RawResult
 from mlcoord.simulation import instruments_for
-from mlcoord.backtest.plain import iso as _iso, iso_times, rounded
+from mlcoord.backtest.plain import rounded
+from mlcoord.times import day_ns, iso, iso_times, strftime, text as time_text
 from mlcoord.backtest.stats import breakdowns, compute_stats
 from mlcoord.candles import Candles, load_candles, resample, timeframe_to_ns, union_times
 from mlcoord.market_inputs import MarketInputs
@@ -78,16 +78,16 @@ def _split(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def parse_timerange(text: Optional[str]) -> tuple[Optional[pd.Timestamp], Optional[pd.Timestamp]]:
-    """``YYYYMMDD-YYYYMMDD`` (either side may be empty), as freqtrade users type it."""
+def parse_timerange(text: Optional[str]) -> tuple[Optional[int], Optional[int]]:
+    """``YYYYMMDD-YYYYMMDD`` (either side may be empty), as freqtrade users type it: the UTC
+    midnights (ns) of the two days."""
     if not text:
         return None, None
     match = re.fullmatch(r"(\d{8})?-(\d{8})?", text.strip())
     if not match or text.strip() == "-":
         raise ConfigError(f"timerange {text!r} must look like 20210101-20220101 (YYYYMMDD, either side may be empty)")
     try:
-        parse = lambda s: pd.Timestamp(s, tz="UTC") if s else None  # noqa: E731
-        start, end = parse(match.group(1)), parse(match.group(2))
+        start, end = day_ns(match.group(1)), day_ns(match.group(2))
     except ValueError:
         raise ConfigError(f"timerange {text!r}: {match.group(1)} or {match.group(2)} is not a valid date") from None
     if start is not None and end is not None and end <= start:
@@ -115,12 +115,11 @@ def warn_implausible(candles: Candles, max_jump_atr: float) -> int:
     """One ``candles_implausible`` warning per implausible bar of ``candles`` (:mod:`mlcoord.jumps`;
     a jump the next bar confirms is a real move, not named); the data is not changed, so the
     result is what the file says. Returns how many were found."""
-    from mlcoord.journal import iso_time
     from mlcoord.jumps import find_jumps
 
     jumps = [j for j in find_jumps(candles, max_jump_atr) if not j.confirmed]
     for j in jumps[:IMPLAUSIBLE_SHOWN]:
-        log.warning("candles_implausible", symbol=candles.symbol, bar_time=iso_time(j.time), column=j.column,
+        log.warning("candles_implausible", symbol=candles.symbol, bar_time=iso(j.time), column=j.column,
                     value=j.value, reference=j.reference, atrs=round(j.atrs, 1), max_jump_atr=max_jump_atr,
                     action="kept", note=f"{candles.symbol}: {j.describe()}; a backtest keeps its data as it is: "
                                         "check the file (live trading leaves such a bar out; [data] max_jump_atr)")
@@ -160,7 +159,7 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
             log.warning("candles_repaired", symbol=c.symbol, repair=note)
         if c.gaps:
             log.warning("candle_gaps", symbol=c.symbol, gaps=len(c.gaps), missing_bars=sum(g.missing for g in c.gaps),
-                        largest=str(max(c.gaps, key=lambda g: g.missing).start))
+                        largest=time_text(max(c.gaps, key=lambda g: g.missing).start_ns))
         if data.max_jump_atr > 0:
             warn_implausible(c, data.max_jump_atr)
         if data.timeframe and data.timeframe != c.timeframe:
@@ -168,13 +167,13 @@ def load_market(settings: Settings, cut_start: bool = True) -> list[Candles]:
                 raise ConfigError(f"timeframe {data.timeframe!r} is finer than the data's {c.timeframe!r} "
                                   f"for {c.symbol}; candles cannot be split")
             c = resample(c, data.timeframe)
-        if (start is not None and start.value > c.time[-1]) or (end is not None and end.value <= c.time[0]):
-            span = " -> ".join(pd.Timestamp(int(t), tz="UTC").strftime("%Y-%m-%d") for t in (c.time[0], c.time[-1]))
+        if (start is not None and start > c.time[-1]) or (end is not None and end <= c.time[0]):
+            span = " -> ".join(strftime(t, "%Y-%m-%d") for t in (c.time[0], c.time[-1]))
             raise DataError(f"--timerange {data.timerange} is outside the data of {c.symbol}: {span}")
         if end is not None:
             c = c.between(None, end)
         if start is not None and cut_start:
-            first = int(np.searchsorted(c.time, start.value))
+            first = int(np.searchsorted(c.time, start))
             c = c.slice(max(first - WARMUP_BARS, 0), len(c))
         if len(c) == 0:
             raise DataError(f"no candles for {c.symbol} in timerange {data.timerange!r}")
@@ -265,7 +264,7 @@ def _plain(d: dict, text: dict[int, str]) -> dict:
         v = d.get(k)
         if isinstance(v, int):
             t = text.get(v)
-            out[k] = _iso(v) if t is None else t
+            out[k] = iso(v) if t is None else t
     return out
 
 
@@ -292,10 +291,10 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
     pipeline = build_pipeline(settings, plugins, option_changes)
     candles = list(candles) if candles is not None else load_market(settings)
     t1 = _time.perf_counter()
-    start = pd.Timestamp(int(start), tz="UTC") if start is not None else parse_timerange(settings.data.timerange)[0]
-    notes = leave_out_models_covering(pipeline, candles, start.value if start is not None else None)
+    start = int(start) if start is not None else parse_timerange(settings.data.timerange)[0]
+    notes = leave_out_models_covering(pipeline, candles, start)
     if state_file is not None and is_state_file(state_file):   # never used at or before what it learnt from
-        first = _after_training(start.value if start is not None else None, pipeline.trained_until())
+        first = _after_training(start, pipeline.trained_until())
         restore_learning_state(pipeline, state_file, first_traded_bar([c.time for c in candles], first))
     restored_until = pipeline.learned_until
     event = settings.learning.event
@@ -311,24 +310,24 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
 
         rules = load_store_instruments(settings.data.store, settings.exchange, [c.symbol for c in candles])
     backtest = Backtest(pipeline, settings, Journal(), funding=funding, instruments=instruments_for(settings, rules))
-    start_ns = start.value if start is not None else None
+    start_ns = start
     trained = pipeline.trained_until()
     if trained is not None and (start_ns is None or start_ns <= trained):
         # no in-sample results: statistics start after the newest model's training data
-        log.warning("start_after_training_range", trained_until=pd.Timestamp(trained, tz="UTC").isoformat(),
-                    requested_start=None if start_ns is None else pd.Timestamp(start_ns, tz="UTC").isoformat())
-        notes.append(f"statistics start after {_iso(trained)}, the end of the models' training data (requested: "
-                     f"{'the data start' if start_ns is None else _iso(start_ns)}); no in-sample results")
+        log.warning("start_after_training_range", trained_until=iso(trained),
+                    requested_start=None if start_ns is None else iso(start_ns))
+        notes.append(f"statistics start after {iso(trained)}, the end of the models' training data (requested: "
+                     f"{'the data start' if start_ns is None else iso(start_ns)}); no in-sample results")
     start_ns = _after_training(start_ns, trained)
     if first_traded_bar([c.time for c in candles], start_ns) is None:
-        raise DataError(f"no bar to trade: the data ends {pd.Timestamp(int(max(c.time[-1] for c in candles)), tz='UTC')}"
-                        f", before the first allowed bar {pd.Timestamp(start_ns, tz='UTC')}")
+        raise DataError(f"no bar to trade: the data ends {time_text(max(c.time[-1] for c in candles))}"
+                        f", before the first allowed bar {'the data start' if start_ns is None else time_text(start_ns)}")
     traded = union_times([c.time for c in candles])
     traded_bars = int(len(traded) - (np.searchsorted(traded, start_ns) if start_ns else 0))
     few = few_bars_note(traded_bars, restored_until, first_traded_bar([c.time for c in candles], start_ns))
     if few is not None:
         log.warning("few_bars_after_learning_state", bars=traded_bars, minimum=MIN_BARS_AFTER_STATE,
-                    state_trained_until=_iso(restored_until) if restored_until is not None else None)
+                    state_trained_until=iso(restored_until) if restored_until is not None else None)
         notes.append(few)
     if progress_factory:
         times = traded
@@ -353,8 +352,8 @@ def run_backtest(settings: Settings, *, disabled: Mapping[str, str] = {}, plugin
                   "ensemble_weights": ensemble.weights(sorted(ensemble.scores)) if ensemble else {},
                   "ensemble_coefficients": ensemble.coefficients(sorted(ensemble.scores)) if ensemble else {},
                   "ensemble_intercept": ensemble.intercept if ensemble else None,
-                  "trained_until": pd.Timestamp(trained, tz="UTC").isoformat() if trained else None,
-                  "state_trained_until": _iso(restored_until) if restored_until is not None else None},
+                  "trained_until": iso(trained) if trained else None,
+                  "state_trained_until": iso(restored_until) if restored_until is not None else None},
         plugins={n: {"enabled": s.enabled, "reason": s.reason} for n, s in sorted(plugins.statuses.items())},
         symbols=tuple(c.symbol for c in candles), timeframe=candles[0].timeframe if candles else "",
         elapsed={"load": round(t1 - t0, 4), "prepare": round(t2 - t1, 4), "loop": round(t3 - t2, 4),

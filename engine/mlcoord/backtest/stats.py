@@ -7,10 +7,9 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from mlcoord.backtest.engine import RawResult
-from mlcoord.backtest.plain import iso
+from mlcoord.times import iso
 
 YEAR_NS = 365.25 * 24 * 3_600_000_000_000
 CONFIDENCE_BINS = [0.0, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0]
@@ -59,8 +58,8 @@ def compute_stats(raw: RawResult) -> dict[str, Any]:
     total_return = final / initial - 1.0
     cagr = (final / initial) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else 0.0
     stats = {
-        "start": pd.Timestamp(int(raw.times[0]), tz="UTC").isoformat() if len(raw.times) else None,
-        "end": pd.Timestamp(int(raw.times[-1]), tz="UTC").isoformat() if len(raw.times) else None,
+        "start": iso(raw.times[0]) if len(raw.times) else None,
+        "end": iso(raw.times[-1]) if len(raw.times) else None,
         "bars": int(len(raw.times)),
         "initial_equity": initial,
         "final_equity": round(final, 6),

@@ -416,7 +416,7 @@ def check_lookahead(settings, plugins: PluginSet, candles: Sequence[Candles], *,
     settings = check_settings(settings)
     start = parse_timerange(settings.data.timerange)[0]
     inputs = load_inputs(settings, candles) if inputs is None else inputs
-    checks = [_SymbolCheck(settings, plugins, c, samples, seed, start.value if start is not None else None,
+    checks = [_SymbolCheck(settings, plugins, c, samples, seed, start,
                            inputs.get(c.symbol)) for c in candles]
     total, done = sum(len(s.cuts) for s in checks), 0
     for s in checks:

@@ -15,7 +15,7 @@ import attrs
 from mlcoord.candles import Candles
 from mlcoord.components import MarketData
 from mlcoord.config import Settings
-from mlcoord.journal import iso_time
+from mlcoord.times import iso
 from mlcoord.leakcheck.values import Raised
 from mlcoord.market_inputs import MarketInputs
 from mlcoord.market_sources import market_datasets
@@ -37,7 +37,7 @@ def market_data(settings: Settings, candles: Candles, inputs: Optional[MarketInp
 
 
 def when(candles: Candles, i: int) -> str:
-    return iso_time(int(candles.time[i]))
+    return iso(int(candles.time[i]))
 
 
 @attrs.frozen

@@ -138,7 +138,7 @@ class BarScreen:
         """Rows of ``symbol`` left out of an answer: each new one logged (``candle_dropped``) and
         counted; its symbol's entries pause unless ``sound`` (the answer's sound rows) has a bar
         after it."""
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         for row in bad:
             with self._lock:
@@ -149,7 +149,7 @@ class BarScreen:
                     seen.add(row.time_ms)
                 self.dropped += 1
                 self.by_symbol[symbol] += 1
-            when = iso_time(row.time_ms * 1_000_000) if row.time_ms is not None else None
+            when = iso(row.time_ms * 1_000_000) if row.time_ms is not None else None
             log.warning("candle_dropped", symbol=symbol, bar_time=when, reason=row.reason, dropped=self.dropped,
                         note=f"{symbol}: a malformed bar from the exchange is left out; stops and exits go on, "
                              "entries wait for a sound bar")
@@ -200,14 +200,14 @@ class BarScreen:
     def _drop(self, candles: Candles, jumps: Sequence[Jump]) -> Candles:
         if not jumps:
             return candles
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         for j in jumps:
             with self._lock:
                 self._known.setdefault(candles.symbol, set()).add(j.time // 1_000_000)
                 self.dropped += 1
                 self.by_symbol[candles.symbol] += 1
-            log.warning("candles_implausible", symbol=candles.symbol, bar_time=iso_time(j.time), column=j.column,
+            log.warning("candles_implausible", symbol=candles.symbol, bar_time=iso(j.time), column=j.column,
                         value=j.value, reference=j.reference, atrs=round(j.atrs, 1), max_jump_atr=self.max_jump_atr,
                         action="dropped", dropped=self.dropped,
                         note=f"{candles.symbol}: {j.describe()}: the bar is left out; stops and exits go on, "
@@ -223,7 +223,7 @@ class BarScreen:
         return symbol in self._paused
 
     def _pause(self, symbol: str, time_ns: int, why: str) -> None:
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         with self._lock:
             was = self._paused.get(symbol)
@@ -231,17 +231,17 @@ class BarScreen:
                 return
             self._paused[symbol] = time_ns
         if was is None:
-            log.warning("entries_paused", symbol=symbol, bar_time=iso_time(time_ns), reason=why,
+            log.warning("entries_paused", symbol=symbol, bar_time=iso(time_ns), reason=why,
                         note=f"{symbol}: no new entry until a sound bar after this one; open positions keep "
                              "their stops and exit updates")
 
     def _resume(self, symbol: str, time_ns: int) -> None:
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         with self._lock:
             bad = self._paused.get(symbol)
             if bad is None or time_ns <= bad:
                 return
             del self._paused[symbol]
-        log.warning("entries_resumed", symbol=symbol, bar_time=iso_time(time_ns), after=iso_time(bad),
+        log.warning("entries_resumed", symbol=symbol, bar_time=iso(time_ns), after=iso(bad),
                     note=f"{symbol}: a sound bar after the bad one: entries allowed again")

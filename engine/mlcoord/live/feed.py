@@ -40,7 +40,7 @@ def bars_wanted(symbols: Sequence[str], known: Optional[Mapping[str, int]], now_
     than ``limit`` bars closed since: the newest ``limit``, and the hole before them logged
     (``candles_hole``: symbol, first and last missing bar, count)."""
     from mlcoord.candles import timeframe_to_ns
-    from mlcoord.journal import iso_time
+    from mlcoord.times import iso
 
     tf_ms = timeframe_to_ns(timeframe) // 1_000_000
     out = {}
@@ -56,8 +56,8 @@ def bars_wanted(symbols: Sequence[str], known: Optional[Mapping[str, int]], now_
         out[s] = BarsWanted(count, last_ms + (missing - count + 1) * tf_ms)
         if missing > limit:
             lost = missing - limit
-            log.warning("candles_hole", symbol=s, first=iso_time((last_ms + tf_ms) * 1_000_000),
-                        last=iso_time((last_ms + lost * tf_ms) * 1_000_000), count=lost, fetched=limit,
+            log.warning("candles_hole", symbol=s, first=iso((last_ms + tf_ms) * 1_000_000),
+                        last=iso((last_ms + lost * tf_ms) * 1_000_000), count=lost, fetched=limit,
                         note=f"{s}: {lost} closed bars missed (more than {limit}) are not processed")
     return out
 

@@ -144,7 +144,7 @@ class PaperTrader:
         skipped while other symbols moved on) cannot be stepped any more (the loop only moves
         forward): they join its history unstepped (:meth:`add_history`), with a warning
         ``late_bars`` naming the symbol and the bars."""
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         fresh = {}
         for c in candles:
@@ -154,8 +154,8 @@ class PaperTrader:
             start = int(np.searchsorted(c.time, known.time[-1], side="right")) if len(known) else 0
             late = int(np.searchsorted(c.time, self.last_time, side="right"))
             if start < late:
-                log.warning("late_bars", symbol=c.symbol, first=iso_time(int(c.time[start])),
-                            last=iso_time(int(c.time[late - 1])), count=late - start,
+                log.warning("late_bars", symbol=c.symbol, first=iso(int(c.time[start])),
+                            last=iso(int(c.time[late - 1])), count=late - start,
                             note=f"{c.symbol}: bars older than the last stepped bar join the history unstepped")
                 self._add_history(c.slice(0, late))
                 start = late
@@ -464,7 +464,7 @@ def _paper_loop(trader: PaperTrader, record: "_PaperRecord", exchange, health, s
 def _log_catch_up(fresh: Sequence[Candles], known: Mapping[str, int]) -> None:
     """One line per missed bar a poll brings (``catch_up_bar``: all but the newest, which is the
     bar a poll on time would have brought) and a ``catch_up`` line per symbol."""
-    from mlcoord.journal import iso_time
+    from mlcoord.times import iso
 
     for c in fresh:
         last = known.get(c.symbol)
@@ -472,20 +472,20 @@ def _log_catch_up(fresh: Sequence[Candles], known: Mapping[str, int]) -> None:
         if len(new) < 2:
             continue
         for t in new[:-1]:
-            log.info("catch_up_bar", symbol=c.symbol, bar_time=iso_time(t), bar_time_ns=t)
-        log.warning("catch_up", symbol=c.symbol, bars=len(new), replayed=len(new) - 1, first=iso_time(new[0]),
-                    last=iso_time(new[-1]), note=f"{c.symbol}: {len(new) - 1} missed bars replayed in order")
+            log.info("catch_up_bar", symbol=c.symbol, bar_time=iso(t), bar_time_ns=t)
+        log.warning("catch_up", symbol=c.symbol, bars=len(new), replayed=len(new) - 1, first=iso(new[0]),
+                    last=iso(new[-1]), note=f"{c.symbol}: {len(new) - 1} missed bars replayed in order")
 
 
 class _PaperRecord:
     """A paper session's record in the store: summary, closed trades, fills (:meth:`Store.save_paper_run`)."""
 
     def __init__(self, store, trader: PaperTrader, symbols, timeframe: str, clock):
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         self.store, self.trader, self.symbols, self.timeframe = store, trader, list(symbols), timeframe
         started = int(clock.now() * 1e9)
-        base = "paper-" + iso_time(started)[:19].replace(":", "").replace("-", "")
+        base = "paper-" + iso(started)[:19].replace(":", "").replace("-", "")
         taken = {s["session_id"] for s in store.paper_sessions()}
         self.session_id = base if base not in taken else next(
             f"{base}-{k}" for k in range(2, len(taken) + 3) if f"{base}-{k}" not in taken)
@@ -493,7 +493,7 @@ class _PaperRecord:
         self.save("running")
 
     def summary(self, status: str) -> dict:
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         t, ledger = self.trader, self.trader.engine.account
         trades = t.engine.trades
@@ -502,7 +502,7 @@ class _PaperRecord:
                 "trades": len(trades), "pnl": round(float(sum(x.pnl for x in trades)), 8),
                 "equity": round(float(ledger.equity), 8), "fills": len(t.engine.fills),
                 "open_positions": sorted({str(s) for s in t.portfolio.positions}),
-                "last_bar": iso_time(t.last_time) if t.last_time >= 0 else None}
+                "last_bar": iso(t.last_time) if t.last_time >= 0 else None}
 
     def save(self, status: str) -> dict:
         summary = self.summary(status)

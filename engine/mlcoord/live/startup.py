@@ -194,7 +194,7 @@ def adopt_positions(trader, found: Sequence[Unknown]) -> list[str]:
 
 
 def _adopt(trader, u: Unknown) -> Optional[str]:
-    from mlcoord.journal import iso_time
+    from mlcoord.times import iso
     from mlcoord.live.plan_orders import ENTRY
     from mlcoord.live.records import FillRecord, OrderRecord, OrderState, PlanRecord
     from mlcoord.model import EntryLeg, EntryPlan, Fill, Order, OrderKind
@@ -223,7 +223,7 @@ def _adopt(trader, u: Unknown) -> Optional[str]:
     cid = broker.client_id(u.symbol, when, tag, 0)
     order = Order(cid, u.symbol, u.side, OrderKind.MARKET, float(u.quantity), None, when, tag=tag)
     fill = Fill(cid, u.symbol, u.side, when, price, float(u.quantity), 0.0, False, tag)
-    decision = {"symbol": u.symbol, "time": iso_time(when), "outcome": "adopted", "confidence": 0.0,
+    decision = {"symbol": u.symbol, "time": iso(when), "outcome": "adopted", "confidence": 0.0,
                 "reasons": [f"adopted: {u.kind} {u.detail} held on the exchange without a record in the store"],
                 "levels": {"stop": levels.stop, "take_profit": levels.take_profit}}
     with store.transaction():

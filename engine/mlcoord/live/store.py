@@ -539,11 +539,11 @@ class Store:
 
     def decision(self, symbol: str, bar_time_ns: int) -> Optional[dict[str, Any]]:
         """The stored decision of ``symbol`` at the bar ``bar_time_ns`` (None if none was stored)."""
-        from mlcoord.journal import iso_time
+        from mlcoord.times import iso
 
         with self._read() as conn:
             body = conn.execute(select(decisions.c.body).where(
-                decisions.c.symbol == symbol, decisions.c.time == iso_time(int(bar_time_ns)))).scalar()
+                decisions.c.symbol == symbol, decisions.c.time == iso(int(bar_time_ns)))).scalar()
         return None if body is None else rows.loads(body)
 
     def decisions(self, symbol: Optional[str] = None) -> list[dict[str, Any]]:
