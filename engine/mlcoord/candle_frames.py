@@ -19,7 +19,7 @@ import pandas as pd
 from mlcoord.candle_tables import csv_layout
 from mlcoord.candles import (
     _MAX_SHOWN, _TIME_ALIASES, COLUMNS, PRICES, REPAIR_MAX_DROP, CandleError, Candles, _find_gaps, _norm,
-    infer_timeframe, timeframe_to_ns,
+    epoch_unit, infer_timeframe, timeframe_to_ns,
 )
 
 
@@ -108,7 +108,7 @@ def _parse_times(raw: pd.Series | pd.Index, source: str, column: str) -> pd.Date
         raise CandleError(f"{source}: time column '{column}' holds booleans")
     if pd.api.types.is_numeric_dtype(raw):
         mag = np.nanmax(np.abs(raw.to_numpy(dtype=float))) if raw.notna().any() else 0
-        unit = "s" if mag < 1e11 else "ms" if mag < 1e14 else "us" if mag < 1e17 else "ns"
+        unit = epoch_unit(mag)
         parsed = pd.to_datetime(raw, unit=unit, utc=True, errors="coerce")
     elif isinstance(raw.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(raw):
         parsed = pd.to_datetime(raw, utc=True)

@@ -22,11 +22,10 @@ from typing import Optional
 import attrs
 import numpy as np
 
-from mlcoord.candles import COLUMNS, CandleError, _norm
+from mlcoord.candles import COLUMNS, EPOCH_NS, CandleError, _norm, epoch_unit
 
 _SEPARATORS = (",", ";", "\t", "|")
 _NUMBER = re.compile(r"^[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?$")
-_NS_PER = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
 _DAY_NS = 86_400 * 10**9
 _INT64_MAX = 2**63 - 1
 
@@ -143,7 +142,7 @@ def _bars(table) -> Optional[Bars]:
         return None
     columns = []
     for name in COLUMNS:
-        values = _numbers(table.column(found[name]))
+        values = _floats(table.column(found[name]))
         if values is None:
             return None
         columns.append(values)
@@ -170,7 +169,7 @@ def _times(column) -> Optional[np.ndarray]:
     kind = column.type
     if pa.types.is_timestamp(kind):
         raw = _chunks_as(column, np.int64)
-        scale = _NS_PER[kind.unit]
+        scale = EPOCH_NS[kind.unit]
     elif pa.types.is_date32(kind):
         days = _chunks_as(column, np.int32)
         raw, scale = (None, 0) if days is None else (days.astype(np.int64), _DAY_NS)
@@ -178,8 +177,7 @@ def _times(column) -> Optional[np.ndarray]:
         raw = _chunks_as(column, np.int64)
         if raw is None or not len(raw) or raw.min() < 0:
             return None
-        magnitude = int(raw.max())
-        scale = 10**9 if magnitude < 1e11 else 10**6 if magnitude < 1e14 else 10**3 if magnitude < 1e17 else 1
+        scale = EPOCH_NS[epoch_unit(int(raw.max()))]
     else:
         return None
     if raw is None or not len(raw):
@@ -189,7 +187,8 @@ def _times(column) -> Optional[np.ndarray]:
     return raw * scale if scale > 1 else raw
 
 
-def _numbers(column) -> Optional[np.ndarray]:
+def _floats(column) -> Optional[np.ndarray]:
+    """A float64 or int64 column without nulls as float64 (as pandas converts it)."""
     import pyarrow as pa
 
     kind = column.type

@@ -65,6 +65,16 @@ def infer_timeframe(index: pd.DatetimeIndex | np.ndarray) -> str:
     return _NS_TO_TF[step]
 
 
+#: nanoseconds per unit of an epoch number
+EPOCH_NS = {"s": 10**9, "ms": 10**6, "us": 10**3, "ns": 1}
+
+
+def epoch_unit(magnitude: float) -> str:
+    """The unit of epoch numbers as large as ``magnitude``: seconds below 1e11 (until year 5138),
+    milliseconds below 1e14, microseconds below 1e17, else nanoseconds."""
+    return "s" if magnitude < 1e11 else "ms" if magnitude < 1e14 else "us" if magnitude < 1e17 else "ns"
+
+
 def common_step(time_ns: np.ndarray) -> int | None:
     """The most common step (ns) between consecutive times (the smallest of equally common ones);
     None for fewer than two times."""
